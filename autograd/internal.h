@@ -1,0 +1,188 @@
+/*
+ * autograd/internal.h — the library's private structures and helpers, shared by autograd/,
+ * ops/ and (later) models/ and diagnostics/. Nothing here is installed.
+ *
+ * Internal functions shared between files carry the tgi_ prefix and hidden visibility, so the
+ * shared library exports only the tg_ names of tapegrad.h.
+ */
+#ifndef TAPEGRAD_INTERNAL_H
+#define TAPEGRAD_INTERNAL_H
+
+#include "tapegrad.h"
+
+#include <stdarg.h>
+
+#if defined(__GNUC__)
+#define TGI_HIDDEN __attribute__((visibility("hidden")))
+#define TGI_PRINTF(fmt_index, first_arg) __attribute__((format(printf, fmt_index, first_arg)))
+#else
+#define TGI_HIDDEN
+#define TGI_PRINTF(fmt_index, first_arg)
+#endif
+
+/* ---- allocation ---------------------------------------------------------------------------- */
+
+/* Every allocation goes through the context's allocator (tests count them). */
+TGI_HIDDEN void *tgi_alloc(tg_ctx *ctx, size_t bytes);
+TGI_HIDDEN void *tgi_realloc(tg_ctx *ctx, void *ptr, size_t old_bytes, size_t new_bytes);
+TGI_HIDDEN void tgi_free(tg_ctx *ctx, void *ptr, size_t bytes);
+TGI_HIDDEN char *tgi_strdup(tg_ctx *ctx, const char *s);
+
+/* ---- arena --------------------------------------------------------------------------------- */
+
+/* Chunked bump allocator. Rewinding keeps every chunk, so a repeated sequence of requests is
+ * served from the same chunks without touching the allocator. */
+typedef struct tgi_chunk {
+    struct tgi_chunk *next;
+    size_t capacity;
+    size_t used;
+    size_t used_before;  /* bytes in use in the chunks before this one, at the time we entered it */
+    unsigned char *base; /* 64-byte aligned start of the usable area */
+} tgi_chunk;
+
+typedef struct tgi_arena {
+    tg_ctx *ctx;
+    tgi_chunk *first;
+    tgi_chunk *current;
+    size_t chunk_size;   /* default capacity of a new chunk */
+    size_t reserved;
+    size_t peak;
+} tgi_arena;
+
+/* A position in the arena, to rewind to (used by gradient checking's repeated forwards). */
+typedef struct tgi_arena_mark {
+    tgi_chunk *chunk;
+    size_t used;
+} tgi_arena_mark;
+
+TGI_HIDDEN void tgi_arena_init(tgi_arena *arena, tg_ctx *ctx, size_t chunk_size);
+TGI_HIDDEN void tgi_arena_release(tgi_arena *arena);
+/* 64-byte aligned, uninitialised; NULL when out of memory. */
+TGI_HIDDEN void *tgi_arena_alloc(tgi_arena *arena, size_t bytes);
+TGI_HIDDEN void tgi_arena_rewind(tgi_arena *arena);
+TGI_HIDDEN size_t tgi_arena_in_use(const tgi_arena *arena);
+TGI_HIDDEN tgi_arena_mark tgi_arena_mark_get(const tgi_arena *arena);
+TGI_HIDDEN void tgi_arena_mark_rewind(tgi_arena *arena, tgi_arena_mark mark);
+
+/* ---- registry ------------------------------------------------------------------------------ */
+
+typedef struct tgi_attr_spec {
+    char *name;
+    tg_attr_type type;
+} tgi_attr_spec;
+
+/* One registered op. Allocated on its own so that pointers to it stay valid as the registry grows. */
+typedef struct tgi_op {
+    int id;
+    char *name;
+    int arity;
+    char *signature;         /* normalised */
+    int n_attrs;
+    tgi_attr_spec attrs[TG_MAX_ATTRS];
+    tg_infer_shape_fn infer_shape;
+    tg_forward_fn forward;
+    tg_backward_fn backward;
+    tg_example_fn example;
+    void *op_data;
+} tgi_op;
+
+typedef struct tgi_registry {
+    tgi_op **ops;            /* by id */
+    int count;
+    int capacity;
+    int32_t *slots;          /* open addressing: op id, or -1 for empty */
+    int n_slots;             /* power of two, kept at most half full */
+} tgi_registry;
+
+/* ---- context ------------------------------------------------------------------------------- */
+
+#define TGI_ERRMSG_MAX 512
+
+/* A persistent allocation, linked so tg_ctx_free can release everything. */
+typedef struct tgi_block {
+    struct tgi_block *next;
+    size_t bytes;            /* including this header */
+} tgi_block;
+
+struct tg_ctx {
+    tg_alloc_fn alloc;
+    void *alloc_user;
+    tg_status err_code;
+    char err_msg[TGI_ERRMSG_MAX];
+    tgi_block *blocks;       /* persistent tensors */
+    size_t persistent_bytes;
+    tgi_registry registry;
+    char name_buf[TG_LABEL_MAX + 32]; /* for tg_tensor_name */
+};
+
+/* Sets up the core of a context (no ops registered). */
+TGI_HIDDEN void tgi_ctx_init(tg_ctx *ctx, tg_alloc_fn alloc, void *user);
+/* Releases the core (persistent tensors); the registry is released by its owner. */
+TGI_HIDDEN void tgi_ctx_release(tg_ctx *ctx);
+
+/* Records an error unless one is already recorded (the first error is the informative one).
+ * Returns status. */
+TGI_HIDDEN tg_status tgi_error(tg_ctx *ctx, tg_status status, const char *fmt, ...) TGI_PRINTF(3, 4);
+TGI_HIDDEN tg_status tgi_verror(tg_ctx *ctx, tg_status status, const char *fmt, va_list args);
+
+/* ---- tensors ------------------------------------------------------------------------------- */
+
+/* Validates a shape; on error records a message naming `what`. */
+TGI_HIDDEN tg_status tgi_check_shape(tg_ctx *ctx, const char *what, int ndim, const int64_t *shape);
+/* count zeroed floats of persistent storage (gradient buffers of persistent leaves). */
+TGI_HIDDEN float *tgi_persistent_floats(tg_ctx *ctx, int64_t count);
+/* Fills the shape fields of t from (ndim, shape). */
+TGI_HIDDEN void tgi_set_shape(tg_tensor *t, int ndim, const int64_t *shape);
+/* Allocates a tensor (struct + data, data uninitialised) in the tape's arena. */
+TGI_HIDDEN tg_tensor *tgi_tape_tensor(tg_tape *tape, int ndim, const int64_t *shape);
+/* A printable node name into buf: label, else "<op>#<node>", else "leaf". */
+TGI_HIDDEN const char *tgi_node_name(const tg_tensor *t, char *buf, size_t size);
+/* "[2,3]" */
+TGI_HIDDEN char *tgi_format_shape(int ndim, const int64_t *shape, char *buf, size_t size);
+TGI_HIDDEN bool tgi_same_shape(const tg_tensor *a, const tg_tensor *b);
+
+/* ---- tape ---------------------------------------------------------------------------------- */
+
+typedef struct tgi_entry {
+    const tgi_op *op;
+    tg_tensor *const *inputs;        /* in the arena */
+    int n_inputs;
+    tg_tensor *output;
+    tg_attr_value *attrs;            /* in the arena, op->n_attrs values */
+    void *saved;
+} tgi_entry;
+
+typedef enum tgi_tape_state {
+    TGI_TAPE_RECORDING,
+    TGI_TAPE_CONSUMED                /* backward has run; reset before the next backward */
+} tgi_tape_state;
+
+struct tg_tape {
+    tg_ctx *ctx;
+    tgi_arena arena;
+    tgi_entry *entries;
+    int64_t n_entries;
+    int64_t cap_entries;
+    int no_grad_depth;
+    tgi_tape_state state;
+    uint32_t generation;
+    int64_t step;
+};
+
+/* Runs op on inputs (attrs already validated and complete) and records it when needed. */
+TGI_HIDDEN tg_tensor *tgi_record(tg_tape *tape, const tgi_op *op, tg_tensor *const *inputs,
+                                 int n_inputs, const tg_attr_value *attrs);
+/* The op that produced t, or NULL for a leaf. */
+TGI_HIDDEN const tgi_op *tgi_producer(const tg_tensor *t);
+
+/* ---- registry access (ops/registry.c) ------------------------------------------------------ */
+
+TGI_HIDDEN const tgi_op *tgi_op_by_id(const tg_ctx *ctx, int op_id);
+TGI_HIDDEN void tgi_registry_release(tg_ctx *ctx);
+
+/* ---- gradient checking (autograd/gradcheck.c) ---------------------------------------------- */
+
+TGI_HIDDEN tg_status tgi_gradcheck_op(tg_ctx *ctx, const tgi_op *op, int example_index,
+                                      const tg_gradcheck_opts *opts, tg_gradcheck_result *result);
+
+#endif /* TAPEGRAD_INTERNAL_H */

@@ -1,0 +1,178 @@
+/*
+ * autograd/tensor.c — tensor shapes, fills, labels and gradient buffers.
+ */
+#include "autograd/internal.h"
+
+#include <stdio.h>
+#include <string.h>
+
+/* Keeps sizes well inside int64 and size_t arithmetic. */
+#define MAX_ELEMENTS ((int64_t)1 << 40)
+
+tg_status tgi_check_shape(tg_ctx *ctx, const char *what, int ndim, const int64_t *shape) {
+    if (ndim < 0 || ndim > TG_MAX_DIMS)
+        return tgi_error(ctx, TG_ERR_SHAPE, "%s: %d dims requested, tensors have 0 to %d",
+                         what, ndim, TG_MAX_DIMS);
+    if (ndim > 0 && !shape)
+        return tgi_error(ctx, TG_ERR_INVALID, "%s: shape is NULL for %d dims", what, ndim);
+    int64_t size = 1;
+    for (int d = 0; d < ndim; d++) {
+        if (shape[d] < 1 || shape[d] > MAX_ELEMENTS / size) {
+            char buf[96];
+            return tgi_error(ctx, TG_ERR_SHAPE, "%s: invalid shape %s (dims must be >= 1, "
+                             "at most 2^40 elements)", what,
+                             tgi_format_shape(ndim, shape, buf, sizeof buf));
+        }
+        size *= shape[d];
+    }
+    return TG_OK;
+}
+
+void tgi_set_shape(tg_tensor *t, int ndim, const int64_t *shape) {
+    t->ndim = ndim;
+    t->size = 1;
+    for (int d = 0; d < TG_MAX_DIMS; d++) {
+        t->shape[d] = d < ndim ? shape[d] : 1;
+        if (d < ndim) t->size *= shape[d];
+    }
+}
+
+tg_tensor *tgi_tape_tensor(tg_tape *tape, int ndim, const int64_t *shape) {
+    int64_t size = 1;
+    for (int d = 0; d < ndim; d++) size *= shape[d];
+    /* One request for struct and data: half the bookkeeping on the hot path. */
+    size_t head = (sizeof(tg_tensor) + 63) & ~(size_t)63;
+    unsigned char *mem = tgi_arena_alloc(&tape->arena, head + (size_t)size * sizeof(float));
+    if (!mem) {
+        tgi_error(tape->ctx, TG_ERR_NOMEM, "tape: out of memory for a tensor of %lld floats",
+                  (long long)size);
+        return NULL;
+    }
+    tg_tensor *t = (tg_tensor *)mem;
+    t->data = (float *)(mem + head);
+    t->grad = NULL;
+    for (int d = 0; d < TG_MAX_DIMS; d++) t->shape[d] = d < ndim ? shape[d] : 1;
+    t->size = size;
+    t->ndim = ndim;
+    t->requires_grad = false;
+    t->persistent = false;
+    t->node = -1;
+    t->generation = tape->generation;
+    t->tape = tape;
+    t->ctx = tape->ctx;
+    t->label[0] = '\0';
+    return t;
+}
+
+tg_tensor *tg_tape_zeros(tg_tape *tape, int ndim, const int64_t *shape) {
+    if (tgi_check_shape(tape->ctx, "tape tensor", ndim, shape) != TG_OK) return NULL;
+    tg_tensor *t = tgi_tape_tensor(tape, ndim, shape);
+    if (t) memset(t->data, 0, (size_t)t->size * sizeof(float));
+    return t;
+}
+
+tg_tensor *tg_tape_from_data(tg_tape *tape, int ndim, const int64_t *shape, const float *data) {
+    if (tgi_check_shape(tape->ctx, "tape tensor", ndim, shape) != TG_OK) return NULL;
+    tg_tensor *t = tgi_tape_tensor(tape, ndim, shape);
+    if (!t) return NULL;
+    if (data) memcpy(t->data, data, (size_t)t->size * sizeof(float));
+    else memset(t->data, 0, (size_t)t->size * sizeof(float));
+    return t;
+}
+
+void tg_fill(tg_tensor *t, float value) {
+    for (int64_t i = 0; i < t->size; i++) t->data[i] = value;
+}
+
+void tg_fill_uniform(tg_tensor *t, float low, float high, uint64_t seed) {
+    tg_rng rng;
+    tg_rng_seed(&rng, seed);
+    for (int64_t i = 0; i < t->size; i++) t->data[i] = low + (high - low) * tg_rng_uniform(&rng);
+}
+
+void tg_fill_normal(tg_tensor *t, float mean, float std, uint64_t seed) {
+    tg_rng rng;
+    tg_rng_seed(&rng, seed);
+    for (int64_t i = 0; i < t->size; i++)
+        t->data[i] = (float)(mean + std * tg_rng_normal(&rng));
+}
+
+tg_status tg_copy_in(tg_tensor *t, const float *data, int64_t n) {
+    if (n != t->size) {
+        char shape[96];
+        return tgi_error(t->ctx, TG_ERR_SHAPE, "copy_in '%s' %s: %lld floats given, %lld expected",
+                         t->label, tgi_format_shape(t->ndim, t->shape, shape, sizeof shape),
+                         (long long)n, (long long)t->size);
+    }
+    memcpy(t->data, data, (size_t)n * sizeof(float));
+    return TG_OK;
+}
+
+tg_tensor *tg_set_label(tg_tensor *t, const char *fmt, ...) {
+    if (!t) return NULL;
+    va_list args;
+    va_start(args, fmt);
+    vsnprintf(t->label, sizeof t->label, fmt, args);
+    va_end(args);
+    return t;
+}
+
+char *tgi_format_shape(int ndim, const int64_t *shape, char *buf, size_t size) {
+    size_t len = 0;
+    buf[0] = '\0';
+    len += (size_t)snprintf(buf + len, size - len, "[");
+    for (int d = 0; d < ndim && len < size; d++)
+        len += (size_t)snprintf(buf + len, size - len, d ? ",%lld" : "%lld", (long long)shape[d]);
+    if (len < size) snprintf(buf + len, size - len, "]");
+    return buf;
+}
+
+char *tg_shape_str(const tg_tensor *t, char *buf, size_t buf_size) {
+    return tgi_format_shape(t->ndim, t->shape, buf, buf_size);
+}
+
+const char *tgi_node_name(const tg_tensor *t, char *buf, size_t size) {
+    if (t->label[0]) return t->label;
+    const tgi_op *op = tgi_producer(t);
+    if (op) snprintf(buf, size, "%s#%d", op->name, t->node);
+    else snprintf(buf, size, "leaf");
+    return buf;
+}
+
+const char *tg_tensor_name(const tg_tensor *t) {
+    tg_ctx *ctx = t->ctx;
+    const char *name = tgi_node_name(t, ctx->name_buf, sizeof ctx->name_buf);
+    return name;
+}
+
+bool tgi_same_shape(const tg_tensor *a, const tg_tensor *b) {
+    if (a->ndim != b->ndim) return false;
+    for (int d = 0; d < a->ndim; d++)
+        if (a->shape[d] != b->shape[d]) return false;
+    return true;
+}
+
+tg_status tg_set_requires_grad(tg_tensor *t, bool requires_grad) {
+    if (!t) return TG_ERR_INVALID;
+    if (t->node >= 0) {
+        char name[TG_LABEL_MAX + 32];
+        return tgi_error(t->ctx, TG_ERR_STATE, "set_requires_grad: '%s' is a recorded node, "
+                         "not a leaf", tgi_node_name(t, name, sizeof name));
+    }
+    t->requires_grad = requires_grad;
+    if (!requires_grad || t->grad) return TG_OK;
+    float *grad = t->persistent ? tgi_persistent_floats(t->ctx, t->size)
+                                : tgi_arena_alloc(&t->tape->arena, (size_t)t->size * sizeof(float));
+    if (!grad) {
+        t->requires_grad = false;
+        return tgi_error(t->ctx, TG_ERR_NOMEM, "set_requires_grad: no memory for the gradient "
+                         "of '%s'", t->label);
+    }
+    memset(grad, 0, (size_t)t->size * sizeof(float));
+    t->grad = grad;
+    return TG_OK;
+}
+
+void tg_zero_grad(tg_tensor *t) {
+    if (t && t->grad) memset(t->grad, 0, (size_t)t->size * sizeof(float));
+}

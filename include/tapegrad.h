@@ -1,0 +1,492 @@
+/*
+ * tapegrad.h — tape-based reverse-mode automatic differentiation over f32 tensors.
+ *
+ * The one public header. Every public name starts with tg_ / TG_.
+ *
+ * The model in five lines:
+ *   - a tg_ctx owns the op registry, persistent tensors (parameters) and the last error message;
+ *   - a tg_tape records op calls in execution order; its intermediates live in an arena that
+ *     tg_tape_reset() rewinds without freeing, so a fixed-shape training loop stops allocating
+ *     after its first step;
+ *   - every op call (tg_add, tg_matmul, ... or tg_apply by id) computes its output at once and,
+ *     when an input requires a gradient, appends one entry to the tape;
+ *   - tg_backward() walks the tape once in reverse and accumulates gradients into t->grad;
+ *   - errors never abort: a call returns a status or NULL and tg_errmsg(ctx) says what went wrong,
+ *     naming the op, the node labels and the shapes.
+ *
+ * Error propagation: an op given a NULL input returns NULL and keeps the first error message, so
+ * a whole expression can be written without checks and tested once at the end.
+ */
+#ifndef TAPEGRAD_H
+#define TAPEGRAD_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#define TG_VERSION_MAJOR 0
+#define TG_VERSION_MINOR 1
+#define TG_VERSION_PATCH 0
+
+/** Maximum number of dimensions of a tensor. */
+#define TG_MAX_DIMS 4
+/** Maximum length of a tensor label, including the terminating NUL (longer labels are cut). */
+#define TG_LABEL_MAX 64
+/** Maximum number of attributes of one op. */
+#define TG_MAX_ATTRS 8
+
+/* ------------------------------------------------------------------------------------------ */
+/* Status codes                                                                               */
+/* ------------------------------------------------------------------------------------------ */
+
+/** Result of every fallible call. TG_OK is zero; everything else is an error. */
+typedef enum tg_status {
+    TG_OK = 0,
+    TG_ERR_INVALID,   /**< invalid argument (NULL, bad attribute, unknown op, bad signature) */
+    TG_ERR_SHAPE,     /**< shapes do not fit the op */
+    TG_ERR_NOMEM,     /**< the allocator returned NULL */
+    TG_ERR_STATE,     /**< call not valid in this state (backward twice, stale tensor, ...) */
+    TG_ERR_NOGRAD,    /**< an op without a backward was given an input that requires a gradient */
+    TG_ERR_NUMERIC,   /**< a non-finite value or a numeric domain error */
+    TG_ERR_IO,        /**< a file could not be read or written */
+    TG_ERR_NOT_FOUND  /**< no such name (op, example index, ...) */
+} tg_status;
+
+/** A short constant name for a status ("shape error", ...). */
+const char *tg_status_name(tg_status status);
+
+/* ------------------------------------------------------------------------------------------ */
+/* Context                                                                                    */
+/* ------------------------------------------------------------------------------------------ */
+
+typedef struct tg_ctx tg_ctx;
+typedef struct tg_tape tg_tape;
+
+/**
+ * Allocator in the style of Lua's lua_Alloc: new_size == 0 frees ptr and returns NULL; otherwise
+ * it behaves like realloc(ptr, new_size) (ptr may be NULL). old_size is the size the block had
+ * (0 for a new block). Every byte tapegrad allocates goes through it.
+ */
+typedef void *(*tg_alloc_fn)(void *user, void *ptr, size_t old_size, size_t new_size);
+
+/** A new context with the built-in ops registered, using malloc/realloc/free. NULL if out of memory. */
+tg_ctx *tg_ctx_new(void);
+/** A new context whose every allocation goes through alloc(user, ...). */
+tg_ctx *tg_ctx_new_with_allocator(tg_alloc_fn alloc, void *user);
+/** Frees the context, its persistent tensors and its registry. Tapes must be freed first. */
+void tg_ctx_free(tg_ctx *ctx);
+
+/** The message of the first error since the last tg_clear_error ("" when none). */
+const char *tg_errmsg(const tg_ctx *ctx);
+/** The status of that error (TG_OK when none). */
+tg_status tg_errcode(const tg_ctx *ctx);
+/** Forgets the current error so the next one is recorded. */
+void tg_clear_error(tg_ctx *ctx);
+
+/** Bytes currently held by persistent tensors of the context. */
+size_t tg_ctx_bytes_persistent(const tg_ctx *ctx);
+
+/* ------------------------------------------------------------------------------------------ */
+/* Tensors                                                                                    */
+/* ------------------------------------------------------------------------------------------ */
+
+/**
+ * An f32 tensor: contiguous, row-major, 0 to 4 dims (0 dims = scalar, size 1).
+ * Read freely; write only the contents of data (and grad). The remaining fields are the
+ * library's: change them only through the functions below.
+ */
+typedef struct tg_tensor {
+    float *data;                    /**< size floats */
+    float *grad;                    /**< size floats when a gradient is held, else NULL */
+    int64_t shape[TG_MAX_DIMS];     /**< shape[0..ndim-1]; unused dims are 1 */
+    int64_t size;                   /**< number of elements (product of the shape) */
+    int32_t ndim;                   /**< 0..TG_MAX_DIMS */
+    bool requires_grad;             /**< a leaf that wants a gradient, or a recorded node */
+    bool persistent;                /**< owned by the context (true) or by a tape's arena */
+    int32_t node;                   /**< index of the producing tape entry, -1 for leaves */
+    uint32_t generation;            /**< the tape generation this node belongs to */
+    tg_tape *tape;                  /**< the tape owning this tensor, NULL if persistent */
+    tg_ctx *ctx;                    /**< the context */
+    char label[TG_LABEL_MAX];       /**< name given by tg_set_label ("" when none) */
+} tg_tensor;
+
+/**
+ * Shape helper: TG_SHAPE(64, 10) expands to the two arguments `2, (const int64_t[]){64, 10}`.
+ * Use it wherever a function takes (int ndim, const int64_t *shape).
+ */
+#define TG_SHAPE(...) \
+    (int)(sizeof((int64_t[]){__VA_ARGS__}) / sizeof(int64_t)), (const int64_t[]){__VA_ARGS__}
+
+/** A persistent tensor of zeros owned by the context (for parameters and long-lived data). */
+tg_tensor *tg_zeros(tg_ctx *ctx, int ndim, const int64_t *shape);
+/** A persistent tensor of ones. */
+tg_tensor *tg_ones(tg_ctx *ctx, int ndim, const int64_t *shape);
+/** A persistent tensor filled with value. */
+tg_tensor *tg_full(tg_ctx *ctx, int ndim, const int64_t *shape, float value);
+/** A persistent tensor holding a copy of data (size = product of shape floats). */
+tg_tensor *tg_from_data(tg_ctx *ctx, int ndim, const int64_t *shape, const float *data);
+/** A persistent scalar (0-dim tensor). */
+tg_tensor *tg_scalar(tg_ctx *ctx, float value);
+
+/** A tensor of zeros in the tape's arena: valid until the next tg_tape_reset (for batches). */
+tg_tensor *tg_tape_zeros(tg_tape *tape, int ndim, const int64_t *shape);
+/** A copy of data in the tape's arena: valid until the next tg_tape_reset. */
+tg_tensor *tg_tape_from_data(tg_tape *tape, int ndim, const int64_t *shape, const float *data);
+
+/** Sets every element to value. */
+void tg_fill(tg_tensor *t, float value);
+/** Fills with U[low, high) from the library's own PRNG: the same seed gives the same numbers everywhere. */
+void tg_fill_uniform(tg_tensor *t, float low, float high, uint64_t seed);
+/** Fills with N(mean, std^2) from the library's own PRNG (Marsaglia polar method, in double). */
+void tg_fill_normal(tg_tensor *t, float mean, float std, uint64_t seed);
+/** Copies n floats into t; n must equal t->size. */
+tg_status tg_copy_in(tg_tensor *t, const float *data, int64_t n);
+
+/** Names the tensor (printf-style). The name appears in error messages, hooks and reports. */
+tg_tensor *tg_set_label(tg_tensor *t, const char *fmt, ...)
+#if defined(__GNUC__)
+    __attribute__((format(printf, 2, 3)))
+#endif
+    ;
+/**
+ * A printable name: the label if set, else "<op>#<node>" for a recorded node, else "leaf".
+ * The returned pointer stays valid until the next call of tg_tensor_name on the same context.
+ */
+const char *tg_tensor_name(const tg_tensor *t);
+/** Formats the shape as "[64,10]" into buf (at least 64 bytes recommended). Returns buf. */
+char *tg_shape_str(const tg_tensor *t, char *buf, size_t buf_size);
+
+/**
+ * Marks a leaf tensor as wanting (or not) a gradient. Turning it on allocates t->grad, zeroed,
+ * in the tensor's own storage. Recorded nodes always require a gradient: refused for them.
+ */
+tg_status tg_set_requires_grad(tg_tensor *t, bool requires_grad);
+/** Sets t->grad to zero (no-op when t has no gradient). */
+void tg_zero_grad(tg_tensor *t);
+
+/* ------------------------------------------------------------------------------------------ */
+/* Tape, grad mode, backward                                                                  */
+/* ------------------------------------------------------------------------------------------ */
+
+/** A new, empty tape on ctx. NULL if out of memory. */
+tg_tape *tg_tape_new(tg_ctx *ctx);
+/** Frees the tape and everything in its arena. */
+void tg_tape_free(tg_tape *tape);
+/**
+ * Forgets every entry and rewinds the arena (nothing is freed, so the next step of the same
+ * shape allocates nothing). Tensors created on the tape become invalid. Increments the step.
+ */
+void tg_tape_reset(tg_tape *tape);
+/** The context of a tape. */
+tg_ctx *tg_tape_ctx(const tg_tape *tape);
+/** Number of entries recorded since the last reset. */
+int64_t tg_tape_entries(const tg_tape *tape);
+/** Step counter: the number of tg_tape_reset calls so far. */
+int64_t tg_tape_step(const tg_tape *tape);
+/** Arena bytes in use now (entries array excluded). */
+size_t tg_tape_bytes_in_use(const tg_tape *tape);
+/** Largest value tg_tape_bytes_in_use has had since the tape was made. */
+size_t tg_tape_bytes_peak(const tg_tape *tape);
+/** Arena bytes obtained from the allocator (kept across resets). */
+size_t tg_tape_bytes_reserved(const tg_tape *tape);
+
+/** Enters a no-grad scope (nests): ops compute values but record nothing. */
+void tg_no_grad_begin(tg_tape *tape);
+/** Leaves the innermost no-grad scope. */
+void tg_no_grad_end(tg_tape *tape);
+/** True when ops called on this tape are being recorded. */
+bool tg_grad_enabled(const tg_tape *tape);
+
+/**
+ * Reverse pass from a scalar (size 1) node: d loss/d loss = 1. Gradients accumulate (+=) into
+ * the grad of every node and leaf that requires one; intermediate gradients stay readable until
+ * tg_tape_reset. A tape can be walked once per reset: a second call is TG_ERR_STATE.
+ */
+tg_status tg_backward(tg_tape *tape, tg_tensor *loss);
+/** Reverse pass from any node with an explicit seed gradient of output->size floats. */
+tg_status tg_backward_with(tg_tape *tape, tg_tensor *output, const float *seed);
+
+/* ------------------------------------------------------------------------------------------ */
+/* Built-in ops                                                                               */
+/* ------------------------------------------------------------------------------------------ */
+/*
+ * Each returns a new tensor in the tape's arena, or NULL (see tg_errmsg). Binary elementwise ops
+ * broadcast NumPy-style (align trailing dims; a dim of 1 stretches), so a [N,M] + [M] bias works
+ * and its gradient sums over the batch.
+ */
+
+tg_tensor *tg_add(tg_tape *tape, tg_tensor *a, tg_tensor *b);
+tg_tensor *tg_sub(tg_tape *tape, tg_tensor *a, tg_tensor *b);
+tg_tensor *tg_mul(tg_tape *tape, tg_tensor *a, tg_tensor *b);
+tg_tensor *tg_div(tg_tape *tape, tg_tensor *a, tg_tensor *b);
+tg_tensor *tg_neg(tg_tape *tape, tg_tensor *x);
+/** x * factor */
+tg_tensor *tg_scale(tg_tape *tape, tg_tensor *x, float factor);
+/** x + value */
+tg_tensor *tg_add_scalar(tg_tape *tape, tg_tensor *x, float value);
+/** x ^ exponent, elementwise (x > 0 unless exponent is a whole number). */
+tg_tensor *tg_pow(tg_tape *tape, tg_tensor *x, float exponent);
+tg_tensor *tg_square(tg_tape *tape, tg_tensor *x);
+tg_tensor *tg_sqrt(tg_tape *tape, tg_tensor *x);
+tg_tensor *tg_exp(tg_tape *tape, tg_tensor *x);
+tg_tensor *tg_log(tg_tape *tape, tg_tensor *x);
+tg_tensor *tg_abs(tg_tape *tape, tg_tensor *x);
+
+/** [M,K] x [K,N] -> [M,N]; batched [B,M,K] x [B,K,N] or [B,M,K] x [K,N] -> [B,M,N]. */
+tg_tensor *tg_matmul(tg_tape *tape, tg_tensor *a, tg_tensor *b);
+/** x W^T + b, fused: x [..., in], w [out, in], b [out] -> [..., out]. */
+tg_tensor *tg_linear(tg_tape *tape, tg_tensor *x, tg_tensor *w, tg_tensor *b);
+/** Swaps two axes (negative axes count from the end). */
+tg_tensor *tg_transpose(tg_tape *tape, tg_tensor *x, int dim0, int dim1);
+/** Same data, new shape; one dim may be -1 (inferred). */
+tg_tensor *tg_reshape(tg_tape *tape, tg_tensor *x, int ndim, const int64_t *shape);
+/** Joins tensors along an axis; all other dims must match. */
+tg_tensor *tg_concat(tg_tape *tape, tg_tensor *const *xs, int n, int axis);
+/** Elements start..end-1 (end exclusive) along axis. */
+tg_tensor *tg_slice(tg_tape *tape, tg_tensor *x, int axis, int64_t start, int64_t end);
+
+/** Sum of all elements -> scalar. */
+tg_tensor *tg_sum(tg_tape *tape, tg_tensor *x);
+/** Mean of all elements -> scalar. */
+tg_tensor *tg_mean(tg_tape *tape, tg_tensor *x);
+/** Sum along one axis (kept as size 1 when keepdim). */
+tg_tensor *tg_sum_axis(tg_tape *tape, tg_tensor *x, int axis, bool keepdim);
+/** Mean along one axis. */
+tg_tensor *tg_mean_axis(tg_tape *tape, tg_tensor *x, int axis, bool keepdim);
+
+tg_tensor *tg_sigmoid(tg_tape *tape, tg_tensor *x);
+tg_tensor *tg_tanh(tg_tape *tape, tg_tensor *x);
+tg_tensor *tg_relu(tg_tape *tape, tg_tensor *x);
+tg_tensor *tg_leaky_relu(tg_tape *tape, tg_tensor *x, float alpha);
+tg_tensor *tg_elu(tg_tape *tape, tg_tensor *x, float alpha);
+/** log(1 + e^x), computed without overflow. */
+tg_tensor *tg_softplus(tg_tape *tape, tg_tensor *x);
+/** x * Phi(x), the exact (erf) form. */
+tg_tensor *tg_gelu(tg_tape *tape, tg_tensor *x);
+/** Softmax over the last axis (max-subtracted: stable for any finite input). */
+tg_tensor *tg_softmax(tg_tape *tape, tg_tensor *x);
+/** Log-softmax over the last axis (stable). */
+tg_tensor *tg_log_softmax(tg_tape *tape, tg_tensor *x);
+
+/** Mean squared error over all elements -> scalar. */
+tg_tensor *tg_mse(tg_tape *tape, tg_tensor *pred, tg_tensor *target);
+/**
+ * Mean cross entropy of logits [N,C] against labels [N] holding class indices 0..C-1 (as
+ * floats), fused with log-softmax: finite for any finite logits -> scalar.
+ */
+tg_tensor *tg_cross_entropy(tg_tape *tape, tg_tensor *logits, tg_tensor *labels);
+/** Mean binary cross entropy of logits against targets in [0,1] (stable form) -> scalar. */
+tg_tensor *tg_bce_with_logits(tg_tape *tape, tg_tensor *logits, tg_tensor *targets);
+
+/** Inverted dropout: zeroes each element with probability p, scales the rest by 1/(1-p). The
+ *  mask depends only on seed, so a step can be replayed exactly. */
+tg_tensor *tg_dropout(tg_tape *tape, tg_tensor *x, float p, uint64_t seed);
+/**
+ * Batch normalisation of x [N,C] over the batch, per feature. In training (train = true) uses
+ * the batch statistics and updates running_mean/running_var in place with momentum
+ * (running = (1-momentum)*running + momentum*batch, unbiased variance); in evaluation uses the
+ * running statistics. gamma, beta, running_mean, running_var are [C].
+ */
+tg_tensor *tg_batch_norm(tg_tape *tape, tg_tensor *x, tg_tensor *gamma, tg_tensor *beta,
+                         tg_tensor *running_mean, tg_tensor *running_var, float momentum,
+                         float eps, bool train);
+/** Layer normalisation over the last axis; gamma and beta have the size of that axis. */
+tg_tensor *tg_layer_norm(tg_tape *tape, tg_tensor *x, tg_tensor *gamma, tg_tensor *beta,
+                         float eps);
+
+/* ------------------------------------------------------------------------------------------ */
+/* The op registry                                                                            */
+/* ------------------------------------------------------------------------------------------ */
+/*
+ * Every op — built-in or a user's — is one registry entry: name, arity, typed attribute
+ * signature, infer_shape, forward, backward. Ids are small integers valid within one context;
+ * files and messages name ops by string.
+ *
+ * Attribute signature grammar (whitespace ignored):
+ *   signature := "" | attr ("," attr)*
+ *   attr      := name ":" type
+ *   name      := [a-z_][a-z0-9_]*          (unique within the signature)
+ *   type      := "f32" | "f64" | "i32" | "i64" | "bool" | "shape"
+ * e.g. "alpha:f32", "axis:i64,keepdim:bool". At most TG_MAX_ATTRS attributes.
+ */
+
+typedef enum tg_attr_type {
+    TG_ATTR_F32,
+    TG_ATTR_F64,
+    TG_ATTR_I32,
+    TG_ATTR_I64,
+    TG_ATTR_BOOL,
+    TG_ATTR_SHAPE
+} tg_attr_type;
+
+/** A shape value: ndim dims (for reshape-like attributes). */
+typedef struct tg_shape {
+    int32_t ndim;
+    int64_t dims[TG_MAX_DIMS];
+} tg_shape;
+
+/** One attribute value; which member is live is given by the op's signature. */
+typedef union tg_attr_value {
+    float f32;
+    double f64;
+    int32_t i32;
+    int64_t i64;
+    bool b;
+    tg_shape shape;
+} tg_attr_value;
+
+/** Arity of an op taking one or more inputs (e.g. concat). */
+#define TG_VARIADIC (-1)
+
+/**
+ * What an op function sees. forward reads inputs and attrs and writes output->data (the output
+ * tensor is already allocated with the shape infer_shape gave); it may keep values for its
+ * backward in `saved` (see tg_op_save). backward reads output->grad and ADDS (+=) into
+ * inputs[i]->grad for every input whose grad is non-NULL.
+ */
+typedef struct tg_op_call {
+    tg_tape *tape;
+    int op_id;
+    const char *op_name;
+    tg_tensor *const *inputs;
+    int n_inputs;
+    tg_tensor *output;              /**< NULL inside infer_shape */
+    const tg_attr_value *attrs;     /**< in signature order */
+    void *saved;                    /**< what forward stored with tg_op_save, else NULL */
+    void *op_data;                  /**< the op_data given at registration */
+} tg_op_call;
+
+/** Computes the output shape, or reports an error with tg_op_fail. */
+typedef tg_status (*tg_infer_shape_fn)(const tg_op_call *call, tg_shape *out);
+/** Computes call->output->data from the inputs. */
+typedef tg_status (*tg_forward_fn)(tg_op_call *call);
+/** Accumulates input gradients from call->output->grad. */
+typedef tg_status (*tg_backward_fn)(const tg_op_call *call);
+/**
+ * Builds example number `index` (op_data is the op's registration op_data) of valid inputs (on the tape) and attributes for gradient
+ * checking: inputs away from kinks and domain edges, requires_grad set on the inputs to check.
+ * Returns TG_ERR_NOT_FOUND when index is past the last example.
+ */
+typedef tg_status (*tg_example_fn)(tg_tape *tape, void *op_data, int index, tg_tensor **inputs,
+                                   int *n_inputs, tg_attr_value *attrs);
+
+/** Maximum number of inputs an example may build. */
+#define TG_EXAMPLE_MAX_INPUTS 8
+
+/** An op definition, copied by tg_op_register (name and signature strings are copied too). */
+typedef struct tg_op_def {
+    const char *name;
+    int arity;                      /**< exact number of inputs, or TG_VARIADIC */
+    const char *attr_signature;     /**< see the grammar above; NULL or "" for none */
+    tg_infer_shape_fn infer_shape;
+    tg_forward_fn forward;
+    tg_backward_fn backward;        /**< NULL: not differentiable (refused at record time when
+                                         an input requires a gradient) */
+    tg_example_fn example;          /**< optional, used by gradient checking */
+    void *op_data;                  /**< passed to the functions as call->op_data */
+} tg_op_def;
+
+/** Registers an op; returns its id (>= 0) or -1 (duplicate name, bad signature, ...). */
+int tg_op_register(tg_ctx *ctx, const tg_op_def *def);
+/** The id of the op with that name, or -1. */
+int tg_op_find(const tg_ctx *ctx, const char *name);
+/** Number of registered ops; ids are 0..count-1. */
+int tg_op_count(const tg_ctx *ctx);
+
+/** What the registry says about one op. Strings belong to the registry. */
+typedef struct tg_op_info {
+    const char *name;
+    int arity;
+    const char *attr_signature;     /**< normalised: "axis:i64,keepdim:bool" */
+    int n_attrs;
+    const char *attr_names[TG_MAX_ATTRS];
+    tg_attr_type attr_types[TG_MAX_ATTRS];
+    bool has_backward;
+    bool has_example;
+} tg_op_info;
+
+/** Fills info for op id. */
+tg_status tg_op_get_info(const tg_ctx *ctx, int op_id, tg_op_info *info);
+
+/** Calls op id on the inputs with attribute values in signature order. */
+tg_tensor *tg_apply(tg_tape *tape, int op_id, tg_tensor *const *inputs, int n_inputs,
+                    const tg_attr_value *attrs, int n_attrs);
+
+/**
+ * For op implementations: keeps `bytes` of scratch memory (in the tape's arena) for backward;
+ * the same pointer arrives as call->saved. Returns NULL when out of memory.
+ */
+void *tg_op_save(tg_op_call *call, size_t bytes);
+/**
+ * For op implementations: records an error that names the op, every input's label and shape,
+ * then the printf-style reason; returns status so a function can `return tg_op_fail(...)`.
+ */
+tg_status tg_op_fail(const tg_op_call *call, tg_status status, const char *fmt, ...)
+#if defined(__GNUC__)
+    __attribute__((format(printf, 3, 4)))
+#endif
+    ;
+
+/* ------------------------------------------------------------------------------------------ */
+/* Gradient checking                                                                          */
+/* ------------------------------------------------------------------------------------------ */
+
+/** Tolerances of a gradient check (see tg_gradcheck_defaults). */
+typedef struct tg_gradcheck_opts {
+    double eps;     /**< central-difference step */
+    double atol;    /**< absolute tolerance */
+    double rtol;    /**< relative tolerance: pass when |analytic-numeric| <= atol + rtol*|numeric| */
+    uint64_t seed;  /**< seed of the random projection of the output */
+} tg_gradcheck_opts;
+
+/** Defaults: eps 1e-2, atol 2e-3, rtol 1e-2, seed 1 (why: see autograd/gradcheck.c). */
+tg_gradcheck_opts tg_gradcheck_defaults(void);
+
+/** Outcome of checking one example of one op. */
+typedef struct tg_gradcheck_result {
+    bool passed;
+    int64_t n_checked;       /**< gradient elements compared */
+    double max_abs_err;
+    double max_rel_err;      /**< |a-n| / max(|n|, atol) at the worst element */
+    int worst_input;         /**< input index of the worst element (-1 if none) */
+    int64_t worst_index;     /**< element index within that input */
+    double worst_analytic;
+    double worst_numeric;
+} tg_gradcheck_result;
+
+/**
+ * Checks op id's backward on its example number `example_index` against central finite
+ * differences of L = sum(w * op(inputs)) with a fixed random w, on a scratch tape. Returns
+ * TG_ERR_NOT_FOUND when the op has no such example, TG_OK when the check ran (see
+ * result->passed), another status when the op itself failed.
+ */
+tg_status tg_gradcheck(tg_ctx *ctx, int op_id, int example_index, const tg_gradcheck_opts *opts,
+                       tg_gradcheck_result *result);
+
+/* ------------------------------------------------------------------------------------------ */
+/* Random numbers                                                                             */
+/* ------------------------------------------------------------------------------------------ */
+
+/** The library's PRNG (xoshiro128** seeded through splitmix64): same seed, same stream on every machine. */
+typedef struct tg_rng {
+    uint32_t s[4];
+} tg_rng;
+
+void tg_rng_seed(tg_rng *rng, uint64_t seed);
+uint32_t tg_rng_u32(tg_rng *rng);
+/** Uniform in [0, 1) with 24 random bits. */
+float tg_rng_uniform(tg_rng *rng);
+/** Standard normal (Marsaglia polar method in double). */
+double tg_rng_normal(tg_rng *rng);
+/** Uniform integer in [0, n) without modulo bias. */
+uint32_t tg_rng_below(tg_rng *rng, uint32_t n);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* TAPEGRAD_H */

@@ -1,0 +1,82 @@
+/*
+ * ops/builtins.c — a new context comes with the built-in ops: creation, registration, release.
+ */
+#include "ops/ops.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+static void *default_alloc(void *user, void *ptr, size_t old_size, size_t new_size) {
+    (void)user;
+    (void)old_size;
+    if (new_size == 0) {
+        free(ptr);
+        return NULL;
+    }
+    return realloc(ptr, new_size);
+}
+
+static const char *const builtin_names[] = {
+#define TGI_OP_NAME(id, name) #name,
+    TGI_BUILTIN_OPS(TGI_OP_NAME)
+#undef TGI_OP_NAME
+};
+
+typedef struct def_table {
+    const tg_op_def *defs;
+    const int *count;
+} def_table;
+
+/* Registers every table in order; each op must land on the id its typed wrapper uses. */
+static tg_status register_builtins(tg_ctx *ctx) {
+    const def_table tables[] = {
+        {tgi_elementwise_defs, &tgi_elementwise_count}, {tgi_activation_defs, &tgi_activation_count},
+        {tgi_linalg_defs, &tgi_linalg_count},           {tgi_shape_defs, &tgi_shape_count},
+        {tgi_reduce_defs, &tgi_reduce_count},           {tgi_loss_defs, &tgi_loss_count},
+        {tgi_norm_defs, &tgi_norm_count},
+    };
+    for (size_t t = 0; t < sizeof tables / sizeof tables[0]; t++)
+        for (int i = 0; i < *tables[t].count; i++) {
+            const tg_op_def *def = &tables[t].defs[i];
+            int id = tg_op_register(ctx, def);
+            if (id < 0) return tg_errcode(ctx);
+            if (id >= TGI_BUILTIN_COUNT || strcmp(builtin_names[id], def->name) != 0)
+                return tgi_error(ctx, TG_ERR_STATE, "built-in op '%s' registered as id %d, "
+                                 "which TGI_BUILTIN_OPS gives to another op", def->name, id);
+        }
+    if (tg_op_count(ctx) != TGI_BUILTIN_COUNT)
+        return tgi_error(ctx, TG_ERR_STATE, "%d built-in ops registered, %d listed",
+                         tg_op_count(ctx), TGI_BUILTIN_COUNT);
+    return TG_OK;
+}
+
+tg_ctx *tg_ctx_new_with_allocator(tg_alloc_fn alloc, void *user) {
+    if (!alloc) return NULL;
+    tg_ctx *ctx = alloc(user, NULL, 0, sizeof *ctx);
+    if (!ctx) return NULL;
+    tgi_ctx_init(ctx, alloc, user);
+    if (register_builtins(ctx) != TG_OK) {
+        tg_ctx_free(ctx);
+        return NULL;
+    }
+    return ctx;
+}
+
+tg_ctx *tg_ctx_new(void) {
+    return tg_ctx_new_with_allocator(default_alloc, NULL);
+}
+
+void tg_ctx_free(tg_ctx *ctx) {
+    if (!ctx) return;
+    tgi_registry_release(ctx);
+    tgi_ctx_release(ctx);
+    ctx->alloc(ctx->alloc_user, ctx, sizeof *ctx, 0);
+}
+
+tg_status tg_gradcheck(tg_ctx *ctx, int op_id, int example_index, const tg_gradcheck_opts *opts,
+                       tg_gradcheck_result *result) {
+    const tgi_op *op = tgi_op_by_id(ctx, op_id);
+    if (!op) return tgi_error(ctx, TG_ERR_NOT_FOUND, "gradcheck: no op with id %d", op_id);
+    tg_gradcheck_opts defaults = tg_gradcheck_defaults();
+    return tgi_gradcheck_op(ctx, op, example_index, opts ? opts : &defaults, result);
+}

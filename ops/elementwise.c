@@ -1,0 +1,94 @@
+/*
+ * ops/elementwise.c — arithmetic: binary ops with broadcasting, and unary maths.
+ */
+#include "ops/kernels.h"
+
+#include <math.h>
+
+static tg_status infer_broadcast(const tg_op_call *call, tg_shape *out) {
+    return tgi_broadcast_shapes(call, call->inputs[0], call->inputs[1], out);
+}
+
+/* Forward and derivative of each op, side by side. */
+BINARY_OP(add, a + b, g, g)
+BINARY_OP(sub, a - b, g, -g)
+BINARY_OP(mul, a * b, g * b, g * a)
+BINARY_OP(div, a / b, g / b, -g * a / (b * b))
+
+UNARY_OP(neg, -x, -1.0f)
+UNARY_OP(scale, x * attr[0].f32, attr[0].f32)
+UNARY_OP(add_scalar, x + attr[0].f32, 1.0f)
+UNARY_OP(pow, powf(x, attr[0].f32), attr[0].f32 * powf(x, attr[0].f32 - 1.0f))
+UNARY_OP(square, x * x, 2.0f * x)
+UNARY_OP(sqrt, sqrtf(x), 0.5f / y)
+UNARY_OP(exp, expf(x), y)
+UNARY_OP(log, logf(x), 1.0f / x)
+UNARY_OP(abs, fabsf(x), x > 0.0f ? 1.0f : (x < 0.0f ? -1.0f : 0.0f))
+
+/* Examples: equal shapes, a row bias, a column, and stretching on both sides at once. */
+#define BROADCAST_EXAMPLES(DOMAIN_B)                                                            \
+    {                                                                                           \
+        {.n_inputs = 2, .inputs = {TGI_INPUT(TGI_DOMAIN_ANY, 3, 4), TGI_INPUT(DOMAIN_B, 3, 4)}}, \
+        {.n_inputs = 2, .inputs = {TGI_INPUT(TGI_DOMAIN_ANY, 3, 4), TGI_INPUT(DOMAIN_B, 4)}},    \
+        {.n_inputs = 2, .inputs = {TGI_INPUT(TGI_DOMAIN_ANY, 3, 1), TGI_INPUT(DOMAIN_B, 3, 4)}}, \
+        {.n_inputs = 2,                                                                         \
+         .inputs = {TGI_INPUT(TGI_DOMAIN_ANY, 2, 1, 3), TGI_INPUT(DOMAIN_B, 4, 1)}},             \
+    }
+static const tgi_example general_pairs[] = BROADCAST_EXAMPLES(TGI_DOMAIN_ANY);
+static const tgi_example divisor_pairs[] = BROADCAST_EXAMPLES(TGI_DOMAIN_POSITIVE);
+static const tgi_examples general_pair_examples = TGI_EXAMPLES(general_pairs);
+static const tgi_examples divisor_pair_examples = TGI_EXAMPLES(divisor_pairs);
+
+#define ONE_INPUT(DOMAIN, ...) TGI_ONE_INPUT(TGI_INPUT(DOMAIN, 3, 4), __VA_ARGS__)
+static const tgi_example any_input[] = {ONE_INPUT(TGI_DOMAIN_ANY, {.f32 = 0})};
+static const tgi_example positive_input[] = {ONE_INPUT(TGI_DOMAIN_POSITIVE, {.f32 = 0})};
+static const tgi_example nonzero_input[] = {ONE_INPUT(TGI_DOMAIN_AWAY_ZERO, {.f32 = 0})};
+static const tgi_example scale_inputs[] = {ONE_INPUT(TGI_DOMAIN_ANY, {.f32 = -1.7f})};
+static const tgi_example shift_inputs[] = {ONE_INPUT(TGI_DOMAIN_ANY, {.f32 = 0.3f})};
+static const tgi_example pow_inputs[] = {ONE_INPUT(TGI_DOMAIN_POSITIVE, {.f32 = 2.5f}),
+                                         ONE_INPUT(TGI_DOMAIN_POSITIVE, {.f32 = -0.5f})};
+static const tgi_examples any_examples = TGI_EXAMPLES(any_input);
+static const tgi_examples positive_examples = TGI_EXAMPLES(positive_input);
+static const tgi_examples nonzero_examples = TGI_EXAMPLES(nonzero_input);
+static const tgi_examples scale_examples = TGI_EXAMPLES(scale_inputs);
+static const tgi_examples shift_examples = TGI_EXAMPLES(shift_inputs);
+static const tgi_examples pow_examples = TGI_EXAMPLES(pow_inputs);
+
+const tg_op_def tgi_elementwise_defs[] = {
+    KERNEL_DEF(add, 2, "", infer_broadcast, general_pair_examples),
+    KERNEL_DEF(sub, 2, "", infer_broadcast, general_pair_examples),
+    KERNEL_DEF(mul, 2, "", infer_broadcast, general_pair_examples),
+    KERNEL_DEF(div, 2, "", infer_broadcast, divisor_pair_examples),
+    KERNEL_DEF(neg, 1, "", tgi_infer_like_input, any_examples),
+    KERNEL_DEF(scale, 1, "factor:f32", tgi_infer_like_input, scale_examples),
+    KERNEL_DEF(add_scalar, 1, "value:f32", tgi_infer_like_input, shift_examples),
+    KERNEL_DEF(pow, 1, "exponent:f32", tgi_infer_like_input, pow_examples),
+    KERNEL_DEF(square, 1, "", tgi_infer_like_input, any_examples),
+    KERNEL_DEF(sqrt, 1, "", tgi_infer_like_input, positive_examples),
+    KERNEL_DEF(exp, 1, "", tgi_infer_like_input, any_examples),
+    KERNEL_DEF(log, 1, "", tgi_infer_like_input, positive_examples),
+    KERNEL_DEF(abs, 1, "", tgi_infer_like_input, nonzero_examples),
+};
+const int tgi_elementwise_count = sizeof tgi_elementwise_defs / sizeof tgi_elementwise_defs[0];
+
+/* ---- typed wrappers ------------------------------------------------------------------------ */
+
+tg_tensor *tg_add(tg_tape *tape, tg_tensor *a, tg_tensor *b) { return tgi_binary(tape, TGI_OP_ADD, a, b); }
+tg_tensor *tg_sub(tg_tape *tape, tg_tensor *a, tg_tensor *b) { return tgi_binary(tape, TGI_OP_SUB, a, b); }
+tg_tensor *tg_mul(tg_tape *tape, tg_tensor *a, tg_tensor *b) { return tgi_binary(tape, TGI_OP_MUL, a, b); }
+tg_tensor *tg_div(tg_tape *tape, tg_tensor *a, tg_tensor *b) { return tgi_binary(tape, TGI_OP_DIV, a, b); }
+tg_tensor *tg_neg(tg_tape *tape, tg_tensor *x) { return tgi_unary(tape, TGI_OP_NEG, x); }
+tg_tensor *tg_scale(tg_tape *tape, tg_tensor *x, float factor) {
+    return tgi_unary_f32(tape, TGI_OP_SCALE, x, factor);
+}
+tg_tensor *tg_add_scalar(tg_tape *tape, tg_tensor *x, float value) {
+    return tgi_unary_f32(tape, TGI_OP_ADD_SCALAR, x, value);
+}
+tg_tensor *tg_pow(tg_tape *tape, tg_tensor *x, float exponent) {
+    return tgi_unary_f32(tape, TGI_OP_POW, x, exponent);
+}
+tg_tensor *tg_square(tg_tape *tape, tg_tensor *x) { return tgi_unary(tape, TGI_OP_SQUARE, x); }
+tg_tensor *tg_sqrt(tg_tape *tape, tg_tensor *x) { return tgi_unary(tape, TGI_OP_SQRT, x); }
+tg_tensor *tg_exp(tg_tape *tape, tg_tensor *x) { return tgi_unary(tape, TGI_OP_EXP, x); }
+tg_tensor *tg_log(tg_tape *tape, tg_tensor *x) { return tgi_unary(tape, TGI_OP_LOG, x); }
+tg_tensor *tg_abs(tg_tape *tape, tg_tensor *x) { return tgi_unary(tape, TGI_OP_ABS, x); }

@@ -1,0 +1,104 @@
+/*
+ * ops/kernels.h — generators for elementwise ops, so each op is one line with its forward and
+ * its derivative side by side (micrograd's habit) and the loops are written once.
+ *
+ * UNARY_OP(name, y, dy_dx): inside the expressions `x` is the input element, `y` the output
+ * element (backward only), `attr` the attribute array. The backward adds g * dy_dx.
+ *
+ * BINARY_OP(name, y, dL_da, dL_db): `a`, `b` are the (broadcast) input elements and `g` the
+ * upstream gradient element (backward only). Gradients of stretched inputs accumulate, which is
+ * exactly the sum over the broadcast dims.
+ */
+#ifndef TAPEGRAD_KERNELS_H
+#define TAPEGRAD_KERNELS_H
+
+#include "ops/ops.h"
+
+#define UNARY_OP(NAME, Y_EXPR, DYDX_EXPR)                                                       \
+    static tg_status NAME##_forward(tg_op_call *call) {                                         \
+        const float *xs = call->inputs[0]->data;                                                \
+        float *ys = call->output->data;                                                         \
+        const tg_attr_value *attr = call->attrs;                                                \
+        (void)attr;                                                                             \
+        for (int64_t i = 0, n = call->output->size; i < n; i++) {                               \
+            float x = xs[i];                                                                    \
+            ys[i] = (Y_EXPR);                                                                   \
+        }                                                                                       \
+        return TG_OK;                                                                           \
+    }                                                                                           \
+    static tg_status NAME##_backward(const tg_op_call *call) {                                  \
+        float *gx = call->inputs[0]->grad;                                                      \
+        if (!gx) return TG_OK;                                                                  \
+        const float *xs = call->inputs[0]->data, *ys = call->output->data;                      \
+        const float *gy = call->output->grad;                                                   \
+        const tg_attr_value *attr = call->attrs;                                                \
+        (void)attr;                                                                             \
+        for (int64_t i = 0, n = call->output->size; i < n; i++) {                               \
+            float x = xs[i], y = ys[i];                                                         \
+            (void)x;                                                                            \
+            (void)y;                                                                            \
+            gx[i] += gy[i] * (DYDX_EXPR);                                                       \
+        }                                                                                       \
+        return TG_OK;                                                                           \
+    }
+
+/* Runs BODY for every output element; ia, ib, io are the offsets into a, b and the output. */
+#define FOR_EACH_BROADCAST(plan, ...)                                                          \
+    do {                                                                                        \
+        int64_t io = 0;                                                                         \
+        for (int64_t i0 = 0; i0 < (plan).dims[0]; i0++)                                         \
+            for (int64_t i1 = 0; i1 < (plan).dims[1]; i1++)                                     \
+                for (int64_t i2 = 0; i2 < (plan).dims[2]; i2++) {                               \
+                    int64_t ia = i0 * (plan).stride_a[0] + i1 * (plan).stride_a[1] +            \
+                                 i2 * (plan).stride_a[2];                                       \
+                    int64_t ib = i0 * (plan).stride_b[0] + i1 * (plan).stride_b[1] +            \
+                                 i2 * (plan).stride_b[2];                                       \
+                    for (int64_t i3 = 0; i3 < (plan).dims[3];                                   \
+                         i3++, io++, ia += (plan).stride_a[3], ib += (plan).stride_b[3]) {      \
+                        __VA_ARGS__                                                             \
+                    }                                                                           \
+                }                                                                               \
+    } while (0)
+
+#define BINARY_OP(NAME, Y_EXPR, DA_EXPR, DB_EXPR)                                               \
+    static tg_status NAME##_forward(tg_op_call *call) {                                         \
+        const tg_tensor *ta = call->inputs[0], *tb = call->inputs[1];                           \
+        const float *as = ta->data, *bs = tb->data;                                             \
+        float *ys = call->output->data;                                                         \
+        tgi_broadcast plan;                                                                     \
+        tgi_broadcast_plan(ta, tb, &plan);                                                      \
+        if (plan.same_shape) {                                                                  \
+            for (int64_t i = 0; i < ta->size; i++) {                                            \
+                float a = as[i], b = bs[i];                                                     \
+                ys[i] = (Y_EXPR);                                                               \
+            }                                                                                   \
+        } else {                                                                                \
+            FOR_EACH_BROADCAST(plan, {                                                          \
+                float a = as[ia], b = bs[ib];                                                   \
+                ys[io] = (Y_EXPR);                                                              \
+            });                                                                                 \
+        }                                                                                       \
+        return TG_OK;                                                                           \
+    }                                                                                           \
+    static tg_status NAME##_backward(const tg_op_call *call) {                                  \
+        const tg_tensor *ta = call->inputs[0], *tb = call->inputs[1];                           \
+        const float *as = ta->data, *bs = tb->data, *gy = call->output->grad;                   \
+        float *ga = ta->grad, *gb = tb->grad;                                                   \
+        tgi_broadcast plan;                                                                     \
+        tgi_broadcast_plan(ta, tb, &plan);                                                      \
+        FOR_EACH_BROADCAST(plan, {                                                              \
+            float a = as[ia], b = bs[ib], g = gy[io];                                           \
+            (void)a;                                                                            \
+            (void)b;                                                                            \
+            if (ga) ga[ia] += (DA_EXPR);                                                        \
+            if (gb) gb[ib] += (DB_EXPR);                                                        \
+        });                                                                                     \
+        return TG_OK;                                                                           \
+    }
+
+/* A registry entry for a generated op with declarative examples. */
+#define KERNEL_DEF(NAME, ARITY, SIGNATURE, INFER, EXAMPLES)                                     \
+    {#NAME, ARITY, SIGNATURE, INFER, NAME##_forward, NAME##_backward, tgi_example_from_spec,    \
+     (void *)&(EXAMPLES)}
+
+#endif /* TAPEGRAD_KERNELS_H */

@@ -1,0 +1,126 @@
+/*
+ * ops/loss.c — losses, each fused so that it stays finite for any finite input.
+ */
+#include "ops/kernels.h"
+
+#include <math.h>
+
+/* ---- mean squared error -------------------------------------------------------------------- */
+
+static tg_status mse_forward(tg_op_call *call) {
+    const float *p = call->inputs[0]->data, *t = call->inputs[1]->data;
+    int64_t n = call->inputs[0]->size;
+    double sum = 0.0;
+    for (int64_t i = 0; i < n; i++) sum += (double)(p[i] - t[i]) * (p[i] - t[i]);
+    call->output->data[0] = (float)(sum / (double)n);
+    return TG_OK;
+}
+
+/* dL/dp = 2 (p - t) / n = -dL/dt */
+static tg_status mse_backward(const tg_op_call *call) {
+    const tg_tensor *pred = call->inputs[0], *target = call->inputs[1];
+    float factor = 2.0f * call->output->grad[0] / (float)pred->size;
+    for (int64_t i = 0; i < pred->size; i++) {
+        float d = factor * (pred->data[i] - target->data[i]);
+        if (pred->grad) pred->grad[i] += d;
+        if (target->grad) target->grad[i] -= d;
+    }
+    return TG_OK;
+}
+
+/* ---- cross entropy from logits with integer labels ----------------------------------------- */
+
+static tg_status cross_entropy_infer(const tg_op_call *call, tg_shape *out) {
+    const tg_tensor *logits = call->inputs[0], *labels = call->inputs[1];
+    if (logits->ndim != 2 || labels->ndim != 1 || labels->shape[0] != logits->shape[0])
+        return tg_op_fail(call, TG_ERR_SHAPE, "expected logits [N,C] and labels [N]");
+    return tgi_infer_scalar(call, out);
+}
+
+static tg_status cross_entropy_forward(tg_op_call *call) {
+    const tg_tensor *logits = call->inputs[0], *labels = call->inputs[1];
+    int64_t rows = logits->shape[0], classes = logits->shape[1];
+    double total = 0.0;
+    for (int64_t r = 0; r < rows; r++) {
+        float label = labels->data[r];
+        if (!(label >= 0.0f && label < (float)classes) || label != floorf(label))
+            return tg_op_fail(call, TG_ERR_INVALID, "label %g at row %lld is not a class index "
+                              "in [0, %lld)", (double)label, (long long)r, (long long)classes);
+        const float *x = logits->data + r * classes;
+        total += tgi_log_sum_exp(x, classes) - x[(int64_t)label];
+    }
+    call->output->data[0] = (float)(total / (double)rows);
+    return TG_OK;
+}
+
+/* dL/dlogits = (softmax - onehot) / N; recomputed here rather than stored: one row at a time. */
+static tg_status cross_entropy_backward(const tg_op_call *call) {
+    const tg_tensor *logits = call->inputs[0], *labels = call->inputs[1];
+    if (!logits->grad) return TG_OK;
+    int64_t rows = logits->shape[0], classes = logits->shape[1];
+    float factor = call->output->grad[0] / (float)rows;
+    for (int64_t r = 0; r < rows; r++) {
+        const float *x = logits->data + r * classes;
+        float *g = logits->grad + r * classes, lse = (float)tgi_log_sum_exp(x, classes);
+        for (int64_t j = 0; j < classes; j++) g[j] += factor * expf(x[j] - lse);
+        g[(int64_t)labels->data[r]] -= factor;
+    }
+    return TG_OK;
+}
+
+/* ---- binary cross entropy with logits ------------------------------------------------------ */
+
+/* max(x,0) - x t + log(1 + e^-|x|): the textbook form, never exponentiating a positive number */
+static tg_status bce_with_logits_forward(tg_op_call *call) {
+    const float *x = call->inputs[0]->data, *t = call->inputs[1]->data;
+    int64_t n = call->inputs[0]->size;
+    double sum = 0.0;
+    for (int64_t i = 0; i < n; i++)
+        sum += fmaxf(x[i], 0.0f) - x[i] * t[i] + log1pf(expf(-fabsf(x[i])));
+    call->output->data[0] = (float)(sum / (double)n);
+    return TG_OK;
+}
+
+/* dL/dx = (sigmoid(x) - t) / n, dL/dt = -x / n */
+static tg_status bce_with_logits_backward(const tg_op_call *call) {
+    const tg_tensor *logits = call->inputs[0], *targets = call->inputs[1];
+    float factor = call->output->grad[0] / (float)logits->size;
+    for (int64_t i = 0; i < logits->size; i++) {
+        float x = logits->data[i];
+                if (logits->grad) logits->grad[i] += factor * (tgi_sigmoid(x) - targets->data[i]);
+        if (targets->grad) targets->grad[i] -= factor * x;
+    }
+    return TG_OK;
+}
+
+/* ---- registry entries ---------------------------------------------------------------------- */
+
+static const tgi_example mse_inputs[] = {
+    {.n_inputs = 2, .inputs = {TGI_INPUT(TGI_DOMAIN_ANY, 3, 4), TGI_INPUT(TGI_DOMAIN_ANY, 3, 4)}}};
+static const tgi_example cross_entropy_inputs[] = {
+    {.n_inputs = 2,
+     .inputs = {TGI_INPUT(TGI_DOMAIN_ANY, 4, 5), TGI_CONST_INPUT(TGI_DOMAIN_LABELS, 5.0f, 4)}}};
+static const tgi_example bce_inputs[] = {
+    {.n_inputs = 2, .inputs = {TGI_INPUT(TGI_DOMAIN_ANY, 3, 4), TGI_INPUT(TGI_DOMAIN_UNIT, 3, 4)}}};
+static const tgi_examples mse_examples = TGI_EXAMPLES(mse_inputs);
+static const tgi_examples cross_entropy_examples = TGI_EXAMPLES(cross_entropy_inputs);
+static const tgi_examples bce_examples = TGI_EXAMPLES(bce_inputs);
+
+const tg_op_def tgi_loss_defs[] = {
+    KERNEL_DEF(mse, 2, "", tgi_infer_pair_to_scalar, mse_examples),
+    KERNEL_DEF(cross_entropy, 2, "", cross_entropy_infer, cross_entropy_examples),
+    KERNEL_DEF(bce_with_logits, 2, "", tgi_infer_pair_to_scalar, bce_examples),
+};
+const int tgi_loss_count = sizeof tgi_loss_defs / sizeof tgi_loss_defs[0];
+
+tg_tensor *tg_mse(tg_tape *tape, tg_tensor *pred, tg_tensor *target) {
+    return tgi_binary(tape, TGI_OP_MSE, pred, target);
+}
+
+tg_tensor *tg_cross_entropy(tg_tape *tape, tg_tensor *logits, tg_tensor *labels) {
+    return tgi_binary(tape, TGI_OP_CROSS_ENTROPY, logits, labels);
+}
+
+tg_tensor *tg_bce_with_logits(tg_tape *tape, tg_tensor *logits, tg_tensor *targets) {
+    return tgi_binary(tape, TGI_OP_BCE_WITH_LOGITS, logits, targets);
+}

@@ -1,0 +1,213 @@
+/*
+ * ops/norm.c — batch normalisation and layer normalisation.
+ *
+ * Both normalise groups of elements: batch norm a feature column over the batch (elements C
+ * apart), layer norm a row over its features (contiguous). One pair of helpers does both;
+ * they differ only in the strides and in whether gamma/beta are indexed by group (batch norm)
+ * or by position within the group (layer norm).
+ */
+#include "ops/kernels.h"
+
+#include <math.h>
+
+typedef struct groups {
+    int64_t count, length;   /* number of groups, elements per group */
+    int64_t stride, step;    /* distance between elements of a group, between groups */
+    bool affine_by_group;    /* gamma[group] (batch norm) or gamma[position] (layer norm) */
+} groups;
+
+static groups batch_norm_groups(const tg_tensor *x) {
+    groups g = {x->shape[1], x->shape[0], x->shape[1], 1, true};
+    return g;
+}
+
+static groups layer_norm_groups(const tg_tensor *x) {
+    int64_t d = x->shape[x->ndim - 1];
+    groups g = {x->size / d, d, 1, d, false};
+    return g;
+}
+
+/* Batch statistics of each group: mean and 1/sqrt(biased variance + eps). */
+static void group_stats(const float *x, groups g, float eps, float *mean, float *inv_std,
+                        float *variance) {
+    for (int64_t k = 0; k < g.count; k++) {
+        const float *xk = x + k * g.step;
+        double sum = 0.0, sq = 0.0;
+        for (int64_t i = 0; i < g.length; i++) sum += xk[i * g.stride];
+        double mu = sum / (double)g.length;
+        for (int64_t i = 0; i < g.length; i++) sq += (xk[i * g.stride] - mu) * (xk[i * g.stride] - mu);
+        mean[k] = (float)mu;
+        variance[k] = (float)(sq / (double)g.length);
+        inv_std[k] = (float)(1.0 / sqrt(sq / (double)g.length + eps));
+    }
+}
+
+/* y = gamma * (x - mean) * inv_std + beta */
+static void normalize(const tg_op_call *call, groups g, const float *mean, const float *inv_std) {
+    const float *x = call->inputs[0]->data, *gamma = call->inputs[1]->data,
+                *beta = call->inputs[2]->data;
+    float *y = call->output->data;
+    for (int64_t k = 0; k < g.count; k++)
+        for (int64_t i = 0; i < g.length; i++) {
+            int64_t at = k * g.step + i * g.stride, p = g.affine_by_group ? k : i;
+            y[at] = gamma[p] * (x[at] - mean[k]) * inv_std[k] + beta[p];
+        }
+}
+
+/* With d = g * gamma and xhat the normalised input, for statistics taken from the group:
+ *   dx = inv_std / n * (n d - sum(d) - xhat sum(d xhat));
+ * with fixed statistics (evaluation): dx = d * inv_std. dgamma = sum(g xhat), dbeta = sum(g). */
+static void normalize_backward(const tg_op_call *call, groups g, const float *mean,
+                               const float *inv_std, bool batch_statistics) {
+    const tg_tensor *x = call->inputs[0], *gamma = call->inputs[1], *beta = call->inputs[2];
+    const float *gy = call->output->grad;
+    for (int64_t k = 0; k < g.count; k++) {
+        double sum_d = 0.0, sum_d_xhat = 0.0;
+        for (int64_t i = 0; i < g.length; i++) {
+            int64_t at = k * g.step + i * g.stride, p = g.affine_by_group ? k : i;
+            float xhat = (x->data[at] - mean[k]) * inv_std[k];
+            float d = gy[at] * gamma->data[p];
+            sum_d += d;
+            sum_d_xhat += (double)d * xhat;
+            if (gamma->grad) gamma->grad[p] += gy[at] * xhat;
+            if (beta->grad) beta->grad[p] += gy[at];
+        }
+        if (!x->grad) continue;
+        float n = (float)g.length;
+        for (int64_t i = 0; i < g.length; i++) {
+            int64_t at = k * g.step + i * g.stride, p = g.affine_by_group ? k : i;
+            float xhat = (x->data[at] - mean[k]) * inv_std[k];
+            float d = gy[at] * gamma->data[p];
+            x->grad[at] += batch_statistics
+                               ? inv_std[k] / n * (n * d - (float)sum_d - xhat * (float)sum_d_xhat)
+                               : d * inv_std[k];
+        }
+    }
+}
+
+/* Saved for backward: mean, then inv_std, per group. */
+static float *save_stats(tg_op_call *call, int64_t count) {
+    return tg_op_save(call, 2 * (size_t)count * sizeof(float));
+}
+
+/* ---- batch norm ---------------------------------------------------------------------------- */
+
+static tg_status batch_norm_infer(const tg_op_call *call, tg_shape *out) {
+    const tg_tensor *x = call->inputs[0];
+    if (x->ndim != 2)
+        return tg_op_fail(call, TG_ERR_SHAPE, "expected x [N,C]");
+    for (int i = 1; i < 5; i++)
+        if (call->inputs[i]->ndim != 1 || call->inputs[i]->shape[0] != x->shape[1])
+            return tg_op_fail(call, TG_ERR_SHAPE, "input %d must be [%lld] (gamma, beta, "
+                              "running mean, running var)", i, (long long)x->shape[1]);
+    if (!(call->attrs[1].f32 > 0.0f))
+        return tg_op_fail(call, TG_ERR_INVALID, "eps must be > 0");
+    return tgi_infer_like_input(call, out);
+}
+
+static tg_status batch_norm_forward(tg_op_call *call) {
+    groups g = batch_norm_groups(call->inputs[0]);
+    float *stats = save_stats(call, g.count);
+    if (!stats) return TG_ERR_NOMEM;
+    float *mean = stats, *inv_std = stats + g.count;
+    float momentum = call->attrs[0].f32, eps = call->attrs[1].f32;
+    float *running_mean = call->inputs[3]->data, *running_var = call->inputs[4]->data;
+    if (call->attrs[2].b) {
+        /* the variances land in the output buffer, which normalize() then overwrites */
+        float *variance = call->output->data;
+        float unbias = g.length > 1 ? (float)g.length / (float)(g.length - 1) : 1.0f;
+        group_stats(call->inputs[0]->data, g, eps, mean, inv_std, variance);
+        for (int64_t k = 0; k < g.count; k++) {
+            running_mean[k] = (1.0f - momentum) * running_mean[k] + momentum * mean[k];
+            running_var[k] = (1.0f - momentum) * running_var[k] + momentum * unbias * variance[k];
+        }
+    } else {
+        for (int64_t k = 0; k < g.count; k++) {
+            mean[k] = running_mean[k];
+            inv_std[k] = 1.0f / sqrtf(running_var[k] + eps);
+        }
+    }
+    normalize(call, g, mean, inv_std);
+    return TG_OK;
+}
+
+static tg_status batch_norm_backward(const tg_op_call *call) {
+    groups g = batch_norm_groups(call->inputs[0]);
+    const float *stats = call->saved;
+    normalize_backward(call, g, stats, stats + g.count, call->attrs[2].b);
+    return TG_OK;
+}
+
+/* ---- layer norm ---------------------------------------------------------------------------- */
+
+static tg_status layer_norm_infer(const tg_op_call *call, tg_shape *out) {
+    const tg_tensor *x = call->inputs[0];
+    if (x->ndim < 1)
+        return tg_op_fail(call, TG_ERR_SHAPE, "expected x [..., D]");
+    int64_t d = x->shape[x->ndim - 1];
+    for (int i = 1; i < 3; i++)
+        if (call->inputs[i]->ndim != 1 || call->inputs[i]->shape[0] != d)
+            return tg_op_fail(call, TG_ERR_SHAPE, "gamma and beta must be [%lld]", (long long)d);
+    if (!(call->attrs[0].f32 > 0.0f))
+        return tg_op_fail(call, TG_ERR_INVALID, "eps must be > 0");
+    return tgi_infer_like_input(call, out);
+}
+
+static tg_status layer_norm_forward(tg_op_call *call) {
+    groups g = layer_norm_groups(call->inputs[0]);
+    float *stats = save_stats(call, g.count);
+    if (!stats) return TG_ERR_NOMEM;
+    /* the variances land in the output buffer, which normalize() then overwrites */
+    group_stats(call->inputs[0]->data, g, call->attrs[0].f32, stats, stats + g.count,
+                call->output->data);
+    normalize(call, g, stats, stats + g.count);
+    return TG_OK;
+}
+
+static tg_status layer_norm_backward(const tg_op_call *call) {
+    groups g = layer_norm_groups(call->inputs[0]);
+    const float *stats = call->saved;
+    normalize_backward(call, g, stats, stats + g.count, true);
+    return TG_OK;
+}
+
+/* ---- registry entries ---------------------------------------------------------------------- */
+
+#define BN_INPUTS                                                                               \
+    TGI_INPUT(TGI_DOMAIN_ANY, 6, 3), TGI_INPUT(TGI_DOMAIN_POSITIVE, 3),                         \
+        TGI_INPUT(TGI_DOMAIN_ANY, 3), TGI_CONST_INPUT(TGI_DOMAIN_ANY, 0, 3),                    \
+        TGI_CONST_INPUT(TGI_DOMAIN_POSITIVE, 0, 3)
+static const tgi_example batch_norm_inputs[] = {
+    {.n_inputs = 5, .inputs = {BN_INPUTS}, .attrs = {{.f32 = 0.1f}, {.f32 = 1e-5f}, {.b = true}}},
+    {.n_inputs = 5, .inputs = {BN_INPUTS}, .attrs = {{.f32 = 0.1f}, {.f32 = 1e-5f}, {.b = false}}},
+};
+static const tgi_example layer_norm_inputs[] = {
+    {.n_inputs = 3,
+     .inputs = {TGI_INPUT(TGI_DOMAIN_ANY, 3, 5), TGI_INPUT(TGI_DOMAIN_POSITIVE, 5),
+                TGI_INPUT(TGI_DOMAIN_ANY, 5)},
+     .attrs = {{.f32 = 1e-5f}}},
+};
+static const tgi_examples batch_norm_examples = TGI_EXAMPLES(batch_norm_inputs);
+static const tgi_examples layer_norm_examples = TGI_EXAMPLES(layer_norm_inputs);
+
+const tg_op_def tgi_norm_defs[] = {
+    KERNEL_DEF(batch_norm, 5, "momentum:f32,eps:f32,train:bool", batch_norm_infer,
+               batch_norm_examples),
+    KERNEL_DEF(layer_norm, 3, "eps:f32", layer_norm_infer, layer_norm_examples),
+};
+const int tgi_norm_count = sizeof tgi_norm_defs / sizeof tgi_norm_defs[0];
+
+tg_tensor *tg_batch_norm(tg_tape *tape, tg_tensor *x, tg_tensor *gamma, tg_tensor *beta,
+                         tg_tensor *running_mean, tg_tensor *running_var, float momentum,
+                         float eps, bool train) {
+    tg_tensor *inputs[5] = {x, gamma, beta, running_mean, running_var};
+    tg_attr_value attrs[3] = {{.f32 = momentum}, {.f32 = eps}, {.b = train}};
+    return tgi_call_builtin(tape, TGI_OP_BATCH_NORM, inputs, 5, attrs);
+}
+
+tg_tensor *tg_layer_norm(tg_tape *tape, tg_tensor *x, tg_tensor *gamma, tg_tensor *beta,
+                         float eps) {
+    tg_tensor *inputs[3] = {x, gamma, beta};
+    tg_attr_value attrs[1] = {{.f32 = eps}};
+    return tgi_call_builtin(tape, TGI_OP_LAYER_NORM, inputs, 3, attrs);
+}

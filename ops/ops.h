@@ -1,0 +1,168 @@
+/*
+ * ops/ops.h — what the built-in ops share: their ids, the broadcasting and reduction plans,
+ * GEMM, declarative gradient-check examples, and the registry's internal calls.
+ */
+#ifndef TAPEGRAD_OPS_H
+#define TAPEGRAD_OPS_H
+
+#include "autograd/internal.h"
+
+/* ---- built-in op ids ----------------------------------------------------------------------- */
+
+/* Built-ins are registered first, in this order, so their id is their position here and the
+ * typed wrappers (tg_add, ...) need no name lookup. ops/builtins.c checks the order at start-up. */
+#define TGI_BUILTIN_OPS(X)                                                                       \
+    X(ADD, add) X(SUB, sub) X(MUL, mul) X(DIV, div)                                              \
+    X(NEG, neg) X(SCALE, scale) X(ADD_SCALAR, add_scalar) X(POW, pow) X(SQUARE, square)         \
+    X(SQRT, sqrt) X(EXP, exp) X(LOG, log) X(ABS, abs)                                            \
+    X(SIGMOID, sigmoid) X(TANH, tanh) X(RELU, relu) X(LEAKY_RELU, leaky_relu) X(ELU, elu)        \
+    X(SOFTPLUS, softplus) X(GELU, gelu)                                                          \
+    X(SOFTMAX, softmax) X(LOG_SOFTMAX, log_softmax) X(DROPOUT, dropout)                         \
+    X(MATMUL, matmul) X(LINEAR, linear) X(TRANSPOSE, transpose)                                  \
+    X(RESHAPE, reshape) X(CONCAT, concat) X(SLICE, slice)                                        \
+    X(SUM, sum) X(MEAN, mean) X(SUM_AXIS, sum_axis) X(MEAN_AXIS, mean_axis)                      \
+    X(MSE, mse) X(CROSS_ENTROPY, cross_entropy) X(BCE_WITH_LOGITS, bce_with_logits)              \
+    X(BATCH_NORM, batch_norm) X(LAYER_NORM, layer_norm)
+
+enum {
+#define TGI_OP_ENUM(id, name) TGI_OP_##id,
+    TGI_BUILTIN_OPS(TGI_OP_ENUM)
+#undef TGI_OP_ENUM
+    TGI_BUILTIN_COUNT
+};
+
+/* Definition tables, one per source file, in the order above. */
+#define TGI_DEF_TABLE(file) \
+    TGI_HIDDEN extern const tg_op_def tgi_##file##_defs[]; TGI_HIDDEN extern const int tgi_##file##_count;
+TGI_DEF_TABLE(elementwise)
+TGI_DEF_TABLE(activation)
+TGI_DEF_TABLE(linalg)
+TGI_DEF_TABLE(shape)
+TGI_DEF_TABLE(reduce)
+TGI_DEF_TABLE(loss)
+TGI_DEF_TABLE(norm)
+#undef TGI_DEF_TABLE
+
+/* Calls built-in op `id` (attrs complete and in signature order). */
+TGI_HIDDEN tg_tensor *tgi_call_builtin(tg_tape *tape, int id, tg_tensor *const *inputs,
+                                       int n_inputs, const tg_attr_value *attrs);
+/* Shorthands for the typed wrappers. */
+TGI_HIDDEN tg_tensor *tgi_binary(tg_tape *tape, int id, tg_tensor *a, tg_tensor *b);
+TGI_HIDDEN tg_tensor *tgi_unary(tg_tape *tape, int id, tg_tensor *x);
+TGI_HIDDEN tg_tensor *tgi_unary_f32(tg_tape *tape, int id, tg_tensor *x, float value);
+
+/* ---- registry internals -------------------------------------------------------------------- */
+
+#define TGI_ATTR_NAME_MAX 32
+
+TGI_HIDDEN tg_status tgi_parse_signature(tg_ctx *ctx, const char *op_name, const char *signature,
+                                         tgi_attr_spec *specs, char names[][TGI_ATTR_NAME_MAX],
+                                         int *n_attrs);
+TGI_HIDDEN const char *tgi_attr_type_name(tg_attr_type type);
+
+/* ---- shared infer_shape helpers ------------------------------------------------------------ */
+
+/* Output shaped like input 0. */
+TGI_HIDDEN tg_status tgi_infer_like_input(const tg_op_call *call, tg_shape *out);
+/* Output is a scalar (0 dims). */
+TGI_HIDDEN tg_status tgi_infer_scalar(const tg_op_call *call, tg_shape *out);
+/* Inputs 0 and 1 must have equal shapes (losses); output is a scalar. */
+TGI_HIDDEN tg_status tgi_infer_pair_to_scalar(const tg_op_call *call, tg_shape *out);
+/* Turns a possibly negative axis into 0..ndim-1, or fails naming the op. */
+TGI_HIDDEN tg_status tgi_normalize_axis(const tg_op_call *call, int64_t axis, int ndim, int *out);
+TGI_HIDDEN void tgi_shape_of(const tg_tensor *t, tg_shape *out);
+
+/* Splits a tensor around one axis: outer (dims before) x n (the axis) x inner (dims after). */
+typedef struct tgi_axis_split {
+    int64_t outer, n, inner;
+} tgi_axis_split;
+TGI_HIDDEN tgi_axis_split tgi_split_at(const tg_tensor *t, int axis);
+
+/* ---- numerics shared by several ops ------------------------------------------------------- */
+
+#include <math.h>
+
+/* Both branches stay finite: exp of a non-positive number never overflows. */
+static inline float tgi_sigmoid(float x) {
+    if (x >= 0.0f) return 1.0f / (1.0f + expf(-x));
+    float e = expf(x);
+    return e / (1.0f + e);
+}
+
+/* log(sum(exp(x))) of one row, max-subtracted so exp never sees a positive argument. */
+TGI_HIDDEN double tgi_log_sum_exp(const float *x, int64_t n);
+
+/* ---- broadcasting -------------------------------------------------------------------------- */
+
+/* The output shape of broadcasting a with b, padded to 4 dims on the left, with each input's
+ * strides in that padded space (0 along a stretched dim). */
+typedef struct tgi_broadcast {
+    int64_t dims[TG_MAX_DIMS];
+    int64_t stride_a[TG_MAX_DIMS];
+    int64_t stride_b[TG_MAX_DIMS];
+    bool same_shape;
+} tgi_broadcast;
+
+/* Fails (naming the op) when the shapes do not broadcast. */
+TGI_HIDDEN tg_status tgi_broadcast_shapes(const tg_op_call *call, const tg_tensor *a,
+                                          const tg_tensor *b, tg_shape *out);
+TGI_HIDDEN void tgi_broadcast_plan(const tg_tensor *a, const tg_tensor *b, tgi_broadcast *plan);
+
+/* ---- GEMM ---------------------------------------------------------------------------------- */
+
+/* Row-major C = alpha * op(A) * op(B) + beta * C, op(A) m x k, op(B) k x n. Uses OpenBLAS when
+ * built with TG_USE_BLAS, else tgi_gemm_portable. */
+TGI_HIDDEN void tgi_gemm(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, float alpha,
+                         const float *a, int64_t lda, const float *b, int64_t ldb, float beta,
+                         float *c, int64_t ldc);
+/* Our own blocked GEMM: always compiled, so it is tested in BLAS builds too. */
+TGI_HIDDEN void tgi_gemm_portable(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k,
+                                  float alpha, const float *a, int64_t lda, const float *b,
+                                  int64_t ldb, float beta, float *c, int64_t ldc);
+
+/* ---- gradient-check examples, declared as data --------------------------------------------- */
+
+typedef enum tgi_domain {
+    TGI_DOMAIN_ANY,        /* N(0,1) */
+    TGI_DOMAIN_AWAY_ZERO,  /* +-U[0.2, 1.5]: away from the kinks of relu, abs, ... */
+    TGI_DOMAIN_POSITIVE,   /* U[0.5, 2] */
+    TGI_DOMAIN_UNIT,       /* U[0, 1] (probabilities, targets) */
+    TGI_DOMAIN_LABELS,     /* whole numbers in [0, param) */
+} tgi_domain;
+
+typedef struct tgi_example_input {
+    tg_shape shape;
+    tgi_domain domain;
+    float param;           /* the class count for TGI_DOMAIN_LABELS */
+    bool constant;         /* true: no gradient wanted */
+} tgi_example_input;
+
+typedef struct tgi_example {
+    int n_inputs;
+    tgi_example_input inputs[TG_EXAMPLE_MAX_INPUTS];
+    tg_attr_value attrs[TG_MAX_ATTRS];
+} tgi_example;
+
+/* What built-in ops put in op_data: their examples. */
+typedef struct tgi_examples {
+    int count;
+    const tgi_example *list;
+} tgi_examples;
+
+/* The tg_example_fn of every built-in op: builds example `index` of call->op_data's list. */
+TGI_HIDDEN tg_status tgi_example_from_spec(tg_tape *tape, void *op_data, int index,
+                                           tg_tensor **inputs, int *n_inputs,
+                                           tg_attr_value *attrs);
+
+/* Shorthands for example tables. */
+#define TGI_SHAPE(...) {(int32_t)(sizeof((int64_t[]){__VA_ARGS__}) / sizeof(int64_t)), {__VA_ARGS__}}
+/* TGI_INPUT(TGI_DOMAIN_ANY, 3, 4): a [3,4] example input that wants a gradient. */
+#define TGI_INPUT(DOMAIN, ...) {.shape = TGI_SHAPE(__VA_ARGS__), .domain = (DOMAIN)}
+/* An example input that wants no gradient (labels, running statistics). */
+#define TGI_CONST_INPUT(DOMAIN, PARAM, ...) \
+    {.shape = TGI_SHAPE(__VA_ARGS__), .domain = (DOMAIN), .param = (PARAM), .constant = true}
+/* An example with one input and the given attribute values. */
+#define TGI_ONE_INPUT(INPUT, ...) {.n_inputs = 1, .inputs = {INPUT}, .attrs = {__VA_ARGS__}}
+#define TGI_EXAMPLES(array) {(int)(sizeof(array) / sizeof((array)[0])), (array)}
+
+#endif /* TAPEGRAD_OPS_H */

@@ -1,0 +1,137 @@
+/*
+ * ops/reduce.c — sums and means, over everything or along one axis.
+ */
+#include "ops/kernels.h"
+
+/* ---- over all elements --------------------------------------------------------------------- */
+
+/* Summed in double: a float running sum of a million elements loses digits. */
+static double total(const tg_tensor *x) {
+    double sum = 0.0;
+    for (int64_t i = 0; i < x->size; i++) sum += x->data[i];
+    return sum;
+}
+
+static tg_status sum_forward(tg_op_call *call) {
+    call->output->data[0] = (float)total(call->inputs[0]);
+    return TG_OK;
+}
+
+static tg_status mean_forward(tg_op_call *call) {
+    call->output->data[0] = (float)(total(call->inputs[0]) / (double)call->inputs[0]->size);
+    return TG_OK;
+}
+
+static void spread(const tg_op_call *call, float factor) {
+    float *gx = call->inputs[0]->grad;
+    if (!gx) return;
+    float g = call->output->grad[0] * factor;
+    for (int64_t i = 0; i < call->inputs[0]->size; i++) gx[i] += g;
+}
+
+static tg_status sum_backward(const tg_op_call *call) {
+    spread(call, 1.0f);
+    return TG_OK;
+}
+
+static tg_status mean_backward(const tg_op_call *call) {
+    spread(call, 1.0f / (float)call->inputs[0]->size);
+    return TG_OK;
+}
+
+/* ---- along one axis ------------------------------------------------------------------------ */
+
+static tg_status axis_infer(const tg_op_call *call, tg_shape *out) {
+    const tg_tensor *x = call->inputs[0];
+    int axis;
+    if (tgi_normalize_axis(call, call->attrs[0].i64, x->ndim, &axis) != TG_OK) return TG_ERR_SHAPE;
+    tgi_shape_of(x, out);
+    if (call->attrs[1].b) {
+        out->dims[axis] = 1;
+        return TG_OK;
+    }
+    for (int d = axis; d + 1 < x->ndim; d++) out->dims[d] = x->shape[d + 1];
+    out->ndim = x->ndim - 1;
+    return TG_OK;
+}
+
+static tgi_axis_split axis_split(const tg_op_call *call) {
+    const tg_tensor *x = call->inputs[0];
+    int64_t axis = call->attrs[0].i64;
+    return tgi_split_at(x, (int)(axis < 0 ? axis + x->ndim : axis));
+}
+
+static void axis_reduce(tg_op_call *call, bool mean) {
+    tgi_axis_split s = axis_split(call);
+    const float *x = call->inputs[0]->data;
+    for (int64_t o = 0; o < s.outer; o++)
+        for (int64_t i = 0; i < s.inner; i++) {
+            double sum = 0.0;
+            for (int64_t a = 0; a < s.n; a++) sum += x[(o * s.n + a) * s.inner + i];
+            call->output->data[o * s.inner + i] = (float)(mean ? sum / (double)s.n : sum);
+        }
+}
+
+static void axis_spread(const tg_op_call *call, bool mean) {
+    float *gx = call->inputs[0]->grad;
+    if (!gx) return;
+    tgi_axis_split s = axis_split(call);
+    float factor = mean ? 1.0f / (float)s.n : 1.0f;
+    for (int64_t o = 0; o < s.outer; o++)
+        for (int64_t a = 0; a < s.n; a++)
+            for (int64_t i = 0; i < s.inner; i++)
+                gx[(o * s.n + a) * s.inner + i] += factor * call->output->grad[o * s.inner + i];
+}
+
+static tg_status sum_axis_forward(tg_op_call *call) {
+    axis_reduce(call, false);
+    return TG_OK;
+}
+
+static tg_status sum_axis_backward(const tg_op_call *call) {
+    axis_spread(call, false);
+    return TG_OK;
+}
+
+static tg_status mean_axis_forward(tg_op_call *call) {
+    axis_reduce(call, true);
+    return TG_OK;
+}
+
+static tg_status mean_axis_backward(const tg_op_call *call) {
+    axis_spread(call, true);
+    return TG_OK;
+}
+
+/* ---- registry entries ---------------------------------------------------------------------- */
+
+static const tgi_example all_inputs[] = {TGI_ONE_INPUT(TGI_INPUT(TGI_DOMAIN_ANY, 3, 4), {.i64 = 0})};
+static const tgi_example axis_inputs[] = {
+    TGI_ONE_INPUT(TGI_INPUT(TGI_DOMAIN_ANY, 3, 4), {.i64 = 0}, {.b = false}),
+    TGI_ONE_INPUT(TGI_INPUT(TGI_DOMAIN_ANY, 2, 3, 4), {.i64 = 1}, {.b = true}),
+    TGI_ONE_INPUT(TGI_INPUT(TGI_DOMAIN_ANY, 2, 3, 4), {.i64 = -1}, {.b = false}),
+};
+static const tgi_examples all_examples = TGI_EXAMPLES(all_inputs);
+static const tgi_examples axis_examples = TGI_EXAMPLES(axis_inputs);
+
+const tg_op_def tgi_reduce_defs[] = {
+    KERNEL_DEF(sum, 1, "", tgi_infer_scalar, all_examples),
+    KERNEL_DEF(mean, 1, "", tgi_infer_scalar, all_examples),
+    KERNEL_DEF(sum_axis, 1, "axis:i64,keepdim:bool", axis_infer, axis_examples),
+    KERNEL_DEF(mean_axis, 1, "axis:i64,keepdim:bool", axis_infer, axis_examples),
+};
+const int tgi_reduce_count = sizeof tgi_reduce_defs / sizeof tgi_reduce_defs[0];
+
+static tg_tensor *reduce_axis(tg_tape *tape, int id, tg_tensor *x, int axis, bool keepdim) {
+    tg_attr_value attrs[2] = {{.i64 = axis}, {.b = keepdim}};
+    return tgi_call_builtin(tape, id, &x, 1, attrs);
+}
+
+tg_tensor *tg_sum(tg_tape *tape, tg_tensor *x) { return tgi_unary(tape, TGI_OP_SUM, x); }
+tg_tensor *tg_mean(tg_tape *tape, tg_tensor *x) { return tgi_unary(tape, TGI_OP_MEAN, x); }
+tg_tensor *tg_sum_axis(tg_tape *tape, tg_tensor *x, int axis, bool keepdim) {
+    return reduce_axis(tape, TGI_OP_SUM_AXIS, x, axis, keepdim);
+}
+tg_tensor *tg_mean_axis(tg_tape *tape, tg_tensor *x, int axis, bool keepdim) {
+    return reduce_axis(tape, TGI_OP_MEAN_AXIS, x, axis, keepdim);
+}
