@@ -221,8 +221,8 @@ static tg_status check_backward_start(tg_tape *tape, tg_tensor *output) {
         if (ctx->err_code == TG_OK) tgi_error(ctx, TG_ERR_INVALID, "backward: output is NULL");
         return ctx->err_code;
     }
-    char name[TG_LABEL_MAX + 32], shape[96];
-    tgi_node_name(output, name, sizeof name);
+    char name_buf[TG_LABEL_MAX + 32], shape[96];
+    const char *name = tgi_node_name(output, name_buf, sizeof name_buf);
     tgi_format_shape(output->ndim, output->shape, shape, sizeof shape);
     if (tape->state == TGI_TAPE_CONSUMED)
         return tgi_error(ctx, TG_ERR_STATE, "backward from '%s' %s: this tape was already walked "

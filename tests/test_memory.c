@@ -1,0 +1,146 @@
+/* tests/test_memory.c — the arena, byte counters, and no heap allocation in the steady state. */
+#include "helpers.h"
+
+/* An allocator that counts every call that obtains memory. */
+typedef struct counting {
+    long allocations;
+    long frees;
+    size_t live_bytes;
+} counting;
+
+static void *counting_alloc(void *user, void *ptr, size_t old_size, size_t new_size) {
+    counting *c = user;
+    if (new_size == 0) {
+        if (ptr) {
+            c->frees++;
+            c->live_bytes -= old_size;
+        }
+        free(ptr);
+        return NULL;
+    }
+    c->allocations++;
+    void *p = realloc(ptr, new_size);
+    if (p) c->live_bytes += new_size - (ptr ? old_size : 0);
+    return p;
+}
+
+/* One SGD training step of a 3-layer MLP, the shape of every real training loop. */
+static void train_step(tg_tape *tape, tg_tensor **params, const float *batch, const float *labels) {
+    tg_tape_reset(tape);
+    tg_tensor *x = tg_tape_from_data(tape, TG_SHAPE(16, 8), batch);
+    tg_tensor *y = tg_tape_from_data(tape, TG_SHAPE(16), labels);
+    tg_tensor *h = x;
+    for (int layer = 0; layer < 3; layer++) {
+        h = tg_linear(tape, h, params[2 * layer], params[2 * layer + 1]);
+        if (layer < 2) h = tg_sigmoid(tape, h);
+    }
+    tg_tensor *loss = tg_cross_entropy(tape, h, y);
+    cr_assert_eq(tg_backward(tape, loss), TG_OK, "%s", tg_errmsg(tg_tape_ctx(tape)));
+    for (int p = 0; p < 6; p++) {
+        for (int64_t i = 0; i < params[p]->size; i++) params[p]->data[i] -= 0.1f * params[p]->grad[i];
+        tg_zero_grad(params[p]);
+    }
+}
+
+Test(memory, no_allocation_after_the_first_step) {
+    counting count = {0};
+    tg_ctx *ctx = tg_ctx_new_with_allocator(counting_alloc, &count);
+    cr_assert_not_null(ctx);
+    const int64_t shapes[6][2] = {{32, 8}, {32, 1}, {32, 32}, {32, 1}, {4, 32}, {4, 1}};
+    tg_tensor *params[6];
+    for (int p = 0; p < 6; p++) {
+        params[p] = p % 2 ? tg_zeros(ctx, 1, shapes[p]) : tg_zeros(ctx, 2, shapes[p]);
+        tg_fill_normal(params[p], 0, 0.3f, (uint64_t)p);
+        tg_set_requires_grad(params[p], true);
+    }
+    float batch[16 * 8], labels[16];
+    for (int i = 0; i < 16 * 8; i++) batch[i] = (float)((i * 37) % 11) / 11.0f;
+    for (int i = 0; i < 16; i++) labels[i] = (float)(i % 4);
+    tg_tape *tape = tg_tape_new(ctx);
+    train_step(tape, params, batch, labels);
+    long after_first = count.allocations;
+    for (int step = 2; step <= 20; step++) train_step(tape, params, batch, labels);
+    cr_expect_eq(count.allocations, after_first, "%ld allocations during steps 2..20",
+                 count.allocations - after_first);
+    cr_expect_gt(after_first, 0, "the counting allocator saw nothing: the test would be vacuous");
+    tg_tape_free(tape);
+    tg_ctx_free(ctx);
+    cr_expect_eq(count.live_bytes, 0, "%zu bytes not freed", count.live_bytes);
+    cr_expect_eq(count.allocations, count.frees);
+}
+
+Test(memory, arena_counters_and_reuse) {
+    tg_ctx *ctx = tg_ctx_new();
+    tg_tape *tape = tg_tape_new(ctx);
+    cr_expect_eq(tg_tape_bytes_in_use(tape), 0);
+    tg_tensor *a = tg_tape_zeros(tape, TG_SHAPE(1000));
+    cr_assert_not_null(a);
+    size_t used = tg_tape_bytes_in_use(tape);
+    cr_expect_geq(used, 4000);
+    cr_expect_eq(tg_tape_bytes_peak(tape), used);
+    /* larger than one chunk: a chunk of its own */
+    tg_tensor *big = tg_tape_zeros(tape, TG_SHAPE(1 << 19));
+    cr_assert_not_null(big);
+    cr_expect_geq(tg_tape_bytes_in_use(tape), used + ((size_t)1 << 21));
+    size_t reserved = tg_tape_bytes_reserved(tape), peak = tg_tape_bytes_peak(tape);
+    big->data[(1 << 19) - 1] = 1; /* writable to the end */
+    tg_tape_reset(tape);
+    cr_expect_eq(tg_tape_bytes_in_use(tape), 0);
+    cr_expect_eq(tg_tape_bytes_peak(tape), peak, "peak survives reset");
+    tg_tensor *again = tg_tape_zeros(tape, TG_SHAPE(1000));
+    cr_expect_eq(again->data, a->data, "the same request after reset gets the same memory");
+    tg_tape_zeros(tape, TG_SHAPE(1 << 19));
+    cr_expect_eq(tg_tape_bytes_reserved(tape), reserved, "nothing new reserved");
+    cr_expect_eq(tg_tape_step(tape), 1);
+    tg_tape_free(tape);
+    tg_ctx_free(ctx);
+}
+
+Test(memory, persistent_bytes_grow_with_tensors) {
+    tg_ctx *ctx = tg_ctx_new();
+    size_t before = tg_ctx_bytes_persistent(ctx);
+    tg_tensor *t = tg_zeros(ctx, TG_SHAPE(256, 256));
+    cr_assert_not_null(t);
+    cr_expect_geq(tg_ctx_bytes_persistent(ctx) - before, (size_t)256 * 256 * 4);
+    cr_expect_eq((uintptr_t)t->data % 64, 0, "data 64-byte aligned");
+    tg_ctx_free(ctx);
+}
+
+/* An allocator that fails after a budget: every failure must come back as an error. */
+typedef struct budget {
+    long remaining;
+} budget;
+
+static void *budget_alloc(void *user, void *ptr, size_t old_size, size_t new_size) {
+    (void)old_size;
+    budget *b = user;
+    if (new_size == 0) {
+        free(ptr);
+        return NULL;
+    }
+    if (b->remaining-- <= 0) return NULL;
+    return realloc(ptr, new_size);
+}
+
+Test(memory, out_of_memory_is_an_error_not_a_crash) {
+    /* Walk the budget up from 0: each run must fail cleanly or succeed, never crash. */
+    for (long limit = 0; limit < 200; limit += 3) {
+        budget b = {limit};
+        tg_ctx *ctx = tg_ctx_new_with_allocator(budget_alloc, &b);
+        if (!ctx) continue;
+        tg_tape *tape = tg_tape_new(ctx);
+        if (tape) {
+            tg_tensor *w = tg_ones(ctx, TG_SHAPE(4, 4));
+            if (w && tg_set_requires_grad(w, true) == TG_OK) {
+                tg_tensor *loss = tg_sum(tape, tg_tanh(tape, tg_matmul(tape, w, w)));
+                tg_status status = tg_backward(tape, loss);
+                cr_expect(status == TG_OK || status == TG_ERR_NOMEM || tg_errcode(ctx) == TG_ERR_NOMEM,
+                          "limit %ld: status %d (%s)", limit, status, tg_errmsg(ctx));
+            } else {
+                cr_expect_eq(tg_errcode(ctx), TG_ERR_NOMEM, "limit %ld: %s", limit, tg_errmsg(ctx));
+            }
+            tg_tape_free(tape);
+        }
+        tg_ctx_free(ctx);
+    }
+}
