@@ -186,9 +186,7 @@ tg_tensor *tgi_record(tg_tape *tape, const tgi_op *op, tg_tensor *const *inputs,
     tg_op_call call = {tape, op->id, op->name, inputs, n_inputs, NULL, attrs, NULL, op->op_data};
     tg_shape out_shape;
     if (op->infer_shape(&call, &out_shape) != TG_OK) return NULL;
-    char what[96];
-    snprintf(what, sizeof what, "%s output", op->name);
-    if (tgi_check_shape(tape->ctx, what, out_shape.ndim, out_shape.dims) != TG_OK) return NULL;
+    if (tgi_check_shape(tape->ctx, op->name, out_shape.ndim, out_shape.dims) != TG_OK) return NULL;
     tg_tensor *output = tgi_tape_tensor(tape, out_shape.ndim, out_shape.dims);
     if (!output) return NULL;
     call.output = output;
