@@ -22,7 +22,7 @@ fi
 
 if [ "$(python3 -m ziglang version 2>/dev/null)" != "$ZIG_VERSION" ]; then
     echo "setup: installing ziglang==$ZIG_VERSION from PyPI" >&2
-    python3 -m pip install -q "ziglang==$ZIG_VERSION"
+    python3 -m pip install -q --root-user-action=ignore "ziglang==$ZIG_VERSION"
 fi
 
 # A `zig` on PATH that runs the pip-installed compiler.

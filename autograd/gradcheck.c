@@ -47,7 +47,7 @@ static tg_status objective(check_run *run, double *value) {
 static tg_status numeric_derivative(check_run *run, int i, int64_t j, double eps, double *out) {
     float *x = run->inputs[i]->data, original = x[j];
     float plus = (float)(original + eps), minus = (float)(original - eps);
-    double f_plus, f_minus;
+    double f_plus = 0.0, f_minus = 0.0;
     x[j] = plus;
     tg_status status = objective(run, &f_plus);
     x[j] = minus;

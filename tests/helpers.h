@@ -40,4 +40,11 @@ static inline tg_tensor *leaf(tg_ctx *ctx, int ndim, const int64_t *shape, const
     return t;
 }
 
+/* infer_shape of a user op whose output is shaped like its first input. */
+static inline tg_status infer_like_first_input(const tg_op_call *call, tg_shape *out) {
+    out->ndim = call->inputs[0]->ndim;
+    for (int d = 0; d < TG_MAX_DIMS; d++) out->dims[d] = call->inputs[0]->shape[d];
+    return TG_OK;
+}
+
 #endif

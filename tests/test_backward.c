@@ -1,22 +1,8 @@
 /* tests/test_backward.c — the reverse walk: fan-out, no_grad, broadcasting, retention, seeds,
  * numerical stability, and a whole small network against finite differences. */
-#include "helpers.h"
+#include "fixture.h"
 
-static tg_ctx *ctx;
-static tg_tape *tape;
-
-static void setup(void) {
-    ctx = tg_ctx_new();
-    tape = tg_tape_new(ctx);
-    cr_assert(ctx && tape);
-}
-
-static void teardown(void) {
-    tg_tape_free(tape);
-    tg_ctx_free(ctx);
-}
-
-TestSuite(backward, .init = setup, .fini = teardown);
+TestSuite(backward, .init = fixture_setup, .fini = fixture_teardown);
 
 Test(backward, fan_out_accumulates) {
     /* y = x*x + 3x + x  ->  dy/dx = 2x + 4 */

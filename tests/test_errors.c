@@ -1,22 +1,8 @@
 /* tests/test_errors.c — every error path returns a status or NULL with a message that names
  * the op, the node labels and the shapes; nothing aborts. */
-#include "helpers.h"
+#include "fixture.h"
 
-static tg_ctx *ctx;
-static tg_tape *tape;
-
-static void setup(void) {
-    ctx = tg_ctx_new();
-    tape = tg_tape_new(ctx);
-    cr_assert(ctx && tape);
-}
-
-static void teardown(void) {
-    tg_tape_free(tape);
-    tg_ctx_free(ctx);
-}
-
-TestSuite(errors, .init = setup, .fini = teardown);
+TestSuite(errors, .init = fixture_setup, .fini = fixture_teardown);
 
 static tg_tensor *named(const char *label, int ndim, const int64_t *shape) {
     tg_tensor *t = tg_tape_zeros(tape, ndim, shape);

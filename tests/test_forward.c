@@ -1,22 +1,7 @@
 /* tests/test_forward.c — forward values of every built-in op against hand-computed values. */
-#include "helpers.h"
+#include "fixture.h"
 
-static tg_ctx *ctx;
-static tg_tape *tape;
-
-static void setup(void) {
-    ctx = tg_ctx_new();
-    cr_assert_not_null(ctx);
-    tape = tg_tape_new(ctx);
-    cr_assert_not_null(tape);
-}
-
-static void teardown(void) {
-    tg_tape_free(tape);
-    tg_ctx_free(ctx);
-}
-
-TestSuite(forward, .init = setup, .fini = teardown);
+TestSuite(forward, .init = fixture_setup, .fini = fixture_teardown);
 
 #define T(...) tg_tape_from_data(tape, __VA_ARGS__)
 #define CHECK(y, tol, ...)                                                                      \

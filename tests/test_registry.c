@@ -1,12 +1,6 @@
 /* tests/test_registry.c — registering, finding and listing ops; signatures; ops without backward. */
 #include "helpers.h"
 
-static tg_status infer_same(const tg_op_call *call, tg_shape *out) {
-    out->ndim = call->inputs[0]->ndim;
-    for (int d = 0; d < TG_MAX_DIMS; d++) out->dims[d] = call->inputs[0]->shape[d];
-    return TG_OK;
-}
-
 /* y = floor(x): piecewise constant, so no backward is registered. */
 static tg_status floor_forward(tg_op_call *call) {
     for (int64_t i = 0; i < call->output->size; i++)
@@ -15,7 +9,7 @@ static tg_status floor_forward(tg_op_call *call) {
 }
 
 static tg_op_def floor_def(const char *name, const char *signature) {
-    tg_op_def def = {name, 1, signature, infer_same, floor_forward, NULL, NULL, NULL};
+    tg_op_def def = {name, 1, signature, infer_like_first_input, floor_forward, NULL, NULL, NULL};
     return def;
 }
 
