@@ -104,6 +104,26 @@ typedef struct tgi_block {
     size_t bytes;            /* including this header */
 } tgi_block;
 
+/* A registered hook. Removed hooks keep their slot (fn = NULL) until no hook is running, so a
+ * hook may add or remove hooks without moving the array under the loop that calls it. */
+typedef enum tgi_hook_target {
+    TGI_HOOK_TENSOR,
+    TGI_HOOK_PATTERN,
+    TGI_HOOK_GLOBAL
+} tgi_hook_target;
+
+typedef struct tgi_hook {
+    int64_t handle;
+    tg_pass pass;
+    tgi_hook_target target;
+    tg_tensor *tensor;       /* TGI_HOOK_TENSOR */
+    const tg_tape *tape;     /* the tensor's tape (NULL for a persistent tensor); compared only */
+    uint32_t generation;     /* the tape step the tensor belongs to */
+    char *pattern;           /* TGI_HOOK_PATTERN */
+    tg_hook_fn fn;           /* NULL once removed */
+    void *user;
+} tgi_hook;
+
 struct tg_ctx {
     tg_alloc_fn alloc;
     void *alloc_user;
@@ -113,6 +133,13 @@ struct tg_ctx {
     size_t persistent_bytes;
     tgi_registry registry;
     char name_buf[TG_LABEL_MAX + 32]; /* for tg_tensor_name */
+    tgi_hook *hooks;
+    int n_hooks, cap_hooks;
+    int live_hooks[2];       /* by pass: the walk's one test per entry */
+    int firing;              /* depth of hook calls in progress */
+    int64_t next_handle;
+    uint64_t backward_passes;
+    bool anomaly;
 };
 
 /* Sets up the core of a context (no ops registered). */
@@ -137,6 +164,8 @@ TGI_HIDDEN void tgi_set_shape(tg_tensor *t, int ndim, const int64_t *shape);
 TGI_HIDDEN tg_tensor *tgi_tape_tensor(tg_tape *tape, int ndim, const int64_t *shape);
 /* A printable node name into buf: label, else "<op>#<node>", else "leaf". */
 TGI_HIDDEN const char *tgi_node_name(const tg_tensor *t, char *buf, size_t size);
+/* "'a' [2,3], 'b' [3]": the inputs of an op call, for messages. */
+TGI_HIDDEN void tgi_describe_inputs(char *buf, size_t size, tg_tensor *const *inputs, int n_inputs);
 /* "[2,3]" */
 TGI_HIDDEN char *tgi_format_shape(int ndim, const int64_t *shape, char *buf, size_t size);
 TGI_HIDDEN bool tgi_same_shape(const tg_tensor *a, const tg_tensor *b);
@@ -167,6 +196,9 @@ struct tg_tape {
     tgi_tape_state state;
     uint32_t generation;
     int64_t step;
+    char pending_label[TG_LABEL_MAX]; /* tg_tape_label_next; "" when none */
+    tg_tensor **leaves;      /* leaves reached by the current backward (for their hooks) */
+    int64_t n_leaves, cap_leaves;
 };
 
 /* Runs op on inputs (attrs already validated and complete) and records it when needed. */
@@ -174,6 +206,25 @@ TGI_HIDDEN tg_tensor *tgi_record(tg_tape *tape, const tgi_op *op, tg_tensor *con
                                  int n_inputs, const tg_attr_value *attrs);
 /* The op that produced t, or NULL for a leaf. */
 TGI_HIDDEN const tgi_op *tgi_producer(const tg_tensor *t);
+
+/* ---- hooks and anomaly mode (autograd/hooks.c, autograd/anomaly.c) ------------------------- */
+
+/* Runs the hooks of pass that match node, on values. */
+TGI_HIDDEN tg_status tgi_fire_hooks(tg_tape *tape, tg_tensor *node, tg_pass pass, float *values);
+/* Forgets the node hooks of a tape (at reset and free). */
+TGI_HIDDEN void tgi_drop_tape_hooks(tg_ctx *ctx, const tg_tape *tape);
+TGI_HIDDEN void tgi_hooks_release(tg_ctx *ctx);
+/* Remembers a leaf reached by the current backward pass, once. */
+TGI_HIDDEN tg_status tgi_note_leaf(tg_tape *tape, tg_tensor *leaf);
+/* Anomaly checks: the first non-finite value of an op's output, or of the gradients a VJP wrote. */
+TGI_HIDDEN tg_status tgi_check_forward(tg_tape *tape, const tgi_op *op, tg_tensor *const *inputs,
+                                       int n_inputs, const tg_tensor *output);
+TGI_HIDDEN tg_status tgi_check_backward(tg_tape *tape, const tgi_entry *entry);
+
+/* ---- diagnostics (diagnostics/onset.c) ---------------------------------------------------- */
+
+/* Writes report->summary from the report's findings. */
+TGI_HIDDEN void tgi_onset_summarize(tg_onset_report *report, const tg_onset_opts *opts);
 
 /* ---- registry access (ops/registry.c) ------------------------------------------------------ */
 

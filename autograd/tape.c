@@ -29,12 +29,17 @@ tg_tape *tg_tape_new(tg_ctx *ctx) {
 void tg_tape_free(tg_tape *tape) {
     if (!tape) return;
     tg_ctx *ctx = tape->ctx;
+    tgi_drop_tape_hooks(ctx, tape);
+    tgi_free(ctx, tape->leaves, (size_t)tape->cap_leaves * sizeof *tape->leaves);
     tgi_arena_release(&tape->arena);
     tgi_free(ctx, tape->entries, (size_t)tape->cap_entries * sizeof *tape->entries);
     tgi_free(ctx, tape, sizeof *tape);
 }
 
 void tg_tape_reset(tg_tape *tape) {
+    if (tape->ctx->live_hooks[TG_PASS_BACKWARD]) tgi_drop_tape_hooks(tape->ctx, tape);
+    tape->pending_label[0] = '\0';
+    tape->n_leaves = 0;
     tape->n_entries = 0;
     tape->state = TGI_TAPE_RECORDING;
     tape->generation++;
@@ -48,6 +53,13 @@ int64_t tg_tape_step(const tg_tape *tape) { return tape->step; }
 size_t tg_tape_bytes_in_use(const tg_tape *tape) { return tgi_arena_in_use(&tape->arena); }
 size_t tg_tape_bytes_peak(const tg_tape *tape) { return tape->arena.peak; }
 size_t tg_tape_bytes_reserved(const tg_tape *tape) { return tape->arena.reserved; }
+
+void tg_tape_label_next(tg_tape *tape, const char *fmt, ...) {
+    va_list args;
+    va_start(args, fmt);
+    vsnprintf(tape->pending_label, sizeof tape->pending_label, fmt, args);
+    va_end(args);
+}
 
 void tg_no_grad_begin(tg_tape *tape) { tape->no_grad_depth++; }
 
@@ -66,8 +78,9 @@ const tgi_op *tgi_producer(const tg_tensor *t) {
 
 /* ---- errors that name the op and its inputs ------------------------------------------------ */
 
-static int describe_inputs(char *buf, size_t size, tg_tensor *const *inputs, int n_inputs) {
+void tgi_describe_inputs(char *buf, size_t size, tg_tensor *const *inputs, int n_inputs) {
     size_t len = 0;
+    buf[0] = '\0';
     for (int i = 0; i < n_inputs && len < size; i++) {
         char name[TG_LABEL_MAX + 32], shape[96];
         const tg_tensor *t = inputs[i];
@@ -79,13 +92,12 @@ static int describe_inputs(char *buf, size_t size, tg_tensor *const *inputs, int
                                 tgi_node_name(t, name, sizeof name),
                                 tgi_format_shape(t->ndim, t->shape, shape, sizeof shape));
     }
-    return (int)len;
 }
 
 static tg_status op_verror(tg_ctx *ctx, const char *op_name, tg_tensor *const *inputs,
                            int n_inputs, tg_status status, const char *fmt, va_list args) {
     char where[TGI_ERRMSG_MAX / 2], reason[TGI_ERRMSG_MAX];
-    describe_inputs(where, sizeof where, inputs, n_inputs);
+    tgi_describe_inputs(where, sizeof where, inputs, n_inputs);
     vsnprintf(reason, sizeof reason, fmt, args);
     return tgi_error(ctx, status, "%s (%s): %s", op_name, where, reason);
 }
@@ -172,8 +184,21 @@ static tg_status keep_call_arrays(tg_tape *tape, tgi_entry *entry, tg_tensor *co
     return TG_OK;
 }
 
-tg_tensor *tgi_record(tg_tape *tape, const tgi_op *op, tg_tensor *const *inputs, int n_inputs,
-                      const tg_attr_value *attrs) {
+/* What happens to a freshly computed output: its pending label, then the anomaly check and the
+ * forward hooks, which may stop the step. */
+static tg_status after_forward(tg_tape *tape, const tgi_op *op, tg_tensor *const *inputs,
+                               int n_inputs, tg_tensor *output) {
+    tg_ctx *ctx = tape->ctx;
+    if (tape->pending_label[0]) memcpy(output->label, tape->pending_label, sizeof output->label);
+    if (ctx->anomaly && tgi_check_forward(tape, op, inputs, n_inputs, output) != TG_OK)
+        return TG_ERR_NUMERIC;
+    if (ctx->live_hooks[TG_PASS_FORWARD])
+        return tgi_fire_hooks(tape, output, TG_PASS_FORWARD, output->data);
+    return TG_OK;
+}
+
+static tg_tensor *record(tg_tape *tape, const tgi_op *op, tg_tensor *const *inputs, int n_inputs,
+                         const tg_attr_value *attrs) {
     bool any_requires_grad;
     if (check_inputs(tape, op, inputs, n_inputs, &any_requires_grad) != TG_OK) return NULL;
     bool record = any_requires_grad && tape->no_grad_depth == 0;
@@ -195,13 +220,20 @@ tg_tensor *tgi_record(tg_tape *tape, const tgi_op *op, tg_tensor *const *inputs,
             record_fail(tape, op, inputs, n_inputs, TG_ERR_INVALID, "forward failed");
         return NULL;
     }
-    if (!record) return output;
+    if (!record) return after_forward(tape, op, inputs, n_inputs, output) == TG_OK ? output : NULL;
 
     tgi_entry entry = {op, NULL, n_inputs, output, NULL, call.saved};
     if (keep_call_arrays(tape, &entry, inputs, n_inputs, attrs, op->n_attrs) != TG_OK) return NULL;
     if (append_entry(tape, &entry) != TG_OK) return NULL;
     output->node = (int32_t)(tape->n_entries - 1);
     output->requires_grad = true;
+    return after_forward(tape, op, inputs, n_inputs, output) == TG_OK ? output : NULL;
+}
+
+tg_tensor *tgi_record(tg_tape *tape, const tgi_op *op, tg_tensor *const *inputs, int n_inputs,
+                      const tg_attr_value *attrs) {
+    tg_tensor *output = record(tape, op, inputs, n_inputs, attrs);
+    tape->pending_label[0] = '\0'; /* a label names one op's output, whatever happened */
     return output;
 }
 
@@ -249,23 +281,44 @@ static tg_status prepare_input_grads(tg_tape *tape, const tgi_entry *entry) {
     return TG_OK;
 }
 
+/* The node's gradient is complete: its hooks run, and its leaf inputs are remembered for theirs. */
+static tg_status run_node_hooks(tg_tape *tape, const tgi_entry *entry) {
+    tg_status status = tgi_fire_hooks(tape, entry->output, TG_PASS_BACKWARD, entry->output->grad);
+    for (int i = 0; i < entry->n_inputs && status == TG_OK; i++) {
+        tg_tensor *in = entry->inputs[i];
+        if (in->node < 0 && in->requires_grad) status = tgi_note_leaf(tape, in);
+    }
+    return status;
+}
+
+static tg_status run_leaf_hooks(tg_tape *tape) {
+    tg_status status = TG_OK;
+    for (int64_t i = 0; i < tape->n_leaves && status == TG_OK; i++)
+        status = tgi_fire_hooks(tape, tape->leaves[i], TG_PASS_BACKWARD, tape->leaves[i]->grad);
+    return status;
+}
+
 static tg_status walk(tg_tape *tape, int64_t last) {
+    tg_ctx *ctx = tape->ctx;
     for (int64_t e = last; e >= 0; e--) {
-        const tgi_entry *entry = &tape->entries[e];
+        /* a copy: a hook may record on this tape and move the entries array */
+        const tgi_entry entry = tape->entries[e];
         /* No gradient buffer means no consumer reached this node: nothing flows through it. */
-        if (!entry->output->grad) continue;
-        tg_status status = prepare_input_grads(tape, entry);
+        if (!entry.output->grad) continue;
+        tg_status status = TG_OK;
+        if (ctx->live_hooks[TG_PASS_BACKWARD]) status = run_node_hooks(tape, &entry);
+        if (status == TG_OK) status = prepare_input_grads(tape, &entry);
         if (status != TG_OK) return status;
-        tg_op_call call = {tape, entry->op->id, entry->op->name, entry->inputs, entry->n_inputs,
-                           entry->output, entry->attrs, entry->saved, entry->op->op_data};
-        status = entry->op->backward(&call);
+        tg_op_call call = {tape, entry.op->id, entry.op->name, entry.inputs, entry.n_inputs,
+                           entry.output, entry.attrs, entry.saved, entry.op->op_data};
+        status = entry.op->backward(&call);
         if (status != TG_OK) {
-            if (tape->ctx->err_code == TG_OK)
-                tg_op_fail(&call, status, "backward failed");
+            if (ctx->err_code == TG_OK) tg_op_fail(&call, status, "backward failed");
             return status;
         }
+        if (ctx->anomaly && (status = tgi_check_backward(tape, &entry)) != TG_OK) return status;
     }
-    return TG_OK;
+    return ctx->live_hooks[TG_PASS_BACKWARD] ? run_leaf_hooks(tape) : TG_OK;
 }
 
 tg_status tg_backward_with(tg_tape *tape, tg_tensor *output, const float *seed) {
@@ -277,6 +330,8 @@ tg_status tg_backward_with(tg_tape *tape, tg_tensor *output, const float *seed) 
                          tgi_node_name(output, name, sizeof name));
     }
     tape->state = TGI_TAPE_CONSUMED;
+    tape->ctx->backward_passes++;
+    tape->n_leaves = 0;
     if (!output->grad && !(output->grad = zeroed_grad(tape, output)))
         return tgi_error(tape->ctx, TG_ERR_NOMEM, "backward: out of memory");
     for (int64_t i = 0; i < output->size; i++) output->grad[i] += seed[i];

@@ -58,6 +58,7 @@ tg_tensor *tgi_tape_tensor(tg_tape *tape, int ndim, const int64_t *shape) {
     t->persistent = false;
     t->node = -1;
     t->generation = tape->generation;
+    t->visit = 0;
     t->tape = tape;
     t->ctx = tape->ctx;
     t->label[0] = '\0';
@@ -143,6 +144,11 @@ const char *tg_tensor_name(const tg_tensor *t) {
     tg_ctx *ctx = t->ctx;
     const char *name = tgi_node_name(t, ctx->name_buf, sizeof ctx->name_buf);
     return name;
+}
+
+const char *tg_tensor_op_name(const tg_tensor *t) {
+    const tgi_op *op = tgi_producer(t);
+    return op ? op->name : "leaf";
 }
 
 bool tgi_same_shape(const tg_tensor *a, const tg_tensor *b) {

@@ -23,6 +23,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <stdio.h>
 
 #ifdef __cplusplus
 extern "C" {
@@ -109,6 +110,7 @@ typedef struct tg_tensor {
     bool persistent;                /**< owned by the context (true) or by a tape's arena */
     int32_t node;                   /**< index of the producing tape entry, -1 for leaves */
     uint32_t generation;            /**< the tape generation this node belongs to */
+    uint64_t visit;                 /**< internal: last backward pass that reached this leaf */
     tg_tape *tape;                  /**< the tape owning this tensor, NULL if persistent */
     tg_ctx *ctx;                    /**< the context */
     char label[TG_LABEL_MAX];       /**< name given by tg_set_label ("" when none) */
@@ -167,6 +169,8 @@ char *tg_shape_str(const tg_tensor *t, char *buf, size_t buf_size);
 tg_status tg_set_requires_grad(tg_tensor *t, bool requires_grad);
 /** Sets t->grad to zero (no-op when t has no gradient). */
 void tg_zero_grad(tg_tensor *t);
+/** The name of the op that produced t ("leaf" for leaves). */
+const char *tg_tensor_op_name(const tg_tensor *t);
 
 /* ------------------------------------------------------------------------------------------ */
 /* Tape, grad mode, backward                                                                  */
@@ -193,6 +197,17 @@ size_t tg_tape_bytes_in_use(const tg_tape *tape);
 size_t tg_tape_bytes_peak(const tg_tape *tape);
 /** Arena bytes obtained from the allocator (kept across resets). */
 size_t tg_tape_bytes_reserved(const tg_tape *tape);
+
+/**
+ * Names the output of the next op recorded on this tape (printf-style). Use it where forward
+ * hooks on a name pattern must see the node: a label given afterwards with tg_set_label is
+ * seen by backward hooks only, since the forward hooks have already run.
+ */
+void tg_tape_label_next(tg_tape *tape, const char *fmt, ...)
+#if defined(__GNUC__)
+    __attribute__((format(printf, 2, 3)))
+#endif
+    ;
 
 /** Enters a no-grad scope (nests): ops compute values but record nothing. */
 void tg_no_grad_begin(tg_tape *tape);
@@ -430,6 +445,208 @@ tg_status tg_op_fail(const tg_op_call *call, tg_status status, const char *fmt, 
     __attribute__((format(printf, 3, 4)))
 #endif
     ;
+
+/* ------------------------------------------------------------------------------------------ */
+/* Hooks                                                                                      */
+/* ------------------------------------------------------------------------------------------ */
+/*
+ * A hook is a function called with a node's values: its gradient in the backward pass (when
+ * that gradient is complete: after every consumer's VJP, before the node's own producer's VJP;
+ * for leaves such as parameters, once the walk is over), or its activation in the forward pass
+ * (right after the op computed it). A hook may read the values, change them in place (clipping:
+ * upstream nodes then receive the changed gradient), or stop the pass by returning an error
+ * status (use tg_hook_fail for a message that names the node).
+ *
+ * Where a hook attaches:
+ *   - tg_hook_node: one tensor. On a tape node it lasts until the tape's next reset; on a
+ *     persistent tensor (a parameter) it lasts until removed. Backward pass only: a node's
+ *     activation exists before a hook can be put on it.
+ *   - tg_hook_pattern: every node and parameter whose label matches a glob pattern ('*' any run
+ *     of characters, '?' one character, everything else literal: "mlp.*.weight", "lstm.h[*]").
+ *     Lasts until removed.
+ *   - tg_hook_global: every node and every leaf that receives a gradient. Lasts until removed.
+ * For one node, matching hooks run in registration order. A hook registered while hooks run
+ * takes effect from the next node. With no hook registered, the walk pays one test per entry.
+ */
+
+typedef enum tg_pass {
+    TG_PASS_FORWARD,
+    TG_PASS_BACKWARD
+} tg_pass;
+
+/** What a hook is told. */
+typedef struct tg_hook_event {
+    tg_pass pass;
+    tg_tensor *node;         /**< the node (label, shape, data, grad) */
+    const char *name;        /**< printable name: the label, else "<op>#<entry>", else "leaf" */
+    const char *op_name;     /**< the op that produced the node, or "leaf" */
+    int64_t step;            /**< the tape's step (tg_tape_step) */
+    float *values;           /**< the gradient (backward) or activation (forward): writable */
+    int64_t size;            /**< number of values */
+} tg_hook_event;
+
+/** Returns TG_OK to go on; anything else stops the pass with that status. */
+typedef tg_status (*tg_hook_fn)(tg_ctx *ctx, const tg_hook_event *event, void *user);
+
+/** Hook on one tensor (backward pass). Returns a handle > 0, or -1 (see tg_errmsg). */
+int64_t tg_hook_node(tg_tensor *node, tg_hook_fn fn, void *user);
+/** Hook on every node and parameter whose label matches pattern, in the given pass. */
+int64_t tg_hook_pattern(tg_ctx *ctx, const char *pattern, tg_pass pass, tg_hook_fn fn, void *user);
+/** Hook on every node (and, backward, every leaf that gets a gradient) in the given pass. */
+int64_t tg_hook_global(tg_ctx *ctx, tg_pass pass, tg_hook_fn fn, void *user);
+/** Removes a hook by handle (also while hooks run). TG_ERR_NOT_FOUND for an unknown handle. */
+tg_status tg_hook_remove(tg_ctx *ctx, int64_t handle);
+/** Number of hooks registered and not removed. */
+int tg_hook_count(const tg_ctx *ctx);
+/** True when a label matches a hook pattern (the same glob rules). */
+bool tg_pattern_match(const char *pattern, const char *label);
+
+/**
+ * For hooks: records an error naming the node, its shape, the op that produced it, the pass and
+ * the step, followed by the printf-style reason; returns status (so `return tg_hook_fail(...)`).
+ */
+tg_status tg_hook_fail(tg_ctx *ctx, const tg_hook_event *event, tg_status status,
+                       const char *fmt, ...)
+#if defined(__GNUC__)
+    __attribute__((format(printf, 4, 5)))
+#endif
+    ;
+
+/**
+ * Anomaly mode: every op's output (forward) and every gradient a VJP writes (backward) is
+ * scanned, and the first NaN or Inf stops the step with TG_ERR_NUMERIC and a message naming
+ * the op, the node label, the input shapes, the pass and the step. Off by default (it reads
+ * every value once more).
+ */
+void tg_set_anomaly_mode(tg_ctx *ctx, bool enabled);
+bool tg_anomaly_mode(const tg_ctx *ctx);
+
+/* ------------------------------------------------------------------------------------------ */
+/* Diagnostics: statistics, clipping                                                          */
+/* ------------------------------------------------------------------------------------------ */
+
+/** Statistics of a gradient (or any values). Moments skip non-finite values. */
+typedef struct tg_stats {
+    int64_t count;           /**< number of values */
+    double l2_norm;          /**< sqrt(sum of squares) of the finite values */
+    double max_abs;          /**< largest |value| among the finite values */
+    double mean;
+    double std;              /**< population standard deviation */
+    double zero_fraction;    /**< fraction of values exactly 0 */
+    int64_t n_nan;
+    int64_t n_inf;
+} tg_stats;
+
+/** Computes the statistics of n values (in double). */
+void tg_stats_compute(const float *values, int64_t n, tg_stats *out);
+
+/** Activation statistics of a node, read from its producer op. */
+typedef struct tg_activation_stats {
+    /** sigmoid/tanh nodes: fraction of values within 0.01 of an asymptote; else -1 */
+    double saturated_fraction;
+    /** relu nodes: fraction of units (last-axis positions) that are 0 for every row; else -1 */
+    double dead_fraction;
+} tg_activation_stats;
+
+/** Saturation (sigmoid, tanh) or dead units (relu) of a node's activation. */
+void tg_activation_stats_compute(const tg_tensor *node, tg_activation_stats *out);
+
+/**
+ * Built-in hooks, for tg_hook_node / tg_hook_pattern / tg_hook_global:
+ *   tg_hook_clip_value: clamps every value to [-limit, limit]; user is a `const float *limit`;
+ *   tg_hook_clip_norm: scales the tensor so that its L2 norm is at most *max_norm (exactly
+ *     *max_norm when larger); user is a `const float *max_norm`.
+ */
+tg_status tg_hook_clip_value(tg_ctx *ctx, const tg_hook_event *event, void *user);
+tg_status tg_hook_clip_norm(tg_ctx *ctx, const tg_hook_event *event, void *user);
+
+/**
+ * Clips the gradients of a parameter set together: computes the total norm of all grads
+ * (norm_type 2, 1, or INFINITY), and when it exceeds max_norm scales every grad by
+ * max_norm / total, so the new total is exactly max_norm. *total_norm receives the norm before
+ * clipping. A NaN/Inf total changes nothing; with error_if_nonfinite it is also TG_ERR_NUMERIC.
+ * Tensors without a gradient are skipped.
+ */
+tg_status tg_clip_grad_norm(tg_tensor *const *params, int n_params, double max_norm,
+                            double norm_type, bool error_if_nonfinite, double *total_norm);
+
+/* ------------------------------------------------------------------------------------------ */
+/* Diagnostics: the gradient-flow recorder and onset detection                                */
+/* ------------------------------------------------------------------------------------------ */
+/*
+ * A recorder keeps, per named series (a parameter or labelled node) and per step, the gradient
+ * statistics, in a window of the last `window` steps; it can stream every record to a file as
+ * CSV or JSON Lines as it arrives. Series are listed in natural order of their names
+ * ("fc2" before "fc10"), which for layer-numbered names is the order from input to output.
+ */
+
+typedef struct tg_recorder tg_recorder;
+
+typedef enum tg_format {
+    TG_FORMAT_CSV,    /**< step,name,l2_norm,max_abs,mean,std,zero_fraction,n_nan,n_inf */
+    TG_FORMAT_JSONL   /**< one JSON object per line with the same fields; NaN/Inf as null */
+} tg_format;
+
+/** A recorder keeping the last `window` steps (>= 1) of each series. */
+tg_recorder *tg_recorder_new(tg_ctx *ctx, int window);
+/** Removes its hooks and frees it. */
+void tg_recorder_free(tg_recorder *recorder);
+/** Records the gradient statistics of every node and parameter whose label matches pattern, at
+ *  every backward pass (a backward pattern hook; removed by tg_recorder_free). */
+int64_t tg_recorder_attach(tg_recorder *recorder, const char *pattern);
+/** Adds one record by hand (what the attached hooks do). Steps must not decrease. */
+tg_status tg_recorder_add(tg_recorder *recorder, int64_t step, const char *name,
+                          const tg_stats *stats);
+/** Writes every record added from now on to file (NULL stops); CSV gets a header line first. */
+void tg_recorder_stream(tg_recorder *recorder, FILE *file, tg_format format);
+/** Number of series. */
+int tg_recorder_series_count(const tg_recorder *recorder);
+/** Name of series `index` in natural order (NULL when out of range). */
+const char *tg_recorder_series_name(const tg_recorder *recorder, int index);
+/** Copies up to max records of series `index`, oldest first; returns how many. */
+int tg_recorder_series(const tg_recorder *recorder, int index, int64_t *steps, tg_stats *stats,
+                       int max);
+/** Global gradient norm per step (sqrt of the sum of the series' squared norms), oldest first. */
+int tg_recorder_global_norms(const tg_recorder *recorder, int64_t *steps, double *norms, int max);
+/** L2 norm of the first series over that of the last (natural order), at the latest step both
+ *  have; NAN when there are fewer than two series. */
+double tg_recorder_first_last_ratio(const tg_recorder *recorder);
+
+/** Thresholds of onset detection (see tg_onset_defaults). */
+typedef struct tg_onset_opts {
+    double jump_factor;      /**< explosion: the norm grows this much in one step (100) */
+    double growth_factor;    /**< ... or reaches this multiple of the baseline (1000) */
+    int baseline_steps;      /**< baseline = median norm of the first steps (5) */
+    double vanish_ratio;     /**< vanishing: norm below this fraction of the largest series (1e-4) */
+    int vanish_steps;        /**< ... for this many consecutive steps (5) */
+} tg_onset_opts;
+
+tg_onset_opts tg_onset_defaults(void);
+
+#define TG_MAX_VANISHING 16
+
+/** What onset detection found. Steps are the recorded step numbers. */
+typedef struct tg_onset_report {
+    bool exploded;
+    int64_t explosion_start_step;    /**< last step before the growth took off */
+    int64_t explosion_step;          /**< first step over a threshold */
+    double explosion_growth;         /**< norm at explosion_step / norm at explosion_start_step */
+    bool has_nan;
+    int64_t first_nan_step;          /**< first step with a NaN or Inf anywhere */
+    char first_nan_name[TG_LABEL_MAX];
+    int n_vanishing;
+    char vanishing[TG_MAX_VANISHING][TG_LABEL_MAX];
+    int64_t vanishing_since[TG_MAX_VANISHING];
+    char summary[768];               /**< one line in plain words */
+} tg_onset_report;
+
+/** Onset detection on a norm series (steps ascending): explosion and first non-finite value. */
+void tg_detect_explosion(const int64_t *steps, const double *norms, int n,
+                         const tg_onset_opts *opts, tg_onset_report *report);
+/** Onset detection over a recorder: explosion of the global norm, the first NaN/Inf and the
+ *  series it appeared in, and vanishing series. opts may be NULL (defaults). */
+tg_status tg_recorder_detect(const tg_recorder *recorder, const tg_onset_opts *opts,
+                             tg_onset_report *report);
 
 /* ------------------------------------------------------------------------------------------ */
 /* Gradient checking                                                                          */

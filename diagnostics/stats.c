@@ -1,0 +1,125 @@
+/*
+ * diagnostics/stats.c — gradient and activation statistics, clipping hooks and global-norm
+ * clipping.
+ */
+#include "autograd/internal.h"
+
+#include <math.h>
+#include <string.h>
+
+void tg_stats_compute(const float *values, int64_t n, tg_stats *out) {
+    memset(out, 0, sizeof *out);
+    out->count = n;
+    double sum = 0.0, sum_sq = 0.0;
+    int64_t finite = 0, zeros = 0;
+    for (int64_t i = 0; i < n; i++) {
+        float v = values[i];
+        if (isnan(v)) {
+            out->n_nan++;
+            continue;
+        }
+        if (isinf(v)) {
+            out->n_inf++;
+            continue;
+        }
+        finite++;
+        zeros += v == 0.0f;
+        sum += v;
+        sum_sq += (double)v * v;
+        if (fabs(v) > out->max_abs) out->max_abs = fabs(v);
+    }
+    out->l2_norm = sqrt(sum_sq);
+    out->zero_fraction = n ? (double)zeros / (double)n : 0.0;
+    if (finite) {
+        out->mean = sum / (double)finite;
+        double variance = sum_sq / (double)finite - out->mean * out->mean;
+        out->std = variance > 0.0 ? sqrt(variance) : 0.0;
+    }
+}
+
+#define SATURATION_MARGIN 0.01
+
+static double saturated_fraction(const tg_tensor *t, double low, double high) {
+    int64_t saturated = 0;
+    for (int64_t i = 0; i < t->size; i++)
+        saturated += t->data[i] <= low + SATURATION_MARGIN || t->data[i] >= high - SATURATION_MARGIN;
+    return t->size ? (double)saturated / (double)t->size : 0.0;
+}
+
+/* A unit (a position along the last axis) is dead when it is 0 for every row of the batch. */
+static double dead_fraction(const tg_tensor *t) {
+    int64_t units = t->ndim ? t->shape[t->ndim - 1] : 1, rows = t->size / units, dead = 0;
+    for (int64_t u = 0; u < units; u++) {
+        bool alive = false;
+        for (int64_t r = 0; r < rows && !alive; r++) alive = t->data[r * units + u] != 0.0f;
+        dead += !alive;
+    }
+    return (double)dead / (double)units;
+}
+
+void tg_activation_stats_compute(const tg_tensor *node, tg_activation_stats *out) {
+    out->saturated_fraction = -1.0;
+    out->dead_fraction = -1.0;
+    const char *op = tg_tensor_op_name(node);
+    if (strcmp(op, "sigmoid") == 0) out->saturated_fraction = saturated_fraction(node, 0.0, 1.0);
+    else if (strcmp(op, "tanh") == 0) out->saturated_fraction = saturated_fraction(node, -1.0, 1.0);
+    else if (strcmp(op, "relu") == 0) out->dead_fraction = dead_fraction(node);
+}
+
+tg_status tg_hook_clip_value(tg_ctx *ctx, const tg_hook_event *event, void *user) {
+    (void)ctx;
+    float limit = *(const float *)user;
+    for (int64_t i = 0; i < event->size; i++) event->values[i] = fminf(fmaxf(event->values[i], -limit), limit);
+    return TG_OK;
+}
+
+tg_status tg_hook_clip_norm(tg_ctx *ctx, const tg_hook_event *event, void *user) {
+    (void)ctx;
+    double max_norm = *(const float *)user, sum_sq = 0.0;
+    for (int64_t i = 0; i < event->size; i++) sum_sq += (double)event->values[i] * event->values[i];
+    double norm = sqrt(sum_sq);
+    if (norm > max_norm) {
+        float factor = (float)(max_norm / norm);
+        for (int64_t i = 0; i < event->size; i++) event->values[i] *= factor;
+    }
+    return TG_OK;
+}
+
+/* Sum of |g|^p over the gradient (p = 1, 2), or max |g| (p = inf). */
+static double accumulate_norm(const float *g, int64_t n, double p, double acc) {
+    for (int64_t i = 0; i < n; i++) {
+        double v = fabs((double)g[i]);
+        if (isinf(p)) acc = isnan(v) || v > acc ? v : acc;
+        else acc += p == 1.0 ? v : v * v;
+    }
+    return acc;
+}
+
+tg_status tg_clip_grad_norm(tg_tensor *const *params, int n_params, double max_norm,
+                            double norm_type, bool error_if_nonfinite, double *total_norm) {
+    tg_ctx *ctx = n_params > 0 && params && params[0] ? params[0]->ctx : NULL;
+    if (!(norm_type == 1.0 || norm_type == 2.0 || isinf(norm_type)) || !(max_norm > 0.0)) {
+        if (ctx) tgi_error(ctx, TG_ERR_INVALID, "clip_grad_norm: norm_type %g (1, 2 or inf) and "
+                           "max_norm %g (> 0)", norm_type, max_norm);
+        return TG_ERR_INVALID;
+    }
+    double acc = 0.0;
+    for (int i = 0; i < n_params; i++)
+        if (params[i] && params[i]->grad)
+            acc = accumulate_norm(params[i]->grad, params[i]->size, norm_type, acc);
+    double total = norm_type == 2.0 ? sqrt(acc) : acc;
+    if (total_norm) *total_norm = total;
+    if (!isfinite(total)) {
+        if (!error_if_nonfinite) return TG_OK;
+        return ctx ? tgi_error(ctx, TG_ERR_NUMERIC, "clip_grad_norm: the total gradient norm is "
+                               "%g over %d tensors; nothing was clipped", total, n_params)
+                   : TG_ERR_NUMERIC;
+    }
+    if (total > max_norm) {
+        float factor = (float)(max_norm / total);
+        for (int i = 0; i < n_params; i++)
+            if (params[i] && params[i]->grad)
+                for (int64_t k = 0; k < params[i]->size; k++) params[i]->grad[k] *= factor;
+    }
+    return TG_OK;
+}
