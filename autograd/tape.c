@@ -70,10 +70,7 @@ void tg_no_grad_end(tg_tape *tape) {
 bool tg_grad_enabled(const tg_tape *tape) { return tape->no_grad_depth == 0; }
 
 const tgi_op *tgi_producer(const tg_tensor *t) {
-    const tg_tape *tape = t->tape;
-    if (t->node < 0 || !tape || t->generation != tape->generation || t->node >= tape->n_entries)
-        return NULL;
-    return tape->entries[t->node].op;
+    return t->producer;
 }
 
 /* ---- errors that name the op and its inputs ------------------------------------------------ */
@@ -215,6 +212,7 @@ static tg_tensor *record(tg_tape *tape, const tgi_op *op, tg_tensor *const *inpu
     tg_tensor *output = tgi_tape_tensor(tape, out_shape.ndim, out_shape.dims);
     if (!output) return NULL;
     call.output = output;
+    output->producer = op;
     if (op->forward(&call) != TG_OK) {
         if (tape->ctx->err_code == TG_OK)
             record_fail(tape, op, inputs, n_inputs, TG_ERR_INVALID, "forward failed");

@@ -59,6 +59,7 @@ tg_tensor *tgi_tape_tensor(tg_tape *tape, int ndim, const int64_t *shape) {
     t->node = -1;
     t->generation = tape->generation;
     t->visit = 0;
+    t->producer = NULL;
     t->tape = tape;
     t->ctx = tape->ctx;
     t->label[0] = '\0';
@@ -135,8 +136,8 @@ char *tg_shape_str(const tg_tensor *t, char *buf, size_t buf_size) {
 const char *tgi_node_name(const tg_tensor *t, char *buf, size_t size) {
     if (t->label[0]) return t->label;
     const tgi_op *op = tgi_producer(t);
-    if (op) snprintf(buf, size, "%s#%d", op->name, t->node);
-    else snprintf(buf, size, "leaf");
+    if (op && t->node >= 0) snprintf(buf, size, "%s#%d", op->name, t->node);
+    else snprintf(buf, size, "%s", op ? op->name : "leaf"); /* an unrecorded output: its op */
     return buf;
 }
 

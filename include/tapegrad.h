@@ -111,6 +111,7 @@ typedef struct tg_tensor {
     int32_t node;                   /**< index of the producing tape entry, -1 for leaves */
     uint32_t generation;            /**< the tape generation this node belongs to */
     uint64_t visit;                 /**< internal: last backward pass that reached this leaf */
+    const void *producer;           /**< internal: the op that computed it (NULL for leaves) */
     tg_tape *tape;                  /**< the tape owning this tensor, NULL if persistent */
     tg_ctx *ctx;                    /**< the context */
     char label[TG_LABEL_MAX];       /**< name given by tg_set_label ("" when none) */
@@ -478,7 +479,7 @@ typedef enum tg_pass {
 typedef struct tg_hook_event {
     tg_pass pass;
     tg_tensor *node;         /**< the node (label, shape, data, grad) */
-    const char *name;        /**< printable name: the label, else "<op>#<entry>", else "leaf" */
+    const char *name;        /**< the label, else "<op>#<entry>" (recorded), "<op>" (not), "leaf" */
     const char *op_name;     /**< the op that produced the node, or "leaf" */
     int64_t step;            /**< the tape's step (tg_tape_step) */
     float *values;           /**< the gradient (backward) or activation (forward): writable */
