@@ -78,10 +78,14 @@ void tgi_onset_summarize(tg_onset_report *report, const tg_onset_opts *opts) {
     if (report->has_nan)
         SAY("%sfirst NaN/Inf at step %lld in '%s'", len ? "; " : "",
             (long long)report->first_nan_step, report->first_nan_name);
-    for (int v = 0; v < report->n_vanishing; v++)
-        SAY("%s'%s' vanishing since step %lld (below %.0e of the largest for %d steps)",
-            len ? "; " : "", report->vanishing[v], (long long)report->vanishing_since[v],
+    if (report->n_vanishing) {
+        SAY("%s%d%s series vanishing (below %.0e of the largest norm for %d steps, from the step "
+            "given):", len ? "; " : "",
+            report->n_vanishing, report->n_vanishing == TG_MAX_VANISHING ? " or more" : "",
             opts->vanish_ratio, opts->vanish_steps);
+        for (int v = 0; v < report->n_vanishing; v++)
+            SAY("%s'%s' (%lld)", v ? ", " : " ", report->vanishing[v], (long long)report->vanishing_since[v]);
+    }
     if (!len) SAY("no explosion, no NaN, no vanishing layer");
 #undef SAY
 }
