@@ -186,6 +186,7 @@ static tg_status keep_call_arrays(tg_tape *tape, tgi_entry *entry, tg_tensor *co
 static tg_status after_forward(tg_tape *tape, const tgi_op *op, tg_tensor *const *inputs,
                                int n_inputs, tg_tensor *output) {
     tg_ctx *ctx = tape->ctx;
+    if (!(tape->pending_label[0] | ctx->anomaly | ctx->live_hooks[TG_PASS_FORWARD])) return TG_OK;
     if (tape->pending_label[0]) memcpy(output->label, tape->pending_label, sizeof output->label);
     if (ctx->anomaly && tgi_check_forward(tape, op, inputs, n_inputs, output) != TG_OK)
         return TG_ERR_NUMERIC;
@@ -298,23 +299,28 @@ static tg_status run_leaf_hooks(tg_tape *tape) {
 
 static tg_status walk(tg_tape *tape, int64_t last) {
     tg_ctx *ctx = tape->ctx;
+    /* Read once: only a hook can register a hook, and none runs unless one was registered. */
+    const bool watched = ctx->live_hooks[TG_PASS_BACKWARD] || ctx->anomaly;
     for (int64_t e = last; e >= 0; e--) {
-        /* a copy: a hook may record on this tape and move the entries array */
-        const tgi_entry entry = tape->entries[e];
+        const tgi_entry *entry = &tape->entries[e];
         /* No gradient buffer means no consumer reached this node: nothing flows through it. */
-        if (!entry.output->grad) continue;
+        if (!entry->output->grad) continue;
         tg_status status = TG_OK;
-        if (ctx->live_hooks[TG_PASS_BACKWARD]) status = run_node_hooks(tape, &entry);
-        if (status == TG_OK) status = prepare_input_grads(tape, &entry);
+        if (watched && ctx->live_hooks[TG_PASS_BACKWARD]) { /* with no hook: one test per entry */
+            status = run_node_hooks(tape, entry);
+            entry = &tape->entries[e]; /* a hook may have recorded on this tape and moved it */
+        }
+        if (status == TG_OK) status = prepare_input_grads(tape, entry);
         if (status != TG_OK) return status;
-        tg_op_call call = {tape, entry.op->id, entry.op->name, entry.inputs, entry.n_inputs,
-                           entry.output, entry.attrs, entry.saved, entry.op->op_data};
-        status = entry.op->backward(&call);
+        tg_op_call call = {tape, entry->op->id, entry->op->name, entry->inputs, entry->n_inputs,
+                           entry->output, entry->attrs, entry->saved, entry->op->op_data};
+        status = entry->op->backward(&call);
         if (status != TG_OK) {
             if (ctx->err_code == TG_OK) tg_op_fail(&call, status, "backward failed");
             return status;
         }
-        if (ctx->anomaly && (status = tgi_check_backward(tape, &entry)) != TG_OK) return status;
+        if (watched && ctx->anomaly && (status = tgi_check_backward(tape, entry)) != TG_OK)
+            return status;
     }
     return ctx->live_hooks[TG_PASS_BACKWARD] ? run_leaf_hooks(tape) : TG_OK;
 }

@@ -136,8 +136,20 @@ char *tg_shape_str(const tg_tensor *t, char *buf, size_t buf_size) {
 const char *tgi_node_name(const tg_tensor *t, char *buf, size_t size) {
     if (t->label[0]) return t->label;
     const tgi_op *op = tgi_producer(t);
-    if (op && t->node >= 0) snprintf(buf, size, "%s#%d", op->name, t->node);
-    else snprintf(buf, size, "%s", op ? op->name : "leaf"); /* an unrecorded output: its op */
+    /* "<op>#<node>" by hand: hooks on every node call this, and snprintf costs more than
+     * the rest of a scalar op's walk */
+    const char *base = op ? op->name : "leaf"; /* an unrecorded output: just its op */
+    size_t len = strlen(base);
+    if (len >= size) len = size - 1;
+    memcpy(buf, base, len);
+    if (op && t->node >= 0 && len + 12 < size) {
+        char digits[12];
+        int n = 0;
+        for (uint32_t v = (uint32_t)t->node; n == 0 || v; v /= 10) digits[n++] = (char)('0' + v % 10);
+        buf[len++] = '#';
+        while (n) buf[len++] = digits[--n];
+    }
+    buf[len] = '\0';
     return buf;
 }
 
