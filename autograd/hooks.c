@@ -138,6 +138,11 @@ void tgi_drop_tape_hooks(tg_ctx *ctx, const tg_tape *tape) {
 }
 
 void tgi_hooks_release(tg_ctx *ctx) {
+    for (int i = 0; i < ctx->n_named_hooks; i++)
+        tgi_free(ctx, ctx->named_hooks[i].name, strlen(ctx->named_hooks[i].name) + 1);
+    tgi_free(ctx, ctx->named_hooks, (size_t)ctx->cap_named_hooks * sizeof *ctx->named_hooks);
+    ctx->named_hooks = NULL;
+    ctx->n_named_hooks = ctx->cap_named_hooks = 0;
     for (int i = 0; i < ctx->n_hooks; i++)
         if (ctx->hooks[i].pattern) tgi_free(ctx, ctx->hooks[i].pattern, strlen(ctx->hooks[i].pattern) + 1);
     tgi_free(ctx, ctx->hooks, (size_t)ctx->cap_hooks * sizeof *ctx->hooks);
@@ -207,4 +212,39 @@ tg_status tgi_note_leaf(tg_tape *tape, tg_tensor *leaf) {
     }
     tape->leaves[tape->n_leaves++] = leaf;
     return TG_OK;
+}
+
+/* ---- hooks exported by name (plugins) ------------------------------------------------------- */
+
+tg_status tg_hook_export(tg_ctx *ctx, const char *name, tg_hook_fn fn, void *user) {
+    if (!name || !*name || !fn)
+        return tgi_error(ctx, TG_ERR_INVALID, "hook_export: a name and a function are required");
+    for (int i = 0; i < ctx->n_named_hooks; i++)
+        if (strcmp(ctx->named_hooks[i].name, name) == 0)
+            return tgi_error(ctx, TG_ERR_INVALID, "hook_export: a hook named '%s' is already "
+                             "exported", name);
+    if (ctx->n_named_hooks == ctx->cap_named_hooks) {
+        int cap = ctx->cap_named_hooks ? 2 * ctx->cap_named_hooks : 8;
+        tgi_named_hook *grown =
+            tgi_realloc(ctx, ctx->named_hooks, (size_t)ctx->cap_named_hooks * sizeof *grown,
+                        (size_t)cap * sizeof *grown);
+        if (!grown) return tgi_error(ctx, TG_ERR_NOMEM, "hook_export: out of memory");
+        ctx->named_hooks = grown;
+        ctx->cap_named_hooks = cap;
+    }
+    char *copy = tgi_strdup(ctx, name);
+    if (!copy) return tgi_error(ctx, TG_ERR_NOMEM, "hook_export: out of memory");
+    ctx->named_hooks[ctx->n_named_hooks++] = (tgi_named_hook){copy, fn, user};
+    return TG_OK;
+}
+
+tg_status tg_hook_find(tg_ctx *ctx, const char *name, tg_hook_fn *fn, void **user) {
+    for (int i = 0; i < ctx->n_named_hooks; i++)
+        if (name && strcmp(ctx->named_hooks[i].name, name) == 0) {
+            *fn = ctx->named_hooks[i].fn;
+            if (user) *user = ctx->named_hooks[i].user;
+            return TG_OK;
+        }
+    return tgi_error(ctx, TG_ERR_NOT_FOUND, "no hook exported as '%s' (%d exported; plugins "
+                     "export hooks with tg_hook_export)", name ? name : "(null)", ctx->n_named_hooks);
 }

@@ -84,6 +84,8 @@ typedef struct tgi_op {
     tg_backward_fn backward;
     tg_example_fn example;
     void *op_data;
+    void (*release)(tg_ctx *ctx, void *op_data); /* frees op_data with the registry, or NULL */
+    bool native;
 } tgi_op;
 
 typedef struct tgi_registry {
@@ -124,6 +126,13 @@ typedef struct tgi_hook {
     void *user;
 } tgi_hook;
 
+/* A hook exported by name (tg_hook_export), for plugins and the command line. */
+typedef struct tgi_named_hook {
+    char *name;
+    tg_hook_fn fn;
+    void *user;
+} tgi_named_hook;
+
 struct tg_ctx {
     tg_alloc_fn alloc;
     void *alloc_user;
@@ -140,6 +149,10 @@ struct tg_ctx {
     int64_t next_handle;
     uint64_t backward_passes;
     bool anomaly;
+    tgi_named_hook *named_hooks; /* exported by name (plugins) */
+    int n_named_hooks, cap_named_hooks;
+    void **plugins;          /* dlopen handles, closed by tg_ctx_free after the registry */
+    int n_plugins, cap_plugins;
 };
 
 /* Sets up the core of a context (no ops registered). */

@@ -423,6 +423,7 @@ typedef struct tg_op_info {
     tg_attr_type attr_types[TG_MAX_ATTRS];
     bool has_backward;
     bool has_example;
+    bool native;                    /**< registered with tg_op_register_native */
 } tg_op_info;
 
 /** Fills info for op id. */
@@ -648,6 +649,101 @@ void tg_detect_explosion(const int64_t *steps, const double *norms, int n,
  *  series it appeared in, and vanishing series. opts may be NULL (defaults). */
 tg_status tg_recorder_detect(const tg_recorder *recorder, const tg_onset_opts *opts,
                              tg_onset_report *report);
+
+/* ------------------------------------------------------------------------------------------ */
+/* Native ops: plain C functions called through libffi                                        */
+/* ------------------------------------------------------------------------------------------ */
+/*
+ * A native op is a pair of ordinary C functions with their own parameter lists, registered
+ * with a signature string and called through libffi: the registry validates the signature and
+ * prepares the call descriptions once; each op call then costs one ffi_call, never one per
+ * element. The tape, the backward walk and the hooks treat it like a built-in op.
+ *
+ * Signature grammar (whitespace ignored):
+ *   signature  := inputs "->" output [ ";" attributes ]
+ *   inputs     := name ( "," name )*            1 to 8 input tensors
+ *   output     := name                          one output tensor
+ *   attributes := attr ( "," attr )*            as in the registry grammar, with type
+ *                                               f32 | f64 | i32 | i64 | bool (no shape)
+ * e.g. "x -> y; beta:f32" or "a, b -> out; alpha:f32, axis:i64, exact:bool".
+ *
+ * The kernels' parameters follow from it, in this order (attribute types: f32 = float,
+ * f64 = double, i32 = int32_t, i64 = int64_t, bool = bool):
+ *   forward:  (const float *in_0, int64_t size_0, ..., float *out, int64_t out_size, attrs...)
+ *   backward: (const float *in_0, int64_t size_0, ..., const float *out, const float *grad_out,
+ *              int64_t out_size, float *grad_in_0, ..., attrs...)
+ * The backward ADDS into each grad_in_i, which is NULL when that input needs no gradient.
+ * Sizes are element counts; by default the output has input 0's shape and every input must
+ * have that shape too (give infer_shape in the options for anything else).
+ */
+
+/** A kernel, cast to this type for registration: (tg_native_fn)my_forward. */
+typedef void (*tg_native_fn)(void);
+
+/** Optional parts of a native op (zero-initialise, then set what you need). */
+typedef struct tg_native_opts {
+    tg_infer_shape_fn infer_shape;        /**< NULL: like input 0, all inputs of that shape */
+    tg_example_fn example;                /**< NULL: every input [3,4] from N(0,1) */
+    void *op_data;                        /**< given to infer_shape and example as call->op_data */
+    tg_attr_value example_attrs[TG_MAX_ATTRS]; /**< attributes of the default example */
+} tg_native_opts;
+
+/**
+ * Registers a native op; backward may be NULL (then the op is refused at record time when an
+ * input requires a gradient). Returns the op id, or -1 with a message (bad signature, duplicate
+ * name, libffi refusing the call description).
+ */
+int tg_op_register_native(tg_ctx *ctx, const char *name, const char *signature,
+                          tg_native_fn forward, tg_native_fn backward, const tg_native_opts *opts);
+
+/** An attribute given by name, for tg_call. */
+typedef struct tg_named_attr {
+    const char *name;
+    tg_attr_type type;
+    tg_attr_value value;
+} tg_named_attr;
+
+#define TG_F32(attr_name, v) ((tg_named_attr){(attr_name), TG_ATTR_F32, {.f32 = (v)}})
+#define TG_F64(attr_name, v) ((tg_named_attr){(attr_name), TG_ATTR_F64, {.f64 = (v)}})
+#define TG_I32(attr_name, v) ((tg_named_attr){(attr_name), TG_ATTR_I32, {.i32 = (v)}})
+#define TG_I64(attr_name, v) ((tg_named_attr){(attr_name), TG_ATTR_I64, {.i64 = (v)}})
+#define TG_BOOL(attr_name, v) ((tg_named_attr){(attr_name), TG_ATTR_BOOL, {.b = (v)}})
+
+/**
+ * Calls any registered op by name, with attributes by name (any order, each exactly once,
+ * types exactly as in the op's signature). Unknown op, wrong arity, unknown, missing, repeated
+ * or mistyped attributes return NULL with a message that names the op.
+ */
+tg_tensor *tg_call(tg_tape *tape, const char *op_name, tg_tensor *const *inputs, int n_inputs,
+                   const tg_named_attr *attrs, int n_attrs);
+
+/* ------------------------------------------------------------------------------------------ */
+/* Plugins                                                                                    */
+/* ------------------------------------------------------------------------------------------ */
+/*
+ * A plugin is a shared library that registers ops (and named hooks) into a context. It defines
+ *     TG_PLUGIN_DEFINE_ABI;                                  // exports tapegrad_plugin_abi
+ *     TG_PLUGIN_EXPORT tg_status tapegrad_plugin_init(tg_ctx *ctx) { ... register ... }
+ * and is built without linking libtapegrad: its tg_* calls resolve against the program that
+ * loads it (link that program with -rdynamic when it links libtapegrad statically).
+ * tg_plugin_load refuses a plugin whose tapegrad_plugin_abi differs from TG_PLUGIN_ABI.
+ * Loaded plugins stay loaded until tg_ctx_free (their functions are in the registry).
+ */
+
+#define TG_PLUGIN_ABI 1
+#define TG_PLUGIN_EXPORT __attribute__((visibility("default")))
+#define TG_PLUGIN_DEFINE_ABI TG_PLUGIN_EXPORT const int tapegrad_plugin_abi = TG_PLUGIN_ABI
+
+/** The entry point a plugin exports as `tapegrad_plugin_init`. */
+typedef tg_status (*tg_plugin_init_fn)(tg_ctx *ctx);
+
+/** Loads a plugin and runs its entry point. Errors name the file and what is wrong. */
+tg_status tg_plugin_load(tg_ctx *ctx, const char *path);
+
+/** Makes a hook available by name (plugins call this from their entry point). */
+tg_status tg_hook_export(tg_ctx *ctx, const char *name, tg_hook_fn fn, void *user);
+/** Finds a hook exported by name; TG_ERR_NOT_FOUND with a message when there is none. */
+tg_status tg_hook_find(tg_ctx *ctx, const char *name, tg_hook_fn *fn, void **user);
 
 /* ------------------------------------------------------------------------------------------ */
 /* Gradient checking                                                                          */

@@ -69,6 +69,7 @@ tg_ctx *tg_ctx_new(void) {
 void tg_ctx_free(tg_ctx *ctx) {
     if (!ctx) return;
     tgi_registry_release(ctx);
+    tgi_plugins_release(ctx); /* after the registry: its ops may point into plugins */
     tgi_ctx_release(ctx);
     ctx->alloc(ctx->alloc_user, ctx, sizeof *ctx, 0);
 }

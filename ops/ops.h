@@ -59,6 +59,11 @@ TGI_HIDDEN tg_status tgi_parse_signature(tg_ctx *ctx, const char *op_name, const
                                          tgi_attr_spec *specs, char names[][TGI_ATTR_NAME_MAX],
                                          int *n_attrs);
 TGI_HIDDEN const char *tgi_attr_type_name(tg_attr_type type);
+/* tg_op_register with a destructor for op_data and the native flag. */
+TGI_HIDDEN int tgi_op_register(tg_ctx *ctx, const tg_op_def *def,
+                               void (*release)(tg_ctx *ctx, void *op_data), bool native);
+/* Closes the plugins of a context (after its registry is gone). */
+TGI_HIDDEN void tgi_plugins_release(tg_ctx *ctx);
 
 /* ---- shared infer_shape helpers ------------------------------------------------------------ */
 

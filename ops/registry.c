@@ -154,6 +154,7 @@ static bool valid_op_name(const char *name) {
 
 static void free_op(tg_ctx *ctx, tgi_op *op) {
     if (!op) return;
+    if (op->release) op->release(ctx, op->op_data);
     for (int k = 0; k < op->n_attrs; k++)
         tgi_free(ctx, op->attrs[k].name, strlen(op->attrs[k].name) + 1);
     tgi_free(ctx, op->name, op->name ? strlen(op->name) + 1 : 0);
@@ -196,6 +197,11 @@ static tg_status check_def(tg_ctx *ctx, const tg_op_def *def) {
 }
 
 int tg_op_register(tg_ctx *ctx, const tg_op_def *def) {
+    return tgi_op_register(ctx, def, NULL, false);
+}
+
+int tgi_op_register(tg_ctx *ctx, const tg_op_def *def, void (*release)(tg_ctx *, void *),
+                    bool native) {
     if (!ctx || check_def(ctx, def) != TG_OK) return -1;
     tgi_attr_spec specs[TG_MAX_ATTRS];
     char names[TG_MAX_ATTRS][TGI_ATTR_NAME_MAX];
@@ -213,6 +219,8 @@ int tg_op_register(tg_ctx *ctx, const tg_op_def *def) {
     op->backward = def->backward;
     op->example = def->example;
     op->op_data = def->op_data;
+    op->release = release;
+    op->native = native;
 
     tgi_registry *reg = &ctx->registry;
     op->id = reg->count;
@@ -240,6 +248,7 @@ tg_status tg_op_get_info(const tg_ctx *ctx, int op_id, tg_op_info *info) {
     }
     info->has_backward = op->backward != NULL;
     info->has_example = op->example != NULL;
+    info->native = op->native;
     return TG_OK;
 }
 

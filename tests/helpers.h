@@ -47,4 +47,32 @@ static inline tg_status infer_like_first_input(const tg_op_call *call, tg_shape 
     return TG_OK;
 }
 
+/* Gradient-checks every example of every op with id >= first_id (tolerances:
+ * tg_gradcheck_defaults); returns the number of ops checked. */
+static inline int check_registered_gradients(tg_ctx *c, int first_id) {
+    int checked_ops = 0;
+    for (int id = first_id; id < tg_op_count(c); id++) {
+        tg_op_info info;
+        cr_assert_eq(tg_op_get_info(c, id, &info), TG_OK);
+        cr_expect(info.has_backward, "op '%s' has no backward", info.name);
+        cr_expect(info.has_example, "op '%s' has no gradient-check example", info.name);
+        int example = 0;
+        for (;; example++) {
+            tg_gradcheck_result result;
+            tg_status status = tg_gradcheck(c, id, example, NULL, &result);
+            if (status == TG_ERR_NOT_FOUND) break;
+            cr_expect_eq(status, TG_OK, "op '%s' example %d: %s", info.name, example, tg_errmsg(c));
+            cr_expect(result.passed && result.n_checked > 0,
+                      "op '%s' example %d: input %d element %lld analytic %.6g numeric %.6g "
+                      "(max abs err %.3g, %lld checked)", info.name, example, result.worst_input,
+                      (long long)result.worst_index, result.worst_analytic, result.worst_numeric,
+                      result.max_abs_err, (long long)result.n_checked);
+            tg_clear_error(c);
+        }
+        cr_expect(example > 0, "op '%s': no example ran", info.name);
+        checked_ops++;
+    }
+    return checked_ops;
+}
+
 #endif
