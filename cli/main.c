@@ -4,6 +4,8 @@
  *   tapegrad [demo]            train a small MLP on two spirals and report loss and accuracy
  *   tapegrad ops               list the op registry
  *   tapegrad gradcheck [OP...] check registered ops' gradients against finite differences
+ * Each takes --plugin PATH (repeatable) to load ops and hooks from a plugin first; demo also
+ * takes --hook PATTERN:NAME to attach a hook a plugin exported to matching parameters/nodes.
  *
  * (The full tool — study, train — grows here in later work.)
  */
@@ -21,10 +23,106 @@ static void usage(FILE *out) {
             "usage: tapegrad [COMMAND] [ARGS]\n"
             "\n"
             "commands:\n"
-            "  demo [--steps N] [--seed N]  train a 2-layer MLP on two spirals (the default)\n"
+            "  demo [--steps N] [--seed N] [--hook PATTERN:NAME]...\n"
+            "                               train a 2-layer MLP on two spirals (the default)\n"
             "  ops                          list registered ops: name, arity, attributes, backward\n"
             "  gradcheck [OP...]            check ops' gradients against finite differences\n"
-            "  help                         this text\n");
+            "  help                         this text\n"
+            "\n"
+            "every command takes --plugin PATH (repeatable): load ops and hooks from a plugin\n");
+}
+
+/* ---- options every command shares ------------------------------------------------------ */
+
+#define MAX_PLUGINS 16
+#define MAX_HOOKS 16
+
+typedef struct options {
+    const char *plugins[MAX_PLUGINS];
+    int n_plugins;
+    const char *hooks[MAX_HOOKS];   /* PATTERN:NAME */
+    int n_hooks;
+    long steps, seed;
+    const char *positional[64];
+    int n_positional;
+} options;
+
+/* Parses the arguments after the command; prints a one-line reason and returns EXIT_USAGE on error. */
+static int parse_options(const char *command, int argc, char **argv, bool takes_demo_flags, options *o) {
+    for (int i = 0; i < argc; i++) {
+        const char *arg = argv[i], *value = i + 1 < argc ? argv[i + 1] : NULL;
+        bool needs_value = strcmp(arg, "--plugin") == 0 ||
+                           (takes_demo_flags && (strcmp(arg, "--hook") == 0 || strcmp(arg, "--steps") == 0 ||
+                                                 strcmp(arg, "--seed") == 0));
+        if (needs_value && !value) {
+            fprintf(stderr, "tapegrad %s: %s needs a value\n", command, arg);
+            return EXIT_USAGE;
+        }
+        if (strcmp(arg, "--plugin") == 0) {
+            if (o->n_plugins == MAX_PLUGINS) {
+                fprintf(stderr, "tapegrad %s: at most %d plugins\n", command, MAX_PLUGINS);
+                return EXIT_USAGE;
+            }
+            o->plugins[o->n_plugins++] = argv[++i];
+        } else if (takes_demo_flags && strcmp(arg, "--hook") == 0) {
+            if (o->n_hooks == MAX_HOOKS || !strchr(value, ':')) {
+                fprintf(stderr, "tapegrad %s: --hook wants PATTERN:NAME (at most %d), got '%s'\n",
+                        command, MAX_HOOKS, value);
+                return EXIT_USAGE;
+            }
+            o->hooks[o->n_hooks++] = argv[++i];
+        } else if (takes_demo_flags && (strcmp(arg, "--steps") == 0 || strcmp(arg, "--seed") == 0)) {
+            char *end;
+            long v = strtol(value, &end, 10);
+            if (*end || v < 0 || !*value) {
+                fprintf(stderr, "tapegrad %s: %s needs a non-negative whole number, got '%s'\n",
+                        command, arg, value);
+                return EXIT_USAGE;
+            }
+            if (strcmp(arg, "--steps") == 0) o->steps = v;
+            else o->seed = v;
+            i++;
+        } else if (arg[0] == '-' || o->n_positional == 64 || takes_demo_flags) {
+            fprintf(stderr, "tapegrad %s: unknown argument '%s'\n", command, arg);
+            return EXIT_USAGE;
+        } else {
+            o->positional[o->n_positional++] = arg;
+        }
+    }
+    return 0;
+}
+
+/* A context with the requested plugins loaded, or NULL after printing why. */
+static tg_ctx *context_with_plugins(const char *command, const options *o) {
+    tg_ctx *ctx = tg_ctx_new();
+    if (!ctx) {
+        fprintf(stderr, "tapegrad %s: out of memory\n", command);
+        return NULL;
+    }
+    for (int i = 0; i < o->n_plugins; i++)
+        if (tg_plugin_load(ctx, o->plugins[i]) != TG_OK) {
+            fprintf(stderr, "tapegrad %s: %s\n", command, tg_errmsg(ctx));
+            tg_ctx_free(ctx);
+            return NULL;
+        }
+    return ctx;
+}
+
+/* --hook PATTERN:NAME: the hook exported as NAME on every parameter or node matching PATTERN. */
+static int attach_hooks(tg_ctx *ctx, const options *o) {
+    for (int i = 0; i < o->n_hooks; i++) {
+        char pattern[256];
+        const char *colon = strrchr(o->hooks[i], ':');
+        snprintf(pattern, sizeof pattern, "%.*s", (int)(colon - o->hooks[i]), o->hooks[i]);
+        tg_hook_fn fn;
+        void *user;
+        if (tg_hook_find(ctx, colon + 1, &fn, &user) != TG_OK ||
+            tg_hook_pattern(ctx, pattern, TG_PASS_BACKWARD, fn, user) < 0) {
+            fprintf(stderr, "tapegrad demo: --hook %s: %s\n", o->hooks[i], tg_errmsg(ctx));
+            return EXIT_USAGE;
+        }
+    }
+    return 0;
 }
 
 /* ---- demo ---------------------------------------------------------------------------------- */
@@ -46,31 +144,17 @@ static void make_spirals(float *xy, float *labels, uint64_t seed) {
     }
 }
 
-static int parse_count(const char *flag, const char *value, long *out) {
-    char *end;
-    long v = value ? strtol(value, &end, 10) : 0;
-    if (!value || *end || v < 0) {
-        fprintf(stderr, "tapegrad demo: %s needs a non-negative whole number, got '%s'\n", flag,
-                value ? value : "(nothing)");
+static int run_demo(int argc, char **argv) {
+    options o = {.steps = 2000, .seed = 1};
+    int bad = parse_options("demo", argc, argv, true, &o);
+    if (bad) return bad;
+    long steps = o.steps, seed = o.seed;
+    tg_ctx *ctx = context_with_plugins("demo", &o);
+    if (!ctx) return 1;
+    if (attach_hooks(ctx, &o)) {
+        tg_ctx_free(ctx);
         return EXIT_USAGE;
     }
-    *out = v;
-    return 0;
-}
-
-static int run_demo(int argc, char **argv) {
-    long steps = 2000, seed = 1;
-    for (int i = 0; i < argc; i++) {
-        int bad = 0;
-        if (strcmp(argv[i], "--steps") == 0) bad = parse_count("--steps", i + 1 < argc ? argv[++i] : NULL, &steps);
-        else if (strcmp(argv[i], "--seed") == 0) bad = parse_count("--seed", i + 1 < argc ? argv[++i] : NULL, &seed);
-        else {
-            fprintf(stderr, "tapegrad demo: unknown argument '%s'\n", argv[i]);
-            return EXIT_USAGE;
-        }
-        if (bad) return bad;
-    }
-    tg_ctx *ctx = tg_ctx_new();
     tg_tape *tape = tg_tape_new(ctx);
     float xy[2 * SPIRAL_POINTS], labels[SPIRAL_POINTS];
     make_spirals(xy, labels, (uint64_t)seed);
@@ -124,28 +208,41 @@ static int run_demo(int argc, char **argv) {
 
 /* ---- ops and gradcheck --------------------------------------------------------------------- */
 
-static int run_ops(void) {
-    tg_ctx *ctx = tg_ctx_new();
-    printf("%-16s %-8s %-36s %s\n", "op", "arity", "attributes", "backward");
+static int run_ops(int argc, char **argv) {
+    options o = {0};
+    int bad = parse_options("ops", argc, argv, false, &o);
+    if (bad) return bad;
+    if (o.n_positional) {
+        fprintf(stderr, "tapegrad ops: unknown argument '%s'\n", o.positional[0]);
+        return EXIT_USAGE;
+    }
+    tg_ctx *ctx = context_with_plugins("ops", &o);
+    if (!ctx) return 1;
+    printf("%-16s %-8s %-36s %-9s %s\n", "op", "arity", "attributes", "backward", "kind");
     for (int id = 0; id < tg_op_count(ctx); id++) {
         tg_op_info info;
         tg_op_get_info(ctx, id, &info);
         char arity[16];
         if (info.arity == TG_VARIADIC) snprintf(arity, sizeof arity, "1+");
         else snprintf(arity, sizeof arity, "%d", info.arity);
-        printf("%-16s %-8s %-36s %s\n", info.name, arity,
-               info.attr_signature[0] ? info.attr_signature : "-", info.has_backward ? "yes" : "no");
+        printf("%-16s %-8s %-36s %-9s %s\n", info.name, arity,
+               info.attr_signature[0] ? info.attr_signature : "-", info.has_backward ? "yes" : "no",
+               info.native ? "native" : "built-in");
     }
     tg_ctx_free(ctx);
     return 0;
 }
 
 static int run_gradcheck(int argc, char **argv) {
-    tg_ctx *ctx = tg_ctx_new();
+    options o = {0};
+    int bad = parse_options("gradcheck", argc, argv, false, &o);
+    if (bad) return bad;
+    tg_ctx *ctx = context_with_plugins("gradcheck", &o);
+    if (!ctx) return 1;
     int failures = 0;
-    for (int i = 0; i < argc; i++)
-        if (tg_op_find(ctx, argv[i]) < 0) {
-            fprintf(stderr, "tapegrad gradcheck: unknown op '%s' (see 'tapegrad ops')\n", argv[i]);
+    for (int i = 0; i < o.n_positional; i++)
+        if (tg_op_find(ctx, o.positional[i]) < 0) {
+            fprintf(stderr, "tapegrad gradcheck: unknown op '%s' (see 'tapegrad ops')\n", o.positional[i]);
             tg_ctx_free(ctx);
             return EXIT_USAGE;
         }
@@ -153,8 +250,8 @@ static int run_gradcheck(int argc, char **argv) {
     for (int id = 0; id < tg_op_count(ctx); id++) {
         tg_op_info info;
         tg_op_get_info(ctx, id, &info);
-        bool wanted = argc == 0;
-        for (int i = 0; i < argc; i++) wanted |= strcmp(argv[i], info.name) == 0;
+        bool wanted = o.n_positional == 0;
+        for (int i = 0; i < o.n_positional; i++) wanted |= strcmp(o.positional[i], info.name) == 0;
         if (!wanted) continue;
         for (int example = 0;; example++) {
             tg_gradcheck_result result;
@@ -174,7 +271,7 @@ static int run_gradcheck(int argc, char **argv) {
 int main(int argc, char **argv) {
     const char *command = argc > 1 ? argv[1] : "demo";
     if (strcmp(command, "demo") == 0) return run_demo(argc > 2 ? argc - 2 : 0, argv + 2);
-    if (strcmp(command, "ops") == 0) return run_ops();
+    if (strcmp(command, "ops") == 0) return run_ops(argc - 2, argv + 2);
     if (strcmp(command, "gradcheck") == 0) return run_gradcheck(argc - 2, argv + 2);
     if (strcmp(command, "help") == 0 || strcmp(command, "--help") == 0 || strcmp(command, "-h") == 0) {
         usage(stdout);
