@@ -2,17 +2,29 @@
 //!
 //!   zig build [install]        libtapegrad.a, libtapegrad.so.0.1.0 (+ .so.0/.so symlinks),
 //!                              include/tapegrad.h, lib/pkgconfig/tapegrad.pc,
-//!                              bin/tapegrad (cli/*.c), bin/<stem> for each examples/<stem>.c
+//!                              bin/tapegrad (cli/*.c), bin/<stem> for each examples/<stem>.c,
+//!                              lib/libplugin_<x>.so for each examples/plugin_<x>.c
 //!   zig build test [-- ARGS]   Criterion suite (tests/*.c + library sources); ARGS go to
 //!                              Criterion, e.g. `zig build test -- --filter 'ops/*'`
 //!   zig build run [-- ARGS]    build and run bin/tapegrad
 //!   zig build bench            build and run every bench/<stem>.c, one after another
-//!   zig build examples         build and install the examples only
+//!   zig build examples         build and install the examples only (programs and plugins)
+//!   zig build plugins          build and install the example plugins only
 //!
 //!   -Dblas=false               no OpenBLAS, no TG_USE_BLAS macro
 //!   -Dsanitize=true            `test` runs the suite under ASan + UBSan (built with the
-//!                              system C compiler, see addSanitizedTestRun)
+//!                              system C compiler, see addSanitizedTestExe)
 //!   -Doptimize=Debug|ReleaseSafe|ReleaseFast|ReleaseSmall
+//!
+//! Plugins are shared libraries that a program dlopen()s and that call back into the
+//! tapegrad functions of that program; they do not link libtapegrad themselves (their
+//! tg_* references stay undefined until dlopen). So every program here (cli, examples,
+//! bench, tests) is linked with --export-dynamic and with ALL library objects, not with
+//! the archive (which would only pull in the members the program itself references).
+//!   examples/plugin_<x>.c  -> lib/libplugin_<x>.so   (installed; not an executable)
+//!   tests/plugins/<x>.c    -> <prefix>/test-plugins/lib<x>.so, installed by `test` only,
+//!                             together with copies of the example plugins. The test run gets
+//!                             TAPEGRAD_TEST_PLUGINS=<absolute path of that directory>.
 //!
 //! Source lists are globbed (non-recursively) when build.zig runs. Zig 0.17 caches the
 //! result of that configure phase, so every globbed directory is registered with
@@ -27,6 +39,13 @@ const version: std.SemanticVersion = .{ .major = 0, .minor = 1, .patch = 0 };
 
 /// Directories whose `*.c` files (directly inside, no recursion) make up the library.
 const lib_dirs = [_][]const u8{ "autograd", "ops", "models", "diagnostics" };
+
+/// Where `test` installs the test plugins (and copies of the example plugins), relative
+/// to the install prefix (default: zig-out/test-plugins).
+const test_plugins_subdir = "test-plugins";
+
+/// Environment variable through which the test run learns that directory (absolute path).
+const test_plugins_env = "TAPEGRAD_TEST_PLUGINS";
 
 /// Flags for every C file, whether compiled by Zig or by the sanitizer build.
 const c_flags = [_][]const u8{ "-std=c11", "-Wall", "-Wextra", "-D_POSIX_C_SOURCE=200809L" };
@@ -68,24 +87,29 @@ pub fn build(b: *Build) void {
     appendAll(b, &headers, glob(b, "include", ".h"));
     appendAll(b, &headers, glob(b, "tests", ".h"));
     const cli_srcs = glob(b, "cli", ".c");
-    const example_srcs = glob(b, "examples", ".c");
+    const all_example_srcs = glob(b, "examples", ".c");
+    const example_srcs = filterPlugins(b, all_example_srcs, false);
+    const example_plugin_srcs = filterPlugins(b, all_example_srcs, true);
     const test_srcs = glob(b, "tests", ".c");
+    const test_plugin_srcs = glob(b, "tests/plugins", ".c");
     const bench_srcs = glob(b, "bench", ".c");
 
     const test_step = b.step("test", "Build and run the Criterion test suite (args after -- go to Criterion)");
     const run_step = b.step("run", "Build and run the tapegrad CLI (args after -- are passed on)");
     const bench_step = b.step("bench", "Build and run every benchmark in bench/");
-    const examples_step = b.step("examples", "Build and install the examples");
+    const examples_step = b.step("examples", "Build and install the examples (programs and plugins)");
+    const plugins_step = b.step("plugins", "Build and install the example plugins (examples/plugin_*.c)");
 
     // ---- library: static + shared, public header, pkg-config file ----
     // Without any library source there is nothing to archive; programs are then
     // built from their own sources only (and fail to link if they need the library).
+    // `lib` is what programs link: one relocatable object holding every library source
+    // (compiled like the installed libraries), so that every tg_* function is in the
+    // program and exported for plugins, whether the program calls it or not.
     const lib: ?*Compile = if (lib_srcs.items.len == 0) null else blk: {
-        const static = addLibrary(cfg, .static, lib_srcs.items);
-        const shared = addLibrary(cfg, .dynamic, lib_srcs.items);
-        b.installArtifact(static);
-        b.installArtifact(shared);
-        break :blk static;
+        b.installArtifact(addLibrary(cfg, .static, lib_srcs.items));
+        b.installArtifact(addLibrary(cfg, .dynamic, lib_srcs.items));
+        break :blk addLibraryObject(cfg, lib_srcs.items);
     };
     if (exists(b, "include/tapegrad.h")) {
         b.getInstallStep().dependOn(&b.addInstallHeaderFile(b.path("include/tapegrad.h"), "tapegrad.h").step);
@@ -113,6 +137,29 @@ pub fn build(b: *Build) void {
         examples_step.dependOn(&install.step);
     }
 
+    // ---- plugins: examples/plugin_<x>.c -> lib/libplugin_<x>.so; tests/plugins/<x>.c ->
+    // <prefix>/test-plugins/lib<x>.so (installed by `test` only, with copies of the former) ----
+    const test_plugins_dir: Build.LazyPath = .{ .relative = .{ .base = .install_prefix, .sub_path = test_plugins_subdir } };
+    var test_plugin_installs: std.ArrayList(*Build.Step) = .empty;
+    for (example_plugin_srcs) |src| {
+        const plugin = addPlugin(cfg, src);
+        const install = b.addInstallArtifact(plugin, .{});
+        b.getInstallStep().dependOn(&install.step);
+        examples_step.dependOn(&install.step);
+        plugins_step.dependOn(&install.step);
+        appendStep(b, &test_plugin_installs, &installTestPlugin(b, plugin).step);
+    }
+    for (test_plugin_srcs) |src| {
+        if (pluginNameClash(example_plugin_srcs, src)) |other| {
+            appendStep(b, &test_plugin_installs, &b.addFail(b.fmt(
+                "{s} and {s} would both install {s}/lib{s}.so: rename one",
+                .{ src, other, test_plugins_subdir, stem(src) },
+            )).step);
+            continue;
+        }
+        appendStep(b, &test_plugin_installs, &installTestPlugin(b, addPlugin(cfg, src)).step);
+    }
+
     // ---- benchmarks: one program per file, run one after another ----
     var prev_bench: ?*Build.Step = null;
     for (bench_srcs) |src| {
@@ -128,14 +175,18 @@ pub fn build(b: *Build) void {
     // ---- tests ----
     if (test_srcs.len == 0) {
         test_step.dependOn(&b.addFail("no tests/*.c sources: nothing to test").step);
-    } else if (sanitize) {
-        test_step.dependOn(&addSanitizedTestRun(cfg, sanitize_cc, test_srcs, lib_srcs.items, headers.items).step);
     } else {
-        const tests = addTestExe(cfg, test_srcs, lib_srcs.items);
-        const run = b.addRunArtifact(tests);
-        // Inherit stdio so Criterion's "[====] Synthesis: ..." line is shown; a non-zero
-        // exit status fails the step. (expectExitCode would capture and hide the output.)
-        run.stdio = .inherit;
+        const run = addTestRun(b, test_plugins_dir, test_plugin_installs.items);
+        if (sanitize) {
+            run.setName("run tapegrad-tests (asan+ubsan)");
+            run.addFileArg(addSanitizedTestExe(cfg, sanitize_cc, test_srcs, lib_srcs.items, headers.items));
+            // Criterion runs each test in a child process; a sanitizer report makes that test
+            // crash, which Criterion counts and turns into a non-zero exit status.
+            run.setEnvironmentVariable("UBSAN_OPTIONS", "print_stacktrace=1:halt_on_error=1");
+        } else {
+            run.setName("run tapegrad-tests");
+            run.addArtifactArg(addTestExe(cfg, test_srcs, lib_srcs.items));
+        }
         run.addPassthruArgs();
         test_step.dependOn(&run.step);
     }
@@ -200,13 +251,65 @@ fn addLibrary(cfg: Config, linkage: std.builtin.LinkMode, srcs: []const []const 
     });
 }
 
-/// An executable from `srcs`, linked with the static library and its system libraries.
+/// tapegrad-lib.o: every library source in one relocatable object, compiled exactly like
+/// the installed libraries. Programs link this rather than libtapegrad.a: from an archive
+/// the linker only takes the members the program references, and a tg_* function that
+/// only a plugin calls would then be missing at dlopen time ("undefined symbol").
+fn addLibraryObject(cfg: Config, srcs: []const []const u8) *Compile {
+    const m = cModule(cfg, .{ .blas_macro = true, .sanitize_c = .off, .pic = true });
+    addCSources(m, srcs);
+    linkLibraryDeps(cfg, m);
+    return cfg.b.addObject(.{ .name = "tapegrad-lib", .root_module = m });
+}
+
+/// An executable from `srcs`, linked with the whole library (see addLibraryObject) and its
+/// system libraries, exporting its symbols to the plugins it may dlopen.
 fn addProgram(cfg: Config, name: []const u8, srcs: []const []const u8, lib: ?*Compile, blas_macro: bool) *Compile {
     const m = cModule(cfg, .{ .blas_macro = blas_macro });
     addCSources(m, srcs);
-    if (lib) |l| m.linkLibrary(l);
+    if (lib) |l| m.addObject(l);
     linkLibraryDeps(cfg, m);
-    return cfg.b.addExecutable(.{ .name = name, .root_module = m });
+    const exe = cfg.b.addExecutable(.{ .name = name, .root_module = m });
+    exe.rdynamic = true; // --export-dynamic: plugins' tg_* references resolve against us
+    return exe;
+}
+
+/// lib<stem>.so (unversioned) from one plugin source. It links libc only: its tg_*
+/// references are left undefined and resolved by the dynamic linker against the
+/// program that dlopen()s it. Built like the installed libraries (PIC, no UBSan runtime).
+fn addPlugin(cfg: Config, src: []const u8) *Compile {
+    const m = cModule(cfg, .{ .sanitize_c = .off, .pic = true });
+    addCSources(m, &.{src});
+    const lib = cfg.b.addLibrary(.{ .linkage = .dynamic, .name = stem(src), .root_module = m });
+    lib.linker_allow_shlib_undefined = true;
+    return lib;
+}
+
+/// Installs a plugin into <prefix>/test-plugins/ (not part of the default install).
+fn installTestPlugin(b: *Build, plugin: *Compile) *Build.Step.InstallArtifact {
+    return b.addInstallArtifact(plugin, .{ .dest_dir = .{ .override = .{ .custom = test_plugins_subdir } } });
+}
+
+/// The Run step of the test suite, waiting for the test plugins to be installed and
+/// running its command with TAPEGRAD_TEST_PLUGINS=<absolute path of their directory>.
+/// Zig 0.17 knows the install prefix only when the build runs (--prefix is not part of
+/// the cached configuration), and setEnvironmentVariable takes a configure-time string,
+/// so a shell puts the path (a Run directory argument) into the environment:
+///   sh -c '...' sh <plugins dir> <test program> [passthru args...]
+/// The caller adds the program and the passthru arguments.
+fn addTestRun(b: *Build, plugins_dir: Build.LazyPath, plugin_installs: []const *Build.Step) *Build.Step.Run {
+    const run = b.addSystemCommand(&.{
+        "sh",
+        "-c",
+        "export " ++ test_plugins_env ++ "=\"$1\"; shift; exec \"$@\"",
+        "sh", // $0
+    });
+    run.addDirectoryArg2(plugins_dir, .{ .make_absolute = true });
+    for (plugin_installs) |s| run.step.dependOn(s); // a relative LazyPath carries no dependency
+    // Inherit stdio so Criterion's "[====] Synthesis: ..." line is shown; a non-zero
+    // exit status fails the step. (expectExitCode would capture and hide the output.)
+    run.stdio = .inherit;
+    return run;
 }
 
 /// ONE Criterion executable from all test files plus the library sources, so tests
@@ -218,6 +321,7 @@ fn addTestExe(cfg: Config, test_srcs: []const []const u8, lib_srcs: []const []co
     linkLibraryDeps(cfg, m);
     m.linkSystemLibrary("criterion", .{});
     const exe = cfg.b.addExecutable(.{ .name = "tapegrad-tests", .root_module = m });
+    exe.rdynamic = true; // export tg_* to the plugins the tests dlopen
     // Criterion discovers tests through its own ELF section at run time. Release modes
     // enable --gc-sections (and LTO would do the same), which drops them: "Tested: 0".
     exe.link_gc_sections = false;
@@ -228,15 +332,15 @@ fn addTestExe(cfg: Config, test_srcs: []const []const u8, lib_srcs: []const []co
 /// `-Dsanitize=true`: Zig 0.17 has no AddressSanitizer (Module.sanitize_c only covers
 /// UBSan; `-fsanitize=address` compiles but Zig ships no ASan runtime to link), so the
 /// test executable is compiled and linked by the system C compiler (gcc/clang bring
-/// libasan/libubsan), then run. The compile is cached like any Run step: it re-runs
-/// when a source, a header, or the command line changes.
-fn addSanitizedTestRun(
+/// libasan/libubsan); the caller runs it. The compile is cached like any Run step: it
+/// re-runs when a source, a header, or the command line changes.
+fn addSanitizedTestExe(
     cfg: Config,
     cc: []const u8,
     test_srcs: []const []const u8,
     lib_srcs: []const []const u8,
     headers: []const []const u8,
-) *Build.Step.Run {
+) Build.LazyPath {
     const b = cfg.b;
     // pkg-config is asked by the shell at make time, not by build.zig, so the cached
     // configuration stays valid. Libraries must follow the sources on the command line.
@@ -256,21 +360,14 @@ fn addSanitizedTestRun(
     compile.addArg(cc);
     compile.addArgs(&c_flags);
     compile.addArgs(&sanitize_flags);
+    compile.addArg("-rdynamic"); // export tg_* to the plugins the tests dlopen
     if (cfg.blas) compile.addArg("-DTG_USE_BLAS=1");
     compile.addPrefixedDirectoryArg("-I", b.path("include"));
     compile.addPrefixedDirectoryArg("-I", b.path("."));
     for (test_srcs) |src| compile.addFileArg(b.path(src));
     for (lib_srcs) |src| compile.addFileArg(b.path(src));
     for (headers) |h| compile.addFileInput(b.path(h));
-
-    const run = b.addRunFile(exe);
-    run.setName("run tapegrad-tests (asan+ubsan)");
-    run.stdio = .inherit;
-    run.addPassthruArgs();
-    // Criterion runs each test in a child process; a sanitizer report makes that test
-    // crash, which Criterion counts and turns into a non-zero exit status.
-    run.setEnvironmentVariable("UBSAN_OPTIONS", "print_stacktrace=1:halt_on_error=1");
-    return run;
+    return exe;
 }
 
 /// lib/pkgconfig/tapegrad.pc, relocatable: the prefix is found from the .pc's own location.
@@ -301,10 +398,18 @@ fn glob(b: *Build, dir: []const u8, ext: []const u8) []const []const u8 {
     const io = b.graph.io;
     const arena = b.graph.arena;
     // Re-run configure when entries of `dir` appear or disappear. Zig cannot watch a
-    // missing directory (configure fails with FileSystemFailure), so then watch the
-    // project root instead, which changes when `dir` is created.
+    // missing directory (configure fails with FileSystemFailure), so then watch its
+    // nearest existing ancestor instead (at worst the project root), which changes
+    // when `dir` (or the first missing directory on its path) is created.
     var d = b.root.openDir(io, dir, .{ .iterate = true }) catch |err| switch (err) {
         error.FileNotFound, error.NotDir => {
+            var parent = std.fs.path.dirname(dir);
+            while (parent) |p| : (parent = std.fs.path.dirname(p)) {
+                var pd = b.root.openDir(io, p, .{}) catch continue;
+                pd.close(io);
+                b.dependOnDirectoryContents(b.path(p));
+                return &.{};
+            }
             b.dependOnDirectoryContents(b.path("."));
             return &.{};
         },
@@ -338,6 +443,29 @@ fn appendAll(b: *Build, list: *std.ArrayList([]const u8), items: []const []const
 
 fn lessThan(_: void, a: []const u8, b: []const u8) bool {
     return std.mem.lessThan(u8, a, b);
+}
+
+/// The plugin sources (`plugin_*.c`) of `srcs` if `want`, else the other ones.
+fn filterPlugins(b: *Build, srcs: []const []const u8, want: bool) []const []const u8 {
+    var out: std.ArrayList([]const u8) = .empty;
+    for (srcs) |src| {
+        if (std.mem.startsWith(u8, std.fs.path.basename(src), "plugin_") == want) {
+            out.append(b.graph.arena, src) catch @panic("OOM");
+        }
+    }
+    return out.items;
+}
+
+/// The example plugin that would install under the same file name as test plugin `src`.
+fn pluginNameClash(example_plugins: []const []const u8, src: []const u8) ?[]const u8 {
+    for (example_plugins) |other| {
+        if (std.mem.eql(u8, stem(other), stem(src))) return other;
+    }
+    return null;
+}
+
+fn appendStep(b: *Build, list: *std.ArrayList(*Build.Step), step: *Build.Step) void {
+    list.append(b.graph.arena, step) catch @panic("OOM");
 }
 
 /// "examples/foo.c" -> "foo"
