@@ -746,6 +746,315 @@ tg_status tg_hook_export(tg_ctx *ctx, const char *name, tg_hook_fn fn, void *use
 tg_status tg_hook_find(tg_ctx *ctx, const char *name, tg_hook_fn *fn, void **user);
 
 /* ------------------------------------------------------------------------------------------ */
+/* Models: initialisers                                                                       */
+/* ------------------------------------------------------------------------------------------ */
+
+/** Activations layers can use (and the gain tables of initialisers refer to). */
+typedef enum tg_activation {
+    TG_ACT_IDENTITY,
+    TG_ACT_SIGMOID,
+    TG_ACT_TANH,
+    TG_ACT_RELU,
+    TG_ACT_LEAKY_RELU,   /**< slope 0.01 */
+    TG_ACT_ELU,          /**< alpha 1 */
+    TG_ACT_GELU,
+    TG_ACT_SOFTPLUS
+} tg_activation;
+
+/** Lower-case name ("relu"), and back (-1 for an unknown name). */
+const char *tg_activation_name(tg_activation act);
+int tg_activation_from_name(const char *name);
+/** Applies an activation op (identity returns x itself). */
+tg_tensor *tg_activate(tg_tape *tape, tg_tensor *x, tg_activation act);
+
+typedef enum tg_init_kind {
+    TG_INIT_UNIFORM,         /**< U[a, b] */
+    TG_INIT_NORMAL,          /**< N(a, b^2): mean a, std b */
+    TG_INIT_CONSTANT,        /**< a */
+    TG_INIT_XAVIER_UNIFORM,  /**< Glorot: U[-g sqrt(6/(fan_in+fan_out)), +...] */
+    TG_INIT_XAVIER_NORMAL,   /**< Glorot: N(0, g^2 2/(fan_in+fan_out)) */
+    TG_INIT_HE_UNIFORM,      /**< Kaiming: U[-g sqrt(3/fan), +...], fan = fan_in or fan_out */
+    TG_INIT_HE_NORMAL,       /**< Kaiming: N(0, g^2/fan) */
+    TG_INIT_ORTHOGONAL,      /**< g times a random orthogonal matrix (rows or columns orthonormal) */
+    TG_INIT_IDENTITY         /**< g times the identity (IRNN); 2-D only */
+} tg_init_kind;
+
+/**
+ * An initialiser. For a weight [out, in] (or [out, in, ...]): fan_in = in * receptive field,
+ * fan_out = out * receptive field. The gain g is tg_init_gain(nonlinearity) unless `gain` is
+ * non-zero. Same seed, same numbers.
+ */
+typedef struct tg_init {
+    tg_init_kind kind;
+    float a, b;                 /**< uniform bounds / normal mean and std / constant value */
+    float gain;                 /**< 0: the gain of `nonlinearity` */
+    tg_activation nonlinearity; /**< for the gain of Xavier, He, orthogonal, identity */
+    bool fan_out;               /**< He: use fan_out instead of fan_in */
+} tg_init;
+
+/** The recommended gain: 1 (identity, sigmoid), 5/3 (tanh), sqrt(2) (relu), sqrt(2/(1+0.01^2)) (leaky relu), ... */
+float tg_init_gain(tg_activation act);
+/** Fills t according to init. TG_ERR_SHAPE for identity/orthogonal on fewer than 2 dims. */
+tg_status tg_init_tensor(tg_tensor *t, const tg_init *init, uint64_t seed);
+/** Shorthands. */
+tg_init tg_init_xavier(tg_activation act);       /**< Xavier uniform for act */
+tg_init tg_init_he(tg_activation act);           /**< He normal, fan_in, for act */
+tg_init tg_init_normal(float mean, float std);
+
+/* ------------------------------------------------------------------------------------------ */
+/* Models: modules and layers                                                                 */
+/* ------------------------------------------------------------------------------------------ */
+/*
+ * A module owns named parameters (persistent tensors labelled hierarchically, e.g.
+ * "res.block3.fc1.weight") and child modules, knows train/eval mode, and computes its output on
+ * a tape. Every intermediate output a hook may want is labelled as it is recorded
+ * ("mlp.layer2.out", "lstm.h[17]"), so name-pattern hooks see them in both passes.
+ */
+
+typedef struct tg_module tg_module;
+
+/** Computes the module's output (NULL with a message on error). */
+tg_tensor *tg_module_forward(tg_module *m, tg_tape *tape, tg_tensor *x);
+/** Frees the module and its children (their parameters belong to the context). */
+void tg_module_free(tg_module *m);
+const char *tg_module_name(const tg_module *m);
+/** Number of parameter tensors, the module's own and its children's. */
+int tg_module_param_count(const tg_module *m);
+/** Parameter i in a fixed order (depth first, registration order). */
+tg_tensor *tg_module_param(const tg_module *m, int i);
+/** Copies up to max parameter pointers; returns how many there are. */
+int tg_module_params(const tg_module *m, tg_tensor **out, int max);
+/** The parameter with that full name, or NULL. */
+tg_tensor *tg_module_find_param(const tg_module *m, const char *name);
+/** Total number of scalars in the parameters. */
+int64_t tg_module_num_elements(const tg_module *m);
+/** Train (true) or eval mode, for the module and its children (dropout, batch norm). */
+void tg_module_set_training(tg_module *m, bool training);
+bool tg_module_training(const tg_module *m);
+/** Zeroes every parameter gradient. */
+void tg_module_zero_grad(tg_module *m);
+/** Number of child modules, and child i. */
+int tg_module_child_count(const tg_module *m);
+tg_module *tg_module_child(const tg_module *m, int i);
+
+/** y = x W^T + b, W [out, in] initialised by init, b zero (when bias). Named "<name>.weight", "<name>.bias". */
+tg_module *tg_linear_new(tg_ctx *ctx, const char *name, int64_t in, int64_t out, bool bias,
+                         const tg_init *init, uint64_t seed);
+
+typedef enum tg_norm_kind {
+    TG_NORM_NONE,
+    TG_NORM_BATCH,
+    TG_NORM_LAYER
+} tg_norm_kind;
+
+/** Batch norm (running statistics, momentum 0.1, eps 1e-5) or layer norm over `features`. */
+tg_module *tg_norm_new(tg_ctx *ctx, const char *name, tg_norm_kind kind, int64_t features);
+
+typedef struct tg_mlp_config {
+    int64_t in, out;            /**< input features and output size */
+    int64_t width;              /**< hidden width */
+    int depth;                  /**< number of linear layers (>= 1) */
+    tg_activation activation;   /**< between layers (not after the last) */
+    tg_init init;               /**< weights; biases start at zero */
+    tg_norm_kind norm;          /**< after each hidden linear layer, before the activation */
+    float dropout;              /**< after each hidden activation, in training mode (0: none) */
+    uint64_t seed;
+} tg_mlp_config;
+
+/** MLP: layers "<name>.layer<i>" (fc, norm), each hidden pre-activation labelled
+ *  "<name>.layer<i>.out", the output "<name>.out". */
+tg_module *tg_mlp_new(tg_ctx *ctx, const char *name, const tg_mlp_config *config);
+
+typedef struct tg_resmlp_config {
+    int64_t in, out, width;
+    int blocks;                 /**< residual blocks, 2 linear layers each (+2: input and output) */
+    tg_activation activation;
+    tg_init init;
+    tg_norm_kind norm;          /**< inside each block, before each activation */
+    bool skip;                  /**< false: the plain twin (same layers, no identity path) */
+    uint64_t seed;
+} tg_resmlp_config;
+
+/** Residual MLP of pre-activation blocks h + fc2(act(norm(fc1(act(norm(h)))))): "<name>.in",
+ *  "<name>.block<i>.fc1|fc2|norm1|norm2", "<name>.head"; block outputs labelled
+ *  "<name>.block<i>.out". */
+tg_module *tg_resmlp_new(tg_ctx *ctx, const char *name, const tg_resmlp_config *config);
+
+typedef enum tg_rnn_kind {
+    TG_RNN_TANH,
+    TG_RNN_LSTM,
+    TG_RNN_GRU
+} tg_rnn_kind;
+
+typedef struct tg_rnn_config {
+    tg_rnn_kind kind;
+    int64_t in, hidden;
+    tg_init input_init;         /**< W_ih (default when kind 0 and a,b 0: Xavier uniform) */
+    tg_init recurrent_init;     /**< W_hh (orthogonal is a good choice; identity for IRNN) */
+    float forget_bias;          /**< LSTM: initial forget-gate bias (use 1.0) */
+    int bptt;                   /**< truncated BPTT: gradients flow back at most this many steps (0: all) */
+    uint64_t seed;
+} tg_rnn_config;
+
+/** A recurrent layer with gates in PyTorch's order (LSTM i,f,g,o; GRU r,z,n); parameters
+ *  "<name>.weight_ih", "<name>.weight_hh", "<name>.bias_ih", "<name>.bias_hh". */
+tg_module *tg_rnn_new(tg_ctx *ctx, const char *name, const tg_rnn_config *config);
+
+/**
+ * Runs a recurrent module over x [B, T, in], unrolled on the tape, from zero state. Each hidden
+ * state is labelled "<name>.h[t]" for t = 1..T (and the LSTM cell "<name>.c[t]"). Returns h[T];
+ * when states is not NULL it receives h[1..T] (T pointers). tg_module_forward does the same
+ * without states.
+ */
+tg_tensor *tg_rnn_forward(tg_module *rnn, tg_tape *tape, tg_tensor *x, tg_tensor **states);
+
+/** A copy of x that is a leaf: gradients stop here (truncated BPTT, target networks). */
+tg_tensor *tg_detach(tg_tape *tape, tg_tensor *x);
+
+/* ------------------------------------------------------------------------------------------ */
+/* Models: optimizers, schedules, penalties, metrics                                          */
+/* ------------------------------------------------------------------------------------------ */
+
+typedef enum tg_optimizer_kind {
+    TG_OPT_SGD,
+    TG_OPT_ADAM,
+    TG_OPT_ADAMW,
+    TG_OPT_RMSPROP
+} tg_optimizer_kind;
+
+typedef struct tg_optimizer_config {
+    tg_optimizer_kind kind;
+    float lr;
+    float momentum;             /**< SGD, RMSprop */
+    bool nesterov;              /**< SGD */
+    float weight_decay;         /**< L2 added to the gradient (SGD, Adam, RMSprop); decoupled (AdamW) */
+    float beta1, beta2, eps;    /**< Adam/AdamW (0: 0.9, 0.999, 1e-8); eps also RMSprop (0: 1e-8) */
+    float alpha;                /**< RMSprop smoothing (0: 0.99) */
+} tg_optimizer_config;
+
+typedef struct tg_optimizer tg_optimizer;
+
+/** An optimizer over a parameter set (the pointers are copied; state is allocated here, once). */
+tg_optimizer *tg_optimizer_new(tg_ctx *ctx, tg_tensor *const *params, int n_params,
+                               const tg_optimizer_config *config);
+void tg_optimizer_free(tg_optimizer *opt);
+/** One update from the current gradients (parameters without a gradient are skipped). */
+tg_status tg_optimizer_step(tg_optimizer *opt);
+/** Zeroes the gradients of its parameters. */
+void tg_optimizer_zero_grad(tg_optimizer *opt);
+void tg_optimizer_set_lr(tg_optimizer *opt, float lr);
+float tg_optimizer_lr(const tg_optimizer *opt);
+
+typedef enum tg_schedule_kind {
+    TG_SCHEDULE_CONSTANT,
+    TG_SCHEDULE_STEP,           /**< lr * gamma^(floor(step / step_size)) */
+    TG_SCHEDULE_COSINE          /**< min_lr + (lr - min_lr) (1 + cos(pi step / total)) / 2 */
+} tg_schedule_kind;
+
+typedef struct tg_schedule {
+    tg_schedule_kind kind;
+    float lr;                   /**< base rate */
+    int64_t step_size;
+    float gamma;
+    int64_t total_steps;
+    float min_lr;
+    int64_t warmup_steps;       /**< linear warm-up from lr/warmup to lr over these steps first */
+} tg_schedule;
+
+/** The learning rate at a step (0-based). */
+float tg_schedule_lr(const tg_schedule *schedule, int64_t step);
+
+/** coeff * sum over params of w^2, built from ops so it shows in the graph. */
+tg_tensor *tg_l2_penalty(tg_tape *tape, tg_tensor *const *params, int n_params, float coeff);
+/** coeff * sum over params of |w|. */
+tg_tensor *tg_l1_penalty(tg_tape *tape, tg_tensor *const *params, int n_params, float coeff);
+/** Fraction of rows of logits [N, C] whose arg-max equals the label in labels [N]. */
+float tg_accuracy(const tg_tensor *logits, const tg_tensor *labels);
+
+/* ------------------------------------------------------------------------------------------ */
+/* Data                                                                                       */
+/* ------------------------------------------------------------------------------------------ */
+
+/**
+ * A data set in memory: `count` samples, each with an input of shape x_shape and a target of
+ * shape y_shape (y_ndim 0: one value per sample, e.g. a class index when classes > 0).
+ */
+typedef struct tg_dataset {
+    int64_t count;
+    int x_ndim;
+    int64_t x_shape[3];
+    int y_ndim;
+    int64_t y_shape[3];
+    int64_t classes;            /**< > 0: targets are class indices 0..classes-1 */
+    float *x;                   /**< count * prod(x_shape) */
+    float *y;                   /**< count * prod(y_shape) */
+    tg_ctx *ctx;
+} tg_dataset;
+
+void tg_dataset_free(tg_dataset *ds);
+int64_t tg_dataset_x_size(const tg_dataset *ds);   /**< floats per sample input */
+int64_t tg_dataset_y_size(const tg_dataset *ds);   /**< floats per sample target */
+
+/** The bundled digits set: 1,797 8x8 images (pixels scaled to [0,1]), 10 classes. */
+tg_dataset *tg_dataset_digits(tg_ctx *ctx);
+/** Splits into train and test (test_fraction of the samples, seeded shuffle), as copies. */
+tg_status tg_dataset_split(const tg_dataset *ds, double test_fraction, uint64_t seed,
+                           tg_dataset **train, tg_dataset **test);
+
+/** The adding problem: x [T, 2] (a value in U[0,1], a marker in {0,1} on exactly two steps,
+ *  one in each half), y = the sum of the two marked values. Predicting 1 gives MSE ~0.167. */
+tg_dataset *tg_dataset_adding(tg_ctx *ctx, int64_t count, int64_t length, uint64_t seed);
+/** Copy (memory) task: x [symbols + delay + symbols, vocab + 1] holds `symbols` one-hot
+ *  symbols (of `vocab`), `delay` blank steps, then `symbols` steps flagged on channel `vocab`
+ *  ("recall now"); y [symbols] holds the symbols' class indices to produce during the recall
+ *  steps (classes = vocab). */
+tg_dataset *tg_dataset_copy_task(tg_ctx *ctx, int64_t count, int64_t symbols, int64_t delay,
+                                 int64_t vocab, uint64_t seed);
+/** Two interleaved spirals: x [2], class 0 or 1. */
+tg_dataset *tg_dataset_spirals(tg_ctx *ctx, int64_t count, float noise, uint64_t seed);
+/** Parity of `bits` random bits (as 0/1 floats): class 0 or 1. */
+tg_dataset *tg_dataset_parity(tg_ctx *ctx, int64_t count, int64_t bits, uint64_t seed);
+
+/** CSV of numeric columns, one of which (label_column, negative counts from the end) holds
+ *  whole-number class labels; an optional header line is skipped. Errors name line and column. */
+tg_dataset *tg_dataset_read_csv(tg_ctx *ctx, const char *path, int label_column);
+/** MNIST IDX files: images (ubyte, 3 dims, pixels scaled to [0,1]) and labels (ubyte, 1 dim). */
+tg_dataset *tg_dataset_read_idx(tg_ctx *ctx, const char *images_path, const char *labels_path);
+
+/** Minibatches of a data set, reshuffled each epoch by a seeded permutation. */
+typedef struct tg_batcher tg_batcher;
+
+tg_batcher *tg_batcher_new(const tg_dataset *ds, int64_t batch_size, bool shuffle, bool drop_last,
+                           uint64_t seed);
+void tg_batcher_free(tg_batcher *b);
+/** The next batch as tape tensors x [B, x_shape...] and y [B, y_shape...] (y [B] for scalar
+ *  targets); false at the end of an epoch (the next call starts a new, reshuffled epoch). */
+bool tg_batcher_next(tg_batcher *b, tg_tape *tape, tg_tensor **x, tg_tensor **y);
+int64_t tg_batcher_epoch(const tg_batcher *b);
+
+/* ------------------------------------------------------------------------------------------ */
+/* Save and load (safetensors)                                                                */
+/* ------------------------------------------------------------------------------------------ */
+
+/**
+ * Writes tensors to path in the safetensors format (8-byte little-endian header length, a JSON
+ * header with dtype "F32", shape and data_offsets per tensor name, then the raw little-endian
+ * data), named by their labels (which must be unique and non-empty). Atomic: written to a
+ * temporary file in the same directory, flushed, then renamed over path.
+ */
+tg_status tg_save_safetensors(tg_ctx *ctx, const char *path, tg_tensor *const *tensors, int n);
+/**
+ * Reads the tensors named by the labels of `tensors` from a safetensors file into them. The
+ * whole file is validated first (header length, JSON, dtypes F32/F64/F16/BF16 converted to
+ * f32, offsets inside the data and not overlapping, shapes equal to the tensors'); on any
+ * error nothing is changed and the message names the file, the tensor and what is wrong.
+ */
+tg_status tg_load_safetensors(tg_ctx *ctx, const char *path, tg_tensor *const *tensors, int n);
+/** A module's parameters, by their names. */
+tg_status tg_module_save(const tg_module *m, const char *path);
+tg_status tg_module_load(tg_module *m, const char *path);
+
+/* ------------------------------------------------------------------------------------------ */
 /* Gradient checking                                                                          */
 /* ------------------------------------------------------------------------------------------ */
 
