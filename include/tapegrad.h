@@ -855,7 +855,8 @@ typedef struct tg_mlp_config {
     int64_t width;              /**< hidden width */
     int depth;                  /**< number of linear layers (>= 1) */
     tg_activation activation;   /**< between layers (not after the last) */
-    tg_init init;               /**< weights; biases start at zero */
+    tg_init init;               /**< weights (all-zero: Xavier uniform for the activation);
+                                     biases start at zero */
     tg_norm_kind norm;          /**< after each hidden linear layer, before the activation */
     float dropout;              /**< after each hidden activation, in training mode (0: none) */
     uint64_t seed;
@@ -869,7 +870,7 @@ typedef struct tg_resmlp_config {
     int64_t in, out, width;
     int blocks;                 /**< residual blocks, 2 linear layers each (+2: input and output) */
     tg_activation activation;
-    tg_init init;
+    tg_init init;               /**< weights (all-zero: Xavier uniform for the activation) */
     tg_norm_kind norm;          /**< inside each block, before each activation */
     bool skip;                  /**< false: the plain twin (same layers, no identity path) */
     uint64_t seed;
@@ -889,12 +890,16 @@ typedef enum tg_rnn_kind {
 typedef struct tg_rnn_config {
     tg_rnn_kind kind;
     int64_t in, hidden;
-    tg_init input_init;         /**< W_ih (default when kind 0 and a,b 0: Xavier uniform) */
-    tg_init recurrent_init;     /**< W_hh (orthogonal is a good choice; identity for IRNN) */
+    tg_init input_init;         /**< W_ih (all-zero: Xavier uniform) */
+    tg_init recurrent_init;     /**< W_hh (all-zero: orthogonal; identity for an IRNN) */
     float forget_bias;          /**< LSTM: initial forget-gate bias (use 1.0) */
     int bptt;                   /**< truncated BPTT: gradients flow back at most this many steps (0: all) */
     uint64_t seed;
 } tg_rnn_config;
+
+/** Sensible settings: Xavier-uniform input weights, orthogonal recurrent weights, forget bias
+ *  1.0, full BPTT, seed 1. */
+tg_rnn_config tg_rnn_defaults(tg_rnn_kind kind, int64_t in, int64_t hidden);
 
 /** A recurrent layer with gates in PyTorch's order (LSTM i,f,g,o; GRU r,z,n); parameters
  *  "<name>.weight_ih", "<name>.weight_hh", "<name>.bias_ih", "<name>.bias_hh". */

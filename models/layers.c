@@ -1,0 +1,296 @@
+/*
+ * models/layers.c — linear, normalisation, MLP and residual MLP modules.
+ */
+#include "models/models.h"
+
+#include <string.h>
+
+/* ---- linear -------------------------------------------------------------------------------- */
+
+typedef struct linear_impl {
+    tg_tensor *zero_bias;    /* when bias is off: a constant, so the fused linear op still serves */
+} linear_impl;
+
+static tg_tensor *linear_forward(tg_module *m, tg_tape *tape, tg_tensor *x) {
+    tg_tensor *bias = m->n_params > 1 ? m->params[1] : ((linear_impl *)m->impl)->zero_bias;
+    return tg_linear(tape, x, m->params[0], bias);
+}
+
+static void release_impl(tg_module *m) {
+    tgi_free(m->ctx, m->impl, sizeof(linear_impl));
+}
+
+static const tgi_module_class linear_class = {"linear", linear_forward, release_impl};
+
+tg_module *tg_linear_new(tg_ctx *ctx, const char *name, int64_t in, int64_t out, bool bias,
+                         const tg_init *init, uint64_t seed) {
+    tg_module *m = tgi_module_new(ctx, &linear_class, "%s", name);
+    if (!m) return NULL;
+    linear_impl *impl = tgi_alloc(ctx, sizeof *impl);
+    m->impl = impl;
+    tg_init weight_init = tgi_init_or(init, tg_init_xavier(TG_ACT_IDENTITY));
+    bool ok = impl && tgi_module_param(m, "weight", TG_SHAPE(out, in), &weight_init, seed);
+    if (ok) {
+        impl->zero_bias = NULL;
+        if (bias) ok = tgi_module_param(m, "bias", TG_SHAPE(out), NULL, 0) != NULL;
+        else ok = (impl->zero_bias = tg_zeros(ctx, TG_SHAPE(out))) != NULL;
+    }
+    if (!ok) {
+        if (!impl) tgi_error(ctx, TG_ERR_NOMEM, "linear '%s': out of memory", name);
+        tg_module_free(m);
+        return NULL;
+    }
+    return m;
+}
+
+/* ---- normalisation ------------------------------------------------------------------------- */
+
+typedef struct norm_impl {
+    tg_norm_kind kind;
+    tg_tensor *running_mean, *running_var;
+} norm_impl;
+
+static tg_tensor *norm_forward(tg_module *m, tg_tape *tape, tg_tensor *x) {
+    const norm_impl *impl = m->impl;
+    if (impl->kind == TG_NORM_LAYER) return tg_layer_norm(tape, x, m->params[0], m->params[1], 1e-5f);
+    return tg_batch_norm(tape, x, m->params[0], m->params[1], impl->running_mean,
+                         impl->running_var, 0.1f, 1e-5f, m->training);
+}
+
+static void release_norm(tg_module *m) {
+    tgi_free(m->ctx, m->impl, sizeof(norm_impl));
+}
+
+static const tgi_module_class norm_class = {"norm", norm_forward, release_norm};
+
+tg_module *tg_norm_new(tg_ctx *ctx, const char *name, tg_norm_kind kind, int64_t features) {
+    if (kind != TG_NORM_BATCH && kind != TG_NORM_LAYER) {
+        tgi_error(ctx, TG_ERR_INVALID, "norm '%s': kind %d is neither batch nor layer norm", name,
+                  (int)kind);
+        return NULL;
+    }
+    tg_module *m = tgi_module_new(ctx, &norm_class, "%s", name);
+    if (!m) return NULL;
+    norm_impl *impl = tgi_alloc(ctx, sizeof *impl);
+    m->impl = impl;
+    const tg_init one = {TG_INIT_CONSTANT, 1.0f, 0, 0, TG_ACT_IDENTITY, false};
+    bool ok = impl && tgi_module_param(m, "weight", TG_SHAPE(features), &one, 0) &&
+              tgi_module_param(m, "bias", TG_SHAPE(features), NULL, 0);
+    if (ok) {
+        impl->kind = kind;
+        impl->running_mean = tg_zeros(ctx, TG_SHAPE(features));
+        impl->running_var = tg_ones(ctx, TG_SHAPE(features));
+        ok = impl->running_mean && impl->running_var;
+        if (ok) {
+            tg_set_label(impl->running_mean, "%s.running_mean", name);
+            tg_set_label(impl->running_var, "%s.running_var", name);
+        }
+    }
+    if (!ok) {
+        if (!impl) tgi_error(ctx, TG_ERR_NOMEM, "norm '%s': out of memory", name);
+        tg_module_free(m);
+        return NULL;
+    }
+    return m;
+}
+
+/* ---- MLP ----------------------------------------------------------------------------------- */
+
+typedef struct mlp_impl {
+    tg_mlp_config config;
+    tg_module **linear, **norm; /* per layer (norm NULL where none) */
+    uint64_t calls;             /* forward passes so far: each draws fresh dropout masks */
+} mlp_impl;
+
+static tg_tensor *mlp_forward(tg_module *m, tg_tape *tape, tg_tensor *x) {
+    mlp_impl *impl = m->impl;
+    const tg_mlp_config *c = &impl->config;
+    tg_tensor *h = x;
+    impl->calls++;
+    for (int i = 0; i < c->depth; i++) {
+        bool last = i == c->depth - 1;
+        if (last) tg_tape_label_next(tape, "%s.out", m->name);
+        else tg_tape_label_next(tape, "%s.layer%d.out", m->name, i);
+        h = tg_module_forward(impl->linear[i], tape, h);
+        if (last) break;
+        if (impl->norm[i]) h = tg_module_forward(impl->norm[i], tape, h);
+        h = tg_activate(tape, h, c->activation);
+        if (c->dropout > 0.0f && m->training)
+            h = tg_dropout(tape, h, c->dropout, tgi_seed_mix(c->seed, impl->calls * 1024 + (uint64_t)i));
+    }
+    return h;
+}
+
+static void release_mlp(tg_module *m) {
+    mlp_impl *impl = m->impl;
+    if (!impl) return;
+    size_t bytes = (size_t)impl->config.depth * sizeof(tg_module *);
+    tgi_free(m->ctx, impl->linear, bytes);
+    tgi_free(m->ctx, impl->norm, bytes);
+    tgi_free(m->ctx, impl, sizeof *impl);
+}
+
+static const tgi_module_class mlp_class = {"mlp", mlp_forward, release_mlp};
+
+/* Builds layer i: its linear and, for hidden layers, its norm. */
+static tg_status add_mlp_layer(tg_module *m, mlp_impl *impl, int i, const tg_init *init) {
+    const tg_mlp_config *c = &impl->config;
+    int64_t in = i == 0 ? c->in : c->width, out = i == c->depth - 1 ? c->out : c->width;
+    char name[TG_LABEL_MAX];
+    snprintf(name, sizeof name, "%s.layer%d", m->name, i);
+    impl->linear[i] = tg_linear_new(m->ctx, name, in, out, true, init, tgi_seed_mix(c->seed, (uint64_t)i));
+    if (tgi_module_adopt(m, impl->linear[i]) != TG_OK) return TG_ERR_NOMEM;
+    if (i == c->depth - 1 || c->norm == TG_NORM_NONE) return TG_OK;
+    snprintf(name, sizeof name, "%s.layer%d.norm", m->name, i);
+    impl->norm[i] = tg_norm_new(m->ctx, name, c->norm, out);
+    return tgi_module_adopt(m, impl->norm[i]);
+}
+
+tg_module *tg_mlp_new(tg_ctx *ctx, const char *name, const tg_mlp_config *config) {
+    if (!config || config->depth < 1 || config->in < 1 || config->out < 1 ||
+        (config->depth > 1 && config->width < 1) || !(config->dropout >= 0.0f && config->dropout < 1.0f)) {
+        tgi_error(ctx, TG_ERR_INVALID, "mlp '%s': needs depth >= 1, in, out (and width) >= 1, "
+                  "0 <= dropout < 1", name);
+        return NULL;
+    }
+    tg_module *m = tgi_module_new(ctx, &mlp_class, "%s", name);
+    if (!m) return NULL;
+    mlp_impl *impl = tgi_alloc(ctx, sizeof *impl);
+    size_t bytes = (size_t)config->depth * sizeof(tg_module *);
+    tg_module **linear = tgi_alloc(ctx, bytes), **norm = tgi_alloc(ctx, bytes);
+    if (!impl || !linear || !norm) {
+        tgi_free(ctx, impl, sizeof *impl);
+        tgi_free(ctx, linear, bytes);
+        tgi_free(ctx, norm, bytes);
+        tgi_error(ctx, TG_ERR_NOMEM, "mlp '%s': out of memory", name);
+        tg_module_free(m);
+        return NULL;
+    }
+    memset(linear, 0, bytes);
+    memset(norm, 0, bytes);
+    *impl = (mlp_impl){*config, linear, norm, 0};
+    m->impl = impl;
+    tg_init init = tgi_init_or(&config->init, tg_init_xavier(config->activation));
+    for (int i = 0; i < config->depth; i++)
+        if (add_mlp_layer(m, impl, i, &init) != TG_OK) {
+            tg_module_free(m);
+            return NULL;
+        }
+    return m;
+}
+
+/* ---- residual MLP -------------------------------------------------------------------------- */
+
+typedef struct block {
+    tg_module *fc1, *fc2, *norm1, *norm2;
+} block;
+
+typedef struct resmlp_impl {
+    tg_resmlp_config config;
+    tg_module *in, *head;
+    block *blocks;
+} resmlp_impl;
+
+/* act(norm(h)) with the norm optional */
+static tg_tensor *pre_activation(tg_tape *tape, tg_tensor *h, tg_module *norm, tg_activation act) {
+    if (norm) h = tg_module_forward(norm, tape, h);
+    return tg_activate(tape, h, act);
+}
+
+static tg_tensor *resmlp_forward(tg_module *m, tg_tape *tape, tg_tensor *x) {
+    const resmlp_impl *impl = m->impl;
+    const tg_resmlp_config *c = &impl->config;
+    tg_tape_label_next(tape, "%s.in.out", m->name);
+    tg_tensor *h = tg_module_forward(impl->in, tape, x);
+    for (int i = 0; i < c->blocks; i++) {
+        const block *b = &impl->blocks[i];
+        tg_tensor *t = tg_module_forward(b->fc1, tape, pre_activation(tape, h, b->norm1, c->activation));
+        t = pre_activation(tape, t, b->norm2, c->activation);
+        if (!c->skip) tg_tape_label_next(tape, "%s.block%d.out", m->name, i);
+        t = tg_module_forward(b->fc2, tape, t);
+        if (c->skip) {
+            tg_tape_label_next(tape, "%s.block%d.out", m->name, i);
+            t = tg_add(tape, h, t);
+        }
+        h = t;
+    }
+    tg_tape_label_next(tape, "%s.out", m->name);
+    return tg_module_forward(impl->head, tape, tg_activate(tape, h, c->activation));
+}
+
+static void release_resmlp(tg_module *m) {
+    resmlp_impl *impl = m->impl;
+    if (!impl) return;
+    tgi_free(m->ctx, impl->blocks, (size_t)impl->config.blocks * sizeof *impl->blocks);
+    tgi_free(m->ctx, impl, sizeof *impl);
+}
+
+static const tgi_module_class resmlp_class = {"resmlp", resmlp_forward, release_resmlp};
+
+/* A child linear "<module>.<what>" adopted by m; NULL when it failed (m frees what it adopted). */
+static tg_module *child_linear(tg_module *m, const char *what, int64_t in, int64_t out,
+                               const tg_init *init, uint64_t seed) {
+    char name[TG_LABEL_MAX];
+    snprintf(name, sizeof name, "%s.%s", m->name, what);
+    tg_module *child = tg_linear_new(m->ctx, name, in, out, true, init, seed);
+    return tgi_module_adopt(m, child) == TG_OK ? child : NULL;
+}
+
+static tg_module *child_norm(tg_module *m, const char *what, tg_norm_kind kind, int64_t features) {
+    char name[TG_LABEL_MAX];
+    snprintf(name, sizeof name, "%s.%s", m->name, what);
+    tg_module *child = tg_norm_new(m->ctx, name, kind, features);
+    return tgi_module_adopt(m, child) == TG_OK ? child : NULL;
+}
+
+static tg_status build_block(tg_module *m, resmlp_impl *impl, int i, const tg_init *init) {
+    const tg_resmlp_config *c = &impl->config;
+    block *b = &impl->blocks[i];
+    char what[48];
+    if (c->norm != TG_NORM_NONE) {
+        snprintf(what, sizeof what, "block%d.norm1", i);
+        if (!(b->norm1 = child_norm(m, what, c->norm, c->width))) return TG_ERR_INVALID;
+    }
+    snprintf(what, sizeof what, "block%d.fc1", i);
+    if (!(b->fc1 = child_linear(m, what, c->width, c->width, init, tgi_seed_mix(c->seed, 2 * (uint64_t)i + 1))))
+        return TG_ERR_INVALID;
+    if (c->norm != TG_NORM_NONE) {
+        snprintf(what, sizeof what, "block%d.norm2", i);
+        if (!(b->norm2 = child_norm(m, what, c->norm, c->width))) return TG_ERR_INVALID;
+    }
+    snprintf(what, sizeof what, "block%d.fc2", i);
+    b->fc2 = child_linear(m, what, c->width, c->width, init, tgi_seed_mix(c->seed, 2 * (uint64_t)i + 2));
+    return b->fc2 ? TG_OK : TG_ERR_INVALID;
+}
+
+tg_module *tg_resmlp_new(tg_ctx *ctx, const char *name, const tg_resmlp_config *config) {
+    if (!config || config->blocks < 0 || config->in < 1 || config->out < 1 || config->width < 1) {
+        tgi_error(ctx, TG_ERR_INVALID, "resmlp '%s': needs blocks >= 0 and in, out, width >= 1", name);
+        return NULL;
+    }
+    tg_module *m = tgi_module_new(ctx, &resmlp_class, "%s", name);
+    if (!m) return NULL;
+    resmlp_impl *impl = tgi_alloc(ctx, sizeof *impl);
+    size_t bytes = (size_t)config->blocks * sizeof(block);
+    block *blocks = bytes ? tgi_alloc(ctx, bytes) : NULL;
+    if (!impl || (bytes && !blocks)) {
+        tgi_free(ctx, impl, sizeof *impl);
+        tgi_free(ctx, blocks, bytes);
+        tgi_error(ctx, TG_ERR_NOMEM, "resmlp '%s': out of memory", name);
+        tg_module_free(m);
+        return NULL;
+    }
+    if (bytes) memset(blocks, 0, bytes);
+    *impl = (resmlp_impl){*config, NULL, NULL, blocks};
+    m->impl = impl;
+    tg_init init = tgi_init_or(&config->init, tg_init_xavier(config->activation));
+    bool ok = (impl->in = child_linear(m, "in", config->in, config->width, &init, config->seed));
+    for (int i = 0; ok && i < config->blocks; i++) ok = build_block(m, impl, i, &init) == TG_OK;
+    ok = ok && (impl->head = child_linear(m, "head", config->width, config->out, &init,
+                                          tgi_seed_mix(config->seed, 0xBEEF)));
+    if (!ok) {
+        tg_module_free(m);
+        return NULL;
+    }
+    return m;
+}

@@ -1,0 +1,149 @@
+/*
+ * models/module.c — the module abstraction: named parameters, children, mode, traversal.
+ */
+#include "models/models.h"
+
+#include <stdio.h>
+#include <string.h>
+
+tg_module *tgi_module_new(tg_ctx *ctx, const tgi_module_class *cls, const char *fmt, ...) {
+    tg_module *m = tgi_alloc(ctx, sizeof *m);
+    if (!m) {
+        tgi_error(ctx, TG_ERR_NOMEM, "module: out of memory");
+        return NULL;
+    }
+    memset(m, 0, sizeof *m);
+    m->ctx = ctx;
+    m->cls = cls;
+    m->training = true;
+    va_list args;
+    va_start(args, fmt);
+    vsnprintf(m->name, sizeof m->name, fmt, args);
+    va_end(args);
+    return m;
+}
+
+static tg_status grow(tg_ctx *ctx, void **items, int *cap, size_t item_size) {
+    int new_cap = *cap ? 2 * *cap : 4;
+    void *grown = tgi_realloc(ctx, *items, (size_t)*cap * item_size, (size_t)new_cap * item_size);
+    if (!grown) return tgi_error(ctx, TG_ERR_NOMEM, "module: out of memory");
+    *items = grown;
+    *cap = new_cap;
+    return TG_OK;
+}
+
+tg_tensor *tgi_module_param(tg_module *m, const char *local, int ndim, const int64_t *shape,
+                            const tg_init *init, uint64_t seed) {
+    if (m->n_params == m->cap_params &&
+        grow(m->ctx, (void **)&m->params, &m->cap_params, sizeof *m->params) != TG_OK)
+        return NULL;
+    tg_tensor *t = tg_zeros(m->ctx, ndim, shape);
+    if (!t) return NULL;
+    tg_set_label(t, "%s.%s", m->name, local);
+    if ((init && tg_init_tensor(t, init, seed) != TG_OK) || tg_set_requires_grad(t, true) != TG_OK)
+        return NULL;
+    m->params[m->n_params++] = t;
+    return t;
+}
+
+tg_status tgi_module_adopt(tg_module *m, tg_module *child) {
+    if (!child) return tg_errcode(m->ctx);
+    if (m->n_children == m->cap_children &&
+        grow(m->ctx, (void **)&m->children, &m->cap_children, sizeof *m->children) != TG_OK) {
+        tg_module_free(child);
+        return TG_ERR_NOMEM;
+    }
+    m->children[m->n_children++] = child;
+    return TG_OK;
+}
+
+void tg_module_free(tg_module *m) {
+    if (!m) return;
+    for (int i = 0; i < m->n_children; i++) tg_module_free(m->children[i]);
+    if (m->cls->release) m->cls->release(m);
+    tg_ctx *ctx = m->ctx;
+    tgi_free(ctx, m->children, (size_t)m->cap_children * sizeof *m->children);
+    tgi_free(ctx, m->params, (size_t)m->cap_params * sizeof *m->params);
+    tgi_free(ctx, m, sizeof *m);
+}
+
+tg_tensor *tg_module_forward(tg_module *m, tg_tape *tape, tg_tensor *x) {
+    if (!m || !tape) return NULL;
+    return m->cls->forward(m, tape, x);
+}
+
+const char *tg_module_name(const tg_module *m) { return m->name; }
+
+int tg_module_param_count(const tg_module *m) {
+    int count = m->n_params;
+    for (int i = 0; i < m->n_children; i++) count += tg_module_param_count(m->children[i]);
+    return count;
+}
+
+/* Depth first: own parameters, then each child's. */
+static int collect(const tg_module *m, tg_tensor **out, int max, int at) {
+    for (int i = 0; i < m->n_params; i++, at++)
+        if (at < max) out[at] = m->params[i];
+    for (int i = 0; i < m->n_children; i++) at = collect(m->children[i], out, max, at);
+    return at;
+}
+
+int tg_module_params(const tg_module *m, tg_tensor **out, int max) {
+    return collect(m, out, out ? max : 0, 0);
+}
+
+static tg_tensor *nth_param(const tg_module *m, int *index) {
+    if (*index < m->n_params) return m->params[*index];
+    *index -= m->n_params;
+    for (int i = 0; i < m->n_children; i++) {
+        tg_tensor *t = nth_param(m->children[i], index);
+        if (t) return t;
+    }
+    return NULL;
+}
+
+tg_tensor *tg_module_param(const tg_module *m, int i) {
+    if (i < 0) return NULL;
+    return nth_param(m, &i);
+}
+
+tg_tensor *tg_module_find_param(const tg_module *m, const char *name) {
+    for (int i = 0; i < m->n_params; i++)
+        if (strcmp(m->params[i]->label, name) == 0) return m->params[i];
+    for (int i = 0; i < m->n_children; i++) {
+        tg_tensor *t = tg_module_find_param(m->children[i], name);
+        if (t) return t;
+    }
+    return NULL;
+}
+
+int64_t tg_module_num_elements(const tg_module *m) {
+    int64_t total = 0;
+    for (int i = 0; i < m->n_params; i++) total += m->params[i]->size;
+    for (int i = 0; i < m->n_children; i++) total += tg_module_num_elements(m->children[i]);
+    return total;
+}
+
+void tg_module_set_training(tg_module *m, bool training) {
+    m->training = training;
+    for (int i = 0; i < m->n_children; i++) tg_module_set_training(m->children[i], training);
+}
+
+bool tg_module_training(const tg_module *m) { return m->training; }
+
+void tg_module_zero_grad(tg_module *m) {
+    for (int i = 0; i < m->n_params; i++) tg_zero_grad(m->params[i]);
+    for (int i = 0; i < m->n_children; i++) tg_module_zero_grad(m->children[i]);
+}
+
+int tg_module_child_count(const tg_module *m) { return m->n_children; }
+
+tg_module *tg_module_child(const tg_module *m, int i) {
+    return i >= 0 && i < m->n_children ? m->children[i] : NULL;
+}
+
+uint64_t tgi_seed_mix(uint64_t seed, uint64_t salt) {
+    uint64_t z = seed ^ (salt + 0x9E3779B97F4A7C15ull + (seed << 6) + (seed >> 2));
+    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
+    return z ^ (z >> 31);
+}

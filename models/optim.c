@@ -1,0 +1,224 @@
+/*
+ * models/optim.c — optimizers (SGD, Adam, AdamW, RMSprop), learning-rate schedules, L1/L2
+ * penalties as ops, and accuracy.
+ *
+ * The update rules follow PyTorch's torch.optim (same defaults, same bias correction, SGD's
+ * momentum buffer starting at the first gradient), so runs can be compared number for number.
+ * All optimizer state is allocated when the optimizer is made: a step never allocates.
+ */
+#include "models/models.h"
+
+#include <math.h>
+#include <string.h>
+
+struct tg_optimizer {
+    tg_ctx *ctx;
+    tg_optimizer_config config;
+    tg_tensor **params;
+    int n_params;
+    float **first, **second;  /* per parameter: momentum / m, and v (Adam, RMSprop) */
+    int64_t steps;
+};
+
+static bool needs_first(const tg_optimizer_config *c) {
+    return c->kind == TG_OPT_ADAM || c->kind == TG_OPT_ADAMW || c->momentum != 0.0f;
+}
+
+static bool needs_second(const tg_optimizer_config *c) {
+    return c->kind != TG_OPT_SGD;
+}
+
+static tg_optimizer_config with_defaults(const tg_optimizer_config *c) {
+    tg_optimizer_config d = *c;
+    if (d.beta1 == 0.0f) d.beta1 = 0.9f;
+    if (d.beta2 == 0.0f) d.beta2 = 0.999f;
+    if (d.eps == 0.0f) d.eps = 1e-8f;
+    if (d.alpha == 0.0f) d.alpha = 0.99f;
+    return d;
+}
+
+void tg_optimizer_free(tg_optimizer *opt) {
+    if (!opt) return;
+    tg_ctx *ctx = opt->ctx;
+    for (int i = 0; i < opt->n_params; i++) {
+        size_t bytes = (size_t)opt->params[i]->size * sizeof(float);
+        if (opt->first) tgi_free(ctx, opt->first[i], bytes);
+        if (opt->second) tgi_free(ctx, opt->second[i], bytes);
+    }
+    size_t table = (size_t)opt->n_params * sizeof(float *);
+    tgi_free(ctx, opt->first, table);
+    tgi_free(ctx, opt->second, table);
+    tgi_free(ctx, opt->params, (size_t)opt->n_params * sizeof *opt->params);
+    tgi_free(ctx, opt, sizeof *opt);
+}
+
+/* One zeroed state buffer per parameter. */
+static float **state_buffers(tg_optimizer *opt) {
+    size_t table = (size_t)opt->n_params * sizeof(float *);
+    float **buffers = tgi_alloc(opt->ctx, table);
+    if (!buffers) return NULL;
+    memset(buffers, 0, table);
+    for (int i = 0; i < opt->n_params; i++) {
+        size_t bytes = (size_t)opt->params[i]->size * sizeof(float);
+        if (!(buffers[i] = tgi_alloc(opt->ctx, bytes))) return buffers; /* caller sees the NULL */
+        memset(buffers[i], 0, bytes);
+    }
+    return buffers;
+}
+
+static bool complete(float **buffers, int n) {
+    if (!buffers) return false;
+    for (int i = 0; i < n; i++)
+        if (!buffers[i]) return false;
+    return true;
+}
+
+tg_optimizer *tg_optimizer_new(tg_ctx *ctx, tg_tensor *const *params, int n_params,
+                               const tg_optimizer_config *config) {
+    if (!config || n_params < 1 || !params || !(config->lr >= 0.0f) || (unsigned)config->kind > TG_OPT_RMSPROP) {
+        tgi_error(ctx, TG_ERR_INVALID, "optimizer: needs a kind, lr >= 0 and at least one parameter");
+        return NULL;
+    }
+    for (int i = 0; i < n_params; i++)
+        if (!params[i] || !params[i]->persistent) {
+            tgi_error(ctx, TG_ERR_INVALID, "optimizer: parameter %d is %s", i,
+                      params[i] ? "not a persistent tensor (tg_zeros & co.)" : "NULL");
+            return NULL;
+        }
+    tg_optimizer *opt = tgi_alloc(ctx, sizeof *opt);
+    if (!opt) goto out_of_memory;
+    memset(opt, 0, sizeof *opt);
+    opt->ctx = ctx;
+    opt->config = with_defaults(config);
+    opt->params = tgi_alloc(ctx, (size_t)n_params * sizeof *opt->params);
+    if (!opt->params) goto out_of_memory;
+    memcpy(opt->params, params, (size_t)n_params * sizeof *params);
+    opt->n_params = n_params;
+    if (needs_first(&opt->config) && !complete(opt->first = state_buffers(opt), n_params)) goto out_of_memory;
+    if (needs_second(&opt->config) && !complete(opt->second = state_buffers(opt), n_params)) goto out_of_memory;
+    return opt;
+out_of_memory:
+    tg_optimizer_free(opt);
+    tgi_error(ctx, TG_ERR_NOMEM, "optimizer: out of memory for its state");
+    return NULL;
+}
+
+static void sgd(const tg_optimizer_config *c, float *w, const float *g, float *buf, int64_t n,
+                bool first_step) {
+    for (int64_t i = 0; i < n; i++) {
+        float d = g[i] + c->weight_decay * w[i];
+        if (buf) {
+            buf[i] = first_step ? d : c->momentum * buf[i] + d;
+            d = c->nesterov ? d + c->momentum * buf[i] : buf[i];
+        }
+        w[i] -= c->lr * d;
+    }
+}
+
+static void adam(const tg_optimizer_config *c, float *w, const float *g, float *m, float *v,
+                 int64_t n, int64_t t) {
+    bool decoupled = c->kind == TG_OPT_ADAMW;
+    float correct1 = 1.0f - powf(c->beta1, (float)t), correct2 = 1.0f - powf(c->beta2, (float)t);
+    for (int64_t i = 0; i < n; i++) {
+        float d = g[i];
+        if (decoupled) w[i] -= c->lr * c->weight_decay * w[i];
+        else d += c->weight_decay * w[i];
+        m[i] = c->beta1 * m[i] + (1.0f - c->beta1) * d;
+        v[i] = c->beta2 * v[i] + (1.0f - c->beta2) * d * d;
+        w[i] -= c->lr * (m[i] / correct1) / (sqrtf(v[i] / correct2) + c->eps);
+    }
+}
+
+static void rmsprop(const tg_optimizer_config *c, float *w, const float *g, float *buf, float *v,
+                    int64_t n) {
+    for (int64_t i = 0; i < n; i++) {
+        float d = g[i] + c->weight_decay * w[i];
+        v[i] = c->alpha * v[i] + (1.0f - c->alpha) * d * d;
+        float update = d / (sqrtf(v[i]) + c->eps);
+        if (buf) update = buf[i] = c->momentum * buf[i] + update;
+        w[i] -= c->lr * update;
+    }
+}
+
+tg_status tg_optimizer_step(tg_optimizer *opt) {
+    const tg_optimizer_config *c = &opt->config;
+    opt->steps++;
+    for (int i = 0; i < opt->n_params; i++) {
+        tg_tensor *p = opt->params[i];
+        if (!p->grad) continue;
+        float *first = opt->first ? opt->first[i] : NULL, *second = opt->second ? opt->second[i] : NULL;
+        switch (c->kind) {
+        case TG_OPT_SGD: sgd(c, p->data, p->grad, first, p->size, opt->steps == 1); break;
+        case TG_OPT_ADAM:
+        case TG_OPT_ADAMW: adam(c, p->data, p->grad, first, second, p->size, opt->steps); break;
+        case TG_OPT_RMSPROP: rmsprop(c, p->data, p->grad, first, second, p->size); break;
+        }
+    }
+    return TG_OK;
+}
+
+void tg_optimizer_zero_grad(tg_optimizer *opt) {
+    for (int i = 0; i < opt->n_params; i++) tg_zero_grad(opt->params[i]);
+}
+
+void tg_optimizer_set_lr(tg_optimizer *opt, float lr) { opt->config.lr = lr; }
+float tg_optimizer_lr(const tg_optimizer *opt) { return opt->config.lr; }
+
+/* ---- schedules ----------------------------------------------------------------------------- */
+
+float tg_schedule_lr(const tg_schedule *s, int64_t step) {
+    if (step < s->warmup_steps) return s->lr * (float)(step + 1) / (float)s->warmup_steps;
+    int64_t after = step - s->warmup_steps;
+    switch (s->kind) {
+    case TG_SCHEDULE_CONSTANT: return s->lr;
+    case TG_SCHEDULE_STEP:
+        return s->step_size > 0 ? s->lr * powf(s->gamma, (float)(after / s->step_size)) : s->lr;
+    case TG_SCHEDULE_COSINE: {
+        int64_t span = s->total_steps - s->warmup_steps;
+        if (span <= 0 || after >= span) return s->min_lr;
+        double progress = (double)after / (double)span;
+        return s->min_lr + (s->lr - s->min_lr) * (float)(0.5 * (1.0 + cos(3.14159265358979323846 * progress)));
+    }
+    }
+    return s->lr;
+}
+
+/* ---- penalties and metrics ----------------------------------------------------------------- */
+
+typedef tg_tensor *(*elementwise_fn)(tg_tape *, tg_tensor *);
+
+static tg_tensor *penalty(tg_tape *tape, tg_tensor *const *params, int n, float coeff,
+                          elementwise_fn each) {
+    tg_tensor *total = NULL;
+    for (int i = 0; i < n; i++) {
+        tg_tensor *term = tg_sum(tape, each(tape, params[i]));
+        total = total ? tg_add(tape, total, term) : term;
+        if (!total) return NULL;
+    }
+    if (!total) {
+        if (tape) tgi_error(tape->ctx, TG_ERR_INVALID, "penalty: no parameters");
+        return NULL;
+    }
+    return tg_scale(tape, total, coeff);
+}
+
+tg_tensor *tg_l2_penalty(tg_tape *tape, tg_tensor *const *params, int n_params, float coeff) {
+    return penalty(tape, params, n_params, coeff, tg_square);
+}
+
+tg_tensor *tg_l1_penalty(tg_tape *tape, tg_tensor *const *params, int n_params, float coeff) {
+    return penalty(tape, params, n_params, coeff, tg_abs);
+}
+
+float tg_accuracy(const tg_tensor *logits, const tg_tensor *labels) {
+    if (!logits || !labels || logits->ndim != 2 || labels->size != logits->shape[0]) return NAN;
+    int64_t rows = logits->shape[0], classes = logits->shape[1], correct = 0;
+    for (int64_t r = 0; r < rows; r++) {
+        const float *row = logits->data + r * classes;
+        int64_t best = 0;
+        for (int64_t j = 1; j < classes; j++)
+            if (row[j] > row[best]) best = j;
+        correct += (float)best == labels->data[r];
+    }
+    return rows ? (float)correct / (float)rows : NAN;
+}
