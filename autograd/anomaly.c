@@ -30,7 +30,8 @@ tg_status tgi_check_forward(tg_tape *tape, const tgi_op *op, tg_tensor *const *i
     char where[TGI_ERRMSG_MAX / 2], name[TG_LABEL_MAX + 32], shape[96];
     tgi_describe_inputs(where, sizeof where, inputs, n_inputs);
     const char *label = output->label[0] ? output->label : "";
-    snprintf(name, sizeof name, "%s#%lld", op->name, (long long)tape->n_entries);
+    if (output->node >= 0) snprintf(name, sizeof name, "%s#%d", op->name, (int)output->node);
+    else snprintf(name, sizeof name, "%s", op->name);
     return tgi_error(tape->ctx, TG_ERR_NUMERIC, "anomaly in the forward pass at step %lld: %s "
                      "produced %s at element %lld of '%s' %s from inputs (%s)",
                      (long long)tape->step, op->name, kind(output->data[at]), (long long)at,

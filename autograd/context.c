@@ -85,16 +85,18 @@ tg_status tg_errcode(const tg_ctx *ctx) {
 }
 
 void tg_clear_error(tg_ctx *ctx) {
+    if (!ctx) return;
     ctx->err_code = TG_OK;
     ctx->err_msg[0] = '\0';
 }
 
 size_t tg_ctx_bytes_persistent(const tg_ctx *ctx) {
-    return ctx->persistent_bytes;
+    return ctx ? ctx->persistent_bytes : 0;
 }
 
 /* Persistent tensors: header, tensor struct, then 64-byte aligned data, in one block. */
 static tg_tensor *persistent_tensor(tg_ctx *ctx, int ndim, const int64_t *shape) {
+    if (!ctx) return NULL;
     if (tgi_check_shape(ctx, "tensor", ndim, shape) != TG_OK) return NULL;
     int64_t size = 1;
     for (int d = 0; d < ndim; d++) size *= shape[d];

@@ -80,6 +80,10 @@ static tg_status run_check(check_run *run, int example_index, const tg_gradcheck
     tg_status status = op->example(tape, op->op_data, example_index, run->inputs, &run->n_inputs,
                                    run->attrs);
     if (status != TG_OK) return status;
+    if (run->n_inputs < 1 || run->n_inputs > TG_EXAMPLE_MAX_INPUTS)
+        return tgi_error(tape->ctx, TG_ERR_INVALID, "gradcheck %s: example %d built %d inputs "
+                         "(1 to %d allowed)", op->name, example_index, run->n_inputs,
+                         TG_EXAMPLE_MAX_INPUTS);
     tg_tensor *y = tgi_record(tape, op, run->inputs, run->n_inputs, run->attrs);
     if (!y) return tg_errcode(tape->ctx);
     if (y->node < 0)

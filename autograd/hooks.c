@@ -36,6 +36,11 @@ static int64_t add_hook(tg_ctx *ctx, const tgi_hook *hook) {
         tgi_error(ctx, TG_ERR_INVALID, "hook: the hook function is NULL");
         return -1;
     }
+    if (hook->pass != TG_PASS_FORWARD && hook->pass != TG_PASS_BACKWARD) {
+        tgi_error(ctx, TG_ERR_INVALID, "hook: pass %d is neither TG_PASS_FORWARD nor "
+                  "TG_PASS_BACKWARD", (int)hook->pass);
+        return -1;
+    }
     if (ctx->n_hooks == ctx->cap_hooks) {
         int cap = ctx->cap_hooks ? 2 * ctx->cap_hooks : 16;
         tgi_hook *grown = tgi_realloc(ctx, ctx->hooks, (size_t)ctx->cap_hooks * sizeof *grown,

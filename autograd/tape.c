@@ -37,6 +37,7 @@ void tg_tape_free(tg_tape *tape) {
 }
 
 void tg_tape_reset(tg_tape *tape) {
+    if (!tape) return;
     if (tape->ctx->live_hooks[TG_PASS_BACKWARD]) tgi_drop_tape_hooks(tape->ctx, tape);
     tape->pending_label[0] = '\0';
     tape->n_leaves = 0;
@@ -48,8 +49,8 @@ void tg_tape_reset(tg_tape *tape) {
 }
 
 tg_ctx *tg_tape_ctx(const tg_tape *tape) { return tape->ctx; }
-int64_t tg_tape_entries(const tg_tape *tape) { return tape->n_entries; }
-int64_t tg_tape_step(const tg_tape *tape) { return tape->step; }
+int64_t tg_tape_entries(const tg_tape *tape) { return tape ? tape->n_entries : 0; }
+int64_t tg_tape_step(const tg_tape *tape) { return tape ? tape->step : 0; }
 size_t tg_tape_bytes_in_use(const tg_tape *tape) { return tgi_arena_in_use(&tape->arena); }
 size_t tg_tape_bytes_peak(const tg_tape *tape) { return tape->arena.peak; }
 size_t tg_tape_bytes_reserved(const tg_tape *tape) { return tape->arena.reserved; }
@@ -61,10 +62,12 @@ void tg_tape_label_next(tg_tape *tape, const char *fmt, ...) {
     va_end(args);
 }
 
-void tg_no_grad_begin(tg_tape *tape) { tape->no_grad_depth++; }
+void tg_no_grad_begin(tg_tape *tape) {
+    if (tape) tape->no_grad_depth++;
+}
 
 void tg_no_grad_end(tg_tape *tape) {
-    if (tape->no_grad_depth > 0) tape->no_grad_depth--;
+    if (tape && tape->no_grad_depth > 0) tape->no_grad_depth--;
 }
 
 bool tg_grad_enabled(const tg_tape *tape) { return tape->no_grad_depth == 0; }
@@ -208,7 +211,12 @@ static tg_tensor *record(tg_tape *tape, const tgi_op *op, tg_tensor *const *inpu
     }
     tg_op_call call = {tape, op->id, op->name, inputs, n_inputs, NULL, attrs, NULL, op->op_data};
     tg_shape out_shape;
-    if (op->infer_shape(&call, &out_shape) != TG_OK) return NULL;
+    tg_status inferred = op->infer_shape(&call, &out_shape);
+    if (inferred != TG_OK) {
+        if (tape->ctx->err_code == TG_OK)
+            record_fail(tape, op, inputs, n_inputs, inferred, "infer_shape failed");
+        return NULL;
+    }
     if (tgi_check_shape(tape->ctx, op->name, out_shape.ndim, out_shape.dims) != TG_OK) return NULL;
     tg_tensor *output = tgi_tape_tensor(tape, out_shape.ndim, out_shape.dims);
     if (!output) return NULL;
@@ -326,6 +334,7 @@ static tg_status walk(tg_tape *tape, int64_t last) {
 }
 
 tg_status tg_backward_with(tg_tape *tape, tg_tensor *output, const float *seed) {
+    if (!tape) return TG_ERR_INVALID;
     tg_status status = check_backward_start(tape, output);
     if (status != TG_OK) return status;
     if (!seed) {
@@ -343,6 +352,7 @@ tg_status tg_backward_with(tg_tape *tape, tg_tensor *output, const float *seed) 
 }
 
 tg_status tg_backward(tg_tape *tape, tg_tensor *loss) {
+    if (!tape) return TG_ERR_INVALID;
     tg_status status = check_backward_start(tape, loss);
     if (status != TG_OK) return status;
     if (loss->size != 1) {

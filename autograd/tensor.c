@@ -7,7 +7,9 @@
 #include <string.h>
 
 /* Keeps sizes well inside int64 and size_t arithmetic. */
-#define MAX_ELEMENTS ((int64_t)1 << 40)
+#define MAX_ELEMENTS_64 ((uint64_t)1 << 40)
+#define MAX_ELEMENTS_SIZE_T ((uint64_t)(SIZE_MAX / sizeof(float) / 2)) /* room for headers */
+#define MAX_ELEMENTS ((int64_t)(MAX_ELEMENTS_64 < MAX_ELEMENTS_SIZE_T ? MAX_ELEMENTS_64 : MAX_ELEMENTS_SIZE_T))
 
 tg_status tgi_check_shape(tg_ctx *ctx, const char *what, int ndim, const int64_t *shape) {
     if (ndim < 0 || ndim > TG_MAX_DIMS)
@@ -67,6 +69,7 @@ tg_tensor *tgi_tape_tensor(tg_tape *tape, int ndim, const int64_t *shape) {
 }
 
 tg_tensor *tg_tape_zeros(tg_tape *tape, int ndim, const int64_t *shape) {
+    if (!tape) return NULL;
     if (tgi_check_shape(tape->ctx, "tape tensor", ndim, shape) != TG_OK) return NULL;
     tg_tensor *t = tgi_tape_tensor(tape, ndim, shape);
     if (t) memset(t->data, 0, (size_t)t->size * sizeof(float));
@@ -74,6 +77,7 @@ tg_tensor *tg_tape_zeros(tg_tape *tape, int ndim, const int64_t *shape) {
 }
 
 tg_tensor *tg_tape_from_data(tg_tape *tape, int ndim, const int64_t *shape, const float *data) {
+    if (!tape) return NULL;
     if (tgi_check_shape(tape->ctx, "tape tensor", ndim, shape) != TG_OK) return NULL;
     tg_tensor *t = tgi_tape_tensor(tape, ndim, shape);
     if (!t) return NULL;
@@ -83,16 +87,19 @@ tg_tensor *tg_tape_from_data(tg_tape *tape, int ndim, const int64_t *shape, cons
 }
 
 void tg_fill(tg_tensor *t, float value) {
+    if (!t) return;
     for (int64_t i = 0; i < t->size; i++) t->data[i] = value;
 }
 
 void tg_fill_uniform(tg_tensor *t, float low, float high, uint64_t seed) {
+    if (!t) return;
     tg_rng rng;
     tg_rng_seed(&rng, seed);
     for (int64_t i = 0; i < t->size; i++) t->data[i] = low + (high - low) * tg_rng_uniform(&rng);
 }
 
 void tg_fill_normal(tg_tensor *t, float mean, float std, uint64_t seed) {
+    if (!t) return;
     tg_rng rng;
     tg_rng_seed(&rng, seed);
     for (int64_t i = 0; i < t->size; i++)
@@ -100,6 +107,8 @@ void tg_fill_normal(tg_tensor *t, float mean, float std, uint64_t seed) {
 }
 
 tg_status tg_copy_in(tg_tensor *t, const float *data, int64_t n) {
+    if (!t) return TG_ERR_INVALID;
+    if (!data) return tgi_error(t->ctx, TG_ERR_INVALID, "copy_in '%s': data is NULL", t->label);
     if (n != t->size) {
         char shape[96];
         return tgi_error(t->ctx, TG_ERR_SHAPE, "copy_in '%s' %s: %lld floats given, %lld expected",
@@ -130,6 +139,7 @@ char *tgi_format_shape(int ndim, const int64_t *shape, char *buf, size_t size) {
 }
 
 char *tg_shape_str(const tg_tensor *t, char *buf, size_t buf_size) {
+    if (!t || !buf || buf_size < 3) return buf;
     return tgi_format_shape(t->ndim, t->shape, buf, buf_size);
 }
 
@@ -154,6 +164,7 @@ const char *tgi_node_name(const tg_tensor *t, char *buf, size_t size) {
 }
 
 const char *tg_tensor_name(const tg_tensor *t) {
+    if (!t) return "(null)";
     tg_ctx *ctx = t->ctx;
     const char *name = tgi_node_name(t, ctx->name_buf, sizeof ctx->name_buf);
     return name;
@@ -179,7 +190,8 @@ tg_status tg_set_requires_grad(tg_tensor *t, bool requires_grad) {
                          "not a leaf", tgi_node_name(t, name, sizeof name));
     }
     t->requires_grad = requires_grad;
-    if (!requires_grad || t->grad) return TG_OK;
+    if (!requires_grad) { t->grad = NULL; return TG_OK; }
+    if (t->grad) return TG_OK;
     float *grad = t->persistent ? tgi_persistent_floats(t->ctx, t->size)
                                 : tgi_arena_alloc(&t->tape->arena, (size_t)t->size * sizeof(float));
     if (!grad) {

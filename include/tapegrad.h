@@ -16,6 +16,11 @@
  *
  * Error propagation: an op given a NULL input returns NULL and keeps the first error message, so
  * a whole expression can be written without checks and tested once at the end.
+ *
+ * Reproducibility: every random thing takes a seed and uses the library's own PRNG, and the
+ * library is compiled without floating-point contraction, so a seed gives the same numbers on
+ * every machine — with -Dblas=false. OpenBLAS picks its kernels by CPU, and different kernels
+ * sum in different orders: with BLAS, results are reproducible on one machine, not across CPUs.
  */
 #ifndef TAPEGRAD_H
 #define TAPEGRAD_H
@@ -135,7 +140,12 @@ tg_tensor *tg_from_data(tg_ctx *ctx, int ndim, const int64_t *shape, const float
 /** A persistent scalar (0-dim tensor). */
 tg_tensor *tg_scalar(tg_ctx *ctx, float value);
 
-/** A tensor of zeros in the tape's arena: valid until the next tg_tape_reset (for batches). */
+/**
+ * A tensor of zeros in the tape's arena: valid until the next tg_tape_reset (for batches).
+ * Using a tape tensor after the reset is an error the library detects when it can (the tensor
+ * records its step), but its memory is reused by the next step, so that check is best-effort:
+ * do not keep tape tensors across a reset.
+ */
 tg_tensor *tg_tape_zeros(tg_tape *tape, int ndim, const int64_t *shape);
 /** A copy of data in the tape's arena: valid until the next tg_tape_reset. */
 tg_tensor *tg_tape_from_data(tg_tape *tape, int ndim, const int64_t *shape, const float *data);

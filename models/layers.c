@@ -136,7 +136,7 @@ static const tgi_module_class mlp_class = {"mlp", mlp_forward, release_mlp};
 static tg_status add_mlp_layer(tg_module *m, mlp_impl *impl, int i, const tg_init *init) {
     const tg_mlp_config *c = &impl->config;
     int64_t in = i == 0 ? c->in : c->width, out = i == c->depth - 1 ? c->out : c->width;
-    char name[TG_LABEL_MAX];
+    char name[2 * TG_LABEL_MAX + 32]; /* room to build it; labels keep TG_LABEL_MAX - 1 chars */
     snprintf(name, sizeof name, "%s.layer%d", m->name, i);
     impl->linear[i] = tg_linear_new(m->ctx, name, in, out, true, init, tgi_seed_mix(c->seed, (uint64_t)i));
     if (tgi_module_adopt(m, impl->linear[i]) != TG_OK) return TG_ERR_NOMEM;
@@ -230,14 +230,14 @@ static const tgi_module_class resmlp_class = {"resmlp", resmlp_forward, release_
 /* A child linear "<module>.<what>" adopted by m; NULL when it failed (m frees what it adopted). */
 static tg_module *child_linear(tg_module *m, const char *what, int64_t in, int64_t out,
                                const tg_init *init, uint64_t seed) {
-    char name[TG_LABEL_MAX];
+    char name[2 * TG_LABEL_MAX + 32]; /* room to build it; labels keep TG_LABEL_MAX - 1 chars */
     snprintf(name, sizeof name, "%s.%s", m->name, what);
     tg_module *child = tg_linear_new(m->ctx, name, in, out, true, init, seed);
     return tgi_module_adopt(m, child) == TG_OK ? child : NULL;
 }
 
 static tg_module *child_norm(tg_module *m, const char *what, tg_norm_kind kind, int64_t features) {
-    char name[TG_LABEL_MAX];
+    char name[2 * TG_LABEL_MAX + 32]; /* room to build it; labels keep TG_LABEL_MAX - 1 chars */
     snprintf(name, sizeof name, "%s.%s", m->name, what);
     tg_module *child = tg_norm_new(m->ctx, name, kind, features);
     return tgi_module_adopt(m, child) == TG_OK ? child : NULL;

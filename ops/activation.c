@@ -29,8 +29,8 @@ static tg_status softmax_forward(tg_op_call *call) {
     int64_t n = last_dim(x), rows = x->size / n;
     for (int64_t r = 0; r < rows; r++) {
         const float *xr = x->data + r * n;
-        float *yr = call->output->data + r * n, lse = (float)tgi_log_sum_exp(xr, n);
-        for (int64_t j = 0; j < n; j++) yr[j] = expf(xr[j] - lse);
+        float *yr = call->output->data + r * n, max, log_sum = tgi_row_log_sum(xr, n, &max);
+        for (int64_t j = 0; j < n; j++) yr[j] = expf((xr[j] - max) - log_sum);
     }
     return TG_OK;
 }
@@ -54,8 +54,8 @@ static tg_status log_softmax_forward(tg_op_call *call) {
     int64_t n = last_dim(x), rows = x->size / n;
     for (int64_t r = 0; r < rows; r++) {
         const float *xr = x->data + r * n;
-        float *yr = call->output->data + r * n, lse = (float)tgi_log_sum_exp(xr, n);
-        for (int64_t j = 0; j < n; j++) yr[j] = xr[j] - lse;
+        float *yr = call->output->data + r * n, max, log_sum = tgi_row_log_sum(xr, n, &max);
+        for (int64_t j = 0; j < n; j++) yr[j] = (xr[j] - max) - log_sum;
     }
     return TG_OK;
 }

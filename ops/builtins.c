@@ -76,6 +76,7 @@ void tg_ctx_free(tg_ctx *ctx) {
 
 tg_status tg_gradcheck(tg_ctx *ctx, int op_id, int example_index, const tg_gradcheck_opts *opts,
                        tg_gradcheck_result *result) {
+    if (!ctx || !result) return TG_ERR_INVALID;
     const tgi_op *op = tgi_op_by_id(ctx, op_id);
     if (!op) return tgi_error(ctx, TG_ERR_NOT_FOUND, "gradcheck: no op with id %d", op_id);
     tg_gradcheck_opts defaults = tg_gradcheck_defaults();

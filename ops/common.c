@@ -64,12 +64,13 @@ tg_tensor *tgi_unary_f32(tg_tape *tape, int id, tg_tensor *x, float value) {
     return tgi_call_builtin(tape, id, &x, 1, &attr);
 }
 
-double tgi_log_sum_exp(const float *x, int64_t n) {
-    float max = x[0];
-    for (int64_t j = 1; j < n; j++) max = fmaxf(max, x[j]);
+float tgi_row_log_sum(const float *x, int64_t n, float *max) {
+    float m = x[0];
+    for (int64_t j = 1; j < n; j++) m = fmaxf(m, x[j]);
     double sum = 0.0;
-    for (int64_t j = 0; j < n; j++) sum += exp((double)(x[j] - max));
-    return max + log(sum);
+    for (int64_t j = 0; j < n; j++) sum += exp((double)(x[j] - m));
+    *max = m;
+    return (float)log(sum);
 }
 
 /* ---- broadcasting -------------------------------------------------------------------------- */

@@ -90,10 +90,14 @@ void tgi_gemm(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, float
               const float *a, int64_t lda, const float *b, int64_t ldb, float beta, float *c,
               int64_t ldc) {
 #ifdef TG_USE_BLAS
-    cblas_sgemm(CblasRowMajor, trans_a ? CblasTrans : CblasNoTrans,
-                trans_b ? CblasTrans : CblasNoTrans, (blasint)m, (blasint)n, (blasint)k, alpha, a,
-                (blasint)lda, b, (blasint)ldb, beta, c, (blasint)ldc);
-#else
-    tgi_gemm_portable(trans_a, trans_b, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
+    /* blasint is 32-bit in the usual OpenBLAS builds: larger dims would be truncated. */
+    const int64_t most = sizeof(blasint) < 8 ? INT32_MAX : INT64_MAX;
+    if (m <= most && n <= most && k <= most && lda <= most && ldb <= most && ldc <= most) {
+        cblas_sgemm(CblasRowMajor, trans_a ? CblasTrans : CblasNoTrans,
+                    trans_b ? CblasTrans : CblasNoTrans, (blasint)m, (blasint)n, (blasint)k, alpha,
+                    a, (blasint)lda, b, (blasint)ldb, beta, c, (blasint)ldc);
+        return;
+    }
 #endif
+    tgi_gemm_portable(trans_a, trans_b, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
 }

@@ -37,17 +37,27 @@ static tg_status cross_entropy_infer(const tg_op_call *call, tg_shape *out) {
     return tgi_infer_scalar(call, out);
 }
 
+/* The class index of row r, checked (backward checks again: the labels tensor is the user's and
+ * may have changed since the forward, and it is used as an index). */
+static tg_status label_at(const tg_op_call *call, int64_t r, int64_t classes, int64_t *index) {
+    float label = call->inputs[1]->data[r];
+    if (!(label >= 0.0f && label < (float)classes) || label != floorf(label))
+        return tg_op_fail(call, TG_ERR_INVALID, "label %g at row %lld is not a class index in "
+                          "[0, %lld)", (double)label, (long long)r, (long long)classes);
+    *index = (int64_t)label;
+    return TG_OK;
+}
+
+/* loss_r = log(sum(exp(x))) - x[label] = log_sum - (x[label] - max) */
 static tg_status cross_entropy_forward(tg_op_call *call) {
-    const tg_tensor *logits = call->inputs[0], *labels = call->inputs[1];
-    int64_t rows = logits->shape[0], classes = logits->shape[1];
+    const tg_tensor *logits = call->inputs[0];
+    int64_t rows = logits->shape[0], classes = logits->shape[1], label;
     double total = 0.0;
     for (int64_t r = 0; r < rows; r++) {
-        float label = labels->data[r];
-        if (!(label >= 0.0f && label < (float)classes) || label != floorf(label))
-            return tg_op_fail(call, TG_ERR_INVALID, "label %g at row %lld is not a class index "
-                              "in [0, %lld)", (double)label, (long long)r, (long long)classes);
+        if (label_at(call, r, classes, &label) != TG_OK) return TG_ERR_INVALID;
         const float *x = logits->data + r * classes;
-        total += tgi_log_sum_exp(x, classes) - x[(int64_t)label];
+        float max, log_sum = tgi_row_log_sum(x, classes, &max);
+        total += (double)log_sum - (double)(x[label] - max);
     }
     call->output->data[0] = (float)(total / (double)rows);
     return TG_OK;
@@ -55,15 +65,16 @@ static tg_status cross_entropy_forward(tg_op_call *call) {
 
 /* dL/dlogits = (softmax - onehot) / N; recomputed here rather than stored: one row at a time. */
 static tg_status cross_entropy_backward(const tg_op_call *call) {
-    const tg_tensor *logits = call->inputs[0], *labels = call->inputs[1];
+    const tg_tensor *logits = call->inputs[0];
     if (!logits->grad) return TG_OK;
-    int64_t rows = logits->shape[0], classes = logits->shape[1];
+    int64_t rows = logits->shape[0], classes = logits->shape[1], label;
     float factor = call->output->grad[0] / (float)rows;
     for (int64_t r = 0; r < rows; r++) {
+        if (label_at(call, r, classes, &label) != TG_OK) return TG_ERR_INVALID;
         const float *x = logits->data + r * classes;
-        float *g = logits->grad + r * classes, lse = (float)tgi_log_sum_exp(x, classes);
-        for (int64_t j = 0; j < classes; j++) g[j] += factor * expf(x[j] - lse);
-        g[(int64_t)labels->data[r]] -= factor;
+        float *g = logits->grad + r * classes, max, log_sum = tgi_row_log_sum(x, classes, &max);
+        for (int64_t j = 0; j < classes; j++) g[j] += factor * expf((x[j] - max) - log_sum);
+        g[label] -= factor;
     }
     return TG_OK;
 }

@@ -102,6 +102,10 @@ static tg_status batch_norm_infer(const tg_op_call *call, tg_shape *out) {
                               "running mean, running var)", i, (long long)x->shape[1]);
     if (!(call->attrs[1].f32 > 0.0f))
         return tg_op_fail(call, TG_ERR_INVALID, "eps must be > 0");
+    if (!(call->attrs[0].f32 >= 0.0f && call->attrs[0].f32 <= 1.0f))
+        return tg_op_fail(call, TG_ERR_INVALID, "momentum must be in [0, 1]");
+    if (call->attrs[2].b && x->shape[0] < 2)
+        return tg_op_fail(call, TG_ERR_SHAPE, "training needs more than one row per feature");
     return tgi_infer_like_input(call, out);
 }
 

@@ -94,8 +94,10 @@ static inline float tgi_sigmoid(float x) {
     return e / (1.0f + e);
 }
 
-/* log(sum(exp(x))) of one row, max-subtracted so exp never sees a positive argument. */
-TGI_HIDDEN double tgi_log_sum_exp(const float *x, int64_t n);
+/* For one row: *max = its maximum, and the result is log(sum(exp(x - max))). Callers form
+ * x - max in f32 (exact for nearby values), so a large common offset costs no precision, and
+ * exp never sees a positive argument. */
+TGI_HIDDEN float tgi_row_log_sum(const float *x, int64_t n, float *max);
 
 /* ---- broadcasting -------------------------------------------------------------------------- */
 

@@ -33,7 +33,7 @@ int tg_op_find(const tg_ctx *ctx, const char *name) {
 }
 
 int tg_op_count(const tg_ctx *ctx) {
-    return ctx->registry.count;
+    return ctx ? ctx->registry.count : 0;
 }
 
 const tgi_op *tgi_op_by_id(const tg_ctx *ctx, int op_id) {
@@ -235,8 +235,8 @@ out_of_memory:
 }
 
 tg_status tg_op_get_info(const tg_ctx *ctx, int op_id, tg_op_info *info) {
-    const tgi_op *op = tgi_op_by_id(ctx, op_id);
-    if (!op) return TG_ERR_NOT_FOUND;
+    const tgi_op *op = ctx ? tgi_op_by_id(ctx, op_id) : NULL;
+    if (!op || !info) return op ? TG_ERR_INVALID : TG_ERR_NOT_FOUND;
     memset(info, 0, sizeof *info);
     info->name = op->name;
     info->arity = op->arity;

@@ -10,16 +10,18 @@
 static tg_status reshape_infer(const tg_op_call *call, tg_shape *out) {
     const tg_tensor *x = call->inputs[0];
     const tg_shape *want = &call->attrs[0].shape;
-    char text[96];
-    tgi_format_shape(want->ndim, want->dims, text, sizeof text);
     if (want->ndim < 0 || want->ndim > TG_MAX_DIMS)
         return tg_op_fail(call, TG_ERR_SHAPE, "target has %d dims", (int)want->ndim);
+    char text[96];
+    tgi_format_shape(want->ndim, want->dims, text, sizeof text);
     int inferred = -1;
     int64_t known = 1;
     for (int d = 0; d < want->ndim; d++) {
         if (want->dims[d] == -1 && inferred < 0) inferred = d;
-        else if (want->dims[d] >= 1) known *= want->dims[d];
-        else return tg_op_fail(call, TG_ERR_SHAPE, "invalid target shape %s", text);
+        else if (want->dims[d] < 1) return tg_op_fail(call, TG_ERR_SHAPE, "invalid target shape %s", text);
+        else if (want->dims[d] > INT64_MAX / known)
+            return tg_op_fail(call, TG_ERR_SHAPE, "target %s has too many elements", text);
+        else known *= want->dims[d];
     }
     *out = *want;
     if (inferred >= 0) {
