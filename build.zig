@@ -226,6 +226,7 @@ fn cModule(cfg: Config, opts: ModuleOptions) *Module {
 /// m, dl and pthread are part of glibc's libc set, so for them this only asserts libc.
 fn linkLibraryDeps(cfg: Config, m: *Module) void {
     m.linkSystemLibrary("ffi", .{});
+    m.linkSystemLibrary("jansson", .{});
     if (cfg.blas) m.linkSystemLibrary("openblas", .{});
     m.linkSystemLibrary("m", .{});
     m.linkSystemLibrary("dl", .{});
@@ -344,7 +345,7 @@ fn addSanitizedTestExe(
     const b = cfg.b;
     // pkg-config is asked by the shell at make time, not by build.zig, so the cached
     // configuration stays valid. Libraries must follow the sources on the command line.
-    const pkgs = if (cfg.blas) "criterion libffi openblas" else "criterion libffi";
+    const pkgs = if (cfg.blas) "criterion libffi jansson openblas" else "criterion libffi jansson";
     const compile = b.addSystemCommand(&.{
         "sh", "-c",
         \\set -e
@@ -380,7 +381,7 @@ fn pkgConfigFile(cfg: Config) []const u8 {
         \\Name: tapegrad
         \\Description: tape-based automatic differentiation in C
         \\Version: {f}
-        \\Requires.private: libffi{s}
+        \\Requires.private: libffi jansson{s}
         \\Cflags: -I${{includedir}}
         \\Libs: -L${{libdir}} -Wl,-rpath,${{libdir}} -ltapegrad
         \\Libs.private: -lm -ldl -lpthread

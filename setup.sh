@@ -4,7 +4,7 @@
 set -euo pipefail
 
 ZIG_VERSION=0.17.0
-packages=(libffi-dev libcriterion-dev libopenblas-dev pkg-config)
+packages=(libffi-dev libjansson-dev libcriterion-dev libopenblas-dev pkg-config)
 
 as_root() {
     if [ "$(id -u)" -eq 0 ]; then "$@"; else sudo "$@"; fi
