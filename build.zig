@@ -48,7 +48,9 @@ const test_plugins_subdir = "test-plugins";
 const test_plugins_env = "TAPEGRAD_TEST_PLUGINS";
 
 /// Flags for every C file, whether compiled by Zig or by the sanitizer build.
-const c_flags = [_][]const u8{ "-std=c11", "-Wall", "-Wextra", "-D_POSIX_C_SOURCE=200809L" };
+/// -ffp-contract=off: no fused multiply-add unless written, so the same seed gives the same
+/// numbers on CPUs with and without FMA (clang contracts a*b+c by default for the native CPU).
+const c_flags = [_][]const u8{ "-std=c11", "-Wall", "-Wextra", "-D_POSIX_C_SOURCE=200809L", "-ffp-contract=off" };
 
 /// Extra flags of the `-Dsanitize=true` build (system C compiler).
 const sanitize_flags = [_][]const u8{

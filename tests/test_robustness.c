@@ -99,6 +99,23 @@ Test(robustness, null_ctx_is_an_error) {
     cr_expect_eq(tg_gradcheck(ctx, 0, 0, NULL, NULL), TG_ERR_INVALID);
 }
 
+/* autograd/tensor.c — `low + (high-low)*u` was contracted to an FMA by clang on an FMA-capable
+ * target, so "the same numbers everywhere" broke between CPUs (the build now passes
+ * -ffp-contract=off). */
+Test(robustness, fill_uniform_matches_the_unfused_ieee_result) {
+    tg_tensor *u = tg_zeros(ctx, TG_SHAPE(10000));
+    tg_fill_uniform(u, -0.37f, 0.91f, 42);
+    tg_rng rng;
+    tg_rng_seed(&rng, 42);
+    int differing = 0;
+    for (int64_t i = 0; i < u->size; i++) {
+        volatile float product = (0.91f - -0.37f) * tg_rng_uniform(&rng);
+        float want = -0.37f + product;
+        differing += want != u->data[i];
+    }
+    cr_expect_eq(differing, 0, "%d of 10000 elements differ from the plain IEEE result", differing);
+}
+
 /* ops/norm.c:112 — training batch norm on one row: biased variance 0 folded into running_var. */
 Test(robustness, batch_norm_training_needs_more_than_one_row) {
     tg_tensor *c = tg_ones(ctx, TG_SHAPE(2)), *rm = tg_zeros(ctx, TG_SHAPE(2)), *rv = tg_ones(ctx, TG_SHAPE(2));
