@@ -1,0 +1,360 @@
+/*
+ * models/readers.c — data sets from files: CSV of numbers, and MNIST's IDX format.
+ *
+ * A file is read whole (fopen/fread, every return checked) and validated before a data set is
+ * made; a malformed file is an error with a message that names the file and the line, column
+ * or header field at fault (TG_ERR_IO), never a crash.
+ */
+#include "models/dataset.h"
+
+#include <errno.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* A file's bytes in memory. */
+typedef struct file_data {
+    unsigned char *bytes;
+    size_t size;
+    size_t capacity;         /* allocated bytes, for tgi_free */
+} file_data;
+
+static void file_release(tg_ctx *ctx, file_data *file) {
+    tgi_free(ctx, file->bytes, file->capacity);
+    *file = (file_data){0};
+}
+
+/* Makes room for at least one more chunk of reading. */
+static bool file_grow(tg_ctx *ctx, file_data *file) {
+    size_t capacity = file->capacity ? 2 * file->capacity : 64 * 1024;
+    unsigned char *grown = tgi_realloc(ctx, file->bytes, file->capacity, capacity);
+    if (!grown) return false;
+    file->bytes = grown;
+    file->capacity = capacity;
+    return true;
+}
+
+/* Reads path into file; the message starts with `what` and names the file. Reading in chunks
+ * (not fseek/ftell) works for pipes and special files too. */
+static tg_status file_read(tg_ctx *ctx, const char *what, const char *path, file_data *file) {
+    *file = (file_data){0};
+    FILE *f = fopen(path, "rb");
+    if (!f)
+        return tgi_error(ctx, TG_ERR_IO, "%s '%s': cannot open: %s", what, path, strerror(errno));
+    tg_status status = TG_OK;
+    for (;;) {
+        if (file->size == file->capacity && !file_grow(ctx, file)) {
+            status = tgi_error(ctx, TG_ERR_NOMEM, "%s '%s': out of memory after %zu bytes",
+                               what, path, file->size);
+            break;
+        }
+        size_t got = fread(file->bytes + file->size, 1, file->capacity - file->size, f);
+        file->size += got;
+        if (got > 0) continue;
+        if (ferror(f))
+            status = tgi_error(ctx, TG_ERR_IO, "%s '%s': read error after %zu bytes: %s", what,
+                               path, file->size, strerror(errno));
+        break;
+    }
+    if (fclose(f) != 0 && status == TG_OK)
+        status = tgi_error(ctx, TG_ERR_IO, "%s '%s': %s", what, path, strerror(errno));
+    if (status != TG_OK) file_release(ctx, file);
+    return status;
+}
+
+/* ---- CSV ------------------------------------------------------------------------------------ */
+
+/* Cells longer than this are not numbers anyone writes (and are copied to parse them). */
+#define CELL_MAX 64
+/* Labels stay exact as floats up to 2^24. */
+#define LABEL_MAX 16777216.0
+
+typedef struct text_line {
+    const char *start, *end; /* without the line break */
+    int64_t number;          /* 1-based */
+} text_line;
+
+/* Moves to the next line of the text from *pos; false at the end. */
+static bool next_line(const file_data *file, size_t *pos, text_line *line) {
+    if (*pos >= file->size) return false;
+    const char *text = (const char *)file->bytes;
+    const char *start = text + *pos, *stop = text + file->size;
+    const char *end = memchr(start, '\n', (size_t)(stop - start));
+    if (!end) end = stop;
+    *pos = (size_t)(end - text) + 1;
+    if (end > start && end[-1] == '\r') end--;
+    line->start = start;
+    line->end = end;
+    line->number++;
+    return true;
+}
+
+static bool is_space(char c) {
+    return c == ' ' || c == '\t';
+}
+
+static bool is_blank(const text_line *line) {
+    for (const char *c = line->start; c < line->end; c++)
+        if (!is_space(*c)) return false;
+    return true;
+}
+
+static int64_t count_cells(const text_line *line) {
+    int64_t cells = 1;
+    for (const char *c = line->start; c < line->end; c++) cells += *c == ',';
+    return cells;
+}
+
+/* The cell that did not parse: its column (1-based) and text. */
+typedef struct bad_cell {
+    int64_t column;
+    const char *start, *end;
+} bad_cell;
+
+/* Parses [start, end) as one finite number, surrounding blanks allowed. */
+static bool parse_number(const char *start, const char *end, float *value) {
+    while (start < end && is_space(*start)) start++;
+    while (end > start && is_space(end[-1])) end--;
+    size_t len = (size_t)(end - start);
+    if (len == 0 || len >= CELL_MAX) return false;
+    char cell[CELL_MAX]; /* strtod wants a terminated string; a NUL byte inside stops it early */
+    memcpy(cell, start, len);
+    cell[len] = '\0';
+    char *stop;
+    double v = strtod(cell, &stop);
+    if (stop != cell + len || !isfinite(v) || fabs(v) > 3.4e38) return false;
+    *value = (float)v;
+    return true;
+}
+
+/* Parses the count_cells(line) cells of line into values; false with *bad at the first cell
+ * that is not a number. */
+static bool parse_cells(const text_line *line, float *values, bad_cell *bad) {
+    const char *start = line->start;
+    for (int64_t column = 1;; column++) {
+        const char *end = memchr(start, ',', (size_t)(line->end - start));
+        if (!end) end = line->end;
+        if (!parse_number(start, end, &values[column - 1])) {
+            *bad = (bad_cell){column, start, end};
+            return false;
+        }
+        if (end == line->end) return true;
+        start = end + 1;
+    }
+}
+
+/* What read_csv learns from the first lines: header or not, and the shape of the table. */
+typedef struct csv_layout {
+    size_t data_pos;         /* offset of the first line after the header (if any) */
+    int64_t data_line;       /* number of the line before it */
+    int64_t columns;         /* cells of the first data line */
+    int64_t first_row_line;  /* its line number, for messages about ragged rows */
+    int64_t rows;            /* non-blank lines after the header */
+    int64_t label;           /* the label column, 0-based */
+} csv_layout;
+
+/* Finds the header (the first non-blank line, when it is not all numbers), the column count
+ * and the number of rows. values has room for the cells of the longest line. */
+static tg_status csv_scan(tg_ctx *ctx, const char *path, const file_data *file, int label_column,
+                          float *values, csv_layout *layout) {
+    size_t pos = 0;
+    text_line line = {0};
+    *layout = (csv_layout){0};
+    bool first = true;
+    while (next_line(file, &pos, &line)) {
+        if (is_blank(&line)) continue;
+        bad_cell bad;
+        if (first && !parse_cells(&line, values, &bad)) {
+            layout->data_pos = pos;
+            layout->data_line = line.number;
+        } else if (layout->rows++ == 0) {
+            layout->columns = count_cells(&line);
+            layout->first_row_line = line.number;
+        }
+        first = false;
+    }
+    if (layout->rows == 0)
+        return tgi_error(ctx, TG_ERR_IO, "read_csv '%s': no data rows", path);
+    if (layout->columns < 2)
+        return tgi_error(ctx, TG_ERR_IO, "read_csv '%s': line %lld has 1 column; a label and at "
+                         "least one feature are needed", path, (long long)layout->first_row_line);
+    layout->label = label_column < 0 ? layout->columns + label_column : label_column;
+    if (layout->label < 0 || layout->label >= layout->columns)
+        return tgi_error(ctx, TG_ERR_INVALID, "read_csv '%s': label column %d outside the %lld "
+                         "columns of line %lld", path, label_column, (long long)layout->columns,
+                         (long long)layout->first_row_line);
+    return TG_OK;
+}
+
+/* Checks one row's cells and label, with a message naming the line and column at fault. */
+static tg_status csv_check_row(tg_ctx *ctx, const char *path, const csv_layout *layout,
+                               const text_line *line, float *values) {
+    int64_t cells = count_cells(line);
+    if (cells != layout->columns)
+        return tgi_error(ctx, TG_ERR_IO, "read_csv '%s': line %lld has %lld columns, line %lld "
+                         "has %lld", path, (long long)line->number, (long long)cells,
+                         (long long)layout->first_row_line, (long long)layout->columns);
+    bad_cell bad;
+    if (!parse_cells(line, values, &bad))
+        return tgi_error(ctx, TG_ERR_IO, "read_csv '%s': line %lld, column %lld: \"%.*s\" is "
+                         "not a number", path, (long long)line->number, (long long)bad.column,
+                         (int)(bad.end - bad.start > 40 ? 40 : bad.end - bad.start), bad.start);
+    double label = values[layout->label];
+    if (label < 0 || label != floor(label) || label > LABEL_MAX)
+        return tgi_error(ctx, TG_ERR_IO, "read_csv '%s': line %lld, column %lld: label %g is not "
+                         "a whole number from 0 to 2^24", path, (long long)line->number,
+                         (long long)layout->label + 1, label);
+    return TG_OK;
+}
+
+/* Fills ds from the rows, checking each; records the largest label in ds->classes - 1. */
+static tg_status csv_fill(tg_ctx *ctx, const char *path, const file_data *file,
+                          const csv_layout *layout, float *values, tg_dataset *ds) {
+    size_t pos = layout->data_pos;
+    text_line line = {.number = layout->data_line};
+    int64_t row = 0, features = layout->columns - 1;
+    float max_label = 0;
+    while (next_line(file, &pos, &line)) {
+        if (is_blank(&line)) continue;
+        tg_status status = csv_check_row(ctx, path, layout, &line, values);
+        if (status != TG_OK) return status;
+        float *x = ds->x + row * features;
+        for (int64_t c = 0; c < layout->columns; c++)
+            if (c != layout->label) *x++ = values[c];
+        ds->y[row] = values[layout->label];
+        if (ds->y[row] > max_label) max_label = ds->y[row];
+        row++;
+    }
+    ds->classes = (int64_t)max_label + 1;
+    return TG_OK;
+}
+
+/* The cells of the longest line (in cells), to size the row buffer once. */
+static int64_t max_cells(const file_data *file) {
+    int64_t most = 1, cells = 1;
+    for (size_t i = 0; i < file->size; i++) {
+        if (file->bytes[i] == ',' && ++cells > most) most = cells;
+        if (file->bytes[i] == '\n') cells = 1;
+    }
+    return most;
+}
+
+tg_dataset *tg_dataset_read_csv(tg_ctx *ctx, const char *path, int label_column) {
+    if (!ctx) return NULL;
+    if (!path) {
+        tgi_error(ctx, TG_ERR_INVALID, "read_csv: path is NULL");
+        return NULL;
+    }
+    file_data file;
+    if (file_read(ctx, "read_csv", path, &file) != TG_OK) return NULL;
+    size_t values_bytes = (size_t)max_cells(&file) * sizeof(float);
+    float *values = tgi_alloc(ctx, values_bytes);
+    tg_dataset *ds = NULL;
+    csv_layout layout;
+    if (!values)
+        tgi_error(ctx, TG_ERR_NOMEM, "read_csv '%s': out of memory", path);
+    else if (csv_scan(ctx, path, &file, label_column, values, &layout) == TG_OK)
+        ds = tgi_dataset_new(ctx, "read_csv", layout.rows, 1,
+                             (const int64_t[]){layout.columns - 1}, 0, NULL, 1);
+    if (ds && csv_fill(ctx, path, &file, &layout, values, ds) != TG_OK) {
+        tg_dataset_free(ds);
+        ds = NULL;
+    }
+    tgi_free(ctx, values, values_bytes);
+    file_release(ctx, &file);
+    return ds;
+}
+
+/* ---- IDX ------------------------------------------------------------------------------------ */
+
+/* An IDX file of unsigned bytes, after its header was checked against the file's length. */
+typedef struct idx_file {
+    file_data file;
+    uint32_t dims[3];
+    const unsigned char *data;
+    uint64_t items;          /* dims[0] */
+} idx_file;
+
+static uint32_t read_be32(const unsigned char *p) {
+    return (uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 | (uint32_t)p[2] << 8 | (uint32_t)p[3];
+}
+
+/* Checks magic (0x0000 08 ndim: unsigned bytes, ndim dims), the dims and the length. */
+static tg_status idx_check(tg_ctx *ctx, const char *path, const char *kind, int ndim,
+                           idx_file *idx) {
+    const file_data *file = &idx->file;
+    uint32_t expected = 0x800u | (uint32_t)ndim;
+    if (file->size < 4)
+        return tgi_error(ctx, TG_ERR_IO, "read_idx '%s': %zu bytes, too short for the magic "
+                         "number", path, file->size);
+    uint32_t magic = read_be32(file->bytes);
+    if (magic != expected)
+        return tgi_error(ctx, TG_ERR_IO, "read_idx '%s': magic number 0x%08x, expected 0x%08x "
+                         "(%s: unsigned bytes, %d dims)", path, magic, expected, kind, ndim);
+    size_t header = 4 + 4 * (size_t)ndim;
+    if (file->size < header)
+        return tgi_error(ctx, TG_ERR_IO, "read_idx '%s': %zu bytes, too short for the %d "
+                         "dimension sizes", path, file->size, ndim);
+    uint64_t payload = 1, available = file->size - header;
+    bool overflow = false; /* three u32 dims can need more than 2^64 bytes */
+    for (int d = 0; d < ndim; d++) {
+        idx->dims[d] = read_be32(file->bytes + 4 + 4 * d);
+        if (idx->dims[d] == 0)
+            return tgi_error(ctx, TG_ERR_IO, "read_idx '%s': dimension %d is 0", path, d);
+        overflow = overflow || idx->dims[d] > UINT64_MAX / payload;
+        if (!overflow) payload *= idx->dims[d];
+    }
+    if (overflow)
+        return tgi_error(ctx, TG_ERR_IO, "read_idx '%s': the dimensions need more than 2^64 "
+                         "bytes of data", path);
+    if (payload != available)
+        return tgi_error(ctx, TG_ERR_IO, "read_idx '%s': the dimensions need %llu bytes of data, "
+                         "the file has %llu", path, (unsigned long long)payload,
+                         (unsigned long long)available);
+    idx->data = file->bytes + header;
+    idx->items = idx->dims[0];
+    return TG_OK;
+}
+
+static tg_status idx_read(tg_ctx *ctx, const char *path, const char *kind, int ndim,
+                          idx_file *idx) {
+    *idx = (idx_file){0};
+    if (!path) return tgi_error(ctx, TG_ERR_INVALID, "read_idx: %s path is NULL", kind);
+    tg_status status = file_read(ctx, "read_idx", path, &idx->file);
+    return status == TG_OK ? idx_check(ctx, path, kind, ndim, idx) : status;
+}
+
+/* The data set of checked images and labels: pixels scaled to [0,1], classes max label + 1. */
+static tg_dataset *idx_dataset(tg_ctx *ctx, const idx_file *images, const idx_file *labels) {
+    int64_t count = (int64_t)images->items, pixels = (int64_t)images->dims[1] * images->dims[2];
+    tg_dataset *ds = tgi_dataset_new(ctx, "read_idx", count, 1, (const int64_t[]){pixels}, 0,
+                                     NULL, 1);
+    if (!ds) return NULL;
+    for (int64_t i = 0; i < count * pixels; i++) ds->x[i] = (float)images->data[i] / 255.0f;
+    unsigned char max_label = 0;
+    for (int64_t i = 0; i < count; i++) {
+        ds->y[i] = labels->data[i];
+        if (labels->data[i] > max_label) max_label = labels->data[i];
+    }
+    ds->classes = (int64_t)max_label + 1;
+    return ds;
+}
+
+tg_dataset *tg_dataset_read_idx(tg_ctx *ctx, const char *images_path, const char *labels_path) {
+    if (!ctx) return NULL;
+    idx_file images, labels = {0};
+    tg_dataset *ds = NULL;
+    if (idx_read(ctx, images_path, "images", 3, &images) == TG_OK &&
+        idx_read(ctx, labels_path, "labels", 1, &labels) == TG_OK) {
+        if (images.items != labels.items)
+            tgi_error(ctx, TG_ERR_IO, "read_idx: '%s' has %llu images but '%s' has %llu labels",
+                      images_path, (unsigned long long)images.items, labels_path,
+                      (unsigned long long)labels.items);
+        else
+            ds = idx_dataset(ctx, &images, &labels);
+    }
+    file_release(ctx, &images.file);
+    file_release(ctx, &labels.file);
+    return ds;
+}
