@@ -77,6 +77,7 @@ pub fn build(b: *Build) void {
         .blas = b.option(bool, "blas", "Use OpenBLAS (cblas) and define TG_USE_BLAS=1 (default: true)") orelse true,
     };
     const sanitize = b.option(bool, "sanitize", "Run `test` under AddressSanitizer + UBSan (default: false)") orelse false;
+    const test_optimize = b.option(std.builtin.OptimizeMode, "test-optimize", "Optimize mode of the test suite (default: ReleaseSafe, or -Doptimize when given)");
     const sanitize_cc = b.option([]const u8, "sanitize-cc", "C compiler for -Dsanitize=true (default: cc)") orelse "cc";
 
     // ---- source discovery (configure time) ----
@@ -186,8 +187,14 @@ pub fn build(b: *Build) void {
             // crash, which Criterion counts and turns into a non-zero exit status.
             run.setEnvironmentVariable("UBSAN_OPTIONS", "print_stacktrace=1:halt_on_error=1");
         } else {
+            // The suite trains small models end to end: unoptimised (Debug) that takes minutes.
+            // ReleaseSafe keeps Zig's UBSan traps and takes seconds; -Dtest-optimize (or an
+            // explicit -Doptimize) overrides, and -Dsanitize=true adds ASan at -O1.
+            var test_cfg = cfg;
+            test_cfg.optimize = test_optimize orelse
+                if (b.user_input_options.contains("optimize")) cfg.optimize else .ReleaseSafe;
             run.setName("run tapegrad-tests");
-            run.addArtifactArg(addTestExe(cfg, test_srcs, lib_srcs.items));
+            run.addArtifactArg(addTestExe(test_cfg, test_srcs, lib_srcs.items));
         }
         run.addPassthruArgs();
         test_step.dependOn(&run.step);
