@@ -661,6 +661,49 @@ tg_status tg_recorder_detect(const tg_recorder *recorder, const tg_onset_opts *o
                              tg_onset_report *report);
 
 /* ------------------------------------------------------------------------------------------ */
+/* Diagnostics: plots (self-contained SVG)                                                    */
+/* ------------------------------------------------------------------------------------------ */
+/*
+ * Charts a person can read: labelled axes with tick values, a legend, log scales where values
+ * span orders of magnitude (decades labelled 1e-3, 1e-2, ...), and non-finite or non-positive
+ * values (on a log axis) left out of a line rather than drawn as garbage. The SVG is
+ * self-contained (no scripts, fonts or external files) and can be inlined in an HTML page.
+ */
+
+typedef struct tg_plot_series {
+    const char *name;            /**< legend entry */
+    const double *x;             /**< NULL: 0, 1, 2, ... */
+    const double *y;
+    int64_t n;
+} tg_plot_series;
+
+typedef struct tg_line_plot {
+    const char *title;
+    const char *x_label, *y_label;
+    bool log_x, log_y;
+    const tg_plot_series *series;
+    int n_series;
+    int width, height;           /**< pixels; 0: 640 x 360 */
+} tg_line_plot;
+
+/** Writes a line chart as one <svg> element. TG_ERR_IO when writing fails. */
+tg_status tg_svg_line_plot(FILE *out, const tg_line_plot *plot);
+
+typedef struct tg_heatmap {
+    const char *title;
+    const char *x_label, *y_label, *value_label;
+    const double *values;        /**< rows x cols, row-major */
+    int rows, cols;
+    const char *const *row_names; /**< y tick labels (NULL: row numbers) */
+    const double *col_values;    /**< x tick values (NULL: column numbers) */
+    bool log_values;             /**< colour by log10 of the value */
+    int width, height;           /**< 0: 640 x 360 */
+} tg_heatmap;
+
+/** Writes a heatmap (rows top to bottom) with a colour bar, as one <svg> element. */
+tg_status tg_svg_heatmap(FILE *out, const tg_heatmap *map);
+
+/* ------------------------------------------------------------------------------------------ */
 /* Native ops: plain C functions called through libffi                                        */
 /* ------------------------------------------------------------------------------------------ */
 /*
