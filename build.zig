@@ -93,7 +93,15 @@ pub fn build(b: *Build) void {
     const all_example_srcs = glob(b, "examples", ".c");
     const example_srcs = filterPlugins(b, all_example_srcs, false);
     const example_plugin_srcs = filterPlugins(b, all_example_srcs, true);
-    const test_srcs = glob(b, "tests", ".c");
+    // The tests drive the tool's commands directly (run_study, run_train): every cli/*.c but
+    // the one with main() is compiled into the test executable as well.
+    var test_src_list: std.ArrayList([]const u8) = .empty;
+    appendAll(b, &test_src_list, glob(b, "tests", ".c"));
+    for (cli_srcs) |src| {
+        if (!std.mem.eql(u8, src, "cli/main.c")) test_src_list.append(b.graph.arena, src) catch @panic("OOM");
+    }
+    appendAll(b, &headers, glob(b, "cli", ".h"));
+    const test_srcs = test_src_list.items;
     const test_plugin_srcs = glob(b, "tests/plugins", ".c");
     const bench_srcs = glob(b, "bench", ".c");
 

@@ -1,7 +1,9 @@
 /*
  * cli/main.c — the `tapegrad` command.
  *
- *   tapegrad [demo]            train a small MLP on two spirals and report loss and accuracy
+ *   tapegrad [study]           reproduce the classic gradient findings, write a report
+ *   tapegrad train             one model on one data set, every knob a flag
+ *   tapegrad demo              train a small MLP on two spirals and report loss and accuracy
  *   tapegrad ops               list the op registry
  *   tapegrad gradcheck [OP...] check registered ops' gradients against finite differences
  * Each takes --plugin PATH (repeatable) to load ops and hooks from a plugin first; demo also
@@ -14,22 +16,26 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "cli/report.h"
 #include "tapegrad.h"
-
-#define EXIT_USAGE 2
 
 static void usage(FILE *out) {
     fprintf(out,
             "usage: tapegrad [COMMAND] [ARGS]\n"
             "\n"
             "commands:\n"
+            "  study [NAME...] [--out DIR] [--seed N] [--quick]\n"
+            "                               reproduce vanishing/exploding gradients and their\n"
+            "                               remedies; writes a report (the default command)\n"
+            "  train [options]              one model, one data set (tapegrad train --help)\n"
             "  demo [--steps N] [--seed N] [--hook PATTERN:NAME]...\n"
             "                               train a 2-layer MLP on two spirals (the default)\n"
             "  ops                          list registered ops: name, arity, attributes, backward\n"
             "  gradcheck [OP...]            check ops' gradients against finite differences\n"
             "  help                         this text\n"
             "\n"
-            "every command takes --plugin PATH (repeatable): load ops and hooks from a plugin\n");
+            "demo, ops, gradcheck and train take --plugin PATH (repeatable): load ops and hooks\n"
+            "from a plugin. Every command takes --help.\n");
 }
 
 /* ---- options every command shares ------------------------------------------------------ */
@@ -51,6 +57,10 @@ typedef struct options {
 static int parse_options(const char *command, int argc, char **argv, bool takes_demo_flags, options *o) {
     for (int i = 0; i < argc; i++) {
         const char *arg = argv[i], *value = i + 1 < argc ? argv[i + 1] : NULL;
+        if (strcmp(arg, "--help") == 0 || strcmp(arg, "-h") == 0) {
+            usage(stdout);
+            return -1;
+        }
         bool needs_value = strcmp(arg, "--plugin") == 0 ||
                            (takes_demo_flags && (strcmp(arg, "--hook") == 0 || strcmp(arg, "--steps") == 0 ||
                                                  strcmp(arg, "--seed") == 0));
@@ -147,7 +157,7 @@ static void make_spirals(float *xy, float *labels, uint64_t seed) {
 static int run_demo(int argc, char **argv) {
     options o = {.steps = 2000, .seed = 1};
     int bad = parse_options("demo", argc, argv, true, &o);
-    if (bad) return bad;
+    if (bad) return bad < 0 ? 0 : bad;
     long steps = o.steps, seed = o.seed;
     tg_ctx *ctx = context_with_plugins("demo", &o);
     if (!ctx) return 1;
@@ -211,7 +221,7 @@ static int run_demo(int argc, char **argv) {
 static int run_ops(int argc, char **argv) {
     options o = {0};
     int bad = parse_options("ops", argc, argv, false, &o);
-    if (bad) return bad;
+    if (bad) return bad < 0 ? 0 : bad;
     if (o.n_positional) {
         fprintf(stderr, "tapegrad ops: unknown argument '%s'\n", o.positional[0]);
         return EXIT_USAGE;
@@ -236,7 +246,7 @@ static int run_ops(int argc, char **argv) {
 static int run_gradcheck(int argc, char **argv) {
     options o = {0};
     int bad = parse_options("gradcheck", argc, argv, false, &o);
-    if (bad) return bad;
+    if (bad) return bad < 0 ? 0 : bad;
     tg_ctx *ctx = context_with_plugins("gradcheck", &o);
     if (!ctx) return 1;
     int failures = 0;
@@ -269,10 +279,14 @@ static int run_gradcheck(int argc, char **argv) {
 }
 
 int main(int argc, char **argv) {
-    const char *command = argc > 1 ? argv[1] : "demo";
-    if (strcmp(command, "demo") == 0) return run_demo(argc > 2 ? argc - 2 : 0, argv + 2);
-    if (strcmp(command, "ops") == 0) return run_ops(argc - 2, argv + 2);
-    if (strcmp(command, "gradcheck") == 0) return run_gradcheck(argc - 2, argv + 2);
+    const char *command = argc > 1 ? argv[1] : "study";
+    int n_args = argc > 2 ? argc - 2 : 0;
+    char **args = argv + (argc > 2 ? 2 : argc); /* the command's own arguments */
+    if (strcmp(command, "study") == 0) return run_study(n_args, args);
+    if (strcmp(command, "train") == 0) return run_train(n_args, args);
+    if (strcmp(command, "demo") == 0) return run_demo(n_args, args);
+    if (strcmp(command, "ops") == 0) return run_ops(n_args, args);
+    if (strcmp(command, "gradcheck") == 0) return run_gradcheck(n_args, args);
     if (strcmp(command, "help") == 0 || strcmp(command, "--help") == 0 || strcmp(command, "-h") == 0) {
         usage(stdout);
         return 0;

@@ -65,6 +65,12 @@ typedef enum tg_status {
 /** A short constant name for a status ("shape error", ...). */
 const char *tg_status_name(tg_status status);
 
+/**
+ * Threads OpenBLAS may use for one matrix product (no effect in -Dblas=false builds). Programs
+ * that run several trainings at once, one per thread, want 1.
+ */
+void tg_set_blas_threads(int n);
+
 /* ------------------------------------------------------------------------------------------ */
 /* Context                                                                                    */
 /* ------------------------------------------------------------------------------------------ */

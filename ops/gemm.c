@@ -101,3 +101,11 @@ void tgi_gemm(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, float
 #endif
     tgi_gemm_portable(trans_a, trans_b, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
 }
+
+void tg_set_blas_threads(int n) {
+#ifdef TG_USE_BLAS
+    openblas_set_num_threads(n > 0 ? n : 1);
+#else
+    (void)n;
+#endif
+}

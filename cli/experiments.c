@@ -1,0 +1,155 @@
+/*
+ * cli/experiments.c — the classic findings about training deep and recurrent nets, as runs
+ * side by side on the same data with the same seed, and the plain-words conclusion each draws
+ * from its own numbers.
+ */
+#include <math.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "cli/study.h"
+
+const char *const experiment_names[] = {"vanishing", "init", "batchnorm", "residual",
+                                        "exploding", "clipping", "recurrent"};
+const int experiment_count = sizeof experiment_names / sizeof experiment_names[0];
+
+/* ---- configurations ------------------------------------------------------------------------ */
+
+static run_config mlp_run(const char *name, int depth, tg_activation act, tg_init init,
+                          uint64_t seed, int steps) {
+    run_config c = {0};
+    snprintf(c.name, sizeof c.name, "%s", name);
+    c.model = MODEL_MLP;
+    c.depth = depth;
+    c.width = 64;
+    c.activation = act;
+    c.init = init;
+    c.data = DATA_DIGITS;
+    c.opt = (tg_optimizer_config){.kind = TG_OPT_SGD, .lr = 0.01f, .momentum = 0.9f};
+    c.steps = steps;
+    c.batch = 64;
+    c.seed = seed;
+    return c;
+}
+
+static run_config rnn_run(tg_rnn_kind kind, int64_t length, uint64_t seed, int steps) {
+    static const char *const names[] = {"RNN", "LSTM", "GRU"};
+    run_config c = {0};
+    snprintf(c.name, sizeof c.name, "%s, T=%lld", names[kind], (long long)length);
+    c.model = MODEL_RNN;
+    c.rnn = kind;
+    c.hidden = 32;
+    c.data = DATA_ADDING;
+    c.seq_len = length;
+    c.opt = (tg_optimizer_config){.kind = TG_OPT_ADAM, .lr = 1e-2f};
+    c.clip_norm = 1.0f;
+    c.steps = steps;
+    c.batch = 64;
+    c.track_timesteps = true;
+    c.seed = seed;
+    return c;
+}
+
+static tg_init normal_init(float std) { return tg_init_normal(0.0f, std); }
+
+static void add_run(experiment *e, run_config c) { e->runs[e->n_runs++] = c; }
+
+/* ---- the experiments ----------------------------------------------------------------------- */
+
+static void setup_vanishing(experiment *e, uint64_t seed, int steps) {
+    e->title = "Vanishing gradients: sigmoid, tanh and ReLU in a 20-layer MLP";
+    e->question = "How much of the last layer's gradient reaches the first layer of a deep net?";
+    e->charts = CHART_LAYERS | CHART_LOSS | CHART_HEAT;
+    add_run(e, mlp_run("sigmoid, Xavier", 20, TG_ACT_SIGMOID, tg_init_xavier(TG_ACT_SIGMOID), seed, steps));
+    add_run(e, mlp_run("tanh, Xavier", 20, TG_ACT_TANH, tg_init_xavier(TG_ACT_TANH), seed, steps));
+    add_run(e, mlp_run("relu, He", 20, TG_ACT_RELU, tg_init_he(TG_ACT_RELU), seed, steps));
+}
+
+static void setup_init(experiment *e, uint64_t seed, int steps) {
+    e->title = "Initialisation: the same 20-layer tanh MLP under four initialisers";
+    e->question = "Does the scale of the initial weights decide whether a deep net trains?";
+    e->charts = CHART_LAYERS | CHART_LOSS;
+    add_run(e, mlp_run("N(0, 0.01^2)", 20, TG_ACT_TANH, normal_init(0.01f), seed, steps));
+    add_run(e, mlp_run("N(0, 1)", 20, TG_ACT_TANH, normal_init(1.0f), seed, steps));
+    add_run(e, mlp_run("Xavier", 20, TG_ACT_TANH, tg_init_xavier(TG_ACT_TANH), seed, steps));
+    add_run(e, mlp_run("He", 20, TG_ACT_TANH, tg_init_he(TG_ACT_TANH), seed, steps));
+}
+
+static void setup_batchnorm(experiment *e, uint64_t seed, int steps) {
+    e->title = "Batch normalisation in a 20-layer sigmoid MLP";
+    e->question = "Does normalising each layer's pre-activations keep the gradient alive?";
+    e->charts = CHART_LAYERS | CHART_LOSS | CHART_HEAT;
+    add_run(e, mlp_run("sigmoid", 20, TG_ACT_SIGMOID, tg_init_xavier(TG_ACT_SIGMOID), seed, steps));
+    run_config bn = mlp_run("sigmoid + batch norm", 20, TG_ACT_SIGMOID, tg_init_xavier(TG_ACT_SIGMOID), seed, steps);
+    bn.norm = TG_NORM_BATCH;
+    add_run(e, bn);
+}
+
+static run_config residual_run(const char *name, bool skip, tg_activation act, tg_init init,
+                               uint64_t seed, int steps) {
+    run_config c = mlp_run(name, 24, act, init, seed, steps); /* 24 blocks: 50 linear layers */
+    c.model = MODEL_RESMLP;
+    c.skip = skip;
+    return c;
+}
+
+static void setup_residual(experiment *e, uint64_t seed, int steps) {
+    e->title = "Residual connections: a 50-layer plain net against its residual twin";
+    e->question = "Do identity skips carry the gradient to the first layer of a very deep net?";
+    e->charts = CHART_LAYERS | CHART_LOSS | CHART_HEAT;
+    tg_init xavier = tg_init_xavier(TG_ACT_SIGMOID);
+    add_run(e, residual_run("plain, sigmoid", false, TG_ACT_SIGMOID, xavier, seed, steps));
+    add_run(e, residual_run("residual, sigmoid", true, TG_ACT_SIGMOID, xavier, seed, steps));
+    add_run(e, residual_run("residual, relu + He (no norm)", true, TG_ACT_RELU, tg_init_he(TG_ACT_RELU), seed, steps));
+}
+
+/* A learning rate that is too large for a deep ReLU net: the weights, and the gradients with
+ * them, grow step after step until they overflow. */
+static run_config exploding_run(const char *name, uint64_t seed, int steps) {
+    run_config c = mlp_run(name, 8, TG_ACT_RELU, tg_init_he(TG_ACT_RELU), seed, steps);
+    c.opt = (tg_optimizer_config){.kind = TG_OPT_SGD, .lr = 0.5f, .momentum = 0.9f};
+    return c;
+}
+
+static void setup_exploding(experiment *e, uint64_t seed, int steps) {
+    e->title = "Exploding gradients: too large a learning rate in an 8-layer ReLU MLP";
+    e->question = "Where does the blow-up begin, and how long before the first NaN?";
+    e->charts = CHART_STEPS | CHART_LOSS;
+    add_run(e, exploding_run("SGD lr 0.5", seed, steps));
+}
+
+static void setup_clipping(experiment *e, uint64_t seed, int steps) {
+    e->title = "Gradient clipping: the exploding run, clipped";
+    e->question = "Does clipping by value or by global norm keep the same run finite and learning?";
+    e->charts = CHART_STEPS | CHART_LOSS;
+    add_run(e, exploding_run("no clipping", seed, steps));
+    run_config by_value = exploding_run("clip by value 0.1", seed, steps);
+    by_value.clip_value = 0.1f;
+    add_run(e, by_value);
+    run_config by_norm = exploding_run("clip global norm 1", seed, steps);
+    by_norm.clip_norm = 1.0f;
+    add_run(e, by_norm);
+}
+
+static void setup_recurrent(experiment *e, uint64_t seed, int steps) {
+    e->title = "Recurrent nets over time: RNN, LSTM and GRU on the adding problem";
+    e->question = "How far back in time does the gradient reach, and which cell learns long-range sums?";
+    e->charts = CHART_TIMESTEPS | CHART_LOSS;
+    const int64_t lengths[3] = {20, 50, 100};
+    for (int l = 0; l < 3; l++)
+        for (int k = 0; k < 3; k++) add_run(e, rnn_run((tg_rnn_kind)k, lengths[l], seed, steps));
+}
+
+bool experiment_setup(experiment *e, const char *name, uint64_t seed, bool quick) {
+    memset(e, 0, sizeof *e);
+    e->name = name;
+    if (strcmp(name, "vanishing") == 0) setup_vanishing(e, seed, quick ? 60 : 300);
+    else if (strcmp(name, "init") == 0) setup_init(e, seed, quick ? 60 : 300);
+    else if (strcmp(name, "batchnorm") == 0) setup_batchnorm(e, seed, quick ? 60 : 300);
+    else if (strcmp(name, "residual") == 0) setup_residual(e, seed, quick ? 60 : 300);
+    else if (strcmp(name, "exploding") == 0) setup_exploding(e, seed, quick ? 60 : 150);
+    else if (strcmp(name, "clipping") == 0) setup_clipping(e, seed, quick ? 60 : 150);
+    else if (strcmp(name, "recurrent") == 0) setup_recurrent(e, seed, quick ? 40 : 800);
+    else return false;
+    return true;
+}

@@ -1,0 +1,295 @@
+/*
+ * cli/report.c — the study's report: summary.json (numbers only, null for NaN), one CSV of raw
+ * per-step series per experiment, and index.html, one self-contained page with inline SVG.
+ */
+#include <errno.h>
+#include <jansson.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "cli/report.h"
+
+/* ---- summary.json -------------------------------------------------------------------------- */
+
+static json_t *number(double v) {
+    return isfinite(v) ? json_real(v) : json_null(); /* JSON has no NaN or Inf */
+}
+
+static json_t *numbers(const double *v, int64_t n) {
+    json_t *array = json_array();
+    for (int64_t i = 0; v && i < n; i++) json_array_append_new(array, number(v[i]));
+    return array;
+}
+
+static json_t *step_or_null(int64_t step) {
+    return step >= 0 ? json_integer(step) : json_null();
+}
+
+static json_t *run_json(const run_result *r) {
+    json_t *run = json_object();
+    json_object_set_new(run, "config", json_string(r->config.name));
+    json_object_set_new(run, "grad_norm_by_layer", numbers(r->grad_norm_by_layer, r->n_layers));
+    json_object_set_new(run, "first_last_ratio", number(r->first_last_ratio));
+    json_object_set_new(run, "loss_curve", numbers(r->loss, r->config.steps));
+    json_object_set_new(run, "final_loss", number(r->final_loss));
+    json_object_set_new(run, "test_accuracy", number(r->test_accuracy));
+    json_object_set_new(run, "explosion_onset_step", step_or_null(r->explosion_onset_step));
+    json_object_set_new(run, "first_nan_step", step_or_null(r->first_nan_step));
+    json_object_set_new(run, "grad_norm_by_timestep",
+                        r->grad_norm_by_timestep ? numbers(r->grad_norm_by_timestep, r->n_timesteps) : json_null());
+    json_object_set_new(run, "grad_norm_by_timestep_trained",
+                        r->grad_norm_by_timestep_end ? numbers(r->grad_norm_by_timestep_end, r->n_timesteps) : json_null());
+    return run;
+}
+
+static int write_summary(const char *path, const experiment *experiments, int n, uint64_t seed) {
+    json_t *root = json_object(), *list = json_array();
+    json_object_set_new(root, "seed", json_integer((json_int_t)seed));
+    for (int i = 0; i < n; i++) {
+        json_t *e = json_object(), *runs = json_array();
+        json_object_set_new(e, "name", json_string(experiments[i].name));
+        for (int r = 0; r < experiments[i].n_runs; r++) json_array_append_new(runs, run_json(&experiments[i].results[r]));
+        json_object_set_new(e, "runs", runs);
+        json_array_append_new(list, e);
+    }
+    json_object_set_new(root, "experiments", list);
+    int failed = json_dump_file(root, path, JSON_INDENT(1) | JSON_REAL_PRECISION(9));
+    json_decref(root);
+    return failed;
+}
+
+/* ---- CSV: config,step,series,value --------------------------------------------------------- */
+
+static void csv_value(FILE *f, const char *config, int step, const char *series, double v) {
+    fprintf(f, "\"%s\",%d,%s,", config, step, series);
+    if (isfinite(v)) fprintf(f, "%.9g\n", v);
+    else fprintf(f, "\n");
+}
+
+static int write_csv(const char *path, const experiment *e) {
+    FILE *f = fopen(path, "w");
+    if (!f) return 1;
+    fprintf(f, "config,step,series,value\n");
+    for (int i = 0; i < e->n_runs; i++) {
+        const run_result *r = &e->results[i];
+        for (int s = 0; s < r->steps_done; s++) {
+            csv_value(f, r->config.name, s, "loss", r->loss[s]);
+            csv_value(f, r->config.name, s, "grad_norm", r->grad_norm[s]);
+            for (int l = 0; l < r->n_layers; l++)
+                csv_value(f, r->config.name, s, r->layer_names[l], r->layer_norms[(int64_t)l * r->config.steps + s]);
+        }
+        for (int t = 0; r->grad_norm_by_timestep && t < r->n_timesteps; t++) {
+            char series[32];
+            snprintf(series, sizeof series, "dL/dh[%d]", t + 1);
+            csv_value(f, r->config.name, 0, series, r->grad_norm_by_timestep[t]);
+        }
+    }
+    return fclose(f) != 0;
+}
+
+/* ---- index.html ---------------------------------------------------------------------------- */
+
+static void html_text(FILE *f, const char *s) {
+    for (; *s; s++) {
+        if (*s == '<') fputs("&lt;", f);
+        else if (*s == '>') fputs("&gt;", f);
+        else if (*s == '&') fputs("&amp;", f);
+        else fputc(*s, f);
+    }
+}
+
+static void chart(FILE *f, const tg_line_plot *plot) {
+    fputs("<figure>", f);
+    tg_svg_line_plot(f, plot);
+    fputs("</figure>\n", f);
+}
+
+static void layers_chart(FILE *f, const experiment *e) {
+    tg_plot_series series[MAX_RUNS];
+    double x[MAX_RUNS][MAX_LAYERS];
+    for (int i = 0; i < e->n_runs; i++) {
+        const run_result *r = &e->results[i];
+        for (int l = 0; l < r->n_layers; l++) x[i][l] = l + 1;
+        series[i] = (tg_plot_series){r->config.name, x[i], r->grad_norm_by_layer, r->n_layers};
+    }
+    tg_line_plot plot = {"Gradient norm per layer at the first step", "layer (1 = input side)",
+                         "gradient L2 norm", false, true, series, e->n_runs, 0, 0};
+    chart(f, &plot);
+}
+
+static void per_step_chart(FILE *f, const experiment *e, bool loss, const char *title) {
+    tg_plot_series series[MAX_RUNS];
+    for (int i = 0; i < e->n_runs; i++) {
+        const run_result *r = &e->results[i];
+        series[i] = (tg_plot_series){r->config.name, NULL, loss ? r->loss : r->grad_norm, r->config.steps};
+    }
+    tg_line_plot plot = {title, "training step", loss ? "training loss" : "global gradient norm (before clipping)",
+                         false, true, series, e->n_runs, 0, 0};
+    chart(f, &plot);
+}
+
+/* One heatmap per run: layers (input at the top) x steps, at most ~60 columns. */
+static void heat_charts(FILE *f, const experiment *e) {
+    for (int i = 0; i < e->n_runs; i++) {
+        const run_result *r = &e->results[i];
+        int steps = r->config.steps, every = steps > 60 ? (steps + 59) / 60 : 1, cols = (steps + every - 1) / every;
+        double *cells = malloc((size_t)r->n_layers * (size_t)cols * sizeof *cells);
+        double *col_steps = malloc((size_t)cols * sizeof *col_steps);
+        const char *rows[MAX_LAYERS];
+        char names[MAX_LAYERS][16];
+        if (!cells || !col_steps) {
+            free(cells);
+            free(col_steps);
+            return;
+        }
+        for (int c = 0; c < cols; c++) col_steps[c] = c * every;
+        for (int l = 0; l < r->n_layers; l++) {
+            snprintf(names[l], sizeof names[l], "layer %d", l + 1);
+            rows[l] = names[l];
+            for (int c = 0; c < cols; c++) cells[l * cols + c] = r->layer_norms[(int64_t)l * steps + c * every];
+        }
+        char title[160];
+        snprintf(title, sizeof title, "%s: gradient norm, layer x step", r->config.name);
+        tg_heatmap map = {title, "training step", "layer", "gradient L2 norm", cells, r->n_layers, cols,
+                          rows, col_steps, true, 0, 0};
+        fputs("<figure>", f);
+        tg_svg_heatmap(f, &map);
+        fputs("</figure>\n", f);
+        free(cells);
+        free(col_steps);
+    }
+}
+
+/* |dL/dh[t]| over t for the runs of one sequence length, at the first or the last step. */
+static void timestep_chart(FILE *f, const experiment *e, int64_t length, bool trained) {
+    tg_plot_series series[MAX_RUNS];
+    double x[MAX_RUNS][1024];
+    int n = 0;
+    for (int i = 0; i < e->n_runs; i++) {
+        const run_result *r = &e->results[i];
+        const double *norms = trained ? r->grad_norm_by_timestep_end : r->grad_norm_by_timestep;
+        if (r->config.seq_len != length || !norms) continue;
+        for (int t = 0; t < r->n_timesteps && t < 1024; t++) x[n][t] = t + 1;
+        series[n] = (tg_plot_series){r->config.name, x[n], norms, r->n_timesteps};
+        n++;
+    }
+    char title[96];
+    snprintf(title, sizeof title, "Gradient reaching h[t], T = %lld, %s", (long long)length,
+             trained ? "after training" : "at the first step");
+    tg_line_plot plot = {title, "time step t", "|dL/dh[t]|", false, true, series, n, 0, 0};
+    chart(f, &plot);
+}
+
+/* The longest sequences at the first step (vanishing through time), then every length trained. */
+static void timestep_charts(FILE *f, const experiment *e) {
+    int64_t lengths[MAX_RUNS];
+    int n_lengths = 0;
+    for (int i = 0; i < e->n_runs; i++) {
+        bool seen = false;
+        for (int k = 0; k < n_lengths; k++) seen |= lengths[k] == e->runs[i].seq_len;
+        if (!seen) lengths[n_lengths++] = e->runs[i].seq_len;
+    }
+    int64_t longest = 0;
+    for (int k = 0; k < n_lengths; k++) longest = lengths[k] > longest ? lengths[k] : longest;
+    timestep_chart(f, e, longest, false);
+    for (int k = 0; k < n_lengths; k++) timestep_chart(f, e, lengths[k], true);
+}
+
+static const char *optimizer_name(const tg_optimizer_config *o) {
+    static const char *const names[] = {"SGD", "Adam", "AdamW", "RMSprop"};
+    return names[o->kind];
+}
+
+static void config_table(FILE *f, const experiment *e) {
+    static const char *const models[] = {"MLP", "residual MLP", "recurrent"};
+    static const char *const norms[] = {"none", "batch", "layer"};
+    fputs("<table><tr><th>run</th><th>model</th><th>layers / hidden</th><th>activation</th>"
+          "<th>norm</th><th>optimizer</th><th>steps x batch</th><th>clipping</th><th>time</th></tr>\n", f);
+    for (int i = 0; i < e->n_runs; i++) {
+        const run_config *c = &e->results[i].config;
+        fputs("<tr><td>", f);
+        html_text(f, c->name);
+        if (c->model == MODEL_RNN)
+            fprintf(f, "</td><td>%s</td><td>hidden %lld, T = %lld</td><td>-</td><td>-</td>", models[c->model],
+                    (long long)c->hidden, (long long)c->seq_len);
+        else
+            fprintf(f, "</td><td>%s</td><td>%d x %lld</td><td>%s</td><td>%s</td>", models[c->model],
+                    c->model == MODEL_RESMLP ? 2 * c->depth + 2 : c->depth, (long long)c->width,
+                    tg_activation_name(c->activation), norms[c->norm]);
+        fprintf(f, "<td>%s lr %g%s</td><td>%d x %lld</td><td>", optimizer_name(&c->opt), (double)c->opt.lr,
+                c->opt.momentum > 0 ? ", momentum" : "", c->steps, (long long)c->batch);
+        if (c->clip_value > 0) fprintf(f, "value %g", (double)c->clip_value);
+        else if (c->clip_norm > 0) fprintf(f, "global norm %g", (double)c->clip_norm);
+        else fputs("none", f);
+        fprintf(f, "</td><td>%.1f s</td></tr>\n", e->results[i].seconds);
+    }
+    fputs("</table>\n", f);
+}
+
+static const char *const style =
+    "body{font-family:system-ui,-apple-system,'Segoe UI',sans-serif;max-width:1360px;margin:2em auto;"
+    "padding:0 1.5em;color:#222;line-height:1.5}h1{margin-bottom:.2em}h2{margin-top:2.2em;"
+    "border-bottom:1px solid #ddd;padding-bottom:.2em}.meta{color:#666}.question{font-style:italic;"
+    "color:#444}.finding{background:#f3f7fb;border-left:4px solid #0072b2;padding:.7em 1em}"
+    ".charts{display:flex;flex-wrap:wrap;gap:1em}figure{margin:0}svg{max-width:100%;height:auto}"
+    "table{border-collapse:collapse;font-size:.9em;margin-top:1em}td,th{border:1px solid #ddd;"
+    "padding:.25em .6em;text-align:left}th{background:#f6f6f6}nav a{margin-right:1em}";
+
+static void experiment_section(FILE *f, const experiment *e) {
+    fprintf(f, "<section id=\"%s\"><h2>", e->name);
+    html_text(f, e->title);
+    fputs("</h2>\n<p class=\"question\">", f);
+    html_text(f, e->question);
+    fputs("</p>\n<p class=\"finding\"><b>Finding.</b> ", f);
+    html_text(f, e->finding);
+    fputs("</p>\n<div class=\"charts\">\n", f);
+    if (e->charts & CHART_LAYERS) layers_chart(f, e);
+    if (e->charts & CHART_STEPS) per_step_chart(f, e, false, "Global gradient norm per step");
+    if (e->charts & CHART_LOSS) per_step_chart(f, e, true, "Training loss");
+    if (e->charts & CHART_TIMESTEPS) timestep_charts(f, e);
+    if (e->charts & CHART_HEAT) heat_charts(f, e);
+    fputs("</div>\n", f);
+    config_table(f, e);
+    fputs("</section>\n", f);
+}
+
+static int write_html(const char *path, const experiment *experiments, int n, uint64_t seed,
+                      bool quick, double seconds) {
+    FILE *f = fopen(path, "w");
+    if (!f) return 1;
+    char date[64];
+    time_t now = time(NULL);
+    strftime(date, sizeof date, "%Y-%m-%d %H:%M UTC", gmtime(&now));
+    fprintf(f, "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"
+               "<title>tapegrad study: vanishing and exploding gradients</title><style>%s</style>"
+               "</head><body>\n<h1>Why deep and recurrent nets fail to train</h1>\n"
+               "<p class=\"meta\">tapegrad study, seed %llu, %s steps, %.0f s, %s. Every number below "
+               "was measured in this run; the findings are written from those numbers.</p>\n<nav>",
+            style, (unsigned long long)seed, quick ? "quick (few)" : "full", seconds, date);
+    for (int i = 0; i < n; i++) fprintf(f, "<a href=\"#%s\">%s</a>", experiments[i].name, experiments[i].name);
+    fputs("</nav>\n", f);
+    for (int i = 0; i < n; i++) experiment_section(f, &experiments[i]);
+    fputs("<p class=\"meta\">Raw series: one CSV per experiment (config, step, series, value); "
+          "all numbers in summary.json.</p>\n</body></html>\n", f);
+    return fclose(f) != 0;
+}
+
+int write_report(const char *dir, const experiment *experiments, int n, uint64_t seed, bool quick,
+                 double seconds) {
+    char path[4096];
+    snprintf(path, sizeof path, "%s/summary.json", dir);
+    if (write_summary(path, experiments, n, seed)) goto fail;
+    for (int i = 0; i < n; i++) {
+        snprintf(path, sizeof path, "%s/%s.csv", dir, experiments[i].name);
+        if (write_csv(path, &experiments[i])) goto fail;
+    }
+    snprintf(path, sizeof path, "%s/index.html", dir);
+    if (write_html(path, experiments, n, seed, quick, seconds)) goto fail;
+    return 0;
+fail:
+    fprintf(stderr, "tapegrad study: cannot write '%s': %s\n", path, strerror(errno));
+    return 1;
+}

@@ -1,0 +1,13 @@
+/* cli/report.h — the study report: index.html, summary.json, one CSV per experiment. */
+#ifndef TAPEGRAD_REPORT_H
+#define TAPEGRAD_REPORT_H
+
+#include "cli/study.h"
+
+/* Writes the report into dir (which exists); 0 on success, else prints why and returns 1. */
+int write_report(const char *dir, const experiment *experiments, int n, uint64_t seed, bool quick,
+                 double seconds);
+int run_study(int argc, char **argv);
+int run_train(int argc, char **argv);
+
+#endif

@@ -1,0 +1,349 @@
+/*
+ * cli/runner.c — one training run, instrumented: per-layer gradient norms at every step, the
+ * loss, the global gradient norm before any clipping (fed to the onset detector), and at the
+ * first step the gradient with respect to every hidden state of a recurrent net.
+ */
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "cli/study.h"
+
+#define MAX_PARAMS 256
+
+/* Everything a run holds while it trains. */
+typedef struct trainer {
+    const run_config *config;
+    run_result *result;
+    tg_ctx *ctx;
+    tg_tape *tape;
+    tg_dataset *train, *test;
+    tg_batcher *batches;
+    tg_module *body, *head;      /* head: the linear read-out of a recurrent body */
+    tg_tensor *params[MAX_PARAMS];
+    int n_params;
+    tg_tensor *layers[MAX_LAYERS];
+    tg_optimizer *opt;
+    tg_recorder *recorder;
+} trainer;
+
+const char *format_number(double value, char *buf, size_t size) {
+    if (!isfinite(value)) snprintf(buf, size, isnan(value) ? "-" : (value > 0 ? "inf" : "-inf"));
+    else if (value != 0.0 && (fabs(value) < 1e-3 || fabs(value) >= 1e5)) snprintf(buf, size, "%.2e", value);
+    else snprintf(buf, size, "%.4g", value);
+    return buf;
+}
+
+static bool fail(trainer *t, const char *what) {
+    snprintf(t->result->error, sizeof t->result->error, "%s: %s", what, tg_errmsg(t->ctx));
+    return false;
+}
+
+static double seconds_now(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
+/* ---- data ---------------------------------------------------------------------------------- */
+
+static bool load_data(trainer *t) {
+    const run_config *c = t->config;
+    tg_dataset *all = NULL;
+    switch (c->data) {
+    case DATA_ADDING:
+        t->train = tg_dataset_adding(t->ctx, 10000, c->seq_len, c->seed);
+        t->test = tg_dataset_adding(t->ctx, 1000, c->seq_len, c->seed + 1);
+        break;
+    case DATA_SPIRALS:
+        t->train = tg_dataset_spirals(t->ctx, 1000, 0.05f, c->seed);
+        t->test = tg_dataset_spirals(t->ctx, 400, 0.05f, c->seed + 1);
+        break;
+    case DATA_DIGITS: all = tg_dataset_digits(t->ctx); break;
+    case DATA_CSV: all = tg_dataset_read_csv(t->ctx, c->data_path, -1); break;
+    case DATA_IDX: {
+        char images[512];
+        snprintf(images, sizeof images, "%s", c->data_path);
+        char *comma = strchr(images, ',');
+        if (!comma) {
+            snprintf(t->result->error, sizeof t->result->error, "idx data wants IMAGES,LABELS");
+            return false;
+        }
+        *comma = '\0';
+        all = tg_dataset_read_idx(t->ctx, images, comma + 1);
+        break;
+    }
+    }
+    if (all) {
+        tg_status split = tg_dataset_split(all, 0.2, c->seed, &t->train, &t->test);
+        tg_dataset_free(all);
+        if (split != TG_OK) return fail(t, "split");
+    }
+    if (!t->train || !t->test) return fail(t, "data");
+    t->batches = tg_batcher_new(t->train, c->batch, true, true, c->seed);
+    return t->batches ? true : fail(t, "batches");
+}
+
+static int64_t input_size(const trainer *t) {
+    return t->config->data == DATA_ADDING ? 2 : tg_dataset_x_size(t->train);
+}
+
+static int64_t output_size(const trainer *t) {
+    return t->train->classes > 0 ? t->train->classes : 1;
+}
+
+/* ---- model --------------------------------------------------------------------------------- */
+
+/* The tensor named "<module>.<local>" becomes layer i of the per-layer statistics. */
+static bool track_layer(trainer *t, tg_module *m, const char *local) {
+    char name[2 * TG_LABEL_MAX];
+    snprintf(name, sizeof name, "%s.%s", tg_module_name(m), local);
+    tg_tensor *w = tg_module_find_param(m, name);
+    int i = t->result->n_layers;
+    if (!w || i == MAX_LAYERS) {
+        snprintf(t->result->error, sizeof t->result->error, "no parameter '%s' to track", name);
+        return false;
+    }
+    t->layers[i] = w;
+    snprintf(t->result->layer_names[i], TG_LABEL_MAX, "%s", w->label);
+    t->result->n_layers++;
+    return true;
+}
+
+static bool build_model(trainer *t) {
+    const run_config *c = t->config;
+    int64_t in = input_size(t), out = output_size(t);
+    bool ok = true;
+    char local[64];
+    if (c->model == MODEL_MLP) {
+        tg_mlp_config mc = {in, out, c->width, c->depth, c->activation, c->init, c->norm, 0, c->seed};
+        if (!(t->body = tg_mlp_new(t->ctx, "mlp", &mc))) return fail(t, "model");
+        for (int i = 0; ok && i < c->depth; i++) {
+            snprintf(local, sizeof local, "layer%d.weight", i);
+            ok = track_layer(t, t->body, local);
+        }
+    } else if (c->model == MODEL_RESMLP) {
+        tg_resmlp_config rc = {in, out, c->width, c->depth, c->activation, c->init, c->norm, c->skip, c->seed};
+        if (!(t->body = tg_resmlp_new(t->ctx, c->skip ? "res" : "plain", &rc))) return fail(t, "model");
+        ok = track_layer(t, t->body, "in.weight");
+        for (int i = 0; ok && i < c->depth; i++) {
+            snprintf(local, sizeof local, "block%d.fc1.weight", i);
+            ok = track_layer(t, t->body, local);
+            snprintf(local, sizeof local, "block%d.fc2.weight", i);
+            ok = ok && track_layer(t, t->body, local);
+        }
+        ok = ok && track_layer(t, t->body, "head.weight");
+    } else {
+        static const char *const names[] = {"rnn", "lstm", "gru"};
+        tg_rnn_config rc = tg_rnn_defaults(c->rnn, in, c->hidden);
+        rc.seed = c->seed;
+        t->body = tg_rnn_new(t->ctx, names[c->rnn], &rc);
+        t->head = t->body ? tg_linear_new(t->ctx, "head", c->hidden, out, true, NULL, c->seed + 7) : NULL;
+        if (!t->head) return fail(t, "model");
+        ok = track_layer(t, t->body, "weight_ih") && track_layer(t, t->body, "weight_hh") &&
+             track_layer(t, t->head, "weight");
+    }
+    if (!ok) return false;
+    t->n_params = tg_module_params(t->body, t->params, MAX_PARAMS);
+    if (t->head) t->n_params += tg_module_params(t->head, t->params + t->n_params, MAX_PARAMS - t->n_params);
+    return true;
+}
+
+/* ---- one step ------------------------------------------------------------------------------ */
+
+static tg_tensor *forward(trainer *t, tg_tape *tape, tg_tensor *x, tg_tensor **states) {
+    if (!t->head) return tg_module_forward(t->body, tape, x);
+    return tg_module_forward(t->head, tape, tg_rnn_forward(t->body, tape, x, states));
+}
+
+static tg_tensor *loss_of(trainer *t, tg_tape *tape, tg_tensor *out, tg_tensor *y) {
+    if (t->train->classes > 0) return tg_cross_entropy(tape, out, y);
+    return tg_mse(tape, tg_reshape(tape, out, 1, &y->size), y);
+}
+
+static double global_norm(const trainer *t) {
+    double sum = 0.0;
+    for (int i = 0; i < t->n_params; i++)
+        for (int64_t k = 0; t->params[i]->grad && k < t->params[i]->size; k++)
+            sum += (double)t->params[i]->grad[k] * t->params[i]->grad[k];
+    return sqrt(sum);
+}
+
+/* Per-layer norms into the recorder (the onset detector reads it), the map and step 0's list. */
+static void record_layers(trainer *t, int step) {
+    run_result *r = t->result;
+    for (int i = 0; i < r->n_layers; i++) {
+        tg_stats stats;
+        tg_stats_compute(t->layers[i]->grad, t->layers[i]->size, &stats);
+        tg_recorder_add(t->recorder, step, r->layer_names[i], &stats);
+        double norm = stats.n_nan || stats.n_inf ? NAN : stats.l2_norm;
+        if (step == 0) r->grad_norm_by_layer[i] = norm;
+        r->layer_norms[(int64_t)i * r->config.steps + step] = norm;
+    }
+}
+
+static void clip(trainer *t) {
+    const run_config *c = t->config;
+    if (c->clip_value > 0)
+        for (int i = 0; i < t->n_params; i++)
+            for (int64_t k = 0; t->params[i]->grad && k < t->params[i]->size; k++)
+                t->params[i]->grad[k] = fminf(fmaxf(t->params[i]->grad[k], -c->clip_value), c->clip_value);
+    if (c->clip_norm > 0) tg_clip_grad_norm(t->params, t->n_params, c->clip_norm, 2.0, false, NULL);
+}
+
+static void record_timesteps(double *norms, int n, tg_tensor **states) {
+    for (int s = 0; s < n; s++) {
+        tg_stats stats;
+        if (states[s] && states[s]->grad) tg_stats_compute(states[s]->grad, states[s]->size, &stats);
+        norms[s] = states[s] && states[s]->grad ? stats.l2_norm : NAN;
+    }
+}
+
+/* One step; false when the run must stop (an error, or a non-finite loss or gradient). */
+static bool train_step(trainer *t, int step) {
+    run_result *r = t->result;
+    tg_tensor *x, *y, *states[1024] = {NULL};
+    tg_tape_reset(t->tape);
+    if (!tg_batcher_next(t->batches, t->tape, &x, &y) && !tg_batcher_next(t->batches, t->tape, &x, &y))
+        return fail(t, "batch");
+    bool last = step == t->config->steps - 1;
+    bool timesteps = (step == 0 || last) && r->grad_norm_by_timestep;
+    tg_tensor *loss = loss_of(t, t->tape, forward(t, t->tape, x, timesteps ? states : NULL), y);
+    if (!loss || tg_backward(t->tape, loss) != TG_OK) return fail(t, "step");
+    r->loss[step] = loss->data[0];
+    r->grad_norm[step] = global_norm(t);
+    record_layers(t, step);
+    if (timesteps) record_timesteps(step == 0 ? r->grad_norm_by_timestep : r->grad_norm_by_timestep_end,
+                                    r->n_timesteps, states);
+    r->steps_done = step + 1;
+    if (!isfinite(r->loss[step]) || !isfinite(r->grad_norm[step])) return false;
+    clip(t);
+    tg_optimizer_step(t->opt);
+    tg_optimizer_zero_grad(t->opt);
+    return true;
+}
+
+/* ---- evaluation ---------------------------------------------------------------------------- */
+
+static void evaluate(trainer *t) {
+    run_result *r = t->result;
+    tg_tape_reset(t->tape);
+    tg_no_grad_begin(t->tape);
+    tg_module_set_training(t->body, false);
+    int64_t shape[4] = {t->test->count, t->test->x_shape[0], t->test->x_shape[1], t->test->x_shape[2]};
+    tg_tensor *x = tg_tape_from_data(t->tape, 1 + t->test->x_ndim, shape, t->test->x);
+    tg_tensor *y = tg_tape_from_data(t->tape, 1, shape, t->test->y);
+    tg_tensor *out = forward(t, t->tape, x, NULL);
+    tg_tensor *loss = loss_of(t, t->tape, out, y);
+    r->final_loss = loss ? loss->data[0] : NAN;
+    r->test_accuracy = out && t->test->classes > 0 ? tg_accuracy(out, y) : NAN;
+    tg_no_grad_end(t->tape);
+    tg_clear_error(t->ctx); /* a diverged model may fail here: that is a finding, not an error */
+}
+
+/* ---- the run ------------------------------------------------------------------------------- */
+
+static bool allocate_series(run_result *r, int steps) {
+    size_t cells = (size_t)r->n_layers * (size_t)steps;
+    r->loss = malloc((size_t)steps * sizeof *r->loss);
+    r->grad_norm = malloc((size_t)steps * sizeof *r->grad_norm);
+    r->layer_norms = malloc(cells * sizeof *r->layer_norms);
+    if (!r->loss || !r->grad_norm || !r->layer_norms) return false;
+    for (int i = 0; i < steps; i++) r->loss[i] = r->grad_norm[i] = NAN;
+    for (size_t i = 0; i < cells; i++) r->layer_norms[i] = NAN;
+    if (r->config.track_timesteps && r->config.model == MODEL_RNN) {
+        r->n_timesteps = (int)r->config.seq_len;
+        r->grad_norm_by_timestep = malloc((size_t)r->n_timesteps * sizeof(double));
+        r->grad_norm_by_timestep_end = malloc((size_t)r->n_timesteps * sizeof(double));
+        if (!r->grad_norm_by_timestep || !r->grad_norm_by_timestep_end) return false;
+        for (int s = 0; s < r->n_timesteps; s++) r->grad_norm_by_timestep[s] = r->grad_norm_by_timestep_end[s] = NAN;
+    }
+    return true;
+}
+
+static bool prepare(trainer *t) {
+    const run_config *c = t->config;
+    if (!(t->ctx = tg_ctx_new()) || !(t->tape = tg_tape_new(t->ctx))) {
+        snprintf(t->result->error, sizeof t->result->error, "out of memory");
+        return false;
+    }
+    tg_set_anomaly_mode(t->ctx, c->anomaly);
+    for (int i = 0; i < c->n_plugins; i++)
+        if (tg_plugin_load(t->ctx, c->plugins[i]) != TG_OK) return fail(t, "plugin");
+    if (!load_data(t) || !build_model(t)) return false;
+    for (int i = 0; i < c->n_hooks; i++) {
+        char pattern[256];
+        const char *colon = strrchr(c->hooks[i], ':');
+        snprintf(pattern, sizeof pattern, "%.*s", (int)(colon - c->hooks[i]), c->hooks[i]);
+        tg_hook_fn fn;
+        void *user;
+        if (tg_hook_find(t->ctx, colon + 1, &fn, &user) != TG_OK ||
+            tg_hook_pattern(t->ctx, pattern, TG_PASS_BACKWARD, fn, user) < 0)
+            return fail(t, "hook");
+    }
+    if (c->load_path && tg_load_safetensors(t->ctx, c->load_path, t->params, t->n_params) != TG_OK)
+        return fail(t, "load");
+    t->opt = tg_optimizer_new(t->ctx, t->params, t->n_params, &c->opt);
+    t->recorder = tg_recorder_new(t->ctx, c->steps > 0 ? c->steps : 1);
+    if (!t->opt || !t->recorder) return fail(t, "setup");
+    if (c->steps < 1) {
+        snprintf(t->result->error, sizeof t->result->error, "steps must be at least 1");
+        return false;
+    }
+    if (c->model == MODEL_RNN && (c->seq_len < 1 || c->seq_len > 1024)) {
+        snprintf(t->result->error, sizeof t->result->error, "sequence length must be 1..1024");
+        return false;
+    }
+    return allocate_series(t->result, c->steps) ? true : fail(t, "memory");
+}
+
+static void conclude(trainer *t) {
+    run_result *r = t->result;
+    tg_onset_report report;
+    tg_recorder_detect(t->recorder, NULL, &report);
+    r->explosion_onset_step = report.exploded ? report.explosion_start_step : -1;
+    r->first_nan_step = report.has_nan ? report.first_nan_step : -1;
+    for (int s = 0; s < r->steps_done && r->first_nan_step < 0; s++) /* a NaN loss counts too */
+        if (!isfinite(r->loss[s])) r->first_nan_step = s;
+    snprintf(r->onset_summary, sizeof r->onset_summary, "%s", report.summary);
+    double first = r->grad_norm_by_layer[0], last = r->grad_norm_by_layer[r->n_layers - 1];
+    r->first_last_ratio = r->n_layers > 1 && last > 0 ? first / last : NAN;
+    evaluate(t);
+    if (t->config->save_path &&
+        tg_save_safetensors(t->ctx, t->config->save_path, t->params, t->n_params) != TG_OK)
+        fail(t, "save");
+}
+
+void run_training(const run_config *config, run_result *result, progress_fn progress, void *user) {
+    memset(result, 0, sizeof *result);
+    result->config = *config;
+    result->first_last_ratio = result->final_loss = result->test_accuracy = NAN;
+    result->explosion_onset_step = result->first_nan_step = -1;
+    trainer t = {.config = &result->config, .result = result};
+    double start = seconds_now();
+    if (prepare(&t)) {
+        for (int step = 0; step < config->steps && train_step(&t, step); step++)
+            if (progress && (step % 10 == 9 || step == config->steps - 1)) progress(user, step + 1, result->loss[step]);
+        if (!result->error[0]) conclude(&t);
+    }
+    result->seconds = seconds_now() - start;
+    tg_recorder_free(t.recorder);
+    tg_optimizer_free(t.opt);
+    tg_module_free(t.body);
+    tg_module_free(t.head);
+    tg_batcher_free(t.batches);
+    tg_dataset_free(t.train);
+    tg_dataset_free(t.test);
+    tg_tape_free(t.tape);
+    tg_ctx_free(t.ctx);
+}
+
+void run_result_free(run_result *r) {
+    free(r->loss);
+    free(r->grad_norm);
+    free(r->layer_norms);
+    free(r->grad_norm_by_timestep);
+    free(r->grad_norm_by_timestep_end);
+    r->loss = r->grad_norm = r->layer_norms = r->grad_norm_by_timestep = r->grad_norm_by_timestep_end = NULL;
+}

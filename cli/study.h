@@ -1,0 +1,115 @@
+/*
+ * cli/study.h — what the `study` and `train` commands share: a run's configuration, what a
+ * run records, and the experiment tables.
+ */
+#ifndef TAPEGRAD_STUDY_H
+#define TAPEGRAD_STUDY_H
+
+#include <stdbool.h>
+#include <stdint.h>
+#include <stdio.h>
+
+#include "tapegrad.h"
+
+#define EXIT_USAGE 2
+#define MAX_LAYERS 64
+
+typedef enum model_kind { MODEL_MLP, MODEL_RESMLP, MODEL_RNN } model_kind;
+typedef enum data_kind { DATA_DIGITS, DATA_ADDING, DATA_SPIRALS, DATA_CSV, DATA_IDX } data_kind;
+
+/* One training run: model, data, optimizer, remedies. */
+typedef struct run_config {
+    char name[96];               /* shown in tables and legends: "sigmoid, Xavier" */
+    model_kind model;
+    int depth;                   /* MLP: linear layers; residual: blocks */
+    int64_t width;
+    tg_activation activation;
+    tg_init init;
+    tg_norm_kind norm;
+    bool skip;                   /* residual: identity path on */
+    tg_rnn_kind rnn;
+    int64_t hidden;
+    data_kind data;
+    int64_t seq_len;             /* adding problem T */
+    char data_path[512];         /* csv:PATH, idx:IMAGES,LABELS */
+    tg_optimizer_config opt;
+    int steps;
+    int64_t batch;
+    float clip_value;            /* > 0: clamp every gradient element */
+    float clip_norm;             /* > 0: global-norm clipping */
+    bool anomaly;
+    bool track_timesteps;        /* record |dL/dh[t]| at the first step */
+    uint64_t seed;
+    const char *save_path, *load_path;
+    const char *plugins[16];     /* shared libraries to load first */
+    int n_plugins;
+    const char *hooks[16];       /* PATTERN:NAME of hooks the plugins exported */
+    int n_hooks;
+} run_config;
+
+/* What a run leaves behind; arrays are owned by the result (run_result_free). */
+typedef struct run_result {
+    run_config config;
+    int n_layers;
+    char layer_names[MAX_LAYERS][TG_LABEL_MAX];
+    double grad_norm_by_layer[MAX_LAYERS]; /* at the first step */
+    double first_last_ratio;
+    int steps_done;              /* steps run (a NaN stops the run) */
+    double *loss;                /* per step, NAN after a stop */
+    double *grad_norm;           /* global gradient norm per step (before clipping) */
+    double *layer_norms;         /* n_layers x steps: gradient norm of each layer at each step */
+    double final_loss;           /* on held-out data */
+    double test_accuracy;        /* NAN for regression */
+    int64_t explosion_onset_step, first_nan_step; /* -1: none */
+    char onset_summary[768];
+    int n_timesteps;
+    double *grad_norm_by_timestep; /* |dL/dh[t]|, t = 1..T, at the first step; NULL if none */
+    double *grad_norm_by_timestep_end; /* the same at the last step (after training) */
+    double seconds;
+    char error[512];             /* non-empty when the run failed */
+} run_result;
+
+/* Progress of a run, reported every few steps (may be called from worker threads). */
+typedef void (*progress_fn)(void *user, int step, double loss);
+
+/* Trains one configuration; the result is filled even on failure (see result->error). */
+void run_training(const run_config *config, run_result *result, progress_fn progress, void *user);
+void run_result_free(run_result *result);
+/* "12.3", "3.1e-05", or "–" for NaN: for tables. */
+const char *format_number(double value, char *buf, size_t size);
+
+
+/* ---- experiments (cli/experiments.c) ------------------------------------------------------- */
+
+#define MAX_RUNS 12
+
+/* Which charts an experiment's section shows. */
+enum {
+    CHART_LAYERS = 1,     /* gradient norm per layer at the first step */
+    CHART_LOSS = 2,       /* training loss per step */
+    CHART_HEAT = 4,       /* layer x step map of the gradient norm */
+    CHART_STEPS = 8,      /* global gradient norm per step */
+    CHART_TIMESTEPS = 16  /* |dL/dh[t]| over time steps */
+};
+
+typedef struct experiment {
+    const char *name;
+    const char *title;
+    const char *question;
+    int charts;
+    int n_runs;
+    run_config runs[MAX_RUNS];
+    run_result results[MAX_RUNS];
+    char finding[2048];   /* plain words, computed from the results */
+} experiment;
+
+/* The experiment called name, configured for seed and size (quick: fewer steps, same code),
+ * or false when there is no such experiment. */
+bool experiment_setup(experiment *e, const char *name, uint64_t seed, bool quick);
+/* Writes e->finding from e->results. */
+void experiment_conclude(experiment *e);
+/* The names, in report order. */
+extern const char *const experiment_names[];
+extern const int experiment_count;
+
+#endif

@@ -1,0 +1,259 @@
+/*
+ * cli/train.c — `tapegrad train`: one model on one data set, every knob a flag, the same
+ * instrumentation and report as the study.
+ */
+#include <errno.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#include "cli/progress.h"
+#include "cli/report.h"
+#include "cli/study.h"
+
+static void train_usage(FILE *f) {
+    fprintf(f,
+            "usage: tapegrad train [options]\n\n"
+            "  --model mlp|residual|plain|rnn|lstm|gru   (default mlp; plain = residual without skips)\n"
+            "  --depth N          MLP layers, or residual blocks (default 4)\n"
+            "  --width N          hidden width (default 64)\n"
+            "  --hidden N         recurrent hidden size (default 32)\n"
+            "  --activation NAME  identity|sigmoid|tanh|relu|leaky_relu|elu|gelu|softplus (default relu)\n"
+            "  --init NAME        xavier|he|orthogonal|normal:STD (default xavier)\n"
+            "  --norm none|batch|layer\n"
+            "  --data SET         digits | adding:T | spirals | csv:PATH (last column = label) |\n"
+            "                     idx:IMAGES,LABELS (default digits)\n"
+            "  --optimizer sgd|adam|adamw|rmsprop   (default adam)\n"
+            "  --lr X --momentum X --weight-decay X\n"
+            "  --steps N (default 500)   --batch N (default 64)   --seed N (default 1)\n"
+            "  --clip-value X     clamp every gradient element to [-X, X]\n"
+            "  --clip-norm X      scale the gradients to a global norm of at most X\n"
+            "  --anomaly          stop at the first NaN/Inf, naming the op and node\n"
+            "  --save PATH --load PATH   parameters as safetensors\n"
+            "  --plugin PATH      load ops and hooks from a plugin (repeatable)\n"
+            "  --hook PATTERN:NAME  attach a hook a plugin exported (repeatable)\n"
+            "  --out DIR          write the report there (default: no report)\n");
+}
+
+static int bad(const char *fmt, const char *a, const char *b) {
+    fprintf(stderr, "tapegrad train: ");
+    fprintf(stderr, fmt, a, b);
+    fprintf(stderr, "\n");
+    return EXIT_USAGE;
+}
+
+static bool parse_number(const char *s, double low, double high, double *out) {
+    char *end;
+    errno = 0;
+    double v = s ? strtod(s, &end) : 0;
+    if (!s || !*s || *end || errno || !(v >= low && v <= high)) return false;
+    *out = v;
+    return true;
+}
+
+static int pick(const char *value, const char *const *names, int n) {
+    for (int i = 0; value && i < n; i++)
+        if (strcmp(value, names[i]) == 0) return i;
+    return -1;
+}
+
+static int parse_init(const char *v, tg_init *init, tg_activation act) {
+    double std;
+    if (!v) return -1;
+    if (strcmp(v, "xavier") == 0) *init = tg_init_xavier(act);
+    else if (strcmp(v, "he") == 0) *init = tg_init_he(act);
+    else if (strcmp(v, "orthogonal") == 0) *init = (tg_init){TG_INIT_ORTHOGONAL, 0, 0, 0, act, false};
+    else if (strncmp(v, "normal:", 7) == 0 && parse_number(v + 7, 0, 1e6, &std)) *init = tg_init_normal(0, (float)std);
+    else return -1;
+    return 0;
+}
+
+static int parse_data(const char *v, run_config *c) {
+    double length;
+    if (!v) return -1;
+    if (strcmp(v, "digits") == 0) c->data = DATA_DIGITS;
+    else if (strcmp(v, "spirals") == 0) c->data = DATA_SPIRALS;
+    else if (strncmp(v, "adding:", 7) == 0 && parse_number(v + 7, 2, 1024, &length) && length == floor(length)) {
+        c->data = DATA_ADDING;
+        c->seq_len = (int64_t)length;
+    } else if ((strncmp(v, "csv:", 4) == 0 || strncmp(v, "idx:", 4) == 0) && v[4]) {
+        c->data = v[0] == 'c' ? DATA_CSV : DATA_IDX;
+        snprintf(c->data_path, sizeof c->data_path, "%s", v + 4);
+    } else return -1;
+    return 0;
+}
+
+/* Options that take a number: name, bounds, where it goes. */
+typedef struct number_option {
+    const char *flag;
+    double low, high;
+    bool whole;
+    void (*store)(run_config *c, double v);
+} number_option;
+
+static void set_depth(run_config *c, double v) { c->depth = (int)v; }
+static void set_width(run_config *c, double v) { c->width = (int64_t)v; }
+static void set_hidden(run_config *c, double v) { c->hidden = (int64_t)v; }
+static void set_lr(run_config *c, double v) { c->opt.lr = (float)v; }
+static void set_momentum(run_config *c, double v) { c->opt.momentum = (float)v; }
+static void set_decay(run_config *c, double v) { c->opt.weight_decay = (float)v; }
+static void set_steps(run_config *c, double v) { c->steps = (int)v; }
+static void set_batch(run_config *c, double v) { c->batch = (int64_t)v; }
+static void set_seed(run_config *c, double v) { c->seed = (uint64_t)v; }
+static void set_clip_value(run_config *c, double v) { c->clip_value = (float)v; }
+static void set_clip_norm(run_config *c, double v) { c->clip_norm = (float)v; }
+
+static const number_option number_options[] = {
+    {"--depth", 1, 31, true, set_depth},       {"--width", 1, 4096, true, set_width},
+    {"--hidden", 1, 4096, true, set_hidden},   {"--lr", 0, 100, false, set_lr},
+    {"--momentum", 0, 1, false, set_momentum}, {"--weight-decay", 0, 10, false, set_decay},
+    {"--steps", 1, 1e7, true, set_steps},      {"--batch", 1, 65536, true, set_batch},
+    {"--seed", 0, 9e15, true, set_seed},       {"--clip-value", 1e-12, 1e12, false, set_clip_value},
+    {"--clip-norm", 1e-12, 1e12, false, set_clip_norm},
+};
+
+typedef struct train_options {
+    run_config config;
+    const char *out, *model, *init, *activation;
+} train_options;
+
+static int parse_named(train_options *o, const char *arg, const char *value) {
+    static const char *const models[] = {"mlp", "residual", "plain", "rnn", "lstm", "gru"};
+    static const char *const norms[] = {"none", "batch", "layer"};
+    static const char *const optimizers[] = {"sgd", "adam", "adamw", "rmsprop"};
+    run_config *c = &o->config;
+    int k;
+    if (strcmp(arg, "--model") == 0) {
+        if (pick(value, models, 6) < 0) return bad("--model: unknown model '%s'%s", value ? value : "", "");
+        o->model = value;
+    } else if (strcmp(arg, "--norm") == 0) {
+        if ((k = pick(value, norms, 3)) < 0) return bad("--norm: expected none, batch or layer, got '%s'%s", value ? value : "", "");
+        c->norm = (tg_norm_kind)k;
+    } else if (strcmp(arg, "--optimizer") == 0) {
+        if ((k = pick(value, optimizers, 4)) < 0) return bad("--optimizer: unknown optimizer '%s'%s", value ? value : "", "");
+        c->opt.kind = (tg_optimizer_kind)k;
+    } else if (strcmp(arg, "--activation") == 0) {
+        if (tg_activation_from_name(value) < 0) return bad("--activation: unknown activation '%s'%s", value ? value : "", "");
+        o->activation = value;
+    } else if (strcmp(arg, "--init") == 0) o->init = value;
+    else if (strcmp(arg, "--data") == 0) {
+        if (parse_data(value, c) < 0) return bad("--data: expected digits, adding:T (2..1024), spirals, csv:PATH or idx:IMAGES,LABELS, got '%s'%s", value ? value : "", "");
+    } else if (strcmp(arg, "--save") == 0) c->save_path = value;
+    else if (strcmp(arg, "--load") == 0) c->load_path = value;
+    else if (strcmp(arg, "--out") == 0) o->out = value;
+    else if (strcmp(arg, "--plugin") == 0) {
+        if (c->n_plugins == 16) return bad("at most 16 plugins%s%s", "", "");
+        c->plugins[c->n_plugins++] = value;
+    } else if (strcmp(arg, "--hook") == 0) {
+        if (!strchr(value, ':') || c->n_hooks == 16) return bad("--hook wants PATTERN:NAME (at most 16), got '%s'%s", value, "");
+        c->hooks[c->n_hooks++] = value;
+    } else return bad("unknown option '%s'%s (see tapegrad train --help)", arg, "");
+    return 0;
+}
+
+static int parse_train_options(int argc, char **argv, train_options *o) {
+    run_config *c = &o->config;
+    *c = (run_config){.model = MODEL_MLP, .depth = 4, .width = 64, .hidden = 32, .data = DATA_DIGITS,
+                      .opt = {.kind = TG_OPT_ADAM, .lr = 1e-3f}, .steps = 500, .batch = 64, .seed = 1};
+    snprintf(c->name, sizeof c->name, "train");
+    for (int i = 0; i < argc; i++) {
+        const char *arg = argv[i], *value = i + 1 < argc ? argv[i + 1] : NULL;
+        if (strcmp(arg, "--help") == 0 || strcmp(arg, "-h") == 0) {
+            train_usage(stdout);
+            return -1;
+        }
+        if (strcmp(arg, "--anomaly") == 0) {
+            c->anomaly = true;
+            continue;
+        }
+        if (!value) return bad("%s needs a value%s", arg, "");
+        i++;
+        const number_option *n = NULL;
+        for (size_t k = 0; k < sizeof number_options / sizeof number_options[0]; k++)
+            if (strcmp(arg, number_options[k].flag) == 0) n = &number_options[k];
+        if (!n) {
+            int status = parse_named(o, arg, value);
+            if (status) return status;
+            continue;
+        }
+        double v;
+        if (!parse_number(value, n->low, n->high, &v) || (n->whole && v != floor(v)))
+            return bad("%s: '%s' is not a valid value", arg, value);
+        n->store(c, v);
+    }
+    return 0;
+}
+
+/* Model, activation and init need each other: settled once all flags are read. */
+static int settle(train_options *o) {
+    run_config *c = &o->config;
+    c->activation = (tg_activation)(o->activation ? tg_activation_from_name(o->activation) : TG_ACT_RELU);
+    if (parse_init(o->init ? o->init : "xavier", &c->init, c->activation) < 0)
+        return bad("--init: expected xavier, he, orthogonal or normal:STD, got '%s'%s", o->init, "");
+    const char *m = o->model ? o->model : "mlp";
+    if (strcmp(m, "residual") == 0 || strcmp(m, "plain") == 0) {
+        c->model = MODEL_RESMLP;
+        c->skip = m[0] == 'r';
+    } else if (strcmp(m, "mlp") != 0) {
+        c->model = MODEL_RNN;
+        c->rnn = m[0] == 'r' ? TG_RNN_TANH : m[0] == 'l' ? TG_RNN_LSTM : TG_RNN_GRU;
+        c->track_timesteps = true;
+        if (c->data != DATA_ADDING) return bad("--model %s needs sequence data (--data adding:T)%s", m, "");
+    } else if (c->data == DATA_ADDING) {
+        return bad("--data adding:T needs a recurrent model (--model rnn|lstm|gru)%s%s", "", "");
+    }
+    if (o->out) {
+        struct stat st;
+        if (stat(o->out, &st) == 0 ? !S_ISDIR(st.st_mode) : mkdir(o->out, 0777) != 0)
+            return bad("--out '%s' is not a directory that can be written%s", o->out, "");
+    }
+    return 0;
+}
+
+typedef struct train_progress {
+    progress bar;
+    int last_step;
+} train_progress;
+
+static void on_step(void *user, int step, double loss) {
+    train_progress *p = user;
+    progress_advance(&p->bar, step - p->last_step, loss);
+    p->last_step = step;
+}
+
+int run_train(int argc, char **argv) {
+    train_options o = {0};
+    int status = parse_train_options(argc, argv, &o);
+    if (status) return status < 0 ? 0 : status;
+    if ((status = settle(&o))) return status;
+    experiment e = {.name = "train", .title = "A training run", .question = "What did this run's gradients do?",
+                    .charts = CHART_LAYERS | CHART_LOSS | CHART_HEAT | CHART_STEPS, .n_runs = 1};
+    e.runs[0] = o.config;
+    if (o.config.model == MODEL_RNN) e.charts = CHART_TIMESTEPS | CHART_LOSS | CHART_STEPS;
+    train_progress p = {.last_step = 0};
+    progress_start(&p.bar, "train", o.config.steps);
+    run_training(&e.runs[0], &e.results[0], on_step, &p);
+    progress_finish(&p.bar);
+    run_result *r = &e.results[0];
+    if (r->error[0]) {
+        fprintf(stderr, "tapegrad train: %s\n", r->error);
+        run_result_free(r);
+        return 1;
+    }
+    char a[32], b[32], c[32];
+    printf("steps %d, final training loss %s, held-out loss %s", r->steps_done,
+           format_number(r->steps_done ? r->loss[r->steps_done - 1] : NAN, a, sizeof a),
+           format_number(r->final_loss, b, sizeof b));
+    if (isfinite(r->test_accuracy)) printf(", test accuracy %s%%", format_number(100 * r->test_accuracy, c, sizeof c));
+    printf("\ngradients: first/last layer norm ratio at step 0 %s; %s\n",
+           format_number(r->first_last_ratio, a, sizeof a), r->onset_summary);
+    if (o.out) {
+        experiment_conclude(&e);
+        status = write_report(o.out, &e, 1, o.config.seed, false, r->seconds);
+        if (!status) printf("report: %s/index.html\n", o.out);
+    }
+    run_result_free(r);
+    return status;
+}

@@ -1,0 +1,180 @@
+/*
+ * tests/test_cli.c — the tool's commands, driven directly: `study --quick` writes a report whose
+ * structure and summary.json are checked; bad arguments exit 2 with nothing written; `train`
+ * runs, saves and loads.
+ */
+#include <dirent.h>
+#include <jansson.h>
+#include <stdlib.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "cli/report.h"
+#include "helpers.h"
+
+#include <criterion/redirect.h>
+
+static void quiet(void) {
+    cr_redirect_stdout();
+    cr_redirect_stderr();
+}
+
+TestSuite(cli, .init = quiet);
+
+static char *temp_dir(void) {
+    static char path[64];
+    snprintf(path, sizeof path, "/tmp/tapegrad-cli-XXXXXX");
+    cr_assert_not_null(mkdtemp(path));
+    return path;
+}
+
+static int count_entries(const char *dir) {
+    DIR *d = opendir(dir);
+    if (!d) return -1;
+    int n = 0;
+    for (struct dirent *e; (e = readdir(d));) n += e->d_name[0] != '.';
+    closedir(d);
+    return n;
+}
+
+static char *slurp(const char *path) {
+    FILE *f = fopen(path, "rb");
+    if (!f) return NULL;
+    fseek(f, 0, SEEK_END);
+    long n = ftell(f);
+    rewind(f);
+    char *text = malloc((size_t)n + 1);
+    size_t got = fread(text, 1, (size_t)n, f);
+    text[got] = '\0';
+    fclose(f);
+    return text;
+}
+
+static int study(int argc, const char **argv) {
+    return run_study(argc, (char **)argv);
+}
+
+static int train(int argc, const char **argv) {
+    return run_train(argc, (char **)argv);
+}
+
+/* Every run object has the schema's keys, with numbers or null (never NaN: that would not parse). */
+static void check_run(json_t *run, const char *experiment) {
+    cr_assert(json_is_object(run));
+    cr_expect(json_is_string(json_object_get(run, "config")), "%s: config", experiment);
+    const char *arrays[] = {"grad_norm_by_layer", "loss_curve"};
+    for (int i = 0; i < 2; i++) {
+        json_t *a = json_object_get(run, arrays[i]);
+        cr_expect(json_is_array(a), "%s: %s", experiment, arrays[i]);
+        size_t k;
+        json_t *v;
+        json_array_foreach(a, k, v) cr_expect(json_is_number(v) || json_is_null(v));
+    }
+    cr_expect_gt(json_array_size(json_object_get(run, "loss_curve")), 0);
+    const char *scalars[] = {"first_last_ratio", "final_loss", "test_accuracy", "explosion_onset_step", "first_nan_step"};
+    for (int i = 0; i < 5; i++) {
+        json_t *v = json_object_get(run, scalars[i]);
+        cr_expect(v && (json_is_number(v) || json_is_null(v)), "%s: %s", experiment, scalars[i]);
+    }
+    json_t *t = json_object_get(run, "grad_norm_by_timestep");
+    cr_expect(t && (json_is_array(t) || json_is_null(t)));
+}
+
+Test(cli, quick_study_writes_a_complete_report) {
+    char *dir = temp_dir();
+    const char *argv[] = {"--quick", "--out", dir, "--seed", "3"};
+    cr_assert_eq(study(5, argv), 0);
+    char path[256];
+    snprintf(path, sizeof path, "%s/summary.json", dir);
+    json_error_t error;
+    json_t *root = json_load_file(path, 0, &error);
+    cr_assert_not_null(root, "summary.json does not parse: %s (line %d)", error.text, error.line);
+    cr_expect_eq(json_integer_value(json_object_get(root, "seed")), 3);
+    json_t *experiments = json_object_get(root, "experiments");
+    cr_assert_eq(json_array_size(experiments), 7);
+    const char *names[] = {"vanishing", "init", "batchnorm", "residual", "exploding", "clipping", "recurrent"};
+    for (size_t i = 0; i < 7; i++) {
+        json_t *e = json_array_get(experiments, i);
+        cr_expect_str_eq(json_string_value(json_object_get(e, "name")), names[i]);
+        json_t *runs = json_object_get(e, "runs");
+        cr_expect_gt(json_array_size(runs), 0);
+        size_t k;
+        json_t *run;
+        json_array_foreach(runs, k, run) check_run(run, names[i]);
+        snprintf(path, sizeof path, "%s/%s.csv", dir, names[i]);
+        char *csv = slurp(path);
+        cr_assert_not_null(csv, "%s missing", path);
+        cr_expect_eq(strncmp(csv, "config,step,series,value\n", 25), 0);
+        cr_expect_gt(strlen(csv), 1000);
+        free(csv);
+    }
+    json_t *recurrent = json_array_get(experiments, 6);
+    json_t *first = json_array_get(json_object_get(recurrent, "runs"), 0);
+    cr_expect_eq(json_array_size(json_object_get(first, "grad_norm_by_timestep")), 20, "T=20: 20 values");
+    json_decref(root);
+
+    snprintf(path, sizeof path, "%s/index.html", dir);
+    char *html = slurp(path);
+    cr_assert_not_null(html);
+    cr_expect_eq(strncmp(html, "<!DOCTYPE html>", 15), 0);
+    for (size_t i = 0; i < 7; i++) {
+        char id[64];
+        snprintf(id, sizeof id, "<section id=\"%s\">", names[i]);
+        cr_expect(strstr(html, id) != NULL, "no section %s", names[i]);
+    }
+    int svgs = 0;
+    for (const char *p = html; (p = strstr(p, "<svg")); p++) svgs++;
+    cr_expect_geq(svgs, 20, "%d charts", svgs);
+    cr_expect(strstr(html, "class=\"finding\"") != NULL);
+    cr_expect_null(strstr(html, "http://www.w3.org/1999/xlink\" href=\"http"), "no external resources");
+    cr_expect_null(strstr(html, "<script"), "no scripts");
+    cr_expect_null(strstr(html, "src=\""), "no external files");
+    free(html);
+}
+
+Test(cli, study_argument_errors_exit_2_and_write_nothing) {
+    char *dir = temp_dir();
+    const char *cases[][4] = {
+        {"nosuch", "--out", dir, NULL}, {"--seed", "abc", "--out", dir}, {"--jobs", "0", "--out", dir},
+        {"--bogus", "--out", dir, NULL}, {"--seed", "-1", "--out", dir}, {"--out", NULL, NULL, NULL},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        int argc = 0;
+        while (argc < 4 && cases[i][argc]) argc++;
+        cr_expect_eq(study(argc, cases[i]), EXIT_USAGE, "case %zu", i);
+    }
+    cr_expect_eq(count_entries(dir), 0, "nothing written");
+    char file[128];
+    snprintf(file, sizeof file, "%s/plain-file", dir);
+    fclose(fopen(file, "w"));
+    const char *not_a_dir[] = {"exploding", "--quick", "--out", file};
+    cr_expect_eq(study(4, not_a_dir), EXIT_USAGE);
+}
+
+Test(cli, train_argument_errors_exit_2) {
+    const char *cases[][2] = {{"--model", "transformer"}, {"--data", "adding:1"}, {"--lr", "-1"},
+                              {"--steps", "0"}, {"--steps", "1.5"}, {"--model", "lstm"},
+                              {"--activation", "swishy"}, {"--init", "normal:x"}, {"--data", "csv:"},
+                              {"--norm", "group"}, {"--optimizer", "lbfgs"}, {"--batch", NULL}};
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++)
+        cr_expect_eq(train(cases[i][1] ? 2 : 1, cases[i]), EXIT_USAGE, "case %zu (%s)", i, cases[i][0]);
+}
+
+Test(cli, train_runs_saves_and_loads) {
+    char *dir = temp_dir();
+    char weights[128];
+    snprintf(weights, sizeof weights, "%s/w.safetensors", dir);
+    const char *first[] = {"--depth", "3", "--width", "16", "--steps", "30", "--save", weights, "--out", dir};
+    cr_assert_eq(train(10, first), 0);
+    struct stat st;
+    cr_expect_eq(stat(weights, &st), 0, "weights saved");
+    char path[160];
+    snprintf(path, sizeof path, "%s/index.html", dir);
+    cr_expect_eq(stat(path, &st), 0, "report written");
+    const char *again[] = {"--depth", "3", "--width", "16", "--steps", "5", "--load", weights};
+    cr_expect_eq(train(8, again), 0, "the saved weights load into the same model");
+    const char *wrong[] = {"--depth", "3", "--width", "8", "--steps", "5", "--load", weights};
+    cr_expect_eq(train(8, wrong), 1, "a different shape is refused");
+    const char *lstm[] = {"--model", "gru", "--data", "adding:10", "--hidden", "8", "--steps", "10"};
+    cr_expect_eq(train(8, lstm), 0);
+}
