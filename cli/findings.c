@@ -45,37 +45,57 @@ static double first_layer_norm(const run_result *r) {
     return r->n_layers ? r->grad_norm_by_layer[0] : NAN;
 }
 
-static void layers_finding(experiment *e, writer *w) {
-    char a[32];
+/* What the first-step gradients say about a run, in a few words. */
+static const char *gradient_verdict(const run_result *r) {
+    double ratio = r->first_last_ratio;
+    if (first_layer_norm(r) < 1e-8 && ratio >= 1e-3) return "every layer gets almost nothing: the signal died in the forward pass";
+    if (ratio < 1e-3) return "vanishing: the first layers have all but stopped learning";
+    if (ratio > 1e3) return "exploding towards the input: the first layers get the largest updates";
+    if (ratio >= 0.1 && ratio <= 10) return "balanced";
+    return "uneven";
+}
+
+static bool learned(const run_result *r) {
+    return !r->error[0] && r->first_nan_step < 0 && isfinite(r->test_accuracy) && r->test_accuracy > 0.5;
+}
+
+/* One line per run: its first-step gradients and how it ended. */
+static void run_lines(experiment *e, writer *w) {
+    char a[32], b[32];
     for (int i = 0; i < e->n_runs; i++) {
         const run_result *r = &e->results[i];
-        double ratio = r->first_last_ratio;
-        char b[32];
-        say(w, "%s%s: the first layer's gradient norm is %s, %s of the last layer's", i ? "; " : "",
-            r->config.name, num(first_layer_norm(r), b), num(ratio, a));
-        if (first_layer_norm(r) < 1e-8 && ratio >= 1e-3)
-            say(w, " (every layer gets almost nothing: the signal died in the forward pass)");
-        else if (ratio < 1e-3) say(w, " (it has all but stopped learning)");
-        else if (ratio > 1e3) say(w, " (the early layers get the largest updates: unstable)");
-        else if (ratio >= 0.1 && ratio <= 10) say(w, " (balanced)");
-        say(w, ", ");
+        say(w, "\n%s: first-layer gradient norm %s, %s of the last layer's (%s); ", r->config.name,
+            num(first_layer_norm(r), a), num(r->first_last_ratio, b), gradient_verdict(r));
         describe_outcome(w, r);
+        say(w, ".");
     }
-    say(w, ".");
+}
+
+/* Names of the runs that do (or do not) learn, joined with commas. */
+static void list_runs(experiment *e, writer *w, bool learning) {
+    int said = 0;
+    for (int i = 0; i < e->n_runs; i++)
+        if (learned(&e->results[i]) == learning) say(w, "%s%s", said++ ? "; " : "", e->results[i].config.name);
+    if (!said) say(w, "none");
+}
+
+static void layers_finding(experiment *e, writer *w) {
+    say(w, "Learn (test accuracy over 50%%): ");
+    list_runs(e, w, true);
+    say(w, ". Do not: ");
+    list_runs(e, w, false);
+    say(w, ". The first-step gradients tell why:");
+    run_lines(e, w);
 }
 
 static void batchnorm_finding(experiment *e, writer *w) {
     const run_result *plain = &e->results[0], *bn = &e->results[1];
     double gain = decades_from_one(plain->first_last_ratio) - decades_from_one(bn->first_last_ratio);
     char a[32], b[32], c[32];
-    say(w, "Without batch norm the first/last gradient ratio is %s; with it, %s: %.1f decades "
-        "(about %sx) closer to 1. ", num(plain->first_last_ratio, a), num(bn->first_last_ratio, b),
-        gain, num(pow(10.0, gain), c));
-    say(w, "Plain: ");
-    describe_outcome(w, plain);
-    say(w, "; with batch norm: ");
-    describe_outcome(w, bn);
-    say(w, ".");
+    say(w, "Batch norm moves the first/last gradient ratio from %s to %s: %.1f decades (about %sx) "
+        "closer to 1, and the net %s.", num(plain->first_last_ratio, a), num(bn->first_last_ratio, b),
+        gain, num(pow(10.0, gain), c), learned(bn) && !learned(plain) ? "learns where the plain one cannot" : "trains as shown");
+    run_lines(e, w);
 }
 
 static double last_train_loss(const run_result *r) {
@@ -89,10 +109,10 @@ static void residual_finding(experiment *e, writer *w) {
     const run_result *plain = &e->results[0], *res = &e->results[1];
     char a[32], b[32], c[32];
     say(w, "The residual net's first layer receives %sx the gradient norm of the plain net's "
-        "(%s against %s). ", num(first_layer_norm(res) / first_layer_norm(plain), a),
+        "(%s against %s).\n", num(first_layer_norm(res) / first_layer_norm(plain), a),
         num(first_layer_norm(res), b), num(first_layer_norm(plain), c));
     say(w, "After %d steps the training loss is %s for the residual net and %s for the plain "
-        "one (the plain net's degradation). ", res->steps_done, num(last_train_loss(res), a),
+        "one (the plain net's degradation).\n", res->steps_done, num(last_train_loss(res), a),
         num(last_train_loss(plain), b));
     if (e->n_runs > 2) {
         const run_result *relu = &e->results[2];
@@ -106,7 +126,7 @@ static void exploding_finding(experiment *e, writer *w) {
     for (int i = 0; i < e->n_runs; i++) {
         const run_result *r = &e->results[i];
         char a[32], b[32];
-        say(w, "%s%s: ", i ? " " : "", r->config.name);
+        say(w, "%s%s: ", i ? "\n" : "", r->config.name);
         if (r->explosion_onset_step >= 0)
             say(w, "the onset detector finds the blow-up starting at step %lld", (long long)r->explosion_onset_step);
         else say(w, "no explosion detected");
@@ -118,7 +138,7 @@ static void exploding_finding(experiment *e, writer *w) {
             say(w, "; no NaN in %d steps, training loss from %s to %s", r->steps_done,
                 num(r->loss[0], a), num(last_train_loss(r), b));
         }
-        say(w, ". Detector: %s.", r->onset_summary);
+        say(w, ". The detector says: %s.", r->onset_summary);
     }
 }
 
@@ -145,7 +165,7 @@ static void recurrent_finding(experiment *e, writer *w) {
     ratios_over_time(e, w, 100, false);
     say(w, " of the gradient reaching h[T] at the first step, and ");
     ratios_over_time(e, w, 100, true);
-    say(w, " after training: the gates learn to carry it. At T=50 (baseline MSE 0.167): ");
+    say(w, " after training: the gates learn to carry it.\nAt T=50 (baseline MSE 0.167): ");
     int said = 0;
     for (int i = 0; i < e->n_runs; i++) {
         const run_result *r = &e->results[i];

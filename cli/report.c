@@ -120,15 +120,42 @@ static void layers_chart(FILE *f, const experiment *e) {
     chart(f, &plot);
 }
 
-static void per_step_chart(FILE *f, const experiment *e, bool loss, const char *title) {
+static bool diverged(const run_result *r) {
+    return r->first_nan_step >= 0;
+}
+
+/* Loss or gradient norm per step. In a loss chart, a run that blew up would squash every other
+ * curve against the axis: it is left out (and named below the chart) unless all runs blew up.
+ * `length` > 0 keeps only the runs of that sequence length. */
+static void per_step_chart(FILE *f, const experiment *e, bool loss, int64_t length) {
     tg_plot_series series[MAX_RUNS];
+    int n = 0, finite = 0;
+    for (int i = 0; i < e->n_runs; i++) finite += !diverged(&e->results[i]);
+    char left_out[512] = "";
     for (int i = 0; i < e->n_runs; i++) {
         const run_result *r = &e->results[i];
-        series[i] = (tg_plot_series){r->config.name, NULL, loss ? r->loss : r->grad_norm, r->config.steps};
+        if (length > 0 && r->config.seq_len != length) continue;
+        if (loss && finite > 0 && diverged(r)) {
+            size_t used = strlen(left_out);
+            snprintf(left_out + used, sizeof left_out - used, "%s%s (NaN at step %lld)", used ? ", " : "",
+                     r->config.name, (long long)r->first_nan_step);
+            continue;
+        }
+        series[n++] = (tg_plot_series){r->config.name, NULL, loss ? r->loss : r->grad_norm, r->config.steps};
     }
+    char title[96];
+    if (length > 0) snprintf(title, sizeof title, "Training loss, T = %lld", (long long)length);
+    else snprintf(title, sizeof title, "%s", loss ? "Training loss" : "Global gradient norm per step");
     tg_line_plot plot = {title, "training step", loss ? "training loss" : "global gradient norm (before clipping)",
-                         false, true, series, e->n_runs, 0, 0};
-    chart(f, &plot);
+                         false, true, series, n, 0, 0};
+    fputs("<figure>", f);
+    tg_svg_line_plot(f, &plot);
+    if (left_out[0]) {
+        fputs("<figcaption class=\"note\">Not shown: ", f);
+        html_text(f, left_out);
+        fputs(".</figcaption>", f);
+    }
+    fputs("</figure>\n", f);
 }
 
 /* One heatmap per run: layers (input at the top) x steps, at most ~60 columns. */
@@ -194,8 +221,12 @@ static void timestep_charts(FILE *f, const experiment *e) {
     }
     int64_t longest = 0;
     for (int k = 0; k < n_lengths; k++) longest = lengths[k] > longest ? lengths[k] : longest;
+    /* the longest sequences before and after training side by side, then the losses */
     timestep_chart(f, e, longest, false);
-    for (int k = 0; k < n_lengths; k++) timestep_chart(f, e, lengths[k], true);
+    timestep_chart(f, e, longest, true);
+    for (int k = 0; k < n_lengths; k++) per_step_chart(f, e, true, lengths[k]);
+    for (int k = 0; k < n_lengths; k++)
+        if (lengths[k] != longest) timestep_chart(f, e, lengths[k], true);
 }
 
 static const char *optimizer_name(const tg_optimizer_config *o) {
@@ -233,22 +264,40 @@ static const char *const style =
     "body{font-family:system-ui,-apple-system,'Segoe UI',sans-serif;max-width:1360px;margin:2em auto;"
     "padding:0 1.5em;color:#222;line-height:1.5}h1{margin-bottom:.2em}h2{margin-top:2.2em;"
     "border-bottom:1px solid #ddd;padding-bottom:.2em}.meta{color:#666}.question{font-style:italic;"
-    "color:#444}.finding{background:#f3f7fb;border-left:4px solid #0072b2;padding:.7em 1em}"
+    "color:#444}.finding{background:#f3f7fb;border-left:4px solid #0072b2;padding:.7em 1em;margin:1em 0}"
+    ".finding ul{margin:.4em 0 0;padding-left:1.4em}.note{color:#666;font-size:.9em}"
     ".charts{display:flex;flex-wrap:wrap;gap:1em}figure{margin:0}svg{max-width:100%;height:auto}"
     "table{border-collapse:collapse;font-size:.9em;margin-top:1em}td,th{border:1px solid #ddd;"
     "padding:.25em .6em;text-align:left}th{background:#f6f6f6}nav a{margin-right:1em}";
+
+/* The first line of a finding is its headline; the others become a list. */
+static void finding_html(FILE *f, const char *finding) {
+    fputs("<div class=\"finding\"><b>Finding.</b> ", f);
+    const char *line = finding;
+    for (int i = 0; *line; i++) {
+        size_t len = strcspn(line, "\n");
+        char buf[2048];
+        snprintf(buf, sizeof buf, "%.*s", (int)len, line);
+        fputs(i == 0 ? "" : (i == 1 ? "<ul><li>" : "<li>"), f);
+        html_text(f, buf);
+        fputs(i == 0 ? "\n" : "</li>\n", f);
+        line += len + (line[len] == '\n');
+        if (!*line && i > 0) fputs("</ul>", f);
+    }
+    fputs("</div>\n", f);
+}
 
 static void experiment_section(FILE *f, const experiment *e) {
     fprintf(f, "<section id=\"%s\"><h2>", e->name);
     html_text(f, e->title);
     fputs("</h2>\n<p class=\"question\">", f);
     html_text(f, e->question);
-    fputs("</p>\n<p class=\"finding\"><b>Finding.</b> ", f);
-    html_text(f, e->finding);
-    fputs("</p>\n<div class=\"charts\">\n", f);
+    fputs("</p>\n", f);
+    finding_html(f, e->finding);
+    fputs("<div class=\"charts\">\n", f);
     if (e->charts & CHART_LAYERS) layers_chart(f, e);
-    if (e->charts & CHART_STEPS) per_step_chart(f, e, false, "Global gradient norm per step");
-    if (e->charts & CHART_LOSS) per_step_chart(f, e, true, "Training loss");
+    if (e->charts & CHART_STEPS) per_step_chart(f, e, false, 0);
+    if (e->charts & CHART_LOSS && !(e->charts & CHART_TIMESTEPS)) per_step_chart(f, e, true, 0);
     if (e->charts & CHART_TIMESTEPS) timestep_charts(f, e);
     if (e->charts & CHART_HEAT) heat_charts(f, e);
     fputs("</div>\n", f);

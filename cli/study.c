@@ -167,7 +167,9 @@ static void print_table(const experiment *e) {
                nan_step, r->seconds);
         if (r->error[0]) printf("    error: %s\n", r->error);
     }
-    printf("finding: %s\n", e->finding);
+    printf("finding:\n  ");
+    for (const char *c = e->finding; *c; c++) fputs(*c == '\n' ? "\n  " : (char[2]){*c, 0}, stdout);
+    printf("\n");
     fflush(stdout);
 }
 
