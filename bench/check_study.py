@@ -1,0 +1,88 @@
+#!/usr/bin/env python3
+"""Checks the figures `tapegrad study` must reproduce, from a report's summary.json.
+
+    python3 bench/check_study.py tapegrad-report/summary.json [more.json ...]
+
+Prints each figure with its measured value and PASS/FAIL; exits 1 if any fails. The figures
+are the ones the study promises (see README): they are measured, never tuned to pass.
+"""
+import json
+import math
+import sys
+
+
+def runs(summary, experiment):
+    for e in summary["experiments"]:
+        if e["name"] == experiment:
+            return {r["config"]: r for r in e["runs"]}
+    return {}
+
+
+def decades_from_one(ratio):
+    return abs(math.log10(ratio)) if ratio and ratio > 0 else math.inf
+
+
+def tail_loss(run, n=10):
+    values = [v for v in run["loss_curve"] if v is not None][-n:]
+    return sum(values) / len(values) if values else math.inf
+
+
+def figures(s):
+    v = runs(s, "vanishing")
+    if v:
+        yield "vanishing: sigmoid first/last < 1e-3", v["sigmoid, Xavier"]["first_last_ratio"], \
+            v["sigmoid, Xavier"]["first_last_ratio"] < 1e-3
+        r = v["relu, He"]["first_last_ratio"]
+        yield "vanishing: relu+He first/last in [0.1, 10]", r, 0.1 <= r <= 10
+    b = runs(s, "batchnorm")
+    if b:
+        gain = decades_from_one(b["sigmoid"]["first_last_ratio"]) - \
+            decades_from_one(b["sigmoid + batch norm"]["first_last_ratio"])
+        yield "batchnorm: >= 100x (2 decades) closer to 1", f"{gain:.1f} decades", gain >= 2
+    r = runs(s, "residual")
+    if r:
+        plain, res = r["plain, sigmoid"], r["residual, sigmoid"]
+        ratio = res["grad_norm_by_layer"][0] / plain["grad_norm_by_layer"][0]
+        yield "residual: first-layer gradient >= 100x the plain net's", f"{ratio:.3g}x", ratio >= 100
+        yield "residual: lower training loss", f"{tail_loss(res):.3f} vs {tail_loss(plain):.3f}", \
+            tail_loss(res) < tail_loss(plain)
+    x = runs(s, "exploding")
+    if x:
+        run = x["SGD lr 0.5"]
+        onset, nan = run["explosion_onset_step"], run["first_nan_step"]
+        yield "exploding: onset strictly before the first NaN", f"onset {onset}, NaN {nan}", \
+            onset is not None and nan is not None and onset < nan
+    c = runs(s, "clipping")
+    if c:
+        for name in ("clip by value 0.1", "clip global norm 1"):
+            run = c[name]
+            first = run["loss_curve"][0]
+            yield f"clipping: {name} finishes without NaN, loss falls", \
+                f"NaN {run['first_nan_step']}, loss {first:.3f} -> {tail_loss(run):.3f}", \
+                run["first_nan_step"] is None and tail_loss(run) < first
+    rec = runs(s, "recurrent")
+    if rec:
+        t = rec["RNN, T=100"]["grad_norm_by_timestep"]
+        ratio = t[0] / t[-1]
+        yield "recurrent: T=100 RNN |dL/dh[1]| <= |dL/dh[T]| / 100", f"{ratio:.3g}", ratio <= 1e-2
+        for cell in ("LSTM", "GRU"):
+            mse = rec[f"{cell}, T=50"]["final_loss"]
+            yield f"recurrent: T=50 {cell} MSE < 0.05", mse, mse < 0.05
+        mse = rec["RNN, T=50"]["final_loss"]
+        yield "recurrent: T=50 RNN MSE > 0.1", mse, mse > 0.1
+
+
+def main(paths):
+    failed = 0
+    for path in paths:
+        with open(path) as f:
+            summary = json.load(f)
+        print(f"{path} (seed {summary['seed']})")
+        for name, value, ok in figures(summary):
+            failed += not ok
+            print(f"  {'PASS' if ok else 'FAIL'}  {name}: {value}")
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
