@@ -17,6 +17,7 @@
 #include <string.h>
 
 #include "cli/report.h"
+#include "cli/study.h"
 #include "tapegrad.h"
 
 static void usage(FILE *out) {
@@ -120,18 +121,11 @@ static tg_ctx *context_with_plugins(const char *command, const options *o) {
 
 /* --hook PATTERN:NAME: the hook exported as NAME on every parameter or node matching PATTERN. */
 static int attach_hooks(tg_ctx *ctx, const options *o) {
-    for (int i = 0; i < o->n_hooks; i++) {
-        char pattern[256];
-        const char *colon = strrchr(o->hooks[i], ':');
-        snprintf(pattern, sizeof pattern, "%.*s", (int)(colon - o->hooks[i]), o->hooks[i]);
-        tg_hook_fn fn;
-        void *user;
-        if (tg_hook_find(ctx, colon + 1, &fn, &user) != TG_OK ||
-            tg_hook_pattern(ctx, pattern, TG_PASS_BACKWARD, fn, user) < 0) {
+    for (int i = 0; i < o->n_hooks; i++)
+        if (attach_named_hook(ctx, o->hooks[i]) != TG_OK) {
             fprintf(stderr, "tapegrad demo: --hook %s: %s\n", o->hooks[i], tg_errmsg(ctx));
             return EXIT_USAGE;
         }
-    }
     return 0;
 }
 

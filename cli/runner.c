@@ -46,6 +46,19 @@ static double seconds_now(void) {
     return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
 }
 
+tg_status attach_named_hook(tg_ctx *ctx, const char *spec) {
+    char pattern[256];
+    const char *colon = strrchr(spec, ':');
+    if (!colon) return TG_ERR_INVALID;
+    snprintf(pattern, sizeof pattern, "%.*s", (int)(colon - spec), spec);
+    tg_hook_fn fn;
+    void *user;
+    tg_status status = tg_hook_find(ctx, colon + 1, &fn, &user);
+    if (status == TG_OK && tg_hook_pattern(ctx, pattern, TG_PASS_BACKWARD, fn, user) < 0)
+        status = tg_errcode(ctx);
+    return status;
+}
+
 /* ---- data ---------------------------------------------------------------------------------- */
 
 static bool load_data(trainer *t) {
@@ -272,16 +285,8 @@ static bool prepare(trainer *t) {
     for (int i = 0; i < c->n_plugins; i++)
         if (tg_plugin_load(t->ctx, c->plugins[i]) != TG_OK) return fail(t, "plugin");
     if (!load_data(t) || !build_model(t)) return false;
-    for (int i = 0; i < c->n_hooks; i++) {
-        char pattern[256];
-        const char *colon = strrchr(c->hooks[i], ':');
-        snprintf(pattern, sizeof pattern, "%.*s", (int)(colon - c->hooks[i]), c->hooks[i]);
-        tg_hook_fn fn;
-        void *user;
-        if (tg_hook_find(t->ctx, colon + 1, &fn, &user) != TG_OK ||
-            tg_hook_pattern(t->ctx, pattern, TG_PASS_BACKWARD, fn, user) < 0)
-            return fail(t, "hook");
-    }
+    for (int i = 0; i < c->n_hooks; i++)
+        if (attach_named_hook(t->ctx, c->hooks[i]) != TG_OK) return fail(t, "hook");
     if (c->load_path && tg_load_safetensors(t->ctx, c->load_path, t->params, t->n_params) != TG_OK)
         return fail(t, "load");
     t->opt = tg_optimizer_new(t->ctx, t->params, t->n_params, &c->opt);

@@ -72,6 +72,10 @@ typedef struct run_result {
 /* Progress of a run, reported every few steps (may be called from worker threads). */
 typedef void (*progress_fn)(void *user, int step, double loss);
 
+/* --hook PATTERN:NAME: attaches the hook a plugin exported as NAME to every parameter and node
+ * matching PATTERN (backward pass). TG_OK, or the error on ctx. */
+tg_status attach_named_hook(tg_ctx *ctx, const char *spec);
+
 /* Trains one configuration; the result is filled even on failure (see result->error). */
 void run_training(const run_config *config, run_result *result, progress_fn progress, void *user);
 void run_result_free(run_result *result);

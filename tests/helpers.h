@@ -40,6 +40,34 @@ static inline tg_tensor *leaf(tg_ctx *ctx, int ndim, const int64_t *shape, const
     return t;
 }
 
+/* An allocator for tg_ctx_new_with_allocator that counts the blocks it hands out and frees and
+ * the bytes still live, and refuses every request once `fail_at` blocks were handed out
+ * (never when fail_at < 0). */
+typedef struct tally {
+    long allocations, frees;
+    long live_bytes;
+    long fail_at;
+} tally;
+
+static inline void *tally_alloc(void *user, void *ptr, size_t old_size, size_t new_size) {
+    tally *t = user;
+    if (new_size == 0) {
+        if (ptr) {
+            t->frees++;
+            t->live_bytes -= (long)old_size;
+        }
+        free(ptr);
+        return NULL;
+    }
+    if (t->fail_at >= 0 && t->allocations >= t->fail_at) return NULL;
+    void *p = realloc(ptr, new_size);
+    if (p) {
+        t->allocations++;
+        t->live_bytes += (long)new_size - (ptr ? (long)old_size : 0);
+    }
+    return p;
+}
+
 /* infer_shape of a user op whose output is shaped like its first input. */
 static inline tg_status infer_like_first_input(const tg_op_call *call, tg_shape *out) {
     out->ndim = call->inputs[0]->ndim;

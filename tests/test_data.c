@@ -43,30 +43,6 @@ static const char *write_csv(const char *text) {
     return write_file("a.csv", text, strlen(text));
 }
 
-/* An allocator that counts the blocks it hands out and the bytes still live, and refuses every
- * request once `fail_at` blocks were handed out (never when fail_at < 0). */
-typedef struct tally {
-    long allocations;
-    long live_bytes;
-    long fail_at;
-} tally;
-
-static void *tally_alloc(void *user, void *ptr, size_t old_size, size_t new_size) {
-    tally *t = user;
-    if (new_size == 0) {
-        if (ptr) t->live_bytes -= (long)old_size;
-        free(ptr);
-        return NULL;
-    }
-    if (t->fail_at >= 0 && t->allocations >= t->fail_at) return NULL;
-    void *p = realloc(ptr, new_size);
-    if (p) {
-        t->allocations++;
-        t->live_bytes += (long)new_size - (long)(ptr ? old_size : 0);
-    }
-    return p;
-}
-
 /* A data set made by hand over caller arrays: sample i has x = (i, -i) and y = i, so every
  * sample can be told from every other after a shuffle. */
 typedef struct numbered {

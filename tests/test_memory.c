@@ -1,29 +1,6 @@
 /* tests/test_memory.c — the arena, byte counters, and no heap allocation in the steady state. */
 #include "helpers.h"
 
-/* An allocator that counts every call that obtains memory. */
-typedef struct counting {
-    long allocations;
-    long frees;
-    size_t live_bytes;
-} counting;
-
-static void *counting_alloc(void *user, void *ptr, size_t old_size, size_t new_size) {
-    counting *c = user;
-    if (new_size == 0) {
-        if (ptr) {
-            c->frees++;
-            c->live_bytes -= old_size;
-        }
-        free(ptr);
-        return NULL;
-    }
-    c->allocations++;
-    void *p = realloc(ptr, new_size);
-    if (p) c->live_bytes += new_size - (ptr ? old_size : 0);
-    return p;
-}
-
 /* One SGD training step of a 3-layer MLP, the shape of every real training loop. */
 static void train_step(tg_tape *tape, tg_tensor **params, const float *batch, const float *labels) {
     tg_tape_reset(tape);
@@ -43,8 +20,8 @@ static void train_step(tg_tape *tape, tg_tensor **params, const float *batch, co
 }
 
 Test(memory, no_allocation_after_the_first_step) {
-    counting count = {0};
-    tg_ctx *ctx = tg_ctx_new_with_allocator(counting_alloc, &count);
+    tally count = {.fail_at = -1};
+    tg_ctx *ctx = tg_ctx_new_with_allocator(tally_alloc, &count);
     cr_assert_not_null(ctx);
     const int64_t shapes[6][2] = {{32, 8}, {32, 1}, {32, 32}, {32, 1}, {4, 32}, {4, 1}};
     tg_tensor *params[6];
@@ -65,7 +42,7 @@ Test(memory, no_allocation_after_the_first_step) {
     cr_expect_gt(after_first, 0, "the counting allocator saw nothing: the test would be vacuous");
     tg_tape_free(tape);
     tg_ctx_free(ctx);
-    cr_expect_eq(count.live_bytes, 0, "%zu bytes not freed", count.live_bytes);
+    cr_expect_eq(count.live_bytes, 0, "%ld bytes not freed", count.live_bytes);
     cr_expect_eq(count.allocations, count.frees);
 }
 
@@ -106,27 +83,11 @@ Test(memory, persistent_bytes_grow_with_tensors) {
     tg_ctx_free(ctx);
 }
 
-/* An allocator that fails after a budget: every failure must come back as an error. */
-typedef struct budget {
-    long remaining;
-} budget;
-
-static void *budget_alloc(void *user, void *ptr, size_t old_size, size_t new_size) {
-    (void)old_size;
-    budget *b = user;
-    if (new_size == 0) {
-        free(ptr);
-        return NULL;
-    }
-    if (b->remaining-- <= 0) return NULL;
-    return realloc(ptr, new_size);
-}
-
 Test(memory, out_of_memory_is_an_error_not_a_crash) {
     /* Walk the budget up from 0: each run must fail cleanly or succeed, never crash. */
     for (long limit = 0; limit < 200; limit += 3) {
-        budget b = {limit};
-        tg_ctx *ctx = tg_ctx_new_with_allocator(budget_alloc, &b);
+        tally b = {.fail_at = limit};
+        tg_ctx *ctx = tg_ctx_new_with_allocator(tally_alloc, &b);
         if (!ctx) continue;
         tg_tape *tape = tg_tape_new(ctx);
         if (tape) {
