@@ -114,6 +114,11 @@ static const number_option number_options[] = {
     {"--clip-norm", 1e-12, 1e12, false, set_clip_norm},
 };
 
+/* Options that take a word or a path (parse_named). */
+static const char *const named_options[] = {"--model", "--norm", "--optimizer", "--activation",
+                                            "--init", "--data", "--save", "--load", "--out",
+                                            "--plugin", "--hook"};
+
 typedef struct train_options {
     run_config config;
     const char *out, *model, *init, *activation;
@@ -168,11 +173,13 @@ static int parse_train_options(int argc, char **argv, train_options *o) {
             c->anomaly = true;
             continue;
         }
-        if (!value) return bad("%s needs a value%s", arg, "");
-        i++;
         const number_option *n = NULL;
         for (size_t k = 0; k < sizeof number_options / sizeof number_options[0]; k++)
             if (strcmp(arg, number_options[k].flag) == 0) n = &number_options[k];
+        if (!n && pick(arg, named_options, (int)(sizeof named_options / sizeof named_options[0])) < 0)
+            return bad("unknown option '%s'%s (see tapegrad train --help)", arg, "");
+        if (!value) return bad("%s needs a value%s", arg, "");
+        i++;
         if (!n) {
             int status = parse_named(o, arg, value);
             if (status) return status;

@@ -155,7 +155,8 @@ Test(cli, train_argument_errors_exit_2) {
     const char *cases[][2] = {{"--model", "transformer"}, {"--data", "adding:1"}, {"--lr", "-1"},
                               {"--steps", "0"}, {"--steps", "1.5"}, {"--model", "lstm"},
                               {"--activation", "swishy"}, {"--init", "normal:x"}, {"--data", "csv:"},
-                              {"--norm", "group"}, {"--optimizer", "lbfgs"}, {"--batch", NULL}};
+                              {"--norm", "group"}, {"--optimizer", "lbfgs"}, {"--batch", NULL},
+                              {"--bogus", "1"}};
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++)
         cr_expect_eq(train(cases[i][1] ? 2 : 1, cases[i]), EXIT_USAGE, "case %zu (%s)", i, cases[i][0]);
 }
