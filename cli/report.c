@@ -166,7 +166,7 @@ static void heat_charts(FILE *f, const experiment *e) {
         double *cells = malloc((size_t)r->n_layers * (size_t)cols * sizeof *cells);
         double *col_steps = malloc((size_t)cols * sizeof *col_steps);
         const char *rows[MAX_LAYERS];
-        char names[MAX_LAYERS][16];
+        char names[MAX_LAYERS][24];
         if (!cells || !col_steps) {
             free(cells);
             free(col_steps);
