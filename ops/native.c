@@ -236,8 +236,8 @@ int tg_op_register_native(tg_ctx *ctx, const char *name, const char *signature,
         tgi_error(ctx, TG_ERR_INVALID, "native op '%s': signature and forward are required", label);
         return -1;
     }
-    int n_inputs;
-    const char *attr_text;
+    int n_inputs = 0;
+    const char *attr_text = "";
     if (parse_tensors(ctx, label, signature, &n_inputs, &attr_text) != TG_OK) return -1;
     tgi_attr_spec specs[TG_MAX_ATTRS];
     char names[TG_MAX_ATTRS][TGI_ATTR_NAME_MAX];
