@@ -1109,9 +1109,11 @@ int64_t tg_batcher_epoch(const tg_batcher *b);
 tg_status tg_save_safetensors(tg_ctx *ctx, const char *path, tg_tensor *const *tensors, int n);
 /**
  * Reads the tensors named by the labels of `tensors` from a safetensors file into them. The
- * whole file is validated first (header length, JSON, dtypes F32/F64/F16/BF16 converted to
- * f32, offsets inside the data and not overlapping, shapes equal to the tensors'); on any
- * error nothing is changed and the message names the file, the tensor and what is wrong.
+ * whole file is validated first (header length, JSON, dtypes, offsets inside the data and not
+ * overlapping, shapes equal to the tensors'); F32/F64/F16/BF16 are converted to f32, entries of
+ * integer dtypes (PyTorch's num_batches_tracked) are checked and may be present as long as they
+ * are not asked for. On any error nothing is changed and the message names the file, the tensor
+ * and what is wrong.
  */
 tg_status tg_load_safetensors(tg_ctx *ctx, const char *path, tg_tensor *const *tensors, int n);
 /** A module's parameters, by their names. */

@@ -128,11 +128,15 @@ typedef struct dtype_info {
     void (*decode)(const unsigned char *src, float *dst, uint64_t n);
 } dtype_info;
 
+/* The float types convert to f32. The others have no decoder: their entries are validated
+ * (offsets by element size) and skipped, so a PyTorch checkpoint with, say, batch norm's I64
+ * num_batches_tracked still loads; asking for one of them into an f32 tensor is an error. */
 static const dtype_info dtypes[] = {
-    {"F32", 4, decode_f32},
-    {"F64", 8, decode_f64},
-    {"F16", 2, decode_f16},
-    {"BF16", 2, decode_bf16},
+    {"F32", 4, decode_f32}, {"F64", 8, decode_f64}, {"F16", 2, decode_f16},
+    {"BF16", 2, decode_bf16}, {"BOOL", 1, NULL},    {"U8", 1, NULL},
+    {"I8", 1, NULL},        {"I16", 2, NULL},       {"U16", 2, NULL},
+    {"I32", 4, NULL},       {"U32", 4, NULL},       {"I64", 8, NULL},
+    {"U64", 8, NULL},       {"F8_E4M3", 1, NULL},   {"F8_E5M2", 1, NULL},
 };
 
 static const dtype_info *find_dtype(const char *name) {
@@ -402,8 +406,8 @@ static tg_status read_dtype(loader *ld, const char *name, json_t *entry, file_en
     if (!json_is_string(dtype)) return fail(&ld->job, TG_ERR_IO, name, "dtype is not a string");
     e->dtype = find_dtype(json_string_value(dtype));
     if (!e->dtype)
-        return fail(&ld->job, TG_ERR_IO, name, "dtype '%s' is not supported (F32, F64, F16, "
-                    "BF16 are)", json_string_value(dtype));
+        return fail(&ld->job, TG_ERR_IO, name, "dtype '%s' is unknown",
+                    json_string_value(dtype));
     return TG_OK;
 }
 
@@ -544,6 +548,9 @@ static tg_status match_tensors(loader *ld, tg_tensor *const *tensors, int n) {
         const tg_tensor *t = tensors[i];
         const file_entry *e = find_entry(ld, t->label);
         if (!e) return fail(&ld->job, TG_ERR_NOT_FOUND, t->label, "not in the file");
+        if (!e->dtype->decode)
+            return fail(&ld->job, TG_ERR_IO, t->label, "dtype '%s' cannot be loaded into an f32 "
+                        "tensor (F32, F64, F16, BF16 can)", e->dtype->name);
         if (!same_shape(e, t)) {
             char file_shape[96], model_shape[96];
             return fail(&ld->job, TG_ERR_SHAPE, t->label, "shape %s in the file, %s in the model",

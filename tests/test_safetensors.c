@@ -365,9 +365,11 @@ Test(safetensors, entry_fields_missing) {
 Test(safetensors, unsupported_dtypes) {
     make_targets();
     write_with_bias("{\"dtype\":\"I32\",\"shape\":[3],\"data_offsets\":[48,60]}");
-    expect_rejected(TG_ERR_IO, "tensor 'fc1.bias': dtype 'I32' is not supported");
+    expect_rejected(TG_ERR_IO, "tensor 'fc1.bias': dtype 'I32' cannot be loaded into an f32 tensor");
     write_with_bias("{\"dtype\":\"U8\",\"shape\":[12],\"data_offsets\":[48,60]}");
-    expect_rejected(TG_ERR_IO, "dtype 'U8' is not supported (F32, F64, F16, BF16 are)");
+    expect_rejected(TG_ERR_IO, "dtype 'U8' cannot be loaded into an f32 tensor (F32, F64, F16, BF16 can)");
+    write_with_bias("{\"dtype\":\"Q4\",\"shape\":[3],\"data_offsets\":[48,60]}");
+    expect_rejected(TG_ERR_IO, "tensor 'fc1.bias': dtype 'Q4' is unknown");
     write_with_bias("{\"dtype\":32,\"shape\":[3],\"data_offsets\":[48,60]}");
     expect_rejected(TG_ERR_IO, "tensor 'fc1.bias': dtype is not a string");
 }
@@ -431,7 +433,21 @@ Test(safetensors, a_bad_entry_nobody_asked_for_still_rejects_the_file) {
                "\"fc1.bias\":{\"dtype\":\"F32\",\"shape\":[3],\"data_offsets\":[48,60]},"
                "\"step\":{\"dtype\":\"I64\",\"shape\":[],\"data_offsets\":[56,64]}}",
                data, sizeof data);
-    expect_rejected(TG_ERR_IO, "tensor 'step': dtype 'I64' is not supported");
+    expect_rejected(TG_ERR_IO, "overlap");
+}
+
+/* PyTorch's batch norm saves num_batches_tracked as I64: such entries are checked and skipped. */
+Test(safetensors, an_integer_entry_nobody_asked_for_is_skipped) {
+    make_targets();
+    unsigned char data[72] = {0};
+    float one = 1.0f;
+    for (int i = 0; i < 15; i++) memcpy(data + 4 * i, &one, 4);
+    write_file(ck, "{\"fc1.weight\":{\"dtype\":\"F32\",\"shape\":[3,4],\"data_offsets\":[0,48]},"
+               "\"fc1.bias\":{\"dtype\":\"F32\",\"shape\":[3],\"data_offsets\":[48,60]},"
+               "\"bn.num_batches_tracked\":{\"dtype\":\"I64\",\"shape\":[],\"data_offsets\":[64,72]}}",
+               data, sizeof data);
+    cr_assert_eq(tg_load_safetensors(ctx, ck, targets, 2), TG_OK, "%s", tg_errmsg(ctx));
+    cr_expect_eq(targets[1]->data[2], 1.0f);
 }
 
 Test(safetensors, bad_arguments) {
