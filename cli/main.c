@@ -273,9 +273,13 @@ static int run_gradcheck(int argc, char **argv) {
 }
 
 int main(int argc, char **argv) {
-    const char *command = argc > 1 ? argv[1] : "study";
-    int n_args = argc > 2 ? argc - 2 : 0;
-    char **args = argv + (argc > 2 ? 2 : argc); /* the command's own arguments */
+    /* no command, or study's own options first (`tapegrad --quick`): the study */
+    bool implicit_study = argc < 2 || (argv[1][0] == '-' && strcmp(argv[1], "--help") != 0 &&
+                                       strcmp(argv[1], "-h") != 0);
+    if (implicit_study) return run_study(argc - 1, argv + 1);
+    const char *command = argv[1];
+    int n_args = argc - 2;
+    char **args = argv + 2; /* the command's own arguments */
     if (strcmp(command, "study") == 0) return run_study(n_args, args);
     if (strcmp(command, "train") == 0) return run_train(n_args, args);
     if (strcmp(command, "demo") == 0) return run_demo(n_args, args);
