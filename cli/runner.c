@@ -23,6 +23,8 @@ typedef struct trainer {
     tg_module *body, *head;      /* head: the linear read-out of a recurrent body */
     tg_tensor *params[MAX_PARAMS];
     int n_params;
+    tg_tensor *state[MAX_PARAMS]; /* parameters and running statistics: what --save writes */
+    int n_state;
     tg_tensor *layers[MAX_LAYERS];
     tg_optimizer *opt;
     tg_recorder *recorder;
@@ -160,6 +162,12 @@ static bool build_model(trainer *t) {
     if (!ok) return false;
     t->n_params = tg_module_params(t->body, t->params, MAX_PARAMS);
     if (t->head) t->n_params += tg_module_params(t->head, t->params + t->n_params, MAX_PARAMS - t->n_params);
+    t->n_state = tg_module_state(t->body, t->state, MAX_PARAMS);
+    if (t->head) t->n_state += tg_module_state(t->head, t->state + t->n_state, MAX_PARAMS - t->n_state);
+    if (t->n_params > MAX_PARAMS || t->n_state > MAX_PARAMS) {
+        snprintf(t->result->error, sizeof t->result->error, "more than %d parameter tensors", MAX_PARAMS);
+        return false;
+    }
     return true;
 }
 
@@ -287,7 +295,7 @@ static bool prepare(trainer *t) {
     if (!load_data(t) || !build_model(t)) return false;
     for (int i = 0; i < c->n_hooks; i++)
         if (attach_named_hook(t->ctx, c->hooks[i]) != TG_OK) return fail(t, "hook");
-    if (c->load_path && tg_load_safetensors(t->ctx, c->load_path, t->params, t->n_params) != TG_OK)
+    if (c->load_path && tg_load_safetensors(t->ctx, c->load_path, t->state, t->n_state) != TG_OK)
         return fail(t, "load");
     t->opt = tg_optimizer_new(t->ctx, t->params, t->n_params, &c->opt);
     t->recorder = tg_recorder_new(t->ctx, c->steps > 0 ? c->steps : 1);
@@ -316,7 +324,7 @@ static void conclude(trainer *t) {
     r->first_last_ratio = r->n_layers > 1 && last > 0 ? first / last : NAN;
     evaluate(t);
     if (t->config->save_path &&
-        tg_save_safetensors(t->ctx, t->config->save_path, t->params, t->n_params) != TG_OK)
+        tg_save_safetensors(t->ctx, t->config->save_path, t->state, t->n_state) != TG_OK)
         fail(t, "save");
 }
 

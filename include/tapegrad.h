@@ -883,6 +883,12 @@ int tg_module_param_count(const tg_module *m);
 tg_tensor *tg_module_param(const tg_module *m, int i);
 /** Copies up to max parameter pointers; returns how many there are. */
 int tg_module_params(const tg_module *m, tg_tensor **out, int max);
+/**
+ * Everything a checkpoint needs: the parameters (in tg_module_param order), then the buffers
+ * (batch norm's running statistics), children included. Copies up to max pointers; returns how
+ * many there are.
+ */
+int tg_module_state(const tg_module *m, tg_tensor **out, int max);
 /** The parameter with that full name, or NULL. */
 tg_tensor *tg_module_find_param(const tg_module *m, const char *name);
 /** Total number of scalars in the parameters. */
@@ -1116,7 +1122,7 @@ tg_status tg_save_safetensors(tg_ctx *ctx, const char *path, tg_tensor *const *t
  * and what is wrong.
  */
 tg_status tg_load_safetensors(tg_ctx *ctx, const char *path, tg_tensor *const *tensors, int n);
-/** A module's parameters, by their names. */
+/** A module's state (tg_module_state: parameters and running statistics), by their names. */
 tg_status tg_module_save(const tg_module *m, const char *path);
 tg_status tg_module_load(tg_module *m, const char *path);
 

@@ -78,13 +78,10 @@ tg_module *tg_norm_new(tg_ctx *ctx, const char *name, tg_norm_kind kind, int64_t
               tgi_module_param(m, "bias", TG_SHAPE(features), NULL, 0);
     if (ok) {
         impl->kind = kind;
-        impl->running_mean = tg_zeros(ctx, TG_SHAPE(features));
-        impl->running_var = tg_ones(ctx, TG_SHAPE(features));
-        ok = impl->running_mean && impl->running_var;
-        if (ok) {
-            tg_set_label(impl->running_mean, "%s.running_mean", name);
-            tg_set_label(impl->running_var, "%s.running_var", name);
-        }
+        impl->running_mean = tg_set_label(tg_zeros(ctx, TG_SHAPE(features)), "%s.running_mean", name);
+        impl->running_var = tg_set_label(tg_ones(ctx, TG_SHAPE(features)), "%s.running_var", name);
+        ok = tgi_module_buffer(m, impl->running_mean) == TG_OK &&
+             tgi_module_buffer(m, impl->running_var) == TG_OK;
     }
     if (!ok) {
         if (!impl) tgi_error(ctx, TG_ERR_NOMEM, "norm '%s': out of memory", name);

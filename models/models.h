@@ -21,6 +21,8 @@ struct tg_module {
     int n_params, cap_params;
     tg_module **children;
     int n_children, cap_children;
+    tg_tensor **buffers;     /* state that is not trained (running statistics) */
+    int n_buffers, cap_buffers;
     bool training;
     void *impl;              /* kind-specific state */
 };
@@ -31,6 +33,8 @@ TGI_HIDDEN tg_module *tgi_module_new(tg_ctx *ctx, const tgi_module_class *cls, c
 /* A parameter "<module name>.<local>" of the given shape, initialised, requiring a gradient. */
 TGI_HIDDEN tg_tensor *tgi_module_param(tg_module *m, const char *local, int ndim,
                                        const int64_t *shape, const tg_init *init, uint64_t seed);
+/* Registers t (persistent, labelled) as part of the module's saved state, not trained. */
+TGI_HIDDEN tg_status tgi_module_buffer(tg_module *m, tg_tensor *t);
 /* Adopts child (freed with m); on failure frees child and returns an error. */
 TGI_HIDDEN tg_status tgi_module_adopt(tg_module *m, tg_module *child);
 /* The config's initialiser, or `fallback` when the config's is all zero. */

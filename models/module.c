@@ -46,6 +46,15 @@ tg_tensor *tgi_module_param(tg_module *m, const char *local, int ndim, const int
     return t;
 }
 
+tg_status tgi_module_buffer(tg_module *m, tg_tensor *t) {
+    if (!t) return tg_errcode(m->ctx);
+    if (m->n_buffers == m->cap_buffers &&
+        grow(m->ctx, (void **)&m->buffers, &m->cap_buffers, sizeof *m->buffers) != TG_OK)
+        return TG_ERR_NOMEM;
+    m->buffers[m->n_buffers++] = t;
+    return TG_OK;
+}
+
 tg_status tgi_module_adopt(tg_module *m, tg_module *child) {
     if (!child) return tg_errcode(m->ctx);
     if (m->n_children == m->cap_children &&
@@ -64,6 +73,7 @@ void tg_module_free(tg_module *m) {
     tg_ctx *ctx = m->ctx;
     tgi_free(ctx, m->children, (size_t)m->cap_children * sizeof *m->children);
     tgi_free(ctx, m->params, (size_t)m->cap_params * sizeof *m->params);
+    tgi_free(ctx, m->buffers, (size_t)m->cap_buffers * sizeof *m->buffers);
     tgi_free(ctx, m, sizeof *m);
 }
 
@@ -90,6 +100,19 @@ static int collect(const tg_module *m, tg_tensor **out, int max, int at) {
 
 int tg_module_params(const tg_module *m, tg_tensor **out, int max) {
     return collect(m, out, out ? max : 0, 0);
+}
+
+static int collect_buffers(const tg_module *m, tg_tensor **out, int max, int at) {
+    for (int i = 0; i < m->n_buffers; i++, at++)
+        if (at < max) out[at] = m->buffers[i];
+    for (int i = 0; i < m->n_children; i++) at = collect_buffers(m->children[i], out, max, at);
+    return at;
+}
+
+int tg_module_state(const tg_module *m, tg_tensor **out, int max) {
+    if (!out) max = 0;
+    int n = collect(m, out, max, 0);
+    return collect_buffers(m, out, max, n);
 }
 
 static tg_tensor *nth_param(const tg_module *m, int *index) {

@@ -593,15 +593,15 @@ tg_status tg_load_safetensors(tg_ctx *ctx, const char *path, tg_tensor *const *t
 typedef tg_status (*tensors_file_fn)(tg_ctx *ctx, const char *path, tg_tensor *const *tensors,
                                      int n);
 
-/* Saves or loads the module's parameters, which are named by their full labels. */
+/* Saves or loads the module's state, named by the tensors' full labels. */
 static tg_status with_params(const tg_module *m, const char *path, tensors_file_fn fn) {
     if (!m) return TG_ERR_INVALID;
-    int n = tg_module_param_count(m);
+    int n = tg_module_state(m, NULL, 0);
     size_t bytes = (size_t)n * sizeof(tg_tensor *);
     tg_tensor **params = NULL;
     if (n > 0 && !(params = tgi_alloc(m->ctx, bytes)))
         return tgi_error(m->ctx, TG_ERR_NOMEM, "module '%s': out of memory", m->name);
-    tg_module_params(m, params, n);
+    tg_module_state(m, params, n);
     tg_status status = fn(m->ctx, path, params, n);
     tgi_free(m->ctx, params, bytes);
     return status;

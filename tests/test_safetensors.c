@@ -563,3 +563,31 @@ Test(safetensors, module_round_trip) {
     tg_module_free(fresh);
     tg_module_free(wider);
 }
+
+/* A checkpoint of a batch-norm net carries its running statistics: an eval-mode model loaded
+ * from it computes what the saved one did. */
+Test(safetensors, module_state_includes_running_statistics) {
+    tg_mlp_config config = {.in = 3, .out = 2, .width = 4, .depth = 2, .activation = TG_ACT_TANH,
+                            .norm = TG_NORM_BATCH, .seed = 1};
+    tg_module *trained = tg_mlp_new(ctx, "bn", &config), *fresh = tg_mlp_new(ctx, "bn", &config);
+    cr_assert(trained && fresh, "%s", tg_errmsg(ctx));
+    tg_tensor *state[16];
+    int n = tg_module_state(trained, state, 16);
+    cr_expect_eq(n, tg_module_param_count(trained) + 2, "parameters, then running mean and variance");
+    cr_expect_str_eq(state[n - 1]->label, "bn.layer0.norm.running_var");
+    tg_tensor *x = tg_tape_zeros(tape, TG_SHAPE(5, 3));
+    tg_fill_normal(x, 2, 3, 9);
+    tg_no_grad_begin(tape);
+    cr_assert_not_null(tg_module_forward(trained, tape, x)); /* training mode: moves the statistics */
+    tg_module_set_training(trained, false);
+    tg_module_set_training(fresh, false);
+    tg_tensor *want = tg_module_forward(trained, tape, x);
+    cr_assert_eq(tg_module_save(trained, ck), TG_OK, "%s", tg_errmsg(ctx));
+    cr_assert_eq(tg_module_load(fresh, ck), TG_OK, "%s", tg_errmsg(ctx));
+    tg_tensor *got = tg_module_forward(fresh, tape, x);
+    tg_no_grad_end(tape);
+    cr_assert(want && got);
+    expect_close(got->data, want->data, want->size, 0, "eval output after loading");
+    tg_module_free(trained);
+    tg_module_free(fresh);
+}
