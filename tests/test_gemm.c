@@ -29,6 +29,7 @@ static void check_all_cases(gemm_fn gemm, const char *name) {
         int64_t m = sizes[s][0], n = sizes[s][1], k = sizes[s][2];
         float *a = malloc(sizeof(float) * m * k), *b = malloc(sizeof(float) * k * n);
         float *c = malloc(sizeof(float) * m * n), *want = malloc(sizeof(float) * m * n);
+        cr_assert(a && b && c && want, "out of memory");
         for (int64_t i = 0; i < m * k; i++) a[i] = tg_rng_uniform(&rng) - 0.5f;
         for (int64_t i = 0; i < k * n; i++) b[i] = tg_rng_uniform(&rng) - 0.5f;
         for (int t = 0; t < 4; t++) {

@@ -6,11 +6,22 @@
 
 TestSuite(training, .init = fixture_setup, .fini = fixture_teardown);
 
-/* Trains a module on a data set with Adam for `epochs`, minibatches of `batch`. */
-static void fit(tg_module *net, const tg_dataset *train, int epochs, int64_t batch, float lr,
+/* A body, and for sequence models a linear head on the body's last hidden state. */
+typedef struct model {
+    tg_module *body, *head;
+} model;
+
+static tg_tensor *forward(const model *m, tg_tensor *x) {
+    if (!m->head) return tg_module_forward(m->body, tape, x);
+    return tg_module_forward(m->head, tape, tg_rnn_forward(m->body, tape, x, NULL));
+}
+
+/* Trains with Adam (global-norm clip 1) for `epochs`, minibatches of `batch`. */
+static void fit(const model *m, const tg_dataset *train, int epochs, int64_t batch, float lr,
                 bool regression) {
     tg_tensor *params[64];
-    int n = tg_module_params(net, params, 64);
+    int n = tg_module_params(m->body, params, 64);
+    if (m->head) n += tg_module_params(m->head, params + n, 64 - n);
     tg_optimizer_config adam = {.kind = TG_OPT_ADAM, .lr = lr};
     tg_optimizer *opt = tg_optimizer_new(ctx, params, n, &adam);
     tg_batcher *batches = tg_batcher_new(train, batch, true, true, 5);
@@ -18,7 +29,7 @@ static void fit(tg_module *net, const tg_dataset *train, int epochs, int64_t bat
     for (int epoch = 0; epoch < epochs; epoch++) {
         tg_tensor *x, *y;
         while (tg_tape_reset(tape), tg_batcher_next(batches, tape, &x, &y)) {
-            tg_tensor *out = tg_module_forward(net, tape, x);
+            tg_tensor *out = forward(m, x);
             tg_tensor *loss = regression ? tg_mse(tape, tg_reshape(tape, out, TG_SHAPE(batch)), y)
                                          : tg_cross_entropy(tape, out, y);
             cr_assert_eq(tg_backward(tape, loss), TG_OK, "%s", tg_errmsg(ctx));
@@ -49,7 +60,7 @@ Test(training, mlp_reaches_95_percent_on_digits) {
     tg_mlp_config c = {.in = 64, .out = 10, .width = 64, .depth = 2, .activation = TG_ACT_RELU,
                        .init = tg_init_he(TG_ACT_RELU), .seed = 7};
     tg_module *mlp = tg_mlp_new(ctx, "mlp", &c);
-    fit(mlp, train, 15, 32, 3e-3f, false);
+    fit(&(model){mlp, NULL}, train, 15, 32, 3e-3f, false);
     float accuracy = test_accuracy(mlp, test);
     cr_expect_geq(accuracy, 0.95f, "test accuracy %.4f", (double)accuracy);
     tg_module_free(mlp);
@@ -58,45 +69,21 @@ Test(training, mlp_reaches_95_percent_on_digits) {
     tg_dataset_free(test);
 }
 
-/* An LSTM and a linear head as one module-like pair. */
-typedef struct seq_model {
-    tg_module *rnn, *head;
-} seq_model;
-
 Test(training, lstm_beats_the_adding_problem_baseline_at_t50) {
-    const int64_t length = 50, batch = 32;
+    const int64_t length = 50;
     tg_dataset *train = tg_dataset_adding(ctx, 6400, length, 1), *test = tg_dataset_adding(ctx, 500, length, 2);
     cr_assert(train && test, "%s", tg_errmsg(ctx));
     tg_rnn_config rc = tg_rnn_defaults(TG_RNN_LSTM, 2, 16);
-    seq_model m = {tg_rnn_new(ctx, "lstm", &rc), tg_linear_new(ctx, "head", 16, 1, true, NULL, 3)};
-    tg_tensor *params[8];
-    int n = tg_module_params(m.rnn, params, 8);
-    n += tg_module_params(m.head, params + n, 8 - n);
-    tg_optimizer_config adam = {.kind = TG_OPT_ADAM, .lr = 1e-2f};
-    tg_optimizer *opt = tg_optimizer_new(ctx, params, n, &adam);
-    tg_batcher *batches = tg_batcher_new(train, batch, true, true, 4);
-    for (int epoch = 0; epoch < 3; epoch++) { /* 600 steps */
-        tg_tensor *x, *y;
-        while (tg_tape_reset(tape), tg_batcher_next(batches, tape, &x, &y)) {
-            tg_tensor *pred = tg_module_forward(m.head, tape, tg_module_forward(m.rnn, tape, x));
-            tg_tensor *loss = tg_mse(tape, tg_reshape(tape, pred, TG_SHAPE(batch)), y);
-            cr_assert_eq(tg_backward(tape, loss), TG_OK, "%s", tg_errmsg(ctx));
-            tg_clip_grad_norm(params, n, 1.0, 2.0, false, NULL);
-            tg_optimizer_step(opt);
-            tg_optimizer_zero_grad(opt);
-        }
-    }
+    model m = {tg_rnn_new(ctx, "lstm", &rc), tg_linear_new(ctx, "head", 16, 1, true, NULL, 3)};
+    fit(&m, train, 3, 32, 1e-2f, true); /* 600 steps */
     tg_tape_reset(tape);
     tg_no_grad_begin(tape);
     tg_tensor *x = tg_tape_from_data(tape, TG_SHAPE(test->count, length, 2), test->x);
-    tg_tensor *pred = tg_module_forward(m.head, tape, tg_module_forward(m.rnn, tape, x));
-    tg_tensor *mse = tg_mse(tape, tg_reshape(tape, pred, TG_SHAPE(test->count)),
+    tg_tensor *mse = tg_mse(tape, tg_reshape(tape, forward(&m, x), TG_SHAPE(test->count)),
                             tg_tape_from_data(tape, TG_SHAPE(test->count), test->y));
     cr_assert_not_null(mse, "%s", tg_errmsg(ctx));
     cr_expect_lt(mse->data[0], 0.05f, "test MSE %.4f (baseline 0.167)", (double)mse->data[0]);
-    tg_batcher_free(batches);
-    tg_optimizer_free(opt);
-    tg_module_free(m.rnn);
+    tg_module_free(m.body);
     tg_module_free(m.head);
     tg_dataset_free(train);
     tg_dataset_free(test);
@@ -107,7 +94,7 @@ Test(training, small_mlp_separates_two_spirals) {
     cr_assert(train && test, "%s", tg_errmsg(ctx));
     tg_mlp_config c = {.in = 2, .out = 2, .width = 32, .depth = 3, .activation = TG_ACT_TANH, .seed = 3};
     tg_module *mlp = tg_mlp_new(ctx, "spiral", &c);
-    fit(mlp, train, 150, 40, 1e-2f, false);
+    fit(&(model){mlp, NULL}, train, 150, 40, 1e-2f, false);
     float accuracy = test_accuracy(mlp, test);
     cr_expect_geq(accuracy, 0.95f, "test accuracy %.4f", (double)accuracy);
     tg_module_free(mlp);
