@@ -11,7 +11,7 @@
 //!   zig build examples         build and install the examples only (programs and plugins)
 //!   zig build plugins          build and install the example plugins only
 //!
-//!   -Dblas=false               no OpenBLAS, no TG_USE_BLAS macro
+//!   -Dblas=false               our own GEMM only (no TG_USE_BLAS macro: OpenBLAS is never loaded)
 //!   -Dsanitize=true            `test` runs the suite under ASan + UBSan (built with the
 //!                              system C compiler, see addSanitizedTestExe)
 //!   -Doptimize=Debug|ReleaseSafe|ReleaseFast|ReleaseSmall
@@ -74,7 +74,7 @@ pub fn build(b: *Build) void {
         .b = b,
         .target = b.standardTargetOptions(.{}),
         .optimize = b.standardOptimizeOption(.{}),
-        .blas = b.option(bool, "blas", "Use OpenBLAS (cblas) and define TG_USE_BLAS=1 (default: true)") orelse true,
+        .blas = b.option(bool, "blas", "Load OpenBLAS at run time (ops/blas.c) and define TG_USE_BLAS=1 (default: true)") orelse true,
     };
     const sanitize = b.option(bool, "sanitize", "Run `test` under AddressSanitizer + UBSan (default: false)") orelse false;
     const test_optimize = b.option(std.builtin.OptimizeMode, "test-optimize", "Optimize mode of the test suite (default: ReleaseSafe, or -Doptimize when given)");
@@ -238,13 +238,12 @@ fn cModule(cfg: Config, opts: ModuleOptions) *Module {
     return m;
 }
 
-/// System libraries the library sources need. pkg-config is tried first (that is
-/// where cblas.h's include directory comes from), then plain -l.
+/// System libraries the library sources need. pkg-config is tried first, then plain -l.
+/// OpenBLAS is not among them: ops/blas.c dlopen()s it, after choosing its kernels.
 /// m, dl and pthread are part of glibc's libc set, so for them this only asserts libc.
-fn linkLibraryDeps(cfg: Config, m: *Module) void {
+fn linkLibraryDeps(m: *Module) void {
     m.linkSystemLibrary("ffi", .{});
     m.linkSystemLibrary("jansson", .{});
-    if (cfg.blas) m.linkSystemLibrary("openblas", .{});
     m.linkSystemLibrary("m", .{});
     m.linkSystemLibrary("dl", .{});
     m.linkSystemLibrary("pthread", .{});
@@ -260,7 +259,7 @@ fn addCSources(m: *Module, srcs: []const []const u8) void {
 fn addLibrary(cfg: Config, linkage: std.builtin.LinkMode, srcs: []const []const u8) *Compile {
     const m = cModule(cfg, .{ .blas_macro = true, .sanitize_c = .off, .pic = true });
     addCSources(m, srcs);
-    linkLibraryDeps(cfg, m);
+    linkLibraryDeps(m);
     return cfg.b.addLibrary(.{
         .linkage = linkage,
         .name = "tapegrad",
@@ -276,7 +275,7 @@ fn addLibrary(cfg: Config, linkage: std.builtin.LinkMode, srcs: []const []const 
 fn addLibraryObject(cfg: Config, srcs: []const []const u8) *Compile {
     const m = cModule(cfg, .{ .blas_macro = true, .sanitize_c = .off, .pic = true });
     addCSources(m, srcs);
-    linkLibraryDeps(cfg, m);
+    linkLibraryDeps(m);
     return cfg.b.addObject(.{ .name = "tapegrad-lib", .root_module = m });
 }
 
@@ -286,7 +285,7 @@ fn addProgram(cfg: Config, name: []const u8, srcs: []const []const u8, lib: ?*Co
     const m = cModule(cfg, .{ .blas_macro = blas_macro });
     addCSources(m, srcs);
     if (lib) |l| m.addObject(l);
-    linkLibraryDeps(cfg, m);
+    linkLibraryDeps(m);
     const exe = cfg.b.addExecutable(.{ .name = name, .root_module = m });
     exe.rdynamic = true; // --export-dynamic: plugins' tg_* references resolve against us
     return exe;
@@ -336,7 +335,7 @@ fn addTestExe(cfg: Config, test_srcs: []const []const u8, lib_srcs: []const []co
     const m = cModule(cfg, .{ .blas_macro = true });
     addCSources(m, test_srcs);
     addCSources(m, lib_srcs);
-    linkLibraryDeps(cfg, m);
+    linkLibraryDeps(m);
     m.linkSystemLibrary("criterion", .{});
     const exe = cfg.b.addExecutable(.{ .name = "tapegrad-tests", .root_module = m });
     exe.rdynamic = true; // export tg_* to the plugins the tests dlopen
@@ -362,7 +361,7 @@ fn addSanitizedTestExe(
     const b = cfg.b;
     // pkg-config is asked by the shell at make time, not by build.zig, so the cached
     // configuration stays valid. Libraries must follow the sources on the command line.
-    const pkgs = if (cfg.blas) "criterion libffi jansson openblas" else "criterion libffi jansson";
+    const pkgs = "criterion libffi jansson";
     const compile = b.addSystemCommand(&.{
         "sh", "-c",
         \\set -e
@@ -398,12 +397,12 @@ fn pkgConfigFile(cfg: Config) []const u8 {
         \\Name: tapegrad
         \\Description: tape-based automatic differentiation in C
         \\Version: {f}
-        \\Requires.private: libffi jansson{s}
+        \\Requires.private: libffi jansson
         \\Cflags: -I${{includedir}}
         \\Libs: -L${{libdir}} -Wl,-rpath,${{libdir}} -ltapegrad
         \\Libs.private: -lm -ldl -lpthread
         \\
-    , .{ version, if (cfg.blas) " openblas" else "" });
+    , .{version});
 }
 
 // ---------------------------------------------------------------------------

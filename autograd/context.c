@@ -27,9 +27,12 @@ void tgi_ctx_init(tg_ctx *ctx, tg_alloc_fn alloc, void *user) {
     memset(ctx, 0, sizeof *ctx);
     ctx->alloc = alloc;
     ctx->alloc_user = user;
+    ctx->threads = tgi_cores_available();
+    if (ctx->threads > TG_MAX_THREADS) ctx->threads = TG_MAX_THREADS;
 }
 
 void tgi_ctx_release(tg_ctx *ctx) {
+    tgi_pool_release(ctx);
     tgi_hooks_release(ctx);
     tgi_block *block = ctx->blocks;
     while (block) {

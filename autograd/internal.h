@@ -153,6 +153,9 @@ struct tg_ctx {
     int n_named_hooks, cap_named_hooks;
     void **plugins;          /* dlopen handles, closed by tg_ctx_free after the registry */
     int n_plugins, cap_plugins;
+    int threads;             /* tg_ctx_set_threads: the budget, BLAS included */
+    bool flush_denormals;
+    struct tgi_pool *pool;   /* started on the first parallel region (autograd/threads.c) */
 };
 
 /* Sets up the core of a context (no ops registered). */
@@ -164,6 +167,22 @@ TGI_HIDDEN void tgi_ctx_release(tg_ctx *ctx);
  * Returns status. */
 TGI_HIDDEN tg_status tgi_error(tg_ctx *ctx, tg_status status, const char *fmt, ...) TGI_PRINTF(3, 4);
 TGI_HIDDEN tg_status tgi_verror(tg_ctx *ctx, tg_status status, const char *fmt, va_list args);
+
+/* ---- threads (autograd/threads.c) -------------------------------------------------------- */
+
+/* Work on the items [begin, end) of a parallel loop. */
+typedef void (*tgi_range_fn)(void *arg, int64_t begin, int64_t end);
+
+/* Runs fn over [0, n), cut into at most ctx->threads contiguous ranges of at least `grain`
+ * items, one per thread (the caller runs the first). Returns when all are done. Nested calls
+ * (from inside a range) and contexts with one thread run fn(arg, 0, n) on the caller. fn must
+ * give results that do not depend on where the cuts fall: independent items, or fixed blocks
+ * whose partials the caller combines in order afterwards. A NULL ctx runs serially. */
+TGI_HIDDEN void tgi_parallel_for(tg_ctx *ctx, int64_t n, int64_t grain, tgi_range_fn fn, void *arg);
+/* Stops and frees the pool (tg_ctx_free, or a new thread count). */
+TGI_HIDDEN void tgi_pool_release(tg_ctx *ctx);
+/* Cores this process may run on (its affinity mask), at least 1. */
+TGI_HIDDEN int tgi_cores_available(void);
 
 /* ---- tensors ------------------------------------------------------------------------------- */
 

@@ -120,10 +120,6 @@ static int bench_mlp_step(void) {
 }
 
 int main(void) {
-#ifdef TG_USE_BLAS
-    printf("matrix products: OpenBLAS\n");
-#else
-    printf("matrix products: portable GEMM\n");
-#endif
+    printf("matrix products: %s\n", tg_gemm_backend());
     return bench_scalar_chain() || bench_mlp_step();
 }

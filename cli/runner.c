@@ -290,6 +290,7 @@ static bool prepare(trainer *t) {
         return false;
     }
     tg_set_anomaly_mode(t->ctx, c->anomaly);
+    tg_ctx_set_threads(t->ctx, c->threads);
     for (int i = 0; i < c->n_plugins; i++)
         if (tg_plugin_load(t->ctx, c->plugins[i]) != TG_OK) return fail(t, "plugin");
     if (!load_data(t) || !build_model(t)) return false;

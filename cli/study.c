@@ -189,8 +189,12 @@ static void run_all(experiment *experiments, int n, int jobs) {
             total_steps += experiments[i].runs[r].steps;
         }
     for (int i = 0; i < n; i++) p.remaining[i] = experiments[i].n_runs;
+    /* the cores are shared between the runs trained at once, never oversubscribed */
+    long cores = sysconf(_SC_NPROCESSORS_ONLN);
+    int threads_per_run = jobs >= cores ? 1 : (int)(cores / jobs);
+    for (int i = 0; i < n; i++)
+        for (int r = 0; r < experiments[i].n_runs; r++) experiments[i].runs[r].threads = threads_per_run;
     progress_start(&p.bar, "study", total_steps);
-    tg_set_blas_threads(1); /* one training per core */
     pthread_t threads[64];
     int started = 0;
     for (; started < jobs && started < p.n_jobs; started++)

@@ -66,10 +66,15 @@ typedef enum tg_status {
 const char *tg_status_name(tg_status status);
 
 /**
- * Threads OpenBLAS may use for one matrix product (no effect in -Dblas=false builds). Programs
- * that run several trainings at once, one per thread, want 1.
+ * What computes matrix products, e.g. "OpenBLAS 0.3.21, SkylakeX kernels (chosen from the CPU:
+ * AVX-512 AVX2 FMA AVX)" or "portable (...)". Chosen once per process, at the first product or
+ * this call: a cblas_sgemm the program already links; else TAPEGRAD_BLAS (the path of a cblas
+ * library, or "portable"); else OpenBLAS (libopenblas.so.0), loaded with the kernels for the
+ * features this CPU has (an OPENBLAS_CORETYPE in the environment wins); else our own kernels.
+ * A BLAS that disagrees with our kernels on a few small products at start-up is not used.
+ * -Dblas=false builds always use our own kernels. Never NULL.
  */
-void tg_set_blas_threads(int n);
+const char *tg_gemm_backend(void);
 
 /* ------------------------------------------------------------------------------------------ */
 /* Context                                                                                    */
@@ -101,6 +106,33 @@ void tg_clear_error(tg_ctx *ctx);
 
 /** Bytes currently held by persistent tensors of the context. */
 size_t tg_ctx_bytes_persistent(const tg_ctx *ctx);
+
+/** Most threads a context may use. */
+#define TG_MAX_THREADS 256
+
+/**
+ * Threads the context's ops may use, the caller's included: matrix products (BLAS too: it
+ * runs single-threaded inside our ranges, never beside them), convolutions and large
+ * elementwise ops are cut into fixed pieces and spread over a pool owned by the context.
+ * n = 0 means the cores this process may run on (the default for a new context); 1 runs
+ * everything on the caller. The pool's threads start at the first op large enough to split
+ * and are reused by every later step. Results do not depend on n: the pieces are fixed by the
+ * shapes alone. Programs that run several contexts at once (one training per thread) want 1.
+ * Returns TG_ERR_INVALID for n < 0 or n > TG_MAX_THREADS (or a NULL ctx).
+ */
+tg_status tg_ctx_set_threads(tg_ctx *ctx, int n);
+/** The context's thread budget (0 for a NULL ctx). */
+int tg_ctx_threads(const tg_ctx *ctx);
+/**
+ * Flush denormals to zero (x86 FTZ and DAZ) on the calling thread and the context's pool.
+ * Off by default: the diagnostics measure gradients down to 1e-38, and flushing would report
+ * a gradient of 1e-39 as exactly zero. On, a deep sigmoid net whose gradients fall into the
+ * denormal range trains several times faster (bench/bench_core.c measures it). The calling
+ * thread keeps the mode after the call; other threads are not affected. TG_ERR_INVALID for NULL.
+ */
+tg_status tg_ctx_set_flush_denormals(tg_ctx *ctx, bool on);
+/** Whether tg_ctx_set_flush_denormals is on (false for NULL). */
+bool tg_ctx_flush_denormals(const tg_ctx *ctx);
 
 /* ------------------------------------------------------------------------------------------ */
 /* Tensors                                                                                    */

@@ -1,111 +1,84 @@
 /*
- * ops/gemm.c — matrix products: OpenBLAS when available, else our own blocked kernels.
+ * ops/gemm.c — the one entry point for matrix products: backend choice and threads.
  *
- * The portable kernels pick a loop order per transpose case so the innermost loop always runs
- * over contiguous memory with independent accumulators, which compilers vectorise without
- * -ffast-math:
- *   op(B) = B   : c[i,:] += a_ip * b[p,:]     (an axpy over a row of B)
- *   op(B) = B^T : c[i,j] += dot(A row i, b[j,:])  (8 partial sums, combined at the end)
- * Blocking over k and n keeps the panel of B in cache while the rows of C stream past.
+ * A product large enough to share is cut into pieces along the longer side of C, and the
+ * pieces are spread over the context's threads. The cut depends on the shapes and on the
+ * machine's core count only — never on tg_ctx_set_threads — so a run gives the same numbers
+ * with 1 thread as with 2. Each piece is one call of the backend (the loaded BLAS, running
+ * single-threaded, or the portable kernels), computing its own rows or columns of C whole:
+ * no element is summed across pieces.
  */
 #include "ops/ops.h"
 
-#ifdef TG_USE_BLAS
-#include <cblas.h>
-#endif
+/* Below about 1 MFLOP a piece would cost more to hand over than to compute. */
+#define PIECE_MIN_FLOPS (1 << 20)
+/* Pieces start at multiples of these, so the kernels' register tiles stay whole. */
+#define ALIGN_COLUMNS 16
+#define ALIGN_ROWS 8
 
-#define BLOCK_K 256
-#define BLOCK_N 512
+typedef struct gemm_job {
+    bool trans_a, trans_b, split_columns;
+    int64_t m, n, k, lda, ldb, ldc, piece_len;
+    float alpha, beta;
+    const float *a, *b;
+    float *c;
+} gemm_job;
 
-static void scale_c(int64_t m, int64_t n, float beta, float *c, int64_t ldc) {
-    if (beta == 1.0f) return;
-    for (int64_t i = 0; i < m; i++)
-        for (int64_t j = 0; j < n; j++) c[i * ldc + j] = beta == 0.0f ? 0.0f : beta * c[i * ldc + j];
-}
-
-/* Element (i, p) of op(A). */
-static inline float a_at(bool trans_a, const float *a, int64_t lda, int64_t i, int64_t p) {
-    return trans_a ? a[p * lda + i] : a[i * lda + p];
-}
-
-/* C += alpha * op(A) * B, B not transposed. */
-static void gemm_axpy(bool trans_a, int64_t m, int64_t n, int64_t k, float alpha, const float *a,
-                      int64_t lda, const float *b, int64_t ldb, float *c, int64_t ldc) {
-    for (int64_t p0 = 0; p0 < k; p0 += BLOCK_K) {
-        int64_t p1 = p0 + BLOCK_K < k ? p0 + BLOCK_K : k;
-        for (int64_t j0 = 0; j0 < n; j0 += BLOCK_N) {
-            int64_t j1 = j0 + BLOCK_N < n ? j0 + BLOCK_N : n;
-            for (int64_t i = 0; i < m; i++) {
-                float *restrict ci = c + i * ldc;
-                for (int64_t p = p0; p < p1; p++) {
-                    float aip = alpha * a_at(trans_a, a, lda, i, p);
-                    if (aip == 0.0f) continue;
-                    const float *restrict bp = b + p * ldb;
-                    for (int64_t j = j0; j < j1; j++) ci[j] += aip * bp[j];
-                }
-            }
-        }
-    }
-}
-
-static float dot(const float *restrict x, const float *restrict y, int64_t n) {
-    float partial[8] = {0};
-    int64_t p = 0;
-    for (; p + 8 <= n; p += 8)
-        for (int q = 0; q < 8; q++) partial[q] += x[p + q] * y[p + q];
-    float sum = 0.0f;
-    for (int q = 0; q < 8; q++) sum += partial[q];
-    for (; p < n; p++) sum += x[p] * y[p];
-    return sum;
-}
-
-/* C += alpha * A * B^T: rows of A against rows of B. */
-static void gemm_dot(int64_t m, int64_t n, int64_t k, float alpha, const float *a, int64_t lda,
-                     const float *b, int64_t ldb, float *c, int64_t ldc) {
-    for (int64_t i = 0; i < m; i++)
-        for (int64_t j = 0; j < n; j++) c[i * ldc + j] += alpha * dot(a + i * lda, b + j * ldb, k);
-}
-
-/* C += alpha * A^T * B^T, rare (no op of ours needs it): plain loops. */
-static void gemm_both_transposed(int64_t m, int64_t n, int64_t k, float alpha, const float *a,
-                                 int64_t lda, const float *b, int64_t ldb, float *c, int64_t ldc) {
-    for (int64_t i = 0; i < m; i++)
-        for (int64_t j = 0; j < n; j++) {
-            float sum = 0.0f;
-            for (int64_t p = 0; p < k; p++) sum += a[p * lda + i] * b[j * ldb + p];
-            c[i * ldc + j] += alpha * sum;
-        }
-}
-
-void tgi_gemm_portable(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, float alpha,
+static void gemm_whole(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, float alpha,
                        const float *a, int64_t lda, const float *b, int64_t ldb, float beta,
                        float *c, int64_t ldc) {
-    scale_c(m, n, beta, c, ldc);
-    if (!trans_b) gemm_axpy(trans_a, m, n, k, alpha, a, lda, b, ldb, c, ldc);
-    else if (!trans_a) gemm_dot(m, n, k, alpha, a, lda, b, ldb, c, ldc);
-    else gemm_both_transposed(m, n, k, alpha, a, lda, b, ldb, c, ldc);
+    if (!tgi_blas_gemm(trans_a, trans_b, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc))
+        tgi_gemm_portable(trans_a, trans_b, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
 }
 
-void tgi_gemm(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, float alpha,
-              const float *a, int64_t lda, const float *b, int64_t ldb, float beta, float *c,
-              int64_t ldc) {
-#ifdef TG_USE_BLAS
-    /* blasint is 32-bit in the usual OpenBLAS builds: larger dims would be truncated. */
-    const int64_t most = sizeof(blasint) < 8 ? INT32_MAX : INT64_MAX;
-    if (m <= most && n <= most && k <= most && lda <= most && ldb <= most && ldc <= most) {
-        cblas_sgemm(CblasRowMajor, trans_a ? CblasTrans : CblasNoTrans,
-                    trans_b ? CblasTrans : CblasNoTrans, (blasint)m, (blasint)n, (blasint)k, alpha,
-                    a, (blasint)lda, b, (blasint)ldb, beta, c, (blasint)ldc);
+static void gemm_pieces(void *arg, int64_t begin, int64_t end) {
+    const gemm_job *j = arg;
+    for (int64_t piece = begin; piece < end; piece++) {
+        int64_t from = piece * j->piece_len;
+        int64_t len = (j->split_columns ? j->n : j->m) - from;
+        if (len > j->piece_len) len = j->piece_len;
+        if (len <= 0) continue;
+        if (j->split_columns) { /* columns from..from+len of op(B) and of C */
+            const float *b = j->trans_b ? j->b + from * j->ldb : j->b + from;
+            gemm_whole(j->trans_a, j->trans_b, j->m, len, j->k, j->alpha, j->a, j->lda, b, j->ldb,
+                       j->beta, j->c + from, j->ldc);
+        } else { /* rows from..from+len of op(A) and of C */
+            const float *a = j->trans_a ? j->a + from : j->a + from * j->lda;
+            gemm_whole(j->trans_a, j->trans_b, len, j->n, j->k, j->alpha, a, j->lda, j->b, j->ldb,
+                       j->beta, j->c + from * j->ldc, j->ldc);
+        }
+    }
+}
+
+/* How many pieces: a power of two up to the machine's cores, each at least PIECE_MIN_FLOPS. */
+static int64_t piece_count(int64_t m, int64_t n, int64_t k, int64_t side, int64_t align) {
+    static _Atomic int most; /* the same for every call: computed once, races are harmless */
+    if (!most) {
+        int cores = tgi_cores_available(), p = 1;
+        while (p < cores && p < 64) p *= 2;
+        most = p;
+    }
+    double flops = 2.0 * (double)m * (double)n * (double)k;
+    int64_t pieces = 1;
+    while (pieces < most && flops / (double)(2 * pieces) >= PIECE_MIN_FLOPS &&
+           side / (2 * pieces) >= align)
+        pieces *= 2;
+    return pieces;
+}
+
+void tgi_gemm(tg_ctx *ctx, bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k,
+              float alpha, const float *a, int64_t lda, const float *b, int64_t ldb, float beta,
+              float *c, int64_t ldc) {
+    bool split_columns = n >= m;
+    int64_t side = split_columns ? n : m, align = split_columns ? ALIGN_COLUMNS : ALIGN_ROWS;
+    int64_t pieces = piece_count(m, n, k, side, align);
+    if (pieces == 1) {
+        gemm_whole(trans_a, trans_b, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
         return;
     }
-#endif
-    tgi_gemm_portable(trans_a, trans_b, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
-}
-
-void tg_set_blas_threads(int n) {
-#ifdef TG_USE_BLAS
-    openblas_set_num_threads(n > 0 ? n : 1);
-#else
-    (void)n;
-#endif
+    int64_t piece_len = (side + pieces - 1) / pieces;
+    piece_len = (piece_len + align - 1) / align * align;
+    gemm_job job = {trans_a, trans_b, split_columns, m, n, k, lda, ldb, ldc, piece_len,
+                    alpha, beta, a, b, c};
+    tgi_parallel_for(ctx, pieces, 1, gemm_pieces, &job);
 }

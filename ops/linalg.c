@@ -51,7 +51,7 @@ static tg_status matmul_forward(tg_op_call *call) {
     const tg_tensor *a = call->inputs[0], *b = call->inputs[1];
     matmul_dims d = matmul_shape(a, b);
     for (int64_t i = 0; i < d.count; i++)
-        tgi_gemm(false, false, d.m, d.n, d.k, 1.0f, a->data + i * d.m * d.k, d.k,
+        tgi_gemm(call->tape->ctx, false, false, d.m, d.n, d.k, 1.0f, a->data + i * d.m * d.k, d.k,
                  b->data + i * d.b_step, d.n, 0.0f, call->output->data + i * d.m * d.n, d.n);
     return TG_OK;
 }
@@ -64,10 +64,10 @@ static tg_status matmul_backward(const tg_op_call *call) {
     for (int64_t i = 0; i < d.count; i++) {
         const float *gy_i = gy + i * d.m * d.n;
         if (a->grad)
-            tgi_gemm(false, true, d.m, d.k, d.n, 1.0f, gy_i, d.n, b->data + i * d.b_step, d.n,
+            tgi_gemm(call->tape->ctx, false, true, d.m, d.k, d.n, 1.0f, gy_i, d.n, b->data + i * d.b_step, d.n,
                      1.0f, a->grad + i * d.m * d.k, d.k);
         if (b->grad)
-            tgi_gemm(true, false, d.k, d.n, d.m, 1.0f, a->data + i * d.m * d.k, d.k, gy_i, d.n,
+            tgi_gemm(call->tape->ctx, true, false, d.k, d.n, d.m, 1.0f, a->data + i * d.m * d.k, d.k, gy_i, d.n,
                      1.0f, b->grad + i * d.b_step, d.n);
     }
     return TG_OK;
@@ -95,7 +95,7 @@ static tg_status linear_forward(tg_op_call *call) {
     int64_t in = w->shape[1], out = w->shape[0], rows = x->size / in;
     float *y = call->output->data;
     for (int64_t r = 0; r < rows; r++) memcpy(y + r * out, b->data, (size_t)out * sizeof(float));
-    tgi_gemm(false, true, rows, out, in, 1.0f, x->data, in, w->data, in, 1.0f, y, out);
+    tgi_gemm(call->tape->ctx, false, true, rows, out, in, 1.0f, x->data, in, w->data, in, 1.0f, y, out);
     return TG_OK;
 }
 
@@ -104,8 +104,8 @@ static tg_status linear_backward(const tg_op_call *call) {
     const tg_tensor *x = call->inputs[0], *w = call->inputs[1], *b = call->inputs[2];
     int64_t in = w->shape[1], out = w->shape[0], rows = x->size / in;
     const float *gy = call->output->grad;
-    if (x->grad) tgi_gemm(false, false, rows, in, out, 1.0f, gy, out, w->data, in, 1.0f, x->grad, in);
-    if (w->grad) tgi_gemm(true, false, out, in, rows, 1.0f, gy, out, x->data, in, 1.0f, w->grad, in);
+    if (x->grad) tgi_gemm(call->tape->ctx, false, false, rows, in, out, 1.0f, gy, out, w->data, in, 1.0f, x->grad, in);
+    if (w->grad) tgi_gemm(call->tape->ctx, true, false, out, in, rows, 1.0f, gy, out, x->data, in, 1.0f, w->grad, in);
     if (b->grad)
         for (int64_t r = 0; r < rows; r++)
             for (int64_t j = 0; j < out; j++) b->grad[j] += gy[r * out + j];

@@ -117,11 +117,17 @@ TGI_HIDDEN void tgi_broadcast_plan(const tg_tensor *a, const tg_tensor *b, tgi_b
 
 /* ---- GEMM ---------------------------------------------------------------------------------- */
 
-/* Row-major C = alpha * op(A) * op(B) + beta * C, op(A) m x k, op(B) k x n. Uses OpenBLAS when
- * built with TG_USE_BLAS, else tgi_gemm_portable. */
-TGI_HIDDEN void tgi_gemm(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, float alpha,
-                         const float *a, int64_t lda, const float *b, int64_t ldb, float beta,
-                         float *c, int64_t ldc);
+/* Row-major C = alpha * op(A) * op(B) + beta * C, op(A) m x k, op(B) k x n, on ctx's threads
+ * (ops/gemm.c). The backend is the BLAS ops/blas.c found, else tgi_gemm_portable. Call it from
+ * inside a tgi_parallel_for range too: it then runs on that thread alone. */
+TGI_HIDDEN void tgi_gemm(tg_ctx *ctx, bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k,
+                         float alpha, const float *a, int64_t lda, const float *b, int64_t ldb,
+                         float beta, float *c, int64_t ldc);
+/* One call of the loaded BLAS on this thread; false (nothing done) when there is none or the
+ * dims do not fit its ints (ops/blas.c). */
+TGI_HIDDEN bool tgi_blas_gemm(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k,
+                              float alpha, const float *a, int64_t lda, const float *b, int64_t ldb,
+                              float beta, float *c, int64_t ldc);
 /* Our own blocked GEMM: always compiled, so it is tested in BLAS builds too. */
 TGI_HIDDEN void tgi_gemm_portable(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k,
                                   float alpha, const float *a, int64_t lda, const float *b,

@@ -1,5 +1,6 @@
-/* tests/test_gemm.c — our portable GEMM (always compiled) and the dispatching one, against a
- * plain triple loop in double, for every transpose case, odd sizes and alpha/beta. */
+/* tests/test_gemm.c — our portable GEMM (always compiled) and the dispatching one (loaded BLAS,
+ * cut into pieces over the context's threads), against a plain triple loop in double, for every
+ * transpose case, odd sizes and alpha/beta; and the same bits whatever the thread count. */
 #include "helpers.h"
 #include "ops/ops.h"
 
@@ -54,6 +55,65 @@ Test(gemm, portable_matches_reference) {
     check_all_cases(tgi_gemm_portable, "portable");
 }
 
+static tg_ctx *dispatch_ctx;
+
+static void gemm_dispatch(bool ta, bool tb, int64_t m, int64_t n, int64_t k, float alpha,
+                          const float *a, int64_t lda, const float *b, int64_t ldb, float beta,
+                          float *c, int64_t ldc) {
+    tgi_gemm(dispatch_ctx, ta, tb, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
+}
+
 Test(gemm, dispatch_matches_reference) {
-    check_all_cases(tgi_gemm, "dispatch");
+    dispatch_ctx = tg_ctx_new();
+    cr_assert(dispatch_ctx);
+    for (int threads = 1; threads <= 2; threads++) {
+        cr_assert_eq(tg_ctx_set_threads(dispatch_ctx, threads), TG_OK);
+        check_all_cases(gemm_dispatch, threads == 1 ? "dispatch, 1 thread" : "dispatch, 2 threads");
+    }
+    tg_ctx_free(dispatch_ctx);
+}
+
+/* Large enough to be cut into pieces (on a machine with 2 or more cores): every transpose case
+ * must give the same bits on 1 and 2 threads, and match the reference. */
+Test(gemm, same_bits_on_any_thread_count) {
+    const int64_t m = 96, n = 200, k = 130;
+    float *a = malloc(sizeof(float) * m * k), *b = malloc(sizeof(float) * k * n);
+    float *c1 = malloc(sizeof(float) * m * n), *c2 = malloc(sizeof(float) * m * n);
+    float *want = malloc(sizeof(float) * m * n);
+    cr_assert(a && b && c1 && c2 && want, "out of memory");
+    tg_rng rng;
+    tg_rng_seed(&rng, 5);
+    for (int64_t i = 0; i < m * k; i++) a[i] = tg_rng_uniform(&rng) - 0.5f;
+    for (int64_t i = 0; i < k * n; i++) b[i] = tg_rng_uniform(&rng) - 0.5f;
+    tg_ctx *ctx = tg_ctx_new();
+    cr_assert(ctx);
+    for (int t = 0; t < 4; t++) {
+        bool ta = t & 1, tb = t & 2;
+        int64_t lda = ta ? m : k, ldb = tb ? k : n;
+        for (int64_t i = 0; i < m * n; i++) c1[i] = c2[i] = want[i] = (float)(i % 5);
+        cr_assert_eq(tg_ctx_set_threads(ctx, 1), TG_OK);
+        tgi_gemm(ctx, ta, tb, m, n, k, 1.25f, a, lda, b, ldb, 0.5f, c1, n);
+        cr_assert_eq(tg_ctx_set_threads(ctx, 2), TG_OK);
+        tgi_gemm(ctx, ta, tb, m, n, k, 1.25f, a, lda, b, ldb, 0.5f, c2, n);
+        reference(ta, tb, m, n, k, 1.25f, a, lda, b, ldb, 0.5f, want, n);
+        cr_assert(memcmp(c1, c2, sizeof(float) * m * n) == 0, "ta=%d tb=%d: 1 and 2 threads differ", ta, tb);
+        expect_close(c1, want, m * n, 2e-5f * (float)k, ta ? "threads, ta" : "threads");
+    }
+    tg_ctx_free(ctx);
+    free(a);
+    free(b);
+    free(c1);
+    free(c2);
+    free(want);
+}
+
+Test(gemm, backend_is_named) {
+    const char *backend = tg_gemm_backend();
+    cr_assert(backend && *backend);
+#ifdef TG_USE_BLAS
+    /* this machine has Debian's OpenBLAS (setup.sh installs it): it must be found and pass */
+    cr_expect(strncmp(backend, "OpenBLAS", 8) == 0, "backend: %s", backend);
+#else
+    cr_expect(strncmp(backend, "portable", 8) == 0, "backend: %s", backend);
+#endif
 }

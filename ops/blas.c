@@ -1,0 +1,229 @@
+/*
+ * ops/blas.c — finding a BLAS at run time, choosing its kernels from the CPU, and checking it.
+ *
+ * Why load OpenBLAS ourselves instead of linking it: OpenBLAS chooses its kernels once, in its
+ * load-time constructor, by CPU model. Debian's 0.3.21 does not know newer models and falls
+ * back to its slowest (Prescott) kernels on them — 4.7x below the machine on an AVX-512 Xeon.
+ * It does honour OPENBLAS_CORETYPE, read in that constructor, so we decide the core type from
+ * the CPU's features (CPUID, and XGETBV for what the OS saves), set the variable, dlopen the
+ * library, and put the environment back. Nothing is chosen that the CPU cannot run.
+ *
+ * Who keeps control: a cblas_sgemm already in the process (a program that links its own BLAS)
+ * is used as it is; an OPENBLAS_CORETYPE set by the user is left alone; TAPEGRAD_BLAS=portable
+ * selects our own kernels, TAPEGRAD_BLAS=<path> another cblas library.
+ *
+ * Older OpenBLAS builds compute wrong results on some CPUs with some core types, so whatever
+ * was found multiplies a few small matrices against the portable GEMM once; a disagreement
+ * means the portable GEMM, and the description says why.
+ */
+#include "ops/ops.h"
+
+#include <dlfcn.h>
+#include <math.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#if defined(__x86_64__) || defined(__i386__)
+#include <cpuid.h>
+#endif
+
+/* cblas constants (cblas.h is not needed: the library is found at run time). */
+enum { CBLAS_ROW_MAJOR = 101, CBLAS_NO_TRANS = 111, CBLAS_TRANS = 112 };
+
+typedef void (*cblas_sgemm_fn)(int order, int trans_a, int trans_b, int m, int n, int k,
+                               float alpha, const float *a, int lda, const float *b, int ldb,
+                               float beta, float *c, int ldc);
+typedef char *(*openblas_string_fn)(void);
+typedef void (*openblas_threads_fn)(int n);
+
+static struct {
+    cblas_sgemm_fn sgemm;          /* NULL: the portable GEMM */
+    char description[256];
+} backend;
+
+static pthread_once_t backend_once = PTHREAD_ONCE_INIT;
+
+/* ---- what the CPU can run ------------------------------------------------------------------ */
+
+typedef struct cpu_features {
+    bool amd, avx, avx2, fma, avx512; /* avx512: F, CD, BW, DQ and VL, with the OS saving ZMM */
+} cpu_features;
+
+static cpu_features detect_cpu(void) {
+    cpu_features f = {0};
+#if defined(__x86_64__) || defined(__i386__)
+    unsigned a, b, c, d;
+    if (!__get_cpuid(0, &a, &b, &c, &d)) return f;
+    unsigned max_leaf = a;
+    f.amd = b == 0x68747541; /* "Auth"enticAMD */
+    if (!__get_cpuid(1, &a, &b, &c, &d)) return f;
+    bool osxsave = c & (1u << 27), has_avx = c & (1u << 28), has_fma = c & (1u << 12);
+    if (!osxsave) return f;
+    unsigned xcr0_lo, xcr0_hi;
+    __asm__ volatile("xgetbv" : "=a"(xcr0_lo), "=d"(xcr0_hi) : "c"(0));
+    bool ymm_saved = (xcr0_lo & 0x6) == 0x6;         /* SSE and AVX state */
+    bool zmm_saved = (xcr0_lo & 0xe6) == 0xe6;       /* plus opmask and both ZMM halves */
+    f.avx = has_avx && ymm_saved;
+    f.fma = f.avx && has_fma;
+    if (max_leaf < 7) return f;
+    __cpuid_count(7, 0, a, b, c, d);
+    f.avx2 = f.avx && (b & (1u << 5));
+    const unsigned avx512_set = (1u << 16) | (1u << 17) | (1u << 28) | (1u << 30) | (1u << 31);
+    f.avx512 = f.avx2 && zmm_saved && (b & avx512_set) == avx512_set; /* F DQ CD BW VL */
+#endif
+    return f;
+}
+
+/* The OpenBLAS core type for these features, or NULL to let OpenBLAS decide. */
+static const char *core_type_for(const cpu_features *f, char *why, size_t size) {
+    const char *core = NULL;
+    if (f->avx512) core = "SkylakeX";
+    else if (f->avx2 && f->fma) core = f->amd ? "Zen" : "Haswell";
+    else if (f->avx) core = "Sandybridge";
+    snprintf(why, size, "%s%s%s%s", f->avx512 ? "AVX-512 " : "", f->avx2 ? "AVX2 " : "",
+             f->fma ? "FMA " : "", f->avx ? "AVX" : "SSE only");
+    return core;
+}
+
+/* ---- the self-check ------------------------------------------------------------------------ */
+
+static void call_blas(cblas_sgemm_fn sgemm, bool ta, bool tb, int m, int n, int k, const float *a,
+                      const float *b, float *c) {
+    sgemm(CBLAS_ROW_MAJOR, ta ? CBLAS_TRANS : CBLAS_NO_TRANS, tb ? CBLAS_TRANS : CBLAS_NO_TRANS, m,
+          n, k, 0.75f, a, ta ? m : k, b, tb ? k : n, 0.5f, c, n);
+}
+
+/* Every transpose case on a small odd shape and one that reaches the main kernels. */
+static bool blas_agrees(cblas_sgemm_fn sgemm) {
+    enum { M = 67, N = 45, K = 129 };
+    static float a[M * K], b[K * N], want[M * N], got[M * N];
+    uint32_t x = 12345;
+    for (int i = 0; i < M * K; i++) a[i] = (float)((x = x * 1664525u + 1013904223u) >> 8) / 16777216.0f - 0.5f;
+    for (int i = 0; i < K * N; i++) b[i] = (float)((x = x * 1664525u + 1013904223u) >> 8) / 16777216.0f - 0.5f;
+    const int shapes[][3] = {{M, N, K}, {5, 3, 7}, {1, 17, 2}};
+    for (int s = 0; s < 3; s++)
+        for (int t = 0; t < 4; t++) {
+            int m = shapes[s][0], n = shapes[s][1], k = shapes[s][2];
+            bool ta = t & 1, tb = t & 2;
+            for (int i = 0; i < m * n; i++) want[i] = got[i] = (float)(i % 7) - 3.0f;
+            tgi_gemm_portable(ta, tb, m, n, k, 0.75f, a, ta ? m : k, b, tb ? k : n, 0.5f, want, n);
+            call_blas(sgemm, ta, tb, m, n, k, a, b, got);
+            for (int i = 0; i < m * n; i++)
+                if (!(fabsf(got[i] - want[i]) <= 1e-4f * (float)k)) return false;
+        }
+    return true;
+}
+
+/* ---- loading ------------------------------------------------------------------------------- */
+
+/* Sets name=value unless the user set it; returns whether we did (to undo it). */
+static bool set_env_default(const char *name, const char *value) {
+    if (!value || getenv(name)) return false;
+    return setenv(name, value, 0) == 0;
+}
+
+static void describe_openblas(void *lib, const char *source, const char *chosen) {
+    openblas_string_fn config = (openblas_string_fn)dlsym(lib, "openblas_get_config");
+    openblas_string_fn corename = (openblas_string_fn)dlsym(lib, "openblas_get_corename");
+    char version[64] = "OpenBLAS";
+    if (config) { /* "OpenBLAS 0.3.21 DYNAMIC_ARCH NO_AFFINITY Zen MAX_THREADS=64" */
+        const char *s = config();
+        size_t n = strcspn(s, " ");
+        n += s[n] ? 1 + strcspn(s + n + 1, " ") : 0;
+        snprintf(version, sizeof version, "%.*s", (int)n, s);
+    }
+    if (corename)
+        snprintf(backend.description, sizeof backend.description, "%s, %s kernels (%s)", version,
+                 corename(), chosen ? chosen : source);
+    else
+        snprintf(backend.description, sizeof backend.description, "%s (%s)", version, source);
+}
+
+static bool use_library(void *lib, const char *source, const char *chosen) {
+    cblas_sgemm_fn sgemm = (cblas_sgemm_fn)dlsym(lib, "cblas_sgemm");
+    if (!sgemm) return false;
+    /* We cut products into pieces for our own threads; BLAS threads beside them would
+     * oversubscribe the cores. */
+    openblas_threads_fn threads = (openblas_threads_fn)dlsym(lib, "openblas_set_num_threads");
+    if (threads) threads(1);
+    describe_openblas(lib, source, chosen);
+    if (!blas_agrees(sgemm)) {
+        char found[sizeof backend.description];
+        memcpy(found, backend.description, sizeof found);
+        snprintf(backend.description, sizeof backend.description,
+                 "portable (%.200s disagreed with the portable GEMM at start-up)", found);
+        return true;
+    }
+    backend.sgemm = sgemm;
+    return true;
+}
+
+static void load_openblas(void) {
+    char why[64], chosen[128];
+    cpu_features cpu = detect_cpu();
+    const char *core = core_type_for(&cpu, why, sizeof why);
+    const char *user_core = getenv("OPENBLAS_CORETYPE");
+    bool set_core = set_env_default("OPENBLAS_CORETYPE", core);
+    bool set_threads = set_env_default("OPENBLAS_NUM_THREADS", "1");
+    if (user_core) snprintf(chosen, sizeof chosen, "OPENBLAS_CORETYPE=%s from the environment", user_core);
+    else if (core) snprintf(chosen, sizeof chosen, "chosen from the CPU: %s", why);
+    else snprintf(chosen, sizeof chosen, "OpenBLAS's own choice: %s", why);
+    void *lib = dlopen("libopenblas.so.0", RTLD_NOW | RTLD_LOCAL);
+    if (!lib) lib = dlopen("libopenblas.so", RTLD_NOW | RTLD_LOCAL);
+    if (set_core) unsetenv("OPENBLAS_CORETYPE");
+    if (set_threads) unsetenv("OPENBLAS_NUM_THREADS");
+    if (!lib || !use_library(lib, "loaded", chosen))
+        snprintf(backend.description, sizeof backend.description,
+                 "portable (no OpenBLAS found: libopenblas.so.0 did not load)");
+    /* The handle stays open for the life of the process: its kernels are in use. */
+}
+
+static void choose_backend(void) {
+#ifdef TG_USE_BLAS
+    const char *request = getenv("TAPEGRAD_BLAS");
+    if (request && strcmp(request, "portable") == 0) {
+        snprintf(backend.description, sizeof backend.description, "portable (TAPEGRAD_BLAS=portable)");
+        return;
+    }
+    if (request && *request) {
+        void *lib = dlopen(request, RTLD_NOW | RTLD_LOCAL);
+        if (!lib || !use_library(lib, "TAPEGRAD_BLAS", NULL))
+            snprintf(backend.description, sizeof backend.description,
+                     "portable (TAPEGRAD_BLAS=%.160s has no cblas_sgemm or did not load)", request);
+        return;
+    }
+    void *self = dlopen(NULL, RTLD_NOW);
+    if (self && dlsym(self, "cblas_sgemm") && use_library(self, "linked by the program", NULL)) return;
+    load_openblas();
+#else
+    snprintf(backend.description, sizeof backend.description, "portable (built with -Dblas=false)");
+#endif
+}
+
+/* The sgemm to use, or NULL for the portable GEMM. */
+static cblas_sgemm_fn blas_sgemm(void) {
+    pthread_once(&backend_once, choose_backend);
+    return backend.sgemm;
+}
+
+const char *tg_gemm_backend(void) {
+    pthread_once(&backend_once, choose_backend);
+    return backend.description;
+}
+
+bool tgi_blas_gemm(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, float alpha,
+                   const float *a, int64_t lda, const float *b, int64_t ldb, float beta, float *c,
+                   int64_t ldc) {
+    cblas_sgemm_fn sgemm = blas_sgemm();
+    if (!sgemm) return false;
+    /* The usual BLAS builds take 32-bit ints: larger dims would be truncated. */
+    if (m > INT32_MAX || n > INT32_MAX || k > INT32_MAX || lda > INT32_MAX || ldb > INT32_MAX ||
+        ldc > INT32_MAX)
+        return false;
+    sgemm(CBLAS_ROW_MAJOR, trans_a ? CBLAS_TRANS : CBLAS_NO_TRANS,
+          trans_b ? CBLAS_TRANS : CBLAS_NO_TRANS, (int)m, (int)n, (int)k, alpha, a, (int)lda, b,
+          (int)ldb, beta, c, (int)ldc);
+    return true;
+}
