@@ -350,7 +350,8 @@ tg_tensor *tg_bce_with_logits(tg_tape *tape, tg_tensor *logits, tg_tensor *targe
  *  mask depends only on seed, so a step can be replayed exactly. */
 tg_tensor *tg_dropout(tg_tape *tape, tg_tensor *x, float p, uint64_t seed);
 /**
- * Batch normalisation of x [N,C] over the batch, per feature. In training (train = true) uses
+ * Batch normalisation of x [N,C] over the batch, per feature; of x [N,C,L] or [N,C,H,W] over
+ * N and the spatial dims, per channel (PyTorch's BatchNorm1d/2d). In training (train = true) uses
  * the batch statistics and updates running_mean/running_var in place with momentum
  * (running = (1-momentum)*running + momentum*batch, unbiased variance); in evaluation uses the
  * running statistics. gamma, beta, running_mean, running_var are [C].
@@ -361,6 +362,44 @@ tg_tensor *tg_batch_norm(tg_tape *tape, tg_tensor *x, tg_tensor *gamma, tg_tenso
 /** Layer normalisation over the last axis; gamma and beta have the size of that axis. */
 tg_tensor *tg_layer_norm(tg_tape *tape, tg_tensor *x, tg_tensor *gamma, tg_tensor *beta,
                          float eps);
+
+/* ---- convolution and pooling (NCHW, f32; PyTorch's semantics and output sizes) ----------- */
+
+/** Geometry of a convolution. Zero fields take the defaults: stride 1, dilation 1, groups 1
+ *  (padding 0 is the default and a zero). */
+typedef struct tg_conv2d_opts {
+    int stride_h, stride_w;
+    int pad_h, pad_w;
+    int dilation_h, dilation_w;
+    int groups;
+} tg_conv2d_opts;
+
+/**
+ * 2-D convolution (cross-correlation, as PyTorch's conv2d): x [N,C,H,W], weight
+ * [O, C/groups, kh, kw], bias [O] or NULL -> [N, O, OH, OW] with
+ * OH = (H + 2 pad_h - dilation_h (kh - 1) - 1) / stride_h + 1 (likewise OW). opts NULL: defaults.
+ * Registered as "conv2d" (inputs x, weight[, bias]; attributes stride_h, stride_w, pad_h, pad_w,
+ * dilation_h, dilation_w, groups).
+ */
+tg_tensor *tg_conv2d(tg_tape *tape, tg_tensor *x, tg_tensor *weight, tg_tensor *bias,
+                     const tg_conv2d_opts *opts);
+/** 1-D convolution: x [N,C,L], weight [O, C/groups, k], bias [O] or NULL -> [N, O, OL]. */
+tg_tensor *tg_conv1d(tg_tape *tape, tg_tensor *x, tg_tensor *weight, tg_tensor *bias, int stride,
+                     int pad, int dilation, int groups);
+/**
+ * Max pooling over kernel_h x kernel_w windows of x [N,C,H,W] (stride 0 = the kernel size;
+ * padding counts as -infinity and may be at most half the kernel, as in PyTorch). The gradient
+ * goes to the first maximum of each window; a NaN in a window is its maximum (it propagates).
+ */
+tg_tensor *tg_max_pool2d(tg_tape *tape, tg_tensor *x, int kernel_h, int kernel_w, int stride_h,
+                         int stride_w, int pad_h, int pad_w);
+/** Average pooling; padding counts as zeros in the average (PyTorch's count_include_pad). */
+tg_tensor *tg_avg_pool2d(tg_tape *tape, tg_tensor *x, int kernel_h, int kernel_w, int stride_h,
+                         int stride_w, int pad_h, int pad_w);
+/** Mean over H and W: x [N,C,H,W] -> [N,C]. */
+tg_tensor *tg_global_avg_pool2d(tg_tape *tape, tg_tensor *x);
+/** x [N, ...] -> [N, product of the rest] (a reshape: no copy on the forward pass). */
+tg_tensor *tg_flatten(tg_tape *tape, tg_tensor *x);
 
 /* ------------------------------------------------------------------------------------------ */
 /* The op registry                                                                            */
