@@ -8,6 +8,7 @@
 //!                              Criterion, e.g. `zig build test -- --filter 'ops/*'`
 //!   zig build run [-- ARGS]    build and run bin/tapegrad
 //!   zig build bench            build and run every bench/<stem>.c, one after another
+//!   zig build bench-<x>        build, install (bin/bench_<x>) and run bench/bench_<x>.c alone
 //!   zig build examples         build and install the examples only (programs and plugins)
 //!   zig build plugins          build and install the example plugins only
 //!
@@ -177,10 +178,19 @@ pub fn build(b: *Build) void {
         const exe = addProgram(cfg, stem(src), &.{src}, lib, true);
         const run = b.addRunArtifact(exe);
         run.stdio = .inherit;
-        run.setEnvironmentVariable("OPENBLAS_NUM_THREADS", "1");
+        run.addPassthruArgs();
         if (prev_bench) |p| run.step.dependOn(p); // serialize: timings must not overlap
         prev_bench = &run.step;
         bench_step.dependOn(&run.step);
+        // `zig build bench-models` runs bench/bench_models.c alone; the binary is installed too
+        const one = b.addRunArtifact(exe);
+        one.stdio = .inherit;
+        one.addPassthruArgs();
+        const name = stem(src);
+        const short = if (std.mem.startsWith(u8, name, "bench_")) name["bench_".len..] else name;
+        const one_step = b.step(b.fmt("bench-{s}", .{short}), b.fmt("Build and run {s} alone", .{src}));
+        one_step.dependOn(&one.step);
+        one_step.dependOn(&b.addInstallArtifact(exe, .{}).step);
     }
 
     // ---- tests ----

@@ -1,0 +1,290 @@
+/*
+ * bench/bench_models.c — training steps of the issue-14 MLP workloads, side by side with a
+ * plain C reference written here (same FLOPs, no framework, the same GEMM kernels), in one run:
+ *
+ *   MLP d4 w32 b16, MLP d20 w256 b64, MLP d4 w1024 b256: depth = linear layers, 64 inputs,
+ *   10 classes, sigmoid between layers, softmax cross-entropy, SGD lr 0.01;
+ *   sgemm 1024^3 through tapegrad's entry point against one call of the backend.
+ *
+ * Rounds interleave tapegrad at 1 thread, the reference (1 thread: the backend called whole,
+ * on this thread), and tapegrad at 2 threads; each figure is the median over rounds with the
+ * min-max beside it. Both start from the same weights: their first losses are printed and must
+ * agree. Pin with `taskset -c 1` for one-thread figures (the 2-thread figure then shares a core:
+ * run unpinned for it). `bench_models QUICK` runs fewer rounds.
+ */
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "ops/ops.h"
+
+#define ROUNDS 7
+#define IN 64
+#define CLASSES 10
+#define MAX_LAYERS 20
+
+static double now_seconds(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
+static int compare_doubles(const void *a, const void *b) {
+    double x = *(const double *)a, y = *(const double *)b;
+    return (x > y) - (x < y);
+}
+
+typedef struct summary {
+    double median, min, max;
+} summary;
+
+static summary summarize(double *v, int n) {
+    qsort(v, (size_t)n, sizeof *v, compare_doubles);
+    return (summary){v[n / 2], v[0], v[n - 1]};
+}
+
+static void backend_gemm(bool ta, bool tb, int64_t m, int64_t n, int64_t k, const float *a,
+                         int64_t lda, const float *b, int64_t ldb, float beta, float *c, int64_t ldc) {
+    if (!tgi_blas_gemm(ta, tb, m, n, k, 1.0f, a, lda, b, ldb, beta, c, ldc))
+        tgi_gemm_portable(ta, tb, m, n, k, 1.0f, a, lda, b, ldb, beta, c, ldc);
+}
+
+/* ---- the plain C reference ----------------------------------------------------------------- */
+
+typedef struct reference {
+    int depth;
+    int64_t batch, dims[MAX_LAYERS + 1];          /* dims[0] = IN, dims[depth] = CLASSES */
+    float *w[MAX_LAYERS], *b[MAX_LAYERS], *dw[MAX_LAYERS], *db[MAX_LAYERS];
+    float *h[MAX_LAYERS + 1];                      /* h[0] = x; h[l] = layer l's output */
+    float *g, *g_prev;                             /* gradient of the current layer's output */
+    const float *labels;
+} reference;
+
+static float *floats(int64_t n) {
+    float *p = malloc((size_t)n * sizeof(float));
+    if (!p) {
+        fprintf(stderr, "bench: out of memory\n");
+        exit(1);
+    }
+    return p;
+}
+
+static float reference_step(reference *r, float lr) {
+    int64_t B = r->batch;
+    for (int l = 0; l < r->depth; l++) {
+        int64_t in = r->dims[l], out = r->dims[l + 1];
+        float *y = r->h[l + 1];
+        for (int64_t i = 0; i < B; i++) memcpy(y + i * out, r->b[l], (size_t)out * sizeof(float));
+        backend_gemm(false, true, B, out, in, r->h[l], in, r->w[l], in, 1.0f, y, out);
+        if (l < r->depth - 1)
+            for (int64_t i = 0; i < B * out; i++) y[i] = tgi_sigmoid(y[i]);
+    }
+    /* softmax cross-entropy, mean over the batch; g = (softmax - onehot) / B */
+    const float *logits = r->h[r->depth];
+    double loss = 0.0;
+    for (int64_t i = 0; i < B; i++) {
+        const float *z = logits + i * CLASSES;
+        float max;
+        float log_sum = tgi_row_log_sum(z, CLASSES, &max);
+        int label = (int)r->labels[i];
+        loss -= (double)(z[label] - max - log_sum);
+        for (int c = 0; c < CLASSES; c++)
+            r->g[i * CLASSES + c] = (expf(z[c] - max - log_sum) - (c == label)) / (float)B;
+    }
+    for (int l = r->depth - 1; l >= 0; l--) {
+        int64_t in = r->dims[l], out = r->dims[l + 1];
+        backend_gemm(true, false, out, in, B, r->g, out, r->h[l], in, 0.0f, r->dw[l], in);
+        for (int64_t j = 0; j < out; j++) r->db[l][j] = 0.0f;
+        for (int64_t i = 0; i < B; i++)
+            for (int64_t j = 0; j < out; j++) r->db[l][j] += r->g[i * out + j];
+        if (l > 0) {
+            backend_gemm(false, false, B, in, out, r->g, out, r->w[l], in, 0.0f, r->g_prev, in);
+            const float *s = r->h[l];
+            for (int64_t i = 0; i < B * in; i++) r->g_prev[i] *= s[i] * (1.0f - s[i]);
+            float *t = r->g;
+            r->g = r->g_prev;
+            r->g_prev = t;
+        }
+    }
+    for (int l = 0; l < r->depth; l++) {
+        int64_t n = r->dims[l] * r->dims[l + 1];
+        for (int64_t i = 0; i < n; i++) r->w[l][i] -= lr * r->dw[l][i];
+        for (int64_t j = 0; j < r->dims[l + 1]; j++) r->b[l][j] -= lr * r->db[l][j];
+    }
+    return (float)(loss / (double)B);
+}
+
+/* ---- tapegrad ------------------------------------------------------------------------------ */
+
+typedef struct framework {
+    tg_ctx *ctx;
+    tg_tape *tape;
+    tg_module *mlp;
+    tg_optimizer *opt;
+    tg_tensor *x, *labels;
+} framework;
+
+static void die(tg_ctx *ctx) {
+    fprintf(stderr, "bench: %s\n", tg_errmsg(ctx));
+    exit(1);
+}
+
+static float framework_step(framework *f) {
+    tg_tape_reset(f->tape);
+    tg_tensor *loss = tg_cross_entropy(f->tape, tg_module_forward(f->mlp, f->tape, f->x), f->labels);
+    if (!loss || tg_backward(f->tape, loss) != TG_OK || tg_optimizer_step(f->opt) != TG_OK) die(f->ctx);
+    tg_optimizer_zero_grad(f->opt);
+    return loss->data[0];
+}
+
+static void framework_new(framework *f, int depth, int64_t width, int64_t batch, int threads) {
+    f->ctx = tg_ctx_new();
+    if (!f->ctx || tg_ctx_set_threads(f->ctx, threads) != TG_OK) die(f->ctx);
+    f->tape = tg_tape_new(f->ctx);
+    tg_mlp_config c = {.in = IN, .out = CLASSES, .width = width, .depth = depth,
+                       .activation = TG_ACT_SIGMOID, .init = tg_init_xavier(TG_ACT_SIGMOID), .seed = 3};
+    f->mlp = tg_mlp_new(f->ctx, "mlp", &c);
+    tg_tensor *params[2 * MAX_LAYERS];
+    int n = tg_module_params(f->mlp, params, 2 * MAX_LAYERS);
+    f->opt = tg_optimizer_new(f->ctx, params, n, &(tg_optimizer_config){.kind = TG_OPT_SGD, .lr = 0.01f});
+    f->x = tg_zeros(f->ctx, TG_SHAPE(batch, IN));
+    f->labels = tg_zeros(f->ctx, TG_SHAPE(batch));
+    if (!f->tape || !f->mlp || !f->opt || !f->x || !f->labels) die(f->ctx);
+    tg_fill_normal(f->x, 0, 1, 99);
+    for (int64_t i = 0; i < batch; i++) f->labels->data[i] = (float)(i % CLASSES);
+}
+
+static void framework_free(framework *f) {
+    tg_optimizer_free(f->opt);
+    tg_module_free(f->mlp);
+    tg_tape_free(f->tape);
+    tg_ctx_free(f->ctx);
+}
+
+/* The reference, starting from the framework's weights and data. */
+static void reference_from(reference *r, const framework *f, int depth, int64_t width, int64_t batch) {
+    memset(r, 0, sizeof *r);
+    r->depth = depth;
+    r->batch = batch;
+    tg_tensor *params[2 * MAX_LAYERS];
+    tg_module_params(f->mlp, params, 2 * MAX_LAYERS); /* weight, bias per layer */
+    int64_t widest = IN > CLASSES ? IN : CLASSES;
+    for (int l = 0; l <= depth; l++) {
+        r->dims[l] = l == 0 ? IN : l == depth ? CLASSES : width;
+        if (r->dims[l] > widest) widest = r->dims[l];
+    }
+    r->h[0] = f->x->data;
+    for (int l = 0; l < depth; l++) {
+        int64_t in = r->dims[l], out = r->dims[l + 1];
+        r->w[l] = floats(in * out);
+        r->b[l] = floats(out);
+        r->dw[l] = floats(in * out);
+        r->db[l] = floats(out);
+        r->h[l + 1] = floats(batch * out);
+        memcpy(r->w[l], params[2 * l]->data, (size_t)(in * out) * sizeof(float));
+        memcpy(r->b[l], params[2 * l + 1]->data, (size_t)out * sizeof(float));
+    }
+    r->g = floats(batch * widest);
+    r->g_prev = floats(batch * widest);
+    r->labels = f->labels->data;
+}
+
+static void reference_free(reference *r) {
+    for (int l = 0; l < r->depth; l++) {
+        free(r->w[l]);
+        free(r->b[l]);
+        free(r->dw[l]);
+        free(r->db[l]);
+        free(r->h[l + 1]);
+    }
+    free(r->g);
+    free(r->g_prev);
+}
+
+static void print_summary(const char *what, summary s, double unit, const char *unit_name) {
+    printf("  %-22s %9.3f %s  (min %.3f, max %.3f)\n", what, s.median * unit, unit_name,
+           s.min * unit, s.max * unit);
+}
+
+static void bench_mlp(int depth, int64_t width, int64_t batch, int rounds) {
+    framework one, two;
+    framework_new(&one, depth, width, batch, 1);
+    framework_new(&two, depth, width, batch, 2);
+    reference ref;
+    reference_from(&ref, &one, depth, width, batch);
+    float loss_framework = framework_step(&one), loss_reference = reference_step(&ref, 0.01f);
+    framework_step(&two);
+    double start = now_seconds(); /* about 0.2 s of steps per measurement */
+    for (int s = 0; s < 3; s++) framework_step(&one);
+    int steps = (int)(0.2 / ((now_seconds() - start) / 3)) + 3;
+    double t1[ROUNDS], tr[ROUNDS], t2[ROUNDS], ratio[ROUNDS], ratio2[ROUNDS];
+    for (int round = 0; round < rounds; round++) {
+        start = now_seconds();
+        for (int s = 0; s < steps; s++) framework_step(&one);
+        t1[round] = (now_seconds() - start) / steps;
+        start = now_seconds();
+        for (int s = 0; s < steps; s++) reference_step(&ref, 0.01f);
+        tr[round] = (now_seconds() - start) / steps;
+        start = now_seconds();
+        for (int s = 0; s < steps; s++) framework_step(&two);
+        t2[round] = (now_seconds() - start) / steps;
+        ratio[round] = t1[round] / tr[round];
+        ratio2[round] = t2[round] / t1[round];
+    }
+    printf("MLP d%d w%lld b%lld (sigmoid, softmax CE, SGD): first losses %.7f (tapegrad) %.7f "
+           "(plain C); %d steps x %d rounds\n", depth, (long long)width, (long long)batch,
+           loss_framework, loss_reference, steps, rounds);
+    print_summary("tapegrad, 1 thread", summarize(t1, rounds), 1e3, "ms");
+    print_summary("plain C + same GEMM", summarize(tr, rounds), 1e3, "ms");
+    print_summary("tapegrad, 2 threads", summarize(t2, rounds), 1e3, "ms");
+    print_summary("ratio 1T / plain C", summarize(ratio, rounds), 1, "x");
+    print_summary("ratio 2T / 1T", summarize(ratio2, rounds), 1, "x");
+    reference_free(&ref);
+    framework_free(&one);
+    framework_free(&two);
+}
+
+static void bench_sgemm(int rounds) {
+    const int64_t n = 1024;
+    float *a = floats(n * n), *b = floats(n * n), *c = floats(n * n);
+    for (int64_t i = 0; i < n * n; i++) {
+        a[i] = (float)(i % 7) * 0.1f;
+        b[i] = (float)(i % 5) * 0.1f;
+    }
+    tg_ctx *ctx = tg_ctx_new();
+    double direct[ROUNDS], entry1[ROUNDS], entry2[ROUNDS];
+    double flops = 2.0 * (double)n * n * n;
+    for (int round = 0; round < rounds; round++) {
+        double start = now_seconds();
+        backend_gemm(false, false, n, n, n, a, n, b, n, 0.0f, c, n);
+        direct[round] = flops / (now_seconds() - start) / 1e9;
+        tg_ctx_set_threads(ctx, 1);
+        start = now_seconds();
+        tgi_gemm(ctx, false, false, n, n, n, 1.0f, a, n, b, n, 0.0f, c, n);
+        entry1[round] = flops / (now_seconds() - start) / 1e9;
+        tg_ctx_set_threads(ctx, 2);
+        start = now_seconds();
+        tgi_gemm(ctx, false, false, n, n, n, 1.0f, a, n, b, n, 0.0f, c, n);
+        entry2[round] = flops / (now_seconds() - start) / 1e9;
+    }
+    printf("sgemm 1024^3, GFLOP/s:\n");
+    print_summary("backend, one call", summarize(direct, rounds), 1, "GFLOP/s");
+    print_summary("tapegrad, 1 thread", summarize(entry1, rounds), 1, "GFLOP/s");
+    print_summary("tapegrad, 2 threads", summarize(entry2, rounds), 1, "GFLOP/s");
+    tg_ctx_free(ctx);
+    free(a);
+    free(b);
+    free(c);
+}
+
+int main(int argc, char **argv) {
+    int rounds = argc > 1 && strcmp(argv[1], "QUICK") == 0 ? 3 : ROUNDS;
+    printf("matrix products: %s\n", tg_gemm_backend());
+    bench_sgemm(rounds);
+    bench_mlp(4, 32, 16, rounds);
+    bench_mlp(20, 256, 64, rounds);
+    bench_mlp(4, 1024, 256, rounds);
+    return 0;
+}
