@@ -279,7 +279,29 @@ static void bench_sgemm(int rounds) {
     free(c);
 }
 
+/* `bench_models mlp DEPTH WIDTH BATCH THREADS`: one measurement of tapegrad alone, as
+ * "ms_per_step X", for bench/torch_compare.py to interleave with PyTorch. */
+static int one_measurement(char **argv) {
+    int depth = atoi(argv[2]), threads = atoi(argv[5]);
+    int64_t width = atoll(argv[3]), batch = atoll(argv[4]);
+    if (depth < 1 || depth > MAX_LAYERS || width < 1 || batch < 1 || threads < 1) {
+        fprintf(stderr, "usage: bench_models mlp DEPTH(1-%d) WIDTH BATCH THREADS\n", MAX_LAYERS);
+        return 2;
+    }
+    framework f;
+    framework_new(&f, depth, width, batch, threads);
+    double start = now_seconds();
+    for (int s = 0; s < 3; s++) framework_step(&f);
+    int steps = (int)(0.2 / ((now_seconds() - start) / 3)) + 3;
+    start = now_seconds();
+    for (int s = 0; s < steps; s++) framework_step(&f);
+    printf("ms_per_step %.6f\n", (now_seconds() - start) / steps * 1e3);
+    framework_free(&f);
+    return 0;
+}
+
 int main(int argc, char **argv) {
+    if (argc == 6 && strcmp(argv[1], "mlp") == 0) return one_measurement(argv);
     int rounds = argc > 1 && strcmp(argv[1], "QUICK") == 0 ? 3 : ROUNDS;
     printf("matrix products: %s\n", tg_gemm_backend());
     bench_sgemm(rounds);

@@ -1,0 +1,89 @@
+#!/usr/bin/env python3
+"""bench/torch_compare.py — the issue-14 MLP workloads in PyTorch, interleaved with tapegrad.
+
+Each round times PyTorch for ~0.2 s of steps, then runs `bench_models mlp D W B THREADS` (which
+times tapegrad the same way) — so both see the same machine state. Medians of the rounds, with
+min-max, and the ratio tapegrad / PyTorch per round. Same workloads as bench/bench_models.c:
+depth = linear layers, 64 inputs, 10 classes, sigmoid, softmax cross-entropy, SGD lr 0.01.
+
+Needs Debian's python3-torch (run with /usr/bin/python3); a benchmark dependency only.
+    zig build bench-models -Doptimize=ReleaseFast   # builds and installs zig-out/bin/bench_models
+    taskset -c 1 /usr/bin/python3 bench/torch_compare.py [--threads 1] [--rounds 7]
+"""
+import argparse
+import os
+import statistics
+import subprocess
+import sys
+import time
+
+import torch
+
+WORKLOADS = [(4, 32, 16), (20, 256, 64), (4, 1024, 256)]
+IN, CLASSES = 64, 10
+
+
+def torch_ms_per_step(depth, width, batch):
+    torch.manual_seed(3)
+    dims = [IN] + [width] * (depth - 1) + [CLASSES]
+    layers = []
+    for i in range(depth):
+        layers.append(torch.nn.Linear(dims[i], dims[i + 1]))
+        if i < depth - 1:
+            layers.append(torch.nn.Sigmoid())
+    model = torch.nn.Sequential(*layers)
+    opt = torch.optim.SGD(model.parameters(), lr=0.01)
+    x = torch.randn(batch, IN)
+    y = torch.arange(batch) % CLASSES
+    loss_fn = torch.nn.CrossEntropyLoss()
+
+    def step():
+        opt.zero_grad(set_to_none=False)
+        loss = loss_fn(model(x), y)
+        loss.backward()
+        opt.step()
+
+    start = time.perf_counter()
+    for _ in range(3):
+        step()
+    steps = int(0.2 / ((time.perf_counter() - start) / 3)) + 3
+    start = time.perf_counter()
+    for _ in range(steps):
+        step()
+    return (time.perf_counter() - start) / steps * 1e3
+
+
+def tapegrad_ms_per_step(binary, depth, width, batch, threads):
+    out = subprocess.run([binary, "mlp", str(depth), str(width), str(batch), str(threads)],
+                         check=True, capture_output=True, text=True).stdout
+    return float(out.split()[1])
+
+
+def fmt(values):
+    return f"{statistics.median(values):9.3f} (min {min(values):.3f}, max {max(values):.3f})"
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--rounds", type=int, default=7)
+    parser.add_argument("--binary", default=os.path.join(os.path.dirname(__file__), "..", "zig-out", "bin", "bench_models"))
+    args = parser.parse_args()
+    if not os.path.exists(args.binary):
+        sys.exit(f"{args.binary} missing: run `zig build bench-models -Doptimize=ReleaseFast` first")
+    torch.set_num_threads(args.threads)
+    print(f"PyTorch {torch.__version__}, {args.threads} thread(s); {args.rounds} interleaved rounds")
+    for depth, width, batch in WORKLOADS:
+        t_torch, t_tg, ratio = [], [], []
+        for _ in range(args.rounds):
+            a = torch_ms_per_step(depth, width, batch)
+            b = tapegrad_ms_per_step(args.binary, depth, width, batch, args.threads)
+            t_torch.append(a)
+            t_tg.append(b)
+            ratio.append(b / a)
+        print(f"MLP d{depth} w{width} b{batch}: PyTorch {fmt(t_torch)} ms, tapegrad {fmt(t_tg)} ms, "
+              f"tapegrad/PyTorch {fmt(ratio)}")
+
+
+if __name__ == "__main__":
+    main()
