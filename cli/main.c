@@ -33,6 +33,7 @@ static void usage(FILE *out) {
             "                               train a 2-layer MLP on two spirals (the default)\n"
             "  ops                          list registered ops: name, arity, attributes, backward\n"
             "  gradcheck [OP...]            check ops' gradients against finite differences\n"
+            "  version                      version, GEMM backend and threads (also --version)\n"
             "  help                         this text\n"
             "\n"
             "demo, ops, gradcheck and train take --plugin PATH (repeatable): load ops and hooks\n"
@@ -210,6 +211,14 @@ static int run_demo(int argc, char **argv) {
     return 0;
 }
 
+/* What runs the numbers: version, GEMM backend and kernels, threads. */
+static void print_engine(FILE *out) {
+    tg_ctx *ctx = tg_ctx_new();
+    fprintf(out, "matrix products: %s\nthreads: %d (tg_ctx_set_threads; the cores available)\n",
+            tg_gemm_backend(), tg_ctx_threads(ctx));
+    tg_ctx_free(ctx);
+}
+
 /* ---- ops and gradcheck --------------------------------------------------------------------- */
 
 static int run_ops(int argc, char **argv) {
@@ -233,6 +242,8 @@ static int run_ops(int argc, char **argv) {
                info.attr_signature[0] ? info.attr_signature : "-", info.has_backward ? "yes" : "no",
                info.native ? "native" : "built-in");
     }
+    printf("\n");
+    print_engine(stdout);
     tg_ctx_free(ctx);
     return 0;
 }
@@ -272,7 +283,15 @@ static int run_gradcheck(int argc, char **argv) {
     return failures ? 1 : 0;
 }
 
+static int run_version(void) {
+    printf("tapegrad %d.%d.%d\n", TG_VERSION_MAJOR, TG_VERSION_MINOR, TG_VERSION_PATCH);
+    print_engine(stdout);
+    return 0;
+}
+
 int main(int argc, char **argv) {
+    if (argc == 2 && (strcmp(argv[1], "--version") == 0 || strcmp(argv[1], "version") == 0))
+        return run_version();
     /* no command, or study's own options first (`tapegrad --quick`): the study */
     bool implicit_study = argc < 2 || (argv[1][0] == '-' && strcmp(argv[1], "--help") != 0 &&
                                        strcmp(argv[1], "-h") != 0);

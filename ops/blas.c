@@ -24,6 +24,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 #if defined(__x86_64__) || defined(__i386__)
 #include <cpuid.h>
@@ -87,6 +88,20 @@ static const char *core_type_for(const cpu_features *f, char *why, size_t size) 
     return core;
 }
 
+/* Whether a core type named by the user can run here (names OpenBLAS 0.3.21 knows that need
+ * more than SSE; unknown names are left to OpenBLAS). */
+static bool core_type_runs(const char *core, const cpu_features *f) {
+    static const struct { const char *name; int level; } needs[] = {
+        {"skylakex", 3}, {"cooperlake", 3}, {"sapphirerapids", 3},
+        {"haswell", 2},  {"zen", 2},        {"sandybridge", 1}, {"bulldozer", 1},
+        {"piledriver", 1}, {"steamroller", 1}, {"excavator", 1},
+    };
+    int level = f->avx512 ? 3 : f->avx2 && f->fma ? 2 : f->avx ? 1 : 0;
+    for (size_t i = 0; i < sizeof needs / sizeof needs[0]; i++)
+        if (strcasecmp(core, needs[i].name) == 0) return needs[i].level <= level;
+    return true;
+}
+
 /* ---- the self-check ------------------------------------------------------------------------ */
 
 static void call_blas(cblas_sgemm_fn sgemm, bool ta, bool tb, int m, int n, int k, const float *a,
@@ -122,6 +137,12 @@ static bool blas_agrees(cblas_sgemm_fn sgemm) {
 static bool set_env_default(const char *name, const char *value) {
     if (!value || getenv(name)) return false;
     return setenv(name, value, 0) == 0;
+}
+
+/* Puts the environment back as the user had it. */
+static void restore_env(const char *name, bool we_set, const char *user_value) {
+    if (user_value) setenv(name, user_value, 1);
+    else if (we_set) unsetenv(name);
 }
 
 static void describe_openblas(void *lib, const char *source, const char *chosen) {
@@ -164,16 +185,28 @@ static void load_openblas(void) {
     char why[64], chosen[128];
     cpu_features cpu = detect_cpu();
     const char *core = core_type_for(&cpu, why, sizeof why);
-    const char *user_core = getenv("OPENBLAS_CORETYPE");
+    char user_core[64] = "";
+    if (getenv("OPENBLAS_CORETYPE"))
+        snprintf(user_core, sizeof user_core, "%s", getenv("OPENBLAS_CORETYPE"));
+    if (user_core[0] && !core_type_runs(user_core, &cpu)) {
+        /* its kernels would die of an illegal instruction: ours for the time of the load */
+        snprintf(chosen, sizeof chosen, "OPENBLAS_CORETYPE=%s needs what this CPU lacks; chosen "
+                 "from the CPU instead: %s", user_core, why);
+        if (core) setenv("OPENBLAS_CORETYPE", core, 1);
+        else unsetenv("OPENBLAS_CORETYPE");
+    } else if (user_core[0]) {
+        snprintf(chosen, sizeof chosen, "OPENBLAS_CORETYPE=%s from the environment", user_core);
+    } else if (core) {
+        snprintf(chosen, sizeof chosen, "chosen from the CPU: %s", why);
+    } else {
+        snprintf(chosen, sizeof chosen, "OpenBLAS's own choice: %s", why);
+    }
     bool set_core = set_env_default("OPENBLAS_CORETYPE", core);
     bool set_threads = set_env_default("OPENBLAS_NUM_THREADS", "1");
-    if (user_core) snprintf(chosen, sizeof chosen, "OPENBLAS_CORETYPE=%s from the environment", user_core);
-    else if (core) snprintf(chosen, sizeof chosen, "chosen from the CPU: %s", why);
-    else snprintf(chosen, sizeof chosen, "OpenBLAS's own choice: %s", why);
     void *lib = dlopen("libopenblas.so.0", RTLD_NOW | RTLD_LOCAL);
     if (!lib) lib = dlopen("libopenblas.so", RTLD_NOW | RTLD_LOCAL);
-    if (set_core) unsetenv("OPENBLAS_CORETYPE");
-    if (set_threads) unsetenv("OPENBLAS_NUM_THREADS");
+    restore_env("OPENBLAS_CORETYPE", set_core, user_core[0] ? user_core : NULL);
+    restore_env("OPENBLAS_NUM_THREADS", set_threads, NULL);
     if (!lib || !use_library(lib, "loaded", chosen))
         snprintf(backend.description, sizeof backend.description,
                  "portable (no OpenBLAS found: libopenblas.so.0 did not load)");
