@@ -24,6 +24,9 @@
 #define IN 64
 #define CLASSES 10
 #define MAX_LAYERS 20
+#define DENORMAL_STD 0.001f /* the weights' std in bench_denormals */
+
+
 
 static double now_seconds(void) {
     struct timespec ts;
@@ -139,12 +142,13 @@ static float framework_step(framework *f) {
     return loss->data[0];
 }
 
-static void framework_new(framework *f, int depth, int64_t width, int64_t batch, int threads) {
+static void framework_new_init(framework *f, int depth, int64_t width, int64_t batch, int threads,
+                               tg_init init) {
     f->ctx = tg_ctx_new();
     if (!f->ctx || tg_ctx_set_threads(f->ctx, threads) != TG_OK) die(f->ctx);
     f->tape = tg_tape_new(f->ctx);
     tg_mlp_config c = {.in = IN, .out = CLASSES, .width = width, .depth = depth,
-                       .activation = TG_ACT_SIGMOID, .init = tg_init_xavier(TG_ACT_SIGMOID), .seed = 3};
+                       .activation = TG_ACT_SIGMOID, .init = init, .seed = 3};
     f->mlp = tg_mlp_new(f->ctx, "mlp", &c);
     tg_tensor *params[2 * MAX_LAYERS];
     int n = tg_module_params(f->mlp, params, 2 * MAX_LAYERS);
@@ -154,6 +158,10 @@ static void framework_new(framework *f, int depth, int64_t width, int64_t batch,
     if (!f->tape || !f->mlp || !f->opt || !f->x || !f->labels) die(f->ctx);
     tg_fill_normal(f->x, 0, 1, 99);
     for (int64_t i = 0; i < batch; i++) f->labels->data[i] = (float)(i % CLASSES);
+}
+
+static void framework_new(framework *f, int depth, int64_t width, int64_t batch, int threads) {
+    framework_new_init(f, depth, width, batch, threads, tg_init_xavier(TG_ACT_SIGMOID));
 }
 
 static void framework_free(framework *f) {
@@ -246,6 +254,36 @@ static void bench_mlp(int depth, int64_t width, int64_t batch, int rounds) {
     framework_free(&two);
 }
 
+/* The d20 w256 b64 sigmoid MLP started from N(0, DENORMAL_STD^2): its backward gradients shrink
+ * ~250x per layer, through the denormal range, to zero. Flush-to-zero off (the default) and on. */
+static void bench_denormals(int rounds) {
+    framework off, on;
+    framework_new_init(&off, 20, 256, 64, 1, tg_init_normal(0.0f, DENORMAL_STD));
+    framework_new_init(&on, 20, 256, 64, 1, tg_init_normal(0.0f, DENORMAL_STD));
+    double t_off[ROUNDS], t_on[ROUNDS], ratio[ROUNDS];
+    const int steps = 10;
+    for (int round = 0; round < rounds; round++) {
+        double times[2];
+        for (int mode = 0; mode < 2; mode++) {
+            framework *f = mode ? &on : &off;
+            tg_ctx_set_flush_denormals(f->ctx, mode == 1);
+            double start = now_seconds();
+            for (int s = 0; s < steps; s++) framework_step(f);
+            times[mode] = (now_seconds() - start) / steps;
+            tg_ctx_set_flush_denormals(f->ctx, false); /* this thread's mode, for the next one */
+        }
+        t_off[round] = times[0];
+        t_on[round] = times[1];
+        ratio[round] = times[1] / times[0];
+    }
+    printf("MLP d20 w256 b64 sigmoid from N(0, %g^2), 1 thread: flush denormals\n", DENORMAL_STD);
+    print_summary("off (default)", summarize(t_off, rounds), 1e3, "ms");
+    print_summary("on", summarize(t_on, rounds), 1e3, "ms");
+    print_summary("ratio on / off", summarize(ratio, rounds), 1, "x");
+    framework_free(&off);
+    framework_free(&on);
+}
+
 static void bench_sgemm(int rounds) {
     const int64_t n = 1024;
     float *a = floats(n * n), *b = floats(n * n), *c = floats(n * n);
@@ -308,5 +346,6 @@ int main(int argc, char **argv) {
     bench_mlp(4, 32, 16, rounds);
     bench_mlp(20, 256, 64, rounds);
     bench_mlp(4, 1024, 256, rounds);
+    bench_denormals(rounds);
     return 0;
 }
