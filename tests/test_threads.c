@@ -1,0 +1,170 @@
+/* tests/test_threads.c — the context's thread pool: its budget, how it cuts loops, that a
+ * training run gives the same bits on 1 and 2 threads, no allocation once running, and the
+ * flush-to-zero switch. */
+#include "helpers.h"
+#include "autograd/internal.h"
+
+Test(threads, budget_is_validated) {
+    tg_ctx *ctx = tg_ctx_new();
+    cr_assert_not_null(ctx);
+    cr_expect_geq(tg_ctx_threads(ctx), 1, "a new context has the cores available");
+    cr_expect_eq(tg_ctx_set_threads(ctx, 3), TG_OK);
+    cr_expect_eq(tg_ctx_threads(ctx), 3);
+    cr_expect_eq(tg_ctx_set_threads(ctx, -1), TG_ERR_INVALID);
+    expect_errmsg_has(ctx, "tg_ctx_set_threads", "-1");
+    cr_expect_eq(tg_ctx_set_threads(ctx, TG_MAX_THREADS + 1), TG_ERR_INVALID);
+    cr_expect_eq(tg_ctx_threads(ctx), 3, "a refused call changes nothing");
+    cr_expect_eq(tg_ctx_set_threads(ctx, 0), TG_OK);
+    cr_expect_geq(tg_ctx_threads(ctx), 1);
+    cr_expect_eq(tg_ctx_set_threads(NULL, 1), TG_ERR_INVALID);
+    cr_expect_eq(tg_ctx_threads(NULL), 0);
+    tg_ctx_free(ctx);
+}
+
+typedef struct marks {
+    int *seen;               /* per item: how often it ran */
+    tg_ctx *ctx;
+} marks;
+
+static void mark_range(void *arg, int64_t begin, int64_t end) {
+    marks *m = arg;
+    for (int64_t i = begin; i < end; i++) m->seen[i]++;
+}
+
+Test(threads, every_item_runs_exactly_once) {
+    tg_ctx *ctx = tg_ctx_new();
+    const int64_t sizes[] = {1, 2, 3, 7, 64, 1000, 4097};
+    const int64_t grains[] = {1, 3, 100, 5000};
+    for (int threads = 1; threads <= 4; threads++) {
+        cr_assert_eq(tg_ctx_set_threads(ctx, threads), TG_OK);
+        for (size_t s = 0; s < sizeof sizes / sizeof sizes[0]; s++)
+            for (size_t g = 0; g < sizeof grains / sizeof grains[0]; g++) {
+                int64_t n = sizes[s];
+                int *seen = calloc((size_t)n, sizeof *seen);
+                cr_assert_not_null(seen);
+                marks m = {seen, ctx};
+                tgi_parallel_for(ctx, n, grains[g], mark_range, &m);
+                for (int64_t i = 0; i < n; i++)
+                    cr_assert_eq(seen[i], 1, "threads %d, n %lld, grain %lld: item %lld ran %d times",
+                                 threads, (long long)n, (long long)grains[g], (long long)i, seen[i]);
+                free(seen);
+            }
+    }
+    tg_ctx_free(ctx);
+}
+
+/* A range that starts a parallel loop of its own: it must run on that thread, whole. */
+static void nested_range(void *arg, int64_t begin, int64_t end) {
+    marks *m = arg;
+    for (int64_t i = begin; i < end; i++) {
+        int inner[50] = {0};
+        marks inner_marks = {inner, m->ctx};
+        tgi_parallel_for(m->ctx, 50, 1, mark_range, &inner_marks);
+        int total = 0;
+        for (int k = 0; k < 50; k++) total += inner[k];
+        m->seen[i] = total;
+    }
+}
+
+Test(threads, nested_loops_run_serially) {
+    tg_ctx *ctx = tg_ctx_new();
+    cr_assert_eq(tg_ctx_set_threads(ctx, 2), TG_OK);
+    int seen[8] = {0};
+    marks m = {seen, ctx};
+    tgi_parallel_for(ctx, 8, 1, nested_range, &m);
+    for (int i = 0; i < 8; i++) cr_expect_eq(seen[i], 50, "outer item %d saw %d inner items", i, seen[i]);
+    tg_ctx_free(ctx);
+}
+
+/* A few SGD steps of an MLP wide enough that its products are cut into pieces; the final
+ * weights, compared bit for bit. */
+static void train(tg_ctx *ctx, int steps, float *out, int64_t out_size, long *allocations_after_first,
+                  tally *count) {
+    const int64_t batch = 64, in = 48, width = 256;
+    tg_tensor *w1 = tg_zeros(ctx, TG_SHAPE(width, in)), *b1 = tg_zeros(ctx, TG_SHAPE(width));
+    tg_tensor *w2 = tg_zeros(ctx, TG_SHAPE(width, width)), *b2 = tg_zeros(ctx, TG_SHAPE(width));
+    tg_tensor *w3 = tg_zeros(ctx, TG_SHAPE(10, width)), *b3 = tg_zeros(ctx, TG_SHAPE(10));
+    tg_tensor *params[6] = {w1, b1, w2, b2, w3, b3};
+    for (int p = 0; p < 6; p++) {
+        cr_assert_not_null(params[p]);
+        tg_fill_normal(params[p], 0, 0.1f, (uint64_t)p + 1);
+        tg_set_requires_grad(params[p], true);
+    }
+    tg_tensor *x = tg_zeros(ctx, TG_SHAPE(batch, in)), *y = tg_zeros(ctx, TG_SHAPE(batch));
+    tg_fill_normal(x, 0, 1, 42);
+    for (int64_t i = 0; i < batch; i++) y->data[i] = (float)(i % 10);
+    tg_tape *tape = tg_tape_new(ctx);
+    for (int step = 0; step < steps; step++) {
+        tg_tape_reset(tape);
+        tg_tensor *h = tg_tanh(tape, tg_linear(tape, x, w1, b1));
+        h = tg_sigmoid(tape, tg_linear(tape, h, w2, b2));
+        tg_tensor *loss = tg_cross_entropy(tape, tg_linear(tape, h, w3, b3), y);
+        cr_assert_eq(tg_backward(tape, loss), TG_OK, "%s", tg_errmsg(ctx));
+        for (int p = 0; p < 6; p++) {
+            for (int64_t i = 0; i < params[p]->size; i++) params[p]->data[i] -= 0.05f * params[p]->grad[i];
+            tg_zero_grad(params[p]);
+        }
+        if (step == 0 && count) *allocations_after_first = count->allocations;
+    }
+    cr_assert_eq(w2->size, out_size);
+    memcpy(out, w2->data, (size_t)out_size * sizeof(float));
+    tg_tape_free(tape);
+}
+
+Test(threads, training_gives_the_same_bits_on_one_and_two_threads) {
+    const int64_t size = 256 * 256;
+    float *one = malloc(sizeof(float) * size), *two = malloc(sizeof(float) * size);
+    float *start = malloc(sizeof(float) * size);
+    cr_assert(one && two && start);
+    for (int threads = 1; threads <= 2; threads++) {
+        tg_ctx *ctx = tg_ctx_new();
+        cr_assert_eq(tg_ctx_set_threads(ctx, threads), TG_OK);
+        train(ctx, 0, start, size, NULL, NULL); /* the starting weights */
+        train(ctx, 5, threads == 1 ? one : two, size, NULL, NULL);
+        tg_ctx_free(ctx);
+    }
+    cr_expect(memcmp(one, two, sizeof(float) * size) == 0, "weights after 5 steps differ");
+    int64_t moved = 0;
+    for (int64_t i = 0; i < size; i++) moved += one[i] != start[i];
+    cr_expect_gt(moved, size / 2, "training changed only %lld weights: the test would be vacuous",
+                 (long long)moved);
+    free(one);
+    free(two);
+    free(start);
+}
+
+Test(threads, no_allocation_after_the_first_step_with_two_threads) {
+    tally count = {.fail_at = -1};
+    tg_ctx *ctx = tg_ctx_new_with_allocator(tally_alloc, &count);
+    cr_assert_not_null(ctx);
+    cr_assert_eq(tg_ctx_set_threads(ctx, 2), TG_OK);
+    float *w = malloc(sizeof(float) * 256 * 256);
+    long after_first = 0;
+    long before = count.allocations;
+    train(ctx, 8, w, 256 * 256, &after_first, &count);
+    cr_expect_gt(after_first, before, "nothing counted: vacuous");
+    /* the tape's free at the end of train() frees, it does not allocate */
+    cr_expect_eq(count.allocations, after_first, "%ld allocations in steps 2..8",
+                 count.allocations - after_first);
+    free(w);
+    tg_ctx_free(ctx);
+    cr_expect_eq(count.live_bytes, 0, "%ld bytes not freed", count.live_bytes);
+}
+
+Test(threads, flush_denormals_switch) {
+    tg_ctx *ctx = tg_ctx_new();
+    cr_expect_eq(tg_ctx_flush_denormals(ctx), false, "off by default");
+    volatile float tiny = 1e-39f; /* a denormal */
+    volatile float one = 1.0f;
+    cr_expect_neq(tiny * one, 0.0f, "denormals survive by default");
+    cr_expect_eq(tg_ctx_set_flush_denormals(ctx, true), TG_OK);
+    cr_expect(tg_ctx_flush_denormals(ctx));
+#if defined(__x86_64__)
+    cr_expect_eq(tiny * one, 0.0f, "flushed on the calling thread");
+#endif
+    cr_expect_eq(tg_ctx_set_flush_denormals(ctx, false), TG_OK);
+    cr_expect_neq(tiny * one, 0.0f, "and back");
+    cr_expect_eq(tg_ctx_set_flush_denormals(NULL, true), TG_ERR_INVALID);
+    cr_expect_eq(tg_ctx_flush_denormals(NULL), false);
+    tg_ctx_free(ctx);
+}
