@@ -14,31 +14,50 @@
 
 #include "ops/ops.h"
 
+/* Elementwise loops longer than 2 grains are spread over the context's threads (each element
+ * is computed on its own, so the cut cannot change a result); shorter ones run here, with no
+ * more cost than a call. */
+#define TGI_ELEMENTWISE_GRAIN ((int64_t)1 << 15)
+#define TGI_ELEMENTWISE(CALL, N, RANGE_FN)                                                      \
+    do {                                                                                        \
+        if ((N) < 2 * TGI_ELEMENTWISE_GRAIN) RANGE_FN((void *)(CALL), 0, (N));                  \
+        else tgi_parallel_for((CALL)->tape->ctx, (N), TGI_ELEMENTWISE_GRAIN, RANGE_FN,          \
+                              (void *)(CALL));                                                  \
+    } while (0)
+
 #define UNARY_OP(NAME, Y_EXPR, DYDX_EXPR)                                                       \
-    static tg_status NAME##_forward(tg_op_call *call) {                                         \
+    static void NAME##_forward_range(void *arg, int64_t begin, int64_t end) {                   \
+        const tg_op_call *call = arg;                                                           \
         const float *xs = call->inputs[0]->data;                                                \
         float *ys = call->output->data;                                                         \
         const tg_attr_value *attr = call->attrs;                                                \
         (void)attr;                                                                             \
-        for (int64_t i = 0, n = call->output->size; i < n; i++) {                               \
+        for (int64_t i = begin; i < end; i++) {                                                 \
             float x = xs[i];                                                                    \
             ys[i] = (Y_EXPR);                                                                   \
         }                                                                                       \
+    }                                                                                           \
+    static tg_status NAME##_forward(tg_op_call *call) {                                         \
+        TGI_ELEMENTWISE(call, call->output->size, NAME##_forward_range);                        \
         return TG_OK;                                                                           \
     }                                                                                           \
-    static tg_status NAME##_backward(const tg_op_call *call) {                                  \
+    static void NAME##_backward_range(void *arg, int64_t begin, int64_t end) {                  \
+        const tg_op_call *call = arg;                                                           \
         float *gx = call->inputs[0]->grad;                                                      \
-        if (!gx) return TG_OK;                                                                  \
         const float *xs = call->inputs[0]->data, *ys = call->output->data;                      \
         const float *gy = call->output->grad;                                                   \
         const tg_attr_value *attr = call->attrs;                                                \
         (void)attr;                                                                             \
-        for (int64_t i = 0, n = call->output->size; i < n; i++) {                               \
+        for (int64_t i = begin; i < end; i++) {                                                 \
             float x = xs[i], y = ys[i];                                                         \
             (void)x;                                                                            \
             (void)y;                                                                            \
             gx[i] += gy[i] * (DYDX_EXPR);                                                       \
         }                                                                                       \
+    }                                                                                           \
+    static tg_status NAME##_backward(const tg_op_call *call) {                                  \
+        if (!call->inputs[0]->grad) return TG_OK;                                               \
+        TGI_ELEMENTWISE(call, call->output->size, NAME##_backward_range);                       \
         return TG_OK;                                                                           \
     }
 
@@ -60,7 +79,18 @@
                 }                                                                               \
     } while (0)
 
+/* Same shapes: element i of a, b and the output go together, and the loops are split over the
+ * threads. Broadcasting: serial (a stretched input's gradient sums over many outputs). */
 #define BINARY_OP(NAME, Y_EXPR, DA_EXPR, DB_EXPR)                                               \
+    static void NAME##_forward_range(void *arg, int64_t begin, int64_t end) {                   \
+        const tg_op_call *call = arg;                                                           \
+        const float *as = call->inputs[0]->data, *bs = call->inputs[1]->data;                   \
+        float *ys = call->output->data;                                                         \
+        for (int64_t i = begin; i < end; i++) {                                                 \
+            float a = as[i], b = bs[i];                                                         \
+            ys[i] = (Y_EXPR);                                                                   \
+        }                                                                                       \
+    }                                                                                           \
     static tg_status NAME##_forward(tg_op_call *call) {                                         \
         const tg_tensor *ta = call->inputs[0], *tb = call->inputs[1];                           \
         const float *as = ta->data, *bs = tb->data;                                             \
@@ -68,10 +98,7 @@
         tgi_broadcast plan;                                                                     \
         tgi_broadcast_plan(ta, tb, &plan);                                                      \
         if (plan.same_shape) {                                                                  \
-            for (int64_t i = 0; i < ta->size; i++) {                                            \
-                float a = as[i], b = bs[i];                                                     \
-                ys[i] = (Y_EXPR);                                                               \
-            }                                                                                   \
+            TGI_ELEMENTWISE(call, ta->size, NAME##_forward_range);                              \
         } else {                                                                                \
             FOR_EACH_BROADCAST(plan, {                                                          \
                 float a = as[ia], b = bs[ib];                                                   \
@@ -80,12 +107,29 @@
         }                                                                                       \
         return TG_OK;                                                                           \
     }                                                                                           \
+    static void NAME##_backward_range(void *arg, int64_t begin, int64_t end) {                  \
+        const tg_op_call *call = arg;                                                           \
+        const float *as = call->inputs[0]->data, *bs = call->inputs[1]->data;                   \
+        const float *gy = call->output->grad;                                                   \
+        float *ga = call->inputs[0]->grad, *gb = call->inputs[1]->grad;                         \
+        for (int64_t i = begin; i < end; i++) {                                                 \
+            float a = as[i], b = bs[i], g = gy[i];                                              \
+            (void)a;                                                                            \
+            (void)b;                                                                            \
+            if (ga) ga[i] += (DA_EXPR);                                                         \
+            if (gb) gb[i] += (DB_EXPR);                                                         \
+        }                                                                                       \
+    }                                                                                           \
     static tg_status NAME##_backward(const tg_op_call *call) {                                  \
         const tg_tensor *ta = call->inputs[0], *tb = call->inputs[1];                           \
         const float *as = ta->data, *bs = tb->data, *gy = call->output->grad;                   \
         float *ga = ta->grad, *gb = tb->grad;                                                   \
         tgi_broadcast plan;                                                                     \
         tgi_broadcast_plan(ta, tb, &plan);                                                      \
+        if (plan.same_shape) {                                                                  \
+            TGI_ELEMENTWISE(call, ta->size, NAME##_backward_range);                             \
+            return TG_OK;                                                                       \
+        }                                                                                       \
         FOR_EACH_BROADCAST(plan, {                                                              \
             float a = as[ia], b = bs[ib], g = gy[io];                                           \
             (void)a;                                                                            \
