@@ -2,6 +2,7 @@
  * bench/bench_models.c — training steps of the issue-14 MLP workloads, side by side with a
  * plain C reference written here (same FLOPs, no framework, the same GEMM kernels), in one run:
  *
+ *   the scalar chain y = tanh(1.01 y), 1,000 times, forward and backward (ns per op);
  *   MLP d4 w32 b16, MLP d20 w256 b64, MLP d4 w1024 b256: depth = linear layers, 64 inputs,
  *   10 classes, sigmoid between layers, softmax cross-entropy, SGD lr 0.01;
  *   sgemm 1024^3 through tapegrad's entry point against one call of the backend.
@@ -317,6 +318,77 @@ static void bench_sgemm(int rounds) {
     free(c);
 }
 
+/* ---- the scalar chain: y = tanh(1.01 y), 1,000 times, forward and backward --------------- */
+
+#define CHAIN 1000
+
+typedef struct chain {
+    tg_ctx *ctx;
+    tg_tape *tape;
+    tg_tensor *x;
+} chain;
+
+static float chain_pass(chain *c) {
+    tg_tape_reset(c->tape);
+    tg_tensor *y = c->x;
+    for (int i = 0; i < CHAIN; i++) y = tg_tanh(c->tape, tg_scale(c->tape, y, 1.01f));
+    if (!y || tg_backward(c->tape, y) != TG_OK) die(c->ctx);
+    float g = c->x->grad[0];
+    tg_zero_grad(c->x);
+    return g;
+}
+
+static void chain_new(chain *c) {
+    c->ctx = tg_ctx_new();
+    c->tape = tg_tape_new(c->ctx);
+    c->x = tg_scalar(c->ctx, 0.5f);
+    if (!c->tape || !c->x || tg_set_requires_grad(c->x, true) != TG_OK) die(c->ctx);
+}
+
+static void chain_free(chain *c) {
+    tg_tape_free(c->tape);
+    tg_ctx_free(c->ctx);
+}
+
+/* The same chain by hand: the forward keeps every y, the backward multiplies the derivatives. */
+static float reference_chain(float x, float *ys) {
+    float y = x;
+    for (int i = 0; i < CHAIN; i++) ys[i] = y = tanhf(1.01f * y);
+    float g = 1.0f;
+    for (int i = CHAIN - 1; i >= 0; i--) g *= (1.0f - ys[i] * ys[i]) * 1.01f;
+    return g;
+}
+
+/* Seconds per pass of `passes` passes. */
+static double time_chain(chain *c, int passes, float *grad) {
+    double start = now_seconds();
+    for (int p = 0; p < passes; p++) *grad = chain_pass(c);
+    return (now_seconds() - start) / passes;
+}
+
+static void bench_chain(int rounds) {
+    chain c;
+    chain_new(&c);
+    static float ys[CHAIN];
+    double t[ROUNDS], tr[ROUNDS], ratio[ROUNDS];
+    const int passes = 300;
+    float grad = 0.0f, grad_reference = 0.0f;
+    volatile float start_x = 0.5f; /* read each pass: the compiler cannot compute the chain once */
+    for (int round = 0; round < rounds; round++) {
+        t[round] = time_chain(&c, passes, &grad) / (2 * CHAIN);
+        double start = now_seconds();
+        for (int p = 0; p < passes; p++) grad_reference = reference_chain(start_x, ys);
+        tr[round] = (now_seconds() - start) / passes / (2 * CHAIN);
+        ratio[round] = t[round] / tr[round];
+    }
+    printf("scalar chain, %d x (scale, tanh), forward+backward: dy/dx %.7g (tapegrad) %.7g "
+           "(plain C)\n", CHAIN, grad, grad_reference);
+    print_summary("tapegrad, per op", summarize(t, rounds), 1e9, "ns");
+    print_summary("plain C, per op", summarize(tr, rounds), 1e9, "ns");
+    print_summary("ratio", summarize(ratio, rounds), 1, "x");
+    chain_free(&c);
+}
+
 /* `bench_models mlp DEPTH WIDTH BATCH THREADS`: one measurement of tapegrad alone, as
  * "ms_per_step X", for bench/torch_compare.py to interleave with PyTorch. */
 static int one_measurement(char **argv) {
@@ -340,8 +412,18 @@ static int one_measurement(char **argv) {
 
 int main(int argc, char **argv) {
     if (argc == 6 && strcmp(argv[1], "mlp") == 0) return one_measurement(argv);
+    if (argc == 2 && strcmp(argv[1], "chain") == 0) { /* one measurement, for torch_compare.py */
+        chain c;
+        chain_new(&c);
+        float grad;
+        time_chain(&c, 50, &grad);
+        printf("ns_per_op %.3f\n", time_chain(&c, 300, &grad) / (2 * CHAIN) * 1e9);
+        chain_free(&c);
+        return 0;
+    }
     int rounds = argc > 1 && strcmp(argv[1], "QUICK") == 0 ? 3 : ROUNDS;
     printf("matrix products: %s\n", tg_gemm_backend());
+    bench_chain(rounds);
     bench_sgemm(rounds);
     bench_mlp(4, 32, 16, rounds);
     bench_mlp(20, 256, 64, rounds);

@@ -53,6 +53,30 @@ def torch_ms_per_step(depth, width, batch):
     return (time.perf_counter() - start) / steps * 1e3
 
 
+def torch_chain_ns_per_op():
+    """y = tanh(1.01 y), 1,000 times, forward and backward: 2,000 ops."""
+    x = torch.tensor(0.5, requires_grad=True)
+
+    def one_pass():
+        y = x
+        for _ in range(1000):
+            y = torch.tanh(y * 1.01)
+        y.backward()
+        x.grad = None
+
+    one_pass()
+    passes = 5
+    start = time.perf_counter()
+    for _ in range(passes):
+        one_pass()
+    return (time.perf_counter() - start) / passes / 2000 * 1e9
+
+
+def tapegrad_chain_ns_per_op(binary):
+    out = subprocess.run([binary, "chain"], check=True, capture_output=True, text=True).stdout
+    return float(out.split()[1])
+
+
 def tapegrad_ms_per_step(binary, depth, width, batch, threads):
     out = subprocess.run([binary, "mlp", str(depth), str(width), str(batch), str(threads)],
                          check=True, capture_output=True, text=True).stdout
@@ -73,6 +97,15 @@ def main():
         sys.exit(f"{args.binary} missing: run `zig build bench-models -Doptimize=ReleaseFast` first")
     torch.set_num_threads(args.threads)
     print(f"PyTorch {torch.__version__}, {args.threads} thread(s); {args.rounds} interleaved rounds")
+    t_torch, t_tg, ratio = [], [], []
+    for _ in range(args.rounds):
+        a = torch_chain_ns_per_op()
+        b = tapegrad_chain_ns_per_op(args.binary)
+        t_torch.append(a)
+        t_tg.append(b)
+        ratio.append(b / a)
+    print(f"scalar chain per op: PyTorch {fmt(t_torch)} ns, tapegrad {fmt(t_tg)} ns, "
+          f"tapegrad/PyTorch {fmt(ratio)}")
     for depth, width, batch in WORKLOADS:
         t_torch, t_tg, ratio = [], [], []
         for _ in range(args.rounds):
