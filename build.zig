@@ -1,15 +1,17 @@
 //! Build script for tapegrad (C11), written for Zig 0.17.
 //!
 //!   zig build [install]        libtapegrad.a, libtapegrad.so.0.1.0 (+ .so.0/.so symlinks),
-//!                              include/tapegrad.h, lib/pkgconfig/tapegrad.pc,
-//!                              bin/tapegrad (cli/*.c), bin/<stem> for each examples/<stem>.c,
-//!                              lib/libplugin_<x>.so for each examples/plugin_<x>.c
+//!                              include/tapegrad.h, lib/pkgconfig/tapegrad.pc (shared) and
+//!                              tapegrad-static.pc (the archive, whole), bin/tapegrad (cli/*.c);
+//!                              ReleaseFast unless -Doptimize says otherwise
 //!   zig build test [-- ARGS]   Criterion suite (tests/*.c + library sources); ARGS go to
 //!                              Criterion, e.g. `zig build test -- --filter 'ops/*'`
 //!   zig build run [-- ARGS]    build and run bin/tapegrad
 //!   zig build bench            build and run every bench/<stem>.c, one after another
 //!   zig build bench-<x>        build, install (bin/bench_<x>) and run bench/bench_<x>.c alone
-//!   zig build examples         build and install the examples only (programs and plugins)
+//!   zig build examples         build and install the examples: bin/<stem> for each
+//!                              examples/<stem>.c, lib/libplugin_<x>.so for examples/plugin_<x>.c
+//!                              (not part of the default install: their names are generic)
 //!   zig build plugins          build and install the example plugins only
 //!
 //!   -Dblas=false               our own GEMM only (no TG_USE_BLAS macro: OpenBLAS is never loaded)
@@ -74,7 +76,9 @@ pub fn build(b: *Build) void {
     const cfg: Config = .{
         .b = b,
         .target = b.standardTargetOptions(.{}),
-        .optimize = b.standardOptimizeOption(.{}),
+        // Installed libraries are what users link: optimised unless asked otherwise (a Debug
+        // libtapegrad trains 4x slower). Tests pick their own default (ReleaseSafe) below.
+        .optimize = b.option(std.builtin.OptimizeMode, "optimize", "Debug, ReleaseSafe, ReleaseFast (default) or ReleaseSmall") orelse .ReleaseFast,
         .blas = b.option(bool, "blas", "Load OpenBLAS at run time (ops/blas.c) and define TG_USE_BLAS=1 (default: true)") orelse true,
     };
     const sanitize = b.option(bool, "sanitize", "Run `test` under AddressSanitizer + UBSan (default: false)") orelse false;
@@ -126,8 +130,11 @@ pub fn build(b: *Build) void {
     if (exists(b, "include/tapegrad.h")) {
         b.getInstallStep().dependOn(&b.addInstallHeaderFile(b.path("include/tapegrad.h"), "tapegrad.h").step);
     }
-    const pc = b.addWriteFiles().add("tapegrad.pc", pkgConfigFile(cfg));
+    const pc_files = b.addWriteFiles();
+    const pc = pc_files.add("tapegrad.pc", pkgConfigFile(cfg));
     b.getInstallStep().dependOn(&b.addInstallLibFile(pc, "pkgconfig/tapegrad.pc").step);
+    const pc_static = pc_files.add("tapegrad-static.pc", pkgConfigStaticFile(cfg));
+    b.getInstallStep().dependOn(&b.addInstallLibFile(pc_static, "pkgconfig/tapegrad-static.pc").step);
 
     // ---- cli ----
     if (cli_srcs.len > 0) {
@@ -141,12 +148,10 @@ pub fn build(b: *Build) void {
         run_step.dependOn(&b.addFail("no cli/*.c sources: nothing to run").step);
     }
 
-    // ---- examples: one program per file, installed ----
+    // ---- examples: one program per file, installed by `zig build examples` ----
     for (example_srcs) |src| {
         const exe = addProgram(cfg, stem(src), &.{src}, lib, false);
-        const install = b.addInstallArtifact(exe, .{});
-        b.getInstallStep().dependOn(&install.step);
-        examples_step.dependOn(&install.step);
+        examples_step.dependOn(&b.addInstallArtifact(exe, .{}).step);
     }
 
     // ---- plugins: examples/plugin_<x>.c -> lib/libplugin_<x>.so; tests/plugins/<x>.c ->
@@ -156,7 +161,6 @@ pub fn build(b: *Build) void {
     for (example_plugin_srcs) |src| {
         const plugin = addPlugin(cfg, src);
         const install = b.addInstallArtifact(plugin, .{});
-        b.getInstallStep().dependOn(&install.step);
         examples_step.dependOn(&install.step);
         plugins_step.dependOn(&install.step);
         appendStep(b, &test_plugin_installs, &installTestPlugin(b, plugin).step);
@@ -411,6 +415,26 @@ fn pkgConfigFile(cfg: Config) []const u8 {
         \\Cflags: -I${{includedir}}
         \\Libs: -L${{libdir}} -Wl,-rpath,${{libdir}} -ltapegrad
         \\Libs.private: -lm -ldl -lpthread
+        \\
+    , .{version});
+}
+
+/// lib/pkgconfig/tapegrad-static.pc: links libtapegrad.a whole (a plugin may call any tg_*
+/// function, and from an archive the linker takes only what the program itself references)
+/// and exports the program's symbols to the plugins it loads. `pkg-config --libs
+/// tapegrad-static` is all a static build needs (tapegrad.pc would pick libtapegrad.so).
+fn pkgConfigStaticFile(cfg: Config) []const u8 {
+    return cfg.b.fmt(
+        \\prefix=${{pcfiledir}}/../..
+        \\libdir=${{prefix}}/lib
+        \\includedir=${{prefix}}/include
+        \\
+        \\Name: tapegrad-static
+        \\Description: tape-based automatic differentiation in C, linked statically
+        \\Version: {f}
+        \\Requires: libffi jansson
+        \\Cflags: -I${{includedir}}
+        \\Libs: -Wl,--whole-archive ${{libdir}}/libtapegrad.a -Wl,--no-whole-archive -Wl,--export-dynamic -lm -ldl -lpthread
         \\
     , .{version});
 }

@@ -31,6 +31,7 @@
 #include <stdio.h>
 
 #ifdef __cplusplus
+#include <initializer_list>
 extern "C" {
 #endif
 
@@ -164,8 +165,14 @@ typedef struct tg_tensor {
  * Shape helper: TG_SHAPE(64, 10) expands to the two arguments `2, (const int64_t[]){64, 10}`.
  * Use it wherever a function takes (int ndim, const int64_t *shape).
  */
+#ifndef __cplusplus
 #define TG_SHAPE(...) \
     (int)(sizeof((int64_t[]){__VA_ARGS__}) / sizeof(int64_t)), (const int64_t[]){__VA_ARGS__}
+#else /* C++ has no compound literals; an initializer_list lives to the end of the call */
+#define TG_SHAPE(...)                                              \
+    (int)std::initializer_list<int64_t>{__VA_ARGS__}.size(),       \
+        std::initializer_list<int64_t>{__VA_ARGS__}.begin()
+#endif
 
 /** A persistent tensor of zeros owned by the context (for parameters and long-lived data). */
 tg_tensor *tg_zeros(tg_ctx *ctx, int ndim, const int64_t *shape);
@@ -833,11 +840,34 @@ typedef struct tg_named_attr {
     tg_attr_value value;
 } tg_named_attr;
 
+/* TG_F32("alpha", 0.5f) ... : one named attribute, for arrays given to tg_call. */
+#ifndef __cplusplus
 #define TG_F32(attr_name, v) ((tg_named_attr){(attr_name), TG_ATTR_F32, {.f32 = (v)}})
 #define TG_F64(attr_name, v) ((tg_named_attr){(attr_name), TG_ATTR_F64, {.f64 = (v)}})
 #define TG_I32(attr_name, v) ((tg_named_attr){(attr_name), TG_ATTR_I32, {.i32 = (v)}})
 #define TG_I64(attr_name, v) ((tg_named_attr){(attr_name), TG_ATTR_I64, {.i64 = (v)}})
 #define TG_BOOL(attr_name, v) ((tg_named_attr){(attr_name), TG_ATTR_BOOL, {.b = (v)}})
+#else /* C++ (no compound literals, no designated union members before C++20): functions */
+#define TGI_NAMED_ATTR(fn, type_tag, c_type, member)                                       \
+    static inline tg_named_attr fn(const char *name, c_type v) {                          \
+        tg_named_attr a;                                                                  \
+        a.name = name;                                                                    \
+        a.type = type_tag;                                                                \
+        a.value.member = v;                                                               \
+        return a;                                                                         \
+    }
+TGI_NAMED_ATTR(tg_named_f32, TG_ATTR_F32, float, f32)
+TGI_NAMED_ATTR(tg_named_f64, TG_ATTR_F64, double, f64)
+TGI_NAMED_ATTR(tg_named_i32, TG_ATTR_I32, int32_t, i32)
+TGI_NAMED_ATTR(tg_named_i64, TG_ATTR_I64, int64_t, i64)
+TGI_NAMED_ATTR(tg_named_bool, TG_ATTR_BOOL, bool, b)
+#undef TGI_NAMED_ATTR
+#define TG_F32(attr_name, v) tg_named_f32((attr_name), (v))
+#define TG_F64(attr_name, v) tg_named_f64((attr_name), (v))
+#define TG_I32(attr_name, v) tg_named_i32((attr_name), (v))
+#define TG_I64(attr_name, v) tg_named_i64((attr_name), (v))
+#define TG_BOOL(attr_name, v) tg_named_bool((attr_name), (v))
+#endif
 
 /**
  * Calls any registered op by name, with attributes by name (any order, each exactly once,
@@ -1252,6 +1282,18 @@ double tg_rng_normal(tg_rng *rng);
 uint32_t tg_rng_below(tg_rng *rng, uint32_t n);
 
 #ifdef __cplusplus
+}
+
+/**
+ * C++: the address of a temporary, valid to the end of the full expression — for the C idioms
+ * `&(tg_optimizer_config){...}` and `&TG_F32(...)`, which C++ refuses:
+ *     tg_optimizer_config adam = {};  adam.kind = TG_OPT_ADAM;  adam.lr = 1e-3f;
+ *     tg_optimizer_new(ctx, params, n, tg_ref(adam));
+ *     tg_call(tape, "leaky_relu", &x, 1, tg_ref(TG_F32("slope", 0.1f)), 1);
+ */
+template <class T>
+static inline const T *tg_ref(const T &value) {
+    return &value;
 }
 #endif
 
