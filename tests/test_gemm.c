@@ -117,3 +117,43 @@ Test(gemm, backend_is_named) {
     cr_expect(strncmp(backend, "portable", 8) == 0, "backend: %s", backend);
 #endif
 }
+
+/* The portable GEMM's promise: per element, blocks of 256 steps of k in order, each summed from
+ * zero in f32 (separate multiply and add), then C += alpha * block sum. A scalar loop in that
+ * order must give the very same bits, whatever vectors the CPU has — that is what makes
+ * -Dblas=false runs identical across machines. */
+Test(gemm, portable_follows_its_documented_order_bit_for_bit) {
+    const int64_t m = 13, n = 37, k = 600; /* odd tiles, three k blocks (256, 256, 88) */
+    float *a = malloc(sizeof(float) * m * k), *b = malloc(sizeof(float) * k * n);
+    float *c = malloc(sizeof(float) * m * n), *want = malloc(sizeof(float) * m * n);
+    cr_assert(a && b && c && want, "out of memory");
+    tg_rng rng;
+    tg_rng_seed(&rng, 21);
+    for (int64_t i = 0; i < m * k; i++) a[i] = tg_rng_uniform(&rng) - 0.5f;
+    for (int64_t i = 0; i < k * n; i++) b[i] = tg_rng_uniform(&rng) - 0.5f;
+    for (int t = 0; t < 4; t++) {
+        bool ta = t & 1, tb = t & 2;
+        int64_t lda = ta ? m : k, ldb = tb ? k : n;
+        for (int64_t i = 0; i < m * n; i++) c[i] = want[i] = (float)(i % 3) - 1.0f;
+        tgi_gemm_portable(ta, tb, m, n, k, 0.75f, a, lda, b, ldb, 1.0f, c, n);
+        for (int64_t i = 0; i < m; i++)
+            for (int64_t j = 0; j < n; j++)
+                for (int64_t p0 = 0; p0 < k; p0 += 256) {
+                    float block = 0.0f;
+                    for (int64_t p = p0; p < k && p < p0 + 256; p++) {
+                        volatile float product = at(ta, a, lda, i, p) * at(tb, b, ldb, p, j);
+                        block += product;
+                    }
+                    volatile float scaled = 0.75f * block;
+                    want[i * n + j] += scaled;
+                }
+        int differing = 0;
+        for (int64_t i = 0; i < m * n; i++) differing += c[i] != want[i];
+        cr_expect_eq(differing, 0, "ta=%d tb=%d: %d of %lld elements differ", ta, tb, differing,
+                     (long long)(m * n));
+    }
+    free(a);
+    free(b);
+    free(c);
+    free(want);
+}
