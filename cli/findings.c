@@ -177,6 +177,64 @@ static void recurrent_finding(experiment *e, writer *w) {
     say(w, " after %d steps.", e->n_runs ? e->results[0].config.steps : 0);
 }
 
+/* The run of that model (ResNet: with or without skips) and depth; NULL when there is none. */
+static const run_result *find_run(const experiment *e, model_kind model, bool skip, int depth) {
+    for (int i = 0; i < e->n_runs; i++) {
+        const run_config *c = &e->results[i].config;
+        if (c->model == model && (model != MODEL_RESNET || (c->skip == skip && c->depth == depth)))
+            return &e->results[i];
+    }
+    return NULL;
+}
+
+/* "worse", "better" or "about as well": a deep run's final training loss against a shallow
+ * one's, with 10% either way counted as no difference. */
+static const char *compared(double deep, double shallow) {
+    if (!isfinite(deep)) return "worse (it diverged)";
+    if (deep > 1.1 * shallow + 1e-3) return "worse";
+    if (deep < 0.9 * shallow - 1e-3) return "better";
+    return "about as well";
+}
+
+/* Shallow against deep twin of one kind: training loss at the end, held-out accuracy. */
+static void depth_line(writer *w, const run_result *shallow, const run_result *deep, const char *kind) {
+    char a[32], b[32], c[32], d[32];
+    say(w, "the %d-layer %s net trains %s than the %d-layer one (training loss over the last 10 steps "
+        "%s against %s, test accuracy %s%% against %s%%)", deep->config.depth, kind,
+        compared(last_train_loss(deep), last_train_loss(shallow)), shallow->config.depth,
+        num(last_train_loss(deep), a), num(last_train_loss(shallow), b), num(100 * deep->test_accuracy, c),
+        num(100 * shallow->test_accuracy, d));
+}
+
+static void cnn_finding(experiment *e, writer *w) {
+    const run_result *plain[2] = {NULL, NULL}, *res[2] = {NULL, NULL};
+    int shallow = 1 << 30, deep = 0;
+    for (int i = 0; i < e->n_runs; i++)
+        if (e->runs[i].model == MODEL_RESNET) {
+            shallow = e->runs[i].depth < shallow ? e->runs[i].depth : shallow;
+            deep = e->runs[i].depth > deep ? e->runs[i].depth : deep;
+        }
+    for (int k = 0; k < 2; k++) {
+        plain[k] = find_run(e, MODEL_RESNET, false, k ? deep : shallow);
+        res[k] = find_run(e, MODEL_RESNET, true, k ? deep : shallow);
+    }
+    char a[32], b[32];
+    if (plain[0] && plain[1] && res[0] && res[1] && deep > shallow) {
+        say(w, "After %d steps, ", plain[1]->steps_done);
+        depth_line(w, plain[0], plain[1], "plain");
+        say(w, "; ");
+        depth_line(w, res[0], res[1], "residual");
+        say(w, ".\nAt the first step the first layer's weight gradient is %s of the last layer's in the "
+            "%d-layer plain net and %s in its residual twin.", num(plain[1]->first_last_ratio, a), deep,
+            num(res[1]->first_last_ratio, b));
+    }
+    const run_result *lenet = find_run(e, MODEL_LENET, false, 0), *mlp = find_run(e, MODEL_MLP, false, 0);
+    if (lenet && mlp)
+        say(w, "\nOn the same split and budget LeNet-5 reaches %s%% test accuracy, the MLP %s%%.",
+            num(100 * lenet->test_accuracy, a), num(100 * mlp->test_accuracy, b));
+    run_lines(e, w);
+}
+
 void experiment_conclude(experiment *e) {
     writer w = {e->finding, sizeof e->finding, 0};
     e->finding[0] = '\0';
@@ -184,5 +242,6 @@ void experiment_conclude(experiment *e) {
     else if (strcmp(e->name, "residual") == 0) residual_finding(e, &w);
     else if (strcmp(e->name, "exploding") == 0 || strcmp(e->name, "clipping") == 0) exploding_finding(e, &w);
     else if (strcmp(e->name, "recurrent") == 0) recurrent_finding(e, &w);
+    else if (strcmp(e->name, "cnn") == 0) cnn_finding(e, &w);
     else layers_finding(e, &w);
 }

@@ -31,10 +31,17 @@ static json_t *step_or_null(int64_t step) {
 static json_t *run_json(const run_result *r) {
     json_t *run = json_object();
     json_object_set_new(run, "config", json_string(r->config.name));
+    json_object_set_new(run, "model", json_string(model_name(&r->config)));
+    int layers = model_layers(&r->config);
+    json_object_set_new(run, "depth", layers > 0 ? json_integer(layers) : json_null());
     json_object_set_new(run, "grad_norm_by_layer", numbers(r->grad_norm_by_layer, r->n_layers));
     json_object_set_new(run, "first_last_ratio", number(r->first_last_ratio));
     json_object_set_new(run, "loss_curve", numbers(r->loss, r->config.steps));
     json_object_set_new(run, "final_loss", number(r->final_loss));
+    json_t *steps = json_array();
+    for (int i = 0; i < r->n_evals; i++) json_array_append_new(steps, json_integer(r->eval_step[i]));
+    json_object_set_new(run, "held_out_steps", steps);
+    json_object_set_new(run, "held_out_loss", numbers(r->eval_loss, r->n_evals));
     json_object_set_new(run, "test_accuracy", number(r->test_accuracy));
     json_object_set_new(run, "explosion_onset_step", step_or_null(r->explosion_onset_step));
     json_object_set_new(run, "first_nan_step", step_or_null(r->first_nan_step));
@@ -81,6 +88,7 @@ static int write_csv(const char *path, const experiment *e) {
             for (int l = 0; l < r->n_layers; l++)
                 csv_value(f, r->config.name, s, r->layer_names[l], r->layer_norms[(int64_t)l * r->config.steps + s]);
         }
+        for (int k = 0; k < r->n_evals; k++) csv_value(f, r->config.name, r->eval_step[k], "held_out_loss", r->eval_loss[k]);
         for (int t = 0; r->grad_norm_by_timestep && t < r->n_timesteps; t++) {
             char series[32];
             snprintf(series, sizeof series, "dL/dh[%d]", t + 1);
@@ -156,6 +164,22 @@ static void per_step_chart(FILE *f, const experiment *e, bool loss, int64_t leng
         fputs(".</figcaption>", f);
     }
     fputs("</figure>\n", f);
+}
+
+/* Held-out loss at the evaluation points of each run (x: steps trained). */
+static void held_out_chart(FILE *f, const experiment *e) {
+    tg_plot_series series[MAX_RUNS];
+    double x[MAX_RUNS][MAX_EVALS];
+    int n = 0;
+    for (int i = 0; i < e->n_runs; i++) {
+        const run_result *r = &e->results[i];
+        if (diverged(r) || r->n_evals == 0) continue;
+        for (int k = 0; k < r->n_evals; k++) x[n][k] = r->eval_step[k];
+        series[n++] = (tg_plot_series){r->config.name, x[n - 1], r->eval_loss, r->n_evals};
+    }
+    tg_line_plot plot = {"Held-out loss during training", "training step", "held-out loss", false, true,
+                         series, n, 0, 0};
+    chart(f, &plot);
 }
 
 /* One heatmap per run: layers (input at the top) x steps, at most ~60 columns. */
@@ -235,7 +259,7 @@ static const char *optimizer_name(const tg_optimizer_config *o) {
 }
 
 static void config_table(FILE *f, const experiment *e) {
-    static const char *const models[] = {"MLP", "residual MLP", "recurrent"};
+    static const char *const models[] = {"MLP", "residual MLP", "recurrent", "LeNet-5", "ResNet"};
     static const char *const norms[] = {"none", "batch", "layer"};
     fputs("<table><tr><th>run</th><th>model</th><th>layers / hidden</th><th>activation</th>"
           "<th>norm</th><th>optimizer</th><th>steps x batch</th><th>clipping</th><th>time</th></tr>\n", f);
@@ -246,10 +270,15 @@ static void config_table(FILE *f, const experiment *e) {
         if (c->model == MODEL_RNN)
             fprintf(f, "</td><td>%s</td><td>hidden %lld, T = %lld</td><td>-</td><td>-</td>", models[c->model],
                     (long long)c->hidden, (long long)c->seq_len);
+        else if (c->model == MODEL_LENET)
+            fprintf(f, "</td><td>%s</td><td>2 conv + 3 fc</td><td>relu</td><td>none</td>", models[c->model]);
+        else if (c->model == MODEL_RESNET)
+            fprintf(f, "</td><td>%s%s</td><td>%d, widths %lld/%lld/%lld</td><td>relu</td><td>batch</td>",
+                    c->skip ? "" : "plain ", c->skip ? models[c->model] : "CNN", c->depth, (long long)c->width,
+                    (long long)(2 * c->width), (long long)(4 * c->width));
         else
             fprintf(f, "</td><td>%s</td><td>%d x %lld</td><td>%s</td><td>%s</td>", models[c->model],
-                    c->model == MODEL_RESMLP ? 2 * c->depth + 2 : c->depth, (long long)c->width,
-                    tg_activation_name(c->activation), norms[c->norm]);
+                    model_layers(c), (long long)c->width, tg_activation_name(c->activation), norms[c->norm]);
         fprintf(f, "<td>%s lr %g%s</td><td>%d x %lld</td><td>", optimizer_name(&c->opt), (double)c->opt.lr,
                 c->opt.momentum > 0 ? ", momentum" : "", c->steps, (long long)c->batch);
         if (c->clip_value > 0) fprintf(f, "value %g", (double)c->clip_value);
@@ -298,6 +327,7 @@ static void experiment_section(FILE *f, const experiment *e) {
     if (e->charts & CHART_LAYERS) layers_chart(f, e);
     if (e->charts & CHART_STEPS) per_step_chart(f, e, false, 0);
     if (e->charts & CHART_LOSS && !(e->charts & CHART_TIMESTEPS)) per_step_chart(f, e, true, 0);
+    if (e->charts & CHART_HELD_OUT) held_out_chart(f, e);
     if (e->charts & CHART_TIMESTEPS) timestep_charts(f, e);
     if (e->charts & CHART_HEAT) heat_charts(f, e);
     fputs("</div>\n", f);

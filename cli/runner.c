@@ -63,6 +63,27 @@ tg_status attach_named_hook(tg_ctx *ctx, const char *spec) {
 
 /* ---- data ---------------------------------------------------------------------------------- */
 
+static bool is_cnn(const run_config *c) {
+    return c->model == MODEL_LENET || c->model == MODEL_RESNET;
+}
+
+/* Flat samples (digits: 64 floats; idx: 784) become one-channel square images, in place. */
+static bool as_images(trainer *t) {
+    if (t->train->x_ndim == 3) return true;
+    int64_t size = tg_dataset_x_size(t->train), side = 1;
+    while ((side + 1) * (side + 1) <= size) side++;
+    if (t->train->x_ndim != 1 || side * side != size || side < 4) {
+        snprintf(t->result->error, sizeof t->result->error, "--model %s wants square images of "
+                 "at least 4x4 (or samples of 3 dims, C x H x W), the data has samples of %lld floats",
+                 model_name(t->config), (long long)size);
+        return false;
+    }
+    const int64_t image[3] = {1, side, side};
+    if (tg_dataset_reshape(t->train, 3, image) != TG_OK || tg_dataset_reshape(t->test, 3, image) != TG_OK)
+        return fail(t, "data");
+    return true;
+}
+
 static bool load_data(trainer *t) {
     const run_config *c = t->config;
     tg_dataset *all = NULL;
@@ -96,6 +117,7 @@ static bool load_data(trainer *t) {
         if (split != TG_OK) return fail(t, "split");
     }
     if (!t->train || !t->test) return fail(t, "data");
+    if (is_cnn(c) && !as_images(t)) return false;
     t->batches = tg_batcher_new(t->train, c->batch, true, true, c->seed);
     return t->batches ? true : fail(t, "batches");
 }
@@ -126,6 +148,54 @@ static bool track_layer(trainer *t, tg_module *m, const char *local) {
     return true;
 }
 
+const char *model_name(const run_config *c) {
+    static const char *const rnn_names[] = {"rnn", "lstm", "gru"};
+    switch (c->model) {
+    case MODEL_MLP: return "mlp";
+    case MODEL_RESMLP: return c->skip ? "residual" : "plain";
+    case MODEL_RNN: return rnn_names[c->rnn];
+    case MODEL_LENET: return "lenet";
+    case MODEL_RESNET: return c->skip ? "resnet" : "plaincnn";
+    }
+    return "unknown";
+}
+
+int model_layers(const run_config *c) {
+    switch (c->model) {
+    case MODEL_MLP: return c->depth;
+    case MODEL_RESMLP: return 2 * c->depth + 2;
+    case MODEL_LENET: return 5;
+    case MODEL_RESNET: return c->depth;
+    default: return 0;
+    }
+}
+
+/* LeNet or a ResNet (or its plain twin) on images [C, H, W]; every weight layer tracked, input
+ * side first: for a ResNet the stem, each block's conv1 and conv2, the linear read-out. */
+static bool build_cnn(trainer *t) {
+    const run_config *c = t->config;
+    const int64_t *image = t->train->x_shape;
+    if (c->model == MODEL_LENET) {
+        tg_lenet_config lc = {image[0], image[1], image[2], output_size(t), c->init, c->seed};
+        if (!(t->body = tg_lenet_new(t->ctx, "lenet", &lc))) return fail(t, "model");
+        static const char *const layers[] = {"conv1.weight", "conv2.weight", "fc1.weight", "fc2.weight", "fc3.weight"};
+        for (int i = 0; i < 5; i++)
+            if (!track_layer(t, t->body, layers[i])) return false;
+        return true;
+    }
+    tg_resnet_config rc = {image[0], output_size(t), c->depth, c->width, c->skip, c->init, c->seed};
+    if (!(t->body = tg_resnet_new(t->ctx, model_name(c), &rc))) return fail(t, "model");
+    bool ok = track_layer(t, t->body, "stem.conv.weight");
+    char local[64];
+    for (int s = 1; ok && s <= 3; s++)
+        for (int b = 1; ok && b <= (c->depth - 2) / 6; b++)
+            for (int k = 1; ok && k <= 2; k++) {
+                snprintf(local, sizeof local, "stage%d.block%d.conv%d.weight", s, b, k);
+                ok = track_layer(t, t->body, local);
+            }
+    return ok && track_layer(t, t->body, "fc.weight");
+}
+
 static bool build_model(trainer *t) {
     const run_config *c = t->config;
     int64_t in = input_size(t), out = output_size(t);
@@ -149,6 +219,8 @@ static bool build_model(trainer *t) {
             ok = ok && track_layer(t, t->body, local);
         }
         ok = ok && track_layer(t, t->body, "head.weight");
+    } else if (is_cnn(c)) {
+        ok = build_cnn(t);
     } else {
         static const char *const names[] = {"rnn", "lstm", "gru"};
         tg_rnn_config rc = tg_rnn_defaults(c->rnn, in, c->hidden);
@@ -247,7 +319,9 @@ static bool train_step(trainer *t, int step) {
 
 /* ---- evaluation ---------------------------------------------------------------------------- */
 
-static void evaluate(trainer *t) {
+/* Loss (and accuracy) on the whole held-out set after `step` steps, as a point of the held-out
+ * curve; the model goes back to training mode. */
+static void evaluate(trainer *t, int step) {
     run_result *r = t->result;
     tg_tape_reset(t->tape);
     tg_no_grad_begin(t->tape);
@@ -260,7 +334,16 @@ static void evaluate(trainer *t) {
     r->final_loss = loss ? loss->data[0] : NAN;
     r->test_accuracy = out && t->test->classes > 0 ? tg_accuracy(out, y) : NAN;
     tg_no_grad_end(t->tape);
+    tg_module_set_training(t->body, true);
     tg_clear_error(t->ctx); /* a diverged model may fail here: that is a finding, not an error */
+    if (r->n_evals < MAX_EVALS && (r->n_evals == 0 || r->eval_step[r->n_evals - 1] != step)) {
+        r->eval_step[r->n_evals] = step;
+        r->eval_loss[r->n_evals++] = r->final_loss;
+    }
+}
+
+static bool evaluation_due(const run_config *c, int steps_done) {
+    return c->eval_every > 0 && steps_done % c->eval_every == 0;
 }
 
 /* ---- the run ------------------------------------------------------------------------------- */
@@ -323,7 +406,7 @@ static void conclude(trainer *t) {
     snprintf(r->onset_summary, sizeof r->onset_summary, "%s", report.summary);
     double first = r->grad_norm_by_layer[0], last = r->grad_norm_by_layer[r->n_layers - 1];
     r->first_last_ratio = r->n_layers > 1 && last > 0 ? first / last : NAN;
-    evaluate(t);
+    evaluate(t, r->steps_done);
     if (t->config->save_path &&
         tg_save_safetensors(t->ctx, t->config->save_path, t->state, t->n_state) != TG_OK)
         fail(t, "save");
@@ -337,8 +420,11 @@ void run_training(const run_config *config, run_result *result, progress_fn prog
     trainer t = {.config = &result->config, .result = result};
     double start = seconds_now();
     if (prepare(&t)) {
-        for (int step = 0; step < config->steps && train_step(&t, step); step++)
+        if (evaluation_due(config, 0)) evaluate(&t, 0);
+        for (int step = 0; step < config->steps && train_step(&t, step); step++) {
             if (progress && (step % 10 == 9 || step == config->steps - 1)) progress(user, step + 1, result->loss[step]);
+            if (step < config->steps - 1 && evaluation_due(config, step + 1)) evaluate(&t, step + 1);
+        }
         if (!result->error[0]) conclude(&t);
     }
     result->seconds = seconds_now() - start;

@@ -13,20 +13,21 @@
 
 #define EXIT_USAGE 2
 #define MAX_LAYERS 64
+#define MAX_EVALS 64
 
-typedef enum model_kind { MODEL_MLP, MODEL_RESMLP, MODEL_RNN } model_kind;
+typedef enum model_kind { MODEL_MLP, MODEL_RESMLP, MODEL_RNN, MODEL_LENET, MODEL_RESNET } model_kind;
 typedef enum data_kind { DATA_DIGITS, DATA_ADDING, DATA_SPIRALS, DATA_CSV, DATA_IDX } data_kind;
 
 /* One training run: model, data, optimizer, remedies. */
 typedef struct run_config {
     char name[96];               /* shown in tables and legends: "sigmoid, Xavier" */
     model_kind model;
-    int depth;                   /* MLP: linear layers; residual: blocks */
-    int64_t width;
+    int depth;                   /* MLP: linear layers; residual: blocks; ResNet: weight layers (6n+2) */
+    int64_t width;               /* hidden width; ResNet: channels of its first stage */
     tg_activation activation;
     tg_init init;
     tg_norm_kind norm;
-    bool skip;                   /* residual: identity path on */
+    bool skip;                   /* residual MLP, ResNet: identity path on (off: the plain twin) */
     tg_rnn_kind rnn;
     int64_t hidden;
     data_kind data;
@@ -35,6 +36,7 @@ typedef struct run_config {
     tg_optimizer_config opt;
     int steps;
     int64_t batch;
+    int eval_every;              /* > 0: held-out loss before training and every this many steps */
     float clip_value;            /* > 0: clamp every gradient element */
     float clip_norm;             /* > 0: global-norm clipping */
     bool anomaly;
@@ -60,6 +62,9 @@ typedef struct run_result {
     double *grad_norm;           /* global gradient norm per step (before clipping) */
     double *layer_norms;         /* n_layers x steps: gradient norm of each layer at each step */
     double final_loss;           /* on held-out data */
+    int n_evals;                 /* held-out loss after eval_step[i] steps (the last: final_loss) */
+    int eval_step[MAX_EVALS];
+    double eval_loss[MAX_EVALS];
     double test_accuracy;        /* NAN for regression */
     int64_t explosion_onset_step, first_nan_step; /* -1: none */
     char onset_summary[768];
@@ -80,6 +85,10 @@ tg_status attach_named_hook(tg_ctx *ctx, const char *spec);
 /* Trains one configuration; the result is filled even on failure (see result->error). */
 void run_training(const run_config *config, run_result *result, progress_fn progress, void *user);
 void run_result_free(run_result *result);
+/* "resnet", "plaincnn", "lenet", "mlp", ...: the model as `train --model` names it. */
+const char *model_name(const run_config *config);
+/* Weight layers of the model, input to output (what a CNN's depth counts); 0 for recurrent. */
+int model_layers(const run_config *config);
 /* "12.3", "3.1e-05", or "–" for NaN: for tables. */
 const char *format_number(double value, char *buf, size_t size);
 
@@ -94,7 +103,8 @@ enum {
     CHART_LOSS = 2,       /* training loss per step */
     CHART_HEAT = 4,       /* layer x step map of the gradient norm */
     CHART_STEPS = 8,      /* global gradient norm per step */
-    CHART_TIMESTEPS = 16  /* |dL/dh[t]| over time steps */
+    CHART_TIMESTEPS = 16, /* |dL/dh[t]| over time steps */
+    CHART_HELD_OUT = 32   /* held-out loss during training */
 };
 
 typedef struct experiment {

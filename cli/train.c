@@ -16,9 +16,11 @@
 static void train_usage(FILE *f) {
     fprintf(f,
             "usage: tapegrad train [options]\n\n"
-            "  --model mlp|residual|plain|rnn|lstm|gru   (default mlp; plain = residual without skips)\n"
-            "  --depth N          MLP layers, or residual blocks (default 4)\n"
-            "  --width N          hidden width (default 64)\n"
+            "  --model mlp|residual|plain|rnn|lstm|gru|lenet|resnet|plaincnn   (default mlp;\n"
+            "                     plain = residual without skips, plaincnn = resnet without skips)\n"
+            "  --depth N          MLP layers, or residual blocks (default 4); resnet and plaincnn:\n"
+            "                     weight layers, 6n+2 = 8, 20, 32, 56 (default 20)\n"
+            "  --width N          hidden width (default 64); resnet: channels of stage 1 (default 8)\n"
             "  --hidden N         recurrent hidden size (default 32)\n"
             "  --activation NAME  identity|sigmoid|tanh|relu|leaky_relu|elu|gelu|softplus (default relu)\n"
             "  --init NAME        xavier|he|orthogonal|normal:STD (default xavier)\n"
@@ -26,8 +28,11 @@ static void train_usage(FILE *f) {
             "  --data SET         digits | adding:T | spirals | csv:PATH (last column = label) |\n"
             "                     idx:IMAGES,LABELS (default digits)\n"
             "  --optimizer sgd|adam|adamw|rmsprop   (default adam)\n"
-            "  --lr X --momentum X --weight-decay X\n"
+            "  --lr X --momentum X --weight-decay X   (default lr 1e-3)\n"
             "  --steps N (default 500)   --batch N (default 64)   --seed N (default 1)\n"
+            "  lenet, resnet, plaincnn take images (digits as 1x8x8, idx: as 1x28x28), ReLU,\n"
+            "  He init, no --norm (resnet: batch norm built in); their defaults:\n"
+            "                     lenet: adam lr 3e-3, 600 steps; resnet/plaincnn: adam lr 3e-3, 400 steps\n"
             "  --clip-value X     clamp every gradient element to [-X, X]\n"
             "  --clip-norm X      scale the gradients to a global norm of at most X\n"
             "  --anomaly          stop at the first NaN/Inf, naming the op and node\n"
@@ -106,7 +111,7 @@ static void set_clip_value(run_config *c, double v) { c->clip_value = (float)v; 
 static void set_clip_norm(run_config *c, double v) { c->clip_norm = (float)v; }
 
 static const number_option number_options[] = {
-    {"--depth", 1, 31, true, set_depth},       {"--width", 1, 4096, true, set_width},
+    {"--depth", 1, 62, true, set_depth},       {"--width", 1, 4096, true, set_width},
     {"--hidden", 1, 4096, true, set_hidden},   {"--lr", 0, 100, false, set_lr},
     {"--momentum", 0, 1, false, set_momentum}, {"--weight-decay", 0, 10, false, set_decay},
     {"--steps", 1, 1e7, true, set_steps},      {"--batch", 1, 65536, true, set_batch},
@@ -121,21 +126,23 @@ static const char *const named_options[] = {"--model", "--norm", "--optimizer", 
 
 typedef struct train_options {
     run_config config;
-    const char *out, *model, *init, *activation;
+    const char *out, *model, *init, *activation, *norm;
+    const char *depth_text;      /* --depth as given, for messages */
 } train_options;
 
 static int parse_named(train_options *o, const char *arg, const char *value) {
-    static const char *const models[] = {"mlp", "residual", "plain", "rnn", "lstm", "gru"};
+    static const char *const models[] = {"mlp", "residual", "plain", "rnn", "lstm", "gru", "lenet", "resnet", "plaincnn"};
     static const char *const norms[] = {"none", "batch", "layer"};
     static const char *const optimizers[] = {"sgd", "adam", "adamw", "rmsprop"};
     run_config *c = &o->config;
     int k;
     if (strcmp(arg, "--model") == 0) {
-        if (pick(value, models, 6) < 0) return bad("--model: unknown model '%s'%s", value ? value : "", "");
+        if (pick(value, models, 9) < 0) return bad("--model: unknown model '%s'%s", value ? value : "", "");
         o->model = value;
     } else if (strcmp(arg, "--norm") == 0) {
         if ((k = pick(value, norms, 3)) < 0) return bad("--norm: expected none, batch or layer, got '%s'%s", value ? value : "", "");
         c->norm = (tg_norm_kind)k;
+        o->norm = value;
     } else if (strcmp(arg, "--optimizer") == 0) {
         if ((k = pick(value, optimizers, 4)) < 0) return bad("--optimizer: unknown optimizer '%s'%s", value ? value : "", "");
         c->opt.kind = (tg_optimizer_kind)k;
@@ -160,8 +167,9 @@ static int parse_named(train_options *o, const char *arg, const char *value) {
 
 static int parse_train_options(int argc, char **argv, train_options *o) {
     run_config *c = &o->config;
-    *c = (run_config){.model = MODEL_MLP, .depth = 4, .width = 64, .hidden = 32, .data = DATA_DIGITS,
-                      .opt = {.kind = TG_OPT_ADAM, .lr = 1e-3f}, .steps = 500, .batch = 64, .seed = 1};
+    /* depth, width, lr and steps 0 (lr -1): not given, settled per model */
+    *c = (run_config){.model = MODEL_MLP, .hidden = 32, .data = DATA_DIGITS,
+                      .opt = {.kind = TG_OPT_ADAM, .lr = -1.0f}, .batch = 64, .seed = 1};
     snprintf(c->name, sizeof c->name, "train");
     for (int i = 0; i < argc; i++) {
         const char *arg = argv[i], *value = i + 1 < argc ? argv[i + 1] : NULL;
@@ -189,17 +197,40 @@ static int parse_train_options(int argc, char **argv, train_options *o) {
         if (!parse_number(value, n->low, n->high, &v) || (n->whole && v != floor(v)))
             return bad("%s: '%s' is not a valid value", arg, value);
         n->store(c, v);
+        if (n->store == set_depth) o->depth_text = value;
     }
     return 0;
 }
 
-/* Model, activation and init need each other: settled once all flags are read. */
-static int settle(train_options *o) {
+/* The convolutional models: ReLU and their own norms; defaults measured to reach their targets
+ * on the digits (lenet >= 97%, resnet depth 20 >= 95% test accuracy). */
+static int settle_cnn(train_options *o, const char *m) {
     run_config *c = &o->config;
-    c->activation = (tg_activation)(o->activation ? tg_activation_from_name(o->activation) : TG_ACT_RELU);
-    if (parse_init(o->init ? o->init : "xavier", &c->init, c->activation) < 0)
-        return bad("--init: expected xavier, he, orthogonal or normal:STD, got '%s'%s", o->init, "");
-    const char *m = o->model ? o->model : "mlp";
+    bool resnet = strcmp(m, "lenet") != 0;
+    if (o->activation && c->activation != TG_ACT_RELU)
+        return bad("--model %s uses ReLU: --activation %s is for the MLP models", m, o->activation);
+    if (o->norm) return bad("--model %s has its own normalisation: --norm is for the MLP models%s", m, "");
+    if (c->data == DATA_ADDING || c->data == DATA_SPIRALS)
+        return bad("--model %s needs images (--data digits or idx:IMAGES,LABELS)%s", m, "");
+    c->model = resnet ? MODEL_RESNET : MODEL_LENET;
+    c->skip = strcmp(m, "resnet") == 0;
+    if (!c->depth) c->depth = 20;
+    if (resnet && (c->depth < 8 || (c->depth - 2) % 6))
+        return bad("--depth: --model %s needs 6n+2 weight layers (8, 20, 32, 56), got %s", m, o->depth_text);
+    if (!c->width) c->width = 8;
+    if (c->opt.lr < 0) c->opt.lr = 3e-3f;
+    if (!c->steps) c->steps = resnet ? 400 : 600;
+    return 0;
+}
+
+/* The MLPs and the recurrent models, with the defaults they always had. */
+static int settle_mlp(train_options *o, const char *m) {
+    run_config *c = &o->config;
+    if (c->depth > 31) return bad("--depth: at most 31 for --model %s, got %s", m, o->depth_text);
+    if (!c->depth) c->depth = 4;
+    if (!c->width) c->width = 64;
+    if (c->opt.lr < 0) c->opt.lr = 1e-3f;
+    if (!c->steps) c->steps = 500;
     if (strcmp(m, "residual") == 0 || strcmp(m, "plain") == 0) {
         c->model = MODEL_RESMLP;
         c->skip = m[0] == 'r';
@@ -211,6 +242,20 @@ static int settle(train_options *o) {
     } else if (c->data == DATA_ADDING) {
         return bad("--data adding:T needs a recurrent model (--model rnn|lstm|gru)%s%s", "", "");
     }
+    return 0;
+}
+
+/* Model, activation and init need each other: settled once all flags are read. */
+static int settle(train_options *o) {
+    run_config *c = &o->config;
+    c->activation = (tg_activation)(o->activation ? tg_activation_from_name(o->activation) : TG_ACT_RELU);
+    const char *m = o->model ? o->model : "mlp";
+    bool cnn = strcmp(m, "lenet") == 0 || strcmp(m, "resnet") == 0 || strcmp(m, "plaincnn") == 0;
+    /* the CNNs' own default is He (c->init left all-zero) */
+    if ((o->init || !cnn) && parse_init(o->init ? o->init : "xavier", &c->init, c->activation) < 0)
+        return bad("--init: expected xavier, he, orthogonal or normal:STD, got '%s'%s", o->init, "");
+    int status = cnn ? settle_cnn(o, m) : settle_mlp(o, m);
+    if (status) return status;
     if (o->out) {
         struct stat st;
         if (stat(o->out, &st) == 0 ? !S_ISDIR(st.st_mode) : mkdir(o->out, 0777) != 0)
@@ -239,6 +284,11 @@ int run_train(int argc, char **argv) {
                     .charts = CHART_LAYERS | CHART_LOSS | CHART_HEAT | CHART_STEPS, .n_runs = 1};
     e.runs[0] = o.config;
     if (o.config.model == MODEL_RNN) e.charts = CHART_TIMESTEPS | CHART_LOSS | CHART_STEPS;
+    /* ten points of held-out loss are cheap next to the training, and the report draws them */
+    else if (o.out) {
+        e.runs[0].eval_every = o.config.steps >= 10 ? o.config.steps / 10 : 1;
+        e.charts |= CHART_HELD_OUT;
+    }
     train_progress p = {.last_step = 0};
     progress_start(&p.bar, "train", o.config.steps);
     run_training(&e.runs[0], &e.results[0], on_step, &p);

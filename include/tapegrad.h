@@ -1019,7 +1019,9 @@ typedef enum tg_norm_kind {
     TG_NORM_LAYER
 } tg_norm_kind;
 
-/** Batch norm (running statistics, momentum 0.1, eps 1e-5) or layer norm over `features`. */
+/** Batch norm (running statistics, momentum 0.1, eps 1e-5) or layer norm over `features`.
+ *  Batch norm takes [N, features] or images [N, features, H, W] (per channel, statistics over
+ *  N, H and W: PyTorch's BatchNorm2d); layer norm normalises the last axis. */
 tg_module *tg_norm_new(tg_ctx *ctx, const char *name, tg_norm_kind kind, int64_t features);
 
 typedef struct tg_mlp_config {
@@ -1052,6 +1054,59 @@ typedef struct tg_resmlp_config {
  *  "<name>.block<i>.fc1|fc2|norm1|norm2", "<name>.head"; block outputs labelled
  *  "<name>.block<i>.out". */
 tg_module *tg_resmlp_new(tg_ctx *ctx, const char *name, const tg_resmlp_config *config);
+
+/* ---- convolutional layers and models ---------------------------------------------------- */
+
+/**
+ * 2-D convolution layer: weight "<name>.weight" [out, in/groups, kernel_h, kernel_w] and, when
+ * bias, "<name>.bias" [out] (zero). Weights by init (all-zero or NULL: He normal for ReLU, fan
+ * in) with fan_in = in/groups * kh * kw and fan_out = out/groups * kh * kw (the outputs one
+ * input really feeds; PyTorch leaves out the /groups). opts NULL: stride 1, no padding.
+ * Forward: tg_conv2d on x [N, in, H, W].
+ */
+tg_module *tg_conv2d_new(tg_ctx *ctx, const char *name, int64_t in, int64_t out, int kernel_h,
+                         int kernel_w, const tg_conv2d_opts *opts, bool bias, const tg_init *init,
+                         uint64_t seed);
+
+typedef struct tg_lenet_config {
+    int64_t channels, height, width; /**< input images [N, channels, height, width] (each >= 4) */
+    int64_t classes;
+    tg_init init;               /**< conv and linear weights (all-zero: He normal for ReLU) */
+    uint64_t seed;
+} tg_lenet_config;
+
+/**
+ * LeNet-5's layout with ReLU, sized for small images: conv 3x3 (6 channels, padding 1) - max
+ * pool 2 - conv 3x3 (16, padding 1) - max pool 2 - fc 120 - fc 84 - fc classes. 3x3 kernels
+ * with padding keep an 8x8 digit alive through both poolings (5x5 kernels would not).
+ * Layers "<name>.conv1|conv2|fc1|fc2|fc3"; outputs labelled "<name>.conv1.out", "<name>.conv2.out",
+ * "<name>.fc1.out", "<name>.fc2.out" (before their ReLU) and "<name>.out" (the logits).
+ */
+tg_module *tg_lenet_new(tg_ctx *ctx, const char *name, const tg_lenet_config *config);
+
+typedef struct tg_resnet_config {
+    int64_t channels;           /**< input channels */
+    int64_t classes;
+    int depth;                  /**< weight layers, 6n + 2 (8, 20, 32, 56, 110, ...) */
+    int64_t width;              /**< channels of stage 1; stages 2 and 3 have 2x and 4x (0: 16) */
+    bool skip;                  /**< false: the plain twin (same layers, no identity path) */
+    tg_init init;               /**< conv weights (all-zero: He normal for ReLU, fan in) */
+    uint64_t seed;
+} tg_resnet_config;
+
+/**
+ * The CIFAR ResNet of He et al. (2016, section 4.2): a 3x3 conv stem (conv, batch norm, ReLU),
+ * three stages of n basic blocks, global average pooling and a linear layer. A basic block is
+ * relu(bn2(conv2(relu(bn1(conv1(h))))) + shortcut(h)) with 3x3 convs without bias; the first
+ * block of stages 2 and 3 halves H and W (conv1 has stride 2) and doubles the width, and its
+ * shortcut is a 1x1 projection with the same stride 2 plus batch norm (option B); every other
+ * shortcut is the identity. The plain twin (skip false) drops the shortcut, projections included,
+ * and keeps every other layer with the same initial values.
+ * Names (stages and blocks count from 1): "<name>.stem.conv|bn",
+ * "<name>.stage<s>.block<b>.conv1|bn1|conv2|bn2|shortcut.conv|shortcut.bn", "<name>.fc";
+ * outputs labelled "<name>.stem.out", "<name>.stage<s>.block<b>.out" and "<name>.out".
+ */
+tg_module *tg_resnet_new(tg_ctx *ctx, const char *name, const tg_resnet_config *config);
 
 typedef enum tg_rnn_kind {
     TG_RNN_TANH,
@@ -1174,6 +1229,11 @@ int64_t tg_dataset_y_size(const tg_dataset *ds);   /**< floats per sample target
 
 /** The bundled digits set: 1,797 8x8 images (pixels scaled to [0,1]), 10 classes. */
 tg_dataset *tg_dataset_digits(tg_ctx *ctx);
+/**
+ * Gives every sample the input shape `shape` (ndim 1 to 3) of the same number of floats, in
+ * place (no copy): the digits as images is tg_dataset_reshape(ds, 3, (int64_t[]){1, 8, 8}).
+ */
+tg_status tg_dataset_reshape(tg_dataset *ds, int ndim, const int64_t *shape);
 /** Splits into train and test (test_fraction of the samples, seeded shuffle), as copies. */
 tg_status tg_dataset_split(const tg_dataset *ds, double test_fraction, uint64_t seed,
                            tg_dataset **train, tg_dataset **test);

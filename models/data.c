@@ -9,6 +9,7 @@
 #include "models/dataset.h"
 
 #include <math.h>
+#include <stdio.h>
 #include <string.h>
 
 /* Keeps float counts well inside int64 and size_t arithmetic (as tensors do). */
@@ -129,6 +130,24 @@ tg_dataset *tg_dataset_digits(tg_ctx *ctx) {
     for (int64_t i = 0; i < count * 64; i++) ds->x[i] = (float)pixels[i] / 16.0f;
     for (int64_t i = 0; i < count; i++) ds->y[i] = (float)labels[i];
     return ds;
+}
+
+tg_status tg_dataset_reshape(tg_dataset *ds, int ndim, const int64_t *shape) {
+    if (!ds || !ds->ctx) return TG_ERR_INVALID;
+    if (check_dataset(ds, "dataset_reshape") != TG_OK) return TG_ERR_INVALID;
+    int64_t size = ndim >= 1 && shape ? sample_floats(ndim, shape) : -1;
+    if (size != tg_dataset_x_size(ds)) {
+        char given[96] = "none";
+        for (int d = 0, len = 0; shape && d < ndim && d < 3; d++)
+            len += snprintf(given + len, sizeof given - (size_t)len, "%s%lld", d ? "x" : "",
+                            (long long)shape[d]);
+        return tgi_error(ds->ctx, TG_ERR_SHAPE, "dataset_reshape: samples of %lld floats cannot "
+                         "take the shape %s (%d dims; 1 to 3 dims of the same size expected)",
+                         (long long)tg_dataset_x_size(ds), given, ndim);
+    }
+    ds->x_ndim = ndim;
+    for (int d = 0; d < 3; d++) ds->x_shape[d] = d < ndim ? shape[d] : 1;
+    return TG_OK;
 }
 
 /* A new data set of the samples rows[0..n-1] of ds, in that order. */

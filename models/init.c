@@ -71,15 +71,17 @@ tg_init tgi_init_or(const tg_init *init, tg_init fallback) {
     return !init || memcmp(init, &zero, sizeof zero) == 0 ? fallback : *init;
 }
 
-/* fan_in and fan_out of a weight [out, in, receptive...] (PyTorch's convention). */
-static void fans(const tg_tensor *t, double *fan_in, double *fan_out) {
+/* fan_in and fan_out of a weight [out, in/groups, receptive...]: the inputs one output reads and
+ * the outputs one input feeds. Groups 1 is PyTorch's convention; for groups > 1 PyTorch keeps
+ * fan_out = out * receptive, which overstates it by the factor groups. */
+static void fans(const tg_tensor *t, int64_t groups, double *fan_in, double *fan_out) {
     if (t->ndim < 2) {
         *fan_in = *fan_out = (double)t->size;
         return;
     }
     double receptive = (double)t->size / (double)(t->shape[0] * t->shape[1]);
     *fan_in = (double)t->shape[1] * receptive;
-    *fan_out = (double)t->shape[0] * receptive;
+    *fan_out = (double)t->shape[0] / (double)groups * receptive;
 }
 
 /* Rows (or columns, whichever are fewer) of a random normal matrix, orthonormalised by modified
@@ -123,9 +125,13 @@ static tg_status fill_identity(tg_tensor *t, float gain) {
 }
 
 tg_status tg_init_tensor(tg_tensor *t, const tg_init *init, uint64_t seed) {
+    return tgi_init_grouped(t, init, 1, seed);
+}
+
+tg_status tgi_init_grouped(tg_tensor *t, const tg_init *init, int64_t groups, uint64_t seed) {
     float gain = init->gain != 0.0f ? init->gain : tg_init_gain(init->nonlinearity);
     double fan_in, fan_out;
-    fans(t, &fan_in, &fan_out);
+    fans(t, groups, &fan_in, &fan_out);
     switch (init->kind) {
     case TG_INIT_UNIFORM: tg_fill_uniform(t, init->a, init->b, seed); return TG_OK;
     case TG_INIT_NORMAL: tg_fill_normal(t, init->a, init->b, seed); return TG_OK;

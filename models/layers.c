@@ -16,11 +16,7 @@ static tg_tensor *linear_forward(tg_module *m, tg_tape *tape, tg_tensor *x) {
     return tg_linear(tape, x, m->params[0], bias);
 }
 
-static void release_impl(tg_module *m) {
-    tgi_free(m->ctx, m->impl, sizeof(linear_impl));
-}
-
-static const tgi_module_class linear_class = {"linear", linear_forward, release_impl};
+static const tgi_module_class linear_class = {"linear", linear_forward, NULL, sizeof(linear_impl)};
 
 tg_module *tg_linear_new(tg_ctx *ctx, const char *name, int64_t in, int64_t out, bool bias,
                          const tg_init *init, uint64_t seed) {
@@ -57,11 +53,7 @@ static tg_tensor *norm_forward(tg_module *m, tg_tape *tape, tg_tensor *x) {
                          impl->running_var, 0.1f, 1e-5f, m->training);
 }
 
-static void release_norm(tg_module *m) {
-    tgi_free(m->ctx, m->impl, sizeof(norm_impl));
-}
-
-static const tgi_module_class norm_class = {"norm", norm_forward, release_norm};
+static const tgi_module_class norm_class = {"norm", norm_forward, NULL, sizeof(norm_impl)};
 
 tg_module *tg_norm_new(tg_ctx *ctx, const char *name, tg_norm_kind kind, int64_t features) {
     if (kind != TG_NORM_BATCH && kind != TG_NORM_LAYER) {
@@ -133,7 +125,7 @@ static const tgi_module_class mlp_class = {"mlp", mlp_forward, release_mlp};
 static tg_status add_mlp_layer(tg_module *m, mlp_impl *impl, int i, const tg_init *init) {
     const tg_mlp_config *c = &impl->config;
     int64_t in = i == 0 ? c->in : c->width, out = i == c->depth - 1 ? c->out : c->width;
-    char name[2 * TG_LABEL_MAX + 32]; /* room to build it; labels keep TG_LABEL_MAX - 1 chars */
+    char name[TGI_NAME_MAX];
     snprintf(name, sizeof name, "%s.layer%d", m->name, i);
     impl->linear[i] = tg_linear_new(m->ctx, name, in, out, true, init, tgi_seed_mix(c->seed, (uint64_t)i));
     if (tgi_module_adopt(m, impl->linear[i]) != TG_OK) return TG_ERR_NOMEM;
@@ -224,17 +216,16 @@ static void release_resmlp(tg_module *m) {
 
 static const tgi_module_class resmlp_class = {"resmlp", resmlp_forward, release_resmlp};
 
-/* A child linear "<module>.<what>" adopted by m; NULL when it failed (m frees what it adopted). */
-static tg_module *child_linear(tg_module *m, const char *what, int64_t in, int64_t out,
-                               const tg_init *init, uint64_t seed) {
-    char name[2 * TG_LABEL_MAX + 32]; /* room to build it; labels keep TG_LABEL_MAX - 1 chars */
+tg_module *tgi_child_linear(tg_module *m, const char *what, int64_t in, int64_t out,
+                            const tg_init *init, uint64_t seed) {
+    char name[TGI_NAME_MAX];
     snprintf(name, sizeof name, "%s.%s", m->name, what);
     tg_module *child = tg_linear_new(m->ctx, name, in, out, true, init, seed);
     return tgi_module_adopt(m, child) == TG_OK ? child : NULL;
 }
 
-static tg_module *child_norm(tg_module *m, const char *what, tg_norm_kind kind, int64_t features) {
-    char name[2 * TG_LABEL_MAX + 32]; /* room to build it; labels keep TG_LABEL_MAX - 1 chars */
+tg_module *tgi_child_norm(tg_module *m, const char *what, tg_norm_kind kind, int64_t features) {
+    char name[TGI_NAME_MAX];
     snprintf(name, sizeof name, "%s.%s", m->name, what);
     tg_module *child = tg_norm_new(m->ctx, name, kind, features);
     return tgi_module_adopt(m, child) == TG_OK ? child : NULL;
@@ -246,17 +237,17 @@ static tg_status build_block(tg_module *m, resmlp_impl *impl, int i, const tg_in
     char what[48];
     if (c->norm != TG_NORM_NONE) {
         snprintf(what, sizeof what, "block%d.norm1", i);
-        if (!(b->norm1 = child_norm(m, what, c->norm, c->width))) return TG_ERR_INVALID;
+        if (!(b->norm1 = tgi_child_norm(m, what, c->norm, c->width))) return TG_ERR_INVALID;
     }
     snprintf(what, sizeof what, "block%d.fc1", i);
-    if (!(b->fc1 = child_linear(m, what, c->width, c->width, init, tgi_seed_mix(c->seed, 2 * (uint64_t)i + 1))))
+    if (!(b->fc1 = tgi_child_linear(m, what, c->width, c->width, init, tgi_seed_mix(c->seed, 2 * (uint64_t)i + 1))))
         return TG_ERR_INVALID;
     if (c->norm != TG_NORM_NONE) {
         snprintf(what, sizeof what, "block%d.norm2", i);
-        if (!(b->norm2 = child_norm(m, what, c->norm, c->width))) return TG_ERR_INVALID;
+        if (!(b->norm2 = tgi_child_norm(m, what, c->norm, c->width))) return TG_ERR_INVALID;
     }
     snprintf(what, sizeof what, "block%d.fc2", i);
-    b->fc2 = child_linear(m, what, c->width, c->width, init, tgi_seed_mix(c->seed, 2 * (uint64_t)i + 2));
+    b->fc2 = tgi_child_linear(m, what, c->width, c->width, init, tgi_seed_mix(c->seed, 2 * (uint64_t)i + 2));
     return b->fc2 ? TG_OK : TG_ERR_INVALID;
 }
 
@@ -281,9 +272,9 @@ tg_module *tg_resmlp_new(tg_ctx *ctx, const char *name, const tg_resmlp_config *
     *impl = (resmlp_impl){*config, NULL, NULL, blocks};
     m->impl = impl;
     tg_init init = tgi_init_or(&config->init, tg_init_xavier(config->activation));
-    bool ok = (impl->in = child_linear(m, "in", config->in, config->width, &init, config->seed));
+    bool ok = (impl->in = tgi_child_linear(m, "in", config->in, config->width, &init, config->seed));
     for (int i = 0; ok && i < config->blocks; i++) ok = build_block(m, impl, i, &init) == TG_OK;
-    ok = ok && (impl->head = child_linear(m, "head", config->width, config->out, &init,
+    ok = ok && (impl->head = tgi_child_linear(m, "head", config->width, config->out, &init,
                                           tgi_seed_mix(config->seed, 0xBEEF)));
     if (!ok) {
         tg_module_free(m);

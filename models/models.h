@@ -10,7 +10,8 @@
 typedef struct tgi_module_class {
     const char *kind;
     tg_tensor *(*forward)(tg_module *m, tg_tape *tape, tg_tensor *x);
-    void (*release)(tg_module *m); /* frees m->impl (may be NULL) */
+    void (*release)(tg_module *m); /* frees m->impl; NULL: impl is one block of impl_size bytes */
+    size_t impl_size;
 } tgi_module_class;
 
 struct tg_module {
@@ -37,6 +38,18 @@ TGI_HIDDEN tg_tensor *tgi_module_param(tg_module *m, const char *local, int ndim
 TGI_HIDDEN tg_status tgi_module_buffer(tg_module *m, tg_tensor *t);
 /* Adopts child (freed with m); on failure frees child and returns an error. */
 TGI_HIDDEN tg_status tgi_module_adopt(tg_module *m, tg_module *child);
+/* Room to build a child's name "<parent>.<what>"; labels keep TG_LABEL_MAX - 1 chars of it. */
+#define TGI_NAME_MAX (2 * TG_LABEL_MAX + 32)
+/* Children "<m's name>.<what>" adopted by m: NULL when making or adopting failed (m still frees
+ * what it adopted before). */
+TGI_HIDDEN tg_module *tgi_child_linear(tg_module *m, const char *what, int64_t in, int64_t out,
+                                       const tg_init *init, uint64_t seed);
+TGI_HIDDEN tg_module *tgi_child_norm(tg_module *m, const char *what, tg_norm_kind kind,
+                                     int64_t features);
+/* Fills t by init with the fans of a grouped convolution weight [out, in/groups, k...]:
+ * fan_in = in/groups * k, fan_out = out/groups * k (groups 1: tg_init_tensor). */
+TGI_HIDDEN tg_status tgi_init_grouped(tg_tensor *t, const tg_init *init, int64_t groups,
+                                      uint64_t seed);
 /* The config's initialiser, or `fallback` when the config's is all zero. */
 TGI_HIDDEN tg_init tgi_init_or(const tg_init *init, tg_init fallback);
 /* A seed derived from a base seed and a position, so layers differ but stay reproducible. */

@@ -69,8 +69,9 @@ tg_status tgi_module_adopt(tg_module *m, tg_module *child) {
 void tg_module_free(tg_module *m) {
     if (!m) return;
     for (int i = 0; i < m->n_children; i++) tg_module_free(m->children[i]);
-    if (m->cls->release) m->cls->release(m);
     tg_ctx *ctx = m->ctx;
+    if (m->cls->release) m->cls->release(m);
+    else tgi_free(ctx, m->impl, m->cls->impl_size);
     tgi_free(ctx, m->children, (size_t)m->cap_children * sizeof *m->children);
     tgi_free(ctx, m->params, (size_t)m->cap_params * sizeof *m->params);
     tgi_free(ctx, m->buffers, (size_t)m->cap_buffers * sizeof *m->buffers);

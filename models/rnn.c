@@ -96,11 +96,7 @@ static tg_tensor *rnn_module_forward(tg_module *m, tg_tape *tape, tg_tensor *x) 
     return tg_rnn_forward(m, tape, x, NULL);
 }
 
-static void release_rnn(tg_module *m) {
-    tgi_free(m->ctx, m->impl, sizeof(rnn_impl));
-}
-
-static const tgi_module_class rnn_class = {"rnn", rnn_module_forward, release_rnn};
+static const tgi_module_class rnn_class = {"rnn", rnn_module_forward, NULL, sizeof(rnn_impl)};
 
 tg_module *tg_rnn_new(tg_ctx *ctx, const char *name, const tg_rnn_config *config) {
     if (!config || config->in < 1 || config->hidden < 1 || config->bptt < 0 ||
