@@ -2,11 +2,13 @@
  * models/rnn.c — vanilla (tanh) RNN, LSTM and GRU layers, unrolled step by step on the tape.
  *
  * The input projection x W_ih^T + b_ih of every time step is one GEMM over [B, T, in] before
- * the loop; each step then adds the recurrent projection h W_hh^T + b_hh and applies the
- * gates. Every hidden state is labelled "<name>.h[t]", so pattern hooks (and the recorder)
+ * the loop; each step is then a fused cell (ops/recurrent.c) that reads its slab of that
+ * projection in place, adds the recurrent projection h W_hh^T + b_hh of all gates in one GEMM
+ * and applies the gates. Every hidden state is labelled "<name>.h[t]", so pattern hooks (and the recorder)
  * can follow the gradient back through time.
  */
 #include "models/models.h"
+#include "ops/ops.h"
 
 typedef struct rnn_impl {
     tg_rnn_config config;
@@ -25,41 +27,26 @@ tg_rnn_config tg_rnn_defaults(tg_rnn_kind kind, int64_t in, int64_t hidden) {
     return config;
 }
 
-/* Column block k (of width H) of a [B, gates*H] tensor. */
-static tg_tensor *gate(tg_tape *tape, tg_tensor *all, int k, int64_t hidden) {
-    return tg_slice(tape, all, 1, k * hidden, (k + 1) * hidden);
-}
-
-/* One time step: returns the new h (and updates *c for the LSTM). xp is x_t W_ih^T + b_ih. */
-static tg_tensor *step(tg_module *m, tg_tape *tape, tg_tensor *xp, tg_tensor *h, tg_tensor **c,
+/* One time step (t counts from 1): returns the new h (and updates *c for the LSTM). The fused
+ * cells (ops/recurrent.c) read step t of xp_all, x W_ih^T + b_ih, in place. */
+static tg_tensor *step(tg_module *m, tg_tape *tape, tg_tensor *xp_all, tg_tensor *h, tg_tensor **c,
                        int64_t t) {
     const rnn_impl *impl = m->impl;
-    int64_t H = impl->config.hidden;
-    tg_tensor *hp = tg_linear(tape, h, m->params[1], m->params[3]); /* h W_hh^T + b_hh */
+    tg_tensor *w = m->params[1], *b = m->params[3];
     switch (impl->config.kind) {
-    case TG_RNN_TANH: {
-        tg_tensor *pre = tg_add(tape, xp, hp);
+    case TG_RNN_TANH:
         tg_tape_label_next(tape, "%s.h[%lld]", m->name, (long long)t);
-        return tg_tanh(tape, pre);
-    }
+        return tgi_rnn_cell(tape, xp_all, h, w, b, t - 1);
     case TG_RNN_LSTM: {
-        tg_tensor *z = tg_add(tape, xp, hp);
-        tg_tensor *i = tg_sigmoid(tape, gate(tape, z, 0, H)), *f = tg_sigmoid(tape, gate(tape, z, 1, H));
-        tg_tensor *g = tg_tanh(tape, gate(tape, z, 2, H)), *o = tg_sigmoid(tape, gate(tape, z, 3, H));
+        tg_tensor *gates = tgi_lstm_gates(tape, xp_all, h, w, b, t - 1);
         tg_tape_label_next(tape, "%s.c[%lld]", m->name, (long long)t);
-        *c = tg_add(tape, tg_mul(tape, f, *c), tg_mul(tape, i, g));
-        tg_tensor *squashed = tg_tanh(tape, *c);
+        *c = tgi_lstm_cell(tape, gates, *c);
         tg_tape_label_next(tape, "%s.h[%lld]", m->name, (long long)t);
-        return tg_mul(tape, o, squashed);
+        return tgi_lstm_hidden(tape, gates, *c);
     }
-    case TG_RNN_GRU: { /* PyTorch's GRU: n = tanh(x_n + r * (W_hn h + b_hn)), h' = n + z (h - n) */
-        tg_tensor *r = tg_sigmoid(tape, tg_add(tape, gate(tape, xp, 0, H), gate(tape, hp, 0, H)));
-        tg_tensor *u = tg_sigmoid(tape, tg_add(tape, gate(tape, xp, 1, H), gate(tape, hp, 1, H)));
-        tg_tensor *n = tg_tanh(tape, tg_add(tape, gate(tape, xp, 2, H), tg_mul(tape, r, gate(tape, hp, 2, H))));
-        tg_tensor *blend = tg_mul(tape, u, tg_sub(tape, h, n));
+    case TG_RNN_GRU: /* PyTorch's GRU: n = tanh(x_n + r * (W_hn h + b_hn)), h' = n + z (h - n) */
         tg_tape_label_next(tape, "%s.h[%lld]", m->name, (long long)t);
-        return tg_add(tape, n, blend);
-    }
+        return tgi_gru_cell(tape, xp_all, h, w, b, t - 1);
     }
     return NULL;
 }
@@ -80,8 +67,7 @@ tg_tensor *tg_rnn_forward(tg_module *m, tg_tape *tape, tg_tensor *x, tg_tensor *
     tg_tensor *xp_all = tg_linear(tape, x, m->params[0], m->params[2]); /* [B, T, gates*H] */
     tg_tensor *h = tg_tape_zeros(tape, TG_SHAPE(batch, H)), *c = tg_tape_zeros(tape, TG_SHAPE(batch, H));
     for (int64_t t = 1; t <= steps && h; t++) {
-        tg_tensor *xp = tg_reshape(tape, tg_slice(tape, xp_all, 1, t - 1, t), TG_SHAPE(batch, impl->gates * H));
-        h = step(m, tape, xp, h, &c, t);
+        h = step(m, tape, xp_all, h, &c, t);
         if (states) states[t - 1] = h;
         int bptt = impl->config.bptt;
         if (bptt > 0 && t % bptt == 0 && t < steps) { /* truncated BPTT: no gradient past here */

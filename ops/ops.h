@@ -24,7 +24,9 @@
     X(MSE, mse) X(CROSS_ENTROPY, cross_entropy) X(BCE_WITH_LOGITS, bce_with_logits)              \
     X(BATCH_NORM, batch_norm) X(LAYER_NORM, layer_norm)                                         \
     X(CONV2D, conv2d) X(CONV1D, conv1d)                                                          \
-    X(MAX_POOL2D, max_pool2d) X(AVG_POOL2D, avg_pool2d) X(GLOBAL_AVG_POOL2D, global_avg_pool2d)
+    X(MAX_POOL2D, max_pool2d) X(AVG_POOL2D, avg_pool2d) X(GLOBAL_AVG_POOL2D, global_avg_pool2d)  \
+    X(RNN_CELL, rnn_cell) X(LSTM_GATES, lstm_gates) X(LSTM_CELL, lstm_cell)                      \
+    X(LSTM_HIDDEN, lstm_hidden) X(GRU_CELL, gru_cell)
 
 enum {
 #define TGI_OP_ENUM(id, name) TGI_OP_##id,
@@ -45,6 +47,7 @@ TGI_DEF_TABLE(loss)
 TGI_DEF_TABLE(norm)
 TGI_DEF_TABLE(conv)
 TGI_DEF_TABLE(pool)
+TGI_DEF_TABLE(recurrent)
 #undef TGI_DEF_TABLE
 
 /* Calls built-in op `id` (attrs complete and in signature order). */
@@ -54,6 +57,18 @@ TGI_HIDDEN tg_tensor *tgi_call_builtin(tg_tape *tape, int id, tg_tensor *const *
 TGI_HIDDEN tg_tensor *tgi_binary(tg_tape *tape, int id, tg_tensor *a, tg_tensor *b);
 TGI_HIDDEN tg_tensor *tgi_unary(tg_tape *tape, int id, tg_tensor *x);
 TGI_HIDDEN tg_tensor *tgi_unary_f32(tg_tape *tape, int id, tg_tensor *x, float value);
+
+/* Fused recurrent cells (ops/recurrent.c), for models/rnn.c. xp is the [B, T, G*H] input
+ * projection, read in place at `step` (0-based); h [B,H]; w [G*H,H]; b [G*H]. */
+TGI_HIDDEN tg_tensor *tgi_rnn_cell(tg_tape *tape, tg_tensor *xp, tg_tensor *h, tg_tensor *w,
+                                   tg_tensor *b, int64_t step);
+/* The LSTM's activated gates [B, 4H] (i, f, g, o), then c' = f*c + i*g and h' = o*tanh(c'). */
+TGI_HIDDEN tg_tensor *tgi_lstm_gates(tg_tape *tape, tg_tensor *xp, tg_tensor *h, tg_tensor *w,
+                                     tg_tensor *b, int64_t step);
+TGI_HIDDEN tg_tensor *tgi_lstm_cell(tg_tape *tape, tg_tensor *gates, tg_tensor *c);
+TGI_HIDDEN tg_tensor *tgi_lstm_hidden(tg_tape *tape, tg_tensor *gates, tg_tensor *c);
+TGI_HIDDEN tg_tensor *tgi_gru_cell(tg_tape *tape, tg_tensor *xp, tg_tensor *h, tg_tensor *w,
+                                   tg_tensor *b, int64_t step);
 
 /* ---- registry internals -------------------------------------------------------------------- */
 
