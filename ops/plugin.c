@@ -29,6 +29,7 @@ static tg_status blame(tg_ctx *ctx, const char *path, tg_status status) {
 }
 
 tg_status tg_plugin_load(tg_ctx *ctx, const char *path) {
+    if (!ctx) return TG_ERR_INVALID;
     if (!path || !*path) return tgi_error(ctx, TG_ERR_INVALID, "plugin: empty path");
     void *handle = dlopen(path, RTLD_NOW | RTLD_LOCAL);
     if (!handle) {
