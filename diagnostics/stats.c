@@ -30,7 +30,11 @@ void tg_stats_compute(const float *values, int64_t n, tg_stats *out) {
         sum_sq += (double)v * v;
         if (fabs(v) > out->max_abs) out->max_abs = fabs(v);
     }
-    out->l2_norm = sqrt(sum_sq);
+    /* A norm of the finite values alone would read an all-NaN gradient as 0, i.e. vanished:
+     * like torch.linalg.norm, any NaN makes the norm (and max_abs) NaN, any Inf makes it Inf. */
+    if (out->n_nan) out->l2_norm = out->max_abs = NAN;
+    else if (out->n_inf) out->l2_norm = out->max_abs = INFINITY;
+    else out->l2_norm = sqrt(sum_sq);
     out->zero_fraction = n ? (double)zeros / (double)n : 0.0;
     if (finite) {
         out->mean = sum / (double)finite;
@@ -81,7 +85,12 @@ static tg_status check_clip_args(tg_ctx *ctx, const char *what, const tg_hook_ev
 tg_status tg_hook_clip_value(tg_ctx *ctx, const tg_hook_event *event, void *user) {
     if (check_clip_args(ctx, "hook_clip_value", event, user) != TG_OK) return TG_ERR_INVALID;
     float limit = *(const float *)user;
-    for (int64_t i = 0; i < event->size; i++) event->values[i] = fminf(fmaxf(event->values[i], -limit), limit);
+    /* compares, not fminf/fmaxf: those return the limit for a NaN, hiding it from every later
+     * check (torch.clamp keeps NaN too) */
+    for (int64_t i = 0; i < event->size; i++) {
+        float v = event->values[i];
+        event->values[i] = v > limit ? limit : v < -limit ? -limit : v;
+    }
     return TG_OK;
 }
 

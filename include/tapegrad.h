@@ -296,8 +296,9 @@ tg_status tg_backward_with(tg_tape *tape, tg_tensor *output, const float *seed);
 /*
  * Each returns a new tensor in the tape's arena, or NULL (see tg_errmsg). Binary elementwise ops
  * broadcast NumPy-style (align trailing dims; a dim of 1 stretches), so a [N,M] + [M] bias works
- * and its gradient sums over the batch. An input of another context or of an earlier step of
- * the tape is refused (TG_ERR_INVALID, TG_ERR_STATE).
+ * and its gradient sums over the batch. NaN propagates through every op as in PyTorch (relu(NaN)
+ * is NaN), so a NaN weight always shows in the loss. An input of another context or of an
+ * earlier step of the tape is refused (TG_ERR_INVALID, TG_ERR_STATE).
  */
 
 tg_tensor *tg_add(tg_tape *tape, tg_tensor *a, tg_tensor *b);
@@ -633,11 +634,16 @@ bool tg_anomaly_mode(const tg_ctx *ctx);
 /* Diagnostics: statistics, clipping                                                          */
 /* ------------------------------------------------------------------------------------------ */
 
-/** Statistics of a gradient (or any values). Moments skip non-finite values. */
+/**
+ * Statistics of a gradient (or any values). Non-finite values are counted (n_nan, n_inf) and
+ * poison the norms as in torch.linalg.norm: l2_norm and max_abs are NaN when any value is NaN,
+ * +Inf when any is infinite (and none NaN), so an all-NaN gradient never reads as a vanished
+ * one. The moments (mean, std) are of the finite values.
+ */
 typedef struct tg_stats {
     int64_t count;           /**< number of values */
-    double l2_norm;          /**< sqrt(sum of squares) of the finite values */
-    double max_abs;          /**< largest |value| among the finite values */
+    double l2_norm;          /**< sqrt(sum of squares); NaN / Inf as said above */
+    double max_abs;          /**< largest |value|; NaN / Inf as said above */
     double mean;
     double std;              /**< population standard deviation */
     double zero_fraction;    /**< fraction of values exactly 0 */
@@ -663,7 +669,8 @@ void tg_activation_stats_compute(const tg_tensor *node, tg_activation_stats *out
 
 /**
  * Built-in hooks, for tg_hook_node / tg_hook_pattern / tg_hook_global:
- *   tg_hook_clip_value: clamps every value to [-limit, limit]; user is a `const float *limit`;
+ *   tg_hook_clip_value: clamps every value to [-limit, limit] (a NaN stays NaN); user is a
+ *     `const float *limit`;
  *   tg_hook_clip_norm: scales the tensor so that its L2 norm is at most *max_norm (exactly
  *     *max_norm when larger); user is a `const float *max_norm`.
  */
@@ -1133,8 +1140,8 @@ float tg_schedule_lr(const tg_schedule *schedule, int64_t step);
 tg_tensor *tg_l2_penalty(tg_tape *tape, tg_tensor *const *params, int n_params, float coeff);
 /** coeff * sum over params of |w|. */
 tg_tensor *tg_l1_penalty(tg_tape *tape, tg_tensor *const *params, int n_params, float coeff);
-/** Fraction of rows of logits [N, C] whose arg-max equals the label in labels [N] (NaN when the
- *  shapes do not fit). */
+/** Fraction of rows of logits [N, C] whose arg-max equals the label in labels [N]; a row holding
+ *  a NaN never counts as right. NaN when the shapes do not fit. */
 float tg_accuracy(const tg_tensor *logits, const tg_tensor *labels);
 
 /* ------------------------------------------------------------------------------------------ */

@@ -223,9 +223,12 @@ float tg_accuracy(const tg_tensor *logits, const tg_tensor *labels) {
     for (int64_t r = 0; r < rows; r++) {
         const float *row = logits->data + r * classes;
         int64_t best = 0;
-        for (int64_t j = 1; j < classes; j++)
+        bool nan = isnan(row[0]);
+        for (int64_t j = 1; j < classes; j++) {
             if (row[j] > row[best]) best = j;
-        correct += (float)best == labels->data[r];
+            nan |= isnan(row[j]);
+        }
+        correct += !nan && (float)best == labels->data[r]; /* a NaN row is never right by luck */
     }
     return rows ? (float)correct / (float)rows : NAN;
 }
