@@ -897,7 +897,14 @@ tg_tensor *tg_call(tg_tape *tape, const char *op_name, tg_tensor *const *inputs,
 /** The entry point a plugin exports as `tapegrad_plugin_init`. */
 typedef tg_status (*tg_plugin_init_fn)(tg_ctx *ctx);
 
-/** Loads a plugin and runs its entry point. Errors name the file and what is wrong. */
+/**
+ * Loads a plugin and runs its entry point. Errors name the file and what is wrong. A path (any
+ * name with a '/') is checked before dlopen: a regular file (a directory, device or FIFO is
+ * refused without blocking), an ELF shared object of this program's word size, byte order and
+ * machine, whose program headers and mapped segments lie inside the file (a truncated file
+ * would otherwise kill the process with SIGBUS inside dlopen). A bare name is left to dlopen's
+ * library search.
+ */
 tg_status tg_plugin_load(tg_ctx *ctx, const char *path);
 
 /** Makes a hook available by name (plugins call this from their entry point). */
