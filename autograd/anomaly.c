@@ -10,8 +10,10 @@
 #include <math.h>
 #include <stdio.h>
 
-void tg_set_anomaly_mode(tg_ctx *ctx, bool enabled) { ctx->anomaly = enabled; }
-bool tg_anomaly_mode(const tg_ctx *ctx) { return ctx->anomaly; }
+void tg_set_anomaly_mode(tg_ctx *ctx, bool enabled) {
+    if (ctx) ctx->anomaly = enabled;
+}
+bool tg_anomaly_mode(const tg_ctx *ctx) { return ctx && ctx->anomaly; }
 
 static int64_t first_nonfinite(const float *values, int64_t n) {
     for (int64_t i = 0; i < n; i++)

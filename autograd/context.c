@@ -64,7 +64,8 @@ char *tgi_strdup(tg_ctx *ctx, const char *s) {
 }
 
 tg_status tgi_verror(tg_ctx *ctx, tg_status status, const char *fmt, va_list args) {
-    if (ctx->err_code == TG_OK) {
+    /* A NULL context has nowhere to keep the message: the caller gets the status alone. */
+    if (ctx && ctx->err_code == TG_OK) {
         ctx->err_code = status;
         vsnprintf(ctx->err_msg, sizeof ctx->err_msg, fmt, args);
     }

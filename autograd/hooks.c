@@ -11,6 +11,7 @@
 #include <string.h>
 
 bool tg_pattern_match(const char *pattern, const char *label) {
+    if (!pattern || !label) return false;
     /* Iterative glob with one backtrack point: linear in practice, no recursion. */
     const char *star = NULL, *resume = NULL;
     while (*label) {
@@ -32,6 +33,7 @@ bool tg_pattern_match(const char *pattern, const char *label) {
 }
 
 static int64_t add_hook(tg_ctx *ctx, const tgi_hook *hook) {
+    if (!ctx) return -1;
     if (!hook->fn) {
         tgi_error(ctx, TG_ERR_INVALID, "hook: the hook function is NULL");
         return -1;
@@ -60,7 +62,7 @@ static int64_t add_hook(tg_ctx *ctx, const tgi_hook *hook) {
 }
 
 int64_t tg_hook_node(tg_tensor *node, tg_hook_fn fn, void *user) {
-    if (!node) return -1;
+    if (!node || tgi_refuse_stale(node, "hook_node") != TG_OK) return -1;
     tgi_hook hook = {0};
     hook.pass = TG_PASS_BACKWARD;
     hook.target = TGI_HOOK_TENSOR;
@@ -73,6 +75,7 @@ int64_t tg_hook_node(tg_tensor *node, tg_hook_fn fn, void *user) {
 }
 
 int64_t tg_hook_pattern(tg_ctx *ctx, const char *pattern, tg_pass pass, tg_hook_fn fn, void *user) {
+    if (!ctx) return -1;
     if (!pattern || !*pattern) {
         tgi_error(ctx, TG_ERR_INVALID, "hook: empty name pattern");
         return -1;
@@ -102,6 +105,7 @@ int64_t tg_hook_global(tg_ctx *ctx, tg_pass pass, tg_hook_fn fn, void *user) {
 }
 
 int tg_hook_count(const tg_ctx *ctx) {
+    if (!ctx) return 0;
     return ctx->live_hooks[TG_PASS_FORWARD] + ctx->live_hooks[TG_PASS_BACKWARD];
 }
 
@@ -122,6 +126,7 @@ static void compact(tg_ctx *ctx) {
 }
 
 tg_status tg_hook_remove(tg_ctx *ctx, int64_t handle) {
+    if (!ctx) return TG_ERR_INVALID;
     for (int i = 0; i < ctx->n_hooks; i++)
         if (ctx->hooks[i].handle == handle && ctx->hooks[i].fn) {
             retire(ctx, &ctx->hooks[i]);
@@ -172,12 +177,15 @@ static const char *pass_name(tg_pass pass) {
 
 tg_status tg_hook_fail(tg_ctx *ctx, const tg_hook_event *event, tg_status status,
                        const char *fmt, ...) {
-    char reason[TGI_ERRMSG_MAX / 2], shape[96];
-    va_list args;
-    va_start(args, fmt);
-    vsnprintf(reason, sizeof reason, fmt, args);
-    va_end(args);
-    const tg_tensor *n = event->node;
+    char reason[TGI_ERRMSG_MAX / 2] = "no reason given", shape[96];
+    if (fmt) {
+        va_list args;
+        va_start(args, fmt);
+        vsnprintf(reason, sizeof reason, fmt, args);
+        va_end(args);
+    }
+    const tg_tensor *n = event ? event->node : NULL;
+    if (!n) return tgi_error(ctx, status, "hook (no event): %s", reason);
     return tgi_error(ctx, status, "hook at '%s' %s (op %s, %s pass, step %lld): %s", event->name,
                      tgi_format_shape(n->ndim, n->shape, shape, sizeof shape), event->op_name,
                      pass_name(event->pass), (long long)event->step, reason);
@@ -222,6 +230,7 @@ tg_status tgi_note_leaf(tg_tape *tape, tg_tensor *leaf) {
 /* ---- hooks exported by name (plugins) ------------------------------------------------------- */
 
 tg_status tg_hook_export(tg_ctx *ctx, const char *name, tg_hook_fn fn, void *user) {
+    if (!ctx) return TG_ERR_INVALID;
     if (!name || !*name || !fn)
         return tgi_error(ctx, TG_ERR_INVALID, "hook_export: a name and a function are required");
     for (int i = 0; i < ctx->n_named_hooks; i++)
@@ -244,6 +253,8 @@ tg_status tg_hook_export(tg_ctx *ctx, const char *name, tg_hook_fn fn, void *use
 }
 
 tg_status tg_hook_find(tg_ctx *ctx, const char *name, tg_hook_fn *fn, void **user) {
+    if (!ctx) return TG_ERR_INVALID;
+    if (!fn) return tgi_error(ctx, TG_ERR_INVALID, "hook_find: fn (where the hook goes) is NULL");
     for (int i = 0; i < ctx->n_named_hooks; i++)
         if (name && strcmp(ctx->named_hooks[i].name, name) == 0) {
             *fn = ctx->named_hooks[i].fn;

@@ -253,6 +253,15 @@ TGI_HIDDEN tg_status tgi_check_forward(tg_tape *tape, const tgi_op *op, tg_tenso
                                        int n_inputs, const tg_tensor *output);
 TGI_HIDDEN tg_status tgi_check_backward(tg_tape *tape, const tgi_entry *entry);
 
+/* ---- shared argument checks (autograd/validate.c) ---------------------------------------- */
+
+/* True for a tape tensor of an earlier step of its tape (read from the tensor itself). */
+TGI_HIDDEN bool tgi_tensor_stale(const tg_tensor *t);
+/* TG_ERR_STATE with a message naming `what` (never the tensor) for a stale t, else TG_OK. */
+TGI_HIDDEN tg_status tgi_refuse_stale(const tg_tensor *t, const char *what);
+/* TG_ERR_INVALID with a message for a NULL name, else TG_OK. */
+TGI_HIDDEN tg_status tgi_check_name(tg_ctx *ctx, const char *what, const char *name);
+
 /* ---- diagnostics (diagnostics/onset.c) ---------------------------------------------------- */
 
 /* Writes report->summary from the report's findings. */

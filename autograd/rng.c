@@ -17,6 +17,7 @@ static uint64_t splitmix64(uint64_t *x) {
 }
 
 void tg_rng_seed(tg_rng *rng, uint64_t seed) {
+    if (!rng) return;
     uint64_t x = seed;
     uint64_t a = splitmix64(&x), b = splitmix64(&x);
     rng->s[0] = (uint32_t)a;
@@ -31,6 +32,7 @@ static uint32_t rotl(uint32_t x, int k) {
 }
 
 uint32_t tg_rng_u32(tg_rng *rng) {
+    if (!rng) return 0;
     uint32_t *s = rng->s;
     uint32_t result = rotl(s[1] * 5, 7) * 9;
     uint32_t t = s[1] << 9;
@@ -50,6 +52,7 @@ float tg_rng_uniform(tg_rng *rng) {
 /* Marsaglia's polar method needs only log and sqrt (sqrt is exact in IEEE arithmetic); working
  * in double keeps any last-bit difference between C libraries' log from reaching the float. */
 double tg_rng_normal(tg_rng *rng) {
+    if (!rng) return 0.0; /* the loop below would never end on a stream of zeros */
     for (;;) {
         double u = 2.0 * ((double)tg_rng_u32(rng) / 4294967296.0) - 1.0;
         double v = 2.0 * ((double)tg_rng_u32(rng) / 4294967296.0) - 1.0;
@@ -59,7 +62,7 @@ double tg_rng_normal(tg_rng *rng) {
 }
 
 uint32_t tg_rng_below(tg_rng *rng, uint32_t n) {
-    if (n == 0) return 0;
+    if (n == 0 || !rng) return 0;
     /* Lemire's multiply-shift with rejection: unbiased without a division on the fast path. */
     uint64_t m = (uint64_t)tg_rng_u32(rng) * n;
     uint32_t low = (uint32_t)m;

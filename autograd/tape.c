@@ -48,14 +48,18 @@ void tg_tape_reset(tg_tape *tape) {
     tgi_arena_rewind(&tape->arena);
 }
 
-tg_ctx *tg_tape_ctx(const tg_tape *tape) { return tape->ctx; }
+tg_ctx *tg_tape_ctx(const tg_tape *tape) { return tape ? tape->ctx : NULL; }
 int64_t tg_tape_entries(const tg_tape *tape) { return tape ? tape->n_entries : 0; }
 int64_t tg_tape_step(const tg_tape *tape) { return tape ? tape->step : 0; }
-size_t tg_tape_bytes_in_use(const tg_tape *tape) { return tgi_arena_in_use(&tape->arena); }
-size_t tg_tape_bytes_peak(const tg_tape *tape) { return tape->arena.peak; }
-size_t tg_tape_bytes_reserved(const tg_tape *tape) { return tape->arena.reserved; }
+size_t tg_tape_bytes_in_use(const tg_tape *tape) { return tape ? tgi_arena_in_use(&tape->arena) : 0; }
+size_t tg_tape_bytes_peak(const tg_tape *tape) { return tape ? tape->arena.peak : 0; }
+size_t tg_tape_bytes_reserved(const tg_tape *tape) { return tape ? tape->arena.reserved : 0; }
 
 void tg_tape_label_next(tg_tape *tape, const char *fmt, ...) {
+    if (!tape || !fmt) {
+        if (tape) tgi_error(tape->ctx, TG_ERR_INVALID, "tape_label_next: the format is NULL");
+        return;
+    }
     va_list args;
     va_start(args, fmt);
     vsnprintf(tape->pending_label, sizeof tape->pending_label, fmt, args);
@@ -70,7 +74,7 @@ void tg_no_grad_end(tg_tape *tape) {
     if (tape && tape->no_grad_depth > 0) tape->no_grad_depth--;
 }
 
-bool tg_grad_enabled(const tg_tape *tape) { return tape->no_grad_depth == 0; }
+bool tg_grad_enabled(const tg_tape *tape) { return tape && tape->no_grad_depth == 0; }
 
 const tgi_op *tgi_producer(const tg_tensor *t) {
     return t->producer;
@@ -103,9 +107,11 @@ static tg_status op_verror(tg_ctx *ctx, const char *op_name, tg_tensor *const *i
 }
 
 tg_status tg_op_fail(const tg_op_call *call, tg_status status, const char *fmt, ...) {
+    if (!call || !call->tape) return status; /* no context to hold a message */
     va_list args;
     va_start(args, fmt);
-    op_verror(call->tape->ctx, call->op_name, call->inputs, call->n_inputs, status, fmt, args);
+    op_verror(call->tape->ctx, call->op_name, call->inputs, call->n_inputs, status,
+              fmt ? fmt : "failed", args);
     va_end(args);
     return status;
 }
@@ -120,6 +126,7 @@ static tg_status record_fail(tg_tape *tape, const tgi_op *op, tg_tensor *const *
 }
 
 void *tg_op_save(tg_op_call *call, size_t bytes) {
+    if (!call || !call->tape) return NULL;
     call->saved = tgi_arena_alloc(&call->tape->arena, bytes);
     if (!call->saved)
         tgi_error(call->tape->ctx, TG_ERR_NOMEM, "%s: out of memory saving %zu bytes for backward",

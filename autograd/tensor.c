@@ -87,19 +87,19 @@ tg_tensor *tg_tape_from_data(tg_tape *tape, int ndim, const int64_t *shape, cons
 }
 
 void tg_fill(tg_tensor *t, float value) {
-    if (!t) return;
+    if (!t || tgi_refuse_stale(t, "fill") != TG_OK) return;
     for (int64_t i = 0; i < t->size; i++) t->data[i] = value;
 }
 
 void tg_fill_uniform(tg_tensor *t, float low, float high, uint64_t seed) {
-    if (!t) return;
+    if (!t || tgi_refuse_stale(t, "fill_uniform") != TG_OK) return;
     tg_rng rng;
     tg_rng_seed(&rng, seed);
     for (int64_t i = 0; i < t->size; i++) t->data[i] = low + (high - low) * tg_rng_uniform(&rng);
 }
 
 void tg_fill_normal(tg_tensor *t, float mean, float std, uint64_t seed) {
-    if (!t) return;
+    if (!t || tgi_refuse_stale(t, "fill_normal") != TG_OK) return;
     tg_rng rng;
     tg_rng_seed(&rng, seed);
     for (int64_t i = 0; i < t->size; i++)
@@ -108,6 +108,7 @@ void tg_fill_normal(tg_tensor *t, float mean, float std, uint64_t seed) {
 
 tg_status tg_copy_in(tg_tensor *t, const float *data, int64_t n) {
     if (!t) return TG_ERR_INVALID;
+    if (tgi_refuse_stale(t, "copy_in") != TG_OK) return TG_ERR_STATE;
     if (!data) return tgi_error(t->ctx, TG_ERR_INVALID, "copy_in '%s': data is NULL", t->label);
     if (n != t->size) {
         char shape[96];
@@ -120,7 +121,11 @@ tg_status tg_copy_in(tg_tensor *t, const float *data, int64_t n) {
 }
 
 tg_tensor *tg_set_label(tg_tensor *t, const char *fmt, ...) {
-    if (!t) return NULL;
+    if (!t || tgi_refuse_stale(t, "set_label") != TG_OK) return NULL;
+    if (!fmt) {
+        tgi_error(t->ctx, TG_ERR_INVALID, "set_label: the format is NULL");
+        return NULL;
+    }
     va_list args;
     va_start(args, fmt);
     vsnprintf(t->label, sizeof t->label, fmt, args);
@@ -139,7 +144,11 @@ char *tgi_format_shape(int ndim, const int64_t *shape, char *buf, size_t size) {
 }
 
 char *tg_shape_str(const tg_tensor *t, char *buf, size_t buf_size) {
-    if (!t || !buf || buf_size < 3) return buf;
+    if (!buf || buf_size == 0) return buf;
+    if (!t || buf_size < 3) {
+        snprintf(buf, buf_size, "%s", t ? "" : "(null)");
+        return buf;
+    }
     return tgi_format_shape(t->ndim, t->shape, buf, buf_size);
 }
 
@@ -165,12 +174,14 @@ const char *tgi_node_name(const tg_tensor *t, char *buf, size_t size) {
 
 const char *tg_tensor_name(const tg_tensor *t) {
     if (!t) return "(null)";
+    if (tgi_tensor_stale(t)) return "(stale)";
     tg_ctx *ctx = t->ctx;
     const char *name = tgi_node_name(t, ctx->name_buf, sizeof ctx->name_buf);
     return name;
 }
 
 const char *tg_tensor_op_name(const tg_tensor *t) {
+    if (!t || tgi_tensor_stale(t)) return t ? "(stale)" : "(null)";
     const tgi_op *op = tgi_producer(t);
     return op ? op->name : "leaf";
 }
@@ -184,6 +195,7 @@ bool tgi_same_shape(const tg_tensor *a, const tg_tensor *b) {
 
 tg_status tg_set_requires_grad(tg_tensor *t, bool requires_grad) {
     if (!t) return TG_ERR_INVALID;
+    if (tgi_refuse_stale(t, "set_requires_grad") != TG_OK) return TG_ERR_STATE;
     if (t->node >= 0) {
         char name[TG_LABEL_MAX + 32];
         return tgi_error(t->ctx, TG_ERR_STATE, "set_requires_grad: '%s' is a recorded node, "
@@ -205,5 +217,5 @@ tg_status tg_set_requires_grad(tg_tensor *t, bool requires_grad) {
 }
 
 void tg_zero_grad(tg_tensor *t) {
-    if (t && t->grad) memset(t->grad, 0, (size_t)t->size * sizeof(float));
+    if (t && t->grad && !tgi_tensor_stale(t)) memset(t->grad, 0, (size_t)t->size * sizeof(float));
 }

@@ -40,8 +40,10 @@ void tg_detect_explosion(const int64_t *steps, const double *norms, int n,
                          const tg_onset_opts *opts, tg_onset_report *report) {
     tg_onset_opts defaults = tg_onset_defaults();
     if (!opts) opts = &defaults;
+    if (!report) return;
     memset(report, 0, sizeof *report);
     report->explosion_start_step = report->explosion_step = report->first_nan_step = -1;
+    if (!steps || !norms || n < 0) n = 0; /* nothing to read: nothing found */
     for (int i = 0; i < n; i++)
         if (!isfinite(norms[i])) {
             report->has_nan = true;

@@ -42,6 +42,7 @@ struct tg_recorder {
 };
 
 tg_recorder *tg_recorder_new(tg_ctx *ctx, int window) {
+    if (!ctx) return NULL;
     if (window < 1) {
         tgi_error(ctx, TG_ERR_INVALID, "recorder: window %d, expected >= 1", window);
         return NULL;
@@ -179,6 +180,9 @@ static void stream_record(const tg_recorder *r, int64_t step, const char *name, 
 }
 
 tg_status tg_recorder_add(tg_recorder *r, int64_t step, const char *name, const tg_stats *stats) {
+    if (!r) return TG_ERR_INVALID;
+    if (tgi_check_name(r->ctx, "recorder_add", name) != TG_OK) return TG_ERR_INVALID;
+    if (!stats) return tgi_error(r->ctx, TG_ERR_INVALID, "recorder_add '%s': stats is NULL", name);
     if (step < r->last_step)
         return tgi_error(r->ctx, TG_ERR_INVALID, "recorder: step %lld after step %lld ('%s')",
                          (long long)step, (long long)r->last_step, name);
@@ -217,6 +221,7 @@ static tg_status record_hook(tg_ctx *ctx, const tg_hook_event *event, void *user
 }
 
 int64_t tg_recorder_attach(tg_recorder *r, const char *pattern) {
+    if (!r) return -1;
     if (r->n_handles == r->cap_handles) {
         int cap = r->cap_handles ? 2 * r->cap_handles : 4;
         int64_t *grown = tgi_realloc(r->ctx, r->handles, (size_t)r->cap_handles * sizeof *grown,
@@ -234,20 +239,21 @@ int64_t tg_recorder_attach(tg_recorder *r, const char *pattern) {
 }
 
 void tg_recorder_stream(tg_recorder *r, FILE *file, tg_format format) {
+    if (!r) return;
     r->stream = file;
     r->format = format;
     if (file && format == TG_FORMAT_CSV)
         fputs("step,name,l2_norm,max_abs,mean,std,zero_fraction,n_nan,n_inf\n", file);
 }
 
-int tg_recorder_series_count(const tg_recorder *r) { return r->n_series; }
+int tg_recorder_series_count(const tg_recorder *r) { return r ? r->n_series : 0; }
 
 const char *tg_recorder_series_name(const tg_recorder *r, int index) {
-    return index >= 0 && index < r->n_series ? r->series[r->order[index]].name : NULL;
+    return r && index >= 0 && index < r->n_series ? r->series[r->order[index]].name : NULL;
 }
 
 int tg_recorder_series(const tg_recorder *r, int index, int64_t *steps, tg_stats *stats, int max) {
-    if (index < 0 || index >= r->n_series) return 0;
+    if (!r || index < 0 || index >= r->n_series) return 0;
     const series *s = &r->series[r->order[index]];
     int n = s->count < max ? s->count : max;
     for (int i = 0; i < n; i++) {
@@ -259,6 +265,7 @@ int tg_recorder_series(const tg_recorder *r, int index, int64_t *steps, tg_stats
 }
 
 int tg_recorder_global_norms(const tg_recorder *r, int64_t *steps, double *norms, int max) {
+    if (!r) return 0;
     int n = r->global_count < max ? r->global_count : max;
     for (int i = 0; i < n; i++) {
         const global_step *g = &r->global[(r->global_head + r->global_count - n + i) % r->window];
@@ -283,7 +290,7 @@ static bool norm_at(const tg_recorder *r, int index, int64_t step, double *norm)
 }
 
 double tg_recorder_first_last_ratio(const tg_recorder *r) {
-    if (r->n_series < 2) return NAN;
+    if (!r || r->n_series < 2) return NAN;
     int first = r->order[0], last = r->order[r->n_series - 1];
     const series *f = &r->series[first];
     for (int i = f->count - 1; i >= 0; i--) {
@@ -321,6 +328,8 @@ static void detect_vanishing(const tg_recorder *r, const tg_onset_opts *opts, tg
 }
 
 tg_status tg_recorder_detect(const tg_recorder *r, const tg_onset_opts *opts, tg_onset_report *report) {
+    if (!r) return TG_ERR_INVALID;
+    if (!report) return tgi_error(r->ctx, TG_ERR_INVALID, "recorder_detect: report is NULL");
     tg_onset_opts defaults = tg_onset_defaults();
     if (!opts) opts = &defaults;
     int n = r->global_count;

@@ -8,7 +8,9 @@
 #include <string.h>
 
 void tg_stats_compute(const float *values, int64_t n, tg_stats *out) {
+    if (!out) return;
     memset(out, 0, sizeof *out);
+    if (!values || n < 0) return; /* nothing to read: the statistics of no values */
     out->count = n;
     double sum = 0.0, sum_sq = 0.0;
     int64_t finite = 0, zeros = 0;
@@ -28,7 +30,11 @@ void tg_stats_compute(const float *values, int64_t n, tg_stats *out) {
         sum_sq += (double)v * v;
         if (fabs(v) > out->max_abs) out->max_abs = fabs(v);
     }
-    out->l2_norm = sqrt(sum_sq);
+    /* A norm of the finite values alone would read an all-NaN gradient as 0, i.e. vanished:
+     * like torch.linalg.norm, any NaN makes the norm (and max_abs) NaN, any Inf makes it Inf. */
+    if (out->n_nan) out->l2_norm = out->max_abs = NAN;
+    else if (out->n_inf) out->l2_norm = out->max_abs = INFINITY;
+    else out->l2_norm = sqrt(sum_sq);
     out->zero_fraction = n ? (double)zeros / (double)n : 0.0;
     if (finite) {
         out->mean = sum / (double)finite;
@@ -58,23 +64,38 @@ static double dead_fraction(const tg_tensor *t) {
 }
 
 void tg_activation_stats_compute(const tg_tensor *node, tg_activation_stats *out) {
+    if (!out) return;
     out->saturated_fraction = -1.0;
     out->dead_fraction = -1.0;
+    if (!node) return;
     const char *op = tg_tensor_op_name(node);
     if (strcmp(op, "sigmoid") == 0) out->saturated_fraction = saturated_fraction(node, 0.0, 1.0);
     else if (strcmp(op, "tanh") == 0) out->saturated_fraction = saturated_fraction(node, -1.0, 1.0);
     else if (strcmp(op, "relu") == 0) out->dead_fraction = dead_fraction(node);
 }
 
+/* The two built-in hooks need an event with values and their `user` limit. */
+static tg_status check_clip_args(tg_ctx *ctx, const char *what, const tg_hook_event *event,
+                                 const void *user) {
+    if (event && (event->values || event->size == 0) && user) return TG_OK;
+    return tgi_error(ctx, TG_ERR_INVALID, "%s: needs an event with values and a limit as user "
+                     "data (a const float *)", what);
+}
+
 tg_status tg_hook_clip_value(tg_ctx *ctx, const tg_hook_event *event, void *user) {
-    (void)ctx;
+    if (check_clip_args(ctx, "hook_clip_value", event, user) != TG_OK) return TG_ERR_INVALID;
     float limit = *(const float *)user;
-    for (int64_t i = 0; i < event->size; i++) event->values[i] = fminf(fmaxf(event->values[i], -limit), limit);
+    /* compares, not fminf/fmaxf: those return the limit for a NaN, hiding it from every later
+     * check (torch.clamp keeps NaN too) */
+    for (int64_t i = 0; i < event->size; i++) {
+        float v = event->values[i];
+        event->values[i] = v > limit ? limit : v < -limit ? -limit : v;
+    }
     return TG_OK;
 }
 
 tg_status tg_hook_clip_norm(tg_ctx *ctx, const tg_hook_event *event, void *user) {
-    (void)ctx;
+    if (check_clip_args(ctx, "hook_clip_norm", event, user) != TG_OK) return TG_ERR_INVALID;
     double max_norm = *(const float *)user, sum_sq = 0.0;
     for (int64_t i = 0; i < event->size; i++) sum_sq += (double)event->values[i] * event->values[i];
     double norm = sqrt(sum_sq);
@@ -98,6 +119,8 @@ static double accumulate_norm(const float *g, int64_t n, double p, double acc) {
 tg_status tg_clip_grad_norm(tg_tensor *const *params, int n_params, double max_norm,
                             double norm_type, bool error_if_nonfinite, double *total_norm) {
     tg_ctx *ctx = n_params > 0 && params && params[0] ? params[0]->ctx : NULL;
+    /* no tensor to find the context by, so no message: the status alone */
+    if (n_params < 0 || (n_params > 0 && !params)) return TG_ERR_INVALID;
     if (!(norm_type == 1.0 || norm_type == 2.0 || isinf(norm_type)) || !(max_norm > 0.0)) {
         if (ctx) tgi_error(ctx, TG_ERR_INVALID, "clip_grad_norm: norm_type %g (1, 2 or inf) and "
                            "max_norm %g (> 0)", norm_type, max_norm);

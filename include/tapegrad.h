@@ -17,6 +17,15 @@
  * Error propagation: an op given a NULL input returns NULL and keeps the first error message, so
  * a whole expression can be written without checks and tested once at the end.
  *
+ * NULL handles and pointers: every function accepts NULL for any handle or pointer argument and
+ * returns without reading through it — a status function returns TG_ERR_INVALID, a function
+ * returning a pointer NULL, a count, size or step 0, a bool false, a float NaN, and a void
+ * function does nothing — unless its comment says otherwise. The message goes to the context
+ * the call can reach (tg_errmsg); when the handle it would be found through is itself NULL (the
+ * ctx, tape, tensor, module, recorder, ...) there is no context to hold one, and the return
+ * value is all the caller gets. Names (of modules, labels, series, ops, hooks) are never NULL:
+ * such a call is refused with a message. Every op refuses an input made by another context.
+ *
  * Reproducibility: every random thing takes a seed and uses the library's own PRNG, and the
  * library is compiled without floating-point contraction, so a seed gives the same numbers on
  * every machine — with -Dblas=false. OpenBLAS picks its kernels by CPU, and different kernels
@@ -98,7 +107,8 @@ tg_ctx *tg_ctx_new_with_allocator(tg_alloc_fn alloc, void *user);
 /** Frees the context, its persistent tensors and its registry. Tapes must be freed first. */
 void tg_ctx_free(tg_ctx *ctx);
 
-/** The message of the first error since the last tg_clear_error ("" when none). */
+/** The message of the first error since the last tg_clear_error ("" when none; "no context"
+ *  for a NULL ctx). */
 const char *tg_errmsg(const tg_ctx *ctx);
 /** The status of that error (TG_OK when none). */
 tg_status tg_errcode(const tg_ctx *ctx);
@@ -180,19 +190,23 @@ tg_tensor *tg_zeros(tg_ctx *ctx, int ndim, const int64_t *shape);
 tg_tensor *tg_ones(tg_ctx *ctx, int ndim, const int64_t *shape);
 /** A persistent tensor filled with value. */
 tg_tensor *tg_full(tg_ctx *ctx, int ndim, const int64_t *shape, float value);
-/** A persistent tensor holding a copy of data (size = product of shape floats). */
+/** A persistent tensor holding a copy of data (size = product of shape floats); zeros when data
+ *  is NULL. */
 tg_tensor *tg_from_data(tg_ctx *ctx, int ndim, const int64_t *shape, const float *data);
 /** A persistent scalar (0-dim tensor). */
 tg_tensor *tg_scalar(tg_ctx *ctx, float value);
 
 /**
  * A tensor of zeros in the tape's arena: valid until the next tg_tape_reset (for batches).
- * Using a tape tensor after the reset is an error the library detects when it can (the tensor
- * records its step), but its memory is reused by the next step, so that check is best-effort:
- * do not keep tape tensors across a reset.
+ * Using a tape tensor after the reset (a stale tensor) is refused with TG_ERR_STATE by every
+ * function that takes a tensor (ops, backward, tg_set_requires_grad, tg_hook_node, the fills,
+ * tg_copy_in, tg_set_label, tg_init_tensor, tg_detach; getters return "(stale)" or do nothing),
+ * and the message never reads the stale tensor's label or producer. The check reads the step
+ * the tensor recorded, in the tensor's own memory: once the next step has reused that memory
+ * it is best-effort, so do not keep tape tensors across a reset.
  */
 tg_tensor *tg_tape_zeros(tg_tape *tape, int ndim, const int64_t *shape);
-/** A copy of data in the tape's arena: valid until the next tg_tape_reset. */
+/** A copy of data in the tape's arena (zeros when data is NULL): valid until the next reset. */
 tg_tensor *tg_tape_from_data(tg_tape *tape, int ndim, const int64_t *shape, const float *data);
 
 /** Sets every element to value. */
@@ -211,11 +225,13 @@ tg_tensor *tg_set_label(tg_tensor *t, const char *fmt, ...)
 #endif
     ;
 /**
- * A printable name: the label if set, else "<op>#<node>" for a recorded node, else "leaf".
- * The returned pointer stays valid until the next call of tg_tensor_name on the same context.
+ * A printable name: the label if set, else "<op>#<node>" for a recorded node, else "leaf"
+ * ("(null)" for NULL, "(stale)" for a stale tensor). The returned pointer stays valid until the
+ * next call of tg_tensor_name on the same context.
  */
 const char *tg_tensor_name(const tg_tensor *t);
-/** Formats the shape as "[64,10]" into buf (at least 64 bytes recommended). Returns buf. */
+/** Formats the shape as "[64,10]" into buf (at least 64 bytes recommended; "(null)" for a NULL
+ *  t). Returns buf. */
 char *tg_shape_str(const tg_tensor *t, char *buf, size_t buf_size);
 
 /**
@@ -225,7 +241,7 @@ char *tg_shape_str(const tg_tensor *t, char *buf, size_t buf_size);
 tg_status tg_set_requires_grad(tg_tensor *t, bool requires_grad);
 /** Sets t->grad to zero (no-op when t has no gradient). */
 void tg_zero_grad(tg_tensor *t);
-/** The name of the op that produced t ("leaf" for leaves). */
+/** The name of the op that produced t ("leaf" for leaves, "(null)" for NULL, "(stale)"). */
 const char *tg_tensor_op_name(const tg_tensor *t);
 
 /* ------------------------------------------------------------------------------------------ */
@@ -287,7 +303,9 @@ tg_status tg_backward_with(tg_tape *tape, tg_tensor *output, const float *seed);
 /*
  * Each returns a new tensor in the tape's arena, or NULL (see tg_errmsg). Binary elementwise ops
  * broadcast NumPy-style (align trailing dims; a dim of 1 stretches), so a [N,M] + [M] bias works
- * and its gradient sums over the batch.
+ * and its gradient sums over the batch. NaN propagates through every op as in PyTorch (relu(NaN)
+ * is NaN), so a NaN weight always shows in the loss. An input of another context or of an
+ * earlier step of the tape is refused (TG_ERR_INVALID, TG_ERR_STATE).
  */
 
 tg_tensor *tg_add(tg_tape *tape, tg_tensor *a, tg_tensor *b);
@@ -540,7 +558,8 @@ tg_tensor *tg_apply(tg_tape *tape, int op_id, tg_tensor *const *inputs, int n_in
 void *tg_op_save(tg_op_call *call, size_t bytes);
 /**
  * For op implementations: records an error that names the op, every input's label and shape,
- * then the printf-style reason; returns status so a function can `return tg_op_fail(...)`.
+ * then the printf-style reason; returns status so a function can `return tg_op_fail(...)`
+ * (status alone, nothing recorded, for a NULL call or a call without a tape).
  */
 tg_status tg_op_fail(const tg_op_call *call, tg_status status, const char *fmt, ...)
 #if defined(__GNUC__)
@@ -606,6 +625,7 @@ bool tg_pattern_match(const char *pattern, const char *label);
 /**
  * For hooks: records an error naming the node, its shape, the op that produced it, the pass and
  * the step, followed by the printf-style reason; returns status (so `return tg_hook_fail(...)`).
+ * A NULL event gives a message without the node; a NULL ctx records nothing.
  */
 tg_status tg_hook_fail(tg_ctx *ctx, const tg_hook_event *event, tg_status status,
                        const char *fmt, ...)
@@ -627,11 +647,16 @@ bool tg_anomaly_mode(const tg_ctx *ctx);
 /* Diagnostics: statistics, clipping                                                          */
 /* ------------------------------------------------------------------------------------------ */
 
-/** Statistics of a gradient (or any values). Moments skip non-finite values. */
+/**
+ * Statistics of a gradient (or any values). Non-finite values are counted (n_nan, n_inf) and
+ * poison the norms as in torch.linalg.norm: l2_norm and max_abs are NaN when any value is NaN,
+ * +Inf when any is infinite (and none NaN), so an all-NaN gradient never reads as a vanished
+ * one. The moments (mean, std) are of the finite values.
+ */
 typedef struct tg_stats {
     int64_t count;           /**< number of values */
-    double l2_norm;          /**< sqrt(sum of squares) of the finite values */
-    double max_abs;          /**< largest |value| among the finite values */
+    double l2_norm;          /**< sqrt(sum of squares); NaN / Inf as said above */
+    double max_abs;          /**< largest |value|; NaN / Inf as said above */
     double mean;
     double std;              /**< population standard deviation */
     double zero_fraction;    /**< fraction of values exactly 0 */
@@ -639,7 +664,8 @@ typedef struct tg_stats {
     int64_t n_inf;
 } tg_stats;
 
-/** Computes the statistics of n values (in double). */
+/** Computes the statistics of n values (in double). NULL values or n < 0: the statistics of no
+ *  values (all zero). */
 void tg_stats_compute(const float *values, int64_t n, tg_stats *out);
 
 /** Activation statistics of a node, read from its producer op. */
@@ -650,12 +676,14 @@ typedef struct tg_activation_stats {
     double dead_fraction;
 } tg_activation_stats;
 
-/** Saturation (sigmoid, tanh) or dead units (relu) of a node's activation. */
+/** Saturation (sigmoid, tanh) or dead units (relu) of a node's activation (-1 and -1 for a
+ *  NULL node). */
 void tg_activation_stats_compute(const tg_tensor *node, tg_activation_stats *out);
 
 /**
  * Built-in hooks, for tg_hook_node / tg_hook_pattern / tg_hook_global:
- *   tg_hook_clip_value: clamps every value to [-limit, limit]; user is a `const float *limit`;
+ *   tg_hook_clip_value: clamps every value to [-limit, limit] (a NaN stays NaN); user is a
+ *     `const float *limit`;
  *   tg_hook_clip_norm: scales the tensor so that its L2 norm is at most *max_norm (exactly
  *     *max_norm when larger); user is a `const float *max_norm`.
  */
@@ -667,7 +695,8 @@ tg_status tg_hook_clip_norm(tg_ctx *ctx, const tg_hook_event *event, void *user)
  * (norm_type 2, 1, or INFINITY), and when it exceeds max_norm scales every grad by
  * max_norm / total, so the new total is exactly max_norm. *total_norm receives the norm before
  * clipping. A NaN/Inf total changes nothing; with error_if_nonfinite it is also TG_ERR_NUMERIC.
- * Tensors without a gradient are skipped.
+ * Tensors without a gradient are skipped; total_norm may be NULL. n_params < 0, or params NULL
+ * for n_params > 0, is TG_ERR_INVALID with no message (no tensor leads to the context).
  */
 tg_status tg_clip_grad_norm(tg_tensor *const *params, int n_params, double max_norm,
                             double norm_type, bool error_if_nonfinite, double *total_norm);
@@ -742,7 +771,8 @@ typedef struct tg_onset_report {
     char summary[768];               /**< one line in plain words */
 } tg_onset_report;
 
-/** Onset detection on a norm series (steps ascending): explosion and first non-finite value. */
+/** Onset detection on a norm series (steps ascending): explosion and first non-finite value.
+ *  NULL steps or norms: nothing found. */
 void tg_detect_explosion(const int64_t *steps, const double *norms, int n,
                          const tg_onset_opts *opts, tg_onset_report *report);
 /** Onset detection over a recorder: explosion of the global norm, the first NaN/Inf and the
@@ -903,7 +933,14 @@ tg_tensor *tg_call(tg_tape *tape, const char *op_name, tg_tensor *const *inputs,
 /** The entry point a plugin exports as `tapegrad_plugin_init`. */
 typedef tg_status (*tg_plugin_init_fn)(tg_ctx *ctx);
 
-/** Loads a plugin and runs its entry point. Errors name the file and what is wrong. */
+/**
+ * Loads a plugin and runs its entry point. Errors name the file and what is wrong. A path (any
+ * name with a '/') is checked before dlopen: a regular file (a directory, device or FIFO is
+ * refused without blocking), an ELF shared object of this program's word size, byte order and
+ * machine, whose program headers and mapped segments lie inside the file (a truncated file
+ * would otherwise kill the process with SIGBUS inside dlopen). A bare name is left to dlopen's
+ * library search.
+ */
 tg_status tg_plugin_load(tg_ctx *ctx, const char *path);
 
 /** Makes a hook available by name (plugins call this from their entry point). */
@@ -930,7 +967,7 @@ typedef enum tg_activation {
 /** Lower-case name ("relu"), and back (-1 for an unknown name). */
 const char *tg_activation_name(tg_activation act);
 int tg_activation_from_name(const char *name);
-/** Applies an activation op (identity returns x itself). */
+/** Applies an activation op (identity returns x itself; NULL for a NULL tape, identity too). */
 tg_tensor *tg_activate(tg_tape *tape, tg_tensor *x, tg_activation act);
 
 typedef enum tg_init_kind {
@@ -983,6 +1020,7 @@ typedef struct tg_module tg_module;
 tg_tensor *tg_module_forward(tg_module *m, tg_tape *tape, tg_tensor *x);
 /** Frees the module and its children (their parameters belong to the context). */
 void tg_module_free(tg_module *m);
+/** The module's name ("(null)" for NULL). */
 const char *tg_module_name(const tg_module *m);
 /** Number of parameter tensors, the module's own and its children's. */
 int tg_module_param_count(const tg_module *m);
@@ -1200,7 +1238,8 @@ float tg_schedule_lr(const tg_schedule *schedule, int64_t step);
 tg_tensor *tg_l2_penalty(tg_tape *tape, tg_tensor *const *params, int n_params, float coeff);
 /** coeff * sum over params of |w|. */
 tg_tensor *tg_l1_penalty(tg_tape *tape, tg_tensor *const *params, int n_params, float coeff);
-/** Fraction of rows of logits [N, C] whose arg-max equals the label in labels [N]. */
+/** Fraction of rows of logits [N, C] whose arg-max equals the label in labels [N]; a row holding
+ *  a NaN never counts as right. NaN when the shapes do not fit. */
 float tg_accuracy(const tg_tensor *logits, const tg_tensor *labels);
 
 /* ------------------------------------------------------------------------------------------ */
@@ -1224,8 +1263,8 @@ typedef struct tg_dataset {
 } tg_dataset;
 
 void tg_dataset_free(tg_dataset *ds);
-int64_t tg_dataset_x_size(const tg_dataset *ds);   /**< floats per sample input */
-int64_t tg_dataset_y_size(const tg_dataset *ds);   /**< floats per sample target */
+int64_t tg_dataset_x_size(const tg_dataset *ds);   /**< floats per sample input (-1 for NULL) */
+int64_t tg_dataset_y_size(const tg_dataset *ds);   /**< floats per sample target (-1 for NULL) */
 
 /** The bundled digits set: 1,797 8x8 images (pixels scaled to [0,1]), 10 classes. */
 tg_dataset *tg_dataset_digits(tg_ctx *ctx);
@@ -1305,7 +1344,8 @@ typedef struct tg_gradcheck_opts {
     uint64_t seed;  /**< seed of the random projection of the output */
 } tg_gradcheck_opts;
 
-/** Defaults: eps 1e-2, atol 2e-3, rtol 1e-2, seed 1 (why: see autograd/gradcheck.c). */
+/** Defaults: eps 1e-2, atol 2e-3, rtol 1e-2, seed 1 (why: see autograd/gradcheck.c). eps, atol
+ *  and rtol must be finite and > 0: anything else is TG_ERR_INVALID. */
 tg_gradcheck_opts tg_gradcheck_defaults(void);
 
 /** Outcome of checking one example of one op. */
@@ -1333,7 +1373,8 @@ tg_status tg_gradcheck(tg_ctx *ctx, int op_id, int example_index, const tg_gradc
 /* Random numbers                                                                             */
 /* ------------------------------------------------------------------------------------------ */
 
-/** The library's PRNG (xoshiro128** seeded through splitmix64): same seed, same stream on every machine. */
+/** The library's PRNG (xoshiro128** seeded through splitmix64): same seed, same stream on every
+ *  machine. With a NULL rng the functions below return 0 (tg_rng_normal too). */
 typedef struct tg_rng {
     uint32_t s[4];
 } tg_rng;

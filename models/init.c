@@ -25,6 +25,7 @@ int tg_activation_from_name(const char *name) {
 }
 
 tg_tensor *tg_activate(tg_tape *tape, tg_tensor *x, tg_activation act) {
+    if (!tape) return NULL; /* like every op, identity included */
     switch (act) {
     case TG_ACT_IDENTITY: return x;
     case TG_ACT_SIGMOID: return tg_sigmoid(tape, x);
@@ -125,6 +126,9 @@ static tg_status fill_identity(tg_tensor *t, float gain) {
 }
 
 tg_status tg_init_tensor(tg_tensor *t, const tg_init *init, uint64_t seed) {
+    if (!t) return TG_ERR_INVALID;
+    if (tgi_refuse_stale(t, "init_tensor") != TG_OK) return TG_ERR_STATE;
+    if (!init) return tgi_error(t->ctx, TG_ERR_INVALID, "init '%s': init is NULL", t->label);
     return tgi_init_grouped(t, init, 1, seed);
 }
 

@@ -20,6 +20,7 @@ static const tgi_module_class linear_class = {"linear", linear_forward, NULL, si
 
 tg_module *tg_linear_new(tg_ctx *ctx, const char *name, int64_t in, int64_t out, bool bias,
                          const tg_init *init, uint64_t seed) {
+    if (!ctx || tgi_check_name(ctx, "linear", name) != TG_OK) return NULL;
     tg_module *m = tgi_module_new(ctx, &linear_class, "%s", name);
     if (!m) return NULL;
     linear_impl *impl = tgi_alloc(ctx, sizeof *impl);
@@ -56,6 +57,7 @@ static tg_tensor *norm_forward(tg_module *m, tg_tape *tape, tg_tensor *x) {
 static const tgi_module_class norm_class = {"norm", norm_forward, NULL, sizeof(norm_impl)};
 
 tg_module *tg_norm_new(tg_ctx *ctx, const char *name, tg_norm_kind kind, int64_t features) {
+    if (!ctx || tgi_check_name(ctx, "norm", name) != TG_OK) return NULL;
     if (kind != TG_NORM_BATCH && kind != TG_NORM_LAYER) {
         tgi_error(ctx, TG_ERR_INVALID, "norm '%s': kind %d is neither batch nor layer norm", name,
                   (int)kind);
@@ -136,6 +138,7 @@ static tg_status add_mlp_layer(tg_module *m, mlp_impl *impl, int i, const tg_ini
 }
 
 tg_module *tg_mlp_new(tg_ctx *ctx, const char *name, const tg_mlp_config *config) {
+    if (!ctx || tgi_check_name(ctx, "mlp", name) != TG_OK) return NULL;
     if (!config || config->depth < 1 || config->in < 1 || config->out < 1 ||
         (config->depth > 1 && config->width < 1) || !(config->dropout >= 0.0f && config->dropout < 1.0f)) {
         tgi_error(ctx, TG_ERR_INVALID, "mlp '%s': needs depth >= 1, in, out (and width) >= 1, "
@@ -252,6 +255,7 @@ static tg_status build_block(tg_module *m, resmlp_impl *impl, int i, const tg_in
 }
 
 tg_module *tg_resmlp_new(tg_ctx *ctx, const char *name, const tg_resmlp_config *config) {
+    if (!ctx || tgi_check_name(ctx, "resmlp", name) != TG_OK) return NULL;
     if (!config || config->blocks < 0 || config->in < 1 || config->out < 1 || config->width < 1) {
         tgi_error(ctx, TG_ERR_INVALID, "resmlp '%s': needs blocks >= 0 and in, out, width >= 1", name);
         return NULL;

@@ -7,6 +7,7 @@
 #include <string.h>
 
 tg_module *tgi_module_new(tg_ctx *ctx, const tgi_module_class *cls, const char *fmt, ...) {
+    if (!ctx) return NULL;
     tg_module *m = tgi_alloc(ctx, sizeof *m);
     if (!m) {
         tgi_error(ctx, TG_ERR_NOMEM, "module: out of memory");
@@ -83,9 +84,10 @@ tg_tensor *tg_module_forward(tg_module *m, tg_tape *tape, tg_tensor *x) {
     return m->cls->forward(m, tape, x);
 }
 
-const char *tg_module_name(const tg_module *m) { return m->name; }
+const char *tg_module_name(const tg_module *m) { return m ? m->name : "(null)"; }
 
 int tg_module_param_count(const tg_module *m) {
+    if (!m) return 0;
     int count = m->n_params;
     for (int i = 0; i < m->n_children; i++) count += tg_module_param_count(m->children[i]);
     return count;
@@ -100,6 +102,7 @@ static int collect(const tg_module *m, tg_tensor **out, int max, int at) {
 }
 
 int tg_module_params(const tg_module *m, tg_tensor **out, int max) {
+    if (!m) return 0;
     return collect(m, out, out ? max : 0, 0);
 }
 
@@ -111,6 +114,7 @@ static int collect_buffers(const tg_module *m, tg_tensor **out, int max, int at)
 }
 
 int tg_module_state(const tg_module *m, tg_tensor **out, int max) {
+    if (!m) return 0;
     if (!out) max = 0;
     int n = collect(m, out, max, 0);
     return collect_buffers(m, out, max, n);
@@ -127,11 +131,12 @@ static tg_tensor *nth_param(const tg_module *m, int *index) {
 }
 
 tg_tensor *tg_module_param(const tg_module *m, int i) {
-    if (i < 0) return NULL;
+    if (!m || i < 0) return NULL;
     return nth_param(m, &i);
 }
 
 tg_tensor *tg_module_find_param(const tg_module *m, const char *name) {
+    if (!m || !name) return NULL;
     for (int i = 0; i < m->n_params; i++)
         if (strcmp(m->params[i]->label, name) == 0) return m->params[i];
     for (int i = 0; i < m->n_children; i++) {
@@ -142,6 +147,7 @@ tg_tensor *tg_module_find_param(const tg_module *m, const char *name) {
 }
 
 int64_t tg_module_num_elements(const tg_module *m) {
+    if (!m) return 0;
     int64_t total = 0;
     for (int i = 0; i < m->n_params; i++) total += m->params[i]->size;
     for (int i = 0; i < m->n_children; i++) total += tg_module_num_elements(m->children[i]);
@@ -149,21 +155,23 @@ int64_t tg_module_num_elements(const tg_module *m) {
 }
 
 void tg_module_set_training(tg_module *m, bool training) {
+    if (!m) return;
     m->training = training;
     for (int i = 0; i < m->n_children; i++) tg_module_set_training(m->children[i], training);
 }
 
-bool tg_module_training(const tg_module *m) { return m->training; }
+bool tg_module_training(const tg_module *m) { return m && m->training; }
 
 void tg_module_zero_grad(tg_module *m) {
+    if (!m) return;
     for (int i = 0; i < m->n_params; i++) tg_zero_grad(m->params[i]);
     for (int i = 0; i < m->n_children; i++) tg_module_zero_grad(m->children[i]);
 }
 
-int tg_module_child_count(const tg_module *m) { return m->n_children; }
+int tg_module_child_count(const tg_module *m) { return m ? m->n_children : 0; }
 
 tg_module *tg_module_child(const tg_module *m, int i) {
-    return i >= 0 && i < m->n_children ? m->children[i] : NULL;
+    return m && i >= 0 && i < m->n_children ? m->children[i] : NULL;
 }
 
 uint64_t tgi_seed_mix(uint64_t seed, uint64_t salt) {

@@ -75,6 +75,7 @@ static bool complete(float **buffers, int n) {
 
 tg_optimizer *tg_optimizer_new(tg_ctx *ctx, tg_tensor *const *params, int n_params,
                                const tg_optimizer_config *config) {
+    if (!ctx) return NULL;
     if (!config || n_params < 1 || !params || !(config->lr >= 0.0f) || (unsigned)config->kind > TG_OPT_RMSPROP) {
         tgi_error(ctx, TG_ERR_INVALID, "optimizer: needs a kind, lr >= 0 and at least one parameter");
         return NULL;
@@ -179,6 +180,7 @@ static void rmsprop(const tg_optimizer_config *c, float *restrict w, const float
 }
 
 tg_status tg_optimizer_step(tg_optimizer *opt) {
+    if (!opt) return TG_ERR_INVALID;
     const tg_optimizer_config *c = &opt->config;
     opt->steps++;
     for (int i = 0; i < opt->n_params; i++) {
@@ -196,15 +198,19 @@ tg_status tg_optimizer_step(tg_optimizer *opt) {
 }
 
 void tg_optimizer_zero_grad(tg_optimizer *opt) {
+    if (!opt) return;
     for (int i = 0; i < opt->n_params; i++) tg_zero_grad(opt->params[i]);
 }
 
-void tg_optimizer_set_lr(tg_optimizer *opt, float lr) { opt->config.lr = lr; }
-float tg_optimizer_lr(const tg_optimizer *opt) { return opt->config.lr; }
+void tg_optimizer_set_lr(tg_optimizer *opt, float lr) {
+    if (opt) opt->config.lr = lr;
+}
+float tg_optimizer_lr(const tg_optimizer *opt) { return opt ? opt->config.lr : NAN; }
 
 /* ---- schedules ----------------------------------------------------------------------------- */
 
 float tg_schedule_lr(const tg_schedule *s, int64_t step) {
+    if (!s) return NAN;
     if (step < s->warmup_steps) return s->lr * (float)(step + 1) / (float)s->warmup_steps;
     int64_t after = step - s->warmup_steps;
     switch (s->kind) {
@@ -228,6 +234,7 @@ typedef tg_tensor *(*elementwise_fn)(tg_tape *, tg_tensor *);
 static tg_tensor *penalty(tg_tape *tape, tg_tensor *const *params, int n, float coeff,
                           elementwise_fn each) {
     tg_tensor *total = NULL;
+    if (!params && n > 0) n = 0; /* no parameters: refused below */
     for (int i = 0; i < n; i++) {
         tg_tensor *term = tg_sum(tape, each(tape, params[i]));
         total = total ? tg_add(tape, total, term) : term;
@@ -254,9 +261,12 @@ float tg_accuracy(const tg_tensor *logits, const tg_tensor *labels) {
     for (int64_t r = 0; r < rows; r++) {
         const float *row = logits->data + r * classes;
         int64_t best = 0;
-        for (int64_t j = 1; j < classes; j++)
+        bool nan = isnan(row[0]);
+        for (int64_t j = 1; j < classes; j++) {
             if (row[j] > row[best]) best = j;
-        correct += (float)best == labels->data[r];
+            nan |= isnan(row[j]);
+        }
+        correct += !nan && (float)best == labels->data[r]; /* a NaN row is never right by luck */
     }
     return rows ? (float)correct / (float)rows : NAN;
 }

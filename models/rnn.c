@@ -10,6 +10,8 @@
 #include "models/models.h"
 #include "ops/ops.h"
 
+#include <string.h>
+
 typedef struct rnn_impl {
     tg_rnn_config config;
     int gates;               /* 1 (tanh), 4 (LSTM: i, f, g, o), 3 (GRU: r, z, n) */
@@ -54,6 +56,10 @@ static tg_tensor *step(tg_module *m, tg_tape *tape, tg_tensor *xp_all, tg_tensor
 tg_tensor *tg_rnn_forward(tg_module *m, tg_tape *tape, tg_tensor *x, tg_tensor **states) {
     if (!m || !tape) return NULL;
     if (!x) return NULL; /* an earlier failure: its message is on the context */
+    if (strcmp(m->cls->kind, "rnn") != 0) { /* another module's impl is not an rnn_impl */
+        tgi_error(m->ctx, TG_ERR_INVALID, "rnn_forward: '%s' is not a recurrent module", m->name);
+        return NULL;
+    }
     const rnn_impl *impl = m->impl;
     int64_t H = impl->config.hidden;
     if (x->ndim != 3 || x->shape[2] != impl->config.in) {
@@ -85,6 +91,7 @@ static tg_tensor *rnn_module_forward(tg_module *m, tg_tape *tape, tg_tensor *x) 
 static const tgi_module_class rnn_class = {"rnn", rnn_module_forward, NULL, sizeof(rnn_impl)};
 
 tg_module *tg_rnn_new(tg_ctx *ctx, const char *name, const tg_rnn_config *config) {
+    if (!ctx || tgi_check_name(ctx, "rnn", name) != TG_OK) return NULL;
     if (!config || config->in < 1 || config->hidden < 1 || config->bptt < 0 ||
         (unsigned)config->kind > TG_RNN_GRU) {
         tgi_error(ctx, TG_ERR_INVALID, "rnn '%s': needs a kind, in >= 1, hidden >= 1, bptt >= 0", name);
@@ -122,5 +129,9 @@ tg_module *tg_rnn_new(tg_ctx *ctx, const char *name, const tg_rnn_config *config
 
 tg_tensor *tg_detach(tg_tape *tape, tg_tensor *x) {
     if (!tape || !x) return NULL;
+    if (x->tape && (x->tape != tape || tgi_refuse_stale(x, "detach") != TG_OK)) {
+        tgi_error(tape->ctx, TG_ERR_STATE, "detach: the tensor is not of this tape's current step");
+        return NULL;
+    }
     return tg_tape_from_data(tape, x->ndim, x->shape, x->data);
 }

@@ -11,7 +11,9 @@
 /* Forward and derivative of each op, side by side. */
 UNARY_OP(sigmoid, tgi_sigmoid(x), y * (1.0f - y))
 UNARY_OP(tanh, tanhf(x), 1.0f - y * y)
-UNARY_OP(relu, x > 0.0f ? x : 0.0f, x > 0.0f ? 1.0f : 0.0f)
+/* relu: `x <= 0 ? 0 : x` keeps a NaN (as torch.relu does); `x > 0 ? x : 0` made it 0, and a NaN
+ * weight then trained on with the report saying "no NaN". */
+UNARY_OP(relu, x <= 0.0f ? 0.0f : x, x > 0.0f ? 1.0f : 0.0f)
 UNARY_OP(leaky_relu, x > 0.0f ? x : attr[0].f32 * x, x > 0.0f ? 1.0f : attr[0].f32)
 UNARY_OP(elu, x > 0.0f ? x : attr[0].f32 * expm1f(x), x > 0.0f ? 1.0f : y + attr[0].f32)
 UNARY_OP(softplus, fmaxf(x, 0.0f) + log1pf(expf(-fabsf(x))), tgi_sigmoid(x))

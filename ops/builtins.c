@@ -3,6 +3,7 @@
  */
 #include "ops/ops.h"
 
+#include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -77,9 +78,16 @@ void tg_ctx_free(tg_ctx *ctx) {
 
 tg_status tg_gradcheck(tg_ctx *ctx, int op_id, int example_index, const tg_gradcheck_opts *opts,
                        tg_gradcheck_result *result) {
-    if (!ctx || !result) return TG_ERR_INVALID;
+    if (!ctx) return TG_ERR_INVALID;
+    if (!result) return tgi_error(ctx, TG_ERR_INVALID, "gradcheck: result is NULL");
     const tgi_op *op = tgi_op_by_id(ctx, op_id);
     if (!op) return tgi_error(ctx, TG_ERR_NOT_FOUND, "gradcheck: no op with id %d", op_id);
     tg_gradcheck_opts defaults = tg_gradcheck_defaults();
-    return tgi_gradcheck_op(ctx, op, example_index, opts ? opts : &defaults, result);
+    if (!opts) opts = &defaults;
+    /* a zero step divides by zero; a NaN tolerance passes nothing, an infinite one everything */
+    if (!(opts->eps > 0.0 && isfinite(opts->eps)) || !(opts->atol > 0.0 && isfinite(opts->atol)) ||
+        !(opts->rtol > 0.0 && isfinite(opts->rtol)))
+        return tgi_error(ctx, TG_ERR_INVALID, "gradcheck '%s': eps %g, atol %g, rtol %g: each must "
+                         "be finite and > 0", op->name, opts->eps, opts->atol, opts->rtol);
+    return tgi_gradcheck_op(ctx, op, example_index, opts, result);
 }

@@ -1,11 +1,112 @@
 /*
  * ops/plugin.c — loading plugins: shared libraries that register ops and hooks.
+ *
+ * dlopen maps a file's segments as its program headers say; a segment past the end of a
+ * truncated file is mapped all the same and the loader dies of SIGBUS touching it. So the file
+ * is checked first, by what dlopen will read: a regular file, an ELF shared object of this
+ * machine's class, byte order and architecture, whose program headers and every segment they
+ * map lie inside the file.
  */
 #include "ops/ops.h"
 
 #include <dlfcn.h>
+#include <elf.h>
+#include <errno.h>
+#include <fcntl.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#if UINTPTR_MAX > 0xffffffffu
+typedef Elf64_Ehdr elf_header;
+typedef Elf64_Phdr elf_segment;
+#define ELF_CLASS_HERE ELFCLASS64
+#else
+typedef Elf32_Ehdr elf_header;
+typedef Elf32_Phdr elf_segment;
+#define ELF_CLASS_HERE ELFCLASS32
+#endif
+
+#if defined(__x86_64__)
+#define ELF_MACHINE_HERE EM_X86_64
+#elif defined(__aarch64__)
+#define ELF_MACHINE_HERE EM_AARCH64
+#elif defined(__i386__)
+#define ELF_MACHINE_HERE EM_386
+#elif defined(__riscv)
+#define ELF_MACHINE_HERE EM_RISCV
+#endif
+
+#if __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
+#define ELF_DATA_HERE ELFDATA2LSB
+#else
+#define ELF_DATA_HERE ELFDATA2MSB
+#endif
+
+/* Reads exactly n bytes at offset; false on a short read. */
+static bool read_at(int fd, void *buf, size_t n, off_t offset) {
+    return pread(fd, buf, n, offset) == (ssize_t)n;
+}
+
+static tg_status bad_file(tg_ctx *ctx, const char *path, const char *why) {
+    return tgi_error(ctx, TG_ERR_INVALID, "plugin '%s': %s", path, why);
+}
+
+/* The ELF header and program headers of an open file of `size` bytes, checked as said above. */
+static tg_status check_elf(tg_ctx *ctx, const char *path, int fd, uint64_t size) {
+    elf_header h;
+    if (size < sizeof h || !read_at(fd, &h, sizeof h, 0))
+        return bad_file(ctx, path, "too short for an ELF header: not a shared library");
+    if (memcmp(h.e_ident, ELFMAG, SELFMAG) != 0)
+        return bad_file(ctx, path, "no ELF magic: not a shared library");
+    if (h.e_ident[EI_CLASS] != ELF_CLASS_HERE || h.e_ident[EI_DATA] != ELF_DATA_HERE)
+        return bad_file(ctx, path, "an ELF file of another word size or byte order than this "
+                        "program's");
+#ifdef ELF_MACHINE_HERE
+    if (h.e_machine != ELF_MACHINE_HERE)
+        return tgi_error(ctx, TG_ERR_INVALID, "plugin '%s': built for ELF machine %u, this "
+                         "program runs on machine %u", path, (unsigned)h.e_machine,
+                         (unsigned)ELF_MACHINE_HERE);
+#endif
+    if (h.e_type != ET_DYN) return bad_file(ctx, path, "an ELF file that is not a shared library");
+    if (h.e_phentsize != sizeof(elf_segment) || h.e_phnum == 0 || h.e_phoff >= size ||
+        (uint64_t)h.e_phnum * sizeof(elf_segment) > size - h.e_phoff)
+        return bad_file(ctx, path, "truncated or damaged: its program headers are not inside "
+                        "the file");
+    for (unsigned i = 0; i < h.e_phnum; i++) {
+        elf_segment seg;
+        if (!read_at(fd, &seg, sizeof seg, (off_t)(h.e_phoff + i * sizeof seg)))
+            return bad_file(ctx, path, "could not read its program headers");
+        if (seg.p_type != PT_LOAD && seg.p_type != PT_DYNAMIC) continue;
+        if (seg.p_offset > size || seg.p_filesz > size - seg.p_offset)
+            return tgi_error(ctx, TG_ERR_INVALID, "plugin '%s': truncated: segment %u needs "
+                             "bytes up to %llu, the file has %llu", path, i,
+                             (unsigned long long)seg.p_offset + (unsigned long long)seg.p_filesz,
+                             (unsigned long long)size);
+    }
+    return TG_OK;
+}
+
+/* A path (with a '/'; a bare name is dlopen's to search for) must be a regular, well-formed ELF
+ * shared object. Opened without blocking, so a FIFO is refused rather than waited on. */
+static tg_status check_plugin_file(tg_ctx *ctx, const char *path) {
+    if (!strchr(path, '/')) return TG_OK;
+    int fd = open(path, O_RDONLY | O_NONBLOCK | O_CLOEXEC);
+    if (fd < 0)
+        return tgi_error(ctx, TG_ERR_IO, "plugin '%s': cannot load: %s", path, strerror(errno));
+    struct stat st;
+    tg_status status;
+    if (fstat(fd, &st) != 0)
+        status = tgi_error(ctx, TG_ERR_IO, "plugin '%s': cannot stat: %s", path, strerror(errno));
+    else if (!S_ISREG(st.st_mode))
+        status = bad_file(ctx, path, S_ISDIR(st.st_mode) ? "a directory, not a shared library"
+                                                         : "not a regular file");
+    else
+        status = check_elf(ctx, path, fd, (uint64_t)st.st_size);
+    close(fd);
+    return status;
+}
 
 static tg_status keep_handle(tg_ctx *ctx, void *handle) {
     if (ctx->n_plugins == ctx->cap_plugins) {
@@ -29,7 +130,10 @@ static tg_status blame(tg_ctx *ctx, const char *path, tg_status status) {
 }
 
 tg_status tg_plugin_load(tg_ctx *ctx, const char *path) {
+    if (!ctx) return TG_ERR_INVALID;
     if (!path || !*path) return tgi_error(ctx, TG_ERR_INVALID, "plugin: empty path");
+    tg_status checked = check_plugin_file(ctx, path);
+    if (checked != TG_OK) return checked;
     void *handle = dlopen(path, RTLD_NOW | RTLD_LOCAL);
     if (!handle) {
         const char *why = dlerror();

@@ -1,0 +1,29 @@
+/*
+ * autograd/validate.c — the checks every public entry point shares: tensors of an earlier step
+ * of their tape (stale), tensors of another context, and names that must be given.
+ *
+ * One place for each rule, so a function only says which rule applies and every message reads
+ * the same.
+ */
+#include "autograd/internal.h"
+
+/* The tape generation kept in the tensor against its tape's current one. The tensor's own
+ * memory is all there is to read: a tensor whose arena memory a later step reused may carry any
+ * bits, so this is as reliable as the tensor's memory (see tg_tape_zeros in tapegrad.h). */
+bool tgi_tensor_stale(const tg_tensor *t) {
+    return t->tape && !t->persistent && t->generation != t->tape->generation;
+}
+
+tg_status tgi_refuse_stale(const tg_tensor *t, const char *what) {
+    if (!tgi_tensor_stale(t)) return TG_OK;
+    /* Nothing of the tensor is named: its label and producer may be another step's data. */
+    return tgi_error(t->tape->ctx, TG_ERR_STATE, "%s: the tensor belongs to an earlier step of "
+                     "its tape (tensors made on a tape are valid until its next tg_tape_reset)",
+                     what);
+}
+
+tg_status tgi_check_name(tg_ctx *ctx, const char *what, const char *name) {
+    if (name) return TG_OK;
+    return tgi_error(ctx, TG_ERR_INVALID, "%s: the name is NULL (every module and series needs "
+                     "one: its parameters and nodes are labelled after it)", what);
+}

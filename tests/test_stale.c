@@ -1,0 +1,109 @@
+/* tests/test_stale.c — a tape tensor used after tg_tape_reset (stale) is refused with
+ * TG_ERR_STATE by every function that takes one, and the message does not read the stale
+ * tensor's label or producer (repro_stale_tensor.c crashed building it). */
+#include "fixture.h"
+
+TestSuite(stale, .init = fixture_setup, .fini = fixture_teardown);
+
+/* x (a leaf wanting a gradient) and loss = sum(x) of a step that tg_tape_reset has ended; the
+ * next step allocates nothing, so their memory still holds what they were. */
+static tg_tensor *x, *loss;
+
+static void make_stale(void) {
+    x = tg_tape_from_data(tape, TG_SHAPE(3), (float[]){1, 2, 3});
+    cr_assert_eq(tg_set_requires_grad(x, true), TG_OK);
+    tg_set_label(x, "x");
+    loss = tg_sum(tape, x);
+    cr_assert_not_null(loss);
+    tg_tape_reset(tape);
+    tg_clear_error(ctx);
+}
+
+static void expect_stale_error(const char *what) {
+    cr_expect_eq(tg_errcode(ctx), TG_ERR_STATE, "%s: status %s (%s)", what,
+                 tg_status_name(tg_errcode(ctx)), tg_errmsg(ctx));
+    tg_clear_error(ctx);
+}
+
+Test(stale, set_requires_grad_is_refused) {
+    make_stale();
+    cr_expect_eq(tg_set_requires_grad(x, false), TG_ERR_STATE);
+    expect_stale_error("set_requires_grad");
+}
+
+static tg_status never_called(tg_ctx *c, const tg_hook_event *e, void *u) {
+    (void)c, (void)e, (void)u;
+    cr_assert_fail("a hook on a stale node ran");
+    return TG_OK;
+}
+
+Test(stale, hook_node_is_refused) {
+    make_stale();
+    cr_expect_eq(tg_hook_node(loss, never_called, NULL), -1);
+    expect_stale_error("hook_node");
+    cr_expect_eq(tg_hook_count(ctx), 0);
+}
+
+Test(stale, writes_into_a_stale_tensor_are_refused) {
+    make_stale();
+    tg_fill(x, 9.0f);
+    expect_stale_error("fill");
+    tg_fill_uniform(x, 0.0f, 1.0f, 1);
+    expect_stale_error("fill_uniform");
+    tg_fill_normal(x, 0.0f, 1.0f, 1);
+    expect_stale_error("fill_normal");
+    cr_expect_eq(tg_copy_in(x, (float[]){7, 7, 7}, 3), TG_ERR_STATE);
+    expect_stale_error("copy_in");
+    cr_expect_null(tg_set_label(x, "y"));
+    expect_stale_error("set_label");
+    tg_init init = tg_init_normal(0.0f, 1.0f);
+    cr_expect_eq(tg_init_tensor(x, &init, 1), TG_ERR_STATE);
+    expect_stale_error("init_tensor");
+    cr_expect(x->data[0] == 1.0f && x->data[1] == 2.0f && x->data[2] == 3.0f, "x was written");
+}
+
+Test(stale, ops_backward_and_detach_are_refused) {
+    make_stale();
+    cr_expect_null(tg_exp(tape, x));
+    expect_stale_error("exp");
+    tg_tensor *fresh = tg_zeros(ctx, TG_SHAPE(3)); /* persistent: a tape one would reuse x's memory */
+    cr_expect_null(tg_add(tape, fresh, x));
+    expect_stale_error("add");
+    cr_expect_eq(tg_backward(tape, loss), TG_ERR_STATE);
+    expect_stale_error("backward");
+    cr_expect_null(tg_detach(tape, x));
+    expect_stale_error("detach");
+}
+
+Test(stale, getters_name_it_stale) {
+    make_stale();
+    cr_expect_str_eq(tg_tensor_name(loss), "(stale)");
+    cr_expect_str_eq(tg_tensor_op_name(loss), "(stale)");
+    tg_zero_grad(x); /* nothing written, nothing read */
+}
+
+/* repro_stale_tensor.c: the next step reuses x's memory, so x's struct holds float data. Only a
+ * generation kept outside the reused memory can detect this (tape-speed's redesign, issue 10);
+ * until then each of these crashes, so they are disabled. */
+static void reuse_memory(void) {
+    tg_tape_zeros(tape, TG_SHAPE(64));
+    make_stale();
+    tg_tensor *y = tg_tape_zeros(tape, TG_SHAPE(2048));
+    tg_fill(y, 5.0f);
+}
+
+Test(stale, reused_memory_op, .disabled = true) {
+    reuse_memory();
+    cr_expect_null(tg_exp(tape, x));
+    expect_stale_error("exp after reuse");
+}
+
+Test(stale, reused_memory_backward, .disabled = true) {
+    reuse_memory();
+    cr_expect_eq(tg_backward(tape, loss), TG_ERR_STATE);
+}
+
+Test(stale, reused_memory_set_requires_grad, .disabled = true) {
+    reuse_memory();
+    cr_expect_eq(tg_set_requires_grad(x, true), TG_ERR_STATE);
+}
