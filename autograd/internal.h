@@ -11,11 +11,14 @@
 #include "tapegrad.h"
 
 #include <stdarg.h>
+#include <string.h>
 
 #if defined(__GNUC__)
 #define TGI_HIDDEN __attribute__((visibility("hidden")))
 #define TGI_PRINTF(fmt_index, first_arg) __attribute__((format(printf, fmt_index, first_arg)))
+#define TGI_NOINLINE __attribute__((noinline))
 #else
+#define TGI_NOINLINE
 #define TGI_HIDDEN
 #define TGI_PRINTF(fmt_index, first_arg)
 #endif
@@ -237,8 +240,9 @@ TGI_HIDDEN float *tgi_persistent_floats(tg_ctx *ctx, int64_t count);
 TGI_HIDDEN void tgi_set_shape(tg_tensor *t, int ndim, const int64_t *shape);
 /* Allocates a tensor (struct + data, data uninitialised) in the tape's arena. */
 TGI_HIDDEN tg_tensor *tgi_tape_tensor(tg_tape *tape, int ndim, const int64_t *shape);
-/* Sets every field of a tape tensor t of the current step: a leaf with no gradient and no label
- * (defined after struct tg_tape, below). */
+/* Sets every field of a tape tensor t of the current step: a leaf with no gradient and no label.
+ * `dims` has TG_MAX_DIMS entries, 1 past ndim, as in a tensor (so it is copied whole, without a
+ * test per dim). Defined after struct tg_tape, below. */
 static inline void tgi_init_tape_tensor(tg_tensor *t, tg_tape *tape, float *data, int ndim,
                                         const int64_t *shape, int64_t size);
 /* A printable node name into buf: label, else "<op>#<node>", else "leaf". */
@@ -287,7 +291,7 @@ static inline void tgi_init_tape_tensor(tg_tensor *t, tg_tape *tape, float *data
                                         const int64_t *shape, int64_t size) {
     t->data = data;
     t->grad = NULL;
-    for (int d = 0; d < TG_MAX_DIMS; d++) t->shape[d] = d < ndim ? shape[d] : 1;
+    memcpy(t->shape, shape, sizeof t->shape);
     t->size = size;
     t->ndim = ndim;
     t->requires_grad = false;

@@ -169,6 +169,10 @@ static tg_status grow_entries(tg_tape *tape) {
  * copy would read bytes it never wrote, and stall on its narrow stores). */
 static void keep_attrs(tg_attr_value *kept, const tg_attr_value *attrs, const tgi_op *op) {
     for (int k = 0; k < op->n_attrs; k++) {
+        if (op->attrs[k].type == TG_ATTR_F32) { /* the usual one, without the jump table */
+            kept[k].f32 = attrs[k].f32;
+            continue;
+        }
         switch (op->attrs[k].type) {
         case TG_ATTR_F32: kept[k].f32 = attrs[k].f32; break;
         case TG_ATTR_F64: kept[k].f64 = attrs[k].f64; break;
@@ -187,9 +191,43 @@ static size_t grad_offset(int64_t size) {
     return tgi_align64((size_t)size * sizeof(float)) / sizeof(float);
 }
 
-/* Allocates and sets up node->output, of a valid shape with `size` elements. */
-static tg_tensor *new_output(tg_tape *tape, tgi_node *node, int ndim, const int64_t *dims,
-                             int64_t size, bool record) {
+/* The output's shape: input 0's for an op shaped like it (no call), else what infer_shape gives,
+ * checked and padded with 1s into `room`. Returns the element count, or -1 with the error
+ * recorded; *dims then points at TG_MAX_DIMS dims. */
+static int64_t output_shape(tg_tape *tape, tgi_node *node, tg_shape *room, int *ndim,
+                            const int64_t **dims) {
+    const tgi_op *op = node->op;
+    if (op->shaped_like_input) {
+        const tg_tensor *in = node->call.inputs[0];
+        *ndim = in->ndim;
+        *dims = in->shape;
+        return in->size;
+    }
+    tg_status inferred = op->infer_shape(&node->call, room);
+    if (inferred != TG_OK) {
+        if (tape->ctx->err_code == TG_OK)
+            record_fail(tape, op, node->call.inputs, node->call.n_inputs, inferred,
+                        "infer_shape failed");
+        return -1;
+    }
+    int64_t size = tgi_shape_elements(room->ndim, room->dims);
+    if (size < 0) {
+        tgi_check_shape(tape->ctx, op->name, room->ndim, room->dims);
+        return -1;
+    }
+    for (int d = room->ndim; d < TG_MAX_DIMS; d++) room->dims[d] = 1;
+    *ndim = room->ndim;
+    *dims = room->dims;
+    return size;
+}
+
+/* Allocates and sets up node->output. */
+static tg_tensor *new_output(tg_tape *tape, tgi_node *node, bool record) {
+    tg_shape room;
+    int ndim;
+    const int64_t *dims;
+    int64_t size = output_shape(tape, node, &room, &ndim, &dims);
+    if (size < 0) return NULL;
     size_t floats = record ? grad_offset(size) + (size_t)size : (size_t)size;
     float *data = tgi_arena_alloc(&tape->arena, floats * sizeof(float));
     if (!data) {
@@ -202,29 +240,6 @@ static tg_tensor *new_output(tg_tape *tape, tgi_node *node, int ndim, const int6
     output->producer = node->op;
     node->call.output = output;
     return output;
-}
-
-/* The output of the call in node, shaped by the op's infer_shape. */
-static tg_tensor *inferred_output(tg_tape *tape, tgi_node *node, bool record) {
-    const tgi_op *op = node->op;
-    if (op->shaped_like_input) {
-        const tg_tensor *in = node->call.inputs[0];
-        return new_output(tape, node, in->ndim, in->shape, in->size, record);
-    }
-    tg_shape shape;
-    tg_status inferred = op->infer_shape(&node->call, &shape);
-    if (inferred != TG_OK) {
-        if (tape->ctx->err_code == TG_OK)
-            record_fail(tape, op, node->call.inputs, node->call.n_inputs, inferred,
-                        "infer_shape failed");
-        return NULL;
-    }
-    int64_t size = tgi_shape_elements(shape.ndim, shape.dims);
-    if (size < 0) {
-        tgi_check_shape(tape->ctx, op->name, shape.ndim, shape.dims);
-        return NULL;
-    }
-    return new_output(tape, node, shape.ndim, shape.dims, size, record);
 }
 
 /* What happens to a freshly computed output when something watches: its pending label, then
@@ -300,7 +315,7 @@ static tg_tensor *record(tg_tape *tape, const tgi_op *op, tg_tensor *const *inpu
                     "or register a backward)");
         return NULL;
     }
-    tg_tensor *output = inferred_output(tape, node, record);
+    tg_tensor *output = new_output(tape, node, record);
     if (!output) return NULL;
     if (op->forward(&node->call) != TG_OK) {
         if (tape->ctx->err_code == TG_OK)

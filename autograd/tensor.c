@@ -31,8 +31,11 @@ void tgi_set_shape(tg_tensor *t, int ndim, const int64_t *shape) {
 }
 
 tg_tensor *tgi_tape_tensor(tg_tape *tape, int ndim, const int64_t *shape) {
-    int64_t size = 1;
-    for (int d = 0; d < ndim; d++) size *= shape[d];
+    int64_t size = 1, dims[TG_MAX_DIMS];
+    for (int d = 0; d < TG_MAX_DIMS; d++) {
+        dims[d] = d < ndim ? shape[d] : 1;
+        size *= dims[d];
+    }
     /* One request for struct and data. */
     size_t head = tgi_align64(sizeof(tg_tensor));
     unsigned char *mem = tgi_arena_alloc(&tape->arena, head + (size_t)size * sizeof(float));
@@ -42,7 +45,7 @@ tg_tensor *tgi_tape_tensor(tg_tape *tape, int ndim, const int64_t *shape) {
         return NULL;
     }
     tg_tensor *t = (tg_tensor *)mem;
-    tgi_init_tape_tensor(t, tape, (float *)(mem + head), ndim, shape, size);
+    tgi_init_tape_tensor(t, tape, (float *)(mem + head), ndim, dims, size);
     return t;
 }
 

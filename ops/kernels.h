@@ -21,7 +21,7 @@
 #include "ops/ops.h"
 
 #define UNARY_OP(NAME, Y_EXPR, DYDX_EXPR)                                                       \
-    static void NAME##_forward_loop(const float *restrict xs, float *restrict ys, int64_t n,    \
+    TGI_NOINLINE static void NAME##_forward_loop(const float *restrict xs, float *restrict ys, int64_t n,    \
                                     const tg_attr_value *restrict attr) {                       \
         (void)attr;                                                                             \
         for (int64_t i = 0; i < n; i++) {                                                       \
@@ -30,11 +30,18 @@
         }                                                                                       \
     }                                                                                           \
     static tg_status NAME##_forward(tg_op_call *call) {                                         \
-        NAME##_forward_loop(call->inputs[0]->data, call->output->data, call->output->size,      \
-                            call->attrs);                                                       \
+        const float *xs = call->inputs[0]->data;                                                \
+        const tg_attr_value *attr = call->attrs;                                                \
+        if (call->output->size == 1) {                                                          \
+            float x = xs[0];                                                                    \
+            (void)attr;                                                                         \
+            call->output->data[0] = (Y_EXPR);                                                   \
+        } else {                                                                                \
+            NAME##_forward_loop(xs, call->output->data, call->output->size, attr);              \
+        }                                                                                       \
         return TG_OK;                                                                           \
     }                                                                                           \
-    static void NAME##_backward_loop(float *restrict gx, const float *restrict xs,              \
+    TGI_NOINLINE static void NAME##_backward_loop(float *restrict gx, const float *restrict xs,              \
                                      const float *restrict ys, const float *restrict gy,        \
                                      int64_t n, const tg_attr_value *restrict attr) {           \
         (void)attr;                                                                             \
@@ -47,9 +54,17 @@
     }                                                                                           \
     static tg_status NAME##_backward(const tg_op_call *call) {                                  \
         const tg_tensor *in = call->inputs[0], *out = call->output;                             \
-        if (in->grad)                                                                           \
-            NAME##_backward_loop(in->grad, in->data, out->data, out->grad, out->size,           \
-                                 call->attrs);                                                  \
+        const tg_attr_value *attr = call->attrs;                                                \
+        if (!in->grad) return TG_OK;                                                            \
+        if (out->size == 1) {                                                                   \
+            float x = in->data[0], y = out->data[0];                                            \
+            (void)x;                                                                            \
+            (void)y;                                                                            \
+            (void)attr;                                                                         \
+            in->grad[0] += out->grad[0] * (DYDX_EXPR);                                          \
+        } else {                                                                                \
+            NAME##_backward_loop(in->grad, in->data, out->data, out->grad, out->size, attr);    \
+        }                                                                                       \
         return TG_OK;                                                                           \
     }
 

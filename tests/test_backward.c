@@ -142,3 +142,34 @@ Test(backward, small_network_matches_finite_differences) {
         }
     tg_tape_free(scratch);
 }
+
+/* Elementwise kernels take a shortcut for one element: a scalar chain and the same chain on
+ * every element of a vector must give identical values and gradients, and fan-out into a
+ * scalar must still accumulate. */
+Test(backward, scalar_and_vector_elementwise_paths_agree) {
+    tg_tensor *s = leaf(ctx, TG_SHAPE(1), (float[]){0.5f});
+    tg_tensor *v = leaf(ctx, TG_SHAPE(5), (float[]){0.5f, 0.5f, 0.5f, 0.5f, 0.5f});
+    tg_tensor *ys = s, *yv = v;
+    for (int i = 0; i < 50; i++) {
+        ys = tg_tanh(tape, tg_scale(tape, ys, 1.01f));
+        yv = tg_tanh(tape, tg_scale(tape, yv, 1.01f));
+    }
+    /* loss = sum(y) + sum(y * y) reaches y twice */
+    tg_tensor *loss_s = tg_add(tape, tg_sum(tape, ys), tg_sum(tape, tg_mul(tape, ys, ys)));
+    tg_tensor *loss_v = tg_add(tape, tg_sum(tape, yv), tg_sum(tape, tg_mul(tape, yv, yv)));
+    tg_tensor *loss = tg_add(tape, loss_s, loss_v);
+    cr_assert_eq(tg_backward(tape, loss), TG_OK, "%s", tg_errmsg(ctx));
+    double y = 0.5, dy = 1.0;
+    for (int i = 0; i < 50; i++) {
+        y = tanh(1.01 * y);
+        dy *= 1.01 * (1.0 - y * y);
+    }
+    double expected = dy * (1.0 + 2.0 * y);
+    cr_expect_float_eq(ys->data[0], (float)y, 1e-5f);
+    cr_expect_float_eq(s->grad[0], (float)expected, 1e-4f * fabs(expected), "ds %g vs %g",
+                       s->grad[0], expected);
+    for (int i = 0; i < 5; i++) {
+        cr_expect_eq(yv->data[i], ys->data[0], "value %d", i);
+        cr_expect_eq(v->grad[i], s->grad[0], "gradient %d", i);
+    }
+}
