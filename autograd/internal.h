@@ -78,13 +78,18 @@ static inline size_t tgi_align64(size_t n) {
     return (n + (TGI_ARENA_ALIGN - 1)) & ~(size_t)(TGI_ARENA_ALIGN - 1);
 }
 
-/* 64-byte aligned, uninitialised; NULL when out of memory. Inline: every op call makes two. */
-static inline void *tgi_arena_alloc(tgi_arena *arena, size_t bytes) {
-    bytes = tgi_align64(bytes ? bytes : 1);
+/* tgi_arena_alloc for a size already a non-zero multiple of 64. Inline: every op call makes one
+ * or two requests. */
+static inline void *tgi_arena_take(tgi_arena *arena, size_t bytes) {
     unsigned char *p = arena->cursor;
     if ((size_t)(arena->limit - p) < bytes) return tgi_arena_alloc_next(arena, bytes);
     arena->cursor = p + bytes;
     return p;
+}
+
+/* 64-byte aligned, uninitialised; NULL when out of memory. */
+static inline void *tgi_arena_alloc(tgi_arena *arena, size_t bytes) {
+    return tgi_arena_take(arena, tgi_align64(bytes ? bytes : 1));
 }
 
 /* ---- registry ------------------------------------------------------------------------------ */

@@ -166,21 +166,15 @@ static tg_status grow_entries(tg_tape *tape) {
 }
 
 /* Copies only the live member of each attribute: the caller set that one alone (a whole-union
- * copy would read bytes it never wrote, and stall on its narrow stores). */
+ * copy would read bytes it never wrote, and stall on its narrow stores). Tests, not a switch:
+ * its jump table costs more than the copy. */
 static void keep_attrs(tg_attr_value *kept, const tg_attr_value *attrs, const tgi_op *op) {
     for (int k = 0; k < op->n_attrs; k++) {
-        if (op->attrs[k].type == TG_ATTR_F32) { /* the usual one, without the jump table */
-            kept[k].f32 = attrs[k].f32;
-            continue;
-        }
-        switch (op->attrs[k].type) {
-        case TG_ATTR_F32: kept[k].f32 = attrs[k].f32; break;
-        case TG_ATTR_F64: kept[k].f64 = attrs[k].f64; break;
-        case TG_ATTR_I32: kept[k].i32 = attrs[k].i32; break;
-        case TG_ATTR_I64: kept[k].i64 = attrs[k].i64; break;
-        case TG_ATTR_BOOL: kept[k].b = attrs[k].b; break;
-        case TG_ATTR_SHAPE: kept[k].shape = attrs[k].shape; break;
-        }
+        tg_attr_type type = op->attrs[k].type;
+        if (type == TG_ATTR_F32 || type == TG_ATTR_I32) kept[k].i32 = attrs[k].i32;
+        else if (type == TG_ATTR_F64 || type == TG_ATTR_I64) kept[k].i64 = attrs[k].i64;
+        else if (type == TG_ATTR_BOOL) kept[k].b = attrs[k].b;
+        else kept[k].shape = attrs[k].shape;
     }
 }
 
@@ -191,55 +185,45 @@ static size_t grad_offset(int64_t size) {
     return tgi_align64((size_t)size * sizeof(float)) / sizeof(float);
 }
 
-/* The output's shape: input 0's for an op shaped like it (no call), else what infer_shape gives,
- * checked and padded with 1s into `room`. Returns the element count, or -1 with the error
- * recorded; *dims then points at TG_MAX_DIMS dims. */
-static int64_t output_shape(tg_tape *tape, tgi_node *node, tg_shape *room, int *ndim,
-                            const int64_t **dims) {
-    const tgi_op *op = node->op;
-    if (op->shaped_like_input) {
-        const tg_tensor *in = node->call.inputs[0];
-        *ndim = in->ndim;
-        *dims = in->shape;
-        return in->size;
-    }
-    tg_status inferred = op->infer_shape(&node->call, room);
-    if (inferred != TG_OK) {
-        if (tape->ctx->err_code == TG_OK)
-            record_fail(tape, op, node->call.inputs, node->call.n_inputs, inferred,
-                        "infer_shape failed");
-        return -1;
-    }
-    int64_t size = tgi_shape_elements(room->ndim, room->dims);
-    if (size < 0) {
-        tgi_check_shape(tape->ctx, op->name, room->ndim, room->dims);
-        return -1;
-    }
-    for (int d = room->ndim; d < TG_MAX_DIMS; d++) room->dims[d] = 1;
-    *ndim = room->ndim;
-    *dims = room->dims;
-    return size;
+/* A multiple of 64 (size >= 1): the data, and for a recorded output the room of its gradient. */
+static size_t output_bytes(int64_t size, bool record) {
+    return grad_offset(size) * sizeof(float) * (record ? 2 : 1);
 }
 
-/* Allocates and sets up node->output. */
-static tg_tensor *new_output(tg_tape *tape, tgi_node *node, bool record) {
-    tg_shape room;
-    int ndim;
-    const int64_t *dims;
-    int64_t size = output_shape(tape, node, &room, &ndim, &dims);
-    if (size < 0) return NULL;
-    size_t floats = record ? grad_offset(size) + (size_t)size : (size_t)size;
-    float *data = tgi_arena_alloc(&tape->arena, floats * sizeof(float));
-    if (!data) {
-        tgi_error(tape->ctx, TG_ERR_NOMEM, "%s: out of memory for an output of %lld floats",
-                  node->op->name, (long long)size);
-        return NULL;
-    }
+/* Sets up node->output on `data`; dims has TG_MAX_DIMS entries. */
+static tg_tensor *set_output(tg_tape *tape, tgi_node *node, float *data, int ndim,
+                             const int64_t *dims, int64_t size) {
     tg_tensor *output = &node->output;
     tgi_init_tape_tensor(output, tape, data, ndim, dims, size);
     output->producer = node->op;
     node->call.output = output;
     return output;
+}
+
+/* The output of an op with its own infer_shape: the shape checked, the data a request of its own. */
+static tg_tensor *inferred_output(tg_tape *tape, tgi_node *node, bool record) {
+    const tgi_op *op = node->op;
+    tg_shape shape;
+    tg_status inferred = op->infer_shape(&node->call, &shape);
+    if (inferred != TG_OK) {
+        if (tape->ctx->err_code == TG_OK)
+            record_fail(tape, op, node->call.inputs, node->call.n_inputs, inferred,
+                        "infer_shape failed");
+        return NULL;
+    }
+    int64_t size = tgi_shape_elements(shape.ndim, shape.dims);
+    if (size < 0) {
+        tgi_check_shape(tape->ctx, op->name, shape.ndim, shape.dims);
+        return NULL;
+    }
+    float *data = tgi_arena_take(&tape->arena, output_bytes(size, record));
+    if (!data) {
+        tgi_error(tape->ctx, TG_ERR_NOMEM, "%s: out of memory for an output of %lld floats",
+                  op->name, (long long)size);
+        return NULL;
+    }
+    for (int d = shape.ndim; d < TG_MAX_DIMS; d++) shape.dims[d] = 1;
+    return set_output(tape, node, data, shape.ndim, shape.dims, size);
 }
 
 /* What happens to a freshly computed output when something watches: its pending label, then
@@ -255,37 +239,44 @@ static tg_status after_forward(tg_tape *tape, const tgi_op *op, tg_tensor *const
     return TG_OK;
 }
 
-/* The node of a call, its call filled in except the output: one arena request for the node and
- * copies of the input pointers and attributes, which are often on the caller's stack and which
- * backward reads later. Returns NULL with the error recorded. */
-static tgi_node *new_node(tg_tape *tape, const tgi_op *op, tg_tensor *const *inputs,
-                          int n_inputs, const tg_attr_value *attrs, bool *record) {
-    if (op->arity == TG_VARIADIC ? n_inputs < 1 : n_inputs != op->arity) {
-        arity_fail(tape, op, inputs, n_inputs);
-        return NULL;
+/* Checks the inputs of a call; *record says whether it goes on the tape. */
+static tg_status check_inputs(tg_tape *tape, const tgi_op *op, tg_tensor *const *inputs,
+                              int n_inputs, bool *record) {
+    if (op->arity == TG_VARIADIC ? n_inputs < 1 : n_inputs != op->arity)
+        return arity_fail(tape, op, inputs, n_inputs);
+    bool any_requires_grad = false;
+    for (int i = 0; i < n_inputs; i++) {
+        const tg_tensor *t = inputs[i];
+        if (!t || (t->tape && (t->tape != tape || t->generation != tape->generation)))
+            return input_fail(tape, op, inputs, n_inputs, i);
+        any_requires_grad |= t->requires_grad;
     }
+    *record = any_requires_grad && tape->no_grad_depth == 0;
+    if (*record && !op->backward)
+        return record_fail(tape, op, inputs, n_inputs, TG_ERR_NOGRAD, "op has no backward but an "
+                           "input requires a gradient (use a no-grad scope, or register a "
+                           "backward)");
+    return TG_OK;
+}
+
+/* The node of a call with its output: one arena request for the node and copies of the input
+ * pointers and attributes (often on the caller's stack; backward reads them later), and, for an
+ * op shaped like its input, whose output size is known already, the output's data too. */
+static tgi_node *new_node(tg_tape *tape, const tgi_op *op, tg_tensor *const *inputs,
+                          int n_inputs, const tg_attr_value *attrs, bool record) {
     int n_attrs = op->n_attrs;
-    tgi_node *node = tgi_arena_alloc(&tape->arena, sizeof(tgi_node) +
-                                     (size_t)n_inputs * sizeof(tg_tensor *) +
+    size_t data_offset = tgi_align64(sizeof(tgi_node) + (size_t)n_inputs * sizeof(tg_tensor *) +
                                      (size_t)n_attrs * sizeof(tg_attr_value));
+    const tg_tensor *like = op->shaped_like_input ? inputs[0] : NULL;
+    size_t bytes = like ? data_offset + output_bytes(like->size, record) : data_offset;
+    tgi_node *node = tgi_arena_take(&tape->arena, bytes);
     if (!node) {
         tgi_error(tape->ctx, TG_ERR_NOMEM, "%s: out of memory recording the call", op->name);
         return NULL;
     }
-    /* Checked and copied in one pass (a separate copy loop gets vectorised, at a cost that
-     * dwarfs one or two pointers). */
     tg_tensor **kept_inputs = (tg_tensor **)(node + 1);
-    bool any_requires_grad = false;
-    for (int i = 0; i < n_inputs; i++) {
-        tg_tensor *t = inputs[i];
-        if (!t || (t->tape && (t->tape != tape || t->generation != tape->generation))) {
-            input_fail(tape, op, inputs, n_inputs, i);
-            return NULL;
-        }
-        any_requires_grad |= t->requires_grad;
-        kept_inputs[i] = t;
-    }
-    *record = any_requires_grad && tape->no_grad_depth == 0;
+    kept_inputs[0] = inputs[0]; /* there is at least one: a loop from 0 costs a vector set-up */
+    for (int i = 1; i < n_inputs; i++) kept_inputs[i] = inputs[i];
     tg_attr_value *kept_attrs = NULL;
     if (n_attrs) {
         kept_attrs = (tg_attr_value *)(kept_inputs + n_inputs);
@@ -301,22 +292,21 @@ static tgi_node *new_node(tg_tape *tape, const tgi_op *op, tg_tensor *const *inp
     node->call.saved = NULL;
     node->call.op_data = op->op_data;
     node->op = op;
+    if (like)
+        set_output(tape, node, (float *)((unsigned char *)node + data_offset), like->ndim,
+                   like->shape, like->size);
+    else if (!inferred_output(tape, node, record))
+        return NULL;
     return node;
 }
 
 static tg_tensor *record(tg_tape *tape, const tgi_op *op, tg_tensor *const *inputs, int n_inputs,
                          const tg_attr_value *attrs) {
     bool record;
-    tgi_node *node = new_node(tape, op, inputs, n_inputs, attrs, &record);
+    if (check_inputs(tape, op, inputs, n_inputs, &record) != TG_OK) return NULL;
+    tgi_node *node = new_node(tape, op, inputs, n_inputs, attrs, record);
     if (!node) return NULL;
-    if (record && !op->backward) {
-        record_fail(tape, op, inputs, n_inputs, TG_ERR_NOGRAD,
-                    "op has no backward but an input requires a gradient (use a no-grad scope, "
-                    "or register a backward)");
-        return NULL;
-    }
-    tg_tensor *output = new_output(tape, node, record);
-    if (!output) return NULL;
+    tg_tensor *output = &node->output;
     if (op->forward(&node->call) != TG_OK) {
         if (tape->ctx->err_code == TG_OK)
             record_fail(tape, op, inputs, n_inputs, TG_ERR_INVALID, "forward failed");
@@ -346,9 +336,13 @@ tg_tensor *tgi_record(tg_tape *tape, const tgi_op *op, tg_tensor *const *inputs,
 /* A zeroed gradient buffer for t: the room reserved after a recorded output's data, else (a
  * leaf whose requires_grad was set by hand) a new one from the arena. */
 static float *zeroed_grad(tg_tape *tape, tg_tensor *t) {
-    float *grad = t->node >= 0 ? t->data + grad_offset(t->size)
-                               : tgi_arena_alloc(&tape->arena, (size_t)t->size * sizeof(float));
-    if (!grad) return NULL;
+    float *grad;
+    if (t->node >= 0) {
+        grad = t->data + grad_offset(t->size);
+    } else {
+        grad = tgi_arena_alloc(&tape->arena, (size_t)t->size * sizeof(float));
+        if (!grad) return NULL;
+    }
     if (t->size == 1) grad[0] = 0.0f; /* a scalar: one store rather than a call */
     else memset(grad, 0, (size_t)t->size * sizeof(float));
     return grad;

@@ -180,9 +180,13 @@ tg_tensor *tg_scalar(tg_ctx *ctx, float value);
 
 /**
  * A tensor of zeros in the tape's arena: valid until the next tg_tape_reset (for batches).
- * Using a tape tensor after the reset is an error the library detects when it can (the tensor
- * records its step), but its memory is reused by the next step, so that check is best-effort:
- * do not keep tape tensors across a reset.
+ * Using a tape tensor after the reset is an error the library detects when it can: an op call
+ * or tg_backward compares the tensor's tape and step with the tape's before reading anything
+ * else of it, and its message then names the op but never reads the stale tensor's label,
+ * shape or producer (the next step may have overwritten them with data). The check is still
+ * best-effort: when the next step has put another tensor's header at the same address, the
+ * stale pointer is that tensor. tg_set_requires_grad and tg_hook_node cannot check (they get
+ * no tape). Do not keep tape tensors across a reset.
  */
 tg_tensor *tg_tape_zeros(tg_tape *tape, int ndim, const int64_t *shape);
 /** A copy of data in the tape's arena: valid until the next tg_tape_reset. */
@@ -449,7 +453,9 @@ typedef union tg_attr_value {
  * What an op function sees. forward reads inputs and attrs and writes output->data (the output
  * tensor is already allocated with the shape infer_shape gave); it may keep values for its
  * backward in `saved` (see tg_op_save). backward reads output->grad and ADDS (+=) into
- * inputs[i]->grad for every input whose grad is non-NULL.
+ * inputs[i]->grad for every input whose grad is non-NULL. The call itself lives in the tape's
+ * arena: infer_shape, forward and backward of one op call get the same tg_op_call, at an
+ * address that stays valid until the tape's next reset.
  */
 typedef struct tg_op_call {
     tg_tape *tape;
