@@ -269,7 +269,8 @@ TGI_HIDDEN bool tgi_same_shape(const tg_tensor *a, const tg_tensor *b);
 typedef struct tgi_node {
     tg_op_call call;                 /* call.output == &output */
     const tgi_op *op;
-    tg_tensor output;                /* its data is a second request, made once the shape is known */
+    float *grad_room;                /* a recorded output's gradient buffer, handed out by backward */
+    tg_tensor output;
 } tgi_node;
 
 typedef enum tgi_tape_state {

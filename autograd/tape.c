@@ -7,6 +7,7 @@
  */
 #include "autograd/internal.h"
 
+#include <stddef.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -180,7 +181,8 @@ static void keep_attrs(tg_attr_value *kept, const tg_attr_value *attrs, const tg
 
 /* A recorded output's data is followed by room for its gradient, so that backward hands out
  * gradient buffers without allocating: the walk gives one to every node it reaches, and the
- * nodes of a recorded step are nearly all reached. */
+ * nodes of a recorded step are nearly all reached. The node keeps a pointer to the room (not
+ * derived from output->data, which a forward may point elsewhere, e.g. at an input for a view). */
 static size_t grad_offset(int64_t size) {
     return tgi_align64((size_t)size * sizeof(float)) / sizeof(float);
 }
@@ -190,9 +192,10 @@ static size_t output_bytes(int64_t size, bool record) {
     return grad_offset(size) * sizeof(float) * (record ? 2 : 1);
 }
 
-/* Sets up node->output on `data`; dims has TG_MAX_DIMS entries. */
+/* Sets up node->output on `data` (output_bytes of it); dims has TG_MAX_DIMS entries. */
 static tg_tensor *set_output(tg_tape *tape, tgi_node *node, float *data, int ndim,
-                             const int64_t *dims, int64_t size) {
+                             const int64_t *dims, int64_t size, bool record) {
+    node->grad_room = record ? data + grad_offset(size) : NULL;
     tg_tensor *output = &node->output;
     tgi_init_tape_tensor(output, tape, data, ndim, dims, size);
     output->producer = node->op;
@@ -223,7 +226,7 @@ static tg_tensor *inferred_output(tg_tape *tape, tgi_node *node, bool record) {
         return NULL;
     }
     for (int d = shape.ndim; d < TG_MAX_DIMS; d++) shape.dims[d] = 1;
-    return set_output(tape, node, data, shape.ndim, shape.dims, size);
+    return set_output(tape, node, data, shape.ndim, shape.dims, size, record);
 }
 
 /* What happens to a freshly computed output when something watches: its pending label, then
@@ -294,7 +297,7 @@ static tgi_node *new_node(tg_tape *tape, const tgi_op *op, tg_tensor *const *inp
     node->op = op;
     if (like)
         set_output(tape, node, (float *)((unsigned char *)node + data_offset), like->ndim,
-                   like->shape, like->size);
+                   like->shape, like->size, record);
     else if (!inferred_output(tape, node, record))
         return NULL;
     return node;
@@ -333,16 +336,14 @@ tg_tensor *tgi_record(tg_tape *tape, const tgi_op *op, tg_tensor *const *inputs,
 
 /* ---- the reverse walk ---------------------------------------------------------------------- */
 
-/* A zeroed gradient buffer for t: the room reserved after a recorded output's data, else (a
- * leaf whose requires_grad was set by hand) a new one from the arena. */
+/* A zeroed gradient buffer for t (a node of this step, or a tape leaf): a recorded output's
+ * reserved room, else (a leaf whose requires_grad was set by hand) a new one from the arena. */
 static float *zeroed_grad(tg_tape *tape, tg_tensor *t) {
-    float *grad;
-    if (t->node >= 0) {
-        grad = t->data + grad_offset(t->size);
-    } else {
-        grad = tgi_arena_alloc(&tape->arena, (size_t)t->size * sizeof(float));
-        if (!grad) return NULL;
-    }
+    /* Only record sets node >= 0, and only on a tgi_node's output: that node is t's container. */
+    float *grad = t->node >= 0
+        ? ((tgi_node *)((unsigned char *)t - offsetof(tgi_node, output)))->grad_room : NULL;
+    if (!grad && !(grad = tgi_arena_alloc(&tape->arena, (size_t)t->size * sizeof(float))))
+        return NULL;
     if (t->size == 1) grad[0] = 0.0f; /* a scalar: one store rather than a call */
     else memset(grad, 0, (size_t)t->size * sizeof(float));
     return grad;
