@@ -53,7 +53,7 @@ typedef struct tgi_arena {
     tgi_chunk *current;
     size_t chunk_size;   /* default capacity of a new chunk */
     size_t reserved;
-    size_t peak;         /* high-water mark as of the last chunk change or rewind: see tgi_arena_peak */
+    size_t peak;         /* high-water mark at the last chunk change or rewind (tgi_arena_peak) */
 } tgi_arena;
 
 /* A position in the arena, to rewind to (used by gradient checking's repeated forwards). */
@@ -269,7 +269,7 @@ TGI_HIDDEN bool tgi_same_shape(const tg_tensor *a, const tg_tensor *b);
 typedef struct tgi_node {
     tg_op_call call;                 /* call.output == &output */
     const tgi_op *op;
-    float *grad_room;                /* a recorded output's gradient buffer, handed out by backward */
+    float *grad_room;                /* a recorded output's gradient buffer, for backward */
     tg_tensor output;
 } tgi_node;
 

@@ -203,7 +203,7 @@ static tg_tensor *set_output(tg_tape *tape, tgi_node *node, float *data, int ndi
     return output;
 }
 
-/* The output of an op with its own infer_shape: the shape checked, the data a request of its own. */
+/* The output of an op with its own infer_shape: the shape checked, the data a request apart. */
 static tg_tensor *inferred_output(tg_tape *tape, tgi_node *node, bool record) {
     const tgi_op *op = node->op;
     tg_shape shape;

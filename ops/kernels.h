@@ -14,6 +14,10 @@
  * locals): attributes then stay in registers and the overlap tests the compiler would run
  * before every loop, which for the scalars of a long chain cost more than the loop, go away.
  * The two input gradients of a binary op may be one buffer (x * x): no restrict there.
+ *
+ * A unary op on one element does not enter its loop, which is kept out of line so that only
+ * tensors of more than one element pay for its register saves and vector set-up: scalar
+ * chains are where the tape's per-op cost shows, and there the set-up cost more than the math.
  */
 #ifndef TAPEGRAD_KERNELS_H
 #define TAPEGRAD_KERNELS_H
@@ -21,8 +25,9 @@
 #include "ops/ops.h"
 
 #define UNARY_OP(NAME, Y_EXPR, DYDX_EXPR)                                                       \
-    TGI_NOINLINE static void NAME##_forward_loop(const float *restrict xs, float *restrict ys, int64_t n,    \
-                                    const tg_attr_value *restrict attr) {                       \
+    TGI_NOINLINE static void NAME##_forward_loop(const float *restrict xs, float *restrict ys,  \
+                                                 int64_t n,                                     \
+                                                 const tg_attr_value *restrict attr) {          \
         (void)attr;                                                                             \
         for (int64_t i = 0; i < n; i++) {                                                       \
             float x = xs[i];                                                                    \
@@ -41,9 +46,10 @@
         }                                                                                       \
         return TG_OK;                                                                           \
     }                                                                                           \
-    TGI_NOINLINE static void NAME##_backward_loop(float *restrict gx, const float *restrict xs,              \
-                                     const float *restrict ys, const float *restrict gy,        \
-                                     int64_t n, const tg_attr_value *restrict attr) {           \
+    TGI_NOINLINE static void NAME##_backward_loop(float *restrict gx, const float *restrict xs, \
+                                                  const float *restrict ys,                     \
+                                                  const float *restrict gy, int64_t n,          \
+                                                  const tg_attr_value *restrict attr) {         \
         (void)attr;                                                                             \
         for (int64_t i = 0; i < n; i++) {                                                       \
             float x = xs[i], y = ys[i];                                                         \

@@ -173,3 +173,38 @@ Test(backward, scalar_and_vector_elementwise_paths_agree) {
         cr_expect_eq(v->grad[i], s->grad[0], "gradient %d", i);
     }
 }
+
+/* A forward may make its output a view of its input (output->data = input->data): the
+ * output's gradient must still get a buffer of its own, not the input's. */
+static tg_status view_infer(const tg_op_call *call, tg_shape *out) {
+    out->ndim = call->inputs[0]->ndim;
+    for (int d = 0; d < TG_MAX_DIMS; d++) out->dims[d] = call->inputs[0]->shape[d];
+    return TG_OK;
+}
+
+static tg_status view_forward(tg_op_call *call) {
+    call->output->data = call->inputs[0]->data;
+    return TG_OK;
+}
+
+static tg_status view_backward(const tg_op_call *call) {
+    const tg_tensor *in = call->inputs[0], *out = call->output;
+    if (in->grad)
+        for (int64_t i = 0; i < out->size; i++) in->grad[i] += out->grad[i];
+    return TG_OK;
+}
+
+Test(backward, gradients_of_a_view_output_have_their_own_buffer) {
+    tg_op_def def = {"test_view", 1, "", view_infer, view_forward, view_backward, NULL, NULL};
+    int id = tg_op_register(ctx, &def);
+    cr_assert_geq(id, 0, "%s", tg_errmsg(ctx));
+    tg_tensor *x = leaf(ctx, TG_SHAPE(3), (float[]){0.5f, -1, 2});
+    tg_tensor *h = tg_scale(tape, x, 2); /* a recorded node, then a view of it */
+    tg_tensor *v = tg_apply(tape, id, &h, 1, NULL, 0);
+    cr_assert_not_null(v, "%s", tg_errmsg(ctx));
+    cr_expect_eq(v->data, h->data);
+    tg_tensor *loss = tg_sum(tape, tg_mul(tape, v, h)); /* d/dx sum(4x^2) = 8x */
+    cr_assert_eq(tg_backward(tape, loss), TG_OK, "%s", tg_errmsg(ctx));
+    cr_expect_neq(v->grad, h->grad);
+    expect_close(x->grad, (float[]){4, -8, 16}, 3, 1e-6f, "dx");
+}
