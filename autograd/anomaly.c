@@ -30,7 +30,7 @@ tg_status tgi_check_forward(tg_tape *tape, const tgi_op *op, tg_tensor *const *i
     int64_t at = first_nonfinite(output->data, output->size);
     if (at < 0) return TG_OK;
     char where[TGI_ERRMSG_MAX / 2], name[TG_LABEL_MAX + 32], shape[96];
-    tgi_describe_inputs(where, sizeof where, inputs, n_inputs);
+    tgi_describe_inputs(where, sizeof where, tape, inputs, n_inputs);
     const char *label = output->label[0] ? output->label : "";
     if (output->node >= 0) snprintf(name, sizeof name, "%s#%d", op->name, (int)output->node);
     else snprintf(name, sizeof name, "%s", op->name);
@@ -41,20 +41,21 @@ tg_status tgi_check_forward(tg_tape *tape, const tgi_op *op, tg_tensor *const *i
                      tgi_format_shape(output->ndim, output->shape, shape, sizeof shape), where);
 }
 
-tg_status tgi_check_backward(tg_tape *tape, const tgi_entry *entry) {
-    for (int i = 0; i < entry->n_inputs; i++) {
-        const tg_tensor *in = entry->inputs[i];
+tg_status tgi_check_backward(tg_tape *tape, const tgi_node *node) {
+    const tg_op_call *call = &node->call;
+    for (int i = 0; i < call->n_inputs; i++) {
+        const tg_tensor *in = call->inputs[i];
         if (!in->grad) continue;
         int64_t at = first_nonfinite(in->grad, in->size);
         if (at < 0) continue;
-        char where[TGI_ERRMSG_MAX / 2], node[TG_LABEL_MAX + 32], input[TG_LABEL_MAX + 32],
+        char where[TGI_ERRMSG_MAX / 2], out_name[TG_LABEL_MAX + 32], input[TG_LABEL_MAX + 32],
             shape[96];
-        tgi_describe_inputs(where, sizeof where, entry->inputs, entry->n_inputs);
-        const tg_tensor *out = entry->output;
+        tgi_describe_inputs(where, sizeof where, tape, call->inputs, call->n_inputs);
+        const tg_tensor *out = call->output;
         return tgi_error(tape->ctx, TG_ERR_NUMERIC, "anomaly in the backward pass at step %lld: "
                          "the VJP of %s at node '%s' %s wrote %s into the gradient of input %d "
                          "'%s' (element %lld); inputs (%s)", (long long)tape->step,
-                         entry->op->name, tgi_node_name(out, node, sizeof node),
+                         node->op->name, tgi_node_name(out, out_name, sizeof out_name),
                          tgi_format_shape(out->ndim, out->shape, shape, sizeof shape),
                          kind(in->grad[at]), i, tgi_node_name(in, input, sizeof input),
                          (long long)at, where);

@@ -11,11 +11,14 @@
 #include "tapegrad.h"
 
 #include <stdarg.h>
+#include <string.h>
 
 #if defined(__GNUC__)
 #define TGI_HIDDEN __attribute__((visibility("hidden")))
 #define TGI_PRINTF(fmt_index, first_arg) __attribute__((format(printf, fmt_index, first_arg)))
+#define TGI_NOINLINE __attribute__((noinline))
 #else
+#define TGI_NOINLINE
 #define TGI_HIDDEN
 #define TGI_PRINTF(fmt_index, first_arg)
 #endif
@@ -35,18 +38,22 @@ TGI_HIDDEN char *tgi_strdup(tg_ctx *ctx, const char *s);
 typedef struct tgi_chunk {
     struct tgi_chunk *next;
     size_t capacity;
-    size_t used;
+    size_t used;         /* bytes handed out; for the current chunk, see tgi_arena.cursor */
     size_t used_before;  /* bytes in use in the chunks before this one, at the time we entered it */
     unsigned char *base; /* 64-byte aligned start of the usable area */
 } tgi_chunk;
 
 typedef struct tgi_arena {
+    /* The current chunk's free range, kept here so that an allocation is a compare and an add
+     * (tgi_arena_alloc below); the chunk's `used` is brought up to date when we leave it. */
+    unsigned char *cursor;
+    unsigned char *limit;
     tg_ctx *ctx;
     tgi_chunk *first;
     tgi_chunk *current;
     size_t chunk_size;   /* default capacity of a new chunk */
     size_t reserved;
-    size_t peak;
+    size_t peak;         /* high-water mark at the last chunk change or rewind (tgi_arena_peak) */
 } tgi_arena;
 
 /* A position in the arena, to rewind to (used by gradient checking's repeated forwards). */
@@ -55,14 +62,35 @@ typedef struct tgi_arena_mark {
     size_t used;
 } tgi_arena_mark;
 
+#define TGI_ARENA_ALIGN 64
+
 TGI_HIDDEN void tgi_arena_init(tgi_arena *arena, tg_ctx *ctx, size_t chunk_size);
 TGI_HIDDEN void tgi_arena_release(tgi_arena *arena);
-/* 64-byte aligned, uninitialised; NULL when out of memory. */
-TGI_HIDDEN void *tgi_arena_alloc(tgi_arena *arena, size_t bytes);
+/* The slow path of tgi_arena_alloc: moves to (or adds) a chunk with room for `bytes` (aligned). */
+TGI_HIDDEN void *tgi_arena_alloc_next(tgi_arena *arena, size_t bytes);
 TGI_HIDDEN void tgi_arena_rewind(tgi_arena *arena);
 TGI_HIDDEN size_t tgi_arena_in_use(const tgi_arena *arena);
+TGI_HIDDEN size_t tgi_arena_peak(const tgi_arena *arena);
 TGI_HIDDEN tgi_arena_mark tgi_arena_mark_get(const tgi_arena *arena);
 TGI_HIDDEN void tgi_arena_mark_rewind(tgi_arena *arena, tgi_arena_mark mark);
+
+static inline size_t tgi_align64(size_t n) {
+    return (n + (TGI_ARENA_ALIGN - 1)) & ~(size_t)(TGI_ARENA_ALIGN - 1);
+}
+
+/* tgi_arena_alloc for a size already a non-zero multiple of 64. Inline: every op call makes one
+ * or two requests. */
+static inline void *tgi_arena_take(tgi_arena *arena, size_t bytes) {
+    unsigned char *p = arena->cursor;
+    if ((size_t)(arena->limit - p) < bytes) return tgi_arena_alloc_next(arena, bytes);
+    arena->cursor = p + bytes;
+    return p;
+}
+
+/* 64-byte aligned, uninitialised; NULL when out of memory. */
+static inline void *tgi_arena_alloc(tgi_arena *arena, size_t bytes) {
+    return tgi_arena_take(arena, tgi_align64(bytes ? bytes : 1));
+}
 
 /* ---- registry ------------------------------------------------------------------------------ */
 
@@ -86,6 +114,7 @@ typedef struct tgi_op {
     void *op_data;
     void (*release)(tg_ctx *ctx, void *op_data); /* frees op_data with the registry, or NULL */
     bool native;
+    bool shaped_like_input;  /* infer_shape gives input 0's shape: the tape copies it, no call */
 } tgi_op;
 
 typedef struct tgi_registry {
@@ -186,6 +215,28 @@ TGI_HIDDEN int tgi_cores_available(void);
 
 /* ---- tensors ------------------------------------------------------------------------------- */
 
+/* Keeps sizes well inside int64 and size_t arithmetic. */
+#define TGI_MAX_ELEMENTS_64 ((uint64_t)1 << 40)
+#define TGI_MAX_ELEMENTS_SIZE_T ((uint64_t)(SIZE_MAX / sizeof(float) / 2)) /* room for headers */
+#define TGI_MAX_ELEMENTS ((int64_t)(TGI_MAX_ELEMENTS_64 < TGI_MAX_ELEMENTS_SIZE_T ? \
+                                    TGI_MAX_ELEMENTS_64 : TGI_MAX_ELEMENTS_SIZE_T))
+
+/* The number of elements of a valid shape (dims >= 1, at most TGI_MAX_ELEMENTS in all), else
+ * -1 (tgi_check_shape then says why). Inline and division-free for dims below 2^31: every op
+ * call checks the shape its infer_shape gave. */
+static inline int64_t tgi_shape_elements(int ndim, const int64_t *shape) {
+    if (ndim < 0 || ndim > TG_MAX_DIMS) return -1;
+    int64_t size = 1;
+    for (int d = 0; d < ndim; d++) {
+        int64_t dim = shape[d];
+        if (dim < 1) return -1;
+        if ((((uint64_t)size | (uint64_t)dim) >> 31) && dim > TGI_MAX_ELEMENTS / size) return -1;
+        size *= dim;
+        if (size > TGI_MAX_ELEMENTS) return -1;
+    }
+    return size;
+}
+
 /* Validates a shape; on error records a message naming `what`. */
 TGI_HIDDEN tg_status tgi_check_shape(tg_ctx *ctx, const char *what, int ndim, const int64_t *shape);
 /* count zeroed floats of persistent storage (gradient buffers of persistent leaves). */
@@ -194,24 +245,33 @@ TGI_HIDDEN float *tgi_persistent_floats(tg_ctx *ctx, int64_t count);
 TGI_HIDDEN void tgi_set_shape(tg_tensor *t, int ndim, const int64_t *shape);
 /* Allocates a tensor (struct + data, data uninitialised) in the tape's arena. */
 TGI_HIDDEN tg_tensor *tgi_tape_tensor(tg_tape *tape, int ndim, const int64_t *shape);
+/* Sets every field of a tape tensor t of the current step: a leaf with no gradient and no label.
+ * `dims` has TG_MAX_DIMS entries, 1 past ndim, as in a tensor (so it is copied whole, without a
+ * test per dim). Defined after struct tg_tape, below. */
+static inline void tgi_init_tape_tensor(tg_tensor *t, tg_tape *tape, float *data, int ndim,
+                                        const int64_t *shape, int64_t size);
 /* A printable node name into buf: label, else "<op>#<node>", else "leaf". */
 TGI_HIDDEN const char *tgi_node_name(const tg_tensor *t, char *buf, size_t size);
-/* "'a' [2,3], 'b' [3]": the inputs of an op call, for messages. */
-TGI_HIDDEN void tgi_describe_inputs(char *buf, size_t size, tg_tensor *const *inputs, int n_inputs);
+/* "'a' [2,3], 'b' [3]": the inputs of an op call on tape, for messages. An input of another
+ * tape or step is not read (its memory may have been reused): it shows as "(not of this step)". */
+TGI_HIDDEN void tgi_describe_inputs(char *buf, size_t size, const tg_tape *tape,
+                                    tg_tensor *const *inputs, int n_inputs);
 /* "[2,3]" */
 TGI_HIDDEN char *tgi_format_shape(int ndim, const int64_t *shape, char *buf, size_t size);
 TGI_HIDDEN bool tgi_same_shape(const tg_tensor *a, const tg_tensor *b);
 
 /* ---- tape ---------------------------------------------------------------------------------- */
 
-typedef struct tgi_entry {
+/* One op call, in the tape's arena (one request: this struct, then, for a recorded call, the
+ * inputs array and the attributes that backward needs after the caller's arrays are gone).
+ * Arena memory never moves, so forward and backward are handed &node->call itself: nothing is
+ * copied per call, and an op or hook that records on the tape meanwhile cannot move it. */
+typedef struct tgi_node {
+    tg_op_call call;                 /* call.output == &output */
     const tgi_op *op;
-    tg_tensor *const *inputs;        /* in the arena */
-    int n_inputs;
-    tg_tensor *output;
-    tg_attr_value *attrs;            /* in the arena, op->n_attrs values */
-    void *saved;
-} tgi_entry;
+    float *grad_room;                /* a recorded output's gradient buffer, for backward */
+    tg_tensor output;
+} tgi_node;
 
 typedef enum tgi_tape_state {
     TGI_TAPE_RECORDING,
@@ -221,7 +281,7 @@ typedef enum tgi_tape_state {
 struct tg_tape {
     tg_ctx *ctx;
     tgi_arena arena;
-    tgi_entry *entries;
+    tgi_node **entries;      /* the recorded calls in execution order; entries[t->node] made t */
     int64_t n_entries;
     int64_t cap_entries;
     int no_grad_depth;
@@ -232,6 +292,24 @@ struct tg_tape {
     tg_tensor **leaves;      /* leaves reached by the current backward (for their hooks) */
     int64_t n_leaves, cap_leaves;
 };
+
+static inline void tgi_init_tape_tensor(tg_tensor *t, tg_tape *tape, float *data, int ndim,
+                                        const int64_t *shape, int64_t size) {
+    t->data = data;
+    t->grad = NULL;
+    memcpy(t->shape, shape, sizeof t->shape);
+    t->size = size;
+    t->ndim = ndim;
+    t->requires_grad = false;
+    t->persistent = false;
+    t->node = -1;
+    t->generation = tape->generation;
+    t->visit = 0;
+    t->producer = NULL;
+    t->tape = tape;
+    t->ctx = tape->ctx;
+    t->label[0] = '\0'; /* the rest of the label is never read while [0] is NUL */
+}
 
 /* Runs op on inputs (attrs already validated and complete) and records it when needed. */
 TGI_HIDDEN tg_tensor *tgi_record(tg_tape *tape, const tgi_op *op, tg_tensor *const *inputs,
@@ -251,7 +329,7 @@ TGI_HIDDEN tg_status tgi_note_leaf(tg_tape *tape, tg_tensor *leaf);
 /* Anomaly checks: the first non-finite value of an op's output, or of the gradients a VJP wrote. */
 TGI_HIDDEN tg_status tgi_check_forward(tg_tape *tape, const tgi_op *op, tg_tensor *const *inputs,
                                        int n_inputs, const tg_tensor *output);
-TGI_HIDDEN tg_status tgi_check_backward(tg_tape *tape, const tgi_entry *entry);
+TGI_HIDDEN tg_status tgi_check_backward(tg_tape *tape, const tgi_node *node);
 
 /* ---- shared argument checks (autograd/validate.c) ---------------------------------------- */
 

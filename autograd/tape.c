@@ -7,6 +7,7 @@
  */
 #include "autograd/internal.h"
 
+#include <stddef.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -52,7 +53,7 @@ tg_ctx *tg_tape_ctx(const tg_tape *tape) { return tape ? tape->ctx : NULL; }
 int64_t tg_tape_entries(const tg_tape *tape) { return tape ? tape->n_entries : 0; }
 int64_t tg_tape_step(const tg_tape *tape) { return tape ? tape->step : 0; }
 size_t tg_tape_bytes_in_use(const tg_tape *tape) { return tape ? tgi_arena_in_use(&tape->arena) : 0; }
-size_t tg_tape_bytes_peak(const tg_tape *tape) { return tape ? tape->arena.peak : 0; }
+size_t tg_tape_bytes_peak(const tg_tape *tape) { return tape ? tgi_arena_peak(&tape->arena) : 0; }
 size_t tg_tape_bytes_reserved(const tg_tape *tape) { return tape ? tape->arena.reserved : 0; }
 
 void tg_tape_label_next(tg_tape *tape, const char *fmt, ...) {
@@ -82,14 +83,16 @@ const tgi_op *tgi_producer(const tg_tensor *t) {
 
 /* ---- errors that name the op and its inputs ------------------------------------------------ */
 
-void tgi_describe_inputs(char *buf, size_t size, tg_tensor *const *inputs, int n_inputs) {
+void tgi_describe_inputs(char *buf, size_t size, const tg_tape *tape, tg_tensor *const *inputs,
+                         int n_inputs) {
     size_t len = 0;
     buf[0] = '\0';
     for (int i = 0; i < n_inputs && len < size; i++) {
         char name[TG_LABEL_MAX + 32], shape[96];
         const tg_tensor *t = inputs[i];
-        if (!t) {
-            len += (size_t)snprintf(buf + len, size - len, "%sNULL", i ? ", " : "");
+        if (!t || (t->tape && (t->tape != tape || t->generation != tape->generation))) {
+            len += (size_t)snprintf(buf + len, size - len, "%s%s", i ? ", " : "",
+                                    t ? "(not of this step)" : "NULL");
             continue;
         }
         len += (size_t)snprintf(buf + len, size - len, "%s'%s' %s", i ? ", " : "",
@@ -98,19 +101,19 @@ void tgi_describe_inputs(char *buf, size_t size, tg_tensor *const *inputs, int n
     }
 }
 
-static tg_status op_verror(tg_ctx *ctx, const char *op_name, tg_tensor *const *inputs,
+static tg_status op_verror(tg_tape *tape, const char *op_name, tg_tensor *const *inputs,
                            int n_inputs, tg_status status, const char *fmt, va_list args) {
     char where[TGI_ERRMSG_MAX / 2], reason[TGI_ERRMSG_MAX];
-    tgi_describe_inputs(where, sizeof where, inputs, n_inputs);
+    tgi_describe_inputs(where, sizeof where, tape, inputs, n_inputs);
     vsnprintf(reason, sizeof reason, fmt, args);
-    return tgi_error(ctx, status, "%s (%s): %s", op_name, where, reason);
+    return tgi_error(tape->ctx, status, "%s (%s): %s", op_name, where, reason);
 }
 
 tg_status tg_op_fail(const tg_op_call *call, tg_status status, const char *fmt, ...) {
     if (!call || !call->tape) return status; /* no context to hold a message */
     va_list args;
     va_start(args, fmt);
-    op_verror(call->tape->ctx, call->op_name, call->inputs, call->n_inputs, status,
+    op_verror(call->tape, call->op_name, call->inputs, call->n_inputs, status,
               fmt ? fmt : "failed", args);
     va_end(args);
     return status;
@@ -120,7 +123,7 @@ static tg_status record_fail(tg_tape *tape, const tgi_op *op, tg_tensor *const *
                              int n_inputs, tg_status status, const char *fmt, ...) {
     va_list args;
     va_start(args, fmt);
-    op_verror(tape->ctx, op->name, inputs, n_inputs, status, fmt, args);
+    op_verror(tape, op->name, inputs, n_inputs, status, fmt, args);
     va_end(args);
     return status;
 }
@@ -136,67 +139,108 @@ void *tg_op_save(tg_op_call *call, size_t bytes) {
 
 /* ---- recording ----------------------------------------------------------------------------- */
 
-static tg_status check_inputs(tg_tape *tape, const tgi_op *op, tg_tensor *const *inputs,
-                              int n_inputs, bool *any_requires_grad) {
-    *any_requires_grad = false;
-    if (op->arity == TG_VARIADIC ? n_inputs < 1 : n_inputs != op->arity)
-        return record_fail(tape, op, inputs, n_inputs < 0 ? 0 : n_inputs, TG_ERR_INVALID,
-                           "takes %s%d inputs, %d given", op->arity == TG_VARIADIC ? "at least " : "",
-                           op->arity == TG_VARIADIC ? 1 : op->arity, n_inputs);
-    for (int i = 0; i < n_inputs; i++) {
-        const tg_tensor *t = inputs[i];
-        if (!t) {
-            /* An earlier failure produced this NULL: its message is already on the context. */
-            if (tape->ctx->err_code == TG_OK)
-                tgi_error(tape->ctx, TG_ERR_INVALID, "%s: input %d is NULL", op->name, i);
-            return tape->ctx->err_code;
-        }
-        if (t->tape && (t->tape != tape || t->generation != tape->generation))
-            return record_fail(tape, op, inputs, n_inputs, TG_ERR_STATE,
-                               "input %d belongs to %s (tensors made on a tape are valid until "
-                               "its next reset, on that tape only)", i,
-                               t->tape != tape ? "another tape" : "an earlier step of this tape");
-        *any_requires_grad |= t->requires_grad;
+/* Why an op call's inputs were refused (the hot loop in record only detects it). */
+static tg_status input_fail(tg_tape *tape, const tgi_op *op, tg_tensor *const *inputs,
+                            int n_inputs, int i) {
+    const tg_tensor *t = inputs[i];
+    if (!t) {
+        /* An earlier failure produced this NULL: its message is already on the context. */
+        if (tape->ctx->err_code == TG_OK)
+            tgi_error(tape->ctx, TG_ERR_INVALID, "%s: input %d is NULL", op->name, i);
+        return tape->ctx->err_code;
     }
+    return record_fail(tape, op, inputs, n_inputs, TG_ERR_STATE,
+                       "input %d belongs to %s (tensors made on a tape are valid until its next "
+                       "reset, on that tape only)", i,
+                       t->tape != tape ? "another tape" : "an earlier step of this tape");
+}
+
+static tg_status arity_fail(tg_tape *tape, const tgi_op *op, tg_tensor *const *inputs,
+                            int n_inputs) {
+    return record_fail(tape, op, inputs, n_inputs < 0 ? 0 : n_inputs, TG_ERR_INVALID,
+                       "takes %s%d inputs, %d given", op->arity == TG_VARIADIC ? "at least " : "",
+                       op->arity == TG_VARIADIC ? 1 : op->arity, n_inputs);
+}
+
+static tg_status grow_entries(tg_tape *tape) {
+    int64_t cap = tape->cap_entries ? tape->cap_entries * 2 : 256;
+    tgi_node **grown = tgi_realloc(tape->ctx, tape->entries,
+                                   (size_t)tape->cap_entries * sizeof *grown,
+                                   (size_t)cap * sizeof *grown);
+    if (!grown) return tgi_error(tape->ctx, TG_ERR_NOMEM, "tape: out of memory for entries");
+    tape->entries = grown;
+    tape->cap_entries = cap;
     return TG_OK;
 }
 
-static tg_status append_entry(tg_tape *tape, const tgi_entry *entry) {
-    if (tape->n_entries == tape->cap_entries) {
-        int64_t cap = tape->cap_entries ? tape->cap_entries * 2 : 256;
-        tgi_entry *grown = tgi_realloc(tape->ctx, tape->entries,
-                                       (size_t)tape->cap_entries * sizeof *grown,
-                                       (size_t)cap * sizeof *grown);
-        if (!grown) return tgi_error(tape->ctx, TG_ERR_NOMEM, "tape: out of memory for entries");
-        tape->entries = grown;
-        tape->cap_entries = cap;
+/* Copies only the live member of each attribute: the caller set that one alone (a whole-union
+ * copy would read bytes it never wrote, and stall on its narrow stores). Tests, not a switch:
+ * its jump table costs more than the copy. */
+static void keep_attrs(tg_attr_value *kept, const tg_attr_value *attrs, const tgi_op *op) {
+    for (int k = 0; k < op->n_attrs; k++) {
+        tg_attr_type type = op->attrs[k].type;
+        if (type == TG_ATTR_F32 || type == TG_ATTR_I32) kept[k].i32 = attrs[k].i32;
+        else if (type == TG_ATTR_F64 || type == TG_ATTR_I64) kept[k].i64 = attrs[k].i64;
+        else if (type == TG_ATTR_BOOL) kept[k].b = attrs[k].b;
+        else kept[k].shape = attrs[k].shape;
     }
-    tape->entries[tape->n_entries++] = *entry;
-    return TG_OK;
 }
 
-/* Copies the input pointers and attributes into the arena: the caller's arrays are often on
- * its stack, and backward needs them later. */
-static tg_status keep_call_arrays(tg_tape *tape, tgi_entry *entry, tg_tensor *const *inputs,
-                                  int n_inputs, const tg_attr_value *attrs, int n_attrs) {
-    size_t input_bytes = (size_t)n_inputs * sizeof(tg_tensor *);
-    size_t attr_offset = (input_bytes + 7) & ~(size_t)7;
-    size_t bytes = attr_offset + (size_t)n_attrs * sizeof(tg_attr_value);
-    unsigned char *mem = tgi_arena_alloc(&tape->arena, bytes);
-    if (!mem) return tgi_error(tape->ctx, TG_ERR_NOMEM, "tape: out of memory recording an entry");
-    memcpy(mem, inputs, input_bytes);
-    if (n_attrs) memcpy(mem + attr_offset, attrs, (size_t)n_attrs * sizeof(tg_attr_value));
-    entry->inputs = (tg_tensor *const *)mem;
-    entry->attrs = n_attrs ? (tg_attr_value *)(mem + attr_offset) : NULL;
-    return TG_OK;
+/* A recorded output's data is followed by room for its gradient, so that backward hands out
+ * gradient buffers without allocating: the walk gives one to every node it reaches, and the
+ * nodes of a recorded step are nearly all reached. The node keeps a pointer to the room (not
+ * derived from output->data, which a forward may point elsewhere, e.g. at an input for a view). */
+static size_t grad_offset(int64_t size) {
+    return tgi_align64((size_t)size * sizeof(float)) / sizeof(float);
 }
 
-/* What happens to a freshly computed output: its pending label, then the anomaly check and the
- * forward hooks, which may stop the step. */
+/* A multiple of 64 (size >= 1): the data, and for a recorded output the room of its gradient. */
+static size_t output_bytes(int64_t size, bool record) {
+    return grad_offset(size) * sizeof(float) * (record ? 2 : 1);
+}
+
+/* Sets up node->output on `data` (output_bytes of it); dims has TG_MAX_DIMS entries. */
+static tg_tensor *set_output(tg_tape *tape, tgi_node *node, float *data, int ndim,
+                             const int64_t *dims, int64_t size, bool record) {
+    node->grad_room = record ? data + grad_offset(size) : NULL;
+    tg_tensor *output = &node->output;
+    tgi_init_tape_tensor(output, tape, data, ndim, dims, size);
+    output->producer = node->op;
+    node->call.output = output;
+    return output;
+}
+
+/* The output of an op with its own infer_shape: the shape checked, the data a request apart. */
+static tg_tensor *inferred_output(tg_tape *tape, tgi_node *node, bool record) {
+    const tgi_op *op = node->op;
+    tg_shape shape;
+    tg_status inferred = op->infer_shape(&node->call, &shape);
+    if (inferred != TG_OK) {
+        if (tape->ctx->err_code == TG_OK)
+            record_fail(tape, op, node->call.inputs, node->call.n_inputs, inferred,
+                        "infer_shape failed");
+        return NULL;
+    }
+    int64_t size = tgi_shape_elements(shape.ndim, shape.dims);
+    if (size < 0) {
+        tgi_check_shape(tape->ctx, op->name, shape.ndim, shape.dims);
+        return NULL;
+    }
+    float *data = tgi_arena_take(&tape->arena, output_bytes(size, record));
+    if (!data) {
+        tgi_error(tape->ctx, TG_ERR_NOMEM, "%s: out of memory for an output of %lld floats",
+                  op->name, (long long)size);
+        return NULL;
+    }
+    for (int d = shape.ndim; d < TG_MAX_DIMS; d++) shape.dims[d] = 1;
+    return set_output(tape, node, data, shape.ndim, shape.dims, size, record);
+}
+
+/* What happens to a freshly computed output when something watches: its pending label, then
+ * the anomaly check and the forward hooks, which may stop the step. */
 static tg_status after_forward(tg_tape *tape, const tgi_op *op, tg_tensor *const *inputs,
                                int n_inputs, tg_tensor *output) {
     tg_ctx *ctx = tape->ctx;
-    if (!(tape->pending_label[0] | ctx->anomaly | ctx->live_hooks[TG_PASS_FORWARD])) return TG_OK;
     if (tape->pending_label[0]) memcpy(output->label, tape->pending_label, sizeof output->label);
     if (ctx->anomaly && tgi_check_forward(tape, op, inputs, n_inputs, output) != TG_OK)
         return TG_ERR_NUMERIC;
@@ -205,43 +249,89 @@ static tg_status after_forward(tg_tape *tape, const tgi_op *op, tg_tensor *const
     return TG_OK;
 }
 
+/* Checks the inputs of a call; *record says whether it goes on the tape. */
+static tg_status check_inputs(tg_tape *tape, const tgi_op *op, tg_tensor *const *inputs,
+                              int n_inputs, bool *record) {
+    if (op->arity == TG_VARIADIC ? n_inputs < 1 : n_inputs != op->arity)
+        return arity_fail(tape, op, inputs, n_inputs);
+    bool any_requires_grad = false;
+    for (int i = 0; i < n_inputs; i++) {
+        const tg_tensor *t = inputs[i];
+        if (!t || (t->tape && (t->tape != tape || t->generation != tape->generation)))
+            return input_fail(tape, op, inputs, n_inputs, i);
+        any_requires_grad |= t->requires_grad;
+    }
+    *record = any_requires_grad && tape->no_grad_depth == 0;
+    if (*record && !op->backward)
+        return record_fail(tape, op, inputs, n_inputs, TG_ERR_NOGRAD, "op has no backward but an "
+                           "input requires a gradient (use a no-grad scope, or register a "
+                           "backward)");
+    return TG_OK;
+}
+
+/* The node of a call with its output: one arena request for the node and copies of the input
+ * pointers and attributes (often on the caller's stack; backward reads them later), and, for an
+ * op shaped like its input, whose output size is known already, the output's data too. */
+static tgi_node *new_node(tg_tape *tape, const tgi_op *op, tg_tensor *const *inputs,
+                          int n_inputs, const tg_attr_value *attrs, bool record) {
+    int n_attrs = op->n_attrs;
+    size_t data_offset = tgi_align64(sizeof(tgi_node) + (size_t)n_inputs * sizeof(tg_tensor *) +
+                                     (size_t)n_attrs * sizeof(tg_attr_value));
+    const tg_tensor *like = op->shaped_like_input ? inputs[0] : NULL;
+    size_t bytes = like ? data_offset + output_bytes(like->size, record) : data_offset;
+    tgi_node *node = tgi_arena_take(&tape->arena, bytes);
+    if (!node) {
+        tgi_error(tape->ctx, TG_ERR_NOMEM, "%s: out of memory recording the call", op->name);
+        return NULL;
+    }
+    tg_tensor **kept_inputs = (tg_tensor **)(node + 1);
+    kept_inputs[0] = inputs[0]; /* there is at least one: a loop from 0 costs a vector set-up */
+    for (int i = 1; i < n_inputs; i++) kept_inputs[i] = inputs[i];
+    tg_attr_value *kept_attrs = NULL;
+    if (n_attrs) {
+        kept_attrs = (tg_attr_value *)(kept_inputs + n_inputs);
+        keep_attrs(kept_attrs, attrs, op);
+    }
+    node->call.tape = tape;
+    node->call.op_id = op->id;
+    node->call.op_name = op->name;
+    node->call.inputs = kept_inputs;
+    node->call.n_inputs = n_inputs;
+    node->call.output = NULL;
+    node->call.attrs = kept_attrs;
+    node->call.saved = NULL;
+    node->call.op_data = op->op_data;
+    node->op = op;
+    if (like)
+        set_output(tape, node, (float *)((unsigned char *)node + data_offset), like->ndim,
+                   like->shape, like->size, record);
+    else if (!inferred_output(tape, node, record))
+        return NULL;
+    return node;
+}
+
 static tg_tensor *record(tg_tape *tape, const tgi_op *op, tg_tensor *const *inputs, int n_inputs,
                          const tg_attr_value *attrs) {
-    bool any_requires_grad;
-    if (check_inputs(tape, op, inputs, n_inputs, &any_requires_grad) != TG_OK) return NULL;
-    bool record = any_requires_grad && tape->no_grad_depth == 0;
-    if (record && !op->backward) {
-        record_fail(tape, op, inputs, n_inputs, TG_ERR_NOGRAD,
-                    "op has no backward but an input requires a gradient (use a no-grad scope, "
-                    "or register a backward)");
-        return NULL;
-    }
-    tg_op_call call = {tape, op->id, op->name, inputs, n_inputs, NULL, attrs, NULL, op->op_data};
-    tg_shape out_shape;
-    tg_status inferred = op->infer_shape(&call, &out_shape);
-    if (inferred != TG_OK) {
-        if (tape->ctx->err_code == TG_OK)
-            record_fail(tape, op, inputs, n_inputs, inferred, "infer_shape failed");
-        return NULL;
-    }
-    if (tgi_check_shape(tape->ctx, op->name, out_shape.ndim, out_shape.dims) != TG_OK) return NULL;
-    tg_tensor *output = tgi_tape_tensor(tape, out_shape.ndim, out_shape.dims);
-    if (!output) return NULL;
-    call.output = output;
-    output->producer = op;
-    if (op->forward(&call) != TG_OK) {
+    bool record;
+    if (check_inputs(tape, op, inputs, n_inputs, &record) != TG_OK) return NULL;
+    tgi_node *node = new_node(tape, op, inputs, n_inputs, attrs, record);
+    if (!node) return NULL;
+    tg_tensor *output = &node->output;
+    if (op->forward(&node->call) != TG_OK) {
         if (tape->ctx->err_code == TG_OK)
             record_fail(tape, op, inputs, n_inputs, TG_ERR_INVALID, "forward failed");
         return NULL;
     }
-    if (!record) return after_forward(tape, op, inputs, n_inputs, output) == TG_OK ? output : NULL;
-
-    tgi_entry entry = {op, NULL, n_inputs, output, NULL, call.saved};
-    if (keep_call_arrays(tape, &entry, inputs, n_inputs, attrs, op->n_attrs) != TG_OK) return NULL;
-    if (append_entry(tape, &entry) != TG_OK) return NULL;
-    output->node = (int32_t)(tape->n_entries - 1);
-    output->requires_grad = true;
-    return after_forward(tape, op, inputs, n_inputs, output) == TG_OK ? output : NULL;
+    if (record) {
+        if (tape->n_entries == tape->cap_entries && grow_entries(tape) != TG_OK) return NULL;
+        output->node = (int32_t)tape->n_entries;
+        output->requires_grad = true;
+        tape->entries[tape->n_entries++] = node;
+    }
+    tg_ctx *ctx = tape->ctx;
+    if (tape->pending_label[0] | ctx->anomaly | ctx->live_hooks[TG_PASS_FORWARD])
+        return after_forward(tape, op, inputs, n_inputs, output) == TG_OK ? output : NULL;
+    return output;
 }
 
 tg_tensor *tgi_record(tg_tape *tape, const tgi_op *op, tg_tensor *const *inputs, int n_inputs,
@@ -253,9 +343,16 @@ tg_tensor *tgi_record(tg_tape *tape, const tgi_op *op, tg_tensor *const *inputs,
 
 /* ---- the reverse walk ---------------------------------------------------------------------- */
 
+/* A zeroed gradient buffer for t (a node of this step, or a tape leaf): a recorded output's
+ * reserved room, else (a leaf whose requires_grad was set by hand) a new one from the arena. */
 static float *zeroed_grad(tg_tape *tape, tg_tensor *t) {
-    float *grad = tgi_arena_alloc(&tape->arena, (size_t)t->size * sizeof(float));
-    if (grad) memset(grad, 0, (size_t)t->size * sizeof(float));
+    /* Only record sets node >= 0, and only on a tgi_node's output: that node is t's container. */
+    float *grad = t->node >= 0
+        ? ((tgi_node *)((unsigned char *)t - offsetof(tgi_node, output)))->grad_room : NULL;
+    if (!grad && !(grad = tgi_arena_alloc(&tape->arena, (size_t)t->size * sizeof(float))))
+        return NULL;
+    if (t->size == 1) grad[0] = 0.0f; /* a scalar: one store rather than a call */
+    else memset(grad, 0, (size_t)t->size * sizeof(float));
     return grad;
 }
 
@@ -265,18 +362,18 @@ static tg_status check_backward_start(tg_tape *tape, tg_tensor *output) {
         if (ctx->err_code == TG_OK) tgi_error(ctx, TG_ERR_INVALID, "backward: output is NULL");
         return ctx->err_code;
     }
+    /* Checked before anything else is read: the memory of a stale tensor may hold anything. */
+    if (output->tape != tape || output->generation != tape->generation)
+        return tgi_error(ctx, TG_ERR_STATE, "backward: the output is not a node of this tape's "
+                         "current step (stale after tg_tape_reset, or another tape)");
     char name_buf[TG_LABEL_MAX + 32], shape[96];
     const char *name = tgi_node_name(output, name_buf, sizeof name_buf);
     tgi_format_shape(output->ndim, output->shape, shape, sizeof shape);
     if (tape->state == TGI_TAPE_CONSUMED)
         return tgi_error(ctx, TG_ERR_STATE, "backward from '%s' %s: this tape was already walked "
                          "backward; call tg_tape_reset and record a new step", name, shape);
-    if (output->tape != tape || output->generation != tape->generation)
-        return tgi_error(ctx, TG_ERR_STATE, "backward from '%s' %s: the tensor is not a node of "
-                         "this tape's current step (stale after tg_tape_reset, or another tape)",
-                         name, shape);
     if (output->node < 0 || output->node >= tape->n_entries ||
-        tape->entries[output->node].output != output)
+        &tape->entries[output->node]->output != output)
         return tgi_error(ctx, TG_ERR_STATE, "backward from '%s' %s: the tensor was not recorded "
                          "(no input required a gradient, or it was computed under no_grad)",
                          name, shape);
@@ -284,22 +381,22 @@ static tg_status check_backward_start(tg_tape *tape, tg_tensor *output) {
 }
 
 /* Makes sure every input that wants a gradient has a buffer to accumulate into. */
-static tg_status prepare_input_grads(tg_tape *tape, const tgi_entry *entry) {
-    for (int i = 0; i < entry->n_inputs; i++) {
-        tg_tensor *in = entry->inputs[i];
+static tg_status prepare_input_grads(tg_tape *tape, const tgi_node *node) {
+    for (int i = 0; i < node->call.n_inputs; i++) {
+        tg_tensor *in = node->call.inputs[i];
         if (!in->requires_grad || in->grad) continue;
         in->grad = zeroed_grad(tape, in);
         if (!in->grad) return tgi_error(tape->ctx, TG_ERR_NOMEM, "backward: out of memory for "
-                                        "the gradient of an input of %s", entry->op->name);
+                                        "the gradient of an input of %s", node->op->name);
     }
     return TG_OK;
 }
 
 /* The node's gradient is complete: its hooks run, and its leaf inputs are remembered for theirs. */
-static tg_status run_node_hooks(tg_tape *tape, const tgi_entry *entry) {
-    tg_status status = tgi_fire_hooks(tape, entry->output, TG_PASS_BACKWARD, entry->output->grad);
-    for (int i = 0; i < entry->n_inputs && status == TG_OK; i++) {
-        tg_tensor *in = entry->inputs[i];
+static tg_status run_node_hooks(tg_tape *tape, tgi_node *node) {
+    tg_status status = tgi_fire_hooks(tape, &node->output, TG_PASS_BACKWARD, node->output.grad);
+    for (int i = 0; i < node->call.n_inputs && status == TG_OK; i++) {
+        tg_tensor *in = node->call.inputs[i];
         if (in->node < 0 && in->requires_grad) status = tgi_note_leaf(tape, in);
     }
     return status;
@@ -317,24 +414,20 @@ static tg_status walk(tg_tape *tape, int64_t last) {
     /* Read once: only a hook can register a hook, and none runs unless one was registered. */
     const bool watched = ctx->live_hooks[TG_PASS_BACKWARD] || ctx->anomaly;
     for (int64_t e = last; e >= 0; e--) {
-        const tgi_entry *entry = &tape->entries[e];
+        tgi_node *node = tape->entries[e]; /* reloaded: a hook may record on this tape */
         /* No gradient buffer means no consumer reached this node: nothing flows through it. */
-        if (!entry->output->grad) continue;
+        if (!node->output.grad) continue;
         tg_status status = TG_OK;
-        if (watched && ctx->live_hooks[TG_PASS_BACKWARD]) { /* with no hook: one test per entry */
-            status = run_node_hooks(tape, entry);
-            entry = &tape->entries[e]; /* a hook may have recorded on this tape and moved it */
-        }
-        if (status == TG_OK) status = prepare_input_grads(tape, entry);
+        if (watched && ctx->live_hooks[TG_PASS_BACKWARD]) /* with no hook: one test per entry */
+            status = run_node_hooks(tape, node);
+        if (status == TG_OK) status = prepare_input_grads(tape, node);
         if (status != TG_OK) return status;
-        tg_op_call call = {tape, entry->op->id, entry->op->name, entry->inputs, entry->n_inputs,
-                           entry->output, entry->attrs, entry->saved, entry->op->op_data};
-        status = entry->op->backward(&call);
+        status = node->op->backward(&node->call);
         if (status != TG_OK) {
-            if (ctx->err_code == TG_OK) tg_op_fail(&call, status, "backward failed");
+            if (ctx->err_code == TG_OK) tg_op_fail(&node->call, status, "backward failed");
             return status;
         }
-        if (watched && ctx->anomaly && (status = tgi_check_backward(tape, entry)) != TG_OK)
+        if (watched && ctx->anomaly && (status = tgi_check_backward(tape, node)) != TG_OK)
             return status;
     }
     return ctx->live_hooks[TG_PASS_BACKWARD] ? run_leaf_hooks(tape) : TG_OK;

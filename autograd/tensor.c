@@ -6,26 +6,17 @@
 #include <stdio.h>
 #include <string.h>
 
-/* Keeps sizes well inside int64 and size_t arithmetic. */
-#define MAX_ELEMENTS_64 ((uint64_t)1 << 40)
-#define MAX_ELEMENTS_SIZE_T ((uint64_t)(SIZE_MAX / sizeof(float) / 2)) /* room for headers */
-#define MAX_ELEMENTS ((int64_t)(MAX_ELEMENTS_64 < MAX_ELEMENTS_SIZE_T ? MAX_ELEMENTS_64 : MAX_ELEMENTS_SIZE_T))
-
 tg_status tgi_check_shape(tg_ctx *ctx, const char *what, int ndim, const int64_t *shape) {
     if (ndim < 0 || ndim > TG_MAX_DIMS)
         return tgi_error(ctx, TG_ERR_SHAPE, "%s: %d dims requested, tensors have 0 to %d",
                          what, ndim, TG_MAX_DIMS);
     if (ndim > 0 && !shape)
         return tgi_error(ctx, TG_ERR_INVALID, "%s: shape is NULL for %d dims", what, ndim);
-    int64_t size = 1;
-    for (int d = 0; d < ndim; d++) {
-        if (shape[d] < 1 || shape[d] > MAX_ELEMENTS / size) {
-            char buf[96];
-            return tgi_error(ctx, TG_ERR_SHAPE, "%s: invalid shape %s (dims must be >= 1, "
-                             "at most 2^40 elements)", what,
-                             tgi_format_shape(ndim, shape, buf, sizeof buf));
-        }
-        size *= shape[d];
+    if (tgi_shape_elements(ndim, shape) < 0) {
+        char buf[96];
+        return tgi_error(ctx, TG_ERR_SHAPE, "%s: invalid shape %s (dims must be >= 1, "
+                         "at most 2^40 elements)", what,
+                         tgi_format_shape(ndim, shape, buf, sizeof buf));
     }
     return TG_OK;
 }
@@ -40,10 +31,13 @@ void tgi_set_shape(tg_tensor *t, int ndim, const int64_t *shape) {
 }
 
 tg_tensor *tgi_tape_tensor(tg_tape *tape, int ndim, const int64_t *shape) {
-    int64_t size = 1;
-    for (int d = 0; d < ndim; d++) size *= shape[d];
-    /* One request for struct and data: half the bookkeeping on the hot path. */
-    size_t head = (sizeof(tg_tensor) + 63) & ~(size_t)63;
+    int64_t size = 1, dims[TG_MAX_DIMS];
+    for (int d = 0; d < TG_MAX_DIMS; d++) {
+        dims[d] = d < ndim ? shape[d] : 1;
+        size *= dims[d];
+    }
+    /* One request for struct and data. */
+    size_t head = tgi_align64(sizeof(tg_tensor));
     unsigned char *mem = tgi_arena_alloc(&tape->arena, head + (size_t)size * sizeof(float));
     if (!mem) {
         tgi_error(tape->ctx, TG_ERR_NOMEM, "tape: out of memory for a tensor of %lld floats",
@@ -51,20 +45,7 @@ tg_tensor *tgi_tape_tensor(tg_tape *tape, int ndim, const int64_t *shape) {
         return NULL;
     }
     tg_tensor *t = (tg_tensor *)mem;
-    t->data = (float *)(mem + head);
-    t->grad = NULL;
-    for (int d = 0; d < TG_MAX_DIMS; d++) t->shape[d] = d < ndim ? shape[d] : 1;
-    t->size = size;
-    t->ndim = ndim;
-    t->requires_grad = false;
-    t->persistent = false;
-    t->node = -1;
-    t->generation = tape->generation;
-    t->visit = 0;
-    t->producer = NULL;
-    t->tape = tape;
-    t->ctx = tape->ctx;
-    t->label[0] = '\0';
+    tgi_init_tape_tensor(t, tape, (float *)(mem + head), ndim, dims, size);
     return t;
 }
 

@@ -5,10 +5,14 @@
  *   2. one training step (forward, backward, SGD) of a 20-layer, width-256 sigmoid MLP on a
  *      batch of 64 with 64 inputs and 10 classes: ms per step, and the tape's peak bytes.
  * Run with `zig build bench -Doptimize=ReleaseFast` (the build sets OPENBLAS_NUM_THREADS=1).
+ * `bench_core chain [passes]` or `bench_core mlp` runs one of the two; for instruction counts,
+ * `valgrind --tool=callgrind --toggle-collect=chain_pass bench_core chain 20` counts only the
+ * passes (divide by 2,000 ops x (9 rounds x passes + 1 warm-up pass)).
  */
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 #include <time.h>
 
 #include "tapegrad.h"
@@ -38,22 +42,27 @@ static double median(double *values, int n) {
 #define CHAIN 1000
 #define ROUNDS 9
 
-static int bench_scalar_chain(void) {
+/* One pass, not inlined so that callgrind can count it alone (--toggle-collect=chain_pass). */
+__attribute__((noinline)) static int chain_pass(tg_ctx *ctx, tg_tape *tape, tg_tensor *x) {
+    tg_tape_reset(tape);
+    tg_tensor *y = x;
+    for (int i = 0; i < CHAIN; i++) y = tg_tanh(tape, tg_scale(tape, y, 1.01f));
+    if (check(ctx, tg_backward(tape, y))) return 1;
+    tg_zero_grad(x);
+    return 0;
+}
+
+static int bench_scalar_chain(int passes) {
     tg_ctx *ctx = tg_ctx_new();
     tg_tape *tape = tg_tape_new(ctx);
     tg_tensor *x = tg_scalar(ctx, 0.5f);
     tg_set_requires_grad(x, true);
     double per_round[ROUNDS];
-    const int passes = 200;
+    if (chain_pass(ctx, tape, x)) return 1; /* warm-up: the arena and entry array grow once */
     for (int round = 0; round < ROUNDS; round++) {
         double start = now_seconds();
-        for (int pass = 0; pass < passes; pass++) {
-            tg_tape_reset(tape);
-            tg_tensor *y = x;
-            for (int i = 0; i < CHAIN; i++) y = tg_tanh(tape, tg_scale(tape, y, 1.01f));
-            if (check(ctx, tg_backward(tape, y))) return 1;
-            tg_zero_grad(x);
-        }
+        for (int pass = 0; pass < passes; pass++)
+            if (chain_pass(ctx, tape, x)) return 1;
         per_round[round] = (now_seconds() - start) / passes;
     }
     double seconds = median(per_round, ROUNDS);
@@ -119,7 +128,11 @@ static int bench_mlp_step(void) {
     return 0;
 }
 
-int main(void) {
+int main(int argc, char **argv) {
+    const char *only = argc > 1 ? argv[1] : "";
+    int passes = argc > 2 ? atoi(argv[2]) : 200;
+    if (passes < 1) passes = 1;
     printf("matrix products: %s\n", tg_gemm_backend());
-    return bench_scalar_chain() || bench_mlp_step();
+    if (strcmp(only, "mlp") != 0 && bench_scalar_chain(passes)) return 1;
+    return strcmp(only, "chain") != 0 && bench_mlp_step();
 }

@@ -200,10 +200,12 @@ tg_tensor *tg_scalar(tg_ctx *ctx, float value);
  * A tensor of zeros in the tape's arena: valid until the next tg_tape_reset (for batches).
  * Using a tape tensor after the reset (a stale tensor) is refused with TG_ERR_STATE by every
  * function that takes a tensor (ops, backward, tg_set_requires_grad, tg_hook_node, the fills,
- * tg_copy_in, tg_set_label, tg_init_tensor, tg_detach; getters return "(stale)" or do nothing),
- * and the message never reads the stale tensor's label or producer. The check reads the step
- * the tensor recorded, in the tensor's own memory: once the next step has reused that memory
- * it is best-effort, so do not keep tape tensors across a reset.
+ * tg_copy_in, tg_set_label, tg_init_tensor, tg_detach; getters return "(stale)" or do nothing):
+ * the tensor's tape and step are compared with the tape's before anything else of it is read,
+ * and the message never reads the stale tensor's label, shape or producer. The check reads the
+ * step the tensor recorded, in the tensor's own memory: once the next step has put another
+ * tensor's header at the same address, the stale pointer *is* that tensor, so the check is
+ * best-effort. Do not keep tape tensors across a reset.
  */
 tg_tensor *tg_tape_zeros(tg_tape *tape, int ndim, const int64_t *shape);
 /** A copy of data in the tape's arena (zeros when data is NULL): valid until the next reset. */
@@ -480,7 +482,9 @@ typedef union tg_attr_value {
  * What an op function sees. forward reads inputs and attrs and writes output->data (the output
  * tensor is already allocated with the shape infer_shape gave); it may keep values for its
  * backward in `saved` (see tg_op_save). backward reads output->grad and ADDS (+=) into
- * inputs[i]->grad for every input whose grad is non-NULL.
+ * inputs[i]->grad for every input whose grad is non-NULL. The call itself lives in the tape's
+ * arena: infer_shape, forward and backward of one op call get the same tg_op_call, at an
+ * address that stays valid until the tape's next reset.
  */
 typedef struct tg_op_call {
     tg_tape *tape;

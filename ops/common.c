@@ -76,7 +76,8 @@ tg_tensor *tgi_unary(tg_tape *tape, int id, tg_tensor *x) {
 }
 
 tg_tensor *tgi_unary_f32(tg_tape *tape, int id, tg_tensor *x, float value) {
-    tg_attr_value attr = {.f32 = value};
+    tg_attr_value attr;
+    attr.f32 = value; /* the live member only: the tape copies no more */
     return tgi_call_builtin(tape, id, &x, 1, &attr);
 }
 

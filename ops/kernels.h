@@ -8,6 +8,16 @@
  * BINARY_OP(name, y, dL_da, dL_db): `a`, `b` are the (broadcast) input elements and `g` the
  * upstream gradient element (backward only). Gradients of stretched inputs accumulate, which is
  * exactly the sum over the broadcast dims.
+ *
+ * The unary loops take `restrict` parameters (an output never shares memory with an input,
+ * nor an input's gradient with the output's; compilers honour restrict on parameters, not on
+ * locals): attributes then stay in registers and the overlap tests the compiler would run
+ * before every loop, which for the scalars of a long chain cost more than the loop, go away.
+ * The two input gradients of a binary op may be one buffer (x * x): no restrict there.
+ *
+ * A unary op on one element does not enter its loop, which is kept out of line so that only
+ * tensors of more than one element pay for its register saves and vector set-up: scalar
+ * chains are where the tape's per-op cost shows, and there the set-up cost more than the math.
  */
 #ifndef TAPEGRAD_KERNELS_H
 #define TAPEGRAD_KERNELS_H
@@ -26,38 +36,70 @@
     } while (0)
 
 #define UNARY_OP(NAME, Y_EXPR, DYDX_EXPR)                                                       \
-    static void NAME##_forward_range(void *arg, int64_t begin, int64_t end) {                   \
-        const tg_op_call *call = arg;                                                           \
-        const float *xs = call->inputs[0]->data;                                                \
-        float *ys = call->output->data;                                                         \
-        const tg_attr_value *attr = call->attrs;                                                \
+    TGI_NOINLINE static void NAME##_forward_loop(const float *restrict xs, float *restrict ys,  \
+                                                 int64_t n,                                     \
+                                                 const tg_attr_value *restrict attr) {          \
         (void)attr;                                                                             \
-        for (int64_t i = begin; i < end; i++) {                                                 \
+        for (int64_t i = 0; i < n; i++) {                                                       \
             float x = xs[i];                                                                    \
             ys[i] = (Y_EXPR);                                                                   \
         }                                                                                       \
     }                                                                                           \
+    static void NAME##_forward_range(void *arg, int64_t begin, int64_t end) {                   \
+        const tg_op_call *call = arg;                                                           \
+        NAME##_forward_loop(call->inputs[0]->data + begin, call->output->data + begin,          \
+                            end - begin, call->attrs);                                          \
+    }                                                                                           \
     static tg_status NAME##_forward(tg_op_call *call) {                                         \
-        TGI_ELEMENTWISE(call, call->output->size, NAME##_forward_range);                        \
+        const float *xs = call->inputs[0]->data;                                                \
+        const tg_attr_value *attr = call->attrs;                                                \
+        int64_t n = call->output->size;                                                         \
+        if (n == 1) {                                                                           \
+            float x = xs[0];                                                                    \
+            (void)attr;                                                                         \
+            call->output->data[0] = (Y_EXPR);                                                   \
+        } else if (n < 2 * TGI_ELEMENTWISE_GRAIN) {                                             \
+            NAME##_forward_loop(xs, call->output->data, n, attr);                               \
+        } else {                                                                                \
+            tgi_parallel_for(call->tape->ctx, n, TGI_ELEMENTWISE_GRAIN, NAME##_forward_range,   \
+                             call);                                                             \
+        }                                                                                       \
         return TG_OK;                                                                           \
     }                                                                                           \
-    static void NAME##_backward_range(void *arg, int64_t begin, int64_t end) {                  \
-        const tg_op_call *call = arg;                                                           \
-        float *gx = call->inputs[0]->grad;                                                      \
-        const float *xs = call->inputs[0]->data, *ys = call->output->data;                      \
-        const float *gy = call->output->grad;                                                   \
-        const tg_attr_value *attr = call->attrs;                                                \
+    TGI_NOINLINE static void NAME##_backward_loop(float *restrict gx, const float *restrict xs, \
+                                                  const float *restrict ys,                     \
+                                                  const float *restrict gy, int64_t n,          \
+                                                  const tg_attr_value *restrict attr) {         \
         (void)attr;                                                                             \
-        for (int64_t i = begin; i < end; i++) {                                                 \
+        for (int64_t i = 0; i < n; i++) {                                                       \
             float x = xs[i], y = ys[i];                                                         \
             (void)x;                                                                            \
             (void)y;                                                                            \
             gx[i] += gy[i] * (DYDX_EXPR);                                                       \
         }                                                                                       \
     }                                                                                           \
+    static void NAME##_backward_range(void *arg, int64_t begin, int64_t end) {                  \
+        const tg_op_call *call = arg;                                                           \
+        const tg_tensor *in = call->inputs[0], *out = call->output;                             \
+        NAME##_backward_loop(in->grad + begin, in->data + begin, out->data + begin,             \
+                             out->grad + begin, end - begin, call->attrs);                      \
+    }                                                                                           \
     static tg_status NAME##_backward(const tg_op_call *call) {                                  \
-        if (!call->inputs[0]->grad) return TG_OK;                                               \
-        TGI_ELEMENTWISE(call, call->output->size, NAME##_backward_range);                       \
+        const tg_tensor *in = call->inputs[0], *out = call->output;                             \
+        const tg_attr_value *attr = call->attrs;                                                \
+        if (!in->grad) return TG_OK;                                                            \
+        if (out->size == 1) {                                                                   \
+            float x = in->data[0], y = out->data[0];                                            \
+            (void)x;                                                                            \
+            (void)y;                                                                            \
+            (void)attr;                                                                         \
+            in->grad[0] += out->grad[0] * (DYDX_EXPR);                                          \
+        } else if (out->size < 2 * TGI_ELEMENTWISE_GRAIN) {                                     \
+            NAME##_backward_loop(in->grad, in->data, out->data, out->grad, out->size, attr);    \
+        } else {                                                                                \
+            tgi_parallel_for(call->tape->ctx, out->size, TGI_ELEMENTWISE_GRAIN,                 \
+                             NAME##_backward_range, (void *)call);                              \
+        }                                                                                       \
         return TG_OK;                                                                           \
     }
 

@@ -221,6 +221,7 @@ int tgi_op_register(tg_ctx *ctx, const tg_op_def *def, void (*release)(tg_ctx *,
     op->op_data = def->op_data;
     op->release = release;
     op->native = native;
+    op->shaped_like_input = def->infer_shape == tgi_infer_like_input;
 
     tgi_registry *reg = &ctx->registry;
     op->id = reg->count;

@@ -142,3 +142,69 @@ Test(backward, small_network_matches_finite_differences) {
         }
     tg_tape_free(scratch);
 }
+
+/* Elementwise kernels take a shortcut for one element: a scalar chain and the same chain on
+ * every element of a vector must give identical values and gradients, and fan-out into a
+ * scalar must still accumulate. */
+Test(backward, scalar_and_vector_elementwise_paths_agree) {
+    tg_tensor *s = leaf(ctx, TG_SHAPE(1), (float[]){0.5f});
+    tg_tensor *v = leaf(ctx, TG_SHAPE(5), (float[]){0.5f, 0.5f, 0.5f, 0.5f, 0.5f});
+    tg_tensor *ys = s, *yv = v;
+    for (int i = 0; i < 50; i++) {
+        ys = tg_tanh(tape, tg_scale(tape, ys, 1.01f));
+        yv = tg_tanh(tape, tg_scale(tape, yv, 1.01f));
+    }
+    /* loss = sum(y) + sum(y * y) reaches y twice */
+    tg_tensor *loss_s = tg_add(tape, tg_sum(tape, ys), tg_sum(tape, tg_mul(tape, ys, ys)));
+    tg_tensor *loss_v = tg_add(tape, tg_sum(tape, yv), tg_sum(tape, tg_mul(tape, yv, yv)));
+    tg_tensor *loss = tg_add(tape, loss_s, loss_v);
+    cr_assert_eq(tg_backward(tape, loss), TG_OK, "%s", tg_errmsg(ctx));
+    double y = 0.5, dy = 1.0;
+    for (int i = 0; i < 50; i++) {
+        y = tanh(1.01 * y);
+        dy *= 1.01 * (1.0 - y * y);
+    }
+    double expected = dy * (1.0 + 2.0 * y);
+    cr_expect_float_eq(ys->data[0], (float)y, 1e-5f);
+    cr_expect_float_eq(s->grad[0], (float)expected, 1e-4f * fabs(expected), "ds %g vs %g",
+                       s->grad[0], expected);
+    for (int i = 0; i < 5; i++) {
+        cr_expect_eq(yv->data[i], ys->data[0], "value %d", i);
+        cr_expect_eq(v->grad[i], s->grad[0], "gradient %d", i);
+    }
+}
+
+/* A forward may make its output a view of its input (output->data = input->data): the
+ * output's gradient must still get a buffer of its own, not the input's. */
+static tg_status view_infer(const tg_op_call *call, tg_shape *out) {
+    out->ndim = call->inputs[0]->ndim;
+    for (int d = 0; d < TG_MAX_DIMS; d++) out->dims[d] = call->inputs[0]->shape[d];
+    return TG_OK;
+}
+
+static tg_status view_forward(tg_op_call *call) {
+    call->output->data = call->inputs[0]->data;
+    return TG_OK;
+}
+
+static tg_status view_backward(const tg_op_call *call) {
+    const tg_tensor *in = call->inputs[0], *out = call->output;
+    if (in->grad)
+        for (int64_t i = 0; i < out->size; i++) in->grad[i] += out->grad[i];
+    return TG_OK;
+}
+
+Test(backward, gradients_of_a_view_output_have_their_own_buffer) {
+    tg_op_def def = {"test_view", 1, "", view_infer, view_forward, view_backward, NULL, NULL};
+    int id = tg_op_register(ctx, &def);
+    cr_assert_geq(id, 0, "%s", tg_errmsg(ctx));
+    tg_tensor *x = leaf(ctx, TG_SHAPE(3), (float[]){0.5f, -1, 2});
+    tg_tensor *h = tg_scale(tape, x, 2); /* a recorded node, then a view of it */
+    tg_tensor *v = tg_apply(tape, id, &h, 1, NULL, 0);
+    cr_assert_not_null(v, "%s", tg_errmsg(ctx));
+    cr_expect_eq(v->data, h->data);
+    tg_tensor *loss = tg_sum(tape, tg_mul(tape, v, h)); /* d/dx sum(4x^2) = 8x */
+    cr_assert_eq(tg_backward(tape, loss), TG_OK, "%s", tg_errmsg(ctx));
+    cr_expect_neq(v->grad, h->grad);
+    expect_close(x->grad, (float[]){4, -8, 16}, 3, 1e-6f, "dx");
+}

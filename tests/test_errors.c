@@ -156,3 +156,21 @@ Test(errors, copy_in_size) {
     cr_expect_eq(tg_copy_in(t, (float[]){1, 2, 3}, 3), TG_ERR_SHAPE);
     expect_errmsg_has(ctx, "'buf' [2,2]", "3 floats given, 4 expected");
 }
+
+/* A tape tensor kept across a reset whose memory the next step reuses for data: the checks
+ * refuse it without reading its (now meaningless) header further (reliability finding). */
+Test(errors, stale_tensor_whose_memory_was_reused) {
+    tg_tape_zeros(tape, TG_SHAPE(64));
+    tg_tensor *x = tg_tape_zeros(tape, TG_SHAPE(3));
+    cr_assert_eq(tg_set_requires_grad(x, true), TG_OK);
+    tg_tensor *loss = tg_sum(tape, x);
+    cr_assert_not_null(loss);
+    tg_tape_reset(tape);
+    tg_fill(tg_tape_zeros(tape, TG_SHAPE(2048)), 5.0f); /* over x's and loss's headers */
+    cr_expect_null(tg_exp(tape, x));
+    cr_expect_eq(tg_errcode(ctx), TG_ERR_STATE);
+    expect_errmsg_has(ctx, "exp", "input 0 belongs to", "(not of this step)");
+    tg_clear_error(ctx);
+    cr_expect_eq(tg_backward(tape, loss), TG_ERR_STATE);
+    expect_errmsg_has(ctx, "backward", "not a node of this tape's current step");
+}
