@@ -1,13 +1,13 @@
 #!/usr/bin/env python3
-"""bench/torch_compare.py — the issue-14 MLP workloads in PyTorch, interleaved with tapegrad.
+"""bench/torch_compare.py — the issue-14 workloads in PyTorch, interleaved with tapegrad.
 
-Each round times PyTorch for ~0.2 s of steps, then runs `bench_models mlp D W B THREADS` (which
-times tapegrad the same way) — so both see the same machine state. Medians of the rounds, with
+Each round times PyTorch, then runs `bench_models mlp D W B THREADS` (`bench_models chain`,
+`bench_rnn lstm THREADS`), which times tapegrad the same way — so both see the same machine state. Medians of the rounds, with
 min-max, and the ratio tapegrad / PyTorch per round. Same workloads as bench/bench_models.c:
 depth = linear layers, 64 inputs, 10 classes, sigmoid, softmax cross-entropy, SGD lr 0.01.
 
 Needs Debian's python3-torch (run with /usr/bin/python3); a benchmark dependency only.
-    zig build bench-models -Doptimize=ReleaseFast   # builds and installs zig-out/bin/bench_models
+    zig build bench-models bench-rnn -Doptimize=ReleaseFast   # installs zig-out/bin/bench_models, bench_rnn
     taskset -c 1 /usr/bin/python3 bench/torch_compare.py [--threads 1] [--rounds 7]
 """
 import argparse
@@ -72,6 +72,36 @@ def torch_chain_ns_per_op():
     return (time.perf_counter() - start) / passes / 2000 * 1e9
 
 
+def torch_lstm_ms_per_step():
+    """LSTM hidden 128, T 100, batch 32, 16 inputs, linear head on h[T], MSE, SGD lr 0.01."""
+    torch.manual_seed(1)
+    lstm = torch.nn.LSTM(16, 128, batch_first=True)
+    head = torch.nn.Linear(128, 1)
+    params = list(lstm.parameters()) + list(head.parameters())
+    opt = torch.optim.SGD(params, lr=0.01)
+    x = torch.randn(32, 100, 16)
+    y = torch.randn(32, 1)
+
+    def step():
+        opt.zero_grad(set_to_none=False)
+        out, _ = lstm(x)
+        loss = torch.nn.functional.mse_loss(head(out[:, -1]), y)
+        loss.backward()
+        opt.step()
+
+    step()
+    steps = 5
+    start = time.perf_counter()
+    for _ in range(steps):
+        step()
+    return (time.perf_counter() - start) / steps * 1e3
+
+
+def tapegrad_lstm_ms_per_step(binary, threads):
+    out = subprocess.run([binary, "lstm", str(threads)], check=True, capture_output=True, text=True).stdout
+    return float(out.split()[1])
+
+
 def tapegrad_chain_ns_per_op(binary):
     out = subprocess.run([binary, "chain"], check=True, capture_output=True, text=True).stdout
     return float(out.split()[1])
@@ -106,6 +136,19 @@ def main():
         ratio.append(b / a)
     print(f"scalar chain per op: PyTorch {fmt(t_torch)} ns, tapegrad {fmt(t_tg)} ns, "
           f"tapegrad/PyTorch {fmt(ratio)}")
+    rnn_binary = os.path.join(os.path.dirname(args.binary), "bench_rnn")
+    if os.path.exists(rnn_binary):
+        t_torch, t_tg, ratio = [], [], []
+        for _ in range(args.rounds):
+            a = torch_lstm_ms_per_step()
+            b = tapegrad_lstm_ms_per_step(rnn_binary, args.threads)
+            t_torch.append(a)
+            t_tg.append(b)
+            ratio.append(b / a)
+        print(f"LSTM h128 T100 b32 in16: PyTorch {fmt(t_torch)} ms, tapegrad {fmt(t_tg)} ms, "
+              f"tapegrad/PyTorch {fmt(ratio)}")
+    else:
+        print(f"({rnn_binary} missing: `zig build bench-rnn -Doptimize=ReleaseFast` first; LSTM skipped)")
     for depth, width, batch in WORKLOADS:
         t_torch, t_tg, ratio = [], [], []
         for _ in range(args.rounds):
