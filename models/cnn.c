@@ -121,9 +121,9 @@ tg_module *tg_lenet_new(tg_ctx *ctx, const char *name, const tg_lenet_config *co
         return NULL;
     }
     tg_init init = tgi_init_or(&c->init, tg_init_he(TG_ACT_RELU)), logits = tg_init_xavier(TG_ACT_IDENTITY);
-    int64_t flat = 16 * (c->height / 4) * (c->width / 4); /* each pool floors, as PyTorch's */
-    bool ok = (impl->conv1 = child_conv(m, "conv1", c->channels, 6, 3, 1, 1, true, &init, c->seed)) &&
-              (impl->conv2 = child_conv(m, "conv2", 6, 16, 3, 1, 1, true, &init, tgi_seed_mix(c->seed, 1))) &&
+    int64_t flat = 32 * (c->height / 4) * (c->width / 4); /* each pool floors, as PyTorch's */
+    bool ok = (impl->conv1 = child_conv(m, "conv1", c->channels, 16, 3, 1, 1, true, &init, c->seed)) &&
+              (impl->conv2 = child_conv(m, "conv2", 16, 32, 3, 1, 1, true, &init, tgi_seed_mix(c->seed, 1))) &&
               (impl->fc1 = tgi_child_linear(m, "fc1", flat, 120, &init, tgi_seed_mix(c->seed, 2))) &&
               (impl->fc2 = tgi_child_linear(m, "fc2", 120, 84, &init, tgi_seed_mix(c->seed, 3))) &&
               (impl->fc3 = tgi_child_linear(m, "fc3", 84, c->classes, &logits, tgi_seed_mix(c->seed, 4)));
