@@ -383,22 +383,28 @@ typedef struct tg_conv2d_opts {
  */
 tg_tensor *tg_conv2d(tg_tape *tape, tg_tensor *x, tg_tensor *weight, tg_tensor *bias,
                      const tg_conv2d_opts *opts);
-/** 1-D convolution: x [N,C,L], weight [O, C/groups, k], bias [O] or NULL -> [N, O, OL]. */
+/** 1-D convolution: x [N,C,L], weight [O, C/groups, k], bias [O] or NULL -> [N, O, OL]
+ *  (OL by the rule above). Zero stride, dilation or groups take the default 1. Registered as
+ *  "conv1d" (inputs x, weight[, bias]; attributes stride, pad, dilation, groups). */
 tg_tensor *tg_conv1d(tg_tape *tape, tg_tensor *x, tg_tensor *weight, tg_tensor *bias, int stride,
                      int pad, int dilation, int groups);
 /**
  * Max pooling over kernel_h x kernel_w windows of x [N,C,H,W] (stride 0 = the kernel size;
- * padding counts as -infinity and may be at most half the kernel, as in PyTorch). The gradient
- * goes to the first maximum of each window; a NaN in a window is its maximum (it propagates).
+ * padding counts as -infinity and may be at most half the kernel, as in PyTorch, so no window
+ * lies in the padding alone). Output size (H + 2 pad_h - kernel_h) / stride_h + 1 (floor). The
+ * gradient goes to the first maximum of each window; a NaN in a window is its maximum (it
+ * propagates). Registered as "max_pool2d" (attributes kernel_h, kernel_w, stride_h, stride_w,
+ * pad_h, pad_w; stride 0 is refused there).
  */
 tg_tensor *tg_max_pool2d(tg_tape *tape, tg_tensor *x, int kernel_h, int kernel_w, int stride_h,
                          int stride_w, int pad_h, int pad_w);
-/** Average pooling; padding counts as zeros in the average (PyTorch's count_include_pad). */
+/** Average pooling, arguments as max pooling; padding counts as zeros in the average (PyTorch's
+ *  count_include_pad): every window divides by kernel_h kernel_w. Registered as "avg_pool2d". */
 tg_tensor *tg_avg_pool2d(tg_tape *tape, tg_tensor *x, int kernel_h, int kernel_w, int stride_h,
                          int stride_w, int pad_h, int pad_w);
 /** Mean over H and W: x [N,C,H,W] -> [N,C]. */
 tg_tensor *tg_global_avg_pool2d(tg_tape *tape, tg_tensor *x);
-/** x [N, ...] -> [N, product of the rest] (a reshape: no copy on the forward pass). */
+/** x [N, ...] -> [N, product of the rest]: the reshape op, so it is recorded as "reshape". */
 tg_tensor *tg_flatten(tg_tape *tape, tg_tensor *x);
 
 /* ------------------------------------------------------------------------------------------ */

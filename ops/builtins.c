@@ -33,7 +33,8 @@ static tg_status register_builtins(tg_ctx *ctx) {
         {tgi_elementwise_defs, &tgi_elementwise_count}, {tgi_activation_defs, &tgi_activation_count},
         {tgi_linalg_defs, &tgi_linalg_count},           {tgi_shape_defs, &tgi_shape_count},
         {tgi_reduce_defs, &tgi_reduce_count},           {tgi_loss_defs, &tgi_loss_count},
-        {tgi_norm_defs, &tgi_norm_count},
+        {tgi_norm_defs, &tgi_norm_count},               {tgi_conv_defs, &tgi_conv_count},
+        {tgi_pool_defs, &tgi_pool_count},
     };
     for (size_t t = 0; t < sizeof tables / sizeof tables[0]; t++)
         for (int i = 0; i < *tables[t].count; i++) {

@@ -110,9 +110,24 @@ void tgi_broadcast_plan(const tg_tensor *a, const tg_tensor *b, tgi_broadcast *p
 
 /* ---- gradient-check examples --------------------------------------------------------------- */
 
+/* Fisher-Yates over 0.1-spaced values centred on zero. */
+static void fill_distinct(tg_tensor *t, tg_rng *rng) {
+    for (int64_t i = 0; i < t->size; i++) t->data[i] = 0.1f * (float)(i - t->size / 2);
+    for (int64_t i = t->size - 1; i > 0; i--) {
+        int64_t j = (int64_t)tg_rng_below(rng, (uint32_t)(i + 1));
+        float swap = t->data[i];
+        t->data[i] = t->data[j];
+        t->data[j] = swap;
+    }
+}
+
 static void fill_domain(tg_tensor *t, const tgi_example_input *spec, uint64_t seed) {
     tg_rng rng;
     tg_rng_seed(&rng, seed);
+    if (spec->domain == TGI_DOMAIN_DISTINCT) {
+        fill_distinct(t, &rng);
+        return;
+    }
     for (int64_t i = 0; i < t->size; i++) {
         float u = tg_rng_uniform(&rng);
         switch (spec->domain) {
@@ -123,6 +138,7 @@ static void fill_domain(tg_tensor *t, const tgi_example_input *spec, uint64_t se
         case TGI_DOMAIN_POSITIVE: t->data[i] = 0.5f + 1.5f * u; break;
         case TGI_DOMAIN_UNIT: t->data[i] = u; break;
         case TGI_DOMAIN_LABELS: t->data[i] = (float)tg_rng_below(&rng, (uint32_t)spec->param); break;
+        case TGI_DOMAIN_DISTINCT: break; /* filled above */
         }
     }
 }

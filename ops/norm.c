@@ -1,10 +1,11 @@
 /*
  * ops/norm.c — batch normalisation and layer normalisation.
  *
- * Both normalise groups of elements: batch norm a feature column over the batch (elements C
- * apart), layer norm a row over its features (contiguous). One pair of helpers does both;
- * they differ only in the strides and in whether gamma/beta are indexed by group (batch norm)
- * or by position within the group (layer norm).
+ * Both normalise groups of elements: batch norm a channel over the batch and the spatial dims
+ * (for x [N,C,S...]: N runs of S contiguous elements, C S apart), layer norm a row over its
+ * features (one contiguous run). One set of helpers does both; they differ only in the strides
+ * and in whether gamma/beta are indexed by group (batch norm) or by position within the group
+ * (layer norm).
  */
 #include "ops/kernels.h"
 
@@ -12,30 +13,65 @@
 
 typedef struct groups {
     int64_t count, length;   /* number of groups, elements per group */
-    int64_t stride, step;    /* distance between elements of a group, between groups */
+    int64_t run;             /* a group is length / run runs of `run` contiguous elements */
+    int64_t stride, step;    /* distance between the runs of a group, between groups */
     bool affine_by_group;    /* gamma[group] (batch norm) or gamma[position] (layer norm) */
 } groups;
 
+/* Runs BODY for element i (0..length-1) of group k, at offset `at`. */
+#define FOR_EACH_IN_GROUP(g, k, i, at, ...)                                                     \
+    for (int64_t run_ = 0, i = 0; run_ < (g).length / (g).run; run_++)                          \
+        for (int64_t at = (k) * (g).step + run_ * (g).stride, end_ = at + (g).run; at < end_;   \
+             at++, i++) {                                                                       \
+            __VA_ARGS__                                                                         \
+        }
+
+/* x [N, C] or [N, C, spatial...]: channel c is N runs of the spatial size, C of them apart. */
 static groups batch_norm_groups(const tg_tensor *x) {
-    groups g = {x->shape[1], x->shape[0], x->shape[1], 1, true};
+    int64_t channels = x->shape[1], spatial = x->size / (x->shape[0] * channels);
+    groups g = {channels, x->shape[0] * spatial, spatial, channels * spatial, spatial, true};
     return g;
 }
 
 static groups layer_norm_groups(const tg_tensor *x) {
     int64_t d = x->shape[x->ndim - 1];
-    groups g = {x->size / d, d, 1, d, false};
+    groups g = {x->size / d, d, d, d, d, false};
     return g;
+}
+
+/* Sums over one run of contiguous elements go through LANES double accumulators, combined in a
+ * fixed order: the loop vectorises, and the result does not depend on the thread count or on
+ * where runs start. A run of one element sums exactly as a plain double loop would. */
+#define LANES 4
+
+static double lanes_total(const double *lane, double rest) {
+    double total = 0.0;
+    for (int l = 0; l < LANES; l++) total += lane[l];
+    return total + rest;
+}
+
+/* sum(x) and, when mu is given, sum((x - mu)^2), over n elements */
+static double run_sum(const float *x, int64_t n, const double *mu) {
+    double lane[LANES] = {0}, rest = 0.0, m = mu ? *mu : 0.0;
+    int64_t i = 0;
+    for (; i + LANES <= n; i += LANES)
+        for (int l = 0; l < LANES; l++) {
+            double v = (double)x[i + l] - m;
+            lane[l] += mu ? v * v : v;
+        }
+    for (; i < n; i++) rest += mu ? ((double)x[i] - m) * ((double)x[i] - m) : (double)x[i];
+    return lanes_total(lane, rest);
 }
 
 /* Batch statistics of each group: mean and 1/sqrt(biased variance + eps). */
 static void group_stats(const float *x, groups g, float eps, float *mean, float *inv_std,
                         float *variance) {
+    int64_t runs = g.length / g.run;
     for (int64_t k = 0; k < g.count; k++) {
-        const float *xk = x + k * g.step;
         double sum = 0.0, sq = 0.0;
-        for (int64_t i = 0; i < g.length; i++) sum += xk[i * g.stride];
+        for (int64_t r = 0; r < runs; r++) sum += run_sum(x + k * g.step + r * g.stride, g.run, NULL);
         double mu = sum / (double)g.length;
-        for (int64_t i = 0; i < g.length; i++) sq += (xk[i * g.stride] - mu) * (xk[i * g.stride] - mu);
+        for (int64_t r = 0; r < runs; r++) sq += run_sum(x + k * g.step + r * g.stride, g.run, &mu);
         mean[k] = (float)mu;
         variance[k] = (float)(sq / (double)g.length);
         inv_std[k] = (float)(1.0 / sqrt(sq / (double)g.length + eps));
@@ -47,11 +83,38 @@ static void normalize(const tg_op_call *call, groups g, const float *mean, const
     const float *x = call->inputs[0]->data, *gamma = call->inputs[1]->data,
                 *beta = call->inputs[2]->data;
     float *y = call->output->data;
-    for (int64_t k = 0; k < g.count; k++)
-        for (int64_t i = 0; i < g.length; i++) {
-            int64_t at = k * g.step + i * g.stride, p = g.affine_by_group ? k : i;
-            y[at] = gamma[p] * (x[at] - mean[k]) * inv_std[k] + beta[p];
+    for (int64_t k = 0; k < g.count; k++) {
+        float mu = mean[k], inv = inv_std[k];
+        if (g.affine_by_group) { /* one gamma and beta per group: a loop that vectorises */
+            float gk = gamma[k], bk = beta[k];
+            FOR_EACH_IN_GROUP(g, k, i, at, y[at] = gk * (x[at] - mu) * inv + bk;)
+        } else {
+            FOR_EACH_IN_GROUP(g, k, i, at, y[at] = gamma[i] * (x[at] - mu) * inv + beta[i];)
         }
+    }
+}
+
+/* Over one run of a batch norm group (gamma gk): sums of d = gy gk, d xhat, gy and gy xhat. */
+static void run_grad_sums(const float *x, const float *gy, int64_t n, float mu, float inv,
+                          float gk, double sums[4]) {
+    double lane[4][LANES] = {{0}}, rest[4] = {0};
+    int64_t i = 0;
+    for (; i + LANES <= n; i += LANES)
+        for (int l = 0; l < LANES; l++) {
+            float xhat = (x[i + l] - mu) * inv, d = gy[i + l] * gk;
+            lane[0][l] += d;
+            lane[1][l] += (double)d * xhat;
+            lane[2][l] += gy[i + l];
+            lane[3][l] += (double)gy[i + l] * xhat;
+        }
+    for (; i < n; i++) {
+        float xhat = (x[i] - mu) * inv, d = gy[i] * gk;
+        rest[0] += d;
+        rest[1] += (double)d * xhat;
+        rest[2] += gy[i];
+        rest[3] += (double)gy[i] * xhat;
+    }
+    for (int s = 0; s < 4; s++) sums[s] += lanes_total(lane[s], rest[s]);
 }
 
 /* With d = g * gamma and xhat the normalised input, for statistics taken from the group:
@@ -61,26 +124,49 @@ static void normalize_backward(const tg_op_call *call, groups g, const float *me
                                const float *inv_std, bool batch_statistics) {
     const tg_tensor *x = call->inputs[0], *gamma = call->inputs[1], *beta = call->inputs[2];
     const float *gy = call->output->grad;
+    int64_t runs = g.length / g.run;
     for (int64_t k = 0; k < g.count; k++) {
+        float mu = mean[k], inv = inv_std[k];
         double sum_d = 0.0, sum_d_xhat = 0.0;
-        for (int64_t i = 0; i < g.length; i++) {
-            int64_t at = k * g.step + i * g.stride, p = g.affine_by_group ? k : i;
-            float xhat = (x->data[at] - mean[k]) * inv_std[k];
-            float d = gy[at] * gamma->data[p];
-            sum_d += d;
-            sum_d_xhat += (double)d * xhat;
-            if (gamma->grad) gamma->grad[p] += gy[at] * xhat;
-            if (beta->grad) beta->grad[p] += gy[at];
+        if (g.affine_by_group) { /* batch norm: gamma[k] factors out, the sums go run by run */
+            double sums[4] = {0};
+            for (int64_t r = 0; r < runs; r++) {
+                int64_t at = k * g.step + r * g.stride;
+                run_grad_sums(x->data + at, gy + at, g.run, mu, inv, gamma->data[k], sums);
+            }
+            sum_d = sums[0], sum_d_xhat = sums[1];
+            if (gamma->grad) gamma->grad[k] += (float)sums[3];
+            if (beta->grad) beta->grad[k] += (float)sums[2];
+        } else {
+            FOR_EACH_IN_GROUP(g, k, i, at, {
+                float xhat = (x->data[at] - mu) * inv;
+                float d = gy[at] * gamma->data[i];
+                sum_d += d;
+                sum_d_xhat += (double)d * xhat;
+                if (gamma->grad) gamma->grad[i] += gy[at] * xhat;
+                if (beta->grad) beta->grad[i] += gy[at];
+            })
         }
         if (!x->grad) continue;
-        float n = (float)g.length;
-        for (int64_t i = 0; i < g.length; i++) {
-            int64_t at = k * g.step + i * g.stride, p = g.affine_by_group ? k : i;
-            float xhat = (x->data[at] - mean[k]) * inv_std[k];
-            float d = gy[at] * gamma->data[p];
-            x->grad[at] += batch_statistics
-                               ? inv_std[k] / n * (n * d - (float)sum_d - xhat * (float)sum_d_xhat)
-                               : d * inv_std[k];
+        float n = (float)g.length, sd = (float)sum_d, sdx = (float)sum_d_xhat, *gx = x->grad;
+        const float *xs = x->data, *gm = gamma->data;
+        /* the four loops differ in what is constant: each one vectorises */
+        if (g.affine_by_group && batch_statistics) {
+            float gk = gm[k];
+            FOR_EACH_IN_GROUP(g, k, i, at, {
+                float xhat = (xs[at] - mu) * inv;
+                gx[at] += inv / n * (n * (gy[at] * gk) - sd - xhat * sdx);
+            })
+        } else if (g.affine_by_group) {
+            float gk = gm[k];
+            FOR_EACH_IN_GROUP(g, k, i, at, gx[at] += gy[at] * gk * inv;)
+        } else if (batch_statistics) {
+            FOR_EACH_IN_GROUP(g, k, i, at, {
+                float xhat = (xs[at] - mu) * inv;
+                gx[at] += inv / n * (n * (gy[at] * gm[i]) - sd - xhat * sdx);
+            })
+        } else {
+            FOR_EACH_IN_GROUP(g, k, i, at, gx[at] += gy[at] * gm[i] * inv;)
         }
     }
 }
@@ -94,8 +180,8 @@ static float *save_stats(tg_op_call *call, int64_t count) {
 
 static tg_status batch_norm_infer(const tg_op_call *call, tg_shape *out) {
     const tg_tensor *x = call->inputs[0];
-    if (x->ndim != 2)
-        return tg_op_fail(call, TG_ERR_SHAPE, "expected x [N,C]");
+    if (x->ndim < 2)
+        return tg_op_fail(call, TG_ERR_SHAPE, "expected x [N,C], [N,C,L] or [N,C,H,W]");
     for (int i = 1; i < 5; i++)
         if (call->inputs[i]->ndim != 1 || call->inputs[i]->shape[0] != x->shape[1])
             return tg_op_fail(call, TG_ERR_SHAPE, "input %d must be [%lld] (gamma, beta, "
@@ -104,8 +190,8 @@ static tg_status batch_norm_infer(const tg_op_call *call, tg_shape *out) {
         return tg_op_fail(call, TG_ERR_INVALID, "eps must be > 0");
     if (!(call->attrs[0].f32 >= 0.0f && call->attrs[0].f32 <= 1.0f))
         return tg_op_fail(call, TG_ERR_INVALID, "momentum must be in [0, 1]");
-    if (call->attrs[2].b && x->shape[0] < 2)
-        return tg_op_fail(call, TG_ERR_SHAPE, "training needs more than one row per feature");
+    if (call->attrs[2].b && batch_norm_groups(x).length < 2)
+        return tg_op_fail(call, TG_ERR_SHAPE, "training needs more than one value per channel");
     return tgi_infer_like_input(call, out);
 }
 
@@ -181,9 +267,20 @@ static tg_status layer_norm_backward(const tg_op_call *call) {
     TGI_INPUT(TGI_DOMAIN_ANY, 6, 3), TGI_INPUT(TGI_DOMAIN_POSITIVE, 3),                         \
         TGI_INPUT(TGI_DOMAIN_ANY, 3), TGI_CONST_INPUT(TGI_DOMAIN_ANY, 0, 3),                    \
         TGI_CONST_INPUT(TGI_DOMAIN_POSITIVE, 0, 3)
+/* [N, C, L] and [N, C, H, W]: statistics per channel over N and the spatial dims */
+#define BN_SPATIAL_INPUTS(...)                                                                  \
+    TGI_INPUT(TGI_DOMAIN_ANY, __VA_ARGS__), TGI_INPUT(TGI_DOMAIN_POSITIVE, 2),                  \
+        TGI_INPUT(TGI_DOMAIN_ANY, 2), TGI_CONST_INPUT(TGI_DOMAIN_ANY, 0, 2),                    \
+        TGI_CONST_INPUT(TGI_DOMAIN_POSITIVE, 0, 2)
 static const tgi_example batch_norm_inputs[] = {
     {.n_inputs = 5, .inputs = {BN_INPUTS}, .attrs = {{.f32 = 0.1f}, {.f32 = 1e-5f}, {.b = true}}},
     {.n_inputs = 5, .inputs = {BN_INPUTS}, .attrs = {{.f32 = 0.1f}, {.f32 = 1e-5f}, {.b = false}}},
+    {.n_inputs = 5, .inputs = {BN_SPATIAL_INPUTS(3, 2, 4)},
+     .attrs = {{.f32 = 0.1f}, {.f32 = 1e-5f}, {.b = true}}},
+    {.n_inputs = 5, .inputs = {BN_SPATIAL_INPUTS(2, 2, 3, 2)},
+     .attrs = {{.f32 = 0.1f}, {.f32 = 1e-5f}, {.b = true}}},
+    {.n_inputs = 5, .inputs = {BN_SPATIAL_INPUTS(2, 2, 2, 3)},
+     .attrs = {{.f32 = 0.1f}, {.f32 = 1e-5f}, {.b = false}}},
 };
 static const tgi_example layer_norm_inputs[] = {
     {.n_inputs = 3,

@@ -22,7 +22,9 @@
     X(RESHAPE, reshape) X(CONCAT, concat) X(SLICE, slice)                                        \
     X(SUM, sum) X(MEAN, mean) X(SUM_AXIS, sum_axis) X(MEAN_AXIS, mean_axis)                      \
     X(MSE, mse) X(CROSS_ENTROPY, cross_entropy) X(BCE_WITH_LOGITS, bce_with_logits)              \
-    X(BATCH_NORM, batch_norm) X(LAYER_NORM, layer_norm)
+    X(BATCH_NORM, batch_norm) X(LAYER_NORM, layer_norm)                                         \
+    X(CONV2D, conv2d) X(CONV1D, conv1d)                                                          \
+    X(MAX_POOL2D, max_pool2d) X(AVG_POOL2D, avg_pool2d) X(GLOBAL_AVG_POOL2D, global_avg_pool2d)
 
 enum {
 #define TGI_OP_ENUM(id, name) TGI_OP_##id,
@@ -41,6 +43,8 @@ TGI_DEF_TABLE(shape)
 TGI_DEF_TABLE(reduce)
 TGI_DEF_TABLE(loss)
 TGI_DEF_TABLE(norm)
+TGI_DEF_TABLE(conv)
+TGI_DEF_TABLE(pool)
 #undef TGI_DEF_TABLE
 
 /* Calls built-in op `id` (attrs complete and in signature order). */
@@ -82,6 +86,29 @@ typedef struct tgi_axis_split {
     int64_t outer, n, inner;
 } tgi_axis_split;
 TGI_HIDDEN tgi_axis_split tgi_split_at(const tg_tensor *t, int axis);
+
+/* ---- sliding windows (convolution and pooling) -------------------------------------------- */
+
+/* Every attribute of the call is a window size, stride, dilation or group count (>= 1) or, when
+ * its name starts with "pad", a padding (>= 0); fails naming the attribute otherwise. */
+TGI_HIDDEN tg_status tgi_check_window_attrs(const tg_op_call *call);
+/* PyTorch's output length (in + 2 pad - dilation (kernel - 1) - 1) / stride + 1; fails naming
+ * the op and `what` ("height", "length") when the dilated kernel does not fit. */
+TGI_HIDDEN tg_status tgi_window_output(const tg_op_call *call, const char *what, int64_t in,
+                                       int64_t kernel, int64_t stride, int64_t pad,
+                                       int64_t dilation, int64_t *out);
+
+/* The output positions o in [0, out) whose tap o * stride + offset falls inside [0, in):
+ * [*lo, *hi). Outside that range the tap reads padding. */
+static inline void tgi_window_inside(int64_t offset, int64_t stride, int64_t in, int64_t out,
+                                     int64_t *lo, int64_t *hi) {
+    int64_t first = offset >= 0 ? 0 : (-offset + stride - 1) / stride;
+    int64_t last = in - 1 - offset < 0 ? 0 : (in - 1 - offset) / stride + 1;
+    if (last > out) last = out;
+    if (first > last) first = last;
+    *lo = first;
+    *hi = last;
+}
 
 /* ---- numerics shared by several ops ------------------------------------------------------- */
 
@@ -141,6 +168,8 @@ typedef enum tgi_domain {
     TGI_DOMAIN_POSITIVE,   /* U[0.5, 2] */
     TGI_DOMAIN_UNIT,       /* U[0, 1] (probabilities, targets) */
     TGI_DOMAIN_LABELS,     /* whole numbers in [0, param) */
+    TGI_DOMAIN_DISTINCT,   /* a shuffled grid 0.1 apart: no two elements within a
+                              finite-difference step (max pooling) */
 } tgi_domain;
 
 typedef struct tgi_example_input {
