@@ -224,7 +224,12 @@ static void cnn_finding(experiment *e, writer *w) {
         depth_line(w, plain[0], plain[1], "plain");
         say(w, "; ");
         depth_line(w, res[0], res[1], "residual");
-        say(w, ".\nAt the first step the first layer's weight gradient is %s of the last layer's in the "
+        bool plain_degrades = last_train_loss(plain[1]) > last_train_loss(plain[0]);
+        bool residual_gains = last_train_loss(res[1]) < last_train_loss(res[0]);
+        say(w, ". He et al. (2016) found the deeper plain net worse and the deeper residual net "
+            "better: here the plain nets %s and the residual nets %s.", plain_degrades ? "agree" : "do not",
+            residual_gains ? "agree" : "do not (in this budget)");
+        say(w, "\nAt the first step the first layer's weight gradient is %s of the last layer's in the "
             "%d-layer plain net and %s in its residual twin.", num(plain[1]->first_last_ratio, a), deep,
             num(res[1]->first_last_ratio, b));
     }

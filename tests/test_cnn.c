@@ -348,6 +348,41 @@ Test(cnn, train_parses_the_cnn_models, .init = quiet_setup) {
         cr_expect_eq(train(4, bad[i]), EXIT_USAGE, "case %zu (%s %s)", i, bad[i][2], bad[i][3]);
 }
 
+/* An IDX image file of `count` rows x cols ubyte images (pixel values by position) and its labels. */
+static void write_idx_pair(const char *images, const char *labels, int count, int rows, int cols) {
+    FILE *f = fopen(images, "wb");
+    cr_assert_not_null(f);
+    const unsigned char head[16] = {0, 0, 8, 3, 0, 0, 0, (unsigned char)count, 0, 0, 0, (unsigned char)rows,
+                                    0, 0, 0, (unsigned char)cols};
+    fwrite(head, 1, 16, f);
+    for (int i = 0; i < count * rows * cols; i++) fputc((i * 37 + i / (rows * cols)) % 256, f);
+    fclose(f);
+    cr_assert_not_null(f = fopen(labels, "wb"));
+    const unsigned char lhead[8] = {0, 0, 8, 1, 0, 0, 0, (unsigned char)count};
+    fwrite(lhead, 1, 8, f);
+    for (int i = 0; i < count; i++) fputc(i % 3, f);
+    fclose(f);
+}
+
+Test(cnn, train_reads_idx_files_as_square_images, .init = quiet_setup) {
+    char dir[] = "/tmp/tapegrad-cnn-idx-XXXXXX";
+    cr_assert_not_null(mkdtemp(dir));
+    char images[96], labels[96], data[200];
+    snprintf(images, sizeof images, "%s/images.idx", dir);
+    snprintf(labels, sizeof labels, "%s/labels.idx", dir);
+    snprintf(data, sizeof data, "idx:%s,%s", images, labels);
+    write_idx_pair(images, labels, 40, 12, 12);
+    const char *lenet[] = {"--model", "lenet", "--data", data, "--steps", "3", "--batch", "8"};
+    cr_expect_eq(train(8, lenet), 0, "12x12 images");
+    const char *resnet[] = {"--model", "resnet", "--depth", "8", "--width", "4", "--data", data, "--steps", "2", "--batch", "8"};
+    cr_expect_eq(train(12, resnet), 0);
+    write_idx_pair(images, labels, 40, 3, 5);
+    cr_expect_eq(train(8, lenet), 1, "3x5 images are not square: a run error, not a crash");
+    unlink(images);
+    unlink(labels);
+    rmdir(dir);
+}
+
 Test(cnn, quick_study_cnn_writes_its_csv_and_summary, .init = quiet_setup) {
     char dir[] = "/tmp/tapegrad-cnn-study-XXXXXX";
     cr_assert_not_null(mkdtemp(dir));
