@@ -383,6 +383,24 @@ Test(cnn, train_reads_idx_files_as_square_images, .init = quiet_setup) {
     rmdir(dir);
 }
 
+/* A run that fails after its model and layers exist (here: a checkpoint that is not there) has
+ * no series: the report must say so, not read them. */
+Test(cnn, a_failed_run_still_leaves_a_report, .init = quiet_setup) {
+    static experiment e;
+    cr_assert(experiment_setup(&e, "cnn", 1, true));
+    e.n_runs = 3; /* LeNet, the MLP, the plain 8-layer net */
+    e.runs[2].load_path = "/nonexistent/weights.safetensors";
+    for (int i = 0; i < e.n_runs; i++) run_training(&e.runs[i], &e.results[i], NULL, NULL);
+    cr_expect_neq(e.results[2].error[0], '\0');
+    cr_expect_gt(e.results[2].n_layers, 0, "the layers were tracked before the load failed");
+    experiment_conclude(&e);
+    char dir[] = "/tmp/tapegrad-cnn-failed-XXXXXX";
+    cr_assert_not_null(mkdtemp(dir));
+    cr_expect_eq(write_report(dir, &e, 1, 1, true, 1.0), 0);
+    cr_expect(strstr(e.finding, "the run failed") != NULL, "%s", e.finding);
+    for (int i = 0; i < e.n_runs; i++) run_result_free(&e.results[i]);
+}
+
 Test(cnn, quick_study_cnn_writes_its_csv_and_summary, .init = quiet_setup) {
     char dir[] = "/tmp/tapegrad-cnn-study-XXXXXX";
     cr_assert_not_null(mkdtemp(dir));
@@ -412,7 +430,7 @@ Test(cnn, quick_study_cnn_writes_its_csv_and_summary, .init = quiet_setup) {
         cr_expect(strstr(config, depth) != NULL, "'%s' does not say its depth %s", config, depth);
         cr_expect_eq(json_array_size(json_object_get(run, "grad_norm_by_layer")),
                      (size_t)json_integer_value(json_object_get(run, "depth")), "%s: one norm per weight layer", config);
-        cr_expect_eq(json_array_size(json_object_get(run, "held_out_loss")), 3, "%s: held-out loss at 0, 10, 20 steps", config);
+        cr_expect_eq(json_array_size(json_object_get(run, "held_out_loss")), 3, "%s: held-out loss at 0, 5, 10 steps", config);
         cr_expect(json_is_number(json_object_get(run, "test_accuracy")), "%s: accuracy", config);
     }
     cr_expect_geq(plain, 2);
