@@ -315,7 +315,6 @@ Test(cnn, lenet_learns_the_digits) {
     double whole = batch_loss(net, x, y);
     tg_no_grad_end(tape);
     cr_expect_lt(whole, 0.5, "loss over all digits %.3f", whole);
-    fprintf(stderr, "lenet: %.3f -> %.3f, whole %.3f\n", first, last, whole);
     tg_batcher_free(batches);
     tg_optimizer_free(opt);
     tg_module_free(net);
