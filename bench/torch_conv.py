@@ -6,7 +6,7 @@
 For each workload (lenet, block8, block32) it runs the tapegrad binary for that workload, then
 the PyTorch model, alternating the two `--rounds` times (default 3) so that both see the same
 machine load; it prints each side's median ms per step and the ratio tapegrad / PyTorch
-(< 1: tapegrad is faster). Shapes, layers and the loss are those of bench_conv.c; each step is
+(< 1: tapegrad is faster), by wall time and by CPU time (the steadier figure on a shared machine). Shapes, layers and the loss are those of bench_conv.c; each step is
 forward, backward and zeroing the gradients. Pin it for steadier figures:
   taskset -c 1 /usr/bin/python3 bench/torch_conv.py
 The tapegrad binary: --bench, else the newest bench_conv under zig-out/ or .zig-cache/ (built by
@@ -89,24 +89,26 @@ def torch_step_fn(name):
 
 
 def time_torch(name):
+    """(wall, cpu) ms per step, medians over INNER_ROUNDS rounds, as bench_conv.c measures."""
     step = torch_step_fn(name)
     step(), step()
-    per_round = []
+    wall, cpu = [], []
     for _ in range(INNER_ROUNDS):
-        start = time.perf_counter()
+        start, start_cpu = time.perf_counter(), time.process_time()
         for _ in range(STEPS[name]):
             step()
-        per_round.append((time.perf_counter() - start) / STEPS[name])
-    return 1e3 * statistics.median(per_round)
+        wall.append((time.perf_counter() - start) / STEPS[name])
+        cpu.append((time.process_time() - start_cpu) / STEPS[name])
+    return 1e3 * statistics.median(wall), 1e3 * statistics.median(cpu)
 
 
 def time_tapegrad(binary, name):
     env = dict(os.environ, OPENBLAS_NUM_THREADS="1")
     out = subprocess.run([binary, name], capture_output=True, text=True, env=env, check=True).stdout
-    match = re.search(r"([0-9.]+) ms per step", out)
+    match = re.search(r"([0-9.]+) ms per step .*cpu ([0-9.]+) ms per step", out)
     if not match:
         sys.exit(f"torch_conv.py: no figure in the output of {binary} {name}:\n{out}")
-    return float(match.group(1))
+    return float(match.group(1)), float(match.group(2))
 
 
 def find_binary():
@@ -133,10 +135,14 @@ def main():
             if binary:
                 ours.append(time_tapegrad(binary, name))
             theirs.append(time_torch(name))
-        line = f"{name:8s} pytorch {statistics.median(theirs):8.3f} ms/step"
+        t_wall = statistics.median(w for w, _ in theirs)
+        t_cpu = statistics.median(c for _, c in theirs)
+        line = f"{name:8s} pytorch {t_wall:8.3f} ms/step (cpu {t_cpu:8.3f})"
         if ours:
-            mine = statistics.median(ours)
-            line += f"   tapegrad {mine:8.3f} ms/step   ratio tapegrad/pytorch {mine / statistics.median(theirs):.2f}"
+            o_wall = statistics.median(w for w, _ in ours)
+            o_cpu = statistics.median(c for _, c in ours)
+            line += (f"   tapegrad {o_wall:8.3f} ms/step (cpu {o_cpu:8.3f})   ratio tapegrad/pytorch "
+                     f"wall {o_wall / t_wall:.2f}, cpu {o_cpu / t_cpu:.2f}")
         print(line, flush=True)
 
 
