@@ -27,6 +27,49 @@ def tail_loss(run, n=10):
     return sum(values) / len(values) if values else math.inf
 
 
+def cnn_figures(s):
+    """Plain against residual CNNs (He et al. 2016): the runs say plain or residual and their depth;
+    the deep plain net trains worse than the shallow one (degradation), its residual twin better
+    than it; LeNet against the MLP on the same split."""
+    e = next((e for e in s["experiments"] if e["name"] == "cnn"), None)
+    if e is None:
+        return
+    nets = {}
+    for run in e["runs"]:
+        if run.get("model") in ("resnet", "plaincnn"):
+            kind = "residual" if "residual" in run["config"] else "plain" if "plain" in run["config"] else None
+            said = kind is not None and str(run["depth"]) in run["config"]
+            yield f"cnn: '{run['config']}' says plain/residual and its depth", run["depth"], said
+            nets[(kind, run["depth"])] = run
+    depths = sorted({d for _, d in nets})
+    yield "cnn: plain and residual at depths 8 and 32", depths, \
+        all((k, d) in nets for k in ("plain", "residual") for d in (8, 32))
+    if len(depths) < 2 or not all((k, d) in nets for k in ("plain", "residual") for d in (depths[0], depths[-1])):
+        return
+    shallow = depths[0]
+    ps = nets[("plain", shallow)]
+    for deep in depths[1:]:
+        pd, rd = nets.get(("plain", deep)), nets.get(("residual", deep))
+        if not pd or not rd:
+            continue
+        yield f"cnn: {deep}-layer plain trains worse than {shallow}-layer plain (training loss)", \
+            f"{tail_loss(pd):.3f} vs {tail_loss(ps):.3f}", tail_loss(pd) > tail_loss(ps)
+        yield f"cnn: {deep}-layer residual trains better than {deep}-layer plain (training loss)", \
+            f"{tail_loss(rd):.3f} vs {tail_loss(pd):.3f}", tail_loss(rd) < tail_loss(pd)
+        yield f"cnn: {deep}-layer residual tests better than {deep}-layer plain (accuracy)", \
+            f"{rd['test_accuracy']:.4f} vs {pd['test_accuracy']:.4f}", rd["test_accuracy"] > pd["test_accuracy"]
+    for run in nets.values():
+        curve = run.get("held_out_loss") or []
+        yield f"cnn: '{run['config']}' has a held-out loss curve without NaN", len(curve), \
+            len(curve) >= 3 and run["first_nan_step"] is None
+    lenet = next((r for r in e["runs"] if r.get("model") == "lenet"), None)
+    mlp = next((r for r in e["runs"] if r.get("model") == "mlp"), None)
+    if lenet and mlp:
+        yield "cnn: LeNet beats the MLP on the same split (test accuracy)", \
+            f"{lenet['test_accuracy']:.4f} vs {mlp['test_accuracy']:.4f}", \
+            lenet["test_accuracy"] > mlp["test_accuracy"]
+
+
 def figures(s):
     v = runs(s, "vanishing")
     if v:
@@ -70,6 +113,7 @@ def figures(s):
             yield f"recurrent: T=50 {cell} MSE < 0.05", mse, mse < 0.05
         mse = rec["RNN, T=50"]["final_loss"]
         yield "recurrent: T=50 RNN MSE > 0.1", mse, mse > 0.1
+    yield from cnn_figures(s)
 
 
 def main(paths):

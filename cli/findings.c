@@ -219,11 +219,27 @@ static void cnn_finding(experiment *e, writer *w) {
         res[k] = find_run(e, MODEL_RESNET, true, k ? deep : shallow);
     }
     char a[32], b[32];
-    if (plain[0] && plain[1] && res[0] && res[1] && deep > shallow) {
+    bool all_ran = true;
+    for (int k = 0; k < 2; k++)
+        all_ran = all_ran && plain[k] && res[k] && !plain[k]->error[0] && !res[k]->error[0];
+    if (all_ran && deep > shallow) { /* a failed run speaks for itself in the lines below */
         say(w, "After %d steps, ", plain[1]->steps_done);
         depth_line(w, plain[0], plain[1], "plain");
         say(w, "; ");
         depth_line(w, res[0], res[1], "residual");
+        bool plain_degrades = last_train_loss(plain[1]) > last_train_loss(plain[0]);
+        bool residual_gains = last_train_loss(res[1]) < last_train_loss(res[0]);
+        say(w, ". He et al. (2016) found the deeper plain net worse and the deeper residual net "
+            "better: here the plain nets %s and the residual nets %s.", plain_degrades ? "agree" : "do not",
+            residual_gains ? "agree" : "do not (in this budget)");
+        say(w, "\nTraining loss over the last 10 steps by depth:");
+        for (int skip = 0; skip < 2; skip++) {
+            say(w, "%s %s", skip ? ";" : "", skip ? "residual" : "plain");
+            int said = 0;
+            for (int i = 0; i < e->n_runs; i++)
+                if (e->runs[i].model == MODEL_RESNET && e->runs[i].skip == (bool)skip)
+                    say(w, "%s %d layers %s", said++ ? "," : "", e->runs[i].depth, num(last_train_loss(&e->results[i]), a));
+        }
         say(w, ".\nAt the first step the first layer's weight gradient is %s of the last layer's in the "
             "%d-layer plain net and %s in its residual twin.", num(plain[1]->first_last_ratio, a), deep,
             num(res[1]->first_last_ratio, b));

@@ -142,7 +142,7 @@ static void per_step_chart(FILE *f, const experiment *e, bool loss, int64_t leng
     char left_out[512] = "";
     for (int i = 0; i < e->n_runs; i++) {
         const run_result *r = &e->results[i];
-        if (length > 0 && r->config.seq_len != length) continue;
+        if ((length > 0 && r->config.seq_len != length) || !r->loss) continue;
         if (loss && finite > 0 && diverged(r)) {
             size_t used = strlen(left_out);
             snprintf(left_out + used, sizeof left_out - used, "%s%s (NaN at step %lld)", used ? ", " : "",
@@ -186,6 +186,7 @@ static void held_out_chart(FILE *f, const experiment *e) {
 static void heat_charts(FILE *f, const experiment *e) {
     for (int i = 0; i < e->n_runs; i++) {
         const run_result *r = &e->results[i];
+        if (!r->layer_norms) continue; /* the run failed before it trained */
         int steps = r->config.steps, every = steps > 60 ? (steps + 59) / 60 : 1, cols = (steps + every - 1) / every;
         double *cells = malloc((size_t)r->n_layers * (size_t)cols * sizeof *cells);
         double *col_steps = malloc((size_t)cols * sizeof *col_steps);

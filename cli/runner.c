@@ -10,7 +10,7 @@
 
 #include "cli/study.h"
 
-#define MAX_PARAMS 256
+#define MAX_PARAMS 1024 /* a 56-layer ResNet has 173 parameters and 287 state tensors */
 
 /* Everything a run holds while it trains. */
 typedef struct trainer {

@@ -47,21 +47,16 @@ tg_module *tg_conv2d_new(tg_ctx *ctx, const char *name, int64_t in, int64_t out,
     if (!ctx || !conv_geometry_ok(ctx, name, in, out, kernel_h, kernel_w, &geometry)) return NULL;
     tg_module *m = tgi_module_new(ctx, &conv_class, "%s", name);
     if (!m) return NULL;
-    conv_impl *impl = tgi_alloc(ctx, sizeof *impl);
-    m->impl = impl;
     int64_t groups = geometry.groups ? geometry.groups : 1;
     tg_init weight_init = tgi_init_or(init, tg_init_he(TG_ACT_RELU));
-    tg_tensor *w = impl ? tgi_module_param(m, "weight", TG_SHAPE(out, in / groups, kernel_h, kernel_w),
-                                           NULL, 0)
-                        : NULL;
+    tg_tensor *w = tgi_module_param(m, "weight", TG_SHAPE(out, in / groups, kernel_h, kernel_w), NULL, 0);
     bool ok = w && tgi_init_grouped(w, &weight_init, groups, seed) == TG_OK &&
               (!bias || tgi_module_param(m, "bias", TG_SHAPE(out), NULL, 0));
     if (!ok) {
-        if (!impl) tgi_error(ctx, TG_ERR_NOMEM, "conv2d '%s': out of memory", name);
         tg_module_free(m);
         return NULL;
     }
-    impl->opts = geometry;
+    ((conv_impl *)m->impl)->opts = geometry;
     return m;
 }
 
@@ -113,17 +108,11 @@ tg_module *tg_lenet_new(tg_ctx *ctx, const char *name, const tg_lenet_config *co
     }
     tg_module *m = tgi_module_new(ctx, &lenet_class, "%s", name);
     if (!m) return NULL;
-    lenet_impl *impl = tgi_alloc(ctx, sizeof *impl);
-    m->impl = impl;
-    if (!impl) {
-        tgi_error(ctx, TG_ERR_NOMEM, "lenet '%s': out of memory", name);
-        tg_module_free(m);
-        return NULL;
-    }
+    lenet_impl *impl = m->impl;
     tg_init init = tgi_init_or(&c->init, tg_init_he(TG_ACT_RELU)), logits = tg_init_xavier(TG_ACT_IDENTITY);
-    int64_t flat = 16 * (c->height / 4) * (c->width / 4); /* each pool floors, as PyTorch's */
-    bool ok = (impl->conv1 = child_conv(m, "conv1", c->channels, 6, 3, 1, 1, true, &init, c->seed)) &&
-              (impl->conv2 = child_conv(m, "conv2", 6, 16, 3, 1, 1, true, &init, tgi_seed_mix(c->seed, 1))) &&
+    int64_t flat = 32 * (c->height / 4) * (c->width / 4); /* each pool floors, as PyTorch's */
+    bool ok = (impl->conv1 = child_conv(m, "conv1", c->channels, 16, 3, 1, 1, true, &init, c->seed)) &&
+              (impl->conv2 = child_conv(m, "conv2", 16, 32, 3, 1, 1, true, &init, tgi_seed_mix(c->seed, 1))) &&
               (impl->fc1 = tgi_child_linear(m, "fc1", flat, 120, &init, tgi_seed_mix(c->seed, 2))) &&
               (impl->fc2 = tgi_child_linear(m, "fc2", 120, 84, &init, tgi_seed_mix(c->seed, 3))) &&
               (impl->fc3 = tgi_child_linear(m, "fc3", 84, c->classes, &logits, tgi_seed_mix(c->seed, 4)));

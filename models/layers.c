@@ -23,17 +23,14 @@ tg_module *tg_linear_new(tg_ctx *ctx, const char *name, int64_t in, int64_t out,
     if (!ctx || tgi_check_name(ctx, "linear", name) != TG_OK) return NULL;
     tg_module *m = tgi_module_new(ctx, &linear_class, "%s", name);
     if (!m) return NULL;
-    linear_impl *impl = tgi_alloc(ctx, sizeof *impl);
-    m->impl = impl;
+    linear_impl *impl = m->impl;
     tg_init weight_init = tgi_init_or(init, tg_init_xavier(TG_ACT_IDENTITY));
-    bool ok = impl && tgi_module_param(m, "weight", TG_SHAPE(out, in), &weight_init, seed);
+    bool ok = tgi_module_param(m, "weight", TG_SHAPE(out, in), &weight_init, seed);
     if (ok) {
-        impl->zero_bias = NULL;
         if (bias) ok = tgi_module_param(m, "bias", TG_SHAPE(out), NULL, 0) != NULL;
         else ok = (impl->zero_bias = tg_zeros(ctx, TG_SHAPE(out))) != NULL;
     }
     if (!ok) {
-        if (!impl) tgi_error(ctx, TG_ERR_NOMEM, "linear '%s': out of memory", name);
         tg_module_free(m);
         return NULL;
     }
@@ -65,10 +62,9 @@ tg_module *tg_norm_new(tg_ctx *ctx, const char *name, tg_norm_kind kind, int64_t
     }
     tg_module *m = tgi_module_new(ctx, &norm_class, "%s", name);
     if (!m) return NULL;
-    norm_impl *impl = tgi_alloc(ctx, sizeof *impl);
-    m->impl = impl;
+    norm_impl *impl = m->impl;
     const tg_init one = {TG_INIT_CONSTANT, 1.0f, 0, 0, TG_ACT_IDENTITY, false};
-    bool ok = impl && tgi_module_param(m, "weight", TG_SHAPE(features), &one, 0) &&
+    bool ok = tgi_module_param(m, "weight", TG_SHAPE(features), &one, 0) &&
               tgi_module_param(m, "bias", TG_SHAPE(features), NULL, 0);
     if (ok) {
         impl->kind = kind;
@@ -78,7 +74,6 @@ tg_module *tg_norm_new(tg_ctx *ctx, const char *name, tg_norm_kind kind, int64_t
              tgi_module_buffer(m, impl->running_var) == TG_OK;
     }
     if (!ok) {
-        if (!impl) tgi_error(ctx, TG_ERR_NOMEM, "norm '%s': out of memory", name);
         tg_module_free(m);
         return NULL;
     }

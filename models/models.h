@@ -28,7 +28,8 @@ struct tg_module {
     void *impl;              /* kind-specific state */
 };
 
-/* A module with no parameters yet; its name is printf-formatted. NULL with a message on error. */
+/* A module with no parameters yet; its name is printf-formatted; a class without release gets
+ * m->impl zeroed, impl_size bytes. NULL with a message on error. */
 TGI_HIDDEN tg_module *tgi_module_new(tg_ctx *ctx, const tgi_module_class *cls, const char *fmt, ...)
     TGI_PRINTF(3, 4);
 /* A parameter "<module name>.<local>" of the given shape, initialised, requiring a gradient. */

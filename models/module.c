@@ -21,6 +21,14 @@ tg_module *tgi_module_new(tg_ctx *ctx, const tgi_module_class *cls, const char *
     va_start(args, fmt);
     vsnprintf(m->name, sizeof m->name, fmt, args);
     va_end(args);
+    if (!cls->release && cls->impl_size) {
+        if (!(m->impl = tgi_alloc(ctx, cls->impl_size))) {
+            tgi_error(ctx, TG_ERR_NOMEM, "%s '%s': out of memory", cls->kind, m->name);
+            tgi_free(ctx, m, sizeof *m);
+            return NULL;
+        }
+        memset(m->impl, 0, cls->impl_size);
+    }
     return m;
 }
 

@@ -99,13 +99,7 @@ tg_module *tg_rnn_new(tg_ctx *ctx, const char *name, const tg_rnn_config *config
     }
     tg_module *m = tgi_module_new(ctx, &rnn_class, "%s", name);
     if (!m) return NULL;
-    rnn_impl *impl = tgi_alloc(ctx, sizeof *impl);
-    m->impl = impl;
-    if (!impl) {
-        tgi_error(ctx, TG_ERR_NOMEM, "rnn '%s': out of memory", name);
-        tg_module_free(m);
-        return NULL;
-    }
+    rnn_impl *impl = m->impl;
     impl->config = *config;
     impl->gates = config->kind == TG_RNN_LSTM ? 4 : config->kind == TG_RNN_GRU ? 3 : 1;
     int64_t rows = impl->gates * config->hidden;
