@@ -371,8 +371,14 @@ static tg_status read_length(loader *ld, FILE *file) {
 }
 
 static tg_status read_file(loader *ld) {
-    FILE *file = fopen(ld->job.path, "rb");
-    if (!file) return fail(&ld->job, TG_ERR_IO, NULL, "cannot open: %s", strerror(errno));
+    uint64_t size;
+    int fd = tgi_open_input(ld->job.ctx, ld->job.verb, ld->job.path, &size);
+    if (fd < 0) return tg_errcode(ld->job.ctx);
+    FILE *file = fdopen(fd, "rb");
+    if (!file) {
+        close(fd);
+        return fail(&ld->job, TG_ERR_IO, NULL, "cannot open: %s", strerror(errno));
+    }
     tg_status status = read_length(ld, file);
     if (status == TG_OK) {
         ld->contents = tgi_alloc(ld->job.ctx, ld->contents_bytes);

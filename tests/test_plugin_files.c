@@ -117,5 +117,5 @@ Test(plugin_files, directories_devices_and_fifos_are_refused_without_blocking) {
     expect_refused("/dev/null", "not a regular file");
     cr_assert_eq(mkfifo(in_dir("fifo.so"), 0600), 0);
     expect_refused(in_dir("fifo.so"), "not a regular file"); /* would block in open() */
-    expect_refused(in_dir("missing.so"), "cannot load");
+    expect_refused(in_dir("missing.so"), "cannot open");
 }
