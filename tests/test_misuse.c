@@ -746,6 +746,10 @@ static void tensors_file_misuse(tg_status (*fn)(tg_ctx *, const char *, tg_tenso
 }
 MISUSE(tg_save_safetensors) { tensors_file_misuse(tg_save_safetensors); }
 MISUSE(tg_load_safetensors) { tensors_file_misuse(tg_load_safetensors); }
+MISUSE(tg_check_save_path) {
+    GIVES(tg_check_save_path(NULL, "/tmp/x.safetensors"), TG_ERR_INVALID);
+    REFUSED(tg_check_save_path(W.ctx, NULL));
+}
 MISUSE(tg_module_save) {
     GIVES(tg_module_save(NULL, "/tmp/x.safetensors"), TG_ERR_INVALID);
     REFUSED(tg_module_save(W.linear, NULL));
