@@ -98,7 +98,8 @@ typedef struct tgi_registry {
 
 /* ---- context ------------------------------------------------------------------------------- */
 
-#define TGI_ERRMSG_MAX 512
+/* Room for two full paths (PATH_MAX each) and the reason: a message is never cut before its end. */
+#define TGI_ERRMSG_MAX 16384
 
 /* A persistent allocation, linked so tg_ctx_free can release everything. */
 typedef struct tgi_block {
