@@ -9,14 +9,11 @@ static char dir[64];
 
 static void setup(void) {
     fixture_setup();
-    strcpy(dir, "/tmp/tapegrad-input-XXXXXX");
-    cr_assert_not_null(mkdtemp(dir));
+    temp_dir_make(dir, "tapegrad-input");
 }
 
 static void teardown(void) {
-    char cmd[128];
-    snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
-    cr_expect_eq(system(cmd), 0);
+    temp_dir_remove(dir);
     fixture_teardown();
 }
 

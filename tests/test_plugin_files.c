@@ -8,17 +8,15 @@
 
 #include "fixture.h"
 
-static char dir[] = "/tmp/tapegrad-plugin-files-XXXXXX";
+static char dir[64];
 
 static void setup(void) {
     fixture_setup();
-    cr_assert_not_null(mkdtemp(dir));
+    temp_dir_make(dir, "tapegrad-plugin-files");
 }
 
 static void teardown(void) {
-    char cmd[128];
-    snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
-    cr_expect_eq(system(cmd), 0);
+    temp_dir_remove(dir);
     fixture_teardown();
 }
 

@@ -19,15 +19,12 @@ static tg_tensor *w;
 
 static void setup(void) {
     fixture_setup();
-    strcpy(dir, "/tmp/tapegrad-save-XXXXXX");
-    cr_assert_not_null(mkdtemp(dir));
+    temp_dir_make(dir, "tapegrad-save");
     w = tg_set_label(tg_full(ctx, TG_SHAPE(4), 1.5f), "w");
 }
 
 static void teardown(void) {
-    char cmd[128];
-    snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
-    cr_expect_eq(system(cmd), 0);
+    temp_dir_remove(dir);
     fixture_teardown();
 }
 
