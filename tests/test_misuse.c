@@ -478,11 +478,17 @@ MISUSE(tg_recorder_series) {
     int64_t steps[2];
     tg_stats stats[2];
     GIVES(tg_recorder_series(NULL, 0, steps, stats, 2), 0);
+    tg_stats s = {0};
+    cr_assert_eq(tg_recorder_add(W.rec, 0, "x", &s), TG_OK);
+    GIVES(tg_recorder_series(W.rec, 0, steps, stats, -3), 0); /* a negative max copies nothing */
 }
 MISUSE(tg_recorder_global_norms) {
     int64_t steps[2];
     double norms[2];
     GIVES(tg_recorder_global_norms(NULL, steps, norms, 2), 0);
+    tg_stats s = {0};
+    cr_assert_eq(tg_recorder_add(W.rec, 0, "x", &s), TG_OK);
+    GIVES(tg_recorder_global_norms(W.rec, steps, norms, -3), 0);
 }
 MISUSE(tg_recorder_first_last_ratio) { GIVES_NAN(tg_recorder_first_last_ratio(NULL)); }
 MISUSE(tg_onset_defaults) { cr_expect_gt(tg_onset_defaults().jump_factor, 0.0); }
@@ -698,6 +704,8 @@ MISUSE(tg_dataset_digits) { NULLED_QUIETLY(tg_dataset_digits(NULL)); }
 MISUSE(tg_dataset_reshape) {
     GIVES(tg_dataset_reshape(NULL, 1, (int64_t[]){2}), TG_ERR_INVALID);
     REFUSED(tg_dataset_reshape(W.ds, 1, NULL));
+    REFUSED(tg_dataset_reshape(W.ds, 4, (int64_t[]){1, 1, 1, 2})); /* same size, too many dims */
+    REFUSED(tg_dataset_reshape(W.ds, -1, (int64_t[]){2}));
 }
 MISUSE(tg_dataset_split) {
     tg_dataset *a = (tg_dataset *)1, *b = (tg_dataset *)1;
