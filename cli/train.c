@@ -36,7 +36,8 @@ static void train_usage(FILE *f) {
             "  --clip-value X     clamp every gradient element to [-X, X]\n"
             "  --clip-norm X      scale the gradients to a global norm of at most X\n"
             "  --anomaly          stop at the first NaN/Inf, naming the op and node\n"
-            "  --save PATH --load PATH   parameters as safetensors\n"
+            "  --save PATH --load PATH   parameters as safetensors (checked before training: a\n"
+            "                     symlink is followed, a device, FIFO or directory refused)\n"
             "  --plugin PATH      load ops and hooks from a plugin (repeatable)\n"
             "  --hook PATTERN:NAME  attach a hook a plugin exported (repeatable)\n"
             "  --out DIR          write the report there (default: no report)\n");
