@@ -39,14 +39,39 @@ static groups layer_norm_groups(const tg_tensor *x) {
     return g;
 }
 
+/* Sums over one run of contiguous elements go through LANES double accumulators, combined in a
+ * fixed order: the loop vectorises, and the result does not depend on the thread count or on
+ * where runs start. A run of one element sums exactly as a plain double loop would. */
+#define LANES 4
+
+static double lanes_total(const double *lane, double rest) {
+    double total = 0.0;
+    for (int l = 0; l < LANES; l++) total += lane[l];
+    return total + rest;
+}
+
+/* sum(x) and, when mu is given, sum((x - mu)^2), over n elements */
+static double run_sum(const float *x, int64_t n, const double *mu) {
+    double lane[LANES] = {0}, rest = 0.0, m = mu ? *mu : 0.0;
+    int64_t i = 0;
+    for (; i + LANES <= n; i += LANES)
+        for (int l = 0; l < LANES; l++) {
+            double v = (double)x[i + l] - m;
+            lane[l] += mu ? v * v : v;
+        }
+    for (; i < n; i++) rest += mu ? ((double)x[i] - m) * ((double)x[i] - m) : (double)x[i];
+    return lanes_total(lane, rest);
+}
+
 /* Batch statistics of each group: mean and 1/sqrt(biased variance + eps). */
 static void group_stats(const float *x, groups g, float eps, float *mean, float *inv_std,
                         float *variance) {
+    int64_t runs = g.length / g.run;
     for (int64_t k = 0; k < g.count; k++) {
         double sum = 0.0, sq = 0.0;
-        FOR_EACH_IN_GROUP(g, k, i, at, sum += x[at];)
+        for (int64_t r = 0; r < runs; r++) sum += run_sum(x + k * g.step + r * g.stride, g.run, NULL);
         double mu = sum / (double)g.length;
-        FOR_EACH_IN_GROUP(g, k, i, at, sq += (x[at] - mu) * (x[at] - mu);)
+        for (int64_t r = 0; r < runs; r++) sq += run_sum(x + k * g.step + r * g.stride, g.run, &mu);
         mean[k] = (float)mu;
         variance[k] = (float)(sq / (double)g.length);
         inv_std[k] = (float)(1.0 / sqrt(sq / (double)g.length + eps));
@@ -58,11 +83,38 @@ static void normalize(const tg_op_call *call, groups g, const float *mean, const
     const float *x = call->inputs[0]->data, *gamma = call->inputs[1]->data,
                 *beta = call->inputs[2]->data;
     float *y = call->output->data;
-    for (int64_t k = 0; k < g.count; k++)
-        FOR_EACH_IN_GROUP(g, k, i, at, {
-            int64_t p = g.affine_by_group ? k : i;
-            y[at] = gamma[p] * (x[at] - mean[k]) * inv_std[k] + beta[p];
-        })
+    for (int64_t k = 0; k < g.count; k++) {
+        float mu = mean[k], inv = inv_std[k];
+        if (g.affine_by_group) { /* one gamma and beta per group: a loop that vectorises */
+            float gk = gamma[k], bk = beta[k];
+            FOR_EACH_IN_GROUP(g, k, i, at, y[at] = gk * (x[at] - mu) * inv + bk;)
+        } else {
+            FOR_EACH_IN_GROUP(g, k, i, at, y[at] = gamma[i] * (x[at] - mu) * inv + beta[i];)
+        }
+    }
+}
+
+/* Over one run of a batch norm group (gamma gk): sums of d = gy gk, d xhat, gy and gy xhat. */
+static void run_grad_sums(const float *x, const float *gy, int64_t n, float mu, float inv,
+                          float gk, double sums[4]) {
+    double lane[4][LANES] = {{0}}, rest[4] = {0};
+    int64_t i = 0;
+    for (; i + LANES <= n; i += LANES)
+        for (int l = 0; l < LANES; l++) {
+            float xhat = (x[i + l] - mu) * inv, d = gy[i + l] * gk;
+            lane[0][l] += d;
+            lane[1][l] += (double)d * xhat;
+            lane[2][l] += gy[i + l];
+            lane[3][l] += (double)gy[i + l] * xhat;
+        }
+    for (; i < n; i++) {
+        float xhat = (x[i] - mu) * inv, d = gy[i] * gk;
+        rest[0] += d;
+        rest[1] += (double)d * xhat;
+        rest[2] += gy[i];
+        rest[3] += (double)gy[i] * xhat;
+    }
+    for (int s = 0; s < 4; s++) sums[s] += lanes_total(lane[s], rest[s]);
 }
 
 /* With d = g * gamma and xhat the normalised input, for statistics taken from the group:
@@ -72,27 +124,50 @@ static void normalize_backward(const tg_op_call *call, groups g, const float *me
                                const float *inv_std, bool batch_statistics) {
     const tg_tensor *x = call->inputs[0], *gamma = call->inputs[1], *beta = call->inputs[2];
     const float *gy = call->output->grad;
+    int64_t runs = g.length / g.run;
     for (int64_t k = 0; k < g.count; k++) {
+        float mu = mean[k], inv = inv_std[k];
         double sum_d = 0.0, sum_d_xhat = 0.0;
-        FOR_EACH_IN_GROUP(g, k, i, at, {
-            int64_t p = g.affine_by_group ? k : i;
-            float xhat = (x->data[at] - mean[k]) * inv_std[k];
-            float d = gy[at] * gamma->data[p];
-            sum_d += d;
-            sum_d_xhat += (double)d * xhat;
-            if (gamma->grad) gamma->grad[p] += gy[at] * xhat;
-            if (beta->grad) beta->grad[p] += gy[at];
-        })
+        if (g.affine_by_group) { /* batch norm: gamma[k] factors out, the sums go run by run */
+            double sums[4] = {0};
+            for (int64_t r = 0; r < runs; r++) {
+                int64_t at = k * g.step + r * g.stride;
+                run_grad_sums(x->data + at, gy + at, g.run, mu, inv, gamma->data[k], sums);
+            }
+            sum_d = sums[0], sum_d_xhat = sums[1];
+            if (gamma->grad) gamma->grad[k] += (float)sums[3];
+            if (beta->grad) beta->grad[k] += (float)sums[2];
+        } else {
+            FOR_EACH_IN_GROUP(g, k, i, at, {
+                float xhat = (x->data[at] - mu) * inv;
+                float d = gy[at] * gamma->data[i];
+                sum_d += d;
+                sum_d_xhat += (double)d * xhat;
+                if (gamma->grad) gamma->grad[i] += gy[at] * xhat;
+                if (beta->grad) beta->grad[i] += gy[at];
+            })
+        }
         if (!x->grad) continue;
-        float n = (float)g.length;
-        FOR_EACH_IN_GROUP(g, k, i, at, {
-            int64_t p = g.affine_by_group ? k : i;
-            float xhat = (x->data[at] - mean[k]) * inv_std[k];
-            float d = gy[at] * gamma->data[p];
-            x->grad[at] += batch_statistics
-                               ? inv_std[k] / n * (n * d - (float)sum_d - xhat * (float)sum_d_xhat)
-                               : d * inv_std[k];
-        })
+        float n = (float)g.length, sd = (float)sum_d, sdx = (float)sum_d_xhat, *gx = x->grad;
+        const float *xs = x->data, *gm = gamma->data;
+        /* the four loops differ in what is constant: each one vectorises */
+        if (g.affine_by_group && batch_statistics) {
+            float gk = gm[k];
+            FOR_EACH_IN_GROUP(g, k, i, at, {
+                float xhat = (xs[at] - mu) * inv;
+                gx[at] += inv / n * (n * (gy[at] * gk) - sd - xhat * sdx);
+            })
+        } else if (g.affine_by_group) {
+            float gk = gm[k];
+            FOR_EACH_IN_GROUP(g, k, i, at, gx[at] += gy[at] * gk * inv;)
+        } else if (batch_statistics) {
+            FOR_EACH_IN_GROUP(g, k, i, at, {
+                float xhat = (xs[at] - mu) * inv;
+                gx[at] += inv / n * (n * (gy[at] * gm[i]) - sd - xhat * sdx);
+            })
+        } else {
+            FOR_EACH_IN_GROUP(g, k, i, at, gx[at] += gy[at] * gm[i] * inv;)
+        }
     }
 }
 

@@ -170,6 +170,9 @@ Test(conv, conv2d_matches_a_naive_loop) {
         {1, 2, 5, 6, 3, 1, 3, {.stride_w = 2, .pad_w = 1}, false},    /* 1x3 */
         {3, 4, 5, 5, 6, 1, 1, {.groups = 2}, true},                   /* 1x1: the direct path */
         {2, 4, 6, 6, 4, 1, 1, {.stride_h = 2, .stride_w = 2}, true},  /* 1x1 strided */
+        {2, 3, 4, 4, 2, 1, 1, {.pad_h = 1, .pad_w = 1}, true},        /* pad > kernel extent */
+        {2, 2, 7, 6, 3, 3, 3, {.dilation_h = 2, .dilation_w = 2, .pad_h = 2, .pad_w = 2}, false},
+        {2, 2, 5, 6, 2, 3, 5, {.pad_h = 0, .pad_w = 2}, true},        /* same width only */
         {17, 2, 12, 12, 3, 3, 3, {.pad_h = 1, .pad_w = 1}, true},      /* blocks of 15 samples */
         {3, 2, 32, 32, 2, 3, 3, {.pad_h = 1, .pad_w = 1}, true},       /* one sample per block */
     };
@@ -183,6 +186,7 @@ Test(conv, conv1d_matches_a_naive_loop) {
     const geometry cases[] = {
         {2, 3, 1, 11, 4, 1, 3, {.stride_w = 2, .pad_w = 1}, true},
         {3, 4, 1, 9, 2, 1, 2, {.dilation_w = 3, .pad_w = 2, .groups = 2}, false},
+        {2, 2, 1, 8, 3, 1, 3, {.pad_w = 1}, true},
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
         check_against_naive(cases[i], true);
