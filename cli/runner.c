@@ -49,15 +49,17 @@ static double seconds_now(void) {
 }
 
 tg_status attach_named_hook(tg_ctx *ctx, const char *spec) {
-    char pattern[256];
     const char *colon = strrchr(spec, ':');
     if (!colon) return TG_ERR_INVALID;
-    snprintf(pattern, sizeof pattern, "%.*s", (int)(colon - spec), spec);
+    /* copied whole: a pattern cut to fit a buffer would match other nodes */
+    char *pattern = strndup(spec, (size_t)(colon - spec));
+    if (!pattern) return TG_ERR_NOMEM;
     tg_hook_fn fn;
     void *user;
     tg_status status = tg_hook_find(ctx, colon + 1, &fn, &user);
     if (status == TG_OK && tg_hook_pattern(ctx, pattern, TG_PASS_BACKWARD, fn, user) < 0)
         status = tg_errcode(ctx);
+    free(pattern);
     return status;
 }
 
