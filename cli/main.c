@@ -11,13 +11,13 @@
  *
  * (The full tool — study, train — grows here in later work.)
  */
-#include <errno.h>
 #include <limits.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "cli/args.h"
 #include "cli/files.h"
 #include "cli/report.h"
 #include "cli/study.h"
@@ -90,15 +90,8 @@ static int parse_options(const char *command, int argc, char **argv, bool takes_
             }
             o->hooks[o->n_hooks++] = argv[++i];
         } else if (takes_demo_flags && (strcmp(arg, "--steps") == 0 || strcmp(arg, "--seed") == 0)) {
-            char *end;
-            errno = 0;
-            long v = strtol(value, &end, 10);
-            long most = strcmp(arg, "--steps") == 0 ? MAX_DEMO_STEPS : LONG_MAX;
-            if (*end || v < 0 || !*value || errno == ERANGE || v > most) {
-                fprintf(stderr, "tapegrad %s: %s needs a whole number from 0 to %ld, got '%s'%s\n",
-                        command, arg, most, value, errno == ERANGE ? " (out of range)" : "");
-                return EXIT_USAGE;
-            }
+            long v, most = strcmp(arg, "--steps") == 0 ? MAX_DEMO_STEPS : LONG_MAX;
+            if (parse_whole_arg(command, arg, value, 0, most, &v)) return EXIT_USAGE;
             if (strcmp(arg, "--steps") == 0) o->steps = v;
             else o->seed = v;
             i++;

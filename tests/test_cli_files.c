@@ -12,6 +12,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "cli/args.h"
 #include "cli/files.h"
 #include "cli/report.h"
 #include "helpers.h"
@@ -143,6 +144,20 @@ Test(cli_files, numbers_out_of_range_exit_2) {
     cr_expect_eq(TRAIN("--depth", ""), EXIT_USAGE);
 }
 
+/* demo --steps 9223372036854775808 was LONG_MAX steps: it ran for ever */
+Test(cli_files, whole_numbers_check_errno_and_range) {
+    long v = -1;
+    cr_expect_eq(parse_whole_arg("demo", "--steps", "9223372036854775808", 0, 100000000, &v), EXIT_USAGE);
+    expect_stderr_has("(out of range)");
+    cr_expect_eq(parse_whole_arg("demo", "--steps", "100000001", 0, 100000000, &v), EXIT_USAGE);
+    cr_expect_eq(parse_whole_arg("demo", "--seed", "-1", 0, LONG_MAX, &v), EXIT_USAGE);
+    cr_expect_eq(parse_whole_arg("demo", "--seed", "7x", 0, LONG_MAX, &v), EXIT_USAGE);
+    cr_expect_eq(parse_whole_arg("demo", "--seed", "", 0, LONG_MAX, &v), EXIT_USAGE);
+    cr_expect_eq(v, -1, "a refused value was stored");
+    cr_expect_eq(parse_whole_arg("demo", "--steps", "2000", 0, 100000000, &v), 0);
+    cr_expect_eq(v, 2000);
+}
+
 Test(cli_files, problems_of_the_data_are_found_at_parse_time) {
     cr_expect_eq(TRAIN("--batch", "5000"), EXIT_USAGE); /* digits: 1438 training samples */
     expect_stderr_has("--batch 5000 is larger than the 1438 training samples");
@@ -153,6 +168,13 @@ Test(cli_files, problems_of_the_data_are_found_at_parse_time) {
     snprintf(data, sizeof data, "csv:%s", in_dir("fifo.csv"));
     cr_expect_eq(TRAIN("--data", data), EXIT_USAGE); /* the timeout catches a blocking open */
     expect_stderr_has("not a regular file");
+}
+
+Test(cli_files, a_closed_stdout_is_found_before_any_work) {
+    cr_expect_eq(check_stdout_open(), 0);
+    close(STDOUT_FILENO);
+    cr_expect_eq(check_stdout_open(), 1);
+    expect_stderr_has("standard output is closed");
 }
 
 Test(cli_files, output_that_cannot_be_written_is_exit_1) {
