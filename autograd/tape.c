@@ -51,7 +51,9 @@ void tg_tape_reset(tg_tape *tape) {
 tg_ctx *tg_tape_ctx(const tg_tape *tape) { return tape ? tape->ctx : NULL; }
 int64_t tg_tape_entries(const tg_tape *tape) { return tape ? tape->n_entries : 0; }
 int64_t tg_tape_step(const tg_tape *tape) { return tape ? tape->step : 0; }
-size_t tg_tape_bytes_in_use(const tg_tape *tape) { return tape ? tgi_arena_in_use(&tape->arena) : 0; }
+size_t tg_tape_bytes_in_use(const tg_tape *tape) {
+    return tape ? tgi_arena_in_use(&tape->arena) : 0;
+}
 size_t tg_tape_bytes_peak(const tg_tape *tape) { return tape ? tape->arena.peak : 0; }
 size_t tg_tape_bytes_reserved(const tg_tape *tape) { return tape ? tape->arena.reserved : 0; }
 

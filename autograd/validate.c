@@ -46,7 +46,9 @@ int tgi_open_input(tg_ctx *ctx, const char *what, const char *path, uint64_t *si
     if (fstat(fd, &st) != 0) wrong = strerror(errno);
     else if (S_ISDIR(st.st_mode)) wrong = "it is a directory, not a regular file";
     else if (!S_ISREG(st.st_mode)) wrong = "not a regular file (a device, FIFO or socket)";
-    if (!wrong && fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) & ~O_NONBLOCK) != 0) wrong = strerror(errno);
+    /* a regular file: reads block as usual from here on */
+    if (!wrong && fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) & ~O_NONBLOCK) != 0)
+        wrong = strerror(errno);
     if (wrong) {
         tgi_error(ctx, TG_ERR_IO, "%s '%s': %s", what, path, wrong);
         close(fd);
