@@ -13,6 +13,9 @@
 //!                              examples/<stem>.c, lib/libplugin_<x>.so for examples/plugin_<x>.c
 //!                              (not part of the default install: their names are generic)
 //!   zig build plugins          build and install the example plugins only
+//!   zig build fuzz             build the libFuzzer targets tests/fuzz/fuzz_<x>.c with clang
+//!                              (fuzzer, ASan, UBSan) as <prefix>/fuzz/fuzz_<x>; their seed
+//!                              inputs are tests/fuzz/corpus/<x>/ (.ci/run runs each briefly)
 //!
 //!   -Dblas=false               our own GEMM only (no TG_USE_BLAS macro: OpenBLAS is never loaded)
 //!   -Dsanitize=true            `test` runs the suite under ASan + UBSan (built with the
@@ -115,6 +118,7 @@ pub fn build(b: *Build) void {
     const bench_step = b.step("bench", "Build and run every benchmark in bench/");
     const examples_step = b.step("examples", "Build and install the examples (programs and plugins)");
     const plugins_step = b.step("plugins", "Build and install the example plugins (examples/plugin_*.c)");
+    const fuzz_step = b.step("fuzz", "Build the libFuzzer targets of tests/fuzz/ (needs clang)");
 
     // ---- library: static + shared, public header, pkg-config file ----
     // Without any library source there is nothing to archive; programs are then
@@ -221,6 +225,15 @@ pub fn build(b: *Build) void {
         run.addPassthruArgs();
         test_step.dependOn(&run.step);
     }
+
+    // ---- fuzzing: tests/fuzz/fuzz_<x>.c -> <prefix>/fuzz/fuzz_<x> ----
+    var fuzz_lib_srcs: std.ArrayList([]const u8) = .empty;
+    appendAll(b, &fuzz_lib_srcs, lib_srcs.items);
+    for (cli_srcs) |src| { // the cli target drives run_train; main.c would clash with libFuzzer's main
+        if (!std.mem.eql(u8, src, "cli/main.c")) fuzz_lib_srcs.append(b.graph.arena, src) catch @panic("OOM");
+    }
+    appendAll(b, &headers, glob(b, "tests/fuzz", ".h"));
+    addFuzzTargets(cfg, fuzz_step, glob(b, "tests/fuzz", ".c"), fuzz_lib_srcs.items, headers.items);
 }
 
 // ---------------------------------------------------------------------------
@@ -399,6 +412,64 @@ fn addSanitizedTestExe(
     for (lib_srcs) |src| compile.addFileArg(b.path(src));
     for (headers) |h| compile.addFileInput(b.path(h));
     return exe;
+}
+
+/// `zig build fuzz`: libFuzzer comes with clang (-fsanitize=fuzzer), not with Zig, so, as for
+/// -Dsanitize=true, the system's clang compiles: the library (and cli) sources once into an
+/// archive, instrumented for coverage, then each target linked with it. Without clang the step
+/// fails saying so (nothing else depends on it); the shell looks for it when the step runs, so
+/// the cached configuration does not depend on the machine.
+fn addFuzzTargets(cfg: Config, step: *Build.Step, targets: []const []const u8, srcs: []const []const u8,
+                  headers: []const []const u8) void {
+    const b = cfg.b;
+    const clang = "clang";
+    const flags = [_][]const u8{ "-fsanitize=address,undefined", "-fno-sanitize-recover=undefined", "-g", "-O1" };
+    const archive_cmd = b.addSystemCommand(&.{
+        "sh", "-c",
+        \\set -e
+        \\out=$1; cc=$2; shift 2
+        \\command -v "$cc" >/dev/null || { echo "zig build fuzz: $cc (libFuzzer) not found" >&2; exit 1; }
+        \\flags=; while [ "$1" != -- ]; do flags="$flags $1"; shift; done; shift
+        \\tmp=$(mktemp -d); trap 'rm -rf "$tmp"' EXIT
+        \\for src; do $cc $flags $(pkg-config --cflags libffi jansson) -c "$src" -o "$tmp/$(basename "$src" .c).o"; done
+        \\rm -f "$out"; ar rcs "$out" "$tmp"/*.o
+        ,
+        "sh", // $0
+    });
+    archive_cmd.setName("clang tapegrad-fuzz.a");
+    const archive = archive_cmd.addOutputFileArg("libtapegrad-fuzz.a");
+    archive_cmd.addArg(clang);
+    addFuzzFlags(cfg, archive_cmd, &flags, "-fsanitize=fuzzer-no-link");
+    archive_cmd.addArg("--");
+    for (srcs) |src| archive_cmd.addFileArg(b.path(src));
+    for (headers) |h| archive_cmd.addFileInput(b.path(h));
+    for (targets) |target| {
+        const link = b.addSystemCommand(&.{
+            "sh", "-c",
+            \\set -e
+            \\out=$1; shift
+            \\exec "$@" $(pkg-config --cflags --libs libffi jansson) -lm -ldl -lpthread -o "$out"
+            ,
+            "sh", // $0
+        });
+        link.setName(b.fmt("clang {s}", .{stem(target)}));
+        const exe = link.addOutputFileArg(stem(target));
+        link.addArg(clang);
+        addFuzzFlags(cfg, link, &flags, "-fsanitize=fuzzer");
+        link.addFileArg(b.path(target));
+        link.addFileArg(archive);
+        for (headers) |h| link.addFileInput(b.path(h));
+        step.dependOn(&b.addInstallFileWithDir(exe, .{ .custom = "fuzz" }, stem(target)).step);
+    }
+}
+
+fn addFuzzFlags(cfg: Config, run: *Build.Step.Run, flags: []const []const u8, fuzzer: []const u8) void {
+    run.addArgs(&c_flags);
+    run.addArgs(flags);
+    run.addArg(fuzzer);
+    if (cfg.blas) run.addArg("-DTG_USE_BLAS=1");
+    run.addPrefixedDirectoryArg("-I", cfg.b.path("include"));
+    run.addPrefixedDirectoryArg("-I", cfg.b.path("."));
 }
 
 /// lib/pkgconfig/tapegrad.pc, relocatable: the prefix is found from the .pc's own location.

@@ -127,7 +127,8 @@ typedef struct tgi_registry {
 
 /* ---- context ------------------------------------------------------------------------------- */
 
-#define TGI_ERRMSG_MAX 512
+/* Room for two full paths (PATH_MAX each) and the reason: a message is never cut before its end. */
+#define TGI_ERRMSG_MAX 16384
 
 /* A persistent allocation, linked so tg_ctx_free can release everything. */
 typedef struct tgi_block {
@@ -339,6 +340,9 @@ TGI_HIDDEN bool tgi_tensor_stale(const tg_tensor *t);
 TGI_HIDDEN tg_status tgi_refuse_stale(const tg_tensor *t, const char *what);
 /* TG_ERR_INVALID with a message for a NULL name, else TG_OK. */
 TGI_HIDDEN tg_status tgi_check_name(tg_ctx *ctx, const char *what, const char *name);
+/* A file descriptor reading path, which must be a regular file (a directory, device or FIFO is
+ * refused, without blocking), and its size; -1 with "<what> '<path>': ..." recorded. */
+TGI_HIDDEN int tgi_open_input(tg_ctx *ctx, const char *what, const char *path, uint64_t *size);
 
 /* ---- diagnostics (diagnostics/onset.c) ---------------------------------------------------- */
 

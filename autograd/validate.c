@@ -3,9 +3,15 @@
  * of their tape (stale), tensors of another context, and names that must be given.
  *
  * One place for each rule, so a function only says which rule applies and every message reads
- * the same.
+ * the same. Input files are opened here too: every reader refuses what is not a regular file.
  */
 #include "autograd/internal.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 /* The tape generation kept in the tensor against its tape's current one. The tensor's own
  * memory is all there is to read: a tensor whose arena memory a later step reused may carry any
@@ -26,4 +32,28 @@ tg_status tgi_check_name(tg_ctx *ctx, const char *what, const char *name) {
     if (name) return TG_OK;
     return tgi_error(ctx, TG_ERR_INVALID, "%s: the name is NULL (every module and series needs "
                      "one: its parameters and nodes are labelled after it)", what);
+}
+
+int tgi_open_input(tg_ctx *ctx, const char *what, const char *path, uint64_t *size) {
+    /* O_NONBLOCK: opening a FIFO for reading would otherwise wait for a writer, forever */
+    int fd = open(path, O_RDONLY | O_NONBLOCK | O_CLOEXEC);
+    if (fd < 0) {
+        tgi_error(ctx, TG_ERR_IO, "%s '%s': cannot open: %s", what, path, strerror(errno));
+        return -1;
+    }
+    struct stat st;
+    const char *wrong = NULL;
+    if (fstat(fd, &st) != 0) wrong = strerror(errno);
+    else if (S_ISDIR(st.st_mode)) wrong = "it is a directory, not a regular file";
+    else if (!S_ISREG(st.st_mode)) wrong = "not a regular file (a device, FIFO or socket)";
+    /* a regular file: reads block as usual from here on */
+    if (!wrong && fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) & ~O_NONBLOCK) != 0)
+        wrong = strerror(errno);
+    if (wrong) {
+        tgi_error(ctx, TG_ERR_IO, "%s '%s': %s", what, path, wrong);
+        close(fd);
+        return -1;
+    }
+    *size = (uint64_t)st.st_size;
+    return fd;
 }

@@ -11,11 +11,14 @@
  *
  * (The full tool — study, train — grows here in later work.)
  */
+#include <limits.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "cli/args.h"
+#include "cli/files.h"
 #include "cli/report.h"
 #include "cli/study.h"
 #include "tapegrad.h"
@@ -44,6 +47,8 @@ static void usage(FILE *out) {
 
 #define MAX_PLUGINS 16
 #define MAX_HOOKS 16
+/* A demo step takes about a millisecond: more than this is a typo, not a wish. */
+#define MAX_DEMO_STEPS 100000000L
 
 typedef struct options {
     const char *plugins[MAX_PLUGINS];
@@ -71,6 +76,7 @@ static int parse_options(const char *command, int argc, char **argv, bool takes_
             return EXIT_USAGE;
         }
         if (strcmp(arg, "--plugin") == 0) {
+            if (check_path_arg(command, arg, value)) return EXIT_USAGE;
             if (o->n_plugins == MAX_PLUGINS) {
                 fprintf(stderr, "tapegrad %s: at most %d plugins\n", command, MAX_PLUGINS);
                 return EXIT_USAGE;
@@ -84,13 +90,8 @@ static int parse_options(const char *command, int argc, char **argv, bool takes_
             }
             o->hooks[o->n_hooks++] = argv[++i];
         } else if (takes_demo_flags && (strcmp(arg, "--steps") == 0 || strcmp(arg, "--seed") == 0)) {
-            char *end;
-            long v = strtol(value, &end, 10);
-            if (*end || v < 0 || !*value) {
-                fprintf(stderr, "tapegrad %s: %s needs a non-negative whole number, got '%s'\n",
-                        command, arg, value);
-                return EXIT_USAGE;
-            }
+            long v, most = strcmp(arg, "--steps") == 0 ? MAX_DEMO_STEPS : LONG_MAX;
+            if (parse_whole_arg(command, arg, value, 0, most, &v)) return EXIT_USAGE;
             if (strcmp(arg, "--steps") == 0) o->steps = v;
             else o->seed = v;
             i++;
@@ -289,7 +290,7 @@ static int run_version(void) {
     return 0;
 }
 
-int main(int argc, char **argv) {
+static int run_command(int argc, char **argv) {
     if (argc == 2 && (strcmp(argv[1], "--version") == 0 || strcmp(argv[1], "version") == 0))
         return run_version();
     /* no command, or study's own options first (`tapegrad --quick`): the study */
@@ -311,4 +312,9 @@ int main(int argc, char **argv) {
     fprintf(stderr, "tapegrad: unknown command '%s'\n", command);
     usage(stderr);
     return EXIT_USAGE;
+}
+
+int main(int argc, char **argv) {
+    if (check_stdout_open()) return 1;
+    return finish_output(run_command(argc, argv));
 }

@@ -10,6 +10,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "cli/files.h"
 #include "cli/report.h"
 
 /* ---- summary.json -------------------------------------------------------------------------- */
@@ -357,19 +358,25 @@ static int write_html(const char *path, const experiment *experiments, int n, ui
     return fclose(f) != 0;
 }
 
-int write_report(const char *dir, const experiment *experiments, int n, uint64_t seed, bool quick,
-                 double seconds) {
-    char path[4096];
-    snprintf(path, sizeof path, "%s/summary.json", dir);
-    if (write_summary(path, experiments, n, seed)) goto fail;
+/* Every file of the report is written to the staging folder first: index.html, the part a
+ * reader opens, is moved in with the rest or not at all. */
+int write_report(const char *command, const char *dir, const experiment *experiments, int n,
+                 uint64_t seed, bool quick, double seconds) {
+    staging s;
+    if (staging_begin(&s, command, dir)) return 1;
+    const char *path = staging_path(&s, "summary.json");
+    if (!path || write_summary(path, experiments, n, seed)) goto fail;
     for (int i = 0; i < n; i++) {
-        snprintf(path, sizeof path, "%s/%s.csv", dir, experiments[i].name);
-        if (write_csv(path, &experiments[i])) goto fail;
+        char name[128];
+        snprintf(name, sizeof name, "%s.csv", experiments[i].name); /* names from our table */
+        if (!(path = staging_path(&s, name)) || write_csv(path, &experiments[i])) goto fail;
     }
-    snprintf(path, sizeof path, "%s/index.html", dir);
-    if (write_html(path, experiments, n, seed, quick, seconds)) goto fail;
-    return 0;
+    if (!(path = staging_path(&s, "index.html")) ||
+        write_html(path, experiments, n, seed, quick, seconds))
+        goto fail;
+    return staging_commit(&s);
 fail:
-    fprintf(stderr, "tapegrad study: cannot write '%s': %s\n", path, strerror(errno));
+    if (path) fprintf(stderr, "tapegrad %s: cannot write '%s': %s\n", command, path, strerror(errno));
+    staging_abort(&s);
     return 1;
 }

@@ -4,9 +4,10 @@
 
 #include "cli/study.h"
 
-/* Writes the report into dir (which exists); 0 on success, else prints why and returns 1. */
-int write_report(const char *dir, const experiment *experiments, int n, uint64_t seed, bool quick,
-                 double seconds);
+/* Writes the report into dir (which exists), whole or not at all (cli/files.h); 0 on success,
+ * else prints why, naming the command ("study", "train"), and returns 1. */
+int write_report(const char *command, const char *dir, const experiment *experiments, int n,
+                 uint64_t seed, bool quick, double seconds);
 int run_study(int argc, char **argv);
 int run_train(int argc, char **argv);
 

@@ -49,15 +49,17 @@ static double seconds_now(void) {
 }
 
 tg_status attach_named_hook(tg_ctx *ctx, const char *spec) {
-    char pattern[256];
     const char *colon = strrchr(spec, ':');
     if (!colon) return TG_ERR_INVALID;
-    snprintf(pattern, sizeof pattern, "%.*s", (int)(colon - spec), spec);
+    /* copied whole: a pattern cut to fit a buffer would match other nodes */
+    char *pattern = strndup(spec, (size_t)(colon - spec));
+    if (!pattern) return TG_ERR_NOMEM;
     tg_hook_fn fn;
     void *user;
     tg_status status = tg_hook_find(ctx, colon + 1, &fn, &user);
     if (status == TG_OK && tg_hook_pattern(ctx, pattern, TG_PASS_BACKWARD, fn, user) < 0)
         status = tg_errcode(ctx);
+    free(pattern);
     return status;
 }
 
@@ -84,35 +86,63 @@ static bool as_images(trainer *t) {
     return true;
 }
 
+/* Generated sets: training and held-out sizes. Sets read whole are split by TEST_FRACTION. */
+#define ADDING_TRAIN 10000
+#define ADDING_TEST 1000
+#define SPIRALS_TRAIN 1000
+#define SPIRALS_TEST 400
+#define TEST_FRACTION 0.2
+
+/* The whole data set of digits, csv: or idx: (NULL with the error on ctx, or in why). */
+static tg_dataset *read_whole_set(tg_ctx *ctx, const run_config *c, char *why, size_t size) {
+    if (c->data == DATA_DIGITS) return tg_dataset_digits(ctx);
+    if (c->data == DATA_CSV) return tg_dataset_read_csv(ctx, c->data_path, -1);
+    const char *comma = c->data_path ? strchr(c->data_path, ',') : NULL;
+    char *images = comma ? strndup(c->data_path, (size_t)(comma - c->data_path)) : NULL;
+    if (!images) {
+        snprintf(why, size, comma ? "out of memory" : "idx data wants IMAGES,LABELS");
+        return NULL;
+    }
+    tg_dataset *all = tg_dataset_read_idx(ctx, images, comma + 1);
+    free(images);
+    return all;
+}
+
+int64_t run_training_samples(const run_config *c, char *why, size_t size) {
+    if (c->data == DATA_ADDING) return ADDING_TRAIN;
+    if (c->data == DATA_SPIRALS) return SPIRALS_TRAIN;
+    tg_ctx *ctx = tg_ctx_new();
+    why[0] = '\0';
+    tg_dataset *all = ctx ? read_whole_set(ctx, c, why, size) : NULL;
+    int64_t n = all ? all->count - llround(TEST_FRACTION * (double)all->count) : -1;
+    if (!all && !why[0]) snprintf(why, size, "%s", ctx ? tg_errmsg(ctx) : "out of memory");
+    tg_dataset_free(all);
+    tg_ctx_free(ctx);
+    return n;
+}
+
 static bool load_data(trainer *t) {
     const run_config *c = t->config;
     tg_dataset *all = NULL;
     switch (c->data) {
     case DATA_ADDING:
-        t->train = tg_dataset_adding(t->ctx, 10000, c->seq_len, c->seed);
-        t->test = tg_dataset_adding(t->ctx, 1000, c->seq_len, c->seed + 1);
+        t->train = tg_dataset_adding(t->ctx, ADDING_TRAIN, c->seq_len, c->seed);
+        t->test = tg_dataset_adding(t->ctx, ADDING_TEST, c->seq_len, c->seed + 1);
         break;
     case DATA_SPIRALS:
-        t->train = tg_dataset_spirals(t->ctx, 1000, 0.05f, c->seed);
-        t->test = tg_dataset_spirals(t->ctx, 400, 0.05f, c->seed + 1);
+        t->train = tg_dataset_spirals(t->ctx, SPIRALS_TRAIN, 0.05f, c->seed);
+        t->test = tg_dataset_spirals(t->ctx, SPIRALS_TEST, 0.05f, c->seed + 1);
         break;
-    case DATA_DIGITS: all = tg_dataset_digits(t->ctx); break;
-    case DATA_CSV: all = tg_dataset_read_csv(t->ctx, c->data_path, -1); break;
-    case DATA_IDX: {
-        char images[512];
-        snprintf(images, sizeof images, "%s", c->data_path);
-        char *comma = strchr(images, ',');
-        if (!comma) {
-            snprintf(t->result->error, sizeof t->result->error, "idx data wants IMAGES,LABELS");
+    case DATA_DIGITS:
+    case DATA_CSV:
+    case DATA_IDX:
+        if (!(all = read_whole_set(t->ctx, c, t->result->error, sizeof t->result->error)) &&
+            t->result->error[0])
             return false;
-        }
-        *comma = '\0';
-        all = tg_dataset_read_idx(t->ctx, images, comma + 1);
         break;
-    }
     }
     if (all) {
-        tg_status split = tg_dataset_split(all, 0.2, c->seed, &t->train, &t->test);
+        tg_status split = tg_dataset_split(all, TEST_FRACTION, c->seed, &t->train, &t->test);
         tg_dataset_free(all);
         if (split != TG_OK) return fail(t, "split");
     }

@@ -9,10 +9,10 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 
+#include "cli/files.h"
 #include "cli/progress.h"
 #include "cli/report.h"
 #include "cli/study.h"
@@ -136,19 +136,6 @@ static int parse_study_options(int argc, char **argv, study_options *o) {
     return 0;
 }
 
-/* The output directory exists (made when missing) and is a directory. */
-static int prepare_out(const char *out) {
-    struct stat st;
-    if (stat(out, &st) == 0) {
-        if (!S_ISDIR(st.st_mode)) return bad("--out '%s' exists and is not a directory", out);
-        return 0;
-    }
-    if (mkdir(out, 0777) != 0) {
-        fprintf(stderr, "tapegrad study: cannot create '%s': %s\n", out, strerror(errno));
-        return EXIT_USAGE;
-    }
-    return 0;
-}
 
 /* ---- running ------------------------------------------------------------------------------- */
 
@@ -223,7 +210,7 @@ int run_study(int argc, char **argv) {
     study_options o;
     int status = parse_study_options(argc, argv, &o);
     if (status) return status < 0 ? 0 : status;
-    if ((status = prepare_out(o.out))) return status;
+    if ((status = prepare_out_dir("study", o.out))) return status;
     int n = o.n_names ? o.n_names : experiment_count;
     experiment *experiments = calloc((size_t)n, sizeof *experiments);
     if (!experiments) return 1;
@@ -234,7 +221,7 @@ int run_study(int argc, char **argv) {
     run_all(experiments, n, o.jobs);
     clock_gettime(CLOCK_MONOTONIC, &t1);
     double seconds = (double)(t1.tv_sec - t0.tv_sec) + 1e-9 * (double)(t1.tv_nsec - t0.tv_nsec);
-    status = write_report(o.out, experiments, n, o.seed, o.quick, seconds);
+    status = write_report("study", o.out, experiments, n, o.seed, o.quick, seconds);
     if (status == 0) printf("\nreport: %s/index.html (summary.json and one CSV per experiment beside it); %.1f s\n", o.out, seconds);
     for (int i = 0; i < n; i++)
         for (int r = 0; r < experiments[i].n_runs; r++) run_result_free(&experiments[i].results[r]);

@@ -12,6 +12,8 @@
 #include "tapegrad.h"
 
 #define EXIT_USAGE 2
+/* Room for a library message (paths included) and what the run adds before it. */
+#define RUN_ERROR_MAX 17000
 #define MAX_LAYERS 64
 #define MAX_EVALS 64
 
@@ -32,7 +34,7 @@ typedef struct run_config {
     int64_t hidden;
     data_kind data;
     int64_t seq_len;             /* adding problem T */
-    char data_path[512];         /* csv:PATH, idx:IMAGES,LABELS */
+    const char *data_path;       /* csv:PATH, idx:IMAGES,LABELS (the argument itself: any length) */
     tg_optimizer_config opt;
     int steps;
     int64_t batch;
@@ -72,7 +74,7 @@ typedef struct run_result {
     double *grad_norm_by_timestep; /* |dL/dh[t]|, t = 1..T, at the first step; NULL if none */
     double *grad_norm_by_timestep_end; /* the same at the last step (after training) */
     double seconds;
-    char error[512];             /* non-empty when the run failed */
+    char error[RUN_ERROR_MAX];   /* non-empty when the run failed */
 } run_result;
 
 /* Progress of a run, reported every few steps (may be called from worker threads). */
@@ -82,6 +84,9 @@ typedef void (*progress_fn)(void *user, int step, double loss);
  * matching PATTERN (backward pass). TG_OK, or the error on ctx. */
 tg_status attach_named_hook(tg_ctx *ctx, const char *spec);
 
+/* The number of samples a run of config trains on (its data set less the held-out part),
+ * reading the data set when it comes from files; -1 with the reason in why when it cannot. */
+int64_t run_training_samples(const run_config *config, char *why, size_t size);
 /* Trains one configuration; the result is filled even on failure (see result->error). */
 void run_training(const run_config *config, run_result *result, progress_fn progress, void *user);
 void run_result_free(run_result *result);

@@ -7,8 +7,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
 
+#include "cli/files.h"
 #include "cli/progress.h"
 #include "cli/report.h"
 #include "cli/study.h"
@@ -36,7 +36,8 @@ static void train_usage(FILE *f) {
             "  --clip-value X     clamp every gradient element to [-X, X]\n"
             "  --clip-norm X      scale the gradients to a global norm of at most X\n"
             "  --anomaly          stop at the first NaN/Inf, naming the op and node\n"
-            "  --save PATH --load PATH   parameters as safetensors\n"
+            "  --save PATH --load PATH   parameters as safetensors (checked before training: a\n"
+            "                     symlink is followed, a device, FIFO or directory refused)\n"
             "  --plugin PATH      load ops and hooks from a plugin (repeatable)\n"
             "  --hook PATTERN:NAME  attach a hook a plugin exported (repeatable)\n"
             "  --out DIR          write the report there (default: no report)\n");
@@ -85,7 +86,8 @@ static int parse_data(const char *v, run_config *c) {
         c->seq_len = (int64_t)length;
     } else if ((strncmp(v, "csv:", 4) == 0 || strncmp(v, "idx:", 4) == 0) && v[4]) {
         c->data = v[0] == 'c' ? DATA_CSV : DATA_IDX;
-        snprintf(c->data_path, sizeof c->data_path, "%s", v + 4);
+        c->data_path = v + 4; /* the argument itself: a path of any length, never cut */
+        if (c->data == DATA_IDX && !strchr(c->data_path, ',')) return -1;
     } else return -1;
     return 0;
 }
@@ -245,6 +247,26 @@ static int settle_mlp(train_options *o, const char *m) {
     return 0;
 }
 
+/* What can only fail after training (a save, a report) or at its first step (a batch larger
+ * than the data) is found now: exit 2 before any work. */
+static int check_files(train_options *o) {
+    run_config *c = &o->config;
+    const char *const paths[][2] = {{"--data", c->data_path}, {"--load", c->load_path}};
+    for (size_t i = 0; i < sizeof paths / sizeof paths[0]; i++)
+        if (paths[i][1] && check_path_arg("train", paths[i][0], paths[i][1])) return EXIT_USAGE;
+    for (int i = 0; i < c->n_plugins; i++)
+        if (check_path_arg("train", "--plugin", c->plugins[i])) return EXIT_USAGE;
+    if (c->save_path && check_save_arg("train", "--save", c->save_path)) return EXIT_USAGE;
+    if (o->out && prepare_out_dir("train", o->out)) return EXIT_USAGE;
+    char why[RUN_ERROR_MAX], batch[32], samples[32];
+    int64_t n = run_training_samples(c, why, sizeof why);
+    if (n < 0) return bad("--data: %s%s", why, "");
+    snprintf(batch, sizeof batch, "%lld", (long long)c->batch);
+    snprintf(samples, sizeof samples, "%lld", (long long)n);
+    if (c->batch > n) return bad("--batch %s is larger than the %s training samples", batch, samples);
+    return 0;
+}
+
 /* Model, activation and init need each other: settled once all flags are read. */
 static int settle(train_options *o) {
     run_config *c = &o->config;
@@ -256,12 +278,7 @@ static int settle(train_options *o) {
         return bad("--init: expected xavier, he, orthogonal or normal:STD, got '%s'%s", o->init, "");
     int status = cnn ? settle_cnn(o, m) : settle_mlp(o, m);
     if (status) return status;
-    if (o->out) {
-        struct stat st;
-        if (stat(o->out, &st) == 0 ? !S_ISDIR(st.st_mode) : mkdir(o->out, 0777) != 0)
-            return bad("--out '%s' is not a directory that can be written%s", o->out, "");
-    }
-    return 0;
+    return check_files(o);
 }
 
 typedef struct train_progress {
@@ -308,7 +325,7 @@ int run_train(int argc, char **argv) {
            format_number(r->first_last_ratio, a, sizeof a), r->onset_summary);
     if (o.out) {
         experiment_conclude(&e);
-        status = write_report(o.out, &e, 1, o.config.seed, false, r->seconds);
+        status = write_report("train", o.out, &e, 1, o.config.seed, false, r->seconds);
         if (!status) printf("report: %s/index.html\n", o.out);
     }
     run_result_free(r);

@@ -253,7 +253,7 @@ const char *tg_recorder_series_name(const tg_recorder *r, int index) {
 }
 
 int tg_recorder_series(const tg_recorder *r, int index, int64_t *steps, tg_stats *stats, int max) {
-    if (!r || index < 0 || index >= r->n_series) return 0;
+    if (!r || index < 0 || index >= r->n_series || max < 0) return 0;
     const series *s = &r->series[r->order[index]];
     int n = s->count < max ? s->count : max;
     for (int i = 0; i < n; i++) {
@@ -265,7 +265,7 @@ int tg_recorder_series(const tg_recorder *r, int index, int64_t *steps, tg_stats
 }
 
 int tg_recorder_global_norms(const tg_recorder *r, int64_t *steps, double *norms, int max) {
-    if (!r) return 0;
+    if (!r || max < 0) return 0;
     int n = r->global_count < max ? r->global_count : max;
     for (int i = 0; i < n; i++) {
         const global_step *g = &r->global[(r->global_head + r->global_count - n + i) % r->window];

@@ -1322,9 +1322,20 @@ int64_t tg_batcher_epoch(const tg_batcher *b);
  * Writes tensors to path in the safetensors format (8-byte little-endian header length, a JSON
  * header with dtype "F32", shape and data_offsets per tensor name, then the raw little-endian
  * data), named by their labels (which must be unique and non-empty). Atomic: written to a
- * temporary file in the same directory, flushed, then renamed over path.
+ * temporary file "<path>.tmp-XXXXXX" in the same directory, flushed, then renamed over path; a
+ * failed save removes it, and temporary files of earlier saves of path that died (kill -9) are
+ * removed by the next one. path must be absent or a regular file: a directory, device or FIFO
+ * is refused (TG_ERR_IO), never replaced. A symbolic link is followed, as cp does: the file it
+ * leads to is replaced atomically and the link stays.
  */
 tg_status tg_save_safetensors(tg_ctx *ctx, const char *path, tg_tensor *const *tensors, int n);
+/**
+ * Whether tg_save_safetensors could write path now, without writing it: the same checks (a
+ * regular file or nothing at the end of its links, in an existing folder) and a temporary file
+ * made and removed next to it. TG_OK, or TG_ERR_IO with the reason. Programs call it before a
+ * long training whose result they mean to save.
+ */
+tg_status tg_check_save_path(tg_ctx *ctx, const char *path);
 /**
  * Reads the tensors named by the labels of `tensors` from a safetensors file into them. The
  * whole file is validated first (header length, JSON, dtypes, offsets inside the data and not

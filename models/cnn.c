@@ -44,6 +44,7 @@ tg_module *tg_conv2d_new(tg_ctx *ctx, const char *name, int64_t in, int64_t out,
                          int kernel_w, const tg_conv2d_opts *opts, bool bias, const tg_init *init,
                          uint64_t seed) {
     const tg_conv2d_opts geometry = opts ? *opts : (tg_conv2d_opts){0};
+    if (!ctx || tgi_check_name(ctx, "conv2d", name) != TG_OK) return NULL;
     if (!ctx || !conv_geometry_ok(ctx, name, in, out, kernel_h, kernel_w, &geometry)) return NULL;
     tg_module *m = tgi_module_new(ctx, &conv_class, "%s", name);
     if (!m) return NULL;
@@ -99,7 +100,7 @@ static tg_tensor *lenet_forward(tg_module *m, tg_tape *tape, tg_tensor *x) {
 static const tgi_module_class lenet_class = {"lenet", lenet_forward, NULL, sizeof(lenet_impl)};
 
 tg_module *tg_lenet_new(tg_ctx *ctx, const char *name, const tg_lenet_config *config) {
-    if (!ctx) return NULL;
+    if (!ctx || tgi_check_name(ctx, "lenet", name) != TG_OK) return NULL;
     const tg_lenet_config *c = config;
     if (!c || c->channels < 1 || c->height < 4 || c->width < 4 || c->classes < 1) {
         tgi_error(ctx, TG_ERR_INVALID, "lenet '%s': needs channels and classes >= 1 and images of "
@@ -224,7 +225,7 @@ static bool build_resnet(tg_module *m) {
 }
 
 tg_module *tg_resnet_new(tg_ctx *ctx, const char *name, const tg_resnet_config *config) {
-    if (!ctx) return NULL;
+    if (!ctx || tgi_check_name(ctx, "resnet", name) != TG_OK) return NULL;
     const tg_resnet_config *c = config;
     if (!c || c->channels < 1 || c->classes < 1 || c->width < 0 || c->depth < 8 || (c->depth - 2) % 6) {
         tgi_error(ctx, TG_ERR_INVALID, "resnet '%s': needs channels and classes >= 1, width >= 0 "

@@ -135,7 +135,8 @@ tg_dataset *tg_dataset_digits(tg_ctx *ctx) {
 tg_status tg_dataset_reshape(tg_dataset *ds, int ndim, const int64_t *shape) {
     if (!ds || !ds->ctx) return TG_ERR_INVALID;
     if (check_dataset(ds, "dataset_reshape") != TG_OK) return TG_ERR_INVALID;
-    int64_t size = ndim >= 1 && shape ? sample_floats(ndim, shape) : -1;
+    /* x_shape holds 3 dims: a 4th would be read past it by every later size */
+    int64_t size = ndim >= 1 && ndim <= 3 && shape ? sample_floats(ndim, shape) : -1;
     if (size != tg_dataset_x_size(ds)) {
         char given[96] = "none";
         for (int d = 0, len = 0; shape && d < ndim && d < 3; d++)

@@ -56,4 +56,19 @@ TGI_HIDDEN tg_init tgi_init_or(const tg_init *init, tg_init fallback);
 /* A seed derived from a base seed and a position, so layers differ but stay reproducible. */
 TGI_HIDDEN uint64_t tgi_seed_mix(uint64_t seed, uint64_t salt);
 
+/* ---- where saves write (models/save_target.c) ---------------------------------------------- */
+
+/* What mkstemp fills in after the target's name: "<target>.tmp-XXXXXX". */
+#define TGI_TEMP_SUFFIX ".tmp-XXXXXX"
+
+/* The file a save of path replaces: path, or where its symbolic links lead; it is absent or a
+ * regular file, in an existing writable folder. NULL with "<verb> '<path>': ..." recorded.
+ * Free with tgi_free_save_target. */
+TGI_HIDDEN char *tgi_save_target(tg_ctx *ctx, const char *verb, const char *path);
+TGI_HIDDEN void tgi_free_save_target(tg_ctx *ctx, char *target);
+/* Takes the lock that marks a temporary file as being written (false if another holds it). */
+TGI_HIDDEN bool tgi_lock_temp(int fd);
+/* Removes the temporary files of target left by saves that died (no lock held on them). */
+TGI_HIDDEN void tgi_remove_stale_temps(tg_ctx *ctx, const char *target);
+
 #endif

@@ -1,7 +1,8 @@
 /*
  * models/readers.c — data sets from files: CSV of numbers, and MNIST's IDX format.
  *
- * A file is read whole (fopen/fread, every return checked) and validated before a data set is
+ * A file is read whole (a regular file only: see tgi_open_input; fread with every return
+ * checked) and validated before a data set is
  * made; a malformed file is an error with a message that names the file and the line, column
  * or header field at fault (TG_ERR_IO), never a crash.
  */
@@ -12,6 +13,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 /* A file's bytes in memory. */
 typedef struct file_data {
@@ -35,13 +37,18 @@ static bool file_grow(tg_ctx *ctx, file_data *file) {
     return true;
 }
 
-/* Reads path into file; the message starts with `what` and names the file. Reading in chunks
- * (not fseek/ftell) works for pipes and special files too. */
+/* Reads path into file; the message starts with `what` and names the file. Only a regular file
+ * is read: /dev/zero would fill memory, and a FIFO without a writer would block forever. */
 static tg_status file_read(tg_ctx *ctx, const char *what, const char *path, file_data *file) {
     *file = (file_data){0};
-    FILE *f = fopen(path, "rb");
-    if (!f)
+    uint64_t size;
+    int fd = tgi_open_input(ctx, what, path, &size);
+    FILE *f = fd < 0 ? NULL : fdopen(fd, "rb");
+    if (!f) {
+        if (fd >= 0) close(fd);
+        if (fd < 0) return tg_errcode(ctx);
         return tgi_error(ctx, TG_ERR_IO, "%s '%s': cannot open: %s", what, path, strerror(errno));
+    }
     tg_status status = TG_OK;
     for (;;) {
         if (file->size == file->capacity && !file_grow(ctx, file)) {

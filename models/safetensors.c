@@ -21,7 +21,6 @@
 /* The reference implementation's limit: a larger header is refused before anything is read. */
 #define MAX_HEADER_BYTES 100000000u
 #define METADATA_KEY "__metadata__"
-#define TEMP_SUFFIX ".tmp-XXXXXX"
 
 /* The file and the action of a save or a load, for messages: "load 'ck.safetensors': ...". */
 typedef struct file_job {
@@ -255,9 +254,9 @@ static void set_file_mode(int fd, const char *path) {
 }
 
 /* Writes and syncs the whole file to fd (closed here, in every case). */
-static tg_status write_temp(const file_job *job, int fd, const char *header,
+static tg_status write_temp(const file_job *job, int fd, const char *target, const char *header,
                             tg_tensor *const *tensors, int n) {
-    set_file_mode(fd, job->path);
+    set_file_mode(fd, target);
     FILE *file = fdopen(fd, "wb");
     if (!file) {
         tg_status status = fail(job, TG_ERR_IO, NULL, "cannot open the temporary file: %s",
@@ -289,23 +288,25 @@ static void sync_directory(char *path_copy) {
     close(fd);
 }
 
-/* <path>.tmp-XXXXXX in the same directory (rename is atomic only within a file system),
- * renamed over path once complete; removed on any failure, leaving path as it was. */
-static tg_status write_atomically(const file_job *job, const char *header,
+/* <target>.tmp-XXXXXX in the same directory (rename is atomic only within a file system),
+ * locked while written (so the next save can tell a dead save's file from a live one), renamed
+ * over target once complete; removed on any failure, leaving target as it was. */
+static tg_status write_atomically(const file_job *job, const char *target, const char *header,
                                   tg_tensor *const *tensors, int n) {
-    size_t path_len = strlen(job->path), temp_bytes = path_len + sizeof TEMP_SUFFIX;
+    size_t path_len = strlen(target), temp_bytes = path_len + sizeof TGI_TEMP_SUFFIX;
     char *temp = tgi_alloc(job->ctx, temp_bytes);
     if (!temp) return fail(job, TG_ERR_NOMEM, NULL, "out of memory");
-    memcpy(temp, job->path, path_len);
-    memcpy(temp + path_len, TEMP_SUFFIX, sizeof TEMP_SUFFIX);
+    memcpy(temp, target, path_len);
+    memcpy(temp + path_len, TGI_TEMP_SUFFIX, sizeof TGI_TEMP_SUFFIX);
     tg_status status;
     int fd = mkstemp(temp);
     if (fd < 0) {
         status = fail(job, TG_ERR_IO, NULL, "cannot create a temporary file next to it: %s",
                       strerror(errno));
     } else {
-        status = write_temp(job, fd, header, tensors, n);
-        if (status == TG_OK && rename(temp, job->path) != 0)
+        tgi_lock_temp(fd); /* best effort: without it a dead save's file is merely kept */
+        status = write_temp(job, fd, target, header, tensors, n);
+        if (status == TG_OK && rename(temp, target) != 0)
             status = fail(job, TG_ERR_IO, NULL, "cannot rename the temporary file over it: %s",
                           strerror(errno));
         if (status != TG_OK) unlink(temp);
@@ -320,9 +321,15 @@ tg_status tg_save_safetensors(tg_ctx *ctx, const char *path, tg_tensor *const *t
     file_job job = {ctx, "save", path};
     char *header = NULL;
     tg_status status = check_args(&job, tensors, n);
+    char *target = status == TG_OK ? tgi_save_target(ctx, "save", path) : NULL;
+    if (!target && status == TG_OK) status = tg_errcode(ctx);
     if (status == TG_OK) status = build_header(&job, tensors, n, &header);
-    if (status == TG_OK) status = write_atomically(&job, header, tensors, n);
+    if (status == TG_OK) {
+        tgi_remove_stale_temps(ctx, target);
+        status = write_atomically(&job, target, header, tensors, n);
+    }
     if (header) free_json_text(header);
+    tgi_free_save_target(ctx, target);
     return status;
 }
 
@@ -371,8 +378,14 @@ static tg_status read_length(loader *ld, FILE *file) {
 }
 
 static tg_status read_file(loader *ld) {
-    FILE *file = fopen(ld->job.path, "rb");
-    if (!file) return fail(&ld->job, TG_ERR_IO, NULL, "cannot open: %s", strerror(errno));
+    uint64_t size;
+    int fd = tgi_open_input(ld->job.ctx, ld->job.verb, ld->job.path, &size);
+    if (fd < 0) return tg_errcode(ld->job.ctx);
+    FILE *file = fdopen(fd, "rb");
+    if (!file) {
+        close(fd);
+        return fail(&ld->job, TG_ERR_IO, NULL, "cannot open: %s", strerror(errno));
+    }
     tg_status status = read_length(ld, file);
     if (status == TG_OK) {
         ld->contents = tgi_alloc(ld->job.ctx, ld->contents_bytes);

@@ -11,11 +11,8 @@
 
 #include <dlfcn.h>
 #include <elf.h>
-#include <errno.h>
-#include <fcntl.h>
 #include <stdio.h>
 #include <string.h>
-#include <sys/stat.h>
 #include <unistd.h>
 
 #if UINTPTR_MAX > 0xffffffffu
@@ -89,21 +86,13 @@ static tg_status check_elf(tg_ctx *ctx, const char *path, int fd, uint64_t size)
 }
 
 /* A path (with a '/'; a bare name is dlopen's to search for) must be a regular, well-formed ELF
- * shared object. Opened without blocking, so a FIFO is refused rather than waited on. */
+ * shared object. */
 static tg_status check_plugin_file(tg_ctx *ctx, const char *path) {
     if (!strchr(path, '/')) return TG_OK;
-    int fd = open(path, O_RDONLY | O_NONBLOCK | O_CLOEXEC);
-    if (fd < 0)
-        return tgi_error(ctx, TG_ERR_IO, "plugin '%s': cannot load: %s", path, strerror(errno));
-    struct stat st;
-    tg_status status;
-    if (fstat(fd, &st) != 0)
-        status = tgi_error(ctx, TG_ERR_IO, "plugin '%s': cannot stat: %s", path, strerror(errno));
-    else if (!S_ISREG(st.st_mode))
-        status = bad_file(ctx, path, S_ISDIR(st.st_mode) ? "a directory, not a shared library"
-                                                         : "not a regular file");
-    else
-        status = check_elf(ctx, path, fd, (uint64_t)st.st_size);
+    uint64_t size;
+    int fd = tgi_open_input(ctx, "plugin", path, &size);
+    if (fd < 0) return tg_errcode(ctx);
+    tg_status status = check_elf(ctx, path, fd, size);
     close(fd);
     return status;
 }

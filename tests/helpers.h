@@ -32,6 +32,19 @@ static inline void expect_close(const float *got, const float *want, int64_t n, 
                       "message \"%s\" lacks \"%s\"", tg_errmsg(ctx), fragments_[i_]);           \
     } while (0)
 
+/* A fresh folder "/tmp/<prefix>-XXXXXX" for a test's files, written into dir (64 bytes). */
+static inline void temp_dir_make(char *dir, const char *prefix) {
+    snprintf(dir, 64, "/tmp/%s-XXXXXX", prefix);
+    cr_assert_not_null(mkdtemp(dir), "mkdtemp %s", dir);
+}
+
+/* Removes that folder and everything in it. */
+static inline void temp_dir_remove(const char *dir) {
+    char cmd[128];
+    snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
+    cr_expect_eq(system(cmd), 0);
+}
+
 /* A persistent leaf holding data, with a gradient. */
 static inline tg_tensor *leaf(tg_ctx *ctx, int ndim, const int64_t *shape, const float *data) {
     tg_tensor *t = tg_from_data(ctx, ndim, shape, data);

@@ -91,9 +91,11 @@ Test(cli, quick_study_writes_a_complete_report) {
     cr_assert_not_null(root, "summary.json does not parse: %s (line %d)", error.text, error.line);
     cr_expect_eq(json_integer_value(json_object_get(root, "seed")), 3);
     json_t *experiments = json_object_get(root, "experiments");
-    cr_assert_eq(json_array_size(experiments), 8);
-    const char *names[] = {"vanishing", "init", "batchnorm", "residual", "exploding", "clipping", "recurrent", "cnn"};
-    for (size_t i = 0; i < 8; i++) {
+    const char *names[] = {"vanishing", "init", "batchnorm", "residual", "exploding", "clipping",
+                           "recurrent", "cnn"};
+    const size_t n_names = sizeof names / sizeof names[0];
+    cr_assert_eq(json_array_size(experiments), n_names);
+    for (size_t i = 0; i < n_names; i++) {
         json_t *e = json_array_get(experiments, i);
         cr_expect_str_eq(json_string_value(json_object_get(e, "name")), names[i]);
         json_t *runs = json_object_get(e, "runs");
@@ -117,7 +119,7 @@ Test(cli, quick_study_writes_a_complete_report) {
     char *html = slurp(path);
     cr_assert_not_null(html);
     cr_expect_eq(strncmp(html, "<!DOCTYPE html>", 15), 0);
-    for (size_t i = 0; i < 8; i++) {
+    for (size_t i = 0; i < n_names; i++) {
         char id[64];
         snprintf(id, sizeof id, "<section id=\"%s\">", names[i]);
         cr_expect(strstr(html, id) != NULL, "no section %s", names[i]);

@@ -46,7 +46,7 @@ Test(plugin, loading_the_same_plugin_twice_reports_the_duplicate_op) {
 
 Test(plugin, a_missing_file_is_an_io_error_naming_it) {
     cr_expect_eq(tg_plugin_load(ctx, "/nonexistent/libnothing.so"), TG_ERR_IO);
-    expect_errmsg_has(ctx, "plugin '/nonexistent/libnothing.so': cannot load", "No such file");
+    expect_errmsg_has(ctx, "plugin '/nonexistent/libnothing.so': cannot open", "No such file");
 }
 
 Test(plugin, a_library_that_is_not_a_plugin_is_refused) {
