@@ -395,7 +395,7 @@ Test(cnn, a_failed_run_still_leaves_a_report, .init = quiet_setup) {
     experiment_conclude(&e);
     char dir[] = "/tmp/tapegrad-cnn-failed-XXXXXX";
     cr_assert_not_null(mkdtemp(dir));
-    cr_expect_eq(write_report(dir, &e, 1, 1, true, 1.0), 0);
+    cr_expect_eq(write_report("study", dir, &e, 1, 1, true, 1.0), 0);
     cr_expect(strstr(e.finding, "the run failed") != NULL, "%s", e.finding);
     for (int i = 0; i < e.n_runs; i++) run_result_free(&e.results[i]);
 }
