@@ -19,9 +19,9 @@
  * be nodes (labelled "<name>.c[t]", "<name>.h[t]" for hooks): the activated gates are the node
  * the other two read, with no slice copies.
  *
- * Backward of rnn_cell and lstm_gates rewrites the output gradient in place into the
- * pre-activation gradient (it has no reader after this op's VJP: the node's hooks have already
- * run), so no scratch buffer is needed; gru_cell does the same in its saved buffer.
+ * Backward of lstm_gates rewrites its output gradient in place into the pre-activation gradient
+ * (the gates are an internal node: no reader after this op's VJP, its hooks have already run),
+ * so no scratch buffer is needed; gru_cell does the same in its saved buffer.
  */
 #include "ops/kernels.h"
 
@@ -122,13 +122,18 @@ static tg_status gates_forward(tg_op_call *call, int gates) {
 static tg_status gates_backward(const tg_op_call *call, int gates) {
     step_slab s = slab_of(call);
     int64_t hidden = s.width / gates, n = s.rows * s.width;
-    const float *restrict y = call->output->data;
-    float *restrict dz = call->output->grad; /* becomes dL/d(pre-activation), in place */
+    const float *y = call->output->data, *dy = call->output->grad;
+    /* The LSTM's gates are an internal node: their gradient becomes dL/d(pre-activation) in
+     * place. A tanh cell's output is h[t], whose gradient its readers (the study's |dL/dh[t]|)
+     * look at after backward: it gets a scratch buffer. (So dz may alias dy: no restrict.) */
+    float *dz = call->output->grad;
+    if (gates == 1 && !(dz = tgi_arena_alloc(&call->tape->arena, (size_t)n * sizeof(float))))
+        return tg_op_fail(call, TG_ERR_NOMEM, "out of memory for the pre-activation gradient");
     for (int64_t i = 0; i < n; i += hidden) { /* one gate block of one row at a time */
         if (block_is_tanh(gates, (i / hidden) % gates))
-            for (int64_t j = i; j < i + hidden; j++) dz[j] *= 1.0f - y[j] * y[j];
+            for (int64_t j = i; j < i + hidden; j++) dz[j] = dy[j] * (1.0f - y[j] * y[j]);
         else
-            for (int64_t j = i; j < i + hidden; j++) dz[j] *= y[j] * (1.0f - y[j]);
+            for (int64_t j = i; j < i + hidden; j++) dz[j] = dy[j] * (y[j] * (1.0f - y[j]));
     }
     slab_backward(call, dz, s.width, 0, s.width);
     projection_backward(call, dz, s.width);
@@ -285,8 +290,9 @@ static tg_status gru_cell_backward(const tg_op_call *call) {
         float *restrict dh = h->grad ? h->grad + row * hidden : NULL;
         for (int64_t j = 0; j < hidden; j++) {
             float dn_pre = (dy[j] - dy[j] * z[j]) * (1.0f - n[j] * n[j]);
-            float dz_pre = dy[j] * (hr[j] - n[j]) * z[j] * (1.0f - z[j]);
-            float dr_pre = dn_pre * hn[j] * r[j] * (1.0f - r[j]);
+            /* grouped as the unfused ops group them (mul's VJP, then sigmoid's y (1 - y)) */
+            float dz_pre = (dy[j] * (hr[j] - n[j])) * (z[j] * (1.0f - z[j]));
+            float dr_pre = (dn_pre * hn[j]) * (r[j] * (1.0f - r[j]));
             if (dh) dh[j] += dy[j] * z[j];
             hn[j] = dn_pre; /* the slab's n block, read below */
             n[j] = dn_pre * r[j];
