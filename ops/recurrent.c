@@ -67,25 +67,12 @@ static void recurrent_projection(const tg_op_call *call, float *proj, int64_t ld
              hidden, 1.0f, proj, ld);
 }
 
-/* xp's gradient at this step, columns first..first+count of the slab, += src (rows ld apart). */
-static void slab_backward(const tg_op_call *call, const float *src, int64_t ld, int64_t first,
-                          int64_t count) {
-    float *grad = call->inputs[0]->grad;
-    if (!grad) return;
-    step_slab s = slab_of(call);
-    for (int64_t r = 0; r < s.rows; r++) {
-        float *restrict gx = grad + s.offset + r * s.stride + first;
-        const float *restrict from = src + r * ld;
-        for (int64_t j = 0; j < count; j++) gx[j] += from[j];
-    }
-}
-
 /* The VJP of recurrent_projection, given its output gradient dz with rows ld apart. */
 static void projection_backward(const tg_op_call *call, const float *dz, int64_t ld) {
     tg_ctx *ctx = call->tape->ctx;
     const tg_tensor *h = call->inputs[1], *w = call->inputs[2], *b = call->inputs[3];
     int64_t rows = h->shape[0], hidden = h->shape[1], width = w->shape[0];
-    if (b->grad)
+    if (b->grad) /* a sum over rows: serial, in row order, whatever the thread count */
         for (int64_t r = 0; r < rows; r++) {
             float *restrict gb = b->grad;
             const float *restrict src = dz + r * ld;
@@ -95,6 +82,23 @@ static void projection_backward(const tg_op_call *call, const float *dz, int64_t
     if (w->grad) tgi_gemm(ctx, true, false, width, hidden, rows, 1.0f, dz, ld, h->data, hidden, 1.0f, w->grad, hidden);
 }
 
+/* The elementwise part of a cell runs over row ranges on the context's threads. Rows are
+ * independent, so the numbers do not depend on where the cuts fall. */
+typedef struct cell_job {
+    const tg_op_call *call;
+    int gates;
+    float *buf;              /* what the kernel writes besides the output: dz, saved values */
+} cell_job;
+
+/* A hand-off to another thread costs microseconds: each range gets at least this many values. */
+#define GRAIN_VALUES 4096
+
+static void over_rows(const tg_op_call *call, int64_t width, tgi_range_fn fn, int gates, float *buf) {
+    cell_job job = {call, gates, buf};
+    int64_t grain = GRAIN_VALUES / width;
+    tgi_parallel_for(call->tape->ctx, call->output->shape[0], grain > 1 ? grain : 1, fn, &job);
+}
+
 /* ---- rnn_cell and lstm_gates: activated gates = act(xp_t + b_hh + h W_hh^T) ---------------- */
 
 /* Which gate blocks (of width H) are tanh; the others are sigmoid. */
@@ -102,40 +106,61 @@ static bool block_is_tanh(int gates, int64_t block) {
     return gates == 1 || block == 2;
 }
 
+static void activate_rows(void *arg, int64_t begin, int64_t end) {
+    const cell_job *job = arg;
+    step_slab s = slab_of(job->call);
+    int64_t hidden = s.width / job->gates;
+    for (int64_t r = begin; r < end; r++)
+        for (int64_t k = 0; k < job->gates; k++) {
+            float *restrict y = job->call->output->data + r * s.width + k * hidden;
+            const float *restrict x = job->call->inputs[0]->data + s.offset + r * s.stride + k * hidden;
+            if (block_is_tanh(job->gates, k))
+                for (int64_t j = 0; j < hidden; j++) y[j] = tanhf(x[j] + y[j]);
+            else
+                for (int64_t j = 0; j < hidden; j++) y[j] = tgi_sigmoid(x[j] + y[j]);
+        }
+}
+
 static tg_status gates_forward(tg_op_call *call, int gates) {
     step_slab s = slab_of(call);
-    int64_t hidden = s.width / gates;
-    float *y = call->output->data;
-    recurrent_projection(call, y, s.width);
-    for (int64_t r = 0; r < s.rows; r++)
-        for (int64_t k = 0; k < gates; k++) {
-            float *restrict yk = y + r * s.width + k * hidden;
-            const float *restrict xk = call->inputs[0]->data + s.offset + r * s.stride + k * hidden;
-            if (block_is_tanh(gates, k))
-                for (int64_t j = 0; j < hidden; j++) yk[j] = tanhf(xk[j] + yk[j]);
-            else
-                for (int64_t j = 0; j < hidden; j++) yk[j] = tgi_sigmoid(xk[j] + yk[j]);
-        }
+    recurrent_projection(call, call->output->data, s.width);
+    over_rows(call, s.width, activate_rows, gates, NULL);
     return TG_OK;
+}
+
+/* dz = dy * act'(y) (dz may be dy itself: no restrict), and xp's slab += dz. */
+static void pre_activation_rows(void *arg, int64_t begin, int64_t end) {
+    const cell_job *job = arg;
+    step_slab s = slab_of(job->call);
+    int64_t hidden = s.width / job->gates;
+    float *gx = job->call->inputs[0]->grad;
+    for (int64_t r = begin; r < end; r++) {
+        for (int64_t k = 0; k < job->gates; k++) {
+            int64_t at = r * s.width + k * hidden;
+            const float *y = job->call->output->data + at, *dy = job->call->output->grad + at;
+            float *dz = job->buf + at;
+            if (block_is_tanh(job->gates, k))
+                for (int64_t j = 0; j < hidden; j++) dz[j] = dy[j] * (1.0f - y[j] * y[j]);
+            else
+                for (int64_t j = 0; j < hidden; j++) dz[j] = dy[j] * (y[j] * (1.0f - y[j]));
+        }
+        if (gx) {
+            float *restrict to = gx + s.offset + r * s.stride;
+            const float *restrict from = job->buf + r * s.width;
+            for (int64_t j = 0; j < s.width; j++) to[j] += from[j];
+        }
+    }
 }
 
 static tg_status gates_backward(const tg_op_call *call, int gates) {
     step_slab s = slab_of(call);
-    int64_t hidden = s.width / gates, n = s.rows * s.width;
-    const float *y = call->output->data, *dy = call->output->grad;
     /* The LSTM's gates are an internal node: their gradient becomes dL/d(pre-activation) in
      * place. A tanh cell's output is h[t], whose gradient its readers (the study's |dL/dh[t]|)
-     * look at after backward: it gets a scratch buffer. (So dz may alias dy: no restrict.) */
+     * look at after backward: it gets a scratch buffer. */
     float *dz = call->output->grad;
-    if (gates == 1 && !(dz = tgi_arena_alloc(&call->tape->arena, (size_t)n * sizeof(float))))
+    if (gates == 1 && !(dz = tgi_arena_alloc(&call->tape->arena, (size_t)call->output->size * sizeof(float))))
         return tg_op_fail(call, TG_ERR_NOMEM, "out of memory for the pre-activation gradient");
-    for (int64_t i = 0; i < n; i += hidden) { /* one gate block of one row at a time */
-        if (block_is_tanh(gates, (i / hidden) % gates))
-            for (int64_t j = i; j < i + hidden; j++) dz[j] = dy[j] * (1.0f - y[j] * y[j]);
-        else
-            for (int64_t j = i; j < i + hidden; j++) dz[j] = dy[j] * (y[j] * (1.0f - y[j]));
-    }
-    slab_backward(call, dz, s.width, 0, s.width);
+    over_rows(call, s.width, pre_activation_rows, gates, dz);
     projection_backward(call, dz, s.width);
     return TG_OK;
 }
@@ -169,101 +194,126 @@ static tg_status lstm_state_infer(const tg_op_call *call, tg_shape *out) {
     return TG_OK;
 }
 
-static tg_status lstm_cell_forward(tg_op_call *call) {
+/* Row r of a state op: its gate blocks i, f, g, o, its state c and output. */
+typedef struct state_row {
+    const float *i, *f, *g, *o, *c;
+    float *out;
+    int64_t hidden;
+} state_row;
+
+static state_row row_of(const tg_op_call *call, int64_t r) {
     const tg_tensor *gates = call->inputs[0], *c = call->inputs[1];
-    int64_t rows = c->shape[0], hidden = c->shape[1];
-    for (int64_t r = 0; r < rows; r++) {
-        const float *restrict i = gates->data + r * 4 * hidden, *restrict f = i + hidden,
-                              *restrict g = i + 2 * hidden, *restrict cr = c->data + r * hidden;
-        float *restrict out = call->output->data + r * hidden;
-        for (int64_t j = 0; j < hidden; j++) out[j] = f[j] * cr[j] + i[j] * g[j];
-    }
-    return TG_OK;
+    int64_t hidden = c->shape[1];
+    const float *i = gates->data + r * 4 * hidden;
+    return (state_row){i, i + hidden, i + 2 * hidden, i + 3 * hidden, c->data + r * hidden,
+                       call->output->data + r * hidden, hidden};
 }
 
-/* di = dc' g, df = dc' c, dg = dc' i, dc = dc' f: the i, f, g blocks are written whole. */
-static tg_status lstm_cell_backward(const tg_op_call *call) {
-    const tg_tensor *gates = call->inputs[0], *c = call->inputs[1];
-    int64_t rows = c->shape[0], hidden = c->shape[1];
-    for (int64_t r = 0; r < rows; r++) {
-        const float *restrict i = gates->data + r * 4 * hidden, *restrict f = i + hidden,
-                              *restrict g = i + 2 * hidden, *restrict cr = c->data + r * hidden,
-                              *restrict dy = call->output->grad + r * hidden;
+static void cell_rows(void *arg, int64_t begin, int64_t end) {
+    const cell_job *job = arg;
+    for (int64_t r = begin; r < end; r++) {
+        state_row row = row_of(job->call, r);
+        for (int64_t j = 0; j < row.hidden; j++) row.out[j] = row.f[j] * row.c[j] + row.i[j] * row.g[j];
+    }
+}
+
+/* di = dc' g, df = dc' c, dg = dc' i, dc = dc' f */
+static void cell_grad_rows(void *arg, int64_t begin, int64_t end) {
+    const cell_job *job = arg;
+    const tg_tensor *gates = job->call->inputs[0], *c = job->call->inputs[1];
+    for (int64_t r = begin; r < end; r++) {
+        state_row row = row_of(job->call, r);
+        int64_t hidden = row.hidden;
+        const float *restrict dy = job->call->output->grad + r * hidden;
         if (gates->grad) {
             float *restrict di = gates->grad + r * 4 * hidden, *restrict df = di + hidden,
                             *restrict dg = di + 2 * hidden;
             for (int64_t j = 0; j < hidden; j++) {
-                di[j] += dy[j] * g[j];
-                df[j] += dy[j] * cr[j];
-                dg[j] += dy[j] * i[j];
+                di[j] += dy[j] * row.g[j];
+                df[j] += dy[j] * row.c[j];
+                dg[j] += dy[j] * row.i[j];
             }
         }
         if (c->grad) {
             float *restrict dc = c->grad + r * hidden;
-            for (int64_t j = 0; j < hidden; j++) dc[j] += dy[j] * f[j];
+            for (int64_t j = 0; j < hidden; j++) dc[j] += dy[j] * row.f[j];
         }
     }
+}
+
+static tg_status lstm_cell_forward(tg_op_call *call) {
+    over_rows(call, call->output->shape[1], cell_rows, 4, NULL);
     return TG_OK;
 }
 
-/* tanh(c') is saved: the backward needs it, and recomputing it costs more than its memory. */
-static tg_status lstm_hidden_forward(tg_op_call *call) {
-    const tg_tensor *gates = call->inputs[0], *c = call->inputs[1];
-    int64_t rows = c->shape[0], hidden = c->shape[1];
-    float *squashed = tg_op_save(call, (size_t)c->size * sizeof(float));
-    if (!squashed) return TG_ERR_NOMEM;
-    for (int64_t r = 0; r < rows; r++) {
-        const float *restrict o = gates->data + r * 4 * hidden + 3 * hidden, *restrict cr = c->data + r * hidden;
-        float *restrict out = call->output->data + r * hidden, *restrict sq = squashed + r * hidden;
-        for (int64_t j = 0; j < hidden; j++) {
-            sq[j] = tanhf(cr[j]);
-            out[j] = o[j] * sq[j];
+static tg_status lstm_cell_backward(const tg_op_call *call) {
+    over_rows(call, call->output->shape[1], cell_grad_rows, 4, NULL);
+    return TG_OK;
+}
+
+/* job->buf: tanh(c'), saved, since the backward needs it and recomputing costs more than it. */
+static void hidden_rows(void *arg, int64_t begin, int64_t end) {
+    const cell_job *job = arg;
+    for (int64_t r = begin; r < end; r++) {
+        state_row row = row_of(job->call, r);
+        float *restrict squashed = job->buf + r * row.hidden;
+        for (int64_t j = 0; j < row.hidden; j++) {
+            squashed[j] = tanhf(row.c[j]);
+            row.out[j] = row.o[j] * squashed[j];
         }
     }
-    return TG_OK;
 }
 
 /* do = dh' tanh(c'), dc' += dh' o (1 - tanh(c')^2) */
-static tg_status lstm_hidden_backward(const tg_op_call *call) {
-    const tg_tensor *gates = call->inputs[0], *c = call->inputs[1];
-    int64_t rows = c->shape[0], hidden = c->shape[1];
-    const float *squashed = call->saved;
-    for (int64_t r = 0; r < rows; r++) {
-        const float *restrict o = gates->data + r * 4 * hidden + 3 * hidden,
-                              *restrict sq = squashed + r * hidden,
-                              *restrict dy = call->output->grad + r * hidden;
+static void hidden_grad_rows(void *arg, int64_t begin, int64_t end) {
+    const cell_job *job = arg;
+    const tg_tensor *gates = job->call->inputs[0], *c = job->call->inputs[1];
+    for (int64_t r = begin; r < end; r++) {
+        state_row row = row_of(job->call, r);
+        int64_t hidden = row.hidden;
+        const float *restrict sq = job->buf + r * hidden, *restrict dy = job->call->output->grad + r * hidden;
         if (gates->grad) {
             float *restrict d_o = gates->grad + r * 4 * hidden + 3 * hidden;
             for (int64_t j = 0; j < hidden; j++) d_o[j] += dy[j] * sq[j];
         }
         if (c->grad) {
             float *restrict dc = c->grad + r * hidden;
-            for (int64_t j = 0; j < hidden; j++) dc[j] += dy[j] * o[j] * (1.0f - sq[j] * sq[j]);
+            for (int64_t j = 0; j < hidden; j++) dc[j] += dy[j] * row.o[j] * (1.0f - sq[j] * sq[j]);
         }
     }
+}
+
+static tg_status lstm_hidden_forward(tg_op_call *call) {
+    float *squashed = tg_op_save(call, (size_t)call->output->size * sizeof(float));
+    if (!squashed) return TG_ERR_NOMEM;
+    over_rows(call, call->output->shape[1], hidden_rows, 4, squashed);
+    return TG_OK;
+}
+
+static tg_status lstm_hidden_backward(const tg_op_call *call) {
+    over_rows(call, call->output->shape[1], hidden_grad_rows, 4, call->saved);
     return TG_OK;
 }
 
 /* ---- gru_cell ------------------------------------------------------------------------------ */
 
-/* Saved per row: r, z, n, and W_hn h + b_hn (which dr needs), each of width H. */
 static tg_status gru_cell_infer(const tg_op_call *call, tg_shape *out) {
     if (check_cell(call, 3) != TG_OK) return TG_ERR_SHAPE;
     tgi_shape_of(call->inputs[1], out);
     return TG_OK;
 }
 
-static tg_status gru_cell_forward(tg_op_call *call) {
-    step_slab s = slab_of(call);
-    const tg_tensor *h = call->inputs[1];
+/* Saved per row (job->buf, rows 4H apart): r, z, n, and W_hn h + b_hn, which dr needs. On
+ * entry the first 3H hold the recurrent projection. */
+static void gru_rows(void *arg, int64_t begin, int64_t end) {
+    const cell_job *job = arg;
+    step_slab s = slab_of(job->call);
+    const tg_tensor *h = job->call->inputs[1];
     int64_t hidden = h->shape[1], ld = 4 * hidden;
-    float *saved = tg_op_save(call, (size_t)(s.rows * ld) * sizeof(float));
-    if (!saved) return TG_ERR_NOMEM;
-    recurrent_projection(call, saved, ld);
-    for (int64_t row = 0; row < s.rows; row++) {
-        float *restrict r = saved + row * ld, *restrict z = r + hidden, *restrict n = r + 2 * hidden,
-                        *restrict hn = r + 3 * hidden, *restrict out = call->output->data + row * hidden;
-        const float *restrict x = call->inputs[0]->data + s.offset + row * s.stride,
+    for (int64_t row = begin; row < end; row++) {
+        float *restrict r = job->buf + row * ld, *restrict z = r + hidden, *restrict n = r + 2 * hidden,
+                        *restrict hn = r + 3 * hidden, *restrict out = job->call->output->data + row * hidden;
+        const float *restrict x = job->call->inputs[0]->data + s.offset + row * s.stride,
                               *restrict hr = h->data + row * hidden;
         for (int64_t j = 0; j < hidden; j++) {
             hn[j] = n[j];
@@ -273,37 +323,53 @@ static tg_status gru_cell_forward(tg_op_call *call) {
             out[j] = n[j] + z[j] * (hr[j] - n[j]);
         }
     }
-    return TG_OK;
 }
 
-/* The saved r, z, n columns become the gradient of the recurrent projection in place; the
- * input slab's n block gets dn_pre, the projection's n block dn_pre * r. */
-static tg_status gru_cell_backward(const tg_op_call *call) {
-    step_slab s = slab_of(call);
-    const tg_tensor *h = call->inputs[1];
+/* The saved r, z, n columns become the recurrent projection's gradient in place
+ * [dr_pre, dz_pre, dn_pre * r]; the input slab gets [dr_pre, dz_pre, dn_pre]. Products are
+ * grouped as the unfused ops group them (mul's VJP, then sigmoid's y (1 - y)), so the numbers
+ * are those of the composition. */
+static void gru_grad_rows(void *arg, int64_t begin, int64_t end) {
+    const cell_job *job = arg;
+    step_slab s = slab_of(job->call);
+    const tg_tensor *xp = job->call->inputs[0], *h = job->call->inputs[1];
     int64_t hidden = h->shape[1], ld = 4 * hidden;
-    float *saved = call->saved;
-    for (int64_t row = 0; row < s.rows; row++) {
-        float *restrict r = saved + row * ld, *restrict z = r + hidden, *restrict n = r + 2 * hidden,
-                        *restrict hn = r + 3 * hidden;
-        const float *restrict dy = call->output->grad + row * hidden, *restrict hr = h->data + row * hidden;
+    for (int64_t row = begin; row < end; row++) {
+        float *restrict r = job->buf + row * ld, *restrict z = r + hidden, *restrict n = r + 2 * hidden;
+        const float *restrict hn = r + 3 * hidden, *restrict dy = job->call->output->grad + row * hidden,
+                              *restrict hr = h->data + row * hidden;
         float *restrict dh = h->grad ? h->grad + row * hidden : NULL;
+        float *restrict gx = xp->grad ? xp->grad + s.offset + row * s.stride : NULL;
         for (int64_t j = 0; j < hidden; j++) {
             float dn_pre = (dy[j] - dy[j] * z[j]) * (1.0f - n[j] * n[j]);
-            /* grouped as the unfused ops group them (mul's VJP, then sigmoid's y (1 - y)) */
             float dz_pre = (dy[j] * (hr[j] - n[j])) * (z[j] * (1.0f - z[j]));
             float dr_pre = (dn_pre * hn[j]) * (r[j] * (1.0f - r[j]));
             if (dh) dh[j] += dy[j] * z[j];
-            hn[j] = dn_pre; /* the slab's n block, read below */
+            if (gx) {
+                gx[j] += dr_pre;
+                gx[hidden + j] += dz_pre;
+                gx[2 * hidden + j] += dn_pre;
+            }
             n[j] = dn_pre * r[j];
             z[j] = dz_pre;
             r[j] = dr_pre;
         }
     }
-    /* The slab's gradient is [dr_pre, dz_pre, dn_pre]: saved columns 0..2H, then 3H..4H. */
-    slab_backward(call, saved, ld, 0, 2 * hidden);
-    slab_backward(call, saved + 3 * hidden, ld, 2 * hidden, hidden);
-    projection_backward(call, saved, ld);
+}
+
+static tg_status gru_cell_forward(tg_op_call *call) {
+    int64_t hidden = call->inputs[1]->shape[1];
+    float *saved = tg_op_save(call, (size_t)call->output->size * 4 * sizeof(float));
+    if (!saved) return TG_ERR_NOMEM;
+    recurrent_projection(call, saved, 4 * hidden);
+    over_rows(call, 4 * hidden, gru_rows, 3, saved);
+    return TG_OK;
+}
+
+static tg_status gru_cell_backward(const tg_op_call *call) {
+    int64_t hidden = call->inputs[1]->shape[1];
+    over_rows(call, 4 * hidden, gru_grad_rows, 3, call->saved);
+    projection_backward(call, call->saved, 4 * hidden);
     return TG_OK;
 }
 
