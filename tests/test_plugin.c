@@ -60,9 +60,10 @@ Test(plugin, a_plugin_without_an_entry_point_is_refused) {
 }
 
 Test(plugin, an_abi_mismatch_is_refused) {
+    int before = tg_op_count(ctx);
     cr_expect_eq(tg_plugin_load(ctx, plugin_path("libbad_abi.so")), TG_ERR_INVALID);
     expect_errmsg_has(ctx, "libbad_abi.so", "built for plugin ABI 2", "speaks ABI 1");
-    cr_expect_eq(tg_op_count(ctx), 38, "nothing was registered");
+    cr_expect_eq(tg_op_count(ctx), before, "nothing was registered");
 }
 
 Test(plugin, a_failing_entry_point_is_reported_with_the_plugin_path) {

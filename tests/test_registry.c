@@ -21,7 +21,8 @@ Test(registry, builtins_are_listed_with_their_signatures) {
                               "sum_axis", "mean_axis", "sigmoid", "tanh", "relu", "leaky_relu",
                               "elu", "softplus", "gelu", "softmax", "log_softmax", "mse",
                               "cross_entropy", "bce_with_logits", "dropout", "batch_norm",
-                              "layer_norm"};
+                              "layer_norm", "rnn_cell", "lstm_gates", "lstm_cell", "lstm_hidden",
+                              "gru_cell"};
     for (size_t i = 0; i < sizeof expected / sizeof expected[0]; i++)
         cr_expect_geq(tg_op_find(ctx, expected[i]), 0, "op '%s' missing", expected[i]);
     cr_expect_eq(tg_op_count(ctx), (int)(sizeof expected / sizeof expected[0]));
