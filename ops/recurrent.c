@@ -90,12 +90,15 @@ typedef struct cell_job {
     float *buf;              /* what the kernel writes besides the output: dz, saved values */
 } cell_job;
 
-/* A hand-off to another thread costs microseconds: each range gets at least this many values. */
-#define GRAIN_VALUES 4096
+/* A hand-off to another thread costs about a microsecond: each range gets at least this many
+ * values, fewer where each value costs a tanhf or an expf than where it costs a few flops. */
+#define GRAIN_TRANSCENDENTAL 1024
+#define GRAIN_ARITHMETIC 16384
 
-static void over_rows(const tg_op_call *call, int64_t width, tgi_range_fn fn, int gates, float *buf) {
+static void over_rows(const tg_op_call *call, int64_t width, int64_t grain_values, tgi_range_fn fn,
+                      int gates, float *buf) {
     cell_job job = {call, gates, buf};
-    int64_t grain = GRAIN_VALUES / width;
+    int64_t grain = grain_values / width;
     tgi_parallel_for(call->tape->ctx, call->output->shape[0], grain > 1 ? grain : 1, fn, &job);
 }
 
@@ -124,7 +127,7 @@ static void activate_rows(void *arg, int64_t begin, int64_t end) {
 static tg_status gates_forward(tg_op_call *call, int gates) {
     step_slab s = slab_of(call);
     recurrent_projection(call, call->output->data, s.width);
-    over_rows(call, s.width, activate_rows, gates, NULL);
+    over_rows(call, s.width, GRAIN_TRANSCENDENTAL, activate_rows, gates, NULL);
     return TG_OK;
 }
 
@@ -160,7 +163,7 @@ static tg_status gates_backward(const tg_op_call *call, int gates) {
     float *dz = call->output->grad;
     if (gates == 1 && !(dz = tgi_arena_alloc(&call->tape->arena, (size_t)call->output->size * sizeof(float))))
         return tg_op_fail(call, TG_ERR_NOMEM, "out of memory for the pre-activation gradient");
-    over_rows(call, s.width, pre_activation_rows, gates, dz);
+    over_rows(call, s.width, GRAIN_ARITHMETIC, pre_activation_rows, gates, dz);
     projection_backward(call, dz, s.width);
     return TG_OK;
 }
@@ -242,12 +245,12 @@ static void cell_grad_rows(void *arg, int64_t begin, int64_t end) {
 }
 
 static tg_status lstm_cell_forward(tg_op_call *call) {
-    over_rows(call, call->output->shape[1], cell_rows, 4, NULL);
+    over_rows(call, call->output->shape[1], GRAIN_ARITHMETIC, cell_rows, 4, NULL);
     return TG_OK;
 }
 
 static tg_status lstm_cell_backward(const tg_op_call *call) {
-    over_rows(call, call->output->shape[1], cell_grad_rows, 4, NULL);
+    over_rows(call, call->output->shape[1], GRAIN_ARITHMETIC, cell_grad_rows, 4, NULL);
     return TG_OK;
 }
 
@@ -286,12 +289,12 @@ static void hidden_grad_rows(void *arg, int64_t begin, int64_t end) {
 static tg_status lstm_hidden_forward(tg_op_call *call) {
     float *squashed = tg_op_save(call, (size_t)call->output->size * sizeof(float));
     if (!squashed) return TG_ERR_NOMEM;
-    over_rows(call, call->output->shape[1], hidden_rows, 4, squashed);
+    over_rows(call, call->output->shape[1], GRAIN_TRANSCENDENTAL, hidden_rows, 4, squashed);
     return TG_OK;
 }
 
 static tg_status lstm_hidden_backward(const tg_op_call *call) {
-    over_rows(call, call->output->shape[1], hidden_grad_rows, 4, call->saved);
+    over_rows(call, call->output->shape[1], GRAIN_ARITHMETIC, hidden_grad_rows, 4, call->saved);
     return TG_OK;
 }
 
@@ -362,13 +365,13 @@ static tg_status gru_cell_forward(tg_op_call *call) {
     float *saved = tg_op_save(call, (size_t)call->output->size * 4 * sizeof(float));
     if (!saved) return TG_ERR_NOMEM;
     recurrent_projection(call, saved, 4 * hidden);
-    over_rows(call, 4 * hidden, gru_rows, 3, saved);
+    over_rows(call, 4 * hidden, GRAIN_TRANSCENDENTAL, gru_rows, 3, saved);
     return TG_OK;
 }
 
 static tg_status gru_cell_backward(const tg_op_call *call) {
     int64_t hidden = call->inputs[1]->shape[1];
-    over_rows(call, 4 * hidden, gru_grad_rows, 3, call->saved);
+    over_rows(call, 4 * hidden, GRAIN_ARITHMETIC, gru_grad_rows, 3, call->saved);
     projection_backward(call, call->saved, 4 * hidden);
     return TG_OK;
 }
