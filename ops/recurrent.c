@@ -21,7 +21,13 @@
  *
  * Backward of lstm_gates rewrites its output gradient in place into the pre-activation gradient
  * (the gates are an internal node: no reader after this op's VJP, its hooks have already run),
- * so no scratch buffer is needed; gru_cell does the same in its saved buffer.
+ * so no scratch buffer is needed; gru_cell does the same in its saved buffer; rnn_cell, whose
+ * output is h[t] itself, takes a scratch buffer from the arena. Gradient buffers the tape hands
+ * a VJP are zeroed, so the VJPs add (+=) everywhere.
+ *
+ * The GEMMs run on the context's threads through tgi_gemm; the elementwise passes are cut into
+ * row ranges (tgi_parallel_for). Rows are independent and sums over rows (the bias gradient)
+ * stay serial, so the numbers do not depend on the thread count.
  */
 #include "ops/kernels.h"
 
@@ -29,12 +35,12 @@
 
 /* The one place that knows how [B, T, G*H] is laid out. */
 typedef struct step_slab {
-    int64_t rows, width, stride, offset; /* B rows of width G*H, stride T*G*H, at step*G*H */
+    int64_t width, stride, offset; /* rows of width G*H, stride T*G*H, starting at step*G*H */
 } step_slab;
 
 static step_slab slab_of(const tg_op_call *call) {
     const tg_tensor *xp = call->inputs[0];
-    step_slab s = {xp->shape[0], xp->shape[2], xp->shape[1] * xp->shape[2], 0};
+    step_slab s = {xp->shape[2], xp->shape[1] * xp->shape[2], 0};
     s.offset = call->attrs[0].i64 * s.width;
     return s;
 }
