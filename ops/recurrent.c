@@ -137,7 +137,8 @@ static tg_status gates_forward(tg_op_call *call, int gates) {
     return TG_OK;
 }
 
-/* dz = dy * act'(y) (dz may be dy itself: no restrict), and xp's slab += dz. */
+/* dz *= act'(y) in place (job->buf holds dy on entry), and xp's slab += dz. In place, so the
+ * pointers are restrict and the loops vectorise (a dz that may alias dy would not). */
 static void pre_activation_rows(void *arg, int64_t begin, int64_t end) {
     const cell_job *job = arg;
     step_slab s = slab_of(job->call);
@@ -146,12 +147,12 @@ static void pre_activation_rows(void *arg, int64_t begin, int64_t end) {
     for (int64_t r = begin; r < end; r++) {
         for (int64_t k = 0; k < job->gates; k++) {
             int64_t at = r * s.width + k * hidden;
-            const float *y = job->call->output->data + at, *dy = job->call->output->grad + at;
-            float *dz = job->buf + at;
+            const float *restrict y = job->call->output->data + at;
+            float *restrict dz = job->buf + at;
             if (block_is_tanh(job->gates, k))
-                for (int64_t j = 0; j < hidden; j++) dz[j] = dy[j] * (1.0f - y[j] * y[j]);
+                for (int64_t j = 0; j < hidden; j++) dz[j] *= 1.0f - y[j] * y[j];
             else
-                for (int64_t j = 0; j < hidden; j++) dz[j] = dy[j] * (y[j] * (1.0f - y[j]));
+                for (int64_t j = 0; j < hidden; j++) dz[j] *= y[j] * (1.0f - y[j]);
         }
         if (gx) {
             float *restrict to = gx + s.offset + r * s.stride;
@@ -165,10 +166,14 @@ static tg_status gates_backward(const tg_op_call *call, int gates) {
     step_slab s = slab_of(call);
     /* The LSTM's gates are an internal node: their gradient becomes dL/d(pre-activation) in
      * place. A tanh cell's output is h[t], whose gradient its readers (the study's |dL/dh[t]|)
-     * look at after backward: it gets a scratch buffer. */
+     * look at after backward: a copy in a scratch buffer becomes dz. */
     float *dz = call->output->grad;
-    if (gates == 1 && !(dz = tgi_arena_alloc(&call->tape->arena, (size_t)call->output->size * sizeof(float))))
-        return tg_op_fail(call, TG_ERR_NOMEM, "out of memory for the pre-activation gradient");
+    if (gates == 1) {
+        size_t bytes = (size_t)call->output->size * sizeof(float);
+        if (!(dz = tgi_arena_alloc(&call->tape->arena, bytes)))
+            return tg_op_fail(call, TG_ERR_NOMEM, "out of memory for the pre-activation gradient");
+        memcpy(dz, call->output->grad, bytes);
+    }
     over_rows(call, s.width, GRAIN_ARITHMETIC, pre_activation_rows, gates, dz);
     projection_backward(call, dz, s.width);
     return TG_OK;
@@ -218,11 +223,28 @@ static state_row row_of(const tg_op_call *call, int64_t r) {
                        call->output->data + r * hidden, hidden};
 }
 
+/* The loops of the state ops, on restrict parameters so that they vectorise without run-time
+ * overlap checks (too many for the compiler when they are written inline). */
+static void add_product(float *restrict out, const float *restrict a, const float *restrict b, int64_t n) {
+    for (int64_t j = 0; j < n; j++) out[j] += a[j] * b[j];
+}
+
+static void cell_update(float *restrict out, const float *restrict f, const float *restrict c,
+                        const float *restrict i, const float *restrict g, int64_t n) {
+    for (int64_t j = 0; j < n; j++) out[j] = f[j] * c[j] + i[j] * g[j];
+}
+
+/* dc += dy o (1 - tanh(c)^2) */
+static void add_squash_grad(float *restrict dc, const float *restrict dy, const float *restrict o,
+                            const float *restrict squashed, int64_t n) {
+    for (int64_t j = 0; j < n; j++) dc[j] += dy[j] * o[j] * (1.0f - squashed[j] * squashed[j]);
+}
+
 static void cell_rows(void *arg, int64_t begin, int64_t end) {
     const cell_job *job = arg;
     for (int64_t r = begin; r < end; r++) {
         state_row row = row_of(job->call, r);
-        for (int64_t j = 0; j < row.hidden; j++) row.out[j] = row.f[j] * row.c[j] + row.i[j] * row.g[j];
+        cell_update(row.out, row.f, row.c, row.i, row.g, row.hidden);
     }
 }
 
@@ -233,20 +255,14 @@ static void cell_grad_rows(void *arg, int64_t begin, int64_t end) {
     for (int64_t r = begin; r < end; r++) {
         state_row row = row_of(job->call, r);
         int64_t hidden = row.hidden;
-        const float *restrict dy = job->call->output->grad + r * hidden;
+        const float *dy = job->call->output->grad + r * hidden;
         if (gates->grad) {
-            float *restrict di = gates->grad + r * 4 * hidden, *restrict df = di + hidden,
-                            *restrict dg = di + 2 * hidden;
-            for (int64_t j = 0; j < hidden; j++) {
-                di[j] += dy[j] * row.g[j];
-                df[j] += dy[j] * row.c[j];
-                dg[j] += dy[j] * row.i[j];
-            }
+            float *di = gates->grad + r * 4 * hidden;
+            add_product(di, dy, row.g, hidden);
+            add_product(di + hidden, dy, row.c, hidden);
+            add_product(di + 2 * hidden, dy, row.i, hidden);
         }
-        if (c->grad) {
-            float *restrict dc = c->grad + r * hidden;
-            for (int64_t j = 0; j < hidden; j++) dc[j] += dy[j] * row.f[j];
-        }
+        if (c->grad) add_product(c->grad + r * hidden, dy, row.f, hidden);
     }
 }
 
@@ -280,15 +296,9 @@ static void hidden_grad_rows(void *arg, int64_t begin, int64_t end) {
     for (int64_t r = begin; r < end; r++) {
         state_row row = row_of(job->call, r);
         int64_t hidden = row.hidden;
-        const float *restrict sq = job->buf + r * hidden, *restrict dy = job->call->output->grad + r * hidden;
-        if (gates->grad) {
-            float *restrict d_o = gates->grad + r * 4 * hidden + 3 * hidden;
-            for (int64_t j = 0; j < hidden; j++) d_o[j] += dy[j] * sq[j];
-        }
-        if (c->grad) {
-            float *restrict dc = c->grad + r * hidden;
-            for (int64_t j = 0; j < hidden; j++) dc[j] += dy[j] * row.o[j] * (1.0f - sq[j] * sq[j]);
-        }
+        const float *sq = job->buf + r * hidden, *dy = job->call->output->grad + r * hidden;
+        if (gates->grad) add_product(gates->grad + r * 4 * hidden + 3 * hidden, dy, sq, hidden);
+        if (c->grad) add_squash_grad(c->grad + r * hidden, dy, row.o, sq, hidden);
     }
 }
 
@@ -334,35 +344,41 @@ static void gru_rows(void *arg, int64_t begin, int64_t end) {
     }
 }
 
-/* The saved r, z, n columns become the recurrent projection's gradient in place
+/* One row. The saved r, z, n columns become the recurrent projection's gradient in place
  * [dr_pre, dz_pre, dn_pre * r]; the input slab gets [dr_pre, dz_pre, dn_pre]. Products are
  * grouped as the unfused ops group them (mul's VJP, then sigmoid's y (1 - y)), so the numbers
- * are those of the composition. */
+ * are those of the composition. Restrict parameters (r, z, n, hn are disjoint blocks of a saved
+ * row), so it vectorises without run-time overlap checks; dh and gr, gz, gn may be NULL. */
+static void gru_row_grad(float *restrict r, float *restrict z, float *restrict n, const float *restrict hn,
+                         const float *restrict dy, const float *restrict h, float *restrict dh,
+                         float *restrict gr, float *restrict gz, float *restrict gn, int64_t hidden) {
+    for (int64_t j = 0; j < hidden; j++) {
+        float dn_pre = (dy[j] - dy[j] * z[j]) * (1.0f - n[j] * n[j]);
+        float dz_pre = (dy[j] * (h[j] - n[j])) * (z[j] * (1.0f - z[j]));
+        float dr_pre = (dn_pre * hn[j]) * (r[j] * (1.0f - r[j]));
+        if (dh) dh[j] += dy[j] * z[j];
+        if (gr) {
+            gr[j] += dr_pre;
+            gz[j] += dz_pre;
+            gn[j] += dn_pre;
+        }
+        n[j] = dn_pre * r[j];
+        z[j] = dz_pre;
+        r[j] = dr_pre;
+    }
+}
+
 static void gru_grad_rows(void *arg, int64_t begin, int64_t end) {
     const cell_job *job = arg;
     step_slab s = slab_of(job->call);
     const tg_tensor *xp = job->call->inputs[0], *h = job->call->inputs[1];
     int64_t hidden = h->shape[1], ld = 4 * hidden;
     for (int64_t row = begin; row < end; row++) {
-        float *restrict r = job->buf + row * ld, *restrict z = r + hidden, *restrict n = r + 2 * hidden;
-        const float *restrict hn = r + 3 * hidden, *restrict dy = job->call->output->grad + row * hidden,
-                              *restrict hr = h->data + row * hidden;
-        float *restrict dh = h->grad ? h->grad + row * hidden : NULL;
-        float *restrict gx = xp->grad ? xp->grad + s.offset + row * s.stride : NULL;
-        for (int64_t j = 0; j < hidden; j++) {
-            float dn_pre = (dy[j] - dy[j] * z[j]) * (1.0f - n[j] * n[j]);
-            float dz_pre = (dy[j] * (hr[j] - n[j])) * (z[j] * (1.0f - z[j]));
-            float dr_pre = (dn_pre * hn[j]) * (r[j] * (1.0f - r[j]));
-            if (dh) dh[j] += dy[j] * z[j];
-            if (gx) {
-                gx[j] += dr_pre;
-                gx[hidden + j] += dz_pre;
-                gx[2 * hidden + j] += dn_pre;
-            }
-            n[j] = dn_pre * r[j];
-            z[j] = dz_pre;
-            r[j] = dr_pre;
-        }
+        float *r = job->buf + row * ld;
+        float *gx = xp->grad ? xp->grad + s.offset + row * s.stride : NULL;
+        gru_row_grad(r, r + hidden, r + 2 * hidden, r + 3 * hidden, job->call->output->grad + row * hidden,
+                     h->data + row * hidden, h->grad ? h->grad + row * hidden : NULL, gx,
+                     gx ? gx + hidden : NULL, gx ? gx + 2 * hidden : NULL, hidden);
     }
 }
 
