@@ -383,7 +383,9 @@ static int profile(runners *r, bool gru) {
 int main(int argc, char **argv) {
     printf("matrix products: %s\n", tg_gemm_backend());
     runners r;
-    for (int k = 0; k < 2; k++) {
+    bool profiling = argc > 1 && strcmp(argv[1], "--profile") == 0;
+    int thread_counts = profiling ? 1 : 2; /* profiling runs the 1-thread runners only */
+    for (int k = 0; k < thread_counts; k++) {
         if (tape_init(&r.tape[k], TG_RNN_LSTM, k + 1) || tape_init(&r.gru[k], TG_RNN_GRU, k + 1)) {
             fprintf(stderr, "bench_rnn: setup failed\n");
             return 1;
@@ -393,7 +395,7 @@ int main(int argc, char **argv) {
         plain_init(&r.plain[k], r.plain_ctx[k], 4, r.tape[k].params, r.tape[k].x->data, r.tape[k].y->data);
         plain_init(&r.plain_gru[k], r.plain_ctx[k], 3, r.gru[k].params, r.gru[k].x->data, r.gru[k].y->data);
     }
-    if (argc > 1 && strcmp(argv[1], "--profile") == 0) return profile(&r, argc > 2 && strcmp(argv[2], "gru") == 0);
+    if (profiling) return profile(&r, argc > 2 && strcmp(argv[2], "gru") == 0);
     double seconds[N_RUNNERS][ROUNDS];
     for (int which = 0; which < N_RUNNERS; which++) step_of(&r, which); /* warm: arenas, pools */
     for (int round = 0; round < ROUNDS; round++)
