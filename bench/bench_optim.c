@@ -9,8 +9,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
+#include "bench/bench_timing.h"
 #include "tapegrad.h"
 
 #define LAYERS 4
@@ -20,17 +20,6 @@
 #define CLASSES 10
 #define ROUNDS 7
 #define STEPS 2000
-
-static double now_seconds(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
-}
-
-static int compare_doubles(const void *a, const void *b) {
-    double x = *(const double *)a, y = *(const double *)b;
-    return (x > y) - (x < y);
-}
 
 typedef struct mlp {
     tg_ctx *ctx;
@@ -71,17 +60,17 @@ static int train_step(mlp *m, tg_optimizer *opt) {
 static void time_rounds(mlp *m, tg_optimizer *opt, bool whole_step, double out[3]) {
     double per_round[ROUNDS];
     for (int round = 0; round < ROUNDS; round++) {
-        double start = now_seconds();
+        double start = bench_now_seconds();
         for (int s = 0; s < STEPS; s++) {
             if (whole_step) train_step(m, opt);
             else tg_optimizer_step(opt);
         }
-        per_round[round] = (now_seconds() - start) / STEPS * 1e9;
+        per_round[round] = (bench_now_seconds() - start) / STEPS * 1e9;
     }
-    qsort(per_round, ROUNDS, sizeof(double), compare_doubles);
-    out[0] = per_round[ROUNDS / 2];
-    out[1] = per_round[0];
-    out[2] = per_round[ROUNDS - 1];
+    bench_timing t = bench_summarize(per_round, ROUNDS);
+    out[0] = t.median;
+    out[1] = t.min;
+    out[2] = t.max;
 }
 
 int main(int argc, char **argv) {

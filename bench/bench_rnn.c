@@ -14,8 +14,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
+#include "bench/bench_timing.h"
 #include "ops/ops.h"
 
 #define BATCH 32
@@ -32,26 +32,6 @@
 #else
 #define NOINLINE
 #endif
-
-static double now_seconds(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
-}
-
-static int compare_doubles(const void *a, const void *b) {
-    double x = *(const double *)a, y = *(const double *)b;
-    return (x > y) - (x < y);
-}
-
-typedef struct timing {
-    double median, min, max;
-} timing;
-
-static timing summarize(double *values, int n) {
-    qsort(values, (size_t)n, sizeof *values, compare_doubles);
-    return (timing){values[n / 2], values[0], values[n - 1]};
-}
 
 /* ---- the plain C reference ----------------------------------------------------------------- */
 
@@ -400,16 +380,16 @@ int main(int argc, char **argv) {
     for (int which = 0; which < N_RUNNERS; which++) step_of(&r, which); /* warm: arenas, pools */
     for (int round = 0; round < ROUNDS; round++)
         for (int which = 0; which < N_RUNNERS; which++) {
-            double start = now_seconds();
+            double start = bench_now_seconds();
             for (int s = 0; s < STEPS_PER_ROUND; s++) r.last_loss[which] = step_of(&r, which);
-            seconds[which][round] = (now_seconds() - start) / STEPS_PER_ROUND;
+            seconds[which][round] = (bench_now_seconds() - start) / STEPS_PER_ROUND;
         }
-    timing t[N_RUNNERS];
+    bench_timing t[N_RUNNERS];
     printf("LSTM and GRU h%d T%d b%d in%d, linear head on h[T], MSE, SGD lr %g: ms per step (forward, "
            "backward, update), median of %d interleaved rounds of %d steps [min-max]\n",
            HIDDEN, STEPS, BATCH, INPUTS, (double)LR, ROUNDS, STEPS_PER_ROUND);
     for (int which = 0; which < N_RUNNERS; which++) {
-        t[which] = summarize(seconds[which], ROUNDS);
+        t[which] = bench_summarize(seconds[which], ROUNDS);
         printf("  %-26s %8.3f ms [%.3f-%.3f]  loss after %d steps %.7g\n", runner_names[which],
                t[which].median * 1e3, t[which].min * 1e3, t[which].max * 1e3,
                1 + ROUNDS * STEPS_PER_ROUND, (double)r.last_loss[which]);
