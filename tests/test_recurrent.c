@@ -99,6 +99,40 @@ Test(rnn, fused_gru_matches_the_composition_of_ops) { expect_fused_matches_refer
 Test(rnn, truncated_bptt_lstm_matches_the_detached_composition) { expect_fused_matches_reference(TG_RNN_LSTM, 2); }
 Test(rnn, truncated_bptt_gru_matches_the_detached_composition) { expect_fused_matches_reference(TG_RNN_GRU, 4); }
 
+static tg_status count_call(tg_ctx *ctx, const tg_hook_event *event, void *user) {
+    (void)ctx;
+    (void)event;
+    ++*(int *)user;
+    return TG_OK;
+}
+
+/* Hooks by name still see every state, in both passes: h[t] for every cell, c[t] for the LSTM. */
+static void expect_states_hooked(tg_rnn_kind kind, int cells) {
+    tg_ctx *ctx = tg_ctx_new();
+    tg_rnn_config c = tg_rnn_defaults(kind, 3, 4);
+    tg_module *m = tg_rnn_new(ctx, "net", &c);
+    tg_tape *tape = tg_tape_new(ctx);
+    int h_forward = 0, h_backward = 0, c_backward = 0;
+    tg_hook_pattern(ctx, "net.h[*]", TG_PASS_FORWARD, count_call, &h_forward);
+    tg_hook_pattern(ctx, "net.h[*]", TG_PASS_BACKWARD, count_call, &h_backward);
+    tg_hook_pattern(ctx, "net.c[*]", TG_PASS_BACKWARD, count_call, &c_backward);
+    tg_tensor *x = tg_zeros(ctx, TG_SHAPE(2, 7, 3));
+    tg_fill_normal(x, 0, 1, 4);
+    cr_assert_eq(tg_backward(tape, tg_sum(tape, tg_rnn_forward(m, tape, x, NULL))), TG_OK, "%s", tg_errmsg(ctx));
+    cr_expect_eq(h_forward, 7);
+    cr_expect_eq(h_backward, 7);
+    cr_expect_eq(c_backward, cells);
+    tg_tape_free(tape);
+    tg_module_free(m);
+    tg_ctx_free(ctx);
+}
+
+Test(rnn, hooks_by_name_see_every_state) {
+    expect_states_hooked(TG_RNN_TANH, 0);
+    expect_states_hooked(TG_RNN_LSTM, 7);
+    expect_states_hooked(TG_RNN_GRU, 0);
+}
+
 Test(rnn, every_cell_op_passes_gradcheck) {
     tg_ctx *ctx = tg_ctx_new();
     const char *names[] = {"rnn_cell", "lstm_gates", "lstm_cell", "lstm_hidden", "gru_cell"};
