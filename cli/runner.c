@@ -349,21 +349,34 @@ static bool train_step(trainer *t, int step) {
 
 /* ---- evaluation ---------------------------------------------------------------------------- */
 
+/* Test samples per forward pass. The whole test set in one pass would hold every activation
+ * of, say, 1000 sequences of 100 steps at once (hundreds of MB for the recurrent runs, kept by
+ * the tape's arena until the run ends); chunks keep the peak at a training step's size. */
+#define EVAL_CHUNK 100
+
 /* Loss (and accuracy) on the whole held-out set after `step` steps, as a point of the held-out
  * curve; the model goes back to training mode. */
 static void evaluate(trainer *t, int step) {
     run_result *r = t->result;
-    tg_tape_reset(t->tape);
-    tg_no_grad_begin(t->tape);
+    const tg_dataset *test = t->test;
+    int64_t x_size = tg_dataset_x_size(test), correct = 0;
+    double loss_sum = 0.0;
     tg_module_set_training(t->body, false);
-    int64_t shape[4] = {t->test->count, t->test->x_shape[0], t->test->x_shape[1], t->test->x_shape[2]};
-    tg_tensor *x = tg_tape_from_data(t->tape, 1 + t->test->x_ndim, shape, t->test->x);
-    tg_tensor *y = tg_tape_from_data(t->tape, 1, shape, t->test->y);
-    tg_tensor *out = forward(t, t->tape, x, NULL);
-    tg_tensor *loss = loss_of(t, t->tape, out, y);
-    r->final_loss = loss ? loss->data[0] : NAN;
-    r->test_accuracy = out && t->test->classes > 0 ? tg_accuracy(out, y) : NAN;
-    tg_no_grad_end(t->tape);
+    for (int64_t start = 0; start < test->count; start += EVAL_CHUNK) {
+        int64_t n = test->count - start < EVAL_CHUNK ? test->count - start : EVAL_CHUNK;
+        int64_t shape[4] = {n, test->x_shape[0], test->x_shape[1], test->x_shape[2]};
+        tg_tape_reset(t->tape);
+        tg_no_grad_begin(t->tape);
+        tg_tensor *x = tg_tape_from_data(t->tape, 1 + test->x_ndim, shape, test->x + start * x_size);
+        tg_tensor *y = tg_tape_from_data(t->tape, 1, shape, test->y + start);
+        tg_tensor *out = forward(t, t->tape, x, NULL);
+        tg_tensor *loss = loss_of(t, t->tape, out, y);
+        loss_sum += loss ? (double)loss->data[0] * (double)n : NAN; /* each chunk's loss is a mean */
+        if (out && test->classes > 0) correct += (int64_t)lround(tg_accuracy(out, y) * (double)n);
+        tg_no_grad_end(t->tape);
+    }
+    r->final_loss = test->count ? loss_sum / (double)test->count : NAN;
+    r->test_accuracy = test->classes > 0 && test->count ? (double)correct / (double)test->count : NAN;
     tg_module_set_training(t->body, true);
     tg_clear_error(t->ctx); /* a diverged model may fail here: that is a finding, not an error */
     if (r->n_evals < MAX_EVALS && (r->n_evals == 0 || r->eval_step[r->n_evals - 1] != step)) {

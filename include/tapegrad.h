@@ -1180,7 +1180,10 @@ tg_module *tg_rnn_new(tg_ctx *ctx, const char *name, const tg_rnn_config *config
  * Runs a recurrent module over x [B, T, in], unrolled on the tape, from zero state. Each hidden
  * state is labelled "<name>.h[t]" for t = 1..T (and the LSTM cell "<name>.c[t]"). Returns h[T];
  * when states is not NULL it receives h[1..T] (T pointers). tg_module_forward does the same
- * without states.
+ * without states. Each step is a fused cell op (registered as rnn_cell; lstm_gates, lstm_cell,
+ * lstm_hidden; gru_cell): one GEMM for the recurrent projection of all gates, the gates applied
+ * in the same pass, the step's input projection read in place. After backward, the gradient
+ * of the LSTM's internal gates node holds the pre-activation gradient.
  */
 tg_tensor *tg_rnn_forward(tg_module *rnn, tg_tape *tape, tg_tensor *x, tg_tensor **states);
 

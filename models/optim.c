@@ -132,11 +132,17 @@ static void sgd(const tg_optimizer_config *c, float *restrict w, const float *re
         }
 }
 
-/* sqrt of a non-negative number: never sets errno, so the compiler may use the vector
- * instruction (a plain sqrtf call keeps a loop scalar when errno is honoured). */
+/* sqrt of a non-negative number, correctly rounded like sqrtf but without errno, so the loop
+ * may use the vector instruction (a sqrtf call keeps a loop scalar when errno is honoured, and
+ * __builtin_sqrtf honours it too). */
+#if defined(__has_builtin)
+#if __has_builtin(__builtin_elementwise_sqrt)
+#define TGI_HAVE_ELEMENTWISE_SQRT 1
+#endif
+#endif
 static inline float root(float x) {
-#if defined(__GNUC__)
-    return __builtin_sqrtf(x);
+#if defined(TGI_HAVE_ELEMENTWISE_SQRT)
+    return __builtin_elementwise_sqrt(x);
 #else
     return sqrtf(x);
 #endif

@@ -19,9 +19,15 @@
  * be nodes (labelled "<name>.c[t]", "<name>.h[t]" for hooks): the activated gates are the node
  * the other two read, with no slice copies.
  *
- * Backward of rnn_cell and lstm_gates rewrites the output gradient in place into the
- * pre-activation gradient (it has no reader after this op's VJP: the node's hooks have already
- * run), so no scratch buffer is needed; gru_cell does the same in its saved buffer.
+ * Backward of lstm_gates rewrites its output gradient in place into the pre-activation gradient
+ * (the gates are an internal node: no reader after this op's VJP, its hooks have already run),
+ * so no scratch buffer is needed; gru_cell does the same in its saved buffer; rnn_cell, whose
+ * output is h[t] itself, takes a scratch buffer from the arena. Gradient buffers the tape hands
+ * a VJP are zeroed, so the VJPs add (+=) everywhere.
+ *
+ * The GEMMs run on the context's threads through tgi_gemm; the elementwise passes are cut into
+ * row ranges (tgi_parallel_for). Rows are independent and sums over rows (the bias gradient)
+ * stay serial, so the numbers do not depend on the thread count.
  */
 #include "ops/kernels.h"
 
@@ -29,12 +35,12 @@
 
 /* The one place that knows how [B, T, G*H] is laid out. */
 typedef struct step_slab {
-    int64_t rows, width, stride, offset; /* B rows of width G*H, stride T*G*H, at step*G*H */
+    int64_t width, stride, offset; /* rows of width G*H, stride T*G*H, starting at step*G*H */
 } step_slab;
 
 static step_slab slab_of(const tg_op_call *call) {
     const tg_tensor *xp = call->inputs[0];
-    step_slab s = {xp->shape[0], xp->shape[2], xp->shape[1] * xp->shape[2], 0};
+    step_slab s = {xp->shape[2], xp->shape[1] * xp->shape[2], 0};
     s.offset = call->attrs[0].i64 * s.width;
     return s;
 }
@@ -67,25 +73,12 @@ static void recurrent_projection(const tg_op_call *call, float *proj, int64_t ld
              hidden, 1.0f, proj, ld);
 }
 
-/* xp's gradient at this step, columns first..first+count of the slab, += src (rows ld apart). */
-static void slab_backward(const tg_op_call *call, const float *src, int64_t ld, int64_t first,
-                          int64_t count) {
-    float *grad = call->inputs[0]->grad;
-    if (!grad) return;
-    step_slab s = slab_of(call);
-    for (int64_t r = 0; r < s.rows; r++) {
-        float *restrict gx = grad + s.offset + r * s.stride + first;
-        const float *restrict from = src + r * ld;
-        for (int64_t j = 0; j < count; j++) gx[j] += from[j];
-    }
-}
-
 /* The VJP of recurrent_projection, given its output gradient dz with rows ld apart. */
 static void projection_backward(const tg_op_call *call, const float *dz, int64_t ld) {
     tg_ctx *ctx = call->tape->ctx;
     const tg_tensor *h = call->inputs[1], *w = call->inputs[2], *b = call->inputs[3];
     int64_t rows = h->shape[0], hidden = h->shape[1], width = w->shape[0];
-    if (b->grad)
+    if (b->grad) /* a sum over rows: serial, in row order, whatever the thread count */
         for (int64_t r = 0; r < rows; r++) {
             float *restrict gb = b->grad;
             const float *restrict src = dz + r * ld;
@@ -95,6 +88,26 @@ static void projection_backward(const tg_op_call *call, const float *dz, int64_t
     if (w->grad) tgi_gemm(ctx, true, false, width, hidden, rows, 1.0f, dz, ld, h->data, hidden, 1.0f, w->grad, hidden);
 }
 
+/* The elementwise part of a cell runs over row ranges on the context's threads. Rows are
+ * independent, so the numbers do not depend on where the cuts fall. */
+typedef struct cell_job {
+    const tg_op_call *call;
+    int gates;
+    float *buf;              /* what the kernel writes besides the output: dz, saved values */
+} cell_job;
+
+/* A hand-off to another thread costs about a microsecond: each range gets at least this many
+ * values, fewer where each value costs a tanhf or an expf than where it costs a few flops. */
+#define GRAIN_TRANSCENDENTAL 1024
+#define GRAIN_ARITHMETIC 16384
+
+static void over_rows(const tg_op_call *call, int64_t width, int64_t grain_values, tgi_range_fn fn,
+                      int gates, float *buf) {
+    cell_job job = {call, gates, buf};
+    int64_t grain = grain_values / width;
+    tgi_parallel_for(call->tape->ctx, call->output->shape[0], grain > 1 ? grain : 1, fn, &job);
+}
+
 /* ---- rnn_cell and lstm_gates: activated gates = act(xp_t + b_hh + h W_hh^T) ---------------- */
 
 /* Which gate blocks (of width H) are tanh; the others are sigmoid. */
@@ -102,35 +115,66 @@ static bool block_is_tanh(int gates, int64_t block) {
     return gates == 1 || block == 2;
 }
 
+static void activate_rows(void *arg, int64_t begin, int64_t end) {
+    const cell_job *job = arg;
+    step_slab s = slab_of(job->call);
+    int64_t hidden = s.width / job->gates;
+    for (int64_t r = begin; r < end; r++)
+        for (int64_t k = 0; k < job->gates; k++) {
+            float *restrict y = job->call->output->data + r * s.width + k * hidden;
+            const float *restrict x = job->call->inputs[0]->data + s.offset + r * s.stride + k * hidden;
+            if (block_is_tanh(job->gates, k))
+                for (int64_t j = 0; j < hidden; j++) y[j] = tanhf(x[j] + y[j]);
+            else
+                for (int64_t j = 0; j < hidden; j++) y[j] = tgi_sigmoid(x[j] + y[j]);
+        }
+}
+
 static tg_status gates_forward(tg_op_call *call, int gates) {
     step_slab s = slab_of(call);
-    int64_t hidden = s.width / gates;
-    float *y = call->output->data;
-    recurrent_projection(call, y, s.width);
-    for (int64_t r = 0; r < s.rows; r++)
-        for (int64_t k = 0; k < gates; k++) {
-            float *restrict yk = y + r * s.width + k * hidden;
-            const float *restrict xk = call->inputs[0]->data + s.offset + r * s.stride + k * hidden;
-            if (block_is_tanh(gates, k))
-                for (int64_t j = 0; j < hidden; j++) yk[j] = tanhf(xk[j] + yk[j]);
-            else
-                for (int64_t j = 0; j < hidden; j++) yk[j] = tgi_sigmoid(xk[j] + yk[j]);
-        }
+    recurrent_projection(call, call->output->data, s.width);
+    over_rows(call, s.width, GRAIN_TRANSCENDENTAL, activate_rows, gates, NULL);
     return TG_OK;
+}
+
+/* dz *= act'(y) in place (job->buf holds dy on entry), and xp's slab += dz. In place, so the
+ * pointers are restrict and the loops vectorise (a dz that may alias dy would not). */
+static void pre_activation_rows(void *arg, int64_t begin, int64_t end) {
+    const cell_job *job = arg;
+    step_slab s = slab_of(job->call);
+    int64_t hidden = s.width / job->gates;
+    float *gx = job->call->inputs[0]->grad;
+    for (int64_t r = begin; r < end; r++) {
+        for (int64_t k = 0; k < job->gates; k++) {
+            int64_t at = r * s.width + k * hidden;
+            const float *restrict y = job->call->output->data + at;
+            float *restrict dz = job->buf + at;
+            if (block_is_tanh(job->gates, k))
+                for (int64_t j = 0; j < hidden; j++) dz[j] *= 1.0f - y[j] * y[j];
+            else
+                for (int64_t j = 0; j < hidden; j++) dz[j] *= y[j] * (1.0f - y[j]);
+        }
+        if (gx) {
+            float *restrict to = gx + s.offset + r * s.stride;
+            const float *restrict from = job->buf + r * s.width;
+            for (int64_t j = 0; j < s.width; j++) to[j] += from[j];
+        }
+    }
 }
 
 static tg_status gates_backward(const tg_op_call *call, int gates) {
     step_slab s = slab_of(call);
-    int64_t hidden = s.width / gates, n = s.rows * s.width;
-    const float *restrict y = call->output->data;
-    float *restrict dz = call->output->grad; /* becomes dL/d(pre-activation), in place */
-    for (int64_t i = 0; i < n; i += hidden) { /* one gate block of one row at a time */
-        if (block_is_tanh(gates, (i / hidden) % gates))
-            for (int64_t j = i; j < i + hidden; j++) dz[j] *= 1.0f - y[j] * y[j];
-        else
-            for (int64_t j = i; j < i + hidden; j++) dz[j] *= y[j] * (1.0f - y[j]);
+    /* The LSTM's gates are an internal node: their gradient becomes dL/d(pre-activation) in
+     * place. A tanh cell's output is h[t], whose gradient its readers (the study's |dL/dh[t]|)
+     * look at after backward: a copy in a scratch buffer becomes dz. */
+    float *dz = call->output->grad;
+    if (gates == 1) {
+        size_t bytes = (size_t)call->output->size * sizeof(float);
+        if (!(dz = tgi_arena_alloc(&call->tape->arena, bytes)))
+            return tg_op_fail(call, TG_ERR_NOMEM, "out of memory for the pre-activation gradient");
+        memcpy(dz, call->output->grad, bytes);
     }
-    slab_backward(call, dz, s.width, 0, s.width);
+    over_rows(call, s.width, GRAIN_ARITHMETIC, pre_activation_rows, gates, dz);
     projection_backward(call, dz, s.width);
     return TG_OK;
 }
@@ -164,101 +208,131 @@ static tg_status lstm_state_infer(const tg_op_call *call, tg_shape *out) {
     return TG_OK;
 }
 
-static tg_status lstm_cell_forward(tg_op_call *call) {
+/* Row r of a state op: its gate blocks i, f, g, o, its state c and output. */
+typedef struct state_row {
+    const float *i, *f, *g, *o, *c;
+    float *out;
+    int64_t hidden;
+} state_row;
+
+static state_row row_of(const tg_op_call *call, int64_t r) {
     const tg_tensor *gates = call->inputs[0], *c = call->inputs[1];
-    int64_t rows = c->shape[0], hidden = c->shape[1];
-    for (int64_t r = 0; r < rows; r++) {
-        const float *restrict i = gates->data + r * 4 * hidden, *restrict f = i + hidden,
-                              *restrict g = i + 2 * hidden, *restrict cr = c->data + r * hidden;
-        float *restrict out = call->output->data + r * hidden;
-        for (int64_t j = 0; j < hidden; j++) out[j] = f[j] * cr[j] + i[j] * g[j];
-    }
-    return TG_OK;
+    int64_t hidden = c->shape[1];
+    const float *i = gates->data + r * 4 * hidden;
+    return (state_row){i, i + hidden, i + 2 * hidden, i + 3 * hidden, c->data + r * hidden,
+                       call->output->data + r * hidden, hidden};
 }
 
-/* di = dc' g, df = dc' c, dg = dc' i, dc = dc' f: the i, f, g blocks are written whole. */
-static tg_status lstm_cell_backward(const tg_op_call *call) {
-    const tg_tensor *gates = call->inputs[0], *c = call->inputs[1];
-    int64_t rows = c->shape[0], hidden = c->shape[1];
-    for (int64_t r = 0; r < rows; r++) {
-        const float *restrict i = gates->data + r * 4 * hidden, *restrict f = i + hidden,
-                              *restrict g = i + 2 * hidden, *restrict cr = c->data + r * hidden,
-                              *restrict dy = call->output->grad + r * hidden;
+/* The loops of the state ops, on restrict parameters so that they vectorise without run-time
+ * overlap checks (too many for the compiler when they are written inline). */
+static void add_product(float *restrict out, const float *restrict a, const float *restrict b, int64_t n) {
+    for (int64_t j = 0; j < n; j++) out[j] += a[j] * b[j];
+}
+
+static void cell_update(float *restrict out, const float *restrict f, const float *restrict c,
+                        const float *restrict i, const float *restrict g, int64_t n) {
+    for (int64_t j = 0; j < n; j++) out[j] = f[j] * c[j] + i[j] * g[j];
+}
+
+/* dc += dy o (1 - tanh(c)^2) */
+static void add_squash_grad(float *restrict dc, const float *restrict dy, const float *restrict o,
+                            const float *restrict squashed, int64_t n) {
+    for (int64_t j = 0; j < n; j++) dc[j] += dy[j] * o[j] * (1.0f - squashed[j] * squashed[j]);
+}
+
+static void cell_rows(void *arg, int64_t begin, int64_t end) {
+    const cell_job *job = arg;
+    for (int64_t r = begin; r < end; r++) {
+        state_row row = row_of(job->call, r);
+        cell_update(row.out, row.f, row.c, row.i, row.g, row.hidden);
+    }
+}
+
+/* di = dc' g, df = dc' c, dg = dc' i, dc = dc' f */
+static void cell_grad_rows(void *arg, int64_t begin, int64_t end) {
+    const cell_job *job = arg;
+    const tg_tensor *gates = job->call->inputs[0], *c = job->call->inputs[1];
+    for (int64_t r = begin; r < end; r++) {
+        state_row row = row_of(job->call, r);
+        int64_t hidden = row.hidden;
+        const float *dy = job->call->output->grad + r * hidden;
         if (gates->grad) {
-            float *restrict di = gates->grad + r * 4 * hidden, *restrict df = di + hidden,
-                            *restrict dg = di + 2 * hidden;
-            for (int64_t j = 0; j < hidden; j++) {
-                di[j] += dy[j] * g[j];
-                df[j] += dy[j] * cr[j];
-                dg[j] += dy[j] * i[j];
-            }
+            float *di = gates->grad + r * 4 * hidden;
+            add_product(di, dy, row.g, hidden);
+            add_product(di + hidden, dy, row.c, hidden);
+            add_product(di + 2 * hidden, dy, row.i, hidden);
         }
-        if (c->grad) {
-            float *restrict dc = c->grad + r * hidden;
-            for (int64_t j = 0; j < hidden; j++) dc[j] += dy[j] * f[j];
-        }
+        if (c->grad) add_product(c->grad + r * hidden, dy, row.f, hidden);
     }
+}
+
+static tg_status lstm_cell_forward(tg_op_call *call) {
+    over_rows(call, call->output->shape[1], GRAIN_ARITHMETIC, cell_rows, 4, NULL);
     return TG_OK;
 }
 
-/* tanh(c') is saved: the backward needs it, and recomputing it costs more than its memory. */
-static tg_status lstm_hidden_forward(tg_op_call *call) {
-    const tg_tensor *gates = call->inputs[0], *c = call->inputs[1];
-    int64_t rows = c->shape[0], hidden = c->shape[1];
-    float *squashed = tg_op_save(call, (size_t)c->size * sizeof(float));
-    if (!squashed) return TG_ERR_NOMEM;
-    for (int64_t r = 0; r < rows; r++) {
-        const float *restrict o = gates->data + r * 4 * hidden + 3 * hidden, *restrict cr = c->data + r * hidden;
-        float *restrict out = call->output->data + r * hidden, *restrict sq = squashed + r * hidden;
-        for (int64_t j = 0; j < hidden; j++) {
-            sq[j] = tanhf(cr[j]);
-            out[j] = o[j] * sq[j];
+static tg_status lstm_cell_backward(const tg_op_call *call) {
+    over_rows(call, call->output->shape[1], GRAIN_ARITHMETIC, cell_grad_rows, 4, NULL);
+    return TG_OK;
+}
+
+/* job->buf: tanh(c'), saved, since the backward needs it and recomputing costs more than it. */
+static void hidden_rows(void *arg, int64_t begin, int64_t end) {
+    const cell_job *job = arg;
+    for (int64_t r = begin; r < end; r++) {
+        state_row row = row_of(job->call, r);
+        float *restrict squashed = job->buf + r * row.hidden;
+        for (int64_t j = 0; j < row.hidden; j++) {
+            squashed[j] = tanhf(row.c[j]);
+            row.out[j] = row.o[j] * squashed[j];
         }
     }
-    return TG_OK;
 }
 
 /* do = dh' tanh(c'), dc' += dh' o (1 - tanh(c')^2) */
-static tg_status lstm_hidden_backward(const tg_op_call *call) {
-    const tg_tensor *gates = call->inputs[0], *c = call->inputs[1];
-    int64_t rows = c->shape[0], hidden = c->shape[1];
-    const float *squashed = call->saved;
-    for (int64_t r = 0; r < rows; r++) {
-        const float *restrict o = gates->data + r * 4 * hidden + 3 * hidden,
-                              *restrict sq = squashed + r * hidden,
-                              *restrict dy = call->output->grad + r * hidden;
-        if (gates->grad) {
-            float *restrict d_o = gates->grad + r * 4 * hidden + 3 * hidden;
-            for (int64_t j = 0; j < hidden; j++) d_o[j] += dy[j] * sq[j];
-        }
-        if (c->grad) {
-            float *restrict dc = c->grad + r * hidden;
-            for (int64_t j = 0; j < hidden; j++) dc[j] += dy[j] * o[j] * (1.0f - sq[j] * sq[j]);
-        }
+static void hidden_grad_rows(void *arg, int64_t begin, int64_t end) {
+    const cell_job *job = arg;
+    const tg_tensor *gates = job->call->inputs[0], *c = job->call->inputs[1];
+    for (int64_t r = begin; r < end; r++) {
+        state_row row = row_of(job->call, r);
+        int64_t hidden = row.hidden;
+        const float *sq = job->buf + r * hidden, *dy = job->call->output->grad + r * hidden;
+        if (gates->grad) add_product(gates->grad + r * 4 * hidden + 3 * hidden, dy, sq, hidden);
+        if (c->grad) add_squash_grad(c->grad + r * hidden, dy, row.o, sq, hidden);
     }
+}
+
+static tg_status lstm_hidden_forward(tg_op_call *call) {
+    float *squashed = tg_op_save(call, (size_t)call->output->size * sizeof(float));
+    if (!squashed) return TG_ERR_NOMEM;
+    over_rows(call, call->output->shape[1], GRAIN_TRANSCENDENTAL, hidden_rows, 4, squashed);
+    return TG_OK;
+}
+
+static tg_status lstm_hidden_backward(const tg_op_call *call) {
+    over_rows(call, call->output->shape[1], GRAIN_ARITHMETIC, hidden_grad_rows, 4, call->saved);
     return TG_OK;
 }
 
 /* ---- gru_cell ------------------------------------------------------------------------------ */
 
-/* Saved per row: r, z, n, and W_hn h + b_hn (which dr needs), each of width H. */
 static tg_status gru_cell_infer(const tg_op_call *call, tg_shape *out) {
     if (check_cell(call, 3) != TG_OK) return TG_ERR_SHAPE;
     tgi_shape_of(call->inputs[1], out);
     return TG_OK;
 }
 
-static tg_status gru_cell_forward(tg_op_call *call) {
-    step_slab s = slab_of(call);
-    const tg_tensor *h = call->inputs[1];
+/* Saved per row (job->buf, rows 4H apart): r, z, n, and W_hn h + b_hn, which dr needs. On
+ * entry the first 3H hold the recurrent projection. */
+static void gru_rows(void *arg, int64_t begin, int64_t end) {
+    const cell_job *job = arg;
+    step_slab s = slab_of(job->call);
+    const tg_tensor *h = job->call->inputs[1];
     int64_t hidden = h->shape[1], ld = 4 * hidden;
-    float *saved = tg_op_save(call, (size_t)(s.rows * ld) * sizeof(float));
-    if (!saved) return TG_ERR_NOMEM;
-    recurrent_projection(call, saved, ld);
-    for (int64_t row = 0; row < s.rows; row++) {
-        float *restrict r = saved + row * ld, *restrict z = r + hidden, *restrict n = r + 2 * hidden,
-                        *restrict hn = r + 3 * hidden, *restrict out = call->output->data + row * hidden;
-        const float *restrict x = call->inputs[0]->data + s.offset + row * s.stride,
+    for (int64_t row = begin; row < end; row++) {
+        float *restrict r = job->buf + row * ld, *restrict z = r + hidden, *restrict n = r + 2 * hidden,
+                        *restrict hn = r + 3 * hidden, *restrict out = job->call->output->data + row * hidden;
+        const float *restrict x = job->call->inputs[0]->data + s.offset + row * s.stride,
                               *restrict hr = h->data + row * hidden;
         for (int64_t j = 0; j < hidden; j++) {
             hn[j] = n[j];
@@ -268,36 +342,59 @@ static tg_status gru_cell_forward(tg_op_call *call) {
             out[j] = n[j] + z[j] * (hr[j] - n[j]);
         }
     }
+}
+
+/* One row. The saved r, z, n columns become the recurrent projection's gradient in place
+ * [dr_pre, dz_pre, dn_pre * r]; the input slab gets [dr_pre, dz_pre, dn_pre]. Products are
+ * grouped as the unfused ops group them (mul's VJP, then sigmoid's y (1 - y)), so the numbers
+ * are those of the composition. Restrict parameters (r, z, n, hn are disjoint blocks of a saved
+ * row), so it vectorises without run-time overlap checks; dh and gr, gz, gn may be NULL. */
+static void gru_row_grad(float *restrict r, float *restrict z, float *restrict n, const float *restrict hn,
+                         const float *restrict dy, const float *restrict h, float *restrict dh,
+                         float *restrict gr, float *restrict gz, float *restrict gn, int64_t hidden) {
+    for (int64_t j = 0; j < hidden; j++) {
+        float dn_pre = (dy[j] - dy[j] * z[j]) * (1.0f - n[j] * n[j]);
+        float dz_pre = (dy[j] * (h[j] - n[j])) * (z[j] * (1.0f - z[j]));
+        float dr_pre = (dn_pre * hn[j]) * (r[j] * (1.0f - r[j]));
+        if (dh) dh[j] += dy[j] * z[j];
+        if (gr) {
+            gr[j] += dr_pre;
+            gz[j] += dz_pre;
+            gn[j] += dn_pre;
+        }
+        n[j] = dn_pre * r[j];
+        z[j] = dz_pre;
+        r[j] = dr_pre;
+    }
+}
+
+static void gru_grad_rows(void *arg, int64_t begin, int64_t end) {
+    const cell_job *job = arg;
+    step_slab s = slab_of(job->call);
+    const tg_tensor *xp = job->call->inputs[0], *h = job->call->inputs[1];
+    int64_t hidden = h->shape[1], ld = 4 * hidden;
+    for (int64_t row = begin; row < end; row++) {
+        float *r = job->buf + row * ld;
+        float *gx = xp->grad ? xp->grad + s.offset + row * s.stride : NULL;
+        gru_row_grad(r, r + hidden, r + 2 * hidden, r + 3 * hidden, job->call->output->grad + row * hidden,
+                     h->data + row * hidden, h->grad ? h->grad + row * hidden : NULL, gx,
+                     gx ? gx + hidden : NULL, gx ? gx + 2 * hidden : NULL, hidden);
+    }
+}
+
+static tg_status gru_cell_forward(tg_op_call *call) {
+    int64_t hidden = call->inputs[1]->shape[1];
+    float *saved = tg_op_save(call, (size_t)call->output->size * 4 * sizeof(float));
+    if (!saved) return TG_ERR_NOMEM;
+    recurrent_projection(call, saved, 4 * hidden);
+    over_rows(call, 4 * hidden, GRAIN_TRANSCENDENTAL, gru_rows, 3, saved);
     return TG_OK;
 }
 
-/* The saved r, z, n columns become the gradient of the recurrent projection in place; the
- * input slab's n block gets dn_pre, the projection's n block dn_pre * r. */
 static tg_status gru_cell_backward(const tg_op_call *call) {
-    step_slab s = slab_of(call);
-    const tg_tensor *h = call->inputs[1];
-    int64_t hidden = h->shape[1], ld = 4 * hidden;
-    float *saved = call->saved;
-    for (int64_t row = 0; row < s.rows; row++) {
-        float *restrict r = saved + row * ld, *restrict z = r + hidden, *restrict n = r + 2 * hidden,
-                        *restrict hn = r + 3 * hidden;
-        const float *restrict dy = call->output->grad + row * hidden, *restrict hr = h->data + row * hidden;
-        float *restrict dh = h->grad ? h->grad + row * hidden : NULL;
-        for (int64_t j = 0; j < hidden; j++) {
-            float dn_pre = (dy[j] - dy[j] * z[j]) * (1.0f - n[j] * n[j]);
-            float dz_pre = dy[j] * (hr[j] - n[j]) * z[j] * (1.0f - z[j]);
-            float dr_pre = dn_pre * hn[j] * r[j] * (1.0f - r[j]);
-            if (dh) dh[j] += dy[j] * z[j];
-            hn[j] = dn_pre; /* the slab's n block, read below */
-            n[j] = dn_pre * r[j];
-            z[j] = dz_pre;
-            r[j] = dr_pre;
-        }
-    }
-    /* The slab's gradient is [dr_pre, dz_pre, dn_pre]: saved columns 0..2H, then 3H..4H. */
-    slab_backward(call, saved, ld, 0, 2 * hidden);
-    slab_backward(call, saved + 3 * hidden, ld, 2 * hidden, hidden);
-    projection_backward(call, saved, ld);
+    int64_t hidden = call->inputs[1]->shape[1];
+    over_rows(call, 4 * hidden, GRAIN_ARITHMETIC, gru_grad_rows, 3, call->saved);
+    projection_backward(call, call->saved, 4 * hidden);
     return TG_OK;
 }
 

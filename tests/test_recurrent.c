@@ -45,8 +45,9 @@ static tg_tensor *reference_forward(tg_module *m, const tg_rnn_config *c, tg_tap
     return h;
 }
 
-/* Runs L = sum(w * h[T]) through forward, then backward; copies every state, x's gradient and
- * every parameter gradient into out (in that order). Returns the floats written. */
+/* Runs L = sum(w * h[T]) through forward, then backward; copies every state and its gradient
+ * (which readers such as the study's |dL/dh[t]| look at after backward), x's gradient and every
+ * parameter gradient into out (in that order). Returns the floats written. */
 static int64_t run(tg_ctx *ctx, tg_module *m, const tg_rnn_config *c, tg_tensor *x, bool fused, float *out) {
     tg_tape *tape = tg_tape_new(ctx);
     tg_tensor *states[8];
@@ -58,7 +59,11 @@ static int64_t run(tg_ctx *ctx, tg_module *m, const tg_rnn_config *c, tg_tensor 
     tg_fill_normal(w, 0, 1, 5);
     cr_assert_eq(tg_backward_with(tape, h, w->data), TG_OK, "%s", tg_errmsg(ctx));
     int64_t n = 0;
-    for (int64_t t = 0; t < x->shape[1]; t++, n += h->size) memcpy(out + n, states[t]->data, (size_t)h->size * 4);
+    for (int64_t t = 0; t < x->shape[1]; t++, n += 2 * h->size) {
+        memcpy(out + n, states[t]->data, (size_t)h->size * 4);
+        if (states[t]->grad) memcpy(out + n + h->size, states[t]->grad, (size_t)h->size * 4);
+        else memset(out + n + h->size, 0, (size_t)h->size * 4);
+    }
     memcpy(out + n, x->grad, (size_t)x->size * 4);
     n += x->size;
     for (int i = 0; i < tg_module_param_count(m); i++, n += tg_module_param(m, i - 1)->size)
@@ -81,7 +86,7 @@ static void expect_fused_matches_reference(tg_rnn_kind kind, int bptt) {
     static float fused[4096], reference[4096];
     int64_t n = run(ctx, m, &c, x, true, fused);
     cr_assert_eq(run(ctx, m, &c, x, false, reference), n);
-    expect_close(fused, reference, n, 1e-6f, "states, dx, dparams");
+    expect_close(fused, reference, n, 1e-6f, "states and their gradients, dx, dparams");
     tg_module_free(m);
     tg_ctx_free(ctx);
 }
@@ -93,6 +98,40 @@ Test(rnn, fused_lstm_matches_the_composition_of_ops) { expect_fused_matches_refe
 Test(rnn, fused_gru_matches_the_composition_of_ops) { expect_fused_matches_reference(TG_RNN_GRU, 0); }
 Test(rnn, truncated_bptt_lstm_matches_the_detached_composition) { expect_fused_matches_reference(TG_RNN_LSTM, 2); }
 Test(rnn, truncated_bptt_gru_matches_the_detached_composition) { expect_fused_matches_reference(TG_RNN_GRU, 4); }
+
+static tg_status count_call(tg_ctx *ctx, const tg_hook_event *event, void *user) {
+    (void)ctx;
+    (void)event;
+    ++*(int *)user;
+    return TG_OK;
+}
+
+/* Hooks by name still see every state, in both passes: h[t] for every cell, c[t] for the LSTM. */
+static void expect_states_hooked(tg_rnn_kind kind, int cells) {
+    tg_ctx *ctx = tg_ctx_new();
+    tg_rnn_config c = tg_rnn_defaults(kind, 3, 4);
+    tg_module *m = tg_rnn_new(ctx, "net", &c);
+    tg_tape *tape = tg_tape_new(ctx);
+    int h_forward = 0, h_backward = 0, c_backward = 0;
+    tg_hook_pattern(ctx, "net.h[*]", TG_PASS_FORWARD, count_call, &h_forward);
+    tg_hook_pattern(ctx, "net.h[*]", TG_PASS_BACKWARD, count_call, &h_backward);
+    tg_hook_pattern(ctx, "net.c[*]", TG_PASS_BACKWARD, count_call, &c_backward);
+    tg_tensor *x = tg_zeros(ctx, TG_SHAPE(2, 7, 3));
+    tg_fill_normal(x, 0, 1, 4);
+    cr_assert_eq(tg_backward(tape, tg_sum(tape, tg_rnn_forward(m, tape, x, NULL))), TG_OK, "%s", tg_errmsg(ctx));
+    cr_expect_eq(h_forward, 7);
+    cr_expect_eq(h_backward, 7);
+    cr_expect_eq(c_backward, cells);
+    tg_tape_free(tape);
+    tg_module_free(m);
+    tg_ctx_free(ctx);
+}
+
+Test(rnn, hooks_by_name_see_every_state) {
+    expect_states_hooked(TG_RNN_TANH, 0);
+    expect_states_hooked(TG_RNN_LSTM, 7);
+    expect_states_hooked(TG_RNN_GRU, 0);
+}
 
 Test(rnn, every_cell_op_passes_gradcheck) {
     tg_ctx *ctx = tg_ctx_new();
