@@ -360,7 +360,24 @@ static int profile(runners *r, bool gru) {
     return 0;
 }
 
+/* `bench_rnn lstm THREADS`: tapegrad's LSTM step alone, as "ms_per_step X", for
+ * bench/torch_compare.py to interleave with PyTorch. */
+static int one_measurement(int threads) {
+    tape_rnn m;
+    if (threads < 1 || tape_init(&m, TG_RNN_LSTM, threads)) {
+        fprintf(stderr, "usage: bench_rnn lstm THREADS (>= 1)\n");
+        return 2;
+    }
+    tape_step(&m);
+    double start = bench_now_seconds();
+    for (int s = 0; s < 5; s++) tape_step(&m);
+    printf("ms_per_step %.6f\n", (bench_now_seconds() - start) / 5 * 1e3);
+    tape_free(&m);
+    return 0;
+}
+
 int main(int argc, char **argv) {
+    if (argc == 3 && strcmp(argv[1], "lstm") == 0) return one_measurement(atoi(argv[2]));
     printf("matrix products: %s\n", tg_gemm_backend());
     runners r;
     bool profiling = argc > 1 && strcmp(argv[1], "--profile") == 0;

@@ -131,6 +131,21 @@ static bool blas_agrees(cblas_sgemm_fn sgemm) {
     return true;
 }
 
+/* Measured here, not understood: Debian's OpenBLAS 0.3.21 (Zen kernels) runs small products
+ * (64 x 128 x 256) at a third of its speed — 10 instead of 36 GFLOP/s — until the process has
+ * made one product with m and n of 384 or more; k does not matter. bench/bench_models.c showed
+ * it as a 20-layer MLP step of 41 ms or 20 ms depending on what ran before. One such product
+ * (512 x 512 x 64, about 1 ms) at load time puts every later call on the fast path. */
+static void warm_up(cblas_sgemm_fn sgemm) {
+    enum { SIDE = 512, DEPTH = 64 };
+    float *a = calloc((size_t)SIDE * DEPTH, sizeof(float)), *c = malloc((size_t)SIDE * SIDE * sizeof(float));
+    if (a && c)
+        sgemm(CBLAS_ROW_MAJOR, CBLAS_NO_TRANS, CBLAS_TRANS, SIDE, SIDE, DEPTH, 1.0f, a, DEPTH, a,
+              DEPTH, 0.0f, c, SIDE);
+    free(a);
+    free(c);
+}
+
 /* ---- loading ------------------------------------------------------------------------------- */
 
 /* Sets name=value unless the user set it; returns whether we did (to undo it). */
@@ -178,6 +193,7 @@ static bool use_library(void *lib, const char *source, const char *chosen) {
         return true;
     }
     backend.sgemm = sgemm;
+    warm_up(sgemm);
     return true;
 }
 
