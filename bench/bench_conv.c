@@ -15,6 +15,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "bench/bench_timing.h"
 #include "tapegrad.h"
 
 #define ROUNDS 7
@@ -27,10 +28,6 @@ static double seconds(clockid_t clock) {
     return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
 }
 
-static int compare_doubles(const void *a, const void *b) {
-    double x = *(const double *)a, y = *(const double *)b;
-    return (x > y) - (x < y);
-}
 
 typedef struct model {
     tg_ctx *ctx;
@@ -138,8 +135,8 @@ static int run(const char *name, const char *what, int64_t size, int steps) {
         cpu[round] = (seconds(CLOCK_PROCESS_CPUTIME_ID) - start_cpu) / steps;
     }
     if (!failed) {
-        qsort(wall, ROUNDS, sizeof *wall, compare_doubles);
-        qsort(cpu, ROUNDS, sizeof *cpu, compare_doubles);
+        qsort(wall, ROUNDS, sizeof *wall, bench_compare_doubles);
+        qsort(cpu, ROUNDS, sizeof *cpu, bench_compare_doubles);
         printf("conv %-8s %s, forward+backward, 1 thread: %.3f ms per step (median of %d rounds "
                "of %d; min %.3f, max %.3f); cpu %.3f ms per step\n", name, what,
                1e3 * wall[ROUNDS / 2], ROUNDS, steps, 1e3 * wall[0], 1e3 * wall[ROUNDS - 1],

@@ -19,6 +19,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "bench/bench_timing.h"
 #include "ops/ops.h"
 
 #define ROUNDS 7
@@ -28,26 +29,6 @@
 #define DENORMAL_STD 0.001f /* the weights' std in bench_denormals */
 
 
-
-static double now_seconds(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
-}
-
-static int compare_doubles(const void *a, const void *b) {
-    double x = *(const double *)a, y = *(const double *)b;
-    return (x > y) - (x < y);
-}
-
-typedef struct summary {
-    double median, min, max;
-} summary;
-
-static summary summarize(double *v, int n) {
-    qsort(v, (size_t)n, sizeof *v, compare_doubles);
-    return (summary){v[n / 2], v[0], v[n - 1]};
-}
 
 static void backend_gemm(bool ta, bool tb, int64_t m, int64_t n, int64_t k, const float *a,
                          int64_t lda, const float *b, int64_t ldb, float beta, float *c, int64_t ldc) {
@@ -212,7 +193,7 @@ static void reference_free(reference *r) {
     free(r->g_prev);
 }
 
-static void print_summary(const char *what, summary s, double unit, const char *unit_name) {
+static void print_summary(const char *what, bench_timing s, double unit, const char *unit_name) {
     printf("  %-22s %9.3f %s  (min %.3f, max %.3f)\n", what, s.median * unit, unit_name,
            s.min * unit, s.max * unit);
 }
@@ -225,31 +206,31 @@ static void bench_mlp(int depth, int64_t width, int64_t batch, int rounds) {
     reference_from(&ref, &one, depth, width, batch);
     float loss_framework = framework_step(&one), loss_reference = reference_step(&ref, 0.01f);
     framework_step(&two);
-    double start = now_seconds(); /* about 0.2 s of steps per measurement */
+    double start = bench_now_seconds(); /* about 0.2 s of steps per measurement */
     for (int s = 0; s < 3; s++) framework_step(&one);
-    int steps = (int)(0.2 / ((now_seconds() - start) / 3)) + 3;
+    int steps = (int)(0.2 / ((bench_now_seconds() - start) / 3)) + 3;
     double t1[ROUNDS], tr[ROUNDS], t2[ROUNDS], ratio[ROUNDS], ratio2[ROUNDS];
     for (int round = 0; round < rounds; round++) {
-        start = now_seconds();
+        start = bench_now_seconds();
         for (int s = 0; s < steps; s++) framework_step(&one);
-        t1[round] = (now_seconds() - start) / steps;
-        start = now_seconds();
+        t1[round] = (bench_now_seconds() - start) / steps;
+        start = bench_now_seconds();
         for (int s = 0; s < steps; s++) reference_step(&ref, 0.01f);
-        tr[round] = (now_seconds() - start) / steps;
-        start = now_seconds();
+        tr[round] = (bench_now_seconds() - start) / steps;
+        start = bench_now_seconds();
         for (int s = 0; s < steps; s++) framework_step(&two);
-        t2[round] = (now_seconds() - start) / steps;
+        t2[round] = (bench_now_seconds() - start) / steps;
         ratio[round] = t1[round] / tr[round];
         ratio2[round] = t2[round] / t1[round];
     }
     printf("MLP d%d w%lld b%lld (sigmoid, softmax CE, SGD): first losses %.7f (tapegrad) %.7f "
            "(plain C); %d steps x %d rounds\n", depth, (long long)width, (long long)batch,
            loss_framework, loss_reference, steps, rounds);
-    print_summary("tapegrad, 1 thread", summarize(t1, rounds), 1e3, "ms");
-    print_summary("plain C + same GEMM", summarize(tr, rounds), 1e3, "ms");
-    print_summary("tapegrad, 2 threads", summarize(t2, rounds), 1e3, "ms");
-    print_summary("ratio 1T / plain C", summarize(ratio, rounds), 1, "x");
-    print_summary("ratio 2T / 1T", summarize(ratio2, rounds), 1, "x");
+    print_summary("tapegrad, 1 thread", bench_summarize(t1, rounds), 1e3, "ms");
+    print_summary("plain C + same GEMM", bench_summarize(tr, rounds), 1e3, "ms");
+    print_summary("tapegrad, 2 threads", bench_summarize(t2, rounds), 1e3, "ms");
+    print_summary("ratio 1T / plain C", bench_summarize(ratio, rounds), 1, "x");
+    print_summary("ratio 2T / 1T", bench_summarize(ratio2, rounds), 1, "x");
     reference_free(&ref);
     framework_free(&one);
     framework_free(&two);
@@ -268,9 +249,9 @@ static void bench_denormals(int rounds) {
         for (int mode = 0; mode < 2; mode++) {
             framework *f = mode ? &on : &off;
             tg_ctx_set_flush_denormals(f->ctx, mode == 1);
-            double start = now_seconds();
+            double start = bench_now_seconds();
             for (int s = 0; s < steps; s++) framework_step(f);
-            times[mode] = (now_seconds() - start) / steps;
+            times[mode] = (bench_now_seconds() - start) / steps;
             tg_ctx_set_flush_denormals(f->ctx, false); /* this thread's mode, for the next one */
         }
         t_off[round] = times[0];
@@ -278,9 +259,9 @@ static void bench_denormals(int rounds) {
         ratio[round] = times[1] / times[0];
     }
     printf("MLP d20 w256 b64 sigmoid from N(0, %g^2), 1 thread: flush denormals\n", DENORMAL_STD);
-    print_summary("off (default)", summarize(t_off, rounds), 1e3, "ms");
-    print_summary("on", summarize(t_on, rounds), 1e3, "ms");
-    print_summary("ratio on / off", summarize(ratio, rounds), 1, "x");
+    print_summary("off (default)", bench_summarize(t_off, rounds), 1e3, "ms");
+    print_summary("on", bench_summarize(t_on, rounds), 1e3, "ms");
+    print_summary("ratio on / off", bench_summarize(ratio, rounds), 1, "x");
     framework_free(&off);
     framework_free(&on);
 }
@@ -296,22 +277,22 @@ static void bench_sgemm(int rounds) {
     double direct[ROUNDS], entry1[ROUNDS], entry2[ROUNDS];
     double flops = 2.0 * (double)n * n * n;
     for (int round = 0; round < rounds; round++) {
-        double start = now_seconds();
+        double start = bench_now_seconds();
         backend_gemm(false, false, n, n, n, a, n, b, n, 0.0f, c, n);
-        direct[round] = flops / (now_seconds() - start) / 1e9;
+        direct[round] = flops / (bench_now_seconds() - start) / 1e9;
         tg_ctx_set_threads(ctx, 1);
-        start = now_seconds();
+        start = bench_now_seconds();
         tgi_gemm(ctx, false, false, n, n, n, 1.0f, a, n, b, n, 0.0f, c, n);
-        entry1[round] = flops / (now_seconds() - start) / 1e9;
+        entry1[round] = flops / (bench_now_seconds() - start) / 1e9;
         tg_ctx_set_threads(ctx, 2);
-        start = now_seconds();
+        start = bench_now_seconds();
         tgi_gemm(ctx, false, false, n, n, n, 1.0f, a, n, b, n, 0.0f, c, n);
-        entry2[round] = flops / (now_seconds() - start) / 1e9;
+        entry2[round] = flops / (bench_now_seconds() - start) / 1e9;
     }
     printf("sgemm 1024^3, GFLOP/s:\n");
-    print_summary("backend, one call", summarize(direct, rounds), 1, "GFLOP/s");
-    print_summary("tapegrad, 1 thread", summarize(entry1, rounds), 1, "GFLOP/s");
-    print_summary("tapegrad, 2 threads", summarize(entry2, rounds), 1, "GFLOP/s");
+    print_summary("backend, one call", bench_summarize(direct, rounds), 1, "GFLOP/s");
+    print_summary("tapegrad, 1 thread", bench_summarize(entry1, rounds), 1, "GFLOP/s");
+    print_summary("tapegrad, 2 threads", bench_summarize(entry2, rounds), 1, "GFLOP/s");
     tg_ctx_free(ctx);
     free(a);
     free(b);
@@ -361,9 +342,9 @@ static float reference_chain(float x, float *ys) {
 
 /* Seconds per pass of `passes` passes. */
 static double time_chain(chain *c, int passes, float *grad) {
-    double start = now_seconds();
+    double start = bench_now_seconds();
     for (int p = 0; p < passes; p++) *grad = chain_pass(c);
-    return (now_seconds() - start) / passes;
+    return (bench_now_seconds() - start) / passes;
 }
 
 static void bench_chain(int rounds) {
@@ -376,16 +357,16 @@ static void bench_chain(int rounds) {
     volatile float start_x = 0.5f; /* read each pass: the compiler cannot compute the chain once */
     for (int round = 0; round < rounds; round++) {
         t[round] = time_chain(&c, passes, &grad) / (2 * CHAIN);
-        double start = now_seconds();
+        double start = bench_now_seconds();
         for (int p = 0; p < passes; p++) grad_reference = reference_chain(start_x, ys);
-        tr[round] = (now_seconds() - start) / passes / (2 * CHAIN);
+        tr[round] = (bench_now_seconds() - start) / passes / (2 * CHAIN);
         ratio[round] = t[round] / tr[round];
     }
     printf("scalar chain, %d x (scale, tanh), forward+backward: dy/dx %.7g (tapegrad) %.7g "
            "(plain C)\n", CHAIN, grad, grad_reference);
-    print_summary("tapegrad, per op", summarize(t, rounds), 1e9, "ns");
-    print_summary("plain C, per op", summarize(tr, rounds), 1e9, "ns");
-    print_summary("ratio", summarize(ratio, rounds), 1, "x");
+    print_summary("tapegrad, per op", bench_summarize(t, rounds), 1e9, "ns");
+    print_summary("plain C, per op", bench_summarize(tr, rounds), 1e9, "ns");
+    print_summary("ratio", bench_summarize(ratio, rounds), 1, "x");
     chain_free(&c);
 }
 
@@ -400,12 +381,12 @@ static int one_measurement(char **argv) {
     }
     framework f;
     framework_new(&f, depth, width, batch, threads);
-    double start = now_seconds();
+    double start = bench_now_seconds();
     for (int s = 0; s < 3; s++) framework_step(&f);
-    int steps = (int)(0.2 / ((now_seconds() - start) / 3)) + 3;
-    start = now_seconds();
+    int steps = (int)(0.2 / ((bench_now_seconds() - start) / 3)) + 3;
+    start = bench_now_seconds();
     for (int s = 0; s < steps; s++) framework_step(&f);
-    printf("ms_per_step %.6f\n", (now_seconds() - start) / steps * 1e3);
+    printf("ms_per_step %.6f\n", (bench_now_seconds() - start) / steps * 1e3);
     framework_free(&f);
     return 0;
 }
