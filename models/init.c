@@ -67,9 +67,12 @@ tg_init tg_init_normal(float mean, float std) {
     return init;
 }
 
+/* Member by member, not memcmp: a copied struct's padding bytes are indeterminate (ASan's
+ * malloc fills them with 0xbe), and an all-zero init must read as "not given" wherever it was. */
 tg_init tgi_init_or(const tg_init *init, tg_init fallback) {
-    static const tg_init zero = {0};
-    return !init || memcmp(init, &zero, sizeof zero) == 0 ? fallback : *init;
+    bool unset = !init || (init->kind == 0 && init->a == 0.0f && init->b == 0.0f &&
+                           init->gain == 0.0f && init->nonlinearity == 0 && !init->fan_out);
+    return unset ? fallback : *init;
 }
 
 /* fan_in and fan_out of a weight [out, in/groups, receptive...]: the inputs one output reads and
