@@ -176,7 +176,8 @@ static void held_out_chart(FILE *f, const experiment *e) {
         const run_result *r = &e->results[i];
         if (diverged(r) || r->n_evals == 0) continue;
         for (int k = 0; k < r->n_evals; k++) x[n][k] = r->eval_step[k];
-        series[n++] = (tg_plot_series){r->config.name, x[n - 1], r->eval_loss, r->n_evals};
+        series[n] = (tg_plot_series){r->config.name, x[n], r->eval_loss, r->n_evals};
+        n++;
     }
     tg_line_plot plot = {"Held-out loss during training", "training step", "held-out loss", false, true,
                          series, n, 0, 0};
