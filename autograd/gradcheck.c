@@ -34,12 +34,14 @@ typedef struct check_run {
 /* L at the current input values; the forward's memory is given back to the arena at once. */
 static tg_status objective(check_run *run, double *value) {
     tgi_arena_mark mark = tgi_arena_mark_get(&run->tape->arena);
+    tgi_header_mark headers = tgi_header_mark_get(run->tape);
     tg_tensor *y = tgi_record(run->tape, run->op, run->inputs, run->n_inputs, run->attrs);
     if (!y) return tg_errcode(run->tape->ctx);
     double sum = 0.0;
     for (int64_t i = 0; i < y->size; i++) sum += (double)run->weights[i] * y->data[i];
     *value = sum;
     tgi_arena_mark_rewind(&run->tape->arena, mark);
+    tgi_header_mark_rewind(run->tape, headers);
     return TG_OK;
 }
 

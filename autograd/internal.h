@@ -264,15 +264,33 @@ TGI_HIDDEN bool tgi_same_shape(const tg_tensor *a, const tg_tensor *b);
 /* ---- tape ---------------------------------------------------------------------------------- */
 
 /* One op call, in the tape's arena (one request: this struct, then, for a recorded call, the
- * inputs array and the attributes that backward needs after the caller's arrays are gone).
+ * inputs array and the attributes that backward needs after the caller's arrays are gone; its
+ * output's header is a slot of the tape's header chunks, call.output).
  * Arena memory never moves, so forward and backward are handed &node->call itself: nothing is
  * copied per call, and an op or hook that records on the tape meanwhile cannot move it. */
 typedef struct tgi_node {
-    tg_op_call call;                 /* call.output == &output */
+    tg_op_call call;                 /* call.output: the output's header slot */
     const tgi_op *op;
     float *grad_room;                /* a recorded output's gradient buffer, for backward */
-    tg_tensor output;
 } tgi_node;
+
+/* Tensor headers of a tape live apart from its data, in chunks of fixed-size slots that are
+ * only ever reused as tensor headers of the same tape: a stale tensor pointer always lands on a
+ * header, never on float data or a node. Each chunk has two halves, one for even steps and one
+ * for odd steps, so a step never overwrites the headers of the step before it: a tensor kept
+ * across one tg_tape_reset still reads its own, older, generation. One allocation serves both
+ * halves, so the second step allocates nothing the first did not. */
+typedef struct tgi_header_chunk {
+    struct tgi_header_chunk *next;
+    int64_t half;            /* slots per half */
+    tg_tensor slots[];       /* 2 * half: [0, half) even steps, [half, 2 half) odd steps */
+} tgi_header_chunk;
+
+/* Where the next header comes from, to rewind to (gradient checking's repeated forwards). */
+typedef struct tgi_header_mark {
+    tgi_header_chunk *chunk;
+    tg_tensor *cursor, *limit;
+} tgi_header_mark;
 
 typedef enum tgi_tape_state {
     TGI_TAPE_RECORDING,
@@ -281,7 +299,9 @@ typedef enum tgi_tape_state {
 
 struct tg_tape {
     tg_ctx *ctx;
-    tgi_arena arena;
+    tgi_arena arena;         /* data, nodes and gradients; tensor headers are in the chunks below */
+    tg_tensor *header_cursor, *header_limit; /* the free slots of this step's half */
+    tgi_header_chunk *header_first, *header_current;
     tgi_node **entries;      /* the recorded calls in execution order; entries[t->node] made t */
     int64_t n_entries;
     int64_t cap_entries;
@@ -310,6 +330,32 @@ static inline void tgi_init_tape_tensor(tg_tensor *t, tg_tape *tape, float *data
     t->tape = tape;
     t->ctx = tape->ctx;
     t->label[0] = '\0'; /* the rest of the label is never read while [0] is NUL */
+}
+
+/* The slow path of tgi_header_take: the next chunk's half (added if needed), or NULL with an
+ * error recorded. */
+TGI_HIDDEN tg_tensor *tgi_header_take_next(tg_tape *tape);
+/* Starts this step's half of the header slots (after tape->generation changed). */
+TGI_HIDDEN void tgi_header_rewind(tg_tape *tape);
+TGI_HIDDEN void tgi_header_release(tg_tape *tape);
+
+/* A header slot for a new tape tensor of the current step (uninitialised), or NULL. */
+static inline tg_tensor *tgi_header_take(tg_tape *tape) {
+    tg_tensor *t = tape->header_cursor;
+    if (t == tape->header_limit) return tgi_header_take_next(tape);
+    tape->header_cursor = t + 1;
+    return t;
+}
+
+static inline tgi_header_mark tgi_header_mark_get(const tg_tape *tape) {
+    tgi_header_mark mark = {tape->header_current, tape->header_cursor, tape->header_limit};
+    return mark;
+}
+
+static inline void tgi_header_mark_rewind(tg_tape *tape, tgi_header_mark mark) {
+    tape->header_current = mark.chunk;
+    tape->header_cursor = mark.cursor;
+    tape->header_limit = mark.limit;
 }
 
 /* Runs op on inputs (attrs already validated and complete) and records it when needed. */

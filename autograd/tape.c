@@ -33,6 +33,7 @@ void tg_tape_free(tg_tape *tape) {
     tgi_drop_tape_hooks(ctx, tape);
     tgi_free(ctx, tape->leaves, (size_t)tape->cap_leaves * sizeof *tape->leaves);
     tgi_arena_release(&tape->arena);
+    tgi_header_release(tape);
     tgi_free(ctx, tape->entries, (size_t)tape->cap_entries * sizeof *tape->entries);
     tgi_free(ctx, tape, sizeof *tape);
 }
@@ -47,6 +48,7 @@ void tg_tape_reset(tg_tape *tape) {
     tape->generation++;
     tape->step++;
     tgi_arena_rewind(&tape->arena);
+    tgi_header_rewind(tape);
 }
 
 tg_ctx *tg_tape_ctx(const tg_tape *tape) { return tape ? tape->ctx : NULL; }
@@ -199,11 +201,13 @@ static size_t output_bytes(int64_t size, bool record) {
     return grad_offset(size) * sizeof(float) * (record ? 2 : 1);
 }
 
-/* Sets up node->output on `data` (output_bytes of it); dims has TG_MAX_DIMS entries. */
+/* Sets up node's output (a new header) on `data` (output_bytes of it); dims has TG_MAX_DIMS
+ * entries. */
 static tg_tensor *set_output(tg_tape *tape, tgi_node *node, float *data, int ndim,
                              const int64_t *dims, int64_t size, bool record) {
+    tg_tensor *output = tgi_header_take(tape);
+    if (!output) return NULL;
     node->grad_room = record ? data + grad_offset(size) : NULL;
-    tg_tensor *output = &node->output;
     tgi_init_tape_tensor(output, tape, data, ndim, dims, size);
     output->producer = node->op;
     node->call.output = output;
@@ -302,10 +306,9 @@ static tgi_node *new_node(tg_tape *tape, const tgi_op *op, tg_tensor *const *inp
     node->call.saved = NULL;
     node->call.op_data = op->op_data;
     node->op = op;
-    if (like)
-        set_output(tape, node, (float *)((unsigned char *)node + data_offset), like->ndim,
-                   like->shape, like->size, record);
-    else if (!inferred_output(tape, node, record))
+    if (like ? !set_output(tape, node, (float *)((unsigned char *)node + data_offset), like->ndim,
+                           like->shape, like->size, record)
+             : !inferred_output(tape, node, record))
         return NULL;
     return node;
 }
@@ -316,7 +319,7 @@ static tg_tensor *record(tg_tape *tape, const tgi_op *op, tg_tensor *const *inpu
     if (check_inputs(tape, op, inputs, n_inputs, &record) != TG_OK) return NULL;
     tgi_node *node = new_node(tape, op, inputs, n_inputs, attrs, record);
     if (!node) return NULL;
-    tg_tensor *output = &node->output;
+    tg_tensor *output = node->call.output;
     if (op->forward(&node->call) != TG_OK) {
         if (tape->ctx->err_code == TG_OK)
             record_fail(tape, op, inputs, n_inputs, TG_ERR_INVALID, "forward failed");
@@ -346,9 +349,8 @@ tg_tensor *tgi_record(tg_tape *tape, const tgi_op *op, tg_tensor *const *inputs,
 /* A zeroed gradient buffer for t (a node of this step, or a tape leaf): a recorded output's
  * reserved room, else (a leaf whose requires_grad was set by hand) a new one from the arena. */
 static float *zeroed_grad(tg_tape *tape, tg_tensor *t) {
-    /* Only record sets node >= 0, and only on a tgi_node's output: that node is t's container. */
-    float *grad = t->node >= 0
-        ? ((tgi_node *)((unsigned char *)t - offsetof(tgi_node, output)))->grad_room : NULL;
+    /* Only record sets node >= 0: entries[t->node] made t. */
+    float *grad = t->node >= 0 ? tape->entries[t->node]->grad_room : NULL;
     if (!grad && !(grad = tgi_arena_alloc(&tape->arena, (size_t)t->size * sizeof(float))))
         return NULL;
     if (t->size == 1) grad[0] = 0.0f; /* a scalar: one store rather than a call */
@@ -373,7 +375,7 @@ static tg_status check_backward_start(tg_tape *tape, tg_tensor *output) {
         return tgi_error(ctx, TG_ERR_STATE, "backward from '%s' %s: this tape was already walked "
                          "backward; call tg_tape_reset and record a new step", name, shape);
     if (output->node < 0 || output->node >= tape->n_entries ||
-        &tape->entries[output->node]->output != output)
+        tape->entries[output->node]->call.output != output)
         return tgi_error(ctx, TG_ERR_STATE, "backward from '%s' %s: the tensor was not recorded "
                          "(no input required a gradient, or it was computed under no_grad)",
                          name, shape);
@@ -394,7 +396,8 @@ static tg_status prepare_input_grads(tg_tape *tape, const tgi_node *node) {
 
 /* The node's gradient is complete: its hooks run, and its leaf inputs are remembered for theirs. */
 static tg_status run_node_hooks(tg_tape *tape, tgi_node *node) {
-    tg_status status = tgi_fire_hooks(tape, &node->output, TG_PASS_BACKWARD, node->output.grad);
+    tg_tensor *output = node->call.output;
+    tg_status status = tgi_fire_hooks(tape, output, TG_PASS_BACKWARD, output->grad);
     for (int i = 0; i < node->call.n_inputs && status == TG_OK; i++) {
         tg_tensor *in = node->call.inputs[i];
         if (in->node < 0 && in->requires_grad) status = tgi_note_leaf(tape, in);
@@ -416,7 +419,7 @@ static tg_status walk(tg_tape *tape, int64_t last) {
     for (int64_t e = last; e >= 0; e--) {
         tgi_node *node = tape->entries[e]; /* reloaded: a hook may record on this tape */
         /* No gradient buffer means no consumer reached this node: nothing flows through it. */
-        if (!node->output.grad) continue;
+        if (!node->call.output->grad) continue;
         tg_status status = TG_OK;
         if (watched && ctx->live_hooks[TG_PASS_BACKWARD]) /* with no hook: one test per entry */
             status = run_node_hooks(tape, node);

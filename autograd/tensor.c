@@ -36,16 +36,15 @@ tg_tensor *tgi_tape_tensor(tg_tape *tape, int ndim, const int64_t *shape) {
         dims[d] = d < ndim ? shape[d] : 1;
         size *= dims[d];
     }
-    /* One request for struct and data. */
-    size_t head = tgi_align64(sizeof(tg_tensor));
-    unsigned char *mem = tgi_arena_alloc(&tape->arena, head + (size_t)size * sizeof(float));
-    if (!mem) {
+    tg_tensor *t = tgi_header_take(tape);
+    if (!t) return NULL;
+    float *data = tgi_arena_alloc(&tape->arena, (size_t)size * sizeof(float));
+    if (!data) {
         tgi_error(tape->ctx, TG_ERR_NOMEM, "tape: out of memory for a tensor of %lld floats",
                   (long long)size);
         return NULL;
     }
-    tg_tensor *t = (tg_tensor *)mem;
-    tgi_init_tape_tensor(t, tape, (float *)(mem + head), ndim, dims, size);
+    tgi_init_tape_tensor(t, tape, data, ndim, dims, size);
     return t;
 }
 

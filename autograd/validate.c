@@ -13,9 +13,9 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-/* The tape generation kept in the tensor against its tape's current one. The tensor's own
- * memory is all there is to read: a tensor whose arena memory a later step reused may carry any
- * bits, so this is as reliable as the tensor's memory (see tg_tape_zeros in tapegrad.h). */
+/* The tape generation kept in the tensor against its tape's current one. A tape tensor's
+ * header is a slot that only ever holds headers of its tape (autograd/headers.c), so the fields
+ * read here are always a real tape and generation (see tg_tape_zeros in tapegrad.h). */
 bool tgi_tensor_stale(const tg_tensor *t) {
     return t->tape && !t->persistent && t->generation != t->tape->generation;
 }

@@ -202,10 +202,14 @@ tg_tensor *tg_scalar(tg_ctx *ctx, float value);
  * function that takes a tensor (ops, backward, tg_set_requires_grad, tg_hook_node, the fills,
  * tg_copy_in, tg_set_label, tg_init_tensor, tg_detach; getters return "(stale)" or do nothing):
  * the tensor's tape and step are compared with the tape's before anything else of it is read,
- * and the message never reads the stale tensor's label, shape or producer. The check reads the
- * step the tensor recorded, in the tensor's own memory: once the next step has put another
- * tensor's header at the same address, the stale pointer *is* that tensor, so the check is
- * best-effort. Do not keep tape tensors across a reset.
+ * and the message never reads the stale tensor's label, shape or producer.
+ * The guarantee: tensor headers live in slots of their own, apart from tensor data, that are
+ * only ever reused as tensor headers of the same tape, and a step never reuses the slots of the
+ * step before it. So a stale pointer never makes the library read float data or freed memory as
+ * a tensor (while its tape lives), and a tensor kept across **one** reset is always detected. A
+ * tensor kept across two or more resets may share its slot with a tensor of the current step:
+ * it then designates that tensor (memory-safe, but not detected). Do not keep tape tensors
+ * across a reset; after tg_tape_free, its tensors must not be used at all.
  */
 tg_tensor *tg_tape_zeros(tg_tape *tape, int ndim, const int64_t *shape);
 /** A copy of data in the tape's arena (zeros when data is NULL): valid until the next reset. */

@@ -107,3 +107,35 @@ Test(stale, reused_memory_set_requires_grad, .disabled = true) {
     reuse_memory();
     cr_expect_eq(tg_set_requires_grad(x, true), TG_ERR_STATE);
 }
+
+/* repro_stale_tensor.c, case 3: the next step fills memory where the stale tensors used to
+ * live with floats (5.0 reads as 0x40a00000 in every word). Headers live apart from data, so
+ * the check reads x's own header and refuses it, for each use. */
+Test(stale, a_step_that_reuses_the_memory_does_not_confuse_the_check) {
+    tg_tape_zeros(tape, TG_SHAPE(64));
+    make_stale();
+    for (int i = 0; i < 50; i++) tg_fill(tg_tape_zeros(tape, TG_SHAPE(2048)), 5.0f);
+    cr_expect_eq(tg_set_requires_grad(x, true), TG_ERR_STATE);
+    expect_stale_error("set_requires_grad after reuse");
+    cr_expect_null(tg_exp(tape, x));
+    expect_stale_error("exp after reuse");
+    cr_expect_eq(tg_backward(tape, loss), TG_ERR_STATE);
+    expect_stale_error("backward after reuse");
+}
+
+/* The documented guarantee: whatever the next step records (here more tensors than x's step,
+ * so the slots x and loss would take in a shared pool are in use), a tensor kept across one
+ * reset is detected; and its slot still holds x's own shape, not another tensor's. */
+Test(stale, a_tensor_kept_across_one_reset_is_always_detected) {
+    make_stale();
+    tg_tensor *a = tg_tape_zeros(tape, TG_SHAPE(7));
+    cr_assert_eq(tg_set_requires_grad(a, true), TG_OK);
+    for (int i = 0; i < 600; i++) a = tg_tanh(tape, a); /* past the first chunk of slots */
+    cr_assert_not_null(a);
+    cr_expect_str_eq(tg_tensor_name(x), "(stale)", "x read as current after a step of 600 nodes");
+    cr_expect_str_eq(tg_tensor_name(loss), "(stale)", "loss read as current after 600 nodes");
+    cr_expect_eq(x->shape[0], 3, "x's slot was reused by the next step");
+    cr_expect_eq(tg_backward(tape, loss), TG_ERR_STATE);
+    expect_stale_error("backward across one busy reset");
+    cr_expect_eq(tg_backward(tape, tg_sum(tape, a)), TG_OK, "the current step: %s", tg_errmsg(ctx));
+}
