@@ -17,8 +17,10 @@
 #define TGI_HIDDEN __attribute__((visibility("hidden")))
 #define TGI_PRINTF(fmt_index, first_arg) __attribute__((format(printf, fmt_index, first_arg)))
 #define TGI_NOINLINE __attribute__((noinline))
+#define TGI_ALWAYS_INLINE __attribute__((always_inline))
 #else
 #define TGI_NOINLINE
+#define TGI_ALWAYS_INLINE
 #define TGI_HIDDEN
 #define TGI_PRINTF(fmt_index, first_arg)
 #endif
@@ -361,6 +363,9 @@ static inline void tgi_header_mark_rewind(tg_tape *tape, tgi_header_mark mark) {
 /* Runs op on inputs (attrs already validated and complete) and records it when needed. */
 TGI_HIDDEN tg_tensor *tgi_record(tg_tape *tape, const tgi_op *op, tg_tensor *const *inputs,
                                  int n_inputs, const tg_attr_value *attrs);
+/* tgi_record for one input, made faster by knowing it (every unary op). */
+TGI_HIDDEN tg_tensor *tgi_record1(tg_tape *tape, const tgi_op *op, tg_tensor *x,
+                                  const tg_attr_value *attrs);
 /* The op that produced t, or NULL for a leaf. */
 TGI_HIDDEN const tgi_op *tgi_producer(const tg_tensor *t);
 

@@ -151,6 +151,10 @@ static tg_status input_fail(tg_tape *tape, const tgi_op *op, tg_tensor *const *i
             tgi_error(tape->ctx, TG_ERR_INVALID, "%s: input %d is NULL", op->name, i);
         return tape->ctx->err_code;
     }
+    if (!t->tape) /* persistent: the only other way to fail is another context */
+        return tgi_error(tape->ctx, TG_ERR_INVALID, "%s: input %d belongs to another context (a "
+                         "tensor works only with the tapes of the context that made it)",
+                         op->name, i);
     return record_fail(tape, op, inputs, n_inputs, TG_ERR_STATE,
                        "input %d belongs to %s (tensors made on a tape are valid until its next "
                        "reset, on that tape only)", i,
@@ -203,7 +207,7 @@ static size_t output_bytes(int64_t size, bool record) {
 
 /* Sets up node's output (a new header) on `data` (output_bytes of it); dims has TG_MAX_DIMS
  * entries. */
-static tg_tensor *set_output(tg_tape *tape, tgi_node *node, float *data, int ndim,
+TGI_ALWAYS_INLINE static inline tg_tensor *set_output(tg_tape *tape, tgi_node *node, float *data, int ndim,
                              const int64_t *dims, int64_t size, bool record) {
     tg_tensor *output = tgi_header_take(tape);
     if (!output) return NULL;
@@ -253,15 +257,18 @@ static tg_status after_forward(tg_tape *tape, const tgi_op *op, tg_tensor *const
     return TG_OK;
 }
 
-/* Checks the inputs of a call; *record says whether it goes on the tape. */
-static tg_status check_inputs(tg_tape *tape, const tgi_op *op, tg_tensor *const *inputs,
-                              int n_inputs, bool *record) {
+/* Checks the inputs of a call; *record says whether it goes on the tape. An input must be a
+ * tensor of this tape's current step, or a persistent tensor of this tape's context (a tape
+ * tensor's context is its tape's; its tape and step are read before anything else of it). */
+TGI_ALWAYS_INLINE static inline tg_status check_inputs(tg_tape *tape, const tgi_op *op, tg_tensor *const *inputs,
+                                     int n_inputs, bool *record) {
     if (op->arity == TG_VARIADIC ? n_inputs < 1 : n_inputs != op->arity)
         return arity_fail(tape, op, inputs, n_inputs);
     bool any_requires_grad = false;
     for (int i = 0; i < n_inputs; i++) {
         const tg_tensor *t = inputs[i];
-        if (!t || (t->tape && (t->tape != tape || t->generation != tape->generation)))
+        if (!t || (t->tape ? t->tape != tape || t->generation != tape->generation
+                           : t->ctx != tape->ctx))
             return input_fail(tape, op, inputs, n_inputs, i);
         any_requires_grad |= t->requires_grad;
     }
@@ -276,7 +283,7 @@ static tg_status check_inputs(tg_tape *tape, const tgi_op *op, tg_tensor *const 
 /* The node of a call with its output: one arena request for the node and copies of the input
  * pointers and attributes (often on the caller's stack; backward reads them later), and, for an
  * op shaped like its input, whose output size is known already, the output's data too. */
-static tgi_node *new_node(tg_tape *tape, const tgi_op *op, tg_tensor *const *inputs,
+TGI_ALWAYS_INLINE static inline tgi_node *new_node(tg_tape *tape, const tgi_op *op, tg_tensor *const *inputs,
                           int n_inputs, const tg_attr_value *attrs, bool record) {
     int n_attrs = op->n_attrs;
     size_t data_offset = tgi_align64(sizeof(tgi_node) + (size_t)n_inputs * sizeof(tg_tensor *) +
@@ -313,8 +320,11 @@ static tgi_node *new_node(tg_tape *tape, const tgi_op *op, tg_tensor *const *inp
     return node;
 }
 
-static tg_tensor *record(tg_tape *tape, const tgi_op *op, tg_tensor *const *inputs, int n_inputs,
-                         const tg_attr_value *attrs) {
+/* Inlined into tgi_record and tgi_record1: with n_inputs known to be 1, the compiler drops the
+ * loops over inputs, which are most of a scalar op's recording cost. */
+TGI_ALWAYS_INLINE static inline tg_tensor *record(tg_tape *tape, const tgi_op *op,
+                                                  tg_tensor *const *inputs, int n_inputs,
+                                                  const tg_attr_value *attrs) {
     bool record;
     if (check_inputs(tape, op, inputs, n_inputs, &record) != TG_OK) return NULL;
     tgi_node *node = new_node(tape, op, inputs, n_inputs, attrs, record);
@@ -341,6 +351,12 @@ tg_tensor *tgi_record(tg_tape *tape, const tgi_op *op, tg_tensor *const *inputs,
                       const tg_attr_value *attrs) {
     tg_tensor *output = record(tape, op, inputs, n_inputs, attrs);
     tape->pending_label[0] = '\0'; /* a label names one op's output, whatever happened */
+    return output;
+}
+
+tg_tensor *tgi_record1(tg_tape *tape, const tgi_op *op, tg_tensor *x, const tg_attr_value *attrs) {
+    tg_tensor *output = record(tape, op, &x, 1, attrs);
+    tape->pending_label[0] = '\0';
     return output;
 }
 

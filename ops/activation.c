@@ -10,7 +10,7 @@
 
 /* Forward and derivative of each op, side by side. */
 UNARY_OP(sigmoid, tgi_sigmoid(x), y * (1.0f - y))
-UNARY_OP(tanh, tanhf(x), 1.0f - y * y)
+UNARY_OP(tanh, tgi_tanhf(x), 1.0f - y * y)
 /* relu: `x <= 0 ? 0 : x` keeps a NaN (as torch.relu does); `x > 0 ? x : 0` made it 0, and a NaN
  * weight then trained on with the report saying "no NaN". */
 UNARY_OP(relu, x <= 0.0f ? 0.0f : x, x > 0.0f ? 1.0f : 0.0f)

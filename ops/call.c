@@ -52,7 +52,6 @@ tg_tensor *tg_call(tg_tape *tape, const char *op_name, tg_tensor *const *inputs,
         tgi_error(ctx, TG_ERR_INVALID, "%s: inputs array is NULL", op->name);
         return NULL;
     }
-    if (tgi_check_input_contexts(tape, op->name, inputs, n_inputs) != TG_OK) return NULL;
     tg_attr_value ordered[TG_MAX_ATTRS];
     if (order_attrs(ctx, op, attrs, n_attrs, ordered) != TG_OK) return NULL;
     return tgi_record(tape, op, inputs, n_inputs, ordered);

@@ -50,10 +50,6 @@ TGI_DEF_TABLE(pool)
 TGI_DEF_TABLE(recurrent)
 #undef TGI_DEF_TABLE
 
-/* TG_ERR_INVALID (naming the op and the input) when an input belongs to another context than
- * the tape's; every way of calling an op checks this before recording. */
-TGI_HIDDEN tg_status tgi_check_input_contexts(tg_tape *tape, const char *op_name,
-                                              tg_tensor *const *inputs, int n_inputs);
 /* Calls built-in op `id` (attrs complete and in signature order). */
 TGI_HIDDEN tg_tensor *tgi_call_builtin(tg_tape *tape, int id, tg_tensor *const *inputs,
                                        int n_inputs, const tg_attr_value *attrs);
@@ -132,6 +128,8 @@ static inline void tgi_window_inside(int64_t offset, int64_t stride, int64_t in,
 /* ---- numerics shared by several ops ------------------------------------------------------- */
 
 #include <math.h>
+
+#include "ops/mathf.h"
 
 /* Both branches stay finite: exp of a non-positive number never overflows. */
 static inline float tgi_sigmoid(float x) {

@@ -97,7 +97,7 @@ typedef struct cell_job {
 } cell_job;
 
 /* A hand-off to another thread costs about a microsecond: each range gets at least this many
- * values, fewer where each value costs a tanhf or an expf than where it costs a few flops. */
+ * values, fewer where each value costs a tanh or an expf than where it costs a few flops. */
 #define GRAIN_TRANSCENDENTAL 1024
 #define GRAIN_ARITHMETIC 16384
 
@@ -124,7 +124,7 @@ static void activate_rows(void *arg, int64_t begin, int64_t end) {
             float *restrict y = job->call->output->data + r * s.width + k * hidden;
             const float *restrict x = job->call->inputs[0]->data + s.offset + r * s.stride + k * hidden;
             if (block_is_tanh(job->gates, k))
-                for (int64_t j = 0; j < hidden; j++) y[j] = tanhf(x[j] + y[j]);
+                for (int64_t j = 0; j < hidden; j++) y[j] = tgi_tanhf(x[j] + y[j]);
             else
                 for (int64_t j = 0; j < hidden; j++) y[j] = tgi_sigmoid(x[j] + y[j]);
         }
@@ -283,7 +283,7 @@ static void hidden_rows(void *arg, int64_t begin, int64_t end) {
         state_row row = row_of(job->call, r);
         float *restrict squashed = job->buf + r * row.hidden;
         for (int64_t j = 0; j < row.hidden; j++) {
-            squashed[j] = tanhf(row.c[j]);
+            squashed[j] = tgi_tanhf(row.c[j]);
             row.out[j] = row.o[j] * squashed[j];
         }
     }
@@ -338,7 +338,7 @@ static void gru_rows(void *arg, int64_t begin, int64_t end) {
             hn[j] = n[j];
             r[j] = tgi_sigmoid(x[j] + r[j]);
             z[j] = tgi_sigmoid(x[hidden + j] + z[j]);
-            n[j] = tanhf(x[2 * hidden + j] + r[j] * hn[j]);
+            n[j] = tgi_tanhf(x[2 * hidden + j] + r[j] * hn[j]);
             out[j] = n[j] + z[j] * (hr[j] - n[j]);
         }
     }

@@ -280,6 +280,5 @@ tg_tensor *tg_apply(tg_tape *tape, int op_id, tg_tensor *const *inputs, int n_in
         tgi_error(ctx, TG_ERR_INVALID, "%s: inputs array is NULL", op->name);
         return NULL;
     }
-    if (tgi_check_input_contexts(tape, op->name, inputs, n_inputs) != TG_OK) return NULL;
     return tgi_record(tape, op, inputs, n_inputs, attrs);
 }

@@ -1,0 +1,57 @@
+/*
+ * ops/mathf.h — float functions the ops need faster than libm gives them, and no less exact.
+ *
+ * tgi_tanhf: glibc's tanhf goes through expm1f and costs ~95 instructions; tanh is the
+ * nonlinearity of RNN, LSTM and GRU cells, and of the scalar chain benchmark, where it was a
+ * quarter of the work. This one is ~20 instructions, inline and call-free, and more exact than
+ * glibc's: checked over every float, its error is at most 0.53 ulp (glibc's: 2.2 ulp), and all
+ * but 136,002 of the 4.28e9 results are correctly rounded (tests/test_mathf.c samples them).
+ */
+#ifndef TAPEGRAD_OPS_MATHF_H
+#define TAPEGRAD_OPS_MATHF_H
+
+#include <math.h>
+#include <stdint.h>
+#include <string.h>
+
+/* tanh, computed in double and rounded once:
+ *  - |x| < 0.625: x + x^3 P(x^2), P of degree 5 fitted (iteratively reweighted least squares, to
+ *    minimise the relative error, ~1.6e-10) to (tanh(a)/a - 1)/a^2 on [0, 0.625];
+ *  - up to 9.125: 1 - 2/(e^{2|x|} + 1), with e^{2|x|} = 2^k e^r, |r| <= ln2/2, e^r by its Taylor
+ *    polynomial of degree 7 (relative error < 6e-9; no cancellation, the result is >= 0.55);
+ *  - beyond: 1 (tanh(9.125) rounds to 1 in f32).
+ * NaN takes the first branch and comes out NaN; -0 stays -0 (copysign). */
+static inline float tgi_tanhf(float x) {
+    double a = fabs((double)x), y;
+    if (!(a >= 0.625)) {
+        double z = a * a;
+        double p = 0.0021429587496981815;
+        p = p * z - 0.008177394592678296;
+        p = p * z + 0.021700701613141388;
+        p = p * z - 0.05394676273619092;
+        p = p * z + 0.13333206005452047;
+        p = p * z - 0.33333330802643585;
+        y = a + a * (z * p);
+    } else if (a < 9.125) {
+        double t = a * 2.8853900817779268;         /* 2|x| log2(e): e^{2|x|} = 2^t */
+        double k = (double)(int64_t)(t + 0.5);     /* t > 0: rounds to nearest */
+        double r = (t - k) * 0.6931471805599453;   /* e^{2|x|} = 2^k e^r */
+        double e = 1.0 / 5040;
+        e = e * r + 1.0 / 720;
+        e = e * r + 1.0 / 120;
+        e = e * r + 1.0 / 24;
+        e = e * r + 1.0 / 6;
+        e = e * r + 0.5;
+        e = e * r + 1.0;
+        e = e * r + 1.0;
+        uint64_t bits = (uint64_t)((int64_t)k + 1023) << 52; /* 2^k, 2 <= k <= 27 */
+        double scale;
+        memcpy(&scale, &bits, sizeof scale);
+        y = 1.0 - 2.0 / (e * scale + 1.0);
+    } else {
+        y = 1.0;
+    }
+    return copysignf((float)y, x);
+}
+
+#endif /* TAPEGRAD_OPS_MATHF_H */

@@ -1,0 +1,54 @@
+/* tests/test_mathf.c — our tanh (ops/mathf.h) against tanh in double: error at most 0.55 ulp on
+ * a sample of every sign and binade (each 127th float bit pattern), and the special values as
+ * IEEE and PyTorch give them. An exhaustive run over all floats (0.53 ulp worst) is recorded in
+ * ops/mathf.h. */
+#include "helpers.h"
+#include "ops/mathf.h"
+
+#include <stdint.h>
+
+static float from_bits(uint32_t u) {
+    float f;
+    memcpy(&f, &u, sizeof f);
+    return f;
+}
+
+/* |got - exact| in units of the last place of the f32 nearest to exact. */
+static double ulp_error(float got, double exact) {
+    float nearest = fabsf((float)exact);
+    double ulp = (double)nextafterf(nearest, INFINITY) - nearest;
+    return fabs((double)got - exact) / ulp;
+}
+
+Test(mathf, tanh_is_within_0_55_ulp_everywhere) {
+    double worst = 0.0;
+    float worst_x = 0.0f;
+    long samples = 0;
+    for (uint32_t u = 0; u < 0x7f800000u; u += 127)
+        for (int sign = 0; sign < 2; sign++) {
+            float x = from_bits(u | (sign ? 0x80000000u : 0u));
+            double err = ulp_error(tgi_tanhf(x), tanh((double)x));
+            if (err > worst) worst = err, worst_x = x;
+            samples++;
+        }
+    cr_expect_leq(worst, 0.55, "worst error %.3f ulp at x = %.9g (%ld samples)", worst, worst_x,
+                  samples);
+    cr_expect_gt(samples, 30000000, "the sample covers each binade densely");
+}
+
+Test(mathf, tanh_special_values) {
+    cr_expect(isnan(tgi_tanhf(NAN)), "tanh(NaN) is NaN");
+    cr_expect_eq(tgi_tanhf(INFINITY), 1.0f);
+    cr_expect_eq(tgi_tanhf(-INFINITY), -1.0f);
+    cr_expect_eq(tgi_tanhf(20.0f), 1.0f);
+    float negative_zero = tgi_tanhf(-0.0f);
+    cr_expect(negative_zero == 0.0f && signbit(negative_zero), "tanh(-0) is -0");
+    float tiny = from_bits(1); /* the smallest subnormal: tanh(x) = x */
+    cr_expect_eq(tgi_tanhf(tiny), tiny);
+    cr_expect_eq(tgi_tanhf(-tiny), -tiny);
+    /* the branch edges, each side */
+    const float edges[] = {0.625f, 9.125f};
+    for (int i = 0; i < 2; i++)
+        for (float x = nextafterf(edges[i], 0.0f), n = 0; n < 3; n++, x = nextafterf(x, 100.0f))
+            cr_expect_leq(ulp_error(tgi_tanhf(x), tanh((double)x)), 0.55, "x = %.9g", x);
+}
