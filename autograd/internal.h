@@ -248,11 +248,12 @@ TGI_HIDDEN float *tgi_persistent_floats(tg_ctx *ctx, int64_t count);
 TGI_HIDDEN void tgi_set_shape(tg_tensor *t, int ndim, const int64_t *shape);
 /* Allocates a tensor (struct + data, data uninitialised) in the tape's arena. */
 TGI_HIDDEN tg_tensor *tgi_tape_tensor(tg_tape *tape, int ndim, const int64_t *shape);
-/* Sets every field of a tape tensor t of the current step: a leaf with no gradient and no label.
+/* Sets every field of a tape tensor t of the current step: no gradient, no label, not on the
+ * tape (node -1), made by `producer` (NULL: a leaf).
  * `dims` has TG_MAX_DIMS entries, 1 past ndim, as in a tensor (so it is copied whole, without a
  * test per dim). Defined after struct tg_tape, below. */
 static inline void tgi_init_tape_tensor(tg_tensor *t, tg_tape *tape, float *data, int ndim,
-                                        const int64_t *shape, int64_t size);
+                                        const int64_t *shape, int64_t size, const void *producer);
 /* A printable node name into buf: label, else "<op>#<node>", else "leaf". */
 TGI_HIDDEN const char *tgi_node_name(const tg_tensor *t, char *buf, size_t size);
 /* "'a' [2,3], 'b' [3]": the inputs of an op call on tape, for messages. An input of another
@@ -317,7 +318,7 @@ struct tg_tape {
 };
 
 static inline void tgi_init_tape_tensor(tg_tensor *t, tg_tape *tape, float *data, int ndim,
-                                        const int64_t *shape, int64_t size) {
+                                        const int64_t *shape, int64_t size, const void *producer) {
     t->data = data;
     t->grad = NULL;
     memcpy(t->shape, shape, sizeof t->shape);
@@ -328,7 +329,7 @@ static inline void tgi_init_tape_tensor(tg_tensor *t, tg_tape *tape, float *data
     t->node = -1;
     t->generation = tape->generation;
     t->visit = 0;
-    t->producer = NULL;
+    t->producer = producer;
     t->tape = tape;
     t->ctx = tape->ctx;
     t->label[0] = '\0'; /* the rest of the label is never read while [0] is NUL */

@@ -183,6 +183,10 @@ static tg_status grow_entries(tg_tape *tape) {
  * copy would read bytes it never wrote, and stall on its narrow stores). Tests, not a switch:
  * its jump table costs more than the copy. */
 static void keep_attrs(tg_attr_value *kept, const tg_attr_value *attrs, const tgi_op *op) {
+    if (op->n_attrs == 1 && (op->attrs[0].type == TG_ATTR_F32 || op->attrs[0].type == TG_ATTR_I32)) {
+        kept[0].i32 = attrs[0].i32; /* scale, add_scalar, pow, leaky_relu, elu, ... */
+        return;
+    }
     for (int k = 0; k < op->n_attrs; k++) {
         tg_attr_type type = op->attrs[k].type;
         if (type == TG_ATTR_F32 || type == TG_ATTR_I32) kept[k].i32 = attrs[k].i32;
@@ -200,20 +204,23 @@ static size_t grad_offset(int64_t size) {
     return tgi_align64((size_t)size * sizeof(float)) / sizeof(float);
 }
 
-/* A multiple of 64 (size >= 1): the data, and for a recorded output the room of its gradient. */
-static size_t output_bytes(int64_t size, bool record) {
-    return grad_offset(size) * sizeof(float) * (record ? 2 : 1);
+/* Bytes for an output whose data takes `data_floats` (grad_offset): the data, and for a
+ * recorded output the room of its gradient. */
+static size_t output_bytes(size_t data_floats, bool record) {
+    return data_floats * sizeof(float) * (record ? 2 : 1);
 }
 
-/* Sets up node's output (a new header) on `data` (output_bytes of it); dims has TG_MAX_DIMS
- * entries. */
-TGI_ALWAYS_INLINE static inline tg_tensor *set_output(tg_tape *tape, tgi_node *node, float *data, int ndim,
-                             const int64_t *dims, int64_t size, bool record) {
+/* Sets up node's output (a new header) on `data`, with the gradient room `data_floats` further
+ * for a recorded call; dims has TG_MAX_DIMS entries. */
+TGI_ALWAYS_INLINE static inline tg_tensor *set_output(tg_tape *tape, tgi_node *node, float *data,
+                                                      size_t data_floats, int ndim,
+                                                      const int64_t *dims, int64_t size,
+                                                      bool record) {
     tg_tensor *output = tgi_header_take(tape);
     if (!output) return NULL;
-    node->grad_room = record ? data + grad_offset(size) : NULL;
-    tgi_init_tape_tensor(output, tape, data, ndim, dims, size);
-    output->producer = node->op;
+    node->grad_room = record ? data + data_floats : NULL;
+    tgi_init_tape_tensor(output, tape, data, ndim, dims, size, node->op);
+    output->requires_grad = record; /* its node index is set once it is on the tape */
     node->call.output = output;
     return output;
 }
@@ -234,14 +241,15 @@ static tg_tensor *inferred_output(tg_tape *tape, tgi_node *node, bool record) {
         tgi_check_shape(tape->ctx, op->name, shape.ndim, shape.dims);
         return NULL;
     }
-    float *data = tgi_arena_take(&tape->arena, output_bytes(size, record));
+    size_t data_floats = grad_offset(size);
+    float *data = tgi_arena_take(&tape->arena, output_bytes(data_floats, record));
     if (!data) {
         tgi_error(tape->ctx, TG_ERR_NOMEM, "%s: out of memory for an output of %lld floats",
                   op->name, (long long)size);
         return NULL;
     }
     for (int d = shape.ndim; d < TG_MAX_DIMS; d++) shape.dims[d] = 1;
-    return set_output(tape, node, data, shape.ndim, shape.dims, size, record);
+    return set_output(tape, node, data, data_floats, shape.ndim, shape.dims, size, record);
 }
 
 /* What happens to a freshly computed output when something watches: its pending label, then
@@ -289,7 +297,8 @@ TGI_ALWAYS_INLINE static inline tgi_node *new_node(tg_tape *tape, const tgi_op *
     size_t data_offset = tgi_align64(sizeof(tgi_node) + (size_t)n_inputs * sizeof(tg_tensor *) +
                                      (size_t)n_attrs * sizeof(tg_attr_value));
     const tg_tensor *like = op->shaped_like_input ? inputs[0] : NULL;
-    size_t bytes = like ? data_offset + output_bytes(like->size, record) : data_offset;
+    size_t data_floats = like ? grad_offset(like->size) : 0;
+    size_t bytes = data_offset + output_bytes(data_floats, record);
     tgi_node *node = tgi_arena_take(&tape->arena, bytes);
     if (!node) {
         tgi_error(tape->ctx, TG_ERR_NOMEM, "%s: out of memory recording the call", op->name);
@@ -313,8 +322,8 @@ TGI_ALWAYS_INLINE static inline tgi_node *new_node(tg_tape *tape, const tgi_op *
     node->call.saved = NULL;
     node->call.op_data = op->op_data;
     node->op = op;
-    if (like ? !set_output(tape, node, (float *)((unsigned char *)node + data_offset), like->ndim,
-                           like->shape, like->size, record)
+    if (like ? !set_output(tape, node, (float *)((unsigned char *)node + data_offset), data_floats,
+                           like->ndim, like->shape, like->size, record)
              : !inferred_output(tape, node, record))
         return NULL;
     return node;
@@ -338,7 +347,6 @@ TGI_ALWAYS_INLINE static inline tg_tensor *record(tg_tape *tape, const tgi_op *o
     if (record) {
         if (tape->n_entries == tape->cap_entries && grow_entries(tape) != TG_OK) return NULL;
         output->node = (int32_t)tape->n_entries;
-        output->requires_grad = true;
         tape->entries[tape->n_entries++] = node;
     }
     tg_ctx *ctx = tape->ctx;
