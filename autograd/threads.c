@@ -6,14 +6,19 @@
  * library decides how work is split, so results never depend on the thread count.
  *
  * How work is split: tgi_parallel_for(ctx, n, ...) cuts [0, n) into at most `threads`
- * contiguous ranges; range r goes to worker r (range 0 to the caller). Callers make the result
- * independent of the cut: either every item is computed on its own (elementwise, per row, per
- * sample), or the items are fixed blocks whose partial results are combined afterwards in block
- * order. No work stealing, no atomics on floats.
+ * contiguous ranges. Callers make the result independent of the cut: either every item is
+ * computed on its own (elementwise, per row, per sample), or the items are fixed blocks whose
+ * partial results are combined afterwards in block order. No atomics on floats.
+ *
+ * Who runs which range: the caller and the workers claim ranges one at a time from a shared
+ * counter until none is left. The ranges are the same whoever runs them, so the numbers are
+ * too; but a worker that the OS has not scheduled yet (a busy machine) no longer holds the
+ * caller up: the caller runs its range too, and the step costs what one thread's would.
  *
  * Hand-off: workers spin for a short while on a generation counter (a matrix product of a
- * recurrent step lasts tens of microseconds; a futex wake-up would cost as much), then sleep on a
- * condition variable. The caller spins likewise while the others finish. Threads are started on
+ * recurrent step lasts tens of microseconds; a futex wake-up would cost as much), then yield the
+ * core a few times, then sleep on a condition variable. The caller waits likewise while the
+ * others finish. Threads are started on
  * the first parallel region, so a context that never runs large ops never starts one, and the
  * steady state allocates nothing.
  */
@@ -32,8 +37,12 @@
 #define cpu_relax() ((void)0)
 #endif
 
-/* About 20-60 us of pause instructions, depending on the CPU. */
-#define SPIN_LIMIT 20000
+/* Pause instructions before yielding: ~10 us on Zen, longer where pause is slow (Skylake). */
+#define SPIN_LIMIT 4000
+/* sched_yield calls before sleeping. When the machine has more runnable threads than cores, the
+ * thread we wait for may be waiting for our core: spinning on would only delay it (two threads
+ * pinned to one core ran an LSTM step 3.4x slower than one thread did). */
+#define YIELD_LIMIT 16
 
 struct tgi_pool {
     tg_ctx *ctx;
@@ -43,7 +52,11 @@ struct tgi_pool {
     pthread_cond_t wake;           /* a new job, or stop */
     pthread_cond_t finished;       /* the last worker of a job is done */
     atomic_uint generation;        /* incremented per job */
-    atomic_int pending;            /* workers still running the current job */
+    /* job << 32 | ranges << 16 | the next range to claim, in one word: a claim names its job, so
+     * a late worker can never claim a range of a newer job by mistake (its compare-and-swap
+     * fails), and never reads a newer job's range count */
+    _Atomic uint64_t claim;
+    atomic_int unfinished;         /* ranges of the current job not finished yet */
     atomic_int sleeping_workers;
     atomic_int caller_sleeping;
     atomic_bool stop;
@@ -51,7 +64,6 @@ struct tgi_pool {
     tgi_range_fn fn;
     void *arg;
     int64_t n;
-    int n_ranges;
     bool flush_denormals;
 };
 
@@ -74,19 +86,52 @@ static void range_of(int64_t n, int n_ranges, int r, int64_t *begin, int64_t *en
     *end = n * (r + 1) / n_ranges;
 }
 
-static void run_range(struct tgi_pool *pool, int r) {
+static void run_range(struct tgi_pool *pool, int n_ranges, int r) {
     int64_t begin, end;
-    range_of(pool->n, pool->n_ranges, r, &begin, &end);
+    range_of(pool->n, n_ranges, r, &begin, &end);
     if (begin < end) pool->fn(pool->arg, begin, end);
+}
+
+/* Claims and runs ranges of `job` until none is left; returns whether it finished the job's last. */
+static bool run_claimed(struct tgi_pool *pool, unsigned job) {
+    bool last = false;
+    for (;;) {
+        uint64_t claim = atomic_load_explicit(&pool->claim, memory_order_acquire);
+        int n_ranges = (int)(claim >> 16 & 0xffff), r = (int)(claim & 0xffff);
+        if ((unsigned)(claim >> 32) != job || r >= n_ranges) return last;
+        if (!atomic_compare_exchange_weak(&pool->claim, &claim, claim + 1)) continue;
+        run_range(pool, n_ranges, r); /* fn, arg and n stay: the job lasts until its ranges end */
+        last = atomic_fetch_sub(&pool->unfinished, 1) == 1;
+    }
+}
+
+static bool job_ready(struct tgi_pool *pool, unsigned seen) {
+    return atomic_load_explicit(&pool->generation, memory_order_acquire) != seen ||
+           atomic_load(&pool->stop);
+}
+
+static bool job_done(struct tgi_pool *pool, unsigned unused) {
+    (void)unused;
+    return atomic_load_explicit(&pool->unfinished, memory_order_acquire) == 0;
+}
+
+/* Spins, then yields, while !ready(pool, seen); false when the budget ran out first. */
+static bool spin_until(struct tgi_pool *pool, unsigned seen,
+                       bool (*ready)(struct tgi_pool *, unsigned)) {
+    for (int spins = 0; spins < SPIN_LIMIT; spins++) {
+        if (ready(pool, seen)) return true;
+        cpu_relax();
+    }
+    for (int yields = 0; yields < YIELD_LIMIT; yields++) {
+        if (ready(pool, seen)) return true;
+        sched_yield();
+    }
+    return ready(pool, seen);
 }
 
 /* Waits for a generation other than `seen`; returns it, or `seen` when told to stop. */
 static unsigned wait_for_job(struct tgi_pool *pool, unsigned seen) {
-    for (int spins = 0; spins < SPIN_LIMIT; spins++) {
-        unsigned gen = atomic_load_explicit(&pool->generation, memory_order_acquire);
-        if (gen != seen || atomic_load(&pool->stop)) return gen;
-        cpu_relax();
-    }
+    if (spin_until(pool, seen, job_ready)) return atomic_load(&pool->generation);
     pthread_mutex_lock(&pool->lock);
     atomic_fetch_add(&pool->sleeping_workers, 1);
     unsigned gen;
@@ -97,14 +142,8 @@ static unsigned wait_for_job(struct tgi_pool *pool, unsigned seen) {
     return gen;
 }
 
-typedef struct worker_start {
-    struct tgi_pool *pool;
-    int index;                     /* 1..n_workers: the range this worker runs */
-} worker_start;
-
 static void *worker_main(void *p) {
-    struct tgi_pool *pool = ((worker_start *)p)->pool;
-    int index = ((worker_start *)p)->index;
+    struct tgi_pool *pool = p;
     inside_region = true;
     unsigned seen = 0;
     for (;;) {
@@ -112,8 +151,7 @@ static void *worker_main(void *p) {
         if (atomic_load(&pool->stop)) return NULL;
         seen = gen;
         set_flush_denormals(pool->flush_denormals);
-        if (index < pool->n_ranges) run_range(pool, index);
-        if (atomic_fetch_sub(&pool->pending, 1) == 1 && atomic_load(&pool->caller_sleeping)) {
+        if (run_claimed(pool, gen) && atomic_load(&pool->caller_sleeping)) {
             pthread_mutex_lock(&pool->lock);
             pthread_cond_signal(&pool->finished);
             pthread_mutex_unlock(&pool->lock);
@@ -122,13 +160,10 @@ static void *worker_main(void *p) {
 }
 
 static void wait_for_workers(struct tgi_pool *pool) {
-    for (int spins = 0; spins < SPIN_LIMIT; spins++) {
-        if (atomic_load_explicit(&pool->pending, memory_order_acquire) == 0) return;
-        cpu_relax();
-    }
+    if (spin_until(pool, 0, job_done)) return;
     pthread_mutex_lock(&pool->lock);
     atomic_store(&pool->caller_sleeping, 1);
-    while (atomic_load(&pool->pending) != 0) pthread_cond_wait(&pool->finished, &pool->lock);
+    while (atomic_load(&pool->unfinished) != 0) pthread_cond_wait(&pool->finished, &pool->lock);
     atomic_store(&pool->caller_sleeping, 0);
     pthread_mutex_unlock(&pool->lock);
 }
@@ -142,7 +177,7 @@ static void stop_workers(struct tgi_pool *pool, int started) {
 }
 
 static size_t pool_bytes(int n_workers) {
-    return sizeof(struct tgi_pool) + (size_t)n_workers * (sizeof(pthread_t) + sizeof(worker_start));
+    return sizeof(struct tgi_pool) + (size_t)n_workers * sizeof(pthread_t);
 }
 
 static void pool_free(struct tgi_pool *pool) {
@@ -163,13 +198,11 @@ static struct tgi_pool *pool_start(tg_ctx *ctx, int threads) {
     pool->ctx = ctx;
     pool->n_workers = n_workers;
     pool->workers = (pthread_t *)(pool + 1);
-    worker_start *starts = (worker_start *)(pool->workers + n_workers);
     pthread_mutex_init(&pool->lock, NULL);
     pthread_cond_init(&pool->wake, NULL);
     pthread_cond_init(&pool->finished, NULL);
     for (int i = 0; i < n_workers; i++) {
-        starts[i] = (worker_start){pool, i + 1};
-        if (pthread_create(&pool->workers[i], NULL, worker_main, &starts[i]) != 0) {
+        if (pthread_create(&pool->workers[i], NULL, worker_main, pool) != 0) {
             stop_workers(pool, i);
             pool_free(pool);
             return NULL;
@@ -242,17 +275,19 @@ void tgi_parallel_for(tg_ctx *ctx, int64_t n, int64_t grain, tgi_range_fn fn, vo
     pool->fn = fn;
     pool->arg = arg;
     pool->n = n;
-    pool->n_ranges = n_ranges;
     pool->flush_denormals = ctx->flush_denormals;
-    atomic_store(&pool->pending, pool->n_workers);
-    atomic_fetch_add_explicit(&pool->generation, 1, memory_order_seq_cst);
+    unsigned job = atomic_load(&pool->generation) + 1;
+    atomic_store(&pool->unfinished, n_ranges);
+    atomic_store_explicit(&pool->claim, (uint64_t)job << 32 | (uint64_t)n_ranges << 16,
+                          memory_order_release);
+    atomic_store_explicit(&pool->generation, job, memory_order_seq_cst);
     if (atomic_load(&pool->sleeping_workers) > 0) {
         pthread_mutex_lock(&pool->lock);
         pthread_cond_broadcast(&pool->wake);
         pthread_mutex_unlock(&pool->lock);
     }
     inside_region = true;
-    run_range(pool, 0);
+    run_claimed(pool, job);
     inside_region = false;
     wait_for_workers(pool);
 }
