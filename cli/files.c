@@ -2,6 +2,7 @@
  * cli/files.c — the files the tool writes, checked before a training starts (a model trained
  * for an hour and then not saved is the failure this prevents), and reports written whole.
  */
+#define _DEFAULT_SOURCE /* flock */
 #include "cli/files.h"
 
 #include <errno.h>
@@ -10,7 +11,10 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <dirent.h>
+#include <sys/file.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "cli/study.h"
@@ -69,6 +73,46 @@ int prepare_out_dir(const char *command, const char *dir) {
 
 /* ---- staging a report ---------------------------------------------------------------------- */
 
+/* A report write in progress holds an flock on its staging folder; one killed midway (kill -9,
+ * power loss) leaves the folder unlocked. The next report into the same folder removes such
+ * folders, unless they are younger than this: the lock is taken just after the folder is made,
+ * and a folder that new may belong to a writer between the two. */
+#define ABANDONED_AFTER_SECONDS 60
+
+static bool is_staging_name(const char *name) {
+    size_t prefix = sizeof STAGING_PREFIX - 1;
+    return strncmp(name, STAGING_PREFIX, prefix) == 0 && strlen(name + prefix) == 6;
+}
+
+/* Removes the files of folder fd (a staging folder holds files only), then the folder. */
+static void remove_staging_folder(int dir_fd, const char *name, int fd) {
+    DIR *d = fdopendir(fd);
+    if (!d) return;
+    for (struct dirent *e; (e = readdir(d));)
+        if (strcmp(e->d_name, ".") != 0 && strcmp(e->d_name, "..") != 0)
+            unlinkat(dirfd(d), e->d_name, 0);
+    closedir(d); /* closes fd: the lock goes with it, and the folder is empty */
+    unlinkat(dir_fd, name, AT_REMOVEDIR);
+}
+
+static void remove_abandoned_staging(const char *dir) {
+    DIR *d = opendir(dir);
+    if (!d) return;
+    time_t now = time(NULL);
+    for (struct dirent *e; (e = readdir(d));) {
+        if (!is_staging_name(e->d_name)) continue;
+        int fd = openat(dirfd(d), e->d_name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+        if (fd < 0) continue;
+        struct stat st;
+        if (fstat(fd, &st) == 0 && now - st.st_mtime > ABANDONED_AFTER_SECONDS &&
+            flock(fd, LOCK_EX | LOCK_NB) == 0)
+            remove_staging_folder(dirfd(d), e->d_name, fd);
+        else
+            close(fd);
+    }
+    closedir(d);
+}
+
 static int staging_fail(staging *s, const char *what, const char *path) {
     fprintf(stderr, "tapegrad %s: cannot write the report: %s '%s': %s\n", s->command, what, path,
             strerror(errno));
@@ -76,9 +120,15 @@ static int staging_fail(staging *s, const char *what, const char *path) {
 }
 
 int staging_begin(staging *s, const char *command, const char *dir) {
-    *s = (staging){.command = command, .dir = dir};
+    *s = (staging){.command = command, .dir = dir, .lock_fd = -1};
+    remove_abandoned_staging(dir);
     s->temp = join(dir, STAGING_PREFIX "XXXXXX");
-    if (s->temp && mkdtemp(s->temp)) return 0;
+    if (s->temp && mkdtemp(s->temp)) {
+        /* held until the folder is gone; a failure only leaves it to look abandoned */
+        s->lock_fd = open(s->temp, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+        if (s->lock_fd >= 0) flock(s->lock_fd, LOCK_EX | LOCK_NB);
+        return 0;
+    }
     int status = staging_fail(s, "cannot make a folder in", dir);
     free(s->temp);
     s->temp = NULL;
@@ -106,10 +156,11 @@ const char *staging_path(staging *s, const char *name) {
 /* Forgets the names and the folder (whose contents are gone or moved). */
 static void staging_release(staging *s) {
     if (s->temp) rmdir(s->temp);
+    if (s->lock_fd >= 0) close(s->lock_fd);
     for (int i = 0; i < s->n_names; i++) free(s->names[i]);
     free(s->temp);
     free(s->last_path);
-    *s = (staging){0};
+    *s = (staging){.lock_fd = -1};
 }
 
 void staging_abort(staging *s) {

@@ -16,7 +16,9 @@ int check_save_arg(const char *command, const char *flag, const char *path);
 int prepare_out_dir(const char *command, const char *dir);
 
 /* A report being written: files go to a hidden folder inside dir and are renamed into dir once
- * all are written, so a failure leaves the old report (or nothing), never half of a new one. */
+ * all are written, so a failure leaves the old report (or nothing), never half of a new one.
+ * staging_begin first removes staging folders that a killed write left (unlocked, over a
+ * minute old). */
 #define STAGING_MAX_FILES 64
 typedef struct staging {
     const char *command;
@@ -25,6 +27,7 @@ typedef struct staging {
     char *names[STAGING_MAX_FILES];        /* files written so far */
     int n_names;
     char *last_path;                       /* the path staging_path gave last */
+    int lock_fd;                           /* the folder, flock()ed while the write lasts */
 } staging;
 
 /* 0, or 1 after printing why. */

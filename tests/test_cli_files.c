@@ -7,9 +7,12 @@
  * with NaN weights reported as such.
  */
 #include <dirent.h>
+#include <fcntl.h>
 #include <jansson.h>
+#include <sys/file.h>
 #include <limits.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "cli/args.h"
@@ -133,6 +136,40 @@ Test(cli_files, a_report_that_cannot_be_written_leaves_the_old_one_whole) {
         cr_expect(strncmp(e->d_name, ".tapegrad-report-", 17) != 0, "staging folder %s left", e->d_name);
     closedir(d);
     free(old_summary);
+}
+
+/* A staging folder of a report write killed midway, an hour old, holding one file; fd >= 0: the
+ * folder open and flock()ed, as a write in progress holds it. */
+static const char *old_staging_folder(const char *name, bool locked, int *fd) {
+    const char *path = in_dir(name);
+    cr_assert_eq(mkdir(path, 0700), 0);
+    char file[PATH_MAX + 80];
+    snprintf(file, sizeof file, "%s/index.html", path);
+    FILE *f = fopen(file, "w");
+    cr_assert_not_null(f);
+    fputs("<html>half a report", f);
+    fclose(f);
+    struct timespec an_hour_ago[2] = {{.tv_sec = time(NULL) - 3600}, {.tv_sec = time(NULL) - 3600}};
+    cr_assert_eq(utimensat(AT_FDCWD, path, an_hour_ago, 0), 0);
+    *fd = -1;
+    if (locked) {
+        *fd = open(path, O_RDONLY | O_DIRECTORY);
+        cr_assert_eq(flock(*fd, LOCK_EX | LOCK_NB), 0);
+    }
+    return path;
+}
+
+Test(cli_files, the_next_report_removes_staging_folders_of_killed_writes) {
+    int unused, held;
+    const char *abandoned = strdup(old_staging_folder(".tapegrad-report-Ab3dEf", false, &unused));
+    const char *in_progress = strdup(old_staging_folder(".tapegrad-report-Zz9yXw", true, &held));
+    cr_assert_eq(TRAIN("--steps", "2", "--out", dir), 0);
+    struct stat st;
+    cr_expect_neq(stat(abandoned, &st), 0, "the abandoned staging folder is still there");
+    cr_expect_eq(stat(in_progress, &st), 0, "a locked staging folder (a live write) was removed");
+    close(held);
+    free((void *)abandoned);
+    free((void *)in_progress);
 }
 
 Test(cli_files, numbers_out_of_range_exit_2) {
