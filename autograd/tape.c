@@ -407,7 +407,7 @@ static tg_status check_backward_start(tg_tape *tape, tg_tensor *output) {
 }
 
 /* Makes sure every input that wants a gradient has a buffer to accumulate into. */
-static tg_status prepare_input_grads(tg_tape *tape, const tgi_node *node) {
+TGI_ALWAYS_INLINE static inline tg_status prepare_input_grads(tg_tape *tape, const tgi_node *node) {
     for (int i = 0; i < node->call.n_inputs; i++) {
         tg_tensor *in = node->call.inputs[i];
         if (!in->requires_grad || in->grad) continue;
@@ -436,17 +436,16 @@ static tg_status run_leaf_hooks(tg_tape *tape) {
     return status;
 }
 
-static tg_status walk(tg_tape *tape, int64_t last) {
+/* The walk, for a pass with hooks or anomaly checks (watched) or without. Inlined twice so the
+ * common case, nothing watching, tests nothing per entry but the gradient. */
+TGI_ALWAYS_INLINE static inline tg_status walk_from(tg_tape *tape, int64_t last, bool watched) {
     tg_ctx *ctx = tape->ctx;
-    /* Read once: only a hook can register a hook, and none runs unless one was registered. */
-    const bool watched = ctx->live_hooks[TG_PASS_BACKWARD] || ctx->anomaly;
     for (int64_t e = last; e >= 0; e--) {
         tgi_node *node = tape->entries[e]; /* reloaded: a hook may record on this tape */
         /* No gradient buffer means no consumer reached this node: nothing flows through it. */
         if (!node->call.output->grad) continue;
         tg_status status = TG_OK;
-        if (watched && ctx->live_hooks[TG_PASS_BACKWARD]) /* with no hook: one test per entry */
-            status = run_node_hooks(tape, node);
+        if (watched && ctx->live_hooks[TG_PASS_BACKWARD]) status = run_node_hooks(tape, node);
         if (status == TG_OK) status = prepare_input_grads(tape, node);
         if (status != TG_OK) return status;
         status = node->op->backward(&node->call);
@@ -457,7 +456,14 @@ static tg_status walk(tg_tape *tape, int64_t last) {
         if (watched && ctx->anomaly && (status = tgi_check_backward(tape, node)) != TG_OK)
             return status;
     }
-    return ctx->live_hooks[TG_PASS_BACKWARD] ? run_leaf_hooks(tape) : TG_OK;
+    return watched && ctx->live_hooks[TG_PASS_BACKWARD] ? run_leaf_hooks(tape) : TG_OK;
+}
+
+static tg_status walk(tg_tape *tape, int64_t last) {
+    tg_ctx *ctx = tape->ctx;
+    /* Read once: only a hook can register a hook, and none runs unless one was registered. */
+    if (ctx->live_hooks[TG_PASS_BACKWARD] || ctx->anomaly) return walk_from(tape, last, true);
+    return walk_from(tape, last, false);
 }
 
 tg_status tg_backward_with(tg_tape *tape, tg_tensor *output, const float *seed) {

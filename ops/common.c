@@ -55,16 +55,6 @@ tg_tensor *tgi_binary(tg_tape *tape, int id, tg_tensor *a, tg_tensor *b) {
     return tgi_call_builtin(tape, id, inputs, 2, NULL);
 }
 
-tg_tensor *tgi_unary(tg_tape *tape, int id, tg_tensor *x) {
-    return tape ? tgi_record1(tape, tape->ctx->registry.ops[id], x, NULL) : NULL;
-}
-
-tg_tensor *tgi_unary_f32(tg_tape *tape, int id, tg_tensor *x, float value) {
-    tg_attr_value attr;
-    attr.f32 = value; /* the live member only: the tape copies no more */
-    return tape ? tgi_record1(tape, tape->ctx->registry.ops[id], x, &attr) : NULL;
-}
-
 float tgi_row_log_sum(const float *x, int64_t n, float *max) {
     float m = x[0];
     for (int64_t j = 1; j < n; j++) m = fmaxf(m, x[j]);
