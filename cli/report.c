@@ -271,8 +271,9 @@ static void config_table(FILE *f, const experiment *e) {
         fputs("<tr><td>", f);
         html_text(f, c->name);
         if (c->model == MODEL_RNN)
-            fprintf(f, "</td><td>%s</td><td>hidden %lld, T = %lld</td><td>-</td><td>-</td>", models[c->model],
-                    (long long)c->hidden, (long long)c->seq_len);
+            fprintf(f, "</td><td>%s</td><td>%d x hidden %lld%s, T = %lld</td><td>-</td><td>-</td>", models[c->model],
+                    c->rnn_layers > 1 ? c->rnn_layers : 1, (long long)c->hidden,
+                    c->bidirectional ? ", bidirectional" : "", (long long)c->seq_len);
         else if (c->model == MODEL_LENET)
             fprintf(f, "</td><td>%s</td><td>2 conv + 3 fc</td><td>relu</td><td>none</td>", models[c->model]);
         else if (c->model == MODEL_RESNET)

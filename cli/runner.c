@@ -26,6 +26,7 @@ typedef struct trainer {
     tg_tensor *state[MAX_PARAMS]; /* parameters and running statistics: what --save writes */
     int n_state;
     tg_tensor *layers[MAX_LAYERS];
+    tg_tensor **states;          /* recurrent: room for every h[t] of every layer and direction */
     tg_optimizer *opt;
     tg_recorder *recorder;
 } trainer;
@@ -226,6 +227,32 @@ static bool build_cnn(trainer *t) {
     return ok && track_layer(t, t->body, "fc.weight");
 }
 
+/* A recurrent body and its linear read-out of the top layer's final h (both directions); the
+ * forward direction's weights of every layer are tracked, input side first. */
+static bool build_rnn(trainer *t, int64_t in, int64_t out) {
+    const run_config *c = t->config;
+    static const char *const names[] = {"rnn", "lstm", "gru"};
+    tg_rnn_config rc = tg_rnn_defaults(c->rnn, in, c->hidden);
+    rc.seed = c->seed;
+    rc.num_layers = c->rnn_layers;
+    rc.bidirectional = c->bidirectional;
+    int layers = c->rnn_layers > 1 ? c->rnn_layers : 1, directions = c->bidirectional ? 2 : 1;
+    t->body = tg_rnn_new(t->ctx, names[c->rnn], &rc);
+    t->head = t->body ? tg_linear_new(t->ctx, "head", directions * c->hidden, out, true, NULL, c->seed + 7) : NULL;
+    t->states = malloc((size_t)(layers * directions) * (size_t)c->seq_len * sizeof *t->states);
+    if (!t->head) return fail(t, "model");
+    if (!t->states) return fail(t, "memory");
+    bool ok = true;
+    char local[32], suffix[16] = ""; /* one plain layer has the names that predate stacking */
+    for (int l = 0; ok && l < layers; l++)
+        for (int k = 0; ok && k < 2; k++) {
+            if (layers * directions > 1) snprintf(suffix, sizeof suffix, "_l%d", l);
+            snprintf(local, sizeof local, "%s%s", k ? "weight_hh" : "weight_ih", suffix);
+            ok = track_layer(t, t->body, local);
+        }
+    return ok && track_layer(t, t->head, "weight");
+}
+
 static bool build_model(trainer *t) {
     const run_config *c = t->config;
     int64_t in = input_size(t), out = output_size(t);
@@ -252,14 +279,7 @@ static bool build_model(trainer *t) {
     } else if (is_cnn(c)) {
         ok = build_cnn(t);
     } else {
-        static const char *const names[] = {"rnn", "lstm", "gru"};
-        tg_rnn_config rc = tg_rnn_defaults(c->rnn, in, c->hidden);
-        rc.seed = c->seed;
-        t->body = tg_rnn_new(t->ctx, names[c->rnn], &rc);
-        t->head = t->body ? tg_linear_new(t->ctx, "head", c->hidden, out, true, NULL, c->seed + 7) : NULL;
-        if (!t->head) return fail(t, "model");
-        ok = track_layer(t, t->body, "weight_ih") && track_layer(t, t->body, "weight_hh") &&
-             track_layer(t, t->head, "weight");
+        ok = build_rnn(t, in, out);
     }
     if (!ok) return false;
     t->n_params = tg_module_params(t->body, t->params, MAX_PARAMS);
@@ -326,11 +346,12 @@ static void record_timesteps(double *norms, int n, tg_tensor **states) {
 /* One step; false when the run must stop (an error, or a non-finite loss or gradient). */
 static bool train_step(trainer *t, int step) {
     run_result *r = t->result;
-    tg_tensor *x, *y, *states[1024] = {NULL};
+    tg_tensor *x, *y, **states = t->states;
     tg_tape_reset(t->tape);
     if (!tg_batcher_next(t->batches, t->tape, &x, &y) && !tg_batcher_next(t->batches, t->tape, &x, &y))
         return fail(t, "batch");
     bool last = step == t->config->steps - 1;
+    /* states[0..T-1]: the first layer's forward direction, whose h[1] is the farthest from the loss */
     bool timesteps = (step == 0 || last) && r->grad_norm_by_timestep;
     tg_tensor *loss = loss_of(t, t->tape, forward(t, t->tape, x, timesteps ? states : NULL), y);
     if (!loss || tg_backward(t->tape, loss) != TG_OK) return fail(t, "step");
@@ -475,6 +496,7 @@ void run_training(const run_config *config, run_result *result, progress_fn prog
     tg_optimizer_free(t.opt);
     tg_module_free(t.body);
     tg_module_free(t.head);
+    free(t.states);
     tg_batcher_free(t.batches);
     tg_dataset_free(t.train);
     tg_dataset_free(t.test);

@@ -32,6 +32,8 @@ typedef struct run_config {
     bool skip;                   /* residual MLP, ResNet: identity path on (off: the plain twin) */
     tg_rnn_kind rnn;
     int64_t hidden;
+    int rnn_layers;              /* stacked recurrent layers (0: one) */
+    bool bidirectional;          /* recurrent: a reverse direction per layer */
     data_kind data;
     int64_t seq_len;             /* adding problem T */
     const char *data_path;       /* csv:PATH, idx:IMAGES,LABELS (the argument itself: any length) */
@@ -71,7 +73,8 @@ typedef struct run_result {
     int64_t explosion_onset_step, first_nan_step; /* -1: none */
     char onset_summary[768];
     int n_timesteps;
-    double *grad_norm_by_timestep; /* |dL/dh[t]|, t = 1..T, at the first step; NULL if none */
+    /* |dL/dh[t]| of the first layer (forward direction), t = 1..T, at the first step; NULL if none */
+    double *grad_norm_by_timestep;
     double *grad_norm_by_timestep_end; /* the same at the last step (after training) */
     double seconds;
     char error[RUN_ERROR_MAX];   /* non-empty when the run failed */
