@@ -29,6 +29,9 @@ typedef struct run_config {
     tg_activation activation;
     tg_init init;
     tg_norm_kind norm;
+    float dropout;               /* MLP: after each hidden activation while training (0: none) */
+    int64_t train_subset;        /* > 0: train on this many samples of the training part only,
+                                    and measure the fit on them at the end */
     bool skip;                   /* residual MLP, ResNet: identity path on (off: the plain twin) */
     tg_rnn_kind rnn;
     int64_t hidden;
@@ -70,6 +73,8 @@ typedef struct run_result {
     int eval_step[MAX_EVALS];
     double eval_loss[MAX_EVALS];
     double test_accuracy;        /* NAN for regression */
+    double train_loss, train_accuracy; /* on the training samples at the end (train_subset > 0; else NAN) */
+    double weight_norm;          /* L2 norm of every weight matrix and kernel together, at the end */
     int64_t explosion_onset_step, first_nan_step; /* -1: none */
     char onset_summary[768];
     int n_timesteps;
@@ -112,8 +117,13 @@ enum {
     CHART_HEAT = 4,       /* layer x step map of the gradient norm */
     CHART_STEPS = 8,      /* global gradient norm per step */
     CHART_TIMESTEPS = 16, /* |dL/dh[t]| over time steps */
-    CHART_HELD_OUT = 32   /* held-out loss during training */
+    CHART_HELD_OUT = 32,  /* held-out loss during training */
+    CHART_FIT = 64        /* training against held-out loss and accuracy, the gap, weight norm */
 };
+
+/* The regularisation experiment's net and training set (its findings quote them). */
+#define REGULARISATION_WIDTH 256
+#define REGULARISATION_SAMPLES 200
 
 typedef struct experiment {
     const char *name;

@@ -273,3 +273,34 @@ static void expect_finite_differences(tg_rnn_kind kind) {
 
 Test(rnn_stack, lstm_gradients_match_finite_differences) { expect_finite_differences(TG_RNN_LSTM); }
 Test(rnn_stack, gru_gradients_match_finite_differences) { expect_finite_differences(TG_RNN_GRU); }
+
+/* ---- memory --------------------------------------------------------------------------------- */
+
+/* The per-step arrays of a stack (states of every direction, final states) come from the tape's
+ * arena: after the first step, a training step of a stacked bidirectional LSTM allocates nothing. */
+Test(rnn_stack, a_stacked_bidirectional_step_allocates_nothing_after_the_first) {
+    tally count = {.fail_at = -1};
+    tg_ctx *ctx = tg_ctx_new_with_allocator(tally_alloc, &count);
+    tg_rnn_config c = tg_rnn_defaults(TG_RNN_LSTM, 3, 8);
+    c.num_layers = 3;
+    c.bidirectional = true;
+    tg_module *m = tg_rnn_new(ctx, "lstm", &c);
+    tg_tape *tape = tg_tape_new(ctx);
+    tg_tensor *x = tg_zeros(ctx, TG_SHAPE(4, 12, 3));
+    cr_assert(m && tape && x, "%s", tg_errmsg(ctx));
+    fill(x, 1);
+    tg_tensor *states[3 * 2 * 12];
+    long after_first = 0;
+    for (int step = 1; step <= 5; step++) {
+        tg_tape_reset(tape);
+        tg_tensor *h = tg_rnn_forward(m, tape, x, states);
+        cr_assert_eq(tg_backward(tape, tg_sum(tape, h)), TG_OK, "%s", tg_errmsg(ctx));
+        tg_module_zero_grad(m);
+        if (step == 1) after_first = count.allocations;
+    }
+    cr_expect_eq(count.allocations, after_first, "%ld allocations in steps 2..5", count.allocations - after_first);
+    tg_tape_free(tape);
+    tg_module_free(m);
+    tg_ctx_free(ctx);
+    cr_expect_eq(count.live_bytes, 0);
+}
