@@ -222,11 +222,15 @@ static void depth_through_layers(const experiment *e, writer *w) {
     say(w, ": %d layers %s it %sx. ", most, factor < 1 ? "shrink" : "grow", num(factor < 1 ? 1 / factor : factor, a));
     if (factor < 0.5)
         say(w, "Depth in layers compounds depth in time: the bottom layer's gradient passes every layer "
-            "above it at every step (Pascanu et al. 2014 on deep RNNs), so stacking makes the earliest "
-            "inputs harder to learn from, not easier.");
+            "above it (Pascanu et al. 2014 on deep RNNs), so stacking makes the earliest inputs harder "
+            "to learn from, not easier.");
+    else if (factor <= 2)
+        say(w, "Depth in layers changes it little here: the bottom layer's h[T] hears the loss only "
+            "through the layer above, but from every step of it, and the gates of each layer rescale "
+            "what passes; the vanishing is over time, not over the layers.");
     else
-        say(w, "Depth in layers does not shrink it here: each layer's gates rescale what passes through, "
-            "and the loss reaches the bottom layer along many paths.");
+        say(w, "Depth in layers grows it here: the loss reaches the bottom layer along many paths, "
+            "through the layer above at every step.");
 }
 
 static void recurrent_finding(experiment *e, writer *w) {
