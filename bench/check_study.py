@@ -70,6 +70,24 @@ def cnn_figures(s):
             lenet["test_accuracy"] > mlp["test_accuracy"]
 
 
+def regularisation_figures(s):
+    """The wide MLP on few samples overfits (a gap between training and held-out accuracy); weight
+    decay leaves smaller weights; some remedy tests better than none."""
+    r = runs(s, "regularisation")
+    if not r:
+        return
+    none = r["none"]
+    gap = none["train_accuracy"] - none["test_accuracy"]
+    yield "regularisation: without it the net overfits (training - held-out accuracy > 3 points)", \
+        f"{100 * gap:.2f} points", gap > 0.03
+    l2 = next(v for k, v in r.items() if k.startswith("L2 ("))
+    yield "regularisation: weight decay shrinks the weight norm", \
+        f"{l2['weight_norm']:.3g} vs {none['weight_norm']:.3g}", l2["weight_norm"] < none["weight_norm"]
+    best = max(r.values(), key=lambda v: v["test_accuracy"])
+    yield "regularisation: a remedy tests better than none", \
+        f"{best['config']} {best['test_accuracy']:.4f} vs {none['test_accuracy']:.4f}", best is not none
+
+
 def figures(s):
     v = runs(s, "vanishing")
     if v:
@@ -113,7 +131,17 @@ def figures(s):
             yield f"recurrent: T=50 {cell} MSE < 0.05", mse, mse < 0.05
         mse = rec["RNN, T=50"]["final_loss"]
         yield "recurrent: T=50 RNN MSE > 0.1", mse, mse > 0.1
+    if rec:
+        for cell in ("LSTM", "GRU"):
+            t, r = rec[f"{cell}, T=100"]["grad_norm_by_timestep"], rec["RNN, T=100"]["grad_norm_by_timestep"]
+            yield f"recurrent: at initialisation T=100 {cell} h[1]/h[T] below the RNN's (vanishes more)", \
+                f"{t[0] / t[-1]:.3g} vs {r[0] / r[-1]:.3g}", t[0] / t[-1] < r[0] / r[-1]
+        deep = [r for name, r in rec.items() if "layers, T=100" in name]
+        yield "recurrent: stacked LSTMs at T=100 with the first layer's |dL/dh[t]|", len(deep), \
+            len(deep) >= 1 and all(len(r["grad_norm_by_timestep"]) == 100 and r["grad_norm_by_timestep"][0] is not None
+                                   for r in deep)
     yield from cnn_figures(s)
+    yield from regularisation_figures(s)
 
 
 def main(paths):

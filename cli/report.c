@@ -44,6 +44,9 @@ static json_t *run_json(const run_result *r) {
     json_object_set_new(run, "held_out_steps", steps);
     json_object_set_new(run, "held_out_loss", numbers(r->eval_loss, r->n_evals));
     json_object_set_new(run, "test_accuracy", number(r->test_accuracy));
+    json_object_set_new(run, "train_loss", number(r->train_loss));
+    json_object_set_new(run, "train_accuracy", number(r->train_accuracy));
+    json_object_set_new(run, "weight_norm", number(r->weight_norm));
     json_object_set_new(run, "explosion_onset_step", step_or_null(r->explosion_onset_step));
     json_object_set_new(run, "first_nan_step", step_or_null(r->first_nan_step));
     json_object_set_new(run, "grad_norm_by_timestep",
@@ -256,6 +259,29 @@ static void timestep_charts(FILE *f, const experiment *e) {
         if (lengths[k] != longest) timestep_chart(f, e, lengths[k], true);
 }
 
+/* Training against held-out fit, run by run: what regularisation is meant to move. */
+static void fit_table(FILE *f, const experiment *e) {
+    fputs("<table><tr><th>run</th><th>training loss</th><th>held-out loss</th><th>gap (loss)</th>"
+          "<th>training accuracy</th><th>held-out accuracy</th><th>gap (accuracy)</th>"
+          "<th>weight norm</th></tr>\n", f);
+    for (int i = 0; i < e->n_runs; i++) {
+        const run_result *r = &e->results[i];
+        char v[7][32];
+        format_number(r->train_loss, v[0], sizeof v[0]);
+        format_number(r->final_loss, v[1], sizeof v[1]);
+        format_number(r->final_loss - r->train_loss, v[2], sizeof v[2]);
+        format_number(100 * r->train_accuracy, v[3], sizeof v[3]);
+        format_number(100 * r->test_accuracy, v[4], sizeof v[4]);
+        format_number(100 * (r->train_accuracy - r->test_accuracy), v[5], sizeof v[5]);
+        format_number(r->weight_norm, v[6], sizeof v[6]);
+        fputs("<tr><td>", f);
+        html_text(f, r->config.name);
+        fprintf(f, "</td><td>%s</td><td>%s</td><td>%s</td><td>%s%%</td><td>%s%%</td><td>%s points</td>"
+                "<td>%s</td></tr>\n", v[0], v[1], v[2], v[3], v[4], v[5], v[6]);
+    }
+    fputs("</table>\n", f);
+}
+
 static const char *optimizer_name(const tg_optimizer_config *o) {
     static const char *const names[] = {"SGD", "Adam", "AdamW", "RMSprop"};
     return names[o->kind];
@@ -271,8 +297,9 @@ static void config_table(FILE *f, const experiment *e) {
         fputs("<tr><td>", f);
         html_text(f, c->name);
         if (c->model == MODEL_RNN)
-            fprintf(f, "</td><td>%s</td><td>hidden %lld, T = %lld</td><td>-</td><td>-</td>", models[c->model],
-                    (long long)c->hidden, (long long)c->seq_len);
+            fprintf(f, "</td><td>%s</td><td>%d x hidden %lld%s, T = %lld</td><td>-</td><td>-</td>", models[c->model],
+                    c->rnn_layers > 1 ? c->rnn_layers : 1, (long long)c->hidden,
+                    c->bidirectional ? ", bidirectional" : "", (long long)c->seq_len);
         else if (c->model == MODEL_LENET)
             fprintf(f, "</td><td>%s</td><td>2 conv + 3 fc</td><td>relu</td><td>none</td>", models[c->model]);
         else if (c->model == MODEL_RESNET)
@@ -282,8 +309,11 @@ static void config_table(FILE *f, const experiment *e) {
         else
             fprintf(f, "</td><td>%s</td><td>%d x %lld</td><td>%s</td><td>%s</td>", models[c->model],
                     model_layers(c), (long long)c->width, tg_activation_name(c->activation), norms[c->norm]);
-        fprintf(f, "<td>%s lr %g%s</td><td>%d x %lld</td><td>", optimizer_name(&c->opt), (double)c->opt.lr,
-                c->opt.momentum > 0 ? ", momentum" : "", c->steps, (long long)c->batch);
+        fprintf(f, "<td>%s lr %g%s", optimizer_name(&c->opt), (double)c->opt.lr, c->opt.momentum > 0 ? ", momentum" : "");
+        if (c->opt.weight_decay > 0) fprintf(f, ", weight decay %g", (double)c->opt.weight_decay);
+        if (c->dropout > 0) fprintf(f, ", dropout %g", (double)c->dropout);
+        if (c->train_subset > 0) fprintf(f, ", %lld training samples", (long long)c->train_subset);
+        fprintf(f, "</td><td>%d x %lld</td><td>", c->steps, (long long)c->batch);
         if (c->clip_value > 0) fprintf(f, "value %g", (double)c->clip_value);
         else if (c->clip_norm > 0) fprintf(f, "global norm %g", (double)c->clip_norm);
         else fputs("none", f);
@@ -334,6 +364,7 @@ static void experiment_section(FILE *f, const experiment *e) {
     if (e->charts & CHART_TIMESTEPS) timestep_charts(f, e);
     if (e->charts & CHART_HEAT) heat_charts(f, e);
     fputs("</div>\n", f);
+    if (e->charts & CHART_FIT) fit_table(f, e);
     config_table(f, e);
     fputs("</section>\n", f);
 }

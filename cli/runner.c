@@ -26,6 +26,7 @@ typedef struct trainer {
     tg_tensor *state[MAX_PARAMS]; /* parameters and running statistics: what --save writes */
     int n_state;
     tg_tensor *layers[MAX_LAYERS];
+    tg_tensor **states;          /* recurrent: room for every h[t] of every layer and direction */
     tg_optimizer *opt;
     tg_recorder *recorder;
 } trainer;
@@ -121,6 +122,25 @@ int64_t run_training_samples(const run_config *c, char *why, size_t size) {
     return n;
 }
 
+/* A small training set (to overfit on purpose): n samples of the shuffled training part. */
+static bool keep_subset(trainer *t, int64_t n) {
+    if (n > t->train->count) {
+        snprintf(t->result->error, sizeof t->result->error, "a subset of %lld samples from %lld",
+                 (long long)n, (long long)t->train->count);
+        return false;
+    }
+    tg_dataset *subset = NULL, *rest = NULL;
+    double drop = 1.0 - (double)n / (double)t->train->count;
+    tg_status split = drop > 0 ? tg_dataset_split(t->train, drop, t->config->seed, &subset, &rest) : TG_OK;
+    if (split != TG_OK) return fail(t, "subset");
+    if (subset) {
+        tg_dataset_free(t->train);
+        t->train = subset;
+    }
+    tg_dataset_free(rest);
+    return true;
+}
+
 static bool load_data(trainer *t) {
     const run_config *c = t->config;
     tg_dataset *all = NULL;
@@ -147,6 +167,7 @@ static bool load_data(trainer *t) {
         if (split != TG_OK) return fail(t, "split");
     }
     if (!t->train || !t->test) return fail(t, "data");
+    if (c->train_subset > 0 && !keep_subset(t, c->train_subset)) return false;
     if (is_cnn(c) && !as_images(t)) return false;
     t->batches = tg_batcher_new(t->train, c->batch, true, true, c->seed);
     return t->batches ? true : fail(t, "batches");
@@ -226,13 +247,39 @@ static bool build_cnn(trainer *t) {
     return ok && track_layer(t, t->body, "fc.weight");
 }
 
+/* A recurrent body and its linear read-out of the top layer's final h (both directions); the
+ * forward direction's weights of every layer are tracked, input side first. */
+static bool build_rnn(trainer *t, int64_t in, int64_t out) {
+    const run_config *c = t->config;
+    static const char *const names[] = {"rnn", "lstm", "gru"};
+    tg_rnn_config rc = tg_rnn_defaults(c->rnn, in, c->hidden);
+    rc.seed = c->seed;
+    rc.num_layers = c->rnn_layers;
+    rc.bidirectional = c->bidirectional;
+    int layers = c->rnn_layers > 1 ? c->rnn_layers : 1, directions = c->bidirectional ? 2 : 1;
+    t->body = tg_rnn_new(t->ctx, names[c->rnn], &rc);
+    t->head = t->body ? tg_linear_new(t->ctx, "head", directions * c->hidden, out, true, NULL, c->seed + 7) : NULL;
+    t->states = malloc((size_t)(layers * directions) * (size_t)c->seq_len * sizeof *t->states);
+    if (!t->head) return fail(t, "model");
+    if (!t->states) return fail(t, "memory");
+    bool ok = true;
+    char local[32], suffix[16] = ""; /* one plain layer has the names that predate stacking */
+    for (int l = 0; ok && l < layers; l++)
+        for (int k = 0; ok && k < 2; k++) {
+            if (layers * directions > 1) snprintf(suffix, sizeof suffix, "_l%d", l);
+            snprintf(local, sizeof local, "%s%s", k ? "weight_hh" : "weight_ih", suffix);
+            ok = track_layer(t, t->body, local);
+        }
+    return ok && track_layer(t, t->head, "weight");
+}
+
 static bool build_model(trainer *t) {
     const run_config *c = t->config;
     int64_t in = input_size(t), out = output_size(t);
     bool ok = true;
     char local[64];
     if (c->model == MODEL_MLP) {
-        tg_mlp_config mc = {in, out, c->width, c->depth, c->activation, c->init, c->norm, 0, c->seed};
+        tg_mlp_config mc = {in, out, c->width, c->depth, c->activation, c->init, c->norm, c->dropout, c->seed};
         if (!(t->body = tg_mlp_new(t->ctx, "mlp", &mc))) return fail(t, "model");
         for (int i = 0; ok && i < c->depth; i++) {
             snprintf(local, sizeof local, "layer%d.weight", i);
@@ -252,14 +299,7 @@ static bool build_model(trainer *t) {
     } else if (is_cnn(c)) {
         ok = build_cnn(t);
     } else {
-        static const char *const names[] = {"rnn", "lstm", "gru"};
-        tg_rnn_config rc = tg_rnn_defaults(c->rnn, in, c->hidden);
-        rc.seed = c->seed;
-        t->body = tg_rnn_new(t->ctx, names[c->rnn], &rc);
-        t->head = t->body ? tg_linear_new(t->ctx, "head", c->hidden, out, true, NULL, c->seed + 7) : NULL;
-        if (!t->head) return fail(t, "model");
-        ok = track_layer(t, t->body, "weight_ih") && track_layer(t, t->body, "weight_hh") &&
-             track_layer(t, t->head, "weight");
+        ok = build_rnn(t, in, out);
     }
     if (!ok) return false;
     t->n_params = tg_module_params(t->body, t->params, MAX_PARAMS);
@@ -326,11 +366,12 @@ static void record_timesteps(double *norms, int n, tg_tensor **states) {
 /* One step; false when the run must stop (an error, or a non-finite loss or gradient). */
 static bool train_step(trainer *t, int step) {
     run_result *r = t->result;
-    tg_tensor *x, *y, *states[1024] = {NULL};
+    tg_tensor *x, *y, **states = t->states;
     tg_tape_reset(t->tape);
     if (!tg_batcher_next(t->batches, t->tape, &x, &y) && !tg_batcher_next(t->batches, t->tape, &x, &y))
         return fail(t, "batch");
     bool last = step == t->config->steps - 1;
+    /* states[0..T-1]: the first layer's forward direction, whose h[1] is the farthest from the loss */
     bool timesteps = (step == 0 || last) && r->grad_norm_by_timestep;
     tg_tensor *loss = loss_of(t, t->tape, forward(t, t->tape, x, timesteps ? states : NULL), y);
     if (!loss || tg_backward(t->tape, loss) != TG_OK) return fail(t, "step");
@@ -354,35 +395,50 @@ static bool train_step(trainer *t, int step) {
  * the tape's arena until the run ends); chunks keep the peak at a training step's size. */
 #define EVAL_CHUNK 100
 
-/* Loss (and accuracy) on the whole held-out set after `step` steps, as a point of the held-out
- * curve; the model goes back to training mode. */
-static void evaluate(trainer *t, int step) {
-    run_result *r = t->result;
-    const tg_dataset *test = t->test;
-    int64_t x_size = tg_dataset_x_size(test), correct = 0;
+/* Loss and accuracy (NAN for regression) of the model in evaluation mode on a whole data set;
+ * the model goes back to training mode. */
+static void measure(trainer *t, const tg_dataset *set, double *loss_out, double *accuracy_out) {
+    int64_t x_size = tg_dataset_x_size(set), correct = 0;
     double loss_sum = 0.0;
     tg_module_set_training(t->body, false);
-    for (int64_t start = 0; start < test->count; start += EVAL_CHUNK) {
-        int64_t n = test->count - start < EVAL_CHUNK ? test->count - start : EVAL_CHUNK;
-        int64_t shape[4] = {n, test->x_shape[0], test->x_shape[1], test->x_shape[2]};
+    for (int64_t start = 0; start < set->count; start += EVAL_CHUNK) {
+        int64_t n = set->count - start < EVAL_CHUNK ? set->count - start : EVAL_CHUNK;
+        int64_t shape[4] = {n, set->x_shape[0], set->x_shape[1], set->x_shape[2]};
         tg_tape_reset(t->tape);
         tg_no_grad_begin(t->tape);
-        tg_tensor *x = tg_tape_from_data(t->tape, 1 + test->x_ndim, shape, test->x + start * x_size);
-        tg_tensor *y = tg_tape_from_data(t->tape, 1, shape, test->y + start);
+        tg_tensor *x = tg_tape_from_data(t->tape, 1 + set->x_ndim, shape, set->x + start * x_size);
+        tg_tensor *y = tg_tape_from_data(t->tape, 1, shape, set->y + start);
         tg_tensor *out = forward(t, t->tape, x, NULL);
         tg_tensor *loss = loss_of(t, t->tape, out, y);
         loss_sum += loss ? (double)loss->data[0] * (double)n : NAN; /* each chunk's loss is a mean */
-        if (out && test->classes > 0) correct += (int64_t)lround(tg_accuracy(out, y) * (double)n);
+        if (out && set->classes > 0) correct += (int64_t)lround(tg_accuracy(out, y) * (double)n);
         tg_no_grad_end(t->tape);
     }
-    r->final_loss = test->count ? loss_sum / (double)test->count : NAN;
-    r->test_accuracy = test->classes > 0 && test->count ? (double)correct / (double)test->count : NAN;
+    *loss_out = set->count ? loss_sum / (double)set->count : NAN;
+    *accuracy_out = set->classes > 0 && set->count ? (double)correct / (double)set->count : NAN;
     tg_module_set_training(t->body, true);
     tg_clear_error(t->ctx); /* a diverged model may fail here: that is a finding, not an error */
+}
+
+/* Loss (and accuracy) on the whole held-out set after `step` steps, as a point of the held-out
+ * curve. */
+static void evaluate(trainer *t, int step) {
+    run_result *r = t->result;
+    measure(t, t->test, &r->final_loss, &r->test_accuracy);
     if (r->n_evals < MAX_EVALS && (r->n_evals == 0 || r->eval_step[r->n_evals - 1] != step)) {
         r->eval_step[r->n_evals] = step;
         r->eval_loss[r->n_evals++] = r->final_loss;
     }
+}
+
+/* The L2 norm of every parameter of two or more dimensions (weights and kernels, not biases or
+ * norm scales): what weight decay pulls down. */
+static double weight_norm(const trainer *t) {
+    double sum = 0.0;
+    for (int i = 0; i < t->n_params; i++)
+        for (int64_t k = 0; t->params[i]->ndim >= 2 && k < t->params[i]->size; k++)
+            sum += (double)t->params[i]->data[k] * t->params[i]->data[k];
+    return sqrt(sum);
 }
 
 static bool evaluation_due(const run_config *c, int steps_done) {
@@ -450,6 +506,8 @@ static void conclude(trainer *t) {
     double first = r->grad_norm_by_layer[0], last = r->grad_norm_by_layer[r->n_layers - 1];
     r->first_last_ratio = r->n_layers > 1 && last > 0 ? first / last : NAN;
     evaluate(t, r->steps_done);
+    if (t->config->train_subset > 0) measure(t, t->train, &r->train_loss, &r->train_accuracy);
+    r->weight_norm = weight_norm(t);
     if (t->config->save_path &&
         tg_save_safetensors(t->ctx, t->config->save_path, t->state, t->n_state) != TG_OK)
         fail(t, "save");
@@ -459,6 +517,7 @@ void run_training(const run_config *config, run_result *result, progress_fn prog
     memset(result, 0, sizeof *result);
     result->config = *config;
     result->first_last_ratio = result->final_loss = result->test_accuracy = NAN;
+    result->train_loss = result->train_accuracy = result->weight_norm = NAN;
     result->explosion_onset_step = result->first_nan_step = -1;
     trainer t = {.config = &result->config, .result = result};
     double start = seconds_now();
@@ -475,6 +534,7 @@ void run_training(const run_config *config, run_result *result, progress_fn prog
     tg_optimizer_free(t.opt);
     tg_module_free(t.body);
     tg_module_free(t.head);
+    free(t.states);
     tg_batcher_free(t.batches);
     tg_dataset_free(t.train);
     tg_dataset_free(t.test);

@@ -29,9 +29,14 @@ typedef struct run_config {
     tg_activation activation;
     tg_init init;
     tg_norm_kind norm;
+    float dropout;               /* MLP: after each hidden activation while training (0: none) */
+    int64_t train_subset;        /* > 0: train on this many samples of the training part only,
+                                    and measure the fit on them at the end */
     bool skip;                   /* residual MLP, ResNet: identity path on (off: the plain twin) */
     tg_rnn_kind rnn;
     int64_t hidden;
+    int rnn_layers;              /* stacked recurrent layers (0: one) */
+    bool bidirectional;          /* recurrent: a reverse direction per layer */
     data_kind data;
     int64_t seq_len;             /* adding problem T */
     const char *data_path;       /* csv:PATH, idx:IMAGES,LABELS (the argument itself: any length) */
@@ -68,10 +73,13 @@ typedef struct run_result {
     int eval_step[MAX_EVALS];
     double eval_loss[MAX_EVALS];
     double test_accuracy;        /* NAN for regression */
+    double train_loss, train_accuracy; /* on the training samples at the end (train_subset > 0; else NAN) */
+    double weight_norm;          /* L2 norm of every weight matrix and kernel together, at the end */
     int64_t explosion_onset_step, first_nan_step; /* -1: none */
     char onset_summary[768];
     int n_timesteps;
-    double *grad_norm_by_timestep; /* |dL/dh[t]|, t = 1..T, at the first step; NULL if none */
+    /* |dL/dh[t]| of the first layer (forward direction), t = 1..T, at the first step; NULL if none */
+    double *grad_norm_by_timestep;
     double *grad_norm_by_timestep_end; /* the same at the last step (after training) */
     double seconds;
     char error[RUN_ERROR_MAX];   /* non-empty when the run failed */
@@ -109,8 +117,13 @@ enum {
     CHART_HEAT = 4,       /* layer x step map of the gradient norm */
     CHART_STEPS = 8,      /* global gradient norm per step */
     CHART_TIMESTEPS = 16, /* |dL/dh[t]| over time steps */
-    CHART_HELD_OUT = 32   /* held-out loss during training */
+    CHART_HELD_OUT = 32,  /* held-out loss during training */
+    CHART_FIT = 64        /* training against held-out loss and accuracy, the gap, weight norm */
 };
+
+/* The regularisation experiment's net and training set (its findings quote them). */
+#define REGULARISATION_WIDTH 256
+#define REGULARISATION_SAMPLES 200
 
 typedef struct experiment {
     const char *name;

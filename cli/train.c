@@ -22,6 +22,7 @@ static void train_usage(FILE *f) {
             "                     weight layers, 6n+2 = 8, 20, 32, 56 (default 20)\n"
             "  --width N          hidden width (default 64); resnet: channels of stage 1 (default 8)\n"
             "  --hidden N         recurrent hidden size (default 32)\n"
+            "  --layers N         stacked recurrent layers (default 1)   --bidirectional\n"
             "  --activation NAME  identity|sigmoid|tanh|relu|leaky_relu|elu|gelu|softplus (default relu)\n"
             "  --init NAME        xavier|he|orthogonal|normal:STD (default xavier)\n"
             "  --norm none|batch|layer\n"
@@ -103,6 +104,7 @@ typedef struct number_option {
 static void set_depth(run_config *c, double v) { c->depth = (int)v; }
 static void set_width(run_config *c, double v) { c->width = (int64_t)v; }
 static void set_hidden(run_config *c, double v) { c->hidden = (int64_t)v; }
+static void set_layers(run_config *c, double v) { c->rnn_layers = (int)v; }
 static void set_lr(run_config *c, double v) { c->opt.lr = (float)v; }
 static void set_momentum(run_config *c, double v) { c->opt.momentum = (float)v; }
 static void set_decay(run_config *c, double v) { c->opt.weight_decay = (float)v; }
@@ -118,7 +120,7 @@ static const number_option number_options[] = {
     {"--momentum", 0, 1, false, set_momentum}, {"--weight-decay", 0, 10, false, set_decay},
     {"--steps", 1, 1e7, true, set_steps},      {"--batch", 1, 65536, true, set_batch},
     {"--seed", 0, 9e15, true, set_seed},       {"--clip-value", 1e-12, 1e12, false, set_clip_value},
-    {"--clip-norm", 1e-12, 1e12, false, set_clip_norm},
+    {"--clip-norm", 1e-12, 1e12, false, set_clip_norm}, {"--layers", 1, TG_RNN_MAX_LAYERS, true, set_layers},
 };
 
 /* Options that take a word or a path (parse_named). */
@@ -181,6 +183,10 @@ static int parse_train_options(int argc, char **argv, train_options *o) {
         }
         if (strcmp(arg, "--anomaly") == 0) {
             c->anomaly = true;
+            continue;
+        }
+        if (strcmp(arg, "--bidirectional") == 0) {
+            c->bidirectional = true;
             continue;
         }
         const number_option *n = NULL;
@@ -278,6 +284,8 @@ static int settle(train_options *o) {
         return bad("--init: expected xavier, he, orthogonal or normal:STD, got '%s'%s", o->init, "");
     int status = cnn ? settle_cnn(o, m) : settle_mlp(o, m);
     if (status) return status;
+    if (c->model != MODEL_RNN && (c->rnn_layers || c->bidirectional))
+        return bad("--layers and --bidirectional are for --model rnn|lstm|gru, not %s%s", m, "");
     return check_files(o);
 }
 

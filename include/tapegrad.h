@@ -1170,26 +1170,63 @@ typedef struct tg_rnn_config {
     float forget_bias;          /**< LSTM: initial forget-gate bias (use 1.0) */
     int bptt;                   /**< truncated BPTT: gradients flow back at most this many steps (0: all) */
     uint64_t seed;
+    int num_layers;             /**< stacked layers, 1..TG_RNN_MAX_LAYERS (0: one); layer l > 0
+                                     reads the layer below's h, directions concatenated */
+    bool bidirectional;         /**< a second, reverse direction per layer (PyTorch's layout) */
 } tg_rnn_config;
 
+/** The most layers a recurrent module stacks. */
+#define TG_RNN_MAX_LAYERS 16
+
 /** Sensible settings: Xavier-uniform input weights, orthogonal recurrent weights, forget bias
- *  1.0, full BPTT, seed 1. */
+ *  1.0, full BPTT, seed 1, one layer, one direction. */
 tg_rnn_config tg_rnn_defaults(tg_rnn_kind kind, int64_t in, int64_t hidden);
 
-/** A recurrent layer with gates in PyTorch's order (LSTM i,f,g,o; GRU r,z,n); parameters
- *  "<name>.weight_ih", "<name>.weight_hh", "<name>.bias_ih", "<name>.bias_hh". */
+/**
+ * A recurrent layer, or a stack of them, with gates in PyTorch's order (LSTM i,f,g,o; GRU
+ * r,z,n) and PyTorch's shapes. One layer in one direction has the parameters "<name>.weight_ih",
+ * "<name>.weight_hh", "<name>.bias_ih", "<name>.bias_hh" (PyTorch adds "_l0"; these names are
+ * older than stacking, and checkpoints use them). With num_layers > 1 or bidirectional every
+ * name carries PyTorch's suffix: "<name>.weight_ih_l0", "<name>.weight_hh_l1_reverse", ...;
+ * weight_ih of layer l > 0 is [gates*hidden, directions*hidden]. Parameters come layer by
+ * layer, forward before reverse, each as weight_ih, weight_hh, bias_ih, bias_hh.
+ * NULL (message on ctx) for a NULL ctx or config, or a config out of range.
+ */
 tg_module *tg_rnn_new(tg_ctx *ctx, const char *name, const tg_rnn_config *config);
 
 /**
  * Runs a recurrent module over x [B, T, in], unrolled on the tape, from zero state. Each hidden
- * state is labelled "<name>.h[t]" for t = 1..T (and the LSTM cell "<name>.c[t]"). Returns h[T];
- * when states is not NULL it receives h[1..T] (T pointers). tg_module_forward does the same
- * without states. Each step is a fused cell op (registered as rnn_cell; lstm_gates, lstm_cell,
- * lstm_hidden; gru_cell): one GEMM for the recurrent projection of all gates, the gates applied
- * in the same pass, the step's input projection read in place. After backward, the gradient
- * of the LSTM's internal gates node holds the pre-activation gradient.
+ * state is labelled "<name>.h[t]" for t = 1..T (and the LSTM cell "<name>.c[t]"); with more than
+ * one layer or direction "<name>.l<l>.h[t]" and "<name>.l<l>_reverse.h[t]" (layers count from 0;
+ * the reverse direction's h[t] has read x[t..T], so it is made before h[t-1]). Returns the last
+ * layer's final hidden state: h[T] [B, hidden], or with two directions the forward h[T] and the
+ * reverse h[1] side by side, [B, 2*hidden]. When states is not NULL it receives every hidden
+ * state, layers*directions*T pointers: states[(l*D + d)*T + t-1] (for one layer, h[1..T]).
+ * tg_module_forward does the same without states. Each step is a fused cell op (registered as
+ * rnn_cell; lstm_gates, lstm_cell, lstm_hidden; gru_cell): one GEMM for the recurrent
+ * projection of all gates, the gates applied in the same pass, the step's input projection
+ * read in place. After backward, the gradient of the LSTM's internal gates node holds the
+ * pre-activation gradient. NULL for a NULL module, tape or x, or another kind of module.
  */
 tg_tensor *tg_rnn_forward(tg_module *rnn, tg_tape *tape, tg_tensor *x, tg_tensor **states);
+
+/** A recurrent state, PyTorch's (h_n, c_n): [layers*directions, B, hidden] each, layer 0's
+ *  forward direction first; c is the LSTM's cell state (NULL for the others). */
+typedef struct tg_rnn_state {
+    tg_tensor *h, *c;
+} tg_rnn_state;
+
+/**
+ * Like tg_rnn_forward, from an initial state and returning the whole output sequence, as
+ * PyTorch's RNN modules do: the last layer's h at every t, [B, T, directions*hidden] (forward
+ * h, then reverse h). initial NULL, or a NULL member: zeros (initial->c is read by the LSTM
+ * only); its tensors may be tape tensors that need a gradient (a learned or carried state).
+ * When final is not NULL it receives the final states (the reverse direction's is the one at
+ * t = 1). NULL with the error on the context (initial shapes are checked), for a NULL module,
+ * tape or x.
+ */
+tg_tensor *tg_rnn_sequence(tg_module *rnn, tg_tape *tape, tg_tensor *x, const tg_rnn_state *initial,
+                           tg_rnn_state *final, tg_tensor **states);
 
 /** A copy of x that is a leaf: gradients stop here (truncated BPTT, target networks). */
 tg_tensor *tg_detach(tg_tape *tape, tg_tensor *x);

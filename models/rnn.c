@@ -1,11 +1,16 @@
 /*
- * models/rnn.c — vanilla (tanh) RNN, LSTM and GRU layers, unrolled step by step on the tape.
+ * models/rnn.c — vanilla (tanh) RNN, LSTM and GRU layers, stacked and bidirectional as in
+ * PyTorch, unrolled step by step on the tape.
  *
- * The input projection x W_ih^T + b_ih of every time step is one GEMM over [B, T, in] before
- * the loop; each step is then a fused cell (ops/recurrent.c) that reads its slab of that
- * projection in place, adds the recurrent projection h W_hh^T + b_hh of all gates in one GEMM
- * and applies the gates. Every hidden state is labelled "<name>.h[t]", so pattern hooks (and the recorder)
- * can follow the gradient back through time.
+ * For each layer and direction, the input projection x W_ih^T + b_ih of every time step is one
+ * GEMM over [B, T, in] before the loop; each step is then a fused cell (ops/recurrent.c) that
+ * reads its slab of that projection in place, adds the recurrent projection h W_hh^T + b_hh of
+ * all gates in one GEMM and applies the gates. The reverse direction reads the same projection
+ * from step T down to 1, so it needs no reversed copy of the input. Layer l > 0 reads the
+ * layer below's output, [B, T, directions * hidden]: at each t the forward h, then the reverse h.
+ * Every hidden state is labelled ("<name>.h[t]", or "<name>.l<l>[_reverse].h[t]" when there is
+ * more than one layer or direction), so pattern hooks (and the recorder) can follow the
+ * gradient back through time and down through the layers.
  */
 #include "models/models.h"
 #include "ops/ops.h"
@@ -15,6 +20,7 @@
 typedef struct rnn_impl {
     tg_rnn_config config;
     int gates;               /* 1 (tanh), 4 (LSTM: i, f, g, o), 3 (GRU: r, z, n) */
+    int layers, directions;  /* settled from the config: at least 1 each */
 } rnn_impl;
 
 tg_rnn_config tg_rnn_defaults(tg_rnn_kind kind, int64_t in, int64_t hidden) {
@@ -29,59 +35,178 @@ tg_rnn_config tg_rnn_defaults(tg_rnn_kind kind, int64_t in, int64_t hidden) {
     return config;
 }
 
+/* One layer and direction's own state while it runs over the sequence. */
+typedef struct direction_run {
+    tg_tensor *const *params;    /* weight_ih, weight_hh, bias_ih, bias_hh of this direction */
+    char prefix[TG_LABEL_MAX];   /* "<name>" or "<name>.l<l>[_reverse]": labels are prefix.h[t] */
+} direction_run;
+
 /* One time step (t counts from 1): returns the new h (and updates *c for the LSTM). The fused
  * cells (ops/recurrent.c) read step t of xp_all, x W_ih^T + b_ih, in place. */
-static tg_tensor *step(tg_module *m, tg_tape *tape, tg_tensor *xp_all, tg_tensor *h, tg_tensor **c,
-                       int64_t t) {
-    const rnn_impl *impl = m->impl;
-    tg_tensor *w = m->params[1], *b = m->params[3];
+static tg_tensor *step(const rnn_impl *impl, const direction_run *d, tg_tape *tape,
+                       tg_tensor *xp_all, tg_tensor *h, tg_tensor **c, int64_t t) {
+    tg_tensor *w = d->params[1], *b = d->params[3];
     switch (impl->config.kind) {
     case TG_RNN_TANH:
-        tg_tape_label_next(tape, "%s.h[%lld]", m->name, (long long)t);
+        tg_tape_label_next(tape, "%s.h[%lld]", d->prefix, (long long)t);
         return tgi_rnn_cell(tape, xp_all, h, w, b, t - 1);
     case TG_RNN_LSTM: {
         tg_tensor *gates = tgi_lstm_gates(tape, xp_all, h, w, b, t - 1);
-        tg_tape_label_next(tape, "%s.c[%lld]", m->name, (long long)t);
+        tg_tape_label_next(tape, "%s.c[%lld]", d->prefix, (long long)t);
         *c = tgi_lstm_cell(tape, gates, *c);
-        tg_tape_label_next(tape, "%s.h[%lld]", m->name, (long long)t);
+        tg_tape_label_next(tape, "%s.h[%lld]", d->prefix, (long long)t);
         return tgi_lstm_hidden(tape, gates, *c);
     }
     case TG_RNN_GRU: /* PyTorch's GRU: n = tanh(x_n + r * (W_hn h + b_hn)), h' = n + z (h - n) */
-        tg_tape_label_next(tape, "%s.h[%lld]", m->name, (long long)t);
+        tg_tape_label_next(tape, "%s.h[%lld]", d->prefix, (long long)t);
         return tgi_gru_cell(tape, xp_all, h, w, b, t - 1);
     }
     return NULL;
 }
 
-tg_tensor *tg_rnn_forward(tg_module *m, tg_tape *tape, tg_tensor *x, tg_tensor **states) {
-    if (!m || !tape) return NULL;
-    if (!x) return NULL; /* an earlier failure: its message is on the context */
+/* Slice k of an initial state [L*D, B, H] as [B, H]; zeros when there is none. */
+static tg_tensor *initial_slice(tg_tape *tape, tg_tensor *all, int k, int64_t batch, int64_t hidden) {
+    if (!all) return tg_tape_zeros(tape, TG_SHAPE(batch, hidden));
+    return tg_reshape(tape, tg_slice(tape, all, 0, k, k + 1), TG_SHAPE(batch, hidden));
+}
+
+/* The suffix of layer l, direction d: "_l1_reverse" (PyTorch's); "" for a single plain layer,
+ * whose names predate stacking (checkpoints and hook patterns use them). */
+static void layer_suffix(const rnn_impl *impl, int l, int d, char *out, size_t size) {
+    if (impl->layers == 1 && impl->directions == 1) out[0] = '\0';
+    else snprintf(out, size, "_l%d%s", l, d ? "_reverse" : "");
+}
+
+/* Where a run over the whole stack leaves what its caller asked for. */
+typedef struct stack_out {
+    tg_tensor **states;          /* NULL, or L*D*T pointers: layer, direction, then time */
+    tg_tensor **h_last, **c_last; /* L*D final states (arena arrays) */
+    tg_tensor *output;           /* the last layer's [B, T, D*H], when want_output */
+    bool want_output;
+} stack_out;
+
+/* One direction of one layer over the whole sequence: hs[(t-1)*D + d] = h[t]. */
+static bool run_direction(tg_module *m, tg_tape *tape, tg_tensor *input, const tg_rnn_state *initial,
+                          int l, int d, tg_tensor **hs, stack_out *out) {
+    const rnn_impl *impl = m->impl;
+    int k = l * impl->directions + d;
+    int64_t batch = input->shape[0], steps = input->shape[1], H = impl->config.hidden;
+    direction_run dr = {m->params + 4 * k, ""};
+    char suffix[32];
+    layer_suffix(impl, l, d, suffix, sizeof suffix);
+    if (suffix[0]) snprintf(dr.prefix, sizeof dr.prefix, "%s.l%d%s", m->name, l, d ? "_reverse" : "");
+    else snprintf(dr.prefix, sizeof dr.prefix, "%s", m->name);
+    tg_tensor *xp_all = tg_linear(tape, input, dr.params[0], dr.params[2]); /* [B, T, gates*H] */
+    tg_tensor *h = initial_slice(tape, initial ? initial->h : NULL, k, batch, H);
+    tg_tensor *c = initial_slice(tape, initial && impl->config.kind == TG_RNN_LSTM ? initial->c : NULL,
+                                 k, batch, H);
+    int bptt = impl->config.bptt;
+    for (int64_t s = 1; s <= steps && h && c; s++) {
+        int64_t t = d ? steps + 1 - s : s; /* the reverse direction reads x[T] first */
+        h = step(impl, &dr, tape, xp_all, h, &c, t);
+        hs[(t - 1) * impl->directions + d] = h;
+        if (out->states) out->states[(int64_t)k * steps + t - 1] = h;
+        if (bptt > 0 && s % bptt == 0 && s < steps) { /* truncated BPTT: no gradient past here */
+            h = tg_detach(tape, h);
+            if (impl->config.kind == TG_RNN_LSTM) c = tg_detach(tape, c);
+        }
+    }
+    out->h_last[k] = h;
+    out->c_last[k] = c;
+    return h && c;
+}
+
+/* [B, T, D*H] from the per-step states hs (time-major, direction-minor): one concat. */
+static tg_tensor *layer_output(tg_tape *tape, tg_tensor **hs, int64_t batch, int64_t steps,
+                               int64_t width, int directions) {
+    int64_t n = steps * directions;
+    tg_tensor *flat = n == 1 ? hs[0] : tg_concat(tape, hs, (int)n, 1);
+    return tg_reshape(tape, flat, TG_SHAPE(batch, steps, width));
+}
+
+static tg_status check_state(tg_module *m, const tg_tensor *s, const char *what, int64_t batch) {
+    const rnn_impl *impl = m->impl;
+    int64_t want[3] = {impl->layers * impl->directions, batch, impl->config.hidden};
+    if (!s || (s->ndim == 3 && memcmp(s->shape, want, sizeof want) == 0)) return TG_OK;
+    char shape[96];
+    return tgi_error(m->ctx, TG_ERR_SHAPE, "rnn '%s': initial %s '%s' %s, expected [%lld, %lld, %lld] "
+                     "(layers x directions, batch, hidden)", m->name, what, tg_tensor_name(s),
+                     tg_shape_str(s, shape, sizeof shape), (long long)want[0], (long long)want[1],
+                     (long long)want[2]);
+}
+
+/* The whole stack over x; false with the error on the context. */
+static bool run_stack(tg_module *m, tg_tape *tape, tg_tensor *x, const tg_rnn_state *initial,
+                      stack_out *out) {
+    if (!m || !tape) return false;
+    if (!x) return false; /* an earlier failure: its message is on the context */
     if (strcmp(m->cls->kind, "rnn") != 0) { /* another module's impl is not an rnn_impl */
         tgi_error(m->ctx, TG_ERR_INVALID, "rnn_forward: '%s' is not a recurrent module", m->name);
-        return NULL;
+        return false;
     }
     const rnn_impl *impl = m->impl;
-    int64_t H = impl->config.hidden;
     if (x->ndim != 3 || x->shape[2] != impl->config.in) {
         char shape[96];
         tgi_error(m->ctx, TG_ERR_SHAPE, "rnn '%s': input '%s' %s, expected [batch, time, %lld]",
                   m->name, tg_tensor_name(x), tg_shape_str(x, shape, sizeof shape),
                   (long long)impl->config.in);
-        return NULL;
+        return false;
     }
-    int64_t batch = x->shape[0], steps = x->shape[1];
-    tg_tensor *xp_all = tg_linear(tape, x, m->params[0], m->params[2]); /* [B, T, gates*H] */
-    tg_tensor *h = tg_tape_zeros(tape, TG_SHAPE(batch, H)), *c = tg_tape_zeros(tape, TG_SHAPE(batch, H));
-    for (int64_t t = 1; t <= steps && h; t++) {
-        h = step(m, tape, xp_all, h, &c, t);
-        if (states) states[t - 1] = h;
-        int bptt = impl->config.bptt;
-        if (bptt > 0 && t % bptt == 0 && t < steps) { /* truncated BPTT: no gradient past here */
-            h = tg_detach(tape, h);
-            if (impl->config.kind == TG_RNN_LSTM) c = tg_detach(tape, c);
+    int64_t batch = x->shape[0], steps = x->shape[1], D = impl->directions;
+    if (initial && (check_state(m, initial->h, "h", batch) != TG_OK ||
+                    (impl->config.kind == TG_RNN_LSTM && check_state(m, initial->c, "c", batch) != TG_OK)))
+        return false;
+    /* pointer arrays live in the tape's arena: nothing to free, no heap in a training step */
+    size_t finals = (size_t)(impl->layers * D) * sizeof(tg_tensor *);
+    out->h_last = tgi_arena_alloc(&tape->arena, finals);
+    out->c_last = tgi_arena_alloc(&tape->arena, finals);
+    tg_tensor **hs = tgi_arena_alloc(&tape->arena, (size_t)(steps * D) * sizeof(tg_tensor *));
+    if (!out->h_last || !out->c_last || !hs) {
+        tgi_error(m->ctx, TG_ERR_NOMEM, "rnn '%s': out of memory", m->name);
+        return false;
+    }
+    tg_tensor *input = x;
+    for (int l = 0; l < impl->layers; l++) {
+        for (int d = 0; d < D; d++)
+            if (!run_direction(m, tape, input, initial, l, d, hs, out)) return false;
+        bool last = l == impl->layers - 1;
+        if (!last || out->want_output) {
+            input = layer_output(tape, hs, batch, steps, D * impl->config.hidden, (int)D);
+            if (!input) return false;
         }
+        if (last) out->output = out->want_output ? input : NULL;
     }
-    return h;
+    return true;
+}
+
+/* The final states [L*D, B, H]: one concat over the first axis of [B, H] pieces. */
+static tg_tensor *stack_states(tg_tape *tape, tg_tensor **pieces, int n, int64_t batch, int64_t hidden) {
+    tg_tensor *flat = n == 1 ? pieces[0] : tg_concat(tape, pieces, n, 0);
+    return tg_reshape(tape, flat, TG_SHAPE(n, batch, hidden));
+}
+
+tg_tensor *tg_rnn_forward(tg_module *m, tg_tape *tape, tg_tensor *x, tg_tensor **states) {
+    stack_out out = {.states = states};
+    if (!run_stack(m, tape, x, NULL, &out)) return NULL;
+    const rnn_impl *impl = m->impl;
+    tg_tensor **top = out.h_last + (impl->layers - 1) * impl->directions;
+    return impl->directions == 1 ? top[0] : tg_concat(tape, top, impl->directions, 1);
+}
+
+tg_tensor *tg_rnn_sequence(tg_module *m, tg_tape *tape, tg_tensor *x, const tg_rnn_state *initial,
+                           tg_rnn_state *final, tg_tensor **states) {
+    stack_out out = {.states = states, .want_output = true};
+    if (final) *final = (tg_rnn_state){NULL, NULL};
+    if (!run_stack(m, tape, x, initial, &out)) return NULL;
+    if (final) {
+        const rnn_impl *impl = m->impl;
+        int n = impl->layers * impl->directions;
+        int64_t batch = x->shape[0], H = impl->config.hidden;
+        final->h = stack_states(tape, out.h_last, n, batch, H);
+        if (impl->config.kind == TG_RNN_LSTM) final->c = stack_states(tape, out.c_last, n, batch, H);
+        if (!final->h || (impl->config.kind == TG_RNN_LSTM && !final->c)) return NULL;
+    }
+    return out.output;
 }
 
 static tg_tensor *rnn_module_forward(tg_module *m, tg_tape *tape, tg_tensor *x) {
@@ -90,11 +215,36 @@ static tg_tensor *rnn_module_forward(tg_module *m, tg_tape *tape, tg_tensor *x) 
 
 static const tgi_module_class rnn_class = {"rnn", rnn_module_forward, NULL, sizeof(rnn_impl)};
 
+/* The four parameters of layer l, direction d (the order step() relies on), each seeded by its
+ * position: layer 0's forward direction keeps the seeds a single layer always had. */
+static bool add_direction(tg_module *m, int l, int d, const tg_init *input, const tg_init *recurrent) {
+    const rnn_impl *impl = m->impl;
+    const tg_rnn_config *config = &impl->config;
+    int k = l * impl->directions + d;
+    int64_t rows = impl->gates * config->hidden, in = l ? impl->directions * config->hidden : config->in;
+    char suffix[32], name[4][48];
+    layer_suffix(impl, l, d, suffix, sizeof suffix);
+    static const char *const locals[4] = {"weight_ih", "weight_hh", "bias_ih", "bias_hh"};
+    for (int i = 0; i < 4; i++) snprintf(name[i], sizeof name[i], "%s%s", locals[i], suffix);
+    uint64_t seed_ih = k ? tgi_seed_mix(config->seed, 2 * (uint64_t)k + 2) : config->seed;
+    uint64_t seed_hh = tgi_seed_mix(config->seed, k ? 2 * (uint64_t)k + 3 : 1);
+    bool ok = tgi_module_param(m, name[0], TG_SHAPE(rows, in), input, seed_ih) &&
+              tgi_module_param(m, name[1], TG_SHAPE(rows, config->hidden), recurrent, seed_hh) &&
+              tgi_module_param(m, name[2], TG_SHAPE(rows), NULL, 0) &&
+              tgi_module_param(m, name[3], TG_SHAPE(rows), NULL, 0);
+    if (ok && config->kind == TG_RNN_LSTM) /* forget gate: rows H..2H of bias_ih */
+        for (int64_t j = config->hidden; j < 2 * config->hidden; j++)
+            m->params[4 * k + 2]->data[j] = config->forget_bias;
+    return ok;
+}
+
 tg_module *tg_rnn_new(tg_ctx *ctx, const char *name, const tg_rnn_config *config) {
     if (!ctx || tgi_check_name(ctx, "rnn", name) != TG_OK) return NULL;
     if (!config || config->in < 1 || config->hidden < 1 || config->bptt < 0 ||
+        config->num_layers < 0 || config->num_layers > TG_RNN_MAX_LAYERS ||
         (unsigned)config->kind > TG_RNN_GRU) {
-        tgi_error(ctx, TG_ERR_INVALID, "rnn '%s': needs a kind, in >= 1, hidden >= 1, bptt >= 0", name);
+        tgi_error(ctx, TG_ERR_INVALID, "rnn '%s': needs a kind, in >= 1, hidden >= 1, bptt >= 0, "
+                  "num_layers 0..%d", name, TG_RNN_MAX_LAYERS);
         return NULL;
     }
     tg_module *m = tgi_module_new(ctx, &rnn_class, "%s", name);
@@ -102,22 +252,17 @@ tg_module *tg_rnn_new(tg_ctx *ctx, const char *name, const tg_rnn_config *config
     rnn_impl *impl = m->impl;
     impl->config = *config;
     impl->gates = config->kind == TG_RNN_LSTM ? 4 : config->kind == TG_RNN_GRU ? 3 : 1;
-    int64_t rows = impl->gates * config->hidden;
+    impl->layers = config->num_layers ? config->num_layers : 1;
+    impl->directions = config->bidirectional ? 2 : 1;
     tg_init input = tgi_init_or(&config->input_init, tg_init_xavier(TG_ACT_IDENTITY));
     tg_init recurrent = tgi_init_or(&config->recurrent_init,
                                     (tg_init){TG_INIT_ORTHOGONAL, 0, 0, 0, TG_ACT_IDENTITY, false});
-    /* params[0..3]: weight_ih, weight_hh, bias_ih, bias_hh (the order step() relies on) */
-    bool ok = tgi_module_param(m, "weight_ih", TG_SHAPE(rows, config->in), &input, config->seed) &&
-              tgi_module_param(m, "weight_hh", TG_SHAPE(rows, config->hidden), &recurrent,
-                               tgi_seed_mix(config->seed, 1)) &&
-              tgi_module_param(m, "bias_ih", TG_SHAPE(rows), NULL, 0) &&
-              tgi_module_param(m, "bias_hh", TG_SHAPE(rows), NULL, 0);
-    if (!ok) {
-        tg_module_free(m);
-        return NULL;
-    }
-    if (config->kind == TG_RNN_LSTM) /* forget gate: rows H..2H of bias_ih */
-        for (int64_t j = config->hidden; j < 2 * config->hidden; j++) m->params[2]->data[j] = config->forget_bias;
+    for (int l = 0; l < impl->layers; l++)
+        for (int d = 0; d < impl->directions; d++)
+            if (!add_direction(m, l, d, &input, &recurrent)) {
+                tg_module_free(m);
+                return NULL;
+            }
     return m;
 }
 

@@ -71,13 +71,50 @@ static void check_run(json_t *run, const char *experiment) {
         json_array_foreach(a, k, v) cr_expect(json_is_number(v) || json_is_null(v));
     }
     cr_expect_gt(json_array_size(json_object_get(run, "loss_curve")), 0);
-    const char *scalars[] = {"first_last_ratio", "final_loss", "test_accuracy", "explosion_onset_step", "first_nan_step"};
-    for (int i = 0; i < 5; i++) {
+    const char *scalars[] = {"first_last_ratio", "final_loss", "test_accuracy", "explosion_onset_step",
+                             "first_nan_step", "train_loss", "train_accuracy", "weight_norm"};
+    for (int i = 0; i < 8; i++) {
         json_t *v = json_object_get(run, scalars[i]);
         cr_expect(v && (json_is_number(v) || json_is_null(v)), "%s: %s", experiment, scalars[i]);
     }
     json_t *t = json_object_get(run, "grad_norm_by_timestep");
     cr_expect(t && (json_is_array(t) || json_is_null(t)));
+}
+
+/* The recurrent experiment's stacked LSTMs at T=100: the first layer's |dL/dh[t]| over 100 steps. */
+static void expect_deep_lstms(json_t *runs) {
+    int deep = 0;
+    size_t k;
+    json_t *run;
+    json_array_foreach(runs, k, run) {
+        const char *name = json_string_value(json_object_get(run, "config"));
+        if (!strstr(name, "layers, T=100")) continue;
+        deep++;
+        cr_expect_str_eq(json_string_value(json_object_get(run, "model")), "lstm");
+        cr_expect_eq(json_array_size(json_object_get(run, "grad_norm_by_timestep")), 100, "%s", name);
+        cr_expect(json_is_number(json_array_get(json_object_get(run, "grad_norm_by_timestep"), 0)), "%s", name);
+    }
+    cr_expect_eq(deep, 1, "an LSTM of 2 layers");
+}
+
+/* none / L2 / dropout / both, each with its fit on the training samples and its weight norm;
+ * weight decay leaves the smaller weights. */
+static void expect_regularisation(json_t *e) {
+    cr_assert_str_eq(json_string_value(json_object_get(e, "name")), "regularisation");
+    json_t *runs = json_object_get(e, "runs");
+    cr_assert_eq(json_array_size(runs), 4);
+    size_t k;
+    json_t *run;
+    json_array_foreach(runs, k, run) {
+        const char *keys[] = {"train_loss", "train_accuracy", "test_accuracy", "final_loss", "weight_norm"};
+        for (int i = 0; i < 5; i++)
+            cr_expect(json_is_number(json_object_get(run, keys[i])), "run %zu: %s is a number", k, keys[i]);
+        double acc = json_number_value(json_object_get(run, "train_accuracy"));
+        cr_expect(acc >= 0 && acc <= 1, "run %zu: training accuracy %g", k, acc);
+    }
+    double none = json_number_value(json_object_get(json_array_get(runs, 0), "weight_norm"));
+    double l2 = json_number_value(json_object_get(json_array_get(runs, 1), "weight_norm"));
+    cr_expect_lt(l2, none, "weight decay shrinks the weights: %g against %g", l2, none);
 }
 
 Test(cli, quick_study_writes_a_complete_report) {
@@ -92,7 +129,7 @@ Test(cli, quick_study_writes_a_complete_report) {
     cr_expect_eq(json_integer_value(json_object_get(root, "seed")), 3);
     json_t *experiments = json_object_get(root, "experiments");
     const char *names[] = {"vanishing", "init", "batchnorm", "residual", "exploding", "clipping",
-                           "recurrent", "cnn"};
+                           "recurrent", "cnn", "regularisation"};
     const size_t n_names = sizeof names / sizeof names[0];
     cr_assert_eq(json_array_size(experiments), n_names);
     for (size_t i = 0; i < n_names; i++) {
@@ -113,6 +150,8 @@ Test(cli, quick_study_writes_a_complete_report) {
     json_t *recurrent = json_array_get(experiments, 6);
     json_t *first = json_array_get(json_object_get(recurrent, "runs"), 0);
     cr_expect_eq(json_array_size(json_object_get(first, "grad_norm_by_timestep")), 20, "T=20: 20 values");
+    expect_deep_lstms(json_object_get(recurrent, "runs"));
+    expect_regularisation(json_array_get(experiments, 8));
     json_decref(root);
 
     snprintf(path, sizeof path, "%s/index.html", dir);
@@ -128,6 +167,11 @@ Test(cli, quick_study_writes_a_complete_report) {
     for (const char *p = html; (p = strstr(p, "<svg")); p++) svgs++;
     cr_expect_geq(svgs, 20, "%d charts", svgs);
     cr_expect(strstr(html, "class=\"finding\"") != NULL);
+    const char *regularisation = strstr(html, "<section id=\"regularisation\">");
+    cr_expect(regularisation && strstr(regularisation, "<th>gap (accuracy)</th>") &&
+              strstr(regularisation, "<th>weight norm</th>"), "the regularisation section has its fit table");
+    cr_expect(strstr(html, "the first layer's h[1] at the first step"),
+              "the recurrent finding says what depth does to the first layer's h[1]");
     cr_expect_null(strstr(html, "http://www.w3.org/1999/xlink\" href=\"http"), "no external resources");
     cr_expect_null(strstr(html, "<script"), "no scripts");
     cr_expect_null(strstr(html, "src=\""), "no external files");
@@ -158,7 +202,8 @@ Test(cli, train_argument_errors_exit_2) {
                               {"--steps", "0"}, {"--steps", "1.5"}, {"--model", "lstm"},
                               {"--activation", "swishy"}, {"--init", "normal:x"}, {"--data", "csv:"},
                               {"--norm", "group"}, {"--optimizer", "lbfgs"}, {"--batch", NULL},
-                              {"--bogus", "1"}};
+                              {"--bogus", "1"}, {"--layers", "0"}, {"--layers", "2"}, {"--bidirectional", NULL},
+                              {"--layers", "17"}};
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++)
         cr_expect_eq(train(cases[i][1] ? 2 : 1, cases[i]), EXIT_USAGE, "case %zu (%s)", i, cases[i][0]);
 }
@@ -180,4 +225,13 @@ Test(cli, train_runs_saves_and_loads) {
     cr_expect_eq(train(8, wrong), 1, "a different shape is refused");
     const char *lstm[] = {"--model", "gru", "--data", "adding:10", "--hidden", "8", "--steps", "10"};
     cr_expect_eq(train(8, lstm), 0);
+    snprintf(weights, sizeof weights, "%s/stack.safetensors", dir);
+    const char *stacked[] = {"--model", "lstm", "--layers", "2", "--bidirectional", "--data", "adding:8",
+                             "--hidden", "6", "--steps", "5", "--save", weights};
+    cr_expect_eq(train(13, stacked), 0, "a stacked bidirectional LSTM trains and saves");
+    stacked[12] = weights;
+    stacked[11] = "--load";
+    cr_expect_eq(train(13, stacked), 0, "and loads into the same model");
+    stacked[3] = "3";
+    cr_expect_eq(train(13, stacked), 1, "a third layer is not in the file");
 }

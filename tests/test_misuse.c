@@ -649,6 +649,8 @@ MISUSE(tg_rnn_new) {
     NULLED_QUIETLY(tg_rnn_new(NULL, "r", &c));
     NULLED(tg_rnn_new(W.ctx, NULL, &c));
     NULLED(tg_rnn_new(W.ctx, "r", NULL));
+    c.num_layers = TG_RNN_MAX_LAYERS + 1;
+    NULLED(tg_rnn_new(W.ctx, "r", &c));
 }
 MISUSE(tg_rnn_forward) {
     tg_rnn_config c = tg_rnn_defaults(TG_RNN_TANH, 3, 2);
@@ -659,6 +661,24 @@ MISUSE(tg_rnn_forward) {
     NULLED_QUIETLY(tg_rnn_forward(rnn, NULL, seq, NULL));
     NULLED_QUIETLY(tg_rnn_forward(rnn, W.tape, NULL, NULL));
     NULLED(tg_rnn_forward(W.linear, W.tape, seq, NULL)); /* not a recurrent module */
+    tg_module_free(rnn);
+}
+MISUSE(tg_rnn_sequence) {
+    tg_rnn_config c = tg_rnn_defaults(TG_RNN_LSTM, 3, 2);
+    c.num_layers = 2;
+    tg_module *rnn = tg_rnn_new(W.ctx, "r", &c);
+    tg_tensor *seq = tg_tape_zeros(W.tape, TG_SHAPE(1, 2, 3));
+    cr_assert(rnn && seq);
+    tg_rnn_state final = {W.x, W.x};
+    NULLED_QUIETLY(tg_rnn_sequence(NULL, W.tape, seq, NULL, &final, NULL));
+    cr_expect(!final.h && !final.c, "the final state is cleared on failure");
+    NULLED_QUIETLY(tg_rnn_sequence(rnn, NULL, seq, NULL, NULL, NULL));
+    NULLED_QUIETLY(tg_rnn_sequence(rnn, W.tape, NULL, NULL, NULL, NULL));
+    NULLED(tg_rnn_sequence(W.linear, W.tape, seq, NULL, NULL, NULL));
+    tg_rnn_state wrong = {W.x, NULL}; /* [3], not [layers*directions, batch, hidden] */
+    NULLED(tg_rnn_sequence(rnn, W.tape, seq, &wrong, NULL, NULL));
+    cr_expect_not_null(tg_rnn_sequence(rnn, W.tape, seq, &(tg_rnn_state){NULL, NULL}, NULL, NULL),
+                       "NULL members are zero states: %s", tg_errmsg(W.ctx));
     tg_module_free(rnn);
 }
 MISUSE(tg_detach) {
