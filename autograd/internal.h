@@ -310,6 +310,7 @@ static inline void tgi_init_tape_tensor(tg_tensor *t, tg_tape *tape, float *data
     t->tape = tape;
     t->ctx = tape->ctx;
     t->label[0] = '\0'; /* the rest of the label is never read while [0] is NUL */
+    t->grad_unset = false;
 }
 
 /* Runs op on inputs (attrs already validated and complete) and records it when needed. */

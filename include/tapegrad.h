@@ -169,6 +169,9 @@ typedef struct tg_tensor {
     tg_tape *tape;                  /**< the tape owning this tensor, NULL if persistent */
     tg_ctx *ctx;                    /**< the context */
     char label[TG_LABEL_MAX];       /**< name given by tg_set_label ("" when none) */
+    bool grad_unset;                /**< internal: the gradient was zeroed (tg_zero_grad, or made
+                                         by tg_set_requires_grad) and no backward pass has reached
+                                         the tensor since: optimizers skip it */
 } tg_tensor;
 
 /**
@@ -241,7 +244,11 @@ char *tg_shape_str(const tg_tensor *t, char *buf, size_t buf_size);
  * in the tensor's own storage. Recorded nodes always require a gradient: refused for them.
  */
 tg_status tg_set_requires_grad(tg_tensor *t, bool requires_grad);
-/** Sets t->grad to zero (no-op when t has no gradient). */
+/**
+ * Sets t->grad to zero (no-op when t has no gradient) and marks it as not set, like PyTorch 2's
+ * zero_grad(set_to_none=True): until a backward pass reaches t, optimizers leave t alone (see
+ * tg_optimizer_step). A gradient made by tg_set_requires_grad starts not set as well.
+ */
 void tg_zero_grad(tg_tensor *t);
 /** The name of the op that produced t ("leaf" for leaves, "(null)" for NULL, "(stale)"). */
 const char *tg_tensor_op_name(const tg_tensor *t);
@@ -1051,6 +1058,59 @@ void tg_module_zero_grad(tg_module *m);
 int tg_module_child_count(const tg_module *m);
 tg_module *tg_module_child(const tg_module *m, int i);
 
+/* ---- your own modules --------------------------------------------------------------------- */
+/*
+ * A module of your own is a tg_module like the built-in ones: give it a forward function and
+ * your data, then its parameters, buffers and children; tg_module_save/load, tg_module_params,
+ * tg_module_state, train/eval mode, zero_grad, tg_module_free and name-pattern hooks then work
+ * on it as on a tg_mlp. Names are hierarchical: a parameter "w" of module "net" is "net.w", and
+ * a child must be named "net.<part>" (so "net.fc1.weight"). Label the outputs hooks may want
+ * with tg_tape_label_next(tape, "%s.out", tg_module_name(m)) inside forward.
+ *
+ *     static tg_tensor *skip_forward(tg_module *m, tg_tape *tape, tg_tensor *x) {
+ *         skip *s = tg_module_data(m);
+ *         return tg_add(tape, x, tg_module_forward(s->fc, tape, tg_relu(tape, x)));
+ *     }
+ *     tg_module *m = tg_module_new(ctx, "block0", &(tg_module_def){skip_forward, free}, s);
+ *     tg_module_add_child(m, s->fc = tg_linear_new(ctx, "block0.fc", 64, 64, true, NULL, 1));
+ */
+
+/** What makes a module yours: its forward, and what frees its data (NULL: nothing). */
+typedef struct tg_module_def {
+    tg_tensor *(*forward)(tg_module *m, tg_tape *tape, tg_tensor *x);
+    void (*release)(void *data);
+} tg_module_def;
+
+/**
+ * A module named `name` computing def->forward (required; def is copied), holding `data` (for
+ * tg_module_data; def->release(data) runs when the module is freed). No parameters yet. NULL
+ * with a message on error; data stays the caller's then.
+ */
+tg_module *tg_module_new(tg_ctx *ctx, const char *name, const tg_module_def *def, void *data);
+/** The data given to tg_module_new (NULL for a built-in module). */
+void *tg_module_data(const tg_module *m);
+/** The context the module was made on. */
+tg_ctx *tg_module_ctx(const tg_module *m);
+/**
+ * A new parameter "<module name>.<local>" of the given shape, filled by init (NULL: zeros) with
+ * seed, requiring a gradient, owned by the context, in the module's parameters and state.
+ * Refused (NULL with a message) for a built-in module, an empty or taken local name.
+ */
+tg_tensor *tg_module_add_param(tg_module *m, const char *local, int ndim, const int64_t *shape,
+                               const tg_init *init, uint64_t seed);
+/** A new buffer "<module name>.<local>" filled with value: saved and loaded with the module's
+ *  state (tg_module_state), never trained (running statistics, step counters). As above. */
+tg_tensor *tg_module_add_buffer(tg_module *m, const char *local, int ndim, const int64_t *shape,
+                                float value);
+/**
+ * Makes child (named "<m's name>.<part>", of the same context, without a parent) a child of m:
+ * its parameters and buffers follow m's own, and m frees it. On any refusal the child is freed
+ * too (unless it already sits in a tree: it has a parent, or it is m or one of m's parents), so
+ * tg_module_add_child(m, tg_linear_new(...)) never leaks; a NULL child returns the error its
+ * constructor left on the context.
+ */
+tg_status tg_module_add_child(tg_module *m, tg_module *child);
+
 /** y = x W^T + b, W [out, in] initialised by init, b zero (when bias). Named "<name>.weight", "<name>.bias". */
 tg_module *tg_linear_new(tg_ctx *ctx, const char *name, int64_t in, int64_t out, bool bias,
                          const tg_init *init, uint64_t seed);
@@ -1063,7 +1123,11 @@ typedef enum tg_norm_kind {
 
 /** Batch norm (running statistics, momentum 0.1, eps 1e-5) or layer norm over `features`.
  *  Batch norm takes [N, features] or images [N, features, H, W] (per channel, statistics over
- *  N, H and W: PyTorch's BatchNorm2d); layer norm normalises the last axis. */
+ *  N, H and W: PyTorch's BatchNorm2d); layer norm normalises the last axis. The state has
+ *  PyTorch's names: "<name>.weight", "<name>.bias" (layer norm: nothing else, as LayerNorm) and
+ *  for batch norm "<name>.running_mean", "<name>.running_var" (a checkpoint's I64
+ *  "<name>.num_batches_tracked" is accepted on load; ours is not written, and PyTorch's
+ *  load_state_dict accepts that). */
 tg_module *tg_norm_new(tg_ctx *ctx, const char *name, tg_norm_kind kind, int64_t features);
 
 typedef struct tg_mlp_config {
@@ -1217,7 +1281,13 @@ typedef struct tg_optimizer tg_optimizer;
 tg_optimizer *tg_optimizer_new(tg_ctx *ctx, tg_tensor *const *params, int n_params,
                                const tg_optimizer_config *config);
 void tg_optimizer_free(tg_optimizer *opt);
-/** One update from the current gradients (parameters without a gradient are skipped). */
+/**
+ * One update from the current gradients. A parameter that received no gradient since its last
+ * tg_zero_grad (tg_optimizer_zero_grad, tg_module_zero_grad) — no backward pass reached it and
+ * nothing non-zero was written into its grad by hand — is skipped entirely, as PyTorch 2 skips
+ * a parameter whose grad is None: no weight decay, no momentum, its optimizer state unchanged.
+ * Parameters without a gradient buffer are skipped too.
+ */
 tg_status tg_optimizer_step(tg_optimizer *opt);
 /** Zeroes the gradients of its parameters. */
 void tg_optimizer_zero_grad(tg_optimizer *opt);

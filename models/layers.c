@@ -66,8 +66,10 @@ tg_module *tg_norm_new(tg_ctx *ctx, const char *name, tg_norm_kind kind, int64_t
     const tg_init one = {TG_INIT_CONSTANT, 1.0f, 0, 0, TG_ACT_IDENTITY, false};
     bool ok = tgi_module_param(m, "weight", TG_SHAPE(features), &one, 0) &&
               tgi_module_param(m, "bias", TG_SHAPE(features), NULL, 0);
-    if (ok) {
-        impl->kind = kind;
+    impl->kind = kind;
+    /* Layer norm has no running statistics (PyTorch's LayerNorm saves weight and bias only):
+     * buffers it never used made its checkpoints unloadable by a strict load_state_dict. */
+    if (ok && kind == TG_NORM_BATCH) {
         impl->running_mean = tg_set_label(tg_zeros(ctx, TG_SHAPE(features)), "%s.running_mean", name);
         impl->running_var = tg_set_label(tg_ones(ctx, TG_SHAPE(features)), "%s.running_var", name);
         ok = tgi_module_buffer(m, impl->running_mean) == TG_OK &&
