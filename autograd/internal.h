@@ -359,5 +359,9 @@ TGI_HIDDEN void tgi_registry_release(tg_ctx *ctx);
 
 TGI_HIDDEN tg_status tgi_gradcheck_op(tg_ctx *ctx, const tgi_op *op, int example_index,
                                       const tg_gradcheck_opts *opts, tg_gradcheck_result *result);
+/* TG_OK when eps, atol and rtol are finite and > 0 and max_elements >= 0; else the message
+ * names `what` ("gradcheck 'exp'", "gradcheck_function"). */
+TGI_HIDDEN tg_status tgi_check_gradcheck_opts(tg_ctx *ctx, const char *what,
+                                              const tg_gradcheck_opts *opts);
 
 #endif /* TAPEGRAD_INTERNAL_H */

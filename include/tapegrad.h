@@ -1431,11 +1431,15 @@ typedef struct tg_gradcheck_opts {
     double eps;     /**< central-difference step */
     double atol;    /**< absolute tolerance */
     double rtol;    /**< relative tolerance: pass when |analytic-numeric| <= atol + rtol*|numeric| */
-    uint64_t seed;  /**< seed of the random projection of the output */
+    uint64_t seed;  /**< seed of the random projection of the output (and of the sampling) */
+    int64_t max_elements; /**< tg_gradcheck_function: elements checked per input, evenly spread
+                               from a seeded offset (0: every element; a model of many
+                               parameters wants a few dozen) */
 } tg_gradcheck_opts;
 
-/** Defaults: eps 1e-2, atol 2e-3, rtol 1e-2, seed 1 (why: see autograd/gradcheck.c). eps, atol
- *  and rtol must be finite and > 0: anything else is TG_ERR_INVALID. */
+/** Defaults: eps 1e-2, atol 2e-3, rtol 1e-2, seed 1, every element (why: see
+ *  autograd/gradcheck.c). eps, atol and rtol must be finite and > 0, max_elements >= 0:
+ *  anything else is TG_ERR_INVALID. */
 tg_gradcheck_opts tg_gradcheck_defaults(void);
 
 /** Outcome of checking one example of one op. */
@@ -1448,6 +1452,8 @@ typedef struct tg_gradcheck_result {
     int64_t worst_index;     /**< element index within that input */
     double worst_analytic;
     double worst_numeric;
+    bool vacuous;            /**< every gradient checked was zero, backward's and the finite
+                                  differences' alike: nothing was tested, so passed is false */
 } tg_gradcheck_result;
 
 /**
@@ -1458,6 +1464,29 @@ typedef struct tg_gradcheck_result {
  */
 tg_status tg_gradcheck(tg_ctx *ctx, int op_id, int example_index, const tg_gradcheck_opts *opts,
                        tg_gradcheck_result *result);
+
+/** A scalar function of the inputs, recorded on tape (a model's loss on a fixed batch). */
+typedef tg_tensor *(*tg_gradcheck_fn)(tg_tape *tape, tg_tensor *const *inputs, int n_inputs,
+                                      void *user);
+
+/**
+ * Checks a whole function, as PyTorch's gradcheck or KANN's kad_check_grad do: fn(tape, inputs,
+ * n_inputs, user) is recorded on a scratch tape and walked backward once, then every element
+ * (or opts->max_elements per input) of every input that requires a gradient is moved by
+ * +-eps and fn run again without recording, and the backward's gradient is compared with the
+ * central difference (summed in double; the step is the one f32 can represent). inputs are
+ * persistent tensors (parameters, tg_zeros & co.), the ones to check with requires_grad set;
+ * their data and gradients are as before when the call returns. fn must compute the same value
+ * for the same inputs (no fresh dropout masks: eval mode, or fixed seeds) and return a scalar
+ * that depends on a checked input; other leaves it uses (parameters not among the inputs)
+ * receive the gradient of the one backward pass. The worst element is result->worst_input
+ * (an index into inputs) and worst_index; when every gradient is zero the check is vacuous
+ * and fails (result->vacuous). Returns TG_OK when the check ran (see result->passed), an
+ * error when fn failed (its message), or for bad arguments.
+ */
+tg_status tg_gradcheck_function(tg_ctx *ctx, tg_gradcheck_fn fn, void *user,
+                                tg_tensor *const *inputs, int n_inputs,
+                                const tg_gradcheck_opts *opts, tg_gradcheck_result *result);
 
 /* ------------------------------------------------------------------------------------------ */
 /* Random numbers                                                                             */

@@ -826,6 +826,23 @@ MISUSE(tg_gradcheck) {
         REFUSED(tg_gradcheck(W.ctx, exp_id, 0, &o, &r));
     }
 }
+static tg_tensor *sum_of(tg_tape *t, tg_tensor *const *in, int n, void *user) {
+    (void)n, (void)user;
+    return tg_sum(t, in[0]);
+}
+MISUSE(tg_gradcheck_function) {
+    tg_gradcheck_result r;
+    GIVES(tg_gradcheck_function(NULL, sum_of, NULL, &W.w, 1, NULL, &r), TG_ERR_INVALID);
+    REFUSED(tg_gradcheck_function(W.ctx, NULL, NULL, &W.w, 1, NULL, &r));
+    REFUSED(tg_gradcheck_function(W.ctx, sum_of, NULL, NULL, 1, NULL, &r));
+    REFUSED(tg_gradcheck_function(W.ctx, sum_of, NULL, &W.w, 1, NULL, NULL));
+    REFUSED(tg_gradcheck_function(W.ctx, sum_of, NULL, &W.foreign, 1, NULL, &r));
+    tg_tensor *none[1] = {NULL};
+    REFUSED(tg_gradcheck_function(W.ctx, sum_of, NULL, none, 1, NULL, &r));
+    tg_gradcheck_opts o = tg_gradcheck_defaults();
+    o.max_elements = -1;
+    REFUSED(tg_gradcheck_function(W.ctx, sum_of, NULL, &W.w, 1, &o, &r));
+}
 MISUSE(tg_rng_seed) { tg_rng_seed(NULL, 1); }
 MISUSE(tg_rng_u32) { GIVES(tg_rng_u32(NULL), 0u); }
 MISUSE(tg_rng_uniform) { GIVES(tg_rng_uniform(NULL), 0.0f); }
