@@ -6,7 +6,7 @@
 //!                              ReleaseFast unless -Doptimize says otherwise
 //!   zig build test [-- ARGS]   Criterion suite (tests/*.c + library sources); ARGS go to
 //!                              Criterion, e.g. `zig build test -- --filter 'ops/*'`
-//!   zig build run [-- ARGS]    build and run bin/tapegrad
+//!   zig build run [-- ARGS]    build and run bin/tapegrad ARGS; without ARGS `tapegrad study`
 //!   zig build bench            build and run every bench/<stem>.c, one after another
 //!   zig build bench-<x>        build, install (bin/bench_<x>) and run bench/bench_<x>.c alone
 //!   zig build examples         build and install the examples: bin/<stem> for each
@@ -143,8 +143,13 @@ pub fn build(b: *Build) void {
     // ---- cli ----
     if (cli_srcs.len > 0) {
         const cli = addProgram(cfg, "tapegrad", cli_srcs, lib, false);
+        // `tapegrad --version` says how it was built
+        cli.root_module.addCMacro("TG_BUILD_MODE", b.fmt("\"{s} (zig build -Doptimize)\"", .{optimizeName(cfg.optimize)}));
         b.installArtifact(cli);
-        const run = b.addRunArtifact(cli);
+        // Bare `tapegrad` only prints a usage; `zig build run` with no arguments runs the study
+        // (the passthru arguments are known when the build runs, not here: a shell decides).
+        const run = b.addSystemCommand(&.{ "sh", "-c", "[ $# -gt 1 ] || set -- \"$1\" study; exec \"$@\"", "sh" });
+        run.addArtifactArg(cli);
         run.stdio = .inherit;
         run.addPassthruArgs();
         run_step.dependOn(&run.step);
@@ -588,6 +593,16 @@ fn pluginNameClash(example_plugins: []const []const u8, src: []const u8) ?[]cons
 
 fn appendStep(b: *Build, list: *std.ArrayList(*Build.Step), step: *Build.Step) void {
     list.append(b.graph.arena, step) catch @panic("OOM");
+}
+
+/// The -Doptimize spelling of a mode (Zig 0.17's tags are debug, safe, fast, small).
+fn optimizeName(mode: std.builtin.OptimizeMode) []const u8 {
+    return switch (mode) {
+        .Debug => "Debug",
+        .ReleaseSafe => "ReleaseSafe",
+        .ReleaseFast => "ReleaseFast",
+        .ReleaseSmall => "ReleaseSmall",
+    };
 }
 
 /// "examples/foo.c" -> "foo"

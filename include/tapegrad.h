@@ -1140,6 +1140,12 @@ typedef struct tg_mlp_config {
     tg_norm_kind norm;          /**< after each hidden linear layer, before the activation */
     float dropout;              /**< after each hidden activation, in training mode (0: none) */
     uint64_t seed;
+    /** A registered one-input op used as the activation instead of `activation` (which still
+     *  picks the initialisers' gain), e.g. a plugin's "swish"; NULL: `activation`. The name and
+     *  the attributes (given to tg_call: every one the op's signature has) are copied. */
+    const char *activation_op;
+    const tg_named_attr *activation_attrs;
+    int n_activation_attrs;
 } tg_mlp_config;
 
 /** MLP: layers "<name>.layer<i>" (fc, norm), each hidden pre-activation labelled
@@ -1373,6 +1379,9 @@ tg_dataset *tg_dataset_parity(tg_ctx *ctx, int64_t count, int64_t bits, uint64_t
 /** CSV of numeric columns, one of which (label_column, negative counts from the end) holds
  *  whole-number class labels; an optional header line is skipped. Errors name line and column. */
 tg_dataset *tg_dataset_read_csv(tg_ctx *ctx, const char *path, int label_column);
+/** The same for regression: target_column holds any finite number (the target, classes 0);
+ *  train with tg_mse. */
+tg_dataset *tg_dataset_read_csv_regression(tg_ctx *ctx, const char *path, int target_column);
 /** MNIST IDX files: images (ubyte, 3 dims, pixels scaled to [0,1]) and labels (ubyte, 1 dim). */
 tg_dataset *tg_dataset_read_idx(tg_ctx *ctx, const char *images_path, const char *labels_path);
 

@@ -760,6 +760,10 @@ MISUSE(tg_dataset_read_csv) {
     NULLED_QUIETLY(tg_dataset_read_csv(NULL, "/nonexistent.csv", -1));
     NULLED(tg_dataset_read_csv(W.ctx, NULL, -1));
 }
+MISUSE(tg_dataset_read_csv_regression) {
+    NULLED_QUIETLY(tg_dataset_read_csv_regression(NULL, "/nonexistent.csv", -1));
+    NULLED(tg_dataset_read_csv_regression(W.ctx, NULL, -1));
+}
 MISUSE(tg_dataset_read_idx) {
     NULLED_QUIETLY(tg_dataset_read_idx(NULL, "/nonexistent", "/nonexistent"));
     NULLED(tg_dataset_read_idx(W.ctx, NULL, "/nonexistent"));
