@@ -301,7 +301,8 @@ static bool build_model(trainer *t) {
     bool ok = true;
     char local[64];
     if (c->model == MODEL_MLP) {
-        tg_mlp_config mc = {in, out, c->width, c->depth, c->activation, c->init, c->norm, 0, c->seed};
+        tg_mlp_config mc = {.in = in, .out = out, .width = c->width, .depth = c->depth, .activation = c->activation,
+                            .init = c->init, .norm = c->norm, .seed = c->seed};
         if (c->activation_op && !activation_op(t, &mc)) return false;
         if (!(t->body = tg_mlp_new(t->ctx, "mlp", &mc))) return fail(t, "model");
         for (int i = 0; ok && i < c->depth; i++) {

@@ -199,7 +199,7 @@ tg_module *tg_mlp_new(tg_ctx *ctx, const char *name, const tg_mlp_config *config
     }
     memset(linear, 0, bytes);
     memset(norm, 0, bytes);
-    *impl = (mlp_impl){*config, linear, norm, 0, {""}};
+    *impl = (mlp_impl){.config = *config, .linear = linear, .norm = norm};
     m->impl = impl;
     impl->config.activation_op = NULL; /* copied into impl->custom: the caller's may go */
     impl->config.activation_attrs = NULL;
