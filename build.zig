@@ -6,7 +6,7 @@
 //!                              ReleaseFast unless -Doptimize says otherwise
 //!   zig build test [-- ARGS]   Criterion suite (tests/*.c + library sources); ARGS go to
 //!                              Criterion, e.g. `zig build test -- --filter 'ops/*'`
-//!   zig build run [-- ARGS]    build and run bin/tapegrad
+//!   zig build run [-- ARGS]    build and run bin/tapegrad ARGS; without ARGS `tapegrad study`
 //!   zig build bench            build and run every bench/<stem>.c, one after another
 //!   zig build bench-<x>        build, install (bin/bench_<x>) and run bench/bench_<x>.c alone
 //!   zig build examples         build and install the examples: bin/<stem> for each
@@ -17,6 +17,8 @@
 //!                              (fuzzer, ASan, UBSan) as <prefix>/fuzz/fuzz_<x>; their seed
 //!                              inputs are tests/fuzz/corpus/<x>/ (.ci/run runs each briefly)
 //!
+//!   -Dlinkage=static|dynamic   build only that library (as another project's dependency:
+//!                              static, and no bin/tapegrad; see build.zig.zon)
 //!   -Dblas=false               our own GEMM only (no TG_USE_BLAS macro: OpenBLAS is never loaded)
 //!   -Dsanitize=true            `test` runs the suite under ASan + UBSan (built with the
 //!                              system C compiler, see addSanitizedTestExe)
@@ -84,6 +86,13 @@ pub fn build(b: *Build) void {
         .optimize = b.option(std.builtin.OptimizeMode, "optimize", "Debug, ReleaseSafe, ReleaseFast (default) or ReleaseSmall") orelse .ReleaseFast,
         .blas = b.option(bool, "blas", "Load OpenBLAS at run time (ops/blas.c) and define TG_USE_BLAS=1 (default: true)") orelse true,
     };
+    // A Zig project that depends on tapegrad (build.zig.zon) links one library by name,
+    // b.dependency("tapegrad", .{}).artifact("tapegrad"): built as a dependency (pkg_hash is
+    // empty for the root project only), tapegrad installs the static library alone (unless
+    // -Dlinkage says) and not the tool, whose name would make the lookup ambiguous.
+    const as_dependency = b.pkg_hash.len != 0;
+    const linkage = b.option(std.builtin.LinkMode, "linkage", "Build only the static or only the shared library (default: both; as a dependency: static)") orelse
+        if (as_dependency) std.builtin.LinkMode.static else null;
     const sanitize = b.option(bool, "sanitize", "Run `test` under AddressSanitizer + UBSan (default: false)") orelse false;
     const test_optimize = b.option(std.builtin.OptimizeMode, "test-optimize", "Optimize mode of the test suite (default: ReleaseSafe, or -Doptimize when given)");
     const sanitize_cc = b.option([]const u8, "sanitize-cc", "C compiler for -Dsanitize=true (default: cc)") orelse "cc";
@@ -126,14 +135,17 @@ pub fn build(b: *Build) void {
     // `lib` is what programs link: one relocatable object holding every library source
     // (compiled like the installed libraries), so that every tg_* function is in the
     // program and exported for plugins, whether the program calls it or not.
+    const has_header = exists(b, "include/tapegrad.h");
     const lib: ?*Compile = if (lib_srcs.items.len == 0) null else blk: {
-        b.installArtifact(addLibrary(cfg, .static, lib_srcs.items));
-        b.installArtifact(addLibrary(cfg, .dynamic, lib_srcs.items));
+        for ([_]std.builtin.LinkMode{ .static, .dynamic }) |mode| {
+            if (linkage != null and linkage.? != mode) continue;
+            const library = addLibrary(cfg, mode, lib_srcs.items);
+            // installed with the library, and on the include path of whatever links it
+            if (has_header) library.installHeader(b.path("include/tapegrad.h"), "tapegrad.h");
+            b.installArtifact(library);
+        }
         break :blk addLibraryObject(cfg, lib_srcs.items);
     };
-    if (exists(b, "include/tapegrad.h")) {
-        b.getInstallStep().dependOn(&b.addInstallHeaderFile(b.path("include/tapegrad.h"), "tapegrad.h").step);
-    }
     const pc_files = b.addWriteFiles();
     const pc = pc_files.add("tapegrad.pc", pkgConfigFile(cfg));
     b.getInstallStep().dependOn(&b.addInstallLibFile(pc, "pkgconfig/tapegrad.pc").step);
@@ -141,10 +153,15 @@ pub fn build(b: *Build) void {
     b.getInstallStep().dependOn(&b.addInstallLibFile(pc_static, "pkgconfig/tapegrad-static.pc").step);
 
     // ---- cli ----
-    if (cli_srcs.len > 0) {
+    if (cli_srcs.len > 0 and !as_dependency) {
         const cli = addProgram(cfg, "tapegrad", cli_srcs, lib, false);
+        // `tapegrad --version` says how it was built
+        cli.root_module.addCMacro("TG_BUILD_MODE", b.fmt("\"{s} (zig build -Doptimize)\"", .{optimizeName(cfg.optimize)}));
         b.installArtifact(cli);
-        const run = b.addRunArtifact(cli);
+        // Bare `tapegrad` only prints a usage; `zig build run` with no arguments runs the study
+        // (the passthru arguments are known when the build runs, not here: a shell decides).
+        const run = b.addSystemCommand(&.{ "sh", "-c", "[ $# -gt 1 ] || set -- \"$1\" study; exec \"$@\"", "sh" });
+        run.addArtifactArg(cli);
         run.stdio = .inherit;
         run.addPassthruArgs();
         run_step.dependOn(&run.step);
@@ -591,6 +608,16 @@ fn pluginNameClash(example_plugins: []const []const u8, src: []const u8) ?[]cons
 
 fn appendStep(b: *Build, list: *std.ArrayList(*Build.Step), step: *Build.Step) void {
     list.append(b.graph.arena, step) catch @panic("OOM");
+}
+
+/// The -Doptimize spelling of a mode (Zig 0.17's tags are debug, safe, fast, small).
+fn optimizeName(mode: std.builtin.OptimizeMode) []const u8 {
+    return switch (mode) {
+        .Debug => "Debug",
+        .ReleaseSafe => "ReleaseSafe",
+        .ReleaseFast => "ReleaseFast",
+        .ReleaseSmall => "ReleaseSmall",
+    };
 }
 
 /// "examples/foo.c" -> "foo"

@@ -11,6 +11,11 @@
  * ops of unit scale). An element passes when |analytic - numeric| <= atol + rtol * |numeric|
  * with atol = 2e-3, rtol = 1e-2: a dropped factor of 2 is a 50-100% error and a transposed
  * matmul a wrong value at almost every element, both far outside.
+ *
+ * tg_gradcheck_function checks a user's whole function (a model's loss) the same way, element
+ * by element of its inputs, and refuses to pass when every gradient is zero: a function whose
+ * output does not depend on the inputs (a detached branch, a dead net) would otherwise pass
+ * with nothing compared.
  */
 #include "autograd/internal.h"
 
@@ -18,8 +23,18 @@
 #include <string.h>
 
 tg_gradcheck_opts tg_gradcheck_defaults(void) {
-    tg_gradcheck_opts opts = {1e-2, 2e-3, 1e-2, 1};
+    tg_gradcheck_opts opts = {1e-2, 2e-3, 1e-2, 1, 0};
     return opts;
+}
+
+tg_status tgi_check_gradcheck_opts(tg_ctx *ctx, const char *what, const tg_gradcheck_opts *opts) {
+    /* a zero step divides by zero; a NaN tolerance passes nothing, an infinite one everything */
+    if (!(opts->eps > 0.0 && isfinite(opts->eps)) || !(opts->atol > 0.0 && isfinite(opts->atol)) ||
+        !(opts->rtol > 0.0 && isfinite(opts->rtol)) || opts->max_elements < 0)
+        return tgi_error(ctx, TG_ERR_INVALID, "%s: eps %g, atol %g, rtol %g: each must be finite "
+                         "and > 0; max_elements %lld must be >= 0", what, opts->eps, opts->atol,
+                         opts->rtol, (long long)opts->max_elements);
+    return TG_OK;
 }
 
 typedef struct check_run {
@@ -125,6 +140,164 @@ tg_status tgi_gradcheck_op(tg_ctx *ctx, const tgi_op *op, int example_index,
     run.tape = tg_tape_new(ctx);
     if (!run.tape) return tg_errcode(ctx);
     tg_status status = run_check(&run, example_index, opts, result);
+    tg_tape_free(run.tape);
+    return status;
+}
+
+/* ---- a whole function (tg_gradcheck_function) ------------------------------------------------ */
+
+typedef struct function_run {
+    tg_ctx *ctx;
+    tg_tape *tape;
+    tg_gradcheck_fn fn;
+    void *user;
+    tg_tensor *const *inputs;
+    int n_inputs;
+    float *saved_grads;      /* every input's gradient as it was, one after the other */
+    bool *saved_unset;       /* and its grad_unset mark */
+    float *analytic;         /* every input's gradient from the check's backward pass */
+    int64_t total;           /* floats in each of the two buffers */
+} function_run;
+
+/* fn's value at the current inputs, without recording. */
+static tg_status function_value(function_run *run, double *value) {
+    tg_tape_reset(run->tape);
+    tg_no_grad_begin(run->tape);
+    tg_tensor *y = run->fn(run->tape, run->inputs, run->n_inputs, run->user);
+    tg_no_grad_end(run->tape);
+    if (!y) return tg_errcode(run->ctx) != TG_OK ? tg_errcode(run->ctx)
+               : tgi_error(run->ctx, TG_ERR_INVALID, "gradcheck_function: the function returned NULL");
+    *value = y->data[0];
+    return TG_OK;
+}
+
+static tg_status check_function_args(tg_ctx *ctx, tg_gradcheck_fn fn, tg_tensor *const *inputs,
+                                     int n_inputs, const tg_gradcheck_opts *opts,
+                                     tg_gradcheck_result *result) {
+    if (!fn || !result || !inputs || n_inputs < 1)
+        return tgi_error(ctx, TG_ERR_INVALID, "gradcheck_function: needs a function, a result and "
+                         "at least one input (n_inputs %d)", n_inputs);
+    if (tgi_check_gradcheck_opts(ctx, "gradcheck_function", opts) != TG_OK) return TG_ERR_INVALID;
+    bool any = false;
+    for (int i = 0; i < n_inputs; i++) {
+        const tg_tensor *t = inputs[i];
+        if (!t || !t->persistent || t->ctx != ctx)
+            return tgi_error(ctx, TG_ERR_INVALID, "gradcheck_function: input %d is %s", i,
+                             !t ? "NULL" : !t->persistent ? "not persistent (a tape tensor would "
+                             "go stale between the evaluations: use tg_zeros & co.)"
+                                                            : "of another context");
+        any |= t->requires_grad;
+    }
+    if (!any)
+        return tgi_error(ctx, TG_ERR_INVALID, "gradcheck_function: no input requires a gradient "
+                         "(tg_set_requires_grad on the ones to check)");
+    return TG_OK;
+}
+
+/* Keeps the inputs' gradients, zeroes them, runs fn once with backward, keeps what it gave. */
+static tg_status analytic_gradients(function_run *run) {
+    float *saved = run->saved_grads, *analytic = run->analytic;
+    for (int i = 0; i < run->n_inputs; i++) {
+        tg_tensor *t = run->inputs[i];
+        run->saved_unset[i] = t->grad_unset;
+        if (t->grad) memcpy(saved, t->grad, (size_t)t->size * sizeof(float));
+        tg_zero_grad(t);
+        saved += t->size;
+    }
+    tg_tensor *y = run->fn(run->tape, run->inputs, run->n_inputs, run->user);
+    if (!y) return tg_errcode(run->ctx) != TG_OK ? tg_errcode(run->ctx)
+               : tgi_error(run->ctx, TG_ERR_INVALID, "gradcheck_function: the function returned NULL");
+    if (y->size != 1) {
+        char shape[96];
+        return tgi_error(run->ctx, TG_ERR_SHAPE, "gradcheck_function: the function returned %s, "
+                         "not a scalar", tgi_format_shape(y->ndim, y->shape, shape, sizeof shape));
+    }
+    if (y->node < 0)
+        return tgi_error(run->ctx, TG_ERR_INVALID, "gradcheck_function: the function's value "
+                         "was not recorded: it does not depend on an input that requires a gradient");
+    tg_status status = tg_backward(run->tape, y);
+    for (int i = 0; i < run->n_inputs && status == TG_OK; i++) {
+        const tg_tensor *t = run->inputs[i];
+        if (t->grad) memcpy(analytic, t->grad, (size_t)t->size * sizeof(float));
+        analytic += t->size;
+    }
+    return status;
+}
+
+static void restore_gradients(function_run *run) {
+    const float *saved = run->saved_grads;
+    for (int i = 0; i < run->n_inputs; i++) {
+        tg_tensor *t = run->inputs[i];
+        if (t->grad) memcpy(t->grad, saved, (size_t)t->size * sizeof(float));
+        t->grad_unset = run->saved_unset[i];
+        saved += t->size;
+    }
+}
+
+/* Central differences at the chosen elements of every input that requires a gradient. */
+static tg_status numeric_gradients(function_run *run, const tg_gradcheck_opts *opts,
+                                   tg_gradcheck_result *result) {
+    const float *analytic = run->analytic;
+    bool all_zero = true;
+    tg_rng rng;
+    tg_rng_seed(&rng, opts->seed);
+    for (int i = 0; i < run->n_inputs; analytic += run->inputs[i]->size, i++) {
+        tg_tensor *t = run->inputs[i];
+        if (!t->requires_grad) continue;
+        int64_t count = opts->max_elements && opts->max_elements < t->size ? opts->max_elements : t->size;
+        int64_t stride = t->size / count, offset = count < t->size ? tg_rng_below(&rng, (uint32_t)stride) : 0;
+        for (int64_t k = 0; k < count; k++) {
+            int64_t j = offset + k * stride;
+            float original = t->data[j];
+            float plus = (float)(original + opts->eps), minus = (float)(original - opts->eps);
+            double f_plus, f_minus;
+            t->data[j] = plus;
+            tg_status status = function_value(run, &f_plus);
+            t->data[j] = minus;
+            if (status == TG_OK) status = function_value(run, &f_minus);
+            t->data[j] = original;
+            if (status != TG_OK) return status;
+            double numeric = (f_plus - f_minus) / ((double)plus - (double)minus);
+            compare(result, opts, i, j, analytic[j], numeric);
+            all_zero &= analytic[j] == 0.0f && fabs(numeric) <= opts->atol;
+        }
+    }
+    if (all_zero) {
+        result->vacuous = true;
+        result->passed = false;
+    }
+    return TG_OK;
+}
+
+tg_status tg_gradcheck_function(tg_ctx *ctx, tg_gradcheck_fn fn, void *user,
+                                tg_tensor *const *inputs, int n_inputs,
+                                const tg_gradcheck_opts *opts, tg_gradcheck_result *result) {
+    if (!ctx) return TG_ERR_INVALID;
+    tg_gradcheck_opts defaults = tg_gradcheck_defaults();
+    if (!opts) opts = &defaults;
+    tg_status status = check_function_args(ctx, fn, inputs, n_inputs, opts, result);
+    if (status != TG_OK) return status;
+    memset(result, 0, sizeof *result);
+    result->worst_input = -1;
+    function_run run = {ctx, tg_tape_new(ctx), fn, user, inputs, n_inputs, NULL, NULL, NULL, 0};
+    for (int i = 0; i < n_inputs; i++) run.total += inputs[i]->size;
+    size_t bytes = (size_t)run.total * sizeof(float), flags = (size_t)n_inputs * sizeof(bool);
+    run.saved_grads = tgi_alloc(ctx, bytes);
+    run.analytic = tgi_alloc(ctx, bytes);
+    run.saved_unset = tgi_alloc(ctx, flags);
+    if (!run.tape || !run.saved_grads || !run.analytic || !run.saved_unset) {
+        status = tgi_error(ctx, TG_ERR_NOMEM, "gradcheck_function: out of memory");
+    } else {
+        memset(run.analytic, 0, bytes);
+        status = analytic_gradients(&run);
+        result->passed = true;
+        if (status == TG_OK) status = numeric_gradients(&run, opts, result);
+        restore_gradients(&run);
+    }
+    if (status != TG_OK) result->passed = false;
+    tgi_free(ctx, run.saved_grads, bytes);
+    tgi_free(ctx, run.analytic, bytes);
+    tgi_free(ctx, run.saved_unset, flags);
     tg_tape_free(run.tape);
     return status;
 }

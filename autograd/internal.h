@@ -333,6 +333,7 @@ static inline void tgi_init_tape_tensor(tg_tensor *t, tg_tape *tape, float *data
     t->tape = tape;
     t->ctx = tape->ctx;
     t->label[0] = '\0'; /* the rest of the label is never read while [0] is NUL */
+    t->grad_unset = false;
 }
 
 /* The slow path of tgi_header_take: the next chunk's half (added if needed), or NULL with an
@@ -410,5 +411,9 @@ TGI_HIDDEN void tgi_registry_release(tg_ctx *ctx);
 
 TGI_HIDDEN tg_status tgi_gradcheck_op(tg_ctx *ctx, const tgi_op *op, int example_index,
                                       const tg_gradcheck_opts *opts, tg_gradcheck_result *result);
+/* TG_OK when eps, atol and rtol are finite and > 0 and max_elements >= 0; else the message
+ * names `what` ("gradcheck 'exp'", "gradcheck_function"). */
+TGI_HIDDEN tg_status tgi_check_gradcheck_opts(tg_ctx *ctx, const char *what,
+                                              const tg_gradcheck_opts *opts);
 
 #endif /* TAPEGRAD_INTERNAL_H */

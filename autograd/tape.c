@@ -410,7 +410,9 @@ static tg_status check_backward_start(tg_tape *tape, tg_tensor *output) {
 TGI_ALWAYS_INLINE static inline tg_status prepare_input_grads(tg_tape *tape, const tgi_node *node) {
     for (int i = 0; i < node->call.n_inputs; i++) {
         tg_tensor *in = node->call.inputs[i];
-        if (!in->requires_grad || in->grad) continue;
+        if (!in->requires_grad) continue;
+        in->grad_unset = false; /* this VJP writes into it: the optimizer steps it */
+        if (in->grad) continue;
         in->grad = zeroed_grad(tape, in);
         if (!in->grad) return tgi_error(tape->ctx, TG_ERR_NOMEM, "backward: out of memory for "
                                         "the gradient of an input of %s", node->op->name);

@@ -193,9 +193,12 @@ tg_status tg_set_requires_grad(tg_tensor *t, bool requires_grad) {
     }
     memset(grad, 0, (size_t)t->size * sizeof(float));
     t->grad = grad;
+    t->grad_unset = true;
     return TG_OK;
 }
 
 void tg_zero_grad(tg_tensor *t) {
-    if (t && t->grad && !tgi_tensor_stale(t)) memset(t->grad, 0, (size_t)t->size * sizeof(float));
+    if (!t || !t->grad || tgi_tensor_stale(t)) return;
+    memset(t->grad, 0, (size_t)t->size * sizeof(float));
+    t->grad_unset = true; /* PyTorch 2's set_to_none: optimizers skip t until backward reaches it */
 }

@@ -32,7 +32,8 @@ typedef struct mlp {
 static int mlp_init(mlp *m) {
     m->ctx = tg_ctx_new();
     tg_ctx_set_threads(m->ctx, 1);
-    tg_mlp_config c = {INPUTS, CLASSES, WIDTH, LAYERS, TG_ACT_SIGMOID, tg_init_xavier(TG_ACT_SIGMOID), TG_NORM_NONE, 0, 1};
+    tg_mlp_config c = {.in = INPUTS, .out = CLASSES, .width = WIDTH, .depth = LAYERS, .activation = TG_ACT_SIGMOID,
+                       .init = tg_init_xavier(TG_ACT_SIGMOID), .norm = TG_NORM_NONE, .seed = 1};
     m->net = tg_mlp_new(m->ctx, "mlp", &c);
     m->x = tg_zeros(m->ctx, TG_SHAPE(BATCH, INPUTS));
     m->labels = tg_zeros(m->ctx, TG_SHAPE(BATCH));

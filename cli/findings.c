@@ -380,6 +380,27 @@ static void regularisation_finding(experiment *e, writer *w) {
     }
 }
 
+/* `tapegrad train`: one run, told on its own: how the loss moved, where it ended, what the
+ * first step's gradients looked like, and what the onset detector saw. */
+static void train_finding(experiment *e, writer *w) {
+    const run_result *r = &e->results[0];
+    bool mse = !isfinite(r->test_accuracy);
+    char a[32], b[32], c[32];
+    if (r->error[0] || r->steps_done == 0) {
+        describe_outcome(w, r);
+        return;
+    }
+    say(w, "The %s's training %s went from %s at the first step to %s over the last steps (%d steps); "
+        "held-out %s %s", model_name(&r->config), mse ? "MSE" : "loss", num(r->loss[0], a),
+        num(last_train_loss(r), b), r->steps_done, mse ? "MSE" : "loss", num(r->final_loss, c));
+    if (!mse) say(w, ", test accuracy %s%%", num(100 * r->test_accuracy, a));
+    say(w, ".");
+    if (r->n_layers > 1)
+        say(w, "\nAt the first step the first layer's gradient norm was %s, %s of the last layer's (%s).",
+            num(first_layer_norm(r), a), num(r->first_last_ratio, b), gradient_verdict(r));
+    say(w, "\nOnset detection: %s.", r->onset_summary[0] ? r->onset_summary : "nothing to report");
+}
+
 void experiment_conclude(experiment *e) {
     writer w = {e->finding, sizeof e->finding, 0};
     e->finding[0] = '\0';
@@ -389,5 +410,6 @@ void experiment_conclude(experiment *e) {
     else if (strcmp(e->name, "recurrent") == 0) recurrent_finding(e, &w);
     else if (strcmp(e->name, "cnn") == 0) cnn_finding(e, &w);
     else if (strcmp(e->name, "regularisation") == 0) regularisation_finding(e, &w);
+    else if (strcmp(e->name, "train") == 0) train_finding(e, &w);
     else layers_finding(e, &w);
 }

@@ -1,8 +1,10 @@
 /*
  * cli/main.c — the `tapegrad` command.
  *
- *   tapegrad [study]           reproduce the classic gradient findings, write a report
+ *   tapegrad                   a short usage; nothing is run or written
+ *   tapegrad study             reproduce the classic gradient findings, write a report
  *   tapegrad train             one model on one data set, every knob a flag
+ *   tapegrad params            the parameter names of the model train would build
  *   tapegrad demo              train a small MLP on two spirals and report loss and accuracy
  *   tapegrad ops               list the op registry
  *   tapegrad gradcheck [OP...] check registered ops' gradients against finite differences
@@ -25,22 +27,46 @@
 
 static void usage(FILE *out) {
     fprintf(out,
-            "usage: tapegrad [COMMAND] [ARGS]\n"
+            "usage: tapegrad COMMAND [ARGS]\n"
             "\n"
             "commands:\n"
             "  study [NAME...] [--out DIR] [--seed N] [--quick]\n"
             "                               reproduce vanishing/exploding gradients and their\n"
-            "                               remedies; writes a report (the default command)\n"
+            "                               remedies; writes a report (tapegrad-report/)\n"
             "  train [options]              one model, one data set (tapegrad train --help)\n"
+            "  params [train options]       the parameter names and shapes of that model\n"
             "  demo [--steps N] [--seed N] [--hook PATTERN:NAME]...\n"
-            "                               train a 2-layer MLP on two spirals (the default)\n"
+            "                               train a 2-layer MLP on two spirals\n"
             "  ops                          list registered ops: name, arity, attributes, backward\n"
             "  gradcheck [OP...]            check ops' gradients against finite differences\n"
-            "  version                      version, GEMM backend and threads (also --version)\n"
+            "  version                      version, build, GEMM backend and threads (--version)\n"
             "  help                         this text\n"
             "\n"
-            "demo, ops, gradcheck and train take --plugin PATH (repeatable): load ops and hooks\n"
-            "from a plugin. Every command takes --help.\n");
+            "demo, ops, gradcheck, train and params take --plugin PATH (repeatable): load ops and\n"
+            "hooks from a plugin. Every command takes --help; --opt=value is --opt value.\n");
+}
+
+static const char *const commands[] = {"study", "train", "params", "demo", "ops", "gradcheck", "version", "help"};
+
+/* Each command's own --help. */
+static void command_usage(const char *command, FILE *out) {
+    if (strcmp(command, "demo") == 0)
+        fprintf(out, "usage: tapegrad demo [--steps N] [--seed N] [--plugin PATH]... [--hook PATTERN:NAME]...\n\n"
+                     "Trains a 2-32-32-2 tanh MLP on 200 points of two spirals by plain gradient\n"
+                     "descent and prints the loss and accuracy ten times.\n\n"
+                     "  --steps N             steps (default 2000)\n"
+                     "  --seed N              seed of the data and the weights (default 1)\n"
+                     "  --plugin PATH         load ops and hooks from a plugin (repeatable)\n"
+                     "  --hook PATTERN:NAME   attach the hook a plugin exported as NAME to every\n"
+                     "                        parameter and node matching PATTERN (fc*.weight)\n");
+    else if (strcmp(command, "ops") == 0)
+        fprintf(out, "usage: tapegrad ops [--plugin PATH]...\n\n"
+                     "Lists the op registry (name, arity, attributes, whether it has a backward,\n"
+                     "built-in or native), with the plugins' ops, then the GEMM backend.\n");
+    else
+        fprintf(out, "usage: tapegrad gradcheck [OP...] [--plugin PATH]...\n\n"
+                     "Checks each op's backward (default: every op with an example) against central\n"
+                     "finite differences on its examples; exits 1 when one fails.\n");
 }
 
 /* ---- options every command shares ------------------------------------------------------ */
@@ -65,7 +91,7 @@ static int parse_options(const char *command, int argc, char **argv, bool takes_
     for (int i = 0; i < argc; i++) {
         const char *arg = argv[i], *value = i + 1 < argc ? argv[i + 1] : NULL;
         if (strcmp(arg, "--help") == 0 || strcmp(arg, "-h") == 0) {
-            usage(stdout);
+            command_usage(command, stdout);
             return -1;
         }
         bool needs_value = strcmp(arg, "--plugin") == 0 ||
@@ -96,7 +122,10 @@ static int parse_options(const char *command, int argc, char **argv, bool takes_
             else o->seed = v;
             i++;
         } else if (arg[0] == '-' || o->n_positional == 64 || takes_demo_flags) {
-            fprintf(stderr, "tapegrad %s: unknown argument '%s'\n", command, arg);
+            static const char *const demo_flags[] = {"--plugin", "--help", "--hook", "--steps", "--seed"};
+            char hint[96];
+            fprintf(stderr, "tapegrad %s: unknown argument '%s'%s (see tapegrad %s --help)\n", command, arg,
+                    did_you_mean(arg, demo_flags, takes_demo_flags ? 5 : 2, hint, sizeof hint), command);
             return EXIT_USAGE;
         } else {
             o->positional[o->n_positional++] = arg;
@@ -284,8 +313,18 @@ static int run_gradcheck(int argc, char **argv) {
     return failures ? 1 : 0;
 }
 
+/* build.zig names the optimize mode; a plain cc build says whether it optimised */
+#ifndef TG_BUILD_MODE
+#ifdef __OPTIMIZE__
+#define TG_BUILD_MODE "optimised (built without zig build)"
+#else
+#define TG_BUILD_MODE "not optimised (built without zig build)"
+#endif
+#endif
+
 static int run_version(void) {
-    printf("tapegrad %d.%d.%d\n", TG_VERSION_MAJOR, TG_VERSION_MINOR, TG_VERSION_PATCH);
+    printf("tapegrad %d.%d.%d\nbuild: %s\n", TG_VERSION_MAJOR, TG_VERSION_MINOR, TG_VERSION_PATCH,
+           TG_BUILD_MODE);
     print_engine(stdout);
     return 0;
 }
@@ -293,15 +332,24 @@ static int run_version(void) {
 static int run_command(int argc, char **argv) {
     if (argc == 2 && (strcmp(argv[1], "--version") == 0 || strcmp(argv[1], "version") == 0))
         return run_version();
-    /* no command, or study's own options first (`tapegrad --quick`): the study */
-    bool implicit_study = argc < 2 || (argv[1][0] == '-' && strcmp(argv[1], "--help") != 0 &&
-                                       strcmp(argv[1], "-h") != 0);
-    if (implicit_study) return run_study(argc - 1, argv + 1);
+    /* no command: a short usage, nothing run, nothing written (the study is `tapegrad study`) */
+    if (argc < 2) {
+        fprintf(stderr, "usage: tapegrad COMMAND [ARGS]   (study, train, params, demo, ops, gradcheck, "
+                        "version)\n       tapegrad study    reproduces the gradient findings, writes "
+                        "tapegrad-report/\n       tapegrad --help   every command and option\n");
+        return EXIT_USAGE;
+    }
+    if (argv[1][0] == '-' && strcmp(argv[1], "--help") != 0 && strcmp(argv[1], "-h") != 0) {
+        fprintf(stderr, "tapegrad: '%s' is not a command: options go after one (tapegrad study %s); "
+                        "see tapegrad --help\n", argv[1], argv[1]);
+        return EXIT_USAGE;
+    }
     const char *command = argv[1];
     int n_args = argc - 2;
     char **args = argv + 2; /* the command's own arguments */
     if (strcmp(command, "study") == 0) return run_study(n_args, args);
     if (strcmp(command, "train") == 0) return run_train(n_args, args);
+    if (strcmp(command, "params") == 0) return run_params(n_args, args);
     if (strcmp(command, "demo") == 0) return run_demo(n_args, args);
     if (strcmp(command, "ops") == 0) return run_ops(n_args, args);
     if (strcmp(command, "gradcheck") == 0) return run_gradcheck(n_args, args);
@@ -309,12 +357,17 @@ static int run_command(int argc, char **argv) {
         usage(stdout);
         return 0;
     }
-    fprintf(stderr, "tapegrad: unknown command '%s'\n", command);
-    usage(stderr);
+    char hint[96];
+    fprintf(stderr, "tapegrad: unknown command '%s'%s (see tapegrad --help)\n", command,
+            did_you_mean(command, commands, (int)(sizeof commands / sizeof commands[0]), hint, sizeof hint));
     return EXIT_USAGE;
 }
 
 int main(int argc, char **argv) {
     if (check_stdout_open()) return 1;
-    return finish_output(run_command(argc, argv));
+    split_args args;
+    if (split_equals(argc, argv, &args)) return 1;
+    int status = run_command(args.argc, args.argv);
+    split_args_free(&args);
+    return finish_output(status);
 }

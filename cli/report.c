@@ -369,19 +369,22 @@ static void experiment_section(FILE *f, const experiment *e) {
     fputs("</section>\n", f);
 }
 
-static int write_html(const char *path, const experiment *experiments, int n, uint64_t seed,
-                      bool quick, double seconds) {
+static int write_html(const char *command, const char *path, const experiment *experiments, int n,
+                      uint64_t seed, bool quick, double seconds) {
     FILE *f = fopen(path, "w");
     if (!f) return 1;
     char date[64];
     time_t now = time(NULL);
     strftime(date, sizeof date, "%Y-%m-%d %H:%M UTC", gmtime(&now));
-    fprintf(f, "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"
-               "<title>tapegrad study: vanishing and exploding gradients</title><style>%s</style>"
-               "</head><body>\n<h1>Why deep and recurrent nets fail to train</h1>\n"
-               "<p class=\"meta\">tapegrad study, seed %llu, %s steps, %.0f s, %s. Every number below "
-               "was measured in this run; the findings are written from those numbers.</p>\n<nav>",
-            style, (unsigned long long)seed, quick ? "quick (few)" : "full", seconds, date);
+    /* the study's report, or one run's (`train`): titled after its own command */
+    bool study = strcmp(command, "study") == 0;
+    fprintf(f, "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\"><title>");
+    html_text(f, study ? "tapegrad study: vanishing and exploding gradients" : experiments[0].title);
+    fprintf(f, "</title><style>%s</style></head><body>\n<h1>", style);
+    html_text(f, study ? "Why deep and recurrent nets fail to train" : experiments[0].title);
+    fprintf(f, "</h1>\n<p class=\"meta\">tapegrad %s, seed %llu, %s steps, %.0f s, %s. Every number "
+               "below was measured in this run; the findings are written from those numbers.</p>\n<nav>",
+            command, (unsigned long long)seed, quick ? "quick (few)" : "full", seconds, date);
     for (int i = 0; i < n; i++) fprintf(f, "<a href=\"#%s\">%s</a>", experiments[i].name, experiments[i].name);
     fputs("</nav>\n", f);
     for (int i = 0; i < n; i++) experiment_section(f, &experiments[i]);
@@ -404,7 +407,7 @@ int write_report(const char *command, const char *dir, const experiment *experim
         if (!(path = staging_path(&s, name)) || write_csv(path, &experiments[i])) goto fail;
     }
     if (!(path = staging_path(&s, "index.html")) ||
-        write_html(path, experiments, n, seed, quick, seconds))
+        write_html(command, path, experiments, n, seed, quick, seconds))
         goto fail;
     return staging_commit(&s);
 fail:

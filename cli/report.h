@@ -10,5 +10,6 @@ int write_report(const char *command, const char *dir, const experiment *experim
                  uint64_t seed, bool quick, double seconds);
 int run_study(int argc, char **argv);
 int run_train(int argc, char **argv);
+int run_params(int argc, char **argv);
 
 #endif

@@ -29,6 +29,14 @@ typedef struct trainer {
     tg_tensor **states;          /* recurrent: room for every h[t] of every layer and direction */
     tg_optimizer *opt;
     tg_recorder *recorder;
+    struct counted_hook {        /* --hook: the plugin's hook, and how often it ran */
+        tg_hook_fn fn;
+        void *user;
+        int64_t calls;
+    } hooks[16];
+    tg_named_attr activation_attrs[TG_MAX_ATTRS]; /* --activation OP:k=v,...: the values */
+    char activation_names[TG_MAX_ATTRS][TG_LABEL_MAX];
+    char activation_op[TG_LABEL_MAX];
 } trainer;
 
 const char *format_number(double value, char *buf, size_t size) {
@@ -49,7 +57,15 @@ static double seconds_now(void) {
     return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
 }
 
-tg_status attach_named_hook(tg_ctx *ctx, const char *spec) {
+/* Counts the calls of a --hook, then runs it: a pattern that matches nothing is worth a warning. */
+static tg_status counting_hook(tg_ctx *ctx, const tg_hook_event *event, void *user) {
+    struct counted_hook *hook = user;
+    hook->calls++;
+    return hook->fn(ctx, event, hook->user);
+}
+
+/* attach_named_hook, counting into `counted` when it is not NULL. */
+static tg_status attach_hook(tg_ctx *ctx, const char *spec, struct counted_hook *counted) {
     const char *colon = strrchr(spec, ':');
     if (!colon) return TG_ERR_INVALID;
     /* copied whole: a pattern cut to fit a buffer would match other nodes */
@@ -58,10 +74,19 @@ tg_status attach_named_hook(tg_ctx *ctx, const char *spec) {
     tg_hook_fn fn;
     void *user;
     tg_status status = tg_hook_find(ctx, colon + 1, &fn, &user);
+    if (status == TG_OK && counted) {
+        *counted = (struct counted_hook){fn, user, 0};
+        fn = counting_hook;
+        user = counted;
+    }
     if (status == TG_OK && tg_hook_pattern(ctx, pattern, TG_PASS_BACKWARD, fn, user) < 0)
         status = tg_errcode(ctx);
     free(pattern);
     return status;
+}
+
+tg_status attach_named_hook(tg_ctx *ctx, const char *spec) {
+    return attach_hook(ctx, spec, NULL);
 }
 
 /* ---- data ---------------------------------------------------------------------------------- */
@@ -97,7 +122,9 @@ static bool as_images(trainer *t) {
 /* The whole data set of digits, csv: or idx: (NULL with the error on ctx, or in why). */
 static tg_dataset *read_whole_set(tg_ctx *ctx, const run_config *c, char *why, size_t size) {
     if (c->data == DATA_DIGITS) return tg_dataset_digits(ctx);
-    if (c->data == DATA_CSV) return tg_dataset_read_csv(ctx, c->data_path, -1);
+    if (c->data == DATA_CSV)
+        return c->regression ? tg_dataset_read_csv_regression(ctx, c->data_path, -1)
+                             : tg_dataset_read_csv(ctx, c->data_path, -1);
     const char *comma = c->data_path ? strchr(c->data_path, ',') : NULL;
     char *images = comma ? strndup(c->data_path, (size_t)(comma - c->data_path)) : NULL;
     if (!images) {
@@ -273,13 +300,58 @@ static bool build_rnn(trainer *t, int64_t in, int64_t out) {
     return ok && track_layer(t, t->head, "weight");
 }
 
+/* --activation OP or OP:k=v,k=v: the op's name and attributes, typed by its signature; float
+ * attributes not given are 1 (swish's beta), others must be given. */
+static bool activation_op(trainer *t, tg_mlp_config *mc) {
+    const char *spec = t->config->activation_op, *colon = strchr(spec, ':');
+    snprintf(t->activation_op, sizeof t->activation_op, "%.*s", (int)(colon ? colon - spec : (long)strlen(spec)), spec);
+    tg_op_info info;
+    int id = tg_op_find(t->ctx, t->activation_op);
+    if (id < 0 || tg_op_get_info(t->ctx, id, &info) != TG_OK) {
+        snprintf(t->result->error, sizeof t->result->error, "--activation %s: no such activation or op "
+                 "(the plugins loaded do not register '%s')", spec, t->activation_op);
+        return false;
+    }
+    for (int k = 0; k < info.n_attrs; k++) {
+        tg_named_attr *a = &t->activation_attrs[k];
+        snprintf(t->activation_names[k], TG_LABEL_MAX, "%s", info.attr_names[k]);
+        *a = (tg_named_attr){t->activation_names[k], info.attr_types[k], {.f64 = 1.0}};
+        if (a->type == TG_ATTR_F32) a->value.f32 = 1.0f;
+        char key[TG_LABEL_MAX + 2];
+        snprintf(key, sizeof key, "%s=", info.attr_names[k]);
+        const char *given = colon ? strstr(colon, key) : NULL; /* "beta=" after ':' or ',' */
+        while (given && given[-1] != ':' && given[-1] != ',') given = strstr(given + 1, key);
+        char *end = NULL;
+        double v = given ? strtod(given + strlen(key), &end) : 1.0;
+        bool floating = a->type == TG_ATTR_F32 || a->type == TG_ATTR_F64;
+        if ((given && (end == given + strlen(key) || (*end && *end != ','))) || (!given && !floating)) {
+            snprintf(t->result->error, sizeof t->result->error, "--activation %s: op %s takes %s; give "
+                     "them as %s:%s=VALUE (float attributes not given are 1)", spec, info.name,
+                     info.attr_signature, info.name, info.attr_names[k]);
+            return false;
+        }
+        if (a->type == TG_ATTR_F32) a->value.f32 = (float)v;
+        else if (a->type == TG_ATTR_F64) a->value.f64 = v;
+        else if (a->type == TG_ATTR_I32) a->value.i32 = (int32_t)v;
+        else if (a->type == TG_ATTR_I64) a->value.i64 = (int64_t)v;
+        else a->value.b = v != 0.0;
+    }
+    mc->activation_op = t->activation_op;
+    mc->activation_attrs = t->activation_attrs;
+    mc->n_activation_attrs = info.n_attrs;
+    return true;
+}
+
 static bool build_model(trainer *t) {
     const run_config *c = t->config;
     int64_t in = input_size(t), out = output_size(t);
     bool ok = true;
     char local[64];
     if (c->model == MODEL_MLP) {
-        tg_mlp_config mc = {in, out, c->width, c->depth, c->activation, c->init, c->norm, c->dropout, c->seed};
+        tg_mlp_config mc = {.in = in, .out = out, .width = c->width, .depth = c->depth, .activation = c->activation,
+                            .init = c->init, .norm = c->norm, .dropout = c->dropout,
+                            .seed = c->seed};
+        if (c->activation_op && !activation_op(t, &mc)) return false;
         if (!(t->body = tg_mlp_new(t->ctx, "mlp", &mc))) return fail(t, "model");
         for (int i = 0; ok && i < c->depth; i++) {
             snprintf(local, sizeof local, "layer%d.weight", i);
@@ -375,6 +447,8 @@ static bool train_step(trainer *t, int step) {
     bool timesteps = (step == 0 || last) && r->grad_norm_by_timestep;
     tg_tensor *loss = loss_of(t, t->tape, forward(t, t->tape, x, timesteps ? states : NULL), y);
     if (!loss || tg_backward(t->tape, loss) != TG_OK) return fail(t, "step");
+    for (int i = 0; step == 0 && i < t->config->n_hooks && i < 16; i++)
+        if (!t->hooks[i].calls) r->unmatched_hooks |= 1u << i;
     r->loss[step] = loss->data[0];
     r->grad_norm[step] = global_norm(t);
     record_layers(t, step);
@@ -476,22 +550,23 @@ static bool prepare(trainer *t) {
     for (int i = 0; i < c->n_plugins; i++)
         if (tg_plugin_load(t->ctx, c->plugins[i]) != TG_OK) return fail(t, "plugin");
     if (!load_data(t) || !build_model(t)) return false;
-    for (int i = 0; i < c->n_hooks; i++)
-        if (attach_named_hook(t->ctx, c->hooks[i]) != TG_OK) return fail(t, "hook");
+    for (int i = 0; i < c->n_hooks && i < 16; i++)
+        if (attach_hook(t->ctx, c->hooks[i], &t->hooks[i]) != TG_OK) return fail(t, "hook");
     if (c->load_path && tg_load_safetensors(t->ctx, c->load_path, t->state, t->n_state) != TG_OK)
         return fail(t, "load");
     t->opt = tg_optimizer_new(t->ctx, t->params, t->n_params, &c->opt);
     t->recorder = tg_recorder_new(t->ctx, c->steps > 0 ? c->steps : 1);
     if (!t->opt || !t->recorder) return fail(t, "setup");
-    if (c->steps < 1) {
-        snprintf(t->result->error, sizeof t->result->error, "steps must be at least 1");
+    if (c->steps < 0 || (c->steps == 0 && !c->load_path)) {
+        snprintf(t->result->error, sizeof t->result->error, "steps must be at least 1 (0: evaluate a loaded model)");
         return false;
     }
     if (c->model == MODEL_RNN && (c->seq_len < 1 || c->seq_len > 1024)) {
         snprintf(t->result->error, sizeof t->result->error, "sequence length must be 1..1024");
         return false;
     }
-    return allocate_series(t->result, c->steps) ? true : fail(t, "memory");
+    /* --steps 0 (evaluate only): series of one NaN, so no array is empty */
+    return allocate_series(t->result, c->steps > 0 ? c->steps : 1) ? true : fail(t, "memory");
 }
 
 static void conclude(trainer *t) {
@@ -513,6 +588,19 @@ static void conclude(trainer *t) {
         fail(t, "save");
 }
 
+static void release(trainer *t) {
+    tg_recorder_free(t->recorder);
+    tg_optimizer_free(t->opt);
+    tg_module_free(t->body);
+    tg_module_free(t->head);
+    free(t->states);
+    tg_batcher_free(t->batches);
+    tg_dataset_free(t->train);
+    tg_dataset_free(t->test);
+    tg_tape_free(t->tape);
+    tg_ctx_free(t->ctx);
+}
+
 void run_training(const run_config *config, run_result *result, progress_fn progress, void *user) {
     memset(result, 0, sizeof *result);
     result->config = *config;
@@ -530,16 +618,29 @@ void run_training(const run_config *config, run_result *result, progress_fn prog
         if (!result->error[0]) conclude(&t);
     }
     result->seconds = seconds_now() - start;
-    tg_recorder_free(t.recorder);
-    tg_optimizer_free(t.opt);
-    tg_module_free(t.body);
-    tg_module_free(t.head);
-    free(t.states);
-    tg_batcher_free(t.batches);
-    tg_dataset_free(t.train);
-    tg_dataset_free(t.test);
-    tg_tape_free(t.tape);
-    tg_ctx_free(t.ctx);
+    release(&t);
+}
+
+int list_model_state(const run_config *config, FILE *out, char *why, size_t size) {
+    run_result *result = calloc(1, sizeof *result);
+    if (!result) {
+        snprintf(why, size, "out of memory");
+        return 1;
+    }
+    trainer t = {.config = config, .result = result};
+    bool ok = (t.ctx = tg_ctx_new()) != NULL;
+    for (int i = 0; ok && i < config->n_plugins; i++)
+        ok = tg_plugin_load(t.ctx, config->plugins[i]) == TG_OK || fail(&t, "plugin");
+    ok = ok && load_data(&t) && build_model(&t);
+    for (int i = 0; ok && i < t.n_state; i++) {
+        char shape[96];
+        fprintf(out, "%-40s %-16s %s\n", t.state[i]->label, tg_shape_str(t.state[i], shape, sizeof shape),
+                t.state[i]->requires_grad ? "parameter" : "buffer");
+    }
+    if (!ok) snprintf(why, size, "%s", result->error[0] ? result->error : "out of memory");
+    release(&t);
+    free(result);
+    return !ok;
 }
 
 void run_result_free(run_result *r) {

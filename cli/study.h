@@ -38,6 +38,8 @@ typedef struct run_config {
     int rnn_layers;              /* stacked recurrent layers (0: one) */
     bool bidirectional;          /* recurrent: a reverse direction per layer */
     data_kind data;
+    bool regression;             /* csv: the last column is a target (MSE), not a class */
+    const char *activation_op;   /* MLP: a registered op ("swish", "swish:beta=2") for activation */
     int64_t seq_len;             /* adding problem T */
     const char *data_path;       /* csv:PATH, idx:IMAGES,LABELS (the argument itself: any length) */
     tg_optimizer_config opt;
@@ -82,6 +84,7 @@ typedef struct run_result {
     double *grad_norm_by_timestep;
     double *grad_norm_by_timestep_end; /* the same at the last step (after training) */
     double seconds;
+    unsigned unmatched_hooks;    /* bit i: config.hooks[i] saw no node in the first backward pass */
     char error[RUN_ERROR_MAX];   /* non-empty when the run failed */
 } run_result;
 
@@ -95,6 +98,9 @@ tg_status attach_named_hook(tg_ctx *ctx, const char *spec);
 /* The number of samples a run of config trains on (its data set less the held-out part),
  * reading the data set when it comes from files; -1 with the reason in why when it cannot. */
 int64_t run_training_samples(const run_config *config, char *why, size_t size);
+/* Prints the names and shapes of the state (parameters, then buffers) the model of config
+ * has; 0, or 1 with the reason in why. */
+int list_model_state(const run_config *config, FILE *out, char *why, size_t size);
 /* Trains one configuration; the result is filled even on failure (see result->error). */
 void run_training(const run_config *config, run_result *result, progress_fn progress, void *user);
 void run_result_free(run_result *result);

@@ -8,6 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "cli/args.h"
 #include "cli/files.h"
 #include "cli/progress.h"
 #include "cli/report.h"
@@ -23,14 +24,19 @@ static void train_usage(FILE *f) {
             "  --width N          hidden width (default 64); resnet: channels of stage 1 (default 8)\n"
             "  --hidden N         recurrent hidden size (default 32)\n"
             "  --layers N         stacked recurrent layers (default 1)   --bidirectional\n"
-            "  --activation NAME  identity|sigmoid|tanh|relu|leaky_relu|elu|gelu|softplus (default relu)\n"
+            "  --activation NAME  identity|sigmoid|tanh|relu|leaky_relu|elu|gelu|softplus (default relu),\n"
+            "                     or a plugin's op for --model mlp (swish, swish:beta=2; float\n"
+            "                     attributes not given are 1)\n"
             "  --init NAME        xavier|he|orthogonal|normal:STD (default xavier)\n"
             "  --norm none|batch|layer\n"
             "  --data SET         digits | adding:T | spirals | csv:PATH (last column = label) |\n"
             "                     idx:IMAGES,LABELS (default digits)\n"
+            "  --task classification|regression   csv: the last column is a class (cross entropy,\n"
+            "                     accuracy; the default) or a target (mean squared error)\n"
             "  --optimizer sgd|adam|adamw|rmsprop   (default adam)\n"
             "  --lr X --momentum X --weight-decay X   (default lr 1e-3)\n"
-            "  --steps N (default 500)   --batch N (default 64)   --seed N (default 1)\n"
+            "  --steps N (default 500; 0 with --load: evaluate only)   --batch N (default 64)\n"
+            "  --seed N (default 1)\n"
             "  lenet, resnet, plaincnn take images (digits as 1x8x8, idx: as 1x28x28), ReLU,\n"
             "  He init, no --norm (resnet: batch norm built in); their defaults:\n"
             "                     lenet: adam lr 3e-3, 600 steps; resnet/plaincnn: adam lr 3e-3, 400 steps\n"
@@ -41,7 +47,9 @@ static void train_usage(FILE *f) {
             "                     symlink is followed, a device, FIFO or directory refused)\n"
             "  --plugin PATH      load ops and hooks from a plugin (repeatable)\n"
             "  --hook PATTERN:NAME  attach a hook a plugin exported (repeatable)\n"
-            "  --out DIR          write the report there (default: no report)\n");
+            "  --out DIR          write the report there (default: no report)\n"
+            "--opt=value is --opt value. tapegrad params takes the same options and lists the\n"
+            "parameter names (what --save writes, what --hook patterns match).\n");
 }
 
 static int bad(const char *fmt, const char *a, const char *b) {
@@ -118,7 +126,7 @@ static const number_option number_options[] = {
     {"--depth", 1, 62, true, set_depth},       {"--width", 1, 4096, true, set_width},
     {"--hidden", 1, 4096, true, set_hidden},   {"--lr", 0, 100, false, set_lr},
     {"--momentum", 0, 1, false, set_momentum}, {"--weight-decay", 0, 10, false, set_decay},
-    {"--steps", 1, 1e7, true, set_steps},      {"--batch", 1, 65536, true, set_batch},
+    {"--steps", 0, 1e7, true, set_steps},      {"--batch", 1, 65536, true, set_batch},
     {"--seed", 0, 9e15, true, set_seed},       {"--clip-value", 1e-12, 1e12, false, set_clip_value},
     {"--clip-norm", 1e-12, 1e12, false, set_clip_norm}, {"--layers", 1, TG_RNN_MAX_LAYERS, true, set_layers},
 };
@@ -126,13 +134,25 @@ static const number_option number_options[] = {
 /* Options that take a word or a path (parse_named). */
 static const char *const named_options[] = {"--model", "--norm", "--optimizer", "--activation",
                                             "--init", "--data", "--save", "--load", "--out",
-                                            "--plugin", "--hook"};
+                                            "--plugin", "--hook", "--task"};
 
 typedef struct train_options {
     run_config config;
-    const char *out, *model, *init, *activation, *norm;
+    const char *out, *model, *init, *activation, *norm, *task, *data;
     const char *depth_text;      /* --depth as given, for messages */
+    bool steps_given;
 } train_options;
+
+/* "; did you mean '--steps'?" for an unknown option, from every option train knows. */
+static const char *option_hint(const char *arg, char *buf, size_t size) {
+    const char *all[64];
+    int n = 0;
+    for (size_t k = 0; k < sizeof number_options / sizeof number_options[0]; k++) all[n++] = number_options[k].flag;
+    for (size_t k = 0; k < sizeof named_options / sizeof named_options[0]; k++) all[n++] = named_options[k];
+    all[n++] = "--anomaly";
+    all[n++] = "--help";
+    return did_you_mean(arg, all, n, buf, size);
+}
 
 static int parse_named(train_options *o, const char *arg, const char *value) {
     static const char *const models[] = {"mlp", "residual", "plain", "rnn", "lstm", "gru", "lenet", "resnet", "plaincnn"};
@@ -151,10 +171,15 @@ static int parse_named(train_options *o, const char *arg, const char *value) {
         if ((k = pick(value, optimizers, 4)) < 0) return bad("--optimizer: unknown optimizer '%s'%s", value ? value : "", "");
         c->opt.kind = (tg_optimizer_kind)k;
     } else if (strcmp(arg, "--activation") == 0) {
-        if (tg_activation_from_name(value) < 0) return bad("--activation: unknown activation '%s'%s", value ? value : "", "");
-        o->activation = value;
+        o->activation = value; /* not a built-in one: a plugin's op, checked in settle */
+    } else if (strcmp(arg, "--task") == 0) {
+        if (strcmp(value, "classification") != 0 && strcmp(value, "regression") != 0)
+            return bad("--task: expected classification or regression, got '%s'%s", value, "");
+        o->task = value;
+        c->regression = value[0] == 'r';
     } else if (strcmp(arg, "--init") == 0) o->init = value;
     else if (strcmp(arg, "--data") == 0) {
+        o->data = value;
         if (parse_data(value, c) < 0) return bad("--data: expected digits, adding:T (2..1024), spirals, csv:PATH or idx:IMAGES,LABELS, got '%s'%s", value ? value : "", "");
     } else if (strcmp(arg, "--save") == 0) c->save_path = value;
     else if (strcmp(arg, "--load") == 0) c->load_path = value;
@@ -165,7 +190,10 @@ static int parse_named(train_options *o, const char *arg, const char *value) {
     } else if (strcmp(arg, "--hook") == 0) {
         if (!strchr(value, ':') || c->n_hooks == 16) return bad("--hook wants PATTERN:NAME (at most 16), got '%s'%s", value, "");
         c->hooks[c->n_hooks++] = value;
-    } else return bad("unknown option '%s'%s (see tapegrad train --help)", arg, "");
+    } else {
+        char hint[96];
+        return bad("unknown option '%s'%s (see tapegrad train --help)", arg, option_hint(arg, hint, sizeof hint));
+    }
     return 0;
 }
 
@@ -192,8 +220,9 @@ static int parse_train_options(int argc, char **argv, train_options *o) {
         const number_option *n = NULL;
         for (size_t k = 0; k < sizeof number_options / sizeof number_options[0]; k++)
             if (strcmp(arg, number_options[k].flag) == 0) n = &number_options[k];
+        char hint[96];
         if (!n && pick(arg, named_options, (int)(sizeof named_options / sizeof named_options[0])) < 0)
-            return bad("unknown option '%s'%s (see tapegrad train --help)", arg, "");
+            return bad("unknown option '%s'%s (see tapegrad train --help)", arg, option_hint(arg, hint, sizeof hint));
         if (!value) return bad("%s needs a value%s", arg, "");
         i++;
         if (!n) {
@@ -206,6 +235,7 @@ static int parse_train_options(int argc, char **argv, train_options *o) {
             return bad("%s: '%s' is not a valid value", arg, value);
         n->store(c, v);
         if (n->store == set_depth) o->depth_text = value;
+        o->steps_given |= n->store == set_steps;
     }
     return 0;
 }
@@ -227,7 +257,7 @@ static int settle_cnn(train_options *o, const char *m) {
         return bad("--depth: --model %s needs 6n+2 weight layers (8, 20, 32, 56), got %s", m, o->depth_text);
     if (!c->width) c->width = 8;
     if (c->opt.lr < 0) c->opt.lr = 3e-3f;
-    if (!c->steps) c->steps = resnet ? 400 : 600;
+    if (!o->steps_given) c->steps = resnet ? 400 : 600;
     return 0;
 }
 
@@ -238,7 +268,7 @@ static int settle_mlp(train_options *o, const char *m) {
     if (!c->depth) c->depth = 4;
     if (!c->width) c->width = 64;
     if (c->opt.lr < 0) c->opt.lr = 1e-3f;
-    if (!c->steps) c->steps = 500;
+    if (!o->steps_given) c->steps = 500;
     if (strcmp(m, "residual") == 0 || strcmp(m, "plain") == 0) {
         c->model = MODEL_RESMLP;
         c->skip = m[0] == 'r';
@@ -266,17 +296,48 @@ static int check_files(train_options *o) {
     if (o->out && prepare_out_dir("train", o->out)) return EXIT_USAGE;
     char why[RUN_ERROR_MAX], batch[32], samples[32];
     int64_t n = run_training_samples(c, why, sizeof why);
-    if (n < 0) return bad("--data: %s%s", why, "");
+    bool real_target = c->data == DATA_CSV && !c->regression && strstr(why, "is not a whole number");
+    if (n < 0) return bad("--data: %s%s", why, real_target ? " (a real-valued target: --task regression)" : "");
     snprintf(batch, sizeof batch, "%lld", (long long)c->batch);
     snprintf(samples, sizeof samples, "%lld", (long long)n);
     if (c->batch > n) return bad("--batch %s is larger than the %s training samples", batch, samples);
     return 0;
 }
 
+/* --activation that is no built-in one: an op a plugin registers (checked when the model is
+ * made, once the plugins are loaded), for the MLP. */
+static int settle_activation_op(train_options *o) {
+    static const char *const builtin[] = {"identity", "sigmoid", "tanh", "relu", "leaky_relu", "elu", "gelu", "softplus"};
+    run_config *c = &o->config;
+    char hint[96];
+    if (!c->n_plugins)
+        return bad("--activation: unknown activation '%s'%s (an op of a plugin needs --plugin PATH)", o->activation,
+                   did_you_mean(o->activation, builtin, 8, hint, sizeof hint));
+    if (o->model && strcmp(o->model, "mlp") != 0)
+        return bad("--activation %s: a plugin's op is an activation of --model mlp only, not %s", o->activation, o->model);
+    c->activation_op = o->activation;
+    return 0;
+}
+
+/* --task regression, --steps 0: what they need of the other flags. */
+static int settle_task_and_steps(train_options *o) {
+    run_config *c = &o->config;
+    if (c->regression && c->data != DATA_CSV)
+        return bad("--task regression reads --data csv:PATH (the last column is the target)%s%s", "", "");
+    if (o->steps_given && c->steps == 0 && !c->load_path)
+        return bad("--steps 0 evaluates a trained model: give it with --load PATH%s%s", "", "");
+    if (o->steps_given && c->steps == 0 && o->out)
+        return bad("--out draws the training, and --steps 0 trains nothing: leave out --out%s%s", "", "");
+    return 0;
+}
+
 /* Model, activation and init need each other: settled once all flags are read. */
 static int settle(train_options *o) {
     run_config *c = &o->config;
-    c->activation = (tg_activation)(o->activation ? tg_activation_from_name(o->activation) : TG_ACT_RELU);
+    int act = o->activation ? tg_activation_from_name(o->activation) : TG_ACT_RELU;
+    if (act < 0 && settle_activation_op(o)) return EXIT_USAGE;
+    c->activation = act < 0 ? TG_ACT_IDENTITY : (tg_activation)act; /* an op's gain: 1 */
+    if (settle_task_and_steps(o)) return EXIT_USAGE;
     const char *m = o->model ? o->model : "mlp";
     bool cnn = strcmp(m, "lenet") == 0 || strcmp(m, "resnet") == 0 || strcmp(m, "plaincnn") == 0;
     /* the CNNs' own default is He (c->init left all-zero) */
@@ -300,12 +361,36 @@ static void on_step(void *user, int step, double loss) {
     p->last_step = step;
 }
 
+/* What the run ended with, in the words of its task: loss and accuracy, or mean squared error. */
+static void print_outcome(const run_result *r) {
+    char a[32], b[32], c[32];
+    bool mse = !isfinite(r->test_accuracy);
+    if (r->steps_done)
+        printf("steps %d, final training %s %s, ", r->steps_done, mse ? "MSE" : "loss",
+               format_number(r->loss[r->steps_done - 1], a, sizeof a));
+    else
+        printf("evaluated the loaded model (--steps 0): ");
+    printf("held-out %s %s", mse ? "MSE" : "loss", format_number(r->final_loss, b, sizeof b));
+    if (!mse) printf(", test accuracy %s%%", format_number(100 * r->test_accuracy, c, sizeof c));
+    printf("\n");
+    if (r->steps_done)
+        printf("gradients: first/last layer norm ratio at step 0 %s; %s\n",
+               format_number(r->first_last_ratio, a, sizeof a), r->onset_summary);
+    for (int i = 0; i < r->config.n_hooks; i++)
+        if (r->unmatched_hooks & (1u << i))
+            fprintf(stderr, "tapegrad train: warning: --hook %s matched no parameter or node in the "
+                    "backward pass (tapegrad params lists the parameter names)\n", r->config.hooks[i]);
+}
+
 int run_train(int argc, char **argv) {
     train_options o = {0};
     int status = parse_train_options(argc, argv, &o);
     if (status) return status < 0 ? 0 : status;
     if ((status = settle(&o))) return status;
-    experiment e = {.name = "train", .title = "A training run", .question = "What did this run's gradients do?",
+    char title[160];
+    snprintf(title, sizeof title, "tapegrad train: %s on %s, %d steps", model_name(&o.config),
+             o.data ? o.data : "digits", o.config.steps);
+    experiment e = {.name = "train", .title = title, .question = "What did this run's gradients do?",
                     .charts = CHART_LAYERS | CHART_LOSS | CHART_HEAT | CHART_STEPS, .n_runs = 1};
     e.runs[0] = o.config;
     if (o.config.model == MODEL_RNN) e.charts = CHART_TIMESTEPS | CHART_LOSS | CHART_STEPS;
@@ -324,13 +409,7 @@ int run_train(int argc, char **argv) {
         run_result_free(r);
         return 1;
     }
-    char a[32], b[32], c[32];
-    printf("steps %d, final training loss %s, held-out loss %s", r->steps_done,
-           format_number(r->steps_done ? r->loss[r->steps_done - 1] : NAN, a, sizeof a),
-           format_number(r->final_loss, b, sizeof b));
-    if (isfinite(r->test_accuracy)) printf(", test accuracy %s%%", format_number(100 * r->test_accuracy, c, sizeof c));
-    printf("\ngradients: first/last layer norm ratio at step 0 %s; %s\n",
-           format_number(r->first_last_ratio, a, sizeof a), r->onset_summary);
+    print_outcome(r);
     if (o.out) {
         experiment_conclude(&e);
         status = write_report("train", o.out, &e, 1, o.config.seed, false, r->seconds);
@@ -338,4 +417,25 @@ int run_train(int argc, char **argv) {
     }
     run_result_free(r);
     return status;
+}
+
+int run_params(int argc, char **argv) {
+    train_options o = {0};
+    for (int i = 0; i < argc; i++)
+        if (strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0) {
+            printf("usage: tapegrad params [train options]\n\n"
+                   "Lists the state of the model `tapegrad train` builds with the same options\n"
+                   "(--model, --depth, --width, --norm, --data, --plugin, ...): each parameter and\n"
+                   "buffer by name and shape, as --save writes them and --hook patterns match them.\n");
+            return 0;
+        }
+    int status = parse_train_options(argc, argv, &o);
+    if (status) return status < 0 ? 0 : status;
+    if ((status = settle(&o))) return status;
+    char why[RUN_ERROR_MAX];
+    if (list_model_state(&o.config, stdout, why, sizeof why)) {
+        fprintf(stderr, "tapegrad params: %s\n", why);
+        return 1;
+    }
+    return 0;
 }

@@ -169,6 +169,9 @@ typedef struct tg_tensor {
     tg_tape *tape;                  /**< the tape owning this tensor, NULL if persistent */
     tg_ctx *ctx;                    /**< the context */
     char label[TG_LABEL_MAX];       /**< name given by tg_set_label ("" when none) */
+    bool grad_unset;                /**< internal: the gradient was zeroed (tg_zero_grad, or made
+                                         by tg_set_requires_grad) and no backward pass has reached
+                                         the tensor since: optimizers skip it */
 } tg_tensor;
 
 /**
@@ -245,7 +248,11 @@ char *tg_shape_str(const tg_tensor *t, char *buf, size_t buf_size);
  * in the tensor's own storage. Recorded nodes always require a gradient: refused for them.
  */
 tg_status tg_set_requires_grad(tg_tensor *t, bool requires_grad);
-/** Sets t->grad to zero (no-op when t has no gradient). */
+/**
+ * Sets t->grad to zero (no-op when t has no gradient) and marks it as not set, like PyTorch 2's
+ * zero_grad(set_to_none=True): until a backward pass reaches t, optimizers leave t alone (see
+ * tg_optimizer_step). A gradient made by tg_set_requires_grad starts not set as well.
+ */
 void tg_zero_grad(tg_tensor *t);
 /** The name of the op that produced t ("leaf" for leaves, "(null)" for NULL, "(stale)"). */
 const char *tg_tensor_op_name(const tg_tensor *t);
@@ -1055,6 +1062,59 @@ void tg_module_zero_grad(tg_module *m);
 int tg_module_child_count(const tg_module *m);
 tg_module *tg_module_child(const tg_module *m, int i);
 
+/* ---- your own modules --------------------------------------------------------------------- */
+/*
+ * A module of your own is a tg_module like the built-in ones: give it a forward function and
+ * your data, then its parameters, buffers and children; tg_module_save/load, tg_module_params,
+ * tg_module_state, train/eval mode, zero_grad, tg_module_free and name-pattern hooks then work
+ * on it as on a tg_mlp. Names are hierarchical: a parameter "w" of module "net" is "net.w", and
+ * a child must be named "net.<part>" (so "net.fc1.weight"). Label the outputs hooks may want
+ * with tg_tape_label_next(tape, "%s.out", tg_module_name(m)) inside forward.
+ *
+ *     static tg_tensor *skip_forward(tg_module *m, tg_tape *tape, tg_tensor *x) {
+ *         skip *s = tg_module_data(m);
+ *         return tg_add(tape, x, tg_module_forward(s->fc, tape, tg_relu(tape, x)));
+ *     }
+ *     tg_module *m = tg_module_new(ctx, "block0", &(tg_module_def){skip_forward, free}, s);
+ *     tg_module_add_child(m, s->fc = tg_linear_new(ctx, "block0.fc", 64, 64, true, NULL, 1));
+ */
+
+/** What makes a module yours: its forward, and what frees its data (NULL: nothing). */
+typedef struct tg_module_def {
+    tg_tensor *(*forward)(tg_module *m, tg_tape *tape, tg_tensor *x);
+    void (*release)(void *data);
+} tg_module_def;
+
+/**
+ * A module named `name` computing def->forward (required; def is copied), holding `data` (for
+ * tg_module_data; def->release(data) runs when the module is freed). No parameters yet. NULL
+ * with a message on error; data stays the caller's then.
+ */
+tg_module *tg_module_new(tg_ctx *ctx, const char *name, const tg_module_def *def, void *data);
+/** The data given to tg_module_new (NULL for a built-in module). */
+void *tg_module_data(const tg_module *m);
+/** The context the module was made on. */
+tg_ctx *tg_module_ctx(const tg_module *m);
+/**
+ * A new parameter "<module name>.<local>" of the given shape, filled by init (NULL: zeros) with
+ * seed, requiring a gradient, owned by the context, in the module's parameters and state.
+ * Refused (NULL with a message) for a built-in module, an empty or taken local name.
+ */
+tg_tensor *tg_module_add_param(tg_module *m, const char *local, int ndim, const int64_t *shape,
+                               const tg_init *init, uint64_t seed);
+/** A new buffer "<module name>.<local>" filled with value: saved and loaded with the module's
+ *  state (tg_module_state), never trained (running statistics, step counters). As above. */
+tg_tensor *tg_module_add_buffer(tg_module *m, const char *local, int ndim, const int64_t *shape,
+                                float value);
+/**
+ * Makes child (named "<m's name>.<part>", of the same context, without a parent) a child of m:
+ * its parameters and buffers follow m's own, and m frees it. On any refusal the child is freed
+ * too (unless it already sits in a tree: it has a parent, or it is m or one of m's parents), so
+ * tg_module_add_child(m, tg_linear_new(...)) never leaks; a NULL child returns the error its
+ * constructor left on the context.
+ */
+tg_status tg_module_add_child(tg_module *m, tg_module *child);
+
 /** y = x W^T + b, W [out, in] initialised by init, b zero (when bias). Named "<name>.weight", "<name>.bias". */
 tg_module *tg_linear_new(tg_ctx *ctx, const char *name, int64_t in, int64_t out, bool bias,
                          const tg_init *init, uint64_t seed);
@@ -1067,7 +1127,11 @@ typedef enum tg_norm_kind {
 
 /** Batch norm (running statistics, momentum 0.1, eps 1e-5) or layer norm over `features`.
  *  Batch norm takes [N, features] or images [N, features, H, W] (per channel, statistics over
- *  N, H and W: PyTorch's BatchNorm2d); layer norm normalises the last axis. */
+ *  N, H and W: PyTorch's BatchNorm2d); layer norm normalises the last axis. The state has
+ *  PyTorch's names: "<name>.weight", "<name>.bias" (layer norm: nothing else, as LayerNorm) and
+ *  for batch norm "<name>.running_mean", "<name>.running_var" (a checkpoint's I64
+ *  "<name>.num_batches_tracked" is accepted on load; ours is not written, and PyTorch's
+ *  load_state_dict accepts that). */
 tg_module *tg_norm_new(tg_ctx *ctx, const char *name, tg_norm_kind kind, int64_t features);
 
 typedef struct tg_mlp_config {
@@ -1080,6 +1144,12 @@ typedef struct tg_mlp_config {
     tg_norm_kind norm;          /**< after each hidden linear layer, before the activation */
     float dropout;              /**< after each hidden activation, in training mode (0: none) */
     uint64_t seed;
+    /** A registered one-input op used as the activation instead of `activation` (which still
+     *  picks the initialisers' gain), e.g. a plugin's "swish"; NULL: `activation`. The name and
+     *  the attributes (given to tg_call: every one the op's signature has) are copied. */
+    const char *activation_op;
+    const tg_named_attr *activation_attrs;
+    int n_activation_attrs;
 } tg_mlp_config;
 
 /** MLP: layers "<name>.layer<i>" (fc, norm), each hidden pre-activation labelled
@@ -1258,7 +1328,13 @@ typedef struct tg_optimizer tg_optimizer;
 tg_optimizer *tg_optimizer_new(tg_ctx *ctx, tg_tensor *const *params, int n_params,
                                const tg_optimizer_config *config);
 void tg_optimizer_free(tg_optimizer *opt);
-/** One update from the current gradients (parameters without a gradient are skipped). */
+/**
+ * One update from the current gradients. A parameter that received no gradient since its last
+ * tg_zero_grad (tg_optimizer_zero_grad, tg_module_zero_grad) — no backward pass reached it and
+ * nothing non-zero was written into its grad by hand — is skipped entirely, as PyTorch 2 skips
+ * a parameter whose grad is None: no weight decay, no momentum, its optimizer state unchanged.
+ * Parameters without a gradient buffer are skipped too.
+ */
 tg_status tg_optimizer_step(tg_optimizer *opt);
 /** Zeroes the gradients of its parameters. */
 void tg_optimizer_zero_grad(tg_optimizer *opt);
@@ -1344,6 +1420,9 @@ tg_dataset *tg_dataset_parity(tg_ctx *ctx, int64_t count, int64_t bits, uint64_t
 /** CSV of numeric columns, one of which (label_column, negative counts from the end) holds
  *  whole-number class labels; an optional header line is skipped. Errors name line and column. */
 tg_dataset *tg_dataset_read_csv(tg_ctx *ctx, const char *path, int label_column);
+/** The same for regression: target_column holds any finite number (the target, classes 0);
+ *  train with tg_mse. */
+tg_dataset *tg_dataset_read_csv_regression(tg_ctx *ctx, const char *path, int target_column);
 /** MNIST IDX files: images (ubyte, 3 dims, pixels scaled to [0,1]) and labels (ubyte, 1 dim). */
 tg_dataset *tg_dataset_read_idx(tg_ctx *ctx, const char *images_path, const char *labels_path);
 
@@ -1402,11 +1481,15 @@ typedef struct tg_gradcheck_opts {
     double eps;     /**< central-difference step */
     double atol;    /**< absolute tolerance */
     double rtol;    /**< relative tolerance: pass when |analytic-numeric| <= atol + rtol*|numeric| */
-    uint64_t seed;  /**< seed of the random projection of the output */
+    uint64_t seed;  /**< seed of the random projection of the output (and of the sampling) */
+    int64_t max_elements; /**< tg_gradcheck_function: elements checked per input, evenly spread
+                               from a seeded offset (0: every element; a model of many
+                               parameters wants a few dozen) */
 } tg_gradcheck_opts;
 
-/** Defaults: eps 1e-2, atol 2e-3, rtol 1e-2, seed 1 (why: see autograd/gradcheck.c). eps, atol
- *  and rtol must be finite and > 0: anything else is TG_ERR_INVALID. */
+/** Defaults: eps 1e-2, atol 2e-3, rtol 1e-2, seed 1, every element (why: see
+ *  autograd/gradcheck.c). eps, atol and rtol must be finite and > 0, max_elements >= 0:
+ *  anything else is TG_ERR_INVALID. */
 tg_gradcheck_opts tg_gradcheck_defaults(void);
 
 /** Outcome of checking one example of one op. */
@@ -1419,6 +1502,8 @@ typedef struct tg_gradcheck_result {
     int64_t worst_index;     /**< element index within that input */
     double worst_analytic;
     double worst_numeric;
+    bool vacuous;            /**< every gradient checked was zero, backward's and the finite
+                                  differences' alike: nothing was tested, so passed is false */
 } tg_gradcheck_result;
 
 /**
@@ -1429,6 +1514,29 @@ typedef struct tg_gradcheck_result {
  */
 tg_status tg_gradcheck(tg_ctx *ctx, int op_id, int example_index, const tg_gradcheck_opts *opts,
                        tg_gradcheck_result *result);
+
+/** A scalar function of the inputs, recorded on tape (a model's loss on a fixed batch). */
+typedef tg_tensor *(*tg_gradcheck_fn)(tg_tape *tape, tg_tensor *const *inputs, int n_inputs,
+                                      void *user);
+
+/**
+ * Checks a whole function, as PyTorch's gradcheck or KANN's kad_check_grad do: fn(tape, inputs,
+ * n_inputs, user) is recorded on a scratch tape and walked backward once, then every element
+ * (or opts->max_elements per input) of every input that requires a gradient is moved by
+ * +-eps and fn run again without recording, and the backward's gradient is compared with the
+ * central difference (summed in double; the step is the one f32 can represent). inputs are
+ * persistent tensors (parameters, tg_zeros & co.), the ones to check with requires_grad set;
+ * their data and gradients are as before when the call returns. fn must compute the same value
+ * for the same inputs (no fresh dropout masks: eval mode, or fixed seeds) and return a scalar
+ * that depends on a checked input; other leaves it uses (parameters not among the inputs)
+ * receive the gradient of the one backward pass. The worst element is result->worst_input
+ * (an index into inputs) and worst_index; when every gradient is zero the check is vacuous
+ * and fails (result->vacuous). Returns TG_OK when the check ran (see result->passed), an
+ * error when fn failed (its message), or for bad arguments.
+ */
+tg_status tg_gradcheck_function(tg_ctx *ctx, tg_gradcheck_fn fn, void *user,
+                                tg_tensor *const *inputs, int n_inputs,
+                                const tg_gradcheck_opts *opts, tg_gradcheck_result *result);
 
 /* ------------------------------------------------------------------------------------------ */
 /* Random numbers                                                                             */

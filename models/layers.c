@@ -66,8 +66,10 @@ tg_module *tg_norm_new(tg_ctx *ctx, const char *name, tg_norm_kind kind, int64_t
     const tg_init one = {TG_INIT_CONSTANT, 1.0f, 0, 0, TG_ACT_IDENTITY, false};
     bool ok = tgi_module_param(m, "weight", TG_SHAPE(features), &one, 0) &&
               tgi_module_param(m, "bias", TG_SHAPE(features), NULL, 0);
-    if (ok) {
-        impl->kind = kind;
+    impl->kind = kind;
+    /* Layer norm has no running statistics (PyTorch's LayerNorm saves weight and bias only):
+     * buffers it never used made its checkpoints unloadable by a strict load_state_dict. */
+    if (ok && kind == TG_NORM_BATCH) {
         impl->running_mean = tg_set_label(tg_zeros(ctx, TG_SHAPE(features)), "%s.running_mean", name);
         impl->running_var = tg_set_label(tg_ones(ctx, TG_SHAPE(features)), "%s.running_var", name);
         ok = tgi_module_buffer(m, impl->running_mean) == TG_OK &&
@@ -82,11 +84,53 @@ tg_module *tg_norm_new(tg_ctx *ctx, const char *name, tg_norm_kind kind, int64_t
 
 /* ---- MLP ----------------------------------------------------------------------------------- */
 
+/* A registered op as the activation (config.activation_op): its name and attributes, copied. */
+typedef struct activation_call {
+    char op[TG_LABEL_MAX];
+    char names[TG_MAX_ATTRS][TG_LABEL_MAX];
+    tg_named_attr attrs[TG_MAX_ATTRS];
+    int n_attrs;
+} activation_call;
+
 typedef struct mlp_impl {
     tg_mlp_config config;
     tg_module **linear, **norm; /* per layer (norm NULL where none) */
     uint64_t calls;             /* forward passes so far: each draws fresh dropout masks */
+    activation_call custom;     /* used when custom.op[0] */
 } mlp_impl;
+
+static tg_tensor *mlp_activate(tg_tape *tape, const mlp_impl *impl, tg_tensor *h) {
+    const activation_call *a = &impl->custom;
+    if (!a->op[0]) return tg_activate(tape, h, impl->config.activation);
+    return tg_call(tape, a->op, &h, 1, a->attrs, a->n_attrs);
+}
+
+/* Copies config's activation op, checked against the registry: one input, and exactly the
+ * attributes of its signature with their types (tg_call would say so at the first forward;
+ * a model is better refused when it is made). */
+static tg_status copy_activation_op(tg_ctx *ctx, const char *name, const tg_mlp_config *c,
+                                    activation_call *a) {
+    int id = tg_op_find(ctx, c->activation_op);
+    tg_op_info info;
+    if (id < 0 || tg_op_get_info(ctx, id, &info) != TG_OK)
+        return tgi_error(ctx, TG_ERR_NOT_FOUND, "mlp '%s': activation op '%s' is not registered "
+                         "(load its plugin first)", name, c->activation_op);
+    if (info.arity != 1 && info.arity != TG_VARIADIC)
+        return tgi_error(ctx, TG_ERR_INVALID, "mlp '%s': activation op '%s' takes %d inputs, "
+                         "not one", name, info.name, info.arity);
+    if (c->n_activation_attrs != info.n_attrs || (c->n_activation_attrs > 0 && !c->activation_attrs))
+        return tgi_error(ctx, TG_ERR_INVALID, "mlp '%s': activation op '%s' takes the attributes "
+                         "'%s', %d given", name, info.name, info.attr_signature, c->n_activation_attrs);
+    snprintf(a->op, sizeof a->op, "%s", info.name);
+    a->n_attrs = c->n_activation_attrs;
+    for (int i = 0; i < a->n_attrs; i++) {
+        const tg_named_attr *given = &c->activation_attrs[i];
+        snprintf(a->names[i], sizeof a->names[i], "%s", given->name ? given->name : "");
+        a->attrs[i] = *given;
+        a->attrs[i].name = a->names[i];
+    }
+    return TG_OK;
+}
 
 static tg_tensor *mlp_forward(tg_module *m, tg_tape *tape, tg_tensor *x) {
     mlp_impl *impl = m->impl;
@@ -100,7 +144,7 @@ static tg_tensor *mlp_forward(tg_module *m, tg_tape *tape, tg_tensor *x) {
         h = tg_module_forward(impl->linear[i], tape, h);
         if (last) break;
         if (impl->norm[i]) h = tg_module_forward(impl->norm[i], tape, h);
-        h = tg_activate(tape, h, c->activation);
+        h = mlp_activate(tape, impl, h);
         if (c->dropout > 0.0f && m->training)
             h = tg_dropout(tape, h, c->dropout, tgi_seed_mix(c->seed, impl->calls * 1024 + (uint64_t)i));
     }
@@ -155,8 +199,14 @@ tg_module *tg_mlp_new(tg_ctx *ctx, const char *name, const tg_mlp_config *config
     }
     memset(linear, 0, bytes);
     memset(norm, 0, bytes);
-    *impl = (mlp_impl){*config, linear, norm, 0};
+    *impl = (mlp_impl){.config = *config, .linear = linear, .norm = norm};
     m->impl = impl;
+    impl->config.activation_op = NULL; /* copied into impl->custom: the caller's may go */
+    impl->config.activation_attrs = NULL;
+    if (config->activation_op && copy_activation_op(ctx, name, config, &impl->custom) != TG_OK) {
+        tg_module_free(m);
+        return NULL;
+    }
     tg_init init = tgi_init_or(&config->init, tg_init_xavier(config->activation));
     for (int i = 0; i < config->depth; i++)
         if (add_mlp_layer(m, impl, i, &init) != TG_OK) {

@@ -25,6 +25,7 @@ struct tg_module {
     tg_tensor **buffers;     /* state that is not trained (running statistics) */
     int n_buffers, cap_buffers;
     bool training;
+    tg_module *parent;       /* the module that adopted this one (NULL: none yet) */
     void *impl;              /* kind-specific state */
 };
 

@@ -65,13 +65,14 @@ tg_status tgi_module_buffer(tg_module *m, tg_tensor *t) {
 }
 
 tg_status tgi_module_adopt(tg_module *m, tg_module *child) {
-    if (!child) return tg_errcode(m->ctx);
+    if (!child) return tg_errcode(m->ctx) != TG_OK ? tg_errcode(m->ctx) : TG_ERR_INVALID;
     if (m->n_children == m->cap_children &&
         grow(m->ctx, (void **)&m->children, &m->cap_children, sizeof *m->children) != TG_OK) {
         tg_module_free(child);
         return TG_ERR_NOMEM;
     }
     m->children[m->n_children++] = child;
+    child->parent = m;
     return TG_OK;
 }
 

@@ -17,7 +17,8 @@ struct tg_optimizer {
     tg_tensor **params;
     int n_params;
     float **first, **second;  /* per parameter: momentum / m, and v (Adam, RMSprop) */
-    int64_t steps;
+    int64_t *steps;           /* per parameter, as PyTorch's state['step']: a skipped parameter's
+                                 count stays, so its Adam bias correction is its own */
 };
 
 static bool needs_first(const tg_optimizer_config *c) {
@@ -48,6 +49,7 @@ void tg_optimizer_free(tg_optimizer *opt) {
     size_t table = (size_t)opt->n_params * sizeof(float *);
     tgi_free(ctx, opt->first, table);
     tgi_free(ctx, opt->second, table);
+    tgi_free(ctx, opt->steps, (size_t)opt->n_params * sizeof *opt->steps);
     tgi_free(ctx, opt->params, (size_t)opt->n_params * sizeof *opt->params);
     tgi_free(ctx, opt, sizeof *opt);
 }
@@ -95,6 +97,8 @@ tg_optimizer *tg_optimizer_new(tg_ctx *ctx, tg_tensor *const *params, int n_para
     if (!opt->params) goto out_of_memory;
     memcpy(opt->params, params, (size_t)n_params * sizeof *params);
     opt->n_params = n_params;
+    if (!(opt->steps = tgi_alloc(ctx, (size_t)n_params * sizeof *opt->steps))) goto out_of_memory;
+    memset(opt->steps, 0, (size_t)n_params * sizeof *opt->steps);
     if (needs_first(&opt->config) && !complete(opt->first = state_buffers(opt), n_params)) goto out_of_memory;
     if (needs_second(&opt->config) && !complete(opt->second = state_buffers(opt), n_params)) goto out_of_memory;
     return opt;
@@ -185,18 +189,29 @@ static void rmsprop(const tg_optimizer_config *c, float *restrict w, const float
         }
 }
 
+/* PyTorch 2 (zero_grad(set_to_none=True)) skips a parameter backward did not reach: no weight
+ * decay, no momentum, no Adam step on an unused branch. Ours is zeroed and marked unset by
+ * tg_zero_grad; a gradient written by hand since (any non-zero value) still counts. */
+static bool has_gradient(const tg_tensor *p) {
+    if (!p->grad) return false;
+    if (!p->grad_unset) return true;
+    for (int64_t i = 0; i < p->size; i++)
+        if (p->grad[i] != 0.0f) return true;
+    return false;
+}
+
 tg_status tg_optimizer_step(tg_optimizer *opt) {
     if (!opt) return TG_ERR_INVALID;
     const tg_optimizer_config *c = &opt->config;
-    opt->steps++;
     for (int i = 0; i < opt->n_params; i++) {
         tg_tensor *p = opt->params[i];
-        if (!p->grad) continue;
+        if (!has_gradient(p)) continue;
+        int64_t t = ++opt->steps[i];
         float *first = opt->first ? opt->first[i] : NULL, *second = opt->second ? opt->second[i] : NULL;
         switch (c->kind) {
-        case TG_OPT_SGD: sgd(c, p->data, p->grad, first, p->size, opt->steps == 1); break;
+        case TG_OPT_SGD: sgd(c, p->data, p->grad, first, p->size, t == 1); break;
         case TG_OPT_ADAM:
-        case TG_OPT_ADAMW: adam(c, p->data, p->grad, first, second, p->size, opt->steps); break;
+        case TG_OPT_ADAMW: adam(c, p->data, p->grad, first, second, p->size, t); break;
         case TG_OPT_RMSPROP: rmsprop(c, p->data, p->grad, first, second, p->size); break;
         }
     }

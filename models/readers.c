@@ -159,6 +159,7 @@ typedef struct csv_layout {
     int64_t first_row_line;  /* its line number, for messages about ragged rows */
     int64_t rows;            /* non-blank lines after the header */
     int64_t label;           /* the label column, 0-based */
+    bool regression;         /* the label is any finite number (a target), not a class */
 } csv_layout;
 
 /* Finds the header (the first non-blank line, when it is not all numbers), the column count
@@ -208,6 +209,11 @@ static tg_status csv_check_row(tg_ctx *ctx, const char *path, const csv_layout *
                          "not a number", path, (long long)line->number, (long long)bad.column,
                          (int)(bad.end - bad.start > 40 ? 40 : bad.end - bad.start), bad.start);
     double label = values[layout->label];
+    if (layout->regression && !isfinite(label))
+        return tgi_error(ctx, TG_ERR_IO, "read_csv '%s': line %lld, column %lld: target %g is "
+                         "not a finite number", path, (long long)line->number,
+                         (long long)layout->label + 1, label);
+    if (layout->regression) return TG_OK;
     if (label < 0 || label != floor(label) || label > LABEL_MAX)
         return tgi_error(ctx, TG_ERR_IO, "read_csv '%s': line %lld, column %lld: label %g is not "
                          "a whole number from 0 to 2^24", path, (long long)line->number,
@@ -233,7 +239,7 @@ static tg_status csv_fill(tg_ctx *ctx, const char *path, const file_data *file,
         if (ds->y[row] > max_label) max_label = ds->y[row];
         row++;
     }
-    ds->classes = (int64_t)max_label + 1;
+    ds->classes = layout->regression ? 0 : (int64_t)max_label + 1;
     return TG_OK;
 }
 
@@ -247,7 +253,7 @@ static int64_t max_cells(const file_data *file) {
     return most;
 }
 
-tg_dataset *tg_dataset_read_csv(tg_ctx *ctx, const char *path, int label_column) {
+static tg_dataset *read_csv(tg_ctx *ctx, const char *path, int label_column, bool regression) {
     if (!ctx) return NULL;
     if (!path) {
         tgi_error(ctx, TG_ERR_INVALID, "read_csv: path is NULL");
@@ -261,9 +267,11 @@ tg_dataset *tg_dataset_read_csv(tg_ctx *ctx, const char *path, int label_column)
     csv_layout layout;
     if (!values)
         tgi_error(ctx, TG_ERR_NOMEM, "read_csv '%s': out of memory", path);
-    else if (csv_scan(ctx, path, &file, label_column, values, &layout) == TG_OK)
+    else if (csv_scan(ctx, path, &file, label_column, values, &layout) == TG_OK) {
+        layout.regression = regression;
         ds = tgi_dataset_new(ctx, "read_csv", layout.rows, 1,
                              (const int64_t[]){layout.columns - 1}, 0, NULL, 1);
+    }
     if (ds && csv_fill(ctx, path, &file, &layout, values, ds) != TG_OK) {
         tg_dataset_free(ds);
         ds = NULL;
@@ -271,6 +279,14 @@ tg_dataset *tg_dataset_read_csv(tg_ctx *ctx, const char *path, int label_column)
     tgi_free(ctx, values, values_bytes);
     file_release(ctx, &file);
     return ds;
+}
+
+tg_dataset *tg_dataset_read_csv(tg_ctx *ctx, const char *path, int label_column) {
+    return read_csv(ctx, path, label_column, false);
+}
+
+tg_dataset *tg_dataset_read_csv_regression(tg_ctx *ctx, const char *path, int target_column) {
+    return read_csv(ctx, path, target_column, true);
 }
 
 /* ---- IDX ------------------------------------------------------------------------------------ */

@@ -4,6 +4,7 @@
 #include "ops/ops.h"
 
 #include <math.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -84,10 +85,8 @@ tg_status tg_gradcheck(tg_ctx *ctx, int op_id, int example_index, const tg_gradc
     if (!op) return tgi_error(ctx, TG_ERR_NOT_FOUND, "gradcheck: no op with id %d", op_id);
     tg_gradcheck_opts defaults = tg_gradcheck_defaults();
     if (!opts) opts = &defaults;
-    /* a zero step divides by zero; a NaN tolerance passes nothing, an infinite one everything */
-    if (!(opts->eps > 0.0 && isfinite(opts->eps)) || !(opts->atol > 0.0 && isfinite(opts->atol)) ||
-        !(opts->rtol > 0.0 && isfinite(opts->rtol)))
-        return tgi_error(ctx, TG_ERR_INVALID, "gradcheck '%s': eps %g, atol %g, rtol %g: each must "
-                         "be finite and > 0", op->name, opts->eps, opts->atol, opts->rtol);
+    char what[TG_LABEL_MAX + 16];
+    snprintf(what, sizeof what, "gradcheck '%s'", op->name);
+    if (tgi_check_gradcheck_opts(ctx, what, opts) != TG_OK) return TG_ERR_INVALID;
     return tgi_gradcheck_op(ctx, op, example_index, opts, result);
 }

@@ -491,6 +491,18 @@ Test(data, csv_with_header_blank_lines_and_crlf) {
     tg_dataset_free(ds);
 }
 
+Test(data, csv_regression_targets_are_any_finite_number) {
+    const char *path = write_csv("x1,x2,y\n1,2,-0.2497\n3,4,12.5\n");
+    tg_dataset *ds = tg_dataset_read_csv_regression(ctx, path, -1);
+    cr_assert_not_null(ds, "%s", tg_errmsg(ctx));
+    cr_expect_eq(ds->classes, 0, "no classes: a regression set");
+    expect_close(ds->y, (const float[]){-0.2497f, 12.5f}, 2, 0, "y");
+    expect_close(ds->x, (const float[]){1, 2, 3, 4}, 4, 0, "x");
+    tg_dataset_free(ds);
+    cr_expect_null(tg_dataset_read_csv_regression(ctx, write_csv("1,2,3\n4,5,1e999\n"), -1));
+    expect_errmsg_has(ctx, "line 2, column 3", "is not a"); /* overflow: inf, not a number */
+}
+
 Test(data, csv_label_column_from_either_end) {
     const char *path = write_csv("1,0.5,0.25\n0,1,2\n");
     for (int k = 0; k < 2; k++) {

@@ -606,6 +606,44 @@ MISUSE(tg_module_training) { GIVES(tg_module_training(NULL), false); }
 MISUSE(tg_module_zero_grad) { tg_module_zero_grad(NULL); }
 MISUSE(tg_module_child_count) { GIVES(tg_module_child_count(NULL), 0); }
 MISUSE(tg_module_child) { NULLED_QUIETLY(tg_module_child(NULL, 0)); }
+static tg_tensor *identity_forward(tg_module *m, tg_tape *t, tg_tensor *x) {
+    (void)m, (void)t;
+    return x;
+}
+MISUSE(tg_module_new) {
+    const tg_module_def def = {identity_forward, NULL}, no_forward = {NULL, NULL};
+    NULLED_QUIETLY(tg_module_new(NULL, "u", &def, NULL));
+    NULLED(tg_module_new(W.ctx, NULL, &def, NULL));
+    NULLED(tg_module_new(W.ctx, "u", NULL, NULL));
+    NULLED(tg_module_new(W.ctx, "u", &no_forward, NULL));
+}
+MISUSE(tg_module_data) {
+    NULLED_QUIETLY(tg_module_data(NULL));
+    NULLED_QUIETLY(tg_module_data(W.linear)); /* built in: no user data */
+}
+MISUSE(tg_module_ctx) { NULLED_QUIETLY(tg_module_ctx(NULL)); }
+MISUSE(tg_module_add_param) {
+    tg_module *u = tg_module_new(W.ctx, "u", &(tg_module_def){identity_forward, NULL}, NULL);
+    NULLED_QUIETLY(tg_module_add_param(NULL, "w", TG_SHAPE(2), NULL, 1));
+    NULLED(tg_module_add_param(u, NULL, TG_SHAPE(2), NULL, 1));
+    NULLED(tg_module_add_param(u, "w", 1, NULL, NULL, 1));
+    NULLED(tg_module_add_param(W.linear, "w", TG_SHAPE(2), NULL, 1)); /* built in */
+    tg_module_free(u);
+}
+MISUSE(tg_module_add_buffer) {
+    tg_module *u = tg_module_new(W.ctx, "u", &(tg_module_def){identity_forward, NULL}, NULL);
+    NULLED_QUIETLY(tg_module_add_buffer(NULL, "b", TG_SHAPE(2), 0.0f));
+    NULLED(tg_module_add_buffer(u, NULL, TG_SHAPE(2), 0.0f));
+    NULLED(tg_module_add_buffer(u, "b", 1, NULL, 0.0f));
+    tg_module_free(u);
+}
+MISUSE(tg_module_add_child) {
+    tg_module *u = tg_module_new(W.ctx, "u", &(tg_module_def){identity_forward, NULL}, NULL);
+    GIVES(tg_module_add_child(NULL, NULL), TG_ERR_INVALID);
+    REFUSED(tg_module_add_child(u, NULL));
+    GIVES(tg_module_add_child(NULL, tg_linear_new(W.ctx, "u.fc", 2, 2, true, NULL, 1)), TG_ERR_INVALID);
+    tg_module_free(u);
+}
 
 MISUSE(tg_linear_new) {
     NULLED_QUIETLY(tg_linear_new(NULL, "l", 2, 2, true, NULL, 1));
@@ -742,6 +780,10 @@ MISUSE(tg_dataset_read_csv) {
     NULLED_QUIETLY(tg_dataset_read_csv(NULL, "/nonexistent.csv", -1));
     NULLED(tg_dataset_read_csv(W.ctx, NULL, -1));
 }
+MISUSE(tg_dataset_read_csv_regression) {
+    NULLED_QUIETLY(tg_dataset_read_csv_regression(NULL, "/nonexistent.csv", -1));
+    NULLED(tg_dataset_read_csv_regression(W.ctx, NULL, -1));
+}
 MISUSE(tg_dataset_read_idx) {
     NULLED_QUIETLY(tg_dataset_read_idx(NULL, "/nonexistent", "/nonexistent"));
     NULLED(tg_dataset_read_idx(W.ctx, NULL, "/nonexistent"));
@@ -807,6 +849,23 @@ MISUSE(tg_gradcheck) {
         o.rtol = bad[i];
         REFUSED(tg_gradcheck(W.ctx, exp_id, 0, &o, &r));
     }
+}
+static tg_tensor *sum_of(tg_tape *t, tg_tensor *const *in, int n, void *user) {
+    (void)n, (void)user;
+    return tg_sum(t, in[0]);
+}
+MISUSE(tg_gradcheck_function) {
+    tg_gradcheck_result r;
+    GIVES(tg_gradcheck_function(NULL, sum_of, NULL, &W.w, 1, NULL, &r), TG_ERR_INVALID);
+    REFUSED(tg_gradcheck_function(W.ctx, NULL, NULL, &W.w, 1, NULL, &r));
+    REFUSED(tg_gradcheck_function(W.ctx, sum_of, NULL, NULL, 1, NULL, &r));
+    REFUSED(tg_gradcheck_function(W.ctx, sum_of, NULL, &W.w, 1, NULL, NULL));
+    REFUSED(tg_gradcheck_function(W.ctx, sum_of, NULL, &W.foreign, 1, NULL, &r));
+    tg_tensor *none[1] = {NULL};
+    REFUSED(tg_gradcheck_function(W.ctx, sum_of, NULL, none, 1, NULL, &r));
+    tg_gradcheck_opts o = tg_gradcheck_defaults();
+    o.max_elements = -1;
+    REFUSED(tg_gradcheck_function(W.ctx, sum_of, NULL, &W.w, 1, &o, &r));
 }
 MISUSE(tg_rng_seed) { tg_rng_seed(NULL, 1); }
 MISUSE(tg_rng_u32) { GIVES(tg_rng_u32(NULL), 0u); }

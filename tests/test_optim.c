@@ -112,7 +112,10 @@ Test(optim, adam_adamw_and_rmsprop_by_hand) {
     cr_expect_float_eq(w->data[0], 0.99 - step2, 1e-6, "second Adam step");
     tg_optimizer_free(opt);
 
-    tg_tensor *d = param_with_grad(2.0f, 0.0f);
+    /* a gradient of exactly 0 that backward wrote (a hand-written 0 reads as "none") */
+    tg_tensor *d = tg_scalar(ctx, 2.0f);
+    tg_set_requires_grad(d, true);
+    cr_assert_eq(tg_backward(tape, tg_scale(tape, d, 0.0f)), TG_OK, "%s", tg_errmsg(ctx));
     c = (tg_optimizer_config){.kind = TG_OPT_ADAMW, .lr = 0.1f, .weight_decay = 0.5f};
     opt = tg_optimizer_new(ctx, &d, 1, &c);
     tg_optimizer_step(opt); /* decoupled: w -= lr * wd * w, the Adam part is 0 for g = 0 */
