@@ -171,9 +171,11 @@ pub fn build(b: *Build) void {
     }
 
     // ---- cli ----
+    var cli_exe: ?*Compile = null;
     if (cli_srcs.len > 0) {
         const cli = addProgram(cfg, "tapegrad", cli_srcs, lib, false);
         addDist(cli, dist_obj);
+        cli_exe = cli;
         b.installArtifact(cli);
         const run = b.addRunArtifact(cli);
         run.stdio = .inherit;
@@ -217,6 +219,10 @@ pub fn build(b: *Build) void {
         const exe = addProgram(cfg, stem(src), &.{src}, lib, false);
         addDist(exe, dist_obj);
         appendStep(b, &test_plugin_installs, &installTestPlugin(b, exe).step);
+    }
+    // and the tool itself, which tests/test_dist.c runs as `mpirun -np 2 tapegrad train`
+    if (dist_check_srcs.len > 0) {
+        if (cli_exe) |cli| appendStep(b, &test_plugin_installs, &installTestPlugin(b, cli).step);
     }
 
     // ---- benchmarks: one program per file, run one after another ----

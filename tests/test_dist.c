@@ -10,6 +10,7 @@
 #ifdef TG_HAVE_MPI
 
 #include <sys/wait.h>
+#include <unistd.h>
 
 #include "tapegrad_dist.h"
 #include "tests/helpers.h"
@@ -140,6 +141,33 @@ Test(dist, first_bucket_starts_before_backward_ends, .timeout = 60) {
         cr_expect(first > 0 && first < entries, "bucket 0 started at entry %lld of %lld", first, entries);
         cr_expect_eq(in_backward, buckets, "%s", line);
     }
+    temp_dir_remove(dir);
+}
+
+/* `mpirun -np 2 tapegrad train`: rank 0 alone prints the summary, saves and reports; a
+ * global batch that does not split over the ranks is refused before any work. */
+Test(dist, mpirun_train_saves_and_reports_on_rank_0, .timeout = 60) {
+    char dir[64], cmd[8192], path[256];
+    temp_dir_make(dir, "tapegrad-dist");
+    const char *mpirun = "mpirun -np 2 --allow-run-as-root --oversubscribe --bind-to none --mca btl self,vader";
+    snprintf(cmd, sizeof cmd, "cd '%s' && %s '%s/tapegrad' train --steps 20 --batch 64 --width 32 "
+             "--depth 3 --save w.safetensors --out report > out.txt 2>&1", dir, mpirun,
+             getenv("TAPEGRAD_TEST_PLUGINS"));
+    cr_assert_eq(system(cmd), 0, "%s", cmd);
+    snprintf(cmd, sizeof cmd, "test $(grep -c '^steps 20, final training loss' '%s/out.txt') = 1", dir);
+    cr_expect_eq(system(cmd), 0, "the summary is not printed exactly once (see %s/out.txt)", dir);
+    snprintf(path, sizeof path, "%s/w.safetensors", dir);
+    cr_expect_eq(access(path, F_OK), 0, "no %s", path);
+    snprintf(path, sizeof path, "%s/report/index.html", dir);
+    cr_expect_eq(access(path, F_OK), 0, "no %s", path);
+    /* --load: rank 0 reads it and broadcasts */
+    snprintf(cmd, sizeof cmd, "cd '%s' && %s '%s/tapegrad' train --steps 2 --batch 64 --width 32 "
+             "--depth 3 --load w.safetensors > load.txt 2>&1", dir, mpirun, getenv("TAPEGRAD_TEST_PLUGINS"));
+    cr_expect_eq(system(cmd), 0, "%s", cmd);
+    snprintf(cmd, sizeof cmd, "cd '%s' && %s '%s/tapegrad' train --steps 2 --batch 63 > odd.txt 2>&1; "
+             "test $? -ne 0 && grep -q 'must split evenly over the 2 ranks' odd.txt", dir, mpirun,
+             getenv("TAPEGRAD_TEST_PLUGINS"));
+    cr_expect_eq(system(cmd), 0, "--batch 63 over 2 ranks was not refused (see %s/odd.txt)", dir);
     temp_dir_remove(dir);
 }
 
