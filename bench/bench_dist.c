@@ -159,6 +159,26 @@ static measurement measure(workload_kind kind, int threads, tg_dist *dist) {
     return m;
 }
 
+/* ms of one blocking MPI_Allreduce of `bytes` of floats alone (median of ROUNDS): what the
+ * transport costs with nothing to overlap, for the model of docs/distributed.md. */
+static double allreduce_ms(int64_t bytes) {
+    int64_t n = bytes / (int64_t)sizeof(float);
+    float *buffer = calloc((size_t)n, sizeof *buffer);
+    double rounds[ROUNDS];
+    if (!buffer) return NAN;
+    for (int r = -2; r < ROUNDS; r++) {
+        MPI_Barrier(MPI_COMM_WORLD);
+        double start = bench_now_seconds();
+        for (int k = 0; k < 5; k++)
+            MPI_Allreduce(MPI_IN_PLACE, buffer, (int)n, MPI_FLOAT, MPI_SUM, MPI_COMM_WORLD);
+        double t = (bench_now_seconds() - start) / 5;
+        MPI_Allreduce(MPI_IN_PLACE, &t, 1, MPI_DOUBLE, MPI_MAX, MPI_COMM_WORLD);
+        if (r >= 0) rounds[r] = 1e3 * t;
+    }
+    free(buffer);
+    return bench_summarize(rounds, ROUNDS).median;
+}
+
 /* The 2-process part, under mpirun: one line per workload on rank 0, read by the parent. MPI
  * is initialised here, so each workload's tg_dist leaves it running for the next. */
 static int worker(int argc, char **argv) {
@@ -171,9 +191,10 @@ static int worker(int argc, char **argv) {
             return 1;
         }
         measurement m = measure((workload_kind)kind, 1, dist);
+        double alone = allreduce_ms(m.gradient_bytes);
         if (tg_dist_rank(dist) == 0)
-            printf("result %d %.4f %.4f %.4f %.4f %.4f %d\n", kind, m.ms.median, m.ms.min, m.ms.max,
-                   m.wait_share, m.backward_ms, m.buckets);
+            printf("result %d %.4f %.4f %.4f %.4f %.4f %d %.4f\n", kind, m.ms.median, m.ms.min, m.ms.max,
+                   m.wait_share, m.backward_ms, m.buckets, alone);
         fflush(stdout);
         tg_dist_finalize(dist);
     }
@@ -206,13 +227,16 @@ int main(int argc, char **argv) {
     FILE *p = length > 0 ? popen(cmd, "r") : NULL;
     char line[512];
     int got = 0;
+    double allreduce[2] = {0, 0};
     while (p && fgets(line, sizeof line, p)) {
         int kind, buckets;
         measurement m = {0};
-        if (sscanf(line, "result %d %lf %lf %lf %lf %lf %d", &kind, &m.ms.median, &m.ms.min, &m.ms.max,
-                   &m.wait_share, &m.backward_ms, &buckets) == 7 && kind >= MLP && kind <= LSTM) {
+        double alone;
+        if (sscanf(line, "result %d %lf %lf %lf %lf %lf %d %lf", &kind, &m.ms.median, &m.ms.min, &m.ms.max,
+                   &m.wait_share, &m.backward_ms, &buckets, &alone) == 8 && kind >= MLP && kind <= LSTM) {
             m.buckets = buckets;
             two[kind] = m;
+            allreduce[kind] = alone;
             got++;
         }
     }
@@ -230,6 +254,8 @@ int main(int argc, char **argv) {
         print_row("1 process x 1 thread", &one[kind][0], 0, 1);
         print_row("1 process x 2 threads", &one[kind][1], base, 1);
         print_row("2 processes x 1 thread", &two[kind], base, 2);
+        printf("  one blocking MPI_Allreduce of those bytes alone, 2 processes: %.2f ms (%.2f GB/s of "
+               "gradient)\n", allreduce[kind], (double)one[kind][0].gradient_bytes / 1e6 / allreduce[kind]);
     }
     return 0;
 }
