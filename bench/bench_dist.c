@@ -117,16 +117,24 @@ typedef struct measurement {
     double wait_share, backward_ms;
     int64_t gradient_bytes;
     int buckets;
+    long long first_entry, entries; /* where the walk was when bucket 0 started, of how many */
 } measurement;
 
-static measurement measure(workload_kind kind, int threads, tg_dist *dist) {
+static measurement measure(workload_kind kind, int threads, bool distributed) {
     workload w;
-    if (setup(&w, kind, threads, tg_dist_rank(dist), tg_dist_size(dist))) {
+    int rank = 0, size = 1;
+    if (distributed) {
+        MPI_Comm_rank(MPI_COMM_WORLD, &rank);
+        MPI_Comm_size(MPI_COMM_WORLD, &size);
+    }
+    if (setup(&w, kind, threads, rank, size)) {
         fprintf(stderr, "bench_dist: setup: %s\n", tg_errmsg(w.ctx));
         exit(1);
     }
     measurement m = {0};
-    if (dist && (tg_dist_broadcast_params(dist, w.params, w.n_params) != TG_OK ||
+    /* on the workload's context: its backward walks fire the hook that starts the buckets */
+    tg_dist *dist = distributed ? tg_dist_init(w.ctx, NULL, NULL) : NULL;
+    if (distributed && (!dist || tg_dist_broadcast_params(dist, w.params, w.n_params) != TG_OK ||
                  tg_dist_attach(dist, w.params, w.n_params, NULL) != TG_OK)) {
         fprintf(stderr, "bench_dist: %s\n", tg_errmsg(w.ctx));
         exit(1);
@@ -155,6 +163,9 @@ static measurement measure(workload_kind kind, int threads, tg_dist *dist) {
     m.backward_ms = 1e3 * w.backward_seconds / (ROUNDS * w.steps_per_round);
     for (int i = 0; i < w.n_params; i++) m.gradient_bytes += w.params[i]->size * (int64_t)sizeof(float);
     m.buckets = stats.buckets;
+    m.first_entry = stats.first_launch_entry;
+    m.entries = (long long)tg_tape_entries(w.tape);
+    tg_dist_finalize(dist); /* MPI stays up: the worker initialised it */
     teardown(&w);
     return m;
 }
@@ -183,22 +194,16 @@ static double allreduce_ms(int64_t bytes) {
  * is initialised here, so each workload's tg_dist leaves it running for the next. */
 static int worker(int argc, char **argv) {
     MPI_Init(&argc, &argv);
-    tg_ctx *ctx = tg_ctx_new();
+    int rank = 0;
+    MPI_Comm_rank(MPI_COMM_WORLD, &rank);
     for (int kind = MLP; kind <= LSTM; kind++) {
-        tg_dist *dist = tg_dist_init(ctx, &argc, &argv);
-        if (!dist) {
-            fprintf(stderr, "bench_dist: %s\n", tg_errmsg(ctx));
-            return 1;
-        }
-        measurement m = measure((workload_kind)kind, 1, dist);
+        measurement m = measure((workload_kind)kind, 1, true);
         double alone = allreduce_ms(m.gradient_bytes);
-        if (tg_dist_rank(dist) == 0)
-            printf("result %d %.4f %.4f %.4f %.4f %.4f %d %.4f\n", kind, m.ms.median, m.ms.min, m.ms.max,
-                   m.wait_share, m.backward_ms, m.buckets, alone);
+        if (rank == 0)
+            printf("result %d %.4f %.4f %.4f %.4f %.4f %d %.4f %lld %lld\n", kind, m.ms.median, m.ms.min,
+                   m.ms.max, m.wait_share, m.backward_ms, m.buckets, alone, m.first_entry, m.entries);
         fflush(stdout);
-        tg_dist_finalize(dist);
     }
-    tg_ctx_free(ctx);
     MPI_Finalize();
     return 0;
 }
@@ -217,7 +222,7 @@ int main(int argc, char **argv) {
     if (argc > 1 && strcmp(argv[1], "--worker") == 0) return worker(argc, argv);
     measurement one[2][2], two[2] = {{{0}}};
     for (int kind = MLP; kind <= LSTM; kind++)
-        for (int t = 0; t < 2; t++) one[kind][t] = measure((workload_kind)kind, t + 1, NULL);
+        for (int t = 0; t < 2; t++) one[kind][t] = measure((workload_kind)kind, t + 1, false);
     /* the same program as two processes: one thread each on this machine's two cores */
     char self[4096], cmd[4200];
     ssize_t length = readlink("/proc/self/exe", self, sizeof self - 1);
@@ -232,8 +237,9 @@ int main(int argc, char **argv) {
         int kind, buckets;
         measurement m = {0};
         double alone;
-        if (sscanf(line, "result %d %lf %lf %lf %lf %lf %d %lf", &kind, &m.ms.median, &m.ms.min, &m.ms.max,
-                   &m.wait_share, &m.backward_ms, &buckets, &alone) == 8 && kind >= MLP && kind <= LSTM) {
+        if (sscanf(line, "result %d %lf %lf %lf %lf %lf %d %lf %lld %lld", &kind, &m.ms.median, &m.ms.min,
+                   &m.ms.max, &m.wait_share, &m.backward_ms, &buckets, &alone, &m.first_entry,
+                   &m.entries) == 10 && kind >= MLP && kind <= LSTM) {
             m.buckets = buckets;
             two[kind] = m;
             allreduce[kind] = alone;
@@ -256,6 +262,8 @@ int main(int argc, char **argv) {
         print_row("2 processes x 1 thread", &two[kind], base, 2);
         printf("  one blocking MPI_Allreduce of those bytes alone, 2 processes: %.2f ms (%.2f GB/s of "
                "gradient)\n", allreduce[kind], (double)one[kind][0].gradient_bytes / 1e6 / allreduce[kind]);
+        printf("  bucket 0's all-reduce started at tape entry %lld of %lld (-1: when the walk ended)\n",
+               two[kind].first_entry, two[kind].entries);
     }
     return 0;
 }

@@ -125,9 +125,12 @@ tg_status dist_check_params(tg_dist *dist, tg_tensor *const *params, int n_param
         ? dist_error(dist->ctx, TG_ERR_INVALID, "%s: %d parameters at %p", what, n_params, (void *)params)
         : TG_OK;
     for (int i = 0; status == TG_OK && i < n_params; i++) {
-        if (!params[i] || !params[i]->persistent)
+        if (!params[i] || !params[i]->persistent || params[i]->ctx != dist->ctx)
             status = dist_error(dist->ctx, TG_ERR_INVALID, "%s: parameter %d is %s", what, i,
-                                params[i] ? "not persistent (a tape tensor)" : "NULL");
+                                !params[i] ? "NULL" : !params[i]->persistent
+                                ? "not persistent (a tape tensor)"
+                                : "of another context than tg_dist_init's (its backward passes "
+                                  "would never reach our hook)");
         else shape[1] += params[i]->size;
     }
     /* every rank takes part in the check, also one that failed above, so none waits forever */

@@ -82,7 +82,9 @@ tg_status tg_dist_broadcast_params(tg_dist *dist, tg_tensor *const *params, int 
 /**
  * Reduces the gradients of params from now on (collective; once per tg_dist): builds the
  * buckets (same layout on every rank, checked), preallocates their flat buffers and registers
- * the backward hook that starts them. config may be NULL. One backward pass per tg_dist_wait.
+ * the backward hook that starts them, on the context of tg_dist_init (the parameters must
+ * belong to it: TG_ERR_INVALID otherwise). config may be NULL. One backward pass per
+ * tg_dist_wait.
  */
 tg_status tg_dist_attach(tg_dist *dist, tg_tensor *const *params, int n_params,
                          const tg_dist_config *config);
