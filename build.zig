@@ -215,7 +215,17 @@ pub fn build(b: *Build) void {
     }
     // tests/dist/<x>.c: programs that tests/test_dist.c starts under mpirun, installed beside
     // the test plugins (<prefix>/test-plugins/<x>), found through the same variable
+    // (with -Dsanitize=true built by the system cc with ASan + UBSan, like the suite)
     for (dist_check_srcs) |src| {
+        if (sanitize) {
+            var srcs: std.ArrayList([]const u8) = .empty;
+            appendAll(b, &srcs, lib_srcs.items);
+            appendAll(b, &srcs, dist_srcs);
+            const exe = addSanitizedTestExe(cfg, sanitize_cc, stem(src), "libffi jansson ompi-c", &.{src},
+                                            srcs.items, headers.items);
+            appendStep(b, &test_plugin_installs, &b.addInstallFileWithDir(exe, .{ .custom = test_plugins_subdir }, stem(src)).step);
+            continue;
+        }
         const exe = addProgram(cfg, stem(src), &.{src}, lib, false);
         addDist(exe, dist_obj);
         appendStep(b, &test_plugin_installs, &installTestPlugin(b, exe).step);
@@ -257,7 +267,9 @@ pub fn build(b: *Build) void {
             var sanitized_srcs: std.ArrayList([]const u8) = .empty;
             appendAll(b, &sanitized_srcs, lib_srcs.items);
             appendAll(b, &sanitized_srcs, dist_srcs);
-            run.addFileArg(addSanitizedTestExe(cfg, sanitize_cc, test_srcs, sanitized_srcs.items, headers.items));
+            const pkgs = if (cfg.mpi) "criterion libffi jansson ompi-c" else "criterion libffi jansson";
+            run.addFileArg(addSanitizedTestExe(cfg, sanitize_cc, "tapegrad-tests-asan", pkgs, test_srcs,
+                                               sanitized_srcs.items, headers.items));
             // Criterion runs each test in a child process; a sanitizer report makes that test
             // crash, which Criterion counts and turns into a non-zero exit status.
             run.setEnvironmentVariable("UBSAN_OPTIONS", "print_stacktrace=1:halt_on_error=1");
@@ -459,9 +471,13 @@ fn addTestExe(cfg: Config, test_srcs: []const []const u8, lib_srcs: []const []co
 /// test executable is compiled and linked by the system C compiler (gcc/clang bring
 /// libasan/libubsan); the caller runs it. The compile is cached like any Run step: it
 /// re-runs when a source, a header, or the command line changes.
+/// `name` is the output's file name, `pkgs` what pkg-config gives it (the test suite also
+/// builds tests/dist/dist_check this way, so that the mpirun children are sanitized too).
 fn addSanitizedTestExe(
     cfg: Config,
     cc: []const u8,
+    name: []const u8,
+    pkgs: []const u8,
     test_srcs: []const []const u8,
     lib_srcs: []const []const u8,
     headers: []const []const u8,
@@ -469,7 +485,6 @@ fn addSanitizedTestExe(
     const b = cfg.b;
     // pkg-config is asked by the shell at make time, not by build.zig, so the cached
     // configuration stays valid. Libraries must follow the sources on the command line.
-    const pkgs = if (cfg.mpi) "criterion libffi jansson ompi-c" else "criterion libffi jansson";
     const compile = b.addSystemCommand(&.{
         "sh", "-c",
         \\set -e
@@ -480,8 +495,8 @@ fn addSanitizedTestExe(
         "sh", // $0
         pkgs,
     });
-    compile.setName("cc tapegrad-tests (asan+ubsan)");
-    const exe = compile.addOutputFileArg("tapegrad-tests-asan");
+    compile.setName(b.fmt("cc {s} (asan+ubsan)", .{name}));
+    const exe = compile.addOutputFileArg(name);
     compile.addArg(cc);
     compile.addArgs(&c_flags);
     compile.addArgs(&sanitize_flags);
