@@ -83,6 +83,7 @@ static tg_status launch(tg_dist *dist, int b) {
         out += t->size;
     }
     dist->next_launch = b + 1;
+    dist->requests[b] = MPI_REQUEST_NULL; /* what MPI_Waitall skips should the start fail */
     return dist_check_mpi(dist, MPI_Iallreduce(MPI_IN_PLACE, dist->flat + bucket->offset,
                                                (int)bucket->elems, MPI_FLOAT, MPI_SUM, dist->comm,
                                                &dist->requests[b]),
@@ -173,7 +174,10 @@ tg_status tg_dist_wait(tg_dist *dist, tg_status local) {
     double start = MPI_Wtime();
     /* every bucket is reduced on every rank every step, whatever happened here */
     tg_status status = launch_ready(dist, -1, false);
-    while (dist->next_launch < dist->n_buckets) status = launch(dist, dist->next_launch);
+    while (dist->next_launch < dist->n_buckets) {
+        tg_status started = launch(dist, dist->next_launch);
+        if (status == TG_OK) status = started;
+    }
     if (dist->n_buckets) {
         tg_status waited = dist_check_mpi(dist, MPI_Waitall(dist->n_buckets, dist->requests,
                                                             MPI_STATUSES_IGNORE), "MPI_Waitall");

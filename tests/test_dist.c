@@ -127,21 +127,24 @@ Test(dist, nan_on_one_rank_stops_both_with_the_same_message, .timeout = 60) {
 }
 
 /* The first bucket's all-reduce starts from a backward hook while entries are still to be
- * walked (first_launch_entry > 0), and most buckets start inside the walk. */
+ * walked (first_launch_entry > 0), every bucket starts inside the walk, and after the first
+ * step the context's allocator is not called again (the buckets are preallocated). */
 Test(dist, first_bucket_starts_before_backward_ends, .timeout = 60) {
     char dir[64], line[4096];
     temp_dir_make(dir, "tapegrad-dist");
-    cr_assert_eq(run_check(dir, "overlap", 2, "--steps 2 --bucket 4096"), 0);
+    cr_assert_eq(run_check(dir, "overlap", 2, "--steps 5 --bucket 4096"), 0);
     for (int rank = 0; rank < 2; rank++) {
         long long first = -1, entries = 0;
         int buckets = 0, in_backward = 0;
+        long allocations = -1;
         rank_line(dir, "overlap", rank, line, sizeof line);
         cr_assert_eq(sscanf(line, "rank %*d: steps %*d buckets %d first_launch_entry %lld "
-                            "launched_in_backward %d entries %lld", &buckets, &first,
-                            &in_backward, &entries), 4, "%s", line);
+                            "launched_in_backward %d entries %lld clipped %*d allocations_after_step_1 %ld",
+                            &buckets, &first, &in_backward, &entries, &allocations), 5, "%s", line);
         cr_expect(buckets >= 4, "%s", line);
         cr_expect(first > 0 && first < entries, "bucket 0 started at entry %lld of %lld", first, entries);
         cr_expect_eq(in_backward, buckets, "%s", line);
+        cr_expect_eq(allocations, 0, "%s", line);
     }
     temp_dir_remove(dir);
 }

@@ -9,7 +9,8 @@
  * the step (so every process sees the same ones), each rank on its rows of every batch. Writes
  * the final parameters to PREFIX.rank<R>.bin (raw floats, registration order) and one line
  * per rank to stdout: "rank R: steps S buckets B first_launch_entry E launched_in_backward L
- * entries N clipped C", or "rank R: stopped: MESSAGE" (exit 1) when the step failed.
+ * entries N clipped C allocations_after_step_1 A", or "rank R: stopped: MESSAGE" (exit 1) when
+ * the step failed. A counts what the context's allocator handed out after the first step.
  */
 #include <math.h>
 #include <stdio.h>
@@ -21,6 +22,20 @@
 #define IN 16
 #define CLASSES 4
 #define MAX_PARAMS 16
+
+/* The context's allocator, counting (tg_alloc_fn: new_size 0 frees). */
+static long allocations;
+
+static void *counting_alloc(void *user, void *ptr, size_t old_size, size_t new_size) {
+    (void)user;
+    (void)old_size;
+    if (new_size == 0) {
+        free(ptr);
+        return NULL;
+    }
+    allocations++;
+    return realloc(ptr, new_size);
+}
 
 typedef struct options {
     const char *out;
@@ -102,7 +117,7 @@ int main(int argc, char **argv) {
                         "[--clip X] [--bucket BYTES] [--nan-rank R --nan-step S]\n");
         return 2;
     }
-    tg_ctx *ctx = tg_ctx_new();
+    tg_ctx *ctx = tg_ctx_new_with_allocator(counting_alloc, NULL);
     tg_ctx_set_threads(ctx, 1); /* two ranks on two cores: one thread each */
     tg_dist *dist = o.single ? NULL : tg_dist_init(ctx, &argc, &argv);
     if (!o.single && !dist) {
@@ -123,6 +138,7 @@ int main(int argc, char **argv) {
     if (dist && status == TG_OK) status = tg_dist_broadcast_params(dist, params, n);
     if (dist && status == TG_OK) status = tg_dist_attach_module(dist, mlp, &(tg_dist_config){.bucket_bytes = o.bucket});
     int clipped = 0, steps = 0;
+    long after_first_step = 0;
     for (int step = 0; status == TG_OK && step < o.steps; step++, steps++) {
         status = step_once(&o, tape, mlp, step, rank, size, x, y);
         if (dist) status = tg_dist_wait(dist, status);
@@ -132,6 +148,7 @@ int main(int argc, char **argv) {
         clipped += norm > o.clip;
         tg_optimizer_step(opt);
         tg_optimizer_zero_grad(opt);
+        if (step == 0) after_first_step = allocations;
     }
     tg_dist_stats stats = {.first_launch_entry = -1};
     tg_dist_get_stats(dist, &stats);
@@ -139,9 +156,9 @@ int main(int argc, char **argv) {
     else if (save(&o, rank, params, n) != 0) status = TG_ERR_IO;
     else
         printf("rank %d: steps %d buckets %d first_launch_entry %lld launched_in_backward %d "
-               "entries %lld clipped %d\n", rank, steps, stats.buckets,
+               "entries %lld clipped %d allocations_after_step_1 %ld\n", rank, steps, stats.buckets,
                (long long)stats.first_launch_entry, stats.launched_in_backward,
-               (long long)tg_tape_entries(tape), clipped);
+               (long long)tg_tape_entries(tape), clipped, allocations - after_first_step);
     fflush(stdout);
     free(x);
     free(y);
