@@ -89,10 +89,8 @@ pub fn build(b: *Build) void {
         // libtapegrad trains 4x slower). Tests pick their own default (ReleaseSafe) below.
         .optimize = b.option(std.builtin.OptimizeMode, "optimize", "Debug, ReleaseSafe, ReleaseFast (default) or ReleaseSmall") orelse .ReleaseFast,
         .blas = b.option(bool, "blas", "Load OpenBLAS at run time (ops/blas.c) and define TG_USE_BLAS=1 (default: true)") orelse true,
-        // Looking for mpicc makes Zig re-run this configure phase at every build (it cannot
-        // watch the PATH): only when -Dmpi is not given.
         .mpi = b.option(bool, "mpi", "Build the MPI layer dist/ (default: when mpicc is on the PATH)") orelse
-            (b.findProgram(.{ .names = &.{"mpicc"} }) != null),
+            onPath(b, "mpicc"),
     };
     const sanitize = b.option(bool, "sanitize", "Run `test` under AddressSanitizer + UBSan (default: false)") orelse false;
     const test_optimize = b.option(std.builtin.OptimizeMode, "test-optimize", "Optimize mode of the test suite (default: ReleaseSafe, or -Doptimize when given)");
@@ -664,6 +662,24 @@ fn glob(b: *Build, dir: []const u8, ext: []const u8) []const []const u8 {
     // Directory order is arbitrary; sort for stable command lines (and cache hits).
     std.mem.sort([]const u8, files.items, {}, lessThan);
     return files.items;
+}
+
+/// Whether `name` is in a directory of the PATH. Each directory searched is watched, so that
+/// installing the program (`setup.sh` putting mpicc into /usr/bin) re-runs the configure phase;
+/// b.findProgram would instead make every build re-run it.
+fn onPath(b: *Build, name: []const u8) bool {
+    const io = b.graph.io;
+    const path = b.graph.environ_map.get("PATH") orelse return false;
+    var found = false;
+    var it = std.mem.tokenizeScalar(u8, path, ':');
+    while (it.next()) |dir| {
+        if (!std.fs.path.isAbsolute(dir)) continue;
+        var d = std.Io.Dir.cwd().openDir(io, dir, .{}) catch continue;
+        defer d.close(io);
+        b.dependOnDirectoryContents(.{ .cwd_relative = dir });
+        if (d.access(io, name, .{})) |_| found = true else |_| {}
+    }
+    return found;
 }
 
 /// Whether a file exists. Only for files inside a directory that `glob` already
