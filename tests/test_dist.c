@@ -126,6 +126,18 @@ Test(dist, nan_on_one_rank_stops_both_with_the_same_message, .timeout = 60) {
     temp_dir_remove(dir);
 }
 
+/* An early stop that rank 1 alone wants is taken by both ranks after the same step. */
+Test(dist, early_stop_is_agreed, .timeout = 60) {
+    char dir[64], line[4096];
+    temp_dir_make(dir, "tapegrad-dist");
+    cr_assert_eq(run_check(dir, "stop", 2, "--steps 20 --stop-rank 1 --stop-step 6"), 0);
+    for (int rank = 0; rank < 2; rank++) {
+        rank_line(dir, "stop", rank, line, sizeof line);
+        cr_expect(strstr(line, ": steps 7 ") != NULL, "%s", line);
+    }
+    temp_dir_remove(dir);
+}
+
 /* The first bucket's all-reduce starts from a backward hook while entries are still to be
  * walked (first_launch_entry > 0), every bucket starts inside the walk, and after the first
  * step the context's allocator is not called again (the buckets are preallocated). */
@@ -150,8 +162,9 @@ Test(dist, first_bucket_starts_before_backward_ends, .timeout = 60) {
 }
 
 /* `mpirun -np 2 tapegrad train`: rank 0 alone prints the summary, saves and reports; a
- * global batch that does not split over the ranks is refused before any work. */
-Test(dist, mpirun_train_saves_and_reports_on_rank_0, .timeout = 60) {
+ * global batch that does not split over the ranks is refused before any work; `tapegrad study`
+ * runs on rank 0 alone. */
+Test(dist, mpirun_train_and_study_report_on_rank_0, .timeout = 90) {
     char dir[64], cmd[8192], path[256];
     temp_dir_make(dir, "tapegrad-dist");
     const char *mpirun = "mpirun -np 2 --allow-run-as-root --oversubscribe --bind-to none --mca btl self,vader";
@@ -173,6 +186,11 @@ Test(dist, mpirun_train_saves_and_reports_on_rank_0, .timeout = 60) {
              "test $? -ne 0 && grep -q 'must split evenly over the 2 ranks' odd.txt", dir, mpirun,
              getenv("TAPEGRAD_TEST_PLUGINS"));
     cr_expect_eq(system(cmd), 0, "--batch 63 over 2 ranks was not refused (see %s/odd.txt)", dir);
+    /* the study runs on rank 0 alone: one report, one summary line */
+    snprintf(cmd, sizeof cmd, "cd '%s' && %s '%s/tapegrad' study vanishing --quick --out study > study.txt 2>&1 "
+             "&& test $(grep -c '^report: study/index.html' study.txt) = 1", dir, mpirun,
+             getenv("TAPEGRAD_TEST_PLUGINS"));
+    cr_expect_eq(system(cmd), 0, "mpirun -np 2 tapegrad study (see %s/study.txt)", dir);
     temp_dir_remove(dir);
 }
 

@@ -3,7 +3,7 @@
  * parallel through tapegrad_dist.h) or alone with --single (no MPI at all: the reference).
  *
  *   dist_check --out PREFIX [--single] [--steps N] [--batch B] [--clip X] [--bucket BYTES]
- *              [--nan-rank R --nan-step S]
+ *              [--nan-rank R --nan-step S] [--stop-rank R --stop-step S]
  *
  * Trains a small tanh MLP with SGD + momentum on synthetic global batches that depend only on
  * the step (so every process sees the same ones), each rank on its rows of every batch. Writes
@@ -45,6 +45,7 @@ typedef struct options {
     double clip;
     size_t bucket;
     int nan_rank, nan_step;
+    int stop_rank, stop_step;    /* that rank alone wants to stop after that step */
 } options;
 
 /* A value in [-1, 1) from (step, row, column): the same on every rank, for any world size. */
@@ -70,7 +71,8 @@ static void fill_batch(int step, int64_t first, int64_t rows, float *x, float *y
 }
 
 static int parse(int argc, char **argv, options *o) {
-    *o = (options){.steps = 20, .batch = 32, .bucket = 8192, .nan_rank = -1, .nan_step = -1};
+    *o = (options){.steps = 20, .batch = 32, .bucket = 8192, .nan_rank = -1, .nan_step = -1,
+                 .stop_rank = -1, .stop_step = -1};
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
         if (strcmp(a, "--single") == 0) { o->single = true; continue; }
@@ -83,6 +85,8 @@ static int parse(int argc, char **argv, options *o) {
         else if (strcmp(a, "--bucket") == 0) o->bucket = (size_t)atoll(v);
         else if (strcmp(a, "--nan-rank") == 0) o->nan_rank = atoi(v);
         else if (strcmp(a, "--nan-step") == 0) o->nan_step = atoi(v);
+        else if (strcmp(a, "--stop-rank") == 0) o->stop_rank = atoi(v);
+        else if (strcmp(a, "--stop-step") == 0) o->stop_step = atoi(v);
         else return -1;
     }
     return o->out && o->steps > 0 && o->batch > 0 ? 0 : -1;
@@ -149,6 +153,13 @@ int main(int argc, char **argv) {
         tg_optimizer_step(opt);
         tg_optimizer_zero_grad(opt);
         if (step == 0) after_first_step = allocations;
+        /* an early stop one rank wants: every rank stops after the same step */
+        bool stop = rank == o.stop_rank && step == o.stop_step;
+        if (dist && tg_dist_agree(dist, stop, &stop) != TG_OK) status = tg_errcode(ctx);
+        if (stop) {
+            steps++;
+            break;
+        }
     }
     tg_dist_stats stats = {.first_launch_entry = -1};
     tg_dist_get_stats(dist, &stats);
