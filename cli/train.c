@@ -268,6 +268,10 @@ static int check_files(train_options *o) {
     snprintf(samples, sizeof samples, "%lld", (long long)n);
     if (c->batch > n) return bad("--batch %s is larger than the %s training samples", batch, samples);
     snprintf(samples, sizeof samples, "%d", parallel_env_size());
+    /* N copies training alone would all write the same --save and --out */
+    if (!c->distributed && parallel_env_size() > 1)
+        return bad("started by an MPI launcher with %s ranks, but this tapegrad was built without "
+                   "MPI (zig build -Dmpi=true)%s", samples, "");
     if (c->distributed && c->batch % parallel_env_size())
         return bad("--batch %s (the global batch) must split evenly over the %s ranks", batch, samples);
     return 0;
