@@ -22,6 +22,11 @@
 //!   -Dblas=false               our own GEMM only (no TG_USE_BLAS macro: OpenBLAS is never loaded)
 //!   -Dsanitize=true            `test` runs the suite under ASan + UBSan (built with the
 //!                              system C compiler, see addSanitizedTestExe)
+//!   -Dmpi=true|false           data-parallel training over Open MPI (dist/*.c): default on when
+//!                              `mpicc` is on the PATH. On: lib/libtapegrad_dist.{a,so},
+//!                              include/tapegrad_dist.h, lib/pkgconfig/tapegrad-dist.pc; the cli,
+//!                              the tests, examples/ddp_*.c and bench/bench_dist*.c get it
+//!                              (TG_HAVE_MPI=1); off: none of those, and libtapegrad never needs MPI
 //!   -Doptimize=Debug|ReleaseSafe|ReleaseFast|ReleaseSmall
 //!
 //! Plugins are shared libraries that a program dlopen()s and that call back into the
@@ -75,6 +80,7 @@ const Config = struct {
     target: Build.ResolvedTarget,
     optimize: std.builtin.Optimize,
     blas: bool,
+    mpi: bool,
 };
 
 pub fn build(b: *Build) void {
@@ -85,6 +91,8 @@ pub fn build(b: *Build) void {
         // libtapegrad trains 4x slower). Tests pick their own default (ReleaseSafe) below.
         .optimize = b.option(std.builtin.OptimizeMode, "optimize", "Debug, ReleaseSafe, ReleaseFast (default) or ReleaseSmall") orelse .ReleaseFast,
         .blas = b.option(bool, "blas", "Load OpenBLAS at run time (ops/blas.c) and define TG_USE_BLAS=1 (default: true)") orelse true,
+        .mpi = b.option(bool, "mpi", "Build the MPI layer dist/ (default: when mpicc is on the PATH)") orelse
+            onPath(b, "mpicc"),
     };
     // A Zig project that depends on tapegrad (build.zig.zon) links one library by name,
     // b.dependency("tapegrad", .{}).artifact("tapegrad"): built as a dependency (pkg_hash is
@@ -108,7 +116,7 @@ pub fn build(b: *Build) void {
     appendAll(b, &headers, glob(b, "tests", ".h"));
     const cli_srcs = glob(b, "cli", ".c");
     const all_example_srcs = glob(b, "examples", ".c");
-    const example_srcs = filterPlugins(b, all_example_srcs, false);
+    const example_srcs = filterPrefix(b, filterPlugins(b, all_example_srcs, false), "ddp_", cfg.mpi);
     const example_plugin_srcs = filterPlugins(b, all_example_srcs, true);
     // The tests drive the tool's commands directly (run_study, run_train): every cli/*.c but
     // the one with main() is compiled into the test executable as well.
@@ -120,7 +128,12 @@ pub fn build(b: *Build) void {
     appendAll(b, &headers, glob(b, "cli", ".h"));
     const test_srcs = test_src_list.items;
     const test_plugin_srcs = glob(b, "tests/plugins", ".c");
-    const bench_srcs = glob(b, "bench", ".c");
+    // dist/ (MPI) is compiled only into programs that use it, never into libtapegrad.
+    const dist_srcs: []const []const u8 = if (cfg.mpi) glob(b, "dist", ".c") else &.{};
+    if (cfg.mpi) appendAll(b, &headers, glob(b, "dist", ".h"));
+    const all_bench_srcs = glob(b, "bench", ".c");
+    const bench_srcs = filterPrefix(b, all_bench_srcs, "bench_dist", cfg.mpi);
+    const dist_check_srcs: []const []const u8 = if (cfg.mpi) glob(b, "tests/dist", ".c") else &.{};
 
     const test_step = b.step("test", "Build and run the Criterion test suite (args after -- go to Criterion)");
     const run_step = b.step("run", "Build and run the tapegrad CLI (args after -- are passed on)");
@@ -136,6 +149,7 @@ pub fn build(b: *Build) void {
     // (compiled like the installed libraries), so that every tg_* function is in the
     // program and exported for plugins, whether the program calls it or not.
     const has_header = exists(b, "include/tapegrad.h");
+    var shared_lib: ?*Compile = null;
     const lib: ?*Compile = if (lib_srcs.items.len == 0) null else blk: {
         for ([_]std.builtin.LinkMode{ .static, .dynamic }) |mode| {
             if (linkage != null and linkage.? != mode) continue;
@@ -143,18 +157,35 @@ pub fn build(b: *Build) void {
             // installed with the library, and on the include path of whatever links it
             if (has_header) library.installHeader(b.path("include/tapegrad.h"), "tapegrad.h");
             b.installArtifact(library);
+            if (mode == .dynamic) shared_lib = library;
         }
         break :blk addLibraryObject(cfg, lib_srcs.items);
+    };
+    // libtapegrad_dist beside it: its own library, so that libtapegrad never links MPI
+    const dist_obj: ?*Compile = if (dist_srcs.len == 0 or lib == null or as_dependency) null else blk: {
+        b.installArtifact(addDistLibrary(cfg, .static, dist_srcs, null));
+        if (shared_lib != null) b.installArtifact(addDistLibrary(cfg, .dynamic, dist_srcs, shared_lib));
+        b.getInstallStep().dependOn(&b.addInstallHeaderFile(b.path("include/tapegrad_dist.h"), "tapegrad_dist.h").step);
+        const m = cModule(cfg, .{ .sanitize_c = .off, .pic = true, .mpi = true });
+        addCSources(m, dist_srcs);
+        break :blk b.addObject(.{ .name = "tapegrad-dist", .root_module = m });
     };
     const pc_files = b.addWriteFiles();
     const pc = pc_files.add("tapegrad.pc", pkgConfigFile(cfg));
     b.getInstallStep().dependOn(&b.addInstallLibFile(pc, "pkgconfig/tapegrad.pc").step);
     const pc_static = pc_files.add("tapegrad-static.pc", pkgConfigStaticFile(cfg));
     b.getInstallStep().dependOn(&b.addInstallLibFile(pc_static, "pkgconfig/tapegrad-static.pc").step);
+    if (dist_obj != null) {
+        const pc_dist = pc_files.add("tapegrad-dist.pc", pkgConfigDistFile(cfg));
+        b.getInstallStep().dependOn(&b.addInstallLibFile(pc_dist, "pkgconfig/tapegrad-dist.pc").step);
+    }
 
     // ---- cli ----
+    var cli_exe: ?*Compile = null;
     if (cli_srcs.len > 0 and !as_dependency) {
         const cli = addProgram(cfg, "tapegrad", cli_srcs, lib, false);
+        addDist(cli, dist_obj);
+        cli_exe = cli;
         // `tapegrad --version` says how it was built
         cli.root_module.addCMacro("TG_BUILD_MODE", b.fmt("\"{s} (zig build -Doptimize)\"", .{optimizeName(cfg.optimize)}));
         b.installArtifact(cli);
@@ -172,6 +203,7 @@ pub fn build(b: *Build) void {
     // ---- examples: one program per file, installed by `zig build examples` ----
     for (example_srcs) |src| {
         const exe = addProgram(cfg, stem(src), &.{src}, lib, false);
+        if (std.mem.startsWith(u8, stem(src), "ddp_")) addDist(exe, dist_obj);
         examples_step.dependOn(&b.addInstallArtifact(exe, .{}).step);
     }
 
@@ -196,11 +228,33 @@ pub fn build(b: *Build) void {
         }
         appendStep(b, &test_plugin_installs, &installTestPlugin(b, addPlugin(cfg, src)).step);
     }
+    // tests/dist/<x>.c: programs that tests/test_dist.c starts under mpirun, installed beside
+    // the test plugins (<prefix>/test-plugins/<x>), found through the same variable
+    // (with -Dsanitize=true built by the system cc with ASan + UBSan, like the suite)
+    for (dist_check_srcs) |src| {
+        if (sanitize) {
+            var srcs: std.ArrayList([]const u8) = .empty;
+            appendAll(b, &srcs, lib_srcs.items);
+            appendAll(b, &srcs, dist_srcs);
+            const exe = addSanitizedTestExe(cfg, sanitize_cc, stem(src), "libffi jansson ompi-c", &.{src},
+                                            srcs.items, headers.items);
+            appendStep(b, &test_plugin_installs, &b.addInstallFileWithDir(exe, .{ .custom = test_plugins_subdir }, stem(src)).step);
+            continue;
+        }
+        const exe = addProgram(cfg, stem(src), &.{src}, lib, false);
+        addDist(exe, dist_obj);
+        appendStep(b, &test_plugin_installs, &installTestPlugin(b, exe).step);
+    }
+    // and the tool itself, which tests/test_dist.c runs as `mpirun -np 2 tapegrad train`
+    if (dist_check_srcs.len > 0) {
+        if (cli_exe) |cli| appendStep(b, &test_plugin_installs, &installTestPlugin(b, cli).step);
+    }
 
     // ---- benchmarks: one program per file, run one after another ----
     var prev_bench: ?*Build.Step = null;
     for (bench_srcs) |src| {
         const exe = addProgram(cfg, stem(src), &.{src}, lib, true);
+        if (std.mem.startsWith(u8, stem(src), "bench_dist")) addDist(exe, dist_obj);
         const run = b.addRunArtifact(exe);
         run.stdio = .inherit;
         run.addPassthruArgs();
@@ -225,7 +279,12 @@ pub fn build(b: *Build) void {
         const run = addTestRun(b, test_plugins_dir, test_plugin_installs.items);
         if (sanitize) {
             run.setName("run tapegrad-tests (asan+ubsan)");
-            run.addFileArg(addSanitizedTestExe(cfg, sanitize_cc, test_srcs, lib_srcs.items, headers.items));
+            var sanitized_srcs: std.ArrayList([]const u8) = .empty;
+            appendAll(b, &sanitized_srcs, lib_srcs.items);
+            appendAll(b, &sanitized_srcs, dist_srcs);
+            const pkgs = if (cfg.mpi) "criterion libffi jansson ompi-c" else "criterion libffi jansson";
+            run.addFileArg(addSanitizedTestExe(cfg, sanitize_cc, "tapegrad-tests-asan", pkgs, test_srcs,
+                                               sanitized_srcs.items, headers.items));
             // Criterion runs each test in a child process; a sanitizer report makes that test
             // crash, which Criterion counts and turns into a non-zero exit status.
             run.setEnvironmentVariable("UBSAN_OPTIONS", "print_stacktrace=1:halt_on_error=1");
@@ -237,7 +296,7 @@ pub fn build(b: *Build) void {
             test_cfg.optimize = test_optimize orelse
                 if (b.user_input_options.contains("optimize")) cfg.optimize else .ReleaseSafe;
             run.setName("run tapegrad-tests");
-            run.addArtifactArg(addTestExe(test_cfg, test_srcs, lib_srcs.items));
+            run.addArtifactArg(addTestExe(test_cfg, test_srcs, lib_srcs.items, dist_srcs));
         }
         run.addPassthruArgs();
         test_step.dependOn(&run.step);
@@ -263,6 +322,8 @@ const ModuleOptions = struct {
     /// null = Zig's per-mode default (UBSan in Debug).
     sanitize_c: ?std.zig.SanitizeC = null,
     pic: ?bool = null,
+    /// Open MPI's headers and library, and TG_HAVE_MPI=1 (dist/ and what uses it).
+    mpi: bool = false,
 };
 
 /// A libc-linking C module with the project's include paths: `include/` for
@@ -282,6 +343,7 @@ fn cModule(cfg: Config, opts: ModuleOptions) *Module {
     m.addIncludePath(b.path("include"));
     m.addIncludePath(b.path("."));
     if (opts.blas_macro and cfg.blas) m.addCMacro("TG_USE_BLAS", "1");
+    if (opts.mpi) addMpi(m);
     return m;
 }
 
@@ -294,6 +356,33 @@ fn linkLibraryDeps(m: *Module) void {
     m.linkSystemLibrary("m", .{});
     m.linkSystemLibrary("dl", .{});
     m.linkSystemLibrary("pthread", .{});
+}
+
+/// Open MPI through pkg-config (ompi-c: its include paths and -lmpi), and the macro that
+/// switches on the code that uses dist/ (the cli's data-parallel train, tests/test_dist.c).
+fn addMpi(m: *Module) void {
+    m.linkSystemLibrary("ompi-c", .{});
+    m.addCMacro("TG_HAVE_MPI", "1");
+}
+
+/// A program that uses tapegrad_dist.h: the dist object and Open MPI (when -Dmpi is on).
+fn addDist(exe: *Compile, dist_obj: ?*Compile) void {
+    const obj = dist_obj orelse return;
+    exe.root_module.addObject(obj);
+    addMpi(exe.root_module);
+}
+
+/// libtapegrad_dist.a or libtapegrad_dist.so.0.1.0 (linked against libtapegrad.so and MPI).
+fn addDistLibrary(cfg: Config, linkage: std.builtin.LinkMode, srcs: []const []const u8, core: ?*Compile) *Compile {
+    const m = cModule(cfg, .{ .sanitize_c = .off, .pic = true, .mpi = true });
+    addCSources(m, srcs);
+    if (core) |c| m.linkLibrary(c);
+    return cfg.b.addLibrary(.{
+        .linkage = linkage,
+        .name = "tapegrad_dist",
+        .root_module = m,
+        .version = if (linkage == .dynamic) version else null,
+    });
 }
 
 fn addCSources(m: *Module, srcs: []const []const u8) void {
@@ -378,10 +467,12 @@ fn addTestRun(b: *Build, plugins_dir: Build.LazyPath, plugin_installs: []const *
 
 /// ONE Criterion executable from all test files plus the library sources, so tests
 /// get the library compiled with the test build's settings (UBSan in Debug).
-fn addTestExe(cfg: Config, test_srcs: []const []const u8, lib_srcs: []const []const u8) *Compile {
-    const m = cModule(cfg, .{ .blas_macro = true });
+fn addTestExe(cfg: Config, test_srcs: []const []const u8, lib_srcs: []const []const u8,
+              dist_srcs: []const []const u8) *Compile {
+    const m = cModule(cfg, .{ .blas_macro = true, .mpi = dist_srcs.len > 0 });
     addCSources(m, test_srcs);
     addCSources(m, lib_srcs);
+    addCSources(m, dist_srcs);
     linkLibraryDeps(m);
     m.linkSystemLibrary("criterion", .{});
     const exe = cfg.b.addExecutable(.{ .name = "tapegrad-tests", .root_module = m });
@@ -398,9 +489,13 @@ fn addTestExe(cfg: Config, test_srcs: []const []const u8, lib_srcs: []const []co
 /// test executable is compiled and linked by the system C compiler (gcc/clang bring
 /// libasan/libubsan); the caller runs it. The compile is cached like any Run step: it
 /// re-runs when a source, a header, or the command line changes.
+/// `name` is the output's file name, `pkgs` what pkg-config gives it (the test suite also
+/// builds tests/dist/dist_check this way, so that the mpirun children are sanitized too).
 fn addSanitizedTestExe(
     cfg: Config,
     cc: []const u8,
+    name: []const u8,
+    pkgs: []const u8,
     test_srcs: []const []const u8,
     lib_srcs: []const []const u8,
     headers: []const []const u8,
@@ -408,7 +503,6 @@ fn addSanitizedTestExe(
     const b = cfg.b;
     // pkg-config is asked by the shell at make time, not by build.zig, so the cached
     // configuration stays valid. Libraries must follow the sources on the command line.
-    const pkgs = "criterion libffi jansson";
     const compile = b.addSystemCommand(&.{
         "sh", "-c",
         \\set -e
@@ -419,13 +513,14 @@ fn addSanitizedTestExe(
         "sh", // $0
         pkgs,
     });
-    compile.setName("cc tapegrad-tests (asan+ubsan)");
-    const exe = compile.addOutputFileArg("tapegrad-tests-asan");
+    compile.setName(b.fmt("cc {s} (asan+ubsan)", .{name}));
+    const exe = compile.addOutputFileArg(name);
     compile.addArg(cc);
     compile.addArgs(&c_flags);
     compile.addArgs(&sanitize_flags);
     compile.addArg("-rdynamic"); // export tg_* to the plugins the tests dlopen
     if (cfg.blas) compile.addArg("-DTG_USE_BLAS=1");
+    if (cfg.mpi) compile.addArg("-DTG_HAVE_MPI=1");
     compile.addPrefixedDirectoryArg("-I", b.path("include"));
     compile.addPrefixedDirectoryArg("-I", b.path("."));
     for (test_srcs) |src| compile.addFileArg(b.path(src));
@@ -510,6 +605,23 @@ fn pkgConfigFile(cfg: Config) []const u8 {
     , .{version});
 }
 
+/// lib/pkgconfig/tapegrad-dist.pc: libtapegrad_dist with libtapegrad and Open MPI.
+fn pkgConfigDistFile(cfg: Config) []const u8 {
+    return cfg.b.fmt(
+        \\prefix=${{pcfiledir}}/../..
+        \\libdir=${{prefix}}/lib
+        \\includedir=${{prefix}}/include
+        \\
+        \\Name: tapegrad-dist
+        \\Description: data-parallel training for tapegrad over MPI
+        \\Version: {f}
+        \\Requires: tapegrad ompi-c
+        \\Cflags: -I${{includedir}}
+        \\Libs: -L${{libdir}} -Wl,-rpath,${{libdir}} -ltapegrad_dist
+        \\
+    , .{version});
+}
+
 /// lib/pkgconfig/tapegrad-static.pc: links libtapegrad.a whole (a plugin may call any tg_*
 /// function, and from an archive the linker takes only what the program itself references)
 /// and exports the program's symbols to the plugins it loads. `pkg-config --libs
@@ -572,6 +684,24 @@ fn glob(b: *Build, dir: []const u8, ext: []const u8) []const []const u8 {
     return files.items;
 }
 
+/// Whether `name` is in a directory of the PATH. Each directory searched is watched, so that
+/// installing the program (`setup.sh` putting mpicc into /usr/bin) re-runs the configure phase;
+/// b.findProgram would instead make every build re-run it.
+fn onPath(b: *Build, name: []const u8) bool {
+    const io = b.graph.io;
+    const path = b.graph.environ_map.get("PATH") orelse return false;
+    var found = false;
+    var it = std.mem.tokenizeScalar(u8, path, ':');
+    while (it.next()) |dir| {
+        if (!std.fs.path.isAbsolute(dir)) continue;
+        var d = std.Io.Dir.cwd().openDir(io, dir, .{}) catch continue;
+        defer d.close(io);
+        b.dependOnDirectoryContents(.{ .cwd_relative = dir });
+        if (d.access(io, name, .{})) |_| found = true else |_| {}
+    }
+    return found;
+}
+
 /// Whether a file exists. Only for files inside a directory that `glob` already
 /// watches (Zig cannot watch a missing file).
 fn exists(b: *Build, sub_path: []const u8) bool {
@@ -618,6 +748,17 @@ fn optimizeName(mode: std.builtin.OptimizeMode) []const u8 {
         .ReleaseFast => "ReleaseFast",
         .ReleaseSmall => "ReleaseSmall",
     };
+}
+
+/// The sources of `srcs` whose file name starts with `prefix` only if `keep`; the others always.
+fn filterPrefix(b: *Build, srcs: []const []const u8, prefix: []const u8, keep: bool) []const []const u8 {
+    var out: std.ArrayList([]const u8) = .empty;
+    for (srcs) |src| {
+        if (keep or !std.mem.startsWith(u8, std.fs.path.basename(src), prefix)) {
+            out.append(b.graph.arena, src) catch @panic("OOM");
+        }
+    }
+    return out.items;
 }
 
 /// "examples/foo.c" -> "foo"

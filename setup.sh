@@ -4,7 +4,8 @@
 set -euo pipefail
 
 ZIG_VERSION=0.17.0
-packages=(libffi-dev libjansson-dev libcriterion-dev libopenblas-dev pkg-config)
+# Open MPI: dist/ (data-parallel training) and its tests; zig build -Dmpi=false builds without it
+packages=(libffi-dev libjansson-dev libcriterion-dev libopenblas-dev pkg-config libopenmpi-dev openmpi-bin)
 
 as_root() {
     if [ "$(id -u)" -eq 0 ]; then "$@"; else sudo "$@"; fi

@@ -8,6 +8,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "cli/parallel.h"
 #include "cli/study.h"
 
 #define MAX_PARAMS 1024 /* a 56-layer ResNet has 173 parameters and 287 state tensors */
@@ -37,6 +38,7 @@ typedef struct trainer {
     tg_named_attr activation_attrs[TG_MAX_ATTRS]; /* --activation OP:k=v,...: the values */
     char activation_names[TG_MAX_ATTRS][TG_LABEL_MAX];
     char activation_op[TG_LABEL_MAX];
+    parallel *par;               /* data-parallel under mpirun (config->distributed), else NULL */
 } trainer;
 
 const char *format_number(double value, char *buf, size_t size) {
@@ -196,6 +198,7 @@ static bool load_data(trainer *t) {
     if (!t->train || !t->test) return fail(t, "data");
     if (c->train_subset > 0 && !keep_subset(t, c->train_subset)) return false;
     if (is_cnn(c) && !as_images(t)) return false;
+    /* the global batches: under mpirun every rank draws the same ones and keeps its rows */
     t->batches = tg_batcher_new(t->train, c->batch, true, true, c->seed);
     return t->batches ? true : fail(t, "batches");
 }
@@ -442,14 +445,22 @@ static bool train_step(trainer *t, int step) {
     tg_tape_reset(t->tape);
     if (!tg_batcher_next(t->batches, t->tape, &x, &y) && !tg_batcher_next(t->batches, t->tape, &x, &y))
         return fail(t, "batch");
+    x = parallel_shard(t->par, t->tape, x);
+    y = parallel_shard(t->par, t->tape, y);
     bool last = step == t->config->steps - 1;
     /* states[0..T-1]: the first layer's forward direction, whose h[1] is the farthest from the loss */
     bool timesteps = (step == 0 || last) && r->grad_norm_by_timestep;
     tg_tensor *loss = loss_of(t, t->tape, forward(t, t->tape, x, timesteps ? states : NULL), y);
-    if (!loss || tg_backward(t->tape, loss) != TG_OK) return fail(t, "step");
+    tg_status status = loss ? tg_backward(t->tape, loss) : tg_errcode(t->ctx);
+    double loss_value = loss ? loss->data[0] : NAN;
+    /* under mpirun: the gradients and the loss become the ranks' means, and a failure anywhere
+     * stops every rank; the norms, the recorder, clipping and the NaN stop below then see the
+     * same numbers on every rank and decide alike */
+    if (t->par) status = parallel_step(t->par, status, &loss_value);
+    if (status != TG_OK) return fail(t, "step");
     for (int i = 0; step == 0 && i < t->config->n_hooks && i < 16; i++)
         if (!t->hooks[i].calls) r->unmatched_hooks |= 1u << i;
-    r->loss[step] = loss->data[0];
+    r->loss[step] = loss_value;
     r->grad_norm[step] = global_norm(t);
     record_layers(t, step);
     if (timesteps) record_timesteps(step == 0 ? r->grad_norm_by_timestep : r->grad_norm_by_timestep_end,
@@ -547,12 +558,15 @@ static bool prepare(trainer *t) {
     }
     tg_set_anomaly_mode(t->ctx, c->anomaly);
     tg_ctx_set_threads(t->ctx, c->threads);
+    if (c->distributed && !(t->par = parallel_start(t->ctx, c->threads))) return fail(t, "mpi");
     for (int i = 0; i < c->n_plugins; i++)
         if (tg_plugin_load(t->ctx, c->plugins[i]) != TG_OK) return fail(t, "plugin");
     if (!load_data(t) || !build_model(t)) return false;
     for (int i = 0; i < c->n_hooks && i < 16; i++)
         if (attach_hook(t->ctx, c->hooks[i], &t->hooks[i]) != TG_OK) return fail(t, "hook");
-    if (c->load_path && tg_load_safetensors(t->ctx, c->load_path, t->state, t->n_state) != TG_OK)
+    /* under mpirun rank 0 reads the checkpoint, and parallel_ready broadcasts it */
+    if (c->load_path && parallel_rank(t->par) == 0 &&
+        tg_load_safetensors(t->ctx, c->load_path, t->state, t->n_state) != TG_OK)
         return fail(t, "load");
     t->opt = tg_optimizer_new(t->ctx, t->params, t->n_params, &c->opt);
     t->recorder = tg_recorder_new(t->ctx, c->steps > 0 ? c->steps : 1);
@@ -583,7 +597,7 @@ static void conclude(trainer *t) {
     evaluate(t, r->steps_done);
     if (t->config->train_subset > 0) measure(t, t->train, &r->train_loss, &r->train_accuracy);
     r->weight_norm = weight_norm(t);
-    if (t->config->save_path &&
+    if (t->config->save_path && parallel_rank(t->par) == 0 && /* rank 0 writes (atomically) */
         tg_save_safetensors(t->ctx, t->config->save_path, t->state, t->n_state) != TG_OK)
         fail(t, "save");
 }
@@ -598,6 +612,7 @@ static void release(trainer *t) {
     tg_dataset_free(t->train);
     tg_dataset_free(t->test);
     tg_tape_free(t->tape);
+    parallel_end(t->par);
     tg_ctx_free(t->ctx);
 }
 
@@ -609,7 +624,11 @@ void run_training(const run_config *config, run_result *result, progress_fn prog
     result->explosion_onset_step = result->first_nan_step = -1;
     trainer t = {.config = &result->config, .result = result};
     double start = seconds_now();
-    if (prepare(&t)) {
+    bool ready = prepare(&t);
+    if (t.par) /* collective: every rank set up, or all stop */
+        ready = parallel_ready(t.par, ready, t.state, t.n_state, t.params, t.n_params,
+                               result->error, sizeof result->error);
+    if (ready) {
         if (evaluation_due(config, 0)) evaluate(&t, 0);
         for (int step = 0; step < config->steps && train_step(&t, step); step++) {
             if (progress && (step % 10 == 9 || step == config->steps - 1)) progress(user, step + 1, result->loss[step]);

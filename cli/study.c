@@ -15,6 +15,7 @@
 #include "cli/files.h"
 #include "cli/progress.h"
 #include "cli/report.h"
+#include "cli/parallel.h"
 #include "cli/study.h"
 
 typedef struct job {
@@ -210,6 +211,9 @@ int run_study(int argc, char **argv) {
     study_options o;
     int status = parse_study_options(argc, argv, &o);
     if (status) return status < 0 ? 0 : status;
+    /* under mpirun the study runs on rank 0 alone: its runs are small and already spread over
+     * threads (--jobs), and their results would have to be gathered for the one report */
+    if (parallel_env_rank() > 0) return 0;
     if ((status = prepare_out_dir("study", o.out))) return status;
     int n = o.n_names ? o.n_names : experiment_count;
     experiment *experiments = calloc((size_t)n, sizeof *experiments);

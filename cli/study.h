@@ -52,6 +52,7 @@ typedef struct run_config {
     bool track_timesteps;        /* record |dL/dh[t]| at the first step */
     uint64_t seed;
     int threads;                 /* tg_ctx_set_threads (0: the cores available) */
+    bool distributed;            /* data-parallel over the ranks of mpirun (train only) */
     const char *save_path, *load_path;
     const char *plugins[16];     /* shared libraries to load first */
     int n_plugins;

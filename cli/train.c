@@ -10,6 +10,7 @@
 
 #include "cli/args.h"
 #include "cli/files.h"
+#include "cli/parallel.h"
 #include "cli/progress.h"
 #include "cli/report.h"
 #include "cli/study.h"
@@ -48,6 +49,8 @@ static void train_usage(FILE *f) {
             "  --plugin PATH      load ops and hooks from a plugin (repeatable)\n"
             "  --hook PATTERN:NAME  attach a hook a plugin exported (repeatable)\n"
             "  --out DIR          write the report there (default: no report)\n"
+            "  under mpirun -np N (a build with MPI): data-parallel over N processes; --batch is\n"
+            "  the global batch (divisible by N), rank 0 prints, reports and --save's\n"
             "--opt=value is --opt value. tapegrad params takes the same options and lists the\n"
             "parameter names (what --save writes, what --hook patterns match).\n");
 }
@@ -301,6 +304,13 @@ static int check_files(train_options *o) {
     snprintf(batch, sizeof batch, "%lld", (long long)c->batch);
     snprintf(samples, sizeof samples, "%lld", (long long)n);
     if (c->batch > n) return bad("--batch %s is larger than the %s training samples", batch, samples);
+    snprintf(samples, sizeof samples, "%d", parallel_env_size());
+    /* N copies training alone would all write the same --save and --out */
+    if (!c->distributed && parallel_env_size() > 1)
+        return bad("started by an MPI launcher with %s ranks, but this tapegrad was built without "
+                   "MPI (zig build -Dmpi=true)%s", samples, "");
+    if (c->distributed && c->batch % parallel_env_size())
+        return bad("--batch %s (the global batch) must split evenly over the %s ranks", batch, samples);
     return 0;
 }
 
@@ -334,6 +344,7 @@ static int settle_task_and_steps(train_options *o) {
 /* Model, activation and init need each other: settled once all flags are read. */
 static int settle(train_options *o) {
     run_config *c = &o->config;
+    c->distributed = parallel_launched(); /* under mpirun: data-parallel over its ranks */
     int act = o->activation ? tg_activation_from_name(o->activation) : TG_ACT_RELU;
     if (act < 0 && settle_activation_op(o)) return EXIT_USAGE;
     c->activation = act < 0 ? TG_ACT_IDENTITY : (tg_activation)act; /* an op's gain: 1 */
@@ -399,15 +410,23 @@ int run_train(int argc, char **argv) {
         e.runs[0].eval_every = o.config.steps >= 10 ? o.config.steps / 10 : 1;
         e.charts |= CHART_HELD_OUT;
     }
+    /* under mpirun rank 0 speaks for all: progress, summary and report (the ranks agree on
+     * every number shown); each rank reports its own errors, naming itself */
+    bool lead = parallel_env_rank() == 0;
     train_progress p = {.last_step = 0};
-    progress_start(&p.bar, "train", o.config.steps);
-    run_training(&e.runs[0], &e.results[0], on_step, &p);
-    progress_finish(&p.bar);
+    if (lead) progress_start(&p.bar, "train", o.config.steps);
+    run_training(&e.runs[0], &e.results[0], lead ? on_step : NULL, &p);
+    if (lead) progress_finish(&p.bar);
     run_result *r = &e.results[0];
     if (r->error[0]) {
-        fprintf(stderr, "tapegrad train: %s\n", r->error);
+        if (o.config.distributed) fprintf(stderr, "tapegrad train (rank %d): %s\n", parallel_env_rank(), r->error);
+        else fprintf(stderr, "tapegrad train: %s\n", r->error);
         run_result_free(r);
         return 1;
+    }
+    if (!lead) {
+        run_result_free(r);
+        return 0;
     }
     print_outcome(r);
     if (o.out) {

@@ -1,0 +1,119 @@
+/*
+ * tapegrad_dist.h — data-parallel training over MPI (libtapegrad_dist).
+ *
+ * Every rank runs the same program on its own shard of each global batch. After
+ * tg_dist_attach, the backward walk itself starts the gradient all-reduce: parameters are
+ * grouped into buckets in reverse registration order (the order backward completes them), and
+ * a backward hook starts a bucket's MPI_Iallreduce as soon as the walk has passed the last op
+ * that adds to any of its gradients, so communication overlaps the rest of backward (as
+ * PyTorch's DistributedDataParallel does). tg_dist_wait, called by every rank after backward
+ * and before the optimizer step, finishes the reductions, averages by the world size and makes
+ * the collective decisions: a failure or a non-finite gradient on any rank stops every rank
+ * with the same message naming that rank.
+ *
+ *     tg_dist *dist = tg_dist_init(ctx, &argc, &argv);         // MPI_COMM_WORLD
+ *     tg_dist_broadcast_params(dist, params, n);                // rank 0's weights to all
+ *     tg_dist_attach(dist, params, n, NULL);                    // buckets of 1 MiB
+ *     for (...) {
+ *         ... forward on this rank's shard, tg_backward ...
+ *         if (tg_dist_wait(dist, status) != TG_OK) break;      // same answer on every rank
+ *         tg_optimizer_step(opt);
+ *     }
+ *     tg_dist_finalize(dist);
+ *
+ * This header and its library are separate from tapegrad.h and libtapegrad, so the core never
+ * needs MPI; link with `pkg-config --libs tapegrad-dist` (which brings Open MPI's ompi-c).
+ * Every function is NULL-safe: a NULL tg_dist behaves as a world of one rank where that makes
+ * sense (rank 0, size 1) and returns TG_ERR_INVALID where it does not. Errors go to
+ * tg_errmsg of the context given to tg_dist_init. Calls marked collective must be made by
+ * every rank of the communicator, in the same order.
+ */
+#ifndef TAPEGRAD_DIST_H
+#define TAPEGRAD_DIST_H
+
+#include <mpi.h>
+
+#include "tapegrad.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+typedef struct tg_dist tg_dist;
+
+/** Bucket size when tg_dist_config.bucket_bytes is 0: small enough that an MLP of a few MB
+ *  spreads over several buckets (and so overlaps), large enough to amortise a message. */
+#define TG_DIST_BUCKET_DEFAULT ((size_t)1 << 20)
+
+typedef struct tg_dist_config {
+    size_t bucket_bytes;   /**< gradient bytes per bucket (0: TG_DIST_BUCKET_DEFAULT); a
+                                parameter larger than this gets a bucket of its own */
+} tg_dist_config;
+
+/** Counters of an attached tg_dist (tg_dist_get_stats). */
+typedef struct tg_dist_stats {
+    int64_t steps;                /**< tg_dist_wait calls so far */
+    int buckets;                  /**< buckets of the attached parameters */
+    int64_t gradient_bytes;       /**< bytes each rank contributes to the all-reduce per step */
+    double wait_seconds;          /**< time spent inside tg_dist_wait (reductions not yet done,
+                                       plus the agreement), summed over steps */
+    int64_t first_launch_entry;   /**< last step: the tape entry whose hook started bucket 0's
+                                       reduction (entries below it were still to be walked);
+                                       -1 when it started after the walk or in tg_dist_wait */
+    int launched_in_backward;     /**< last step: buckets started during the backward walk */
+} tg_dist_stats;
+
+/**
+ * A handle on MPI_COMM_WORLD for ctx (collective). Initialises MPI (MPI_Init_thread, funnelled:
+ * only the thread that calls these functions and tg_backward talks to MPI) unless the program
+ * already did; argc/argv may be NULL. tg_dist_finalize then finalises MPI. NULL on error.
+ */
+tg_dist *tg_dist_init(tg_ctx *ctx, int *argc, char ***argv);
+/** The same on a communicator of the caller's (collective over it), which is duplicated: our
+ *  messages never mix with the application's. MPI must be initialised; it is not finalised. */
+tg_dist *tg_dist_init_comm(tg_ctx *ctx, MPI_Comm comm);
+/** This process's rank (0 for NULL). */
+int tg_dist_rank(const tg_dist *dist);
+/** Number of ranks (1 for NULL). */
+int tg_dist_size(const tg_dist *dist);
+/** Overwrites every rank's tensors with rank 0's (collective): the same start everywhere, or a
+ *  checkpoint rank 0 read. The ranks' tensor counts and sizes are checked to agree first. */
+tg_status tg_dist_broadcast_params(tg_dist *dist, tg_tensor *const *params, int n_params);
+/**
+ * Reduces the gradients of params from now on (collective; once per tg_dist): builds the
+ * buckets (same layout on every rank, checked), preallocates their flat buffers and registers
+ * the backward hook that starts them, on the context of tg_dist_init (the parameters must
+ * belong to it: TG_ERR_INVALID otherwise). config may be NULL. One backward pass per
+ * tg_dist_wait.
+ */
+tg_status tg_dist_attach(tg_dist *dist, tg_tensor *const *params, int n_params,
+                         const tg_dist_config *config);
+/** tg_dist_attach with the parameters of a module (tg_module_params). */
+tg_status tg_dist_attach_module(tg_dist *dist, const tg_module *module,
+                                const tg_dist_config *config);
+/**
+ * Ends the step's communication (collective; call it on every rank after backward, also when
+ * this rank's forward or backward failed: pass that status as local). Starts the buckets the
+ * walk did not, waits for all, then agrees: when any rank passed a failure, every rank gets
+ * "rank R of N failed at step S: <R's message>" with R's status; when a gradient on any rank
+ * was NaN or Inf before the reduction, every rank gets TG_ERR_NUMERIC naming the first such
+ * rank and parameter. Otherwise the gradients are the mean over the ranks (bit-identical on
+ * every rank) and TG_OK is returned. Clipping or a norm computed after it is global.
+ */
+tg_status tg_dist_wait(tg_dist *dist, tg_status local);
+/** *any = whether local is true on any rank (collective): early stop and other decisions that
+ *  must be taken by all ranks together. */
+tg_status tg_dist_agree(tg_dist *dist, bool local, bool *any);
+/** Replaces values[0..n-1] by their mean over the ranks (collective): losses for reports. */
+tg_status tg_dist_mean(tg_dist *dist, double *values, int n);
+/** The counters above; TG_ERR_INVALID for NULL arguments. */
+tg_status tg_dist_get_stats(const tg_dist *dist, tg_dist_stats *stats);
+/** Removes the hook, frees the buffers and the duplicated communicator, and finalises MPI if
+ *  tg_dist_init initialised it (collective). NULL is ignored. */
+void tg_dist_finalize(tg_dist *dist);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif

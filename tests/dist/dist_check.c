@@ -1,0 +1,182 @@
+/*
+ * tests/dist/dist_check.c — the program tests/test_dist.c starts, under `mpirun -np N` (data
+ * parallel through tapegrad_dist.h) or alone with --single (no MPI at all: the reference).
+ *
+ *   dist_check --out PREFIX [--single] [--steps N] [--batch B] [--clip X] [--bucket BYTES]
+ *              [--nan-rank R --nan-step S] [--stop-rank R --stop-step S]
+ *
+ * Trains a small tanh MLP with SGD + momentum on synthetic global batches that depend only on
+ * the step (so every process sees the same ones), each rank on its rows of every batch. Writes
+ * the final parameters to PREFIX.rank<R>.bin (raw floats, registration order) and one line
+ * per rank to stdout: "rank R: steps S buckets B first_launch_entry E launched_in_backward L
+ * entries N clipped C allocations_after_step_1 A", or "rank R: stopped: MESSAGE" (exit 1) when
+ * the step failed. A counts what the context's allocator handed out after the first step.
+ */
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "tapegrad_dist.h"
+
+#define IN 16
+#define CLASSES 4
+#define MAX_PARAMS 16
+
+/* The context's allocator, counting (tg_alloc_fn: new_size 0 frees). */
+static long allocations;
+
+static void *counting_alloc(void *user, void *ptr, size_t old_size, size_t new_size) {
+    (void)user;
+    (void)old_size;
+    if (new_size == 0) {
+        free(ptr);
+        return NULL;
+    }
+    allocations++;
+    return realloc(ptr, new_size);
+}
+
+typedef struct options {
+    const char *out;
+    bool single;
+    int steps;
+    int64_t batch;
+    double clip;
+    size_t bucket;
+    int nan_rank, nan_step;
+    int stop_rank, stop_step;    /* that rank alone wants to stop after that step */
+} options;
+
+/* A value in [-1, 1) from (step, row, column): the same on every rank, for any world size. */
+static float sample(int step, int64_t row, int col) {
+    uint64_t h = (uint64_t)step * 0x9E3779B97F4A7C15ull ^ (uint64_t)row * 0xBF58476D1CE4E5B9ull ^
+                 (uint64_t)(col + 1) * 0x94D049BB133111EBull;
+    h ^= h >> 31;
+    h *= 0xD6E8FEB86659FD93ull;
+    h ^= h >> 29;
+    return (float)((double)(h >> 11) / 9007199254740992.0 * 2.0 - 1.0);
+}
+
+/* Rows [first, first + rows) of global batch `step`; the label is a function of the inputs. */
+static void fill_batch(int step, int64_t first, int64_t rows, float *x, float *y) {
+    for (int64_t r = 0; r < rows; r++) {
+        float a = 0, b = 0;
+        for (int c = 0; c < IN; c++) {
+            x[r * IN + c] = sample(step, first + r, c);
+            *(c % 2 ? &a : &b) += x[r * IN + c];
+        }
+        y[r] = (float)((a > 0) * 2 + (b > 0));
+    }
+}
+
+static int parse(int argc, char **argv, options *o) {
+    *o = (options){.steps = 20, .batch = 32, .bucket = 8192, .nan_rank = -1, .nan_step = -1,
+                 .stop_rank = -1, .stop_step = -1};
+    for (int i = 1; i < argc; i++) {
+        const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
+        if (strcmp(a, "--single") == 0) { o->single = true; continue; }
+        if (!v) return -1;
+        i++;
+        if (strcmp(a, "--out") == 0) o->out = v;
+        else if (strcmp(a, "--steps") == 0) o->steps = atoi(v);
+        else if (strcmp(a, "--batch") == 0) o->batch = atoll(v);
+        else if (strcmp(a, "--clip") == 0) o->clip = atof(v);
+        else if (strcmp(a, "--bucket") == 0) o->bucket = (size_t)atoll(v);
+        else if (strcmp(a, "--nan-rank") == 0) o->nan_rank = atoi(v);
+        else if (strcmp(a, "--nan-step") == 0) o->nan_step = atoi(v);
+        else if (strcmp(a, "--stop-rank") == 0) o->stop_rank = atoi(v);
+        else if (strcmp(a, "--stop-step") == 0) o->stop_step = atoi(v);
+        else return -1;
+    }
+    return o->out && o->steps > 0 && o->batch > 0 ? 0 : -1;
+}
+
+static int save(const options *o, int rank, tg_tensor **params, int n) {
+    char path[4096];
+    snprintf(path, sizeof path, "%s.rank%d.bin", o->out, rank);
+    FILE *f = fopen(path, "wb");
+    if (!f) return -1;
+    for (int i = 0; i < n; i++) fwrite(params[i]->data, sizeof(float), (size_t)params[i]->size, f);
+    return fclose(f) == 0 ? 0 : -1;
+}
+
+/* One step on this rank's rows; the status of forward and backward. */
+static tg_status step_once(const options *o, tg_tape *tape, tg_module *mlp, int step, int rank,
+                           int size, float *x, float *y) {
+    int64_t rows = o->batch / size;
+    fill_batch(step, rank * rows, rows, x, y);
+    if (rank == o->nan_rank && step == o->nan_step) x[0] = NAN;
+    tg_tape_reset(tape);
+    tg_tensor *xt = tg_tape_from_data(tape, TG_SHAPE(rows, IN), x);
+    tg_tensor *yt = tg_tape_from_data(tape, TG_SHAPE(rows), y);
+    tg_tensor *loss = tg_cross_entropy(tape, tg_module_forward(mlp, tape, xt), yt);
+    return loss ? tg_backward(tape, loss) : tg_errcode(tg_tape_ctx(tape));
+}
+
+int main(int argc, char **argv) {
+    options o;
+    if (parse(argc, argv, &o) != 0) {
+        fprintf(stderr, "usage: dist_check --out PREFIX [--single] [--steps N] [--batch B] "
+                        "[--clip X] [--bucket BYTES] [--nan-rank R --nan-step S]\n");
+        return 2;
+    }
+    tg_ctx *ctx = tg_ctx_new_with_allocator(counting_alloc, NULL);
+    tg_ctx_set_threads(ctx, 1); /* two ranks on two cores: one thread each */
+    tg_dist *dist = o.single ? NULL : tg_dist_init(ctx, &argc, &argv);
+    if (!o.single && !dist) {
+        fprintf(stderr, "dist_init: %s\n", tg_errmsg(ctx));
+        return 1;
+    }
+    int rank = tg_dist_rank(dist), size = tg_dist_size(dist);
+    tg_mlp_config config = {.in = IN, .out = CLASSES, .width = 48, .depth = 4,
+                            .activation = TG_ACT_TANH, .seed = 11};
+    tg_module *mlp = tg_mlp_new(ctx, "mlp", &config);
+    tg_tensor *params[MAX_PARAMS];
+    int n = tg_module_params(mlp, params, MAX_PARAMS);
+    tg_optimizer *opt = tg_optimizer_new(ctx, params, n,
+                                         &(tg_optimizer_config){.kind = TG_OPT_SGD, .lr = 0.1f, .momentum = 0.9f});
+    tg_tape *tape = tg_tape_new(ctx);
+    float *x = malloc((size_t)o.batch * IN * sizeof *x), *y = malloc((size_t)o.batch * sizeof *y);
+    tg_status status = mlp && opt && tape && x && y ? TG_OK : TG_ERR_NOMEM;
+    if (dist && status == TG_OK) status = tg_dist_broadcast_params(dist, params, n);
+    if (dist && status == TG_OK) status = tg_dist_attach_module(dist, mlp, &(tg_dist_config){.bucket_bytes = o.bucket});
+    int clipped = 0, steps = 0;
+    long after_first_step = 0;
+    for (int step = 0; status == TG_OK && step < o.steps; step++, steps++) {
+        status = step_once(&o, tape, mlp, step, rank, size, x, y);
+        if (dist) status = tg_dist_wait(dist, status);
+        if (status != TG_OK) break;
+        double norm = 0;
+        if (o.clip > 0) tg_clip_grad_norm(params, n, o.clip, 2.0, false, &norm);
+        clipped += norm > o.clip;
+        tg_optimizer_step(opt);
+        tg_optimizer_zero_grad(opt);
+        if (step == 0) after_first_step = allocations;
+        /* an early stop one rank wants: every rank stops after the same step */
+        bool stop = rank == o.stop_rank && step == o.stop_step;
+        if (dist && tg_dist_agree(dist, stop, &stop) != TG_OK) status = tg_errcode(ctx);
+        if (stop) {
+            steps++;
+            break;
+        }
+    }
+    tg_dist_stats stats = {.first_launch_entry = -1};
+    tg_dist_get_stats(dist, &stats);
+    if (status != TG_OK) printf("rank %d: stopped: %s\n", rank, tg_errmsg(ctx));
+    else if (save(&o, rank, params, n) != 0) status = TG_ERR_IO;
+    else
+        printf("rank %d: steps %d buckets %d first_launch_entry %lld launched_in_backward %d "
+               "entries %lld clipped %d allocations_after_step_1 %ld\n", rank, steps, stats.buckets,
+               (long long)stats.first_launch_entry, stats.launched_in_backward,
+               (long long)tg_tape_entries(tape), clipped, allocations - after_first_step);
+    fflush(stdout);
+    free(x);
+    free(y);
+    tg_tape_free(tape);
+    tg_optimizer_free(opt);
+    tg_module_free(mlp);
+    tg_dist_finalize(dist);
+    tg_ctx_free(ctx);
+    return status == TG_OK ? 0 : 1;
+}

@@ -1,0 +1,215 @@
+/*
+ * tests/test_dist.c — data-parallel training over MPI (dist/, tapegrad_dist.h).
+ *
+ * The collective tests start tests/dist/dist_check.c under `mpirun -np 2` (as root in a
+ * container: --allow-run-as-root --oversubscribe) and compare what the ranks wrote with a run
+ * of the same program alone (--single: no MPI). Built only with -Dmpi (TG_HAVE_MPI); without
+ * it this file holds no test. Under -Dsanitize=true dist_check is built with ASan + UBSan like
+ * the suite, and its ranks run with LeakSanitizer off (ASAN_OPTIONS=detect_leaks=0, passed by
+ * mpirun -x): Open MPI leaves its own allocations at exit, which would fail every run; the
+ * address and undefined-behaviour checks stay on. (The `tapegrad train` run is not sanitized.)
+ */
+#ifdef TG_HAVE_MPI
+
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "tapegrad_dist.h"
+#include "tests/helpers.h"
+
+/* The dist_check program `test` installs beside the test plugins. */
+static const char *dist_check_path(void) {
+    static char path[4096];
+    const char *dir = getenv("TAPEGRAD_TEST_PLUGINS");
+    cr_assert_not_null(dir, "TAPEGRAD_TEST_PLUGINS is not set (run through zig build test)");
+    snprintf(path, sizeof path, "%s/dist_check", dir);
+    return path;
+}
+
+/* Runs dist_check with args (under mpirun -np ranks, or alone when ranks is 0), its output to
+ * dir/name.txt and its parameters to dir/name.rank<R>.bin; returns the exit status. */
+static int run_check(const char *dir, const char *name, int ranks, const char *args) {
+    char cmd[8192], launcher[256] = "";
+    if (ranks > 0)
+        snprintf(launcher, sizeof launcher, "mpirun -np %d --allow-run-as-root --oversubscribe "
+                 "--bind-to none --mca btl self,vader -x ASAN_OPTIONS=detect_leaks=0 ", ranks);
+    snprintf(cmd, sizeof cmd, "%s'%s' %s --out '%s/%s' %s > '%s/%s.txt' 2>&1", launcher,
+             dist_check_path(), ranks > 0 ? "" : "--single", dir, name, args, dir, name);
+    int status = system(cmd);
+    return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+}
+
+/* The floats of dir/name.rank<rank>.bin into a malloc'd array; *n its length. */
+static float *read_params(const char *dir, const char *name, int rank, long *n) {
+    char path[4096];
+    snprintf(path, sizeof path, "%s/%s.rank%d.bin", dir, name, rank);
+    FILE *f = fopen(path, "rb");
+    cr_assert_not_null(f, "no %s", path);
+    fseek(f, 0, SEEK_END);
+    *n = ftell(f) / (long)sizeof(float);
+    rewind(f);
+    float *v = malloc((size_t)*n * sizeof *v);
+    cr_assert_not_null(v);
+    cr_assert_eq(fread(v, sizeof *v, (size_t)*n, f), (size_t)*n);
+    fclose(f);
+    return v;
+}
+
+/* The line rank `rank` printed (starting "rank R: "), into line. */
+static void rank_line(const char *dir, const char *name, int rank, char *line, size_t size) {
+    char path[4096], prefix[32];
+    snprintf(path, sizeof path, "%s/%s.txt", dir, name);
+    snprintf(prefix, sizeof prefix, "rank %d: ", rank);
+    FILE *f = fopen(path, "r");
+    cr_assert_not_null(f, "no %s", path);
+    line[0] = '\0';
+    char buf[4096];
+    while (fgets(buf, sizeof buf, f))
+        if (strncmp(buf, prefix, strlen(prefix)) == 0) snprintf(line, size, "%s", buf);
+    fclose(f);
+    cr_assert(line[0], "rank %d printed nothing in %s", rank, path);
+}
+
+/* Two ranks and one process on the same global batches: the ranks agree bit for bit, and
+ * both match the single process to 1e-5 relative to the largest parameter. */
+static void expect_data_parallel_matches(const char *args) {
+    char dir[64];
+    temp_dir_make(dir, "tapegrad-dist");
+    cr_assert_eq(run_check(dir, "two", 2, args), 0, "mpirun -np 2 dist_check %s failed (see %s/two.txt)", args, dir);
+    cr_assert_eq(run_check(dir, "one", 0, args), 0, "dist_check --single %s failed", args);
+    long n0, n1, n;
+    float *r0 = read_params(dir, "two", 0, &n0), *r1 = read_params(dir, "two", 1, &n1);
+    float *one = read_params(dir, "one", 0, &n);
+    cr_assert(n0 == n && n1 == n && n > 1000, "parameter counts %ld %ld %ld", n0, n1, n);
+    cr_expect(memcmp(r0, r1, (size_t)n * sizeof *r0) == 0, "the ranks' parameters differ");
+    double largest = 0, worst = 0;
+    for (long i = 0; i < n; i++) {
+        largest = fmax(largest, fabs(one[i]));
+        worst = fmax(worst, fabs((double)r0[i] - one[i]));
+    }
+    cr_expect(worst <= 1e-5 * largest, "max |two - one| = %g, 1e-5 x max |one| = %g", worst, 1e-5 * largest);
+    cr_expect(worst > 0 || largest > 0);
+    free(r0);
+    free(r1);
+    free(one);
+    temp_dir_remove(dir);
+}
+
+Test(dist, two_ranks_match_one_process_after_20_steps, .timeout = 60) {
+    expect_data_parallel_matches("--steps 20 --batch 32");
+}
+
+Test(dist, two_ranks_match_with_global_norm_clipping, .timeout = 60) {
+    char dir[64], line[4096];
+    expect_data_parallel_matches("--steps 20 --batch 32 --clip 0.05");
+    /* the clipping did act: the norm was over the limit at most steps */
+    temp_dir_make(dir, "tapegrad-dist");
+    cr_assert_eq(run_check(dir, "clip", 2, "--steps 20 --batch 32 --clip 0.05"), 0);
+    int clipped = -1;
+    rank_line(dir, "clip", 1, line, sizeof line);
+    const char *at = strstr(line, "clipped ");
+    cr_assert_not_null(at, "%s", line);
+    clipped = atoi(at + 8);
+    cr_expect(clipped >= 10, "clipped at %d of 20 steps: %s", clipped, line);
+    temp_dir_remove(dir);
+}
+
+Test(dist, nan_on_one_rank_stops_both_with_the_same_message, .timeout = 60) {
+    char dir[64], line0[4096], line1[4096];
+    temp_dir_make(dir, "tapegrad-dist");
+    cr_expect_neq(run_check(dir, "nan", 2, "--steps 20 --nan-rank 1 --nan-step 5"), 0);
+    rank_line(dir, "nan", 0, line0, sizeof line0);
+    rank_line(dir, "nan", 1, line1, sizeof line1);
+    cr_expect(strstr(line0, "stopped: rank 1 of 2: non-finite gradient") != NULL, "%s", line0);
+    cr_expect(strstr(line0, "at step 5") != NULL, "%s", line0);
+    cr_expect_str_eq(line0 + strlen("rank 0: "), line1 + strlen("rank 1: "));
+    temp_dir_remove(dir);
+}
+
+/* An early stop that rank 1 alone wants is taken by both ranks after the same step. */
+Test(dist, early_stop_is_agreed, .timeout = 60) {
+    char dir[64], line[4096];
+    temp_dir_make(dir, "tapegrad-dist");
+    cr_assert_eq(run_check(dir, "stop", 2, "--steps 20 --stop-rank 1 --stop-step 6"), 0);
+    for (int rank = 0; rank < 2; rank++) {
+        rank_line(dir, "stop", rank, line, sizeof line);
+        cr_expect(strstr(line, ": steps 7 ") != NULL, "%s", line);
+    }
+    temp_dir_remove(dir);
+}
+
+/* The first bucket's all-reduce starts from a backward hook while entries are still to be
+ * walked (first_launch_entry > 0), every bucket starts inside the walk, and after the first
+ * step the context's allocator is not called again (the buckets are preallocated). */
+Test(dist, first_bucket_starts_before_backward_ends, .timeout = 60) {
+    char dir[64], line[4096];
+    temp_dir_make(dir, "tapegrad-dist");
+    cr_assert_eq(run_check(dir, "overlap", 2, "--steps 5 --bucket 4096"), 0);
+    for (int rank = 0; rank < 2; rank++) {
+        long long first = -1, entries = 0;
+        int buckets = 0, in_backward = 0;
+        long allocations = -1;
+        rank_line(dir, "overlap", rank, line, sizeof line);
+        cr_assert_eq(sscanf(line, "rank %*d: steps %*d buckets %d first_launch_entry %lld "
+                            "launched_in_backward %d entries %lld clipped %*d allocations_after_step_1 %ld",
+                            &buckets, &first, &in_backward, &entries, &allocations), 5, "%s", line);
+        cr_expect(buckets >= 4, "%s", line);
+        cr_expect(first > 0 && first < entries, "bucket 0 started at entry %lld of %lld", first, entries);
+        cr_expect_eq(in_backward, buckets, "%s", line);
+        cr_expect_eq(allocations, 0, "%s", line);
+    }
+    temp_dir_remove(dir);
+}
+
+/* `mpirun -np 2 tapegrad train`: rank 0 alone prints the summary, saves and reports; a
+ * global batch that does not split over the ranks is refused before any work; `tapegrad study`
+ * runs on rank 0 alone. */
+Test(dist, mpirun_train_and_study_report_on_rank_0, .timeout = 90) {
+    char dir[64], cmd[8192], path[256];
+    temp_dir_make(dir, "tapegrad-dist");
+    const char *mpirun = "mpirun -np 2 --allow-run-as-root --oversubscribe --bind-to none --mca btl self,vader";
+    snprintf(cmd, sizeof cmd, "cd '%s' && %s '%s/tapegrad' train --steps 20 --batch 64 --width 32 "
+             "--depth 3 --save w.safetensors --out report > out.txt 2>&1", dir, mpirun,
+             getenv("TAPEGRAD_TEST_PLUGINS"));
+    cr_assert_eq(system(cmd), 0, "%s", cmd);
+    snprintf(cmd, sizeof cmd, "test $(grep -c '^steps 20, final training loss' '%s/out.txt') = 1", dir);
+    cr_expect_eq(system(cmd), 0, "the summary is not printed exactly once (see %s/out.txt)", dir);
+    snprintf(path, sizeof path, "%s/w.safetensors", dir);
+    cr_expect_eq(access(path, F_OK), 0, "no %s", path);
+    snprintf(path, sizeof path, "%s/report/index.html", dir);
+    cr_expect_eq(access(path, F_OK), 0, "no %s", path);
+    /* --load: rank 0 reads it and broadcasts */
+    snprintf(cmd, sizeof cmd, "cd '%s' && %s '%s/tapegrad' train --steps 2 --batch 64 --width 32 "
+             "--depth 3 --load w.safetensors > load.txt 2>&1", dir, mpirun, getenv("TAPEGRAD_TEST_PLUGINS"));
+    cr_expect_eq(system(cmd), 0, "%s", cmd);
+    snprintf(cmd, sizeof cmd, "cd '%s' && %s '%s/tapegrad' train --steps 2 --batch 63 > odd.txt 2>&1; "
+             "test $? -ne 0 && grep -q 'must split evenly over the 2 ranks' odd.txt", dir, mpirun,
+             getenv("TAPEGRAD_TEST_PLUGINS"));
+    cr_expect_eq(system(cmd), 0, "--batch 63 over 2 ranks was not refused (see %s/odd.txt)", dir);
+    /* the study runs on rank 0 alone: one report, one summary line */
+    snprintf(cmd, sizeof cmd, "cd '%s' && %s '%s/tapegrad' study vanishing --quick --out study > study.txt 2>&1 "
+             "&& test $(grep -c '^report: study/index.html' study.txt) = 1", dir, mpirun,
+             getenv("TAPEGRAD_TEST_PLUGINS"));
+    cr_expect_eq(system(cmd), 0, "mpirun -np 2 tapegrad study (see %s/study.txt)", dir);
+    temp_dir_remove(dir);
+}
+
+Test(dist, null_handles_are_safe) {
+    tg_dist_stats stats;
+    bool any = true;
+    double v = 1;
+    cr_expect_eq(tg_dist_rank(NULL), 0);
+    cr_expect_eq(tg_dist_size(NULL), 1);
+    cr_expect_eq(tg_dist_broadcast_params(NULL, NULL, 0), TG_ERR_INVALID);
+    cr_expect_eq(tg_dist_attach(NULL, NULL, 0, NULL), TG_ERR_INVALID);
+    cr_expect_eq(tg_dist_attach_module(NULL, NULL, NULL), TG_ERR_INVALID);
+    cr_expect_eq(tg_dist_wait(NULL, TG_OK), TG_ERR_INVALID);
+    cr_expect_eq(tg_dist_agree(NULL, true, &any), TG_ERR_INVALID);
+    cr_expect_eq(tg_dist_mean(NULL, &v, 1), TG_ERR_INVALID);
+    cr_expect_eq(tg_dist_get_stats(NULL, &stats), TG_ERR_INVALID);
+    cr_expect_null(tg_dist_init(NULL, NULL, NULL));
+    cr_expect_null(tg_dist_init_comm(NULL, MPI_COMM_WORLD));
+    tg_dist_finalize(NULL);
+}
+
+#endif
