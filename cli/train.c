@@ -35,7 +35,11 @@ static void train_usage(FILE *f) {
             "                     lenet: adam lr 3e-3, 600 steps; resnet/plaincnn: adam lr 3e-3, 400 steps\n"
             "  --clip-value X     clamp every gradient element to [-X, X]\n"
             "  --clip-norm X      scale the gradients to a global norm of at most X\n"
-            "  --anomaly          stop at the first NaN/Inf, naming the op and node\n"
+            "  --anomaly          stop at the first NaN/Inf, naming the op and node and whether it\n"
+            "                     created it; --anomaly-dump PATH saves that op's inputs (safetensors)\n"
+            "  --anomaly-counts   count NaN/Inf per node every step, never stop (cheap)\n"
+            "  --guard            skip steps whose loss or gradient norm is NaN/Inf or an outlier\n"
+            "                     (robust z-score over --guard-z X, default 6)\n"
             "  --save PATH --load PATH   parameters as safetensors (checked before training: a\n"
             "                     symlink is followed, a device, FIFO or directory refused)\n"
             "  --plugin PATH      load ops and hooks from a plugin (repeatable)\n"
@@ -111,6 +115,7 @@ static void set_batch(run_config *c, double v) { c->batch = (int64_t)v; }
 static void set_seed(run_config *c, double v) { c->seed = (uint64_t)v; }
 static void set_clip_value(run_config *c, double v) { c->clip_value = (float)v; }
 static void set_clip_norm(run_config *c, double v) { c->clip_norm = (float)v; }
+static void set_guard_z(run_config *c, double v) { c->guard_z = v; }
 
 static const number_option number_options[] = {
     {"--depth", 1, 62, true, set_depth},       {"--width", 1, 4096, true, set_width},
@@ -118,13 +123,13 @@ static const number_option number_options[] = {
     {"--momentum", 0, 1, false, set_momentum}, {"--weight-decay", 0, 10, false, set_decay},
     {"--steps", 1, 1e7, true, set_steps},      {"--batch", 1, 65536, true, set_batch},
     {"--seed", 0, 9e15, true, set_seed},       {"--clip-value", 1e-12, 1e12, false, set_clip_value},
-    {"--clip-norm", 1e-12, 1e12, false, set_clip_norm},
+    {"--clip-norm", 1e-12, 1e12, false, set_clip_norm}, {"--guard-z", 0.5, 1e6, false, set_guard_z},
 };
 
 /* Options that take a word or a path (parse_named). */
 static const char *const named_options[] = {"--model", "--norm", "--optimizer", "--activation",
                                             "--init", "--data", "--save", "--load", "--out",
-                                            "--plugin", "--hook"};
+                                            "--plugin", "--hook", "--anomaly-dump"};
 
 typedef struct train_options {
     run_config config;
@@ -157,6 +162,7 @@ static int parse_named(train_options *o, const char *arg, const char *value) {
     } else if (strcmp(arg, "--save") == 0) c->save_path = value;
     else if (strcmp(arg, "--load") == 0) c->load_path = value;
     else if (strcmp(arg, "--out") == 0) o->out = value;
+    else if (strcmp(arg, "--anomaly-dump") == 0) c->anomaly_dump = value;
     else if (strcmp(arg, "--plugin") == 0) {
         if (c->n_plugins == 16) return bad("at most 16 plugins%s%s", "", "");
         c->plugins[c->n_plugins++] = value;
@@ -179,8 +185,11 @@ static int parse_train_options(int argc, char **argv, train_options *o) {
             train_usage(stdout);
             return -1;
         }
-        if (strcmp(arg, "--anomaly") == 0) {
-            c->anomaly = true;
+        bool *flag = strcmp(arg, "--anomaly") == 0 ? &c->anomaly
+                     : strcmp(arg, "--anomaly-counts") == 0 ? &c->anomaly_counts
+                     : strcmp(arg, "--guard") == 0 ? &c->guard : NULL;
+        if (flag) {
+            *flag = true;
             continue;
         }
         const number_option *n = NULL;
@@ -292,15 +301,29 @@ static void on_step(void *user, int step, double loss) {
     p->last_step = step;
 }
 
+/* What the guard skipped and what anomaly counting saw, when they were on. */
+static void print_diagnostics(const run_result *r) {
+    const tg_guard_stats *g = &r->guard;
+    if (r->config.guard)
+        printf("guard: skipped %lld of %lld steps (%lld non-finite, %lld outliers)%s", (long long)g->skipped,
+               (long long)g->checked, (long long)g->nonfinite, (long long)g->outliers, g->skipped ? "" : "\n");
+    if (r->config.guard && g->skipped)
+        printf(", the first at step %lld, the last at step %lld\n", (long long)g->first_skipped_step,
+               (long long)g->last_skipped_step);
+    if (r->config.anomaly_counts)
+        printf("anomaly counts: %lld step%s with a NaN/Inf%s%s\n", (long long)r->nonfinite_steps,
+               r->nonfinite_steps == 1 ? "" : "s", r->nonfinite_steps ? "; the first: " : "", r->first_nonfinite);
+}
+
 int run_train(int argc, char **argv) {
     train_options o = {0};
     int status = parse_train_options(argc, argv, &o);
     if (status) return status < 0 ? 0 : status;
     if ((status = settle(&o))) return status;
     experiment e = {.name = "train", .title = "A training run", .question = "What did this run's gradients do?",
-                    .charts = CHART_LAYERS | CHART_LOSS | CHART_HEAT | CHART_STEPS, .n_runs = 1};
+                    .charts = CHART_LAYERS | CHART_LOSS | CHART_HEAT | CHART_STEPS | CHART_HIST, .n_runs = 1};
     e.runs[0] = o.config;
-    if (o.config.model == MODEL_RNN) e.charts = CHART_TIMESTEPS | CHART_LOSS | CHART_STEPS;
+    if (o.config.model == MODEL_RNN) e.charts = CHART_TIMESTEPS | CHART_LOSS | CHART_STEPS | CHART_HIST;
     /* ten points of held-out loss are cheap next to the training, and the report draws them */
     else if (o.out) {
         e.runs[0].eval_every = o.config.steps >= 10 ? o.config.steps / 10 : 1;
@@ -313,6 +336,7 @@ int run_train(int argc, char **argv) {
     run_result *r = &e.results[0];
     if (r->error[0]) {
         fprintf(stderr, "tapegrad train: %s\n", r->error);
+        if (r->anomaly_stopped) printf("gradients: %s\n", r->onset_summary);
         run_result_free(r);
         return 1;
     }
@@ -323,6 +347,7 @@ int run_train(int argc, char **argv) {
     if (isfinite(r->test_accuracy)) printf(", test accuracy %s%%", format_number(100 * r->test_accuracy, c, sizeof c));
     printf("\ngradients: first/last layer norm ratio at step 0 %s; %s\n",
            format_number(r->first_last_ratio, a, sizeof a), r->onset_summary);
+    print_diagnostics(r);
     if (o.out) {
         experiment_conclude(&e);
         status = write_report("train", o.out, &e, 1, o.config.seed, false, r->seconds);
