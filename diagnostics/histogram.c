@@ -37,8 +37,9 @@ void tg_histogram_compute(const float *values, int64_t n, int64_t step, tg_histo
             h->nonfinite++;
             continue;
         }
-        int bin = (exponent - 127 + 2 * FIRST_POWER_OF_4) >> 1; /* floor(log4 |v|) + 20 */
-        bin = bin < 0 ? 0 : bin >= TG_HIST_BINS ? TG_HIST_BINS - 1 : bin;
+        int twice = exponent - 127 + 2 * FIRST_POWER_OF_4; /* floor(log2 |v|) + 40 */
+        int bin = twice < 0 ? 0 : twice / 2;                   /* floor(log4 |v|) + 20 */
+        bin = bin >= TG_HIST_BINS ? TG_HIST_BINS - 1 : bin;
         h->counts[bin]++;
     }
 }
