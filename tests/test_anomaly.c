@@ -89,7 +89,8 @@ Test(anomaly, counts_only_never_stops_and_lists_the_bad_nodes_in_order) {
     cr_assert_eq(tg_set_anomaly_level(ctx, TG_ANOMALY_COUNTS), TG_OK);
     cr_expect_not(tg_anomaly_mode(ctx), "counts only is not the stopping mode");
     tg_tensor *w = param("w", 3, (float[]){-1, 0, 4});
-    tg_tensor *loss = tg_sum(tape, tg_set_label(tg_log(tape, w), "logw"));
+    tg_tape_label_next(tape, "logw"); /* a label given after the call comes too late for the check */
+    tg_tensor *loss = tg_sum(tape, tg_log(tape, w));
     cr_assert_not_null(loss, "%s", tg_errmsg(ctx));
     cr_expect_eq(tg_backward(tape, loss), TG_OK, "%s", tg_errmsg(ctx));
     tg_anomaly_counts c;
