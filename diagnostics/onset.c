@@ -92,7 +92,8 @@ void tg_detect_explosion(const int64_t *steps, const double *norms, int n,
 
 /* ---- over a recorder ----------------------------------------------------------------------- */
 
-/* Vanishing: below vanish_ratio of the largest series norm for vanish_steps steps in a row. */
+/* Vanishing: below vanish_ratio of the largest norm of the series of its kind (parameters with
+ * parameters, activations with activations) for vanish_steps steps in a row. */
 static void detect_vanishing(const tg_recorder *r, const tg_onset_opts *opts, tg_onset_report *report) {
     int n_steps = r->global_count;
     for (int k = 0; k < r->n_series && report->n_vanishing < TG_MAX_VANISHING; k++) {
@@ -105,7 +106,8 @@ static void detect_vanishing(const tg_recorder *r, const tg_onset_opts *opts, tg
                 continue;
             }
             for (int j = 0; j < r->n_series; j++)
-                if (tgi_recorder_norm_at(r, j, step, &other) && isfinite(other) && other > largest)
+                if (r->series[j].param == r->series[index].param &&
+                    tgi_recorder_norm_at(r, j, step, &other) && isfinite(other) && other > largest)
                     largest = other;
             run = norm < opts->vanish_ratio * largest ? run + 1 : 0;
             if (run == opts->vanish_steps) {
