@@ -19,29 +19,31 @@ double tg_histogram_edge(int bin) {
     return ldexp(1.0, 2 * (bin - FIRST_POWER_OF_4));
 }
 
+/* Bin of a normal float's biased exponent (1..254). */
+static int bin_of_exponent(int exponent) {
+    int twice = exponent - 127 + 2 * FIRST_POWER_OF_4; /* floor(log2 |v|) + 40 */
+    int bin = twice < 0 ? 0 : twice / 2;                 /* floor(log4 |v|) + 20 */
+    return bin >= TG_HIST_BINS ? TG_HIST_BINS - 1 : bin;
+}
+
 void tg_histogram_compute(const float *values, int64_t n, int64_t step, tg_histogram *h) {
     if (!h) return;
     memset(h, 0, sizeof *h);
     h->step = step;
     if (!values || n < 0) return;
+    /* counted by exponent first, without a branch per value; bins are folded from those */
+    int64_t by_exponent[256] = {0}, zeros = 0;
     for (int64_t i = 0; i < n; i++) {
         uint32_t bits;
         memcpy(&bits, &values[i], sizeof bits);
         bits &= 0x7fffffffu;
-        if (bits == 0) {
-            h->zero++;
-            continue;
-        }
-        int exponent = (int)(bits >> 23); /* 0 for subnormals, 255 for NaN and Inf */
-        if (exponent == 255) {
-            h->nonfinite++;
-            continue;
-        }
-        int twice = exponent - 127 + 2 * FIRST_POWER_OF_4; /* floor(log2 |v|) + 40 */
-        int bin = twice < 0 ? 0 : twice / 2;                   /* floor(log4 |v|) + 20 */
-        bin = bin >= TG_HIST_BINS ? TG_HIST_BINS - 1 : bin;
-        h->counts[bin]++;
+        by_exponent[bits >> 23]++;
+        zeros += bits == 0;
     }
+    h->zero = zeros;
+    h->nonfinite = by_exponent[255];
+    h->counts[0] = by_exponent[0] - zeros; /* subnormals: below every edge */
+    for (int e = 1; e < 255; e++) h->counts[bin_of_exponent(e)] += by_exponent[e];
 }
 
 tg_status tgi_histograms_init(tg_ctx *ctx, tgi_histograms *h) {
