@@ -159,7 +159,7 @@ void tgi_anomaly_release(tg_ctx *ctx) {
 
 /* What an op read, for the verdict: each input's values and, backward, the output's values and
  * the incoming gradient. The first non-finite one is the source. */
-static void judge(tg_anomaly_report *r, const tg_tape *tape, const tg_op_call *call, bool backward) {
+static void judge(tg_anomaly_report *r, const tg_op_call *call, bool backward) {
     r->created = true;
     r->n_inputs = call->n_inputs < TG_ANOMALY_MAX_INPUTS ? call->n_inputs : TG_ANOMALY_MAX_INPUTS;
     char name[TG_LABEL_MAX + 32];
@@ -185,7 +185,6 @@ static void judge(tg_anomaly_report *r, const tg_tape *tape, const tg_op_call *c
         r->created = false;
         snprintf(r->source, sizeof r->source, "the output '%s'", tgi_node_name(out, name, sizeof name));
     }
-    (void)tape;
 }
 
 /* Fills the report's message and the context's error, tells the observers, returns the error. */
@@ -239,14 +238,12 @@ tg_status tgi_check_forward(tg_tape *tape, const tgi_node *node) {
     tg_anomaly_report r;
     begin_report(&r, tape, node, TG_PASS_FORWARD, output->data, output->size);
     snprintf(r.tensor, sizeof r.tensor, "%s", r.node);
-    judge(&r, tape, &node->call, false);
+    judge(&r, &node->call, false);
     return stop(tape, &node->call, &r);
 }
 
-tg_status tgi_check_node_grad(tg_tape *tape, const tgi_node *node) {
-    if (tape->ctx->anomaly == TG_ANOMALY_COUNTS)
-        count(tape, &node->output, node->op->name, TG_PASS_BACKWARD, node->output.grad);
-    return TG_OK;
+void tgi_count_node_grad(tg_tape *tape, const tgi_node *node) {
+    count(tape, &node->output, node->op->name, TG_PASS_BACKWARD, node->output.grad);
 }
 
 tg_status tgi_check_backward(tg_tape *tape, const tgi_node *node) {
@@ -260,7 +257,7 @@ tg_status tgi_check_backward(tg_tape *tape, const tgi_node *node) {
         begin_report(&r, tape, node, TG_PASS_BACKWARD, in->grad, in->size);
         snprintf(r.tensor, sizeof r.tensor, "gradient of input %d '%s'", i,
                  tgi_node_name(in, name, sizeof name));
-        judge(&r, tape, call, true);
+        judge(&r, call, true);
         return stop(tape, call, &r);
     }
     return TG_OK;

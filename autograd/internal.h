@@ -340,12 +340,12 @@ TGI_HIDDEN void tgi_drop_tape_hooks(tg_ctx *ctx, const tg_tape *tape);
 TGI_HIDDEN void tgi_hooks_release(tg_ctx *ctx);
 /* Remembers a leaf reached by the current backward pass, once. */
 TGI_HIDDEN tg_status tgi_note_leaf(tg_tape *tape, tg_tensor *leaf);
-/* Anomaly checks: the first non-finite value of an op's output (forward), of the gradient a node
- * received (backward, before its VJP), or of the gradients its VJP wrote (after). */
+/* Anomaly checks: the first non-finite value of an op's output (forward; counted at
+ * TG_ANOMALY_COUNTS), or of the gradients its VJP wrote (backward, TG_ANOMALY_FULL). */
 TGI_HIDDEN tg_status tgi_check_forward(tg_tape *tape, const tgi_node *node);
-TGI_HIDDEN tg_status tgi_check_node_grad(tg_tape *tape, const tgi_node *node);
 TGI_HIDDEN tg_status tgi_check_backward(tg_tape *tape, const tgi_node *node);
-/* TG_ANOMALY_COUNTS: the gradients of the leaves the walk reached, at its end. */
+/* TG_ANOMALY_COUNTS in backward: a node's complete gradient; the leaves' at the walk's end. */
+TGI_HIDDEN void tgi_count_node_grad(tg_tape *tape, const tgi_node *node);
 TGI_HIDDEN void tgi_count_leaf_grads(tg_tape *tape);
 /* Observers of anomaly stops (recorders, the dump); false when all slots are taken. */
 TGI_HIDDEN bool tgi_anomaly_observe(tg_ctx *ctx, tgi_anomaly_observer fn, void *user);

@@ -413,7 +413,7 @@ static tg_status run_leaf_hooks(tg_tape *tape) {
 
 /* Counts-only anomaly mode: the node's complete gradient, and its leaf inputs for theirs. */
 static tg_status count_node(tg_tape *tape, tgi_node *node) {
-    tgi_check_node_grad(tape, node);
+    tgi_count_node_grad(tape, node);
     tg_status status = TG_OK;
     for (int i = 0; i < node->call.n_inputs && status == TG_OK; i++) {
         tg_tensor *in = node->call.inputs[i];

@@ -694,7 +694,7 @@ typedef struct tg_anomaly_report {
     int64_t step;                        /**< the tape's step */
     char op[TG_LABEL_MAX];               /**< the op whose forward or VJP wrote the value */
     char node[TG_LABEL_MAX + 32];        /**< that op's output node ("label" or "op#entry") */
-    char tensor[TG_LABEL_MAX + 48];      /**< what holds the value: the output, or "grad of 'x'" */
+    char tensor[TG_LABEL_MAX + 48];      /**< what holds it: the output, or "gradient of input 0 'x'" */
     int64_t element;                     /**< index of the first non-finite element */
     float value;                         /**< NaN, +Inf or -Inf */
     bool created;                        /**< every value the op read was finite */
