@@ -19,8 +19,12 @@ static void train_step(tg_tape *tape, tg_tensor **params, const float *batch, co
     }
 }
 
-/* The MLP's parameters, labelled "fc<layer>.weight" / ".bias", and a fixed batch. */
-static void make_mlp(tg_ctx *ctx, tg_tensor **params, float *batch, float *labels) {
+/* A context counting its allocations into *count, the MLP's parameters in it (labelled
+ * "fc<layer>.weight" / ".bias"), and a fixed batch. */
+static tg_ctx *counted_mlp(tally *count, tg_tensor **params, float *batch, float *labels) {
+    *count = (tally){.fail_at = -1};
+    tg_ctx *ctx = tg_ctx_new_with_allocator(tally_alloc, count);
+    cr_assert_not_null(ctx);
     const int64_t shapes[6][2] = {{32, 8}, {32, 1}, {32, 32}, {32, 1}, {4, 32}, {4, 1}};
     for (int p = 0; p < 6; p++) {
         params[p] = p % 2 ? tg_zeros(ctx, 1, shapes[p]) : tg_zeros(ctx, 2, shapes[p]);
@@ -30,15 +34,14 @@ static void make_mlp(tg_ctx *ctx, tg_tensor **params, float *batch, float *label
     }
     for (int i = 0; i < 16 * 8; i++) batch[i] = (float)((i * 37) % 11) / 11.0f;
     for (int i = 0; i < 16; i++) labels[i] = (float)(i % 4);
+    return ctx;
 }
 
 Test(memory, no_allocation_after_the_first_step) {
-    tally count = {.fail_at = -1};
-    tg_ctx *ctx = tg_ctx_new_with_allocator(tally_alloc, &count);
-    cr_assert_not_null(ctx);
+    tally count;
     tg_tensor *params[6];
     float batch[16 * 8], labels[16];
-    make_mlp(ctx, params, batch, labels);
+    tg_ctx *ctx = counted_mlp(&count, params, batch, labels);
     tg_tape *tape = tg_tape_new(ctx);
     train_step(tape, params, batch, labels);
     long after_first = count.allocations;
@@ -55,12 +58,10 @@ Test(memory, no_allocation_after_the_first_step) {
 /* The diagnostics one leaves on while training: anomaly counting, a recorder with histograms
  * (attached by pattern, with the loss) and the step guard. */
 Test(memory, diagnostics_allocate_nothing_in_the_steady_state) {
-    tally count = {.fail_at = -1};
-    tg_ctx *ctx = tg_ctx_new_with_allocator(tally_alloc, &count);
-    cr_assert_not_null(ctx);
+    tally count;
     tg_tensor *params[6];
     float batch[16 * 8], labels[16];
-    make_mlp(ctx, params, batch, labels);
+    tg_ctx *ctx = counted_mlp(&count, params, batch, labels);
     cr_assert_eq(tg_set_anomaly_level(ctx, TG_ANOMALY_COUNTS), TG_OK);
     tg_recorder *rec = tg_recorder_new(ctx, 8);
     tg_guard *guard = tg_guard_new(ctx, NULL);
