@@ -36,7 +36,8 @@ static void train_usage(FILE *f) {
             "  --clip-value X     clamp every gradient element to [-X, X]\n"
             "  --clip-norm X      scale the gradients to a global norm of at most X\n"
             "  --anomaly          stop at the first NaN/Inf, naming the op and node and whether it\n"
-            "                     created it; --anomaly-dump PATH saves that op's inputs (safetensors)\n"
+            "                     created it; --anomaly-dump PATH as well saves that op's inputs\n"
+            "                     (safetensors)\n"
             "  --anomaly-counts   count NaN/Inf per node every step, never stop (cheap)\n"
             "  --guard            skip steps whose loss or gradient norm is NaN/Inf or an outlier\n"
             "                     (robust z-score over --guard-z X, default 6)\n"
@@ -162,7 +163,10 @@ static int parse_named(train_options *o, const char *arg, const char *value) {
     } else if (strcmp(arg, "--save") == 0) c->save_path = value;
     else if (strcmp(arg, "--load") == 0) c->load_path = value;
     else if (strcmp(arg, "--out") == 0) o->out = value;
-    else if (strcmp(arg, "--anomaly-dump") == 0) c->anomaly_dump = value;
+    else if (strcmp(arg, "--anomaly-dump") == 0) {
+        c->anomaly_dump = value;
+        c->anomaly = true; /* the dump is of what anomaly mode stops at */
+    }
     else if (strcmp(arg, "--plugin") == 0) {
         if (c->n_plugins == 16) return bad("at most 16 plugins%s%s", "", "");
         c->plugins[c->n_plugins++] = value;
