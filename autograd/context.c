@@ -34,6 +34,7 @@ void tgi_ctx_init(tg_ctx *ctx, tg_alloc_fn alloc, void *user) {
 void tgi_ctx_release(tg_ctx *ctx) {
     tgi_pool_release(ctx);
     tgi_hooks_release(ctx);
+    tgi_anomaly_release(ctx);
     tgi_block *block = ctx->blocks;
     while (block) {
         tgi_block *next = block->next;

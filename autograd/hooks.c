@@ -95,6 +95,12 @@ int64_t tg_hook_pattern(tg_ctx *ctx, const char *pattern, tg_pass pass, tg_hook_
     return handle;
 }
 
+int64_t tg_hook_params(tg_ctx *ctx, const char *pattern, tg_hook_fn fn, void *user) {
+    int64_t handle = tg_hook_pattern(ctx, pattern, TG_PASS_BACKWARD, fn, user);
+    if (handle > 0) ctx->hooks[ctx->n_hooks - 1].target = TGI_HOOK_PARAMS;
+    return handle;
+}
+
 int64_t tg_hook_global(tg_ctx *ctx, tg_pass pass, tg_hook_fn fn, void *user) {
     tgi_hook hook = {0};
     hook.pass = pass;
@@ -166,6 +172,8 @@ static bool hook_matches(const tgi_hook *hook, const tg_tensor *node) {
     case TGI_HOOK_TENSOR:
         return hook->tensor == node && (!hook->tape || hook->generation == node->generation);
     case TGI_HOOK_PATTERN: return node->label[0] && tg_pattern_match(hook->pattern, node->label);
+    case TGI_HOOK_PARAMS:
+        return node->persistent && node->label[0] && tg_pattern_match(hook->pattern, node->label);
     case TGI_HOOK_GLOBAL: return true;
     }
     return false;

@@ -143,6 +143,7 @@ typedef struct tgi_block {
 typedef enum tgi_hook_target {
     TGI_HOOK_TENSOR,
     TGI_HOOK_PATTERN,
+    TGI_HOOK_PARAMS,         /* a pattern over persistent tensors only */
     TGI_HOOK_GLOBAL
 } tgi_hook_target;
 
@@ -165,6 +166,11 @@ typedef struct tgi_named_hook {
     void *user;
 } tgi_named_hook;
 
+/* Told of every stop of anomaly mode, with the culprit call (valid during the call only). */
+typedef void (*tgi_anomaly_observer)(tg_ctx *ctx, const tg_anomaly_report *report,
+                                     const tg_op_call *call, void *user);
+#define TGI_MAX_OBSERVERS 8
+
 struct tg_ctx {
     tg_alloc_fn alloc;
     void *alloc_user;
@@ -180,7 +186,14 @@ struct tg_ctx {
     int firing;              /* depth of hook calls in progress */
     int64_t next_handle;
     uint64_t backward_passes;
-    bool anomaly;
+    int anomaly;             /* tg_anomaly_level: the walk and record test it as a flag */
+    bool has_anomaly;        /* last_anomaly holds a stop */
+    tg_anomaly_report last_anomaly;
+    tg_anomaly_counts counts; /* TG_ANOMALY_COUNTS, of counts_tape's step counts.step */
+    const tg_tape *counts_tape;
+    char *anomaly_dump_path; /* tg_set_anomaly_dump */
+    tgi_anomaly_observer observers[TGI_MAX_OBSERVERS];
+    void *observer_users[TGI_MAX_OBSERVERS];
     tgi_named_hook *named_hooks; /* exported by name (plugins) */
     int n_named_hooks, cap_named_hooks;
     void **plugins;          /* dlopen handles, closed by tg_ctx_free after the registry */
@@ -380,10 +393,17 @@ TGI_HIDDEN void tgi_drop_tape_hooks(tg_ctx *ctx, const tg_tape *tape);
 TGI_HIDDEN void tgi_hooks_release(tg_ctx *ctx);
 /* Remembers a leaf reached by the current backward pass, once. */
 TGI_HIDDEN tg_status tgi_note_leaf(tg_tape *tape, tg_tensor *leaf);
-/* Anomaly checks: the first non-finite value of an op's output, or of the gradients a VJP wrote. */
-TGI_HIDDEN tg_status tgi_check_forward(tg_tape *tape, const tgi_op *op, tg_tensor *const *inputs,
-                                       int n_inputs, const tg_tensor *output);
+/* Anomaly checks: the first non-finite value of an op's output (forward; counted at
+ * TG_ANOMALY_COUNTS), or of the gradients its VJP wrote (backward, TG_ANOMALY_FULL). */
+TGI_HIDDEN tg_status tgi_check_forward(tg_tape *tape, const tgi_node *node);
 TGI_HIDDEN tg_status tgi_check_backward(tg_tape *tape, const tgi_node *node);
+/* TG_ANOMALY_COUNTS in backward: a node's complete gradient; the leaves' at the walk's end. */
+TGI_HIDDEN void tgi_count_node_grad(tg_tape *tape, const tgi_node *node);
+TGI_HIDDEN void tgi_count_leaf_grads(tg_tape *tape);
+/* Observers of anomaly stops (recorders, the dump); false when all slots are taken. */
+TGI_HIDDEN bool tgi_anomaly_observe(tg_ctx *ctx, tgi_anomaly_observer fn, void *user);
+TGI_HIDDEN void tgi_anomaly_unobserve(tg_ctx *ctx, tgi_anomaly_observer fn, void *user);
+TGI_HIDDEN void tgi_anomaly_release(tg_ctx *ctx);
 
 /* ---- shared argument checks (autograd/validate.c) ---------------------------------------- */
 

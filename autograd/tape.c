@@ -54,6 +54,9 @@ void tg_tape_reset(tg_tape *tape) {
 tg_ctx *tg_tape_ctx(const tg_tape *tape) { return tape ? tape->ctx : NULL; }
 int64_t tg_tape_entries(const tg_tape *tape) { return tape ? tape->n_entries : 0; }
 int64_t tg_tape_step(const tg_tape *tape) { return tape ? tape->step : 0; }
+void tg_tape_set_step(tg_tape *tape, int64_t step) {
+    if (tape) tape->step = step;
+}
 size_t tg_tape_bytes_in_use(const tg_tape *tape) { return tape ? tgi_arena_in_use(&tape->arena) : 0; }
 size_t tg_tape_bytes_peak(const tg_tape *tape) { return tape ? tgi_arena_peak(&tape->arena) : 0; }
 size_t tg_tape_bytes_reserved(const tg_tape *tape) { return tape ? tape->arena.reserved : 0; }
@@ -254,12 +257,11 @@ static tg_tensor *inferred_output(tg_tape *tape, tgi_node *node, bool record) {
 
 /* What happens to a freshly computed output when something watches: its pending label, then
  * the anomaly check and the forward hooks, which may stop the step. */
-static tg_status after_forward(tg_tape *tape, const tgi_op *op, tg_tensor *const *inputs,
-                               int n_inputs, tg_tensor *output) {
+static tg_status after_forward(tg_tape *tape, tgi_node *node) {
     tg_ctx *ctx = tape->ctx;
+    tg_tensor *output = node->call.output;
     if (tape->pending_label[0]) memcpy(output->label, tape->pending_label, sizeof output->label);
-    if (ctx->anomaly && tgi_check_forward(tape, op, inputs, n_inputs, output) != TG_OK)
-        return TG_ERR_NUMERIC;
+    if (ctx->anomaly && tgi_check_forward(tape, node) != TG_OK) return TG_ERR_NUMERIC;
     if (ctx->live_hooks[TG_PASS_FORWARD])
         return tgi_fire_hooks(tape, output, TG_PASS_FORWARD, output->data);
     return TG_OK;
@@ -351,7 +353,7 @@ TGI_ALWAYS_INLINE static inline tg_tensor *record(tg_tape *tape, const tgi_op *o
     }
     tg_ctx *ctx = tape->ctx;
     if (tape->pending_label[0] | ctx->anomaly | ctx->live_hooks[TG_PASS_FORWARD])
-        return after_forward(tape, op, inputs, n_inputs, output) == TG_OK ? output : NULL;
+        return after_forward(tape, node) == TG_OK ? output : NULL;
     return output;
 }
 
@@ -438,16 +440,29 @@ static tg_status run_leaf_hooks(tg_tape *tape) {
     return status;
 }
 
+/* Counts-only anomaly mode: the node's complete gradient, and its leaf inputs for theirs. */
+static tg_status count_node(tg_tape *tape, tgi_node *node) {
+    tgi_count_node_grad(tape, node);
+    tg_status status = TG_OK;
+    for (int i = 0; i < node->call.n_inputs && status == TG_OK; i++) {
+        tg_tensor *in = node->call.inputs[i];
+        if (in->node < 0 && in->requires_grad) status = tgi_note_leaf(tape, in);
+    }
+    return status;
+}
+
 /* The walk, for a pass with hooks or anomaly checks (watched) or without. Inlined twice so the
  * common case, nothing watching, tests nothing per entry but the gradient. */
 TGI_ALWAYS_INLINE static inline tg_status walk_from(tg_tape *tape, int64_t last, bool watched) {
     tg_ctx *ctx = tape->ctx;
+    const bool counting = watched && ctx->anomaly == TG_ANOMALY_COUNTS;
     for (int64_t e = last; e >= 0; e--) {
         tgi_node *node = tape->entries[e]; /* reloaded: a hook may record on this tape */
         /* No gradient buffer means no consumer reached this node: nothing flows through it. */
         if (!node->call.output->grad) continue;
         tg_status status = TG_OK;
         if (watched && ctx->live_hooks[TG_PASS_BACKWARD]) status = run_node_hooks(tape, node);
+        if (counting && status == TG_OK) status = count_node(tape, node);
         if (status == TG_OK) status = prepare_input_grads(tape, node);
         if (status != TG_OK) return status;
         status = node->op->backward(&node->call);
@@ -458,6 +473,7 @@ TGI_ALWAYS_INLINE static inline tg_status walk_from(tg_tape *tape, int64_t last,
         if (watched && ctx->anomaly && (status = tgi_check_backward(tape, node)) != TG_OK)
             return status;
     }
+    if (counting) tgi_count_leaf_grads(tape);
     return watched && ctx->live_hooks[TG_PASS_BACKWARD] ? run_leaf_hooks(tape) : TG_OK;
 }
 

@@ -11,7 +11,8 @@
  * on this thread), and tapegrad at 2 threads; each figure is the median over rounds with the
  * min-max beside it. Both start from the same weights: their first losses are printed and must
  * agree. Pin with `taskset -c 1` for one-thread figures (the 2-thread figure then shares a core:
- * run unpinned for it). `bench_models QUICK` runs fewer rounds.
+ * run unpinned for it). `bench_models QUICK` runs fewer rounds; `bench_models anomaly` only the
+ * anomaly-mode comparison (off, counts only, full).
  */
 #include <math.h>
 #include <stdio.h>
@@ -266,6 +267,36 @@ static void bench_denormals(int rounds) {
     framework_free(&on);
 }
 
+/* Anomaly mode on the d20 w256 b64 step, 1 thread: off, counts only, full; the same steps in
+ * interleaved rounds, so the machine's drift falls on all three alike. */
+static void bench_anomaly(int rounds) {
+    static const tg_anomaly_level levels[3] = {TG_ANOMALY_OFF, TG_ANOMALY_COUNTS, TG_ANOMALY_FULL};
+    framework f[3];
+    for (int m = 0; m < 3; m++) {
+        framework_new(&f[m], 20, 256, 64, 1);
+        if (tg_set_anomaly_level(f[m].ctx, levels[m]) != TG_OK) die(f[m].ctx);
+        framework_step(&f[m]);
+    }
+    const int steps = 20;
+    double t[3][ROUNDS], counts[ROUNDS], full[ROUNDS];
+    for (int round = 0; round < rounds; round++) {
+        for (int m = 0; m < 3; m++) {
+            double start = bench_now_seconds();
+            for (int s = 0; s < steps; s++) framework_step(&f[m]);
+            t[m][round] = (bench_now_seconds() - start) / steps;
+        }
+        counts[round] = t[1][round] / t[0][round];
+        full[round] = t[2][round] / t[0][round];
+    }
+    printf("MLP d20 w256 b64 sigmoid, 1 thread: anomaly mode; %d steps x %d rounds\n", steps, rounds);
+    print_summary("off", bench_summarize(t[0], rounds), 1e3, "ms");
+    print_summary("counts only", bench_summarize(t[1], rounds), 1e3, "ms");
+    print_summary("full", bench_summarize(t[2], rounds), 1e3, "ms");
+    print_summary("ratio counts / off", bench_summarize(counts, rounds), 1, "x");
+    print_summary("ratio full / off", bench_summarize(full, rounds), 1, "x");
+    for (int m = 0; m < 3; m++) framework_free(&f[m]);
+}
+
 static void bench_sgemm(int rounds) {
     const int64_t n = 1024;
     float *a = floats(n * n), *b = floats(n * n), *c = floats(n * n);
@@ -403,6 +434,10 @@ int main(int argc, char **argv) {
         return 0;
     }
     int rounds = argc > 1 && strcmp(argv[1], "QUICK") == 0 ? 3 : ROUNDS;
+    if (argc == 2 && strcmp(argv[1], "anomaly") == 0) { /* that comparison alone */
+        bench_anomaly(ROUNDS);
+        return 0;
+    }
     printf("matrix products: %s\n", tg_gemm_backend());
     bench_chain(rounds);
     bench_sgemm(rounds);
@@ -410,5 +445,6 @@ int main(int argc, char **argv) {
     bench_mlp(20, 256, 64, rounds);
     bench_mlp(4, 1024, 256, rounds);
     bench_denormals(rounds);
+    bench_anomaly(rounds);
     return 0;
 }

@@ -49,6 +49,7 @@ static json_t *run_json(const run_result *r) {
     json_object_set_new(run, "weight_norm", number(r->weight_norm));
     json_object_set_new(run, "explosion_onset_step", step_or_null(r->explosion_onset_step));
     json_object_set_new(run, "first_nan_step", step_or_null(r->first_nan_step));
+    if (r->config.guard) json_object_set_new(run, "skipped_steps", json_integer(r->guard.skipped));
     json_object_set_new(run, "grad_norm_by_timestep",
                         r->grad_norm_by_timestep ? numbers(r->grad_norm_by_timestep, r->n_timesteps) : json_null());
     json_object_set_new(run, "grad_norm_by_timestep_trained",
@@ -220,6 +221,16 @@ static void heat_charts(FILE *f, const experiment *e) {
     }
 }
 
+/* Each run's gradient histograms (cli/histogram_chart.c): first, middle and last layer. */
+static void histogram_charts(FILE *f, const experiment *e) {
+    for (int i = 0; i < e->n_runs; i++)
+        for (int h = 0; h < e->results[i].n_hist_layers; h++) {
+            fputs("<figure>", f);
+            histogram_heatmap(f, &e->results[i], h);
+            fputs("</figure>\n", f);
+        }
+}
+
 /* |dL/dh[t]| over t for the runs of one sequence length, at the first or the last step. */
 static void timestep_chart(FILE *f, const experiment *e, int64_t length, bool trained) {
     tg_plot_series series[MAX_RUNS];
@@ -363,6 +374,7 @@ static void experiment_section(FILE *f, const experiment *e) {
     if (e->charts & CHART_HELD_OUT) held_out_chart(f, e);
     if (e->charts & CHART_TIMESTEPS) timestep_charts(f, e);
     if (e->charts & CHART_HEAT) heat_charts(f, e);
+    if (e->charts & CHART_HIST) histogram_charts(f, e);
     fputs("</div>\n", f);
     if (e->charts & CHART_FIT) fit_table(f, e);
     config_table(f, e);

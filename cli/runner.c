@@ -39,6 +39,7 @@ typedef struct trainer {
     char activation_names[TG_MAX_ATTRS][TG_LABEL_MAX];
     char activation_op[TG_LABEL_MAX];
     parallel *par;               /* data-parallel under mpirun (config->distributed), else NULL */
+    tg_guard *guard;             /* --guard, else NULL */
 } trainer;
 
 const char *format_number(double value, char *buf, size_t size) {
@@ -414,7 +415,7 @@ static void record_layers(trainer *t, int step) {
     for (int i = 0; i < r->n_layers; i++) {
         tg_stats stats;
         tg_stats_compute(t->layers[i]->grad, t->layers[i]->size, &stats);
-        tg_recorder_add(t->recorder, step, r->layer_names[i], &stats);
+        tg_recorder_add_tensor(t->recorder, step, t->layers[i]);
         double norm = stats.n_nan || stats.n_inf ? NAN : stats.l2_norm;
         if (step == 0) r->grad_norm_by_layer[i] = norm;
         r->layer_norms[(int64_t)i * r->config.steps + step] = norm;
@@ -438,11 +439,40 @@ static void record_timesteps(double *norms, int n, tg_tensor **states) {
     }
 }
 
-/* One step; false when the run must stop (an error, or a non-finite loss or gradient). */
+/* Anomaly mode stopped the step: the recorder gets the step (the onset summary names it) and
+ * the run ends with the message, then concludes as usual. */
+static bool anomaly_stop(trainer *t, int step) {
+    tg_anomaly_report report;
+    if (tg_errcode(t->ctx) != TG_ERR_NUMERIC || tg_anomaly_last(t->ctx, &report) != TG_OK ||
+        report.step != tg_tape_step(t->tape))
+        return fail(t, "step");
+    fail(t, "step");
+    tg_recorder_add_anomaly(t->recorder, step, &report);
+    t->result->anomaly_stopped = true;
+    t->result->steps_done = step;
+    return false;
+}
+
+/* --anomaly-counts: the steps that had a NaN/Inf somewhere, and where the first one was. */
+static void note_counts(trainer *t, int step) {
+    tg_anomaly_counts counts;
+    run_result *r = t->result;
+    if (!t->config->anomaly_counts || tg_anomaly_step_counts(t->ctx, &counts) != TG_OK ||
+        !counts.tensors_nonfinite)
+        return;
+    if (!r->nonfinite_steps++ && counts.n_nodes)
+        snprintf(r->first_nonfinite, sizeof r->first_nonfinite, "step %d, %s of '%s' (%s)", step,
+                 counts.nodes[0].pass == TG_PASS_FORWARD ? "values" : "gradient",
+                 counts.nodes[0].name, counts.nodes[0].op);
+}
+
+/* One step; false when the run must stop (an error, or a non-finite loss or gradient that no
+ * guard skipped). */
 static bool train_step(trainer *t, int step) {
     run_result *r = t->result;
     tg_tensor *x, *y, **states = t->states;
     tg_tape_reset(t->tape);
+    tg_tape_set_step(t->tape, step); /* the anomaly messages say the step the run says */
     if (!tg_batcher_next(t->batches, t->tape, &x, &y) && !tg_batcher_next(t->batches, t->tape, &x, &y))
         return fail(t, "batch");
     x = parallel_shard(t->par, t->tape, x);
@@ -457,15 +487,21 @@ static bool train_step(trainer *t, int step) {
      * stops every rank; the norms, the recorder, clipping and the NaN stop below then see the
      * same numbers on every rank and decide alike */
     if (t->par) status = parallel_step(t->par, status, &loss_value);
-    if (status != TG_OK) return fail(t, "step");
+    if (status != TG_OK) return anomaly_stop(t, step);
     for (int i = 0; step == 0 && i < t->config->n_hooks && i < 16; i++)
         if (!t->hooks[i].calls) r->unmatched_hooks |= 1u << i;
     r->loss[step] = loss_value;
     r->grad_norm[step] = global_norm(t);
     record_layers(t, step);
+    tg_recorder_add_loss(t->recorder, step, r->loss[step]);
+    note_counts(t, step);
     if (timesteps) record_timesteps(step == 0 ? r->grad_norm_by_timestep : r->grad_norm_by_timestep_end,
                                     r->n_timesteps, states);
     r->steps_done = step + 1;
+    if (t->guard && tg_guard_check(t->guard, step, r->loss[step], r->grad_norm[step]) != TG_GUARD_ACCEPT) {
+        tg_optimizer_zero_grad(t->opt);
+        return true;
+    }
     if (!isfinite(r->loss[step]) || !isfinite(r->grad_norm[step])) return false;
     clip(t);
     tg_optimizer_step(t->opt);
@@ -485,6 +521,10 @@ static bool train_step(trainer *t, int step) {
 static void measure(trainer *t, const tg_dataset *set, double *loss_out, double *accuracy_out) {
     int64_t x_size = tg_dataset_x_size(set), correct = 0;
     double loss_sum = 0.0;
+    /* held-out data is not what anomaly mode watches: a stop there would replace the report
+     * (and the dump) of the training step */
+    tg_anomaly_level level = tg_get_anomaly_level(t->ctx);
+    tg_set_anomaly_level(t->ctx, TG_ANOMALY_OFF);
     tg_module_set_training(t->body, false);
     for (int64_t start = 0; start < set->count; start += EVAL_CHUNK) {
         int64_t n = set->count - start < EVAL_CHUNK ? set->count - start : EVAL_CHUNK;
@@ -502,6 +542,7 @@ static void measure(trainer *t, const tg_dataset *set, double *loss_out, double 
     *loss_out = set->count ? loss_sum / (double)set->count : NAN;
     *accuracy_out = set->classes > 0 && set->count ? (double)correct / (double)set->count : NAN;
     tg_module_set_training(t->body, true);
+    tg_set_anomaly_level(t->ctx, level);
     tg_clear_error(t->ctx); /* a diverged model may fail here: that is a finding, not an error */
 }
 
@@ -556,7 +597,8 @@ static bool prepare(trainer *t) {
         snprintf(t->result->error, sizeof t->result->error, "out of memory");
         return false;
     }
-    tg_set_anomaly_mode(t->ctx, c->anomaly);
+    tg_set_anomaly_level(t->ctx, c->anomaly ? TG_ANOMALY_FULL : c->anomaly_counts ? TG_ANOMALY_COUNTS : TG_ANOMALY_OFF);
+    if (c->anomaly_dump && tg_set_anomaly_dump(t->ctx, c->anomaly_dump) != TG_OK) return fail(t, "anomaly dump");
     tg_ctx_set_threads(t->ctx, c->threads);
     if (c->distributed && !(t->par = parallel_start(t->ctx, c->threads))) return fail(t, "mpi");
     for (int i = 0; i < c->n_plugins; i++)
@@ -571,6 +613,9 @@ static bool prepare(trainer *t) {
     t->opt = tg_optimizer_new(t->ctx, t->params, t->n_params, &c->opt);
     t->recorder = tg_recorder_new(t->ctx, c->steps > 0 ? c->steps : 1);
     if (!t->opt || !t->recorder) return fail(t, "setup");
+    tg_guard_config guard = tg_guard_defaults();
+    if (c->guard_z > 0) guard.z_threshold = c->guard_z;
+    if (c->guard && !(t->guard = tg_guard_new(t->ctx, &guard))) return fail(t, "guard");
     if (c->steps < 0 || (c->steps == 0 && !c->load_path)) {
         snprintf(t->result->error, sizeof t->result->error, "steps must be at least 1 (0: evaluate a loaded model)");
         return false;
@@ -583,11 +628,32 @@ static bool prepare(trainer *t) {
     return allocate_series(t->result, c->steps > 0 ? c->steps : 1) ? true : fail(t, "memory");
 }
 
+/* The histograms of the first, middle and last tracked layer. */
+static void keep_histograms(trainer *t) {
+    run_result *r = t->result;
+    if (!r->n_layers || !(r->histograms = malloc(HIST_LAYERS * TG_HIST_SNAPSHOTS * sizeof *r->histograms)))
+        return;
+    const int picks[HIST_LAYERS] = {0, r->n_layers / 2, r->n_layers - 1};
+    for (int k = 0; k < HIST_LAYERS; k++) {
+        if (k && picks[k] == r->hist_layer[r->n_hist_layers - 1]) continue;
+        int index = -1;
+        for (int i = 0; i < tg_recorder_series_count(t->recorder); i++)
+            if (strcmp(tg_recorder_series_name(t->recorder, i), r->layer_names[picks[k]]) == 0) index = i;
+        int h = r->n_hist_layers++;
+        r->hist_layer[h] = picks[k];
+        r->n_hist[h] = tg_recorder_histograms(t->recorder, index, r->histograms + h * TG_HIST_SNAPSHOTS,
+                                              TG_HIST_SNAPSHOTS);
+    }
+}
+
 static void conclude(trainer *t) {
     run_result *r = t->result;
+    if (t->guard) tg_guard_get_stats(t->guard, &r->guard);
+    keep_histograms(t);
     tg_onset_report report;
     tg_recorder_detect(t->recorder, NULL, &report);
-    r->explosion_onset_step = report.exploded ? report.explosion_start_step : -1;
+    r->explosion_onset_step = report.exploded ? report.explosion_start_step
+                              : report.loss_exploded ? report.loss_explosion_start_step : -1;
     r->first_nan_step = report.has_nan ? report.first_nan_step : -1;
     for (int s = 0; s < r->steps_done && r->first_nan_step < 0; s++) /* a NaN loss counts too */
         if (!isfinite(r->loss[s])) r->first_nan_step = s;
@@ -603,6 +669,7 @@ static void conclude(trainer *t) {
 }
 
 static void release(trainer *t) {
+    tg_guard_free(t->guard);
     tg_recorder_free(t->recorder);
     tg_optimizer_free(t->opt);
     tg_module_free(t->body);
@@ -622,6 +689,7 @@ void run_training(const run_config *config, run_result *result, progress_fn prog
     result->first_last_ratio = result->final_loss = result->test_accuracy = NAN;
     result->train_loss = result->train_accuracy = result->weight_norm = NAN;
     result->explosion_onset_step = result->first_nan_step = -1;
+    result->guard.first_skipped_step = result->guard.last_skipped_step = -1;
     trainer t = {.config = &result->config, .result = result};
     double start = seconds_now();
     bool ready = prepare(&t);
@@ -634,7 +702,7 @@ void run_training(const run_config *config, run_result *result, progress_fn prog
             if (progress && (step % 10 == 9 || step == config->steps - 1)) progress(user, step + 1, result->loss[step]);
             if (step < config->steps - 1 && evaluation_due(config, step + 1)) evaluate(&t, step + 1);
         }
-        if (!result->error[0]) conclude(&t);
+        if (!result->error[0] || result->anomaly_stopped) conclude(&t);
     }
     result->seconds = seconds_now() - start;
     release(&t);
@@ -668,5 +736,7 @@ void run_result_free(run_result *r) {
     free(r->layer_norms);
     free(r->grad_norm_by_timestep);
     free(r->grad_norm_by_timestep_end);
+    free(r->histograms);
+    r->histograms = NULL;
     r->loss = r->grad_norm = r->layer_norms = r->grad_norm_by_timestep = r->grad_norm_by_timestep_end = NULL;
 }

@@ -49,6 +49,10 @@ typedef struct run_config {
     float clip_value;            /* > 0: clamp every gradient element */
     float clip_norm;             /* > 0: global-norm clipping */
     bool anomaly;
+    bool anomaly_counts;         /* TG_ANOMALY_COUNTS: count non-finite values, never stop */
+    const char *anomaly_dump;    /* with anomaly: the culprit op's inputs, as safetensors */
+    bool guard;                  /* skip non-finite and outlier steps (tg_guard) */
+    double guard_z;              /* its z-score threshold (0: the default) */
     bool track_timesteps;        /* record |dL/dh[t]| at the first step */
     uint64_t seed;
     int threads;                 /* tg_ctx_set_threads (0: the cores available) */
@@ -79,13 +83,22 @@ typedef struct run_result {
     double train_loss, train_accuracy; /* on the training samples at the end (train_subset > 0; else NAN) */
     double weight_norm;          /* L2 norm of every weight matrix and kernel together, at the end */
     int64_t explosion_onset_step, first_nan_step; /* -1: none */
-    char onset_summary[768];
+    char onset_summary[1024];
     int n_timesteps;
     /* |dL/dh[t]| of the first layer (forward direction), t = 1..T, at the first step; NULL if none */
     double *grad_norm_by_timestep;
     double *grad_norm_by_timestep_end; /* the same at the last step (after training) */
     double seconds;
     unsigned unmatched_hooks;    /* bit i: config.hooks[i] saw no node in the first backward pass */
+    bool anomaly_stopped;        /* anomaly mode stopped the run: error holds its message */
+    tg_guard_stats guard;        /* what the step guard skipped */
+    int64_t nonfinite_steps;     /* anomaly counts: steps with a NaN/Inf somewhere */
+    char first_nonfinite[160];   /* anomaly counts: the first step and node that had one */
+#define HIST_LAYERS 3
+    int n_hist_layers;           /* gradient histograms of the first, middle and last layer */
+    int hist_layer[HIST_LAYERS]; /* their layer indices */
+    int n_hist[HIST_LAYERS];
+    tg_histogram *histograms;    /* HIST_LAYERS x TG_HIST_SNAPSHOTS */
     char error[RUN_ERROR_MAX];   /* non-empty when the run failed */
 } run_result;
 
@@ -125,7 +138,8 @@ enum {
     CHART_STEPS = 8,      /* global gradient norm per step */
     CHART_TIMESTEPS = 16, /* |dL/dh[t]| over time steps */
     CHART_HELD_OUT = 32,  /* held-out loss during training */
-    CHART_FIT = 64        /* training against held-out loss and accuracy, the gap, weight norm */
+    CHART_FIT = 64,       /* training against held-out loss and accuracy, the gap, weight norm */
+    CHART_HIST = 128      /* gradient histograms of the first, middle and last layer */
 };
 
 /* The regularisation experiment's net and training set (its findings quote them). */

@@ -43,7 +43,12 @@ static void train_usage(FILE *f) {
             "                     lenet: adam lr 3e-3, 600 steps; resnet/plaincnn: adam lr 3e-3, 400 steps\n"
             "  --clip-value X     clamp every gradient element to [-X, X]\n"
             "  --clip-norm X      scale the gradients to a global norm of at most X\n"
-            "  --anomaly          stop at the first NaN/Inf, naming the op and node\n"
+            "  --anomaly          stop at the first NaN/Inf, naming the op and node and whether it\n"
+            "                     created it; --anomaly-dump PATH as well saves that op's inputs\n"
+            "                     (safetensors)\n"
+            "  --anomaly-counts   count NaN/Inf per node every step, never stop (cheap)\n"
+            "  --guard            skip steps whose loss or gradient norm is NaN/Inf or an outlier\n"
+            "                     (robust z-score over --guard-z X, default 6)\n"
             "  --save PATH --load PATH   parameters as safetensors (checked before training: a\n"
             "                     symlink is followed, a device, FIFO or directory refused)\n"
             "  --plugin PATH      load ops and hooks from a plugin (repeatable)\n"
@@ -124,6 +129,7 @@ static void set_batch(run_config *c, double v) { c->batch = (int64_t)v; }
 static void set_seed(run_config *c, double v) { c->seed = (uint64_t)v; }
 static void set_clip_value(run_config *c, double v) { c->clip_value = (float)v; }
 static void set_clip_norm(run_config *c, double v) { c->clip_norm = (float)v; }
+static void set_guard_z(run_config *c, double v) { c->guard_z = v; }
 
 static const number_option number_options[] = {
     {"--depth", 1, 62, true, set_depth},       {"--width", 1, 4096, true, set_width},
@@ -132,12 +138,13 @@ static const number_option number_options[] = {
     {"--steps", 0, 1e7, true, set_steps},      {"--batch", 1, 65536, true, set_batch},
     {"--seed", 0, 9e15, true, set_seed},       {"--clip-value", 1e-12, 1e12, false, set_clip_value},
     {"--clip-norm", 1e-12, 1e12, false, set_clip_norm}, {"--layers", 1, TG_RNN_MAX_LAYERS, true, set_layers},
+    {"--guard-z", 0.5, 1e6, false, set_guard_z},
 };
 
 /* Options that take a word or a path (parse_named). */
 static const char *const named_options[] = {"--model", "--norm", "--optimizer", "--activation",
                                             "--init", "--data", "--save", "--load", "--out",
-                                            "--plugin", "--hook", "--task"};
+                                            "--plugin", "--hook", "--task", "--anomaly-dump"};
 
 typedef struct train_options {
     run_config config;
@@ -152,8 +159,8 @@ static const char *option_hint(const char *arg, char *buf, size_t size) {
     int n = 0;
     for (size_t k = 0; k < sizeof number_options / sizeof number_options[0]; k++) all[n++] = number_options[k].flag;
     for (size_t k = 0; k < sizeof named_options / sizeof named_options[0]; k++) all[n++] = named_options[k];
-    all[n++] = "--anomaly";
-    all[n++] = "--help";
+    const char *const flags[] = {"--anomaly", "--anomaly-counts", "--guard", "--bidirectional", "--help"};
+    for (size_t k = 0; k < sizeof flags / sizeof flags[0]; k++) all[n++] = flags[k];
     return did_you_mean(arg, all, n, buf, size);
 }
 
@@ -187,6 +194,10 @@ static int parse_named(train_options *o, const char *arg, const char *value) {
     } else if (strcmp(arg, "--save") == 0) c->save_path = value;
     else if (strcmp(arg, "--load") == 0) c->load_path = value;
     else if (strcmp(arg, "--out") == 0) o->out = value;
+    else if (strcmp(arg, "--anomaly-dump") == 0) {
+        c->anomaly_dump = value;
+        c->anomaly = true; /* the dump is of what anomaly mode stops at */
+    }
     else if (strcmp(arg, "--plugin") == 0) {
         if (c->n_plugins == 16) return bad("at most 16 plugins%s%s", "", "");
         c->plugins[c->n_plugins++] = value;
@@ -212,8 +223,11 @@ static int parse_train_options(int argc, char **argv, train_options *o) {
             train_usage(stdout);
             return -1;
         }
-        if (strcmp(arg, "--anomaly") == 0) {
-            c->anomaly = true;
+        bool *flag = strcmp(arg, "--anomaly") == 0 ? &c->anomaly
+                     : strcmp(arg, "--anomaly-counts") == 0 ? &c->anomaly_counts
+                     : strcmp(arg, "--guard") == 0 ? &c->guard : NULL;
+        if (flag) {
+            *flag = true;
             continue;
         }
         if (strcmp(arg, "--bidirectional") == 0) {
@@ -393,6 +407,20 @@ static void print_outcome(const run_result *r) {
                     "backward pass (tapegrad params lists the parameter names)\n", r->config.hooks[i]);
 }
 
+/* What the guard skipped and what anomaly counting saw, when they were on. */
+static void print_diagnostics(const run_result *r) {
+    const tg_guard_stats *g = &r->guard;
+    if (r->config.guard)
+        printf("guard: skipped %lld of %lld steps (%lld non-finite, %lld outliers)%s", (long long)g->skipped,
+               (long long)g->checked, (long long)g->nonfinite, (long long)g->outliers, g->skipped ? "" : "\n");
+    if (r->config.guard && g->skipped)
+        printf(", the first at step %lld, the last at step %lld\n", (long long)g->first_skipped_step,
+               (long long)g->last_skipped_step);
+    if (r->config.anomaly_counts)
+        printf("anomaly counts: %lld step%s with a NaN/Inf%s%s\n", (long long)r->nonfinite_steps,
+               r->nonfinite_steps == 1 ? "" : "s", r->nonfinite_steps ? "; the first: " : "", r->first_nonfinite);
+}
+
 int run_train(int argc, char **argv) {
     train_options o = {0};
     int status = parse_train_options(argc, argv, &o);
@@ -402,9 +430,10 @@ int run_train(int argc, char **argv) {
     snprintf(title, sizeof title, "tapegrad train: %s on %s, %d steps", model_name(&o.config),
              o.data ? o.data : "digits", o.config.steps);
     experiment e = {.name = "train", .title = title, .question = "What did this run's gradients do?",
-                    .charts = CHART_LAYERS | CHART_LOSS | CHART_HEAT | CHART_STEPS, .n_runs = 1};
+                    .charts = CHART_LAYERS | CHART_LOSS | CHART_HEAT | CHART_STEPS | CHART_HIST,
+                    .n_runs = 1};
     e.runs[0] = o.config;
-    if (o.config.model == MODEL_RNN) e.charts = CHART_TIMESTEPS | CHART_LOSS | CHART_STEPS;
+    if (o.config.model == MODEL_RNN) e.charts = CHART_TIMESTEPS | CHART_LOSS | CHART_STEPS | CHART_HIST;
     /* ten points of held-out loss are cheap next to the training, and the report draws them */
     else if (o.out) {
         e.runs[0].eval_every = o.config.steps >= 10 ? o.config.steps / 10 : 1;
@@ -421,6 +450,7 @@ int run_train(int argc, char **argv) {
     if (r->error[0]) {
         if (o.config.distributed) fprintf(stderr, "tapegrad train (rank %d): %s\n", parallel_env_rank(), r->error);
         else fprintf(stderr, "tapegrad train: %s\n", r->error);
+        if (r->anomaly_stopped && lead) printf("gradients: %s\n", r->onset_summary);
         run_result_free(r);
         return 1;
     }
@@ -429,6 +459,7 @@ int run_train(int argc, char **argv) {
         return 0;
     }
     print_outcome(r);
+    print_diagnostics(r);
     if (o.out) {
         experiment_conclude(&e);
         status = write_report("train", o.out, &e, 1, o.config.seed, false, r->seconds);

@@ -274,8 +274,11 @@ void tg_tape_reset(tg_tape *tape);
 tg_ctx *tg_tape_ctx(const tg_tape *tape);
 /** Number of entries recorded since the last reset. */
 int64_t tg_tape_entries(const tg_tape *tape);
-/** Step counter: the number of tg_tape_reset calls so far. */
+/** Step counter: the number of tg_tape_reset calls so far (or since tg_tape_set_step). */
 int64_t tg_tape_step(const tg_tape *tape);
+/** Numbers the current step as a training loop does (hooks, anomaly reports and recorders
+ *  attached by pattern then show the loop's step); each tg_tape_reset still adds one. */
+void tg_tape_set_step(tg_tape *tape, int64_t step);
 /** Arena bytes in use now (entries array excluded). */
 size_t tg_tape_bytes_in_use(const tg_tape *tape);
 /** Largest value tg_tape_bytes_in_use has had since the tape was made. */
@@ -628,6 +631,9 @@ typedef tg_status (*tg_hook_fn)(tg_ctx *ctx, const tg_hook_event *event, void *u
 int64_t tg_hook_node(tg_tensor *node, tg_hook_fn fn, void *user);
 /** Hook on every node and parameter whose label matches pattern, in the given pass. */
 int64_t tg_hook_pattern(tg_ctx *ctx, const char *pattern, tg_pass pass, tg_hook_fn fn, void *user);
+/** Backward hook on every parameter (persistent tensor) whose label matches pattern, never on
+ *  a tape node: "lstm.*" then means the LSTM's weights, not its h[t] and c[t]. */
+int64_t tg_hook_params(tg_ctx *ctx, const char *pattern, tg_hook_fn fn, void *user);
 /** Hook on every node (and, backward, every leaf that gets a gradient) in the given pass. */
 int64_t tg_hook_global(tg_ctx *ctx, tg_pass pass, tg_hook_fn fn, void *user);
 /** Removes a hook by handle (also while hooks run). TG_ERR_NOT_FOUND for an unknown handle. */
@@ -650,13 +656,102 @@ tg_status tg_hook_fail(tg_ctx *ctx, const tg_hook_event *event, tg_status status
     ;
 
 /**
- * Anomaly mode: every op's output (forward) and every gradient a VJP writes (backward) is
- * scanned, and the first NaN or Inf stops the step with TG_ERR_NUMERIC and a message naming
- * the op, the node label, the input shapes, the pass and the step. Off by default (it reads
- * every value once more).
+ * Anomaly mode finds the first NaN or Inf in execution order: each op's output as the forward
+ * computes it, then in the backward pass each node's gradient and every gradient a VJP writes.
+ *
+ *   TG_ANOMALY_FULL (tg_set_anomaly_mode(ctx, true)): the first non-finite value stops the step
+ *     with TG_ERR_NUMERIC. The message names the op, the node, the shapes, the pass, the step and
+ *     the element, says whether the op `created from finite inputs` the value or received it
+ *     (`propagated from input 'x'`, or from the incoming gradient), and gives the counts of NaN,
+ *     +Inf, -Inf, zero and subnormal values of the tensors involved. tg_anomaly_last returns the
+ *     same as fields; tg_set_anomaly_dump writes the culprit op's inputs to a file.
+ *   TG_ANOMALY_COUNTS: never stops; counts the non-finite values of every node of the step
+ *     (tg_anomaly_step_counts). A quick integer test per tensor: cheap enough to leave on.
+ *
+ * Recorders of the context get a record of a step that anomaly mode stopped (tg_recorder_detect
+ * mentions it). Off by default.
  */
+typedef enum tg_anomaly_level {
+    TG_ANOMALY_OFF,
+    TG_ANOMALY_COUNTS,       /**< count non-finite values per node, never stop */
+    TG_ANOMALY_FULL          /**< stop at the first non-finite value */
+} tg_anomaly_level;
+
+/** tg_set_anomaly_mode(ctx, true) is TG_ANOMALY_FULL, false TG_ANOMALY_OFF. */
 void tg_set_anomaly_mode(tg_ctx *ctx, bool enabled);
+/** True at TG_ANOMALY_FULL. */
 bool tg_anomaly_mode(const tg_ctx *ctx);
+/** Sets the level (an unknown level is TG_ERR_INVALID with a message). */
+tg_status tg_set_anomaly_level(tg_ctx *ctx, tg_anomaly_level level);
+/** The level (TG_ANOMALY_OFF for a NULL ctx). */
+tg_anomaly_level tg_get_anomaly_level(const tg_ctx *ctx);
+
+/** How many values of a tensor are of each kind. */
+typedef struct tg_value_counts {
+    int64_t count;           /**< values read */
+    int64_t nan, pos_inf, neg_inf;
+    int64_t zero;            /**< +0 and -0 */
+    int64_t subnormal;       /**< non-zero values below FLT_MIN in magnitude */
+} tg_value_counts;
+
+/** Counts the kinds of n values (NULL values or n < 0: all counts 0). */
+void tg_count_values(const float *values, int64_t n, tg_value_counts *out);
+
+#define TG_ANOMALY_MAX_INPUTS 8
+
+/** The first non-finite value anomaly mode (TG_ANOMALY_FULL) found. */
+typedef struct tg_anomaly_report {
+    tg_pass pass;
+    int64_t step;                        /**< the tape's step */
+    char op[TG_LABEL_MAX];               /**< the op whose forward or VJP wrote the value */
+    char node[TG_LABEL_MAX + 32];        /**< that op's output node ("label" or "op#entry") */
+    char tensor[TG_LABEL_MAX + 48];      /**< what holds it: the output, or "gradient of input 0 'x'" */
+    int64_t element;                     /**< index of the first non-finite element */
+    float value;                         /**< NaN, +Inf or -Inf */
+    bool created;                        /**< every value the op read was finite */
+    char source[TG_LABEL_MAX + 48];      /**< created false: the first non-finite input read */
+    tg_value_counts counts;              /**< of `tensor` */
+    int n_inputs;                        /**< forward: the op's inputs; backward: the same, then
+                                              the incoming gradient last */
+    tg_value_counts input_counts[TG_ANOMALY_MAX_INPUTS + 1];
+    char message[1536];                  /**< what tg_errmsg said */
+} tg_anomaly_report;
+
+/** The report of the latest stop since the context was made (TG_ERR_NOT_FOUND, no message,
+ *  when anomaly mode has not stopped a step). */
+tg_status tg_anomaly_last(const tg_ctx *ctx, tg_anomaly_report *out);
+
+/**
+ * From now on, when anomaly mode stops a step, writes the culprit op's inputs to a safetensors
+ * file at path (replacing it): "input.0", "input.1", ... (and "grad_output", the incoming
+ * gradient, for the backward pass), with the op, node, pass, step, the inputs' names and the
+ * attributes ("attr.<name>") as metadata, so the case can be replayed with tg_call. NULL path:
+ * no more dumps. A dump that fails leaves its reason after the anomaly's message.
+ */
+tg_status tg_set_anomaly_dump(tg_ctx *ctx, const char *path);
+
+#define TG_ANOMALY_MAX_NODES 32
+
+/** A node with non-finite values, as TG_ANOMALY_COUNTS saw it. */
+typedef struct tg_nonfinite_node {
+    char name[TG_LABEL_MAX + 32];
+    char op[TG_LABEL_MAX];
+    tg_pass pass;                /**< forward: its values; backward: its gradient */
+    int64_t nan, inf;
+} tg_nonfinite_node;
+
+/** What TG_ANOMALY_COUNTS found in the latest step (of any tape of the context). */
+typedef struct tg_anomaly_counts {
+    int64_t step;
+    int64_t tensors_scanned;
+    int64_t tensors_nonfinite;   /**< may exceed n_nodes: the list keeps the first ones */
+    int64_t nan, inf;            /**< over every tensor scanned */
+    int n_nodes;
+    tg_nonfinite_node nodes[TG_ANOMALY_MAX_NODES]; /**< in execution order */
+} tg_anomaly_counts;
+
+/** Copies the counts of the latest step (all zero before any step was counted). */
+tg_status tg_anomaly_step_counts(const tg_ctx *ctx, tg_anomaly_counts *out);
 
 /* ------------------------------------------------------------------------------------------ */
 /* Diagnostics: statistics, clipping                                                          */
@@ -716,6 +811,44 @@ tg_status tg_hook_clip_norm(tg_ctx *ctx, const tg_hook_event *event, void *user)
 tg_status tg_clip_grad_norm(tg_tensor *const *params, int n_params, double max_norm,
                             double norm_type, bool error_if_nonfinite, double *total_norm);
 
+/*
+ * A step guard, as llm.c has: before the optimizer steps, check the loss and the global gradient
+ * norm; skip the update when either is NaN/Inf, or an outlier above the running median of the
+ * steps accepted so far (robust z-score (x - median) / (1.4826 MAD) over z_threshold). Only
+ * accepted steps enter the window, so a blow-up that lasts stays refused rather than becoming
+ * the new normal. The caller skips the update (tg_optimizer_zero_grad, no tg_optimizer_step).
+ */
+typedef struct tg_guard_config {
+    double z_threshold;      /**< robust z-score above which a step is skipped (6); <= 0: only
+                                  non-finite steps are skipped */
+    int window;              /**< accepted steps the median is taken over (32; 2..256) */
+    int warmup;              /**< accepted steps before outliers are judged (8; <= window) */
+} tg_guard_config;
+
+tg_guard_config tg_guard_defaults(void);
+
+typedef enum tg_guard_verdict {
+    TG_GUARD_ACCEPT,
+    TG_GUARD_SKIP_NONFINITE, /**< the loss or the gradient norm is NaN or Inf */
+    TG_GUARD_SKIP_OUTLIER    /**< over the z-score threshold */
+} tg_guard_verdict;
+
+typedef struct tg_guard_stats {
+    int64_t checked, skipped, nonfinite, outliers;
+    int64_t first_skipped_step, last_skipped_step;  /**< -1: none */
+    double last_z;           /**< the larger z-score of the last check (NaN before warm-up) */
+} tg_guard_stats;
+
+typedef struct tg_guard tg_guard;
+
+/** A guard (config NULL: tg_guard_defaults()); NULL with a message for a config out of range. */
+tg_guard *tg_guard_new(tg_ctx *ctx, const tg_guard_config *config);
+void tg_guard_free(tg_guard *guard);
+/** Judges the step (a NULL guard accepts everything). */
+tg_guard_verdict tg_guard_check(tg_guard *guard, int64_t step, double loss, double grad_norm);
+/** What the guard did so far. */
+tg_status tg_guard_get_stats(const tg_guard *guard, tg_guard_stats *out);
+
 /* ------------------------------------------------------------------------------------------ */
 /* Diagnostics: the gradient-flow recorder and onset detection                                */
 /* ------------------------------------------------------------------------------------------ */
@@ -738,11 +871,33 @@ tg_recorder *tg_recorder_new(tg_ctx *ctx, int window);
 /** Removes its hooks and frees it. */
 void tg_recorder_free(tg_recorder *recorder);
 /** Records the gradient statistics of every node and parameter whose label matches pattern, at
- *  every backward pass (a backward pattern hook; removed by tg_recorder_free). */
+ *  every backward pass (a backward pattern hook; removed by tg_recorder_free), with the norm of
+ *  its values and a gradient histogram. */
 int64_t tg_recorder_attach(tg_recorder *recorder, const char *pattern);
-/** Adds one record by hand (what the attached hooks do). Steps must not decrease. */
+/** tg_recorder_attach restricted to parameters (persistent tensors): "lstm.*" then leaves out
+ *  the h[t] and c[t] nodes (see tg_hook_params). */
+int64_t tg_recorder_attach_params(tg_recorder *recorder, const char *pattern);
+/** Adds one record by hand (what the attached hooks do). Steps must not decrease. A series
+ *  added by hand counts as a parameter and has no value norm or histogram. */
 tg_status tg_recorder_add(tg_recorder *recorder, int64_t step, const char *name,
                           const tg_stats *stats);
+/** Adds the record of a tensor by its label (or node name): its gradient's statistics (all zero
+ *  without a gradient), the norm of its values, a histogram when one is due; a persistent
+ *  tensor is a parameter, a tape node an activation. */
+tg_status tg_recorder_add_tensor(tg_recorder *recorder, int64_t step, const tg_tensor *tensor);
+/** Adds the training loss of a step (onset detection watches it for blow-ups). */
+tg_status tg_recorder_add_loss(tg_recorder *recorder, int64_t step, double loss);
+/** Notes a step anomaly mode stopped (tg_anomaly_last): a NaN global norm at `step`, the first
+ *  NaN there, and the culprit for the onset summary. Recorders with attached hooks are told by
+ *  the context themselves (at the tape's step); a loop that numbers its own steps calls this. */
+tg_status tg_recorder_add_anomaly(tg_recorder *recorder, int64_t step,
+                                  const tg_anomaly_report *report);
+/** Whether series `index` (natural order) is of a parameter (false for activations and out of
+ *  range). */
+bool tg_recorder_series_is_param(const tg_recorder *recorder, int index);
+/** Copies up to max value norms (the L2 norm of the tensor's values at each record, NaN when
+ *  not known) of series `index`, oldest first, aligned with tg_recorder_series; returns how many. */
+int tg_recorder_value_norms(const tg_recorder *recorder, int index, double *norms, int max);
 /** Writes every record added from now on to file (NULL stops); CSV gets a header line first. */
 void tg_recorder_stream(tg_recorder *recorder, FILE *file, tg_format format);
 /** Number of series. */
@@ -752,11 +907,37 @@ const char *tg_recorder_series_name(const tg_recorder *recorder, int index);
 /** Copies up to max records of series `index`, oldest first; returns how many. */
 int tg_recorder_series(const tg_recorder *recorder, int index, int64_t *steps, tg_stats *stats,
                        int max);
-/** Global gradient norm per step (sqrt of the sum of the series' squared norms), oldest first. */
+/** Global gradient norm per step, oldest first: sqrt of the sum of the squared norms of the
+ *  parameter series (of every series while there is no parameter series). */
 int tg_recorder_global_norms(const tg_recorder *recorder, int64_t *steps, double *norms, int max);
 /** L2 norm of the first series over that of the last (natural order), at the latest step both
  *  have; NAN when there are fewer than two series. */
 double tg_recorder_first_last_ratio(const tg_recorder *recorder);
+
+/*
+ * Gradient histograms, TensorBoard-style: per series, the counts of |gradient| in log-scale
+ * bins, each a factor 4 wide: bin b holds [tg_histogram_edge(b), tg_histogram_edge(b + 1)),
+ * the first bin also everything smaller (but not 0), the last everything larger. Memory is
+ * bounded: each series keeps at most TG_HIST_SNAPSHOTS histograms; when they are all used, every
+ * other one is dropped and snapshots are taken half as often, so they always span the whole run.
+ */
+#define TG_HIST_BINS 30
+#define TG_HIST_SNAPSHOTS 32
+
+typedef struct tg_histogram {
+    int64_t step;
+    int64_t zero;                    /**< values exactly 0 */
+    int64_t nonfinite;               /**< NaN and Inf */
+    int64_t counts[TG_HIST_BINS];
+} tg_histogram;
+
+/** Lower edge of bin b, 4^(b - 20) (about 1e-12 for bin 0); NaN outside 0..TG_HIST_BINS. */
+double tg_histogram_edge(int bin);
+/** Counts values into h (zeroing it first, step set to `step`). */
+void tg_histogram_compute(const float *values, int64_t n, int64_t step, tg_histogram *h);
+/** Copies up to max histograms of series `index` (natural order), oldest first; returns how
+ *  many (0 for a series added by tg_recorder_add, which has no values). */
+int tg_recorder_histograms(const tg_recorder *recorder, int index, tg_histogram *out, int max);
 
 /** Thresholds of onset detection (see tg_onset_defaults). */
 typedef struct tg_onset_opts {
@@ -770,6 +951,7 @@ typedef struct tg_onset_opts {
 tg_onset_opts tg_onset_defaults(void);
 
 #define TG_MAX_VANISHING 16
+#define TG_MAX_GROWTH 16
 
 /** What onset detection found. Steps are the recorded step numbers. */
 typedef struct tg_onset_report {
@@ -783,15 +965,34 @@ typedef struct tg_onset_report {
     int n_vanishing;
     char vanishing[TG_MAX_VANISHING][TG_LABEL_MAX];
     int64_t vanishing_since[TG_MAX_VANISHING];
-    char summary[768];               /**< one line in plain words */
+    /* the loss (tg_recorder_add_loss): the same thresholds as the gradient norm */
+    bool loss_exploded;
+    int64_t loss_explosion_start_step, loss_explosion_step;
+    double loss_growth;
+    /* After an explosion (of either) or a NaN: which series grew first, and the order the
+     * others followed. A series took off at the first step its gradient norm, or the norm of its
+     * values (weights, activations: how Adam blows up with a flat gradient), reached 10x its own
+     * baseline or stopped being finite; ties go to the larger growth. */
+    int n_growth;
+    char growth_name[TG_MAX_GROWTH][TG_LABEL_MAX];
+    int64_t growth_step[TG_MAX_GROWTH];
+    double growth_ratio[TG_MAX_GROWTH];   /**< over the series' baseline; Inf when non-finite */
+    bool growth_of_values[TG_MAX_GROWTH]; /**< its values grew (else its gradient) */
+    bool growth_is_param[TG_MAX_GROWTH];
+    /* a step anomaly mode stopped (recorders of the context are told) */
+    bool anomaly_stopped;
+    int64_t anomaly_step;
+    char anomaly[256];               /**< "log at 'probs.log' created NaN from finite inputs" */
+    char summary[1024];              /**< one line in plain words */
 } tg_onset_report;
 
 /** Onset detection on a norm series (steps ascending): explosion and first non-finite value.
  *  NULL steps or norms: nothing found. */
 void tg_detect_explosion(const int64_t *steps, const double *norms, int n,
                          const tg_onset_opts *opts, tg_onset_report *report);
-/** Onset detection over a recorder: explosion of the global norm, the first NaN/Inf and the
- *  series it appeared in, and vanishing series. opts may be NULL (defaults). */
+/** Onset detection over a recorder: explosion of the global norm or of the loss, the first
+ *  NaN/Inf and the series it appeared in, the order in which the series grew, a step anomaly
+ *  mode stopped, and vanishing series. opts may be NULL (defaults). */
 tg_status tg_recorder_detect(const tg_recorder *recorder, const tg_onset_opts *opts,
                              tg_onset_report *report);
 

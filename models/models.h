@@ -72,4 +72,9 @@ TGI_HIDDEN bool tgi_lock_temp(int fd);
 /* Removes the temporary files of target left by saves that died (no lock held on them). */
 TGI_HIDDEN void tgi_remove_stale_temps(tg_ctx *ctx, const char *target);
 
+/* tg_save_safetensors with string metadata: n_meta pairs meta[2k] (key), meta[2k + 1] (value). */
+TGI_HIDDEN tg_status tgi_save_safetensors_meta(tg_ctx *ctx, const char *path,
+                                               tg_tensor *const *tensors, int n,
+                                               const char *const *meta, int n_meta);
+
 #endif

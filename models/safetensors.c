@@ -179,10 +179,15 @@ static tg_status add_header_entry(const file_job *job, json_t *root, const tg_te
 
 /* The header text (free it with jansson's free function). Checks that labels are unique. */
 static tg_status build_header(const file_job *job, tg_tensor *const *tensors, int n,
-                              char **text) {
+                              const char *const *meta, int n_meta, char **text) {
     json_t *root = json_pack("{s:{s:s}}", METADATA_KEY, "format", "pt");
     if (!root) return fail(job, TG_ERR_NOMEM, NULL, "out of memory building the header");
     tg_status status = TG_OK;
+    json_t *metadata = json_object_get(root, METADATA_KEY);
+    for (int k = 0; k < n_meta && status == TG_OK; k++)
+        if (json_object_set_new(metadata, meta[2 * k], json_string(meta[2 * k + 1])) != 0)
+            status = fail(job, TG_ERR_INVALID, NULL, "metadata '%s' is not valid UTF-8",
+                          meta[2 * k]);
     uint64_t offset = 0;
     for (int i = 0; i < n && status == TG_OK; i++)
         status = add_header_entry(job, root, tensors[i], i, &offset);
@@ -317,13 +322,18 @@ static tg_status write_atomically(const file_job *job, const char *target, const
 }
 
 tg_status tg_save_safetensors(tg_ctx *ctx, const char *path, tg_tensor *const *tensors, int n) {
+    return tgi_save_safetensors_meta(ctx, path, tensors, n, NULL, 0);
+}
+
+tg_status tgi_save_safetensors_meta(tg_ctx *ctx, const char *path, tg_tensor *const *tensors,
+                                    int n, const char *const *meta, int n_meta) {
     if (!ctx) return TG_ERR_INVALID;
     file_job job = {ctx, "save", path};
     char *header = NULL;
     tg_status status = check_args(&job, tensors, n);
     char *target = status == TG_OK ? tgi_save_target(ctx, "save", path) : NULL;
     if (!target && status == TG_OK) status = tg_errcode(ctx);
-    if (status == TG_OK) status = build_header(&job, tensors, n, &header);
+    if (status == TG_OK) status = build_header(&job, tensors, n, meta, n_meta, &header);
     if (status == TG_OK) {
         tgi_remove_stale_temps(ctx, target);
         status = write_atomically(&job, target, header, tensors, n);

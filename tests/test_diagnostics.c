@@ -204,7 +204,119 @@ Test(diagnostics, recorder_finds_the_first_nan_and_its_series) {
     cr_expect_eq(report.first_nan_step, 9);
     cr_expect_str_eq(report.first_nan_name, "fc1.weight");
     cr_expect(report.explosion_step < report.first_nan_step, "onset strictly before the NaN");
-    cr_expect(strstr(report.summary, "grew 1e+09x between steps 7 and 8; first NaN/Inf at step 9 in 'fc1.weight'") != NULL,
+    cr_expect(strstr(report.summary, "grew 1e+09x between steps 7 and 8; first to grow: 'fc2.weight' "
+                                     "at step 8; first NaN/Inf at step 9 in 'fc1.weight'") != NULL,
               "%s", report.summary);
+    tg_recorder_free(rec);
+}
+
+/* Adam at a huge learning rate: the gradient norm stays flat, the loss and the weights blow up. */
+Test(diagnostics, a_loss_blow_up_with_a_flat_gradient_is_found_and_the_weights_named) {
+    tg_recorder *rec = tg_recorder_new(ctx, 64);
+    tg_tensor *w[3];
+    for (int l = 0; l < 3; l++) {
+        w[l] = tg_set_label(tg_full(ctx, TG_SHAPE(4), 0.1f), "mlp.layer%d.weight", l);
+        tg_set_requires_grad(w[l], true);
+        w[l]->grad = tg_full(ctx, TG_SHAPE(4), 1.0f)->data; /* a flat gradient */
+    }
+    for (int step = 0; step < 20; step++) {
+        if (step == 10) tg_fill(w[2], 50.0f); /* the last layer leaves first */
+        if (step == 11) tg_fill(w[1], 50.0f);
+        for (int l = 0; l < 3; l++) cr_assert_eq(tg_recorder_add_tensor(rec, step, w[l]), TG_OK);
+        cr_assert_eq(tg_recorder_add_loss(rec, step, step < 10 ? 2.3 : 900.0 * step), TG_OK);
+    }
+    tg_onset_report r;
+    cr_assert_eq(tg_recorder_detect(rec, NULL, &r), TG_OK);
+    cr_expect_not(r.exploded, "the gradient never grew");
+    cr_expect(r.loss_exploded && r.loss_explosion_start_step == 9 && r.loss_explosion_step == 10);
+    cr_assert_eq(r.n_growth, 2, "layer0 never grew");
+    cr_expect_str_eq(r.growth_name[0], "mlp.layer2.weight");
+    cr_expect(r.growth_step[0] == 10 && r.growth_of_values[0] && r.growth_is_param[0]);
+    cr_expect_float_eq(r.growth_ratio[0], 500.0, 1e-3); /* 50 / 0.1f, in floats */
+    cr_expect_str_eq(r.growth_name[1], "mlp.layer1.weight");
+    cr_expect(strstr(r.summary, "loss grew") && strstr(r.summary, "first to grow: 'mlp.layer2.weight' "
+              "(weights) at step 10, then 'mlp.layer1.weight' (weights) at step 11"), "%s", r.summary);
+    tg_recorder_free(rec);
+}
+
+Test(diagnostics, the_series_that_grew_first_leads_the_order) {
+    tg_recorder *rec = tg_recorder_new(ctx, 64);
+    for (int step = 0; step < 40; step++)
+        for (int l = 0; l < 8; l++) {
+            /* layer7 takes off at step 31, layer6 at 32, ... layer4 at 34; the rest stay */
+            int take_off = 31 + (7 - l);
+            double norm = l >= 4 && step >= take_off ? pow(10.0, 2 + step - take_off) : 1.0;
+            tg_stats s = {.count = 1, .l2_norm = norm};
+            char name[32];
+            snprintf(name, sizeof name, "mlp.layer%d.weight", l);
+            cr_assert_eq(tg_recorder_add(rec, step, name, &s), TG_OK);
+        }
+    tg_onset_report r;
+    cr_assert_eq(tg_recorder_detect(rec, NULL, &r), TG_OK);
+    cr_expect(r.exploded);
+    cr_assert_eq(r.n_growth, 4);
+    for (int k = 0; k < 4; k++) {
+        char want[32];
+        snprintf(want, sizeof want, "mlp.layer%d.weight", 7 - k);
+        cr_expect_str_eq(r.growth_name[k], want);
+        cr_expect_eq(r.growth_step[k], 31 + k);
+        cr_expect_not(r.growth_of_values[k], "the gradient grew, not the values (none known)");
+    }
+    cr_expect(strstr(r.summary, "first to grow: 'mlp.layer7.weight' at step 31, then "
+                                "'mlp.layer6.weight' at step 32") != NULL, "%s", r.summary);
+    tg_recorder_free(rec);
+}
+
+/* "lstm.*" matches the h[t] nodes as well as the weights: the global norm is of parameters. */
+Test(diagnostics, parameters_and_activations_are_kept_apart) {
+    tg_tensor *w = tg_set_label(tg_full(ctx, TG_SHAPE(2), 1.0f), "lstm.weight_hh");
+    tg_set_requires_grad(w, true);
+    tg_recorder *all = tg_recorder_new(ctx, 4), *params = tg_recorder_new(ctx, 4);
+    cr_assert(tg_recorder_attach(all, "lstm.*") > 0 && tg_recorder_attach_params(params, "lstm.*") > 0);
+    tg_tensor *h = tg_set_label(tg_scale(tape, w, 100.0f), "lstm.h[1]");
+    cr_assert_eq(tg_backward(tape, tg_sum(tape, h)), TG_OK, "%s", tg_errmsg(ctx));
+    cr_assert_eq(tg_recorder_series_count(all), 2);
+    cr_assert_eq(tg_recorder_series_count(params), 1);
+    cr_expect_str_eq(tg_recorder_series_name(params, 0), "lstm.weight_hh");
+    cr_expect(tg_recorder_series_is_param(params, 0));
+    cr_expect_str_eq(tg_recorder_series_name(all, 0), "lstm.h[1]");
+    cr_expect_not(tg_recorder_series_is_param(all, 0), "h[1] is an activation");
+    double norm;
+    cr_assert_eq(tg_recorder_global_norms(all, NULL, &norm, 1), 1);
+    cr_expect_float_eq(norm, 100.0 * sqrt(2.0), 1e-9, "only the weight's gradient, not h[1]'s ones");
+    double values;
+    cr_assert_eq(tg_recorder_value_norms(all, 1, &values, 1), 1);
+    cr_expect_float_eq(values, sqrt(2.0), 1e-9, "the weight's own norm");
+    tg_recorder_free(all);
+    tg_recorder_free(params);
+}
+
+Test(diagnostics, histogram_bins_are_factors_of_four) {
+    cr_expect_float_eq(tg_histogram_edge(20), 1.0, 0.0);
+    cr_expect_float_eq(tg_histogram_edge(21), 4.0, 0.0);
+    cr_expect_float_eq(tg_histogram_edge(0), pow(4.0, -20), 0.0);
+    const float v[8] = {1.0f, 3.9f, -4.0f, 0.3f, 0.0f, NAN, 1e-30f, 1e30f};
+    tg_histogram h;
+    tg_histogram_compute(v, 8, 5, &h);
+    cr_expect(h.step == 5 && h.zero == 1 && h.nonfinite == 1);
+    cr_expect_eq(h.counts[20], 2, "1 and 3.9 in [1, 4)");
+    cr_expect_eq(h.counts[21], 1, "-4 by magnitude in [4, 16)");
+    cr_expect_eq(h.counts[19], 1, "0.3 in [0.25, 1)");
+    cr_expect_eq(h.counts[0], 1, "1e-30 below the first edge: the first bin");
+    cr_expect_eq(h.counts[TG_HIST_BINS - 1], 1, "1e30 above the last: the last bin");
+}
+
+Test(diagnostics, histograms_stay_bounded_and_span_the_run) {
+    tg_tensor *w = tg_set_label(tg_full(ctx, TG_SHAPE(3), 1.0f), "fc.weight");
+    w->grad = tg_full(ctx, TG_SHAPE(3), 0.5f)->data;
+    tg_recorder *rec = tg_recorder_new(ctx, 8);
+    for (int step = 0; step < 1000; step++) cr_assert_eq(tg_recorder_add_tensor(rec, step, w), TG_OK);
+    tg_histogram h[TG_HIST_SNAPSHOTS];
+    int n = tg_recorder_histograms(rec, 0, h, TG_HIST_SNAPSHOTS);
+    cr_expect(n > TG_HIST_SNAPSHOTS / 2 && n <= TG_HIST_SNAPSHOTS, "%d snapshots", n);
+    cr_expect_eq(h[0].step, 0, "the first step is kept");
+    cr_expect_geq(h[n - 1].step, 1000 - 1000 / (TG_HIST_SNAPSHOTS / 2), "the last is near the end");
+    for (int i = 1; i < n; i++) cr_expect_eq(h[i].step - h[i - 1].step, h[1].step - h[0].step, "evenly spread");
+    cr_expect_eq(h[n - 1].counts[19], 3, "0.5 in [0.25, 1)");
     tg_recorder_free(rec);
 }

@@ -19,20 +19,29 @@ static void train_step(tg_tape *tape, tg_tensor **params, const float *batch, co
     }
 }
 
-Test(memory, no_allocation_after_the_first_step) {
-    tally count = {.fail_at = -1};
-    tg_ctx *ctx = tg_ctx_new_with_allocator(tally_alloc, &count);
+/* A context counting its allocations into *count, the MLP's parameters in it (labelled
+ * "fc<layer>.weight" / ".bias"), and a fixed batch. */
+static tg_ctx *counted_mlp(tally *count, tg_tensor **params, float *batch, float *labels) {
+    *count = (tally){.fail_at = -1};
+    tg_ctx *ctx = tg_ctx_new_with_allocator(tally_alloc, count);
     cr_assert_not_null(ctx);
     const int64_t shapes[6][2] = {{32, 8}, {32, 1}, {32, 32}, {32, 1}, {4, 32}, {4, 1}};
-    tg_tensor *params[6];
     for (int p = 0; p < 6; p++) {
         params[p] = p % 2 ? tg_zeros(ctx, 1, shapes[p]) : tg_zeros(ctx, 2, shapes[p]);
         tg_fill_normal(params[p], 0, 0.3f, (uint64_t)p);
         tg_set_requires_grad(params[p], true);
+        tg_set_label(params[p], "fc%d.%s", p / 2, p % 2 ? "bias" : "weight");
     }
-    float batch[16 * 8], labels[16];
     for (int i = 0; i < 16 * 8; i++) batch[i] = (float)((i * 37) % 11) / 11.0f;
     for (int i = 0; i < 16; i++) labels[i] = (float)(i % 4);
+    return ctx;
+}
+
+Test(memory, no_allocation_after_the_first_step) {
+    tally count;
+    tg_tensor *params[6];
+    float batch[16 * 8], labels[16];
+    tg_ctx *ctx = counted_mlp(&count, params, batch, labels);
     tg_tape *tape = tg_tape_new(ctx);
     train_step(tape, params, batch, labels);
     long after_first = count.allocations;
@@ -44,6 +53,38 @@ Test(memory, no_allocation_after_the_first_step) {
     tg_ctx_free(ctx);
     cr_expect_eq(count.live_bytes, 0, "%ld bytes not freed", count.live_bytes);
     cr_expect_eq(count.allocations, count.frees);
+}
+
+/* The diagnostics one leaves on while training: anomaly counting, a recorder with histograms
+ * (attached by pattern, with the loss) and the step guard. */
+Test(memory, diagnostics_allocate_nothing_in_the_steady_state) {
+    tally count;
+    tg_tensor *params[6];
+    float batch[16 * 8], labels[16];
+    tg_ctx *ctx = counted_mlp(&count, params, batch, labels);
+    cr_assert_eq(tg_set_anomaly_level(ctx, TG_ANOMALY_COUNTS), TG_OK);
+    tg_recorder *rec = tg_recorder_new(ctx, 8);
+    tg_guard *guard = tg_guard_new(ctx, NULL);
+    cr_assert(rec && guard && tg_recorder_attach_params(rec, "fc*.weight") > 0, "%s", tg_errmsg(ctx));
+    tg_tape *tape = tg_tape_new(ctx);
+    long after_first = 0;
+    for (int step = 1; step <= 40; step++) { /* past the window: the rings wrap, histograms thin */
+        train_step(tape, params, batch, labels);
+        tg_recorder_add_loss(rec, tg_tape_step(tape), 1.0);
+        tg_guard_check(guard, step, 1.0, 1.0);
+        if (step == 1) after_first = count.allocations;
+    }
+    cr_expect_eq(count.allocations, after_first, "%ld allocations during steps 2..40",
+                 count.allocations - after_first);
+    tg_anomaly_counts counts;
+    cr_assert_eq(tg_anomaly_step_counts(ctx, &counts), TG_OK);
+    cr_expect_gt(counts.tensors_scanned, 0, "counting was on");
+    cr_expect_gt(tg_recorder_histograms(rec, 0, NULL, TG_HIST_SNAPSHOTS), 0, "histograms were taken");
+    tg_tape_free(tape);
+    tg_guard_free(guard);
+    tg_recorder_free(rec);
+    tg_ctx_free(ctx);
+    cr_expect_eq(count.live_bytes, 0, "%ld bytes not freed", count.live_bytes);
 }
 
 Test(memory, arena_counters_and_reuse) {

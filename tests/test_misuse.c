@@ -191,6 +191,7 @@ MISUSE(tg_tape_reset) { tg_tape_reset(NULL); }
 MISUSE(tg_tape_ctx) { NULLED_QUIETLY(tg_tape_ctx(NULL)); }
 MISUSE(tg_tape_entries) { GIVES(tg_tape_entries(NULL), 0); }
 MISUSE(tg_tape_step) { GIVES(tg_tape_step(NULL), 0); }
+MISUSE(tg_tape_set_step) { tg_tape_set_step(NULL, 5); }
 MISUSE(tg_tape_bytes_in_use) { GIVES(tg_tape_bytes_in_use(NULL), 0); }
 MISUSE(tg_tape_bytes_peak) { GIVES(tg_tape_bytes_peak(NULL), 0); }
 MISUSE(tg_tape_bytes_reserved) { GIVES(tg_tape_bytes_reserved(NULL), 0); }
@@ -390,6 +391,14 @@ MISUSE(tg_hook_node) {
     GIVES(tg_hook_node(W.w, NULL, NULL), -1);
     expect_message("tg_hook_node(t, NULL, NULL)");
 }
+MISUSE(tg_hook_params) {
+    GIVES(tg_hook_params(NULL, "*", ok_hook, NULL), -1);
+    tg_clear_error(W.ctx);
+    GIVES(tg_hook_params(W.ctx, NULL, ok_hook, NULL), -1);
+    expect_message("tg_hook_params(ctx, NULL, ...)");
+    GIVES(tg_hook_params(W.ctx, "*", NULL, NULL), -1);
+    expect_message("tg_hook_params(ctx, \"*\", NULL, NULL)");
+}
 MISUSE(tg_hook_pattern) {
     GIVES(tg_hook_pattern(NULL, "*", TG_PASS_BACKWARD, ok_hook, NULL), -1);
     tg_clear_error(W.ctx);
@@ -421,6 +430,35 @@ MISUSE(tg_hook_fail) {
 }
 MISUSE(tg_set_anomaly_mode) { tg_set_anomaly_mode(NULL, true); }
 MISUSE(tg_anomaly_mode) { GIVES(tg_anomaly_mode(NULL), false); }
+MISUSE(tg_set_anomaly_level) {
+    GIVES(tg_set_anomaly_level(NULL, TG_ANOMALY_FULL), TG_ERR_INVALID);
+    REFUSED(tg_set_anomaly_level(W.ctx, (tg_anomaly_level)7));
+}
+MISUSE(tg_get_anomaly_level) { GIVES(tg_get_anomaly_level(NULL), TG_ANOMALY_OFF); }
+MISUSE(tg_count_values) {
+    tg_value_counts c;
+    memset(&c, 0x55, sizeof c);
+    tg_count_values(NULL, 4, &c);
+    cr_expect(c.count == 0 && c.nan == 0 && c.zero == 0, "NULL values: not all zero");
+    tg_count_values((float[]){1, 2}, -1, &c);
+    cr_expect_eq(c.count, 0);
+    tg_count_values((float[]){1, 2}, 2, NULL);
+}
+MISUSE(tg_anomaly_last) {
+    tg_anomaly_report r;
+    GIVES(tg_anomaly_last(NULL, &r), TG_ERR_INVALID);
+    REFUSED(tg_anomaly_last(W.ctx, NULL));
+    GIVES(tg_anomaly_last(W.ctx, &r), TG_ERR_NOT_FOUND); /* no stop yet */
+}
+MISUSE(tg_set_anomaly_dump) {
+    GIVES(tg_set_anomaly_dump(NULL, "x.safetensors"), TG_ERR_INVALID);
+    GIVES(tg_set_anomaly_dump(W.ctx, NULL), TG_OK); /* NULL: no dumps */
+}
+MISUSE(tg_anomaly_step_counts) {
+    tg_anomaly_counts c;
+    GIVES(tg_anomaly_step_counts(NULL, &c), TG_ERR_INVALID);
+    REFUSED(tg_anomaly_step_counts(W.ctx, NULL));
+}
 
 /* ---- diagnostics --------------------------------------------------------------------------- */
 
@@ -453,6 +491,67 @@ MISUSE(tg_clip_grad_norm) {
     GIVES(tg_clip_grad_norm(NULL, 3, 1.0, 2.0, false, &total), TG_ERR_INVALID);
     GIVES(tg_clip_grad_norm(&W.w, -2, 1.0, 2.0, false, &total), TG_ERR_INVALID);
     GIVES(tg_clip_grad_norm(&W.w, 1, 1.0, 2.0, false, NULL), TG_OK); /* total_norm is optional */
+}
+MISUSE(tg_recorder_attach_params) {
+    GIVES(tg_recorder_attach_params(NULL, "*"), -1);
+    GIVES(tg_recorder_attach_params(W.rec, NULL), -1);
+    expect_message("tg_recorder_attach_params(rec, NULL)");
+}
+MISUSE(tg_recorder_add_tensor) {
+    GIVES(tg_recorder_add_tensor(NULL, 0, W.w), TG_ERR_INVALID);
+    REFUSED(tg_recorder_add_tensor(W.rec, 0, NULL));
+    cr_expect_eq(tg_recorder_add_tensor(W.rec, 0, W.w), TG_OK, "no gradient yet: zero statistics");
+}
+MISUSE(tg_recorder_add_loss) {
+    GIVES(tg_recorder_add_loss(NULL, 0, 1.0), TG_ERR_INVALID);
+    cr_expect_eq(tg_recorder_add_loss(W.rec, 3, 1.0), TG_OK);
+    REFUSED(tg_recorder_add_loss(W.rec, 2, 1.0)); /* steps go forward */
+}
+MISUSE(tg_recorder_add_anomaly) {
+    tg_anomaly_report r = {0};
+    GIVES(tg_recorder_add_anomaly(NULL, 0, &r), TG_ERR_INVALID);
+    REFUSED(tg_recorder_add_anomaly(W.rec, 0, NULL));
+}
+MISUSE(tg_recorder_series_is_param) {
+    GIVES(tg_recorder_series_is_param(NULL, 0), false);
+    GIVES(tg_recorder_series_is_param(W.rec, 5), false);
+}
+MISUSE(tg_recorder_value_norms) {
+    double norms[2];
+    GIVES(tg_recorder_value_norms(NULL, 0, norms, 2), 0);
+    GIVES(tg_recorder_value_norms(W.rec, 0, NULL, 2), 0);
+    GIVES(tg_recorder_value_norms(W.rec, 0, norms, -1), 0);
+}
+MISUSE(tg_histogram_edge) {
+    GIVES_NAN(tg_histogram_edge(-1));
+    GIVES_NAN(tg_histogram_edge(TG_HIST_BINS + 1));
+}
+MISUSE(tg_histogram_compute) {
+    tg_histogram h;
+    memset(&h, 0x55, sizeof h);
+    tg_histogram_compute(NULL, 3, 7, &h);
+    cr_expect(h.step == 7 && h.zero == 0 && h.counts[0] == 0, "NULL values: an empty histogram");
+    tg_histogram_compute((float[]){1}, 1, 0, NULL);
+}
+MISUSE(tg_recorder_histograms) {
+    tg_histogram h[2];
+    GIVES(tg_recorder_histograms(NULL, 0, h, 2), 0);
+    GIVES(tg_recorder_histograms(W.rec, 0, h, -1), 0);
+}
+MISUSE(tg_guard_defaults) { cr_expect_gt(tg_guard_defaults().z_threshold, 0.0); }
+MISUSE(tg_guard_new) {
+    NULLED_QUIETLY(tg_guard_new(NULL, NULL));
+    tg_guard_config bad = {6.0, 1, 1};
+    NULLED(tg_guard_new(W.ctx, &bad));
+}
+MISUSE(tg_guard_free) { tg_guard_free(NULL); }
+MISUSE(tg_guard_check) { GIVES(tg_guard_check(NULL, 0, NAN, NAN), TG_GUARD_ACCEPT); }
+MISUSE(tg_guard_get_stats) {
+    tg_guard_stats s;
+    GIVES(tg_guard_get_stats(NULL, &s), TG_ERR_INVALID);
+    tg_guard *g = tg_guard_new(W.ctx, NULL);
+    REFUSED(tg_guard_get_stats(g, NULL));
+    tg_guard_free(g);
 }
 MISUSE(tg_recorder_new) { NULLED_QUIETLY(tg_recorder_new(NULL, 4)); }
 MISUSE(tg_recorder_free) { tg_recorder_free(NULL); }

@@ -1,0 +1,77 @@
+/*
+ * diagnostics/recorder.h — the recorder's insides, shared by the recorder (recording), the
+ * histograms and onset detection (reading).
+ */
+#ifndef TAPEGRAD_DIAGNOSTICS_RECORDER_H
+#define TAPEGRAD_DIAGNOSTICS_RECORDER_H
+
+#include "autograd/internal.h"
+
+/* A series' histograms: at most TG_HIST_SNAPSHOTS, one every `stride` records. */
+typedef struct tgi_histograms {
+    tg_histogram *snapshots;
+    int count;
+    int stride;
+    int64_t records;         /* records seen: a snapshot is taken when records % stride == 0 */
+} tgi_histograms;
+
+typedef struct tgi_series {
+    char name[TG_LABEL_MAX];
+    bool param;              /* a parameter: counts in the global norm */
+    int64_t *steps;          /* ring buffers of `window` records */
+    tg_stats *stats;
+    double *value_norms;     /* NaN when not known */
+    int count, head;         /* head: index of the oldest record */
+    tgi_histograms hist;     /* snapshots NULL until the series gets values */
+} tgi_series;
+
+typedef struct tgi_global_step {
+    int64_t step;
+    double sum_sq;           /* of the parameter series' norms at this step (NaN once any is) */
+    double sum_sq_all;       /* of every series' norms */
+} tgi_global_step;
+
+typedef struct tgi_loss_point {
+    int64_t step;
+    double loss;
+} tgi_loss_point;
+
+struct tg_recorder {
+    tg_ctx *ctx;
+    int window;
+    tgi_series *series;
+    int n_series, cap_series, n_params;
+    int *order;              /* series indices in natural order of names */
+    tgi_global_step *global; /* ring of `window` steps */
+    int global_count, global_head;
+    tgi_loss_point *losses;  /* ring of `window` steps */
+    int loss_count, loss_head;
+    bool has_nan;
+    int64_t first_nan_step;
+    char first_nan_name[TG_LABEL_MAX];
+    bool anomaly_stopped;    /* anomaly mode stopped a step of this context */
+    int64_t anomaly_step;
+    char anomaly[256];
+    int64_t last_step;
+    FILE *stream;
+    tg_format format;
+    int64_t *handles;
+    int n_handles, cap_handles;
+    bool observing;          /* told of anomaly stops (once attached: its steps are the tape's) */
+};
+
+/* The norm of series `index` (storage order) recorded at `step`; false if none. */
+TGI_HIDDEN bool tgi_recorder_norm_at(const tg_recorder *r, int index, int64_t step, double *norm);
+
+/* The slot of the i-th oldest record of a ring of `window` slots starting at head. */
+static inline int tgi_ring_slot(int head, int i, int window) {
+    return (head + i) % window;
+}
+
+/* Allocates a series' histogram snapshots (once, when it first gets values). */
+TGI_HIDDEN tg_status tgi_histograms_init(tg_ctx *ctx, tgi_histograms *h);
+TGI_HIDDEN void tgi_histograms_release(tg_ctx *ctx, tgi_histograms *h);
+/* Takes a snapshot of values when one is due. */
+TGI_HIDDEN void tgi_histograms_add(tgi_histograms *h, int64_t step, const float *values, int64_t n);
+
+#endif

@@ -1,0 +1,77 @@
+/* tests/test_guard.c — the step guard: non-finite steps and outliers against the running
+ * median are skipped and counted, ordinary noise is not, and a lasting blow-up stays refused. */
+#include "fixture.h"
+
+TestSuite(guard, .init = fixture_setup, .fini = fixture_teardown);
+
+/* A loss wobbling around 2 and a gradient norm around 1: ordinary training. */
+static void feed_noise(tg_guard *g, int from, int to) {
+    for (int step = from; step < to; step++)
+        cr_assert_eq(tg_guard_check(g, step, 2.0 + 0.1 * sin(step), 1.0 + 0.05 * cos(3.0 * step)),
+                     TG_GUARD_ACCEPT, "step %d of ordinary noise skipped", step);
+}
+
+Test(guard, non_finite_steps_are_skipped_from_the_start) {
+    tg_guard *g = tg_guard_new(ctx, NULL);
+    cr_assert_not_null(g, "%s", tg_errmsg(ctx));
+    cr_expect_eq(tg_guard_check(g, 0, NAN, 1.0), TG_GUARD_SKIP_NONFINITE);
+    cr_expect_eq(tg_guard_check(g, 1, 2.0, INFINITY), TG_GUARD_SKIP_NONFINITE);
+    cr_expect_eq(tg_guard_check(g, 2, 2.0, 1.0), TG_GUARD_ACCEPT);
+    tg_guard_stats s;
+    cr_assert_eq(tg_guard_get_stats(g, &s), TG_OK);
+    cr_expect(s.checked == 3 && s.skipped == 2 && s.nonfinite == 2 && s.outliers == 0);
+    cr_expect(s.first_skipped_step == 0 && s.last_skipped_step == 1);
+    tg_guard_free(g);
+}
+
+Test(guard, a_spike_is_skipped_after_warm_up_and_noise_is_not) {
+    tg_guard *g = tg_guard_new(ctx, NULL);
+    cr_assert_not_null(g);
+    cr_expect_eq(tg_guard_check(g, 0, 50.0, 1.0), TG_GUARD_ACCEPT, "no outliers before warm-up");
+    feed_noise(g, 1, 40);
+    cr_expect_eq(tg_guard_check(g, 40, 2.0, 30.0), TG_GUARD_SKIP_OUTLIER, "a gradient-norm spike");
+    cr_expect_eq(tg_guard_check(g, 41, 40.0, 1.0), TG_GUARD_SKIP_OUTLIER, "a loss spike");
+    cr_expect_eq(tg_guard_check(g, 42, 1.0, 0.5), TG_GUARD_ACCEPT, "falling is never an outlier");
+    feed_noise(g, 43, 60);
+    tg_guard_stats s;
+    cr_assert_eq(tg_guard_get_stats(g, &s), TG_OK);
+    cr_expect(s.skipped == 2 && s.outliers == 2 && s.first_skipped_step == 40 && s.last_skipped_step == 41);
+    cr_expect(s.last_z >= 0.0 && s.last_z < 6.0, "z %g", s.last_z);
+    tg_guard_free(g);
+}
+
+Test(guard, a_lasting_blow_up_stays_refused) {
+    tg_guard *g = tg_guard_new(ctx, NULL);
+    feed_noise(g, 0, 20);
+    for (int step = 20; step < 80; step++)
+        cr_expect_eq(tg_guard_check(g, step, 1e3, 1e4), TG_GUARD_SKIP_OUTLIER,
+                     "step %d: skipped steps must not become the new median", step);
+    tg_guard_free(g);
+}
+
+Test(guard, threshold_zero_skips_only_non_finite_and_bad_configs_are_refused) {
+    tg_guard_config c = tg_guard_defaults();
+    c.z_threshold = 0.0;
+    tg_guard *g = tg_guard_new(ctx, &c);
+    feed_noise(g, 0, 20);
+    cr_expect_eq(tg_guard_check(g, 20, 1e6, 1e6), TG_GUARD_ACCEPT);
+    cr_expect_eq(tg_guard_check(g, 21, NAN, 1.0), TG_GUARD_SKIP_NONFINITE);
+    tg_guard_free(g);
+    c = tg_guard_defaults();
+    c.warmup = c.window + 1;
+    cr_expect_null(tg_guard_new(ctx, &c));
+    expect_errmsg_has(ctx, "guard", "warmup");
+}
+
+/* PyTorch's clip_grad_norm_(error_if_nonfinite=True): the status says so and nothing is scaled. */
+Test(guard, clip_grad_norm_can_refuse_a_non_finite_total) {
+    tg_tensor *w = tg_set_label(tg_from_data(ctx, TG_SHAPE(2), (float[]){1, 1}), "w");
+    tg_set_requires_grad(w, true);
+    cr_assert_eq(tg_backward(tape, tg_sum(tape, tg_scale(tape, w, INFINITY))), TG_OK);
+    double total = 0;
+    cr_expect_eq(tg_clip_grad_norm(&w, 1, 1.0, 2.0, false, &total), TG_OK, "silently, by default");
+    cr_expect(isinf(total));
+    cr_expect_eq(tg_clip_grad_norm(&w, 1, 1.0, 2.0, true, &total), TG_ERR_NUMERIC);
+    expect_errmsg_has(ctx, "clip_grad_norm", "inf");
+    cr_expect(isinf(w->grad[0]), "nothing was scaled");
+}
