@@ -10,6 +10,21 @@
 
 const char *tg_status_name(tg_status status) {
     switch (status) {
+    case TG_OK: return "TG_OK";
+    case TG_ERR_INVALID: return "TG_ERR_INVALID";
+    case TG_ERR_SHAPE: return "TG_ERR_SHAPE";
+    case TG_ERR_NOMEM: return "TG_ERR_NOMEM";
+    case TG_ERR_STATE: return "TG_ERR_STATE";
+    case TG_ERR_NOGRAD: return "TG_ERR_NOGRAD";
+    case TG_ERR_NUMERIC: return "TG_ERR_NUMERIC";
+    case TG_ERR_IO: return "TG_ERR_IO";
+    case TG_ERR_NOT_FOUND: return "TG_ERR_NOT_FOUND";
+    }
+    return "TG_ERR_UNKNOWN";
+}
+
+const char *tg_status_str(tg_status status) {
+    switch (status) {
     case TG_OK: return "ok";
     case TG_ERR_INVALID: return "invalid argument";
     case TG_ERR_SHAPE: return "shape error";

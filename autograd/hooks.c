@@ -61,8 +61,8 @@ static int64_t add_hook(tg_ctx *ctx, const tgi_hook *hook) {
     return slot->handle;
 }
 
-int64_t tg_hook_node(tg_tensor *node, tg_hook_fn fn, void *user) {
-    if (!node || tgi_refuse_stale(node, "hook_node") != TG_OK) return -1;
+int64_t tg_hook_grad(tg_tensor *node, tg_hook_fn fn, void *user) {
+    if (!node || tgi_refuse_stale(node, "hook_grad") != TG_OK) return -1;
     tgi_hook hook = {0};
     hook.pass = TG_PASS_BACKWARD;
     hook.target = TGI_HOOK_TENSOR;
@@ -212,7 +212,7 @@ tg_status tgi_fire_hooks(tg_tape *tape, tg_tensor *node, tg_pass pass, float *va
         if (!hook.fn || hook.pass != pass || !hook_matches(&hook, node)) continue;
         status = hook.fn(ctx, &event, hook.user);
         if (status != TG_OK && ctx->err_code == TG_OK)
-            tg_hook_fail(ctx, &event, status, "the hook stopped the pass (%s)", tg_status_name(status));
+            tg_hook_fail(ctx, &event, status, "the hook stopped the pass (%s)", tg_status_str(status));
     }
     ctx->firing--;
     compact(ctx);

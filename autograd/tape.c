@@ -133,7 +133,7 @@ static tg_status record_fail(tg_tape *tape, const tgi_op *op, tg_tensor *const *
     return status;
 }
 
-void *tg_op_save(tg_op_call *call, size_t bytes) {
+void *tg_op_save_for_backward(tg_op_call *call, size_t bytes) {
     if (!call || !call->tape) return NULL;
     call->saved = tgi_arena_alloc(&call->tape->arena, bytes);
     if (!call->saved)

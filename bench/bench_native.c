@@ -2,7 +2,7 @@
  * bench/bench_native.c — what calling a kernel through libffi costs: the same tiny kernel
  * (y = a*x on 4 floats, so dispatch dominates) registered once as a native op (libffi) and
  * once with the built-in calling convention, each called 1,000 times per tape step, forward
- * only and forward+backward. Also the cost of the by-name call (tg_call) over tg_apply.
+ * only and forward+backward. Also the cost of the by-name call (tg_call) over tg_call_id.
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -67,7 +67,7 @@ static double ns_per_call(tg_ctx *ctx, tg_tape *tape, int id, const char *name, 
         double start = now_seconds();
         tg_tensor *y = x;
         for (int i = 0; i < CALLS; i++)
-            y = style == BY_ID ? tg_apply(tape, id, &y, 1, &attr, 1) : tg_call(tape, name, &y, 1, &named, 1);
+            y = style == BY_ID ? tg_call_id(tape, id, &y, 1, &attr, 1) : tg_call(tape, name, &y, 1, &named, 1);
         if (!y || (backward && tg_backward(tape, tg_sum(tape, y)) != TG_OK)) {
             fprintf(stderr, "bench: %s\n", tg_errmsg(ctx));
             exit(1);

@@ -77,7 +77,7 @@ bool parallel_ready(parallel *p, bool ready, tg_tensor **state, int n_state, tg_
     tg_ctx *ctx = params && n_params ? params[0]->ctx : NULL;
     tg_status status = tg_dist_broadcast_params(p->dist, state, n_state);
     if (status == TG_OK) status = tg_dist_attach(p->dist, params, n_params, NULL);
-    if (status != TG_OK) snprintf(why, size, "mpi: %s", ctx ? tg_errmsg(ctx) : tg_status_name(status));
+    if (status != TG_OK) snprintf(why, size, "mpi: %s", ctx ? tg_errmsg(ctx) : tg_status_str(status));
     return status == TG_OK;
 }
 

@@ -8,7 +8,7 @@
  *   - a tg_tape records op calls in execution order; its intermediates live in an arena that
  *     tg_tape_reset() rewinds without freeing, so a fixed-shape training loop stops allocating
  *     after its first step;
- *   - every op call (tg_add, tg_matmul, ... or tg_apply by id) computes its output at once and,
+ *   - every op call (tg_add, tg_matmul, ... or tg_call_id by id) computes its output at once and,
  *     when an input requires a gradient, appends one entry to the tape;
  *   - tg_backward() walks the tape once in reverse and accumulates gradients into t->grad;
  *   - errors never abort: a call returns a status or NULL and tg_errmsg(ctx) says what went wrong,
@@ -25,6 +25,21 @@
  * ctx, tape, tensor, module, recorder, ...) there is no context to hold one, and the return
  * value is all the caller gets. Names (of modules, labels, series, ops, hooks) are never NULL:
  * such a call is refused with a message. Every op refuses an input made by another context.
+ *
+ * Names follow one rule:
+ *   - tg_<op>(tape, ...) records an op on a tape: tg_linear, tg_tanh, tg_conv2d. Modules, which
+ *     own parameters, are made by tg_<kind>_new(ctx, name, ...) and return a tg_module *:
+ *     tg_linear_new, tg_rnn_new. tg_call (by name) and tg_call_id (by id) record any op.
+ *   - tg_tape_<x> makes or does something on a tape, valid until tg_tape_reset (tg_tape_zeros,
+ *     tg_tape_label_next); the same without tape_ lives in the context (tg_zeros: persistent).
+ *   - tg_<object>_<verb> acts on an object (tg_module_save, tg_recorder_detect); _new and _free
+ *     pair up; _name returns an identifier, _str a sentence for people (tg_status_name gives
+ *     "TG_ERR_SHAPE", tg_status_str "shape error").
+ *   - hooks: tg_hook_grad (one tensor's gradient, in backward), tg_hook_pattern and
+ *     tg_hook_global (either pass). Only a label given before the op runs (tg_tape_label_next)
+ *     can match a forward pattern hook: tg_set_label names a tensor that has been computed.
+ *   - tg_op_save_for_backward keeps what backward needs, as PyTorch's ctx.save_for_backward.
+ * Names before this rule are kept as macros at the end of this header, for a while.
  *
  * Reproducibility: every random thing takes a seed and uses the library's own PRNG, and the
  * library is compiled without floating-point contraction, so a seed gives the same numbers on
@@ -72,8 +87,11 @@ typedef enum tg_status {
     TG_ERR_NOT_FOUND  /**< no such name (op, example index, ...) */
 } tg_status;
 
-/** A short constant name for a status ("shape error", ...). */
+/** The status's identifier, "TG_OK", "TG_ERR_SHAPE", ... ("TG_ERR_UNKNOWN" for a value that is
+ *  not a tg_status). */
 const char *tg_status_name(tg_status status);
+/** A short constant description of a status for people: "ok", "shape error", ... */
+const char *tg_status_str(tg_status status);
 
 /**
  * What computes matrix products, e.g. "OpenBLAS 0.3.21, SkylakeX kernels (chosen from the CPU:
@@ -202,7 +220,7 @@ tg_tensor *tg_scalar(tg_ctx *ctx, float value);
 /**
  * A tensor of zeros in the tape's arena: valid until the next tg_tape_reset (for batches).
  * Using a tape tensor after the reset (a stale tensor) is refused with TG_ERR_STATE by every
- * function that takes a tensor (ops, backward, tg_set_requires_grad, tg_hook_node, the fills,
+ * function that takes a tensor (ops, backward, tg_set_requires_grad, tg_hook_grad, the fills,
  * tg_copy_in, tg_set_label, tg_init_tensor, tg_detach; getters return "(stale)" or do nothing):
  * the tensor's tape and step are compared with the tape's before anything else of it is read,
  * and the message never reads the stale tensor's label, shape or producer.
@@ -495,7 +513,7 @@ typedef union tg_attr_value {
 /**
  * What an op function sees. forward reads inputs and attrs and writes output->data (the output
  * tensor is already allocated with the shape infer_shape gave); it may keep values for its
- * backward in `saved` (see tg_op_save). backward reads output->grad and ADDS (+=) into
+ * backward in `saved` (see tg_op_save_for_backward). backward reads output->grad and ADDS (+=) into
  * inputs[i]->grad for every input whose grad is non-NULL. The call itself lives in the tape's
  * arena: infer_shape, forward and backward of one op call get the same tg_op_call, at an
  * address that stays valid until the tape's next reset.
@@ -508,7 +526,7 @@ typedef struct tg_op_call {
     int n_inputs;
     tg_tensor *output;              /**< NULL inside infer_shape */
     const tg_attr_value *attrs;     /**< in signature order */
-    void *saved;                    /**< what forward stored with tg_op_save, else NULL */
+    void *saved;                    /**< what forward stored with tg_op_save_for_backward, else NULL */
     void *op_data;                  /**< the op_data given at registration */
 } tg_op_call;
 
@@ -566,14 +584,14 @@ typedef struct tg_op_info {
 tg_status tg_op_get_info(const tg_ctx *ctx, int op_id, tg_op_info *info);
 
 /** Calls op id on the inputs with attribute values in signature order. */
-tg_tensor *tg_apply(tg_tape *tape, int op_id, tg_tensor *const *inputs, int n_inputs,
+tg_tensor *tg_call_id(tg_tape *tape, int op_id, tg_tensor *const *inputs, int n_inputs,
                     const tg_attr_value *attrs, int n_attrs);
 
 /**
  * For op implementations: keeps `bytes` of scratch memory (in the tape's arena) for backward;
  * the same pointer arrives as call->saved. Returns NULL when out of memory.
  */
-void *tg_op_save(tg_op_call *call, size_t bytes);
+void *tg_op_save_for_backward(tg_op_call *call, size_t bytes);
 /**
  * For op implementations: records an error that names the op, every input's label and shape,
  * then the printf-style reason; returns status so a function can `return tg_op_fail(...)`
@@ -597,7 +615,7 @@ tg_status tg_op_fail(const tg_op_call *call, tg_status status, const char *fmt, 
  * status (use tg_hook_fail for a message that names the node).
  *
  * Where a hook attaches:
- *   - tg_hook_node: one tensor. On a tape node it lasts until the tape's next reset; on a
+ *   - tg_hook_grad: one tensor. On a tape node it lasts until the tape's next reset; on a
  *     persistent tensor (a parameter) it lasts until removed. Backward pass only: a node's
  *     activation exists before a hook can be put on it.
  *   - tg_hook_pattern: every node and parameter whose label matches a glob pattern ('*' any run
@@ -628,7 +646,7 @@ typedef struct tg_hook_event {
 typedef tg_status (*tg_hook_fn)(tg_ctx *ctx, const tg_hook_event *event, void *user);
 
 /** Hook on one tensor (backward pass). Returns a handle > 0, or -1 (see tg_errmsg). */
-int64_t tg_hook_node(tg_tensor *node, tg_hook_fn fn, void *user);
+int64_t tg_hook_grad(tg_tensor *node, tg_hook_fn fn, void *user);
 /** Hook on every node and parameter whose label matches pattern, in the given pass. */
 int64_t tg_hook_pattern(tg_ctx *ctx, const char *pattern, tg_pass pass, tg_hook_fn fn, void *user);
 /** Backward hook on every parameter (persistent tensor) whose label matches pattern, never on
@@ -791,7 +809,7 @@ typedef struct tg_activation_stats {
 void tg_activation_stats_compute(const tg_tensor *node, tg_activation_stats *out);
 
 /**
- * Built-in hooks, for tg_hook_node / tg_hook_pattern / tg_hook_global:
+ * Built-in hooks, for tg_hook_grad / tg_hook_pattern / tg_hook_global:
  *   tg_hook_clip_value: clamps every value to [-limit, limit] (a NaN stays NaN); user is a
  *     `const float *limit`;
  *   tg_hook_clip_norm: scales the tensor so that its L2 norm is at most *max_norm (exactly
@@ -1773,5 +1791,10 @@ static inline const T *tg_ref(const T &value) {
     return &value;
 }
 #endif
+
+/* ---- names before the naming rule (see the top of this header); use the new ones ---------- */
+#define tg_hook_node tg_hook_grad           /**< deprecated: tg_hook_grad */
+#define tg_apply tg_call_id                 /**< deprecated: tg_call_id */
+#define tg_op_save tg_op_save_for_backward  /**< deprecated: tg_op_save_for_backward */
 
 #endif /* TAPEGRAD_H */

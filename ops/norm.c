@@ -173,7 +173,7 @@ static void normalize_backward(const tg_op_call *call, groups g, const float *me
 
 /* Saved for backward: mean, then inv_std, per group. */
 static float *save_stats(tg_op_call *call, int64_t count) {
-    return tg_op_save(call, 2 * (size_t)count * sizeof(float));
+    return tg_op_save_for_backward(call, 2 * (size_t)count * sizeof(float));
 }
 
 /* ---- batch norm ---------------------------------------------------------------------------- */

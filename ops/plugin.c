@@ -113,7 +113,7 @@ static tg_status keep_handle(tg_ctx *ctx, void *handle) {
 /* Prefixes the plugin's own error (already on the context) with the plugin's path. */
 static tg_status blame(tg_ctx *ctx, const char *path, tg_status status) {
     char inner[TGI_ERRMSG_MAX];
-    snprintf(inner, sizeof inner, "%s", ctx->err_code != TG_OK ? ctx->err_msg : tg_status_name(status));
+    snprintf(inner, sizeof inner, "%s", ctx->err_code != TG_OK ? ctx->err_msg : tg_status_str(status));
     tg_clear_error(ctx);
     return tgi_error(ctx, status, "plugin '%s': entry point failed: %s", path, inner);
 }

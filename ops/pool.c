@@ -101,7 +101,7 @@ static void max_pool_planes(void *arg, int64_t begin, int64_t end) {
 static tg_status max_pool_forward(tg_op_call *call) {
     pool_geom g = pool_geometry(call);
     pool_job job = {.x = call->inputs[0]->data, .y = call->output->data};
-    job.argmax = tg_op_save(call, (size_t)call->output->size * sizeof(int32_t));
+    job.argmax = tg_op_save_for_backward(call, (size_t)call->output->size * sizeof(int32_t));
     if (!job.argmax) return TG_ERR_NOMEM;
     run_planes(call, &g, max_pool_planes, &job);
     return TG_OK;

@@ -303,7 +303,7 @@ static void hidden_grad_rows(void *arg, int64_t begin, int64_t end) {
 }
 
 static tg_status lstm_hidden_forward(tg_op_call *call) {
-    float *squashed = tg_op_save(call, (size_t)call->output->size * sizeof(float));
+    float *squashed = tg_op_save_for_backward(call, (size_t)call->output->size * sizeof(float));
     if (!squashed) return TG_ERR_NOMEM;
     over_rows(call, call->output->shape[1], GRAIN_TRANSCENDENTAL, hidden_rows, 4, squashed);
     return TG_OK;
@@ -384,7 +384,7 @@ static void gru_grad_rows(void *arg, int64_t begin, int64_t end) {
 
 static tg_status gru_cell_forward(tg_op_call *call) {
     int64_t hidden = call->inputs[1]->shape[1];
-    float *saved = tg_op_save(call, (size_t)call->output->size * 4 * sizeof(float));
+    float *saved = tg_op_save_for_backward(call, (size_t)call->output->size * 4 * sizeof(float));
     if (!saved) return TG_ERR_NOMEM;
     recurrent_projection(call, saved, 4 * hidden);
     over_rows(call, 4 * hidden, GRAIN_TRANSCENDENTAL, gru_rows, 3, saved);

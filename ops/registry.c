@@ -261,7 +261,7 @@ void tgi_registry_release(tg_ctx *ctx) {
     memset(reg, 0, sizeof *reg);
 }
 
-tg_tensor *tg_apply(tg_tape *tape, int op_id, tg_tensor *const *inputs, int n_inputs,
+tg_tensor *tg_call_id(tg_tape *tape, int op_id, tg_tensor *const *inputs, int n_inputs,
                     const tg_attr_value *attrs, int n_attrs) {
     if (!tape) return NULL;
     tg_ctx *ctx = tape->ctx;

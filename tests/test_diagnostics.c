@@ -126,7 +126,7 @@ Test(diagnostics, recorder_series_order_streams_and_vanishing) {
     }
     /* layer0's gradient is shrunk by a hook registered before the recorder's: it vanishes */
     float tiny = 1e-6f;
-    cr_assert_gt(tg_hook_node(w[0], shrink, &tiny), 0);
+    cr_assert_gt(tg_hook_grad(w[0], shrink, &tiny), 0);
     tg_recorder *rec = tg_recorder_new(ctx, 8);
     cr_assert_not_null(rec);
     cr_assert_gt(tg_recorder_attach(rec, "layer*.weight"), 0);

@@ -127,19 +127,19 @@ Test(errors, backward_twice_and_stale_tensors) {
 
 Test(errors, apply_checks_ids_and_attribute_counts) {
     tg_tensor *x = named("x", TG_SHAPE(2));
-    cr_expect_null(tg_apply(tape, 9999, &x, 1, NULL, 0));
+    cr_expect_null(tg_call_id(tape, 9999, &x, 1, NULL, 0));
     expect_errmsg_has(ctx, "no op with id 9999");
     tg_clear_error(ctx);
     int leaky = tg_op_find(ctx, "leaky_relu");
     cr_assert_geq(leaky, 0);
-    cr_expect_null(tg_apply(tape, leaky, &x, 1, NULL, 0));
+    cr_expect_null(tg_call_id(tape, leaky, &x, 1, NULL, 0));
     expect_errmsg_has(ctx, "leaky_relu", "takes 1 attributes (alpha:f32), 0 given");
     tg_clear_error(ctx);
     tg_tensor *two[2] = {x, x};
-    cr_expect_null(tg_apply(tape, leaky, two, 2, &(tg_attr_value){.f32 = 0.1f}, 1));
+    cr_expect_null(tg_call_id(tape, leaky, two, 2, &(tg_attr_value){.f32 = 0.1f}, 1));
     expect_errmsg_has(ctx, "leaky_relu", "takes 1 inputs, 2 given");
     tg_clear_error(ctx);
-    tg_tensor *y = tg_apply(tape, leaky, &x, 1, &(tg_attr_value){.f32 = 0.1f}, 1);
+    tg_tensor *y = tg_call_id(tape, leaky, &x, 1, &(tg_attr_value){.f32 = 0.1f}, 1);
     cr_expect_not_null(y, "%s", tg_errmsg(ctx));
 }
 
@@ -173,4 +173,19 @@ Test(errors, stale_tensor_whose_memory_was_reused) {
     tg_clear_error(ctx);
     cr_expect_eq(tg_backward(tape, loss), TG_ERR_STATE);
     expect_errmsg_has(ctx, "backward", "not a node of this tape's current step");
+}
+
+/* The naming rule: _name gives the identifier, _str the words; the old names still compile. */
+Test(errors, status_name_is_the_identifier_and_str_the_words) {
+    cr_expect_str_eq(tg_status_name(TG_ERR_SHAPE), "TG_ERR_SHAPE");
+    cr_expect_str_eq(tg_status_name(TG_OK), "TG_OK");
+    cr_expect_str_eq(tg_status_name((tg_status)99), "TG_ERR_UNKNOWN");
+    cr_expect_str_eq(tg_status_str(TG_ERR_SHAPE), "shape error");
+    cr_expect_str_eq(tg_status_str(TG_ERR_NOT_FOUND), "not found");
+    tg_tensor *x = tg_tape_zeros(tape, TG_SHAPE(2));
+    cr_assert_eq(tg_set_requires_grad(x, true), TG_OK);
+    tg_tensor *y = tg_sum(tape, x);
+    int64_t handle = tg_hook_node(y, NULL, NULL); /* the deprecated name is tg_hook_grad */
+    cr_expect_eq(handle, -1, "a NULL hook function is refused under either name");
+    tg_clear_error(ctx);
 }

@@ -60,7 +60,7 @@ Test(hooks, node_hook_sees_the_complete_fan_out_gradient) {
     /* h feeds two consumers: loss = sum(h*h) + sum(h) -> dL/dh = 2h + 1 */
     tg_tensor *loss = tg_add(tape, tg_sum(tape, tg_mul(tape, h, h)), tg_sum(tape, h));
     float got[2] = {0};
-    cr_assert_gt(tg_hook_node(h, copy_gradient, got), 0);
+    cr_assert_gt(tg_hook_grad(h, copy_gradient, got), 0);
     cr_assert_eq(tg_backward(tape, loss), TG_OK);
     expect_close(got, (float[]){5, 9}, 2, 1e-6f, "dL/dh at hook time");
 }
@@ -70,7 +70,7 @@ Test(hooks, in_place_clip_changes_what_upstream_receives) {
     tg_tensor *y = tg_set_label(tg_scale(tape, x, 3), "y"); /* y = {1.5, -6} */
     tg_tensor *loss = tg_sum(tape, tg_square(tape, y));     /* dL/dy = 2y = {3, -12} */
     float limit = 1.0f;
-    cr_assert_gt(tg_hook_node(y, tg_hook_clip_value, &limit), 0);
+    cr_assert_gt(tg_hook_grad(y, tg_hook_clip_value, &limit), 0);
     cr_assert_eq(tg_backward(tape, loss), TG_OK);
     expect_close(y->grad, (float[]){1, -1}, 2, 0, "clipped dL/dy");
     expect_close(x->grad, (float[]){3, -3}, 2, 1e-6f, "dL/dx = 3 * clipped dL/dy");
@@ -80,7 +80,7 @@ Test(hooks, clip_norm_hook_scales_to_exactly_the_limit) {
     tg_tensor *x = param("x", 3, 4);
     tg_tensor *loss = tg_sum(tape, tg_scale(tape, tg_square(tape, x), 0.5f)); /* grad = x = {3,4}, norm 5 */
     float max_norm = 2.5f;
-    tg_hook_node(x, tg_hook_clip_norm, &max_norm);
+    tg_hook_grad(x, tg_hook_clip_norm, &max_norm);
     cr_assert_eq(tg_backward(tape, loss), TG_OK);
     expect_close(x->grad, (float[]){1.5f, 2}, 2, 1e-6f, "clipped to norm 2.5");
 }
@@ -156,14 +156,14 @@ Test(hooks, node_hooks_end_with_the_step_but_parameter_hooks_persist) {
     seen on_node = {0}, on_param = {0};
     tg_tensor *x = param("x", 0, 1);
     tg_tensor *loss = small_graph(x);
-    tg_hook_node(tg_scale(tape, x, 1), remember, &on_node); /* an unused node: never fires */
-    tg_hook_node(x, remember, &on_param);
+    tg_hook_grad(tg_scale(tape, x, 1), remember, &on_node); /* an unused node: never fires */
+    tg_hook_grad(x, remember, &on_param);
     cr_assert_eq(tg_backward(tape, loss), TG_OK);
     cr_expect_eq(on_node.count, 0);
     cr_expect_eq(on_param.count, 1);
     tg_tape_reset(tape);
     tg_tensor *y = tg_set_label(tg_exp(tape, x), "y");
-    tg_hook_node(y, remember, &on_node);
+    tg_hook_grad(y, remember, &on_node);
     cr_expect_eq(tg_hook_count(ctx), 2);
     tg_tape_reset(tape);
     cr_expect_eq(tg_hook_count(ctx), 1, "the node hook ends with its step");

@@ -113,6 +113,7 @@ static void kernel_noop(void) {}
 /* ---- status, backend, context ------------------------------------------------------------ */
 
 MISUSE(tg_status_name) { GIVES_TEXT(tg_status_name((tg_status)1234)); }
+MISUSE(tg_status_str) { GIVES_TEXT(tg_status_str((tg_status)1234)); }
 MISUSE(tg_gemm_backend) { GIVES_TEXT(tg_gemm_backend()); }
 MISUSE(tg_ctx_new) {
     tg_ctx *c = tg_ctx_new();
@@ -361,19 +362,19 @@ MISUSE(tg_op_get_info) {
     REFUSED_QUIETLY(tg_op_get_info(NULL, 0, &info));
     REFUSED_QUIETLY(tg_op_get_info(W.ctx, 0, NULL));
 }
-MISUSE(tg_apply) {
+MISUSE(tg_call_id) {
     int add = tg_op_find(W.ctx, "add");
     tg_tensor *pair[2] = {W.w, W.foreign};
-    NULLED_QUIETLY(tg_apply(NULL, add, pair, 2, NULL, 0));
-    NULLED(tg_apply(W.tape, add, NULL, 2, NULL, 0));
-    NULLED(tg_apply(W.tape, add, pair, 2, NULL, 0));
+    NULLED_QUIETLY(tg_call_id(NULL, add, pair, 2, NULL, 0));
+    NULLED(tg_call_id(W.tape, add, NULL, 2, NULL, 0));
+    NULLED(tg_call_id(W.tape, add, pair, 2, NULL, 0));
     pair[1] = NULL;
-    NULLED(tg_apply(W.tape, add, pair, 2, NULL, 0));
+    NULLED(tg_call_id(W.tape, add, pair, 2, NULL, 0));
 }
-MISUSE(tg_op_save) {
-    NULLED_QUIETLY(tg_op_save(NULL, 8));
+MISUSE(tg_op_save_for_backward) {
+    NULLED_QUIETLY(tg_op_save_for_backward(NULL, 8));
     tg_op_call call = {0};
-    NULLED_QUIETLY(tg_op_save(&call, 8));
+    NULLED_QUIETLY(tg_op_save_for_backward(&call, 8));
 }
 MISUSE(tg_op_fail) {
     GIVES(tg_op_fail(NULL, TG_ERR_SHAPE, "x"), TG_ERR_SHAPE);
@@ -385,11 +386,11 @@ MISUSE(tg_op_fail) {
 
 /* ---- hooks ------------------------------------------------------------------------------- */
 
-MISUSE(tg_hook_node) {
-    GIVES(tg_hook_node(NULL, ok_hook, NULL), -1);
+MISUSE(tg_hook_grad) {
+    GIVES(tg_hook_grad(NULL, ok_hook, NULL), -1);
     tg_clear_error(W.ctx);
-    GIVES(tg_hook_node(W.w, NULL, NULL), -1);
-    expect_message("tg_hook_node(t, NULL, NULL)");
+    GIVES(tg_hook_grad(W.w, NULL, NULL), -1);
+    expect_message("tg_hook_grad(t, NULL, NULL)");
 }
 MISUSE(tg_hook_params) {
     GIVES(tg_hook_params(NULL, "*", ok_hook, NULL), -1);

@@ -51,7 +51,7 @@ Test(registry, user_op_is_registered_found_and_called) {
     cr_expect_eq(tg_op_find(ctx, "floor"), id);
     tg_tape *tape = tg_tape_new(ctx);
     tg_tensor *x = tg_tape_from_data(tape, TG_SHAPE(2), (float[]){1.5f, -0.5f});
-    tg_tensor *y = tg_apply(tape, id, &x, 1, NULL, 0);
+    tg_tensor *y = tg_call_id(tape, id, &x, 1, NULL, 0);
     cr_assert_not_null(y, "%s", tg_errmsg(ctx));
     expect_close(y->data, (float[]){1, -1}, 2, 0, "floor");
     tg_tape_free(tape);
@@ -148,15 +148,15 @@ Test(registry, op_without_backward_is_refused_at_record_time_only_when_grad_is_n
     tg_tape *tape = tg_tape_new(ctx);
     tg_tensor *w = tg_set_label(tg_ones(ctx, TG_SHAPE(3)), "w");
     tg_set_requires_grad(w, true);
-    cr_expect_null(tg_apply(tape, id, &w, 1, NULL, 0));
+    cr_expect_null(tg_call_id(tape, id, &w, 1, NULL, 0));
     cr_expect_eq(tg_errcode(ctx), TG_ERR_NOGRAD);
     expect_errmsg_has(ctx, "floor", "'w' [3]", "no backward");
     cr_expect_eq(tg_tape_entries(tape), 0);
     tg_clear_error(ctx);
     tg_tensor *c = tg_tape_zeros(tape, TG_SHAPE(3));
-    cr_expect_not_null(tg_apply(tape, id, &c, 1, NULL, 0), "no grad needed: %s", tg_errmsg(ctx));
+    cr_expect_not_null(tg_call_id(tape, id, &c, 1, NULL, 0), "no grad needed: %s", tg_errmsg(ctx));
     tg_no_grad_begin(tape);
-    cr_expect_not_null(tg_apply(tape, id, &w, 1, NULL, 0), "under no_grad: %s", tg_errmsg(ctx));
+    cr_expect_not_null(tg_call_id(tape, id, &w, 1, NULL, 0), "under no_grad: %s", tg_errmsg(ctx));
     tg_no_grad_end(tape);
     tg_gradcheck_result result;
     cr_expect_eq(tg_gradcheck(ctx, id, 0, NULL, &result), TG_ERR_NOT_FOUND);

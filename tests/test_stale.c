@@ -37,10 +37,10 @@ static tg_status never_called(tg_ctx *c, const tg_hook_event *e, void *u) {
     return TG_OK;
 }
 
-Test(stale, hook_node_is_refused) {
+Test(stale, hook_grad_is_refused) {
     make_stale();
-    cr_expect_eq(tg_hook_node(loss, never_called, NULL), -1);
-    expect_stale_error("hook_node");
+    cr_expect_eq(tg_hook_grad(loss, never_called, NULL), -1);
+    expect_stale_error("hook_grad");
     cr_expect_eq(tg_hook_count(ctx), 0);
 }
 
