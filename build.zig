@@ -288,6 +288,8 @@ pub fn build(b: *Build) void {
             // Criterion runs each test in a child process; a sanitizer report makes that test
             // crash, which Criterion counts and turns into a non-zero exit status.
             run.setEnvironmentVariable("UBSAN_OPTIONS", "print_stacktrace=1:halt_on_error=1");
+            // the one leak of Criterion's own runner (tests/lsan.supp says when); ours still count
+            run.setEnvironmentVariable("LSAN_OPTIONS", "suppressions=tests/lsan.supp"); // run from the build root
         } else {
             // The suite trains small models end to end: unoptimised (Debug) that takes minutes.
             // ReleaseSafe keeps Zig's UBSan traps and takes seconds; -Dtest-optimize (or an

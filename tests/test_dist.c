@@ -171,7 +171,16 @@ Test(dist, mpirun_train_and_study_report_on_rank_0, .timeout = 90) {
     snprintf(cmd, sizeof cmd, "cd '%s' && %s '%s/tapegrad' train --steps 20 --batch 64 --width 32 "
              "--depth 3 --save w.safetensors --out report > out.txt 2>&1", dir, mpirun,
              getenv("TAPEGRAD_TEST_PLUGINS"));
-    cr_assert_eq(system(cmd), 0, "%s", cmd);
+    if (system(cmd) != 0) {
+        char out[4096] = "", out_path[128];
+        snprintf(out_path, sizeof out_path, "%s/out.txt", dir);
+        FILE *f = fopen(out_path, "r");
+        if (f) {
+            out[fread(out, 1, sizeof out - 1, f)] = '\0';
+            fclose(f);
+        }
+        cr_assert_fail("%s failed; it printed:\n%s", cmd, out);
+    }
     snprintf(cmd, sizeof cmd, "test $(grep -c '^steps 20, final training loss' '%s/out.txt') = 1", dir);
     cr_expect_eq(system(cmd), 0, "the summary is not printed exactly once (see %s/out.txt)", dir);
     snprintf(path, sizeof path, "%s/w.safetensors", dir);
