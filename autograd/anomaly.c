@@ -20,7 +20,9 @@
 #define EXPONENT_BITS 0x7f800000u
 
 void tg_set_anomaly_mode(tg_ctx *ctx, bool enabled) {
-    if (ctx) ctx->anomaly = enabled ? TG_ANOMALY_FULL : TG_ANOMALY_OFF;
+    if (!ctx) return;
+    ctx->anomaly = enabled ? TG_ANOMALY_FULL : TG_ANOMALY_OFF;
+    tgi_update_watch(ctx);
 }
 bool tg_anomaly_mode(const tg_ctx *ctx) { return ctx && ctx->anomaly == TG_ANOMALY_FULL; }
 
@@ -30,6 +32,7 @@ tg_status tg_set_anomaly_level(tg_ctx *ctx, tg_anomaly_level level) {
         return tgi_error(ctx, TG_ERR_INVALID, "set_anomaly_level: level %d is none of "
                          "TG_ANOMALY_OFF, TG_ANOMALY_COUNTS, TG_ANOMALY_FULL", (int)level);
     ctx->anomaly = (int)level;
+    tgi_update_watch(ctx);
     return TG_OK;
 }
 

@@ -58,6 +58,7 @@ static int64_t add_hook(tg_ctx *ctx, const tgi_hook *hook) {
     *slot = *hook;
     slot->handle = ++ctx->next_handle;
     ctx->live_hooks[hook->pass]++;
+    tgi_update_watch(ctx);
     return slot->handle;
 }
 
@@ -117,6 +118,7 @@ int tg_hook_count(const tg_ctx *ctx) {
 
 static void retire(tg_ctx *ctx, tgi_hook *hook) {
     ctx->live_hooks[hook->pass]--;
+    tgi_update_watch(ctx);
     if (hook->pattern) tgi_free(ctx, hook->pattern, strlen(hook->pattern) + 1);
     hook->pattern = NULL;
     hook->fn = NULL;
@@ -165,6 +167,7 @@ void tgi_hooks_release(tg_ctx *ctx) {
     ctx->hooks = NULL;
     ctx->n_hooks = ctx->cap_hooks = 0;
     ctx->live_hooks[0] = ctx->live_hooks[1] = 0;
+    tgi_update_watch(ctx);
 }
 
 static bool hook_matches(const tgi_hook *hook, const tg_tensor *node) {

@@ -11,6 +11,7 @@
 #include "tapegrad.h"
 
 #include <stdarg.h>
+#include <stddef.h>
 #include <string.h>
 
 #if defined(__GNUC__)
@@ -117,6 +118,9 @@ typedef struct tgi_op {
     void (*release)(tg_ctx *ctx, void *op_data); /* frees op_data with the registry, or NULL */
     bool native;
     bool shaped_like_input;  /* infer_shape gives input 0's shape: the tape copies it, no call */
+    /* Bytes of a node for a one-input call of this op when record1's fast path can take it
+     * (one input, shaped like it, a backward, no attribute or one of 4 bytes), else 0. */
+    size_t unary_node_bytes;
 } tgi_op;
 
 typedef struct tgi_registry {
@@ -183,6 +187,8 @@ struct tg_ctx {
     tgi_hook *hooks;
     int n_hooks, cap_hooks;
     int live_hooks[2];       /* by pass: the walk's one test per entry */
+    int watch_forward;       /* anomaly mode or a forward hook: record's one test per call
+                                (tgi_update_watch keeps it) */
     int firing;              /* depth of hook calls in progress */
     int64_t next_handle;
     uint64_t backward_passes;
@@ -264,9 +270,11 @@ TGI_HIDDEN tg_tensor *tgi_tape_tensor(tg_tape *tape, int ndim, const int64_t *sh
 /* Sets every field of a tape tensor t of the current step: no gradient, no label, not on the
  * tape (node -1), made by `producer` (NULL: a leaf).
  * `dims` has TG_MAX_DIMS entries, 1 past ndim, as in a tensor (so it is copied whole, without a
- * test per dim). Defined after struct tg_tape, below. */
+ * test per dim). requires_grad and grad_room (its gradient buffer): for a recorded output. Defined after
+ * struct tg_tape, below. */
 static inline void tgi_init_tape_tensor(tg_tensor *t, tg_tape *tape, float *data, int ndim,
-                                        const int64_t *shape, int64_t size, const void *producer);
+                                        const int64_t *shape, int64_t size, const void *producer,
+                                        bool requires_grad, float *grad_room);
 /* A printable node name into buf: label, else "<op>#<node>", else "leaf". */
 TGI_HIDDEN const char *tgi_node_name(const tg_tensor *t, char *buf, size_t size);
 /* "'a' [2,3], 'b' [3]": the inputs of an op call on tape, for messages. An input of another
@@ -287,7 +295,6 @@ TGI_HIDDEN bool tgi_same_shape(const tg_tensor *a, const tg_tensor *b);
 typedef struct tgi_node {
     tg_op_call call;                 /* call.output: the output's header slot */
     const tgi_op *op;
-    float *grad_room;                /* a recorded output's gradient buffer, for backward */
 } tgi_node;
 
 /* Tensor headers of a tape live apart from its data, in chunks of fixed-size slots that are
@@ -308,6 +315,27 @@ typedef struct tgi_header_mark {
     tg_tensor *cursor, *limit;
 } tgi_header_mark;
 
+/* The fields of a tape tensor's header that are the same for every tensor of a step, in the
+ * order tg_tensor has them (node, generation, visit, tape, ctx): a new header gets them in one
+ * 32-byte copy from the tape's prototype (tgi_init_tape_tensor). */
+typedef struct tgi_step_fields {
+    int32_t node;            /* -1: not on the tape (record sets it once it is) */
+    uint32_t generation;
+    uint64_t visit;          /* 0 */
+    tg_tape *tape;
+    tg_ctx *ctx;
+} tgi_step_fields;
+
+#define TGI_STEP_FIELDS_AT offsetof(tg_tensor, node)
+_Static_assert(offsetof(tg_tensor, generation) - TGI_STEP_FIELDS_AT ==
+                       offsetof(tgi_step_fields, generation) &&
+                   offsetof(tg_tensor, visit) - TGI_STEP_FIELDS_AT ==
+                       offsetof(tgi_step_fields, visit) &&
+                   offsetof(tg_tensor, tape) - TGI_STEP_FIELDS_AT ==
+                       offsetof(tgi_step_fields, tape) &&
+                   offsetof(tg_tensor, ctx) - TGI_STEP_FIELDS_AT == offsetof(tgi_step_fields, ctx),
+               "tgi_step_fields mirrors a run of tg_tensor");
+
 typedef enum tgi_tape_state {
     TGI_TAPE_RECORDING,
     TGI_TAPE_CONSUMED                /* backward has run; reset before the next backward */
@@ -324,6 +352,7 @@ struct tg_tape {
     int no_grad_depth;
     tgi_tape_state state;
     uint32_t generation;
+    tgi_step_fields step_fields; /* this step's (generation changes at reset) */
     int64_t step;
     char pending_label[TG_LABEL_MAX]; /* tg_tape_label_next; "" when none */
     tg_tensor **leaves;      /* leaves reached by the current backward (for their hooks) */
@@ -331,22 +360,20 @@ struct tg_tape {
 };
 
 static inline void tgi_init_tape_tensor(tg_tensor *t, tg_tape *tape, float *data, int ndim,
-                                        const int64_t *shape, int64_t size, const void *producer) {
+                                        const int64_t *shape, int64_t size, const void *producer,
+                                        bool requires_grad, float *grad_room) {
     t->data = data;
     t->grad = NULL;
     memcpy(t->shape, shape, sizeof t->shape);
     t->size = size;
     t->ndim = ndim;
-    t->requires_grad = false;
+    t->requires_grad = requires_grad;
     t->persistent = false;
-    t->node = -1;
-    t->generation = tape->generation;
-    t->visit = 0;
-    t->producer = producer;
-    t->tape = tape;
-    t->ctx = tape->ctx;
-    t->label[0] = '\0'; /* the rest of the label is never read while [0] is NUL */
     t->grad_unset = false;
+    memcpy((unsigned char *)t + TGI_STEP_FIELDS_AT, &tape->step_fields, sizeof tape->step_fields);
+    t->producer = producer;
+    t->grad_room = grad_room;
+    t->label[0] = '\0'; /* the rest of the label is never read while [0] is NUL */
 }
 
 /* The slow path of tgi_header_take: the next chunk's half (added if needed), or NULL with an
@@ -378,14 +405,22 @@ static inline void tgi_header_mark_rewind(tg_tape *tape, tgi_header_mark mark) {
 /* Runs op on inputs (attrs already validated and complete) and records it when needed. */
 TGI_HIDDEN tg_tensor *tgi_record(tg_tape *tape, const tgi_op *op, tg_tensor *const *inputs,
                                  int n_inputs, const tg_attr_value *attrs);
-/* tgi_record for one input, made faster by knowing it (every unary op). */
+/* tgi_record for one input, made faster by knowing it (every unary op). The op has no attribute
+ * (attr_bits is ignored) or one of 4 bytes (f32 or i32), passed as its bits: the caller builds
+ * no attribute array, so its call is a jump. */
 TGI_HIDDEN tg_tensor *tgi_record1(tg_tape *tape, const tgi_op *op, tg_tensor *x,
-                                  const tg_attr_value *attrs);
+                                  uint32_t attr_bits);
+/* The node bytes tgi_op.unary_node_bytes holds for op (0: not for the fast path). */
+TGI_HIDDEN size_t tgi_unary_node_bytes(const tgi_op *op);
 /* The op that produced t, or NULL for a leaf. */
 TGI_HIDDEN const tgi_op *tgi_producer(const tg_tensor *t);
 
 /* ---- hooks and anomaly mode (autograd/hooks.c, autograd/anomaly.c) ------------------------- */
 
+/* Recomputes ctx->watch_forward after anomaly mode or the hooks changed. */
+static inline void tgi_update_watch(tg_ctx *ctx) {
+    ctx->watch_forward = (ctx->anomaly | ctx->live_hooks[TG_PASS_FORWARD]) != 0;
+}
 /* Runs the hooks of pass that match node, on values. */
 TGI_HIDDEN tg_status tgi_fire_hooks(tg_tape *tape, tg_tensor *node, tg_pass pass, float *values);
 /* Forgets the node hooks of a tape (at reset and free). */

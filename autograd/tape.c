@@ -23,6 +23,7 @@ tg_tape *tg_tape_new(tg_ctx *ctx) {
     }
     memset(tape, 0, sizeof *tape);
     tape->ctx = ctx;
+    tape->step_fields = (tgi_step_fields){-1, tape->generation, 0, tape, ctx};
     tgi_arena_init(&tape->arena, ctx, TAPE_CHUNK_BYTES);
     return tape;
 }
@@ -46,6 +47,7 @@ void tg_tape_reset(tg_tape *tape) {
     tape->n_entries = 0;
     tape->state = TGI_TAPE_RECORDING;
     tape->generation++;
+    tape->step_fields.generation = tape->generation;
     tape->step++;
     tgi_arena_rewind(&tape->arena);
     tgi_header_rewind(tape);
@@ -221,9 +223,9 @@ TGI_ALWAYS_INLINE static inline tg_tensor *set_output(tg_tape *tape, tgi_node *n
                                                       bool record) {
     tg_tensor *output = tgi_header_take(tape);
     if (!output) return NULL;
-    node->grad_room = record ? data + data_floats : NULL;
-    tgi_init_tape_tensor(output, tape, data, ndim, dims, size, node->op);
-    output->requires_grad = record; /* its node index is set once it is on the tape */
+    /* its node index is set once it is on the tape */
+    tgi_init_tape_tensor(output, tape, data, ndim, dims, size, node->op, record,
+                         record ? data + data_floats : NULL);
     node->call.output = output;
     return output;
 }
@@ -352,7 +354,7 @@ TGI_ALWAYS_INLINE static inline tg_tensor *record(tg_tape *tape, const tgi_op *o
         tape->entries[tape->n_entries++] = node;
     }
     tg_ctx *ctx = tape->ctx;
-    if (tape->pending_label[0] | ctx->anomaly | ctx->live_hooks[TG_PASS_FORWARD])
+    if (tape->pending_label[0] | ctx->watch_forward)
         return after_forward(tape, node) == TG_OK ? output : NULL;
     return output;
 }
@@ -364,10 +366,109 @@ tg_tensor *tgi_record(tg_tape *tape, const tgi_op *op, tg_tensor *const *inputs,
     return output;
 }
 
-tg_tensor *tgi_record1(tg_tape *tape, const tgi_op *op, tg_tensor *x, const tg_attr_value *attrs) {
-    tg_tensor *output = record(tape, op, &x, 1, attrs);
+/* ---- the fast path of one-input calls ------------------------------------------------------ */
+
+/* Most calls of a step are elementwise ops on a tensor of the same step, with room left in the
+ * arena's chunk, the header half and the entries: those take one straight run of loads and
+ * stores. Everything else (bad or persistent inputs, a new chunk, ops with their own shapes, no
+ * backward) goes to the general path, which starts over: nothing is changed before the fast
+ * path has decided. Bytes: the node, its one input pointer and its one attribute. */
+size_t tgi_unary_node_bytes(const tgi_op *op) {
+    bool small_attrs = op->n_attrs == 0 ||
+                       (op->n_attrs == 1 && (op->attrs[0].type == TG_ATTR_F32 ||
+                                             op->attrs[0].type == TG_ATTR_I32));
+    if (op->arity != 1 || !op->shaped_like_input || !op->backward || !small_attrs) return 0;
+    return tgi_align64(sizeof(tgi_node) + sizeof(tg_tensor *) + sizeof(tg_attr_value));
+}
+
+/* The general path of record1 (kept out of line: the fast path then needs no stack frame for an
+ * attribute array). */
+static TGI_NOINLINE tg_tensor *record1_general(tg_tape *tape, const tgi_op *op, tg_tensor *x,
+                                               uint32_t attr_bits) {
+    tg_attr_value attr;
+    memset(&attr, 0, sizeof attr); /* an op with another kind of attribute reads defined bytes */
+    attr.i32 = (int32_t)attr_bits;
+    tg_tensor *output = record(tape, op, &x, 1, &attr);
     tape->pending_label[0] = '\0';
     return output;
+}
+
+/* The forward of a fast-path call failed: the message names the op and its input. */
+static TGI_NOINLINE tg_tensor *forward_failed(tgi_node *node) {
+    tg_tape *tape = node->call.tape;
+    if (tape->ctx->err_code == TG_OK)
+        record_fail(tape, node->op, node->call.inputs, 1, TG_ERR_INVALID, "forward failed");
+    tape->pending_label[0] = '\0';
+    return NULL;
+}
+
+/* After the forward: on the tape, then what watches (a pending label, anomaly mode, hooks). */
+static TGI_NOINLINE tg_tensor *watched_output(tg_tape *tape, tgi_node *node) {
+    tg_tensor *output = after_forward(tape, node) == TG_OK ? node->call.output : NULL;
+    tape->pending_label[0] = '\0';
+    return output;
+}
+
+/* NULL with *taken false when the call is not for the fast path. */
+TGI_ALWAYS_INLINE static inline tg_tensor *record_unary(tg_tape *tape, const tgi_op *op,
+                                                        tg_tensor *x, uint32_t attr_bits,
+                                                        bool *taken) {
+    size_t node_bytes = op->unary_node_bytes;
+    *taken = false;
+    if (!x) return NULL;
+    if (!node_bytes || x->tape != tape || x->generation != tape->generation) return NULL;
+    const bool rec = x->requires_grad & (tape->no_grad_depth == 0);
+    size_t data_bytes = tgi_align64((size_t)x->size * sizeof(float));
+    size_t bytes = node_bytes + (data_bytes << rec); /* a recorded output: its gradient's room */
+    unsigned char *p = tape->arena.cursor;
+    tg_tensor *output = tape->header_cursor;
+    if ((size_t)(tape->arena.limit - p) < bytes || output == tape->header_limit) return NULL;
+    *taken = true;
+    tape->arena.cursor = p + bytes;
+    tape->header_cursor = output + 1;
+
+    tgi_node *node = (tgi_node *)p;
+    tg_tensor **kept_input = (tg_tensor **)(node + 1);
+    tg_attr_value *kept_attr = (tg_attr_value *)(kept_input + 1);
+    float *data = (float *)(p + node_bytes);
+    kept_input[0] = x;
+    kept_attr->i32 = (int32_t)attr_bits; /* read only when the op has the attribute */
+    node->call.tape = tape;
+    node->call.op_id = op->id;
+    node->call.op_name = op->name;
+    node->call.inputs = kept_input;
+    node->call.n_inputs = 1;
+    node->call.output = output;
+    node->call.attrs = kept_attr; /* for an op without attributes, a slot nothing reads */
+    node->call.saved = NULL;
+    node->call.op_data = op->op_data;
+    node->op = op;
+    tgi_init_tape_tensor(output, tape, data, x->ndim, x->shape, x->size, op, rec,
+                         rec ? (float *)((unsigned char *)data + data_bytes) : NULL);
+
+    if (op->forward(&node->call) != TG_OK) return forward_failed(node);
+    /* From here on everything is read back from the node: then only the node has to live in a
+     * register across the forward, and the call saves one register rather than six. */
+    tape = node->call.tape;
+    output = node->call.output;
+    if (output->requires_grad) {
+        if (tape->n_entries == tape->cap_entries && grow_entries(tape) != TG_OK) {
+            tape->pending_label[0] = '\0';
+            return NULL;
+        }
+        output->node = (int32_t)tape->n_entries;
+        tape->entries[tape->n_entries++] = node;
+    }
+    tg_ctx *ctx = tape->ctx;
+    if (tape->pending_label[0] | ctx->watch_forward)
+        return watched_output(tape, node);
+    return output;
+}
+
+tg_tensor *tgi_record1(tg_tape *tape, const tgi_op *op, tg_tensor *x, uint32_t attr_bits) {
+    bool taken;
+    tg_tensor *output = record_unary(tape, op, x, attr_bits, &taken);
+    return taken ? output : record1_general(tape, op, x, attr_bits);
 }
 
 /* ---- the reverse walk ---------------------------------------------------------------------- */
@@ -375,8 +476,7 @@ tg_tensor *tgi_record1(tg_tape *tape, const tgi_op *op, tg_tensor *x, const tg_a
 /* A zeroed gradient buffer for t (a node of this step, or a tape leaf): a recorded output's
  * reserved room, else (a leaf whose requires_grad was set by hand) a new one from the arena. */
 static float *zeroed_grad(tg_tape *tape, tg_tensor *t) {
-    /* Only record sets node >= 0: entries[t->node] made t. */
-    float *grad = t->node >= 0 ? tape->entries[t->node]->grad_room : NULL;
+    float *grad = t->grad_room;
     if (!grad && !(grad = tgi_arena_alloc(&tape->arena, (size_t)t->size * sizeof(float))))
         return NULL;
     if (t->size == 1) grad[0] = 0.0f; /* a scalar: one store rather than a call */
@@ -410,7 +510,8 @@ static tg_status check_backward_start(tg_tape *tape, tg_tensor *output) {
 
 /* Makes sure every input that wants a gradient has a buffer to accumulate into. */
 TGI_ALWAYS_INLINE static inline tg_status prepare_input_grads(tg_tape *tape, const tgi_node *node) {
-    for (int i = 0; i < node->call.n_inputs; i++) {
+    int i = 0;
+    do { /* every call has an input: no test before the first */
         tg_tensor *in = node->call.inputs[i];
         if (!in->requires_grad) continue;
         in->grad_unset = false; /* this VJP writes into it: the optimizer steps it */
@@ -418,7 +519,7 @@ TGI_ALWAYS_INLINE static inline tg_status prepare_input_grads(tg_tape *tape, con
         in->grad = zeroed_grad(tape, in);
         if (!in->grad) return tgi_error(tape->ctx, TG_ERR_NOMEM, "backward: out of memory for "
                                         "the gradient of an input of %s", node->op->name);
-    }
+    } while (++i < node->call.n_inputs);
     return TG_OK;
 }
 

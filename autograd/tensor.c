@@ -44,7 +44,7 @@ tg_tensor *tgi_tape_tensor(tg_tape *tape, int ndim, const int64_t *shape) {
                   (long long)size);
         return NULL;
     }
-    tgi_init_tape_tensor(t, tape, data, ndim, dims, size, NULL);
+    tgi_init_tape_tensor(t, tape, data, ndim, dims, size, NULL, false, NULL);
     return t;
 }
 

@@ -180,16 +180,18 @@ typedef struct tg_tensor {
     int32_t ndim;                   /**< 0..TG_MAX_DIMS */
     bool requires_grad;             /**< a leaf that wants a gradient, or a recorded node */
     bool persistent;                /**< owned by the context (true) or by a tape's arena */
-    int32_t node;                   /**< index of the producing tape entry, -1 for leaves */
-    uint32_t generation;            /**< the tape generation this node belongs to */
-    uint64_t visit;                 /**< internal: last backward pass that reached this leaf */
-    const void *producer;           /**< internal: the op that computed it (NULL for leaves) */
-    tg_tape *tape;                  /**< the tape owning this tensor, NULL if persistent */
-    tg_ctx *ctx;                    /**< the context */
-    char label[TG_LABEL_MAX];       /**< name given by tg_set_label ("" when none) */
     bool grad_unset;                /**< internal: the gradient was zeroed (tg_zero_grad, or made
                                          by tg_set_requires_grad) and no backward pass has reached
                                          the tensor since: optimizers skip it */
+    int32_t node;                   /**< index of the producing tape entry, -1 for leaves */
+    uint32_t generation;            /**< the tape generation this node belongs to */
+    uint64_t visit;                 /**< internal: last backward pass that reached this leaf */
+    tg_tape *tape;                  /**< the tape owning this tensor, NULL if persistent */
+    tg_ctx *ctx;                    /**< the context */
+    const void *producer;           /**< internal: the op that computed it (NULL for leaves) */
+    float *grad_room;               /**< internal: a recorded output's gradient buffer, handed
+                                         out by backward when it first reaches the tensor */
+    char label[TG_LABEL_MAX];       /**< name given by tg_set_label ("" when none) */
 } tg_tensor;
 
 /**

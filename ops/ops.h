@@ -57,13 +57,13 @@ TGI_HIDDEN tg_tensor *tgi_call_builtin(tg_tape *tape, int id, tg_tensor *const *
 TGI_HIDDEN tg_tensor *tgi_binary(tg_tape *tape, int id, tg_tensor *a, tg_tensor *b);
 /* Inline: every scalar op of a tape passes here, and a call more was ~4% of its cost. */
 static inline tg_tensor *tgi_unary(tg_tape *tape, int id, tg_tensor *x) {
-    return tape ? tgi_record1(tape, tape->ctx->registry.ops[id], x, NULL) : NULL;
+    return tape ? tgi_record1(tape, tape->ctx->registry.ops[id], x, 0) : NULL;
 }
 
 static inline tg_tensor *tgi_unary_f32(tg_tape *tape, int id, tg_tensor *x, float value) {
-    tg_attr_value attr;
-    attr.f32 = value; /* the live member only: the tape copies no more */
-    return tape ? tgi_record1(tape, tape->ctx->registry.ops[id], x, &attr) : NULL;
+    uint32_t bits;
+    memcpy(&bits, &value, sizeof bits); /* the live member only: the tape copies no more */
+    return tape ? tgi_record1(tape, tape->ctx->registry.ops[id], x, bits) : NULL;
 }
 
 /* Fused recurrent cells (ops/recurrent.c), for models/rnn.c. xp is the [B, T, G*H] input
