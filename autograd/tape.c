@@ -204,15 +204,18 @@ static void keep_attrs(tg_attr_value *kept, const tg_attr_value *attrs, const tg
 /* A recorded output's data is followed by room for its gradient, so that backward hands out
  * gradient buffers without allocating: the walk gives one to every node it reaches, and the
  * nodes of a recorded step are nearly all reached. The node keeps a pointer to the room (not
- * derived from output->data, which a forward may point elsewhere, e.g. at an input for a view). */
+ * derived from output->data, which a forward may point elsewhere, e.g. at an input for a view).
+ * The room starts at the next 32-byte boundary (the data itself is 64-byte aligned): a scalar
+ * op's output and gradient then share one cache line, and a step of scalar ops is mostly this
+ * memory, which limits its speed once it no longer fits in the cache. */
 static size_t grad_offset(int64_t size) {
-    return tgi_align64((size_t)size * sizeof(float)) / sizeof(float);
+    return (((size_t)size * sizeof(float) + 31) & ~(size_t)31) / sizeof(float);
 }
 
 /* Bytes for an output whose data takes `data_floats` (grad_offset): the data, and for a
- * recorded output the room of its gradient. */
+ * recorded output the room of its gradient; a multiple of 64, as the arena takes. */
 static size_t output_bytes(size_t data_floats, bool record) {
-    return data_floats * sizeof(float) * (record ? 2 : 1);
+    return tgi_align64(data_floats * sizeof(float) * (record ? 2 : 1));
 }
 
 /* Sets up node's output (a new header) on `data`, with the gradient room `data_floats` further
@@ -409,6 +412,12 @@ static TGI_NOINLINE tg_tensor *watched_output(tg_tape *tape, tgi_node *node) {
     return output;
 }
 
+#define OP_ID_NAME_BYTES (offsetof(tg_op_call, op_name) + sizeof(char *) - offsetof(tg_op_call, op_id))
+_Static_assert(offsetof(tg_op_call, op_name) - offsetof(tg_op_call, op_id) ==
+                       offsetof(tgi_op, name) - offsetof(tgi_op, id) &&
+                   sizeof(((tgi_op *)0)->name) == sizeof(char *),
+               "tgi_op's id and name lie as tg_op_call's op_id and op_name do");
+
 /* NULL with *taken false when the call is not for the fast path. */
 TGI_ALWAYS_INLINE static inline tg_tensor *record_unary(tg_tape *tape, const tgi_op *op,
                                                         tg_tensor *x, uint32_t attr_bits,
@@ -418,8 +427,8 @@ TGI_ALWAYS_INLINE static inline tg_tensor *record_unary(tg_tape *tape, const tgi
     if (!x) return NULL;
     if (!node_bytes || x->tape != tape || x->generation != tape->generation) return NULL;
     const bool rec = x->requires_grad & (tape->no_grad_depth == 0);
-    size_t data_bytes = tgi_align64((size_t)x->size * sizeof(float));
-    size_t bytes = node_bytes + (data_bytes << rec); /* a recorded output: its gradient's room */
+    size_t data_bytes = grad_offset(x->size) * sizeof(float);
+    size_t bytes = node_bytes + tgi_align64(data_bytes << rec); /* output_bytes, shifting */
     unsigned char *p = tape->arena.cursor;
     tg_tensor *output = tape->header_cursor;
     if ((size_t)(tape->arena.limit - p) < bytes || output == tape->header_limit) return NULL;
@@ -434,8 +443,9 @@ TGI_ALWAYS_INLINE static inline tg_tensor *record_unary(tg_tape *tape, const tgi
     kept_input[0] = x;
     kept_attr->i32 = (int32_t)attr_bits; /* read only when the op has the attribute */
     node->call.tape = tape;
-    node->call.op_id = op->id;
-    node->call.op_name = op->name;
+    /* op_id and op_name in one 16-byte copy: tgi_op has id and name in the same places */
+    memcpy((unsigned char *)&node->call + offsetof(tg_op_call, op_id),
+           (const unsigned char *)op + offsetof(tgi_op, id), OP_ID_NAME_BYTES);
     node->call.inputs = kept_input;
     node->call.n_inputs = 1;
     node->call.output = output;
