@@ -114,13 +114,14 @@ size_t tg_ctx_bytes_persistent(const tg_ctx *ctx) {
     return ctx ? ctx->persistent_bytes : 0;
 }
 
-/* Persistent tensors: header, tensor struct, then 64-byte aligned data, in one block. */
+/* Persistent tensors: header, tensor struct, its label's storage, then 64-byte aligned data, in
+ * one block. */
 static tg_tensor *persistent_tensor(tg_ctx *ctx, int ndim, const int64_t *shape) {
     if (!ctx) return NULL;
     if (tgi_check_shape(ctx, "tensor", ndim, shape) != TG_OK) return NULL;
     int64_t size = 1;
     for (int d = 0; d < ndim; d++) size *= shape[d];
-    size_t head = (sizeof(tgi_block) + sizeof(tg_tensor) + 63) & ~(size_t)63;
+    size_t head = (sizeof(tgi_block) + sizeof(tg_tensor) + TG_LABEL_MAX + 63) & ~(size_t)63;
     size_t bytes = head + (size_t)size * sizeof(float) + 64;
     tgi_block *block = tgi_alloc(ctx, bytes);
     if (!block) {
@@ -132,7 +133,8 @@ static tg_tensor *persistent_tensor(tg_ctx *ctx, int ndim, const int64_t *shape)
     ctx->blocks = block;
     ctx->persistent_bytes += bytes;
     tg_tensor *t = (tg_tensor *)(block + 1);
-    memset(t, 0, sizeof *t);
+    memset(t, 0, sizeof *t + TG_LABEL_MAX);
+    t->label = (const char *)(t + 1); /* tgi_label_room */
     uintptr_t data = ((uintptr_t)block + head + 63) & ~(uintptr_t)63;
     t->data = (float *)data;
     t->persistent = true;

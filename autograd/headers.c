@@ -14,6 +14,21 @@
 
 static int parity(const tg_tape *tape) { return (int)(tape->generation & 1u); }
 
+/* A chunk: its slots, then their label storage. */
+static size_t chunk_bytes(int64_t half) {
+    return sizeof(tgi_header_chunk) + (size_t)(2 * half) * (sizeof(tg_tensor) + TG_LABEL_MAX);
+}
+
+const char tgi_no_label[1] = "";
+
+char *tgi_label_room(tg_tensor *t) {
+    if (!t->tape) return (char *)(t + 1); /* persistent: room after the header (context.c) */
+    for (tgi_header_chunk *chunk = t->tape->header_first; chunk; chunk = chunk->next)
+        if (t >= chunk->slots && t < chunk->slots + 2 * chunk->half)
+            return chunk->labels[t - chunk->slots];
+    return NULL; /* not reached: every tape tensor's header is a slot of its tape */
+}
+
 /* Makes chunk's half of the current parity the free range. */
 static tg_tensor *enter(tg_tape *tape, tgi_header_chunk *chunk) {
     tape->header_current = chunk;
@@ -26,7 +41,7 @@ tg_tensor *tgi_header_take_next(tg_tape *tape) {
     tgi_header_chunk *chunk = tape->header_current ? tape->header_current->next : tape->header_first;
     if (!chunk) {
         int64_t half = tape->header_current ? 2 * tape->header_current->half : FIRST_HALF;
-        chunk = tgi_alloc(tape->ctx, sizeof *chunk + (size_t)(2 * half) * sizeof(tg_tensor));
+        chunk = tgi_alloc(tape->ctx, chunk_bytes(half));
         if (!chunk) {
             tgi_error(tape->ctx, TG_ERR_NOMEM, "tape: out of memory for %lld tensor headers",
                       (long long)half);
@@ -34,6 +49,9 @@ tg_tensor *tgi_header_take_next(tg_tape *tape) {
         }
         chunk->next = NULL;
         chunk->half = half;
+        /* zeroed once: every label slot then holds a string, even one no label was set in */
+        chunk->labels = (char (*)[TG_LABEL_MAX])(chunk->slots + 2 * half);
+        memset(chunk->labels, 0, (size_t)(2 * half) * TG_LABEL_MAX);
         if (tape->header_current) tape->header_current->next = chunk;
         else tape->header_first = chunk;
     }
@@ -49,7 +67,7 @@ void tgi_header_rewind(tg_tape *tape) {
 void tgi_header_release(tg_tape *tape) {
     for (tgi_header_chunk *chunk = tape->header_first, *next; chunk; chunk = next) {
         next = chunk->next;
-        tgi_free(tape->ctx, chunk, sizeof *chunk + (size_t)(2 * chunk->half) * sizeof(tg_tensor));
+        tgi_free(tape->ctx, chunk, chunk_bytes(chunk->half));
     }
     tape->header_first = tape->header_current = NULL;
     tape->header_cursor = tape->header_limit = NULL;

@@ -306,6 +306,8 @@ typedef struct tgi_node {
 typedef struct tgi_header_chunk {
     struct tgi_header_chunk *next;
     int64_t half;            /* slots per half */
+    char (*labels)[TG_LABEL_MAX]; /* 2 * half, after the slots: slot i's label storage, apart
+                                     so that an unlabelled step never touches it */
     tg_tensor slots[];       /* 2 * half: [0, half) even steps, [half, 2 half) odd steps */
 } tgi_header_chunk;
 
@@ -316,25 +318,32 @@ typedef struct tgi_header_mark {
 } tgi_header_mark;
 
 /* The fields of a tape tensor's header that are the same for every tensor of a step, in the
- * order tg_tensor has them (node, generation, visit, tape, ctx): a new header gets them in one
+ * order tg_tensor has them (node, generation, tape, ctx, label): a new header gets them in one
  * 32-byte copy from the tape's prototype (tgi_init_tape_tensor). */
 typedef struct tgi_step_fields {
     int32_t node;            /* -1: not on the tape (record sets it once it is) */
     uint32_t generation;
-    uint64_t visit;          /* 0 */
     tg_tape *tape;
     tg_ctx *ctx;
+    const char *label;       /* tgi_no_label */
 } tgi_step_fields;
 
 #define TGI_STEP_FIELDS_AT offsetof(tg_tensor, node)
 _Static_assert(offsetof(tg_tensor, generation) - TGI_STEP_FIELDS_AT ==
                        offsetof(tgi_step_fields, generation) &&
-                   offsetof(tg_tensor, visit) - TGI_STEP_FIELDS_AT ==
-                       offsetof(tgi_step_fields, visit) &&
                    offsetof(tg_tensor, tape) - TGI_STEP_FIELDS_AT ==
                        offsetof(tgi_step_fields, tape) &&
-                   offsetof(tg_tensor, ctx) - TGI_STEP_FIELDS_AT == offsetof(tgi_step_fields, ctx),
+                   offsetof(tg_tensor, ctx) - TGI_STEP_FIELDS_AT == offsetof(tgi_step_fields, ctx) &&
+                   offsetof(tg_tensor, label) - TGI_STEP_FIELDS_AT ==
+                       offsetof(tgi_step_fields, label),
                "tgi_step_fields mirrors a run of tg_tensor");
+
+/* The label of a tensor without one. */
+TGI_HIDDEN extern const char tgi_no_label[1];
+/* The storage of t's label (TG_LABEL_MAX bytes, NUL-terminated): for a tape tensor, the label
+ * slot that goes with its header slot (autograd/headers.c); for a persistent tensor, room in
+ * its block. Setting a label writes there and points t->label at it. */
+TGI_HIDDEN char *tgi_label_room(tg_tensor *t);
 
 typedef enum tgi_tape_state {
     TGI_TAPE_RECORDING,
@@ -371,9 +380,9 @@ static inline void tgi_init_tape_tensor(tg_tensor *t, tg_tape *tape, float *data
     t->persistent = false;
     t->grad_unset = false;
     memcpy((unsigned char *)t + TGI_STEP_FIELDS_AT, &tape->step_fields, sizeof tape->step_fields);
+    t->visit = 0;
     t->producer = producer;
     t->grad_room = grad_room;
-    t->label[0] = '\0'; /* the rest of the label is never read while [0] is NUL */
 }
 
 /* The slow path of tgi_header_take: the next chunk's half (added if needed), or NULL with an

@@ -23,7 +23,7 @@ tg_tape *tg_tape_new(tg_ctx *ctx) {
     }
     memset(tape, 0, sizeof *tape);
     tape->ctx = ctx;
-    tape->step_fields = (tgi_step_fields){-1, tape->generation, 0, tape, ctx};
+    tape->step_fields = (tgi_step_fields){-1, tape->generation, tape, ctx, tgi_no_label};
     tgi_arena_init(&tape->arena, ctx, TAPE_CHUNK_BYTES);
     return tape;
 }
@@ -265,7 +265,13 @@ static tg_tensor *inferred_output(tg_tape *tape, tgi_node *node, bool record) {
 static tg_status after_forward(tg_tape *tape, tgi_node *node) {
     tg_ctx *ctx = tape->ctx;
     tg_tensor *output = node->call.output;
-    if (tape->pending_label[0]) memcpy(output->label, tape->pending_label, sizeof output->label);
+    if (tape->pending_label[0]) {
+        char *room = tgi_label_room(output);
+        if (room) {
+            memcpy(room, tape->pending_label, TG_LABEL_MAX);
+            output->label = room;
+        }
+    }
     if (ctx->anomaly && tgi_check_forward(tape, node) != TG_OK) return TG_ERR_NUMERIC;
     if (ctx->live_hooks[TG_PASS_FORWARD])
         return tgi_fire_hooks(tape, output, TG_PASS_FORWARD, output->data);

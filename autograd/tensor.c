@@ -106,10 +106,16 @@ tg_tensor *tg_set_label(tg_tensor *t, const char *fmt, ...) {
         tgi_error(t->ctx, TG_ERR_INVALID, "set_label: the format is NULL");
         return NULL;
     }
+    char *room = tgi_label_room(t);
+    if (!room) {
+        tgi_error(t->ctx, TG_ERR_STATE, "set_label: the tensor has no label storage");
+        return NULL;
+    }
     va_list args;
     va_start(args, fmt);
-    vsnprintf(t->label, sizeof t->label, fmt, args);
+    vsnprintf(room, TG_LABEL_MAX, fmt, args);
     va_end(args);
+    t->label = room;
     return t;
 }
 

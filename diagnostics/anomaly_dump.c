@@ -26,6 +26,7 @@ enum { MAX_META = 4 + TG_ANOMALY_MAX_INPUTS + TG_MAX_ATTRS };
 /* Copies of the tensors (the same data) under the names the file uses. */
 typedef struct dump {
     tg_tensor tensors[TG_ANOMALY_MAX_INPUTS + 1];
+    char names[TG_ANOMALY_MAX_INPUTS + 1][TG_LABEL_MAX]; /* the copies' labels */
     int n;
     char keys[MAX_META][TG_LABEL_MAX + 16];
     char values[MAX_META][TG_LABEL_MAX + 48];
@@ -43,10 +44,11 @@ static void add_meta(dump *d, const char *key, const char *value) {
 }
 
 static void add_tensor(dump *d, const tg_tensor *t, const float *values, const char *name) {
-    tg_tensor *copy = &d->tensors[d->n++];
+    tg_tensor *copy = &d->tensors[d->n];
     *copy = *t;
     copy->data = (float *)values;
-    snprintf(copy->label, sizeof copy->label, "%s", name);
+    snprintf(d->names[d->n], sizeof d->names[0], "%s", name);
+    copy->label = d->names[d->n++];
 }
 
 static void write_dump(tg_ctx *ctx, const tg_anomaly_report *report, const tg_op_call *call,

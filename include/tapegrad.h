@@ -185,13 +185,16 @@ typedef struct tg_tensor {
                                          the tensor since: optimizers skip it */
     int32_t node;                   /**< index of the producing tape entry, -1 for leaves */
     uint32_t generation;            /**< the tape generation this node belongs to */
-    uint64_t visit;                 /**< internal: last backward pass that reached this leaf */
     tg_tape *tape;                  /**< the tape owning this tensor, NULL if persistent */
     tg_ctx *ctx;                    /**< the context */
+    const char *label;              /**< name given by tg_set_label or tg_tape_label_next ("" when
+                                         none; never NULL), at most TG_LABEL_MAX - 1 characters.
+                                         A pointer, not an array: a tape op's header stays two
+                                         cache lines (the label's storage is apart) */
+    uint64_t visit;                 /**< internal: last backward pass that reached this leaf */
     const void *producer;           /**< internal: the op that computed it (NULL for leaves) */
     float *grad_room;               /**< internal: a recorded output's gradient buffer, handed
                                          out by backward when it first reaches the tensor */
-    char label[TG_LABEL_MAX];       /**< name given by tg_set_label ("" when none) */
 } tg_tensor;
 
 /**
