@@ -118,6 +118,8 @@ typedef struct tgi_op {
     void (*release)(tg_ctx *ctx, void *op_data); /* frees op_data with the registry, or NULL */
     bool native;
     bool shaped_like_input;  /* infer_shape gives input 0's shape: the tape copies it, no call */
+    bool like_input_when_alike; /* so it does when inputs 0 and 1 have the same shape
+                                   (broadcasting ops) */
     /* Bytes of a node for a one-input call of this op when record1's fast path can take it
      * (one input, shaped like it, a backward, no attribute or one of 4 bytes), else 0. */
     size_t unary_node_bytes;
@@ -283,7 +285,11 @@ TGI_HIDDEN void tgi_describe_inputs(char *buf, size_t size, const tg_tape *tape,
                                     tg_tensor *const *inputs, int n_inputs);
 /* "[2,3]" */
 TGI_HIDDEN char *tgi_format_shape(int ndim, const int64_t *shape, char *buf, size_t size);
-TGI_HIDDEN bool tgi_same_shape(const tg_tensor *a, const tg_tensor *b);
+/* Inline and without a loop (unused dims are 1, so all four compare): every binary op asks. */
+static inline bool tgi_same_shape(const tg_tensor *a, const tg_tensor *b) {
+    return ((a->ndim ^ b->ndim) | (a->shape[0] ^ b->shape[0]) | (a->shape[1] ^ b->shape[1]) |
+            (a->shape[2] ^ b->shape[2]) | (a->shape[3] ^ b->shape[3])) == 0;
+}
 
 /* ---- tape ---------------------------------------------------------------------------------- */
 
@@ -419,6 +425,8 @@ TGI_HIDDEN tg_tensor *tgi_record(tg_tape *tape, const tgi_op *op, tg_tensor *con
  * no attribute array, so its call is a jump. */
 TGI_HIDDEN tg_tensor *tgi_record1(tg_tape *tape, const tgi_op *op, tg_tensor *x,
                                   uint32_t attr_bits);
+/* tgi_record for two inputs and no attribute (add, mul, ...), its loops unrolled. */
+TGI_HIDDEN tg_tensor *tgi_record2(tg_tape *tape, const tgi_op *op, tg_tensor *a, tg_tensor *b);
 /* The node bytes tgi_op.unary_node_bytes holds for op (0: not for the fast path). */
 TGI_HIDDEN size_t tgi_unary_node_bytes(const tgi_op *op);
 /* The op that produced t, or NULL for a leaf. */

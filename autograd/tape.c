@@ -309,7 +309,10 @@ TGI_ALWAYS_INLINE static inline tgi_node *new_node(tg_tape *tape, const tgi_op *
     int n_attrs = op->n_attrs;
     size_t data_offset = tgi_align64(sizeof(tgi_node) + (size_t)n_inputs * sizeof(tg_tensor *) +
                                      (size_t)n_attrs * sizeof(tg_attr_value));
-    const tg_tensor *like = op->shaped_like_input ? inputs[0] : NULL;
+    const tg_tensor *like = op->shaped_like_input ||
+                                    (op->like_input_when_alike && tgi_same_shape(inputs[0], inputs[1]))
+                                ? inputs[0]
+                                : NULL;
     size_t data_floats = like ? grad_offset(like->size) : 0;
     size_t bytes = data_offset + output_bytes(data_floats, record);
     tgi_node *node = tgi_arena_take(&tape->arena, bytes);
@@ -372,6 +375,13 @@ tg_tensor *tgi_record(tg_tape *tape, const tgi_op *op, tg_tensor *const *inputs,
                       const tg_attr_value *attrs) {
     tg_tensor *output = record(tape, op, inputs, n_inputs, attrs);
     tape->pending_label[0] = '\0'; /* a label names one op's output, whatever happened */
+    return output;
+}
+
+tg_tensor *tgi_record2(tg_tape *tape, const tgi_op *op, tg_tensor *a, tg_tensor *b) {
+    tg_tensor *inputs[2] = {a, b};
+    tg_tensor *output = record(tape, op, inputs, 2, NULL);
+    tape->pending_label[0] = '\0';
     return output;
 }
 

@@ -172,13 +172,6 @@ const char *tg_tensor_op_name(const tg_tensor *t) {
     return op ? op->name : "leaf";
 }
 
-bool tgi_same_shape(const tg_tensor *a, const tg_tensor *b) {
-    if (a->ndim != b->ndim) return false;
-    for (int d = 0; d < a->ndim; d++)
-        if (a->shape[d] != b->shape[d]) return false;
-    return true;
-}
-
 tg_status tg_set_requires_grad(tg_tensor *t, bool requires_grad) {
     if (!t) return TG_ERR_INVALID;
     if (tgi_refuse_stale(t, "set_requires_grad") != TG_OK) return TG_ERR_STATE;

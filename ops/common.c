@@ -16,6 +16,10 @@ tg_status tgi_infer_like_input(const tg_op_call *call, tg_shape *out) {
     return TG_OK;
 }
 
+tg_status tgi_infer_broadcast(const tg_op_call *call, tg_shape *out) {
+    return tgi_broadcast_shapes(call, call->inputs[0], call->inputs[1], out);
+}
+
 tg_status tgi_infer_scalar(const tg_op_call *call, tg_shape *out) {
     (void)call;
     out->ndim = 0;
@@ -51,8 +55,7 @@ tg_tensor *tgi_call_builtin(tg_tape *tape, int id, tg_tensor *const *inputs, int
 }
 
 tg_tensor *tgi_binary(tg_tape *tape, int id, tg_tensor *a, tg_tensor *b) {
-    tg_tensor *inputs[2] = {a, b};
-    return tgi_call_builtin(tape, id, inputs, 2, NULL);
+    return tape ? tgi_record2(tape, tape->ctx->registry.ops[id], a, b) : NULL;
 }
 
 float tgi_row_log_sum(const float *x, int64_t n, float *max) {
@@ -87,7 +90,6 @@ tg_status tgi_broadcast_shapes(const tg_op_call *call, const tg_tensor *a, const
 }
 
 void tgi_broadcast_plan(const tg_tensor *a, const tg_tensor *b, tgi_broadcast *plan) {
-    plan->same_shape = tgi_same_shape(a, b);
     int64_t sa = 1, sb = 1;
     for (int d = TG_MAX_DIMS - 1; d >= 0; d--) {
         int64_t da = padded_dim(a, d), db = padded_dim(b, d);

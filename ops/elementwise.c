@@ -5,10 +5,6 @@
 
 #include <math.h>
 
-static tg_status infer_broadcast(const tg_op_call *call, tg_shape *out) {
-    return tgi_broadcast_shapes(call, call->inputs[0], call->inputs[1], out);
-}
-
 /* Forward and derivative of each op, side by side. */
 BINARY_OP(add, a + b, g, g)
 BINARY_OP(sub, a - b, g, -g)
@@ -55,10 +51,10 @@ static const tgi_examples shift_examples = TGI_EXAMPLES(shift_inputs);
 static const tgi_examples pow_examples = TGI_EXAMPLES(pow_inputs);
 
 const tg_op_def tgi_elementwise_defs[] = {
-    KERNEL_DEF(add, 2, "", infer_broadcast, general_pair_examples),
-    KERNEL_DEF(sub, 2, "", infer_broadcast, general_pair_examples),
-    KERNEL_DEF(mul, 2, "", infer_broadcast, general_pair_examples),
-    KERNEL_DEF(div, 2, "", infer_broadcast, divisor_pair_examples),
+    KERNEL_DEF(add, 2, "", tgi_infer_broadcast, general_pair_examples),
+    KERNEL_DEF(sub, 2, "", tgi_infer_broadcast, general_pair_examples),
+    KERNEL_DEF(mul, 2, "", tgi_infer_broadcast, general_pair_examples),
+    KERNEL_DEF(div, 2, "", tgi_infer_broadcast, divisor_pair_examples),
     KERNEL_DEF(neg, 1, "", tgi_infer_like_input, any_examples),
     KERNEL_DEF(scale, 1, "factor:f32", tgi_infer_like_input, scale_examples),
     KERNEL_DEF(add_scalar, 1, "value:f32", tgi_infer_like_input, shift_examples),

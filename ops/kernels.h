@@ -137,16 +137,21 @@
         const tg_tensor *ta = call->inputs[0], *tb = call->inputs[1];                           \
         const float *as = ta->data, *bs = tb->data;                                             \
         float *ys = call->output->data;                                                         \
+        if (tgi_same_shape(ta, tb)) { /* no plan: the common case costs a compare */            \
+            if (ta->size == 1) {                                                                \
+                float a = as[0], b = bs[0];                                                     \
+                ys[0] = (Y_EXPR);                                                               \
+            } else {                                                                            \
+                TGI_ELEMENTWISE(call, ta->size, NAME##_forward_range);                          \
+            }                                                                                   \
+            return TG_OK;                                                                       \
+        }                                                                                       \
         tgi_broadcast plan;                                                                     \
         tgi_broadcast_plan(ta, tb, &plan);                                                      \
-        if (plan.same_shape) {                                                                  \
-            TGI_ELEMENTWISE(call, ta->size, NAME##_forward_range);                              \
-        } else {                                                                                \
-            FOR_EACH_BROADCAST(plan, {                                                          \
-                float a = as[ia], b = bs[ib];                                                   \
-                ys[io] = (Y_EXPR);                                                              \
-            });                                                                                 \
-        }                                                                                       \
+        FOR_EACH_BROADCAST(plan, {                                                              \
+            float a = as[ia], b = bs[ib];                                                       \
+            ys[io] = (Y_EXPR);                                                                  \
+        });                                                                                     \
         return TG_OK;                                                                           \
     }                                                                                           \
     static void NAME##_backward_range(void *arg, int64_t begin, int64_t end) {                  \
@@ -166,12 +171,20 @@
         const tg_tensor *ta = call->inputs[0], *tb = call->inputs[1];                           \
         const float *as = ta->data, *bs = tb->data, *gy = call->output->grad;                   \
         float *ga = ta->grad, *gb = tb->grad;                                                   \
-        tgi_broadcast plan;                                                                     \
-        tgi_broadcast_plan(ta, tb, &plan);                                                      \
-        if (plan.same_shape) {                                                                  \
-            TGI_ELEMENTWISE(call, ta->size, NAME##_backward_range);                             \
+        if (tgi_same_shape(ta, tb)) {                                                           \
+            if (ta->size == 1) {                                                                \
+                float a = as[0], b = bs[0], g = gy[0];                                          \
+                (void)a;                                                                        \
+                (void)b;                                                                        \
+                if (ga) ga[0] += (DA_EXPR);                                                     \
+                if (gb) gb[0] += (DB_EXPR);                                                     \
+            } else {                                                                            \
+                TGI_ELEMENTWISE(call, ta->size, NAME##_backward_range);                         \
+            }                                                                                   \
             return TG_OK;                                                                       \
         }                                                                                       \
+        tgi_broadcast plan;                                                                     \
+        tgi_broadcast_plan(ta, tb, &plan);                                                      \
         FOR_EACH_BROADCAST(plan, {                                                              \
             float a = as[ia], b = bs[ib], g = gy[io];                                           \
             (void)a;                                                                            \

@@ -96,6 +96,8 @@ TGI_HIDDEN void tgi_plugins_release(tg_ctx *ctx);
 
 /* Output shaped like input 0. */
 TGI_HIDDEN tg_status tgi_infer_like_input(const tg_op_call *call, tg_shape *out);
+/* The broadcast shape of inputs 0 and 1 (the tape takes input 0's when the two are alike). */
+TGI_HIDDEN tg_status tgi_infer_broadcast(const tg_op_call *call, tg_shape *out);
 /* Output is a scalar (0 dims). */
 TGI_HIDDEN tg_status tgi_infer_scalar(const tg_op_call *call, tg_shape *out);
 /* Inputs 0 and 1 must have equal shapes (losses); output is a scalar. */
@@ -159,7 +161,6 @@ typedef struct tgi_broadcast {
     int64_t dims[TG_MAX_DIMS];
     int64_t stride_a[TG_MAX_DIMS];
     int64_t stride_b[TG_MAX_DIMS];
-    bool same_shape;
 } tgi_broadcast;
 
 /* Fails (naming the op) when the shapes do not broadcast. */

@@ -222,6 +222,7 @@ int tgi_op_register(tg_ctx *ctx, const tg_op_def *def, void (*release)(tg_ctx *,
     op->release = release;
     op->native = native;
     op->shaped_like_input = def->infer_shape == tgi_infer_like_input;
+    op->like_input_when_alike = def->infer_shape == tgi_infer_broadcast;
     op->unary_node_bytes = tgi_unary_node_bytes(op);
 
     tgi_registry *reg = &ctx->registry;
