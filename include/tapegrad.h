@@ -1252,8 +1252,16 @@ typedef struct tg_module tg_module;
 
 /** Computes the module's output (NULL with a message on error). */
 tg_tensor *tg_module_forward(tg_module *m, tg_tape *tape, tg_tensor *x);
-/** Frees the module and its children (their parameters belong to the context). */
-void tg_module_free(tg_module *m);
+/**
+ * Frees a root module (one that is no module's child) and, once each, every module below it; their
+ * parameters and buffers belong to the context and stay. A module added with tg_module_add_child
+ * (or made by a built-in model: an MLP's layers) belongs to its parent: freeing it is refused with
+ * TG_ERR_INVALID and a message naming the root to free, and nothing is freed, since the parent
+ * would still use it. TG_OK for NULL (nothing to do) and for a freed module. A user module's
+ * release runs before its children are freed, so calling tg_module_free on a child from there is
+ * refused, never a double free.
+ */
+tg_status tg_module_free(tg_module *m);
 /** The module's name ("(null)" for NULL). */
 const char *tg_module_name(const tg_module *m);
 /** Number of parameter tensors, the module's own and its children's. */
