@@ -663,6 +663,8 @@ static void conclude(trainer *t) {
     evaluate(t, r->steps_done);
     if (t->config->train_subset > 0) measure(t, t->train, &r->train_loss, &r->train_accuracy);
     r->weight_norm = weight_norm(t);
+    for (int i = 0; i < t->n_params; i++) r->n_param_elements += t->params[i]->size;
+    r->classes = t->train->classes > 0 ? t->train->classes : 0;
     if (t->config->save_path && parallel_rank(t->par) == 0 && /* rank 0 writes (atomically) */
         tg_save_safetensors(t->ctx, t->config->save_path, t->state, t->n_state) != TG_OK)
         fail(t, "save");
