@@ -65,7 +65,18 @@ static void plan_pass(tg_dist *dist, const tg_tape *tape, int64_t top) {
     dist->in_pass = true;
 }
 
-/* Copies the bucket's gradients in, noting the first non-finite one, and starts its reduction. */
+/* Whether a backward pass reached p since its last zero_grad, as the optimizers judge it (a
+ * gradient written by hand since counts as well). */
+static bool reached(const tg_tensor *p) {
+    if (!p->grad) return false;
+    if (!p->grad_unset) return true;
+    for (int64_t i = 0; i < p->size; i++)
+        if (p->grad[i] != 0.0f) return true;
+    return false;
+}
+
+/* Copies the bucket's gradients in, noting the first non-finite one and which were reached,
+ * and starts its reduction. */
 static tg_status launch(tg_dist *dist, int b) {
     const dist_bucket *bucket = &dist->buckets[b];
     float *out = dist->flat + bucket->offset;
@@ -80,6 +91,7 @@ static tg_status launch(tg_dist *dist, int b) {
             memset(out, 0, (size_t)t->size * sizeof(float));
         }
         if (probe != 0.0f && (dist->bad_param < 0 || p < dist->bad_param)) dist->bad_param = p;
+        dist->agreement[2 + p] = reached(t) ? 0 : 1;
         out += t->size;
     }
     dist->next_launch = b + 1;
@@ -127,13 +139,20 @@ static tg_status on_backward(tg_ctx *ctx, const tg_hook_event *event, void *user
     return status;
 }
 
-/* The agreement after the reductions: the lowest rank that failed, and the first non-finite
- * gradient (rank * n_params + parameter), both as minima over the ranks. */
+/* The agreement after the reductions, as minima over the ranks in one MPI_Allreduce: the lowest
+ * rank that failed, the first non-finite gradient (rank * n_params + parameter), and per
+ * parameter whether no rank reached it (a parameter one rank's rows reach and another's do not
+ * must be stepped by every optimizer, or the replicas part: n_params more integers are cheaper
+ * than a second collective per step). */
 static tg_status agree_on_step(tg_dist *dist, tg_status local) {
-    int mine[2] = {local != TG_OK ? dist->rank : INT_MAX,
-                   dist->bad_param >= 0 ? dist->rank * dist->n_params + dist->bad_param : INT_MAX};
-    tg_status status = dist_check_mpi(dist, MPI_Allreduce(MPI_IN_PLACE, mine, 2, MPI_INT, MPI_MIN,
-                                                          dist->comm), "MPI_Allreduce (step agreement)");
+    int unattached[2], *mine = dist->agreement ? dist->agreement : unattached;
+    int count = dist->agreement ? 2 + dist->n_params : 2; /* the same on every rank: attach checks */
+    mine[0] = local != TG_OK ? dist->rank : INT_MAX;
+    mine[1] = dist->bad_param >= 0 && !dist->reduce_nonfinite
+        ? dist->rank * dist->n_params + dist->bad_param : INT_MAX;
+    tg_status status = dist_check_mpi(dist, MPI_Allreduce(MPI_IN_PLACE, mine, count, MPI_INT,
+                                                          MPI_MIN, dist->comm),
+                                      "MPI_Allreduce (step agreement)");
     if (status != TG_OK) return status;
     long long step = (long long)dist->steps;
     if (mine[0] != INT_MAX) {
@@ -157,14 +176,19 @@ static tg_status agree_on_step(tg_dist *dist, tg_status local) {
     return TG_OK;
 }
 
-/* The means back into the gradients: the sum times 1/size, the same rounding on every rank. */
+/* The means back into the gradients: the sum times 1/size, the same rounding on every rank; a
+ * parameter some rank reached counts as reached on every rank (what one process does with the
+ * whole batch), one no rank reached stays skipped everywhere. */
 static void unpack(tg_dist *dist) {
     const float scale = 1.0f / (float)dist->size;
     const float *in = dist->flat;
     for (int k = 0; k < dist->n_params; k++) {
-        tg_tensor *t = dist->params[dist->order[k]];
-        if (t->grad)
+        int p = dist->order[k];
+        tg_tensor *t = dist->params[p];
+        if (t->grad) {
             for (int64_t i = 0; i < t->size; i++) t->grad[i] = in[i] * scale;
+            if (dist->agreement[2 + p] == 0) t->grad_unset = false;
+        }
         in += t->size;
     }
 }
@@ -223,8 +247,9 @@ static tg_status allocate(tg_dist *dist, int n) {
     dist->first_use = dist_calloc(ctx, (size_t)n * sizeof *dist->first_use);
     dist->buckets = dist_calloc(ctx, (size_t)n * sizeof *dist->buckets);
     dist->requests = dist_calloc(ctx, (size_t)n * sizeof *dist->requests);
+    dist->agreement = dist_calloc(ctx, (size_t)(n + 2) * sizeof *dist->agreement);
     if (!dist->params || !dist->order || !dist->sorted || !dist->first_use || !dist->buckets ||
-        !dist->requests)
+        !dist->requests || !dist->agreement)
         return dist_error(ctx, TG_ERR_NOMEM, "dist_attach: out of memory");
     dist->n_params = n;
     return TG_OK;
@@ -240,6 +265,7 @@ void dist_detach(tg_dist *dist) {
     dist_free(ctx, dist->first_use, n * sizeof *dist->first_use);
     dist_free(ctx, dist->buckets, n * sizeof *dist->buckets);
     dist_free(ctx, dist->requests, n * sizeof *dist->requests);
+    dist_free(ctx, dist->agreement, (n + 2) * sizeof *dist->agreement);
     dist_free(ctx, dist->flat, (size_t)dist->flat_elems * sizeof(float));
     dist->params = NULL;
     dist->order = NULL;
@@ -247,6 +273,7 @@ void dist_detach(tg_dist *dist) {
     dist->first_use = NULL;
     dist->buckets = NULL;
     dist->requests = NULL;
+    dist->agreement = NULL;
     dist->flat = NULL;
     dist->n_params = dist->n_buckets = 0;
     dist->flat_elems = 0;
@@ -268,6 +295,7 @@ tg_status tg_dist_attach(tg_dist *dist, tg_tensor *const *params, int n_params,
             dist->sorted[i] = (dist_param_ref){params[i], i};
         }
         qsort(dist->sorted, (size_t)n_params, sizeof *dist->sorted, compare_refs);
+        dist->reduce_nonfinite = config && config->reduce_nonfinite;
         plan_buckets(dist, config && config->bucket_bytes ? config->bucket_bytes : TG_DIST_BUCKET_DEFAULT);
         dist->flat = dist_calloc(dist->ctx, (size_t)dist->flat_elems * sizeof(float));
         if (!dist->flat) status = dist_error(dist->ctx, TG_ERR_NOMEM, "dist_attach: out of memory "

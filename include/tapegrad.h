@@ -862,8 +862,24 @@ typedef struct tg_guard tg_guard;
 /** A guard (config NULL: tg_guard_defaults()); NULL with a message for a config out of range. */
 tg_guard *tg_guard_new(tg_ctx *ctx, const tg_guard_config *config);
 void tg_guard_free(tg_guard *guard);
-/** Judges the step (a NULL guard accepts everything). */
+/** Judges the step and commits the verdict: tg_guard_commit(tg_guard_judge(...)) (a NULL guard
+ *  accepts everything). */
 tg_guard_verdict tg_guard_check(tg_guard *guard, int64_t step, double loss, double grad_norm);
+/**
+ * The verdict tg_guard_check would give, without counting it or entering the step into the
+ * window (only stats.last_z changes); a NULL guard accepts everything. With data parallelism,
+ * judge on the all-reduced loss and gradient norm, agree on the verdict over the ranks (skip
+ * when any rank would: tg_dist_agree), then commit that verdict on every rank, so that every
+ * rank skips the same steps and keeps the same window.
+ */
+tg_guard_verdict tg_guard_judge(tg_guard *guard, double loss, double grad_norm);
+/**
+ * Counts the verdict for step and, when it accepts, enters loss and grad_norm into the window.
+ * TG_ERR_INVALID for a NULL guard, a value that is not a verdict, or an accepted step whose loss
+ * or norm is not finite (a NaN would poison the median).
+ */
+tg_status tg_guard_commit(tg_guard *guard, int64_t step, double loss, double grad_norm,
+                          tg_guard_verdict verdict);
 /** What the guard did so far. */
 tg_status tg_guard_get_stats(const tg_guard *guard, tg_guard_stats *out);
 

@@ -126,6 +126,39 @@ Test(dist, nan_on_one_rank_stops_both_with_the_same_message, .timeout = 60) {
     temp_dir_remove(dir);
 }
 
+/* A parameter rank 1's forward never reaches, which rank 0 (and one process on the whole batch)
+ * reaches with a zero gradient: with weight decay and momentum every rank must step it, as the
+ * one process does. Before the ranks agreed on what was reached, rank 1's optimizer skipped it
+ * (unset since zero_grad, a zero mean) and the replicas parted at the first step. */
+Test(dist, a_parameter_only_one_rank_reaches_is_stepped_on_every_rank, .timeout = 60) {
+    expect_data_parallel_matches("--steps 20 --batch 32 --unused-rank 1");
+}
+
+/* The step guard under two ranks: a NaN on rank 0 at step 5 (rank 1's own rows are finite: it
+ * sees the NaN only in the reduced mean) and an outlier step at 12 (the loss times 1024) are
+ * skipped by both ranks, which agree bit for bit and match one process that skips the same
+ * steps. Without reduce_nonfinite the NaN would have stopped both ranks instead. */
+Test(dist, the_step_guard_skips_the_same_steps_on_every_rank, .timeout = 60) {
+    const char *args = "--steps 20 --batch 32 --guard --nan-rank 0 --nan-step 5 --spike-step 12";
+    char dir[64], line[4096];
+    expect_data_parallel_matches(args);
+    temp_dir_make(dir, "tapegrad-dist");
+    cr_assert_eq(run_check(dir, "guard", 2, args), 0, "see %s/guard.txt", dir);
+    cr_assert_eq(run_check(dir, "single", 0, args), 0, "see %s/single.txt", dir);
+    for (int rank = 0; rank < 3; rank++) {
+        long long skipped = -1, first = -1;
+        int steps = -1;
+        rank_line(dir, rank < 2 ? "guard" : "single", rank < 2 ? rank : 0, line, sizeof line);
+        const char *at = strstr(line, "skipped ");
+        cr_assert(at && sscanf(at, "skipped %lld first_skipped %lld", &skipped, &first) == 2, "%s", line);
+        cr_assert_eq(sscanf(line, "rank %*d: steps %d", &steps), 1, "%s", line);
+        cr_expect_eq(steps, 20, "%s", line);
+        cr_expect_eq(skipped, 2, "the NaN step and the outlier: %s", line);
+        cr_expect_eq(first, 5, "%s", line);
+    }
+    temp_dir_remove(dir);
+}
+
 /* An early stop that rank 1 alone wants is taken by both ranks after the same step. */
 Test(dist, early_stop_is_agreed, .timeout = 60) {
     char dir[64], line[4096];
