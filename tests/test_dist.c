@@ -236,6 +236,37 @@ Test(dist, mpirun_train_and_study_report_on_rank_0, .timeout = 90) {
     temp_dir_remove(dir);
 }
 
+/* The line of dir/file that starts with prefix, into line ("" when there is none). */
+static void line_starting(const char *dir, const char *file, const char *prefix, char *line, size_t size) {
+    char path[4096], buf[4096];
+    snprintf(path, sizeof path, "%s/%s", dir, file);
+    FILE *f = fopen(path, "r");
+    line[0] = '\0';
+    while (f && fgets(buf, sizeof buf, f))
+        if (strncmp(buf, prefix, strlen(prefix)) == 0) snprintf(line, size, "%s", buf);
+    if (f) fclose(f);
+}
+
+/* `mpirun -np 2 tapegrad train --guard` on a run that blows up (SGD lr 0.5, 8 ReLU layers): the
+ * ranks judge the all-reduced loss and norm and agree on each verdict, so rank 0's report skips
+ * exactly the steps one process skips. */
+Test(dist, mpirun_train_guard_skips_what_one_process_skips, .timeout = 90) {
+    char dir[64], cmd[8192], one[4096], two[4096];
+    temp_dir_make(dir, "tapegrad-dist");
+    const char *args = "train --depth 8 --activation relu --init he --optimizer sgd --lr 0.5 "
+                       "--momentum 0.9 --steps 60 --guard";
+    snprintf(cmd, sizeof cmd, "cd '%s' && '%s/tapegrad' %s > one.txt 2>&1 && mpirun -np 2 "
+             "--allow-run-as-root --oversubscribe --bind-to none --mca btl self,vader '%s/tapegrad' "
+             "%s > two.txt 2>&1", dir, getenv("TAPEGRAD_TEST_PLUGINS"), args,
+             getenv("TAPEGRAD_TEST_PLUGINS"), args);
+    cr_assert_eq(system(cmd), 0, "%s (see %s)", cmd, dir);
+    line_starting(dir, "one.txt", "guard: ", one, sizeof one);
+    line_starting(dir, "two.txt", "guard: ", two, sizeof two);
+    cr_assert(strstr(one, "outliers), the first at step"), "one process skipped nothing: %s", one);
+    cr_expect_str_eq(two, one);
+    temp_dir_remove(dir);
+}
+
 Test(dist, null_handles_are_safe) {
     tg_dist_stats stats;
     bool any = true;
