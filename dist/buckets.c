@@ -65,16 +65,6 @@ static void plan_pass(tg_dist *dist, const tg_tape *tape, int64_t top) {
     dist->in_pass = true;
 }
 
-/* Whether a backward pass reached p since its last zero_grad, as the optimizers judge it (a
- * gradient written by hand since counts as well). */
-static bool reached(const tg_tensor *p) {
-    if (!p->grad) return false;
-    if (!p->grad_unset) return true;
-    for (int64_t i = 0; i < p->size; i++)
-        if (p->grad[i] != 0.0f) return true;
-    return false;
-}
-
 /* Copies the bucket's gradients in, noting the first non-finite one and which were reached,
  * and starts its reduction. */
 static tg_status launch(tg_dist *dist, int b) {
@@ -91,7 +81,7 @@ static tg_status launch(tg_dist *dist, int b) {
             memset(out, 0, (size_t)t->size * sizeof(float));
         }
         if (probe != 0.0f && (dist->bad_param < 0 || p < dist->bad_param)) dist->bad_param = p;
-        dist->agreement[2 + p] = reached(t) ? 0 : 1;
+        dist->agreement[2 + p] = tg_grad_is_set(t) ? 0 : 1; /* as the optimizers will judge it */
         out += t->size;
     }
     dist->next_launch = b + 1;

@@ -272,6 +272,13 @@ tg_status tg_set_requires_grad(tg_tensor *t, bool requires_grad);
  * tg_optimizer_step). A gradient made by tg_set_requires_grad starts not set as well.
  */
 void tg_zero_grad(tg_tensor *t);
+/**
+ * Whether t holds a gradient the optimizers step: a backward pass reached it since its last
+ * tg_zero_grad, or something non-zero was written into its grad by hand since (false for NULL,
+ * a tensor without a gradient buffer, or a stale one). For optimizers of your own, and for
+ * data-parallel code that must agree on it over the ranks (tg_dist_wait does).
+ */
+bool tg_grad_is_set(const tg_tensor *t);
 /** The name of the op that produced t ("leaf" for leaves, "(null)" for NULL, "(stale)"). */
 const char *tg_tensor_op_name(const tg_tensor *t);
 

@@ -474,6 +474,7 @@ MISUSE(tg_guard_new) {
 }
 MISUSE(tg_guard_free) { tg_guard_free(NULL); }
 MISUSE(tg_guard_check) { GIVES(tg_guard_check(NULL, 0, NAN, NAN), TG_GUARD_ACCEPT); }
+MISUSE(tg_grad_is_set) { GIVES(tg_grad_is_set(NULL), false); }
 MISUSE(tg_guard_judge) { GIVES(tg_guard_judge(NULL, NAN, NAN), TG_GUARD_ACCEPT); }
 MISUSE(tg_guard_commit) {
     GIVES(tg_guard_commit(NULL, 0, 1.0, 1.0, TG_GUARD_ACCEPT), TG_ERR_INVALID);
