@@ -38,7 +38,28 @@ static int find_param(const tg_dist *dist, const tg_tensor *t) {
 
 /* ---- one step -------------------------------------------------------------------------------- */
 
-/* The pass begins: where each parameter is last added to, so where each bucket is complete. */
+/* Whether a backward hook of the user's (not ours) fires on parameter p. Parameter hooks run
+ * after the walk, when a bucket started from the walk has been copied already: a hook that
+ * changes p's gradient (clipping, freezing) would change nothing that is reduced. The rules are
+ * those of autograd/hooks.c, read from the context's hook table. */
+static bool hooked(const tg_dist *dist, const tg_tensor *p) {
+    const tg_ctx *ctx = dist->ctx;
+    for (int i = 0; i < ctx->n_hooks; i++) {
+        const tgi_hook *h = &ctx->hooks[i];
+        if (!h->fn || h->pass != TG_PASS_BACKWARD || h->handle == dist->hook) continue;
+        bool labelled = p->label[0] && h->pattern;
+        if (h->target == TGI_HOOK_GLOBAL || (h->target == TGI_HOOK_TENSOR && h->tensor == p) ||
+            ((h->target == TGI_HOOK_PATTERN || h->target == TGI_HOOK_PARAMS) && labelled &&
+             tg_pattern_match(h->pattern, p->label)))
+            return true;
+    }
+    return false;
+}
+
+/* The pass begins: where each parameter is last added to, so where each bucket is complete. A
+ * bucket with a hooked parameter waits for tg_dist_wait (after every hook), and since buckets
+ * start in order, so do the ones after it: what hooks do to parameter gradients is reduced, at
+ * the price of the overlap. */
 static void plan_pass(tg_dist *dist, const tg_tape *tape, int64_t top) {
     for (int i = 0; i < dist->n_params; i++) dist->first_use[i] = INT64_MAX;
     for (int64_t e = top; e >= 0; e--) {
@@ -54,7 +75,8 @@ static void plan_pass(tg_dist *dist, const tg_tape *tape, int64_t top) {
         dist_bucket *bucket = &dist->buckets[b];
         bucket->ready_below = INT64_MAX; /* a bucket no entry reads is complete at once */
         for (int k = 0; k < bucket->count; k++) {
-            int64_t use = dist->first_use[dist->order[bucket->first + k]];
+            int p = dist->order[bucket->first + k];
+            int64_t use = hooked(dist, dist->params[p]) ? INT64_MIN : dist->first_use[p];
             if (use < bucket->ready_below) bucket->ready_below = use;
         }
     }

@@ -113,8 +113,11 @@ tg_status tg_dist_attach_module(tg_dist *dist, const tg_module *module,
  * step one process takes on the whole batch.
  *
  * Hooks run inside tg_backward, before this call: a gradient hook sees this rank's gradient of
- * its own rows, not the mean, and a change it makes to a parameter's gradient is not reduced
- * (its bucket may have been copied already; parameter hooks fire after the walk). Read or change
+ * its own rows, not the mean. What a hook writes is what this rank contributes: parameter hooks
+ * fire after the walk, so a bucket holding a parameter that one of your backward hooks matches
+ * (tg_hook_grad, _pattern, _params, _global) starts here rather than from the walk, and so do the
+ * buckets after it (buckets start in order): hooks on parameters cost overlap
+ * (tg_dist_stats.launched_in_backward), hooks on intermediate nodes do not. Read or change the
  * mean gradients after tg_dist_wait (tg_clip_grad_norm, statistics), not from a hook.
  */
 tg_status tg_dist_wait(tg_dist *dist, tg_status local);

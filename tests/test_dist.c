@@ -159,6 +159,24 @@ Test(dist, the_step_guard_skips_the_same_steps_on_every_rank, .timeout = 60) {
     temp_dir_remove(dir);
 }
 
+/* A parameter hook that zeroes the first layer's weight gradient in place (freezing it): one
+ * process never moves that weight, and neither may two ranks. Parameter hooks fire after the
+ * walk, when the buckets started from it were copied already, so the hook's zeros were not
+ * what got reduced: the bucket of a hooked parameter now waits for tg_dist_wait (it started
+ * inside the walk before: launched_in_backward was the number of buckets). */
+Test(dist, a_parameter_hook_that_changes_a_gradient_is_reduced, .timeout = 60) {
+    char dir[64], line[4096];
+    expect_data_parallel_matches("--steps 20 --batch 32 --freeze mlp.layer0.weight");
+    temp_dir_make(dir, "tapegrad-dist");
+    cr_assert_eq(run_check(dir, "freeze", 2, "--steps 3 --freeze mlp.layer0.weight"), 0);
+    int buckets = 0, in_backward = 0;
+    rank_line(dir, "freeze", 0, line, sizeof line);
+    cr_assert_eq(sscanf(line, "rank %*d: steps %*d buckets %d first_launch_entry %*d "
+                        "launched_in_backward %d", &buckets, &in_backward), 2, "%s", line);
+    cr_expect(in_backward > 0 && in_backward < buckets, "the others still overlap: %s", line);
+    temp_dir_remove(dir);
+}
+
 /* An early stop that rank 1 alone wants is taken by both ranks after the same step. */
 Test(dist, early_stop_is_agreed, .timeout = 60) {
     char dir[64], line[4096];

@@ -4,7 +4,7 @@
  *
  *   dist_check --out PREFIX [--single] [--steps N] [--batch B] [--clip X] [--bucket BYTES]
  *              [--nan-rank R --nan-step S] [--stop-rank R --stop-step S] [--unused-rank R]
- *              [--guard] [--spike-step S]
+ *              [--guard] [--spike-step S] [--freeze PATTERN]
  *
  * --unused-rank R: a parameter "extra" (with weight decay on every parameter) that rank R's
  * forward never reaches and the others' reach with a zero gradient: one process on the whole
@@ -12,7 +12,8 @@
  * all-reduced loss and gradient norm, the ranks agree on its verdict, non-finite gradients are
  * reduced rather than a stop (tg_dist_config.reduce_nonfinite). --spike-step S: at step S every
  * process multiplies its loss by 1024 (exact in binary, so one process and N ranks still agree):
- * an outlier gradient norm.
+ * an outlier gradient norm. --freeze PATTERN: a parameter hook (tg_hook_params) zeroes the
+ * gradients of the parameters it matches, in place: they must not move, on any rank.
  *
  * Trains a small tanh MLP with SGD + momentum on synthetic global batches that depend only on
  * the step (so every process sees the same ones), each rank on its rows of every batch. Writes
@@ -58,6 +59,7 @@ typedef struct options {
     int unused_rank;             /* that rank never reaches the parameter "extra" */
     bool guard;
     int spike_step;
+    const char *freeze;          /* a hook zeroes these parameters' gradients */
 } options;
 
 /* A value in [-1, 1) from (step, row, column): the same on every rank, for any world size. */
@@ -102,6 +104,7 @@ static int parse(int argc, char **argv, options *o) {
         else if (strcmp(a, "--stop-step") == 0) o->stop_step = atoi(v);
         else if (strcmp(a, "--unused-rank") == 0) o->unused_rank = atoi(v);
         else if (strcmp(a, "--spike-step") == 0) o->spike_step = atoi(v);
+        else if (strcmp(a, "--freeze") == 0) o->freeze = v;
         else return -1;
     }
     return o->out && o->steps > 0 && o->batch > 0 ? 0 : -1;
@@ -135,6 +138,12 @@ static tg_status step_once(const options *o, tg_tape *tape, tg_module *mlp, tg_t
     return out ? tg_backward(tape, out) : tg_errcode(tg_tape_ctx(tape));
 }
 
+static tg_status zero_gradient(tg_ctx *ctx, const tg_hook_event *event, void *user) {
+    (void)ctx, (void)user;
+    memset(event->values, 0, (size_t)event->size * sizeof *event->values);
+    return TG_OK;
+}
+
 static double grad_norm(tg_tensor **params, int n) {
     double sum = 0;
     for (int i = 0; i < n; i++)
@@ -159,7 +168,7 @@ int main(int argc, char **argv) {
     if (parse(argc, argv, &o) != 0) {
         fprintf(stderr, "usage: dist_check --out PREFIX [--single] [--steps N] [--batch B] "
                         "[--clip X] [--bucket BYTES] [--nan-rank R --nan-step S] [--stop-rank R "
-                        "--stop-step S] [--unused-rank R] [--guard] [--spike-step S]\n");
+                        "--stop-step S] [--unused-rank R] [--guard] [--spike-step S] [--freeze PATTERN]\n");
         return 2;
     }
     tg_ctx *ctx = tg_ctx_new_with_allocator(counting_alloc, NULL);
@@ -189,6 +198,8 @@ int main(int argc, char **argv) {
     float *x = malloc((size_t)o.batch * IN * sizeof *x), *y = malloc((size_t)o.batch * sizeof *y);
     tg_status status = mlp && opt && tape && x && y && (!o.guard || guard) && (o.unused_rank < 0 || extra)
         ? TG_OK : TG_ERR_NOMEM;
+    if (o.freeze && status == TG_OK && tg_hook_params(ctx, o.freeze, zero_gradient, NULL) < 0)
+        status = tg_errcode(ctx);
     if (dist && status == TG_OK) status = tg_dist_broadcast_params(dist, params, n);
     tg_dist_config dist_config = {.bucket_bytes = o.bucket, .reduce_nonfinite = o.guard};
     if (dist && status == TG_OK)
