@@ -9,7 +9,8 @@
  * every later hook starts, in bucket order, the buckets whose parameters are all complete.
  * Buckets start strictly in order, on every rank the same (a rank starting bucket 2 before 1
  * would pair its messages with another rank's wrong bucket), and whatever the walk did not
- * start (a failed backward, an unused parameter) is started by tg_dist_wait.
+ * start (a failed backward, an unused parameter, a parameter a user's hook watches) is started
+ * by tg_dist_wait.
  */
 #include "dist/dist_internal.h"
 
