@@ -201,3 +201,12 @@ void tg_zero_grad(tg_tensor *t) {
     memset(t->grad, 0, (size_t)t->size * sizeof(float));
     t->grad_unset = true; /* PyTorch 2's set_to_none: optimizers skip t until backward reaches it */
 }
+
+/* A gradient written by hand after zero_grad has no mark to set: any non-zero value counts. */
+bool tg_grad_is_set(const tg_tensor *t) {
+    if (!t || !t->grad || tgi_tensor_stale(t)) return false;
+    if (!t->grad_unset) return true;
+    for (int64_t i = 0; i < t->size; i++)
+        if (t->grad[i] != 0.0f) return true;
+    return false;
+}

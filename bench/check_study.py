@@ -115,12 +115,23 @@ def figures(s):
             onset is not None and nan is not None and onset < nan
     c = runs(s, "clipping")
     if c:
-        for name in ("clip by value 0.1", "clip global norm 1"):
+        # Clamping each element at 0.1 keeps the run finite but bounds each element, not the step
+        # (its norm can reach 0.1 x sqrt(#parameters), ~17 here): that run ends at chance on every
+        # seed tried, and the report says so. Its first loss is one noisy batch, so "the loss falls"
+        # would pass or fail by chance there: learning is judged against chance accuracy.
+        for name in ("clip by value 0.001", "clip global norm 1"):
             run = c[name]
-            first = run["loss_curve"][0]
-            yield f"clipping: {name} finishes without NaN, loss falls", \
-                f"NaN {run['first_nan_step']}, loss {first:.3f} -> {tail_loss(run):.3f}", \
-                run["first_nan_step"] is None and tail_loss(run) < first
+            first, chance = run["loss_curve"][0], 1.0 / run["classes"]
+            yield f"clipping: {name} finishes without NaN, loss falls, accuracy >= 2x chance", \
+                f"NaN {run['first_nan_step']}, loss {first:.3f} -> {tail_loss(run):.3f}, " \
+                f"accuracy {run['test_accuracy']:.3f} (chance {chance:.2f})", \
+                run["first_nan_step"] is None and tail_loss(run) < first and \
+                run["test_accuracy"] >= 2 * chance
+        run = c["clip by value 0.1"]
+        chance = 1.0 / run["classes"]
+        yield "clipping: clip by value 0.1 finishes without NaN but stays below 2x chance accuracy", \
+            f"NaN {run['first_nan_step']}, accuracy {run['test_accuracy']:.3f} (chance {chance:.2f})", \
+            run["first_nan_step"] is None and run["test_accuracy"] < 2 * chance
     rec = runs(s, "recurrent")
     if rec:
         t = rec["RNN, T=100"]["grad_norm_by_timestep"]

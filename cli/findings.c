@@ -122,6 +122,42 @@ static void residual_finding(experiment *e, writer *w) {
     }
 }
 
+/* A classifier that finished and does clearly better than chance on held-out data (at least twice
+ * chance accuracy): what "finite" alone does not say. */
+static bool above_chance(const run_result *r) {
+    return !r->error[0] && r->first_nan_step < 0 && r->classes > 0 && isfinite(r->test_accuracy) &&
+           r->test_accuracy >= 2.0 / r->classes;
+}
+
+/* For a run that finished: whether it learns, against chance. */
+static void chance_verdict(writer *w, const run_result *r) {
+    if (r->classes <= 0 || !isfinite(r->test_accuracy)) return;
+    char a[32], b[32];
+    say(w, ", test accuracy %s%% against %s%% by chance: %s", num(100 * r->test_accuracy, a),
+        num(100.0 / r->classes, b), above_chance(r) ? "it learns" : "finite, but it does not learn");
+}
+
+/* Why a clip by value may keep a run finite and still not let it learn: it bounds each gradient
+ * element, so the step's norm can reach value x sqrt(N), against the global-norm clip's bound. */
+static void clip_bounds(experiment *e, writer *w) {
+    char a[32], b[32], c[32];
+    for (int i = 0; i < e->n_runs; i++) {
+        const run_result *r = &e->results[i];
+        if (r->config.clip_value <= 0 || r->n_param_elements <= 0) continue;
+        double bound = r->config.clip_value * sqrt((double)r->n_param_elements);
+        say(w, "\n%s bounds each of the %lld gradient elements, not the step: the clipped "
+            "gradient's norm can reach %s x sqrt(%lld) = %s", r->config.name,
+            (long long)r->n_param_elements, num(r->config.clip_value, a),
+            (long long)r->n_param_elements, num(bound, b));
+        for (int j = 0; j < e->n_runs; j++)
+            if (e->results[j].config.clip_norm > 0) {
+                say(w, " (%s: at most %s)", e->results[j].config.name, num(e->results[j].config.clip_norm, c));
+                break;
+            }
+        say(w, "; %s.", above_chance(r) ? "the run learns" : "the run stays finite but does not learn");
+    }
+}
+
 static void exploding_finding(experiment *e, writer *w) {
     for (int i = 0; i < e->n_runs; i++) {
         const run_result *r = &e->results[i];
@@ -137,9 +173,11 @@ static void exploding_finding(experiment *e, writer *w) {
         } else {
             say(w, "; no NaN in %d steps, training loss from %s to %s", r->steps_done,
                 num(r->loss[0], a), num(last_train_loss(r), b));
+            chance_verdict(w, r);
         }
         say(w, ". The detector says: %s.", r->onset_summary);
     }
+    clip_bounds(e, w);
 }
 
 /* "LSTM" from "LSTM, T=50" */

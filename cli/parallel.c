@@ -66,7 +66,7 @@ parallel *parallel_start(tg_ctx *ctx, int threads) {
 int parallel_rank(const parallel *p) { return p ? tg_dist_rank(p->dist) : 0; }
 
 bool parallel_ready(parallel *p, bool ready, tg_tensor **state, int n_state, tg_tensor **params,
-                    int n_params, char *why, size_t size) {
+                    int n_params, bool guard, char *why, size_t size) {
     bool failed = false;
     if (tg_dist_agree(p->dist, !ready, &failed) != TG_OK) ready = false;
     if (!ready) return false; /* this rank's own reason is in why already */
@@ -76,7 +76,8 @@ bool parallel_ready(parallel *p, bool ready, tg_tensor **state, int n_state, tg_
     }
     tg_ctx *ctx = params && n_params ? params[0]->ctx : NULL;
     tg_status status = tg_dist_broadcast_params(p->dist, state, n_state);
-    if (status == TG_OK) status = tg_dist_attach(p->dist, params, n_params, NULL);
+    tg_dist_config config = {.reduce_nonfinite = guard};
+    if (status == TG_OK) status = tg_dist_attach(p->dist, params, n_params, &config);
     if (status != TG_OK) snprintf(why, size, "mpi: %s", ctx ? tg_errmsg(ctx) : tg_status_str(status));
     return status == TG_OK;
 }
@@ -96,6 +97,17 @@ tg_status parallel_step(parallel *p, tg_status local, double *loss) {
     return status == TG_OK ? tg_dist_mean(p->dist, loss, 1) : status;
 }
 
+tg_status parallel_verdict(parallel *p, tg_guard_verdict *verdict) {
+    if (!p) return TG_OK;
+    bool skip = *verdict != TG_GUARD_ACCEPT, nonfinite = *verdict == TG_GUARD_SKIP_NONFINITE;
+    tg_status status = tg_dist_agree(p->dist, skip, &skip);
+    /* the second collective only on a skip, which every rank now knows alike */
+    if (status == TG_OK && skip) status = tg_dist_agree(p->dist, nonfinite, &nonfinite);
+    if (status == TG_OK)
+        *verdict = !skip ? TG_GUARD_ACCEPT : nonfinite ? TG_GUARD_SKIP_NONFINITE : TG_GUARD_SKIP_OUTLIER;
+    return status;
+}
+
 void parallel_end(parallel *p) {
     if (!p) return;
     tg_dist_finalize(p->dist);
@@ -108,8 +120,8 @@ bool parallel_launched(void) { return false; }
 parallel *parallel_start(tg_ctx *ctx, int threads) { (void)ctx; (void)threads; return NULL; }
 int parallel_rank(const parallel *p) { (void)p; return 0; }
 bool parallel_ready(parallel *p, bool ready, tg_tensor **state, int n_state, tg_tensor **params,
-                    int n_params, char *why, size_t size) {
-    (void)p; (void)state; (void)n_state; (void)params; (void)n_params; (void)why; (void)size;
+                    int n_params, bool guard, char *why, size_t size) {
+    (void)p; (void)state; (void)n_state; (void)params; (void)n_params; (void)guard; (void)why; (void)size;
     return ready;
 }
 tg_tensor *parallel_shard(const parallel *p, tg_tape *tape, tg_tensor *batch) {
@@ -119,6 +131,10 @@ tg_tensor *parallel_shard(const parallel *p, tg_tape *tape, tg_tensor *batch) {
 tg_status parallel_step(parallel *p, tg_status local, double *loss) {
     (void)p; (void)loss;
     return local;
+}
+tg_status parallel_verdict(parallel *p, tg_guard_verdict *verdict) {
+    (void)p; (void)verdict;
+    return TG_OK;
 }
 void parallel_end(parallel *p) { (void)p; }
 

@@ -26,14 +26,21 @@ parallel *parallel_start(tg_ctx *ctx, int threads);
 int parallel_rank(const parallel *p);
 /* Every rank set up (ready) or all stop (collective): then rank 0's state (parameters and
  * running statistics, --load's included) is broadcast and params are attached for the
- * bucketed all-reduce. false with the reason in why (the failed rank's own, or "rank R ..."). */
+ * bucketed all-reduce; with guard a NaN/Inf gradient is reduced rather than a stop, so that
+ * every rank's step guard sees the non-finite mean and skips the step. false with the reason in
+ * why (the failed rank's own, or "rank R ..."). */
 bool parallel_ready(parallel *p, bool ready, tg_tensor **state, int n_state, tg_tensor **params,
-                    int n_params, char *why, size_t size);
+                    int n_params, bool guard, char *why, size_t size);
 /* This rank's rows of a global batch tensor [B, ...] (B divisible by the world size). */
 tg_tensor *parallel_shard(const parallel *p, tg_tape *tape, tg_tensor *batch);
 /* Ends a step on every rank (tg_dist_wait with the local status of forward and backward):
  * on TG_OK the gradients are the ranks' mean and *loss the mean loss. */
 tg_status parallel_step(parallel *p, tg_status local, double *loss);
+/* The step guard's verdict agreed over the ranks (collective; *verdict in and out): skip when
+ * any rank would, non-finite when any rank says so, else an outlier. Each rank judges the same
+ * all-reduced numbers, so they agree already unless the reductions differ in their last bits;
+ * this makes it certain, and so keeps the guards' windows the same. No-op for NULL. */
+tg_status parallel_verdict(parallel *p, tg_guard_verdict *verdict);
 /* Leaves the world (MPI_Finalize when parallel_start initialised MPI). NULL is ignored. */
 void parallel_end(parallel *p);
 

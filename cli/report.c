@@ -47,6 +47,8 @@ static json_t *run_json(const run_result *r) {
     json_object_set_new(run, "train_loss", number(r->train_loss));
     json_object_set_new(run, "train_accuracy", number(r->train_accuracy));
     json_object_set_new(run, "weight_norm", number(r->weight_norm));
+    json_object_set_new(run, "parameters", json_integer(r->n_param_elements));
+    json_object_set_new(run, "classes", r->classes ? json_integer(r->classes) : json_null());
     json_object_set_new(run, "explosion_onset_step", step_or_null(r->explosion_onset_step));
     json_object_set_new(run, "first_nan_step", step_or_null(r->first_nan_step));
     if (r->config.guard) json_object_set_new(run, "skipped_steps", json_integer(r->guard.skipped));

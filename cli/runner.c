@@ -498,9 +498,16 @@ static bool train_step(trainer *t, int step) {
     if (timesteps) record_timesteps(step == 0 ? r->grad_norm_by_timestep : r->grad_norm_by_timestep_end,
                                     r->n_timesteps, states);
     r->steps_done = step + 1;
-    if (t->guard && tg_guard_check(t->guard, step, r->loss[step], r->grad_norm[step]) != TG_GUARD_ACCEPT) {
-        tg_optimizer_zero_grad(t->opt);
-        return true;
+    if (t->guard) {
+        /* judged on the means, agreed, then committed: every rank skips the same steps and keeps
+         * the same window */
+        tg_guard_verdict verdict = tg_guard_judge(t->guard, r->loss[step], r->grad_norm[step]);
+        if (parallel_verdict(t->par, &verdict) != TG_OK) return fail(t, "mpi");
+        tg_guard_commit(t->guard, step, r->loss[step], r->grad_norm[step], verdict);
+        if (verdict != TG_GUARD_ACCEPT) {
+            tg_optimizer_zero_grad(t->opt);
+            return true;
+        }
     }
     if (!isfinite(r->loss[step]) || !isfinite(r->grad_norm[step])) return false;
     clip(t);
@@ -663,6 +670,8 @@ static void conclude(trainer *t) {
     evaluate(t, r->steps_done);
     if (t->config->train_subset > 0) measure(t, t->train, &r->train_loss, &r->train_accuracy);
     r->weight_norm = weight_norm(t);
+    for (int i = 0; i < t->n_params; i++) r->n_param_elements += t->params[i]->size;
+    r->classes = t->train->classes > 0 ? t->train->classes : 0;
     if (t->config->save_path && parallel_rank(t->par) == 0 && /* rank 0 writes (atomically) */
         tg_save_safetensors(t->ctx, t->config->save_path, t->state, t->n_state) != TG_OK)
         fail(t, "save");
@@ -695,7 +704,7 @@ void run_training(const run_config *config, run_result *result, progress_fn prog
     bool ready = prepare(&t);
     if (t.par) /* collective: every rank set up, or all stop */
         ready = parallel_ready(t.par, ready, t.state, t.n_state, t.params, t.n_params,
-                               result->error, sizeof result->error);
+                               config->guard, result->error, sizeof result->error);
     if (ready) {
         if (evaluation_due(config, 0)) evaluate(&t, 0);
         for (int step = 0; step < config->steps && train_step(&t, step); step++) {

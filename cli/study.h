@@ -82,6 +82,8 @@ typedef struct run_result {
     double test_accuracy;        /* NAN for regression */
     double train_loss, train_accuracy; /* on the training samples at the end (train_subset > 0; else NAN) */
     double weight_norm;          /* L2 norm of every weight matrix and kernel together, at the end */
+    int64_t n_param_elements;    /* scalars in the parameters (what a clip by value bounds one by one) */
+    int classes;                 /* of the data set; 0 for regression */
     int64_t explosion_onset_step, first_nan_step; /* -1: none */
     char onset_summary[1024];
     int n_timesteps;

@@ -55,7 +55,8 @@ static void train_usage(FILE *f) {
             "  --hook PATTERN:NAME  attach a hook a plugin exported (repeatable)\n"
             "  --out DIR          write the report there (default: no report)\n"
             "  under mpirun -np N (a build with MPI): data-parallel over N processes; --batch is\n"
-            "  the global batch (divisible by N), rank 0 prints, reports and --save's\n"
+            "  the global batch (divisible by N), rank 0 prints, reports and --save's; --hook\n"
+            "  hooks run on every rank before the all-reduce (that rank's own gradients)\n"
             "--opt=value is --opt value. tapegrad params takes the same options and lists the\n"
             "parameter names (what --save writes, what --hook patterns match).\n");
 }

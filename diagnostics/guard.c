@@ -88,29 +88,53 @@ static void remember(running_window *w, int window, double x) {
     if (w->count < window) w->count++;
 }
 
-static tg_guard_verdict skip(tg_guard *g, int64_t step, tg_guard_verdict why) {
+static void skip(tg_guard *g, int64_t step, tg_guard_verdict why) {
     tg_guard_stats *s = &g->stats;
     s->skipped++;
     if (why == TG_GUARD_SKIP_NONFINITE) s->nonfinite++;
     else s->outliers++;
     if (s->first_skipped_step < 0) s->first_skipped_step = step;
     s->last_skipped_step = step;
-    return why;
 }
 
-tg_guard_verdict tg_guard_check(tg_guard *g, int64_t step, double loss, double grad_norm) {
+/* Judging and committing are apart so that ranks can agree on the verdict in between: a window
+ * that took a step one rank accepted and another skipped would make their later verdicts differ. */
+tg_guard_verdict tg_guard_judge(tg_guard *g, double loss, double grad_norm) {
     if (!g) return TG_GUARD_ACCEPT;
-    g->stats.checked++;
     g->stats.last_z = NAN;
-    if (!isfinite(loss) || !isfinite(grad_norm)) return skip(g, step, TG_GUARD_SKIP_NONFINITE);
+    if (!isfinite(loss) || !isfinite(grad_norm)) return TG_GUARD_SKIP_NONFINITE;
     if (g->loss.count >= g->config.warmup && g->config.z_threshold > 0.0) {
         double z_loss = z_score(&g->loss, loss), z_norm = z_score(&g->norm, grad_norm);
         g->stats.last_z = z_loss > z_norm ? z_loss : z_norm;
-        if (g->stats.last_z > g->config.z_threshold) return skip(g, step, TG_GUARD_SKIP_OUTLIER);
+        if (g->stats.last_z > g->config.z_threshold) return TG_GUARD_SKIP_OUTLIER;
+    }
+    return TG_GUARD_ACCEPT;
+}
+
+tg_status tg_guard_commit(tg_guard *g, int64_t step, double loss, double grad_norm,
+                          tg_guard_verdict verdict) {
+    if (!g) return TG_ERR_INVALID;
+    if ((unsigned)verdict > TG_GUARD_SKIP_OUTLIER)
+        return tgi_error(g->ctx, TG_ERR_INVALID, "guard_commit: step %lld: verdict %d is not a "
+                         "tg_guard_verdict", (long long)step, (int)verdict);
+    if (verdict == TG_GUARD_ACCEPT && (!isfinite(loss) || !isfinite(grad_norm)))
+        return tgi_error(g->ctx, TG_ERR_INVALID, "guard_commit: step %lld: a non-finite loss (%g) "
+                         "or gradient norm (%g) cannot be accepted into the window",
+                         (long long)step, loss, grad_norm);
+    g->stats.checked++;
+    if (verdict != TG_GUARD_ACCEPT) {
+        skip(g, step, verdict);
+        return TG_OK;
     }
     remember(&g->loss, g->config.window, loss);
     remember(&g->norm, g->config.window, grad_norm);
-    return TG_GUARD_ACCEPT;
+    return TG_OK;
+}
+
+tg_guard_verdict tg_guard_check(tg_guard *g, int64_t step, double loss, double grad_norm) {
+    tg_guard_verdict verdict = tg_guard_judge(g, loss, grad_norm);
+    tg_guard_commit(g, step, loss, grad_norm, verdict);
+    return verdict;
 }
 
 tg_status tg_guard_get_stats(const tg_guard *g, tg_guard_stats *out) {

@@ -9,7 +9,8 @@
  * every later hook starts, in bucket order, the buckets whose parameters are all complete.
  * Buckets start strictly in order, on every rank the same (a rank starting bucket 2 before 1
  * would pair its messages with another rank's wrong bucket), and whatever the walk did not
- * start (a failed backward, an unused parameter) is started by tg_dist_wait.
+ * start (a failed backward, an unused parameter, a parameter a user's hook watches) is started
+ * by tg_dist_wait.
  */
 #include "dist/dist_internal.h"
 
@@ -38,7 +39,28 @@ static int find_param(const tg_dist *dist, const tg_tensor *t) {
 
 /* ---- one step -------------------------------------------------------------------------------- */
 
-/* The pass begins: where each parameter is last added to, so where each bucket is complete. */
+/* Whether a backward hook of the user's (not ours) fires on parameter p. Parameter hooks run
+ * after the walk, when a bucket started from the walk has been copied already: a hook that
+ * changes p's gradient (clipping, freezing) would change nothing that is reduced. The rules are
+ * those of autograd/hooks.c, read from the context's hook table. */
+static bool hooked(const tg_dist *dist, const tg_tensor *p) {
+    const tg_ctx *ctx = dist->ctx;
+    for (int i = 0; i < ctx->n_hooks; i++) {
+        const tgi_hook *h = &ctx->hooks[i];
+        if (!h->fn || h->pass != TG_PASS_BACKWARD || h->handle == dist->hook) continue;
+        bool labelled = p->label[0] && h->pattern;
+        if (h->target == TGI_HOOK_GLOBAL || (h->target == TGI_HOOK_TENSOR && h->tensor == p) ||
+            ((h->target == TGI_HOOK_PATTERN || h->target == TGI_HOOK_PARAMS) && labelled &&
+             tg_pattern_match(h->pattern, p->label)))
+            return true;
+    }
+    return false;
+}
+
+/* The pass begins: where each parameter is last added to, so where each bucket is complete. A
+ * bucket with a hooked parameter waits for tg_dist_wait (after every hook), and since buckets
+ * start in order, so do the ones after it: what hooks do to parameter gradients is reduced, at
+ * the price of the overlap. */
 static void plan_pass(tg_dist *dist, const tg_tape *tape, int64_t top) {
     for (int i = 0; i < dist->n_params; i++) dist->first_use[i] = INT64_MAX;
     for (int64_t e = top; e >= 0; e--) {
@@ -54,7 +76,8 @@ static void plan_pass(tg_dist *dist, const tg_tape *tape, int64_t top) {
         dist_bucket *bucket = &dist->buckets[b];
         bucket->ready_below = INT64_MAX; /* a bucket no entry reads is complete at once */
         for (int k = 0; k < bucket->count; k++) {
-            int64_t use = dist->first_use[dist->order[bucket->first + k]];
+            int p = dist->order[bucket->first + k];
+            int64_t use = hooked(dist, dist->params[p]) ? INT64_MIN : dist->first_use[p];
             if (use < bucket->ready_below) bucket->ready_below = use;
         }
     }
@@ -65,7 +88,8 @@ static void plan_pass(tg_dist *dist, const tg_tape *tape, int64_t top) {
     dist->in_pass = true;
 }
 
-/* Copies the bucket's gradients in, noting the first non-finite one, and starts its reduction. */
+/* Copies the bucket's gradients in, noting the first non-finite one and which were reached,
+ * and starts its reduction. */
 static tg_status launch(tg_dist *dist, int b) {
     const dist_bucket *bucket = &dist->buckets[b];
     float *out = dist->flat + bucket->offset;
@@ -80,6 +104,7 @@ static tg_status launch(tg_dist *dist, int b) {
             memset(out, 0, (size_t)t->size * sizeof(float));
         }
         if (probe != 0.0f && (dist->bad_param < 0 || p < dist->bad_param)) dist->bad_param = p;
+        dist->agreement[2 + p] = tg_grad_is_set(t) ? 0 : 1; /* as the optimizers will judge it */
         out += t->size;
     }
     dist->next_launch = b + 1;
@@ -127,13 +152,20 @@ static tg_status on_backward(tg_ctx *ctx, const tg_hook_event *event, void *user
     return status;
 }
 
-/* The agreement after the reductions: the lowest rank that failed, and the first non-finite
- * gradient (rank * n_params + parameter), both as minima over the ranks. */
+/* The agreement after the reductions, as minima over the ranks in one MPI_Allreduce: the lowest
+ * rank that failed, the first non-finite gradient (rank * n_params + parameter), and per
+ * parameter whether no rank reached it (a parameter one rank's rows reach and another's do not
+ * must be stepped by every optimizer, or the replicas part: n_params more integers are cheaper
+ * than a second collective per step). */
 static tg_status agree_on_step(tg_dist *dist, tg_status local) {
-    int mine[2] = {local != TG_OK ? dist->rank : INT_MAX,
-                   dist->bad_param >= 0 ? dist->rank * dist->n_params + dist->bad_param : INT_MAX};
-    tg_status status = dist_check_mpi(dist, MPI_Allreduce(MPI_IN_PLACE, mine, 2, MPI_INT, MPI_MIN,
-                                                          dist->comm), "MPI_Allreduce (step agreement)");
+    int unattached[2], *mine = dist->agreement ? dist->agreement : unattached;
+    int count = dist->agreement ? 2 + dist->n_params : 2; /* the same on every rank: attach checks */
+    mine[0] = local != TG_OK ? dist->rank : INT_MAX;
+    mine[1] = dist->bad_param >= 0 && !dist->reduce_nonfinite
+        ? dist->rank * dist->n_params + dist->bad_param : INT_MAX;
+    tg_status status = dist_check_mpi(dist, MPI_Allreduce(MPI_IN_PLACE, mine, count, MPI_INT,
+                                                          MPI_MIN, dist->comm),
+                                      "MPI_Allreduce (step agreement)");
     if (status != TG_OK) return status;
     long long step = (long long)dist->steps;
     if (mine[0] != INT_MAX) {
@@ -157,14 +189,19 @@ static tg_status agree_on_step(tg_dist *dist, tg_status local) {
     return TG_OK;
 }
 
-/* The means back into the gradients: the sum times 1/size, the same rounding on every rank. */
+/* The means back into the gradients: the sum times 1/size, the same rounding on every rank; a
+ * parameter some rank reached counts as reached on every rank (what one process does with the
+ * whole batch), one no rank reached stays skipped everywhere. */
 static void unpack(tg_dist *dist) {
     const float scale = 1.0f / (float)dist->size;
     const float *in = dist->flat;
     for (int k = 0; k < dist->n_params; k++) {
-        tg_tensor *t = dist->params[dist->order[k]];
-        if (t->grad)
+        int p = dist->order[k];
+        tg_tensor *t = dist->params[p];
+        if (t->grad) {
             for (int64_t i = 0; i < t->size; i++) t->grad[i] = in[i] * scale;
+            if (dist->agreement[2 + p] == 0) t->grad_unset = false;
+        }
         in += t->size;
     }
 }
@@ -223,8 +260,9 @@ static tg_status allocate(tg_dist *dist, int n) {
     dist->first_use = dist_calloc(ctx, (size_t)n * sizeof *dist->first_use);
     dist->buckets = dist_calloc(ctx, (size_t)n * sizeof *dist->buckets);
     dist->requests = dist_calloc(ctx, (size_t)n * sizeof *dist->requests);
+    dist->agreement = dist_calloc(ctx, (size_t)(n + 2) * sizeof *dist->agreement);
     if (!dist->params || !dist->order || !dist->sorted || !dist->first_use || !dist->buckets ||
-        !dist->requests)
+        !dist->requests || !dist->agreement)
         return dist_error(ctx, TG_ERR_NOMEM, "dist_attach: out of memory");
     dist->n_params = n;
     return TG_OK;
@@ -240,6 +278,7 @@ void dist_detach(tg_dist *dist) {
     dist_free(ctx, dist->first_use, n * sizeof *dist->first_use);
     dist_free(ctx, dist->buckets, n * sizeof *dist->buckets);
     dist_free(ctx, dist->requests, n * sizeof *dist->requests);
+    dist_free(ctx, dist->agreement, (n + 2) * sizeof *dist->agreement);
     dist_free(ctx, dist->flat, (size_t)dist->flat_elems * sizeof(float));
     dist->params = NULL;
     dist->order = NULL;
@@ -247,6 +286,7 @@ void dist_detach(tg_dist *dist) {
     dist->first_use = NULL;
     dist->buckets = NULL;
     dist->requests = NULL;
+    dist->agreement = NULL;
     dist->flat = NULL;
     dist->n_params = dist->n_buckets = 0;
     dist->flat_elems = 0;
@@ -268,6 +308,7 @@ tg_status tg_dist_attach(tg_dist *dist, tg_tensor *const *params, int n_params,
             dist->sorted[i] = (dist_param_ref){params[i], i};
         }
         qsort(dist->sorted, (size_t)n_params, sizeof *dist->sorted, compare_refs);
+        dist->reduce_nonfinite = config && config->reduce_nonfinite;
         plan_buckets(dist, config && config->bucket_bytes ? config->bucket_bytes : TG_DIST_BUCKET_DEFAULT);
         dist->flat = dist_calloc(dist->ctx, (size_t)dist->flat_elems * sizeof(float));
         if (!dist->flat) status = dist_error(dist->ctx, TG_ERR_NOMEM, "dist_attach: out of memory "

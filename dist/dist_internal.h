@@ -42,6 +42,10 @@ struct tg_dist {
     float *flat;             /* every bucket's floats, one allocation */
     int64_t flat_elems;
     MPI_Request *requests;
+    /* the step's agreement, reduced by MPI_MIN: [0] the lowest failed rank, [1] the first
+     * non-finite gradient, [2 + p] 0 when parameter p was reached on this rank (1: not) */
+    int *agreement;
+    bool reduce_nonfinite;   /* tg_dist_config: a non-finite gradient is reduced, not a stop */
     int64_t hook;            /* handle of the backward hook, 0 when not attached */
     /* the step in progress */
     bool in_pass;            /* the hook has seen this step's backward pass */

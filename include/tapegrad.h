@@ -277,6 +277,13 @@ tg_status tg_set_requires_grad(tg_tensor *t, bool requires_grad);
  * tg_optimizer_step). A gradient made by tg_set_requires_grad starts not set as well.
  */
 void tg_zero_grad(tg_tensor *t);
+/**
+ * Whether t holds a gradient the optimizers step: a backward pass reached it since its last
+ * tg_zero_grad, or something non-zero was written into its grad by hand since (false for NULL,
+ * a tensor without a gradient buffer, or a stale one). For optimizers of your own, and for
+ * data-parallel code that must agree on it over the ranks (tg_dist_wait does).
+ */
+bool tg_grad_is_set(const tg_tensor *t);
 /** The name of the op that produced t ("leaf" for leaves, "(null)" for NULL, "(stale)"). */
 const char *tg_tensor_op_name(const tg_tensor *t);
 
@@ -867,8 +874,24 @@ typedef struct tg_guard tg_guard;
 /** A guard (config NULL: tg_guard_defaults()); NULL with a message for a config out of range. */
 tg_guard *tg_guard_new(tg_ctx *ctx, const tg_guard_config *config);
 void tg_guard_free(tg_guard *guard);
-/** Judges the step (a NULL guard accepts everything). */
+/** Judges the step and commits the verdict: tg_guard_commit(tg_guard_judge(...)) (a NULL guard
+ *  accepts everything). */
 tg_guard_verdict tg_guard_check(tg_guard *guard, int64_t step, double loss, double grad_norm);
+/**
+ * The verdict tg_guard_check would give, without counting it or entering the step into the
+ * window (only stats.last_z changes); a NULL guard accepts everything. With data parallelism,
+ * judge on the all-reduced loss and gradient norm, agree on the verdict over the ranks (skip
+ * when any rank would: tg_dist_agree), then commit that verdict on every rank, so that every
+ * rank skips the same steps and keeps the same window.
+ */
+tg_guard_verdict tg_guard_judge(tg_guard *guard, double loss, double grad_norm);
+/**
+ * Counts the verdict for step and, when it accepts, enters loss and grad_norm into the window.
+ * TG_ERR_INVALID for a NULL guard, a value that is not a verdict, or an accepted step whose loss
+ * or norm is not finite (a NaN would poison the median).
+ */
+tg_status tg_guard_commit(tg_guard *guard, int64_t step, double loss, double grad_norm,
+                          tg_guard_verdict verdict);
 /** What the guard did so far. */
 tg_status tg_guard_get_stats(const tg_guard *guard, tg_guard_stats *out);
 
@@ -1257,8 +1280,16 @@ typedef struct tg_module tg_module;
 
 /** Computes the module's output (NULL with a message on error). */
 tg_tensor *tg_module_forward(tg_module *m, tg_tape *tape, tg_tensor *x);
-/** Frees the module and its children (their parameters belong to the context). */
-void tg_module_free(tg_module *m);
+/**
+ * Frees a root module (one that is no module's child) and, once each, every module below it; their
+ * parameters and buffers belong to the context and stay. A module added with tg_module_add_child
+ * (or made by a built-in model: an MLP's layers) belongs to its parent: freeing it is refused with
+ * TG_ERR_INVALID and a message naming the root to free, and nothing is freed, since the parent
+ * would still use it. TG_OK for NULL (nothing to do) and for a freed module. A user module's
+ * release runs before its children are freed, so calling tg_module_free on a child from there is
+ * refused, never a double free.
+ */
+tg_status tg_module_free(tg_module *m);
 /** The module's name ("(null)" for NULL). */
 const char *tg_module_name(const tg_module *m);
 /** Number of parameter tensors, the module's own and its children's. */

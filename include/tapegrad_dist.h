@@ -48,6 +48,10 @@ typedef struct tg_dist tg_dist;
 typedef struct tg_dist_config {
     size_t bucket_bytes;   /**< gradient bytes per bucket (0: TG_DIST_BUCKET_DEFAULT); a
                                 parameter larger than this gets a bucket of its own */
+    bool reduce_nonfinite; /**< false (default): a NaN/Inf gradient on any rank stops every rank
+                                (tg_dist_wait: TG_ERR_NUMERIC). true: it is reduced like any
+                                other, so the mean is non-finite on every rank, for a step guard
+                                that skips such steps (tg_guard_judge) to decide on all alike */
 } tg_dist_config;
 
 /** Counters of an attached tg_dist (tg_dist_get_stats). */
@@ -97,8 +101,24 @@ tg_status tg_dist_attach_module(tg_dist *dist, const tg_module *module,
  * walk did not, waits for all, then agrees: when any rank passed a failure, every rank gets
  * "rank R of N failed at step S: <R's message>" with R's status; when a gradient on any rank
  * was NaN or Inf before the reduction, every rank gets TG_ERR_NUMERIC naming the first such
- * rank and parameter. Otherwise the gradients are the mean over the ranks (bit-identical on
- * every rank) and TG_OK is returned. Clipping or a norm computed after it is global.
+ * rank and parameter (unless tg_dist_config.reduce_nonfinite). Otherwise the gradients are the
+ * mean over the ranks (bit-identical on every rank) and TG_OK is returned. Clipping or a norm
+ * computed after it is global.
+ *
+ * Reached parameters: optimizers skip a parameter no backward pass reached since its zero_grad
+ * (tapegrad.h, tg_optimizer_step). The ranks agree on it in the same collective: a parameter that
+ * the backward pass of any rank reached counts as reached on every rank after this call (its
+ * gradient is the mean, its own rows' share on the ranks that did not reach it being zero), and
+ * one that no rank reached stays skipped on every rank, so every replica takes the same step, the
+ * step one process takes on the whole batch.
+ *
+ * Hooks run inside tg_backward, before this call: a gradient hook sees this rank's gradient of
+ * its own rows, not the mean. What a hook writes is what this rank contributes: parameter hooks
+ * fire after the walk, so a bucket holding a parameter that one of your backward hooks matches
+ * (tg_hook_grad, _pattern, _params, _global) starts here rather than from the walk, and so do the
+ * buckets after it (buckets start in order): hooks on parameters cost overlap
+ * (tg_dist_stats.launched_in_backward), hooks on intermediate nodes do not. Read or change the
+ * mean gradients after tg_dist_wait (tg_clip_grad_norm, statistics), not from a hook.
  */
 tg_status tg_dist_wait(tg_dist *dist, tg_status local);
 /** *any = whether local is true on any rank (collective): early stop and other decisions that

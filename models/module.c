@@ -76,16 +76,34 @@ tg_status tgi_module_adopt(tg_module *m, tg_module *child) {
     return TG_OK;
 }
 
-void tg_module_free(tg_module *m) {
-    if (!m) return;
-    for (int i = 0; i < m->n_children; i++) tg_module_free(m->children[i]);
+/* Frees m and the tree below it. The module's own release runs before its children are freed,
+ * so a user's release that calls tg_module_free on a child it keeps a pointer to finds that child
+ * still owned (and is refused) rather than freed already. */
+static void free_tree(tg_module *m) {
     tg_ctx *ctx = m->ctx;
     if (m->cls->release) m->cls->release(m);
     else tgi_free(ctx, m->impl, m->cls->impl_size);
+    for (int i = 0; i < m->n_children; i++) free_tree(m->children[i]);
     tgi_free(ctx, m->children, (size_t)m->cap_children * sizeof *m->children);
     tgi_free(ctx, m->params, (size_t)m->cap_params * sizeof *m->params);
     tgi_free(ctx, m->buffers, (size_t)m->cap_buffers * sizeof *m->buffers);
     tgi_free(ctx, m, sizeof *m);
+}
+
+/* A child is refused rather than detached: its parent's forward (a built-in model's, or a user's
+ * through the pointer it keeps in its data) would still call it, so detaching would only move the
+ * use-after-free from the second free to the next forward. */
+tg_status tg_module_free(tg_module *m) {
+    if (!m) return TG_OK;
+    if (m->parent) {
+        const tg_module *root = m->parent;
+        while (root->parent) root = root->parent;
+        return tgi_error(m->ctx, TG_ERR_INVALID, "module_free: '%s' is a child of '%s' and is "
+                         "freed with it; free the root module '%s' instead", m->name,
+                         m->parent->name, root->name);
+    }
+    free_tree(m);
+    return TG_OK;
 }
 
 tg_tensor *tg_module_forward(tg_module *m, tg_tape *tape, tg_tensor *x) {

@@ -189,23 +189,14 @@ static void rmsprop(const tg_optimizer_config *c, float *restrict w, const float
         }
 }
 
-/* PyTorch 2 (zero_grad(set_to_none=True)) skips a parameter backward did not reach: no weight
- * decay, no momentum, no Adam step on an unused branch. Ours is zeroed and marked unset by
- * tg_zero_grad; a gradient written by hand since (any non-zero value) still counts. */
-static bool has_gradient(const tg_tensor *p) {
-    if (!p->grad) return false;
-    if (!p->grad_unset) return true;
-    for (int64_t i = 0; i < p->size; i++)
-        if (p->grad[i] != 0.0f) return true;
-    return false;
-}
-
 tg_status tg_optimizer_step(tg_optimizer *opt) {
     if (!opt) return TG_ERR_INVALID;
     const tg_optimizer_config *c = &opt->config;
     for (int i = 0; i < opt->n_params; i++) {
         tg_tensor *p = opt->params[i];
-        if (!has_gradient(p)) continue;
+        /* PyTorch 2 (zero_grad(set_to_none=True)) skips a parameter backward did not reach: no
+         * weight decay, no momentum, no Adam step on an unused branch */
+        if (!tg_grad_is_set(p)) continue;
         int64_t t = ++opt->steps[i];
         float *first = opt->first ? opt->first[i] : NULL, *second = opt->second ? opt->second[i] : NULL;
         switch (c->kind) {

@@ -117,6 +117,21 @@ static void expect_regularisation(json_t *e) {
     cr_expect_lt(l2, none, "weight decay shrinks the weights: %g against %g", l2, none);
 }
 
+/* The clipping runs say how many classes and parameters they have: what judges learning against
+ * chance, and what a clip by value bounds one element at a time. */
+static void expect_clipping(json_t *e, const char *html) {
+    cr_assert_str_eq(json_string_value(json_object_get(e, "name")), "clipping");
+    size_t k;
+    json_t *run;
+    json_array_foreach(json_object_get(e, "runs"), k, run) {
+        cr_expect_eq(json_integer_value(json_object_get(run, "classes")), 10, "run %zu: the digits' classes", k);
+        cr_expect_gt(json_integer_value(json_object_get(run, "parameters")), 20000, "run %zu", k);
+    }
+    const char *section = strstr(html, "<section id=\"clipping\">");
+    cr_expect(section && strstr(section, "clip by value 0.1 bounds each of the") &&
+              strstr(section, "against 10% by chance"), "the clipping finding judges learning against chance");
+}
+
 Test(cli, quick_study_writes_a_complete_report) {
     char *dir = temp_dir();
     const char *argv[] = {"--quick", "--out", dir, "--seed", "3"};
@@ -152,11 +167,12 @@ Test(cli, quick_study_writes_a_complete_report) {
     cr_expect_eq(json_array_size(json_object_get(first, "grad_norm_by_timestep")), 20, "T=20: 20 values");
     expect_deep_lstms(json_object_get(recurrent, "runs"));
     expect_regularisation(json_array_get(experiments, 8));
-    json_decref(root);
 
     snprintf(path, sizeof path, "%s/index.html", dir);
     char *html = slurp(path);
     cr_assert_not_null(html);
+    expect_clipping(json_array_get(experiments, 5), html);
+    json_decref(root);
     cr_expect_eq(strncmp(html, "<!DOCTYPE html>", 15), 0);
     for (size_t i = 0; i < n_names; i++) {
         char id[64];

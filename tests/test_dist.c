@@ -126,6 +126,57 @@ Test(dist, nan_on_one_rank_stops_both_with_the_same_message, .timeout = 60) {
     temp_dir_remove(dir);
 }
 
+/* A parameter rank 1's forward never reaches, which rank 0 (and one process on the whole batch)
+ * reaches with a zero gradient: with weight decay and momentum every rank must step it, as the
+ * one process does. Before the ranks agreed on what was reached, rank 1's optimizer skipped it
+ * (unset since zero_grad, a zero mean) and the replicas parted at the first step. */
+Test(dist, a_parameter_only_one_rank_reaches_is_stepped_on_every_rank, .timeout = 60) {
+    expect_data_parallel_matches("--steps 20 --batch 32 --unused-rank 1");
+}
+
+/* The step guard under two ranks: a NaN on rank 0 at step 5 (rank 1's own rows are finite: it
+ * sees the NaN only in the reduced mean) and an outlier step at 12 (the loss times 1024) are
+ * skipped by both ranks, which agree bit for bit and match one process that skips the same
+ * steps. Without reduce_nonfinite the NaN would have stopped both ranks instead. */
+Test(dist, the_step_guard_skips_the_same_steps_on_every_rank, .timeout = 60) {
+    const char *args = "--steps 20 --batch 32 --guard --nan-rank 0 --nan-step 5 --spike-step 12";
+    char dir[64], line[4096];
+    expect_data_parallel_matches(args);
+    temp_dir_make(dir, "tapegrad-dist");
+    cr_assert_eq(run_check(dir, "guard", 2, args), 0, "see %s/guard.txt", dir);
+    cr_assert_eq(run_check(dir, "single", 0, args), 0, "see %s/single.txt", dir);
+    for (int rank = 0; rank < 3; rank++) {
+        long long skipped = -1, first = -1;
+        int steps = -1;
+        rank_line(dir, rank < 2 ? "guard" : "single", rank < 2 ? rank : 0, line, sizeof line);
+        const char *at = strstr(line, "skipped ");
+        cr_assert(at && sscanf(at, "skipped %lld first_skipped %lld", &skipped, &first) == 2, "%s", line);
+        cr_assert_eq(sscanf(line, "rank %*d: steps %d", &steps), 1, "%s", line);
+        cr_expect_eq(steps, 20, "%s", line);
+        cr_expect_eq(skipped, 2, "the NaN step and the outlier: %s", line);
+        cr_expect_eq(first, 5, "%s", line);
+    }
+    temp_dir_remove(dir);
+}
+
+/* A parameter hook that zeroes the first layer's weight gradient in place (freezing it): one
+ * process never moves that weight, and neither may two ranks. Parameter hooks fire after the
+ * walk, when the buckets started from it were copied already, so the hook's zeros were not
+ * what got reduced: the bucket of a hooked parameter now waits for tg_dist_wait (it started
+ * inside the walk before: launched_in_backward was the number of buckets). */
+Test(dist, a_parameter_hook_that_changes_a_gradient_is_reduced, .timeout = 60) {
+    char dir[64], line[4096];
+    expect_data_parallel_matches("--steps 20 --batch 32 --freeze mlp.layer0.weight");
+    temp_dir_make(dir, "tapegrad-dist");
+    cr_assert_eq(run_check(dir, "freeze", 2, "--steps 3 --freeze mlp.layer0.weight"), 0);
+    int buckets = 0, in_backward = 0;
+    rank_line(dir, "freeze", 0, line, sizeof line);
+    cr_assert_eq(sscanf(line, "rank %*d: steps %*d buckets %d first_launch_entry %*d "
+                        "launched_in_backward %d", &buckets, &in_backward), 2, "%s", line);
+    cr_expect(in_backward > 0 && in_backward < buckets, "the others still overlap: %s", line);
+    temp_dir_remove(dir);
+}
+
 /* An early stop that rank 1 alone wants is taken by both ranks after the same step. */
 Test(dist, early_stop_is_agreed, .timeout = 60) {
     char dir[64], line[4096];
@@ -200,6 +251,37 @@ Test(dist, mpirun_train_and_study_report_on_rank_0, .timeout = 90) {
              "&& test $(grep -c '^report: study/index.html' study.txt) = 1", dir, mpirun,
              getenv("TAPEGRAD_TEST_PLUGINS"));
     cr_expect_eq(system(cmd), 0, "mpirun -np 2 tapegrad study (see %s/study.txt)", dir);
+    temp_dir_remove(dir);
+}
+
+/* The line of dir/file that starts with prefix, into line ("" when there is none). */
+static void line_starting(const char *dir, const char *file, const char *prefix, char *line, size_t size) {
+    char path[4096], buf[4096];
+    snprintf(path, sizeof path, "%s/%s", dir, file);
+    FILE *f = fopen(path, "r");
+    line[0] = '\0';
+    while (f && fgets(buf, sizeof buf, f))
+        if (strncmp(buf, prefix, strlen(prefix)) == 0) snprintf(line, size, "%s", buf);
+    if (f) fclose(f);
+}
+
+/* `mpirun -np 2 tapegrad train --guard` on a run that blows up (SGD lr 0.5, 8 ReLU layers): the
+ * ranks judge the all-reduced loss and norm and agree on each verdict, so rank 0's report skips
+ * exactly the steps one process skips. */
+Test(dist, mpirun_train_guard_skips_what_one_process_skips, .timeout = 90) {
+    char dir[64], cmd[8192], one[4096], two[4096];
+    temp_dir_make(dir, "tapegrad-dist");
+    const char *args = "train --depth 8 --activation relu --init he --optimizer sgd --lr 0.5 "
+                       "--momentum 0.9 --steps 60 --guard";
+    snprintf(cmd, sizeof cmd, "cd '%s' && '%s/tapegrad' %s > one.txt 2>&1 && mpirun -np 2 "
+             "--allow-run-as-root --oversubscribe --bind-to none --mca btl self,vader '%s/tapegrad' "
+             "%s > two.txt 2>&1", dir, getenv("TAPEGRAD_TEST_PLUGINS"), args,
+             getenv("TAPEGRAD_TEST_PLUGINS"), args);
+    cr_assert_eq(system(cmd), 0, "%s (see %s)", cmd, dir);
+    line_starting(dir, "one.txt", "guard: ", one, sizeof one);
+    line_starting(dir, "two.txt", "guard: ", two, sizeof two);
+    cr_assert(strstr(one, "outliers), the first at step"), "one process skipped nothing: %s", one);
+    cr_expect_str_eq(two, one);
     temp_dir_remove(dir);
 }
 

@@ -75,3 +75,37 @@ Test(guard, clip_grad_norm_can_refuse_a_non_finite_total) {
     expect_errmsg_has(ctx, "clip_grad_norm", "inf");
     cr_expect(isinf(w->grad[0]), "nothing was scaled");
 }
+
+/* Judging changes nothing but last_z; committing an agreed verdict (here: another rank's skip
+ * over a step this guard would accept) counts it and keeps the step out of the window, so two
+ * guards that commit the same verdicts stay alike whatever each would have judged. */
+Test(guard, judge_then_commit_lets_ranks_apply_an_agreed_verdict) {
+    tg_guard *a = tg_guard_new(ctx, NULL), *b = tg_guard_new(ctx, NULL);
+    cr_assert(a && b, "%s", tg_errmsg(ctx));
+    feed_noise(a, 0, 20);
+    feed_noise(b, 0, 20);
+    tg_guard_stats before, after;
+    tg_guard_get_stats(a, &before);
+    cr_expect_eq(tg_guard_judge(a, 2.0, 30.0), TG_GUARD_SKIP_OUTLIER);
+    cr_expect_eq(tg_guard_judge(a, 2.0, 30.0), TG_GUARD_SKIP_OUTLIER, "judging twice: the same");
+    tg_guard_get_stats(a, &after);
+    cr_expect(after.checked == before.checked && after.skipped == 0, "judging counted nothing");
+    /* step 20: a would accept, the ranks agreed to skip; both commit the skip */
+    cr_expect_eq(tg_guard_judge(a, 2.05, 1.02), TG_GUARD_ACCEPT);
+    cr_expect_eq(tg_guard_commit(a, 20, 2.05, 1.02, TG_GUARD_SKIP_OUTLIER), TG_OK);
+    cr_expect_eq(tg_guard_commit(b, 20, 2.05, 1.02, TG_GUARD_SKIP_OUTLIER), TG_OK);
+    tg_guard_get_stats(a, &after);
+    cr_expect(after.checked == 21 && after.skipped == 1 && after.outliers == 1 &&
+              after.first_skipped_step == 20, "the agreed skip is counted");
+    /* the windows stayed alike: the same z for the next step */
+    tg_guard_judge(a, 2.3, 1.1);
+    tg_guard_judge(b, 2.3, 1.1);
+    tg_guard_stats za, zb;
+    tg_guard_get_stats(a, &za);
+    tg_guard_get_stats(b, &zb);
+    cr_expect_eq(za.last_z, zb.last_z);
+    cr_expect_eq(tg_guard_commit(a, 21, NAN, 1.0, TG_GUARD_ACCEPT), TG_ERR_INVALID);
+    expect_errmsg_has(ctx, "guard_commit: step 21", "cannot be accepted");
+    tg_guard_free(a);
+    tg_guard_free(b);
+}

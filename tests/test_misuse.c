@@ -474,6 +474,15 @@ MISUSE(tg_guard_new) {
 }
 MISUSE(tg_guard_free) { tg_guard_free(NULL); }
 MISUSE(tg_guard_check) { GIVES(tg_guard_check(NULL, 0, NAN, NAN), TG_GUARD_ACCEPT); }
+MISUSE(tg_grad_is_set) { GIVES(tg_grad_is_set(NULL), false); }
+MISUSE(tg_guard_judge) { GIVES(tg_guard_judge(NULL, NAN, NAN), TG_GUARD_ACCEPT); }
+MISUSE(tg_guard_commit) {
+    GIVES(tg_guard_commit(NULL, 0, 1.0, 1.0, TG_GUARD_ACCEPT), TG_ERR_INVALID);
+    tg_guard *g = tg_guard_new(W.ctx, NULL);
+    REFUSED(tg_guard_commit(g, 0, NAN, 1.0, TG_GUARD_ACCEPT));
+    REFUSED(tg_guard_commit(g, 0, 1.0, 1.0, (tg_guard_verdict)7));
+    tg_guard_free(g);
+}
 MISUSE(tg_guard_get_stats) {
     tg_guard_stats s;
     GIVES(tg_guard_get_stats(NULL, &s), TG_ERR_INVALID);

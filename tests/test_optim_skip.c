@@ -105,7 +105,9 @@ Test(optim_skip, a_gradient_written_by_hand_counts) {
     tg_optimizer_config c = {.kind = TG_OPT_SGD, .lr = 0.1f};
     tg_optimizer *opt = tg_optimizer_new(ctx, &w, 1, &c);
     tg_optimizer_zero_grad(opt);
+    cr_expect_not(tg_grad_is_set(w), "zeroed: not set");
     w->grad[0] = 1.0f;
+    cr_expect(tg_grad_is_set(w), "written by hand: set");
     tg_optimizer_step(opt);
     cr_expect_float_eq(w->data[0], 0.9f, 1e-6f);
     tg_optimizer_free(opt);

@@ -149,3 +149,67 @@ Test(user_module, bad_compositions_are_refused_with_a_reason) {
     cr_expect_eq(tg_module_param_count(m), 3, "nothing was added");
     tg_module_free(m);
 }
+
+/* A child belongs to its parent: freeing it alone is refused (the parent's forward still calls
+ * it), the module keeps working, and freeing the root frees the child once. Before the refusal
+ * this freed the child, the next forward read freed memory and the root's free freed it again
+ * (AddressSanitizer: heap-use-after-free, then double-free). */
+Test(user_module, freeing_a_child_is_refused_and_the_root_frees_it_once) {
+    int released = 0;
+    tg_module *m = block_new("blk", 1, &released);
+    tg_module *child = tg_module_child(m, 0);
+    cr_expect_eq(tg_module_free(child), TG_ERR_INVALID);
+    expect_errmsg_has(ctx, "module_free: 'blk.fc' is a child of 'blk'", "free the root module 'blk'");
+    tg_clear_error(ctx);
+    cr_expect_eq(tg_module_child(m, 0), child, "the child is still there");
+    cr_expect(isfinite(run(m)->data[0]), "and the parent's forward still uses it");
+    cr_expect_eq(released, 0);
+    cr_expect_eq(tg_module_free(m), TG_OK);
+    cr_expect_eq(released, 1, "the root's release ran once");
+    cr_expect_eq(tg_module_free(NULL), TG_OK);
+}
+
+Test(user_module, freeing_a_grandchild_names_the_root_to_free) {
+    tg_module *net = tg_module_new(ctx, "net", &(tg_module_def){block_forward, block_release},
+                                   calloc(1, sizeof(block)));
+    cr_assert_not_null(net);
+    tg_module *blk = block_new("net.blk", 2, NULL);
+    cr_assert_eq(tg_module_add_child(net, blk), TG_OK, "%s", tg_errmsg(ctx));
+    cr_expect_eq(tg_module_free(tg_module_child(blk, 0)), TG_ERR_INVALID);
+    expect_errmsg_has(ctx, "'net.blk.fc' is a child of 'net.blk'", "free the root module 'net'");
+    tg_clear_error(ctx);
+    /* a built-in model's layers belong to it the same way */
+    tg_mlp_config c = {.in = 3, .out = 2, .width = 4, .depth = 2, .activation = TG_ACT_RELU, .seed = 1};
+    tg_module *mlp = tg_mlp_new(ctx, "mlp", &c);
+    cr_assert_not_null(mlp, "%s", tg_errmsg(ctx));
+    cr_expect_eq(tg_module_free(tg_module_child(mlp, 0)), TG_ERR_INVALID);
+    expect_errmsg_has(ctx, "free the root module 'mlp'");
+    cr_expect_eq(tg_module_free(mlp), TG_OK);
+    cr_expect_eq(tg_module_free(net), TG_OK);
+}
+
+/* A release that frees the child it keeps a pointer to (a natural thing to write in C): the
+ * parent's release runs while the child is still owned, so that free is refused rather than a
+ * second free of memory the parent frees anyway. */
+typedef struct owner {
+    tg_module *fc;
+    tg_status *child_free;
+} owner;
+
+static void owner_release(void *data) {
+    owner *o = data;
+    *o->child_free = tg_module_free(o->fc);
+    free(o);
+}
+
+Test(user_module, a_release_that_frees_its_child_is_refused_not_a_double_free) {
+    tg_status child_free = TG_OK;
+    owner *o = calloc(1, sizeof *o);
+    o->child_free = &child_free;
+    tg_module *m = tg_module_new(ctx, "own", &(tg_module_def){block_forward, owner_release}, o);
+    cr_assert_not_null(m);
+    cr_assert_eq(tg_module_add_child(m, o->fc = tg_linear_new(ctx, "own.fc", 3, 3, true, NULL, 1)),
+                 TG_OK, "%s", tg_errmsg(ctx));
+    cr_expect_eq(tg_module_free(m), TG_OK);
+    cr_expect_eq(child_free, TG_ERR_INVALID, "the child was still its parent's during release");
+}

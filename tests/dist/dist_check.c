@@ -3,13 +3,23 @@
  * parallel through tapegrad_dist.h) or alone with --single (no MPI at all: the reference).
  *
  *   dist_check --out PREFIX [--single] [--steps N] [--batch B] [--clip X] [--bucket BYTES]
- *              [--nan-rank R --nan-step S] [--stop-rank R --stop-step S]
+ *              [--nan-rank R --nan-step S] [--stop-rank R --stop-step S] [--unused-rank R]
+ *              [--guard] [--spike-step S] [--freeze PATTERN]
+ *
+ * --unused-rank R: a parameter "extra" (with weight decay on every parameter) that rank R's
+ * forward never reaches and the others' reach with a zero gradient: one process on the whole
+ * batch reaches it, so it must be decayed on every rank. --guard: a step guard judges the
+ * all-reduced loss and gradient norm, the ranks agree on its verdict, non-finite gradients are
+ * reduced rather than a stop (tg_dist_config.reduce_nonfinite). --spike-step S: at step S every
+ * process multiplies its loss by 1024 (exact in binary, so one process and N ranks still agree):
+ * an outlier gradient norm. --freeze PATTERN: a parameter hook (tg_hook_params) zeroes the
+ * gradients of the parameters it matches, in place: they must not move, on any rank.
  *
  * Trains a small tanh MLP with SGD + momentum on synthetic global batches that depend only on
  * the step (so every process sees the same ones), each rank on its rows of every batch. Writes
  * the final parameters to PREFIX.rank<R>.bin (raw floats, registration order) and one line
  * per rank to stdout: "rank R: steps S buckets B first_launch_entry E launched_in_backward L
- * entries N clipped C allocations_after_step_1 A", or "rank R: stopped: MESSAGE" (exit 1) when
+ * entries N clipped C allocations_after_step_1 A skipped K first_skipped F", or "rank R: stopped: MESSAGE" (exit 1) when
  * the step failed. A counts what the context's allocator handed out after the first step.
  */
 #include <math.h>
@@ -46,6 +56,10 @@ typedef struct options {
     size_t bucket;
     int nan_rank, nan_step;
     int stop_rank, stop_step;    /* that rank alone wants to stop after that step */
+    int unused_rank;             /* that rank never reaches the parameter "extra" */
+    bool guard;
+    int spike_step;
+    const char *freeze;          /* a hook zeroes these parameters' gradients */
 } options;
 
 /* A value in [-1, 1) from (step, row, column): the same on every rank, for any world size. */
@@ -72,10 +86,11 @@ static void fill_batch(int step, int64_t first, int64_t rows, float *x, float *y
 
 static int parse(int argc, char **argv, options *o) {
     *o = (options){.steps = 20, .batch = 32, .bucket = 8192, .nan_rank = -1, .nan_step = -1,
-                 .stop_rank = -1, .stop_step = -1};
+                 .stop_rank = -1, .stop_step = -1, .unused_rank = -1, .spike_step = -1};
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
         if (strcmp(a, "--single") == 0) { o->single = true; continue; }
+        if (strcmp(a, "--guard") == 0) { o->guard = true; continue; }
         if (!v) return -1;
         i++;
         if (strcmp(a, "--out") == 0) o->out = v;
@@ -87,6 +102,9 @@ static int parse(int argc, char **argv, options *o) {
         else if (strcmp(a, "--nan-step") == 0) o->nan_step = atoi(v);
         else if (strcmp(a, "--stop-rank") == 0) o->stop_rank = atoi(v);
         else if (strcmp(a, "--stop-step") == 0) o->stop_step = atoi(v);
+        else if (strcmp(a, "--unused-rank") == 0) o->unused_rank = atoi(v);
+        else if (strcmp(a, "--spike-step") == 0) o->spike_step = atoi(v);
+        else if (strcmp(a, "--freeze") == 0) o->freeze = v;
         else return -1;
     }
     return o->out && o->steps > 0 && o->batch > 0 ? 0 : -1;
@@ -101,24 +119,56 @@ static int save(const options *o, int rank, tg_tensor **params, int n) {
     return fclose(f) == 0 ? 0 : -1;
 }
 
-/* One step on this rank's rows; the status of forward and backward. */
-static tg_status step_once(const options *o, tg_tape *tape, tg_module *mlp, int step, int rank,
-                           int size, float *x, float *y) {
+/* One step on this rank's rows; the status of forward and backward, the local loss in *loss.
+ * extra (NULL: none) is added to the logits times 0 except on o->unused_rank: reached, with a
+ * zero gradient, on the other ranks and by a single process. */
+static tg_status step_once(const options *o, tg_tape *tape, tg_module *mlp, tg_tensor *extra,
+                           int step, int rank, int size, float *x, float *y, double *loss) {
     int64_t rows = o->batch / size;
     fill_batch(step, rank * rows, rows, x, y);
     if (rank == o->nan_rank && step == o->nan_step) x[0] = NAN;
     tg_tape_reset(tape);
     tg_tensor *xt = tg_tape_from_data(tape, TG_SHAPE(rows, IN), x);
     tg_tensor *yt = tg_tape_from_data(tape, TG_SHAPE(rows), y);
-    tg_tensor *loss = tg_cross_entropy(tape, tg_module_forward(mlp, tape, xt), yt);
-    return loss ? tg_backward(tape, loss) : tg_errcode(tg_tape_ctx(tape));
+    tg_tensor *logits = tg_module_forward(mlp, tape, xt);
+    if (extra && rank != o->unused_rank) logits = tg_add(tape, logits, tg_scale(tape, extra, 0.0f));
+    tg_tensor *out = tg_cross_entropy(tape, logits, yt);
+    if (step == o->spike_step) out = tg_scale(tape, out, 1024.0f);
+    *loss = out ? out->data[0] : NAN;
+    return out ? tg_backward(tape, out) : tg_errcode(tg_tape_ctx(tape));
+}
+
+static tg_status zero_gradient(tg_ctx *ctx, const tg_hook_event *event, void *user) {
+    (void)ctx, (void)user;
+    memset(event->values, 0, (size_t)event->size * sizeof *event->values);
+    return TG_OK;
+}
+
+static double grad_norm(tg_tensor **params, int n) {
+    double sum = 0;
+    for (int i = 0; i < n; i++)
+        for (int64_t k = 0; params[i]->grad && k < params[i]->size; k++)
+            sum += (double)params[i]->grad[k] * params[i]->grad[k];
+    return sqrt(sum);
+}
+
+/* The guard's verdict on the step, the same on every rank: judged on the all-reduced loss and
+ * norm, agreed (skip when any rank would), committed. */
+static tg_status guard_step(tg_guard *guard, tg_dist *dist, int step, double loss, double norm,
+                            bool *skip) {
+    tg_guard_verdict verdict = tg_guard_judge(guard, loss, norm);
+    *skip = verdict != TG_GUARD_ACCEPT;
+    if (dist && tg_dist_agree(dist, *skip, skip) != TG_OK) return TG_ERR_STATE;
+    if (*skip && verdict == TG_GUARD_ACCEPT) verdict = TG_GUARD_SKIP_OUTLIER;
+    return tg_guard_commit(guard, step, loss, norm, verdict);
 }
 
 int main(int argc, char **argv) {
     options o;
     if (parse(argc, argv, &o) != 0) {
         fprintf(stderr, "usage: dist_check --out PREFIX [--single] [--steps N] [--batch B] "
-                        "[--clip X] [--bucket BYTES] [--nan-rank R --nan-step S]\n");
+                        "[--clip X] [--bucket BYTES] [--nan-rank R --nan-step S] [--stop-rank R "
+                        "--stop-step S] [--unused-rank R] [--guard] [--spike-step S] [--freeze PATTERN]\n");
         return 2;
     }
     tg_ctx *ctx = tg_ctx_new_with_allocator(counting_alloc, NULL);
@@ -133,20 +183,42 @@ int main(int argc, char **argv) {
                             .activation = TG_ACT_TANH, .seed = 11};
     tg_module *mlp = tg_mlp_new(ctx, "mlp", &config);
     tg_tensor *params[MAX_PARAMS];
-    int n = tg_module_params(mlp, params, MAX_PARAMS);
-    tg_optimizer *opt = tg_optimizer_new(ctx, params, n,
-                                         &(tg_optimizer_config){.kind = TG_OPT_SGD, .lr = 0.1f, .momentum = 0.9f});
+    int n = tg_module_params(mlp, params, MAX_PARAMS - 1);
+    tg_tensor *extra = NULL;
+    if (o.unused_rank >= 0) {
+        extra = tg_set_label(tg_full(ctx, TG_SHAPE(CLASSES), 1.0f), "extra");
+        if (extra) tg_set_requires_grad(extra, true);
+        params[n++] = extra;
+    }
+    tg_optimizer_config sgd = {.kind = TG_OPT_SGD, .lr = 0.1f, .momentum = 0.9f,
+                               .weight_decay = extra ? 0.05f : 0.0f};
+    tg_optimizer *opt = tg_optimizer_new(ctx, params, n, &sgd);
+    tg_guard *guard = o.guard ? tg_guard_new(ctx, NULL) : NULL;
     tg_tape *tape = tg_tape_new(ctx);
     float *x = malloc((size_t)o.batch * IN * sizeof *x), *y = malloc((size_t)o.batch * sizeof *y);
-    tg_status status = mlp && opt && tape && x && y ? TG_OK : TG_ERR_NOMEM;
+    tg_status status = mlp && opt && tape && x && y && (!o.guard || guard) && (o.unused_rank < 0 || extra)
+        ? TG_OK : TG_ERR_NOMEM;
+    if (o.freeze && status == TG_OK && tg_hook_params(ctx, o.freeze, zero_gradient, NULL) < 0)
+        status = tg_errcode(ctx);
     if (dist && status == TG_OK) status = tg_dist_broadcast_params(dist, params, n);
-    if (dist && status == TG_OK) status = tg_dist_attach_module(dist, mlp, &(tg_dist_config){.bucket_bytes = o.bucket});
+    tg_dist_config dist_config = {.bucket_bytes = o.bucket, .reduce_nonfinite = o.guard};
+    if (dist && status == TG_OK)
+        status = extra ? tg_dist_attach(dist, params, n, &dist_config)
+                       : tg_dist_attach_module(dist, mlp, &dist_config);
     int clipped = 0, steps = 0;
     long after_first_step = 0;
     for (int step = 0; status == TG_OK && step < o.steps; step++, steps++) {
-        status = step_once(&o, tape, mlp, step, rank, size, x, y);
+        double loss = NAN;
+        status = step_once(&o, tape, mlp, extra, step, rank, size, x, y, &loss);
         if (dist) status = tg_dist_wait(dist, status);
+        if (dist && status == TG_OK) status = tg_dist_mean(dist, &loss, 1);
         if (status != TG_OK) break;
+        bool skip = false;
+        if (guard && (status = guard_step(guard, dist, step, loss, grad_norm(params, n), &skip)) != TG_OK) break;
+        if (skip) {
+            tg_optimizer_zero_grad(opt);
+            continue;
+        }
         double norm = 0;
         if (o.clip > 0) tg_clip_grad_norm(params, n, o.clip, 2.0, false, &norm);
         clipped += norm > o.clip;
@@ -161,20 +233,25 @@ int main(int argc, char **argv) {
             break;
         }
     }
+    tg_guard_stats guarded = {.first_skipped_step = -1};
+    tg_guard_get_stats(guard, &guarded);
     tg_dist_stats stats = {.first_launch_entry = -1};
     tg_dist_get_stats(dist, &stats);
     if (status != TG_OK) printf("rank %d: stopped: %s\n", rank, tg_errmsg(ctx));
     else if (save(&o, rank, params, n) != 0) status = TG_ERR_IO;
     else
         printf("rank %d: steps %d buckets %d first_launch_entry %lld launched_in_backward %d "
-               "entries %lld clipped %d allocations_after_step_1 %ld\n", rank, steps, stats.buckets,
-               (long long)stats.first_launch_entry, stats.launched_in_backward,
-               (long long)tg_tape_entries(tape), clipped, allocations - after_first_step);
+               "entries %lld clipped %d allocations_after_step_1 %ld skipped %lld first_skipped %lld\n",
+               rank, steps, stats.buckets, (long long)stats.first_launch_entry,
+               stats.launched_in_backward, (long long)tg_tape_entries(tape), clipped,
+               allocations - after_first_step, (long long)guarded.skipped,
+               (long long)guarded.first_skipped_step);
     fflush(stdout);
     free(x);
     free(y);
     tg_tape_free(tape);
     tg_optimizer_free(opt);
+    tg_guard_free(guard);
     tg_module_free(mlp);
     tg_dist_finalize(dist);
     tg_ctx_free(ctx);
