@@ -345,6 +345,16 @@ TGI_ALWAYS_INLINE static inline tgi_node *new_node(tg_tape *tape, const tgi_op *
     return node;
 }
 
+/* The forward of a call failed: the message names the op and its inputs. */
+static TGI_NOINLINE tg_tensor *forward_failed(tgi_node *node) {
+    tg_tape *tape = node->call.tape;
+    if (tape->ctx->err_code == TG_OK)
+        record_fail(tape, node->op, node->call.inputs, node->call.n_inputs, TG_ERR_INVALID,
+                    "forward failed");
+    tape->pending_label[0] = '\0';
+    return NULL;
+}
+
 /* Inlined into tgi_record and tgi_record1: with n_inputs known to be 1, the compiler drops the
  * loops over inputs, which are most of a scalar op's recording cost. */
 TGI_ALWAYS_INLINE static inline tg_tensor *record(tg_tape *tape, const tgi_op *op,
@@ -354,12 +364,11 @@ TGI_ALWAYS_INLINE static inline tg_tensor *record(tg_tape *tape, const tgi_op *o
     if (check_inputs(tape, op, inputs, n_inputs, &record) != TG_OK) return NULL;
     tgi_node *node = new_node(tape, op, inputs, n_inputs, attrs, record);
     if (!node) return NULL;
+    if (op->forward(&node->call) != TG_OK) return forward_failed(node);
+    /* Read back from the node, as in the fast path below: only the node lives across the call. */
+    tape = node->call.tape;
     tg_tensor *output = node->call.output;
-    if (op->forward(&node->call) != TG_OK) {
-        if (tape->ctx->err_code == TG_OK)
-            record_fail(tape, op, inputs, n_inputs, TG_ERR_INVALID, "forward failed");
-        return NULL;
-    }
+    record = output->requires_grad;
     if (record) {
         if (tape->n_entries == tape->cap_entries && grow_entries(tape) != TG_OK) return NULL;
         output->node = (int32_t)tape->n_entries;
@@ -411,15 +420,6 @@ static TGI_NOINLINE tg_tensor *record1_general(tg_tape *tape, const tgi_op *op, 
     tg_tensor *output = record(tape, op, &x, 1, &attr);
     tape->pending_label[0] = '\0';
     return output;
-}
-
-/* The forward of a fast-path call failed: the message names the op and its input. */
-static TGI_NOINLINE tg_tensor *forward_failed(tgi_node *node) {
-    tg_tape *tape = node->call.tape;
-    if (tape->ctx->err_code == TG_OK)
-        record_fail(tape, node->op, node->call.inputs, 1, TG_ERR_INVALID, "forward failed");
-    tape->pending_label[0] = '\0';
-    return NULL;
 }
 
 /* After the forward: on the tape, then what watches (a pending label, anomaly mode, hooks). */
