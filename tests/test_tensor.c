@@ -43,6 +43,39 @@ Test(tensor, labels_and_names) {
     tg_ctx_free(ctx);
 }
 
+/* Labels of tape tensors live in storage that goes with their header slot: a label set in the
+ * second header chunk reads back, the tensor that takes that slot two steps later starts
+ * unlabelled, and the storage of other tensors is not touched. */
+Test(tensor, tape_labels_follow_their_header_slot) {
+    tg_ctx *ctx = tg_ctx_new();
+    tg_tape *tape = tg_tape_new(ctx);
+    tg_tensor *x = tg_set_label(tg_scalar(ctx, 0.5f), "x");
+    tg_set_requires_grad(x, true);
+    enum { N = 700 }; /* past the first chunk's 256 slots per half */
+    const char *seen[N];
+    for (int step = 0; step < 3; step++) {
+        tg_tape_reset(tape);
+        tg_tensor *y = x;
+        for (int i = 0; i < N; i++) {
+            if (step == 0 && i % 100 == 7) tg_tape_label_next(tape, "y%d", i);
+            y = i % 2 ? tg_tanh(tape, y) : tg_mul(tape, y, y); /* the one- and two-input paths */
+            cr_assert_not_null(y, "%s", tg_errmsg(ctx));
+            if (step == 0 && i == 650) cr_assert_not_null(tg_set_label(y, "late.%d", i));
+            seen[i] = y->label;
+        }
+        for (int i = 0; i < N; i++) {
+            char want[32] = "";
+            if (step == 0 && i % 100 == 7) snprintf(want, sizeof want, "y%d", i);
+            if (step == 0 && i == 650) snprintf(want, sizeof want, "late.650");
+            cr_expect_str_eq(seen[i], want, "step %d, op %d", step, i);
+        }
+        cr_assert_eq(tg_backward(tape, y), TG_OK, "%s", tg_errmsg(ctx));
+    }
+    cr_expect_str_eq(x->label, "x");
+    tg_tape_free(tape);
+    tg_ctx_free(ctx);
+}
+
 Test(tensor, rng_streams_are_fixed_by_the_seed) {
     /* The first outputs for seed 42: a change here breaks every user's reproducibility. */
     tg_rng rng;
