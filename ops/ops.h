@@ -175,6 +175,15 @@ TGI_HIDDEN void tgi_broadcast_plan(const tg_tensor *a, const tg_tensor *b, tgi_b
 TGI_HIDDEN void tgi_gemm(tg_ctx *ctx, bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k,
                          float alpha, const float *a, int64_t lda, const float *b, int64_t ldb,
                          float beta, float *c, int64_t ldc);
+/* C = bias + X W^T (bias added to every row first: the linear layer's order of additions), X
+ * m x k, W n x k; the bias rows are written piece by piece on the threads, beside the product. */
+TGI_HIDDEN void tgi_gemm_bias(tg_ctx *ctx, int64_t m, int64_t n, int64_t k, const float *x,
+                              int64_t ldx, const float *w, int64_t ldw, const float *bias, float *c,
+                              int64_t ldc);
+/* dst[j] += the sum over rows of src[r * ld + j], in row order: each column is summed whole by
+ * one thread, so the numbers are those of the serial loop at any thread count. */
+TGI_HIDDEN void tgi_add_column_sums(tg_ctx *ctx, int64_t rows, int64_t cols, const float *src,
+                                    int64_t ld, float *dst);
 /* One call of the loaded BLAS on this thread; false (nothing done) when there is none or the
  * dims do not fit its ints (ops/blas.c). */
 TGI_HIDDEN bool tgi_blas_gemm(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k,
