@@ -76,34 +76,63 @@ static int64_t piece_count(int64_t m, int64_t n, int64_t k, int64_t side, int64_
     return pieces;
 }
 
-/* The product, cut as the file header says; bias as in gemm_job. */
-static void gemm_cut(tg_ctx *ctx, bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k,
-                     float alpha, const float *a, int64_t lda, const float *b, int64_t ldb, float beta,
-                     const float *bias, float *c, int64_t ldc) {
-    bool split_columns = n >= m;
-    int64_t side = split_columns ? n : m, align = split_columns ? ALIGN_COLUMNS : ALIGN_ROWS;
-    int64_t pieces = piece_count(m, n, k, side, align);
-    if (pieces == 1) {
-        if (bias) copy_bias(bias, 0, n, m, c, ldc);
-        gemm_whole(trans_a, trans_b, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
-        return;
-    }
+/* Plans the cut of one product (as the file header says; bias as in gemm_job) into job, and
+ * returns its piece count. */
+static int64_t plan_cut(gemm_job *job, const tgi_gemm_args *p, const float *bias) {
+    bool split_columns = p->n >= p->m;
+    int64_t side = split_columns ? p->n : p->m, align = split_columns ? ALIGN_COLUMNS : ALIGN_ROWS;
+    int64_t pieces = piece_count(p->m, p->n, p->k, side, align);
     int64_t piece_len = (side + pieces - 1) / pieces;
     piece_len = (piece_len + align - 1) / align * align;
-    gemm_job job = {trans_a, trans_b, split_columns, m, n, k, lda, ldb, ldc, piece_len,
-                    alpha, beta, a, b, bias, c};
-    tgi_parallel_for(ctx, pieces, 1, gemm_pieces, &job);
+    *job = (gemm_job){p->trans_a, p->trans_b, split_columns, p->m, p->n, p->k, p->lda, p->ldb,
+                      p->ldc, piece_len, p->alpha, p->beta, p->a, p->b, bias, p->c};
+    return pieces;
+}
+
+static void gemm_cut(tg_ctx *ctx, const tgi_gemm_args *p, const float *bias) {
+    gemm_job job;
+    int64_t pieces = plan_cut(&job, p, bias);
+    if (pieces == 1) gemm_pieces(&job, 0, 1);
+    else tgi_parallel_for(ctx, pieces, 1, gemm_pieces, &job);
 }
 
 void tgi_gemm(tg_ctx *ctx, bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k,
               float alpha, const float *a, int64_t lda, const float *b, int64_t ldb, float beta,
               float *c, int64_t ldc) {
-    gemm_cut(ctx, trans_a, trans_b, m, n, k, alpha, a, lda, b, ldb, beta, NULL, c, ldc);
+    tgi_gemm_args p = {trans_a, trans_b, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc};
+    gemm_cut(ctx, &p, NULL);
 }
 
 void tgi_gemm_bias(tg_ctx *ctx, int64_t m, int64_t n, int64_t k, const float *x, int64_t ldx,
                    const float *w, int64_t ldw, const float *bias, float *c, int64_t ldc) {
-    gemm_cut(ctx, false, true, m, n, k, 1.0f, x, ldx, w, ldw, 1.0f, bias, c, ldc);
+    tgi_gemm_args p = {false, true, m, n, k, 1.0f, x, ldx, w, ldw, 1.0f, c, ldc};
+    gemm_cut(ctx, &p, bias);
+}
+
+/* The pieces of several products, numbered one product after another. */
+typedef struct gemm_batch {
+    gemm_job jobs[TGI_GEMM_BATCH_MAX];
+    int64_t first[TGI_GEMM_BATCH_MAX + 1]; /* product i's pieces are first[i]..first[i+1]-1 */
+    int count;
+} gemm_batch;
+
+static void batch_pieces(void *arg, int64_t begin, int64_t end) {
+    const gemm_batch *batch = arg;
+    for (int64_t piece = begin; piece < end; piece++) {
+        int i = 0;
+        while (piece >= batch->first[i + 1]) i++;
+        gemm_pieces((void *)&batch->jobs[i], piece - batch->first[i], piece - batch->first[i] + 1);
+    }
+}
+
+void tgi_gemm_batch(tg_ctx *ctx, const tgi_gemm_args *products, int count) {
+    gemm_batch batch = {.count = count};
+    if (count < 1 || count > TGI_GEMM_BATCH_MAX) {
+        for (int i = 0; i < count; i++) gemm_cut(ctx, &products[i], NULL); /* one at a time */
+        return;
+    }
+    for (int i = 0; i < count; i++) batch.first[i + 1] = batch.first[i] + plan_cut(&batch.jobs[i], &products[i], NULL);
+    tgi_parallel_for(ctx, batch.first[count], 1, batch_pieces, &batch);
 }
 
 /* ---- column sums --------------------------------------------------------------------------- */

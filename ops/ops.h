@@ -175,6 +175,24 @@ TGI_HIDDEN void tgi_broadcast_plan(const tg_tensor *a, const tg_tensor *b, tgi_b
 TGI_HIDDEN void tgi_gemm(tg_ctx *ctx, bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k,
                          float alpha, const float *a, int64_t lda, const float *b, int64_t ldb,
                          float beta, float *c, int64_t ldc);
+/* The arguments of one tgi_gemm call. */
+typedef struct tgi_gemm_args {
+    bool trans_a, trans_b;
+    int64_t m, n, k;
+    float alpha;
+    const float *a;
+    int64_t lda;
+    const float *b;
+    int64_t ldb;
+    float beta;
+    float *c;
+    int64_t ldc;
+} tgi_gemm_args;
+#define TGI_GEMM_BATCH_MAX 4
+/* Independent products (no product's C is another's A, B or C) in one parallel region instead
+ * of one each: the pieces of all of them, each cut as tgi_gemm cuts it, so the numbers are
+ * those of calling tgi_gemm on each in turn. */
+TGI_HIDDEN void tgi_gemm_batch(tg_ctx *ctx, const tgi_gemm_args *products, int count);
 /* C = bias + X W^T (bias added to every row first: the linear layer's order of additions), X
  * m x k, W n x k; the bias rows are written piece by piece on the threads, beside the product. */
 TGI_HIDDEN void tgi_gemm_bias(tg_ctx *ctx, int64_t m, int64_t n, int64_t k, const float *x,

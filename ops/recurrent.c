@@ -79,8 +79,16 @@ static void projection_backward(const tg_op_call *call, const float *dz, int64_t
     const tg_tensor *h = call->inputs[1], *w = call->inputs[2], *b = call->inputs[3];
     int64_t rows = h->shape[0], hidden = h->shape[1], width = w->shape[0];
     if (b->grad && !bias_done) tgi_add_column_sums(ctx, rows, width, dz, ld, b->grad);
-    if (h->grad) tgi_gemm(ctx, false, false, rows, hidden, width, 1.0f, dz, ld, w->data, hidden, 1.0f, h->grad, hidden);
-    if (w->grad) tgi_gemm(ctx, true, false, width, hidden, rows, 1.0f, dz, ld, h->data, hidden, 1.0f, w->grad, hidden);
+    /* dh += dz W and dW += dz^T h in one parallel region: one hand-off per step, not two */
+    tgi_gemm_args products[2];
+    int count = 0;
+    if (h->grad)
+        products[count++] = (tgi_gemm_args){false, false, rows, hidden, width, 1.0f, dz, ld, w->data,
+                                            hidden, 1.0f, h->grad, hidden};
+    if (w->grad)
+        products[count++] = (tgi_gemm_args){true, false, width, hidden, rows, 1.0f, dz, ld, h->data,
+                                            hidden, 1.0f, w->grad, hidden};
+    tgi_gemm_batch(ctx, products, count);
 }
 
 /* The elementwise part of a cell runs over row ranges on the context's threads. Rows are
@@ -94,7 +102,7 @@ typedef struct cell_job {
 /* A hand-off to another thread costs about a microsecond: each range gets at least this many
  * values, fewer where each value costs a tanh or an expf than where it costs a few flops. */
 #define GRAIN_TRANSCENDENTAL 1024
-#define GRAIN_ARITHMETIC 4096
+#define GRAIN_ARITHMETIC 2048
 
 static void over_rows(const tg_op_call *call, int64_t width, int64_t grain_values, tgi_range_fn fn,
                       int gates, float *buf) {

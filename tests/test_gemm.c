@@ -152,6 +152,33 @@ Test(gemm, bias_product_and_column_sums_match_the_serial_loops) {
     tg_ctx_free(ctx);
 }
 
+/* Products run in one region give the bits of tgi_gemm on each in turn, on 1 and 2 threads:
+ * the recurrent cells' dh and dW (32 x 128 x 512 and 512 x 128 x 32, both cut in pieces). */
+Test(gemm, batch_gives_the_bits_of_one_call_each) {
+    enum { B = 32, H = 128, W = 512 };
+    static float dz[B * W], w[W * H], h[B * H], dh_want[B * H], dw_want[W * H], dh[B * H], dw[W * H];
+    tg_rng rng;
+    tg_rng_seed(&rng, 4);
+    for (int i = 0; i < B * W; i++) dz[i] = tg_rng_uniform(&rng) - 0.5f;
+    for (int i = 0; i < W * H; i++) w[i] = dw_want[i] = tg_rng_uniform(&rng) - 0.5f;
+    for (int i = 0; i < B * H; i++) h[i] = dh_want[i] = tg_rng_uniform(&rng) - 0.5f;
+    tg_ctx *ctx = tg_ctx_new();
+    cr_assert(ctx);
+    tgi_gemm(ctx, false, false, B, H, W, 1.0f, dz, W, w, H, 1.0f, dh_want, H);
+    tgi_gemm(ctx, true, false, W, H, B, 1.0f, dz, W, h, H, 1.0f, dw_want, H);
+    for (int threads = 1; threads <= 2; threads++) {
+        cr_assert_eq(tg_ctx_set_threads(ctx, threads), TG_OK);
+        memcpy(dh, h, sizeof dh);
+        memcpy(dw, w, sizeof dw);
+        tgi_gemm_args products[2] = {{false, false, B, H, W, 1.0f, dz, W, w, H, 1.0f, dh, H},
+                                     {true, false, W, H, B, 1.0f, dz, W, h, H, 1.0f, dw, H}};
+        tgi_gemm_batch(ctx, products, 2);
+        cr_expect(memcmp(dh, dh_want, sizeof dh) == 0, "%d threads: the first product differs", threads);
+        cr_expect(memcmp(dw, dw_want, sizeof dw) == 0, "%d threads: the second product differs", threads);
+    }
+    tg_ctx_free(ctx);
+}
+
 Test(gemm, backend_is_named) {
     const char *backend = tg_gemm_backend();
     cr_assert(backend && *backend);
