@@ -25,6 +25,8 @@ typedef struct gemm_job {
     const float *a, *b;
     const float *bias; /* NULL, or n floats that C's rows start from (then beta is 1) */
     float *c;
+    tgi_gemm_epilogue then; /* NULL, or run on each piece of C once it is computed */
+    void *then_arg;
 } gemm_job;
 
 /* C[r, from..from+len) = bias[from..from+len) for rows 0..m: the start of a biased product. */
@@ -51,11 +53,13 @@ static void gemm_pieces(void *arg, int64_t begin, int64_t end) {
             if (j->bias) copy_bias(j->bias, from, len, j->m, j->c, j->ldc);
             gemm_whole(j->trans_a, j->trans_b, j->m, len, j->k, j->alpha, j->a, j->lda, b, j->ldb,
                        j->beta, j->c + from, j->ldc);
+            if (j->then) j->then(j->then_arg, 0, j->m, from, from + len);
         } else { /* rows from..from+len of op(A) and of C */
             const float *a = j->trans_a ? j->a + from : j->a + from * j->lda;
             if (j->bias) copy_bias(j->bias, 0, j->n, len, j->c + from * j->ldc, j->ldc);
             gemm_whole(j->trans_a, j->trans_b, len, j->n, j->k, j->alpha, a, j->lda, j->b, j->ldb,
                        j->beta, j->c + from * j->ldc, j->ldc);
+            if (j->then) j->then(j->then_arg, from, from + len, 0, j->n);
         }
     }
 }
@@ -85,7 +89,7 @@ static int64_t plan_cut(gemm_job *job, const tgi_gemm_args *p, const float *bias
     int64_t piece_len = (side + pieces - 1) / pieces;
     piece_len = (piece_len + align - 1) / align * align;
     *job = (gemm_job){p->trans_a, p->trans_b, split_columns, p->m, p->n, p->k, p->lda, p->ldb,
-                      p->ldc, piece_len, p->alpha, p->beta, p->a, p->b, bias, p->c};
+                      p->ldc, piece_len, p->alpha, p->beta, p->a, p->b, bias, p->c, NULL, NULL};
     return pieces;
 }
 
@@ -107,6 +111,22 @@ void tgi_gemm_bias(tg_ctx *ctx, int64_t m, int64_t n, int64_t k, const float *x,
                    const float *w, int64_t ldw, const float *bias, float *c, int64_t ldc) {
     tgi_gemm_args p = {false, true, m, n, k, 1.0f, x, ldx, w, ldw, 1.0f, c, ldc};
     gemm_cut(ctx, &p, bias);
+}
+
+bool tgi_gemm_bias_then(tg_ctx *ctx, int64_t m, int64_t n, int64_t k, const float *x, int64_t ldx,
+                        const float *w, int64_t ldw, const float *bias, float *c, int64_t ldc,
+                        tgi_gemm_epilogue then, void *arg) {
+    tgi_gemm_args p = {false, true, m, n, k, 1.0f, x, ldx, w, ldw, 1.0f, c, ldc};
+    gemm_job job;
+    int64_t pieces = plan_cut(&job, &p, bias);
+    if (pieces == 1) {
+        gemm_pieces(&job, 0, 1);
+        return false;
+    }
+    job.then = then;
+    job.then_arg = arg;
+    tgi_parallel_for(ctx, pieces, 1, gemm_pieces, &job);
+    return true;
 }
 
 /* The pieces of several products, numbered one product after another. */

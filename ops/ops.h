@@ -198,6 +198,16 @@ TGI_HIDDEN void tgi_gemm_batch(tg_ctx *ctx, const tgi_gemm_args *products, int c
 TGI_HIDDEN void tgi_gemm_bias(tg_ctx *ctx, int64_t m, int64_t n, int64_t k, const float *x,
                               int64_t ldx, const float *w, int64_t ldw, const float *bias, float *c,
                               int64_t ldc);
+/* Work on the block rows [row_begin, row_end) x columns [col_begin, col_end) of a product. */
+typedef void (*tgi_gemm_epilogue)(void *arg, int64_t row_begin, int64_t row_end, int64_t col_begin,
+                                  int64_t col_end);
+/* tgi_gemm_bias, and `then` on each piece of C right after it is computed, on the thread that
+ * computed it (the data still in its cache, no second hand-off), when the product is cut into
+ * pieces; returns false, not having run `then`, when it is not (the caller then runs its pass
+ * its own way: a product too small to cut may come with a pass large enough to share). */
+TGI_HIDDEN bool tgi_gemm_bias_then(tg_ctx *ctx, int64_t m, int64_t n, int64_t k, const float *x,
+                                   int64_t ldx, const float *w, int64_t ldw, const float *bias,
+                                   float *c, int64_t ldc, tgi_gemm_epilogue then, void *arg);
 /* dst[j] += the sum over rows of src[r * ld + j], in row order: each column is summed whole by
  * one thread, so the numbers are those of the serial loop at any thread count. */
 TGI_HIDDEN void tgi_add_column_sums(tg_ctx *ctx, int64_t rows, int64_t cols, const float *src,

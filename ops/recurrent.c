@@ -72,6 +72,14 @@ static void recurrent_projection(const tg_op_call *call, float *proj, int64_t ld
     tgi_gemm_bias(call->tape->ctx, rows, width, hidden, h->data, hidden, w->data, hidden, b->data, proj, ld);
 }
 
+/* The same into the output ([B, width]), with `then` on each piece (tgi_gemm_bias_then). */
+static bool recurrent_projection_then(const tg_op_call *call, tgi_gemm_epilogue then, void *arg) {
+    const tg_tensor *h = call->inputs[1], *w = call->inputs[2], *b = call->inputs[3];
+    int64_t rows = h->shape[0], hidden = h->shape[1], width = w->shape[0];
+    return tgi_gemm_bias_then(call->tape->ctx, rows, width, hidden, h->data, hidden, w->data, hidden,
+                              b->data, call->output->data, width, then, arg);
+}
+
 /* The VJP of recurrent_projection, given its output gradient dz with rows ld apart; the bias
  * gradient too unless the caller has added it already. */
 static void projection_backward(const tg_op_call *call, const float *dz, int64_t ld, bool bias_done) {
@@ -130,25 +138,36 @@ static bool block_is_tanh(int gates, int64_t block) {
     return gates == 1 || block == 2;
 }
 
-static void activate_rows(void *arg, int64_t begin, int64_t end) {
+/* Rows [row_begin, row_end) x columns [col_begin, col_end) of the gates: y = act(xp_t + y), y
+ * holding the recurrent projection on entry; a piece per gate block the columns touch. */
+static void activate_block(void *arg, int64_t row_begin, int64_t row_end, int64_t col_begin, int64_t col_end) {
     const cell_job *job = arg;
     step_slab s = slab_of(job->call);
     int64_t hidden = s.width / job->gates;
-    for (int64_t r = begin; r < end; r++)
-        for (int64_t k = 0; k < job->gates; k++) {
-            float *restrict y = job->call->output->data + r * s.width + k * hidden;
-            const float *restrict x = job->call->inputs[0]->data + s.offset + r * s.stride + k * hidden;
+    for (int64_t r = row_begin; r < row_end; r++)
+        for (int64_t c = col_begin; c < col_end;) {
+            int64_t k = c / hidden, stop = (k + 1) * hidden < col_end ? (k + 1) * hidden : col_end;
+            float *restrict y = job->call->output->data + r * s.width;
+            const float *restrict x = job->call->inputs[0]->data + s.offset + r * s.stride;
             if (block_is_tanh(job->gates, k))
-                for (int64_t j = 0; j < hidden; j++) y[j] = tgi_tanhf(x[j] + y[j]);
+                for (int64_t j = c; j < stop; j++) y[j] = tgi_tanhf(x[j] + y[j]);
             else
-                for (int64_t j = 0; j < hidden; j++) y[j] = tgi_sigmoid(x[j] + y[j]);
+                for (int64_t j = c; j < stop; j++) y[j] = tgi_sigmoid(x[j] + y[j]);
+            c = stop;
         }
 }
 
+static void activate_rows(void *arg, int64_t begin, int64_t end) {
+    const cell_job *job = arg;
+    activate_block(arg, begin, end, 0, job->call->output->shape[1]);
+}
+
+/* The activation runs on each piece of the product as it is done (one hand-off per step, not
+ * two), or over row ranges when the product is not cut. */
 static tg_status gates_forward(tg_op_call *call, int gates) {
-    step_slab s = slab_of(call);
-    recurrent_projection(call, call->output->data, s.width);
-    over_rows(call, s.width, GRAIN_TRANSCENDENTAL, activate_rows, gates, NULL);
+    cell_job job = {call, gates, NULL};
+    if (!recurrent_projection_then(call, activate_block, &job))
+        over_rows(call, call->output->shape[1], GRAIN_TRANSCENDENTAL, activate_rows, gates, NULL);
     return TG_OK;
 }
 

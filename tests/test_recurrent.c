@@ -148,6 +148,38 @@ Test(rnn, every_cell_op_passes_gradcheck) {
     tg_ctx_free(ctx);
 }
 
+/* At the bench's size the gates' product is cut into pieces (on 2 or more cores) and each piece
+ * is activated as soon as it is computed: the gates must still be those of the unfused ops,
+ * on 1 thread and on 2. */
+Test(rnn, lstm_gates_activated_piece_by_piece_match_the_composition) {
+    enum { B = 32, T = 2, H = 128 };
+    tg_ctx *ctx = tg_ctx_new();
+    tg_tape *tape = tg_tape_new(ctx);
+    tg_tensor *xp = tg_tape_zeros(tape, TG_SHAPE(B, T, 4 * H)), *h = tg_tape_zeros(tape, TG_SHAPE(B, H));
+    tg_tensor *w = tg_tape_zeros(tape, TG_SHAPE(4 * H, H)), *b = tg_tape_zeros(tape, TG_SHAPE(4 * H));
+    tg_tensor *all[4] = {xp, h, w, b};
+    for (int i = 0; i < 4; i++) tg_fill_normal(all[i], 0, i == 2 ? 0.1f : 1.0f, (uint64_t)i + 1);
+    tg_tensor *z = tg_add(tape, tg_reshape(tape, tg_slice(tape, xp, 1, 1, 2), TG_SHAPE(B, 4 * H)), tg_linear(tape, h, w, b));
+    tg_tensor *want[4];
+    for (int k = 0; k < 4; k++) {
+        tg_tensor *block = tg_slice(tape, z, 1, k * H, (k + 1) * H);
+        want[k] = k == 2 ? tg_tanh(tape, block) : tg_sigmoid(tape, block);
+    }
+    for (int threads = 1; threads <= 2; threads++) {
+        cr_assert_eq(tg_ctx_set_threads(ctx, threads), TG_OK);
+        tg_named_attr step = TG_I64("step", 1);
+        tg_tensor *gates = tg_call(tape, "lstm_gates", all, 4, &step, 1);
+        cr_assert_not_null(gates, "%s", tg_errmsg(ctx));
+        for (int k = 0; k < 4; k++) {
+            tg_tensor *got = tg_slice(tape, gates, 1, k * H, (k + 1) * H);
+            cr_assert_not_null(got, "%s", tg_errmsg(ctx));
+            expect_close(got->data, want[k]->data, B * H, 1e-6f, threads == 1 ? "gates, 1 thread" : "gates, 2 threads");
+        }
+    }
+    tg_tape_free(tape);
+    tg_ctx_free(ctx);
+}
+
 Test(rnn, a_step_outside_the_sequence_is_refused) {
     tg_ctx *ctx = tg_ctx_new();
     tg_tape *tape = tg_tape_new(ctx);
