@@ -65,22 +65,19 @@ static tg_status check_cell(const tg_op_call *call, int gates) {
 }
 
 /* proj[b, :width] = b_hh + h W_hh^T, rows ld apart (the linear op's order of additions, so a
- * fused cell gives the same numbers as the composition of linear, add and the activations). */
-static void recurrent_projection(const tg_op_call *call, float *proj, int64_t ld) {
-    const tg_tensor *h = call->inputs[1], *w = call->inputs[2], *b = call->inputs[3];
-    int64_t rows = h->shape[0], hidden = h->shape[1], width = w->shape[0];
-    tgi_gemm_bias(call->tape->ctx, rows, width, hidden, h->data, hidden, w->data, hidden, b->data, proj, ld);
-}
-
-/* The same into the output ([B, width]), with `then` on each piece (tgi_gemm_bias_then). */
-static bool recurrent_projection_then(const tg_op_call *call, tgi_gemm_epilogue then, void *arg) {
+ * fused cell gives the same numbers as the composition of linear, add and the activations),
+ * then `then` on each piece of rows (tgi_gemm_bias_then): the cell's pass over those rows runs
+ * on the core that computed them, and so does the next step's, which reads its rows of h, so a
+ * batch row's recurrence stays on one core. False, `then` not run, when the product was not cut. */
+static bool recurrent_projection_then(const tg_op_call *call, float *proj, int64_t ld,
+                                      tgi_gemm_epilogue then, void *arg) {
     const tg_tensor *h = call->inputs[1], *w = call->inputs[2], *b = call->inputs[3];
     int64_t rows = h->shape[0], hidden = h->shape[1], width = w->shape[0];
     return tgi_gemm_bias_then(call->tape->ctx, rows, width, hidden, h->data, hidden, w->data, hidden,
-                              b->data, call->output->data, width, then, arg);
+                              b->data, proj, ld, then, arg);
 }
 
-/* The VJP of recurrent_projection, given its output gradient dz with rows ld apart; the bias
+/* The VJP of the recurrent projection, given its output gradient dz with rows ld apart; the bias
  * gradient too unless the caller has added it already. */
 static void projection_backward(const tg_op_call *call, const float *dz, int64_t ld, bool bias_done) {
     tg_ctx *ctx = call->tape->ctx;
@@ -92,7 +89,7 @@ static void projection_backward(const tg_op_call *call, const float *dz, int64_t
     int count = 0;
     if (h->grad)
         products[count++] = (tgi_gemm_args){false, false, rows, hidden, width, 1.0f, dz, ld, w->data,
-                                            hidden, 1.0f, h->grad, hidden};
+                                            hidden, 1.0f, h->grad, hidden, true};
     if (w->grad)
         products[count++] = (tgi_gemm_args){true, false, width, hidden, rows, 1.0f, dz, ld, h->data,
                                             hidden, 1.0f, w->grad, hidden};
@@ -166,7 +163,7 @@ static void activate_rows(void *arg, int64_t begin, int64_t end) {
  * two), or over row ranges when the product is not cut. */
 static tg_status gates_forward(tg_op_call *call, int gates) {
     cell_job job = {call, gates, NULL};
-    if (!recurrent_projection_then(call, activate_block, &job))
+    if (!recurrent_projection_then(call, call->output->data, call->output->shape[1], activate_block, &job))
         over_rows(call, call->output->shape[1], GRAIN_TRANSCENDENTAL, activate_rows, gates, NULL);
     return TG_OK;
 }
@@ -434,12 +431,19 @@ static void gru_grad_rows(void *arg, int64_t begin, int64_t end) {
     }
 }
 
+static void gru_row_block(void *arg, int64_t row_begin, int64_t row_end, int64_t col_begin, int64_t col_end) {
+    (void)col_begin; /* whole rows: the product is cut by rows */
+    (void)col_end;
+    gru_rows(arg, row_begin, row_end);
+}
+
 static tg_status gru_cell_forward(tg_op_call *call) {
     int64_t hidden = call->inputs[1]->shape[1];
     float *saved = tg_op_save_for_backward(call, (size_t)call->output->size * 4 * sizeof(float));
     if (!saved) return TG_ERR_NOMEM;
-    recurrent_projection(call, saved, 4 * hidden);
-    over_rows(call, 4 * hidden, GRAIN_TRANSCENDENTAL, gru_rows, 3, saved);
+    cell_job job = {call, 3, saved};
+    if (!recurrent_projection_then(call, saved, 4 * hidden, gru_row_block, &job))
+        over_rows(call, 4 * hidden, GRAIN_TRANSCENDENTAL, gru_rows, 3, saved);
     return TG_OK;
 }
 
