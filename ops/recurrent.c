@@ -26,9 +26,9 @@
  * a VJP are zeroed, so the VJPs add (+=) everywhere.
  *
  * The GEMMs run on the context's threads through tgi_gemm; the elementwise passes are cut into
- * row ranges (tgi_parallel_for), and passes that also sum over rows (the bias gradient) into
- * column ranges, each column summed in row order by one thread: the numbers do not depend on
- * the thread count.
+ * row ranges (tgi_parallel_for), the forward's done on each piece of the product's rows by the
+ * thread that computed it. Rows are independent, and the one sum over rows (the bias gradient)
+ * is a product too, so the numbers do not depend on the thread count.
  */
 #include "ops/kernels.h"
 
@@ -77,23 +77,32 @@ static bool recurrent_projection_then(const tg_op_call *call, float *proj, int64
                               b->data, proj, ld, then, arg);
 }
 
-/* The VJP of the recurrent projection, given its output gradient dz with rows ld apart; the bias
- * gradient too unless the caller has added it already. */
-static void projection_backward(const tg_op_call *call, const float *dz, int64_t ld, bool bias_done) {
+/* The VJP of the recurrent projection, given its output gradient dz with rows ld apart: dh +=
+ * dz W, dW += dz^T h and db += 1^T dz, three products in one parallel region (one hand-off per
+ * step, not three; each product cut as tgi_gemm cuts it, so the numbers do not depend on the
+ * thread count). The bias's is a product so that no pass over dz by columns is needed: the
+ * passes before work by rows, on the core that holds them. */
+static tg_status projection_backward(const tg_op_call *call, const float *dz, int64_t ld) {
     tg_ctx *ctx = call->tape->ctx;
     const tg_tensor *h = call->inputs[1], *w = call->inputs[2], *b = call->inputs[3];
     int64_t rows = h->shape[0], hidden = h->shape[1], width = w->shape[0];
-    if (b->grad && !bias_done) tgi_add_column_sums(ctx, rows, width, dz, ld, b->grad);
-    /* dh += dz W and dW += dz^T h in one parallel region: one hand-off per step, not two */
-    tgi_gemm_args products[2];
+    tgi_gemm_args products[3];
     int count = 0;
     if (h->grad)
         products[count++] = (tgi_gemm_args){false, false, rows, hidden, width, 1.0f, dz, ld, w->data,
                                             hidden, 1.0f, h->grad, hidden, true};
     if (w->grad)
         products[count++] = (tgi_gemm_args){true, false, width, hidden, rows, 1.0f, dz, ld, h->data,
-                                            hidden, 1.0f, w->grad, hidden};
+                                            hidden, 1.0f, w->grad, hidden, false};
+    if (b->grad) {
+        float *ones = tgi_arena_alloc(&call->tape->arena, (size_t)rows * sizeof(float));
+        if (!ones) return tg_op_fail(call, TG_ERR_NOMEM, "out of memory for the bias gradient");
+        for (int64_t r = 0; r < rows; r++) ones[r] = 1.0f;
+        products[count++] = (tgi_gemm_args){false, false, 1, width, rows, 1.0f, ones, rows, dz, ld,
+                                            1.0f, b->grad, width, false};
+    }
     tgi_gemm_batch(ctx, products, count);
+    return TG_OK;
 }
 
 /* The elementwise part of a cell runs over row ranges on the context's threads. Rows are
@@ -114,18 +123,6 @@ static void over_rows(const tg_op_call *call, int64_t width, int64_t grain_value
     cell_job job = {call, gates, buf};
     int64_t grain = grain_values / width;
     tgi_parallel_for(call->tape->ctx, call->output->shape[0], grain > 1 ? grain : 1, fn, &job);
-}
-
-/* Columns are cut in blocks of whole vectors, for passes that also sum over rows (each column
- * summed in row order by one thread: the numbers of the serial loop at any thread count). */
-#define COLUMN_BLOCK 16
-
-static void over_columns(const tg_op_call *call, int64_t width, int64_t grain_values, tgi_range_fn fn,
-                         int gates, float *buf) {
-    cell_job job = {call, gates, buf};
-    int64_t blocks = (width + COLUMN_BLOCK - 1) / COLUMN_BLOCK;
-    int64_t grain = grain_values / (call->output->shape[0] * COLUMN_BLOCK);
-    tgi_parallel_for(call->tape->ctx, blocks, grain > 1 ? grain : 1, fn, &job);
 }
 
 /* ---- rnn_cell and lstm_gates: activated gates = act(xp_t + b_hh + h W_hh^T) ---------------- */
@@ -182,25 +179,20 @@ static void sigmoid_grad_in_place(float *restrict dz, const float *restrict y, i
     for (int64_t j = 0; j < n; j++) dz[j] *= y[j] * (1.0f - y[j]);
 }
 
-/* Over a range of column blocks, every row: dz *= act'(y) in place (job->buf holds dy on
- * entry), xp's slab += dz, and b_hh's gradient += the column sums of dz, in one pass. */
-static void pre_activation_columns(void *arg, int64_t begin, int64_t end) {
+/* dz *= act'(y) in place (job->buf holds dy on entry), and xp's slab += dz, over rows. */
+static void pre_activation_rows(void *arg, int64_t begin, int64_t end) {
     const cell_job *job = arg;
     step_slab s = slab_of(job->call);
-    int64_t hidden = s.width / job->gates, rows = job->call->output->shape[0];
-    int64_t from = begin * COLUMN_BLOCK, to = end * COLUMN_BLOCK < s.width ? end * COLUMN_BLOCK : s.width;
-    float *gx = job->call->inputs[0]->grad, *gb = job->call->inputs[3]->grad;
-    for (int64_t r = 0; r < rows; r++) {
+    int64_t hidden = s.width / job->gates;
+    float *gx = job->call->inputs[0]->grad;
+    for (int64_t r = begin; r < end; r++) {
         float *dz = job->buf + r * s.width;
         const float *y = job->call->output->data + r * s.width;
-        for (int64_t c = from; c < to;) { /* a piece per gate block the range touches */
-            int64_t k = c / hidden, stop = (k + 1) * hidden < to ? (k + 1) * hidden : to;
-            if (block_is_tanh(job->gates, k)) tanh_grad_in_place(dz + c, y + c, stop - c);
-            else sigmoid_grad_in_place(dz + c, y + c, stop - c);
-            c = stop;
+        for (int64_t k = 0; k < job->gates; k++) {
+            if (block_is_tanh(job->gates, k)) tanh_grad_in_place(dz + k * hidden, y + k * hidden, hidden);
+            else sigmoid_grad_in_place(dz + k * hidden, y + k * hidden, hidden);
         }
-        if (gx) add_to(gx + s.offset + r * s.stride + from, dz + from, to - from);
-        if (gb) add_to(gb + from, dz + from, to - from);
+        if (gx) add_to(gx + s.offset + r * s.stride, dz, s.width);
     }
 }
 
@@ -216,9 +208,8 @@ static tg_status gates_backward(const tg_op_call *call, int gates) {
             return tg_op_fail(call, TG_ERR_NOMEM, "out of memory for the pre-activation gradient");
         memcpy(dz, call->output->grad, bytes);
     }
-    over_columns(call, s.width, GRAIN_ARITHMETIC, pre_activation_columns, gates, dz);
-    projection_backward(call, dz, s.width, true);
-    return TG_OK;
+    over_rows(call, s.width, GRAIN_ARITHMETIC, pre_activation_rows, gates, dz);
+    return projection_backward(call, dz, s.width);
 }
 
 static tg_status rnn_cell_infer(const tg_op_call *call, tg_shape *out) {
@@ -450,8 +441,7 @@ static tg_status gru_cell_forward(tg_op_call *call) {
 static tg_status gru_cell_backward(const tg_op_call *call) {
     int64_t hidden = call->inputs[1]->shape[1];
     over_rows(call, 4 * hidden, GRAIN_ARITHMETIC, gru_grad_rows, 3, call->saved);
-    projection_backward(call, call->saved, 4 * hidden, false);
-    return TG_OK;
+    return projection_backward(call, call->saved, 4 * hidden);
 }
 
 /* ---- registry entries ---------------------------------------------------------------------- */
