@@ -1,9 +1,8 @@
 /*
  * ops/gemm.c — the one entry point for matrix products: backend choice and threads.
  *
- * A product large enough to share is cut into pieces along the longer side of C (or by rows
- * when the caller asks: passes that follow it by rows then find their rows in the cache of the
- * core that computed them), and the pieces are spread over the context's threads. The cut depends on the shapes and on the
+ * A product large enough to share is cut into pieces along the longer side of C, and the
+ * pieces are spread over the context's threads. The cut depends on the shapes and on the
  * machine's core count only — never on tg_ctx_set_threads — so a run gives the same numbers
  * with 1 thread as with 2. Each piece is one call of the backend (the loaded BLAS, running
  * single-threaded, or the portable kernels), computing its own rows or columns of C whole:
@@ -84,7 +83,7 @@ static int64_t piece_count(int64_t m, int64_t n, int64_t k, int64_t side, int64_
 /* Plans the cut of one product (as the file header says; bias as in gemm_job) into job, and
  * returns its piece count. */
 static int64_t plan_cut(gemm_job *job, const tgi_gemm_args *p, const float *bias) {
-    bool split_columns = !p->cut_rows && p->n >= p->m;
+    bool split_columns = p->n >= p->m;
     int64_t side = split_columns ? p->n : p->m, align = split_columns ? ALIGN_COLUMNS : ALIGN_ROWS;
     int64_t pieces = piece_count(p->m, p->n, p->k, side, align);
     int64_t piece_len = (side + pieces - 1) / pieces;
@@ -117,7 +116,7 @@ void tgi_gemm_bias(tg_ctx *ctx, int64_t m, int64_t n, int64_t k, const float *x,
 bool tgi_gemm_bias_then(tg_ctx *ctx, int64_t m, int64_t n, int64_t k, const float *x, int64_t ldx,
                         const float *w, int64_t ldw, const float *bias, float *c, int64_t ldc,
                         tgi_gemm_epilogue then, void *arg) {
-    tgi_gemm_args p = {false, true, m, n, k, 1.0f, x, ldx, w, ldw, 1.0f, c, ldc, true};
+    tgi_gemm_args p = {false, true, m, n, k, 1.0f, x, ldx, w, ldw, 1.0f, c, ldc};
     gemm_job job;
     int64_t pieces = plan_cut(&job, &p, bias);
     if (pieces == 1) {

@@ -187,7 +187,6 @@ typedef struct tgi_gemm_args {
     float beta;
     float *c;
     int64_t ldc;
-    bool cut_rows;          /* cut C by rows whatever its shape, not along its longer side */
 } tgi_gemm_args;
 #define TGI_GEMM_BATCH_MAX 4
 /* Independent products (no product's C is another's A, B or C) in one parallel region instead
@@ -202,8 +201,8 @@ TGI_HIDDEN void tgi_gemm_bias(tg_ctx *ctx, int64_t m, int64_t n, int64_t k, cons
 /* Work on the block rows [row_begin, row_end) x columns [col_begin, col_end) of a product. */
 typedef void (*tgi_gemm_epilogue)(void *arg, int64_t row_begin, int64_t row_end, int64_t col_begin,
                                   int64_t col_end);
-/* tgi_gemm_bias cut by rows, and `then` on each piece of C (whole rows) right after it is
- * computed, on the thread that computed it (the data still in its cache, no second hand-off), when the product is cut into
+/* tgi_gemm_bias, and `then` on each piece of C right after it is computed, on the thread that
+ * computed it (the data still in its cache, no second hand-off), when the product is cut into
  * pieces; returns false, not having run `then`, when it is not (the caller then runs its pass
  * its own way: a product too small to cut may come with a pass large enough to share). */
 TGI_HIDDEN bool tgi_gemm_bias_then(tg_ctx *ctx, int64_t m, int64_t n, int64_t k, const float *x,

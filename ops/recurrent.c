@@ -26,8 +26,8 @@
  * a VJP are zeroed, so the VJPs add (+=) everywhere.
  *
  * The GEMMs run on the context's threads through tgi_gemm; the elementwise passes are cut into
- * row ranges (tgi_parallel_for), the forward's done on each piece of the product's rows by the
- * thread that computed it. Rows are independent, and the one sum over rows (the bias gradient)
+ * row ranges (tgi_parallel_for); the LSTM's and the RNN's gates are activated on each piece of
+ * their product by the thread that computed it. Rows are independent, and the one sum over rows (the bias gradient)
  * is a product too, so the numbers do not depend on the thread count.
  */
 #include "ops/kernels.h"
@@ -66,11 +66,10 @@ static tg_status check_cell(const tg_op_call *call, int gates) {
 
 /* proj[b, :width] = b_hh + h W_hh^T, rows ld apart (the linear op's order of additions, so a
  * fused cell gives the same numbers as the composition of linear, add and the activations),
- * then `then` on each piece of rows (tgi_gemm_bias_then): the cell's pass over those rows runs
- * on the core that computed them, and so does the next step's, which reads its rows of h, so a
- * batch row's recurrence stays on one core. False, `then` not run, when the product was not cut. */
-static bool recurrent_projection_then(const tg_op_call *call, float *proj, int64_t ld,
-                                      tgi_gemm_epilogue then, void *arg) {
+ * then, when the product is cut into pieces, `then` on each piece (tgi_gemm_bias_then) by the
+ * thread that computed it; false, `then` not run, when it is not cut. */
+static bool recurrent_projection(const tg_op_call *call, float *proj, int64_t ld, tgi_gemm_epilogue then,
+                                 void *arg) {
     const tg_tensor *h = call->inputs[1], *w = call->inputs[2], *b = call->inputs[3];
     int64_t rows = h->shape[0], hidden = h->shape[1], width = w->shape[0];
     return tgi_gemm_bias_then(call->tape->ctx, rows, width, hidden, h->data, hidden, w->data, hidden,
@@ -90,16 +89,16 @@ static tg_status projection_backward(const tg_op_call *call, const float *dz, in
     int count = 0;
     if (h->grad)
         products[count++] = (tgi_gemm_args){false, false, rows, hidden, width, 1.0f, dz, ld, w->data,
-                                            hidden, 1.0f, h->grad, hidden, true};
+                                            hidden, 1.0f, h->grad, hidden};
     if (w->grad)
         products[count++] = (tgi_gemm_args){true, false, width, hidden, rows, 1.0f, dz, ld, h->data,
-                                            hidden, 1.0f, w->grad, hidden, false};
+                                            hidden, 1.0f, w->grad, hidden};
     if (b->grad) {
         float *ones = tgi_arena_alloc(&call->tape->arena, (size_t)rows * sizeof(float));
         if (!ones) return tg_op_fail(call, TG_ERR_NOMEM, "out of memory for the bias gradient");
         for (int64_t r = 0; r < rows; r++) ones[r] = 1.0f;
         products[count++] = (tgi_gemm_args){false, false, 1, width, rows, 1.0f, ones, rows, dz, ld,
-                                            1.0f, b->grad, width, false};
+                                            1.0f, b->grad, width};
     }
     tgi_gemm_batch(ctx, products, count);
     return TG_OK;
@@ -160,7 +159,7 @@ static void activate_rows(void *arg, int64_t begin, int64_t end) {
  * two), or over row ranges when the product is not cut. */
 static tg_status gates_forward(tg_op_call *call, int gates) {
     cell_job job = {call, gates, NULL};
-    if (!recurrent_projection_then(call, call->output->data, call->output->shape[1], activate_block, &job))
+    if (!recurrent_projection(call, call->output->data, call->output->shape[1], activate_block, &job))
         over_rows(call, call->output->shape[1], GRAIN_TRANSCENDENTAL, activate_rows, gates, NULL);
     return TG_OK;
 }
@@ -422,19 +421,14 @@ static void gru_grad_rows(void *arg, int64_t begin, int64_t end) {
     }
 }
 
-static void gru_row_block(void *arg, int64_t row_begin, int64_t row_end, int64_t col_begin, int64_t col_end) {
-    (void)col_begin; /* whole rows: the product is cut by rows */
-    (void)col_end;
-    gru_rows(arg, row_begin, row_end);
-}
-
 static tg_status gru_cell_forward(tg_op_call *call) {
     int64_t hidden = call->inputs[1]->shape[1];
     float *saved = tg_op_save_for_backward(call, (size_t)call->output->size * 4 * sizeof(float));
     if (!saved) return TG_ERR_NOMEM;
-    cell_job job = {call, 3, saved};
-    if (!recurrent_projection_then(call, saved, 4 * hidden, gru_row_block, &job))
-        over_rows(call, 4 * hidden, GRAIN_TRANSCENDENTAL, gru_rows, 3, saved);
+    /* r, z and n of a row come from different pieces of the product (cut along its columns):
+     * the row pass waits for all of them */
+    recurrent_projection(call, saved, 4 * hidden, NULL, NULL);
+    over_rows(call, 4 * hidden, GRAIN_TRANSCENDENTAL, gru_rows, 3, saved);
     return TG_OK;
 }
 

@@ -163,8 +163,7 @@ static tg_tensor *bench_sized_cell_inputs(tg_tape *tape, int gates, tg_tensor **
 
 /* At the bench's size the gates' product is cut into pieces (on 2 or more cores) and each piece
  * is activated as soon as it is computed: the gates must still be those of the unfused ops,
- * on 1 thread and on 2. Within 1e-5, not 1e-6: the pieces are rows, the linear op cuts the same
- * product by columns, and BLAS rounds a 128-term dot product differently in the two (~2 ulp). */
+ * on 1 thread and on 2. Within 1e-5, the rounding of 128-term dot products in another order. */
 Test(rnn, lstm_gates_activated_piece_by_piece_match_the_composition) {
     tg_ctx *ctx = tg_ctx_new();
     tg_tape *tape = tg_tape_new(ctx);
@@ -192,7 +191,7 @@ Test(rnn, lstm_gates_activated_piece_by_piece_match_the_composition) {
     tg_ctx_free(ctx);
 }
 
-/* The GRU's cell likewise: its rows are finished on the core that computed their product. */
+/* The GRU's cell likewise, its product cut into pieces. */
 Test(rnn, gru_cell_finished_piece_by_piece_matches_the_composition) {
     tg_ctx *ctx = tg_ctx_new();
     tg_tape *tape = tg_tape_new(ctx);
