@@ -6,7 +6,9 @@
  * machine's core count only — never on tg_ctx_set_threads — so a run gives the same numbers
  * with 1 thread as with 2. Each piece is one call of the backend (the loaded BLAS, running
  * single-threaded, or the portable kernels), computing its own rows or columns of C whole:
- * no element is summed across pieces.
+ * no element is summed across pieces. Beside the plain product: one that starts from a bias row
+ * (each piece writes its own bias rows), one that runs a caller's pass on each piece as soon as
+ * it is done, and a batch of independent products in one parallel region.
  */
 #include "ops/ops.h"
 
@@ -133,7 +135,6 @@ bool tgi_gemm_bias_then(tg_ctx *ctx, int64_t m, int64_t n, int64_t k, const floa
 typedef struct gemm_batch {
     gemm_job jobs[TGI_GEMM_BATCH_MAX];
     int64_t first[TGI_GEMM_BATCH_MAX + 1]; /* product i's pieces are first[i]..first[i+1]-1 */
-    int count;
 } gemm_batch;
 
 static void batch_pieces(void *arg, int64_t begin, int64_t end) {
@@ -146,12 +147,13 @@ static void batch_pieces(void *arg, int64_t begin, int64_t end) {
 }
 
 void tgi_gemm_batch(tg_ctx *ctx, const tgi_gemm_args *products, int count) {
-    gemm_batch batch = {.count = count};
     if (count < 1 || count > TGI_GEMM_BATCH_MAX) {
         for (int i = 0; i < count; i++) gemm_cut(ctx, &products[i], NULL); /* one at a time */
         return;
     }
-    for (int i = 0; i < count; i++) batch.first[i + 1] = batch.first[i] + plan_cut(&batch.jobs[i], &products[i], NULL);
+    gemm_batch batch = {.first = {0}};
+    for (int i = 0; i < count; i++)
+        batch.first[i + 1] = batch.first[i] + plan_cut(&batch.jobs[i], &products[i], NULL);
     tgi_parallel_for(ctx, batch.first[count], 1, batch_pieces, &batch);
 }
 

@@ -128,7 +128,8 @@ static bool block_is_tanh(int gates, int64_t block) {
 
 /* Rows [row_begin, row_end) x columns [col_begin, col_end) of the gates: y = act(xp_t + y), y
  * holding the recurrent projection on entry; a piece per gate block the columns touch. */
-static void activate_block(void *arg, int64_t row_begin, int64_t row_end, int64_t col_begin, int64_t col_end) {
+static void activate_block(void *arg, int64_t row_begin, int64_t row_end, int64_t col_begin,
+                           int64_t col_end) {
     const cell_job *job = arg;
     step_slab s = slab_of(job->call);
     int64_t hidden = s.width / job->gates;
@@ -409,10 +410,11 @@ static void gru_grad_rows(void *arg, int64_t begin, int64_t end) {
         const float *dy = job->call->output->grad + row * hidden, *hr = h->data + row * hidden;
         float *dh = has_dh ? h->grad + row * hidden : NULL;
         float *gx = has_gx ? xp->grad + s.offset + row * s.stride : NULL;
+        float *z = r + hidden, *n = r + 2 * hidden, *hn = r + 3 * hidden;
         if (has_dh && has_gx) /* every step but the first, whose h (the zero state) needs none */
-            gru_row_grad(r, r + hidden, r + 2 * hidden, r + 3 * hidden, dy, hr, dh, gx, hidden, true, true);
+            gru_row_grad(r, z, n, hn, dy, hr, dh, gx, hidden, true, true);
         else
-            gru_row_grad(r, r + hidden, r + 2 * hidden, r + 3 * hidden, dy, hr, dh, gx, hidden, has_dh, has_gx);
+            gru_row_grad(r, z, n, hn, dy, hr, dh, gx, hidden, has_dh, has_gx);
     }
 }
 

@@ -118,7 +118,8 @@ Test(gemm, bias_product_and_column_sums_match_the_serial_loops) {
     tg_rng_seed(&rng, 9);
     for (int s = 0; s < 2; s++) {
         int64_t m = shapes[s][0], n = shapes[s][1], k = shapes[s][2];
-        float *x = malloc(sizeof(float) * m * k), *w = malloc(sizeof(float) * n * k), *bias = malloc(sizeof(float) * n);
+        float *x = malloc(sizeof(float) * m * k), *w = malloc(sizeof(float) * n * k);
+        float *bias = malloc(sizeof(float) * n);
         float *want = malloc(sizeof(float) * m * n), *got = malloc(sizeof(float) * m * n);
         float *sums_want = calloc((size_t)n, sizeof(float)), *sums_got = malloc(sizeof(float) * n);
         cr_assert(x && w && bias && want && got && sums_want && sums_got, "out of memory");
@@ -134,12 +135,12 @@ Test(gemm, bias_product_and_column_sums_match_the_serial_loops) {
             cr_assert_eq(tg_ctx_set_threads(ctx, threads), TG_OK);
             memset(got, 0xff, sizeof(float) * m * n); /* NaN: every element must be written */
             tgi_gemm_bias(ctx, m, n, k, x, k, w, k, bias, got, n);
-            cr_expect(memcmp(got, want, sizeof(float) * m * n) == 0, "%lldx%lld, %d threads: the biased product differs",
-                      (long long)m, (long long)n, threads);
+            cr_expect(memcmp(got, want, sizeof(float) * m * n) == 0,
+                      "%lldx%lld, %d threads: the biased product differs", (long long)m, (long long)n, threads);
             for (int64_t j = 0; j < n; j++) sums_got[j] = (float)j;
             tgi_add_column_sums(ctx, m, n, want, n, sums_got);
-            cr_expect(memcmp(sums_got, sums_want, sizeof(float) * n) == 0, "%lldx%lld, %d threads: the column sums differ",
-                      (long long)m, (long long)n, threads);
+            cr_expect(memcmp(sums_got, sums_want, sizeof(float) * n) == 0,
+                      "%lldx%lld, %d threads: the column sums differ", (long long)m, (long long)n, threads);
         }
         free(x);
         free(w);
