@@ -500,6 +500,32 @@ tg_tensor *tgi_record1(tg_tape *tape, const tgi_op *op, tg_tensor *x, uint32_t a
 
 /* ---- the reverse walk ---------------------------------------------------------------------- */
 
+/* Zeroing a large gradient (an RNN's input projection: [B, T, 4H], 6.5 MB in the LSTM bench)
+ * is a memory-bound pass like any other, so it is cut in chunks over the context's threads;
+ * each chunk is written by one thread, nothing is combined. Below 4 chunks: one memset. */
+#define ZERO_CHUNK_FLOATS ((int64_t)1 << 15)
+
+typedef struct zero_job {
+    float *data;
+    int64_t size;
+} zero_job;
+
+static void zero_chunks(void *arg, int64_t begin, int64_t end) {
+    const zero_job *job = arg;
+    int64_t from = begin * ZERO_CHUNK_FLOATS, to = end * ZERO_CHUNK_FLOATS;
+    if (to > job->size) to = job->size;
+    memset(job->data + from, 0, (size_t)(to - from) * sizeof(float));
+}
+
+static void zero_floats(tg_ctx *ctx, float *data, int64_t size) {
+    if (size < 4 * ZERO_CHUNK_FLOATS) {
+        memset(data, 0, (size_t)size * sizeof(float));
+        return;
+    }
+    zero_job job = {data, size};
+    tgi_parallel_for(ctx, (size + ZERO_CHUNK_FLOATS - 1) / ZERO_CHUNK_FLOATS, 2, zero_chunks, &job);
+}
+
 /* A zeroed gradient buffer for t (a node of this step, or a tape leaf): a recorded output's
  * reserved room, else (a leaf whose requires_grad was set by hand) a new one from the arena. */
 static float *zeroed_grad(tg_tape *tape, tg_tensor *t) {
@@ -507,7 +533,7 @@ static float *zeroed_grad(tg_tape *tape, tg_tensor *t) {
     if (!grad && !(grad = tgi_arena_alloc(&tape->arena, (size_t)t->size * sizeof(float))))
         return NULL;
     if (t->size == 1) grad[0] = 0.0f; /* a scalar: one store rather than a call */
-    else memset(grad, 0, (size_t)t->size * sizeof(float));
+    else zero_floats(tape->ctx, grad, t->size);
     return grad;
 }
 

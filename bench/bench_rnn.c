@@ -350,10 +350,11 @@ static float step_of(runners *r, int which) {
     }
 }
 
-/* `bench_rnn --profile [gru]`: two steps of tapegrad's LSTM (or GRU) and of plain C's at one
- * thread, nothing timed: for `valgrind --tool=callgrind`, which counts tape_step and plain_step. */
-static int profile(runners *r, bool gru) {
-    for (int s = 0; s < 2; s++) {
+/* `bench_rnn --profile [lstm|gru] [STEPS]`: STEPS (default 2) steps of tapegrad's LSTM (or GRU)
+ * and of plain C's at one thread, nothing timed: for `valgrind --tool=callgrind`, which counts
+ * tape_step and plain_step, or a sampling profiler (more steps). */
+static int profile(runners *r, bool gru, int steps) {
+    for (int s = 0; s < steps; s++) {
         step_of(r, gru ? GRU_1 : TAPE_1);
         step_of(r, gru ? PLAIN_GRU_1 : PLAIN_1);
     }
@@ -392,7 +393,7 @@ int main(int argc, char **argv) {
         plain_init(&r.plain[k], r.plain_ctx[k], 4, r.tape[k].params, r.tape[k].x->data, r.tape[k].y->data);
         plain_init(&r.plain_gru[k], r.plain_ctx[k], 3, r.gru[k].params, r.gru[k].x->data, r.gru[k].y->data);
     }
-    if (profiling) return profile(&r, argc > 2 && strcmp(argv[2], "gru") == 0);
+    if (profiling) return profile(&r, argc > 2 && strcmp(argv[2], "gru") == 0, argc > 3 ? atoi(argv[3]) : 2);
     double seconds[N_RUNNERS][ROUNDS];
     for (int which = 0; which < N_RUNNERS; which++) step_of(&r, which); /* warm: arenas, pools */
     for (int round = 0; round < ROUNDS; round++)

@@ -3,8 +3,6 @@
  */
 #include "ops/kernels.h"
 
-#include <string.h>
-
 /* ---- matmul -------------------------------------------------------------------------------- */
 
 /* A batch of `count` products [m,k] x [k,n]; b_step is 0 when one B is shared by the batch. */
@@ -93,9 +91,7 @@ static tg_status linear_infer(const tg_op_call *call, tg_shape *out) {
 static tg_status linear_forward(tg_op_call *call) {
     const tg_tensor *x = call->inputs[0], *w = call->inputs[1], *b = call->inputs[2];
     int64_t in = w->shape[1], out = w->shape[0], rows = x->size / in;
-    float *y = call->output->data;
-    for (int64_t r = 0; r < rows; r++) memcpy(y + r * out, b->data, (size_t)out * sizeof(float));
-    tgi_gemm(call->tape->ctx, false, true, rows, out, in, 1.0f, x->data, in, w->data, in, 1.0f, y, out);
+    tgi_gemm_bias(call->tape->ctx, rows, out, in, x->data, in, w->data, in, b->data, call->output->data, out);
     return TG_OK;
 }
 
@@ -106,9 +102,7 @@ static tg_status linear_backward(const tg_op_call *call) {
     const float *gy = call->output->grad;
     if (x->grad) tgi_gemm(call->tape->ctx, false, false, rows, in, out, 1.0f, gy, out, w->data, in, 1.0f, x->grad, in);
     if (w->grad) tgi_gemm(call->tape->ctx, true, false, out, in, rows, 1.0f, gy, out, x->data, in, 1.0f, w->grad, in);
-    if (b->grad)
-        for (int64_t r = 0; r < rows; r++)
-            for (int64_t j = 0; j < out; j++) b->grad[j] += gy[r * out + j];
+    if (b->grad) tgi_add_column_sums(call->tape->ctx, rows, out, gy, out, b->grad);
     return TG_OK;
 }
 

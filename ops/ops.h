@@ -176,6 +176,43 @@ TGI_HIDDEN void tgi_broadcast_plan(const tg_tensor *a, const tg_tensor *b, tgi_b
 TGI_HIDDEN void tgi_gemm(tg_ctx *ctx, bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k,
                          float alpha, const float *a, int64_t lda, const float *b, int64_t ldb,
                          float beta, float *c, int64_t ldc);
+/* The arguments of one tgi_gemm call. */
+typedef struct tgi_gemm_args {
+    bool trans_a, trans_b;
+    int64_t m, n, k;
+    float alpha;
+    const float *a;
+    int64_t lda;
+    const float *b;
+    int64_t ldb;
+    float beta;
+    float *c;
+    int64_t ldc;
+} tgi_gemm_args;
+#define TGI_GEMM_BATCH_MAX 4
+/* Independent products (no product's C is another's A, B or C) in one parallel region instead
+ * of one each: the pieces of all of them, each cut as tgi_gemm cuts it, so the numbers are
+ * those of calling tgi_gemm on each in turn. */
+TGI_HIDDEN void tgi_gemm_batch(tg_ctx *ctx, const tgi_gemm_args *products, int count);
+/* C = bias + X W^T (bias added to every row first: the linear layer's order of additions), X
+ * m x k, W n x k; the bias rows are written piece by piece on the threads, beside the product. */
+TGI_HIDDEN void tgi_gemm_bias(tg_ctx *ctx, int64_t m, int64_t n, int64_t k, const float *x,
+                              int64_t ldx, const float *w, int64_t ldw, const float *bias, float *c,
+                              int64_t ldc);
+/* Work on the block rows [row_begin, row_end) x columns [col_begin, col_end) of a product. */
+typedef void (*tgi_gemm_epilogue)(void *arg, int64_t row_begin, int64_t row_end, int64_t col_begin,
+                                  int64_t col_end);
+/* tgi_gemm_bias, and `then` on each piece of C right after it is computed, on the thread that
+ * computed it (the data still in its cache, no second hand-off), when the product is cut into
+ * pieces; returns false, not having run `then`, when it is not (the caller then runs its pass
+ * its own way: a product too small to cut may come with a pass large enough to share). */
+TGI_HIDDEN bool tgi_gemm_bias_then(tg_ctx *ctx, int64_t m, int64_t n, int64_t k, const float *x,
+                                   int64_t ldx, const float *w, int64_t ldw, const float *bias,
+                                   float *c, int64_t ldc, tgi_gemm_epilogue then, void *arg);
+/* dst[j] += the sum over rows of src[r * ld + j], in row order: each column is summed whole by
+ * one thread, so the numbers are those of the serial loop at any thread count. */
+TGI_HIDDEN void tgi_add_column_sums(tg_ctx *ctx, int64_t rows, int64_t cols, const float *src,
+                                    int64_t ld, float *dst);
 /* One call of the loaded BLAS on this thread; false (nothing done) when there is none or the
  * dims do not fit its ints (ops/blas.c). */
 TGI_HIDDEN bool tgi_blas_gemm(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k,

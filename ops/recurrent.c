@@ -26,8 +26,10 @@
  * a VJP are zeroed, so the VJPs add (+=) everywhere.
  *
  * The GEMMs run on the context's threads through tgi_gemm; the elementwise passes are cut into
- * row ranges (tgi_parallel_for). Rows are independent and sums over rows (the bias gradient)
- * stay serial, so the numbers do not depend on the thread count.
+ * row ranges (tgi_parallel_for); the LSTM's and the RNN's gates are activated on each piece of
+ * their product by the thread that computed it. Rows are independent, and the one sum over rows
+ * (the bias gradient) is cut by columns, each column summed in row order, so the numbers do not
+ * depend on the thread count.
  */
 #include "ops/kernels.h"
 
@@ -64,28 +66,37 @@ static tg_status check_cell(const tg_op_call *call, int gates) {
 }
 
 /* proj[b, :width] = b_hh + h W_hh^T, rows ld apart (the linear op's order of additions, so a
- * fused cell gives the same numbers as the composition of linear, add and the activations). */
-static void recurrent_projection(const tg_op_call *call, float *proj, int64_t ld) {
+ * fused cell gives the same numbers as the composition of linear, add and the activations),
+ * then, when the product is cut into pieces, `then` on each piece (tgi_gemm_bias_then) by the
+ * thread that computed it; false, `then` not run, when it is not cut. */
+static bool recurrent_projection(const tg_op_call *call, float *proj, int64_t ld, tgi_gemm_epilogue then,
+                                 void *arg) {
     const tg_tensor *h = call->inputs[1], *w = call->inputs[2], *b = call->inputs[3];
     int64_t rows = h->shape[0], hidden = h->shape[1], width = w->shape[0];
-    for (int64_t r = 0; r < rows; r++) memcpy(proj + r * ld, b->data, (size_t)width * sizeof(float));
-    tgi_gemm(call->tape->ctx, false, true, rows, width, hidden, 1.0f, h->data, hidden, w->data,
-             hidden, 1.0f, proj, ld);
+    return tgi_gemm_bias_then(call->tape->ctx, rows, width, hidden, h->data, hidden, w->data, hidden,
+                              b->data, proj, ld, then, arg);
 }
 
-/* The VJP of recurrent_projection, given its output gradient dz with rows ld apart. */
-static void projection_backward(const tg_op_call *call, const float *dz, int64_t ld) {
+/* The VJP of the recurrent projection, given its output gradient dz with rows ld apart: db +=
+ * the column sums of dz (tgi_add_column_sums: each column in row order, whatever the threads),
+ * then dh += dz W and dW += dz^T h in one parallel region (one hand-off for both; each cut as
+ * tgi_gemm cuts it, so the numbers do not depend on the thread count). The bias as a product
+ * 1^T dz in that region instead cost 1% of an LSTM step at one thread: BLAS packs dz for it. */
+static tg_status projection_backward(const tg_op_call *call, const float *dz, int64_t ld) {
     tg_ctx *ctx = call->tape->ctx;
     const tg_tensor *h = call->inputs[1], *w = call->inputs[2], *b = call->inputs[3];
     int64_t rows = h->shape[0], hidden = h->shape[1], width = w->shape[0];
-    if (b->grad) /* a sum over rows: serial, in row order, whatever the thread count */
-        for (int64_t r = 0; r < rows; r++) {
-            float *restrict gb = b->grad;
-            const float *restrict src = dz + r * ld;
-            for (int64_t j = 0; j < width; j++) gb[j] += src[j];
-        }
-    if (h->grad) tgi_gemm(ctx, false, false, rows, hidden, width, 1.0f, dz, ld, w->data, hidden, 1.0f, h->grad, hidden);
-    if (w->grad) tgi_gemm(ctx, true, false, width, hidden, rows, 1.0f, dz, ld, h->data, hidden, 1.0f, w->grad, hidden);
+    if (b->grad) tgi_add_column_sums(ctx, rows, width, dz, ld, b->grad);
+    tgi_gemm_args products[2];
+    int count = 0;
+    if (h->grad)
+        products[count++] = (tgi_gemm_args){false, false, rows, hidden, width, 1.0f, dz, ld, w->data,
+                                            hidden, 1.0f, h->grad, hidden};
+    if (w->grad)
+        products[count++] = (tgi_gemm_args){true, false, width, hidden, rows, 1.0f, dz, ld, h->data,
+                                            hidden, 1.0f, w->grad, hidden};
+    tgi_gemm_batch(ctx, products, count);
+    return TG_OK;
 }
 
 /* The elementwise part of a cell runs over row ranges on the context's threads. Rows are
@@ -99,7 +110,7 @@ typedef struct cell_job {
 /* A hand-off to another thread costs about a microsecond: each range gets at least this many
  * values, fewer where each value costs a tanh or an expf than where it costs a few flops. */
 #define GRAIN_TRANSCENDENTAL 1024
-#define GRAIN_ARITHMETIC 16384
+#define GRAIN_ARITHMETIC 2048
 
 static void over_rows(const tg_op_call *call, int64_t width, int64_t grain_values, tgi_range_fn fn,
                       int gates, float *buf) {
@@ -115,50 +126,68 @@ static bool block_is_tanh(int gates, int64_t block) {
     return gates == 1 || block == 2;
 }
 
-static void activate_rows(void *arg, int64_t begin, int64_t end) {
+/* Rows [row_begin, row_end) x columns [col_begin, col_end) of the gates: y = act(xp_t + y), y
+ * holding the recurrent projection on entry; a piece per gate block the columns touch. */
+static void activate_block(void *arg, int64_t row_begin, int64_t row_end, int64_t col_begin,
+                           int64_t col_end) {
     const cell_job *job = arg;
     step_slab s = slab_of(job->call);
     int64_t hidden = s.width / job->gates;
-    for (int64_t r = begin; r < end; r++)
-        for (int64_t k = 0; k < job->gates; k++) {
-            float *restrict y = job->call->output->data + r * s.width + k * hidden;
-            const float *restrict x = job->call->inputs[0]->data + s.offset + r * s.stride + k * hidden;
+    for (int64_t r = row_begin; r < row_end; r++)
+        for (int64_t c = col_begin; c < col_end;) {
+            int64_t k = c / hidden, stop = (k + 1) * hidden < col_end ? (k + 1) * hidden : col_end;
+            float *restrict y = job->call->output->data + r * s.width;
+            const float *restrict x = job->call->inputs[0]->data + s.offset + r * s.stride;
             if (block_is_tanh(job->gates, k))
-                for (int64_t j = 0; j < hidden; j++) y[j] = tgi_tanhf(x[j] + y[j]);
+                for (int64_t j = c; j < stop; j++) y[j] = tgi_tanhf(x[j] + y[j]);
             else
-                for (int64_t j = 0; j < hidden; j++) y[j] = tgi_sigmoid(x[j] + y[j]);
+                for (int64_t j = c; j < stop; j++) y[j] = tgi_sigmoid(x[j] + y[j]);
+            c = stop;
         }
 }
 
+static void activate_rows(void *arg, int64_t begin, int64_t end) {
+    const cell_job *job = arg;
+    activate_block(arg, begin, end, 0, job->call->output->shape[1]);
+}
+
+/* The activation runs on each piece of the product as it is done (one hand-off per step, not
+ * two), or over row ranges when the product is not cut. */
 static tg_status gates_forward(tg_op_call *call, int gates) {
-    step_slab s = slab_of(call);
-    recurrent_projection(call, call->output->data, s.width);
-    over_rows(call, s.width, GRAIN_TRANSCENDENTAL, activate_rows, gates, NULL);
+    cell_job job = {call, gates, NULL};
+    if (!recurrent_projection(call, call->output->data, call->output->shape[1], activate_block, &job))
+        over_rows(call, call->output->shape[1], GRAIN_TRANSCENDENTAL, activate_rows, gates, NULL);
     return TG_OK;
 }
 
-/* dz *= act'(y) in place (job->buf holds dy on entry), and xp's slab += dz. In place, so the
- * pointers are restrict and the loops vectorise (a dz that may alias dy would not). */
+static void add_to(float *restrict to, const float *restrict from, int64_t n) {
+    for (int64_t j = 0; j < n; j++) to[j] += from[j];
+}
+
+/* dz *= act'(y) on restrict parameters (in place, so the loops vectorise; a dz that may alias
+ * dy would not). */
+static void tanh_grad_in_place(float *restrict dz, const float *restrict y, int64_t n) {
+    for (int64_t j = 0; j < n; j++) dz[j] *= 1.0f - y[j] * y[j];
+}
+
+static void sigmoid_grad_in_place(float *restrict dz, const float *restrict y, int64_t n) {
+    for (int64_t j = 0; j < n; j++) dz[j] *= y[j] * (1.0f - y[j]);
+}
+
+/* dz *= act'(y) in place (job->buf holds dy on entry), and xp's slab += dz, over rows. */
 static void pre_activation_rows(void *arg, int64_t begin, int64_t end) {
     const cell_job *job = arg;
     step_slab s = slab_of(job->call);
     int64_t hidden = s.width / job->gates;
     float *gx = job->call->inputs[0]->grad;
     for (int64_t r = begin; r < end; r++) {
+        float *dz = job->buf + r * s.width;
+        const float *y = job->call->output->data + r * s.width;
         for (int64_t k = 0; k < job->gates; k++) {
-            int64_t at = r * s.width + k * hidden;
-            const float *restrict y = job->call->output->data + at;
-            float *restrict dz = job->buf + at;
-            if (block_is_tanh(job->gates, k))
-                for (int64_t j = 0; j < hidden; j++) dz[j] *= 1.0f - y[j] * y[j];
-            else
-                for (int64_t j = 0; j < hidden; j++) dz[j] *= y[j] * (1.0f - y[j]);
+            if (block_is_tanh(job->gates, k)) tanh_grad_in_place(dz + k * hidden, y + k * hidden, hidden);
+            else sigmoid_grad_in_place(dz + k * hidden, y + k * hidden, hidden);
         }
-        if (gx) {
-            float *restrict to = gx + s.offset + r * s.stride;
-            const float *restrict from = job->buf + r * s.width;
-            for (int64_t j = 0; j < s.width; j++) to[j] += from[j];
-        }
+        if (gx) add_to(gx + s.offset + r * s.stride, dz, s.width);
     }
 }
 
@@ -175,8 +204,7 @@ static tg_status gates_backward(const tg_op_call *call, int gates) {
         memcpy(dz, call->output->grad, bytes);
     }
     over_rows(call, s.width, GRAIN_ARITHMETIC, pre_activation_rows, gates, dz);
-    projection_backward(call, dz, s.width);
-    return TG_OK;
+    return projection_backward(call, dz, s.width);
 }
 
 static tg_status rnn_cell_infer(const tg_op_call *call, tg_shape *out) {
@@ -348,19 +376,22 @@ static void gru_rows(void *arg, int64_t begin, int64_t end) {
  * [dr_pre, dz_pre, dn_pre * r]; the input slab gets [dr_pre, dz_pre, dn_pre]. Products are
  * grouped as the unfused ops group them (mul's VJP, then sigmoid's y (1 - y)), so the numbers
  * are those of the composition. Restrict parameters (r, z, n, hn are disjoint blocks of a saved
- * row), so it vectorises without run-time overlap checks; dh and gr, gz, gn may be NULL. */
-static void gru_row_grad(float *restrict r, float *restrict z, float *restrict n, const float *restrict hn,
-                         const float *restrict dy, const float *restrict h, float *restrict dh,
-                         float *restrict gr, float *restrict gz, float *restrict gn, int64_t hidden) {
+ * row), so it vectorises without run-time overlap checks. Inlined with constant has_dh/has_gx:
+ * tested inside the loop, the compiler if-converts them into masked loads and stores, which
+ * cost ~25% of the GRU's backward on Zen. */
+TGI_ALWAYS_INLINE static inline void gru_row_grad(
+    float *restrict r, float *restrict z, float *restrict n, const float *restrict hn,
+    const float *restrict dy, const float *restrict h, float *restrict dh, float *restrict gx,
+    int64_t hidden, bool has_dh, bool has_gx) {
     for (int64_t j = 0; j < hidden; j++) {
         float dn_pre = (dy[j] - dy[j] * z[j]) * (1.0f - n[j] * n[j]);
         float dz_pre = (dy[j] * (h[j] - n[j])) * (z[j] * (1.0f - z[j]));
         float dr_pre = (dn_pre * hn[j]) * (r[j] * (1.0f - r[j]));
-        if (dh) dh[j] += dy[j] * z[j];
-        if (gr) {
-            gr[j] += dr_pre;
-            gz[j] += dz_pre;
-            gn[j] += dn_pre;
+        if (has_dh) dh[j] += dy[j] * z[j];
+        if (has_gx) {
+            gx[j] = dr_pre;
+            gx[hidden + j] = dz_pre;
+            gx[2 * hidden + j] = dn_pre;
         }
         n[j] = dn_pre * r[j];
         z[j] = dz_pre;
@@ -373,12 +404,17 @@ static void gru_grad_rows(void *arg, int64_t begin, int64_t end) {
     step_slab s = slab_of(job->call);
     const tg_tensor *xp = job->call->inputs[0], *h = job->call->inputs[1];
     int64_t hidden = h->shape[1], ld = 4 * hidden;
+    bool has_dh = h->grad != NULL, has_gx = xp->grad != NULL;
     for (int64_t row = begin; row < end; row++) {
         float *r = job->buf + row * ld;
-        float *gx = xp->grad ? xp->grad + s.offset + row * s.stride : NULL;
-        gru_row_grad(r, r + hidden, r + 2 * hidden, r + 3 * hidden, job->call->output->grad + row * hidden,
-                     h->data + row * hidden, h->grad ? h->grad + row * hidden : NULL, gx,
-                     gx ? gx + hidden : NULL, gx ? gx + 2 * hidden : NULL, hidden);
+        const float *dy = job->call->output->grad + row * hidden, *hr = h->data + row * hidden;
+        float *dh = has_dh ? h->grad + row * hidden : NULL;
+        float *gx = has_gx ? xp->grad + s.offset + row * s.stride : NULL;
+        float *z = r + hidden, *n = r + 2 * hidden, *hn = r + 3 * hidden;
+        if (has_dh && has_gx) /* every step but the first, whose h (the zero state) needs none */
+            gru_row_grad(r, z, n, hn, dy, hr, dh, gx, hidden, true, true);
+        else
+            gru_row_grad(r, z, n, hn, dy, hr, dh, gx, hidden, has_dh, has_gx);
     }
 }
 
@@ -386,7 +422,9 @@ static tg_status gru_cell_forward(tg_op_call *call) {
     int64_t hidden = call->inputs[1]->shape[1];
     float *saved = tg_op_save_for_backward(call, (size_t)call->output->size * 4 * sizeof(float));
     if (!saved) return TG_ERR_NOMEM;
-    recurrent_projection(call, saved, 4 * hidden);
+    /* r, z and n of a row come from different pieces of the product (cut along its columns):
+     * the row pass waits for all of them */
+    recurrent_projection(call, saved, 4 * hidden, NULL, NULL);
     over_rows(call, 4 * hidden, GRAIN_TRANSCENDENTAL, gru_rows, 3, saved);
     return TG_OK;
 }
@@ -394,8 +432,7 @@ static tg_status gru_cell_forward(tg_op_call *call) {
 static tg_status gru_cell_backward(const tg_op_call *call) {
     int64_t hidden = call->inputs[1]->shape[1];
     over_rows(call, 4 * hidden, GRAIN_ARITHMETIC, gru_grad_rows, 3, call->saved);
-    projection_backward(call, call->saved, 4 * hidden);
-    return TG_OK;
+    return projection_backward(call, call->saved, 4 * hidden);
 }
 
 /* ---- registry entries ---------------------------------------------------------------------- */

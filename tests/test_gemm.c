@@ -107,6 +107,79 @@ Test(gemm, same_bits_on_any_thread_count) {
     free(want);
 }
 
+/* The biased product (bias rows written piece by piece) and the column sums (columns cut over
+ * the threads): the same bits on 1 and 2 threads as the serial loops, on shapes cut by rows
+ * (m > n) and by columns, with a column count that is not a multiple of the blocks. */
+Test(gemm, bias_product_and_column_sums_match_the_serial_loops) {
+    const int64_t shapes[][3] = {{300, 70, 40}, {32, 517, 128}};
+    tg_ctx *ctx = tg_ctx_new();
+    cr_assert(ctx);
+    tg_rng rng;
+    tg_rng_seed(&rng, 9);
+    for (int s = 0; s < 2; s++) {
+        int64_t m = shapes[s][0], n = shapes[s][1], k = shapes[s][2];
+        float *x = malloc(sizeof(float) * m * k), *w = malloc(sizeof(float) * n * k);
+        float *bias = malloc(sizeof(float) * n);
+        float *want = malloc(sizeof(float) * m * n), *got = malloc(sizeof(float) * m * n);
+        float *sums_want = calloc((size_t)n, sizeof(float)), *sums_got = malloc(sizeof(float) * n);
+        cr_assert(x && w && bias && want && got && sums_want && sums_got, "out of memory");
+        for (int64_t i = 0; i < m * k; i++) x[i] = tg_rng_uniform(&rng) - 0.5f;
+        for (int64_t i = 0; i < n * k; i++) w[i] = tg_rng_uniform(&rng) - 0.5f;
+        for (int64_t j = 0; j < n; j++) bias[j] = tg_rng_uniform(&rng);
+        for (int64_t r = 0; r < m; r++) memcpy(want + r * n, bias, sizeof(float) * n);
+        tgi_gemm(ctx, false, true, m, n, k, 1.0f, x, k, w, k, 1.0f, want, n);
+        for (int64_t j = 0; j < n; j++) sums_want[j] = (float)j;
+        for (int64_t r = 0; r < m; r++)
+            for (int64_t j = 0; j < n; j++) sums_want[j] += want[r * n + j];
+        for (int threads = 1; threads <= 2; threads++) {
+            cr_assert_eq(tg_ctx_set_threads(ctx, threads), TG_OK);
+            memset(got, 0xff, sizeof(float) * m * n); /* NaN: every element must be written */
+            tgi_gemm_bias(ctx, m, n, k, x, k, w, k, bias, got, n);
+            cr_expect(memcmp(got, want, sizeof(float) * m * n) == 0,
+                      "%lldx%lld, %d threads: the biased product differs", (long long)m, (long long)n, threads);
+            for (int64_t j = 0; j < n; j++) sums_got[j] = (float)j;
+            tgi_add_column_sums(ctx, m, n, want, n, sums_got);
+            cr_expect(memcmp(sums_got, sums_want, sizeof(float) * n) == 0,
+                      "%lldx%lld, %d threads: the column sums differ", (long long)m, (long long)n, threads);
+        }
+        free(x);
+        free(w);
+        free(bias);
+        free(want);
+        free(got);
+        free(sums_want);
+        free(sums_got);
+    }
+    tg_ctx_free(ctx);
+}
+
+/* Products run in one region give the bits of tgi_gemm on each in turn, on 1 and 2 threads:
+ * the recurrent cells' dh and dW (32 x 128 x 512 and 512 x 128 x 32, both cut in pieces). */
+Test(gemm, batch_gives_the_bits_of_one_call_each) {
+    enum { B = 32, H = 128, W = 512 };
+    static float dz[B * W], w[W * H], h[B * H], dh_want[B * H], dw_want[W * H], dh[B * H], dw[W * H];
+    tg_rng rng;
+    tg_rng_seed(&rng, 4);
+    for (int i = 0; i < B * W; i++) dz[i] = tg_rng_uniform(&rng) - 0.5f;
+    for (int i = 0; i < W * H; i++) w[i] = dw_want[i] = tg_rng_uniform(&rng) - 0.5f;
+    for (int i = 0; i < B * H; i++) h[i] = dh_want[i] = tg_rng_uniform(&rng) - 0.5f;
+    tg_ctx *ctx = tg_ctx_new();
+    cr_assert(ctx);
+    tgi_gemm(ctx, false, false, B, H, W, 1.0f, dz, W, w, H, 1.0f, dh_want, H);
+    tgi_gemm(ctx, true, false, W, H, B, 1.0f, dz, W, h, H, 1.0f, dw_want, H);
+    for (int threads = 1; threads <= 2; threads++) {
+        cr_assert_eq(tg_ctx_set_threads(ctx, threads), TG_OK);
+        memcpy(dh, h, sizeof dh);
+        memcpy(dw, w, sizeof dw);
+        tgi_gemm_args products[2] = {{false, false, B, H, W, 1.0f, dz, W, w, H, 1.0f, dh, H},
+                                     {true, false, W, H, B, 1.0f, dz, W, h, H, 1.0f, dw, H}};
+        tgi_gemm_batch(ctx, products, 2);
+        cr_expect(memcmp(dh, dh_want, sizeof dh) == 0, "%d threads: the first product differs", threads);
+        cr_expect(memcmp(dw, dw_want, sizeof dw) == 0, "%d threads: the second product differs", threads);
+    }
+    tg_ctx_free(ctx);
+}
+
 Test(gemm, backend_is_named) {
     const char *backend = tg_gemm_backend();
     cr_assert(backend && *backend);
