@@ -1,7 +1,7 @@
-/* tests/test_mathf.c — our tanh (ops/mathf.h) against tanh in double: error at most 0.55 ulp on
- * a sample of every sign and binade (each 127th float bit pattern), and the special values as
- * IEEE and PyTorch give them. An exhaustive run over all floats (0.53 ulp worst) is recorded in
- * ops/mathf.h. */
+/* tests/test_mathf.c — our tanh and sigmoid (ops/mathf.h) against the same functions in double:
+ * error at most 0.55 / 0.6 ulp on a sample of every sign and binade (each 127th float bit
+ * pattern), and the special values as IEEE and PyTorch give them. An exhaustive run of tanh
+ * over all floats (0.53 ulp worst) is recorded in ops/mathf.h. */
 #include "helpers.h"
 #include "ops/mathf.h"
 
@@ -51,4 +51,42 @@ Test(mathf, tanh_special_values) {
     for (int i = 0; i < 2; i++)
         for (float x = nextafterf(edges[i], 0.0f), n = 0; n < 3; n++, x = nextafterf(x, 100.0f))
             cr_expect_leq(ulp_error(tgi_tanhf(x), tanh((double)x)), 0.55, "x = %.9g", x);
+}
+
+static double sigmoid_exact(float x) { return 1.0 / (1.0 + exp(-(double)x)); }
+
+Test(mathf, sigmoid_is_within_0_6_ulp_everywhere) {
+    double worst = 0.0;
+    float worst_x = 0.0f;
+    long samples = 0;
+    for (uint32_t u = 0; u < 0x7f800000u; u += 127)
+        for (int sign = 0; sign < 2; sign++) {
+            float x = from_bits(u | (sign ? 0x80000000u : 0u));
+            double exact = sigmoid_exact(x);
+            samples++;
+            if (exact < 0x1p-150) { /* below half the smallest subnormal: rounds to 0 */
+                cr_expect_eq(tgi_sigmoidf(x), 0.0f, "x = %.9g", x);
+                continue;
+            }
+            double err = ulp_error(tgi_sigmoidf(x), exact);
+            if (err > worst) worst = err, worst_x = x;
+        }
+    cr_expect_leq(worst, 0.6, "worst error %.3f ulp at x = %.9g (%ld samples)", worst, worst_x,
+                  samples);
+    cr_expect_gt(samples, 30000000, "the sample covers each binade densely");
+}
+
+Test(mathf, sigmoid_special_values) {
+    cr_expect(isnan(tgi_sigmoidf(NAN)), "sigmoid(NaN) is NaN");
+    cr_expect_eq(tgi_sigmoidf(INFINITY), 1.0f);
+    cr_expect_eq(tgi_sigmoidf(-INFINITY), 0.0f);
+    cr_expect_eq(tgi_sigmoidf(0.0f), 0.5f);
+    cr_expect_eq(tgi_sigmoidf(-0.0f), 0.5f);
+    cr_expect_eq(tgi_sigmoidf(20.0f), 1.0f);
+    cr_expect_eq(tgi_sigmoidf(-200.0f), 0.0f);
+    /* the branch edge, each side, and results in the subnormal range */
+    for (float x = nextafterf(104.0f, 0.0f), n = 0; n < 3; n++, x = nextafterf(x, 200.0f))
+        cr_expect_eq(tgi_sigmoidf(x), 1.0f, "x = %.9g", x);
+    for (float x = -103.0f; x > -104.0f; x -= 0.25f)
+        cr_expect_leq(ulp_error(tgi_sigmoidf(x), sigmoid_exact(x)), 0.6, "x = %.9g", x);
 }
