@@ -18,6 +18,25 @@
 #include <stdint.h>
 #include <string.h>
 
+/* 2^t for -151 <= t <= 28, in double: 2^k e^r with k = t rounded, |r| <= ln2/2, and e^r by its
+ * Taylor polynomial of degree 7 (relative error < 6e-9). */
+static inline double tgi_exp2_near(double t) {
+    double k = (double)(int64_t)(t >= 0.0 ? t + 0.5 : t - 0.5); /* rounds to nearest */
+    double r = (t - k) * 0.6931471805599453;
+    double e = 1.0 / 5040;
+    e = e * r + 1.0 / 720;
+    e = e * r + 1.0 / 120;
+    e = e * r + 1.0 / 24;
+    e = e * r + 1.0 / 6;
+    e = e * r + 0.5;
+    e = e * r + 1.0;
+    e = e * r + 1.0;
+    uint64_t bits = (uint64_t)((int64_t)k + 1023) << 52; /* 2^k */
+    double scale;
+    memcpy(&scale, &bits, sizeof scale);
+    return e * scale;
+}
+
 /* tanh, computed in double and rounded once:
  *  - |x| < 0.625: x + x^3 P(x^2), P of degree 5 fitted (iteratively reweighted least squares, to
  *    minimise the relative error, ~1.6e-10) to (tanh(a)/a - 1)/a^2 on [0, 0.625];
@@ -37,45 +56,12 @@ static inline float tgi_tanhf(float x) {
         p = p * z - 0.33333330802643585;
         y = a + a * (z * p);
     } else if (a < 9.125) {
-        double t = a * 2.8853900817779268;         /* 2|x| log2(e): e^{2|x|} = 2^t */
-        double k = (double)(int64_t)(t + 0.5);     /* t > 0: rounds to nearest */
-        double r = (t - k) * 0.6931471805599453;   /* e^{2|x|} = 2^k e^r */
-        double e = 1.0 / 5040;
-        e = e * r + 1.0 / 720;
-        e = e * r + 1.0 / 120;
-        e = e * r + 1.0 / 24;
-        e = e * r + 1.0 / 6;
-        e = e * r + 0.5;
-        e = e * r + 1.0;
-        e = e * r + 1.0;
-        uint64_t bits = (uint64_t)((int64_t)k + 1023) << 52; /* 2^k, 2 <= k <= 27 */
-        double scale;
-        memcpy(&scale, &bits, sizeof scale);
-        y = 1.0 - 2.0 / (e * scale + 1.0);
+        double e = tgi_exp2_near(a * 2.8853900817779268); /* e^{2|x|} = 2^{2|x| log2(e)} */
+        y = 1.0 - 2.0 / (e + 1.0);
     } else {
         y = 1.0;
     }
     return copysignf((float)y, x);
-}
-
-/* e^{-a} for 0 <= a < 104, in double: 2^k e^r with |r| <= ln2/2 and e^r by its Taylor
- * polynomial of degree 7 (relative error < 6e-9). */
-static inline double tgi_exp_neg(double a) {
-    double t = -a * 1.4426950408889634;        /* e^{-a} = 2^t, t <= 0 */
-    double k = (double)(int64_t)(t - 0.5);     /* t <= 0: rounds to nearest */
-    double r = (t - k) * 0.6931471805599453;
-    double e = 1.0 / 5040;
-    e = e * r + 1.0 / 720;
-    e = e * r + 1.0 / 120;
-    e = e * r + 1.0 / 24;
-    e = e * r + 1.0 / 6;
-    e = e * r + 0.5;
-    e = e * r + 1.0;
-    e = e * r + 1.0;
-    uint64_t bits = (uint64_t)((int64_t)k + 1023) << 52; /* 2^k, -151 <= k <= 0 */
-    double scale;
-    memcpy(&scale, &bits, sizeof scale);
-    return e * scale;
 }
 
 /* sigmoid, computed in double and rounded once: with e = e^{-|x|} <= 1 (it never overflows),
@@ -84,7 +70,7 @@ static inline double tgi_exp_neg(double a) {
 static inline float tgi_sigmoidf(float x) {
     double a = fabs((double)x);
     if (!(a < 104.0)) return x > 0.0f ? 1.0f : x < 0.0f ? 0.0f : x;
-    double e = tgi_exp_neg(a);
+    double e = tgi_exp2_near(-a * 1.4426950408889634); /* e^{-|x|} */
     return (float)((x >= 0.0f ? 1.0 : e) / (1.0 + e));
 }
 
