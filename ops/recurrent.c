@@ -350,6 +350,22 @@ static tg_status gru_cell_infer(const tg_op_call *call, tg_shape *out) {
     return TG_OK;
 }
 
+/* One row of the cell. Restrict parameters, not restrict locals (which the compiler does not
+ * trust): with seven pointers, the run-time overlap checks it would need instead are more than
+ * it makes, and the loop ran scalar, 2.8x the instructions of the same loop vectorised. */
+TGI_ALWAYS_INLINE static inline void gru_row(float *restrict r, float *restrict z,
+                                             float *restrict n, float *restrict hn,
+                                             float *restrict out, const float *restrict x,
+                                             const float *restrict hr, int64_t hidden) {
+    for (int64_t j = 0; j < hidden; j++) {
+        hn[j] = n[j];
+        r[j] = tgi_sigmoid(x[j] + r[j]);
+        z[j] = tgi_sigmoid(x[hidden + j] + z[j]);
+        n[j] = tgi_tanhf(x[2 * hidden + j] + r[j] * hn[j]);
+        out[j] = n[j] + z[j] * (hr[j] - n[j]);
+    }
+}
+
 /* Saved per row (job->buf, rows 4H apart): r, z, n, and W_hn h + b_hn, which dr needs. On
  * entry the first 3H hold the recurrent projection. */
 static void gru_rows(void *arg, int64_t begin, int64_t end) {
@@ -358,17 +374,11 @@ static void gru_rows(void *arg, int64_t begin, int64_t end) {
     const tg_tensor *h = job->call->inputs[1];
     int64_t hidden = h->shape[1], ld = 4 * hidden;
     for (int64_t row = begin; row < end; row++) {
-        float *restrict r = job->buf + row * ld, *restrict z = r + hidden, *restrict n = r + 2 * hidden,
-                        *restrict hn = r + 3 * hidden, *restrict out = job->call->output->data + row * hidden;
-        const float *restrict x = job->call->inputs[0]->data + s.offset + row * s.stride,
-                              *restrict hr = h->data + row * hidden;
-        for (int64_t j = 0; j < hidden; j++) {
-            hn[j] = n[j];
-            r[j] = tgi_sigmoid(x[j] + r[j]);
-            z[j] = tgi_sigmoid(x[hidden + j] + z[j]);
-            n[j] = tgi_tanhf(x[2 * hidden + j] + r[j] * hn[j]);
-            out[j] = n[j] + z[j] * (hr[j] - n[j]);
-        }
+        float *r = job->buf + row * ld;
+        gru_row(r, r + hidden, r + 2 * hidden, r + 3 * hidden,
+                job->call->output->data + row * hidden,
+                job->call->inputs[0]->data + s.offset + row * s.stride, h->data + row * hidden,
+                hidden);
     }
 }
 
