@@ -203,7 +203,7 @@ static void keep_attrs(tg_attr_value *kept, const tg_attr_value *attrs, const tg
 
 /* A recorded output's data is followed by room for its gradient, so that backward hands out
  * gradient buffers without allocating: the walk gives one to every node it reaches, and the
- * nodes of a recorded step are nearly all reached. The node keeps a pointer to the room (not
+ * nodes of a recorded step are nearly all reached. The header keeps a pointer to the room (not
  * derived from output->data, which a forward may point elsewhere, e.g. at an input for a view).
  * The room starts at the next 32-byte boundary (the data itself is 64-byte aligned): a scalar
  * op's output and gradient then share one cache line, and a step of scalar ops is mostly this
@@ -309,10 +309,8 @@ TGI_ALWAYS_INLINE static inline tgi_node *new_node(tg_tape *tape, const tgi_op *
     int n_attrs = op->n_attrs;
     size_t data_offset = tgi_align64(sizeof(tgi_node) + (size_t)n_inputs * sizeof(tg_tensor *) +
                                      (size_t)n_attrs * sizeof(tg_attr_value));
-    const tg_tensor *like = op->shaped_like_input ||
-                                    (op->like_input_when_alike && tgi_same_shape(inputs[0], inputs[1]))
-                                ? inputs[0]
-                                : NULL;
+    bool alike = op->like_input_when_alike && tgi_same_shape(inputs[0], inputs[1]);
+    const tg_tensor *like = op->shaped_like_input || alike ? inputs[0] : NULL;
     size_t data_floats = like ? grad_offset(like->size) : 0;
     size_t bytes = data_offset + output_bytes(data_floats, record);
     tgi_node *node = tgi_arena_take(&tape->arena, bytes);
@@ -355,8 +353,8 @@ static TGI_NOINLINE tg_tensor *forward_failed(tgi_node *node) {
     return NULL;
 }
 
-/* Inlined into tgi_record and tgi_record1: with n_inputs known to be 1, the compiler drops the
- * loops over inputs, which are most of a scalar op's recording cost. */
+/* Inlined into tgi_record, tgi_record2 and record1's general path: with n_inputs a constant,
+ * the compiler drops the loops over inputs, which are most of a small op's recording cost. */
 TGI_ALWAYS_INLINE static inline tg_tensor *record(tg_tape *tape, const tgi_op *op,
                                                   tg_tensor *const *inputs, int n_inputs,
                                                   const tg_attr_value *attrs) {
