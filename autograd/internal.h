@@ -123,6 +123,9 @@ typedef struct tgi_op {
     /* Bytes of a node for a one-input call of this op when record1's fast path can take it
      * (one input, shaped like it, a backward, no attribute or one of 4 bytes), else 0. */
     size_t unary_node_bytes;
+    /* Its randomness comes from an attribute fixed when the call is recorded (dropout's seed):
+     * a replay would draw the same numbers again, so tg_tape_replay refuses a step holding it. */
+    bool seeded_by_attribute;
 } tgi_op;
 
 typedef struct tgi_registry {
@@ -301,6 +304,11 @@ static inline bool tgi_same_shape(const tg_tensor *a, const tg_tensor *b) {
 typedef struct tgi_node {
     tg_op_call call;                 /* call.output: the output's header slot */
     const tgi_op *op;
+    /* Set only by tg_op_save_for_backward, and read only when call.saved is set: the bytes
+     * call.saved holds, and the tape's replay count when the forward last took it (a replayed
+     * forward gets the same buffer back: tg_tape_replay allocates nothing). */
+    size_t saved_bytes;
+    uint32_t saved_replay;
 } tgi_node;
 
 /* Tensor headers of a tape live apart from its data, in chunks of fixed-size slots that are
@@ -353,7 +361,8 @@ TGI_HIDDEN char *tgi_label_room(tg_tensor *t);
 
 typedef enum tgi_tape_state {
     TGI_TAPE_RECORDING,
-    TGI_TAPE_CONSUMED                /* backward has run; reset before the next backward */
+    TGI_TAPE_CONSUMED,               /* backward has run; reset (or replay) before the next one */
+    TGI_TAPE_REPLAY_FAILED           /* a replay stopped part-way: the outputs are of two passes */
 } tgi_tape_state;
 
 struct tg_tape {
@@ -372,6 +381,13 @@ struct tg_tape {
     char pending_label[TG_LABEL_MAX]; /* tg_tape_label_next; "" when none */
     tg_tensor **leaves;      /* leaves reached by the current backward (for their hooks) */
     int64_t n_leaves, cap_leaves;
+    /* Replay (autograd/replay.c). The step's forward is what was recorded before its first
+     * backward: forward_entries is n_entries then (-1 before), forward_unrecorded the count of
+     * op calls computed without going on the tape by then (a replay would not redo them). */
+    int64_t n_unrecorded;
+    int64_t forward_entries, forward_unrecorded;
+    uint32_t replays;        /* tg_tape_replay calls on this tape, for tgi_node.saved_replay */
+    bool replaying;
 };
 
 static inline void tgi_init_tape_tensor(tg_tensor *t, tg_tape *tape, float *data, int ndim,
@@ -445,6 +461,9 @@ TGI_HIDDEN void tgi_drop_tape_hooks(tg_ctx *ctx, const tg_tape *tape);
 TGI_HIDDEN void tgi_hooks_release(tg_ctx *ctx);
 /* Remembers a leaf reached by the current backward pass, once. */
 TGI_HIDDEN tg_status tgi_note_leaf(tg_tape *tape, tg_tensor *leaf);
+/* What watches a computed output (ctx->watch_forward): the anomaly check, then the forward
+ * hooks; TG_OK or the status that stops the step (autograd/tape.c). */
+TGI_HIDDEN tg_status tgi_watch_forward(tg_tape *tape, tgi_node *node);
 /* Anomaly checks: the first non-finite value of an op's output (forward; counted at
  * TG_ANOMALY_COUNTS), or of the gradients its VJP wrote (backward, TG_ANOMALY_FULL). */
 TGI_HIDDEN tg_status tgi_check_forward(tg_tape *tape, const tgi_node *node);

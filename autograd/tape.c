@@ -23,6 +23,7 @@ tg_tape *tg_tape_new(tg_ctx *ctx) {
     }
     memset(tape, 0, sizeof *tape);
     tape->ctx = ctx;
+    tape->forward_entries = -1;
     tape->step_fields = (tgi_step_fields){-1, tape->generation, tape, ctx, tgi_no_label};
     tgi_arena_init(&tape->arena, ctx, TAPE_CHUNK_BYTES);
     return tape;
@@ -45,6 +46,8 @@ void tg_tape_reset(tg_tape *tape) {
     tape->pending_label[0] = '\0';
     tape->n_leaves = 0;
     tape->n_entries = 0;
+    tape->n_unrecorded = 0;
+    tape->forward_entries = -1;
     tape->state = TGI_TAPE_RECORDING;
     tape->generation++;
     tape->step_fields.generation = tape->generation;
@@ -135,12 +138,31 @@ static tg_status record_fail(tg_tape *tape, const tgi_op *op, tg_tensor *const *
     return status;
 }
 
+/* Every call an op's functions get is the call of a node (tgi_record and the replay hand out
+ * &node->call), so the node is found from it. */
+static tgi_node *node_of(tg_op_call *call) {
+    return (tgi_node *)((unsigned char *)call - offsetof(tgi_node, call));
+}
+
 void *tg_op_save_for_backward(tg_op_call *call, size_t bytes) {
     if (!call || !call->tape) return NULL;
-    call->saved = tgi_arena_alloc(&call->tape->arena, bytes);
-    if (!call->saved)
-        tgi_error(call->tape->ctx, TG_ERR_NOMEM, "%s: out of memory saving %zu bytes for backward",
+    tg_tape *tape = call->tape;
+    tgi_node *node = node_of(call);
+    /* A replayed forward asks again for what it asked for when recorded: it gets the same
+     * buffer back (once per replay; a second request in one forward gets a new one). */
+    if (tape->replaying && call->saved && node->saved_replay != tape->replays &&
+        bytes <= node->saved_bytes) {
+        node->saved_replay = tape->replays;
+        return call->saved;
+    }
+    call->saved = tgi_arena_alloc(&tape->arena, bytes);
+    if (!call->saved) {
+        tgi_error(tape->ctx, TG_ERR_NOMEM, "%s: out of memory saving %zu bytes for backward",
                   call->op_name, bytes);
+        return NULL;
+    }
+    node->saved_bytes = bytes;
+    node->saved_replay = tape->replays;
     return call->saved;
 }
 
@@ -260,10 +282,18 @@ static tg_tensor *inferred_output(tg_tape *tape, tgi_node *node, bool record) {
     return set_output(tape, node, data, data_floats, shape.ndim, shape.dims, size, record);
 }
 
+tg_status tgi_watch_forward(tg_tape *tape, tgi_node *node) {
+    tg_ctx *ctx = tape->ctx;
+    tg_tensor *output = node->call.output;
+    if (ctx->anomaly && tgi_check_forward(tape, node) != TG_OK) return TG_ERR_NUMERIC;
+    if (ctx->live_hooks[TG_PASS_FORWARD])
+        return tgi_fire_hooks(tape, output, TG_PASS_FORWARD, output->data);
+    return TG_OK;
+}
+
 /* What happens to a freshly computed output when something watches: its pending label, then
  * the anomaly check and the forward hooks, which may stop the step. */
 static tg_status after_forward(tg_tape *tape, tgi_node *node) {
-    tg_ctx *ctx = tape->ctx;
     tg_tensor *output = node->call.output;
     if (tape->pending_label[0]) {
         char *room = tgi_label_room(output);
@@ -272,10 +302,7 @@ static tg_status after_forward(tg_tape *tape, tgi_node *node) {
             output->label = room;
         }
     }
-    if (ctx->anomaly && tgi_check_forward(tape, node) != TG_OK) return TG_ERR_NUMERIC;
-    if (ctx->live_hooks[TG_PASS_FORWARD])
-        return tgi_fire_hooks(tape, output, TG_PASS_FORWARD, output->data);
-    return TG_OK;
+    return tgi_watch_forward(tape, node);
 }
 
 /* Checks the inputs of a call; *record says whether it goes on the tape. An input must be a
@@ -371,6 +398,8 @@ TGI_ALWAYS_INLINE static inline tg_tensor *record(tg_tape *tape, const tgi_op *o
         if (tape->n_entries == tape->cap_entries && grow_entries(tape) != TG_OK) return NULL;
         output->node = (int32_t)tape->n_entries;
         tape->entries[tape->n_entries++] = node;
+    } else {
+        tape->n_unrecorded++; /* not on the tape: a replay would not recompute it */
     }
     tg_ctx *ctx = tape->ctx;
     if (tape->pending_label[0] | ctx->watch_forward)
@@ -483,6 +512,8 @@ TGI_ALWAYS_INLINE static inline tg_tensor *record_unary(tg_tape *tape, const tgi
         }
         output->node = (int32_t)tape->n_entries;
         tape->entries[tape->n_entries++] = node;
+    } else {
+        tape->n_unrecorded++;
     }
     tg_ctx *ctx = tape->ctx;
     if (tape->pending_label[0] | ctx->watch_forward)
@@ -545,18 +576,22 @@ static tg_status check_backward_start(tg_tape *tape, tg_tensor *output) {
     if (output->tape != tape || output->generation != tape->generation)
         return tgi_error(ctx, TG_ERR_STATE, "backward: the output is not a node of this tape's "
                          "current step (stale after tg_tape_reset, or another tape)");
-    char name_buf[TG_LABEL_MAX + 32], shape[96];
-    const char *name = tgi_node_name(output, name_buf, sizeof name_buf);
-    tgi_format_shape(output->ndim, output->shape, shape, sizeof shape);
+    const char *why = NULL;
     if (tape->state == TGI_TAPE_CONSUMED)
-        return tgi_error(ctx, TG_ERR_STATE, "backward from '%s' %s: this tape was already walked "
-                         "backward; call tg_tape_reset and record a new step", name, shape);
-    if (output->node < 0 || output->node >= tape->n_entries ||
-        tape->entries[output->node]->call.output != output)
-        return tgi_error(ctx, TG_ERR_STATE, "backward from '%s' %s: the tensor was not recorded "
-                         "(no input required a gradient, or it was computed under no_grad)",
-                         name, shape);
-    return TG_OK;
+        why = "this tape was already walked backward; call tg_tape_reset and record a new step "
+              "(or tg_tape_replay to run the recorded one again)";
+    else if (tape->state == TGI_TAPE_REPLAY_FAILED)
+        why = "the tape's last replay stopped part-way (its error said where), so its outputs "
+              "come from two passes; replay again, or reset and record a new step";
+    else if (output->node < 0 || output->node >= tape->n_entries ||
+             tape->entries[output->node]->call.output != output)
+        why = "the tensor was not recorded (no input required a gradient, or it was computed "
+              "under no_grad)";
+    if (!why) return TG_OK;
+    char name[TG_LABEL_MAX + 32], shape[96];
+    return tgi_error(ctx, TG_ERR_STATE, "backward from '%s' %s: %s",
+                     tgi_node_name(output, name, sizeof name),
+                     tgi_format_shape(output->ndim, output->shape, shape, sizeof shape), why);
 }
 
 /* Makes sure every input that wants a gradient has a buffer to accumulate into. */
@@ -646,6 +681,10 @@ tg_status tg_backward_with(tg_tape *tape, tg_tensor *output, const float *seed) 
                          tgi_node_name(output, name, sizeof name));
     }
     tape->state = TGI_TAPE_CONSUMED;
+    if (tape->forward_entries < 0) { /* the step's first backward: its forward ends here */
+        tape->forward_entries = tape->n_entries;
+        tape->forward_unrecorded = tape->n_unrecorded;
+    }
     tape->ctx->backward_passes++;
     tape->n_leaves = 0;
     if (!output->grad && !(output->grad = zeroed_grad(tape, output)))

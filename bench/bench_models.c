@@ -2,13 +2,14 @@
  * bench/bench_models.c — training steps of the issue-14 MLP workloads, side by side with a
  * plain C reference written here (same FLOPs, no framework, the same GEMM kernels), in one run:
  *
- *   the scalar chain y = tanh(1.01 y), 1,000 times, forward and backward (ns per op);
+ *   the scalar chain y = tanh(1.01 y), 1,000 times, forward and backward (ns per op), recorded
+ *   every pass and recorded once then replayed (tg_tape_replay);
  *   MLP d4 w32 b16, MLP d20 w256 b64, MLP d4 w1024 b256: depth = linear layers, 64 inputs,
  *   10 classes, sigmoid between layers, softmax cross-entropy, SGD lr 0.01;
  *   sgemm 1024^3 through tapegrad's entry point against one call of the backend.
  *
- * Rounds interleave tapegrad at 1 thread, the reference (1 thread: the backend called whole,
- * on this thread), and tapegrad at 2 threads; each figure is the median over rounds with the
+ * Rounds interleave tapegrad at 1 thread (recorded every step, then replayed), the reference
+ * (1 thread: the backend called whole, on this thread), and tapegrad at 2 threads; each figure is the median over rounds with the
  * min-max beside it. Both start from the same weights: their first losses are printed and must
  * agree. Pin with `taskset -c 1` for one-thread figures (the 2-thread figure then shares a core:
  * run unpinned for it). `bench_models QUICK` runs fewer rounds; `bench_models anomaly` only the
@@ -110,6 +111,8 @@ typedef struct framework {
     tg_module *mlp;
     tg_optimizer *opt;
     tg_tensor *x, *labels;
+    bool replay;                                   /* record once, then tg_tape_replay */
+    tg_tensor *loss;                               /* the recorded loss, when replaying */
 } framework;
 
 static void die(tg_ctx *ctx) {
@@ -118,8 +121,14 @@ static void die(tg_ctx *ctx) {
 }
 
 static float framework_step(framework *f) {
-    tg_tape_reset(f->tape);
-    tg_tensor *loss = tg_cross_entropy(f->tape, tg_module_forward(f->mlp, f->tape, f->x), f->labels);
+    tg_tensor *loss = f->loss;
+    if (f->replay && loss) {
+        if (tg_tape_replay(f->tape) != TG_OK) die(f->ctx);
+    } else {
+        tg_tape_reset(f->tape);
+        loss = tg_cross_entropy(f->tape, tg_module_forward(f->mlp, f->tape, f->x), f->labels);
+        if (f->replay) f->loss = loss;
+    }
     if (!loss || tg_backward(f->tape, loss) != TG_OK || tg_optimizer_step(f->opt) != TG_OK) die(f->ctx);
     tg_optimizer_zero_grad(f->opt);
     return loss->data[0];
@@ -127,6 +136,7 @@ static float framework_step(framework *f) {
 
 static void framework_new_init(framework *f, int depth, int64_t width, int64_t batch, int threads,
                                tg_init init) {
+    memset(f, 0, sizeof *f);
     f->ctx = tg_ctx_new();
     if (!f->ctx || tg_ctx_set_threads(f->ctx, threads) != TG_OK) die(f->ctx);
     f->tape = tg_tape_new(f->ctx);
@@ -200,21 +210,28 @@ static void print_summary(const char *what, bench_timing s, double unit, const c
 }
 
 static void bench_mlp(int depth, int64_t width, int64_t batch, int rounds) {
-    framework one, two;
+    framework one, two, replayed;
     framework_new(&one, depth, width, batch, 1);
     framework_new(&two, depth, width, batch, 2);
+    framework_new(&replayed, depth, width, batch, 1);
+    replayed.replay = true;
     reference ref;
     reference_from(&ref, &one, depth, width, batch);
     float loss_framework = framework_step(&one), loss_reference = reference_step(&ref, 0.01f);
     framework_step(&two);
+    framework_step(&replayed);
     double start = bench_now_seconds(); /* about 0.2 s of steps per measurement */
     for (int s = 0; s < 3; s++) framework_step(&one);
     int steps = (int)(0.2 / ((bench_now_seconds() - start) / 3)) + 3;
-    double t1[ROUNDS], tr[ROUNDS], t2[ROUNDS], ratio[ROUNDS], ratio2[ROUNDS];
+    double t1[ROUNDS], tr[ROUNDS], t2[ROUNDS], tp[ROUNDS], ratio[ROUNDS], ratio2[ROUNDS];
+    double ratio_replayed[ROUNDS];
     for (int round = 0; round < rounds; round++) {
         start = bench_now_seconds();
         for (int s = 0; s < steps; s++) framework_step(&one);
         t1[round] = (bench_now_seconds() - start) / steps;
+        start = bench_now_seconds();
+        for (int s = 0; s < steps; s++) framework_step(&replayed);
+        tp[round] = (bench_now_seconds() - start) / steps;
         start = bench_now_seconds();
         for (int s = 0; s < steps; s++) reference_step(&ref, 0.01f);
         tr[round] = (bench_now_seconds() - start) / steps;
@@ -223,6 +240,7 @@ static void bench_mlp(int depth, int64_t width, int64_t batch, int rounds) {
         t2[round] = (bench_now_seconds() - start) / steps;
         ratio[round] = t1[round] / tr[round];
         ratio2[round] = t2[round] / t1[round];
+        ratio_replayed[round] = tp[round] / tr[round];
     }
     printf("MLP d%d w%lld b%lld (sigmoid, softmax CE, SGD): first losses %.7f (tapegrad) %.7f "
            "(plain C); %d steps x %d rounds\n", depth, (long long)width, (long long)batch,
@@ -230,11 +248,14 @@ static void bench_mlp(int depth, int64_t width, int64_t batch, int rounds) {
     print_summary("tapegrad, 1 thread", bench_summarize(t1, rounds), 1e3, "ms");
     print_summary("plain C + same GEMM", bench_summarize(tr, rounds), 1e3, "ms");
     print_summary("tapegrad, 2 threads", bench_summarize(t2, rounds), 1e3, "ms");
+    print_summary("tapegrad replayed, 1T", bench_summarize(tp, rounds), 1e3, "ms");
     print_summary("ratio 1T / plain C", bench_summarize(ratio, rounds), 1, "x");
     print_summary("ratio 2T / 1T", bench_summarize(ratio2, rounds), 1, "x");
+    print_summary("ratio replayed / plain C", bench_summarize(ratio_replayed, rounds), 1, "x");
     reference_free(&ref);
     framework_free(&one);
     framework_free(&two);
+    framework_free(&replayed);
 }
 
 /* The d20 w256 b64 sigmoid MLP started from N(0, DENORMAL_STD^2): its backward gradients shrink
@@ -338,12 +359,20 @@ typedef struct chain {
     tg_ctx *ctx;
     tg_tape *tape;
     tg_tensor *x;
+    bool replay;                                   /* record once, then tg_tape_replay */
+    tg_tensor *y;                                  /* the recorded end, when replaying */
 } chain;
 
 static float chain_pass(chain *c) {
-    tg_tape_reset(c->tape);
-    tg_tensor *y = c->x;
-    for (int i = 0; i < CHAIN; i++) y = tg_tanh(c->tape, tg_scale(c->tape, y, 1.01f));
+    tg_tensor *y = c->y;
+    if (c->replay && y) {
+        if (tg_tape_replay(c->tape) != TG_OK) die(c->ctx);
+    } else {
+        tg_tape_reset(c->tape);
+        y = c->x;
+        for (int i = 0; i < CHAIN; i++) y = tg_tanh(c->tape, tg_scale(c->tape, y, 1.01f));
+        if (c->replay) c->y = y;
+    }
     if (!y || tg_backward(c->tape, y) != TG_OK) die(c->ctx);
     float g = c->x->grad[0];
     tg_zero_grad(c->x);
@@ -351,6 +380,7 @@ static float chain_pass(chain *c) {
 }
 
 static void chain_new(chain *c) {
+    memset(c, 0, sizeof *c);
     c->ctx = tg_ctx_new();
     c->tape = tg_tape_new(c->ctx);
     c->x = tg_scalar(c->ctx, 0.5f);
@@ -379,27 +409,35 @@ static double time_chain(chain *c, int passes, float *grad) {
 }
 
 static void bench_chain(int rounds) {
-    chain c;
+    chain c, replayed;
     chain_new(&c);
+    chain_new(&replayed);
+    replayed.replay = true;
     static float ys[CHAIN];
-    double t[ROUNDS], tr[ROUNDS], ratio[ROUNDS];
+    double t[ROUNDS], tp[ROUNDS], tr[ROUNDS], ratio[ROUNDS], ratio_replayed[ROUNDS];
     const int passes = 300;
-    float grad = 0.0f, grad_reference = 0.0f;
+    float grad = 0.0f, grad_replayed = 0.0f, grad_reference = 0.0f;
     volatile float start_x = 0.5f; /* read each pass: the compiler cannot compute the chain once */
     time_chain(&c, 20, &grad); /* warm-up: the first step grows the tape's chunks */
+    time_chain(&replayed, 20, &grad_replayed);
     for (int round = 0; round < rounds; round++) {
         t[round] = time_chain(&c, passes, &grad) / (2 * CHAIN);
+        tp[round] = time_chain(&replayed, passes, &grad_replayed) / (2 * CHAIN);
         double start = bench_now_seconds();
         for (int p = 0; p < passes; p++) grad_reference = reference_chain(start_x, ys);
         tr[round] = (bench_now_seconds() - start) / passes / (2 * CHAIN);
         ratio[round] = t[round] / tr[round];
+        ratio_replayed[round] = tp[round] / tr[round];
     }
     printf("scalar chain, %d x (scale, tanh), forward+backward: dy/dx %.7g (tapegrad) %.7g "
-           "(plain C)\n", CHAIN, grad, grad_reference);
+           "(replayed) %.7g (plain C)\n", CHAIN, grad, grad_replayed, grad_reference);
     print_summary("tapegrad, per op", bench_summarize(t, rounds), 1e9, "ns");
+    print_summary("replayed, per op", bench_summarize(tp, rounds), 1e9, "ns");
     print_summary("plain C, per op", bench_summarize(tr, rounds), 1e9, "ns");
     print_summary("ratio", bench_summarize(ratio, rounds), 1, "x");
+    print_summary("ratio replayed", bench_summarize(ratio_replayed, rounds), 1, "x");
     chain_free(&c);
+    chain_free(&replayed);
 }
 
 /* `bench_models mlp DEPTH WIDTH BATCH THREADS`: one measurement of tapegrad alone, as

@@ -47,6 +47,7 @@ static tg_status register_builtins(tg_ctx *ctx) {
                 return tgi_error(ctx, TG_ERR_STATE, "built-in op '%s' registered as id %d, "
                                  "which TGI_BUILTIN_OPS gives to another op", def->name, id);
         }
+    ctx->registry.ops[TGI_OP_DROPOUT]->seeded_by_attribute = true; /* tg_tape_replay refuses it */
     if (tg_op_count(ctx) != TGI_BUILTIN_COUNT)
         return tgi_error(ctx, TG_ERR_STATE, "%d built-in ops registered, %d listed",
                          tg_op_count(ctx), TGI_BUILTIN_COUNT);

@@ -197,14 +197,18 @@ static tg_status gates_backward(const tg_op_call *call, int gates) {
      * place. A tanh cell's output is h[t], whose gradient its readers (the study's |dL/dh[t]|)
      * look at after backward: a copy in a scratch buffer becomes dz. */
     float *dz = call->output->grad;
+    tgi_arena *arena = &call->tape->arena;
+    tgi_arena_mark mark = tgi_arena_mark_get(arena); /* the copy is scratch: given back below */
     if (gates == 1) {
         size_t bytes = (size_t)call->output->size * sizeof(float);
-        if (!(dz = tgi_arena_alloc(&call->tape->arena, bytes)))
+        if (!(dz = tgi_arena_alloc(arena, bytes)))
             return tg_op_fail(call, TG_ERR_NOMEM, "out of memory for the pre-activation gradient");
         memcpy(dz, call->output->grad, bytes);
     }
     over_rows(call, s.width, GRAIN_ARITHMETIC, pre_activation_rows, gates, dz);
-    return projection_backward(call, dz, s.width);
+    tg_status status = projection_backward(call, dz, s.width);
+    if (gates == 1) tgi_arena_mark_rewind(arena, mark);
+    return status;
 }
 
 static tg_status rnn_cell_infer(const tg_op_call *call, tg_shape *out) {

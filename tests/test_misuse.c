@@ -127,6 +127,10 @@ MISUSE(tg_tensor_op_name) { cr_expect_str_eq(tg_tensor_op_name(NULL), "(null)");
 MISUSE(tg_tape_new) { NULLED_QUIETLY(tg_tape_new(NULL)); }
 MISUSE(tg_tape_free) { tg_tape_free(NULL); }
 MISUSE(tg_tape_reset) { tg_tape_reset(NULL); }
+MISUSE(tg_tape_replay) {
+    GIVES(tg_tape_replay(NULL), TG_ERR_INVALID);
+    GIVES(tg_tape_replay(W.tape), TG_ERR_STATE); /* the world's tape has recorded nothing */
+}
 MISUSE(tg_tape_ctx) { NULLED_QUIETLY(tg_tape_ctx(NULL)); }
 MISUSE(tg_tape_entries) { GIVES(tg_tape_entries(NULL), 0); }
 MISUSE(tg_tape_step) { GIVES(tg_tape_step(NULL), 0); }

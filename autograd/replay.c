@@ -1,0 +1,81 @@
+/*
+ * autograd/replay.c — running a recorded step again without recording it again.
+ *
+ * A training loop of fixed shapes records the same ops in the same order at every step; only
+ * the numbers change. Recording is most of the cost of a small op (the node, the output's
+ * header, the tape entry: some 30 stores), and a replay skips it: it calls each recorded
+ * forward again, in order, on the same nodes, whose inputs are the same tensors, now holding
+ * the new step's numbers (new batch data written into the leaves, parameters the optimizer
+ * stepped). The graph is then static for as long as it is replayed, as KANN's or a compiled
+ * PyTorch graph is; what the user changes between replays is data, never the ops.
+ *
+ * What a replay cannot redo is refused rather than done half: op calls that did not go on the
+ * tape (no input required a gradient, or a no-grad scope) would keep their old numbers, and an
+ * op seeded by an attribute (dropout) would draw the same mask again.
+ */
+#include "autograd/internal.h"
+
+/* The recorded forward, again: every output's gradient is forgotten first (the walk reads a
+ * NULL gradient as "nothing reached this node"). Inlined twice so the common case, nothing
+ * watching, tests nothing per entry. */
+TGI_ALWAYS_INLINE static inline tg_status replay_entries(tg_tape *tape, int64_t n, bool watched) {
+    for (int64_t e = 0; e < n; e++) {
+        tgi_node *node = tape->entries[e];
+        node->call.output->grad = NULL;
+        tg_status status = node->op->forward(&node->call);
+        if (status != TG_OK) {
+            if (tape->ctx->err_code == TG_OK)
+                tg_op_fail(&node->call, status, "forward failed in a replay of the step");
+            return status;
+        }
+        if (watched && (status = tgi_watch_forward(tape, node)) != TG_OK) return status;
+    }
+    return TG_OK;
+}
+
+/* TG_OK when the forward of the step can be replayed, else the error, which says why. */
+static tg_status check_replayable(tg_tape *tape, int64_t n_forward, int64_t unrecorded) {
+    tg_ctx *ctx = tape->ctx;
+    if (n_forward == 0)
+        return tgi_error(ctx, TG_ERR_STATE, "tape_replay: nothing was recorded since the last "
+                         "reset (record the step once, then replay it)");
+    if (unrecorded > 0)
+        return tgi_error(ctx, TG_ERR_STATE, "tape_replay: %lld op call%s of the step did not go "
+                         "on the tape (no input required a gradient, or a no-grad scope), so a "
+                         "replay would not recompute %s; compute such values outside the tape, "
+                         "or reset and record every step", (long long)unrecorded,
+                         unrecorded == 1 ? "" : "s", unrecorded == 1 ? "it" : "them");
+    for (int64_t e = 0; e < n_forward; e++) {
+        const tgi_node *node = tape->entries[e];
+        if (node->op->seeded_by_attribute) {
+            char name[TG_LABEL_MAX + 32];
+            return tgi_error(ctx, TG_ERR_STATE, "tape_replay: %s (output '%s', entry %lld) takes "
+                             "its seed from an attribute fixed when it was recorded, so a replay "
+                             "would draw the same numbers again; reset and record every step",
+                             node->op->name, tgi_node_name(node->call.output, name, sizeof name),
+                             (long long)e);
+        }
+    }
+    return TG_OK;
+}
+
+tg_status tg_tape_replay(tg_tape *tape) {
+    if (!tape) return TG_ERR_INVALID;
+    /* The step's forward: what was recorded before its first backward (everything, if none
+     * ran yet). Whatever was recorded after it stays on the tape and is not replayed. */
+    bool ended = tape->forward_entries >= 0;
+    int64_t n_forward = ended ? tape->forward_entries : tape->n_entries;
+    int64_t unrecorded = ended ? tape->forward_unrecorded : tape->n_unrecorded;
+    tg_status status = check_replayable(tape, n_forward, unrecorded);
+    if (status != TG_OK) return status;
+    tg_ctx *ctx = tape->ctx;
+    tape->pending_label[0] = '\0'; /* a label names the output of the next op recorded */
+    tape->replays++;
+    tape->step++;
+    tape->replaying = true;
+    status = ctx->watch_forward ? replay_entries(tape, n_forward, true)
+                                : replay_entries(tape, n_forward, false);
+    tape->replaying = false;
+    tape->state = status == TG_OK ? TGI_TAPE_RECORDING : TGI_TAPE_REPLAY_FAILED;
+    return status;
+}
