@@ -304,9 +304,10 @@ static inline bool tgi_same_shape(const tg_tensor *a, const tg_tensor *b) {
 typedef struct tgi_node {
     tg_op_call call;                 /* call.output: the output's header slot */
     const tgi_op *op;
-    /* Set only by tg_op_save_for_backward, and read only when call.saved is set: the bytes
-     * call.saved holds, and the tape's replay count when the forward last took it (a replayed
-     * forward gets the same buffer back: tg_tape_replay allocates nothing). */
+    /* Set by tg_op_save_for_backward when the call is this node's (tg_tape.call_node), and
+     * read only when it was: the bytes call.saved holds, and the tape's replay count when the
+     * forward last took it (a replayed forward gets the same buffer back: tg_tape_replay
+     * allocates nothing). */
     size_t saved_bytes;
     uint32_t saved_replay;
 } tgi_node;
@@ -388,6 +389,7 @@ struct tg_tape {
     int64_t forward_entries, forward_unrecorded;
     uint32_t replays;        /* tg_tape_replay calls on this tape, for tgi_node.saved_replay */
     bool replaying;
+    tgi_node *call_node;     /* the node whose forward runs (the general record path, replay) */
 };
 
 static inline void tgi_init_tape_tensor(tg_tensor *t, tg_tape *tape, float *data, int ndim,

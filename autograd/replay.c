@@ -22,6 +22,7 @@ TGI_ALWAYS_INLINE static inline tg_status replay_entries(tg_tape *tape, int64_t 
     for (int64_t e = 0; e < n; e++) {
         tgi_node *node = tape->entries[e];
         node->call.output->grad = NULL;
+        tape->call_node = node;
         tg_status status = node->op->forward(&node->call);
         if (status != TG_OK) {
             if (tape->ctx->err_code == TG_OK)

@@ -138,19 +138,15 @@ static tg_status record_fail(tg_tape *tape, const tgi_op *op, tg_tensor *const *
     return status;
 }
 
-/* Every call an op's functions get is the call of a node (tgi_record and the replay hand out
- * &node->call), so the node is found from it. */
-static tgi_node *node_of(tg_op_call *call) {
-    return (tgi_node *)((unsigned char *)call - offsetof(tgi_node, call));
-}
-
 void *tg_op_save_for_backward(tg_op_call *call, size_t bytes) {
     if (!call || !call->tape) return NULL;
     tg_tape *tape = call->tape;
-    tgi_node *node = node_of(call);
+    /* The node whose forward runs, when the call is its own (a copy of the call is not):
+     * only then are its saved_* fields read or written. */
+    tgi_node *node = tape->call_node && &tape->call_node->call == call ? tape->call_node : NULL;
     /* A replayed forward asks again for what it asked for when recorded: it gets the same
      * buffer back (once per replay; a second request in one forward gets a new one). */
-    if (tape->replaying && call->saved && node->saved_replay != tape->replays &&
+    if (node && tape->replaying && call->saved && node->saved_replay != tape->replays &&
         bytes <= node->saved_bytes) {
         node->saved_replay = tape->replays;
         return call->saved;
@@ -161,8 +157,10 @@ void *tg_op_save_for_backward(tg_op_call *call, size_t bytes) {
                   call->op_name, bytes);
         return NULL;
     }
-    node->saved_bytes = bytes;
-    node->saved_replay = tape->replays;
+    if (node) {
+        node->saved_bytes = bytes;
+        node->saved_replay = tape->replays;
+    }
     return call->saved;
 }
 
@@ -389,6 +387,7 @@ TGI_ALWAYS_INLINE static inline tg_tensor *record(tg_tape *tape, const tgi_op *o
     if (check_inputs(tape, op, inputs, n_inputs, &record) != TG_OK) return NULL;
     tgi_node *node = new_node(tape, op, inputs, n_inputs, attrs, record);
     if (!node) return NULL;
+    tape->call_node = node; /* for tg_op_save_for_backward (the one-input fast path saves not) */
     if (op->forward(&node->call) != TG_OK) return forward_failed(node);
     /* Read back from the node, as in the fast path below: only the node lives across the call. */
     tape = node->call.tape;
