@@ -13,7 +13,8 @@
  * min-max beside it. Both start from the same weights: their first losses are printed and must
  * agree. Pin with `taskset -c 1` for one-thread figures (the 2-thread figure then shares a core:
  * run unpinned for it). `bench_models QUICK` runs fewer rounds; `bench_models anomaly` only the
- * anomaly-mode comparison (off, counts only, full).
+ * anomaly-mode comparison (off, counts only, full); `bench_models chain` and `chain-replayed`
+ * one chain figure each (for torch_compare.py and callgrind).
  */
 #include <math.h>
 #include <stdio.h>
@@ -463,9 +464,12 @@ static int one_measurement(char **argv) {
 
 int main(int argc, char **argv) {
     if (argc == 6 && strcmp(argv[1], "mlp") == 0) return one_measurement(argv);
-    if (argc == 2 && strcmp(argv[1], "chain") == 0) { /* one measurement, for torch_compare.py */
+    bool replayed = argc == 2 && strcmp(argv[1], "chain-replayed") == 0;
+    if (argc == 2 && (strcmp(argv[1], "chain") == 0 || replayed)) { /* one measurement, for
+                                                                     torch_compare.py */
         chain c;
         chain_new(&c);
+        c.replay = replayed;
         float grad;
         time_chain(&c, 50, &grad);
         printf("ns_per_op %.3f\n", time_chain(&c, 300, &grad) / (2 * CHAIN) * 1e9);
