@@ -599,7 +599,9 @@ TGI_ALWAYS_INLINE static inline tg_status prepare_input_grads(tg_tape *tape, con
     do { /* every call has an input: no test before the first */
         tg_tensor *in = node->call.inputs[i];
         if (!in->requires_grad) continue;
-        in->grad_unset = false; /* this VJP writes into it: the optimizer steps it */
+        /* this VJP writes into it: the optimizer steps it (read first: a store per node of a
+         * scalar chain cost more than the test) */
+        if (in->grad_unset) in->grad_unset = false;
         if (in->grad) continue;
         in->grad = zeroed_grad(tape, in);
         if (!in->grad) return tgi_error(tape->ctx, TG_ERR_NOMEM, "backward: out of memory for "
