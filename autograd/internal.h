@@ -387,6 +387,7 @@ struct tg_tape {
      * op calls computed without going on the tape by then (a replay would not redo them). */
     int64_t n_unrecorded;
     int64_t forward_entries, forward_unrecorded;
+    int64_t replay_checked;  /* entries found replayable (no attribute-seeded op) so far */
     uint32_t replays;        /* tg_tape_replay calls on this tape, for tgi_node.saved_replay */
     bool replaying;
     tgi_node *call_node;     /* the node whose forward runs (the general record path, replay) */

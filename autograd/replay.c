@@ -46,7 +46,8 @@ static tg_status check_replayable(tg_tape *tape, int64_t n_forward, int64_t unre
                          "replay would not recompute %s; compute such values outside the tape, "
                          "or reset and record every step", (long long)unrecorded,
                          unrecorded == 1 ? "" : "s", unrecorded == 1 ? "it" : "them");
-    for (int64_t e = 0; e < n_forward; e++) {
+    /* Entries checked by an earlier replay stay as they were until the reset: checked once. */
+    for (int64_t e = tape->replay_checked; e < n_forward; e++) {
         const tgi_node *node = tape->entries[e];
         if (node->op->seeded_by_attribute) {
             char name[TG_LABEL_MAX + 32];
@@ -57,6 +58,7 @@ static tg_status check_replayable(tg_tape *tape, int64_t n_forward, int64_t unre
                              (long long)e);
         }
     }
+    tape->replay_checked = n_forward;
     return TG_OK;
 }
 

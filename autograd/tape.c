@@ -48,6 +48,7 @@ void tg_tape_reset(tg_tape *tape) {
     tape->n_entries = 0;
     tape->n_unrecorded = 0;
     tape->forward_entries = -1;
+    tape->replay_checked = 0;
     tape->state = TGI_TAPE_RECORDING;
     tape->generation++;
     tape->step_fields.generation = tape->generation;

@@ -50,20 +50,23 @@
         NAME##_forward_loop(call->inputs[0]->data + begin, call->output->data + begin,          \
                             end - begin, call->attrs);                                          \
     }                                                                                           \
-    static tg_status NAME##_forward(tg_op_call *call) {                                         \
-        const float *xs = call->inputs[0]->data;                                                \
-        const tg_attr_value *attr = call->attrs;                                                \
-        int64_t n = call->output->size;                                                         \
-        if (n == 1) {                                                                           \
-            float x = xs[0];                                                                    \
-            (void)attr;                                                                         \
-            call->output->data[0] = (Y_EXPR);                                                   \
-        } else if (n < 2 * TGI_ELEMENTWISE_GRAIN) {                                             \
-            NAME##_forward_loop(xs, call->output->data, n, attr);                               \
-        } else {                                                                                \
+    /* More than one element: the loop here, or over the threads (kept apart so the one-element \
+     * path below needs no stack frame: its other paths are tail calls). */                    \
+    TGI_NOINLINE static tg_status NAME##_forward_many(tg_op_call *call, int64_t n) {            \
+        if (n < 2 * TGI_ELEMENTWISE_GRAIN)                                                      \
+            NAME##_forward_loop(call->inputs[0]->data, call->output->data, n, call->attrs);     \
+        else                                                                                    \
             tgi_parallel_for(call->tape->ctx, n, TGI_ELEMENTWISE_GRAIN, NAME##_forward_range,   \
                              call);                                                             \
-        }                                                                                       \
+        return TG_OK;                                                                           \
+    }                                                                                           \
+    static tg_status NAME##_forward(tg_op_call *call) {                                         \
+        int64_t n = call->output->size;                                                         \
+        if (n != 1) return NAME##_forward_many(call, n);                                        \
+        const tg_attr_value *attr = call->attrs;                                                \
+        float x = call->inputs[0]->data[0];                                                     \
+        (void)attr;                                                                             \
+        call->output->data[0] = (Y_EXPR);                                                       \
         return TG_OK;                                                                           \
     }                                                                                           \
     TGI_NOINLINE static void NAME##_backward_loop(float *restrict gx, const float *restrict xs, \
@@ -84,22 +87,26 @@
         NAME##_backward_loop(in->grad + begin, in->data + begin, out->data + begin,             \
                              out->grad + begin, end - begin, call->attrs);                      \
     }                                                                                           \
-    static tg_status NAME##_backward(const tg_op_call *call) {                                  \
+    TGI_NOINLINE static tg_status NAME##_backward_many(const tg_op_call *call) {                \
         const tg_tensor *in = call->inputs[0], *out = call->output;                             \
-        const tg_attr_value *attr = call->attrs;                                                \
-        if (!in->grad) return TG_OK;                                                            \
-        if (out->size == 1) {                                                                   \
-            float x = in->data[0], y = out->data[0];                                            \
-            (void)x;                                                                            \
-            (void)y;                                                                            \
-            (void)attr;                                                                         \
-            in->grad[0] += out->grad[0] * (DYDX_EXPR);                                          \
-        } else if (out->size < 2 * TGI_ELEMENTWISE_GRAIN) {                                     \
-            NAME##_backward_loop(in->grad, in->data, out->data, out->grad, out->size, attr);    \
-        } else {                                                                                \
+        if (out->size < 2 * TGI_ELEMENTWISE_GRAIN)                                              \
+            NAME##_backward_loop(in->grad, in->data, out->data, out->grad, out->size,           \
+                                 call->attrs);                                                  \
+        else                                                                                    \
             tgi_parallel_for(call->tape->ctx, out->size, TGI_ELEMENTWISE_GRAIN,                 \
                              NAME##_backward_range, (void *)call);                              \
-        }                                                                                       \
+        return TG_OK;                                                                           \
+    }                                                                                           \
+    static tg_status NAME##_backward(const tg_op_call *call) {                                  \
+        const tg_tensor *in = call->inputs[0], *out = call->output;                             \
+        if (!in->grad) return TG_OK;                                                            \
+        if (out->size != 1) return NAME##_backward_many(call);                                  \
+        const tg_attr_value *attr = call->attrs;                                                \
+        float x = in->data[0], y = out->data[0];                                                \
+        (void)x;                                                                                \
+        (void)y;                                                                                \
+        (void)attr;                                                                             \
+        in->grad[0] += out->grad[0] * (DYDX_EXPR);                                              \
         return TG_OK;                                                                           \
     }
 
