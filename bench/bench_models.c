@@ -130,8 +130,8 @@ static float framework_step(framework *f) {
         loss = tg_cross_entropy(f->tape, tg_module_forward(f->mlp, f->tape, f->x), f->labels);
         if (f->replay) f->loss = loss;
     }
-    if (!loss || tg_backward(f->tape, loss) != TG_OK || tg_optimizer_step(f->opt) != TG_OK) die(f->ctx);
-    tg_optimizer_zero_grad(f->opt);
+    if (!loss || tg_backward(f->tape, loss) != TG_OK || tg_optimizer_step_zero_grad(f->opt) != TG_OK)
+        die(f->ctx);
     return loss->data[0];
 }
 

@@ -511,8 +511,7 @@ static bool train_step(trainer *t, int step) {
     }
     if (!isfinite(r->loss[step]) || !isfinite(r->grad_norm[step])) return false;
     clip(t);
-    tg_optimizer_step(t->opt);
-    tg_optimizer_zero_grad(t->opt);
+    tg_optimizer_step_zero_grad(t->opt);
     return true;
 }
 

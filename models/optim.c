@@ -189,25 +189,55 @@ static void rmsprop(const tg_optimizer_config *c, float *restrict w, const float
         }
 }
 
-tg_status tg_optimizer_step(tg_optimizer *opt) {
-    if (!opt) return TG_ERR_INVALID;
+/* The update of parameter i's elements [from, from + n), step t of it. */
+static void update(const tg_optimizer *opt, int i, int64_t from, int64_t n, int64_t t) {
     const tg_optimizer_config *c = &opt->config;
+    tg_tensor *p = opt->params[i];
+    float *w = p->data + from, *g = p->grad + from;
+    float *first = opt->first ? opt->first[i] + from : NULL;
+    float *second = opt->second ? opt->second[i] + from : NULL;
+    switch (c->kind) {
+    case TG_OPT_SGD: sgd(c, w, g, first, n, t == 1); break;
+    case TG_OPT_ADAM:
+    case TG_OPT_ADAMW: adam(c, w, g, first, second, n, t); break;
+    case TG_OPT_RMSPROP: rmsprop(c, w, g, first, second, n); break;
+    }
+}
+
+/* Elements updated before their gradient is zeroed, when both are asked for: 16 KB of gradient,
+ * still in the first-level cache when it is zeroed. */
+#define ZERO_BLOCK ((int64_t)4096)
+
+static tg_status step(tg_optimizer *opt, bool zero_grads) {
+    if (!opt) return TG_ERR_INVALID;
     for (int i = 0; i < opt->n_params; i++) {
         tg_tensor *p = opt->params[i];
         /* PyTorch 2 (zero_grad(set_to_none=True)) skips a parameter backward did not reach: no
          * weight decay, no momentum, no Adam step on an unused branch */
-        if (!tg_grad_is_set(p)) continue;
-        int64_t t = ++opt->steps[i];
-        float *first = opt->first ? opt->first[i] : NULL, *second = opt->second ? opt->second[i] : NULL;
-        switch (c->kind) {
-        case TG_OPT_SGD: sgd(c, p->data, p->grad, first, p->size, t == 1); break;
-        case TG_OPT_ADAM:
-        case TG_OPT_ADAMW: adam(c, p->data, p->grad, first, second, p->size, t); break;
-        case TG_OPT_RMSPROP: rmsprop(c, p->data, p->grad, first, second, p->size); break;
+        if (!tg_grad_is_set(p)) {
+            if (zero_grads) tg_zero_grad(p);
+            continue;
         }
+        int64_t t = ++opt->steps[i];
+        if (!zero_grads) {
+            update(opt, i, 0, p->size, t);
+            continue;
+        }
+        /* block by block, so the zeros are written while the gradient is in the cache: no
+         * second pass over it, as tg_optimizer_zero_grad's */
+        for (int64_t from = 0; from < p->size; from += ZERO_BLOCK) {
+            int64_t n = p->size - from < ZERO_BLOCK ? p->size - from : ZERO_BLOCK;
+            update(opt, i, from, n, t);
+            memset(p->grad + from, 0, (size_t)n * sizeof(float));
+        }
+        p->grad_unset = true;
     }
     return TG_OK;
 }
+
+tg_status tg_optimizer_step(tg_optimizer *opt) { return step(opt, false); }
+
+tg_status tg_optimizer_step_zero_grad(tg_optimizer *opt) { return step(opt, true); }
 
 void tg_optimizer_zero_grad(tg_optimizer *opt) {
     if (!opt) return;

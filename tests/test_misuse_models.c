@@ -217,6 +217,7 @@ MISUSE(tg_optimizer_new) {
 }
 MISUSE(tg_optimizer_free) { tg_optimizer_free(NULL); }
 MISUSE(tg_optimizer_step) { GIVES(tg_optimizer_step(NULL), TG_ERR_INVALID); }
+MISUSE(tg_optimizer_step_zero_grad) { GIVES(tg_optimizer_step_zero_grad(NULL), TG_ERR_INVALID); }
 MISUSE(tg_optimizer_zero_grad) { tg_optimizer_zero_grad(NULL); }
 MISUSE(tg_optimizer_set_lr) { tg_optimizer_set_lr(NULL, 1.0f); }
 MISUSE(tg_optimizer_lr) { GIVES_NAN(tg_optimizer_lr(NULL)); }

@@ -202,3 +202,60 @@ Test(optim, a_training_step_with_adam_allocates_nothing) {
     tg_tape_free(t);
     tg_ctx_free(c);
 }
+
+/* tg_optimizer_step_zero_grad gives the numbers of tg_optimizer_step then
+ * tg_optimizer_zero_grad, for every optimizer, on a parameter of several blocks and with one
+ * that no backward reached. */
+Test(optim, step_zero_grad_is_step_then_zero_grad) {
+    const tg_optimizer_config configs[] = {
+        {.kind = TG_OPT_SGD, .lr = 0.1f, .momentum = 0.9f, .weight_decay = 0.01f},
+        {.kind = TG_OPT_SGD, .lr = 0.1f, .momentum = 0.9f, .nesterov = true},
+        {.kind = TG_OPT_ADAM, .lr = 0.01f, .weight_decay = 0.01f},
+        {.kind = TG_OPT_ADAMW, .lr = 0.01f, .weight_decay = 0.1f},
+        {.kind = TG_OPT_RMSPROP, .lr = 0.01f, .momentum = 0.5f},
+    };
+    for (size_t k = 0; k < sizeof configs / sizeof configs[0]; k++) {
+        tg_tensor *p[2][2]; /* [way][param]: way 0 steps then zeroes, way 1 fuses the two */
+        tg_optimizer *opt[2];
+        for (int way = 0; way < 2; way++) {
+            p[way][0] = tg_zeros(ctx, TG_SHAPE(3, 4099)); /* four blocks and a piece */
+            p[way][1] = tg_zeros(ctx, TG_SHAPE(5));
+            for (int j = 0; j < 2; j++) {
+                tg_fill_normal(p[way][j], 0, 1, 5 + (uint64_t)j);
+                tg_set_requires_grad(p[way][j], true);
+            }
+            opt[way] = tg_optimizer_new(ctx, p[way], 2, &configs[k]);
+            cr_assert_not_null(opt[way], "%s", tg_errmsg(ctx));
+        }
+        for (int step = 0; step < 3; step++)
+            for (int way = 0; way < 2; way++) {
+                tg_tape_reset(tape); /* only p[.][0] is reached: p[.][1] stays unset */
+                tg_tensor *loss = tg_sum(tape, tg_square(tape, p[way][0]));
+                cr_assert_eq(tg_backward(tape, loss), TG_OK, "%s", tg_errmsg(ctx));
+                if (way == 0) {
+                    cr_assert_eq(tg_optimizer_step(opt[0]), TG_OK);
+                    tg_optimizer_zero_grad(opt[0]);
+                } else {
+                    cr_assert_eq(tg_optimizer_step_zero_grad(opt[1]), TG_OK);
+                }
+            }
+        for (int j = 0; j < 2; j++) {
+            cr_expect_eq(memcmp(p[0][j]->data, p[1][j]->data, (size_t)p[0][j]->size * sizeof(float)),
+                         0, "optimizer %zu, parameter %d: the fused step differs", k, j);
+            cr_expect_not(tg_grad_is_set(p[1][j]), "optimizer %zu: the gradient is zeroed", k);
+            for (int64_t i = 0; i < p[1][j]->size; i++)
+                if (p[1][j]->grad[i] != 0.0f) {
+                    cr_expect_fail("optimizer %zu, parameter %d: grad[%lld] = %g", k, j,
+                                   (long long)i, (double)p[1][j]->grad[i]);
+                    break;
+                }
+        }
+        tg_tensor *start = tg_zeros(ctx, TG_SHAPE(3, 4099));
+        tg_fill_normal(start, 0, 1, 5);
+        cr_expect_neq(memcmp(start->data, p[1][0]->data, (size_t)start->size * sizeof(float)), 0,
+                      "optimizer %zu: the reached parameter did not move (a vacuous test)", k);
+        tg_optimizer_free(opt[0]);
+        tg_optimizer_free(opt[1]);
+    }
+    cr_expect_eq(tg_optimizer_step_zero_grad(NULL), TG_ERR_INVALID);
+}
