@@ -19,7 +19,11 @@
 #define TGI_PRINTF(fmt_index, first_arg) __attribute__((format(printf, fmt_index, first_arg)))
 #define TGI_NOINLINE __attribute__((noinline))
 #define TGI_ALWAYS_INLINE __attribute__((always_inline))
+#define TGI_LIKELY(x) __builtin_expect(!!(x), 1)
+#define TGI_UNLIKELY(x) __builtin_expect(!!(x), 0)
 #else
+#define TGI_LIKELY(x) (x)
+#define TGI_UNLIKELY(x) (x)
 #define TGI_NOINLINE
 #define TGI_ALWAYS_INLINE
 #define TGI_HIDDEN

@@ -594,21 +594,41 @@ static tg_status check_backward_start(tg_tape *tape, tg_tensor *output) {
                      tgi_format_shape(output->ndim, output->shape, shape, sizeof shape), why);
 }
 
+/* The slow part of prepare_input: a leaf without a gradient buffer, or a buffer of more than
+ * one element to zero. */
+static TGI_NOINLINE tg_status prepare_buffer(tg_tape *tape, const tgi_node *node, tg_tensor *in) {
+    in->grad = zeroed_grad(tape, in);
+    if (!in->grad) return tgi_error(tape->ctx, TG_ERR_NOMEM, "backward: out of memory for the "
+                                    "gradient of an input of %s", node->op->name);
+    return TG_OK;
+}
+
+/* Makes sure an input that wants a gradient has a buffer to accumulate into. Laid out for the
+ * scalar ops of a long chain, whose cost is this code's: a straight run when the input is a
+ * recorded scalar reached for the first time. */
+TGI_ALWAYS_INLINE static inline tg_status prepare_input(tg_tape *tape, const tgi_node *node,
+                                                        tg_tensor *in) {
+    if (!in->requires_grad) return TG_OK;
+    /* this VJP writes into it: the optimizer steps it (read first: a store per node of a scalar
+     * chain cost more than the test) */
+    if (TGI_UNLIKELY(in->grad_unset)) in->grad_unset = false;
+    if (in->grad) return TG_OK;
+    float *room = in->grad_room;
+    if (TGI_LIKELY(room && in->size == 1)) {
+        room[0] = 0.0f; /* a scalar: one store rather than a call */
+        in->grad = room;
+        return TG_OK;
+    }
+    return prepare_buffer(tape, node, in);
+}
+
 /* Makes sure every input that wants a gradient has a buffer to accumulate into. */
 TGI_ALWAYS_INLINE static inline tg_status prepare_input_grads(tg_tape *tape, const tgi_node *node) {
-    int i = 0;
-    do { /* every call has an input: no test before the first */
-        tg_tensor *in = node->call.inputs[i];
-        if (!in->requires_grad) continue;
-        /* this VJP writes into it: the optimizer steps it (read first: a store per node of a
-         * scalar chain cost more than the test) */
-        if (in->grad_unset) in->grad_unset = false;
-        if (in->grad) continue;
-        in->grad = zeroed_grad(tape, in);
-        if (!in->grad) return tgi_error(tape->ctx, TG_ERR_NOMEM, "backward: out of memory for "
-                                        "the gradient of an input of %s", node->op->name);
-    } while (++i < node->call.n_inputs);
-    return TG_OK;
+    /* every call has an input: the first is prepared before any test of the count */
+    tg_status status = prepare_input(tape, node, node->call.inputs[0]);
+    for (int i = 1; i < node->call.n_inputs && status == TG_OK; i++)
+        status = prepare_input(tape, node, node->call.inputs[i]);
+    return status;
 }
 
 /* The node's gradient is complete: its hooks run, and its leaf inputs are remembered for theirs. */
