@@ -287,3 +287,39 @@ bool tg_batcher_next(tg_batcher *b, tg_tape *tape, tg_tensor **x, tg_tensor **y)
     *y = by;
     return true;
 }
+
+/* TG_OK when t can hold `what` of a full batch: [batch_size, shape...]. */
+static tg_status check_batch_tensor(const tg_batcher *b, const tg_tensor *t, int ndim,
+                                    const int64_t *shape, const char *what) {
+    tg_ctx *ctx = b->ds->ctx;
+    if (!t) return tgi_error(ctx, TG_ERR_INVALID, "batcher_next_into: %s is NULL", what);
+    if (tgi_refuse_stale(t, "batcher_next_into") != TG_OK) return TG_ERR_STATE;
+    int64_t want[TG_MAX_DIMS] = {b->batch_size};
+    for (int d = 0; d < ndim; d++) want[d + 1] = shape[d];
+    bool same = t->ndim == ndim + 1;
+    for (int d = 0; same && d <= ndim; d++) same = t->shape[d] == want[d];
+    if (same) return TG_OK;
+    char got_text[96], want_text[96];
+    return tgi_error(ctx, TG_ERR_SHAPE, "batcher_next_into: %s%s%s%s is %s, a batch of it is %s",
+                     what, t->label[0] ? " '" : "", t->label, t->label[0] ? "'" : "",
+                     tgi_format_shape(t->ndim, t->shape, got_text, sizeof got_text),
+                     tgi_format_shape(ndim + 1, want, want_text, sizeof want_text));
+}
+
+bool tg_batcher_next_into(tg_batcher *b, tg_tensor *x, tg_tensor *y) {
+    if (!b) return false;
+    const tg_dataset *ds = b->ds;
+    if (check_batch_tensor(b, x, ds->x_ndim, ds->x_shape, "x") != TG_OK ||
+        check_batch_tensor(b, y, ds->y_ndim, ds->y_shape, "y") != TG_OK)
+        return false;
+    /* only full batches fit: a shorter last one ends the epoch, as drop_last does */
+    if (ds->count - b->position < b->batch_size) {
+        end_epoch(b);
+        return false;
+    }
+    const int64_t *rows = b->order + b->position;
+    gather(x->data, ds->x, x->size / b->batch_size, rows, b->batch_size);
+    gather(y->data, ds->y, y->size / b->batch_size, rows, b->batch_size);
+    b->position += b->batch_size;
+    return true;
+}

@@ -288,6 +288,15 @@ MISUSE(tg_batcher_next) {
     tg_batcher_free(b);
 }
 MISUSE(tg_batcher_epoch) { GIVES(tg_batcher_epoch(NULL), 0); }
+MISUSE(tg_batcher_next_into) {
+    GIVES(tg_batcher_next_into(NULL, NULL, NULL), false);
+    tg_batcher *b = tg_batcher_new(W.ds, 2, false, false, 1);
+    cr_assert_not_null(b);
+    tg_clear_error(W.ctx);
+    GIVES(tg_batcher_next_into(b, NULL, NULL), false);
+    expect_message("tg_batcher_next_into(b, NULL, NULL)");
+    tg_batcher_free(b);
+}
 
 /* ---- save and load ----------------------------------------------------------------------- */
 

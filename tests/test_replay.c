@@ -410,3 +410,66 @@ Test(replay, an_op_saving_through_a_copy_of_its_call_still_works) {
     tg_tape_free(tape);
     tg_ctx_free(ctx);
 }
+
+/* The library's own data pipeline in a replayed loop: tg_batcher_next_into fills the tensors
+ * the step was recorded on, and the run matches the recorded run with tg_batcher_next (same
+ * seed, drop_last) to the bit. */
+Test(replay, a_batcher_feeds_a_replayed_loop) {
+    tg_ctx *ctx_rec = tg_ctx_new(), *ctx_rep = tg_ctx_new();
+    tg_dataset *digits_rec = tg_dataset_digits(ctx_rec), *digits_rep = tg_dataset_digits(ctx_rep);
+    cr_assert(digits_rec && digits_rep);
+    tg_mlp_config config = {.in = 64, .out = 10, .width = 16, .depth = 2,
+                            .activation = TG_ACT_TANH, .init = tg_init_xavier(TG_ACT_TANH), .seed = 3};
+    tg_module *mlp_rec = tg_mlp_new(ctx_rec, "mlp", &config), *mlp_rep = tg_mlp_new(ctx_rep, "mlp", &config);
+    tg_tensor *p_rec[4], *p_rep[4];
+    cr_assert_eq(tg_module_params(mlp_rec, p_rec, 4), 4);
+    cr_assert_eq(tg_module_params(mlp_rep, p_rep, 4), 4);
+    tg_optimizer_config sgd = {.kind = TG_OPT_SGD, .lr = 0.05f, .momentum = 0.9f};
+    tg_optimizer *opt_rec = tg_optimizer_new(ctx_rec, p_rec, 4, &sgd);
+    tg_optimizer *opt_rep = tg_optimizer_new(ctx_rep, p_rep, 4, &sgd);
+    tg_batcher *b_rec = tg_batcher_new(digits_rec, 100, true, true, 9);
+    tg_batcher *b_rep = tg_batcher_new(digits_rep, 100, true, true, 9);
+    tg_tape *tape_rec = tg_tape_new(ctx_rec), *tape_rep = tg_tape_new(ctx_rep);
+    tg_tensor *x = tg_tape_zeros(tape_rep, TG_SHAPE(100, 64)), *y = tg_tape_zeros(tape_rep, TG_SHAPE(100));
+    tg_tensor *loss_rep = NULL;
+    int steps = 0;
+    for (int epoch = 0; epoch < 2; epoch++) {
+        tg_tensor *bx, *by;
+        while (tg_tape_reset(tape_rec), tg_batcher_next(b_rec, tape_rec, &bx, &by)) {
+            cr_assert(tg_batcher_next_into(b_rep, x, y), "%s", tg_errmsg(ctx_rep));
+            tg_tensor *loss_rec = tg_cross_entropy(tape_rec, tg_module_forward(mlp_rec, tape_rec, bx), by);
+            cr_assert_eq(tg_backward(tape_rec, loss_rec), TG_OK, "%s", tg_errmsg(ctx_rec));
+            if (!loss_rep) loss_rep = tg_cross_entropy(tape_rep, tg_module_forward(mlp_rep, tape_rep, x), y);
+            else cr_assert_eq(tg_tape_replay(tape_rep), TG_OK, "%s", tg_errmsg(ctx_rep));
+            cr_assert_eq(tg_backward(tape_rep, loss_rep), TG_OK, "%s", tg_errmsg(ctx_rep));
+            expect_same_bits(loss_rec, loss_rep, "the loss");
+            cr_assert_eq(tg_optimizer_step_zero_grad(opt_rec), TG_OK);
+            cr_assert_eq(tg_optimizer_step_zero_grad(opt_rep), TG_OK);
+            steps++;
+        }
+        cr_expect_not(tg_batcher_next_into(b_rep, x, y), "the short last batch ends the epoch");
+    }
+    cr_expect_eq(steps, 2 * (1797 / 100));
+    for (int i = 0; i < 4; i++) expect_same_bits(p_rec[i], p_rep[i], "a parameter after two epochs");
+
+    tg_tensor *wrong = tg_tape_zeros(tape_rep, TG_SHAPE(50, 64));
+    cr_expect_not(tg_batcher_next_into(b_rep, wrong, y));
+    expect_errmsg_has(ctx_rep, "batcher_next_into: x is [50,64]", "[100,64]");
+    tg_clear_error(ctx_rep);
+    cr_expect_not(tg_batcher_next_into(b_rep, x, NULL));
+    expect_errmsg_has(ctx_rep, "batcher_next_into", "y is NULL");
+    cr_expect_not(tg_batcher_next_into(NULL, x, y));
+
+    tg_batcher_free(b_rec);
+    tg_batcher_free(b_rep);
+    tg_optimizer_free(opt_rec);
+    tg_optimizer_free(opt_rep);
+    tg_module_free(mlp_rec);
+    tg_module_free(mlp_rep);
+    tg_dataset_free(digits_rec);
+    tg_dataset_free(digits_rep);
+    tg_tape_free(tape_rec);
+    tg_tape_free(tape_rep);
+    tg_ctx_free(ctx_rec);
+    tg_ctx_free(ctx_rep);
+}
