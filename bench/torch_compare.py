@@ -102,8 +102,9 @@ def tapegrad_lstm_ms_per_step(binary, threads):
     return float(out.split()[1])
 
 
-def tapegrad_chain_ns_per_op(binary):
-    out = subprocess.run([binary, "chain"], check=True, capture_output=True, text=True).stdout
+def tapegrad_chain_ns_per_op(binary, mode="chain"):
+    """mode "chain" records the chain every pass; "chain-replayed" records it once and replays it."""
+    out = subprocess.run([binary, mode], check=True, capture_output=True, text=True).stdout
     return float(out.split()[1])
 
 
@@ -127,15 +128,17 @@ def main():
         sys.exit(f"{args.binary} missing: run `zig build bench-models -Doptimize=ReleaseFast` first")
     torch.set_num_threads(args.threads)
     print(f"PyTorch {torch.__version__}, {args.threads} thread(s); {args.rounds} interleaved rounds")
-    t_torch, t_tg, ratio = [], [], []
+    t_torch, t_tg, t_replayed, ratio = [], [], [], []
     for _ in range(args.rounds):
         a = torch_chain_ns_per_op()
         b = tapegrad_chain_ns_per_op(args.binary)
+        c = tapegrad_chain_ns_per_op(args.binary, "chain-replayed")
         t_torch.append(a)
         t_tg.append(b)
+        t_replayed.append(c)
         ratio.append(b / a)
-    print(f"scalar chain per op: PyTorch {fmt(t_torch)} ns, tapegrad {fmt(t_tg)} ns, "
-          f"tapegrad/PyTorch {fmt(ratio)}")
+    print(f"scalar chain per op: PyTorch {fmt(t_torch)} ns, tapegrad {fmt(t_tg)} ns "
+          f"(replayed {fmt(t_replayed)} ns), tapegrad/PyTorch {fmt(ratio)}")
     rnn_binary = os.path.join(os.path.dirname(args.binary), "bench_rnn")
     if os.path.exists(rnn_binary):
         t_torch, t_tg, ratio = [], [], []
