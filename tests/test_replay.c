@@ -291,18 +291,20 @@ static tg_status picky_backward(const tg_op_call *call) {
     return TG_OK;
 }
 
-static tg_status picky_shape(const tg_op_call *call, tg_shape *out) {
-    out->ndim = call->inputs[0]->ndim;
-    for (int d = 0; d < out->ndim; d++) out->dims[d] = call->inputs[0]->shape[d];
-    return TG_OK;
+/* A context with a one-input op `name` (output shaped like its input) registered as *id. */
+static tg_ctx *ctx_with_op(const char *name, tg_forward_fn forward, tg_backward_fn backward,
+                           int *id) {
+    tg_ctx *ctx = tg_ctx_new();
+    tg_op_def def = {.name = name, .arity = 1, .infer_shape = infer_like_first_input,
+                     .forward = forward, .backward = backward};
+    *id = tg_op_register(ctx, &def);
+    cr_assert_geq(*id, 0, "%s", tg_errmsg(ctx));
+    return ctx;
 }
 
 Test(replay, a_failed_replay_blocks_backward_until_a_good_one) {
-    tg_ctx *ctx = tg_ctx_new();
-    tg_op_def def = {.name = "picky", .arity = 1, .infer_shape = picky_shape,
-                     .forward = picky_forward, .backward = picky_backward};
-    int id = tg_op_register(ctx, &def);
-    cr_assert_geq(id, 0, "%s", tg_errmsg(ctx));
+    int id;
+    tg_ctx *ctx = ctx_with_op("picky", picky_forward, picky_backward, &id);
     tg_tape *tape = tg_tape_new(ctx);
     tg_tensor *w = leaf(ctx, 1, (int64_t[]){1}, (float[]){1});
     tg_tensor *loss = tg_sum(tape, tg_call_id(tape, id, &w, 1, NULL, 0));
@@ -391,11 +393,8 @@ static tg_status copying_backward(const tg_op_call *call) {
 }
 
 Test(replay, an_op_saving_through_a_copy_of_its_call_still_works) {
-    tg_ctx *ctx = tg_ctx_new();
-    tg_op_def def = {.name = "copying", .arity = 1, .infer_shape = picky_shape,
-                     .forward = copying_forward, .backward = copying_backward};
-    int id = tg_op_register(ctx, &def);
-    cr_assert_geq(id, 0, "%s", tg_errmsg(ctx));
+    int id;
+    tg_ctx *ctx = ctx_with_op("copying", copying_forward, copying_backward, &id);
     tg_tape *tape = tg_tape_new(ctx);
     tg_tensor *w = leaf(ctx, 1, (int64_t[]){1}, (float[]){1});
     tg_tensor *loss = NULL;
