@@ -458,6 +458,16 @@ tg_tensor *tg_batch_norm(tg_tape *tape, tg_tensor *x, tg_tensor *gamma, tg_tenso
 tg_tensor *tg_layer_norm(tg_tape *tape, tg_tensor *x, tg_tensor *gamma, tg_tensor *beta,
                          float eps);
 
+/**
+ * Scaled dot-product attention, fused: softmax(scale q k^T) v over q [..., Tq, D],
+ * k [..., Tk, D], v [..., Tk, Dv] (3 or 4 dims, the same leading dims: [B, H, T, D]) ->
+ * [..., Tq, Dv]. causal: query i sees keys j <= i only (PyTorch's is_causal). scale 0 means
+ * 1/sqrt(D). Keeps only the probabilities for backward; the heads run on the context's threads
+ * with the same results on any thread count. Registered as "attention" (causal:bool,scale:f32).
+ */
+tg_tensor *tg_attention(tg_tape *tape, tg_tensor *q, tg_tensor *k, tg_tensor *v, bool causal,
+                        float scale);
+
 /* ---- convolution and pooling (NCHW, f32; PyTorch's semantics and output sizes) ----------- */
 
 /** Geometry of a convolution. Zero fields take the defaults: stride 1, dilation 1, groups 1

@@ -26,7 +26,8 @@
     X(CONV2D, conv2d) X(CONV1D, conv1d)                                                          \
     X(MAX_POOL2D, max_pool2d) X(AVG_POOL2D, avg_pool2d) X(GLOBAL_AVG_POOL2D, global_avg_pool2d)  \
     X(RNN_CELL, rnn_cell) X(LSTM_GATES, lstm_gates) X(LSTM_CELL, lstm_cell)                      \
-    X(LSTM_HIDDEN, lstm_hidden) X(GRU_CELL, gru_cell)
+    X(LSTM_HIDDEN, lstm_hidden) X(GRU_CELL, gru_cell)                                            \
+    X(ATTENTION, attention)
 
 enum {
 #define TGI_OP_ENUM(id, name) TGI_OP_##id,
@@ -48,6 +49,7 @@ TGI_DEF_TABLE(norm)
 TGI_DEF_TABLE(conv)
 TGI_DEF_TABLE(pool)
 TGI_DEF_TABLE(recurrent)
+TGI_DEF_TABLE(attention)
 #undef TGI_DEF_TABLE
 
 /* Calls built-in op `id` (attrs complete and in signature order). */
