@@ -467,6 +467,14 @@ tg_tensor *tg_layer_norm(tg_tape *tape, tg_tensor *x, tg_tensor *gamma, tg_tenso
  */
 tg_tensor *tg_attention(tg_tape *tape, tg_tensor *q, tg_tensor *k, tg_tensor *v, bool causal,
                         float scale);
+/**
+ * The same for the packed projections of a multi-head layer: qkv [B, T, 3E] holds q, k and v
+ * side by side (as x in_proj_weight^T does), head h in the columns [h D, (h+1) D) of each third
+ * (D = E / heads); the output [B, T, E] has the heads side by side the same way. No copies split
+ * or merge the heads. Registered as "attention_qkv" (heads:i64,causal:bool,scale:f32).
+ */
+tg_tensor *tg_attention_qkv(tg_tape *tape, tg_tensor *qkv, int64_t heads, bool causal,
+                            float scale);
 
 /* ---- convolution and pooling (NCHW, f32; PyTorch's semantics and output sizes) ----------- */
 

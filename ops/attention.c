@@ -15,6 +15,9 @@
  * P (P is read once more there and never again: a tape runs backward once per forward), so
  * backward needs no T x T scratch beyond P itself.
  *
+ * attention_qkv is the same over the packed projections of a multi-head layer: qkv [B, T, 3E]
+ * in, [B, T, E] out, each head read and written in place (see head_layout).
+ *
  * Causal: query i sees keys j <= i (PyTorch's is_causal, aligned top-left); the masked
  * probabilities are exactly 0, and so are their gradients.
  */
@@ -25,11 +28,36 @@
 /* Rows of dP formed at once: a block of at most this many floats lives on the stack. */
 #define DP_BLOCK_FLOATS 8192
 
+/* Where one head's matrices lie: head n = (b, h) starts at b * batch_step + h * head_step of its
+ * tensor, and its rows are `ld` floats apart. The [..., T, D] layout has one "batch" per head;
+ * the packed layout reads q, k and v of head h from the columns [h D, (h+1) D) of the thirds of
+ * qkv [B, T, 3E] and writes the output's [B, T, E] in place, so a multi-head layer needs no
+ * copies to split or merge heads. */
+typedef struct head_layout {
+    int64_t batch_step, head_step, ld;
+} head_layout;
+
 typedef struct attention_dims {
-    int64_t heads, tq, tk, d, dv;
+    int64_t heads, per_batch, tq, tk, d, dv;
+    head_layout q, k, v, o;
+    int64_t k_at, v_at;      /* where k and v start in their tensor (packed: E and 2E) */
     float scale;
     bool causal;
 } attention_dims;
+
+static int64_t head_offset(const attention_dims *a, const head_layout *l, int64_t n) {
+    return (n / a->per_batch) * l->batch_step + (n % a->per_batch) * l->head_step;
+}
+
+static head_layout dense_layout(int64_t rows, int64_t cols) {
+    head_layout l = {rows * cols, 0, cols};
+    return l;
+}
+
+static void set_scale(attention_dims *a, float scale, bool causal) {
+    a->causal = causal;
+    a->scale = scale != 0.0f ? scale : 1.0f / sqrtf((float)a->d);
+}
 
 static attention_dims attention_shape(const tg_op_call *call) {
     const tg_tensor *q = call->inputs[0], *v = call->inputs[2];
@@ -40,9 +68,48 @@ static attention_dims attention_shape(const tg_op_call *call) {
     a.tk = v->shape[nd - 2];
     a.dv = v->shape[nd - 1];
     a.heads = q->size / (a.tq * a.d);
-    a.causal = call->attrs[0].b;
-    a.scale = call->attrs[1].f32 != 0.0f ? call->attrs[1].f32 : 1.0f / sqrtf((float)a.d);
+    a.per_batch = 1;
+    a.q = dense_layout(a.tq, a.d);
+    a.k = dense_layout(a.tk, a.d);
+    a.v = dense_layout(a.tk, a.dv);
+    a.o = dense_layout(a.tq, a.dv);
+    a.k_at = a.v_at = 0;
+    set_scale(&a, call->attrs[1].f32, call->attrs[0].b);
     return a;
+}
+
+/* The packed op: qkv [B, T, 3E], heads H, D = E / H. */
+static attention_dims packed_shape(const tg_op_call *call) {
+    const tg_tensor *qkv = call->inputs[0];
+    int64_t batch = qkv->shape[0], t = qkv->shape[1], e = qkv->shape[2] / 3;
+    attention_dims a;
+    a.per_batch = call->attrs[0].i64;
+    a.heads = batch * a.per_batch;
+    a.tq = a.tk = t;
+    a.d = a.dv = e / a.per_batch;
+    head_layout in = {t * 3 * e, a.d, 3 * e}, out = {t * e, a.d, e};
+    a.q = a.k = a.v = in;
+    a.o = out;
+    a.k_at = e;
+    a.v_at = 2 * e;
+    set_scale(&a, call->attrs[2].f32, call->attrs[1].b);
+    return a;
+}
+
+static tg_status check_scale(const tg_op_call *call, float scale) {
+    if (isfinite(scale) && scale >= 0.0f) return TG_OK;
+    return tg_op_fail(call, TG_ERR_INVALID, "scale = %g, expected 0 (1/sqrt(D)) or > 0",
+                      (double)scale);
+}
+
+/* The probabilities kept for backward must fit, and a row of dP the stack block. */
+static tg_status check_probs(const tg_op_call *call, int64_t heads, int64_t tq, int64_t tk) {
+    if (tk > DP_BLOCK_FLOATS)
+        return tg_op_fail(call, TG_ERR_SHAPE, "%lld keys: at most %d", (long long)tk,
+                          DP_BLOCK_FLOATS);
+    if ((uint64_t)heads * (uint64_t)tq * (uint64_t)tk > (uint64_t)TGI_MAX_ELEMENTS)
+        return tg_op_fail(call, TG_ERR_SHAPE, "the probabilities would hold too many elements");
+    return TG_OK;
 }
 
 static tg_status attention_infer(const tg_op_call *call, tg_shape *out) {
@@ -62,19 +129,29 @@ static tg_status attention_infer(const tg_op_call *call, tg_shape *out) {
     if (k->shape[nd - 2] != v->shape[nd - 2])
         return tg_op_fail(call, TG_ERR_SHAPE, "k and v lengths %lld != %lld",
                           (long long)k->shape[nd - 2], (long long)v->shape[nd - 2]);
-    float scale = call->attrs[1].f32;
-    if (!isfinite(scale) || scale < 0.0f)
-        return tg_op_fail(call, TG_ERR_INVALID, "scale = %g, expected 0 (1/sqrt(D)) or > 0",
-                          (double)scale);
-    int64_t tq = q->shape[nd - 2], tk = k->shape[nd - 2];
-    if (tk > DP_BLOCK_FLOATS)
-        return tg_op_fail(call, TG_ERR_SHAPE, "%lld keys: at most %d", (long long)tk,
-                          DP_BLOCK_FLOATS);
-    if ((uint64_t)(q->size / (tq * q->shape[nd - 1])) * (uint64_t)tq * (uint64_t)tk >
-        (uint64_t)TGI_MAX_ELEMENTS)
-        return tg_op_fail(call, TG_ERR_SHAPE, "the probabilities would hold too many elements");
+    if (check_scale(call, call->attrs[1].f32) != TG_OK) return TG_ERR_INVALID;
+    int64_t tq = q->shape[nd - 2];
+    if (check_probs(call, q->size / (tq * q->shape[nd - 1]), tq, k->shape[nd - 2]) != TG_OK)
+        return TG_ERR_SHAPE;
     tgi_shape_of(q, out);
     out->dims[nd - 1] = v->shape[nd - 1];
+    return TG_OK;
+}
+
+static tg_status packed_infer(const tg_op_call *call, tg_shape *out) {
+    const tg_tensor *qkv = call->inputs[0];
+    int64_t heads = call->attrs[0].i64;
+    if (qkv->ndim != 3 || qkv->shape[2] % 3 != 0)
+        return tg_op_fail(call, TG_ERR_SHAPE, "expected qkv [B, T, 3E]");
+    int64_t e = qkv->shape[2] / 3;
+    if (heads < 1 || e % heads != 0)
+        return tg_op_fail(call, TG_ERR_INVALID, "heads = %lld does not divide E = %lld",
+                          (long long)heads, (long long)e);
+    if (check_scale(call, call->attrs[2].f32) != TG_OK) return TG_ERR_INVALID;
+    if (check_probs(call, qkv->shape[0] * heads, qkv->shape[1], qkv->shape[1]) != TG_OK)
+        return TG_ERR_SHAPE;
+    tgi_shape_of(qkv, out);
+    out->dims[2] = e;
     return TG_OK;
 }
 
@@ -101,32 +178,57 @@ static int64_t keys_seen(const attention_dims *a, int64_t i) {
 typedef struct attention_job {
     const tg_op_call *call;
     attention_dims dims;
+    const tg_tensor *q, *k, *v; /* the packed op: all three are qkv */
     float *probs;
 } attention_job;
+
+/* One head's matrices in a tensor's data (or gradient). */
+static float *head_q(const attention_job *j, float *base, int64_t n) {
+    return base + head_offset(&j->dims, &j->dims.q, n);
+}
+static float *head_k(const attention_job *j, float *base, int64_t n) {
+    return base + j->dims.k_at + head_offset(&j->dims, &j->dims.k, n);
+}
+static float *head_v(const attention_job *j, float *base, int64_t n) {
+    return base + j->dims.v_at + head_offset(&j->dims, &j->dims.v, n);
+}
+static float *head_o(const attention_job *j, float *base, int64_t n) {
+    return base + head_offset(&j->dims, &j->dims.o, n);
+}
 
 static void forward_heads(void *arg, int64_t begin, int64_t end) {
     const attention_job *job = arg;
     const attention_dims *a = &job->dims;
-    const tg_op_call *call = job->call;
-    tg_ctx *ctx = call->tape->ctx;
-    for (int64_t h = begin; h < end; h++) {
-        const float *q = call->inputs[0]->data + h * a->tq * a->d;
-        const float *k = call->inputs[1]->data + h * a->tk * a->d;
-        const float *v = call->inputs[2]->data + h * a->tk * a->dv;
-        float *p = job->probs + h * a->tq * a->tk, *o = call->output->data + h * a->tq * a->dv;
-        tgi_gemm(ctx, false, true, a->tq, a->tk, a->d, a->scale, q, a->d, k, a->d, 0.0f, p, a->tk);
+    tg_ctx *ctx = job->call->tape->ctx;
+    for (int64_t n = begin; n < end; n++) {
+        float *p = job->probs + n * a->tq * a->tk;
+        tgi_gemm(ctx, false, true, a->tq, a->tk, a->d, a->scale, head_q(job, job->q->data, n),
+                 a->q.ld, head_k(job, job->k->data, n), a->k.ld, 0.0f, p, a->tk);
         for (int64_t i = 0; i < a->tq; i++) softmax_row(p + i * a->tk, keys_seen(a, i), a->tk);
-        tgi_gemm(ctx, false, false, a->tq, a->dv, a->tk, 1.0f, p, a->tk, v, a->dv, 0.0f, o, a->dv);
+        tgi_gemm(ctx, false, false, a->tq, a->dv, a->tk, 1.0f, p, a->tk,
+                 head_v(job, job->v->data, n), a->v.ld, 0.0f,
+                 head_o(job, job->call->output->data, n), a->o.ld);
     }
 }
 
-static tg_status attention_forward(tg_op_call *call) {
-    attention_job job = {call, attention_shape(call), NULL};
-    const attention_dims *a = &job.dims;
-    job.probs = tg_op_save_for_backward(call, (size_t)(a->heads * a->tq * a->tk) * sizeof(float));
-    if (!job.probs) return TG_ERR_NOMEM;
-    tgi_parallel_for(call->tape->ctx, a->heads, 1, forward_heads, &job);
+static tg_status run_forward(tg_op_call *call, attention_job *job) {
+    const attention_dims *a = &job->dims;
+    job->probs = tg_op_save_for_backward(call, (size_t)(a->heads * a->tq * a->tk) * sizeof(float));
+    if (!job->probs) return TG_ERR_NOMEM;
+    tgi_parallel_for(call->tape->ctx, a->heads, 1, forward_heads, job);
     return TG_OK;
+}
+
+static tg_status attention_forward(tg_op_call *call) {
+    attention_job job = {call, attention_shape(call), call->inputs[0], call->inputs[1],
+                         call->inputs[2], NULL};
+    return run_forward(call, &job);
+}
+
+static tg_status attention_qkv_forward(tg_op_call *call) {
+    const tg_tensor *qkv = call->inputs[0];
+    attention_job job = {call, packed_shape(call), qkv, qkv, qkv, NULL};
+    return run_forward(call, &job);
 }
 
 /* dS for rows [i0, i0 + rows) of one head, in place of P: dP = dO V^T into the stack block,
@@ -134,8 +236,8 @@ static tg_status attention_forward(tg_op_call *call) {
 static void probs_to_score_grads(tg_ctx *ctx, const attention_dims *a, float *p, const float *go,
                                  const float *v, int64_t i0, int64_t rows) {
     float dp[DP_BLOCK_FLOATS];
-    tgi_gemm(ctx, false, true, rows, a->tk, a->dv, 1.0f, go + i0 * a->dv, a->dv, v, a->dv, 0.0f,
-             dp, a->tk);
+    tgi_gemm(ctx, false, true, rows, a->tk, a->dv, 1.0f, go + i0 * a->o.ld, a->o.ld, v, a->v.ld,
+             0.0f, dp, a->tk);
     for (int64_t r = 0; r < rows; r++) {
         float *pr = p + (i0 + r) * a->tk;
         const float *dpr = dp + r * a->tk;
@@ -150,34 +252,40 @@ static void probs_to_score_grads(tg_ctx *ctx, const attention_dims *a, float *p,
 static void backward_heads(void *arg, int64_t begin, int64_t end) {
     const attention_job *job = arg;
     const attention_dims *a = &job->dims;
-    const tg_op_call *call = job->call;
-    tg_ctx *ctx = call->tape->ctx;
-    const tg_tensor *tq = call->inputs[0], *tk = call->inputs[1], *tv = call->inputs[2];
+    tg_ctx *ctx = job->call->tape->ctx;
+    const tg_tensor *tq = job->q, *tk = job->k, *tv = job->v;
     int64_t block_rows = DP_BLOCK_FLOATS / a->tk;
-    for (int64_t h = begin; h < end; h++) {
-        const float *q = tq->data + h * a->tq * a->d, *k = tk->data + h * a->tk * a->d;
-        const float *v = tv->data + h * a->tk * a->dv;
-        const float *go = call->output->grad + h * a->tq * a->dv;
-        float *p = job->probs + h * a->tq * a->tk;
+    for (int64_t n = begin; n < end; n++) {
+        const float *go = head_o(job, job->call->output->grad, n);
+        const float *v = head_v(job, tv->data, n);
+        float *p = job->probs + n * a->tq * a->tk;
         if (tv->grad)
-            tgi_gemm(ctx, true, false, a->tk, a->dv, a->tq, 1.0f, p, a->tk, go, a->dv, 1.0f,
-                     tv->grad + h * a->tk * a->dv, a->dv);
+            tgi_gemm(ctx, true, false, a->tk, a->dv, a->tq, 1.0f, p, a->tk, go, a->o.ld, 1.0f,
+                     head_v(job, tv->grad, n), a->v.ld);
         if (!tq->grad && !tk->grad) continue;
         for (int64_t i0 = 0; i0 < a->tq; i0 += block_rows)
             probs_to_score_grads(ctx, a, p, go, v, i0,
                                  a->tq - i0 < block_rows ? a->tq - i0 : block_rows);
         if (tq->grad)
-            tgi_gemm(ctx, false, false, a->tq, a->d, a->tk, a->scale, p, a->tk, k, a->d, 1.0f,
-                     tq->grad + h * a->tq * a->d, a->d);
+            tgi_gemm(ctx, false, false, a->tq, a->d, a->tk, a->scale, p, a->tk,
+                     head_k(job, tk->data, n), a->k.ld, 1.0f, head_q(job, tq->grad, n), a->q.ld);
         if (tk->grad)
-            tgi_gemm(ctx, true, false, a->tk, a->d, a->tq, a->scale, p, a->tk, q, a->d, 1.0f,
-                     tk->grad + h * a->tk * a->d, a->d);
+            tgi_gemm(ctx, true, false, a->tk, a->d, a->tq, a->scale, p, a->tk,
+                     head_q(job, tq->data, n), a->q.ld, 1.0f, head_k(job, tk->grad, n), a->k.ld);
     }
 }
 
 static tg_status attention_backward(const tg_op_call *call) {
-    attention_job job = {call, attention_shape(call), call->saved};
+    attention_job job = {call, attention_shape(call), call->inputs[0], call->inputs[1],
+                         call->inputs[2], call->saved};
     tgi_parallel_for(call->tape->ctx, job.dims.heads, 1, backward_heads, &job);
+    return TG_OK;
+}
+
+static tg_status attention_qkv_backward(const tg_op_call *call) {
+    const tg_tensor *qkv = call->inputs[0];
+    attention_job job = {call, packed_shape(call), qkv, qkv, qkv, call->saved};
+    if (qkv->grad) tgi_parallel_for(call->tape->ctx, job.dims.heads, 1, backward_heads, &job);
     return TG_OK;
 }
 
@@ -197,10 +305,17 @@ static const tgi_example attention_inputs[] = {
      .attrs = {{.b = true}, {.f32 = 0.0f}}},
 };
 #undef QKV
+static const tgi_example packed_inputs[] = {
+    TGI_ONE_INPUT(TGI_INPUT(TGI_DOMAIN_ANY, 2, 5, 12), {.i64 = 2}, {.b = true}, {.f32 = 0.0f}),
+    TGI_ONE_INPUT(TGI_INPUT(TGI_DOMAIN_ANY, 1, 4, 9), {.i64 = 3}, {.b = false}, {.f32 = 0.0f}),
+};
 static const tgi_examples attention_examples = TGI_EXAMPLES(attention_inputs);
+static const tgi_examples packed_examples = TGI_EXAMPLES(packed_inputs);
 
 const tg_op_def tgi_attention_defs[] = {
     KERNEL_DEF(attention, 3, "causal:bool,scale:f32", attention_infer, attention_examples),
+    KERNEL_DEF(attention_qkv, 1, "heads:i64,causal:bool,scale:f32", packed_infer,
+               packed_examples),
 };
 const int tgi_attention_count = sizeof tgi_attention_defs / sizeof tgi_attention_defs[0];
 
@@ -209,4 +324,10 @@ tg_tensor *tg_attention(tg_tape *tape, tg_tensor *q, tg_tensor *k, tg_tensor *v,
     tg_tensor *inputs[3] = {q, k, v};
     tg_attr_value attrs[2] = {{.b = causal}, {.f32 = scale}};
     return tgi_call_builtin(tape, TGI_OP_ATTENTION, inputs, 3, attrs);
+}
+
+tg_tensor *tg_attention_qkv(tg_tape *tape, tg_tensor *qkv, int64_t heads, bool causal,
+                            float scale) {
+    tg_attr_value attrs[3] = {{.i64 = heads}, {.b = causal}, {.f32 = scale}};
+    return tgi_call_builtin(tape, TGI_OP_ATTENTION_QKV, &qkv, 1, attrs);
 }

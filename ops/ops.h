@@ -27,7 +27,7 @@
     X(MAX_POOL2D, max_pool2d) X(AVG_POOL2D, avg_pool2d) X(GLOBAL_AVG_POOL2D, global_avg_pool2d)  \
     X(RNN_CELL, rnn_cell) X(LSTM_GATES, lstm_gates) X(LSTM_CELL, lstm_cell)                      \
     X(LSTM_HIDDEN, lstm_hidden) X(GRU_CELL, gru_cell)                                            \
-    X(ATTENTION, attention)
+    X(ATTENTION, attention) X(ATTENTION_QKV, attention_qkv)
 
 enum {
 #define TGI_OP_ENUM(id, name) TGI_OP_##id,

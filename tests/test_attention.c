@@ -166,3 +166,37 @@ Test(attention, bad_shapes_are_refused_naming_the_op) {
     tg_tape_free(tape);
     tg_ctx_free(ctx);
 }
+
+Test(attention, packed_heads_match_the_naive_loop_per_head) {
+    enum { B = 2, T = 6, E = 12, H = 3, D = E / H };
+    tg_ctx *ctx = tg_ctx_new();
+    tg_tape *tape = tg_tape_new(ctx);
+    float qkv[B * T * 3 * E];
+    fill(qkv, B * T * 3 * E, 21);
+    tg_tensor *out = tg_attention_qkv(tape, tg_tape_from_data(tape, TG_SHAPE(B, T, 3 * E), qkv),
+                                      H, true, 0.0f);
+    cr_assert_not_null(out, "%s", tg_errmsg(ctx));
+    cr_expect_eq(out->shape[2], E);
+    for (int b = 0; b < B; b++)
+        for (int h = 0; h < H; h++) {
+            float q[T * D], k[T * D], v[T * D];
+            for (int t = 0; t < T; t++)
+                for (int c = 0; c < D; c++) {
+                    const float *row = qkv + (b * T + t) * 3 * E + h * D + c;
+                    q[t * D + c] = row[0];
+                    k[t * D + c] = row[E];
+                    v[t * D + c] = row[2 * E];
+                }
+            double want[T * D];
+            naive_head(q, k, v, T, T, D, D, true, 1.0 / sqrt((double)D), want);
+            for (int t = 0; t < T; t++)
+                for (int c = 0; c < D; c++)
+                    cr_expect(fabs(out->data[(b * T + t) * E + h * D + c] - want[t * D + c]) < 1e-5,
+                              "b %d h %d t %d c %d", b, h, t, c);
+        }
+    tg_tensor *qkv8 = tg_tape_zeros(tape, TG_SHAPE(B, T, 3 * E));
+    cr_expect_null(tg_attention_qkv(tape, qkv8, 5, true, 0.0f));
+    expect_errmsg_has(ctx, "attention_qkv", "heads = 5 does not divide E = 12");
+    tg_tape_free(tape);
+    tg_ctx_free(ctx);
+}
