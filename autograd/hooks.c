@@ -182,6 +182,15 @@ static bool hook_matches(const tgi_hook *hook, const tg_tensor *node) {
     return false;
 }
 
+bool tgi_label_watched(const tg_ctx *ctx, const char *label) {
+    for (int i = 0; i < ctx->n_hooks; i++) {
+        const tgi_hook *hook = &ctx->hooks[i];
+        if (hook->fn && hook->target == TGI_HOOK_PATTERN && tg_pattern_match(hook->pattern, label))
+            return true;
+    }
+    return false;
+}
+
 static const char *pass_name(tg_pass pass) {
     return pass == TG_PASS_FORWARD ? "forward" : "backward";
 }

@@ -463,6 +463,10 @@ static inline void tgi_update_watch(tg_ctx *ctx) {
 }
 /* Runs the hooks of pass that match node, on values. */
 TGI_HIDDEN tg_status tgi_fire_hooks(tg_tape *tape, tg_tensor *node, tg_pass pass, float *values);
+/* Whether a live name-pattern hook (either pass) matches label: a layer that can compute a
+ * value inside a fused op or as a node of its own (attention's probabilities) makes the node
+ * only when someone looks at it. */
+TGI_HIDDEN bool tgi_label_watched(const tg_ctx *ctx, const char *label);
 /* Forgets the node hooks of a tape (at reset and free). */
 TGI_HIDDEN void tgi_drop_tape_hooks(tg_ctx *ctx, const tg_tape *tape);
 TGI_HIDDEN void tgi_hooks_release(tg_ctx *ctx);

@@ -1598,6 +1598,110 @@ tg_tensor *tg_rnn_sequence(tg_module *rnn, tg_tape *tape, tg_tensor *x, const tg
 /** A copy of x that is a leaf: gradients stop here (truncated BPTT, target networks). */
 tg_tensor *tg_detach(tg_tape *tape, tg_tensor *x);
 
+/* ---- language models: embeddings, attention, transformers ------------------------------ */
+
+/**
+ * A token embedding (nn.Embedding): "<name>.weight" [num, dim], N(0, 1) unless init says
+ * otherwise. Its forward maps ids [...] (f32 whole numbers in [0, num)) to [..., dim].
+ */
+tg_module *tg_embedding_new(tg_ctx *ctx, const char *name, int64_t num, int64_t dim,
+                            const tg_init *init, uint64_t seed);
+
+typedef struct tg_mha_config {
+    int64_t embed_dim, num_heads; /**< E and H; H divides E */
+    bool causal;                  /**< query t sees positions <= t (a decoder) */
+    bool qk_norm;                 /**< layer norm of q and k over the head size before the
+                                       product (Wortsman et al. 2023): "<name>.q_norm.weight",
+                                       "<name>.q_norm.bias", and k_norm the same */
+    uint64_t seed;
+} tg_mha_config;
+
+/** embed_dim, num_heads; no mask, no qk-norm, seed 1. */
+tg_mha_config tg_mha_defaults(int64_t embed_dim, int64_t num_heads);
+
+/**
+ * Multi-head self-attention over x [B, T, E] -> [B, T, E], with nn.MultiheadAttention's
+ * parameters and layout: "<name>.in_proj_weight" [3E, E] (q, k, v stacked; Xavier uniform),
+ * "<name>.in_proj_bias" [3E] (0), "<name>.out_proj.weight" [E, E], "<name>.out_proj.bias" [E] (0),
+ * so a checkpoint loads into PyTorch's module (batch_first=True) and back. The heads run fused
+ * (attention_qkv, no copies); when a name-pattern hook matches "<name>.probs", the layer
+ * computes the attention from separate ops instead, so that the probabilities [B, H, T, T] are
+ * a node of that name the hook sees in both passes (same numbers, more memory).
+ */
+tg_module *tg_mha_new(tg_ctx *ctx, const char *name, const tg_mha_config *config);
+
+typedef struct tg_transformer_config {
+    int64_t d_model;              /**< E */
+    int64_t n_heads;              /**< H, dividing E */
+    int64_t d_ff;                 /**< the MLP's hidden width (0: 4 E) */
+    bool causal;                  /**< masked self-attention (a decoder) */
+    bool post_ln;                 /**< false: pre-LN, x + f(LN(x)) (GPT-2); true: post-LN,
+                                       LN(x + f(x)) (Vaswani et al. 2017) */
+    bool qk_norm;                 /**< see tg_mha_config */
+    float dropout;                /**< on each residual branch in training, 0 <= p < 1 */
+    uint64_t seed;
+} tg_transformer_config;
+
+/**
+ * One transformer block over [B, T, E]: self-attention "<name>.attn" (tg_mha_new), then a GELU
+ * MLP "<name>.fc" [d_ff, E] and "<name>.proj" [E, d_ff], each on a residual path with layer
+ * norms "<name>.ln1" and "<name>.ln2" placed before (pre-LN) or after (post-LN) the sum. The
+ * output is labelled "<name>.out".
+ */
+tg_module *tg_transformer_block_new(tg_ctx *ctx, const char *name,
+                                    const tg_transformer_config *config);
+
+typedef struct tg_gpt_config {
+    int64_t vocab;                /**< token ids 0..vocab-1 */
+    int64_t block_size;           /**< the longest sequence (rows of the position table) */
+    int64_t d_model, n_heads;
+    int n_layers;                 /**< 0..TG_GPT_MAX_LAYERS */
+    bool post_ln;                 /**< post-LN blocks (and no final norm) instead of pre-LN */
+    bool qk_norm;
+    bool tie_weights;             /**< the head is the token table (logits = x wte^T) */
+    float dropout;                /**< on the embeddings and every residual branch */
+    uint64_t seed;
+} tg_gpt_config;
+
+#define TG_GPT_MAX_LAYERS 64
+
+/**
+ * A decoder-only transformer language model: ids [B, T] (T <= block_size) -> logits
+ * [B, T, vocab]. Token and learned position embeddings "<name>.wte.weight" [vocab, E] and
+ * "<name>.wpe.weight" [block_size, E] (both N(0, 0.02)), causal blocks "<name>.block0" ...
+ * (tg_transformer_block_new), for pre-LN a final norm "<name>.ln_f", and unless tied a head
+ * "<name>.head.weight" [vocab, E] without bias. Every block's output is labelled
+ * "<name>.block<i>.out", the logits "<name>.logits".
+ */
+tg_module *tg_gpt_new(tg_ctx *ctx, const char *name, const tg_gpt_config *config);
+
+typedef struct tg_rnn_lm_config {
+    tg_rnn_kind kind;
+    int64_t vocab, embed_dim, hidden;
+    int num_layers;               /**< stacked recurrent layers (0: one) */
+    uint64_t seed;
+} tg_rnn_lm_config;
+
+/**
+ * A character-level recurrent language model: ids [B, T] -> logits [B, T, vocab], through an
+ * embedding "<name>.embed", a (stacked) RNN/LSTM/GRU "<name>.rnn" (tg_rnn_new's names and
+ * labels) and a linear head "<name>.head".
+ */
+tg_module *tg_rnn_lm_new(tg_ctx *ctx, const char *name, const tg_rnn_lm_config *config);
+
+/** Mean cross entropy of next-token logits [B, T, V] against targets [B, T] -> scalar. */
+tg_tensor *tg_lm_loss(tg_tape *tape, tg_tensor *logits, tg_tensor *targets);
+
+/**
+ * Continues a sequence: runs a language model (ids [1, T] -> logits [1, T, V]) on the last
+ * `context` ids of ids[0..n_prompt) and appends a token drawn from softmax(logits / temperature)
+ * (temperature 0: the most likely), n_new times, into ids[n_prompt .. n_prompt + n_new), which
+ * must have room. Seeded. Uses and resets tape; the model is put in eval mode for the calls and
+ * put back. TG_OK or the first error.
+ */
+tg_status tg_lm_generate(tg_module *model, tg_tape *tape, float *ids, int64_t n_prompt,
+                         int64_t n_new, int64_t context, float temperature, uint64_t seed);
+
 /* ------------------------------------------------------------------------------------------ */
 /* Models: optimizers, schedules, penalties, metrics                                          */
 /* ------------------------------------------------------------------------------------------ */
