@@ -395,12 +395,25 @@ tg_tensor *tg_exp(tg_tape *tape, tg_tensor *x);
 tg_tensor *tg_log(tg_tape *tape, tg_tensor *x);
 tg_tensor *tg_abs(tg_tape *tape, tg_tensor *x);
 
-/** [M,K] x [K,N] -> [M,N]; batched [B,M,K] x [B,K,N] or [B,M,K] x [K,N] -> [B,M,N]. */
+/**
+ * [..., M, K] x [..., K, N] -> [..., M, N]: matrix products over up to 2 leading batch dims (4
+ * dims in all) that broadcast by numpy's rules: [B,H,T,D] x [B,H,D,T], [B,1,M,K] x [H,K,N] ->
+ * [B,H,M,N], [M,K] x [B,K,N]. A 2-D B serves every row of A ([B,M,K] x [K,N]: one GEMM). The
+ * gradient of a broadcast operand is summed over the batch dims it was stretched along, in a
+ * fixed order (the same numbers on any thread count).
+ */
 tg_tensor *tg_matmul(tg_tape *tape, tg_tensor *a, tg_tensor *b);
 /** x W^T + b, fused: x [..., in], w [out, in], b [out] -> [..., out]. */
 tg_tensor *tg_linear(tg_tape *tape, tg_tensor *x, tg_tensor *w, tg_tensor *b);
 /** Swaps two axes (negative axes count from the end). */
 tg_tensor *tg_transpose(tg_tape *tape, tg_tensor *x, int dim0, int dim1);
+/**
+ * Reorders dims: output dim i is input dim order[i]; order (ndim entries, ndim = x's) is a
+ * permutation of 0..ndim-1, else refused naming the order. Op "permute", attribute
+ * "order:shape". Use as tg_permute(tape, x, TG_SHAPE(0, 2, 1, 3)) ([B,T,H,D] -> [B,H,T,D]);
+ * when the last dim stays last, whole rows are copied at once.
+ */
+tg_tensor *tg_permute(tg_tape *tape, tg_tensor *x, int ndim, const int64_t *order);
 /** Same data, new shape; one dim may be -1 (inferred). */
 tg_tensor *tg_reshape(tg_tape *tape, tg_tensor *x, int ndim, const int64_t *shape);
 /** Joins tensors along an axis; all other dims must match. */
@@ -416,6 +429,19 @@ tg_tensor *tg_mean(tg_tape *tape, tg_tensor *x);
 tg_tensor *tg_sum_axis(tg_tape *tape, tg_tensor *x, int axis, bool keepdim);
 /** Mean along one axis. */
 tg_tensor *tg_mean_axis(tg_tape *tape, tg_tensor *x, int axis, bool keepdim);
+/**
+ * Maximum along one axis (kept as size 1 when keepdim). The gradient goes to the FIRST maximal
+ * element of each lane only (PyTorch's max(dim) picks one index too). A NaN counts as maximal:
+ * a lane holding one gives NaN. Op "max_axis", attributes "axis:i64,keepdim:bool".
+ */
+tg_tensor *tg_max_axis(tg_tape *tape, tg_tensor *x, int axis, bool keepdim);
+/**
+ * The index (as a float) of the first maximal element along one axis. A lane holding a NaN
+ * gives NaN (PyTorch gives the NaN's index; here, as for every op, a NaN in gives a NaN out).
+ * Not differentiable: the gradient is zero (x may require a gradient, as logits do). Op
+ * "argmax_axis", attributes "axis:i64,keepdim:bool".
+ */
+tg_tensor *tg_argmax_axis(tg_tape *tape, tg_tensor *x, int axis, bool keepdim);
 
 tg_tensor *tg_sigmoid(tg_tape *tape, tg_tensor *x);
 tg_tensor *tg_tanh(tg_tape *tape, tg_tensor *x);
@@ -430,6 +456,36 @@ tg_tensor *tg_gelu(tg_tape *tape, tg_tensor *x);
 tg_tensor *tg_softmax(tg_tape *tape, tg_tensor *x);
 /** Log-softmax over the last axis (stable). */
 tg_tensor *tg_log_softmax(tg_tape *tape, tg_tensor *x);
+/**
+ * Softmax over `axis` (negative counts from the end). Entries of -inf (masked) get 0 and the
+ * rest stay finite; a lane that is all -inf gives NaN, as in PyTorch. Op "softmax_axis",
+ * attribute "axis:i64".
+ */
+tg_tensor *tg_softmax_axis(tg_tape *tape, tg_tensor *x, int axis);
+/** Log-softmax over `axis` (-inf entries give -inf). Op "log_softmax_axis", "axis:i64". */
+tg_tensor *tg_log_softmax_axis(tg_tape *tape, tg_tensor *x, int axis);
+/** min(max(x, lo), hi); gradient 1 where lo <= x <= hi (bounds included, as in PyTorch), else
+ * 0; a NaN stays NaN. Op "clamp", attributes "lo:f32,hi:f32"; lo > hi is refused. */
+tg_tensor *tg_clamp(tg_tape *tape, tg_tensor *x, float lo, float hi);
+/** Elementwise sine. */
+tg_tensor *tg_sin(tg_tape *tape, tg_tensor *x);
+/** Elementwise cosine. */
+tg_tensor *tg_cos(tg_tape *tape, tg_tensor *x);
+/**
+ * Rows of table [V, E] picked by ids (any shape up to 3 dims, whole numbers in [0, V) held as
+ * floats) -> [ids..., E]. An id that is not a whole number in [0, V) (fractional, negative,
+ * too large, NaN, inf) is refused at forward time with the element index, the id and V. The
+ * table's gradient is a scatter-add (repeated ids sum, the same on any thread count); ids get
+ * none. Op "embedding", inputs (ids, table).
+ */
+tg_tensor *tg_embedding(tg_tape *tape, tg_tensor *ids, tg_tensor *table);
+/**
+ * x where mask == 0, value where mask != 0; the mask broadcasts to x's shape (numpy rules, as
+ * tg_add). The gradient flows to x where mask == 0 only; the mask gets none. value may be
+ * -INFINITY: followed by tg_softmax_axis that is the causal mask. Op "masked_fill", inputs
+ * (x, mask), attribute "value:f32".
+ */
+tg_tensor *tg_masked_fill(tg_tape *tape, tg_tensor *x, tg_tensor *mask, float value);
 
 /** Mean squared error over all elements -> scalar. */
 tg_tensor *tg_mse(tg_tape *tape, tg_tensor *pred, tg_tensor *target);

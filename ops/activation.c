@@ -20,60 +20,87 @@ UNARY_OP(softplus, fmaxf(x, 0.0f) + log1pf(expf(-fabsf(x))), tgi_sigmoid(x))
 UNARY_OP(gelu, 0.5f * x * (1.0f + erff(x * INV_SQRT2)),
          0.5f * (1.0f + erff(x * INV_SQRT2)) + x * INV_SQRT_2PI * expf(-0.5f * x * x))
 
-/* ---- softmax and log-softmax over the last axis -------------------------------------------- */
+/* ---- softmax and log-softmax over one axis ------------------------------------------------- */
 
-static int64_t last_dim(const tg_tensor *t) {
-    return t->ndim ? t->shape[t->ndim - 1] : 1;
+/* The lanes of one softmax: outer * inner lanes of n elements, each `inner` apart. */
+typedef struct softmax_lanes {
+    const tg_op_call *call;
+    tgi_axis_split split;
+    bool log;
+} softmax_lanes;
+
+/* A masked entry (-inf) gives exp(-inf) = 0 once the lane's finite maximum is subtracted; a lane
+ * that is all -inf has no finite maximum and gives NaN (-inf - -inf), as PyTorch does. */
+static void softmax_forward_range(void *arg, int64_t begin, int64_t end) {
+    const softmax_lanes *s = arg;
+    int64_t n = s->split.n, inner = s->split.inner;
+    for (int64_t lane = begin; lane < end; lane++) {
+        int64_t base = lane / inner * n * inner + lane % inner;
+        const float *x = s->call->inputs[0]->data + base;
+        float *y = s->call->output->data + base, max;
+        float log_sum = tgi_lane_log_sum(x, n, inner, &max);
+        for (int64_t j = 0; j < n; j++) {
+            float shifted = (x[j * inner] - max) - log_sum;
+            y[j * inner] = s->log ? shifted : expf(shifted);
+        }
+    }
+}
+
+/* softmax: dx = y * (g - <g, y>); log-softmax: dx = g - exp(y) * sum(g). */
+static void softmax_backward_range(void *arg, int64_t begin, int64_t end) {
+    const softmax_lanes *s = arg;
+    const tg_tensor *out = s->call->output;
+    int64_t n = s->split.n, inner = s->split.inner;
+    for (int64_t lane = begin; lane < end; lane++) {
+        int64_t base = lane / inner * n * inner + lane % inner;
+        const float *y = out->data + base, *g = out->grad + base;
+        float *gx = s->call->inputs[0]->grad + base;
+        double acc = 0.0;
+        for (int64_t j = 0; j < n; j++) acc += s->log ? g[j * inner] : (double)g[j * inner] * y[j * inner];
+        for (int64_t j = 0; j < n; j++) {
+            int64_t at = j * inner;
+            gx[at] += s->log ? g[at] - expf(y[at]) * (float)acc : y[at] * (g[at] - (float)acc);
+        }
+    }
+}
+
+/* Lanes are independent, so they may be spread over the threads with the same results. */
+static void run_lanes(const tg_op_call *call, int axis, bool log, tgi_range_fn fn) {
+    softmax_lanes s = {call, tgi_split_at(call->inputs[0], axis), log};
+    int64_t lanes = s.split.outer * s.split.inner;
+    if (call->output->size < 2 * TGI_ELEMENTWISE_GRAIN) fn(&s, 0, lanes);
+    else tgi_parallel_for(call->tape->ctx, lanes, 1 + TGI_ELEMENTWISE_GRAIN / s.split.n, fn, &s);
+}
+
+tg_status tgi_softmax_forward(tg_op_call *call, int axis, bool log) {
+    run_lanes(call, axis, log, softmax_forward_range);
+    return TG_OK;
+}
+
+tg_status tgi_softmax_backward(const tg_op_call *call, int axis, bool log) {
+    if (call->inputs[0]->grad) run_lanes(call, axis, log, softmax_backward_range);
+    return TG_OK;
+}
+
+/* The last axis; a scalar is one lane of one element. */
+static int last_axis(const tg_op_call *call) {
+    return call->inputs[0]->ndim ? call->inputs[0]->ndim - 1 : 0;
 }
 
 static tg_status softmax_forward(tg_op_call *call) {
-    const tg_tensor *x = call->inputs[0];
-    int64_t n = last_dim(x), rows = x->size / n;
-    for (int64_t r = 0; r < rows; r++) {
-        const float *xr = x->data + r * n;
-        float *yr = call->output->data + r * n, max, log_sum = tgi_row_log_sum(xr, n, &max);
-        for (int64_t j = 0; j < n; j++) yr[j] = expf((xr[j] - max) - log_sum);
-    }
-    return TG_OK;
+    return tgi_softmax_forward(call, last_axis(call), false);
 }
 
-/* dx = y * (g - <g, y>) */
 static tg_status softmax_backward(const tg_op_call *call) {
-    float *gx = call->inputs[0]->grad;
-    if (!gx) return TG_OK;
-    int64_t n = last_dim(call->output), rows = call->output->size / n;
-    for (int64_t r = 0; r < rows; r++) {
-        const float *y = call->output->data + r * n, *g = call->output->grad + r * n;
-        double dot = 0.0;
-        for (int64_t j = 0; j < n; j++) dot += (double)g[j] * y[j];
-        for (int64_t j = 0; j < n; j++) gx[r * n + j] += y[j] * (g[j] - (float)dot);
-    }
-    return TG_OK;
+    return tgi_softmax_backward(call, last_axis(call), false);
 }
 
 static tg_status log_softmax_forward(tg_op_call *call) {
-    const tg_tensor *x = call->inputs[0];
-    int64_t n = last_dim(x), rows = x->size / n;
-    for (int64_t r = 0; r < rows; r++) {
-        const float *xr = x->data + r * n;
-        float *yr = call->output->data + r * n, max, log_sum = tgi_row_log_sum(xr, n, &max);
-        for (int64_t j = 0; j < n; j++) yr[j] = (xr[j] - max) - log_sum;
-    }
-    return TG_OK;
+    return tgi_softmax_forward(call, last_axis(call), true);
 }
 
-/* dx = g - softmax * sum(g), with softmax = exp(y) */
 static tg_status log_softmax_backward(const tg_op_call *call) {
-    float *gx = call->inputs[0]->grad;
-    if (!gx) return TG_OK;
-    int64_t n = last_dim(call->output), rows = call->output->size / n;
-    for (int64_t r = 0; r < rows; r++) {
-        const float *y = call->output->data + r * n, *g = call->output->grad + r * n;
-        double sum = 0.0;
-        for (int64_t j = 0; j < n; j++) sum += g[j];
-        for (int64_t j = 0; j < n; j++) gx[r * n + j] += g[j] - expf(y[j]) * (float)sum;
-    }
-    return TG_OK;
+    return tgi_softmax_backward(call, last_axis(call), true);
 }
 
 /* ---- dropout ------------------------------------------------------------------------------- */

@@ -41,6 +41,26 @@ tg_status tgi_normalize_axis(const tg_op_call *call, int64_t axis, int ndim, int
     return TG_OK;
 }
 
+tg_status tgi_infer_reduce_axis(const tg_op_call *call, tg_shape *out) {
+    const tg_tensor *x = call->inputs[0];
+    int axis;
+    if (tgi_normalize_axis(call, call->attrs[0].i64, x->ndim, &axis) != TG_OK) return TG_ERR_SHAPE;
+    tgi_shape_of(x, out);
+    if (call->attrs[1].b) {
+        out->dims[axis] = 1;
+        return TG_OK;
+    }
+    for (int d = axis; d + 1 < x->ndim; d++) out->dims[d] = x->shape[d + 1];
+    out->ndim = x->ndim - 1;
+    return TG_OK;
+}
+
+tgi_axis_split tgi_split_at_attr_axis(const tg_op_call *call) {
+    const tg_tensor *x = call->inputs[0];
+    int64_t axis = call->attrs[0].i64;
+    return tgi_split_at(x, (int)(axis < 0 ? axis + x->ndim : axis));
+}
+
 tgi_axis_split tgi_split_at(const tg_tensor *t, int axis) {
     tgi_axis_split split = {1, t->shape[axis], 1};
     for (int d = 0; d < axis; d++) split.outer *= t->shape[d];
@@ -58,13 +78,17 @@ tg_tensor *tgi_binary(tg_tape *tape, int id, tg_tensor *a, tg_tensor *b) {
     return tape ? tgi_record2(tape, tape->ctx->registry.ops[id], a, b) : NULL;
 }
 
-float tgi_row_log_sum(const float *x, int64_t n, float *max) {
+float tgi_lane_log_sum(const float *x, int64_t n, int64_t stride, float *max) {
     float m = x[0];
-    for (int64_t j = 1; j < n; j++) m = fmaxf(m, x[j]);
+    for (int64_t j = 1; j < n; j++) m = fmaxf(m, x[j * stride]);
     double sum = 0.0;
-    for (int64_t j = 0; j < n; j++) sum += exp((double)(x[j] - m));
+    for (int64_t j = 0; j < n; j++) sum += exp((double)(x[j * stride] - m));
     *max = m;
     return (float)log(sum);
+}
+
+float tgi_row_log_sum(const float *x, int64_t n, float *max) {
+    return tgi_lane_log_sum(x, n, 1, max);
 }
 
 /* ---- broadcasting -------------------------------------------------------------------------- */

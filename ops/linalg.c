@@ -5,69 +5,137 @@
 
 /* ---- matmul -------------------------------------------------------------------------------- */
 
-/* A batch of `count` products [m,k] x [k,n]; b_step is 0 when one B is shared by the batch. */
-typedef struct matmul_dims {
-    int64_t count, m, k, n, b_step;
-} matmul_dims;
+/* The products of one matmul [..., M, K] x [..., K, N]. The batch dims (up to 2, padded with 1
+ * on the left) broadcast; a_step[d] and b_step[d] say how many matrices A and B move by per
+ * step of batch dim d (0 along a stretched dim). A 2-D B serves every row of A: then A's rows
+ * are flattened into one product (one large GEMM instead of many small ones). */
+typedef struct matmul_plan {
+    int64_t m, k, n;
+    int64_t count;                 /* products = output matrices */
+    int64_t batch[2];
+    int64_t a_step[2], b_step[2];
+    int64_t a_count, b_count;      /* matrices in A and in B */
+} matmul_plan;
 
-static matmul_dims matmul_shape(const tg_tensor *a, const tg_tensor *b) {
-    matmul_dims d;
-    d.k = a->shape[a->ndim - 1];
-    d.n = b->shape[b->ndim - 1];
-    if (b->ndim == 2) { /* a 2-D B serves every row of A: one product over the flattened rows */
-        d.count = 1;
-        d.m = a->size / d.k;
-        d.b_step = 0;
-    } else {
-        d.count = a->shape[0];
-        d.m = a->shape[1];
-        d.b_step = d.k * d.n;
+/* Batch dim `slot` (0 or 1) of t, its leading dims aligned on the right. */
+static int64_t batch_dim(const tg_tensor *t, int slot) {
+    int d = slot - (2 - (t->ndim - 2));
+    return d < 0 ? 1 : t->shape[d];
+}
+
+static matmul_plan matmul_plan_of(const tg_tensor *a, const tg_tensor *b) {
+    matmul_plan p = {.k = a->shape[a->ndim - 1], .n = b->shape[b->ndim - 1],
+                     .batch = {1, 1}, .a_count = 1, .b_count = 1};
+    if (b->ndim == 2) {
+        p.m = a->size / p.k;
+        p.count = 1;
+        return p;
     }
-    return d;
+    p.m = a->shape[a->ndim - 2];
+    for (int d = 1; d >= 0; d--) {
+        int64_t da = batch_dim(a, d), db = batch_dim(b, d);
+        p.batch[d] = da > db ? da : db;
+        p.a_step[d] = da == 1 ? 0 : p.a_count;
+        p.b_step[d] = db == 1 ? 0 : p.b_count;
+        p.a_count *= da;
+        p.b_count *= db;
+    }
+    p.count = p.batch[0] * p.batch[1];
+    return p;
+}
+
+/* The matrix of an operand that product i reads. */
+static int64_t operand_matrix(const matmul_plan *p, const int64_t *step, int64_t i) {
+    return i / p->batch[1] * step[0] + i % p->batch[1] * step[1];
 }
 
 static tg_status matmul_infer(const tg_op_call *call, tg_shape *out) {
     const tg_tensor *a = call->inputs[0], *b = call->inputs[1];
-    bool plain = a->ndim == 2 && b->ndim == 2;
-    bool batched = a->ndim == 3 && (b->ndim == 3 || b->ndim == 2);
-    if (!plain && !batched)
-        return tg_op_fail(call, TG_ERR_SHAPE, "expected [M,K] x [K,N], [B,M,K] x [B,K,N] or "
-                          "[B,M,K] x [K,N]");
+    if (a->ndim < 2 || b->ndim < 2)
+        return tg_op_fail(call, TG_ERR_SHAPE, "expected [M,K] x [K,N], either side with up to 2 "
+                          "leading batch dims that broadcast ([B,H,M,K] x [B|1,H|1,K,N])");
     int64_t k_a = a->shape[a->ndim - 1], k_b = b->shape[b->ndim - 2];
     if (k_a != k_b)
         return tg_op_fail(call, TG_ERR_SHAPE, "inner dims %lld != %lld", (long long)k_a,
                           (long long)k_b);
-    if (a->ndim == 3 && b->ndim == 3 && a->shape[0] != b->shape[0])
-        return tg_op_fail(call, TG_ERR_SHAPE, "batch sizes %lld != %lld", (long long)a->shape[0],
-                          (long long)b->shape[0]);
-    tgi_shape_of(a, out);
-    out->dims[a->ndim - 1] = b->shape[b->ndim - 1];
+    int ndim = a->ndim > b->ndim ? a->ndim : b->ndim;
+    *out = (tg_shape){ndim, {1, 1, 1, 1}};
+    for (int d = 0; d < 2; d++) {
+        int64_t da = batch_dim(a, d), db = batch_dim(b, d);
+        if (da != db && da != 1 && db != 1)
+            return tg_op_fail(call, TG_ERR_SHAPE, "batch sizes %lld != %lld do not broadcast",
+                              (long long)da, (long long)db);
+        if (d >= 4 - ndim) out->dims[d - (4 - ndim)] = da > db ? da : db;
+    }
+    out->dims[ndim - 2] = a->shape[a->ndim - 2];
+    out->dims[ndim - 1] = b->shape[b->ndim - 1];
     return TG_OK;
+}
+
+/* One matmul's work for tgi_parallel_for: its products (forward), or A's or B's matrices. */
+typedef struct matmul_work {
+    const tg_op_call *call;
+    matmul_plan plan;
+} matmul_work;
+
+static void matmul_forward_range(void *arg, int64_t begin, int64_t end) {
+    const matmul_work *w = arg;
+    const matmul_plan *p = &w->plan;
+    const tg_tensor *a = w->call->inputs[0], *b = w->call->inputs[1];
+    for (int64_t i = begin; i < end; i++)
+        tgi_gemm(w->call->tape->ctx, false, false, p->m, p->n, p->k, 1.0f,
+                 a->data + operand_matrix(p, p->a_step, i) * p->m * p->k, p->k,
+                 b->data + operand_matrix(p, p->b_step, i) * p->k * p->n, p->n, 0.0f,
+                 w->call->output->data + i * p->m * p->n, p->n);
+}
+
+/* dA_j = the sum of dY_i B_i^T over the products i that read A's matrix j, in the order of i:
+ * each of A's matrices is summed whole by one thread, so a broadcast A gets the same numbers on
+ * any thread count. */
+static void matmul_grad_a_range(void *arg, int64_t begin, int64_t end) {
+    const matmul_work *w = arg;
+    const matmul_plan *p = &w->plan;
+    const tg_tensor *a = w->call->inputs[0], *b = w->call->inputs[1], *y = w->call->output;
+    for (int64_t j = begin; j < end; j++)
+        for (int64_t i = 0; i < p->count; i++)
+            if (operand_matrix(p, p->a_step, i) == j)
+                tgi_gemm(w->call->tape->ctx, false, true, p->m, p->k, p->n, 1.0f,
+                         y->grad + i * p->m * p->n, p->n,
+                         b->data + operand_matrix(p, p->b_step, i) * p->k * p->n, p->n, 1.0f,
+                         a->grad + j * p->m * p->k, p->k);
+}
+
+/* dB_j = the sum of A_i^T dY_i over the products i that read B's matrix j, in the order of i. */
+static void matmul_grad_b_range(void *arg, int64_t begin, int64_t end) {
+    const matmul_work *w = arg;
+    const matmul_plan *p = &w->plan;
+    const tg_tensor *a = w->call->inputs[0], *b = w->call->inputs[1], *y = w->call->output;
+    for (int64_t j = begin; j < end; j++)
+        for (int64_t i = 0; i < p->count; i++)
+            if (operand_matrix(p, p->b_step, i) == j)
+                tgi_gemm(w->call->tape->ctx, true, false, p->k, p->n, p->m, 1.0f,
+                         a->data + operand_matrix(p, p->a_step, i) * p->m * p->k, p->k,
+                         y->grad + i * p->m * p->n, p->n, 1.0f, b->grad + j * p->k * p->n, p->n);
+}
+
+/* With at least a product per thread, the products go to the threads (each GEMM then runs on
+ * its thread alone); fewer, larger products are each cut over the threads by tgi_gemm. */
+static void run_products(matmul_work *work, int64_t items, tgi_range_fn fn) {
+    tg_ctx *ctx = work->call->tape->ctx;
+    if (items > 1 && items >= ctx->threads) tgi_parallel_for(ctx, items, 1, fn, work);
+    else fn(work, 0, items);
 }
 
 static tg_status matmul_forward(tg_op_call *call) {
-    const tg_tensor *a = call->inputs[0], *b = call->inputs[1];
-    matmul_dims d = matmul_shape(a, b);
-    for (int64_t i = 0; i < d.count; i++)
-        tgi_gemm(call->tape->ctx, false, false, d.m, d.n, d.k, 1.0f, a->data + i * d.m * d.k, d.k,
-                 b->data + i * d.b_step, d.n, 0.0f, call->output->data + i * d.m * d.n, d.n);
+    matmul_work work = {call, matmul_plan_of(call->inputs[0], call->inputs[1])};
+    run_products(&work, work.plan.count, matmul_forward_range);
     return TG_OK;
 }
 
-/* dA = dY B^T, dB = A^T dY (per batch; a shared B sums over the batch through beta = 1). */
 static tg_status matmul_backward(const tg_op_call *call) {
-    const tg_tensor *a = call->inputs[0], *b = call->inputs[1];
-    matmul_dims d = matmul_shape(a, b);
-    const float *gy = call->output->grad;
-    for (int64_t i = 0; i < d.count; i++) {
-        const float *gy_i = gy + i * d.m * d.n;
-        if (a->grad)
-            tgi_gemm(call->tape->ctx, false, true, d.m, d.k, d.n, 1.0f, gy_i, d.n, b->data + i * d.b_step, d.n,
-                     1.0f, a->grad + i * d.m * d.k, d.k);
-        if (b->grad)
-            tgi_gemm(call->tape->ctx, true, false, d.k, d.n, d.m, 1.0f, a->data + i * d.m * d.k, d.k, gy_i, d.n,
-                     1.0f, b->grad + i * d.b_step, d.n);
-    }
+    matmul_work work = {call, matmul_plan_of(call->inputs[0], call->inputs[1])};
+    if (call->inputs[0]->grad) run_products(&work, work.plan.a_count, matmul_grad_a_range);
+    if (call->inputs[1]->grad) run_products(&work, work.plan.b_count, matmul_grad_b_range);
     return TG_OK;
 }
 
@@ -123,40 +191,22 @@ static tg_status transpose_infer(const tg_op_call *call, tg_shape *out) {
     return TG_OK;
 }
 
-/* Walks the output in order; `src` is the matching input offset (input strides, axes swapped).
- * to_output copies input -> output (forward); otherwise adds output grad -> input grad. */
-static void transpose_copy(const tg_op_call *call, bool to_output) {
-    const tg_tensor *x = call->inputs[0];
-    int d0 = 0, d1 = 0;
+/* A transpose is the permutation that swaps two dims. */
+static void transpose_move(const tg_op_call *call, bool forward) {
+    int d0 = 0, d1 = 0, order[TG_MAX_DIMS] = {0, 1, 2, 3};
     transpose_axes(call, &d0, &d1);
-    int64_t stride[TG_MAX_DIMS], dims[TG_MAX_DIMS];
-    int64_t s = 1;
-    for (int d = TG_MAX_DIMS - 1; d >= 0; d--) {
-        stride[d] = s;
-        s *= x->shape[d];
-        dims[d] = call->output->shape[d];
-    }
-    int64_t tmp = stride[d0];
-    stride[d0] = stride[d1];
-    stride[d1] = tmp;
-    int64_t dst = 0;
-    for (int64_t i0 = 0; i0 < dims[0]; i0++)
-        for (int64_t i1 = 0; i1 < dims[1]; i1++)
-            for (int64_t i2 = 0; i2 < dims[2]; i2++)
-                for (int64_t i3 = 0; i3 < dims[3]; i3++, dst++) {
-                    int64_t src = i0 * stride[0] + i1 * stride[1] + i2 * stride[2] + i3 * stride[3];
-                    if (to_output) call->output->data[dst] = x->data[src];
-                    else x->grad[src] += call->output->grad[dst];
-                }
+    order[d0] = d1;
+    order[d1] = d0;
+    tgi_permute_move(call->inputs[0], call->output, order, forward);
 }
 
 static tg_status transpose_forward(tg_op_call *call) {
-    transpose_copy(call, true);
+    transpose_move(call, true);
     return TG_OK;
 }
 
 static tg_status transpose_backward(const tg_op_call *call) {
-    if (call->inputs[0]->grad) transpose_copy(call, false);
+    if (call->inputs[0]->grad) transpose_move(call, false);
     return TG_OK;
 }
 
@@ -167,6 +217,16 @@ static const tgi_example matmul_inputs[] = {
     {.n_inputs = 2,
      .inputs = {TGI_INPUT(TGI_DOMAIN_ANY, 2, 3, 4), TGI_INPUT(TGI_DOMAIN_ANY, 2, 4, 5)}},
     {.n_inputs = 2, .inputs = {TGI_INPUT(TGI_DOMAIN_ANY, 2, 3, 4), TGI_INPUT(TGI_DOMAIN_ANY, 4, 2)}},
+    /* attention's scores: [B,H,T,D] x [B,H,D,T] */
+    {.n_inputs = 2,
+     .inputs = {TGI_INPUT(TGI_DOMAIN_ANY, 2, 2, 3, 2), TGI_INPUT(TGI_DOMAIN_ANY, 2, 2, 2, 3)}},
+    /* broadcast batch dims on both sides: [2,1,M,K] x [3,K,N] -> [2,3,M,N] */
+    {.n_inputs = 2,
+     .inputs = {TGI_INPUT(TGI_DOMAIN_ANY, 2, 1, 3, 2), TGI_INPUT(TGI_DOMAIN_ANY, 3, 2, 4)}},
+    /* a 2-D A shared by a batch of B */
+    {.n_inputs = 2, .inputs = {TGI_INPUT(TGI_DOMAIN_ANY, 3, 4), TGI_INPUT(TGI_DOMAIN_ANY, 2, 4, 2)}},
+    /* a 4-D A over a 2-D B: its rows in one product */
+    {.n_inputs = 2, .inputs = {TGI_INPUT(TGI_DOMAIN_ANY, 2, 2, 2, 3), TGI_INPUT(TGI_DOMAIN_ANY, 3, 2)}},
 };
 static const tgi_example linear_inputs[] = {
     {.n_inputs = 3,

@@ -26,7 +26,10 @@
     X(CONV2D, conv2d) X(CONV1D, conv1d)                                                          \
     X(MAX_POOL2D, max_pool2d) X(AVG_POOL2D, avg_pool2d) X(GLOBAL_AVG_POOL2D, global_avg_pool2d)  \
     X(RNN_CELL, rnn_cell) X(LSTM_GATES, lstm_gates) X(LSTM_CELL, lstm_cell)                      \
-    X(LSTM_HIDDEN, lstm_hidden) X(GRU_CELL, gru_cell)                                            \
+    X(LSTM_HIDDEN, lstm_hidden) X(GRU_CELL, gru_cell)                                           \
+    X(EMBEDDING, embedding) X(MASKED_FILL, masked_fill) X(MAX_AXIS, max_axis)                    \
+    X(ARGMAX_AXIS, argmax_axis) X(PERMUTE, permute) X(CLAMP, clamp) X(SIN, sin) X(COS, cos)      \
+    X(SOFTMAX_AXIS, softmax_axis) X(LOG_SOFTMAX_AXIS, log_softmax_axis)                          \
     X(ATTENTION, attention) X(ATTENTION_QKV, attention_qkv)
 
 enum {
@@ -49,6 +52,7 @@ TGI_DEF_TABLE(norm)
 TGI_DEF_TABLE(conv)
 TGI_DEF_TABLE(pool)
 TGI_DEF_TABLE(recurrent)
+TGI_DEF_TABLE(index)
 TGI_DEF_TABLE(attention)
 #undef TGI_DEF_TABLE
 
@@ -80,6 +84,20 @@ TGI_HIDDEN tg_tensor *tgi_lstm_hidden(tg_tape *tape, tg_tensor *gates, tg_tensor
 TGI_HIDDEN tg_tensor *tgi_gru_cell(tg_tape *tape, tg_tensor *xp, tg_tensor *h, tg_tensor *w,
                                    tg_tensor *b, int64_t step);
 
+/* Softmax (log: log-softmax) of input 0 over `axis` (already checked) into the output, and its
+ * VJP: for the last-axis ops (ops/activation.c) and the any-axis ones (ops/index.c). */
+TGI_HIDDEN tg_status tgi_softmax_forward(tg_op_call *call, int axis, bool log);
+TGI_HIDDEN tg_status tgi_softmax_backward(const tg_op_call *call, int axis, bool log);
+
+/* y = x with its dims reordered (output dim d is input dim order[d]; order has TG_MAX_DIMS
+ * entries, the identity past x's dims). forward: copies x->data into y->data; otherwise adds
+ * y->grad into x->grad. For permute and transpose (ops/index.c). */
+TGI_HIDDEN void tgi_permute_move(const tg_tensor *x, const tg_tensor *y, const int *order,
+                                 bool forward);
+
+/* Calls a reduction over one axis with attributes "axis:i64,keepdim:bool" (ops/reduce.c). */
+TGI_HIDDEN tg_tensor *tgi_call_axis(tg_tape *tape, int id, tg_tensor *x, int axis, bool keepdim);
+
 /* ---- registry internals -------------------------------------------------------------------- */
 
 #define TGI_ATTR_NAME_MAX 32
@@ -106,6 +124,8 @@ TGI_HIDDEN tg_status tgi_infer_scalar(const tg_op_call *call, tg_shape *out);
 TGI_HIDDEN tg_status tgi_infer_pair_to_scalar(const tg_op_call *call, tg_shape *out);
 /* Turns a possibly negative axis into 0..ndim-1, or fails naming the op. */
 TGI_HIDDEN tg_status tgi_normalize_axis(const tg_op_call *call, int64_t axis, int ndim, int *out);
+/* A reduction over the axis attrs[0] of input 0, kept as size 1 when attrs[1] (keepdim). */
+TGI_HIDDEN tg_status tgi_infer_reduce_axis(const tg_op_call *call, tg_shape *out);
 TGI_HIDDEN void tgi_shape_of(const tg_tensor *t, tg_shape *out);
 
 /* Splits a tensor around one axis: outer (dims before) x n (the axis) x inner (dims after). */
@@ -113,6 +133,8 @@ typedef struct tgi_axis_split {
     int64_t outer, n, inner;
 } tgi_axis_split;
 TGI_HIDDEN tgi_axis_split tgi_split_at(const tg_tensor *t, int axis);
+/* Input 0 split at the axis attrs[0] (negative counts from the end), once infer_shape passed. */
+TGI_HIDDEN tgi_axis_split tgi_split_at_attr_axis(const tg_op_call *call);
 
 /* ---- sliding windows (convolution and pooling) -------------------------------------------- */
 
@@ -150,6 +172,8 @@ static inline float tgi_sigmoid(float x) { return tgi_sigmoidf(x); }
  * x - max in f32 (exact for nearby values), so a large common offset costs no precision, and
  * exp never sees a positive argument. */
 TGI_HIDDEN float tgi_row_log_sum(const float *x, int64_t n, float *max);
+/* The same over a lane of n elements `stride` apart (an axis that is not the last). */
+TGI_HIDDEN float tgi_lane_log_sum(const float *x, int64_t n, int64_t stride, float *max);
 
 /* ---- broadcasting -------------------------------------------------------------------------- */
 

@@ -41,28 +41,8 @@ static tg_status mean_backward(const tg_op_call *call) {
 
 /* ---- along one axis ------------------------------------------------------------------------ */
 
-static tg_status axis_infer(const tg_op_call *call, tg_shape *out) {
-    const tg_tensor *x = call->inputs[0];
-    int axis;
-    if (tgi_normalize_axis(call, call->attrs[0].i64, x->ndim, &axis) != TG_OK) return TG_ERR_SHAPE;
-    tgi_shape_of(x, out);
-    if (call->attrs[1].b) {
-        out->dims[axis] = 1;
-        return TG_OK;
-    }
-    for (int d = axis; d + 1 < x->ndim; d++) out->dims[d] = x->shape[d + 1];
-    out->ndim = x->ndim - 1;
-    return TG_OK;
-}
-
-static tgi_axis_split axis_split(const tg_op_call *call) {
-    const tg_tensor *x = call->inputs[0];
-    int64_t axis = call->attrs[0].i64;
-    return tgi_split_at(x, (int)(axis < 0 ? axis + x->ndim : axis));
-}
-
 static void axis_reduce(tg_op_call *call, bool mean) {
-    tgi_axis_split s = axis_split(call);
+    tgi_axis_split s = tgi_split_at_attr_axis(call);
     const float *x = call->inputs[0]->data;
     for (int64_t o = 0; o < s.outer; o++)
         for (int64_t i = 0; i < s.inner; i++) {
@@ -75,7 +55,7 @@ static void axis_reduce(tg_op_call *call, bool mean) {
 static void axis_spread(const tg_op_call *call, bool mean) {
     float *gx = call->inputs[0]->grad;
     if (!gx) return;
-    tgi_axis_split s = axis_split(call);
+    tgi_axis_split s = tgi_split_at_attr_axis(call);
     float factor = mean ? 1.0f / (float)s.n : 1.0f;
     for (int64_t o = 0; o < s.outer; o++)
         for (int64_t a = 0; a < s.n; a++)
@@ -117,12 +97,12 @@ static const tgi_examples axis_examples = TGI_EXAMPLES(axis_inputs);
 const tg_op_def tgi_reduce_defs[] = {
     KERNEL_DEF(sum, 1, "", tgi_infer_scalar, all_examples),
     KERNEL_DEF(mean, 1, "", tgi_infer_scalar, all_examples),
-    KERNEL_DEF(sum_axis, 1, "axis:i64,keepdim:bool", axis_infer, axis_examples),
-    KERNEL_DEF(mean_axis, 1, "axis:i64,keepdim:bool", axis_infer, axis_examples),
+    KERNEL_DEF(sum_axis, 1, "axis:i64,keepdim:bool", tgi_infer_reduce_axis, axis_examples),
+    KERNEL_DEF(mean_axis, 1, "axis:i64,keepdim:bool", tgi_infer_reduce_axis, axis_examples),
 };
 const int tgi_reduce_count = sizeof tgi_reduce_defs / sizeof tgi_reduce_defs[0];
 
-static tg_tensor *reduce_axis(tg_tape *tape, int id, tg_tensor *x, int axis, bool keepdim) {
+tg_tensor *tgi_call_axis(tg_tape *tape, int id, tg_tensor *x, int axis, bool keepdim) {
     tg_attr_value attrs[2] = {{.i64 = axis}, {.b = keepdim}};
     return tgi_call_builtin(tape, id, &x, 1, attrs);
 }
@@ -130,8 +110,8 @@ static tg_tensor *reduce_axis(tg_tape *tape, int id, tg_tensor *x, int axis, boo
 tg_tensor *tg_sum(tg_tape *tape, tg_tensor *x) { return tgi_unary(tape, TGI_OP_SUM, x); }
 tg_tensor *tg_mean(tg_tape *tape, tg_tensor *x) { return tgi_unary(tape, TGI_OP_MEAN, x); }
 tg_tensor *tg_sum_axis(tg_tape *tape, tg_tensor *x, int axis, bool keepdim) {
-    return reduce_axis(tape, TGI_OP_SUM_AXIS, x, axis, keepdim);
+    return tgi_call_axis(tape, TGI_OP_SUM_AXIS, x, axis, keepdim);
 }
 tg_tensor *tg_mean_axis(tg_tape *tape, tg_tensor *x, int axis, bool keepdim) {
-    return reduce_axis(tape, TGI_OP_MEAN_AXIS, x, axis, keepdim);
+    return tgi_call_axis(tape, TGI_OP_MEAN_AXIS, x, axis, keepdim);
 }
