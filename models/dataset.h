@@ -38,6 +38,10 @@ TGI_HIDDEN tg_status tgi_file_append(tg_ctx *ctx, const char *what, const char *
 TGI_HIDDEN bool tgi_file_reserve(tg_ctx *ctx, tgi_file *file, size_t extra);
 TGI_HIDDEN void tgi_file_release(tg_ctx *ctx, tgi_file *file);
 
+/* The fortunes corpus (tg_text_load_corpus) from the fortune files of dir_path: the tests point
+ * it at a directory of their own. */
+TGI_HIDDEN tg_text *tgi_text_load_fortunes(tg_ctx *ctx, const char *dir_path);
+
 /* The bundled digits (models/digits_data.c): the image count, pixels 0..16 (64 per image) and
  * labels 0..9. */
 TGI_HIDDEN int64_t tgi_digits_raw(const unsigned char **pixels, const unsigned char **labels);
