@@ -5,7 +5,10 @@ set -euo pipefail
 
 ZIG_VERSION=0.17.0
 # Open MPI: dist/ (data-parallel training) and its tests; zig build -Dmpi=false builds without it
-packages=(libffi-dev libjansson-dev libcriterion-dev libopenblas-dev pkg-config libopenmpi-dev openmpi-bin)
+# fortunes: ~2.5 MB of English text under /usr/share/games/fortunes, the corpus of character-level
+# language models (tg_text_load_corpus(ctx, "fortunes")); no test needs it
+packages=(libffi-dev libjansson-dev libcriterion-dev libopenblas-dev pkg-config libopenmpi-dev openmpi-bin
+          fortunes)
 
 as_root() {
     if [ "$(id -u)" -eq 0 ]; then "$@"; else sudo "$@"; fi

@@ -1911,6 +1911,85 @@ bool tg_batcher_next(tg_batcher *b, tg_tape *tape, tg_tensor **x, tg_tensor **y)
 bool tg_batcher_next_into(tg_batcher *b, tg_tensor *x, tg_tensor *y);
 int64_t tg_batcher_epoch(const tg_batcher *b);
 
+/* ---- text corpora (character-level language models) -------------------------------------- */
+
+/**
+ * A text corpus: its bytes mapped to ids 0..vocab-1 through a vocabulary of the distinct bytes
+ * in ascending order (so the same text gives the same ids on every machine). At most 1 GiB.
+ * The first tg_text_* call that fails leaves its message on the context.
+ */
+typedef struct tg_text tg_text;
+
+/** The whole file at path (a regular, non-empty file of at most 1 GiB); NULL with the message
+ *  (naming the file) on ctx. */
+tg_text *tg_text_load(tg_ctx *ctx, const char *path);
+/**
+ * A packaged corpus by name. "fortunes": the plain-text files of Debian's package `fortunes`
+ * (/usr/share/games/fortunes; about 2.5 MB of English: quotations, jokes, poems), concatenated
+ * in sorted name order, the "%" lines between fortunes turned into empty lines. NULL when the
+ * package is not installed, with a message that says `apt-get install fortunes`.
+ */
+tg_text *tg_text_load_corpus(tg_ctx *ctx, const char *name);
+/** A corpus of n bytes copied from memory (1 <= n <= 1 GiB; the bytes may hold NULs). */
+tg_text *tg_text_from_memory(tg_ctx *ctx, const char *bytes, int64_t n);
+void tg_text_free(tg_text *text);
+
+int64_t tg_text_length(const tg_text *text);                 /**< bytes (0 for NULL) */
+int tg_text_vocab_size(const tg_text *text);                 /**< distinct bytes, 1..256 */
+/** The vocabulary: vocab_size bytes (not a C string), byte i having id i; store it beside a
+ *  model so that sampling can decode without the corpus. */
+const unsigned char *tg_text_vocab(const tg_text *text);
+/** The text as ids, tg_text_length of them (one byte each, as every id is below 256). */
+const unsigned char *tg_text_ids(const tg_text *text);
+/** The id of a byte, -1 when the text does not hold it. */
+int tg_text_encode_byte(const tg_text *text, unsigned char byte);
+/** The byte of an id, -1 when id is not in 0..vocab_size-1. */
+int tg_text_decode_id(const tg_text *text, int id);
+/** TG_ERR_SHAPE (with both sizes in the message) when a model with model_vocab outputs cannot
+ *  cover the text's vocabulary. */
+tg_status tg_text_check_vocab(const tg_text *text, int model_vocab);
+
+/** The parts of a split text. Before any split all of it is training text. */
+typedef enum tg_text_part { TG_TEXT_TRAIN = 0, TG_TEXT_HELD_OUT = 1 } tg_text_part;
+
+/**
+ * Splits the text into training and held-out text: it is cut into chunks of `chunk` bytes
+ * (4096 suits a corpus of megabytes) and a seeded sample of llround(fraction * chunks) of them
+ * is held out. Neighbouring chunks of a part join, and no window of a batcher crosses from one
+ * part into the other. The same seed gives the same split; a later split replaces an earlier.
+ */
+tg_status tg_text_split(tg_text *text, double held_out_fraction, int64_t chunk, uint64_t seed);
+/** Bytes in a part. */
+int64_t tg_text_part_length(const tg_text *text, tg_text_part part);
+
+/** How a batcher picks its windows: uniformly at random among all the windows of the part
+ *  (seeded; for training), or every non-overlapping window once, in text order (evaluation). */
+typedef enum tg_text_order { TG_TEXT_RANDOM = 0, TG_TEXT_SEQUENTIAL = 1 } tg_text_order;
+
+/**
+ * Windows of `window` ids from one part of a text, `batch` of them per batch: x holds
+ * ids[p .. p+window-1] and y ids[p+1 .. p+window] (the next byte of each), as floats. A window
+ * lies inside one run of the part, so a part needs a run of window + 1 bytes (an error
+ * otherwise). The text must outlive the batcher; a later tg_text_split does not change it.
+ */
+typedef struct tg_text_batcher tg_text_batcher;
+
+tg_text_batcher *tg_text_batcher_new(const tg_text *text, tg_text_part part, tg_text_order order,
+                                     int64_t batch, int64_t window, uint64_t seed);
+void tg_text_batcher_free(tg_text_batcher *b);
+/**
+ * Writes the next batch into x and y, which must be [batch, window] tensors (any tensors, tape
+ * or persistent; the message gives both shapes otherwise), and returns how many rows hold a
+ * window: `batch`, except at the end of a TG_TEXT_SEQUENTIAL pass, where the last batch may
+ * have fewer (the rest are zeros) and the call after it returns 0 (the next starts a new pass).
+ * -1 with the message on the context for NULL, stale or misshapen tensors. Allocates nothing.
+ * Held-out bits per character: run a sequential pass, sum the cross-entropy (in nats) of the
+ * targets in the returned rows, divide by rows * window summed and by ln 2.
+ */
+int64_t tg_text_batcher_next_into(tg_text_batcher *b, tg_tensor *x, tg_tensor *y);
+/** The windows of one sequential pass, or the distinct windows random batches draw from. */
+int64_t tg_text_batcher_windows(const tg_text_batcher *b);
+
 /* ------------------------------------------------------------------------------------------ */
 /* Save and load (safetensors)                                                                */
 /* ------------------------------------------------------------------------------------------ */

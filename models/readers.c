@@ -2,9 +2,9 @@
  * models/readers.c — data sets from files: CSV of numbers, and MNIST's IDX format.
  *
  * A file is read whole (a regular file only: see tgi_open_input; fread with every return
- * checked) and validated before a data set is
- * made; a malformed file is an error with a message that names the file and the line, column
- * or header field at fault (TG_ERR_IO), never a crash.
+ * checked; models/text.c reads its corpora through the same functions) and validated before a
+ * data set is made; a malformed file is an error with a message that names the file and the
+ * line, column or header field at fault (TG_ERR_IO), never a crash.
  */
 #include "models/dataset.h"
 
@@ -15,21 +15,15 @@
 #include <string.h>
 #include <unistd.h>
 
-/* A file's bytes in memory. */
-typedef struct file_data {
-    unsigned char *bytes;
-    size_t size;
-    size_t capacity;         /* allocated bytes, for tgi_free */
-} file_data;
-
-static void file_release(tg_ctx *ctx, file_data *file) {
+void tgi_file_release(tg_ctx *ctx, tgi_file *file) {
     tgi_free(ctx, file->bytes, file->capacity);
-    *file = (file_data){0};
+    *file = (tgi_file){0};
 }
 
-/* Makes room for at least one more chunk of reading. */
-static bool file_grow(tg_ctx *ctx, file_data *file) {
+bool tgi_file_reserve(tg_ctx *ctx, tgi_file *file, size_t extra) {
+    if (file->capacity - file->size >= extra) return true;
     size_t capacity = file->capacity ? 2 * file->capacity : 64 * 1024;
+    if (capacity - file->size < extra) capacity = file->size + extra;
     unsigned char *grown = tgi_realloc(ctx, file->bytes, file->capacity, capacity);
     if (!grown) return false;
     file->bytes = grown;
@@ -37,36 +31,57 @@ static bool file_grow(tg_ctx *ctx, file_data *file) {
     return true;
 }
 
-/* Reads path into file; the message starts with `what` and names the file. Only a regular file
- * is read: /dev/zero would fill memory, and a FIFO without a writer would block forever. */
-static tg_status file_read(tg_ctx *ctx, const char *what, const char *path, file_data *file) {
-    *file = (file_data){0};
-    uint64_t size;
-    int fd = tgi_open_input(ctx, what, path, &size);
-    FILE *f = fd < 0 ? NULL : fdopen(fd, "rb");
-    if (!f) {
-        if (fd >= 0) close(fd);
-        if (fd < 0) return tg_errcode(ctx);
-        return tgi_error(ctx, TG_ERR_IO, "%s '%s': cannot open: %s", what, path, strerror(errno));
-    }
-    tg_status status = TG_OK;
+/* Reads f to its end after file's bytes, growing file as needed. */
+static tg_status read_to_end(tg_ctx *ctx, const char *what, const char *path, size_t max_bytes,
+                             FILE *f, tgi_file *file) {
     for (;;) {
-        if (file->size == file->capacity && !file_grow(ctx, file)) {
-            status = tgi_error(ctx, TG_ERR_NOMEM, "%s '%s': out of memory after %zu bytes",
-                               what, path, file->size);
-            break;
-        }
+        if (file->size > max_bytes)
+            return tgi_error(ctx, TG_ERR_IO, "%s '%s': more than %zu bytes (the file grew while "
+                             "it was read)", what, path, max_bytes);
+        if (!tgi_file_reserve(ctx, file, 1))
+            return tgi_error(ctx, TG_ERR_NOMEM, "%s '%s': out of memory after %zu bytes", what,
+                             path, file->size);
         size_t got = fread(file->bytes + file->size, 1, file->capacity - file->size, f);
         file->size += got;
         if (got > 0) continue;
         if (ferror(f))
-            status = tgi_error(ctx, TG_ERR_IO, "%s '%s': read error after %zu bytes: %s", what,
-                               path, file->size, strerror(errno));
-        break;
+            return tgi_error(ctx, TG_ERR_IO, "%s '%s': read error after %zu bytes: %s", what,
+                             path, file->size, strerror(errno));
+        return TG_OK;
     }
+}
+
+tg_status tgi_file_append(tg_ctx *ctx, const char *what, const char *path, size_t max_bytes,
+                          tgi_file *file) {
+    uint64_t size;
+    int fd = tgi_open_input(ctx, what, path, &size);
+    if (fd < 0) return tg_errcode(ctx);
+    if (size > max_bytes - file->size) {
+        close(fd);
+        return tgi_error(ctx, TG_ERR_IO, "%s '%s': %llu bytes%s, more than the %zu allowed", what,
+                         path, (unsigned long long)size, file->size ? " after the others" : "",
+                         max_bytes);
+    }
+    FILE *f = fdopen(fd, "rb");
+    if (!f) {
+        close(fd);
+        return tgi_error(ctx, TG_ERR_IO, "%s '%s': cannot open: %s", what, path, strerror(errno));
+    }
+    /* room for the whole file and the byte that finds its end: one allocation, no doubling */
+    tg_status status = tgi_file_reserve(ctx, file, (size_t)size + 1)
+        ? read_to_end(ctx, what, path, max_bytes, f, file)
+        : tgi_error(ctx, TG_ERR_NOMEM, "%s '%s': out of memory for %llu bytes", what, path,
+                    (unsigned long long)size);
     if (fclose(f) != 0 && status == TG_OK)
         status = tgi_error(ctx, TG_ERR_IO, "%s '%s': %s", what, path, strerror(errno));
-    if (status != TG_OK) file_release(ctx, file);
+    return status;
+}
+
+/* Reads path into file; the message starts with `what` and names the file. */
+static tg_status file_read(tg_ctx *ctx, const char *what, const char *path, tgi_file *file) {
+    *file = (tgi_file){0};
+    tg_status status = tgi_file_append(ctx, what, path, SIZE_MAX, file);
+    if (status != TG_OK) tgi_file_release(ctx, file);
     return status;
 }
 
@@ -83,7 +98,7 @@ typedef struct text_line {
 } text_line;
 
 /* Moves to the next line of the text from *pos; false at the end. */
-static bool next_line(const file_data *file, size_t *pos, text_line *line) {
+static bool next_line(const tgi_file *file, size_t *pos, text_line *line) {
     if (*pos >= file->size) return false;
     const char *text = (const char *)file->bytes;
     const char *start = text + *pos, *stop = text + file->size;
@@ -164,7 +179,7 @@ typedef struct csv_layout {
 
 /* Finds the header (the first non-blank line, when it is not all numbers), the column count
  * and the number of rows. values has room for the cells of the longest line. */
-static tg_status csv_scan(tg_ctx *ctx, const char *path, const file_data *file, int label_column,
+static tg_status csv_scan(tg_ctx *ctx, const char *path, const tgi_file *file, int label_column,
                           float *values, csv_layout *layout) {
     size_t pos = 0;
     text_line line = {0};
@@ -222,7 +237,7 @@ static tg_status csv_check_row(tg_ctx *ctx, const char *path, const csv_layout *
 }
 
 /* Fills ds from the rows, checking each; records the largest label in ds->classes - 1. */
-static tg_status csv_fill(tg_ctx *ctx, const char *path, const file_data *file,
+static tg_status csv_fill(tg_ctx *ctx, const char *path, const tgi_file *file,
                           const csv_layout *layout, float *values, tg_dataset *ds) {
     size_t pos = layout->data_pos;
     text_line line = {.number = layout->data_line};
@@ -244,7 +259,7 @@ static tg_status csv_fill(tg_ctx *ctx, const char *path, const file_data *file,
 }
 
 /* The cells of the longest line (in cells), to size the row buffer once. */
-static int64_t max_cells(const file_data *file) {
+static int64_t max_cells(const tgi_file *file) {
     int64_t most = 1, cells = 1;
     for (size_t i = 0; i < file->size; i++) {
         if (file->bytes[i] == ',' && ++cells > most) most = cells;
@@ -259,7 +274,7 @@ static tg_dataset *read_csv(tg_ctx *ctx, const char *path, int label_column, boo
         tgi_error(ctx, TG_ERR_INVALID, "read_csv: path is NULL");
         return NULL;
     }
-    file_data file;
+    tgi_file file;
     if (file_read(ctx, "read_csv", path, &file) != TG_OK) return NULL;
     size_t values_bytes = (size_t)max_cells(&file) * sizeof(float);
     float *values = tgi_alloc(ctx, values_bytes);
@@ -277,7 +292,7 @@ static tg_dataset *read_csv(tg_ctx *ctx, const char *path, int label_column, boo
         ds = NULL;
     }
     tgi_free(ctx, values, values_bytes);
-    file_release(ctx, &file);
+    tgi_file_release(ctx, &file);
     return ds;
 }
 
@@ -293,7 +308,7 @@ tg_dataset *tg_dataset_read_csv_regression(tg_ctx *ctx, const char *path, int ta
 
 /* An IDX file of unsigned bytes, after its header was checked against the file's length. */
 typedef struct idx_file {
-    file_data file;
+    tgi_file file;
     uint32_t dims[3];
     const unsigned char *data;
     uint64_t items;          /* dims[0] */
@@ -306,7 +321,7 @@ static uint32_t read_be32(const unsigned char *p) {
 /* Checks magic (0x0000 08 ndim: unsigned bytes, ndim dims), the dims and the length. */
 static tg_status idx_check(tg_ctx *ctx, const char *path, const char *kind, int ndim,
                            idx_file *idx) {
-    const file_data *file = &idx->file;
+    const tgi_file *file = &idx->file;
     uint32_t expected = 0x800u | (uint32_t)ndim;
     if (file->size < 4)
         return tgi_error(ctx, TG_ERR_IO, "read_idx '%s': %zu bytes, too short for the magic "
@@ -377,7 +392,7 @@ tg_dataset *tg_dataset_read_idx(tg_ctx *ctx, const char *images_path, const char
         else
             ds = idx_dataset(ctx, &images, &labels);
     }
-    file_release(ctx, &images.file);
-    file_release(ctx, &labels.file);
+    tgi_file_release(ctx, &images.file);
+    tgi_file_release(ctx, &labels.file);
     return ds;
 }
