@@ -116,4 +116,22 @@ static inline int check_registered_gradients(tg_ctx *c, int first_id) {
     return checked_ops;
 }
 
+/* Gradient-checks every example of the op named `name` (tolerances: tg_gradcheck_defaults),
+ * expecting at least `least` examples. */
+static inline void check_op_examples(tg_ctx *c, const char *name, int least) {
+    int id = tg_op_find(c, name);
+    cr_assert_geq(id, 0, "%s is not registered", name);
+    int example = 0;
+    for (;; example++) {
+        tg_gradcheck_result r;
+        tg_status status = tg_gradcheck(c, id, example, NULL, &r);
+        if (status == TG_ERR_NOT_FOUND) break;
+        cr_expect_eq(status, TG_OK, "%s example %d: %s", name, example, tg_errmsg(c));
+        cr_expect(r.passed && r.n_checked > 0, "%s example %d: input %d element %lld analytic "
+                  "%.6g numeric %.6g", name, example, r.worst_input, (long long)r.worst_index,
+                  r.worst_analytic, r.worst_numeric);
+    }
+    cr_expect_geq(example, least, "%s: %d examples", name, example);
+}
+
 #endif

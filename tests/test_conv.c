@@ -200,21 +200,7 @@ Test(conv, every_example_passes_the_gradient_check) {
     const char *ops[] = {"conv2d", "conv1d", "max_pool2d", "avg_pool2d", "global_avg_pool2d",
                          "batch_norm"};
     const int least[] = {6, 2, 3, 3, 1, 5};
-    for (int k = 0; k < 6; k++) {
-        int id = tg_op_find(ctx, ops[k]);
-        cr_assert_geq(id, 0, "%s is not registered", ops[k]);
-        int example = 0;
-        for (;; example++) {
-            tg_gradcheck_result r;
-            tg_status status = tg_gradcheck(ctx, id, example, NULL, &r);
-            if (status == TG_ERR_NOT_FOUND) break;
-            cr_expect_eq(status, TG_OK, "%s example %d: %s", ops[k], example, tg_errmsg(ctx));
-            cr_expect(r.passed && r.n_checked > 0, "%s example %d: input %d element %lld analytic "
-                      "%.6g numeric %.6g", ops[k], example, r.worst_input,
-                      (long long)r.worst_index, r.worst_analytic, r.worst_numeric);
-        }
-        cr_expect_geq(example, least[k], "%s: %d examples", ops[k], example);
-    }
+    for (int k = 0; k < 6; k++) check_op_examples(ctx, ops[k], least[k]);
 }
 
 /* ---- errors -------------------------------------------------------------------------------- */

@@ -217,6 +217,23 @@ MISUSE(tg_transpose) { UNARY_MISUSE(tg_transpose(tape_, x_, 0, 0)); }
 MISUSE(tg_slice) { UNARY_MISUSE(tg_slice(tape_, x_, 0, 0, 1)); }
 MISUSE(tg_sum_axis) { UNARY_MISUSE(tg_sum_axis(tape_, x_, 0, false)); }
 MISUSE(tg_mean_axis) { UNARY_MISUSE(tg_mean_axis(tape_, x_, 0, true)); }
+UNARY(tg_sin)
+UNARY(tg_cos)
+MISUSE(tg_softmax_axis) { UNARY_MISUSE(tg_softmax_axis(tape_, x_, 0)); }
+MISUSE(tg_log_softmax_axis) { UNARY_MISUSE(tg_log_softmax_axis(tape_, x_, -1)); }
+MISUSE(tg_clamp) { UNARY_MISUSE(tg_clamp(tape_, x_, -1.0f, 1.0f)); }
+MISUSE(tg_max_axis) { UNARY_MISUSE(tg_max_axis(tape_, x_, 0, false)); }
+MISUSE(tg_argmax_axis) { UNARY_MISUSE(tg_argmax_axis(tape_, x_, 0, true)); }
+MISUSE(tg_permute) {
+    UNARY_MISUSE(tg_permute(tape_, x_, TG_SHAPE(0)));
+    NULLED(tg_permute(W.tape, W.w, 1, NULL));
+}
+BINARY(tg_embedding)
+static tg_tensor *call_masked_fill(tg_tensor **in) { return tg_masked_fill(W.tape, in[0], in[1], 0); }
+MISUSE(tg_masked_fill) {
+    NULLED_QUIETLY(tg_masked_fill(NULL, W.w, W.w, 0));
+    each_input_refused(call_masked_fill, 2);
+}
 MISUSE(tg_reshape) {
     UNARY_MISUSE(tg_reshape(tape_, x_, TG_SHAPE(3, 1)));
     NULLED(tg_reshape(W.tape, W.w, 2, NULL));
