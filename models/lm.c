@@ -10,7 +10,11 @@
 /* ---- loss ---------------------------------------------------------------------------------- */
 
 tg_tensor *tg_lm_loss(tg_tape *tape, tg_tensor *logits, tg_tensor *targets) {
-    if (!tape || !logits || !targets) return NULL;
+    if (!tape) return NULL;
+    if (!logits || !targets) {
+        tgi_error(tape->ctx, TG_ERR_INVALID, "lm_loss: %s is NULL", logits ? "targets" : "logits");
+        return NULL;
+    }
     if (logits->ndim != 3 || targets->ndim != 2 || targets->shape[0] != logits->shape[0] ||
         targets->shape[1] != logits->shape[1]) {
         char a[96], b[96];
@@ -43,8 +47,11 @@ static int64_t draw_token(const float *row, int64_t vocab, float temperature, tg
 
 tg_status tg_lm_generate(tg_module *model, tg_tape *tape, float *ids, int64_t n_prompt,
                          int64_t n_new, int64_t context, float temperature, uint64_t seed) {
-    if (!model || !tape) return TG_ERR_INVALID;
+    if (!model) return TG_ERR_INVALID;
     tg_ctx *ctx = model->ctx;
+    if (!tape || tape->ctx != ctx)
+        return tgi_error(ctx, TG_ERR_INVALID, "lm_generate: %s", tape ? "the tape is of another "
+                         "context than the model" : "tape is NULL");
     if (!ids || n_prompt < 1 || n_new < 0 || context < 1 || !(temperature >= 0.0f) ||
         !isfinite(temperature))
         return tgi_error(ctx, TG_ERR_INVALID, "lm_generate: needs ids, a prompt of >= 1 token, "
