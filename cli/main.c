@@ -5,6 +5,7 @@
  *   tapegrad study             reproduce the classic gradient findings, write a report
  *   tapegrad train             one model on one data set, every knob a flag
  *   tapegrad params            the parameter names of the model train would build
+ *   tapegrad sample            text from a language model train saved
  *   tapegrad demo              train a small MLP on two spirals and report loss and accuracy
  *   tapegrad ops               list the op registry
  *   tapegrad gradcheck [OP...] check registered ops' gradients against finite differences
@@ -21,6 +22,7 @@
 
 #include "cli/args.h"
 #include "cli/files.h"
+#include "cli/lm.h"
 #include "cli/report.h"
 #include "cli/study.h"
 #include "tapegrad.h"
@@ -35,6 +37,8 @@ static void usage(FILE *out) {
             "                               remedies; writes a report (tapegrad-report/)\n"
             "  train [options]              one model, one data set (tapegrad train --help)\n"
             "  params [train options]       the parameter names and shapes of that model\n"
+            "  sample --load CKPT [--prompt TEXT] [--tokens N] [--temperature X] [--seed N]\n"
+            "                               text from a language model train --save wrote\n"
             "  demo [--steps N] [--seed N] [--hook PATTERN:NAME]...\n"
             "                               train a 2-layer MLP on two spirals\n"
             "  ops                          list registered ops: name, arity, attributes, backward\n"
@@ -46,7 +50,7 @@ static void usage(FILE *out) {
             "hooks from a plugin. Every command takes --help; --opt=value is --opt value.\n");
 }
 
-static const char *const commands[] = {"study", "train", "params", "demo", "ops", "gradcheck", "version", "help"};
+static const char *const commands[] = {"study", "train", "params", "sample", "demo", "ops", "gradcheck", "version", "help"};
 
 /* Each command's own --help. */
 static void command_usage(const char *command, FILE *out) {
@@ -350,6 +354,7 @@ static int run_command(int argc, char **argv) {
     if (strcmp(command, "study") == 0) return run_study(n_args, args);
     if (strcmp(command, "train") == 0) return run_train(n_args, args);
     if (strcmp(command, "params") == 0) return run_params(n_args, args);
+    if (strcmp(command, "sample") == 0) return run_sample(n_args, args);
     if (strcmp(command, "demo") == 0) return run_demo(n_args, args);
     if (strcmp(command, "ops") == 0) return run_ops(n_args, args);
     if (strcmp(command, "gradcheck") == 0) return run_gradcheck(n_args, args);

@@ -10,6 +10,7 @@
 
 #include "cli/args.h"
 #include "cli/files.h"
+#include "cli/lm.h"
 #include "cli/parallel.h"
 #include "cli/progress.h"
 #include "cli/report.h"
@@ -19,7 +20,9 @@ static void train_usage(FILE *f) {
     fprintf(f,
             "usage: tapegrad train [options]\n\n"
             "  --model mlp|residual|plain|rnn|lstm|gru|lenet|resnet|plaincnn   (default mlp;\n"
-            "                     plain = residual without skips, plaincnn = resnet without skips)\n"
+            "                     plain = residual without skips, plaincnn = resnet without skips);\n"
+            "                     language models on text: gpt|rnn-lm|lstm-lm|gru-lm (their options:\n"
+            "                     tapegrad train --model gpt --help)\n"
             "  --depth N          MLP layers, or residual blocks (default 4); resnet and plaincnn:\n"
             "                     weight layers, 6n+2 = 8, 20, 32, 56 (default 20)\n"
             "  --width N          hidden width (default 64); resnet: channels of stage 1 (default 8)\n"
@@ -172,7 +175,11 @@ static int parse_named(train_options *o, const char *arg, const char *value) {
     run_config *c = &o->config;
     int k;
     if (strcmp(arg, "--model") == 0) {
-        if (pick(value, models, 9) < 0) return bad("--model: unknown model '%s'%s", value ? value : "", "");
+        char hint[96];
+        static const char *const all[] = {"mlp", "residual", "plain", "rnn", "lstm", "gru", "lenet", "resnet",
+                                          "plaincnn", "gpt", "rnn-lm", "lstm-lm", "gru-lm"};
+        if (pick(value, models, 9) < 0)
+            return bad("--model: unknown model '%s'%s", value ? value : "", did_you_mean(value, all, 13, hint, sizeof hint));
         o->model = value;
     } else if (strcmp(arg, "--norm") == 0) {
         if ((k = pick(value, norms, 3)) < 0) return bad("--norm: expected none, batch or layer, got '%s'%s", value ? value : "", "");
@@ -423,6 +430,8 @@ static void print_diagnostics(const run_result *r) {
 }
 
 int run_train(int argc, char **argv) {
+    for (int i = 0; i + 1 < argc; i++) /* language models train on text, by cli/lm.c */
+        if (strcmp(argv[i], "--model") == 0 && lm_model_name(argv[i + 1])) return run_lm_train(argc, argv);
     train_options o = {0};
     int status = parse_train_options(argc, argv, &o);
     if (status) return status < 0 ? 0 : status;

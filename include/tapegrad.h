@@ -2024,6 +2024,20 @@ tg_status tg_load_safetensors(tg_ctx *ctx, const char *path, tg_tensor *const *t
 /** A module's state (tg_module_state: parameters and running statistics), by their names. */
 tg_status tg_module_save(const tg_module *m, const char *path);
 tg_status tg_module_load(tg_module *m, const char *path);
+/**
+ * tg_module_save with string metadata in the file's "__metadata__" (what a program needs to
+ * rebuild the model: its configuration, a vocabulary): n_meta pairs, meta[2k] the key and
+ * meta[2k + 1] the value; "format" is the format's own key and refused.
+ */
+tg_status tg_module_save_with_metadata(const tg_module *m, const char *path,
+                                       const char *const *meta, int n_meta);
+/**
+ * One metadata string of a safetensors file into buf (size bytes, NUL included); the file is
+ * validated as tg_load_safetensors does. TG_ERR_NOT_FOUND when the file has no such key,
+ * TG_ERR_INVALID (nothing written) when the value does not fit.
+ */
+tg_status tg_safetensors_metadata(tg_ctx *ctx, const char *path, const char *key, char *buf,
+                                  size_t size);
 
 /* ------------------------------------------------------------------------------------------ */
 /* Gradient checking                                                                          */

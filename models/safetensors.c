@@ -616,24 +616,76 @@ tg_status tg_load_safetensors(tg_ctx *ctx, const char *path, tg_tensor *const *t
 typedef tg_status (*tensors_file_fn)(tg_ctx *ctx, const char *path, tg_tensor *const *tensors,
                                      int n);
 
-/* Saves or loads the module's state, named by the tensors' full labels. */
-static tg_status with_params(const tg_module *m, const char *path, tensors_file_fn fn) {
-    if (!m) return TG_ERR_INVALID;
-    int n = tg_module_state(m, NULL, 0);
-    size_t bytes = (size_t)n * sizeof(tg_tensor *);
-    tg_tensor **params = NULL;
-    if (n > 0 && !(params = tgi_alloc(m->ctx, bytes)))
+/* The module's state (tg_module_state) in an array of the context's (free: bytes). */
+static tg_status state_list(const tg_module *m, tg_tensor ***list, int *n, size_t *bytes) {
+    *n = tg_module_state(m, NULL, 0);
+    *bytes = (size_t)*n * sizeof(tg_tensor *);
+    *list = NULL;
+    if (*n > 0 && !(*list = tgi_alloc(m->ctx, *bytes)))
         return tgi_error(m->ctx, TG_ERR_NOMEM, "module '%s': out of memory", m->name);
-    tg_module_state(m, params, n);
-    tg_status status = fn(m->ctx, path, params, n);
-    tgi_free(m->ctx, params, bytes);
+    tg_module_state(m, *list, *n);
+    return TG_OK;
+}
+
+/* Saves (with metadata) or loads the module's state, named by the tensors' full labels. */
+static tg_status with_state(const tg_module *m, const char *path, bool save,
+                            const char *const *meta, int n_meta) {
+    if (!m) return TG_ERR_INVALID;
+    tg_tensor **list;
+    int n;
+    size_t bytes;
+    tg_status status = state_list(m, &list, &n, &bytes);
+    if (status != TG_OK) return status;
+    status = save ? tgi_save_safetensors_meta(m->ctx, path, list, n, meta, n_meta)
+                  : tg_load_safetensors(m->ctx, path, list, n);
+    tgi_free(m->ctx, list, bytes);
     return status;
 }
 
 tg_status tg_module_save(const tg_module *m, const char *path) {
-    return with_params(m, path, tg_save_safetensors);
+    return with_state(m, path, true, NULL, 0);
+}
+
+tg_status tg_module_save_with_metadata(const tg_module *m, const char *path,
+                                       const char *const *meta, int n_meta) {
+    if (!m) return TG_ERR_INVALID;
+    if (n_meta < 0 || (n_meta > 0 && !meta))
+        return tgi_error(m->ctx, TG_ERR_INVALID, "save '%s': %d metadata pairs from a NULL array",
+                         path ? path : "(null)", n_meta);
+    for (int k = 0; k < 2 * n_meta; k++)
+        if (!meta[k] || (k % 2 == 0 && strcmp(meta[k], "format") == 0))
+            return tgi_error(m->ctx, TG_ERR_INVALID, "save '%s': metadata %s %d is %s",
+                             path ? path : "(null)", k % 2 ? "value" : "key", k / 2,
+                             meta[k] ? "'format', which the file format keeps for itself" : "NULL");
+    return with_state(m, path, true, meta, n_meta);
 }
 
 tg_status tg_module_load(tg_module *m, const char *path) {
-    return with_params(m, path, tg_load_safetensors);
+    return with_state(m, path, false, NULL, 0);
+}
+
+tg_status tg_safetensors_metadata(tg_ctx *ctx, const char *path, const char *key, char *buf,
+                                  size_t size) {
+    if (!ctx) return TG_ERR_INVALID;
+    if (!key || !buf || size == 0)
+        return tgi_error(ctx, TG_ERR_INVALID, "metadata of '%s': %s", path ? path : "(null)",
+                         !key ? "key is NULL" : "no room for the value");
+    loader ld = {.job = {ctx, "load", path}};
+    tg_status status = check_args(&ld.job, NULL, 0);
+    if (status == TG_OK) status = read_file(&ld);
+    if (status == TG_OK) status = read_header(&ld);
+    if (status == TG_OK) status = check_overlaps(&ld);
+    if (status == TG_OK) {
+        json_t *value = json_object_get(json_object_get(ld.header, METADATA_KEY), key);
+        const char *text = json_string_value(value);
+        if (!text)
+            status = fail(&ld.job, TG_ERR_NOT_FOUND, NULL, "no metadata '%s'", key);
+        else if (strlen(text) >= size)
+            status = fail(&ld.job, TG_ERR_INVALID, NULL, "metadata '%s' holds %zu bytes, room for "
+                          "%zu", key, strlen(text), size - 1);
+        else
+            memcpy(buf, text, strlen(text) + 1);
+    }
+    release_loader(&ld);
+    return status;
 }
