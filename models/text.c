@@ -310,7 +310,8 @@ tg_status tg_text_split(tg_text *text, double held_out_fraction, int64_t chunk, 
         return tgi_error(ctx, TG_ERR_INVALID, "text_split: held-out fraction %g of %lld chunks "
                          "(of %lld bytes) leaves an empty part", held_out_fraction,
                          (long long)chunks, (long long)chunk);
-    size_t order_bytes = (size_t)chunks * sizeof(int64_t), held_bytes = (size_t)chunks;
+    size_t order_bytes = (size_t)chunks * sizeof(int64_t);
+    size_t held_bytes = (size_t)chunks * sizeof(bool);
     int64_t *order = tgi_alloc(ctx, order_bytes);
     bool *held = tgi_alloc(ctx, held_bytes);
     tg_status status = TG_OK;
