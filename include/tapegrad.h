@@ -1916,7 +1916,7 @@ int64_t tg_batcher_epoch(const tg_batcher *b);
 /**
  * A text corpus: its bytes mapped to ids 0..vocab-1 through a vocabulary of the distinct bytes
  * in ascending order (so the same text gives the same ids on every machine). At most 1 GiB.
- * The first tg_text_* call that fails leaves its message on the context.
+ * A call that fails leaves its message on the context (tg_errmsg).
  */
 typedef struct tg_text tg_text;
 

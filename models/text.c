@@ -310,7 +310,8 @@ tg_status tg_text_split(tg_text *text, double held_out_fraction, int64_t chunk, 
         return tgi_error(ctx, TG_ERR_INVALID, "text_split: held-out fraction %g of %lld chunks "
                          "(of %lld bytes) leaves an empty part", held_out_fraction,
                          (long long)chunks, (long long)chunk);
-    size_t order_bytes = (size_t)chunks * sizeof(int64_t), held_bytes = (size_t)chunks;
+    size_t order_bytes = (size_t)chunks * sizeof(int64_t);
+    size_t held_bytes = (size_t)chunks * sizeof(bool);
     int64_t *order = tgi_alloc(ctx, order_bytes);
     bool *held = tgi_alloc(ctx, held_bytes);
     tg_status status = TG_OK;
@@ -328,9 +329,15 @@ tg_status tg_text_split(tg_text *text, double held_out_fraction, int64_t chunk, 
     return status;
 }
 
+/* The part's segments as text has them (part_segments[part] of them): the held-out ones follow
+ * the training ones. */
+static const segment *part_begin(const tg_text *text, tg_text_part part) {
+    return text->segments + (part == TG_TEXT_HELD_OUT ? text->part_segments[TG_TEXT_TRAIN] : 0);
+}
+
 int64_t tg_text_part_length(const tg_text *text, tg_text_part part) {
     if (!text || (part != TG_TEXT_TRAIN && part != TG_TEXT_HELD_OUT)) return 0;
-    const segment *s = text->segments + (part == TG_TEXT_HELD_OUT ? text->part_segments[0] : 0);
+    const segment *s = part_begin(text, part);
     int64_t length = 0;
     for (int64_t i = 0; i < text->part_segments[part]; i++) length += s[i].length;
     return length;
@@ -371,13 +378,12 @@ static int64_t window_start(const tg_text_batcher *b, int64_t k) {
     return b->segments[lo].start + (b->order == TG_TEXT_SEQUENTIAL ? offset * b->window : offset);
 }
 
-/* The part's segments as text has them, and the length of its longest segment. */
-static const segment *part_segments(const tg_text *text, tg_text_part part, int64_t *longest) {
-    const segment *s = text->segments + (part == TG_TEXT_HELD_OUT ? text->part_segments[0] : 0);
-    *longest = 0;
+static int64_t longest_segment(const tg_text *text, tg_text_part part) {
+    const segment *s = part_begin(text, part);
+    int64_t longest = 0;
     for (int64_t i = 0; i < text->part_segments[part]; i++)
-        if (s[i].length > *longest) *longest = s[i].length;
-    return s;
+        if (s[i].length > longest) longest = s[i].length;
+    return longest;
 }
 
 static tg_status check_batcher_args(const tg_text *text, tg_text_part part, tg_text_order order,
@@ -395,8 +401,7 @@ static tg_status check_batcher_args(const tg_text *text, tg_text_part part, tg_t
     if (part == TG_TEXT_HELD_OUT && text->part_segments[part] == 0)
         return tgi_error(ctx, TG_ERR_INVALID, "text_batcher: the text has no held-out part "
                          "(tg_text_split makes one)");
-    int64_t longest;
-    part_segments(text, part, &longest);
+    int64_t longest = longest_segment(text, part);
     if (longest <= window)
         return tgi_error(ctx, TG_ERR_INVALID, "text_batcher: a window of %lld bytes needs %lld "
                          "(one more for the last target), the %s part's longest piece has %lld",
@@ -422,8 +427,7 @@ static void fill_segments(tg_text_batcher *b, const segment *s, int64_t count) {
 tg_text_batcher *tg_text_batcher_new(const tg_text *text, tg_text_part part, tg_text_order order,
                                      int64_t batch, int64_t window, uint64_t seed) {
     if (!text || check_batcher_args(text, part, order, batch, window) != TG_OK) return NULL;
-    int64_t longest, count = text->part_segments[part];
-    const segment *s = part_segments(text, part, &longest);
+    int64_t count = text->part_segments[part];
     /* one block: the batcher, then its segments and their window counts */
     size_t head = (sizeof(tg_text_batcher) + 15) & ~(size_t)15;
     size_t bytes = head + (size_t)count * (sizeof(segment) + sizeof(int64_t));
@@ -437,7 +441,7 @@ tg_text_batcher *tg_text_batcher_new(const tg_text *text, tg_text_part part, tg_
     b->segments = (segment *)((char *)b + head);
     b->windows_before = (int64_t *)(b->segments + count);
     tg_rng_seed(&b->rng, seed);
-    fill_segments(b, s, count);
+    fill_segments(b, part_begin(text, part), count);
     return b;
 }
 

@@ -45,6 +45,18 @@ static inline void temp_dir_remove(const char *dir) {
     cr_expect_eq(system(cmd), 0);
 }
 
+/* Writes n bytes to dir/name; returns the path (valid until the next call). */
+static inline const char *write_in_dir(const char *dir, const char *name, const void *bytes,
+                                       size_t n) {
+    static char path[192];
+    snprintf(path, sizeof path, "%s/%s", dir, name);
+    FILE *f = fopen(path, "wb");
+    cr_assert_not_null(f, "cannot write %s", path);
+    cr_assert_eq(fwrite(bytes, 1, n, f), n);
+    cr_assert_eq(fclose(f), 0);
+    return path;
+}
+
 /* A persistent leaf holding data, with a gradient. */
 static inline tg_tensor *leaf(tg_ctx *ctx, int ndim, const int64_t *shape, const float *data) {
     tg_tensor *t = tg_from_data(ctx, ndim, shape, data);

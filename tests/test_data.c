@@ -28,15 +28,8 @@ static void data_teardown(void) {
 
 TestSuite(data, .init = data_setup, .fini = data_teardown);
 
-/* Writes n bytes to tmp_dir/name; returns the path (valid until the next call). */
 static const char *write_file(const char *name, const void *bytes, size_t n) {
-    static char path[128];
-    snprintf(path, sizeof path, "%s/%s", tmp_dir, name);
-    FILE *f = fopen(path, "wb");
-    cr_assert_not_null(f, "cannot write %s", path);
-    cr_assert_eq(fwrite(bytes, 1, n, f), n);
-    cr_assert_eq(fclose(f), 0);
-    return path;
+    return write_in_dir(tmp_dir, name, bytes, n);
 }
 
 static const char *write_csv(const char *text) {

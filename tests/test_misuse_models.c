@@ -298,6 +298,89 @@ MISUSE(tg_batcher_next_into) {
     tg_batcher_free(b);
 }
 
+/* ---- text corpora ------------------------------------------------------------------------- */
+
+/* A text of ten bytes in the world's context (freed by the caller). */
+static tg_text *small_text(void) {
+    tg_text *text = tg_text_from_memory(W.ctx, "abcdefghij", 10);
+    cr_assert_not_null(text, "%s", tg_errmsg(W.ctx));
+    return text;
+}
+
+MISUSE(tg_text_load) {
+    NULLED_QUIETLY(tg_text_load(NULL, "/nonexistent.txt"));
+    NULLED(tg_text_load(W.ctx, NULL));
+    NULLED(tg_text_load(W.ctx, "/nonexistent.txt"));
+}
+MISUSE(tg_text_load_corpus) {
+    NULLED_QUIETLY(tg_text_load_corpus(NULL, "fortunes"));
+    NULLED(tg_text_load_corpus(W.ctx, NULL));
+    NULLED(tg_text_load_corpus(W.ctx, "no such corpus"));
+}
+MISUSE(tg_text_from_memory) {
+    NULLED_QUIETLY(tg_text_from_memory(NULL, "a", 1));
+    NULLED(tg_text_from_memory(W.ctx, NULL, 1));
+    NULLED(tg_text_from_memory(W.ctx, "a", -1));
+}
+MISUSE(tg_text_free) { tg_text_free(NULL); }
+MISUSE(tg_text_length) { GIVES(tg_text_length(NULL), 0); }
+MISUSE(tg_text_vocab_size) { GIVES(tg_text_vocab_size(NULL), 0); }
+MISUSE(tg_text_vocab) { GIVES(tg_text_vocab(NULL), NULL); }
+MISUSE(tg_text_ids) { GIVES(tg_text_ids(NULL), NULL); }
+MISUSE(tg_text_encode_byte) { GIVES(tg_text_encode_byte(NULL, 'a'), -1); }
+MISUSE(tg_text_decode_id) {
+    GIVES(tg_text_decode_id(NULL, 0), -1);
+    tg_text *text = small_text();
+    GIVES(tg_text_decode_id(text, 10), -1);
+    GIVES(tg_text_decode_id(text, -1), -1);
+    tg_text_free(text);
+}
+MISUSE(tg_text_check_vocab) {
+    GIVES(tg_text_check_vocab(NULL, 10), TG_ERR_INVALID);
+    tg_text *text = small_text();
+    REFUSED(tg_text_check_vocab(text, -1));
+    tg_text_free(text);
+}
+MISUSE(tg_text_split) {
+    GIVES(tg_text_split(NULL, 0.5, 2, 1), TG_ERR_INVALID);
+    tg_text *text = small_text();
+    REFUSED(tg_text_split(text, -0.5, 2, 1));
+    REFUSED(tg_text_split(text, NAN, 2, 1));
+    REFUSED(tg_text_split(text, 0.5, -2, 1));
+    REFUSED(tg_text_split(text, 0.5, 11, 1));
+    tg_text_free(text);
+}
+MISUSE(tg_text_part_length) {
+    GIVES(tg_text_part_length(NULL, TG_TEXT_TRAIN), 0);
+    tg_text *text = small_text();
+    GIVES(tg_text_part_length(text, (tg_text_part)7), 0);
+    tg_text_free(text);
+}
+MISUSE(tg_text_batcher_new) {
+    NULLED_QUIETLY(tg_text_batcher_new(NULL, TG_TEXT_TRAIN, TG_TEXT_RANDOM, 1, 1, 1));
+    tg_text *text = small_text();
+    NULLED(tg_text_batcher_new(text, (tg_text_part)7, TG_TEXT_RANDOM, 1, 1, 1));
+    NULLED(tg_text_batcher_new(text, TG_TEXT_TRAIN, (tg_text_order)7, 1, 1, 1));
+    NULLED(tg_text_batcher_new(text, TG_TEXT_TRAIN, TG_TEXT_RANDOM, 1, -1, 1));
+    NULLED(tg_text_batcher_new(text, TG_TEXT_TRAIN, TG_TEXT_RANDOM, INT64_MAX, 1 << 30, 1));
+    tg_text_free(text);
+}
+MISUSE(tg_text_batcher_free) { tg_text_batcher_free(NULL); }
+MISUSE(tg_text_batcher_windows) { GIVES(tg_text_batcher_windows(NULL), 0); }
+MISUSE(tg_text_batcher_next_into) {
+    GIVES(tg_text_batcher_next_into(NULL, W.x, W.x), -1);
+    tg_text *text = small_text();
+    tg_text_batcher *b = tg_text_batcher_new(text, TG_TEXT_TRAIN, TG_TEXT_RANDOM, 1, 3, 1);
+    cr_assert_not_null(b, "%s", tg_errmsg(W.ctx));
+    tg_clear_error(W.ctx);
+    GIVES(tg_text_batcher_next_into(b, NULL, NULL), -1);
+    expect_message("tg_text_batcher_next_into(b, NULL, NULL)");
+    GIVES(tg_text_batcher_next_into(b, W.w, W.x), -1); /* [3], not [1,3] */
+    expect_message("tg_text_batcher_next_into(b, W.w, W.x)");
+    tg_text_batcher_free(b);
+    tg_text_free(text);
+}
+
 /* ---- save and load ----------------------------------------------------------------------- */
 
 static void tensors_file_misuse(tg_status (*fn)(tg_ctx *, const char *, tg_tensor *const *, int)) {
