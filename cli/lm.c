@@ -411,7 +411,7 @@ static int lm_parse(int argc, char **argv, lm_options *o) {
             for (size_t k = 0; k < sizeof words / sizeof words[0]; k++) all[count++] = words[k];
             for (size_t k = 0; k < sizeof flags / sizeof flags[0]; k++) all[count++] = flags[k];
             char hint[96], message[256];
-            snprintf(message, sizeof message, "unknown option '%%s'%s for a language model (see "
+            snprintf(message, sizeof message, "unknown option '%%s' for a language model%s (see "
                      "tapegrad train --model gpt --help)", did_you_mean(arg, all, count, hint, sizeof hint));
             return lm_bad("train", message, arg);
         }

@@ -1,0 +1,113 @@
+/*
+ * tests/test_cli_lm.c — the tool's language models, driven directly: `train --model gpt` and
+ * `--model lstm-lm` on a text file the test writes, `--save` then `sample` from the checkpoint
+ * alone, and the arguments they refuse.
+ */
+#include <stdlib.h>
+#include <unistd.h>
+
+#include "cli/lm.h"
+#include "helpers.h"
+
+#include <criterion/redirect.h>
+
+/* A text of one sentence repeated: a model that learns it predicts almost every character. */
+static void write_text(const char *path) {
+    FILE *f = fopen(path, "w");
+    cr_assert_not_null(f);
+    for (int i = 0; i < 400; i++) fputs("the cat sat on the mat. ", f);
+    fclose(f);
+}
+
+static int call(int (*fn)(int, char **), const char **argv, int argc) {
+    return fn(argc, (char **)argv);
+}
+
+/* The number printed after `key` in the file. */
+static double number_after(const char *path, const char *key) {
+    FILE *f = fopen(path, "r");
+    cr_assert_not_null(f);
+    char line[512];
+    double value = NAN;
+    while (fgets(line, sizeof line, f))
+        if (strstr(line, key)) value = strtod(strstr(line, key) + strlen(key), NULL);
+    fclose(f);
+    return value;
+}
+
+Test(cli_lm, gpt_trains_saves_and_samples_from_the_checkpoint_alone) {
+    char dir[64], text[128], ckpt[128], out[128], data[160];
+    temp_dir_make(dir, "tapegrad-lm");
+    snprintf(text, sizeof text, "%s/cat.txt", dir);
+    snprintf(ckpt, sizeof ckpt, "%s/gpt.safetensors", dir);
+    snprintf(out, sizeof out, "%s/stdout", dir);
+    snprintf(data, sizeof data, "text:%s", text);
+    write_text(text);
+    fflush(stdout);
+    cr_assert_not_null(freopen(out, "w", stdout));
+    const char *train[] = {"--model", "gpt", "--data", data, "--steps", "120", "--layers", "1",
+                           "--width", "32", "--context", "24", "--batch", "16", "--lr", "3e-3",
+                           "--save", ckpt};
+    int status = call(run_lm_train, train, 18);
+    const char *sample[] = {"--load", ckpt, "--prompt", "the cat ", "--tokens", "16",
+                            "--temperature", "0"};
+    int sampled = call(run_sample, sample, 8);
+    fflush(stdout);
+    cr_assert_not_null(freopen("/dev/null", "w", stdout));
+    cr_expect_eq(status, 0);
+    cr_expect_eq(sampled, 0);
+    double bpc = number_after(out, "held-out bits per character: ");
+    cr_expect(bpc < 0.5, "held-out %.3f bits per character (uniform over 11 symbols: 3.46)", bpc);
+    char *printed = NULL;
+    FILE *f = fopen(out, "r");
+    size_t n = 0;
+    cr_assert(getdelim(&printed, &n, '\0', f) > 0);
+    fclose(f);
+    cr_expect(strstr(printed, "the cat sat on the mat") != NULL, "no learned sentence in:\n%s", printed);
+    free(printed);
+    temp_dir_remove(dir);
+}
+
+Test(cli_lm, an_lstm_lm_trains_on_the_same_text) {
+    char dir[64], text[128], out[128], data[160];
+    temp_dir_make(dir, "tapegrad-lm");
+    snprintf(text, sizeof text, "%s/cat.txt", dir);
+    snprintf(out, sizeof out, "%s/stdout", dir);
+    snprintf(data, sizeof data, "text:%s", text);
+    write_text(text);
+    fflush(stdout);
+    cr_assert_not_null(freopen(out, "w", stdout));
+    const char *train[] = {"--model", "lstm-lm", "--data", data, "--steps", "150", "--hidden", "48",
+                           "--width", "16", "--context", "24", "--batch", "16", "--lr", "1e-2"};
+    int status = call(run_lm_train, train, 16);
+    fflush(stdout);
+    cr_assert_not_null(freopen("/dev/null", "w", stdout));
+    cr_expect_eq(status, 0);
+    double bpc = number_after(out, "held-out bits per character: ");
+    cr_expect(bpc < 0.5, "held-out %.3f bits per character", bpc);
+    temp_dir_remove(dir);
+}
+
+Test(cli_lm, bad_arguments_exit_2_with_a_reason, .init = cr_redirect_stderr) {
+    const char *typo[] = {"--model", "gpt", "--contxt", "8"};
+    cr_expect_eq(call(run_lm_train, typo, 4), 2);
+    const char *heads[] = {"--model", "gpt", "--width", "30", "--heads", "4"};
+    cr_expect_eq(call(run_lm_train, heads, 6), 2);
+    const char *rnn_flag[] = {"--model", "lstm-lm", "--post-ln"};
+    cr_expect_eq(call(run_lm_train, rnn_flag, 3), 2);
+    const char *data[] = {"--model", "gpt", "--data", "digits"};
+    cr_expect_eq(call(run_lm_train, data, 4), 2);
+    const char *no_load[] = {"--prompt", "x"};
+    cr_expect_eq(call(run_sample, no_load, 2), 2);
+    const char *temperature[] = {"--load", "/nonexistent", "--temperature", "-1"};
+    cr_expect_eq(call(run_sample, temperature, 4), 2);
+    fflush(stderr);
+    cr_expect_stderr_eq_str(
+        "tapegrad train: unknown option '--contxt' for a language model; did you mean '--context'? "
+        "(see tapegrad train --model gpt --help)\n"
+        "tapegrad train: --width must be a multiple of --heads (d_model = heads x head size)\n"
+        "tapegrad train: --post-ln, --qk-norm, --tie and --dropout are for --model gpt, not lstm-lm\n"
+        "tapegrad train: --data: a language model reads fortunes or text:PATH, not 'digits'\n"
+        "tapegrad sample: --load CKPT is required (a model train --save wrote)\n"
+        "tapegrad sample: --temperature: '-1' is not a number from 0 to 100\n");
+}
