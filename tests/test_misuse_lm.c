@@ -85,3 +85,20 @@ MISUSE(tg_lm_generate) {
     /* a model whose output is not [1, T, V] */
     REFUSED(tg_lm_generate(W.linear, W.tape, ids, 2, 2, 4, 1.0f, 1));
 }
+MISUSE(tg_module_save_with_metadata) {
+    const char *meta[] = {"k", "v"};
+    GIVES(tg_module_save_with_metadata(NULL, "/tmp/x.safetensors", meta, 1), TG_ERR_INVALID);
+    REFUSED(tg_module_save_with_metadata(W.linear, NULL, meta, 1));
+    REFUSED(tg_module_save_with_metadata(W.linear, "/tmp/x.safetensors", NULL, 1));
+    REFUSED(tg_module_save_with_metadata(W.linear, "/tmp/x.safetensors", meta, -1));
+    REFUSED(tg_module_save_with_metadata(W.linear, "/tmp/x.safetensors", (const char *[]){"k", NULL}, 1));
+}
+MISUSE(tg_safetensors_metadata) {
+    char buf[16];
+    GIVES(tg_safetensors_metadata(NULL, "/tmp/x.safetensors", "k", buf, sizeof buf), TG_ERR_INVALID);
+    REFUSED(tg_safetensors_metadata(W.ctx, NULL, "k", buf, sizeof buf));
+    REFUSED(tg_safetensors_metadata(W.ctx, "/tmp/x.safetensors", NULL, buf, sizeof buf));
+    REFUSED(tg_safetensors_metadata(W.ctx, "/tmp/x.safetensors", "k", NULL, sizeof buf));
+    REFUSED(tg_safetensors_metadata(W.ctx, "/tmp/x.safetensors", "k", buf, 0));
+    REFUSED(tg_safetensors_metadata(W.ctx, "/nonexistent/x.safetensors", "k", buf, sizeof buf));
+}

@@ -591,3 +591,32 @@ Test(safetensors, module_state_includes_running_statistics) {
     tg_module_free(trained);
     tg_module_free(fresh);
 }
+
+Test(safetensors, metadata_is_kept_and_read_back_whole_or_not_at_all) {
+    tg_ctx *ctx = tg_ctx_new();
+    tg_module *lin = tg_linear_new(ctx, "lin", 3, 2, true, NULL, 1);
+    char dir[64], path[128], buf[64];
+    temp_dir_make(dir, "tapegrad-meta");
+    snprintf(path, sizeof path, "%s/m.safetensors", dir);
+    const char *meta[] = {"tapegrad.shape", "gpt vocab=65", "note", "\xc3\xa9t\xc3\xa9"};
+    cr_assert_eq(tg_module_save_with_metadata(lin, path, meta, 2), TG_OK, "%s", tg_errmsg(ctx));
+    cr_assert_eq(tg_safetensors_metadata(ctx, path, "tapegrad.shape", buf, sizeof buf), TG_OK);
+    cr_expect_str_eq(buf, "gpt vocab=65");
+    cr_assert_eq(tg_safetensors_metadata(ctx, path, "note", buf, sizeof buf), TG_OK);
+    cr_expect_str_eq(buf, "\xc3\xa9t\xc3\xa9");
+    cr_expect_eq(tg_safetensors_metadata(ctx, path, "absent", buf, sizeof buf), TG_ERR_NOT_FOUND);
+    expect_errmsg_has(ctx, "no metadata 'absent'");
+    tg_clear_error(ctx);
+    strcpy(buf, "untouched");
+    cr_expect_eq(tg_safetensors_metadata(ctx, path, "tapegrad.shape", buf, 5), TG_ERR_INVALID);
+    expect_errmsg_has(ctx, "holds 12 bytes, room for 4");
+    cr_expect_str_eq(buf, "untouched", "a value that does not fit is not cut");
+    tg_clear_error(ctx);
+    cr_expect_eq(tg_module_load(lin, path), TG_OK, "the tensors load as from any file");
+    const char *format[] = {"format", "np"};
+    cr_expect_eq(tg_module_save_with_metadata(lin, path, format, 1), TG_ERR_INVALID);
+    expect_errmsg_has(ctx, "'format'");
+    tg_module_free(lin);
+    tg_ctx_free(ctx);
+    temp_dir_remove(dir);
+}
