@@ -5,8 +5,6 @@
 
 #include <math.h>
 
-#define INV_SQRT2 0.70710678118654752f
-#define INV_SQRT_2PI 0.39894228040143268f
 
 /* Forward and derivative of each op, side by side. */
 UNARY_OP(sigmoid, tgi_sigmoid(x), y * (1.0f - y))
@@ -17,8 +15,7 @@ UNARY_OP(relu, x <= 0.0f ? 0.0f : x, x > 0.0f ? 1.0f : 0.0f)
 UNARY_OP(leaky_relu, x > 0.0f ? x : attr[0].f32 * x, x > 0.0f ? 1.0f : attr[0].f32)
 UNARY_OP(elu, x > 0.0f ? x : attr[0].f32 * expm1f(x), x > 0.0f ? 1.0f : y + attr[0].f32)
 UNARY_OP(softplus, fmaxf(x, 0.0f) + log1pf(expf(-fabsf(x))), tgi_sigmoid(x))
-UNARY_OP(gelu, 0.5f * x * (1.0f + erff(x * INV_SQRT2)),
-         0.5f * (1.0f + erff(x * INV_SQRT2)) + x * INV_SQRT_2PI * expf(-0.5f * x * x))
+UNARY_OP(gelu, tgi_geluf(x), tgi_gelu_grad(x))
 
 /* ---- softmax and log-softmax over one axis ------------------------------------------------- */
 

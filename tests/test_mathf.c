@@ -86,3 +86,56 @@ Test(mathf, sigmoid_special_values) {
     for (float x = -103.0f; x > -104.0f; x -= 0.25f)
         cr_expect_leq(ulp_error(tgi_sigmoidf(x), sigmoid_exact(x)), 0.6, "x = %.9g", x);
 }
+
+static double gelu_exact(float x) { return (double)x * 0.5 * erfc(-(double)x * 0.70710678118654752); }
+
+/* Over every 127th float bit pattern of both signs up to |x| = 2^24 (beyond, gelu is x or 0 in
+ * f32): the worst ulp error, and results whose exact value underflows f32 must be 0 (counted,
+ * not asserted one by one: below -14.2 that is half the sample). */
+Test(mathf, gelu_is_within_1_ulp_everywhere) {
+    double worst = 0.0;
+    float worst_x = 0.0f;
+    long samples = 0, nonzero_underflows = 0;
+    for (uint32_t u = 0; u < 0x4b800000u; u += 127)
+        for (int sign = 0; sign < 2; sign++) {
+            float x = from_bits(u | (sign ? 0x80000000u : 0u));
+            double exact = gelu_exact(x);
+            samples++;
+            if (fabs(exact) < 0x1p-150) {
+                nonzero_underflows += tgi_geluf(x) != 0.0f;
+                continue;
+            }
+            double err = ulp_error(tgi_geluf(x), exact);
+            if (err > worst) worst = err, worst_x = x;
+        }
+    cr_expect_leq(worst, 1.0, "gelu: worst error %.3f ulp at x = %.9g (%ld samples)", worst,
+                  (double)worst_x, samples);
+    cr_expect_eq(nonzero_underflows, 0, "results that underflow f32 must be 0");
+    cr_expect(isnan(tgi_geluf(NAN)));
+    cr_expect_eq(tgi_geluf(INFINITY), INFINITY);
+    cr_expect_eq(tgi_geluf(-INFINITY), 0.0f);
+    cr_expect_eq(tgi_geluf(1e30f), 1e30f);
+    cr_expect_eq(tgi_geluf(0.0f), 0.0f);
+}
+
+/* The derivative crosses 0 near x = -0.75 (Phi(x) + x phi(x) cancel): there an absolute error
+ * of 1e-8, not a number of ulps, is what the sum in double promises. */
+Test(mathf, gelu_derivative_matches_phi_plus_x_density) {
+    double worst = 0.0;
+    float worst_x = 0.0f;
+    for (int i = -2000000; i <= 2000000; i++) {
+        float x = (float)i * 1e-5f;
+        double xd = x, exact = 0.5 * erfc(-xd * 0.70710678118654752) +
+                               xd * exp(-0.5 * xd * xd) * 0.3989422804014327;
+        float nearest = fabsf((float)exact);
+        double ulp = (double)nextafterf(nearest, INFINITY) - nearest;
+        double err = fabs((double)tgi_gelu_grad(x) - exact) / (ulp + 1e-8 / 1.5);
+        if (err > worst) worst = err, worst_x = x;
+    }
+    cr_expect_leq(worst, 1.5, "gelu': worst %.3f (ulp + 1e-8) at x = %.9g", worst, worst_x);
+    cr_expect(isnan(tgi_gelu_grad(NAN)));
+    cr_expect_eq(tgi_gelu_grad(30.0f), 1.0f);
+    cr_expect_eq(tgi_gelu_grad(-30.0f), 0.0f);
+    cr_expect_eq(tgi_gelu_grad(INFINITY), 1.0f);
+    cr_expect_eq(tgi_gelu_grad(-INFINITY), 0.0f);
+}
