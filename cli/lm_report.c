@@ -146,9 +146,10 @@ static void entropy_finding(const experiment *e, writer *w) {
     say(w, " (A causal head spread evenly has %s nats on average; log T = %s.)", num(even, a), num(log((double)block), b));
     bool collapses = lo_fast < 0.5 * lo_slow, kept = lo_qk > lo_fast;
     double bpc_fast = bpc_or_inf(e, fast), bpc_qk = bpc_or_inf(e, fast_qk);
+    char d[32], f[32];
     say(w, " At lr %s the lowest head entropy reaches %s nats without qk-norm against %s at lr %s%s; "
-        "with qk-layer-norm it stays at %s.", num(rates[1], a), num(lo_fast, b), num(lo_slow, c),
-        num(rates[0], a), collapses ? " (a collapse)" : "", num(lo_qk, b));
+        "with qk-layer-norm it stays at or above %s.", num(rates[1], a), num(lo_fast, b), num(lo_slow, c),
+        num(rates[0], d), collapses ? " (a collapse)" : "", num(lo_qk, f));
     if (collapses && kept)
         say(w, " As Zhai et al. (2023) and Wortsman et al. (2023) describe, the large learning rate collapses "
             "attention entropy, and qk-layer-norm keeps it from collapsing (held-out %s bits per character "
