@@ -229,6 +229,12 @@ int run_study(int argc, char **argv) {
     double seconds = (double)(t1.tv_sec - t0.tv_sec) + 1e-9 * (double)(t1.tv_nsec - t0.tv_nsec);
     status = write_report("study", o.out, experiments, n, o.seed, o.quick, seconds);
     if (status == 0) printf("\nreport: %s/index.html (summary.json and one CSV per experiment beside it); %.1f s\n", o.out, seconds);
+    /* the transformer experiment's corpus missing fails the study, the other sections written */
+    for (int i = 0; i < n; i++)
+        if (experiments[i].lm && experiments[i].n_runs && experiments[i].results[0].error[0]) {
+            fprintf(stderr, "tapegrad study: %s: %s\n", experiments[i].name, experiments[i].results[0].error);
+            status = 1;
+        }
     for (int i = 0; i < n; i++) {
         for (int r = 0; r < experiments[i].n_runs; r++) run_result_free(&experiments[i].results[r]);
         lm_study_free(&experiments[i]);
