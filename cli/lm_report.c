@@ -103,6 +103,9 @@ static void warmup_finding(const experiment *e, writer *w) {
     }
     if (cold < 0 || warm < 0 || pre < 0) return;
     char a[32], b[32];
+    if (bpc_or_inf(e, pre) > bpc_or_inf(e, cold) && isfinite(bpc_or_inf(e, cold)))
+        say(w, " Pre-LN ends behind post-LN here (%s against %s bits per character without warm-up): what it "
+            "buys is stability, not speed.", num(bpc_or_inf(e, pre), a), num(bpc_or_inf(e, cold), b));
     double gain = bpc_or_inf(e, cold) - bpc_or_inf(e, warm);
     if (!isfinite(bpc_or_inf(e, cold)))
         say(w, " Without warm-up post-LN diverges where warm-up and pre-LN train: use pre-LN, or warm-up with post-LN.");
