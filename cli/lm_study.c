@@ -26,7 +26,6 @@ static void add_lm_run(experiment *e, const char *name, lm_run_config c) {
     snprintf(rc->name, sizeof rc->name, "%s", name);
     rc->steps = c.steps;
     rc->batch = c.batch;
-    rc->seq_len = c.block;
     rc->seed = c.seed;
     rc->opt = (tg_optimizer_config){.kind = TG_OPT_ADAM, .lr = c.lr};
     e->lm->configs[e->n_runs++] = c;
@@ -165,7 +164,7 @@ static double gradient_norms(tg_tensor *const *params, const int *block, int n, 
 }
 
 /* Held-out bits per character over the first `batches` full windows batches, in order. */
-static double held_out_bpc(tg_ctx *ctx, tg_text *text, tg_module *gpt, const lm_run_config *c, tg_tape *tape) {
+static double held_out_bpc(tg_text *text, tg_module *gpt, const lm_run_config *c, tg_tape *tape) {
     tg_text_batcher *b = tg_text_batcher_new(text, TG_TEXT_HELD_OUT, TG_TEXT_SEQUENTIAL, c->batch, c->block, c->seed);
     if (!b) return NAN;
     double nats = 0.0;
@@ -185,7 +184,6 @@ static double held_out_bpc(tg_ctx *ctx, tg_text *text, tg_module *gpt, const lm_
     }
     tg_module_set_training(gpt, true);
     tg_text_batcher_free(b);
-    (void)ctx;
     return counted ? nats / counted / log(2.0) : NAN;
 }
 
@@ -210,7 +208,7 @@ static bool lm_state_open(tg_ctx *ctx, tg_text *text, const lm_run_config *c, lm
                        .qk_norm = c->qk_norm, .seed = c->seed};
     if (!(s->gpt = tg_gpt_new(ctx, "gpt", &g)) || !(s->tape = tg_tape_new(ctx))) return false;
     s->n_params = tg_module_params(s->gpt, s->params, LM_MAX_PARAMS);
-    if (s->n_params > LM_MAX_PARAMS) s->n_params = LM_MAX_PARAMS; /* not reached: see above */
+    if (s->n_params > LM_MAX_PARAMS) s->n_params = LM_MAX_PARAMS; /* lm_run caps the layers */
     param_blocks(s->params, s->n_params, s->block);
     s->opt = tg_optimizer_new(ctx, s->params, s->n_params, &(tg_optimizer_config){.kind = TG_OPT_ADAM, .lr = c->lr});
     s->batches = tg_text_batcher_new(text, TG_TEXT_TRAIN, TG_TEXT_RANDOM, c->batch, c->block, c->seed + 1);
@@ -313,7 +311,7 @@ void lm_run(tg_ctx *ctx, tg_text *text, const lm_run_config *c, run_result *out,
         int n = 0;
         for (int k = out->steps_done - 1; k >= 0 && n < 10; k--, n++) sum += out->loss[k];
         lm->final_train_loss = sum / n;
-        if (c->eval_batches > 0) lm->held_out_bpc = held_out_bpc(ctx, text, s.gpt, c, s.tape);
+        if (c->eval_batches > 0) lm->held_out_bpc = held_out_bpc(text, s.gpt, c, s.tape);
         out->final_loss = lm->held_out_bpc * log(2.0);
     }
     lm_state_close(&s);
