@@ -88,6 +88,50 @@ def regularisation_figures(s):
         f"{best['config']} {best['test_accuracy']:.4f} vs {none['test_accuracy']:.4f}", best is not none
 
 
+def transformer_figures(s):
+    """The character-level GPT: its three parts are there; at initialisation post-LN's last/first
+    block gradient ratio lies above pre-LN's at every depth (Xiong et al. 2020); entropies lie in
+    [0, log T]; at 10x the learning rate without qk-norm the lowest head entropy falls below half
+    the normal rate's, and qk-norm keeps it higher (Zhai et al. 2023, Wortsman et al. 2023). Not
+    checked: whether warm-up helps post-LN, which at this size changes from seed to seed."""
+    e = next((e for e in s["experiments"] if e["name"] == "transformer"), None)
+    if e is None:
+        return
+    parts = {p: [r for r in e["runs"] if r.get("part") == p] for p in ("init", "warmup", "entropy")}
+    yield "transformer: 4 runs at init, 3 for warm-up, 4 for entropy", \
+        {p: len(v) for p, v in parts.items()}, [len(parts[p]) for p in parts] == [4, 3, 4]
+    init = {(r["post_ln"], r["depth"]): r for r in parts["init"]}
+    for depth in sorted({d for _, d in init}):
+        post, pre = init.get((True, depth)), init.get((False, depth))
+        if not post or not pre:
+            continue
+        ok = all(len(r["grad_norm_by_layer"]) == depth and all(v is not None and v > 0 for v in r["grad_norm_by_layer"])
+                 for r in (post, pre))
+        yield f"transformer: {depth} layers, a positive gradient norm per block", depth, ok
+        if ok:
+            rp = post["grad_norm_by_layer"][-1] / post["grad_norm_by_layer"][0]
+            rq = pre["grad_norm_by_layer"][-1] / pre["grad_norm_by_layer"][0]
+            yield f"transformer: {depth} layers, post-LN's last/first gradient ratio above pre-LN's", \
+                f"{rp:.3g} vs {rq:.3g}", rp > rq
+    values = [v for r in parts["entropy"] for row in r["entropy_by_head"] for v in row]
+    log_t = parts["entropy"][0]["log_T"] if parts["entropy"] else 0
+    yield "transformer: every head's entropy in [0, log T]", f"{len(values)} values, log T {log_t:.3f}", \
+        values and all(v is not None and 0 <= v <= log_t + 1e-9 for v in values)
+    for r in parts["warmup"] + parts["entropy"]:
+        if r["lr"] < 2e-3 or r["part"] == "warmup" and r["post_ln"] is False:
+            yield f"transformer: '{r['config']}' learns (held-out bpc < 5, no NaN)", r["held_out_bpc"], \
+                r["first_nan_step"] is None and r["held_out_bpc"] is not None and r["held_out_bpc"] < 5
+    ent = {(r["lr"], r["qk_norm"]): r for r in parts["entropy"]}
+    rates = sorted({lr for lr, _ in ent})
+    if len(rates) == 2 and all((lr, qk) in ent for lr in rates for qk in (False, True)):
+        slow, fast, fast_qk = (ent[(rates[0], False)]["min_entropy"], ent[(rates[1], False)]["min_entropy"],
+                               ent[(rates[1], True)]["min_entropy"])
+        yield "transformer: at the large rate the lowest head entropy collapses (< half the normal rate's)", \
+            f"{fast:.3g} vs {slow:.3g}", fast < 0.5 * slow
+        yield "transformer: qk-norm keeps the lowest head entropy higher at the large rate", \
+            f"{fast_qk:.3g} vs {fast:.3g}", fast_qk > fast
+
+
 def figures(s):
     v = runs(s, "vanishing")
     if v:
@@ -153,6 +197,7 @@ def figures(s):
                                    for r in deep)
     yield from cnn_figures(s)
     yield from regularisation_figures(s)
+    yield from transformer_figures(s)
 
 
 def main(paths):

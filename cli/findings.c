@@ -7,14 +7,10 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "cli/lm_study.h"
 #include "cli/study.h"
 
-typedef struct writer {
-    char *buf;
-    size_t size, len;
-} writer;
-
-static void say(writer *w, const char *fmt, ...) {
+void say(writer *w, const char *fmt, ...) {
     if (w->len >= w->size) return;
     va_list args;
     va_start(args, fmt);
@@ -442,7 +438,8 @@ static void train_finding(experiment *e, writer *w) {
 void experiment_conclude(experiment *e) {
     writer w = {e->finding, sizeof e->finding, 0};
     e->finding[0] = '\0';
-    if (strcmp(e->name, "batchnorm") == 0) batchnorm_finding(e, &w);
+    if (e->lm) lm_study_finding(e, e->finding, sizeof e->finding);
+    else if (strcmp(e->name, "batchnorm") == 0) batchnorm_finding(e, &w);
     else if (strcmp(e->name, "residual") == 0) residual_finding(e, &w);
     else if (strcmp(e->name, "exploding") == 0 || strcmp(e->name, "clipping") == 0) exploding_finding(e, &w);
     else if (strcmp(e->name, "recurrent") == 0) recurrent_finding(e, &w);

@@ -11,6 +11,7 @@
 #include <time.h>
 
 #include "cli/files.h"
+#include "cli/lm_study.h"
 #include "cli/report.h"
 
 /* ---- summary.json -------------------------------------------------------------------------- */
@@ -65,7 +66,11 @@ static int write_summary(const char *path, const experiment *experiments, int n,
     for (int i = 0; i < n; i++) {
         json_t *e = json_object(), *runs = json_array();
         json_object_set_new(e, "name", json_string(experiments[i].name));
-        for (int r = 0; r < experiments[i].n_runs; r++) json_array_append_new(runs, run_json(&experiments[i].results[r]));
+        for (int r = 0; r < experiments[i].n_runs; r++) {
+            json_t *run = run_json(&experiments[i].results[r]);
+            if (experiments[i].lm) lm_study_json(&experiments[i], r, run);
+            json_array_append_new(runs, run);
+        }
         json_object_set_new(e, "runs", runs);
         json_array_append_new(list, e);
     }
@@ -369,6 +374,11 @@ static void experiment_section(FILE *f, const experiment *e) {
     html_text(f, e->question);
     fputs("</p>\n", f);
     finding_html(f, e->finding);
+    if (e->lm) { /* its own charts and table (cli/lm_report.c) */
+        lm_study_html(f, e);
+        fputs("</section>\n", f);
+        return;
+    }
     fputs("<div class=\"charts\">\n", f);
     if (e->charts & CHART_LAYERS) layers_chart(f, e);
     if (e->charts & CHART_STEPS) per_step_chart(f, e, false, 0);

@@ -156,12 +156,25 @@ typedef struct experiment {
     int n_runs;
     run_config runs[MAX_RUNS];
     run_result results[MAX_RUNS];
-    char finding[2048];   /* plain words, computed from the results */
+    char finding[4096];   /* plain words, computed from the results */
+    struct lm_study *lm;  /* the transformer experiment's own loop and measurements
+                             (cli/lm_study.h); NULL for the others */
 } experiment;
 
 /* The experiment called name, configured for seed and size (quick: fewer steps, same code),
  * or false when there is no such experiment. */
 bool experiment_setup(experiment *e, const char *name, uint64_t seed, bool quick);
+/* Appends printf-style text to a fixed buffer, dropping what does not fit (cli/findings.c). */
+typedef struct writer {
+    char *buf;
+    size_t size, len;
+} writer;
+void say(writer *w, const char *fmt, ...)
+#if defined(__GNUC__)
+    __attribute__((format(printf, 2, 3)))
+#endif
+    ;
+
 /* Writes e->finding from e->results. */
 void experiment_conclude(experiment *e);
 /* The names, in report order. */

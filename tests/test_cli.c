@@ -134,8 +134,11 @@ static void expect_clipping(json_t *e, const char *html) {
 
 Test(cli, quick_study_writes_a_complete_report) {
     char *dir = temp_dir();
-    const char *argv[] = {"--quick", "--out", dir, "--seed", "3"};
-    cr_assert_eq(study(5, argv), 0);
+    /* every experiment but `transformer`, which needs the fortunes package (tests/test_lm_study.c
+     * runs it on a text of its own) */
+    const char *argv[] = {"vanishing", "init", "batchnorm", "residual", "exploding", "clipping",
+                          "recurrent", "cnn", "regularisation", "--quick", "--out", dir, "--seed", "3"};
+    cr_assert_eq(study(14, argv), 0);
     char path[256];
     snprintf(path, sizeof path, "%s/summary.json", dir);
     json_error_t error;
