@@ -11,7 +11,8 @@
  * 2-thread ones then share a core: run unpinned for them).
  *
  *   bench_gpt [QUICK]              the table (QUICK: 3 rounds instead of 7)
- *   bench_gpt step THREADS [replay] one measurement, "ms_per_step X" (for bench/torch_gpt.py)
+ *   bench_gpt step THREADS [replay] one measurement, "ms_per_step X" (wall clock) and
+ *                                  "cpu_ms_per_step X" (process CPU time; for bench/torch_gpt.py)
  *   bench_gpt export DIR           DIR/gpt_init.safetensors (the initial weights, PyTorch-style
  *                                  names gpt.*), DIR/gpt_batch.safetensors ("ids", "targets",
  *                                  f32 [32, 64]) and "loss K X" lines: the losses of the first
@@ -180,12 +181,23 @@ static void bench_table(int rounds) {
     for (int v = 0; v < 4; v++) gpt_bench_free(&g[v]);
 }
 
+/* CPU time of the whole process (all its threads): on a shared machine, a one-thread step's
+ * CPU time does not count the time other programs held the core. */
+static double cpu_seconds(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &ts);
+    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
 static int one_measurement(int threads, bool replay) {
     gpt_bench g;
     gpt_bench_new(&g, threads, replay);
     gpt_step(&g);
     int steps = steps_for(&g);
-    printf("ms_per_step %.6f\n", time_steps(&g, steps) * 1e3);
+    double cpu = cpu_seconds();
+    double wall = time_steps(&g, steps);
+    cpu = (cpu_seconds() - cpu) / steps;
+    printf("ms_per_step %.6f\ncpu_ms_per_step %.6f\n", wall * 1e3, cpu * 1e3);
     gpt_bench_free(&g);
     return 0;
 }

@@ -171,22 +171,29 @@ def make_step(model, ids, targets):
 
 
 def torch_ms_per_step(step):
+    """(wall-clock ms, process CPU ms) per step."""
     start = time.perf_counter()
     for _ in range(2):
         step()
     steps = max(3, int(0.3 / ((time.perf_counter() - start) / 2)))
-    start = time.perf_counter()
+    cpu, start = time.process_time(), time.perf_counter()
     for _ in range(steps):
         step()
-    return (time.perf_counter() - start) / steps * 1e3
+    return (time.perf_counter() - start) / steps * 1e3, (time.process_time() - cpu) / steps * 1e3
 
 
 def binary_ms_per_step(command, env=None):
+    """(wall-clock ms, CPU ms or None) per step, from the "ms_per_step X" and optional
+    "cpu_ms_per_step X" lines of a program's output."""
     out = subprocess.run(command, check=True, capture_output=True, text=True, env=env).stdout
+    found = {}
     for line in out.splitlines():
-        if line.startswith("ms_per_step"):
-            return float(line.split()[1])
-    raise RuntimeError(f"{command[0]}: no 'ms_per_step X' line in its output:\n{out}")
+        words = line.split()
+        if len(words) == 2 and words[0] in ("ms_per_step", "cpu_ms_per_step"):
+            found[words[0]] = float(words[1])
+    if "ms_per_step" not in found:
+        raise RuntimeError(f"{command[0]}: no 'ms_per_step X' line in its output:\n{out}")
+    return found["ms_per_step"], found.get("cpu_ms_per_step")
 
 
 def fmt(values):
@@ -209,7 +216,9 @@ def main():
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--rounds", type=int, default=7)
     parser.add_argument("--binary", default=os.path.join(HERE, "..", "zig-out", "bin", "bench_gpt"))
-    parser.add_argument("--llmc", help="an llm.c training-step binary you built, printing 'ms_per_step X'")
+    parser.add_argument("--llmc", action="append", default=[],
+                        help="an llm.c training-step binary you built, printing 'ms_per_step X' "
+                             "(repeat for several builds; each is a column named after its file)")
     parser.add_argument("--check-only", action="store_true", help="the loss agreement only, no timing")
     args = parser.parse_args()
     if not os.path.exists(args.binary):
@@ -238,27 +247,39 @@ def main():
 
     columns = [("PyTorch", None), ("tapegrad", [args.binary, "step", str(args.threads)]),
                ("tapegrad replayed", [args.binary, "step", str(args.threads), "replay"])]
-    env = None
-    if args.llmc:
-        env = dict(os.environ, OMP_NUM_THREADS=str(args.threads))
-        columns.append(("llm.c", [args.llmc]))
+    env = dict(os.environ, OMP_NUM_THREADS=str(args.threads))
+    llmc_names = []
+    for binary in args.llmc:
+        llmc_names.append(f"llm.c {os.path.basename(binary)}")
+        columns.append((llmc_names[-1], [binary]))
     times = {name: [] for name, _ in columns}
+    cpu_times = {name: [] for name, _ in columns}
     loads = []
     for _ in range(args.rounds):
         loads.append(os.getloadavg()[0])
         for name, command in columns:
-            times[name].append(torch_ms_per_step(step) if command is None else binary_ms_per_step(command, env))
-    print(f"{args.rounds} interleaved rounds, ms per training step (median, min-max); "
-          f"load average during the rounds {min(loads):.2f}-{max(loads):.2f}")
-    for name, _ in columns:
-        print(f"  {name:<18} {fmt(times[name])} ms")
-    for name, _ in columns[1:]:
-        ratio = [a / b for a, b in zip(times[name], times["PyTorch"])]
-        print(f"  {name + ' / PyTorch':<28} {fmt(ratio)}")
-    if args.llmc:
-        for name in ("tapegrad", "tapegrad replayed"):
-            ratio = [a / b for a, b in zip(times[name], times["llm.c"])]
-            print(f"  {name + ' / llm.c':<28} {fmt(ratio)}")
+            wall, cpu = torch_ms_per_step(step) if command is None else binary_ms_per_step(command, env)
+            times[name].append(wall)
+            cpu_times[name].append(cpu)
+    loads.append(os.getloadavg()[0])
+    print(f"{args.rounds} interleaved rounds; load average (1 min) during the rounds "
+          f"{min(loads):.2f}-{max(loads):.2f} on {os.cpu_count()} cores")
+    tables = [("wall clock", times)]
+    if args.threads == 1:  # one thread: its CPU time leaves out the time others held the core
+        tables.append(("process CPU time", {k: v for k, v in cpu_times.items() if None not in v}))
+    for title, table in tables:
+        print(f"ms per training step, {title} (median, min-max):")
+        for name in table:
+            print(f"  {name:<28} {fmt(table[name])} ms")
+        for name in list(table)[1:]:
+            ratio = [a / b for a, b in zip(table[name], table["PyTorch"])]
+            print(f"  {name + ' / PyTorch':<40} {fmt(ratio)}")
+        for llmc in llmc_names:
+            if llmc not in table:
+                continue
+            for name in ("tapegrad", "tapegrad replayed"):
+                ratio = [a / b for a, b in zip(table[name], table[llmc])]
+                print(f"  {name + ' / ' + llmc:<40} {fmt(ratio)}")
 
 
 if __name__ == "__main__":
