@@ -491,7 +491,8 @@ tg_tensor *tg_masked_fill(tg_tape *tape, tg_tensor *x, tg_tensor *mask, float va
 tg_tensor *tg_mse(tg_tape *tape, tg_tensor *pred, tg_tensor *target);
 /**
  * Mean cross entropy of logits [N,C] against labels [N] holding class indices 0..C-1 (as
- * floats), fused with log-softmax: finite for any finite logits -> scalar.
+ * floats), fused with log-softmax: finite for any finite logits -> scalar. Logits [..., C] with
+ * labels [...] (the classes last: a language model's [B,T,V] and [B,T]) are taken as rows too.
  */
 tg_tensor *tg_cross_entropy(tg_tape *tape, tg_tensor *logits, tg_tensor *labels);
 /** Mean binary cross entropy of logits against targets in [0,1] (stable form) -> scalar. */

@@ -23,9 +23,9 @@ tg_tensor *tg_lm_loss(tg_tape *tape, tg_tensor *logits, tg_tensor *targets) {
                   tgi_format_shape(targets->ndim, targets->shape, b, sizeof b));
         return NULL;
     }
-    int64_t rows = logits->shape[0] * logits->shape[1];
-    return tg_cross_entropy(tape, tg_reshape(tape, logits, TG_SHAPE(rows, logits->shape[2])),
-                            tg_reshape(tape, targets, TG_SHAPE(rows)));
+    /* cross_entropy takes [B, T, V] and [B, T] as they are: reshaping the targets would be an
+     * op off the tape (they want no gradient), and tg_tape_replay refuses a step holding one */
+    return tg_cross_entropy(tape, logits, targets);
 }
 
 /* ---- generation ---------------------------------------------------------------------------- */

@@ -32,8 +32,11 @@ static tg_status mse_backward(const tg_op_call *call) {
 
 static tg_status cross_entropy_infer(const tg_op_call *call, tg_shape *out) {
     const tg_tensor *logits = call->inputs[0], *labels = call->inputs[1];
-    if (logits->ndim != 2 || labels->ndim != 1 || labels->shape[0] != logits->shape[0])
-        return tg_op_fail(call, TG_ERR_SHAPE, "expected logits [N,C] and labels [N]");
+    bool rows_match = logits->ndim >= 2 && labels->ndim == logits->ndim - 1;
+    for (int d = 0; rows_match && d < labels->ndim; d++) rows_match = labels->shape[d] == logits->shape[d];
+    if (!rows_match)
+        return tg_op_fail(call, TG_ERR_SHAPE, "expected logits [N,C] and labels [N] (or [..., C] "
+                          "and [...]: a language model's [B,T,V] and [B,T])");
     return tgi_infer_scalar(call, out);
 }
 
@@ -51,7 +54,7 @@ static tg_status label_at(const tg_op_call *call, int64_t r, int64_t classes, in
 /* loss_r = log(sum(exp(x))) - x[label] = log_sum - (x[label] - max) */
 static tg_status cross_entropy_forward(tg_op_call *call) {
     const tg_tensor *logits = call->inputs[0];
-    int64_t rows = logits->shape[0], classes = logits->shape[1], label;
+    int64_t classes = logits->shape[logits->ndim - 1], rows = logits->size / classes, label;
     double total = 0.0;
     for (int64_t r = 0; r < rows; r++) {
         if (label_at(call, r, classes, &label) != TG_OK) return TG_ERR_INVALID;
@@ -67,7 +70,7 @@ static tg_status cross_entropy_forward(tg_op_call *call) {
 static tg_status cross_entropy_backward(const tg_op_call *call) {
     const tg_tensor *logits = call->inputs[0];
     if (!logits->grad) return TG_OK;
-    int64_t rows = logits->shape[0], classes = logits->shape[1], label;
+    int64_t classes = logits->shape[logits->ndim - 1], rows = logits->size / classes, label;
     float factor = call->output->grad[0] / (float)rows;
     for (int64_t r = 0; r < rows; r++) {
         if (label_at(call, r, classes, &label) != TG_OK) return TG_ERR_INVALID;
@@ -110,7 +113,9 @@ static const tgi_example mse_inputs[] = {
     {.n_inputs = 2, .inputs = {TGI_INPUT(TGI_DOMAIN_ANY, 3, 4), TGI_INPUT(TGI_DOMAIN_ANY, 3, 4)}}};
 static const tgi_example cross_entropy_inputs[] = {
     {.n_inputs = 2,
-     .inputs = {TGI_INPUT(TGI_DOMAIN_ANY, 4, 5), TGI_CONST_INPUT(TGI_DOMAIN_LABELS, 5.0f, 4)}}};
+     .inputs = {TGI_INPUT(TGI_DOMAIN_ANY, 4, 5), TGI_CONST_INPUT(TGI_DOMAIN_LABELS, 5.0f, 4)}},
+    {.n_inputs = 2,
+     .inputs = {TGI_INPUT(TGI_DOMAIN_ANY, 2, 3, 5), TGI_CONST_INPUT(TGI_DOMAIN_LABELS, 5.0f, 2, 3)}}};
 static const tgi_example bce_inputs[] = {
     {.n_inputs = 2, .inputs = {TGI_INPUT(TGI_DOMAIN_ANY, 3, 4), TGI_INPUT(TGI_DOMAIN_UNIT, 3, 4)}}};
 static const tgi_examples mse_examples = TGI_EXAMPLES(mse_inputs);

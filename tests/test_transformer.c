@@ -321,3 +321,26 @@ Test(transformer, bad_configs_are_refused_with_a_reason) {
     cr_expect_eq(tg_lm_generate(NULL, NULL, NULL, 0, 0, 0, 0.0f, 0), TG_ERR_INVALID);
     tg_ctx_free(ctx);
 }
+
+Test(transformer, a_recorded_gpt_step_replays_with_the_same_numbers) {
+    tg_ctx *ctx = tg_ctx_new();
+    tg_gpt_config c = tiny_gpt(false, false, false);
+    tg_module *gpt = tg_gpt_new(ctx, "gpt", &c);
+    tg_tape *tape = tg_tape_new(ctx);
+    float ids[2 * 6], targets[2 * 6];
+    fixed_batch(ids, targets, 2, 6, 7);
+    tg_tensor *x = tg_from_data(ctx, TG_SHAPE(2, 6), ids), *y = tg_from_data(ctx, TG_SHAPE(2, 6), targets);
+    tg_tensor *loss = tg_lm_loss(tape, tg_module_forward(gpt, tape, x), y);
+    cr_assert_eq(tg_backward(tape, loss), TG_OK, "%s", tg_errmsg(ctx));
+    float recorded = loss->data[0];
+    tg_tensor *wte = tg_module_find_param(gpt, "gpt.wte.weight");
+    float grad = wte->grad[3];
+    tg_module_zero_grad(gpt);
+    cr_assert_eq(tg_tape_replay(tape), TG_OK, "%s", tg_errmsg(ctx));
+    cr_assert_eq(tg_backward(tape, loss), TG_OK, "%s", tg_errmsg(ctx));
+    cr_expect_eq(loss->data[0], recorded);
+    cr_expect_eq(wte->grad[3], grad);
+    tg_tape_free(tape);
+    tg_module_free(gpt);
+    tg_ctx_free(ctx);
+}
