@@ -23,6 +23,26 @@ static int call(int (*fn)(int, char **), const char **argv, int argc) {
     return fn(argc, (char **)argv);
 }
 
+/* Writes the sentence text in a new folder and runs fn with its stdout in <dir>/stdout; the
+ * paths come back in dir and data ("text:<dir>/cat.txt"). */
+typedef struct lm_case {
+    char dir[64], data[160], out[128];
+} lm_case;
+
+static void lm_case_begin(lm_case *c) {
+    char text[128];
+    temp_dir_make(c->dir, "tapegrad-lm");
+    snprintf(text, sizeof text, "%s/cat.txt", c->dir);
+    snprintf(c->out, sizeof c->out, "%s/stdout", c->dir);
+    snprintf(c->data, sizeof c->data, "text:%s", text);
+    write_text(text);
+    fflush(stdout);
+    cr_assert_not_null(freopen(c->out, "w", stdout));
+}
+
+/* Back to no stdout; the held-out bits per character the run printed. */
+static double lm_case_end(lm_case *c);
+
 /* The number printed after `key` in the file. */
 static double number_after(const char *path, const char *key) {
     FILE *f = fopen(path, "r");
@@ -35,57 +55,48 @@ static double number_after(const char *path, const char *key) {
     return value;
 }
 
-Test(cli_lm, gpt_trains_saves_and_samples_from_the_checkpoint_alone) {
-    char dir[64], text[128], ckpt[128], out[128], data[160];
-    temp_dir_make(dir, "tapegrad-lm");
-    snprintf(text, sizeof text, "%s/cat.txt", dir);
-    snprintf(ckpt, sizeof ckpt, "%s/gpt.safetensors", dir);
-    snprintf(out, sizeof out, "%s/stdout", dir);
-    snprintf(data, sizeof data, "text:%s", text);
-    write_text(text);
+static double lm_case_end(lm_case *c) {
     fflush(stdout);
-    cr_assert_not_null(freopen(out, "w", stdout));
-    const char *train[] = {"--model", "gpt", "--data", data, "--steps", "120", "--layers", "1",
+    cr_assert_not_null(freopen("/dev/null", "w", stdout));
+    return number_after(c->out, "held-out bits per character: ");
+}
+
+Test(cli_lm, gpt_trains_saves_and_samples_from_the_checkpoint_alone) {
+    lm_case c;
+    char ckpt[128];
+    lm_case_begin(&c);
+    snprintf(ckpt, sizeof ckpt, "%s/gpt.safetensors", c.dir);
+    const char *train[] = {"--model", "gpt", "--data", c.data, "--steps", "120", "--layers", "1",
                            "--width", "32", "--context", "24", "--batch", "16", "--lr", "3e-3",
                            "--save", ckpt};
     int status = call(run_lm_train, train, 18);
     const char *sample[] = {"--load", ckpt, "--prompt", "the cat ", "--tokens", "16",
                             "--temperature", "0"};
     int sampled = call(run_sample, sample, 8);
-    fflush(stdout);
-    cr_assert_not_null(freopen("/dev/null", "w", stdout));
+    double bpc = lm_case_end(&c);
     cr_expect_eq(status, 0);
     cr_expect_eq(sampled, 0);
-    double bpc = number_after(out, "held-out bits per character: ");
     cr_expect(bpc < 0.5, "held-out %.3f bits per character (uniform over 11 symbols: 3.46)", bpc);
     char *printed = NULL;
-    FILE *f = fopen(out, "r");
+    FILE *f = fopen(c.out, "r");
     size_t n = 0;
     cr_assert(getdelim(&printed, &n, '\0', f) > 0);
     fclose(f);
     cr_expect(strstr(printed, "the cat sat on the mat") != NULL, "no learned sentence in:\n%s", printed);
     free(printed);
-    temp_dir_remove(dir);
+    temp_dir_remove(c.dir);
 }
 
 Test(cli_lm, an_lstm_lm_trains_on_the_same_text) {
-    char dir[64], text[128], out[128], data[160];
-    temp_dir_make(dir, "tapegrad-lm");
-    snprintf(text, sizeof text, "%s/cat.txt", dir);
-    snprintf(out, sizeof out, "%s/stdout", dir);
-    snprintf(data, sizeof data, "text:%s", text);
-    write_text(text);
-    fflush(stdout);
-    cr_assert_not_null(freopen(out, "w", stdout));
-    const char *train[] = {"--model", "lstm-lm", "--data", data, "--steps", "150", "--hidden", "48",
+    lm_case c;
+    lm_case_begin(&c);
+    const char *train[] = {"--model", "lstm-lm", "--data", c.data, "--steps", "150", "--hidden", "48",
                            "--width", "16", "--context", "24", "--batch", "16", "--lr", "1e-2"};
     int status = call(run_lm_train, train, 16);
-    fflush(stdout);
-    cr_assert_not_null(freopen("/dev/null", "w", stdout));
+    double bpc = lm_case_end(&c);
     cr_expect_eq(status, 0);
-    double bpc = number_after(out, "held-out bits per character: ");
     cr_expect(bpc < 0.5, "held-out %.3f bits per character", bpc);
-    temp_dir_remove(dir);
+    temp_dir_remove(c.dir);
 }
 
 Test(cli_lm, bad_arguments_exit_2_with_a_reason, .init = cr_redirect_stderr) {
