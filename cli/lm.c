@@ -453,6 +453,28 @@ int run_lm_train(int argc, char **argv) {
     return lm_train(&o);
 }
 
+int run_lm_params(int argc, char **argv) {
+    lm_options o;
+    int status = lm_parse(argc, argv, &o);
+    if (status) return status < 0 ? 0 : status;
+    if ((status = lm_settle(&o))) return status;
+    tg_ctx *ctx = tg_ctx_new();
+    tg_text *text = ctx ? load_text(ctx, o.data) : NULL; /* the vocabulary sizes the tables */
+    if (text) o.shape.vocab = tg_text_vocab_size(text);
+    tg_module *model = text ? build_lm(ctx, &o.shape) : NULL;
+    int n = model ? tg_module_param_count(model) : 0; /* no buffers: layer norms keep none */
+    for (int i = 0; i < n; i++) {
+        tg_tensor *t = tg_module_param(model, i);
+        char shape[96];
+        printf("%-40s %-16s parameter\n", t->label, tg_shape_str(t, shape, sizeof shape));
+    }
+    if (!model) fprintf(stderr, "tapegrad params: %s\n", ctx ? tg_errmsg(ctx) : "out of memory");
+    tg_module_free(model);
+    tg_text_free(text);
+    tg_ctx_free(ctx);
+    return model ? 0 : 1;
+}
+
 /* ---- sampling --------------------------------------------------------------------------------- */
 
 static void sample_usage(FILE *f) {

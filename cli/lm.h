@@ -9,6 +9,9 @@
 bool lm_model_name(const char *name);
 /* `tapegrad train --model gpt|rnn-lm|lstm-lm|gru-lm ...` (argv: train's arguments). */
 int run_lm_train(int argc, char **argv);
+/* `tapegrad params --model gpt ...`: the parameters that model would have (the vocabulary of
+ * --data sizes its tables). */
+int run_lm_params(int argc, char **argv);
 /* `tapegrad sample --load CKPT ...`. */
 int run_sample(int argc, char **argv);
 

@@ -480,6 +480,8 @@ int run_train(int argc, char **argv) {
 }
 
 int run_params(int argc, char **argv) {
+    for (int i = 0; i + 1 < argc; i++)
+        if (strcmp(argv[i], "--model") == 0 && lm_model_name(argv[i + 1])) return run_lm_params(argc, argv);
     train_options o = {0};
     for (int i = 0; i < argc; i++)
         if (strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0) {
