@@ -15,7 +15,7 @@ UNARY_OP(relu, x <= 0.0f ? 0.0f : x, x > 0.0f ? 1.0f : 0.0f)
 UNARY_OP(leaky_relu, x > 0.0f ? x : attr[0].f32 * x, x > 0.0f ? 1.0f : attr[0].f32)
 UNARY_OP(elu, x > 0.0f ? x : attr[0].f32 * expm1f(x), x > 0.0f ? 1.0f : y + attr[0].f32)
 UNARY_OP(softplus, fmaxf(x, 0.0f) + log1pf(expf(-fabsf(x))), tgi_sigmoid(x))
-UNARY_OP(gelu, tgi_geluf(x), tgi_gelu_grad(x))
+UNARY_OP(gelu, tgi_geluf(x), tgi_gelu_grad(x, y))
 
 /* ---- softmax and log-softmax over one axis ------------------------------------------------- */
 
