@@ -548,7 +548,10 @@ fn addFuzzTargets(cfg: Config, step: *Build.Step, targets: []const []const u8, s
         \\command -v "$cc" >/dev/null || { echo "zig build fuzz: $cc (libFuzzer) not found" >&2; exit 1; }
         \\flags=; while [ "$1" != -- ]; do flags="$flags $1"; shift; done; shift
         \\tmp=$(mktemp -d); trap 'rm -rf "$tmp"' EXIT
-        \\for src; do $cc $flags $(pkg-config --cflags libffi jansson) -c "$src" -o "$tmp/$(basename "$src" .c).o"; done
+        \\for src; do  # objects named by path: ops/attention.c and models/attention.c both stay
+        \\    obj=$(printf %s "${src#./}" | tr / _)
+        \\    $cc $flags $(pkg-config --cflags libffi jansson) -c "$src" -o "$tmp/${obj%.c}.o"
+        \\done
         \\rm -f "$out"; ar rcs "$out" "$tmp"/*.o
         ,
         "sh", // $0
