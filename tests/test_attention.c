@@ -68,6 +68,35 @@ Test(attention, matches_a_naive_softmax_of_scores_times_values) {
     expect_matches_naive(2, 3, 7, 7, 4, 4, true, 0.0f);
     expect_matches_naive(1, 1, 5, 9, 3, 2, true, 0.7f); /* Tq != Tk, Dv != D, a given scale */
     expect_matches_naive(3, 2, 9, 4, 8, 5, false, 0.0f);
+    /* causal heads longer than one block of query rows (16): blocks see fewer keys */
+    expect_matches_naive(1, 2, 40, 40, 8, 8, true, 0.0f);
+    expect_matches_naive(1, 1, 37, 50, 4, 3, true, 0.0f);
+    expect_matches_naive(1, 1, 50, 21, 4, 3, true, 0.0f);
+}
+
+/* sum(w * attention(q, k, v)) for the whole-function check: w weighs every output differently. */
+static tg_tensor *weighted_attention(tg_tape *tape, tg_tensor *const *in, int n, void *user) {
+    (void)n, (void)user;
+    return tg_sum(tape, tg_mul(tape, tg_attention(tape, in[0], in[1], in[2], true, 0.0f), in[3]));
+}
+
+Test(attention, gradients_of_causal_heads_of_several_blocks_match_finite_differences) {
+    tg_ctx *ctx = tg_ctx_new();
+    tg_tensor *in[4];
+    const int64_t shapes[4][4] = {{1, 2, 37, 3}, {1, 2, 37, 3}, {1, 2, 37, 2}, {1, 2, 37, 2}};
+    for (int i = 0; i < 4; i++) {
+        in[i] = tg_zeros(ctx, 4, shapes[i]);
+        tg_fill_normal(in[i], 0.0f, 1.0f, 40 + (uint64_t)i);
+        tg_set_requires_grad(in[i], i < 3);
+    }
+    tg_gradcheck_opts opts = tg_gradcheck_defaults();
+    opts.max_elements = 60;
+    tg_gradcheck_result r;
+    cr_assert_eq(tg_gradcheck_function(ctx, weighted_attention, NULL, in, 4, &opts, &r), TG_OK,
+                 "%s", tg_errmsg(ctx));
+    cr_expect(r.passed, "input %d element %lld: analytic %g numeric %g", r.worst_input,
+              (long long)r.worst_index, r.worst_analytic, r.worst_numeric);
+    tg_ctx_free(ctx);
 }
 
 Test(attention, causal_rows_ignore_later_keys) {
@@ -168,7 +197,7 @@ Test(attention, bad_shapes_are_refused_naming_the_op) {
 }
 
 Test(attention, packed_heads_match_the_naive_loop_per_head) {
-    enum { B = 2, T = 6, E = 12, H = 3, D = E / H };
+    enum { B = 2, T = 20, E = 12, H = 3, D = E / H }; /* T: two blocks of query rows */
     tg_ctx *ctx = tg_ctx_new();
     tg_tape *tape = tg_tape_new(ctx);
     float qkv[B * T * 3 * E];
