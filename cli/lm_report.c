@@ -10,6 +10,7 @@
 #include <string.h>
 
 #include "cli/lm_study.h"
+#include "cli/report.h"
 
 static const char *num(double v, char *buf) {
     return format_number(v, buf, 32);
@@ -221,12 +222,6 @@ void lm_study_json(const experiment *e, int r, json_t *run) {
 
 /* ---- index.html ---------------------------------------------------------------------------- */
 
-static void figure(FILE *f, const tg_line_plot *plot) {
-    fputs("<figure>", f);
-    tg_svg_line_plot(f, plot);
-    fputs("</figure>\n", f);
-}
-
 static void init_chart(FILE *f, const experiment *e) {
     tg_plot_series series[MAX_RUNS];
     double x[LM_MAX_LAYERS];
@@ -236,7 +231,7 @@ static void init_chart(FILE *f, const experiment *e) {
         if (e->lm->configs[i].part == LM_PART_INIT && !e->results[i].error[0])
             series[n++] = (tg_plot_series){e->results[i].config.name, x, e->lm->results[i].block_grad_norm,
                                            e->lm->results[i].n_layers};
-    figure(f, &(tg_line_plot){"Gradient norm of each block's parameters at initialisation", "block (1 = input side)",
+    report_chart(f, &(tg_line_plot){"Gradient norm of each block's parameters at initialisation", "block (1 = input side)",
                               "gradient L2 norm", false, true, series, n, 0, 0});
 }
 
@@ -257,7 +252,7 @@ static void loss_chart(FILE *f, const experiment *e, lm_part part, const char *t
         series[n] = (tg_plot_series){r->config.name, NULL, smooth[n], r->steps_done};
         n++;
     }
-    figure(f, &(tg_line_plot){title, "training step", "training loss (nats, mean of 10 steps)", false, true, series, n, 0, 0});
+    report_chart(f, &(tg_line_plot){title, "training step", "training loss (nats, mean of 10 steps)", false, true, series, n, 0, 0});
     for (int k = 0; k < n; k++) free(smooth[k]);
 }
 
@@ -272,7 +267,7 @@ static void entropy_chart(FILE *f, const experiment *e) {
         series[n] = (tg_plot_series){e->results[i].config.name, x[n], lm->min_entropy, lm->n_samples};
         n++;
     }
-    figure(f, &(tg_line_plot){"Lowest attention entropy of any head", "training step", "entropy (nats)", false, false,
+    report_chart(f, &(tg_line_plot){"Lowest attention entropy of any head", "training step", "entropy (nats)", false, false,
                               series, n, 0, 0});
 }
 

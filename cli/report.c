@@ -121,7 +121,7 @@ static void html_text(FILE *f, const char *s) {
     }
 }
 
-static void chart(FILE *f, const tg_line_plot *plot) {
+void report_chart(FILE *f, const tg_line_plot *plot) {
     fputs("<figure>", f);
     tg_svg_line_plot(f, plot);
     fputs("</figure>\n", f);
@@ -137,7 +137,7 @@ static void layers_chart(FILE *f, const experiment *e) {
     }
     tg_line_plot plot = {"Gradient norm per layer at the first step", "layer (1 = input side)",
                          "gradient L2 norm", false, true, series, e->n_runs, 0, 0};
-    chart(f, &plot);
+    report_chart(f, &plot);
 }
 
 static bool diverged(const run_result *r) {
@@ -192,7 +192,7 @@ static void held_out_chart(FILE *f, const experiment *e) {
     }
     tg_line_plot plot = {"Held-out loss during training", "training step", "held-out loss", false, true,
                          series, n, 0, 0};
-    chart(f, &plot);
+    report_chart(f, &plot);
 }
 
 /* One heatmap per run: layers (input at the top) x steps, at most ~60 columns. */
@@ -255,7 +255,7 @@ static void timestep_chart(FILE *f, const experiment *e, int64_t length, bool tr
     snprintf(title, sizeof title, "Gradient reaching h[t], T = %lld, %s", (long long)length,
              trained ? "after training" : "at the first step");
     tg_line_plot plot = {title, "time step t", "|dL/dh[t]|", false, true, series, n, 0, 0};
-    chart(f, &plot);
+    report_chart(f, &plot);
 }
 
 /* The longest sequences at the first step (vanishing through time), then every length trained. */

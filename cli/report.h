@@ -8,6 +8,8 @@
  * else prints why, naming the command ("study", "train"), and returns 1. */
 int write_report(const char *command, const char *dir, const experiment *experiments, int n,
                  uint64_t seed, bool quick, double seconds);
+/* A line plot as a figure of index.html. */
+void report_chart(FILE *f, const tg_line_plot *plot);
 /* Heatmap of the gradient histograms of the run's h-th histogram layer (bins x snapshots). */
 void histogram_heatmap(FILE *f, const run_result *r, int h);
 int run_study(int argc, char **argv);
