@@ -21,17 +21,25 @@ static tg_status embedding_infer(const tg_op_call *call, tg_shape *out) {
 
 /* Ids arrive as floats, so each is checked to name a row: a truncated 7.5 or a wrapped -1 would
  * train the wrong row without a word. */
-static tg_status embedding_forward(tg_op_call *call) {
-    const tg_tensor *ids = call->inputs[0], *table = call->inputs[1];
-    int64_t rows = table->shape[0], width = table->shape[1];
+static tg_status check_ids(const tg_op_call *call) {
+    const tg_tensor *ids = call->inputs[0];
+    int64_t rows = call->inputs[1]->shape[0];
     for (int64_t i = 0; i < ids->size; i++) {
         float id = ids->data[i];
         if (!(id >= 0.0f && id < (float)rows && id == floorf(id)))
             return tg_op_fail(call, TG_ERR_INVALID, "id %.9g at element %lld is not a whole "
                               "number in [0, %lld)", (double)id, (long long)i, (long long)rows);
-        memcpy(call->output->data + i * width, table->data + (int64_t)id * width,
-               (size_t)width * sizeof(float));
     }
+    return TG_OK;
+}
+
+static tg_status embedding_forward(tg_op_call *call) {
+    const tg_tensor *ids = call->inputs[0], *table = call->inputs[1];
+    int64_t width = table->shape[1];
+    if (check_ids(call) != TG_OK) return TG_ERR_INVALID;
+    for (int64_t i = 0; i < ids->size; i++)
+        memcpy(call->output->data + i * width, table->data + (int64_t)ids->data[i] * width,
+               (size_t)width * sizeof(float));
     return TG_OK;
 }
 
@@ -52,6 +60,9 @@ static void embedding_backward_range(void *arg, int64_t begin, int64_t end) {
 static tg_status embedding_backward(const tg_op_call *call) {
     const tg_tensor *ids = call->inputs[0], *table = call->inputs[1];
     if (!table->grad) return TG_OK;
+    /* checked again: the ids are the caller's tensor, which may have changed since the forward,
+     * and they index the rows written here */
+    if (check_ids(call) != TG_OK) return TG_ERR_INVALID;
     int64_t grain = 1 + TGI_ELEMENTWISE_GRAIN / (ids->size ? ids->size : 1);
     tgi_parallel_for(call->tape->ctx, table->shape[1], grain, embedding_backward_range,
                      (void *)call);

@@ -325,3 +325,18 @@ Test(ops_nd, every_example_passes_the_gradient_check) {
     const int least[] = {3, 3, 3, 3, 3, 1, 1, 1, 3, 3, 7, 2};
     for (int k = 0; k < (int)(sizeof ops / sizeof ops[0]); k++) check_op_examples(ctx, ops[k], least[k]);
 }
+
+Test(ops_nd, embedding_backward_refuses_ids_changed_after_the_forward) {
+    tg_ctx *ctx = tg_ctx_new();
+    tg_tape *tape = tg_tape_new(ctx);
+    tg_tensor *ids = tg_from_data(ctx, TG_SHAPE(3), (float[]){0, 2, 1});
+    tg_tensor *table = tg_zeros(ctx, TG_SHAPE(3, 2));
+    tg_set_requires_grad(table, true);
+    tg_tensor *loss = tg_sum(tape, tg_embedding(tape, ids, table));
+    cr_assert_not_null(loss, "%s", tg_errmsg(ctx));
+    ids->data[1] = 1e9f; /* would index far past the table's gradient */
+    cr_expect_eq(tg_backward(tape, loss), TG_ERR_INVALID);
+    cr_expect(strstr(tg_errmsg(ctx), "id 1e+09 at element 1") != NULL, "%s", tg_errmsg(ctx));
+    tg_tape_free(tape);
+    tg_ctx_free(ctx);
+}
