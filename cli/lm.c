@@ -109,21 +109,6 @@ static int bytes_of(const char *hex, unsigned char *bytes, int *n) {
 
 /* ---- training --------------------------------------------------------------------------------- */
 
-/* Nats of the targets of the first `rows` rows of logits [B, T, V]. */
-static double target_nats(const tg_tensor *logits, const tg_tensor *y, int64_t rows) {
-    int64_t t = logits->shape[1], v = logits->shape[2];
-    double nats = 0.0;
-    for (int64_t r = 0; r < rows * t; r++) {
-        const float *row = logits->data + r * v;
-        float max = row[0];
-        for (int64_t j = 1; j < v; j++) max = row[j] > max ? row[j] : max;
-        double sum = 0.0;
-        for (int64_t j = 0; j < v; j++) sum += exp((double)row[j] - max);
-        nats += log(sum) - ((double)row[(int64_t)y->data[r]] - max);
-    }
-    return nats;
-}
-
 /* Held-out bits per character over one sequential pass (up to max_windows windows; 0: all). */
 static double held_out_bpc(tg_module *model, tg_tape *tape, tg_text_batcher *eval, tg_tensor *x,
                            tg_tensor *y, int64_t max_windows) {
@@ -133,10 +118,15 @@ static double held_out_bpc(tg_module *model, tg_tape *tape, tg_text_batcher *eva
     while ((rows = tg_text_batcher_next_into(eval, x, y)) > 0) {
         tg_tape_reset(tape);
         tg_no_grad_begin(tape);
-        tg_tensor *logits = tg_module_forward(model, tape, x);
+        /* the rows that hold a window (the last batch of a pass may have fewer) */
+        tg_tensor *loss = tg_lm_loss(tape, tg_slice(tape, tg_module_forward(model, tape, x), 0, 0, rows),
+                                     tg_slice(tape, y, 0, 0, rows));
         tg_no_grad_end(tape);
-        if (!logits) return NAN;
-        nats += target_nats(logits, y, rows);
+        if (!loss) {
+            rows = -1;
+            break;
+        }
+        nats += (double)loss->data[0] * (double)(rows * x->shape[1]);
         chars += rows * x->shape[1];
         windows += rows;
         if (max_windows && windows >= max_windows) {
@@ -190,6 +180,12 @@ static int lm_prepare(lm_options *o, lm_run *r) {
     lm_shape *s = &o->shape;
     int64_t b = o->batch, t = s->context;
     bool ok = (r->text = load_text(r->ctx, o->data)) != NULL;
+    if (ok && tg_text_length(r->text) < 10 * (t + 1)) { /* a tenth held out, a window in each part */
+        fprintf(stderr, "tapegrad train: --data %s: %lld bytes, too short for windows of --context "
+                "%lld (at least %lld bytes)\n", o->data, (long long)tg_text_length(r->text),
+                (long long)t, (long long)(10 * (t + 1)));
+        return 1;
+    }
     if (ok) { /* chunks of 4 KiB, fewer bytes for a small text: a tenth of 20 chunks held out */
         int64_t chunk = tg_text_length(r->text) / 20;
         chunk = chunk > 4096 ? 4096 : chunk < 2 * (t + 1) ? 2 * (t + 1) : chunk;
@@ -336,6 +332,16 @@ static const lm_number lm_numbers[] = {
     DOUBLE_OPT("--clip-norm", 0, 1e12, clip_norm),
 };
 
+/* A seed: a whole number >= 0 that fits 64 bits; 0, or EXIT_USAGE after saying why. */
+static int parse_seed(const char *command, const char *value, unsigned long long *seed) {
+    char *end;
+    errno = 0;
+    *seed = strtoull(value, &end, 10);
+    if (!*value || *end || errno || value[0] == '-')
+        return lm_bad(command, "--seed: '%s' is not a whole number from 0 to 2^64 - 1", value);
+    return 0;
+}
+
 static int lm_number_option(lm_options *o, const lm_number *n, const char *value) {
     char *end;
     errno = 0;
@@ -360,12 +366,8 @@ static int lm_word_option(lm_options *o, const char *arg, const char *value) {
     } else if (strcmp(arg, "--data") == 0) o->data = value;
     else if (strcmp(arg, "--save") == 0) o->save = value;
     else if (strcmp(arg, "--load") == 0) o->load = value;
-    else if (strcmp(arg, "--seed") == 0) {
-        char *end;
-        errno = 0;
-        o->shape.seed = strtoull(value, &end, 10);
-        if (!*value || *end || errno || value[0] == '-') return lm_bad("train", "--seed: '%s' is not a whole number >= 0", value);
-    } else if (strcmp(arg, "--dropout") == 0) {
+    else if (strcmp(arg, "--seed") == 0) return parse_seed("train", value, &o->shape.seed);
+    else if (strcmp(arg, "--dropout") == 0) {
         char *end;
         o->shape.dropout = strtof(value, &end);
         if (*end || !(o->shape.dropout >= 0.0f && o->shape.dropout < 1.0f))
@@ -523,10 +525,8 @@ static int parse_sample(int argc, char **argv, sample_options *o) {
             o->temperature = strtod(value, &end);
             if (!*value || *end || errno || !(o->temperature >= 0 && o->temperature <= 100))
                 return lm_bad("sample", "--temperature: '%s' is not a number from 0 to 100", value);
-        } else {
-            o->seed = strtoull(value, &end, 10);
-            if (!*value || *end || errno || value[0] == '-')
-                return lm_bad("sample", "--seed: '%s' is not a whole number >= 0", value);
+        } else if (parse_seed("sample", value, &o->seed)) {
+            return EXIT_USAGE;
         }
     }
     if (!o->load) return lm_bad("sample", "--load CKPT is required (a model train --save wrote)%s", "");

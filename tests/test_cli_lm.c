@@ -122,3 +122,17 @@ Test(cli_lm, bad_arguments_exit_2_with_a_reason, .init = cr_redirect_stderr) {
         "tapegrad sample: --load CKPT is required (a model train --save wrote)\n"
         "tapegrad sample: --temperature: '-1' is not a number from 0 to 100\n");
 }
+
+Test(cli_lm, a_text_too_short_for_its_windows_is_refused_by_name, .init = cr_redirect_stderr) {
+    char dir[64], data[160];
+    temp_dir_make(dir, "tapegrad-lm");
+    snprintf(data, sizeof data, "text:%s", write_in_dir(dir, "short.txt", "to be or not", 12));
+    const char *train[] = {"--model", "lstm-lm", "--data", data, "--context", "8"};
+    cr_expect_eq(call(run_lm_train, train, 6), 1);
+    fflush(stderr);
+    char want[256];
+    snprintf(want, sizeof want, "tapegrad train: --data %s: 12 bytes, too short for windows of "
+             "--context 8 (at least 90 bytes)\n", data);
+    cr_expect_stderr_eq_str(want);
+    temp_dir_remove(dir);
+}
