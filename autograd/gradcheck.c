@@ -23,17 +23,19 @@
 #include <string.h>
 
 tg_gradcheck_opts tg_gradcheck_defaults(void) {
-    tg_gradcheck_opts opts = {1e-2, 2e-3, 1e-2, 1, 0};
+    tg_gradcheck_opts opts = {1e-2, 2e-3, 1e-2, 1, 0, 1};
     return opts;
 }
 
 tg_status tgi_check_gradcheck_opts(tg_ctx *ctx, const char *what, const tg_gradcheck_opts *opts) {
     /* a zero step divides by zero; a NaN tolerance passes nothing, an infinite one everything */
     if (!(opts->eps > 0.0 && isfinite(opts->eps)) || !(opts->atol > 0.0 && isfinite(opts->atol)) ||
-        !(opts->rtol > 0.0 && isfinite(opts->rtol)) || opts->max_elements < 0)
+        !(opts->rtol > 0.0 && isfinite(opts->rtol)) || opts->max_elements < 0 ||
+        opts->order < 0 || opts->order > 2)
         return tgi_error(ctx, TG_ERR_INVALID, "%s: eps %g, atol %g, rtol %g: each must be finite "
-                         "and > 0; max_elements %lld must be >= 0", what, opts->eps, opts->atol,
-                         opts->rtol, (long long)opts->max_elements);
+                         "and > 0; max_elements %lld must be >= 0; order %d must be 1 or 2", what,
+                         opts->eps, opts->atol, opts->rtol, (long long)opts->max_elements,
+                         opts->order);
     return TG_OK;
 }
 
@@ -76,11 +78,18 @@ static tg_status numeric_derivative(check_run *run, int i, int64_t j, double eps
 
 static void compare(tg_gradcheck_result *result, const tg_gradcheck_opts *opts, int input,
                     int64_t index, double analytic, double numeric) {
+    tgi_gradcheck_compare(result, opts, "gradient", input, index, analytic, numeric);
+}
+
+void tgi_gradcheck_compare(tg_gradcheck_result *result, const tg_gradcheck_opts *opts,
+                           const char *check, int input, int64_t index, double analytic,
+                           double numeric) {
     double err = fabs(analytic - numeric);
     double rel = err / fmax(fabs(numeric), opts->atol);
     result->n_checked++;
     if (!(err <= opts->atol + opts->rtol * fabs(numeric))) result->passed = false;
-    if (result->worst_input < 0 || rel > result->max_rel_err || isnan(rel)) {
+    if (!result->worst_check || rel > result->max_rel_err || isnan(rel)) {
+        result->worst_check = check;
         result->max_rel_err = rel;
         result->worst_input = input;
         result->worst_index = index;
@@ -141,6 +150,12 @@ tg_status tgi_gradcheck_op(tg_ctx *ctx, const tgi_op *op, int example_index,
     if (!run.tape) return tg_errcode(ctx);
     tg_status status = run_check(&run, example_index, opts, result);
     tg_tape_free(run.tape);
+    if (status != TG_OK || opts->order < 2) return status;
+    if (!op->jvp)
+        return tgi_error(ctx, TG_ERR_NOGRAD, "gradcheck %s: the op has no forward-mode (JVP) "
+                         "rule, so it has no second derivatives to check", op->name);
+    status = tgi_gradcheck_op2(ctx, op, example_index, opts, result);
+    if (status != TG_OK) result->passed = false;
     return status;
 }
 

@@ -117,6 +117,7 @@ typedef struct tgi_op {
     tg_infer_shape_fn infer_shape;
     tg_forward_fn forward;
     tg_backward_fn backward;
+    tg_jvp_fn jvp;           /* forward-mode rule, or NULL */
     tg_example_fn example;
     void *op_data;
     void (*release)(tg_ctx *ctx, void *op_data); /* frees op_data with the registry, or NULL */
@@ -395,6 +396,8 @@ struct tg_tape {
     uint32_t replays;        /* tg_tape_replay calls on this tape, for tgi_node.saved_replay */
     bool replaying;
     tgi_node *call_node;     /* the node whose forward runs (the general record path, replay) */
+    struct tg_tape *scratch; /* for the second-order VJPs of tg_grad's nodes (autograd/higher.c),
+                                made on first use and kept: its arena is reused */
 };
 
 static inline void tgi_init_tape_tensor(tg_tensor *t, tg_tape *tape, float *data, int ndim,
@@ -513,6 +516,13 @@ TGI_HIDDEN void tgi_registry_release(tg_ctx *ctx);
 
 TGI_HIDDEN tg_status tgi_gradcheck_op(tg_ctx *ctx, const tgi_op *op, int example_index,
                                       const tg_gradcheck_opts *opts, tg_gradcheck_result *result);
+/* Second-order checks of one example (autograd/gradcheck2.c), after the first-order one. */
+TGI_HIDDEN tg_status tgi_gradcheck_op2(tg_ctx *ctx, const tgi_op *op, int example_index,
+                                       const tg_gradcheck_opts *opts, tg_gradcheck_result *result);
+/* Counts one compared element into result (check: "gradient", "jvp", ...). */
+TGI_HIDDEN void tgi_gradcheck_compare(tg_gradcheck_result *result, const tg_gradcheck_opts *opts,
+                                      const char *check, int input, int64_t index,
+                                      double analytic, double numeric);
 /* TG_OK when eps, atol and rtol are finite and > 0 and max_elements >= 0; else the message
  * names `what` ("gradcheck 'exp'", "gradcheck_function"). */
 TGI_HIDDEN tg_status tgi_check_gradcheck_opts(tg_ctx *ctx, const char *what,

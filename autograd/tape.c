@@ -33,6 +33,7 @@ void tg_tape_free(tg_tape *tape) {
     if (!tape) return;
     tg_ctx *ctx = tape->ctx;
     tgi_drop_tape_hooks(ctx, tape);
+    tg_tape_free(tape->scratch);
     tgi_free(ctx, tape->leaves, (size_t)tape->cap_leaves * sizeof *tape->leaves);
     tgi_arena_release(&tape->arena);
     tgi_header_release(tape);

@@ -68,9 +68,12 @@ static void command_usage(const char *command, FILE *out) {
                      "Lists the op registry (name, arity, attributes, whether it has a backward,\n"
                      "built-in or native), with the plugins' ops, then the GEMM backend.\n");
     else
-        fprintf(out, "usage: tapegrad gradcheck [OP...] [--plugin PATH]...\n\n"
+        fprintf(out, "usage: tapegrad gradcheck [OP...] [--order 1|2] [--plugin PATH]...\n\n"
                      "Checks each op's backward (default: every op with an example) against central\n"
-                     "finite differences on its examples; exits 1 when one fails.\n");
+                     "finite differences on its examples; exits 1 when one fails.\n\n"
+                     "  --order 2   also its forward-mode rule (JVP) against differences of the\n"
+                     "              forward, and double backward and Hessian-vector products\n"
+                     "              against differences of the gradient\n");
 }
 
 /* ---- options every command shares ------------------------------------------------------ */
@@ -86,6 +89,7 @@ typedef struct options {
     const char *hooks[MAX_HOOKS];   /* PATTERN:NAME */
     int n_hooks;
     long steps, seed;
+    long order;                     /* gradcheck --order (0: not given) */
     const char *positional[64];
     int n_positional;
 } options;
@@ -98,7 +102,8 @@ static int parse_options(const char *command, int argc, char **argv, bool takes_
             command_usage(command, stdout);
             return -1;
         }
-        bool needs_value = strcmp(arg, "--plugin") == 0 ||
+        bool takes_order = strcmp(command, "gradcheck") == 0 && strcmp(arg, "--order") == 0;
+        bool needs_value = strcmp(arg, "--plugin") == 0 || takes_order ||
                            (takes_demo_flags && (strcmp(arg, "--hook") == 0 || strcmp(arg, "--steps") == 0 ||
                                                  strcmp(arg, "--seed") == 0));
         if (needs_value && !value) {
@@ -112,6 +117,9 @@ static int parse_options(const char *command, int argc, char **argv, bool takes_
                 return EXIT_USAGE;
             }
             o->plugins[o->n_plugins++] = argv[++i];
+        } else if (takes_order) {
+            if (parse_whole_arg(command, arg, value, 1, 2, &o->order)) return EXIT_USAGE;
+            i++;
         } else if (takes_demo_flags && strcmp(arg, "--hook") == 0) {
             if (o->n_hooks == MAX_HOOKS || !strchr(value, ':')) {
                 fprintf(stderr, "tapegrad %s: --hook wants PATTERN:NAME (at most %d), got '%s'\n",
@@ -304,12 +312,17 @@ static int run_gradcheck(int argc, char **argv) {
         if (!wanted) continue;
         for (int example = 0;; example++) {
             tg_gradcheck_result result;
-            tg_status status = tg_gradcheck(ctx, id, example, NULL, &result);
+            tg_gradcheck_opts opts = tg_gradcheck_defaults();
+            if (o.order) opts.order = (int)o.order;
+            tg_status status = tg_gradcheck(ctx, id, example, &opts, &result);
             if (status == TG_ERR_NOT_FOUND) break;
             bool ok = status == TG_OK && result.passed;
             failures += !ok;
+            char failed[64];
+            snprintf(failed, sizeof failed, "FAIL (worst: %s)",
+                     result.worst_check ? result.worst_check : "gradient");
             printf("%-16s %-8d %-10lld %-12.2e %s\n", info.name, example, (long long)result.n_checked,
-                   result.max_rel_err, ok ? "pass" : (status == TG_OK ? "FAIL" : tg_errmsg(ctx)));
+                   result.max_rel_err, ok ? "pass" : (status == TG_OK ? failed : tg_errmsg(ctx)));
             tg_clear_error(ctx);
         }
     }

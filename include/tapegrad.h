@@ -368,6 +368,59 @@ tg_status tg_backward(tg_tape *tape, tg_tensor *loss);
 tg_status tg_backward_with(tg_tape *tape, tg_tensor *output, const float *seed);
 
 /* ------------------------------------------------------------------------------------------ */
+/* Higher-order derivatives (autograd/higher.c)                                               */
+/* ------------------------------------------------------------------------------------------ */
+/*
+ * Forward mode: every built-in op has a JVP rule beside its forward and VJP, which computes the
+ * output's tangent from the inputs' tangents by calling ops on the tape. Tangents are therefore
+ * ordinary tape tensors: they can be differentiated in reverse, which is how tg_hvp works
+ * (reverse over forward) and how tg_grad's gradients are differentiated again (the VJP of a
+ * recorded gradient is a JVP, differentiated in reverse). A product that reaches an op without
+ * a JVP rule (a user's op registered without one) fails with TG_ERR_NOGRAD naming the op.
+ *
+ * What each costs, against one gradient (forward + backward) of the same step: tg_jvp adds
+ * about one forward (two products per matmul); tg_hvp is a forward, a JVP and a backward
+ * through both (measured in the README); tg_grad records the backward as nodes and computes
+ * each node's VJP once per input.
+ */
+
+/**
+ * J v: the tangent of `output` when inputs[i] moves along tangents[i] (same shape; NULL: does
+ * not move), computed from the recorded step and returned as a tape tensor (*output_tangent;
+ * zeros when the output does not depend on the inputs). Inputs are leaves or nodes of the
+ * current step, or persistent tensors. The tangent's ops go on the tape when anything they read
+ * requires a gradient, so a backward pass from a function of the tangent differentiates it.
+ */
+tg_status tg_jvp(tg_tape *tape, tg_tensor *output, int n, tg_tensor *const *inputs,
+                 tg_tensor *const *tangents, tg_tensor **output_tangent);
+/**
+ * J^T u: the gradients of `output` (seeded with u, output->size floats) with respect to
+ * inputs[i], written to grads[i] (inputs[i]->size floats each; zeros for an input the output
+ * does not depend on). Walks the step backward like tg_backward_with (once per step); the
+ * inputs' own grad buffers are left as they were.
+ */
+tg_status tg_vjp(tg_tape *tape, tg_tensor *output, const float *u, int n,
+                 tg_tensor *const *inputs, float *const *grads);
+/**
+ * H v: the product of the Hessian of the scalar `loss` (with respect to params, all of them
+ * together) with the direction v (v[i]: params[i]->size floats), written to hv[i]. Reverse over
+ * forward: the tangent of the loss along v is recorded, then walked backward. Uses the step's
+ * backward pass; the params' grad buffers are left as they were. Allocates nothing once the
+ * tape's arena has grown to the step (an HVP every step stays allocation-free).
+ */
+tg_status tg_hvp(tg_tape *tape, tg_tensor *loss, int n, tg_tensor *const *params,
+                 const float *const *v, float *const *hv);
+/**
+ * Gradients that can be differentiated again (PyTorch's create_graph=True): grads[i] is the
+ * gradient of the scalar `output` with respect to inputs[i], as a tape tensor whose computation
+ * is recorded, so a later tg_backward through a function of it (a gradient penalty, a
+ * meta-learning step) gives second derivatives. Does not use the step's backward pass and
+ * leaves every grad buffer as it was.
+ */
+tg_status tg_grad(tg_tape *tape, tg_tensor *output, int n, tg_tensor *const *inputs,
+                  tg_tensor **grads);
+
+/* ------------------------------------------------------------------------------------------ */
 /* Built-in ops                                                                               */
 /* ------------------------------------------------------------------------------------------ */
 /*
@@ -648,6 +701,14 @@ typedef tg_status (*tg_forward_fn)(tg_op_call *call);
 /** Accumulates input gradients from call->output->grad. */
 typedef tg_status (*tg_backward_fn)(const tg_op_call *call);
 /**
+ * Forward-mode rule: *tangent_out = the tangent of call->output when input i moves along
+ * tangents[i] (NULL: that input does not move; at least one is not NULL). Computed by calling
+ * ops on call->tape (tg_mul, tg_matmul, ... on the call's inputs, output and the tangents), so
+ * that the tangent can itself be differentiated in reverse. *tangent_out NULL means zero.
+ */
+typedef tg_status (*tg_jvp_fn)(const tg_op_call *call, tg_tensor *const *tangents,
+                               tg_tensor **tangent_out);
+/**
  * Builds example number `index` (op_data is the op's registration op_data) of valid inputs (on the tape) and attributes for gradient
  * checking: inputs away from kinks and domain edges, requires_grad set on the inputs to check.
  * Returns TG_ERR_NOT_FOUND when index is past the last example.
@@ -669,6 +730,8 @@ typedef struct tg_op_def {
                                          an input requires a gradient) */
     tg_example_fn example;          /**< optional, used by gradient checking */
     void *op_data;                  /**< passed to the functions as call->op_data */
+    tg_jvp_fn jvp;                  /**< forward-mode rule; NULL: higher-order products (tg_jvp,
+                                         tg_hvp, tg_grad) that reach the op are refused */
 } tg_op_def;
 
 /** Registers an op; returns its id (>= 0) or -1 (duplicate name, bad signature, ...). */
@@ -689,6 +752,7 @@ typedef struct tg_op_info {
     bool has_backward;
     bool has_example;
     bool native;                    /**< registered with tg_op_register_native */
+    bool has_jvp;                   /**< a forward-mode rule: higher-order products pass it */
 } tg_op_info;
 
 /** Fills info for op id. */
@@ -2053,9 +2117,12 @@ typedef struct tg_gradcheck_opts {
     int64_t max_elements; /**< tg_gradcheck_function: elements checked per input, evenly spread
                                from a seeded offset (0: every element; a model of many
                                parameters wants a few dozen) */
+    int order;      /**< 1 (and 0): the gradient; 2: also the JVP against differences of the
+                         forward, and double backward (tg_grad) and tg_hvp against differences
+                         of the gradient (see autograd/gradcheck2.c) */
 } tg_gradcheck_opts;
 
-/** Defaults: eps 1e-2, atol 2e-3, rtol 1e-2, seed 1, every element (why: see
+/** Defaults: eps 1e-2, atol 2e-3, rtol 1e-2, seed 1, every element, order 1 (why: see
  *  autograd/gradcheck.c). eps, atol and rtol must be finite and > 0, max_elements >= 0:
  *  anything else is TG_ERR_INVALID. */
 tg_gradcheck_opts tg_gradcheck_defaults(void);
@@ -2072,6 +2139,9 @@ typedef struct tg_gradcheck_result {
     double worst_numeric;
     bool vacuous;            /**< every gradient checked was zero, backward's and the finite
                                   differences' alike: nothing was tested, so passed is false */
+    const char *worst_check; /**< what the worst element came from: "gradient", "jvp" (then
+                                  worst_input is -1 and worst_index an output element),
+                                  "double backward" or "hvp" */
 } tg_gradcheck_result;
 
 /**

@@ -152,13 +152,13 @@ static const tgi_examples row_examples = TGI_EXAMPLES(row_inputs);
 static const tgi_examples dropout_examples = TGI_EXAMPLES(dropout_inputs);
 
 const tg_op_def tgi_activation_defs[] = {
-    KERNEL_DEF(sigmoid, 1, "", tgi_infer_like_input, any_examples),
-    KERNEL_DEF(tanh, 1, "", tgi_infer_like_input, any_examples),
-    KERNEL_DEF(relu, 1, "", tgi_infer_like_input, nonzero_examples),
-    KERNEL_DEF(leaky_relu, 1, "alpha:f32", tgi_infer_like_input, alpha_examples),
-    KERNEL_DEF(elu, 1, "alpha:f32", tgi_infer_like_input, alpha_examples),
-    KERNEL_DEF(softplus, 1, "", tgi_infer_like_input, any_examples),
-    KERNEL_DEF(gelu, 1, "", tgi_infer_like_input, any_examples),
+    KERNEL_DEF_JVP(sigmoid, 1, "", tgi_infer_like_input, any_examples, tgi_jvp_elementwise),
+    KERNEL_DEF_JVP(tanh, 1, "", tgi_infer_like_input, any_examples, tgi_jvp_elementwise),
+    KERNEL_DEF_JVP(relu, 1, "", tgi_infer_like_input, nonzero_examples, tgi_jvp_elementwise),
+    KERNEL_DEF_JVP(leaky_relu, 1, "alpha:f32", tgi_infer_like_input, alpha_examples, tgi_jvp_elementwise),
+    KERNEL_DEF_JVP(elu, 1, "alpha:f32", tgi_infer_like_input, alpha_examples, tgi_jvp_elementwise),
+    KERNEL_DEF_JVP(softplus, 1, "", tgi_infer_like_input, any_examples, tgi_jvp_elementwise),
+    KERNEL_DEF_JVP(gelu, 1, "", tgi_infer_like_input, any_examples, tgi_jvp_elementwise),
     KERNEL_DEF(softmax, 1, "", tgi_infer_like_input, row_examples),
     KERNEL_DEF(log_softmax, 1, "", tgi_infer_like_input, row_examples),
     KERNEL_DEF(dropout, 1, "p:f32,seed:i64", dropout_infer, dropout_examples),

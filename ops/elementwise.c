@@ -21,6 +21,47 @@ UNARY_OP(exp, expf(x), y)
 UNARY_OP(log, logf(x), 1.0f / x)
 UNARY_OP(abs, fabsf(x), x > 0.0f ? 1.0f : (x < 0.0f ? -1.0f : 0.0f))
 
+/* Forward-mode rules: the tangent of each op from its inputs' (NULL: zero), with ops, so that
+ * the tangent can be differentiated again. A broadcast input's tangent is stretched to the
+ * output's shape when it is the only one. */
+static tg_status add_jvp(const tg_op_call *call, tg_tensor *const *t, tg_tensor **out) {
+    *out = tgi_tangent_expand(call->tape, tgi_tangent_add(call->tape, t[0], t[1]), call->output);
+    return *out ? TG_OK : tg_errcode(call->tape->ctx);
+}
+
+static tg_status sub_jvp(const tg_op_call *call, tg_tensor *const *t, tg_tensor **out) {
+    tg_tape *tape = call->tape;
+    tg_tensor *d = !t[1] ? t[0] : !t[0] ? tg_neg(tape, t[1]) : tg_sub(tape, t[0], t[1]);
+    *out = tgi_tangent_expand(tape, d, call->output);
+    return *out ? TG_OK : tg_errcode(tape->ctx);
+}
+
+/* d(a b) = da b + a db */
+static tg_status mul_jvp(const tg_op_call *call, tg_tensor *const *t, tg_tensor **out) {
+    tg_tape *tape = call->tape;
+    tg_tensor *a = call->inputs[0], *b = call->inputs[1], *sum = NULL;
+    if (t[0] && !(sum = tg_mul(tape, t[0], b))) return tg_errcode(tape->ctx);
+    if (t[1]) {
+        tg_tensor *term = tg_mul(tape, a, t[1]);
+        if (!term || !(sum = tgi_tangent_add(tape, sum, term))) return tg_errcode(tape->ctx);
+    }
+    *out = tgi_tangent_expand(tape, sum, call->output);
+    return *out ? TG_OK : tg_errcode(tape->ctx);
+}
+
+/* d(a / b) = (da - y db) / b */
+static tg_status div_jvp(const tg_op_call *call, tg_tensor *const *t, tg_tensor **out) {
+    tg_tape *tape = call->tape;
+    tg_tensor *num = t[0];
+    if (t[1]) {
+        tg_tensor *y_db = tg_mul(tape, call->output, t[1]);
+        num = !y_db ? NULL : num ? tg_sub(tape, num, y_db) : tg_neg(tape, y_db);
+        if (!num) return tg_errcode(tape->ctx);
+    }
+    *out = tgi_tangent_expand(tape, tg_div(tape, num, call->inputs[1]), call->output);
+    return *out ? TG_OK : tg_errcode(tape->ctx);
+}
+
 /* Examples: equal shapes, a row bias, a column, and stretching on both sides at once. */
 #define BROADCAST_EXAMPLES(DOMAIN_B)                                                            \
     {                                                                                           \
@@ -50,20 +91,27 @@ static const tgi_examples scale_examples = TGI_EXAMPLES(scale_inputs);
 static const tgi_examples shift_examples = TGI_EXAMPLES(shift_inputs);
 static const tgi_examples pow_examples = TGI_EXAMPLES(pow_inputs);
 
+/* x + c: the tangent passes unchanged */
+static tg_status tangent_unchanged(const tg_op_call *call, tg_tensor *const *t, tg_tensor **out) {
+    (void)call;
+    *out = t[0];
+    return TG_OK;
+}
+
 const tg_op_def tgi_elementwise_defs[] = {
-    KERNEL_DEF(add, 2, "", tgi_infer_broadcast, general_pair_examples),
-    KERNEL_DEF(sub, 2, "", tgi_infer_broadcast, general_pair_examples),
-    KERNEL_DEF(mul, 2, "", tgi_infer_broadcast, general_pair_examples),
-    KERNEL_DEF(div, 2, "", tgi_infer_broadcast, divisor_pair_examples),
-    KERNEL_DEF(neg, 1, "", tgi_infer_like_input, any_examples),
-    KERNEL_DEF(scale, 1, "factor:f32", tgi_infer_like_input, scale_examples),
-    KERNEL_DEF(add_scalar, 1, "value:f32", tgi_infer_like_input, shift_examples),
-    KERNEL_DEF(pow, 1, "exponent:f32", tgi_infer_like_input, pow_examples),
-    KERNEL_DEF(square, 1, "", tgi_infer_like_input, any_examples),
-    KERNEL_DEF(sqrt, 1, "", tgi_infer_like_input, positive_examples),
-    KERNEL_DEF(exp, 1, "", tgi_infer_like_input, any_examples),
-    KERNEL_DEF(log, 1, "", tgi_infer_like_input, positive_examples),
-    KERNEL_DEF(abs, 1, "", tgi_infer_like_input, nonzero_examples),
+    KERNEL_DEF_JVP(add, 2, "", tgi_infer_broadcast, general_pair_examples, add_jvp),
+    KERNEL_DEF_JVP(sub, 2, "", tgi_infer_broadcast, general_pair_examples, sub_jvp),
+    KERNEL_DEF_JVP(mul, 2, "", tgi_infer_broadcast, general_pair_examples, mul_jvp),
+    KERNEL_DEF_JVP(div, 2, "", tgi_infer_broadcast, divisor_pair_examples, div_jvp),
+    KERNEL_DEF_JVP(neg, 1, "", tgi_infer_like_input, any_examples, tgi_jvp_linear),
+    KERNEL_DEF_JVP(scale, 1, "factor:f32", tgi_infer_like_input, scale_examples, tgi_jvp_linear),
+    KERNEL_DEF_JVP(add_scalar, 1, "value:f32", tgi_infer_like_input, shift_examples, tangent_unchanged),
+    KERNEL_DEF_JVP(pow, 1, "exponent:f32", tgi_infer_like_input, pow_examples, tgi_jvp_elementwise),
+    KERNEL_DEF_JVP(square, 1, "", tgi_infer_like_input, any_examples, tgi_jvp_elementwise),
+    KERNEL_DEF_JVP(sqrt, 1, "", tgi_infer_like_input, positive_examples, tgi_jvp_elementwise),
+    KERNEL_DEF_JVP(exp, 1, "", tgi_infer_like_input, any_examples, tgi_jvp_elementwise),
+    KERNEL_DEF_JVP(log, 1, "", tgi_infer_like_input, positive_examples, tgi_jvp_elementwise),
+    KERNEL_DEF_JVP(abs, 1, "", tgi_infer_like_input, nonzero_examples, tgi_jvp_elementwise),
 };
 const int tgi_elementwise_count = sizeof tgi_elementwise_defs / sizeof tgi_elementwise_defs[0];
 

@@ -206,5 +206,9 @@
 #define KERNEL_DEF(NAME, ARITY, SIGNATURE, INFER, EXAMPLES)                                     \
     {#NAME, ARITY, SIGNATURE, INFER, NAME##_forward, NAME##_backward, tgi_example_from_spec,    \
      (void *)&(EXAMPLES)}
+/* The same with a forward-mode rule (tg_jvp_fn). */
+#define KERNEL_DEF_JVP(NAME, ARITY, SIGNATURE, INFER, EXAMPLES, JVP)                            \
+    {#NAME, ARITY, SIGNATURE, INFER, NAME##_forward, NAME##_backward, tgi_example_from_spec,    \
+     (void *)&(EXAMPLES), JVP}
 
 #endif /* TAPEGRAD_KERNELS_H */

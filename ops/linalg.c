@@ -244,10 +244,43 @@ static const tgi_examples matmul_examples = TGI_EXAMPLES(matmul_inputs);
 static const tgi_examples linear_examples = TGI_EXAMPLES(linear_inputs);
 static const tgi_examples transpose_examples = TGI_EXAMPLES(transpose_inputs);
 
+/* ---- forward-mode rules --------------------------------------------------------------------- */
+
+/* d(A B) = dA B + A dB */
+static tg_status matmul_jvp(const tg_op_call *call, tg_tensor *const *t, tg_tensor **out) {
+    tg_tape *tape = call->tape;
+    tg_tensor *sum = NULL;
+    if (t[0] && !(sum = tg_matmul(tape, t[0], call->inputs[1]))) return tg_errcode(tape->ctx);
+    if (t[1]) {
+        tg_tensor *term = tg_matmul(tape, call->inputs[0], t[1]);
+        if (!term || !(sum = tgi_tangent_add(tape, sum, term))) return tg_errcode(tape->ctx);
+    }
+    *out = sum;
+    return TG_OK;
+}
+
+/* d(x W^T + b) = dx W^T + x dW^T + db: the bias's tangent rides on the first product made */
+static tg_status linear_jvp(const tg_op_call *call, tg_tensor *const *t, tg_tensor **out) {
+    tg_tape *tape = call->tape;
+    tg_tensor *x = call->inputs[0], *w = call->inputs[1], *b = call->inputs[2];
+    tg_tensor *bias = t[2], *sum = NULL;
+    for (int k = 0; k < 2; k++) {
+        if (!t[k]) continue;
+        tg_tensor *b_tangent = bias ? bias : tg_tape_zeros(tape, b->ndim, b->shape);
+        tg_tensor *term = b_tangent ? tg_linear(tape, k == 0 ? t[0] : x, k == 0 ? w : t[1], b_tangent)
+                                    : NULL;
+        if (!term || !(sum = tgi_tangent_add(tape, sum, term))) return tg_errcode(tape->ctx);
+        bias = NULL;
+    }
+    if (!sum) sum = tgi_tangent_expand(tape, bias, call->output);
+    *out = sum;
+    return sum ? TG_OK : tg_errcode(tape->ctx);
+}
+
 const tg_op_def tgi_linalg_defs[] = {
-    KERNEL_DEF(matmul, 2, "", matmul_infer, matmul_examples),
-    KERNEL_DEF(linear, 3, "", linear_infer, linear_examples),
-    KERNEL_DEF(transpose, 1, "dim0:i64,dim1:i64", transpose_infer, transpose_examples),
+    KERNEL_DEF_JVP(matmul, 2, "", matmul_infer, matmul_examples, matmul_jvp),
+    KERNEL_DEF_JVP(linear, 3, "", linear_infer, linear_examples, linear_jvp),
+    KERNEL_DEF_JVP(transpose, 1, "dim0:i64,dim1:i64", transpose_infer, transpose_examples, tgi_jvp_linear),
 };
 const int tgi_linalg_count = sizeof tgi_linalg_defs / sizeof tgi_linalg_defs[0];
 

@@ -30,7 +30,8 @@
     X(EMBEDDING, embedding) X(MASKED_FILL, masked_fill) X(MAX_AXIS, max_axis)                    \
     X(ARGMAX_AXIS, argmax_axis) X(PERMUTE, permute) X(CLAMP, clamp) X(SIN, sin) X(COS, cos)      \
     X(SOFTMAX_AXIS, softmax_axis) X(LOG_SOFTMAX_AXIS, log_softmax_axis)                          \
-    X(ATTENTION, attention) X(ATTENTION_QKV, attention_qkv)
+    X(ATTENTION, attention) X(ATTENTION_QKV, attention_qkv)                                      \
+    X(UNARY_DERIVATIVE, unary_derivative)
 
 enum {
 #define TGI_OP_ENUM(id, name) TGI_OP_##id,
@@ -54,6 +55,7 @@ TGI_DEF_TABLE(pool)
 TGI_DEF_TABLE(recurrent)
 TGI_DEF_TABLE(index)
 TGI_DEF_TABLE(attention)
+TGI_DEF_TABLE(derivative)
 #undef TGI_DEF_TABLE
 
 /* Calls built-in op `id` (attrs complete and in signature order). */
@@ -97,6 +99,22 @@ TGI_HIDDEN void tgi_permute_move(const tg_tensor *x, const tg_tensor *y, const i
 
 /* Calls a reduction over one axis with attributes "axis:i64,keepdim:bool" (ops/reduce.c). */
 TGI_HIDDEN tg_tensor *tgi_call_axis(tg_tape *tape, int id, tg_tensor *x, int axis, bool keepdim);
+
+/* ---- forward-mode rules (ops/derivative.c) ------------------------------------------------- */
+
+/* g * f^(order)(x) for built-in unary op `op` (ab: its first two f32 attributes, or NULL),
+ * recorded: the unary_derivative op. */
+TGI_HIDDEN tg_tensor *tgi_derivative_times(tg_tape *tape, int op, int order, tg_tensor *x,
+                                           tg_tensor *g, const tg_attr_value *ab);
+/* The JVP rule of an elementwise unary op: f'(x) * t. */
+TGI_HIDDEN tg_status tgi_jvp_elementwise(const tg_op_call *call, tg_tensor *const *t,
+                                         tg_tensor **out);
+/* The JVP rule of an op linear in its one input: the op itself, on the tangent. */
+TGI_HIDDEN tg_status tgi_jvp_linear(const tg_op_call *call, tg_tensor *const *t, tg_tensor **out);
+/* a + b for tangents (NULL is zero: the other is returned; both NULL: NULL). */
+TGI_HIDDEN tg_tensor *tgi_tangent_add(tg_tape *tape, tg_tensor *a, tg_tensor *b);
+/* t stretched to like's shape (a broadcast input's tangent as the output's); NULL stays NULL. */
+TGI_HIDDEN tg_tensor *tgi_tangent_expand(tg_tape *tape, tg_tensor *t, const tg_tensor *like);
 
 /* ---- registry internals -------------------------------------------------------------------- */
 

@@ -95,10 +95,10 @@ static const tgi_examples all_examples = TGI_EXAMPLES(all_inputs);
 static const tgi_examples axis_examples = TGI_EXAMPLES(axis_inputs);
 
 const tg_op_def tgi_reduce_defs[] = {
-    KERNEL_DEF(sum, 1, "", tgi_infer_scalar, all_examples),
-    KERNEL_DEF(mean, 1, "", tgi_infer_scalar, all_examples),
-    KERNEL_DEF(sum_axis, 1, "axis:i64,keepdim:bool", tgi_infer_reduce_axis, axis_examples),
-    KERNEL_DEF(mean_axis, 1, "axis:i64,keepdim:bool", tgi_infer_reduce_axis, axis_examples),
+    KERNEL_DEF_JVP(sum, 1, "", tgi_infer_scalar, all_examples, tgi_jvp_linear),
+    KERNEL_DEF_JVP(mean, 1, "", tgi_infer_scalar, all_examples, tgi_jvp_linear),
+    KERNEL_DEF_JVP(sum_axis, 1, "axis:i64,keepdim:bool", tgi_infer_reduce_axis, axis_examples, tgi_jvp_linear),
+    KERNEL_DEF_JVP(mean_axis, 1, "axis:i64,keepdim:bool", tgi_infer_reduce_axis, axis_examples, tgi_jvp_linear),
 };
 const int tgi_reduce_count = sizeof tgi_reduce_defs / sizeof tgi_reduce_defs[0];
 

@@ -217,6 +217,7 @@ int tgi_op_register(tg_ctx *ctx, const tg_op_def *def, void (*release)(tg_ctx *,
     op->infer_shape = def->infer_shape;
     op->forward = def->forward;
     op->backward = def->backward;
+    op->jvp = def->jvp;
     op->example = def->example;
     op->op_data = def->op_data;
     op->release = release;
@@ -251,6 +252,7 @@ tg_status tg_op_get_info(const tg_ctx *ctx, int op_id, tg_op_info *info) {
     }
     info->has_backward = op->backward != NULL;
     info->has_example = op->example != NULL;
+    info->has_jvp = op->jvp != NULL;
     info->native = op->native;
     return TG_OK;
 }

@@ -166,10 +166,26 @@ static const tgi_examples reshape_examples = TGI_EXAMPLES(reshape_inputs);
 static const tgi_examples concat_examples = TGI_EXAMPLES(concat_inputs);
 static const tgi_examples slice_examples = TGI_EXAMPLES(slice_inputs);
 
+/* The tangents concatenated the same way, zeros standing in for inputs that do not move. */
+static tg_status concat_jvp(const tg_op_call *call, tg_tensor *const *t, tg_tensor **out) {
+    tg_tape *tape = call->tape;
+    tg_tensor *local[16];
+    tg_tensor **parts = call->n_inputs <= 16
+                            ? local : tgi_arena_alloc(&tape->arena, (size_t)call->n_inputs * sizeof *parts);
+    if (!parts) return tgi_error(tape->ctx, TG_ERR_NOMEM, "concat: out of memory for its JVP");
+    for (int k = 0; k < call->n_inputs; k++) {
+        const tg_tensor *x = call->inputs[k];
+        parts[k] = t[k] ? t[k] : tg_tape_zeros(tape, x->ndim, x->shape);
+        if (!parts[k]) return tg_errcode(tape->ctx);
+    }
+    *out = tgi_call_builtin(tape, TGI_OP_CONCAT, parts, call->n_inputs, call->attrs);
+    return *out ? TG_OK : tg_errcode(tape->ctx);
+}
+
 const tg_op_def tgi_shape_defs[] = {
-    KERNEL_DEF(reshape, 1, "shape:shape", reshape_infer, reshape_examples),
-    KERNEL_DEF(concat, TG_VARIADIC, "axis:i64", concat_infer, concat_examples),
-    KERNEL_DEF(slice, 1, "axis:i64,start:i64,end:i64", slice_infer, slice_examples),
+    KERNEL_DEF_JVP(reshape, 1, "shape:shape", reshape_infer, reshape_examples, tgi_jvp_linear),
+    KERNEL_DEF_JVP(concat, TG_VARIADIC, "axis:i64", concat_infer, concat_examples, concat_jvp),
+    KERNEL_DEF_JVP(slice, 1, "axis:i64,start:i64,end:i64", slice_infer, slice_examples, tgi_jvp_linear),
 };
 const int tgi_shape_count = sizeof tgi_shape_defs / sizeof tgi_shape_defs[0];
 

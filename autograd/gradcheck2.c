@@ -1,0 +1,252 @@
+/*
+ * autograd/gradcheck2.c — second-order checks of an op (tg_gradcheck with order 2), on the
+ * same declarative examples as the first-order check, always against finite differences:
+ *
+ *   jvp              J t for a random tangent t on every input that wants a gradient, element
+ *                    by element of the output, against (f(x + eps t) - f(x - eps t)) / 2 eps;
+ *   double backward  the gradient of q = <r, grad s> with s = <w, f(x)> (w, r random), where
+ *                    grad s comes from tg_grad (recorded) and q is walked back with tg_backward;
+ *   hvp              the same H r from tg_hvp (reverse over forward) on a fresh recording;
+ * both against central differences of q, whose gradient is the first-order backward's: a
+ * second-order result is never compared with anything the second-order code computed.
+ */
+#include "autograd/internal.h"
+
+#include <math.h>
+#include <string.h>
+
+typedef struct check2 {
+    tg_ctx *ctx;
+    const tgi_op *op;
+    tg_tape *tape;            /* recordings of the checks */
+    tg_tape *aux;             /* evaluations at moved inputs */
+    int n_inputs;
+    tg_attr_value attrs[TG_MAX_ATTRS];
+    int64_t shape[TG_EXAMPLE_MAX_INPUTS][TG_MAX_DIMS];
+    int ndim[TG_EXAMPLE_MAX_INPUTS];
+    int64_t size[TG_EXAMPLE_MAX_INPUTS];
+    bool wants_grad[TG_EXAMPLE_MAX_INPUTS];
+    float *values[TG_EXAMPLE_MAX_INPUTS];   /* the example's inputs */
+    float *tangent[TG_EXAMPLE_MAX_INPUTS];  /* t, for inputs that want a gradient */
+    float *r[TG_EXAMPLE_MAX_INPUTS];        /* r, likewise */
+    float *weights;                         /* w, output-sized */
+    int64_t out_size;
+} check2;
+
+/* The example's inputs as new tensors of tape, moved by step * dir[i] (dir NULL: not moved)
+ * and then element j of input `moved` by `nudge`; wanting gradients when `record`. */
+static tg_status make_args(check2 *c, tg_tape *tape, float *const *dir, double step, int moved,
+                           int64_t j, double nudge, bool record, tg_tensor **args) {
+    for (int i = 0; i < c->n_inputs; i++) {
+        args[i] = tg_tape_from_data(tape, c->ndim[i], c->shape[i], c->values[i]);
+        if (!args[i]) return tg_errcode(c->ctx);
+        if (dir && dir[i])
+            for (int64_t e = 0; e < c->size[i]; e++)
+                args[i]->data[e] = (float)(c->values[i][e] + step * dir[i][e]);
+        if (i == moved) args[i]->data[j] = (float)(c->values[i][j] + nudge);
+        if (record && c->wants_grad[i]) tg_set_requires_grad(args[i], true);
+    }
+    return TG_OK;
+}
+
+static tg_tensor *call_op(check2 *c, tg_tape *tape, tg_tensor *const *args) {
+    return tgi_record(tape, c->op, args, c->n_inputs, c->attrs);
+}
+
+/* J t against differences of the forward along t. */
+static tg_status check_jvp(check2 *c, const tg_gradcheck_opts *opts, tg_gradcheck_result *result) {
+    tg_tensor *args[TG_EXAMPLE_MAX_INPUTS], *wanted[TG_EXAMPLE_MAX_INPUTS];
+    tg_tensor *tangents[TG_EXAMPLE_MAX_INPUTS];
+    tg_tape_reset(c->tape);
+    tg_status status = make_args(c, c->tape, NULL, 0.0, -1, 0, 0.0, true, args);
+    if (status != TG_OK) return status;
+    tg_tensor *y = call_op(c, c->tape, args);
+    if (!y) return tg_errcode(c->ctx);
+    int n = 0;
+    for (int i = 0; i < c->n_inputs; i++) {
+        if (!c->wants_grad[i]) continue;
+        wanted[n] = args[i];
+        tangents[n] = tg_tape_from_data(c->tape, c->ndim[i], c->shape[i], c->tangent[i]);
+        if (!tangents[n++]) return tg_errcode(c->ctx);
+    }
+    tg_tensor *jt = NULL;
+    if ((status = tg_jvp(c->tape, y, n, wanted, tangents, &jt)) != TG_OK) return status;
+    tg_tensor *plus_args[TG_EXAMPLE_MAX_INPUTS], *minus_args[TG_EXAMPLE_MAX_INPUTS];
+    tg_tape_reset(c->aux);
+    status = make_args(c, c->aux, c->tangent, opts->eps, -1, 0, 0.0, false, plus_args);
+    if (status == TG_OK)
+        status = make_args(c, c->aux, c->tangent, -opts->eps, -1, 0, 0.0, false, minus_args);
+    if (status != TG_OK) return status;
+    tg_tensor *plus = call_op(c, c->aux, plus_args), *minus = plus ? call_op(c, c->aux, minus_args) : NULL;
+    if (!minus) return tg_errcode(c->ctx);
+    for (int64_t e = 0; e < y->size; e++) {
+        double numeric = ((double)plus->data[e] - minus->data[e]) / (2.0 * opts->eps);
+        tgi_gradcheck_compare(result, opts, "jvp", -1, e, jt->data[e], numeric);
+    }
+    return TG_OK;
+}
+
+/* q = sum_i <r_i, d<w, f>/dx_i> with element j of input i moved by nudge: the first-order
+ * backward only. */
+static tg_status first_order_q(check2 *c, int i, int64_t j, double nudge, double *q) {
+    tg_tensor *args[TG_EXAMPLE_MAX_INPUTS];
+    tg_tape_reset(c->aux);
+    tg_status status = make_args(c, c->aux, NULL, 0.0, i, j, nudge, true, args);
+    if (status != TG_OK) return status;
+    tg_tensor *y = call_op(c, c->aux, args);
+    if (!y) return tg_errcode(c->ctx);
+    double sum = 0.0;
+    if (y->node >= 0) status = tg_backward_with(c->aux, y, c->weights);
+    for (int k = 0; k < c->n_inputs && status == TG_OK; k++) {
+        if (!c->wants_grad[k] || !args[k]->grad) continue;
+        for (int64_t e = 0; e < c->size[k]; e++) sum += (double)c->r[k][e] * args[k]->grad[e];
+    }
+    *q = sum;
+    return status;
+}
+
+/* s = <w, f(args)>, recorded. */
+static tg_tensor *projected(check2 *c, tg_tensor *const *args) {
+    tg_tensor *y = call_op(c, c->tape, args);
+    tg_tensor *w = y ? tg_tape_from_data(c->tape, y->ndim, y->shape, c->weights) : NULL;
+    return w ? tg_sum(c->tape, tg_mul(c->tape, y, w)) : NULL;
+}
+
+/* d q / d x by tg_grad then tg_backward, into by_grad[i]. */
+static tg_status double_backward(check2 *c, float **by_grad) {
+    tg_tensor *args[TG_EXAMPLE_MAX_INPUTS], *wanted[TG_EXAMPLE_MAX_INPUTS];
+    tg_tensor *grads[TG_EXAMPLE_MAX_INPUTS];
+    int index[TG_EXAMPLE_MAX_INPUTS];
+    tg_tape_reset(c->tape);
+    tg_status status = make_args(c, c->tape, NULL, 0.0, -1, 0, 0.0, true, args);
+    if (status != TG_OK) return status;
+    tg_tensor *s = projected(c, args);
+    if (!s) return tg_errcode(c->ctx);
+    int n = 0;
+    for (int i = 0; i < c->n_inputs; i++)
+        if (c->wants_grad[i]) index[n] = i, wanted[n++] = args[i];
+    if ((status = tg_grad(c->tape, s, n, wanted, grads)) != TG_OK) return status;
+    tg_tensor *q = NULL;
+    for (int k = 0; k < n; k++) {
+        int i = index[k];
+        tg_tensor *r = tg_tape_from_data(c->tape, c->ndim[i], c->shape[i], c->r[i]);
+        tg_tensor *term = r ? tg_sum(c->tape, tg_mul(c->tape, grads[k], r)) : NULL;
+        q = q && term ? tg_add(c->tape, q, term) : term;
+        if (!q) return tg_errcode(c->ctx);
+    }
+    for (int k = 0; k < n; k++) memset(by_grad[index[k]], 0, (size_t)c->size[index[k]] * sizeof(float));
+    if (q->node < 0) return TG_OK; /* linear: no second derivative reaches the inputs */
+    if ((status = tg_backward(c->tape, q)) != TG_OK) return status;
+    for (int k = 0; k < n; k++)
+        if (wanted[k]->grad)
+            memcpy(by_grad[index[k]], wanted[k]->grad, (size_t)c->size[index[k]] * sizeof(float));
+    return TG_OK;
+}
+
+/* H r by tg_hvp, into by_hvp[i]. */
+static tg_status hessian_product(check2 *c, float **by_hvp) {
+    tg_tensor *args[TG_EXAMPLE_MAX_INPUTS], *wanted[TG_EXAMPLE_MAX_INPUTS];
+    const float *v[TG_EXAMPLE_MAX_INPUTS];
+    float *hv[TG_EXAMPLE_MAX_INPUTS];
+    tg_tape_reset(c->tape);
+    tg_status status = make_args(c, c->tape, NULL, 0.0, -1, 0, 0.0, true, args);
+    if (status != TG_OK) return status;
+    tg_tensor *s = projected(c, args);
+    if (!s) return tg_errcode(c->ctx);
+    int n = 0;
+    for (int i = 0; i < c->n_inputs; i++)
+        if (c->wants_grad[i]) wanted[n] = args[i], v[n] = c->r[i], hv[n++] = by_hvp[i];
+    return tg_hvp(c->tape, s, n, wanted, v, hv);
+}
+
+static tg_status check_second_order(check2 *c, const tg_gradcheck_opts *opts,
+                                    tg_gradcheck_result *result, float **by_grad, float **by_hvp) {
+    tg_status status = double_backward(c, by_grad);
+    if (status == TG_OK) status = hessian_product(c, by_hvp);
+    for (int i = 0; i < c->n_inputs && status == TG_OK; i++) {
+        if (!c->wants_grad[i]) continue;
+        for (int64_t j = 0; j < c->size[i] && status == TG_OK; j++) {
+            double q_plus, q_minus;
+            float x = c->values[i][j];
+            double step = (double)(float)(x + opts->eps) - (double)(float)(x - opts->eps);
+            status = first_order_q(c, i, j, opts->eps, &q_plus);
+            if (status == TG_OK) status = first_order_q(c, i, j, -opts->eps, &q_minus);
+            if (status != TG_OK) break;
+            double numeric = (q_plus - q_minus) / step;
+            tgi_gradcheck_compare(result, opts, "double backward", i, j, by_grad[i][j], numeric);
+            tgi_gradcheck_compare(result, opts, "hvp", i, j, by_hvp[i][j], numeric);
+        }
+    }
+    return status;
+}
+
+/* Fills c from example `index` built on c->tape, with seeded w, t and r. */
+static tg_status take_example(check2 *c, int index, uint64_t seed, float **storage) {
+    tg_tensor *inputs[TG_EXAMPLE_MAX_INPUTS];
+    tg_status status = c->op->example(c->tape, c->op->op_data, index, inputs, &c->n_inputs, c->attrs);
+    if (status != TG_OK) return status;
+    if (c->n_inputs < 1 || c->n_inputs > TG_EXAMPLE_MAX_INPUTS)
+        return tgi_error(c->ctx, TG_ERR_INVALID, "gradcheck %s: example %d built %d inputs",
+                         c->op->name, index, c->n_inputs);
+    tg_tensor *y = tgi_record(c->tape, c->op, inputs, c->n_inputs, c->attrs);
+    if (!y) return tg_errcode(c->ctx);
+    c->out_size = y->size;
+    int64_t total = y->size;
+    for (int i = 0; i < c->n_inputs; i++) total += 3 * inputs[i]->size;
+    float *room = *storage = tgi_alloc(c->ctx, (size_t)total * sizeof(float));
+    if (!room) return tgi_error(c->ctx, TG_ERR_NOMEM, "gradcheck: out of memory");
+    tg_rng rng;
+    tg_rng_seed(&rng, seed);
+    c->weights = room;
+    tg_tensor *w = tg_tape_zeros(c->tape, y->ndim, y->shape);
+    if (!w) return tg_errcode(c->ctx);
+    tg_fill_normal(w, 0.0f, 1.0f, seed);
+    memcpy(room, w->data, (size_t)y->size * sizeof(float));
+    room += y->size;
+    for (int i = 0; i < c->n_inputs; i++) {
+        const tg_tensor *x = inputs[i];
+        c->ndim[i] = x->ndim;
+        memcpy(c->shape[i], x->shape, sizeof c->shape[i]);
+        c->size[i] = x->size;
+        c->wants_grad[i] = x->requires_grad;
+        c->values[i] = room;
+        memcpy(room, x->data, (size_t)x->size * sizeof(float));
+        c->tangent[i] = room + x->size;
+        c->r[i] = room + 2 * x->size;
+        for (int64_t e = 0; e < 2 * x->size; e++)
+            c->tangent[i][e] = (float)(tg_rng_uniform(&rng) * 2.0 - 1.0);
+        if (!x->requires_grad) c->tangent[i] = c->r[i] = NULL;
+        room += 3 * x->size;
+    }
+    return TG_OK;
+}
+
+tg_status tgi_gradcheck_op2(tg_ctx *ctx, const tgi_op *op, int example_index,
+                            const tg_gradcheck_opts *opts, tg_gradcheck_result *result) {
+    check2 c = {0};
+    c.ctx = ctx;
+    c.op = op;
+    c.tape = tg_tape_new(ctx);
+    c.aux = tg_tape_new(ctx);
+    float *storage = NULL;
+    float *second[2][TG_EXAMPLE_MAX_INPUTS] = {{0}};
+    tg_status status = c.tape && c.aux ? TG_OK : tg_errcode(ctx);
+    if (status == TG_OK) status = take_example(&c, example_index, opts->seed + 1, &storage);
+    if (status == TG_OK) status = check_jvp(&c, opts, result);
+    for (int i = 0; i < c.n_inputs && status == TG_OK; i++)
+        for (int which = 0; which < 2 && c.wants_grad[i]; which++)
+            if (!(second[which][i] = tgi_alloc(ctx, (size_t)c.size[i] * sizeof(float))))
+                status = tgi_error(ctx, TG_ERR_NOMEM, "gradcheck: out of memory");
+    if (status == TG_OK) status = check_second_order(&c, opts, result, second[0], second[1]);
+    for (int i = 0; i < c.n_inputs; i++)
+        for (int which = 0; which < 2; which++)
+            if (second[which][i]) tgi_free(ctx, second[which][i], (size_t)c.size[i] * sizeof(float));
+    if (storage) {
+        int64_t total = c.out_size;
+        for (int i = 0; i < c.n_inputs; i++) total += 3 * c.size[i];
+        tgi_free(ctx, storage, (size_t)total * sizeof(float));
+    }
+    tg_tape_free(c.tape);
+    tg_tape_free(c.aux);
+    return status;
+}
