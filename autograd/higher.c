@@ -38,8 +38,13 @@ static tg_status check_tensor(tg_tape *tape, const char *what, const char *role,
 }
 
 /* The inputs to differentiate with respect to: valid, and recorded from (requires_grad: an op
- * that read one was recorded, so the walks below see every path from it). */
+ * that read one was recorded, so the walks below see every path from it). Inside a no-grad
+ * scope nothing is recorded, so every product would be zero: refused instead. */
 static tg_status check_inputs(tg_tape *tape, const char *what, int n, tg_tensor *const *inputs) {
+    if (tape->no_grad_depth > 0)
+        return tgi_error(tape->ctx, TG_ERR_STATE, "%s: inside a no-grad scope nothing is recorded, "
+                         "so there is no derivative to take; end the scope (tg_no_grad_end) "
+                         "before recording the step", what);
     if (n < 0 || (n > 0 && !inputs))
         return tgi_error(tape->ctx, TG_ERR_INVALID, "%s: %d inputs%s", what, n,
                          n < 0 ? " (must be >= 0)" : " but the array is NULL");
@@ -180,6 +185,50 @@ tg_status tg_jvp(tg_tape *tape, tg_tensor *output, int n, tg_tensor *const *inpu
 
 /* ---- reverse mode into the caller's arrays ------------------------------------------------- */
 
+/* The persistent leaves of entries [0, last] that are not among the inputs, with their
+ * gradient buffers as they were: a product with respect to some inputs must not add into the
+ * gradients of the others (a parameter's, which an optimizer would then step). */
+typedef struct set_aside {
+    tg_tensor **tensors;
+    float **grads;
+    bool *unset;
+    int64_t count;
+} set_aside;
+
+static tg_status set_aside_others(tg_tape *tape, int64_t last, int n, tg_tensor *const *inputs,
+                                  set_aside *set) {
+    int64_t room = 0;
+    for (int64_t e = 0; e <= last; e++) room += tape->entries[e]->call.n_inputs;
+    if (!room) return TG_OK;
+    set->tensors = tgi_arena_alloc(&tape->arena, (size_t)room * sizeof *set->tensors);
+    set->grads = tgi_arena_alloc(&tape->arena, (size_t)room * sizeof *set->grads);
+    set->unset = tgi_arena_alloc(&tape->arena, (size_t)room);
+    if (!set->tensors || !set->grads || !set->unset)
+        return tgi_error(tape->ctx, TG_ERR_NOMEM, "out of memory setting gradients aside");
+    for (int64_t e = 0; e <= last; e++) {
+        const tg_op_call *call = &tape->entries[e]->call;
+        for (int k = 0; k < call->n_inputs; k++) {
+            tg_tensor *t = call->inputs[k];
+            if (!t->persistent || !t->requires_grad || find_input(inputs, n, t) >= 0) continue;
+            bool seen = false;
+            for (int64_t j = 0; j < set->count && !seen; j++) seen = set->tensors[j] == t;
+            if (seen) continue;
+            set->tensors[set->count] = t;
+            set->grads[set->count] = t->grad;
+            set->unset[set->count++] = t->grad_unset;
+            t->grad = NULL; /* the walk gives it a zeroed buffer of the arena */
+        }
+    }
+    return TG_OK;
+}
+
+static void put_back(const set_aside *set) {
+    for (int64_t j = 0; j < set->count; j++) {
+        set->tensors[j]->grad = set->grads[j];
+        set->tensors[j]->grad_unset = set->unset[j];
+    }
+}
+
 tg_status tg_vjp(tg_tape *tape, tg_tensor *output, const float *u, int n,
                  tg_tensor *const *inputs, float *const *grads) {
     if (!tape) return TG_ERR_INVALID;
@@ -191,7 +240,11 @@ tg_status tg_vjp(tg_tape *tape, tg_tensor *output, const float *u, int n,
         return tgi_error(tape->ctx, TG_ERR_INVALID, "vjp: the %s is NULL", !u ? "seed u" : "grads array");
     for (int i = 0; i < n; i++)
         if (!grads[i]) return tgi_error(tape->ctx, TG_ERR_INVALID, "vjp: grads[%d] is NULL", i);
-    /* The walk accumulates into t->grad: point it at the caller's (zeroed) arrays meanwhile. */
+    /* The walk accumulates into t->grad: point it at the caller's (zeroed) arrays meanwhile,
+     * and the other persistent leaves' (parameters not asked for) at scratch in the arena. */
+    int64_t last = recorded_entry(tape, output);
+    set_aside set = {0};
+    if ((status = set_aside_others(tape, last, n, inputs, &set)) != TG_OK) return status;
     float **kept = tgi_arena_alloc(&tape->arena, (size_t)(n ? n : 1) * (sizeof(float *) + 1));
     if (!kept) return tgi_error(tape->ctx, TG_ERR_NOMEM, "vjp: out of memory");
     bool *kept_unset = (bool *)(kept + n);
@@ -206,7 +259,7 @@ tg_status tg_vjp(tg_tape *tape, tg_tensor *output, const float *u, int n,
     int given = find_input(inputs, n, output);
     if (given >= 0)
         for (int64_t j = 0; j < output->size; j++) grads[given][j] += u[j];
-    if (recorded_entry(tape, output) >= 0) {
+    if (last >= 0) {
         /* the output's own buffer would be the caller's array too when it is an input */
         if (given >= 0) output->grad = NULL;
         status = tg_backward_with(tape, output, u);
@@ -222,6 +275,7 @@ tg_status tg_vjp(tg_tape *tape, tg_tensor *output, const float *u, int n,
         inputs[i]->grad = kept[i];
         inputs[i]->grad_unset = kept_unset[i];
     }
+    put_back(&set);
     return status;
 }
 

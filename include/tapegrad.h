@@ -397,7 +397,7 @@ tg_status tg_jvp(tg_tape *tape, tg_tensor *output, int n, tg_tensor *const *inpu
  * J^T u: the gradients of `output` (seeded with u, output->size floats) with respect to
  * inputs[i], written to grads[i] (inputs[i]->size floats each; zeros for an input the output
  * does not depend on). Walks the step backward like tg_backward_with (once per step); the
- * inputs' own grad buffers are left as they were.
+ * grad buffers of the inputs and of every other persistent tensor are left as they were.
  */
 tg_status tg_vjp(tg_tape *tape, tg_tensor *output, const float *u, int n,
                  tg_tensor *const *inputs, float *const *grads);
@@ -405,7 +405,7 @@ tg_status tg_vjp(tg_tape *tape, tg_tensor *output, const float *u, int n,
  * H v: the product of the Hessian of the scalar `loss` (with respect to params, all of them
  * together) with the direction v (v[i]: params[i]->size floats), written to hv[i]. Reverse over
  * forward: the tangent of the loss along v is recorded, then walked backward. Uses the step's
- * backward pass; the params' grad buffers are left as they were. Allocates nothing once the
+ * backward pass; no persistent tensor's grad buffer changes. Allocates nothing once the
  * tape's arena has grown to the step (an HVP every step stays allocation-free).
  */
 tg_status tg_hvp(tg_tape *tape, tg_tensor *loss, int n, tg_tensor *const *params,

@@ -100,6 +100,31 @@ static tg_status log_softmax_backward(const tg_op_call *call) {
     return tgi_softmax_backward(call, last_axis(call), true);
 }
 
+/* d softmax = y (dx - sum(y dx)); d log_softmax = dx - sum(softmax(x) dx), softmax(x) = exp(y):
+ * over the axis, with ops on the output y, so that the tangent differentiates again. */
+tg_status tgi_softmax_jvp(const tg_op_call *call, tg_tensor *const *t, tg_tensor **out, int axis,
+                          bool log) {
+    tg_tape *tape = call->tape;
+    tg_tensor *y = call->output;
+    if (y->ndim == 0) { /* one element: softmax is 1, log_softmax 0, whatever x is */
+        *out = NULL;
+        return TG_OK;
+    }
+    tg_tensor *p = log ? tg_exp(tape, y) : y;
+    tg_tensor *mean = tg_sum_axis(tape, tg_mul(tape, p, t[0]), axis, true);
+    tg_tensor *centred = tg_sub(tape, t[0], mean);
+    *out = log ? centred : tg_mul(tape, y, centred);
+    return *out ? TG_OK : tg_errcode(tape->ctx);
+}
+
+static tg_status softmax_jvp(const tg_op_call *call, tg_tensor *const *t, tg_tensor **out) {
+    return tgi_softmax_jvp(call, t, out, last_axis(call), false);
+}
+
+static tg_status log_softmax_jvp(const tg_op_call *call, tg_tensor *const *t, tg_tensor **out) {
+    return tgi_softmax_jvp(call, t, out, last_axis(call), true);
+}
+
 /* ---- dropout ------------------------------------------------------------------------------- */
 
 /* The mask is a function of the seed alone, so backward regenerates it instead of storing it. */
@@ -159,9 +184,9 @@ const tg_op_def tgi_activation_defs[] = {
     KERNEL_DEF_JVP(elu, 1, "alpha:f32", tgi_infer_like_input, alpha_examples, tgi_jvp_elementwise),
     KERNEL_DEF_JVP(softplus, 1, "", tgi_infer_like_input, any_examples, tgi_jvp_elementwise),
     KERNEL_DEF_JVP(gelu, 1, "", tgi_infer_like_input, any_examples, tgi_jvp_elementwise),
-    KERNEL_DEF(softmax, 1, "", tgi_infer_like_input, row_examples),
-    KERNEL_DEF(log_softmax, 1, "", tgi_infer_like_input, row_examples),
-    KERNEL_DEF(dropout, 1, "p:f32,seed:i64", dropout_infer, dropout_examples),
+    KERNEL_DEF_JVP(softmax, 1, "", tgi_infer_like_input, row_examples, softmax_jvp),
+    KERNEL_DEF_JVP(log_softmax, 1, "", tgi_infer_like_input, row_examples, log_softmax_jvp),
+    KERNEL_DEF_JVP(dropout, 1, "p:f32,seed:i64", dropout_infer, dropout_examples, tgi_jvp_linear),
 };
 const int tgi_activation_count = sizeof tgi_activation_defs / sizeof tgi_activation_defs[0];
 

@@ -1,8 +1,8 @@
 /*
- * ops/derivative.c — what the forward-mode rules of elementwise ops are made of: the op
- * unary_derivative(x, g) = g * f^(k)(x), the k-th derivative of a built-in unary op f (k = 1..4),
- * with its own VJP and JVP (one order up), so tangents of activations can be differentiated
- * again; and the helpers every JVP rule shares.
+ * ops/derivative.c — what the forward-mode rules are made of: the op unary_derivative(x, g) =
+ * g * f^(k)(x), the k-th derivative of a built-in unary op f (k = 1..4), with its own VJP and JVP
+ * (one order up), so tangents of activations can be differentiated again; select_class, the
+ * labelled entry of each row (cross entropy's tangent); and the helpers every JVP rule shares.
  *
  * One op for all unary functions rather than a "tanh_backward" per function (PyTorch's way):
  * the derivatives of every function sit in one table below, side by side, and a function
@@ -161,10 +161,58 @@ static const tgi_example derivative_inputs[] = {
 };
 static const tgi_examples derivative_examples = TGI_EXAMPLES(derivative_inputs);
 
+/* ---- select_class: x[..., label] ------------------------------------------------------------ */
+
+/* Each row's labelled entry, y[r] = x[r, labels[r]]: the linear part of cross entropy, so its
+ * tangent is made of it. Linear in x (its JVP is itself); the labels are indices, not values. */
+static tg_status select_class_infer(const tg_op_call *call, tg_shape *out) {
+    if (tgi_check_labelled_rows(call) != TG_OK) return TG_ERR_SHAPE;
+    tgi_shape_of(call->inputs[1], out);
+    return TG_OK;
+}
+
+static tg_status select_class_forward(tg_op_call *call) {
+    const tg_tensor *x = call->inputs[0];
+    int64_t classes = x->shape[x->ndim - 1], label;
+    for (int64_t r = 0; r < call->output->size; r++) {
+        if (tgi_label_at(call, r, classes, &label) != TG_OK) return TG_ERR_INVALID;
+        call->output->data[r] = x->data[r * classes + label];
+    }
+    return TG_OK;
+}
+
+static tg_status select_class_backward(const tg_op_call *call) {
+    const tg_tensor *x = call->inputs[0];
+    if (!x->grad) return TG_OK;
+    int64_t classes = x->shape[x->ndim - 1], label;
+    for (int64_t r = 0; r < call->output->size; r++) {
+        if (tgi_label_at(call, r, classes, &label) != TG_OK) return TG_ERR_INVALID;
+        x->grad[r * classes + label] += call->output->grad[r];
+    }
+    return TG_OK;
+}
+
+static tg_status select_class_jvp(const tg_op_call *call, tg_tensor *const *t, tg_tensor **out) {
+    *out = NULL;
+    if (!t[0]) return TG_OK;
+    *out = tgi_call_builtin(call->tape, TGI_OP_SELECT_CLASS,
+                            (tg_tensor *[]){t[0], call->inputs[1]}, 2, NULL);
+    return *out ? TG_OK : tg_errcode(call->tape->ctx);
+}
+
+static const tgi_example select_class_inputs[] = {
+    {.n_inputs = 2,
+     .inputs = {TGI_INPUT(TGI_DOMAIN_ANY, 4, 5), TGI_CONST_INPUT(TGI_DOMAIN_LABELS, 5.0f, 4)}},
+    {.n_inputs = 2,
+     .inputs = {TGI_INPUT(TGI_DOMAIN_ANY, 2, 3, 5), TGI_CONST_INPUT(TGI_DOMAIN_LABELS, 5.0f, 2, 3)}}};
+static const tgi_examples select_class_examples = TGI_EXAMPLES(select_class_inputs);
+
 const tg_op_def tgi_derivative_defs[] = {
     {"unary_derivative", 2, "op:i64,order:i64,a:f32,b:f32", unary_derivative_infer,
      unary_derivative_forward, unary_derivative_backward, tgi_example_from_spec,
      (void *)&derivative_examples, unary_derivative_jvp},
+    {"select_class", 2, "", select_class_infer, select_class_forward, select_class_backward,
+     tgi_example_from_spec, (void *)&select_class_examples, select_class_jvp},
 };
 const int tgi_derivative_count = sizeof tgi_derivative_defs / sizeof tgi_derivative_defs[0];
 

@@ -280,6 +280,14 @@ static tg_status log_softmax_axis_backward(const tg_op_call *call) {
     return tgi_softmax_backward(call, attr_axis(call), true);
 }
 
+static tg_status softmax_axis_jvp(const tg_op_call *call, tg_tensor *const *t, tg_tensor **out) {
+    return tgi_softmax_jvp(call, t, out, attr_axis(call), false);
+}
+
+static tg_status log_softmax_axis_jvp(const tg_op_call *call, tg_tensor *const *t, tg_tensor **out) {
+    return tgi_softmax_jvp(call, t, out, attr_axis(call), true);
+}
+
 /* ---- registry entries ---------------------------------------------------------------------- */
 
 /* Ids are constants (whole numbers below the table's row count); repeated ids are likely. */
@@ -342,8 +350,8 @@ const tg_op_def tgi_index_defs[] = {
     KERNEL_DEF_JVP(clamp, 1, "lo:f32,hi:f32", clamp_infer, clamp_examples, tgi_jvp_elementwise),
     KERNEL_DEF_JVP(sin, 1, "", tgi_infer_like_input, any_examples, tgi_jvp_elementwise),
     KERNEL_DEF_JVP(cos, 1, "", tgi_infer_like_input, any_examples, tgi_jvp_elementwise),
-    KERNEL_DEF(softmax_axis, 1, "axis:i64", softmax_axis_infer, softmax_axis_examples),
-    KERNEL_DEF(log_softmax_axis, 1, "axis:i64", softmax_axis_infer, softmax_axis_examples),
+    KERNEL_DEF_JVP(softmax_axis, 1, "axis:i64", softmax_axis_infer, softmax_axis_examples, softmax_axis_jvp),
+    KERNEL_DEF_JVP(log_softmax_axis, 1, "axis:i64", softmax_axis_infer, softmax_axis_examples, log_softmax_axis_jvp),
 };
 const int tgi_index_count = sizeof tgi_index_defs / sizeof tgi_index_defs[0];
 

@@ -31,7 +31,7 @@
     X(ARGMAX_AXIS, argmax_axis) X(PERMUTE, permute) X(CLAMP, clamp) X(SIN, sin) X(COS, cos)      \
     X(SOFTMAX_AXIS, softmax_axis) X(LOG_SOFTMAX_AXIS, log_softmax_axis)                          \
     X(ATTENTION, attention) X(ATTENTION_QKV, attention_qkv)                                      \
-    X(UNARY_DERIVATIVE, unary_derivative)
+    X(UNARY_DERIVATIVE, unary_derivative) X(SELECT_CLASS, select_class)
 
 enum {
 #define TGI_OP_ENUM(id, name) TGI_OP_##id,
@@ -90,12 +90,21 @@ TGI_HIDDEN tg_tensor *tgi_gru_cell(tg_tape *tape, tg_tensor *xp, tg_tensor *h, t
  * VJP: for the last-axis ops (ops/activation.c) and the any-axis ones (ops/index.c). */
 TGI_HIDDEN tg_status tgi_softmax_forward(tg_op_call *call, int axis, bool log);
 TGI_HIDDEN tg_status tgi_softmax_backward(const tg_op_call *call, int axis, bool log);
+/* Their JVP rule over `axis`, with ops on the output. */
+TGI_HIDDEN tg_status tgi_softmax_jvp(const tg_op_call *call, tg_tensor *const *t, tg_tensor **out,
+                                     int axis, bool log);
 
 /* y = x with its dims reordered (output dim d is input dim order[d]; order has TG_MAX_DIMS
  * entries, the identity past x's dims). forward: copies x->data into y->data; otherwise adds
  * y->grad into x->grad. For permute and transpose (ops/index.c). */
 TGI_HIDDEN void tgi_permute_move(const tg_tensor *x, const tg_tensor *y, const int *order,
                                  bool forward);
+
+/* Logits [..., C] with labels [...] (cross_entropy, select_class), or an error naming the op. */
+TGI_HIDDEN tg_status tgi_check_labelled_rows(const tg_op_call *call);
+/* The class index of row r (input 1 of the call, checked: a whole number in [0, classes)). */
+TGI_HIDDEN tg_status tgi_label_at(const tg_op_call *call, int64_t r, int64_t classes,
+                                  int64_t *index);
 
 /* Calls a reduction over one axis with attributes "axis:i64,keepdim:bool" (ops/reduce.c). */
 TGI_HIDDEN tg_tensor *tgi_call_axis(tg_tape *tape, int id, tg_tensor *x, int axis, bool keepdim);

@@ -1,0 +1,350 @@
+/*
+ * tests/test_higher.c — forward mode, Hessian-vector products and double backward: every op
+ * with a JVP rule passes the second-order check, the products of a whole model match finite
+ * differences of its gradients, a gradient penalty trains, and an HVP every step allocates
+ * nothing once the tape has grown.
+ */
+#include "helpers.h"
+
+#include <math.h>
+
+Test(higher, every_op_with_a_jvp_rule_passes_the_second_order_check) {
+    tg_ctx *c = tg_ctx_new();
+    tg_gradcheck_opts opts = tg_gradcheck_defaults();
+    opts.order = 2;
+    int ruled = 0;
+    for (int id = 0; id < tg_op_count(c); id++) {
+        tg_op_info info;
+        cr_assert_eq(tg_op_get_info(c, id, &info), TG_OK);
+        if (!info.has_jvp || !info.has_example) continue;
+        ruled++;
+        for (int example = 0;; example++) {
+            tg_gradcheck_result r;
+            tg_status status = tg_gradcheck(c, id, example, &opts, &r);
+            if (status == TG_ERR_NOT_FOUND) break;
+            cr_expect_eq(status, TG_OK, "%s example %d: %s", info.name, example, tg_errmsg(c));
+            cr_expect(r.passed && r.n_checked > 0, "%s example %d: %s input %d element %lld: "
+                      "analytic %.6g numeric %.6g", info.name, example,
+                      r.worst_check ? r.worst_check : "?", r.worst_input,
+                      (long long)r.worst_index, r.worst_analytic, r.worst_numeric);
+            tg_clear_error(c);
+        }
+    }
+    cr_expect_geq(ruled, 40, "only %d ops have a JVP rule", ruled);
+    tg_ctx_free(c);
+}
+
+/* ---- a check that can fail ------------------------------------------------------------------ */
+
+static tg_status cube_forward(tg_op_call *call) {
+    for (int64_t i = 0; i < call->output->size; i++) {
+        float x = call->inputs[0]->data[i];
+        call->output->data[i] = x * x * x;
+    }
+    return TG_OK;
+}
+
+static tg_status cube_backward(const tg_op_call *call) {
+    for (int64_t i = 0; i < call->output->size; i++) {
+        float x = call->inputs[0]->data[i];
+        call->inputs[0]->grad[i] += call->output->grad[i] * 3.0f * x * x;
+    }
+    return TG_OK;
+}
+
+/* d(x^3) = 3 x^2 dx; this rule says 2 x^2 dx (the first-order check cannot see it) */
+static tg_status cube_jvp_wrong(const tg_op_call *call, tg_tensor *const *t, tg_tensor **out) {
+    tg_tape *tape = call->tape;
+    tg_tensor *x = call->inputs[0];
+    *out = tg_scale(tape, tg_mul(tape, tg_mul(tape, x, x), t[0]), 2.0f);
+    return *out ? TG_OK : tg_errcode(tg_tape_ctx(tape));
+}
+
+static tg_status cube_jvp(const tg_op_call *call, tg_tensor *const *t, tg_tensor **out) {
+    tg_tape *tape = call->tape;
+    tg_tensor *x = call->inputs[0];
+    *out = tg_scale(tape, tg_mul(tape, tg_mul(tape, x, x), t[0]), 3.0f);
+    return *out ? TG_OK : tg_errcode(tg_tape_ctx(tape));
+}
+
+static tg_status cube_example(tg_tape *tape, void *op_data, int index, tg_tensor **inputs,
+                              int *n_inputs, tg_attr_value *attrs) {
+    (void)op_data, (void)attrs;
+    if (index > 0) return TG_ERR_NOT_FOUND;
+    inputs[0] = tg_tape_zeros(tape, TG_SHAPE(2, 3));
+    tg_fill_uniform(inputs[0], -1.5f, 1.5f, 5);
+    tg_set_requires_grad(inputs[0], true);
+    *n_inputs = 1;
+    return TG_OK;
+}
+
+static int register_cube(tg_ctx *c, const char *name, tg_jvp_fn jvp) {
+    tg_op_def def = {name, 1, "", infer_like_first_input, cube_forward, cube_backward,
+                     cube_example, NULL, jvp};
+    int id = tg_op_register(c, &def);
+    cr_assert_geq(id, 0, "%s", tg_errmsg(c));
+    return id;
+}
+
+Test(higher, a_wrong_jvp_rule_is_caught_and_a_right_one_passes) {
+    tg_ctx *c = tg_ctx_new();
+    int wrong = register_cube(c, "cube_wrong", cube_jvp_wrong);
+    int right = register_cube(c, "cube", cube_jvp);
+    tg_gradcheck_opts opts = tg_gradcheck_defaults();
+    opts.order = 2;
+    tg_gradcheck_result r;
+    cr_assert_eq(tg_gradcheck(c, wrong, 0, NULL, &r), TG_OK);
+    cr_expect(r.passed, "first order alone cannot see a wrong JVP");
+    cr_assert_eq(tg_gradcheck(c, wrong, 0, &opts, &r), TG_OK, "%s", tg_errmsg(c));
+    cr_expect_not(r.passed, "a JVP off by a factor 2/3 passed");
+    cr_expect_gt(r.max_rel_err, 0.2);
+    cr_assert_eq(tg_gradcheck(c, right, 0, &opts, &r), TG_OK, "%s", tg_errmsg(c));
+    cr_expect(r.passed, "%s element %lld: %g vs %g", r.worst_check, (long long)r.worst_index,
+              r.worst_analytic, r.worst_numeric);
+    tg_ctx_free(c);
+}
+
+Test(higher, an_op_without_a_jvp_rule_is_refused_by_name) {
+    tg_ctx *c = tg_ctx_new();
+    tg_op_def def = {"cube_first_order", 1, "", infer_like_first_input, cube_forward,
+                     cube_backward, cube_example, NULL, NULL};
+    cr_assert_geq(tg_op_register(c, &def), 0);
+    tg_tape *tape = tg_tape_new(c);
+    tg_tensor *x = leaf(c, TG_SHAPE(3), (float[]){1, 2, 3});
+    tg_tensor *y = tg_sum(tape, tg_call(tape, "cube_first_order", &x, 1, NULL, 0));
+    cr_assert_not_null(y, "%s", tg_errmsg(c));
+    tg_tensor *v = tg_tape_from_data(tape, TG_SHAPE(3), (float[]){1, 0, 0}), *out = NULL;
+    cr_expect_eq(tg_jvp(tape, y, 1, &x, &v, &out), TG_ERR_NOGRAD);
+    expect_errmsg_has(c, "cube_first_order", "JVP");
+    tg_clear_error(c);
+    float hv[3];
+    cr_expect_eq(tg_hvp(tape, y, 1, &x, (const float *[]){(float[]){1, 0, 0}}, (float *[]){hv}),
+                 TG_ERR_NOGRAD);
+    tg_clear_error(c);
+    tg_tensor *g;
+    cr_expect_eq(tg_grad(tape, y, 1, &x, &g), TG_ERR_NOGRAD);
+    expect_errmsg_has(c, "cube_first_order");
+    tg_tape_free(tape);
+    tg_ctx_free(c);
+}
+
+/* ---- a whole model --------------------------------------------------------------------------- */
+
+typedef struct model {
+    tg_ctx *ctx;
+    tg_module *mlp;
+    tg_tensor *params[16];
+    int n;
+    tg_tensor *x, *labels;
+} model;
+
+static model small_mlp(tg_activation act, int depth) {
+    model m = {0};
+    m.ctx = tg_ctx_new();
+    tg_mlp_config cfg = {.in = 5, .out = 3, .width = 6, .depth = depth, .activation = act,
+                         .seed = 7};
+    m.mlp = tg_mlp_new(m.ctx, "mlp", &cfg);
+    cr_assert_not_null(m.mlp, "%s", tg_errmsg(m.ctx));
+    m.n = tg_module_params(m.mlp, m.params, 16);
+    cr_assert(m.n > 0 && m.n <= 16);
+    m.x = tg_zeros(m.ctx, TG_SHAPE(4, 5));
+    tg_fill_normal(m.x, 0.0f, 1.0f, 3);
+    m.labels = tg_from_data(m.ctx, TG_SHAPE(4), (float[]){0, 2, 1, 2});
+    return m;
+}
+
+static tg_tensor *mlp_loss(model *m, tg_tape *tape) {
+    return tg_cross_entropy(tape, tg_module_forward(m->mlp, tape, m->x), m->labels);
+}
+
+/* The gradients at the parameters moved by step * v, from a first-order backward. */
+static void gradients_at(model *m, float *const *v, double step, float **out) {
+    tg_tape *tape = tg_tape_new(m->ctx);
+    for (int p = 0; p < m->n; p++)
+        for (int64_t i = 0; i < m->params[p]->size; i++)
+            m->params[p]->data[i] += (float)(step * v[p][i]);
+    for (int p = 0; p < m->n; p++) tg_zero_grad(m->params[p]);
+    cr_assert_eq(tg_backward(tape, mlp_loss(m, tape)), TG_OK, "%s", tg_errmsg(m->ctx));
+    for (int p = 0; p < m->n; p++) {
+        memcpy(out[p], m->params[p]->grad, (size_t)m->params[p]->size * sizeof(float));
+        for (int64_t i = 0; i < m->params[p]->size; i++)
+            m->params[p]->data[i] -= (float)(step * v[p][i]);
+    }
+    tg_tape_free(tape);
+}
+
+static void expect_hvp_matches_differences(tg_activation act, int depth) {
+    model m = small_mlp(act, depth);
+    float *v[16], *hv[16], *plus[16], *minus[16];
+    for (int p = 0; p < m.n; p++) {
+        size_t bytes = (size_t)m.params[p]->size * sizeof(float);
+        v[p] = malloc(bytes), hv[p] = malloc(bytes), plus[p] = malloc(bytes), minus[p] = malloc(bytes);
+        tg_rng rng;
+        tg_rng_seed(&rng, 11 + (uint64_t)p);
+        for (int64_t i = 0; i < m.params[p]->size; i++) v[p][i] = tg_rng_uniform(&rng) * 2 - 1;
+    }
+    tg_tape *tape = tg_tape_new(m.ctx);
+    tg_tensor *loss = mlp_loss(&m, tape);
+    cr_assert_eq(tg_hvp(tape, loss, m.n, m.params, (const float *const *)v, hv), TG_OK, "%s",
+                 tg_errmsg(m.ctx));
+    const double eps = 1e-2;
+    gradients_at(&m, v, eps, plus);
+    gradients_at(&m, v, -eps, minus);
+    double worst = 0.0, norm = 0.0;
+    for (int p = 0; p < m.n; p++)
+        for (int64_t i = 0; i < m.params[p]->size; i++) {
+            double numeric = ((double)plus[p][i] - minus[p][i]) / (2 * eps);
+            worst = fmax(worst, fabs(hv[p][i] - numeric));
+            norm = fmax(norm, fabs(numeric));
+        }
+    cr_expect_gt(norm, 1e-2, "the Hessian product is ~0: the check would be vacuous");
+    cr_expect_lt(worst, 2e-3 + 1e-2 * norm, "max |Hv - differences| %.3g (max |Hv| %.3g)", worst, norm);
+    for (int p = 0; p < m.n; p++) free(v[p]), free(hv[p]), free(plus[p]), free(minus[p]);
+    tg_tape_free(tape);
+    tg_ctx_free(m.ctx);
+}
+
+Test(higher, hvp_of_an_mlp_matches_differences_of_its_gradients) {
+    expect_hvp_matches_differences(TG_ACT_TANH, 3);
+    expect_hvp_matches_differences(TG_ACT_GELU, 2);
+    expect_hvp_matches_differences(TG_ACT_RELU, 3);
+}
+
+/* tg_vjp is the backward pass into the caller's arrays; params keep their own gradients. */
+Test(higher, vjp_and_jvp_agree_with_backward_and_with_each_other) {
+    model m = small_mlp(TG_ACT_TANH, 2);
+    tg_tape *tape = tg_tape_new(m.ctx);
+    tg_set_requires_grad(m.x, true);
+    tg_tensor *y = tg_module_forward(m.mlp, tape, m.x);
+    float u[12], gx[20], kept = 0.5f;
+    for (int i = 0; i < 12; i++) u[i] = (float)(i % 5) - 2.0f;
+    for (int p = 0; p < m.n; p++)
+        for (int64_t i = 0; i < m.params[p]->size; i++) m.params[p]->grad[i] = kept;
+    cr_assert_eq(tg_vjp(tape, y, u, 1, &m.x, (float *[]){gx}), TG_OK, "%s", tg_errmsg(m.ctx));
+    /* <u, J t> = <J^T u, t> for any tangent t: forward and reverse mode agree */
+    tg_tape *again = tg_tape_new(m.ctx);
+    y = tg_module_forward(m.mlp, again, m.x);
+    float t_values[20];
+    for (int i = 0; i < 20; i++) t_values[i] = (float)((i * 7) % 9) / 9.0f - 0.4f;
+    tg_tensor *t = tg_tape_from_data(again, TG_SHAPE(4, 5), t_values), *jt = NULL;
+    cr_assert_eq(tg_jvp(again, y, 1, &m.x, &t, &jt), TG_OK, "%s", tg_errmsg(m.ctx));
+    double left = 0, right = 0;
+    for (int i = 0; i < 12; i++) left += (double)u[i] * jt->data[i];
+    for (int i = 0; i < 20; i++) right += (double)gx[i] * t_values[i];
+    cr_expect(fabs(left - right) < 1e-4 * (1 + fabs(left)), "<u, Jt> %.7g != <J^T u, t> %.7g", left, right);
+    for (int p = 0; p < m.n; p++)
+        cr_expect_eq(m.params[p]->grad[0], kept, "tg_vjp changed a parameter's grad");
+    tg_tape_free(tape);
+    tg_tape_free(again);
+    tg_ctx_free(m.ctx);
+}
+
+/* ---- double backward ----------------------------------------------------------------------- */
+
+/* loss = CE(mlp(x)) + 0.5 |d CE / d x|^2: a gradient penalty, differentiated end to end. */
+static tg_tensor *penalised(tg_tape *tape, tg_tensor *const *inputs, int n, void *user) {
+    (void)inputs, (void)n;
+    model *m = user;
+    tg_tensor *loss = mlp_loss(m, tape), *gx = NULL;
+    if (!loss || tg_grad(tape, loss, 1, &m->x, &gx) != TG_OK) return NULL;
+    return tg_add(tape, loss, tg_scale(tape, tg_sum(tape, tg_square(tape, gx)), 0.5f));
+}
+
+Test(higher, a_gradient_penalty_matches_finite_differences_and_trains) {
+    model m = small_mlp(TG_ACT_TANH, 3);
+    tg_set_requires_grad(m.x, true);
+    tg_gradcheck_opts opts = tg_gradcheck_defaults();
+    tg_gradcheck_result r;
+    cr_assert_eq(tg_gradcheck_function(m.ctx, penalised, &m, m.params, m.n, &opts, &r), TG_OK,
+                 "%s", tg_errmsg(m.ctx));
+    cr_expect(r.passed, "input %d element %lld: %g vs %g", r.worst_input, (long long)r.worst_index,
+              r.worst_analytic, r.worst_numeric);
+    /* and plain SGD on it lowers the penalised loss */
+    tg_tape *tape = tg_tape_new(m.ctx);
+    float first = 0, last = 0;
+    for (int step = 0; step < 30; step++) {
+        tg_tape_reset(tape);
+        for (int p = 0; p < m.n; p++) tg_zero_grad(m.params[p]);
+        tg_tensor *loss = penalised(tape, NULL, 0, &m);
+        cr_assert_not_null(loss, "%s", tg_errmsg(m.ctx));
+        if (step == 0) first = loss->data[0];
+        last = loss->data[0];
+        cr_assert_eq(tg_backward(tape, loss), TG_OK, "%s", tg_errmsg(m.ctx));
+        for (int p = 0; p < m.n; p++)
+            for (int64_t i = 0; i < m.params[p]->size; i++)
+                m.params[p]->data[i] -= 0.2f * m.params[p]->grad[i];
+    }
+    cr_expect_lt(last, 0.8f * first, "penalised loss %g -> %g", first, last);
+    tg_tape_free(tape);
+    tg_ctx_free(m.ctx);
+}
+
+/* ---- memory and threads --------------------------------------------------------------------- */
+
+static void hvp_step(model *m, tg_tape *tape, const float *const *v, float *const *hv) {
+    tg_tape_reset(tape);
+    tg_tensor *loss = mlp_loss(m, tape);
+    cr_assert_eq(tg_hvp(tape, loss, m->n, m->params, v, hv), TG_OK, "%s", tg_errmsg(m->ctx));
+}
+
+Test(higher, an_hvp_every_step_allocates_nothing_after_the_first) {
+    tally count = {.fail_at = -1};
+    model m = {0};
+    m.ctx = tg_ctx_new_with_allocator(tally_alloc, &count);
+    tg_mlp_config cfg = {.in = 5, .out = 3, .width = 6, .depth = 3, .activation = TG_ACT_TANH, .seed = 7};
+    m.mlp = tg_mlp_new(m.ctx, "mlp", &cfg);
+    m.n = tg_module_params(m.mlp, m.params, 16);
+    m.x = tg_zeros(m.ctx, TG_SHAPE(4, 5));
+    tg_fill_normal(m.x, 0, 1, 3);
+    m.labels = tg_from_data(m.ctx, TG_SHAPE(4), (float[]){0, 2, 1, 2});
+    static float v_room[16][64], hv_room[16][64];
+    const float *v[16];
+    float *hv[16];
+    for (int p = 0; p < m.n; p++) {
+        cr_assert_leq(m.params[p]->size, 64);
+        for (int i = 0; i < 64; i++) v_room[p][i] = (float)(i % 3) - 1.0f;
+        v[p] = v_room[p], hv[p] = hv_room[p];
+    }
+    tg_tape *tape = tg_tape_new(m.ctx);
+    hvp_step(&m, tape, v, hv);
+    hvp_step(&m, tape, v, hv);
+    long after_warmup = count.allocations;
+    for (int step = 0; step < 10; step++) hvp_step(&m, tape, v, hv);
+    cr_expect_eq(count.allocations, after_warmup, "%ld allocations in 10 HVP steps",
+                 count.allocations - after_warmup);
+    tg_tape_free(tape);
+    tg_module_free(m.mlp);
+    tg_ctx_free(m.ctx);
+    cr_expect_eq(count.live_bytes, 0);
+}
+
+Test(higher, hvp_is_the_same_at_one_and_two_threads) {
+    float results[2][64 * 64];
+    for (int run = 0; run < 2; run++) {
+        tg_ctx *c = tg_ctx_new();
+        tg_ctx_set_threads(c, run + 1);
+        tg_mlp_config cfg = {.in = 64, .out = 10, .width = 64, .depth = 3,
+                             .activation = TG_ACT_GELU, .seed = 3};
+        tg_module *mlp = tg_mlp_new(c, "mlp", &cfg);
+        tg_tensor *params[8];
+        int n = tg_module_params(mlp, params, 8);
+        tg_tensor *x = tg_zeros(c, TG_SHAPE(256, 64)), *labels = tg_zeros(c, TG_SHAPE(256));
+        tg_fill_normal(x, 0, 1, 9);
+        for (int i = 0; i < 256; i++) labels->data[i] = (float)(i % 10);
+        tg_tape *tape = tg_tape_new(c);
+        tg_tensor *loss = tg_cross_entropy(tape, tg_module_forward(mlp, tape, x), labels);
+        static float v_room[8][64 * 64], hv_room[8][64 * 64];
+        const float *v[8];
+        float *hv[8];
+        for (int p = 0; p < n; p++) {
+            for (int64_t i = 0; i < params[p]->size; i++) v_room[p][i] = (float)(i % 7) / 7.0f;
+            v[p] = v_room[p], hv[p] = hv_room[p];
+        }
+        cr_assert_eq(tg_hvp(tape, loss, n, params, v, hv), TG_OK, "%s", tg_errmsg(c));
+        memcpy(results[run], hv_room[2], sizeof results[run]); /* the middle layer's weight */
+        tg_tape_free(tape);
+        tg_ctx_free(c);
+    }
+    cr_expect(memcmp(results[0], results[1], sizeof results[0]) == 0,
+              "H v differs between one and two threads");
+}
