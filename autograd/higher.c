@@ -281,6 +281,15 @@ tg_status tg_vjp(tg_tape *tape, tg_tensor *output, const float *u, int n,
 
 /* ---- Hessian-vector products ---------------------------------------------------------------- */
 
+/* A constant tape tensor shaped like `like` over the caller's floats, not copied: ops only read
+ * a tensor that wants no gradient (a direction of a large model is megabytes). */
+static tg_tensor *borrowed(tg_tape *tape, const tg_tensor *like, const float *values) {
+    tg_tensor *t = tgi_header_take(tape);
+    if (t) tgi_init_tape_tensor(t, tape, (float *)values, like->ndim, like->shape, like->size,
+                                NULL, false, NULL);
+    return t;
+}
+
 tg_status tg_hvp(tg_tape *tape, tg_tensor *loss, int n, tg_tensor *const *params,
                  const float *const *v, float *const *hv) {
     if (!tape) return TG_ERR_INVALID;
@@ -300,8 +309,7 @@ tg_status tg_hvp(tg_tape *tape, tg_tensor *loss, int n, tg_tensor *const *params
     for (int i = 0; i < n; i++) {
         if (!v[i] || !hv[i])
             return tgi_error(tape->ctx, TG_ERR_INVALID, "hvp: %s[%d] is NULL", !v[i] ? "v" : "hv", i);
-        directions[i] = tg_tape_from_data(tape, params[i]->ndim, params[i]->shape, v[i]);
-        if (!directions[i]) return tg_errcode(tape->ctx);
+        if (!(directions[i] = borrowed(tape, params[i], v[i]))) return tg_errcode(tape->ctx);
     }
     tg_tensor *slope = NULL; /* d loss along v: <grad, v>, recorded */
     status = tg_jvp(tape, loss, n, params, directions, &slope);

@@ -14,8 +14,11 @@
 
 #define MAX_ORDER 4
 
-/* f^(k)(x) for built-in unary op `op` with attributes a, b (its first two f32 attributes). */
-static float derivative(int op, int k, float x, float a, float b) {
+/* f^(k)(x) for built-in unary op `op` with attributes a, b (its first two f32 attributes).
+ * Always inlined into loops specialised per op (FOR_EACH_FUNCTION below): the switch folds
+ * away and the loop vectorises; called per element through the switch, it was a quarter of
+ * an HVP's time. */
+TGI_ALWAYS_INLINE static inline float derivative(int op, int k, float x, float a, float b) {
     switch (op) {
     case TGI_OP_NEG: return k == 1 ? -1.0f : 0.0f;
     case TGI_OP_SCALE: return k == 1 ? a : 0.0f;
@@ -72,13 +75,18 @@ static float derivative(int op, int k, float x, float a, float b) {
     }
 }
 
+/* X(op) for every function above. */
+#define FOR_EACH_FUNCTION(X)                                                                    \
+    X(TGI_OP_NEG) X(TGI_OP_SCALE) X(TGI_OP_ADD_SCALAR) X(TGI_OP_POW) X(TGI_OP_SQUARE)          \
+    X(TGI_OP_SQRT) X(TGI_OP_EXP) X(TGI_OP_LOG) X(TGI_OP_ABS) X(TGI_OP_SIGMOID) X(TGI_OP_TANH)  \
+    X(TGI_OP_RELU) X(TGI_OP_LEAKY_RELU) X(TGI_OP_ELU) X(TGI_OP_SOFTPLUS) X(TGI_OP_GELU)        \
+    X(TGI_OP_CLAMP) X(TGI_OP_SIN) X(TGI_OP_COS)
+
 static bool known(int op) {
     switch (op) {
-    case TGI_OP_NEG: case TGI_OP_SCALE: case TGI_OP_ADD_SCALAR: case TGI_OP_POW:
-    case TGI_OP_SQUARE: case TGI_OP_SQRT: case TGI_OP_EXP: case TGI_OP_LOG: case TGI_OP_ABS:
-    case TGI_OP_SIGMOID: case TGI_OP_TANH: case TGI_OP_RELU: case TGI_OP_LEAKY_RELU:
-    case TGI_OP_ELU: case TGI_OP_SOFTPLUS: case TGI_OP_GELU: case TGI_OP_CLAMP: case TGI_OP_SIN:
-    case TGI_OP_COS: return true;
+#define KNOWN_CASE(OP) case OP: return true;
+        FOR_EACH_FUNCTION(KNOWN_CASE)
+#undef KNOWN_CASE
     default: return false;
     }
 }
@@ -101,9 +109,17 @@ static void unary_derivative_range(void *arg, int64_t begin, int64_t end) {
     tg_op_call *call = arg;
     const tg_attr_value *at = call->attrs;
     int op = (int)at[0].i64, k = (int)at[1].i64;
-    const float *x = call->inputs[0]->data, *g = call->inputs[1]->data;
-    float *y = call->output->data;
-    for (int64_t i = begin; i < end; i++) y[i] = g[i] * derivative(op, k, x[i], at[2].f32, at[3].f32);
+    const float *restrict x = call->inputs[0]->data, *restrict g = call->inputs[1]->data;
+    float *restrict y = call->output->data, a = at[2].f32, b = at[3].f32;
+    switch (op) {
+#define FORWARD_CASE(OP)                                                                        \
+    case OP:                                                                                    \
+        for (int64_t i = begin; i < end; i++) y[i] = g[i] * derivative(OP, k, x[i], a, b);      \
+        break;
+        FOR_EACH_FUNCTION(FORWARD_CASE)
+#undef FORWARD_CASE
+    default: break; /* refused by infer_shape */
+    }
 }
 
 static tg_status unary_derivative_forward(tg_op_call *call) {
@@ -117,10 +133,20 @@ static void unary_derivative_grad_range(void *arg, int64_t begin, int64_t end) {
     const tg_attr_value *at = call->attrs;
     int op = (int)at[0].i64, k = (int)at[1].i64;
     tg_tensor *tx = call->inputs[0], *tg = call->inputs[1];
-    const float *x = tx->data, *g = tg->data, *u = call->output->grad;
-    for (int64_t i = begin; i < end; i++) {
-        if (tg->grad) tg->grad[i] += u[i] * derivative(op, k, x[i], at[2].f32, at[3].f32);
-        if (tx->grad) tx->grad[i] += u[i] * g[i] * derivative(op, k + 1, x[i], at[2].f32, at[3].f32);
+    const float *restrict x = tx->data, *restrict g = tg->data, *restrict u = call->output->grad;
+    float *restrict gx = tx->grad, *restrict gg = tg->grad, a = at[2].f32, b = at[3].f32;
+    switch (op) {
+#define BACKWARD_CASE(OP)                                                                       \
+    case OP:                                                                                    \
+        if (gg)                                                                                 \
+            for (int64_t i = begin; i < end; i++) gg[i] += u[i] * derivative(OP, k, x[i], a, b); \
+        if (gx)                                                                                 \
+            for (int64_t i = begin; i < end; i++)                                               \
+                gx[i] += u[i] * g[i] * derivative(OP, k + 1, x[i], a, b);                       \
+        break;
+        FOR_EACH_FUNCTION(BACKWARD_CASE)
+#undef BACKWARD_CASE
+    default: break;
     }
 }
 
