@@ -65,8 +65,9 @@ static void command_usage(const char *command, FILE *out) {
                      "                        parameter and node matching PATTERN (fc*.weight)\n");
     else if (strcmp(command, "ops") == 0)
         fprintf(out, "usage: tapegrad ops [--plugin PATH]...\n\n"
-                     "Lists the op registry (name, arity, attributes, whether it has a backward,\n"
-                     "built-in or native), with the plugins' ops, then the GEMM backend.\n");
+                     "Lists the op registry (name, arity, attributes, whether it has a backward and\n"
+                     "a forward-mode rule (jvp: second derivatives), built-in or native), with the\n"
+                     "plugins' ops, then the GEMM backend.\n");
     else
         fprintf(out, "usage: tapegrad gradcheck [OP...] [--order 1|2] [--plugin PATH]...\n\n"
                      "Checks each op's backward (default: every op with an example) against central\n"
@@ -273,16 +274,17 @@ static int run_ops(int argc, char **argv) {
     }
     tg_ctx *ctx = context_with_plugins("ops", &o);
     if (!ctx) return 1;
-    printf("%-16s %-8s %-36s %-9s %s\n", "op", "arity", "attributes", "backward", "kind");
+    printf("%-16s %-8s %-36s %-9s %-4s %s\n", "op", "arity", "attributes", "backward", "jvp",
+           "kind");
     for (int id = 0; id < tg_op_count(ctx); id++) {
         tg_op_info info;
         tg_op_get_info(ctx, id, &info);
         char arity[16];
         if (info.arity == TG_VARIADIC) snprintf(arity, sizeof arity, "1+");
         else snprintf(arity, sizeof arity, "%d", info.arity);
-        printf("%-16s %-8s %-36s %-9s %s\n", info.name, arity,
+        printf("%-16s %-8s %-36s %-9s %-4s %s\n", info.name, arity,
                info.attr_signature[0] ? info.attr_signature : "-", info.has_backward ? "yes" : "no",
-               info.native ? "native" : "built-in");
+               info.has_jvp ? "yes" : "no", info.native ? "native" : "built-in");
     }
     printf("\n");
     print_engine(stdout);

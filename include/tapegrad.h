@@ -1284,6 +1284,9 @@ typedef struct tg_native_opts {
     tg_example_fn example;                /**< NULL: every input [3,4] from N(0,1) */
     void *op_data;                        /**< given to infer_shape and example as call->op_data */
     tg_attr_value example_attrs[TG_MAX_ATTRS]; /**< attributes of the default example */
+    tg_jvp_fn jvp;                        /**< forward-mode rule, written with ops as for any op
+                                               (tg_op_def.jvp; it sees op_data above): gives
+                                               the op second derivatives (tg_hvp, tg_grad) */
 } tg_native_opts;
 
 /**

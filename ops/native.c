@@ -147,6 +147,12 @@ static tg_status native_example(tg_tape *tape, void *op_data, int index, tg_tens
     return TG_OK;
 }
 
+/* The user's forward-mode rule (written with ops, as for any op), seeing their op_data. */
+static tg_status native_jvp(const tg_op_call *call, tg_tensor *const *tangents, tg_tensor **out) {
+    tg_op_call view = user_view(call);
+    return ((const native_op *)call->op_data)->opts.jvp(&view, tangents, out);
+}
+
 static void release_native(tg_ctx *ctx, void *op_data) {
     tgi_free(ctx, op_data, sizeof(native_op));
 }
@@ -267,7 +273,8 @@ int tg_op_register_native(tg_ctx *ctx, const char *name, const char *signature,
         return -1;
     }
     tg_op_def def = {name, n_inputs, attr_text, native_infer, native_forward,
-                     backward ? native_backward : NULL, native_example, op};
+                     backward ? native_backward : NULL, native_example, op,
+                     op->opts.jvp ? native_jvp : NULL};
     int id = tgi_op_register(ctx, &def, release_native, true);
     if (id < 0) release_native(ctx, op);
     return id;
