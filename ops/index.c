@@ -169,7 +169,9 @@ static tg_status argmax_axis_backward(const tg_op_call *call) {
  * element max_axis's backward sends the gradient to (lane_argmax: the first of tied maxima, the
  * first NaN). So max_axis's tangent is max_axis_select(x, tangent), picked again from x whenever
  * the op runs (a replay finds the new maximum) and exact on ties, where a one-hot built from
- * argmax_axis would need an index op and would fail on a NaN lane (its argmax is NaN). */
+ * argmax_axis would need an index op and would fail on a NaN lane (its argmax is NaN). A lane
+ * holding a NaN gives NaN, as argmax_axis does: the maximum there is not a number, nor is its
+ * tangent, and a NaN is never turned into a number. */
 static tg_status max_axis_select_infer(const tg_op_call *call, tg_shape *out) {
     if (!tgi_same_shape(call->inputs[0], call->inputs[1]))
         return tg_op_fail(call, TG_ERR_SHAPE, "x and t must have the same shape");
@@ -182,8 +184,8 @@ static tg_status max_axis_select_forward(tg_op_call *call) {
     for (int64_t o = 0; o < s.outer; o++)
         for (int64_t i = 0; i < s.inner; i++) {
             int64_t base = o * s.n * s.inner + i;
-            call->output->data[o * s.inner + i] =
-                t[base + lane_argmax(x + base, s.n, s.inner) * s.inner];
+            int64_t at = base + lane_argmax(x + base, s.n, s.inner) * s.inner;
+            call->output->data[o * s.inner + i] = isnan(x[at]) ? NAN : t[at];
         }
     return TG_OK;
 }
