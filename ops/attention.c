@@ -317,6 +317,100 @@ static tg_status attention_qkv_backward(const tg_op_call *call) {
     return TG_OK;
 }
 
+/* ---- forward-mode rules -------------------------------------------------------------------- */
+
+/* With S = scale Q K^T (masked), P = softmax(S) and O = P V, per head:
+ *     dS = scale (dQ K^T + Q dK^T)
+ *     dP = P * (dS - rowsum(P * dS))     (the softmax's JVP, composed here from P)
+ *     dO = dP V + P dV
+ * P is computed again by ops (matmul, masked_fill, softmax_axis) rather than read from the
+ * forward's saved probabilities, so the tangent is differentiable in reverse (double backward,
+ * HVP) and follows a replay. Masked scores get a large finite negative rather than -inf: their
+ * probability is 0 all the same (exp underflows), with no infinity for anomaly mode to flag. */
+#define MASKED_SCORE (-1e30f)
+
+/* mask[i, j] = 1 where query i does not see key j (j > i, top-left aligned as keys_seen): a
+ * constant of the shapes alone, not of the inputs' values. */
+static tg_tensor *causal_mask(tg_tape *tape, int64_t tq, int64_t tk) {
+    tg_tensor *mask = tg_tape_zeros(tape, 2, (int64_t[]){tq, tk});
+    if (!mask) return NULL;
+    for (int64_t i = 0; i < tq; i++)
+        for (int64_t j = i + 1; j < tk; j++) mask->data[i * tk + j] = 1.0f;
+    return mask;
+}
+
+typedef struct head_tensors {
+    tg_tensor *q, *k, *v;    /* [..., Tq, D], [..., Tk, D], [..., Tk, Dv] */
+    tg_tensor *dq, *dk, *dv; /* their tangents, NULL: zero */
+} head_tensors;
+
+/* dO for heads h (scale already resolved); NULL on error (reported on the tape's context). */
+static tg_tensor *attention_tangent(tg_tape *tape, const head_tensors *h, bool causal,
+                                    float scale) {
+    int nd = h->q->ndim;
+    tg_tensor *kt = tg_transpose(tape, h->k, nd - 2, nd - 1);
+    tg_tensor *s = kt ? tg_scale(tape, tg_matmul(tape, h->q, kt), scale) : NULL;
+    if (s && causal) {
+        tg_tensor *mask = causal_mask(tape, s->shape[nd - 2], s->shape[nd - 1]);
+        s = mask ? tg_masked_fill(tape, s, mask, MASKED_SCORE) : NULL;
+    }
+    tg_tensor *p = s ? tg_softmax_axis(tape, s, -1) : NULL;
+    if (!p) return NULL;
+    tg_tensor *dout = NULL;
+    if (h->dq || h->dk) {
+        tg_tensor *ds = h->dq ? tg_matmul(tape, h->dq, kt) : NULL;
+        if (h->dq && !ds) return NULL;
+        if (h->dk) {
+            tg_tensor *term = tg_matmul(tape, h->q, tg_transpose(tape, h->dk, nd - 2, nd - 1));
+            if (!term || !(ds = tgi_tangent_add(tape, ds, term))) return NULL;
+        }
+        ds = tg_scale(tape, ds, scale);
+        tg_tensor *row = ds ? tg_sum_axis(tape, tg_mul(tape, p, ds), -1, true) : NULL;
+        tg_tensor *dp = row ? tg_mul(tape, p, tg_sub(tape, ds, row)) : NULL;
+        if (!dp || !(dout = tg_matmul(tape, dp, h->v))) return NULL;
+    }
+    if (h->dv) {
+        tg_tensor *term = tg_matmul(tape, p, h->dv);
+        if (!term) return NULL;
+        dout = tgi_tangent_add(tape, dout, term);
+    }
+    return dout;
+}
+
+static tg_status attention_jvp(const tg_op_call *call, tg_tensor *const *t, tg_tensor **out) {
+    tg_tape *tape = call->tape;
+    head_tensors h = {call->inputs[0], call->inputs[1], call->inputs[2], t[0], t[1], t[2]};
+    attention_dims a = attention_shape(call);
+    *out = attention_tangent(tape, &h, a.causal, a.scale);
+    return *out ? TG_OK : tg_errcode(tape->ctx);
+}
+
+/* Part `part` (0: q, 1: k, 2: v) of a packed [B, T, 3E] as heads [B, H, T, D]. */
+static tg_tensor *packed_heads(tg_tape *tape, tg_tensor *qkv, int part, int64_t heads) {
+    int64_t batch = qkv->shape[0], t = qkv->shape[1], e = qkv->shape[2] / 3;
+    tg_tensor *x = tg_slice(tape, qkv, 2, part * e, (part + 1) * e);
+    x = tg_reshape(tape, x, 4, (int64_t[]){batch, t, heads, e / heads});
+    return tg_permute(tape, x, 4, (int64_t[]){0, 2, 1, 3});
+}
+
+/* The packed op is attention on the heads split out of qkv, merged back into [B, T, E]: its
+ * tangent is the same composition, on the tangent of qkv split the same way. */
+static tg_status attention_qkv_jvp(const tg_op_call *call, tg_tensor *const *t, tg_tensor **out) {
+    tg_tape *tape = call->tape;
+    tg_tensor *qkv = call->inputs[0];
+    int64_t heads = call->attrs[0].i64;
+    attention_dims a = packed_shape(call);
+    head_tensors h;
+    tg_tensor **parts[6] = {&h.q, &h.k, &h.v, &h.dq, &h.dk, &h.dv};
+    for (int i = 0; i < 6; i++)
+        if (!(*parts[i] = packed_heads(tape, i < 3 ? qkv : t[0], i % 3, heads)))
+            return tg_errcode(tape->ctx);
+    tg_tensor *dout = attention_tangent(tape, &h, a.causal, a.scale);
+    dout = dout ? tg_permute(tape, dout, 4, (int64_t[]){0, 2, 1, 3}) : NULL;
+    *out = dout ? tg_reshape(tape, dout, 3, call->output->shape) : NULL;
+    return *out ? TG_OK : tg_errcode(tape->ctx);
+}
+
 /* ---- registry entry ------------------------------------------------------------------------ */
 
 #define QKV(...) \
@@ -341,9 +435,10 @@ static const tgi_examples attention_examples = TGI_EXAMPLES(attention_inputs);
 static const tgi_examples packed_examples = TGI_EXAMPLES(packed_inputs);
 
 const tg_op_def tgi_attention_defs[] = {
-    KERNEL_DEF(attention, 3, "causal:bool,scale:f32", attention_infer, attention_examples),
-    KERNEL_DEF(attention_qkv, 1, "heads:i64,causal:bool,scale:f32", packed_infer,
-               packed_examples),
+    KERNEL_DEF_JVP(attention, 3, "causal:bool,scale:f32", attention_infer, attention_examples,
+                   attention_jvp),
+    KERNEL_DEF_JVP(attention_qkv, 1, "heads:i64,causal:bool,scale:f32", packed_infer,
+                   packed_examples, attention_qkv_jvp),
 };
 const int tgi_attention_count = sizeof tgi_attention_defs / sizeof tgi_attention_defs[0];
 

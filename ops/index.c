@@ -1,6 +1,7 @@
 /*
  * ops/index.c — the ops attention and language models add: embedding lookup, masking, max and
- * argmax over an axis, permute, clamp, sin and cos, softmax and log-softmax over any axis.
+ * argmax over an axis, permute, clamp, sin and cos, softmax and log-softmax over any axis; and
+ * max_axis_select, which the forward-mode rule of max_axis is made of.
  */
 #include "ops/kernels.h"
 
@@ -162,6 +163,94 @@ static tg_status argmax_axis_backward(const tg_op_call *call) {
     return TG_OK;
 }
 
+/* ---- max_axis_select: the tangent (and second derivatives) of max_axis --------------------- */
+
+/* max_axis_select(x, t; axis, keepdim): t's element at the first maximum of each lane of x, the
+ * element max_axis's backward sends the gradient to (lane_argmax: the first of tied maxima, the
+ * first NaN). So max_axis's tangent is max_axis_select(x, tangent), picked again from x whenever
+ * the op runs (a replay finds the new maximum) and exact on ties, where a one-hot built from
+ * argmax_axis would need an index op and would fail on a NaN lane (its argmax is NaN). A lane
+ * holding a NaN gives NaN, as argmax_axis does: the maximum there is not a number, nor is its
+ * tangent, and a NaN is never turned into a number. */
+static tg_status max_axis_select_infer(const tg_op_call *call, tg_shape *out) {
+    if (!tgi_same_shape(call->inputs[0], call->inputs[1]))
+        return tg_op_fail(call, TG_ERR_SHAPE, "x and t must have the same shape");
+    return tgi_infer_reduce_axis(call, out);
+}
+
+static tg_status max_axis_select_forward(tg_op_call *call) {
+    tgi_axis_split s = tgi_split_at_attr_axis(call);
+    const float *x = call->inputs[0]->data, *t = call->inputs[1]->data;
+    for (int64_t o = 0; o < s.outer; o++)
+        for (int64_t i = 0; i < s.inner; i++) {
+            int64_t base = o * s.n * s.inner + i;
+            int64_t at = base + lane_argmax(x + base, s.n, s.inner) * s.inner;
+            call->output->data[o * s.inner + i] = isnan(x[at]) ? NAN : t[at];
+        }
+    return TG_OK;
+}
+
+/* Linear in t: its gradient goes to the selected elements. Which element is selected is
+ * piecewise constant in x: x gets no gradient (as argmax_axis), and the check confirms zero. */
+static tg_status max_axis_select_backward(const tg_op_call *call) {
+    float *gt = call->inputs[1]->grad;
+    if (!gt) return TG_OK;
+    tgi_axis_split s = tgi_split_at_attr_axis(call);
+    const float *x = call->inputs[0]->data;
+    for (int64_t o = 0; o < s.outer; o++)
+        for (int64_t i = 0; i < s.inner; i++) {
+            int64_t base = o * s.n * s.inner + i;
+            gt[base + lane_argmax(x + base, s.n, s.inner) * s.inner] +=
+                call->output->grad[o * s.inner + i];
+        }
+    return TG_OK;
+}
+
+static tg_tensor *select_at_max(const tg_op_call *call, tg_tensor *x, tg_tensor *t) {
+    tg_tensor *inputs[2] = {x, t};
+    return tgi_call_builtin(call->tape, TGI_OP_MAX_AXIS_SELECT, inputs, 2, call->attrs);
+}
+
+/* ---- forward-mode rules -------------------------------------------------------------------- */
+
+/* Rows of the table's tangent picked by the same ids; the ids are indices and do not move. */
+static tg_status embedding_jvp(const tg_op_call *call, tg_tensor *const *t, tg_tensor **out) {
+    *out = NULL;
+    if (!t[1]) return TG_OK;
+    *out = tg_embedding(call->tape, call->inputs[0], t[1]);
+    return *out ? TG_OK : tg_errcode(call->tape->ctx);
+}
+
+/* The filled places are constants (tangent 0); the mask is a selector and does not move. */
+static tg_status masked_fill_jvp(const tg_op_call *call, tg_tensor *const *t, tg_tensor **out) {
+    *out = NULL;
+    if (!t[0]) return TG_OK;
+    *out = tg_masked_fill(call->tape, t[0], call->inputs[1], 0.0f);
+    return *out ? TG_OK : tg_errcode(call->tape->ctx);
+}
+
+/* The tangent of the element backward picks: the first maximum of each lane of x. */
+static tg_status max_axis_jvp(const tg_op_call *call, tg_tensor *const *t, tg_tensor **out) {
+    *out = select_at_max(call, call->inputs[0], t[0]);
+    return *out ? TG_OK : tg_errcode(call->tape->ctx);
+}
+
+/* An index is piecewise constant: its tangent is zero (NULL), as its backward adds nothing. */
+static tg_status argmax_axis_jvp(const tg_op_call *call, tg_tensor *const *t, tg_tensor **out) {
+    (void)call;
+    (void)t;
+    *out = NULL;
+    return TG_OK;
+}
+
+/* Linear in t, constant in x: the same selection of t's tangent. */
+static tg_status max_axis_select_jvp(const tg_op_call *call, tg_tensor *const *t, tg_tensor **out) {
+    *out = NULL;
+    if (!t[1]) return TG_OK;
+    *out = select_at_max(call, call->inputs[0], t[1]);
+    return *out ? TG_OK : tg_errcode(call->tape->ctx);
+}
+
 /* ---- permute ------------------------------------------------------------------------------- */
 
 void tgi_permute_move(const tg_tensor *x, const tg_tensor *y, const int *order, bool forward) {
@@ -317,6 +406,16 @@ static const tgi_example max_inputs[] = {
     TGI_ONE_INPUT(TGI_INPUT(TGI_DOMAIN_DISTINCT, 2, 3, 4), {.i64 = 0}, {.b = true}),
     TGI_ONE_INPUT(TGI_INPUT(TGI_DOMAIN_DISTINCT, 2, 3, 4), {.i64 = -2}, {.b = false}),
 };
+/* x on the grid (no tie within a step; its zero gradient is checked too), t anywhere. */
+#define SELECT_INPUTS(...) \
+    .n_inputs = 2, .inputs = {TGI_INPUT(TGI_DOMAIN_DISTINCT, __VA_ARGS__), \
+                              TGI_INPUT(TGI_DOMAIN_ANY, __VA_ARGS__)}
+static const tgi_example max_select_inputs[] = {
+    {SELECT_INPUTS(3, 4), .attrs = {{.i64 = 1}, {.b = false}}},
+    {SELECT_INPUTS(2, 3, 4), .attrs = {{.i64 = 0}, {.b = true}}},
+    {SELECT_INPUTS(2, 3, 4), .attrs = {{.i64 = -2}, {.b = false}}},
+};
+#undef SELECT_INPUTS
 static const tgi_example permute_inputs[] = {
     TGI_ONE_INPUT(TGI_INPUT(TGI_DOMAIN_ANY, 3, 4), {.shape = {2, {1, 0}}}),
     TGI_ONE_INPUT(TGI_INPUT(TGI_DOMAIN_ANY, 2, 3, 4), {.shape = {3, {2, 0, 1}}}),
@@ -336,16 +435,20 @@ static const tgi_example softmax_axis_inputs[] = {
 static const tgi_examples embedding_examples = TGI_EXAMPLES(embedding_inputs);
 static const tgi_examples masked_fill_examples = TGI_EXAMPLES(masked_fill_inputs);
 static const tgi_examples max_examples = TGI_EXAMPLES(max_inputs);
+static const tgi_examples max_select_examples = TGI_EXAMPLES(max_select_inputs);
 static const tgi_examples permute_examples = TGI_EXAMPLES(permute_inputs);
 static const tgi_examples clamp_examples = TGI_EXAMPLES(clamp_inputs);
 static const tgi_examples any_examples = TGI_EXAMPLES(any_input);
 static const tgi_examples softmax_axis_examples = TGI_EXAMPLES(softmax_axis_inputs);
 
 const tg_op_def tgi_index_defs[] = {
-    KERNEL_DEF(embedding, 2, "", embedding_infer, embedding_examples),
-    KERNEL_DEF(masked_fill, 2, "value:f32", masked_fill_infer, masked_fill_examples),
-    KERNEL_DEF(max_axis, 1, "axis:i64,keepdim:bool", tgi_infer_reduce_axis, max_examples),
-    KERNEL_DEF(argmax_axis, 1, "axis:i64,keepdim:bool", tgi_infer_reduce_axis, max_examples),
+    KERNEL_DEF_JVP(embedding, 2, "", embedding_infer, embedding_examples, embedding_jvp),
+    KERNEL_DEF_JVP(masked_fill, 2, "value:f32", masked_fill_infer, masked_fill_examples,
+                   masked_fill_jvp),
+    KERNEL_DEF_JVP(max_axis, 1, "axis:i64,keepdim:bool", tgi_infer_reduce_axis, max_examples,
+                   max_axis_jvp),
+    KERNEL_DEF_JVP(argmax_axis, 1, "axis:i64,keepdim:bool", tgi_infer_reduce_axis, max_examples,
+                   argmax_axis_jvp),
     KERNEL_DEF_JVP(permute, 1, "order:shape", permute_infer, permute_examples, tgi_jvp_linear),
     KERNEL_DEF_JVP(clamp, 1, "lo:f32,hi:f32", clamp_infer, clamp_examples, tgi_jvp_elementwise),
     KERNEL_DEF_JVP(sin, 1, "", tgi_infer_like_input, any_examples, tgi_jvp_elementwise),
@@ -354,6 +457,14 @@ const tg_op_def tgi_index_defs[] = {
     KERNEL_DEF_JVP(log_softmax_axis, 1, "axis:i64", softmax_axis_infer, softmax_axis_examples, log_softmax_axis_jvp),
 };
 const int tgi_index_count = sizeof tgi_index_defs / sizeof tgi_index_defs[0];
+
+/* Registered after the first-order ops (its id comes last in TGI_BUILTIN_OPS). */
+const tg_op_def tgi_index_tangent_defs[] = {
+    KERNEL_DEF_JVP(max_axis_select, 2, "axis:i64,keepdim:bool", max_axis_select_infer,
+                   max_select_examples, max_axis_select_jvp),
+};
+const int tgi_index_tangent_count =
+    sizeof tgi_index_tangent_defs / sizeof tgi_index_tangent_defs[0];
 
 /* ---- typed wrappers ------------------------------------------------------------------------ */
 
