@@ -74,7 +74,8 @@ static void run_planes(const tg_op_call *call, const pool_geom *g, tgi_range_fn 
 /* ---- max pool ------------------------------------------------------------------------------ */
 
 /* The first maximum of each window; a NaN beats everything, so it propagates. y takes the
- * value of job->gather there: x itself, or (max_pool2d_tangent) a tangent of x. */
+ * value of job->gather there: x itself, or (max_pool2d_tangent) a tangent of x, which is NaN
+ * too where the window's maximum is (a NaN is never laundered into a number). */
 static void max_pool_planes(void *arg, int64_t begin, int64_t end) {
     pool_job *job = arg;
     const pool_geom *g = &job->g;
@@ -94,7 +95,7 @@ static void max_pool_planes(void *arg, int64_t begin, int64_t end) {
                             if (isnan(v)) break;
                         }
                     }
-                job->y[out] = from[best];
+                job->y[out] = isnan(x[best]) ? x[best] : from[best];
                 job->argmax[out] = (int32_t)best;
             }
     }

@@ -39,6 +39,28 @@ Test(jvp_conv, every_example_passes_at_order_two) {
     tg_ctx_free(ctx);
 }
 
+/* A tie in a window: the tangent is the one at the position the backward sends the gradient to
+ * (the first maximum), so forward and reverse mode agree on the one-sided derivative they pick. */
+Test(jvp_conv, max_pool_tangent_takes_ties_as_the_backward_does) {
+    tg_ctx *ctx = tg_ctx_new();
+    tg_tape *tape = tg_tape_new(ctx);
+    /* two 2x2 windows: {5, 5, 1, 5} ties, {0, 2, 2, NaN} holds a NaN */
+    tg_tensor *x = tg_tape_from_data(tape, 4, (const int64_t[]){1, 1, 2, 4},
+                                     (const float[]){5, 5, 0, 2, 1, 5, 2, NAN});
+    tg_tensor *t = tg_tape_from_data(tape, 4, (const int64_t[]){1, 1, 2, 4},
+                                     (const float[]){10, 20, 30, 40, 50, 60, 70, 80});
+    tg_set_requires_grad(x, true);
+    tg_tensor *y = tg_max_pool2d(tape, x, 2, 2, 2, 2, 0, 0), *jt;
+    cr_assert_not_null(y, "%s", tg_errmsg(ctx));
+    cr_assert_eq(tg_jvp(tape, y, 1, &x, &t, &jt), TG_OK, "%s", tg_errmsg(ctx));
+    cr_expect_eq(jt->data[0], 10.0f, "tie: the first maximum's tangent, got %g", (double)jt->data[0]);
+    cr_expect(isnan(jt->data[1]), "a NaN maximum has a NaN tangent, got %g", (double)jt->data[1]);
+    cr_assert_eq(tg_backward_with(tape, y, (const float[]){1, 1}), TG_OK, "%s", tg_errmsg(ctx));
+    expect_close(x->grad, (const float[]){1, 0, 0, 0, 0, 0, 0, 1}, 8, 0.0f, "max pool gradient");
+    tg_tape_free(tape);
+    tg_ctx_free(ctx);
+}
+
 /* ---- a wrong rule is caught ------------------------------------------------------------------ */
 
 /* y = x^3 with a correct forward and backward, and two wrong JVP rules. */
