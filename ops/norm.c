@@ -271,7 +271,10 @@ static tg_status layer_norm_backward(const tg_op_call *call) {
  * All of it with ops on the tape, the statistics computed again from x (not read off the
  * forward's saved buffer), so the tangent can be differentiated in reverse with respect to x
  * and gamma (Hessian-vector products) and is recomputed by a replay. The running statistics
- * are not differentiated, as in the VJP.
+ * are not differentiated, as in the VJP. (Pieces that read only tensors wanting no gradient —
+ * a frozen gamma reshaped, the running statistics in evaluation — are computed off the tape
+ * like any such op call, so tg_tape_replay refuses that step instead of replaying stale
+ * numbers.)
  *
  * Batch norm works on x seen as [N, C, S] (S the spatial size, 1 for [N, C]) with gamma and
  * beta as [1, C, 1]: a group's mean is then a mean over axis 2 and then axis 0. Layer norm's
