@@ -481,6 +481,35 @@ static tg_status conv_backward(const tg_op_call *call) {
     return TG_OK;
 }
 
+/* ---- forward mode -------------------------------------------------------------------------- */
+
+/* The bias's tangent [O] as the output's: [1, O, 1(, 1)] broadcast over samples and positions. */
+static tg_tensor *bias_tangent(const tg_op_call *call, tg_tensor *db) {
+    const tg_tensor *y = call->output;
+    int64_t shape[4] = {1, y->shape[1], 1, 1};
+    tg_tensor *column = tg_reshape(call->tape, db, y->ndim, shape);
+    return column ? tgi_tangent_expand(call->tape, column, y) : NULL;
+}
+
+/* conv(x, W) + b is linear in each argument: d = conv(dx, W) + conv(x, dW) + db. The bias's
+ * tangent rides as the bias of the first convolution made (as linear's JVP does), and is
+ * broadcast on its own only when neither x nor W moves. */
+static tg_status conv_jvp(const tg_op_call *call, tg_tensor *const *t, tg_tensor **out) {
+    tg_tape *tape = call->tape;
+    tg_tensor *db = call->n_inputs == 3 ? t[2] : NULL, *sum = NULL;
+    for (int k = 0; k < 2; k++) {
+        if (!t[k]) continue;
+        tg_tensor *inputs[3] = {k == 0 ? t[0] : call->inputs[0], k == 0 ? call->inputs[1] : t[1],
+                                db};
+        tg_tensor *term = tgi_call_builtin(tape, call->op_id, inputs, db ? 3 : 2, call->attrs);
+        if (!term || !(sum = tgi_tangent_add(tape, sum, term))) return tg_errcode(tape->ctx);
+        db = NULL;
+    }
+    if (db && !(sum = bias_tangent(call, db))) return tg_errcode(tape->ctx);
+    *out = sum;
+    return TG_OK;
+}
+
 /* ---- registry entries ---------------------------------------------------------------------- */
 
 /* An example: x and weight shapes, a bias or none, then the seven attributes. */
@@ -513,9 +542,10 @@ static const tgi_examples conv1d_examples = TGI_EXAMPLES(conv1d_inputs);
 const tg_op_def tgi_conv_defs[] = {
     {"conv2d", TG_VARIADIC,
      "stride_h:i64,stride_w:i64,pad_h:i64,pad_w:i64,dilation_h:i64,dilation_w:i64,groups:i64",
-     conv_infer, conv_forward, conv_backward, tgi_example_from_spec, (void *)&conv2d_examples},
+     conv_infer, conv_forward, conv_backward, tgi_example_from_spec, (void *)&conv2d_examples,
+     conv_jvp},
     {"conv1d", TG_VARIADIC, "stride:i64,pad:i64,dilation:i64,groups:i64", conv_infer,
-     conv_forward, conv_backward, tgi_example_from_spec, (void *)&conv1d_examples},
+     conv_forward, conv_backward, tgi_example_from_spec, (void *)&conv1d_examples, conv_jvp},
 };
 const int tgi_conv_count = sizeof tgi_conv_defs / sizeof tgi_conv_defs[0];
 

@@ -261,6 +261,132 @@ static tg_status layer_norm_backward(const tg_op_call *call) {
     return TG_OK;
 }
 
+/* ---- forward mode -------------------------------------------------------------------------- */
+
+/*
+ * With xhat = (x - mean) inv_std and y = gamma xhat + beta, for statistics taken from the group:
+ *   dxhat = inv_std (dx - mean(dx) - xhat mean(dx xhat)),
+ * with fixed statistics (batch norm in evaluation): dxhat = inv_std dx; then
+ *   dy = gamma dxhat + dgamma xhat + dbeta.
+ * All of it with ops on the tape, the statistics computed again from x (not read off the
+ * forward's saved buffer), so the tangent can be differentiated in reverse with respect to x
+ * and gamma (Hessian-vector products) and is recomputed by a replay. The running statistics
+ * are not differentiated, as in the VJP. (Pieces that read only tensors wanting no gradient —
+ * a frozen gamma reshaped, the running statistics in evaluation — are computed off the tape
+ * like any such op call, so tg_tape_replay refuses that step instead of replaying stale
+ * numbers.)
+ *
+ * Batch norm works on x seen as [N, C, S] (S the spatial size, 1 for [N, C]) with gamma and
+ * beta as [1, C, 1]: a group's mean is then a mean over axis 2 and then axis 0. Layer norm's
+ * group is the last axis, and gamma and beta [D] broadcast as they are.
+ */
+typedef struct norm_jvp {
+    tg_tape *tape;
+    bool batch;      /* batch norm: groups over axes 0 and 2 of [N, C, S]; else the last axis */
+    bool spatial;    /* S > 1 */
+} norm_jvp;
+
+/* The mean of each group, kept as a size-1 dim where it was taken. */
+static tg_tensor *group_mean(const norm_jvp *v, tg_tensor *z) {
+    if (!z || !v->batch) return z ? tg_mean_axis(v->tape, z, -1, true) : NULL;
+    if (v->spatial && !(z = tg_mean_axis(v->tape, z, 2, true))) return NULL;
+    return tg_mean_axis(v->tape, z, 0, true);
+}
+
+/* t as [1, C, 1] (batch norm's per-channel vectors) or as it is (layer norm); NULL stays NULL. */
+static tg_tensor *per_group(const norm_jvp *v, tg_tensor *t) {
+    if (!t || !v->batch) return t;
+    return tg_reshape(v->tape, t, 3, (const int64_t[]){1, t->shape[0], 1});
+}
+
+/* 1 / sqrt(var + eps) */
+static tg_tensor *inverse_std(const norm_jvp *v, tg_tensor *var, float eps) {
+    tg_tensor *shifted = var ? tg_add_scalar(v->tape, var, eps) : NULL;
+    return shifted ? tg_pow(v->tape, shifted, -0.5f) : NULL;
+}
+
+/* A failed op call names itself; NULL from a step here means that. */
+#define STEP(dst, expr)                                                                         \
+    do {                                                                                        \
+        if (!((dst) = (expr))) return tg_errcode(v.tape->ctx);                                  \
+    } while (0)
+
+/* The tangent of a normalisation: t[0..2] are those of x, gamma and beta; running_mean and
+ * running_var the fixed statistics (batch norm in evaluation), else NULL. */
+static tg_status normalize_jvp(const tg_op_call *call, tg_tensor *const *t, tg_tensor **out,
+                               float eps, tg_tensor *running_mean, tg_tensor *running_var) {
+    tg_tensor *x = call->inputs[0], *dx = t[0];
+    norm_jvp v = {call->tape, call->op_id == TGI_OP_BATCH_NORM, false};
+    if (v.batch) {
+        int64_t n = x->shape[0], c = x->shape[1], shape[3] = {n, c, x->size / (n * c)};
+        v.spatial = shape[2] > 1;
+        STEP(x, tg_reshape(v.tape, x, 3, shape));
+        if (dx) STEP(dx, tg_reshape(v.tape, dx, 3, shape));
+    }
+    tg_tensor *gamma, *mean, *centered, *inv_std, *xhat = NULL, *sum = NULL;
+    STEP(gamma, per_group(&v, call->inputs[1]));
+    if (running_mean) {
+        tg_tensor *var;
+        STEP(mean, per_group(&v, running_mean));
+        STEP(var, per_group(&v, running_var));
+        STEP(inv_std, inverse_std(&v, var, eps));
+        STEP(centered, tg_sub(v.tape, x, mean));
+    } else {
+        tg_tensor *square, *var;
+        STEP(mean, group_mean(&v, x));
+        STEP(centered, tg_sub(v.tape, x, mean));
+        STEP(square, tg_square(v.tape, centered));
+        STEP(var, group_mean(&v, square));
+        STEP(inv_std, inverse_std(&v, var, eps));
+    }
+    if (t[1] || (dx && !running_mean)) STEP(xhat, tg_mul(v.tape, centered, inv_std));
+    if (dx) {
+        tg_tensor *d = dx, *dxhat;
+        if (!running_mean) {
+            tg_tensor *dx_mean, *dx_xhat, *proj_mean, *along;
+            STEP(dx_mean, group_mean(&v, dx));
+            STEP(dx_xhat, tg_mul(v.tape, dx, xhat));
+            STEP(proj_mean, group_mean(&v, dx_xhat));
+            STEP(along, tg_mul(v.tape, xhat, proj_mean));
+            STEP(d, tg_sub(v.tape, dx, dx_mean));
+            STEP(d, tg_sub(v.tape, d, along));
+        }
+        STEP(dxhat, tg_mul(v.tape, d, inv_std));
+        STEP(sum, tg_mul(v.tape, gamma, dxhat));
+    }
+    if (t[1]) {
+        tg_tensor *dgamma, *term;
+        STEP(dgamma, per_group(&v, t[1]));
+        STEP(term, tg_mul(v.tape, dgamma, xhat));
+        STEP(sum, tgi_tangent_add(v.tape, sum, term));
+    }
+    if (t[2]) {
+        tg_tensor *dbeta, *term;
+        STEP(dbeta, per_group(&v, t[2]));
+        STEP(term, sum ? dbeta : tgi_tangent_expand(v.tape, dbeta, x));
+        STEP(sum, tgi_tangent_add(v.tape, sum, term)); /* broadcasts */
+    }
+    if (!sum) { /* only the running statistics moved: they are not differentiated */
+        *out = NULL;
+        return TG_OK;
+    }
+    if (v.batch) STEP(sum, tg_reshape(v.tape, sum, call->output->ndim, call->output->shape));
+    *out = sum;
+    return TG_OK;
+}
+
+#undef STEP
+
+static tg_status batch_norm_jvp(const tg_op_call *call, tg_tensor *const *t, tg_tensor **out) {
+    bool train = call->attrs[2].b;
+    return normalize_jvp(call, t, out, call->attrs[1].f32, train ? NULL : call->inputs[3],
+                         train ? NULL : call->inputs[4]);
+}
+
+static tg_status layer_norm_jvp(const tg_op_call *call, tg_tensor *const *t, tg_tensor **out) {
+    return normalize_jvp(call, t, out, call->attrs[0].f32, NULL, NULL);
+}
+
 /* ---- registry entries ---------------------------------------------------------------------- */
 
 #define BN_INPUTS                                                                               \
@@ -292,9 +418,10 @@ static const tgi_examples batch_norm_examples = TGI_EXAMPLES(batch_norm_inputs);
 static const tgi_examples layer_norm_examples = TGI_EXAMPLES(layer_norm_inputs);
 
 const tg_op_def tgi_norm_defs[] = {
-    KERNEL_DEF(batch_norm, 5, "momentum:f32,eps:f32,train:bool", batch_norm_infer,
-               batch_norm_examples),
-    KERNEL_DEF(layer_norm, 3, "eps:f32", layer_norm_infer, layer_norm_examples),
+    KERNEL_DEF_JVP(batch_norm, 5, "momentum:f32,eps:f32,train:bool", batch_norm_infer,
+                   batch_norm_examples, batch_norm_jvp),
+    KERNEL_DEF_JVP(layer_norm, 3, "eps:f32", layer_norm_infer, layer_norm_examples,
+                   layer_norm_jvp),
 };
 const int tgi_norm_count = sizeof tgi_norm_defs / sizeof tgi_norm_defs[0];
 

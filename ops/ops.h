@@ -32,7 +32,7 @@
     X(SOFTMAX_AXIS, softmax_axis) X(LOG_SOFTMAX_AXIS, log_softmax_axis)                          \
     X(ATTENTION, attention) X(ATTENTION_QKV, attention_qkv)                                      \
     X(UNARY_DERIVATIVE, unary_derivative) X(SELECT_CLASS, select_class)                        \
-    X(MAX_AXIS_SELECT, max_axis_select)
+    X(MAX_AXIS_SELECT, max_axis_select) X(MAX_POOL2D_TANGENT, max_pool2d_tangent)
 
 enum {
 #define TGI_OP_ENUM(id, name) TGI_OP_##id,
@@ -58,6 +58,7 @@ TGI_DEF_TABLE(index)
 TGI_DEF_TABLE(attention)
 TGI_DEF_TABLE(derivative)
 TGI_DEF_TABLE(index_tangent)
+TGI_DEF_TABLE(pool_tangent)
 #undef TGI_DEF_TABLE
 
 /* Calls built-in op `id` (attrs complete and in signature order). */

@@ -60,6 +60,7 @@ static inline void window_clip(const pool_geom *g, int64_t oy, int64_t ox, int64
 typedef struct pool_job {
     pool_geom g;
     const float *x, *gy;
+    const float *gather;         /* max pool: what y takes at each argmax (x, or a tangent) */
     float *y, *gx;
     int32_t *argmax;             /* max pool: per output element, the position in its plane */
 } pool_job;
@@ -72,12 +73,14 @@ static void run_planes(const tg_op_call *call, const pool_geom *g, tgi_range_fn 
 
 /* ---- max pool ------------------------------------------------------------------------------ */
 
-/* The first maximum of each window; a NaN beats everything, so it propagates. */
+/* The first maximum of each window; a NaN beats everything, so it propagates. y takes the
+ * value of job->gather there: x itself, or (max_pool2d_tangent) a tangent of x, which is NaN
+ * too where the window's maximum is (a NaN is never laundered into a number). */
 static void max_pool_planes(void *arg, int64_t begin, int64_t end) {
     pool_job *job = arg;
     const pool_geom *g = &job->g;
     for (int64_t plane = begin; plane < end; plane++) {
-        const float *x = job->x + plane * g->h * g->w;
+        const float *x = job->x + plane * g->h * g->w, *from = job->gather + plane * g->h * g->w;
         int64_t out = plane * g->oh * g->ow;
         for (int64_t oy = 0; oy < g->oh; oy++)
             for (int64_t ox = 0; ox < g->ow; ox++, out++) {
@@ -92,15 +95,17 @@ static void max_pool_planes(void *arg, int64_t begin, int64_t end) {
                             if (isnan(v)) break;
                         }
                     }
-                job->y[out] = x[best];
+                job->y[out] = isnan(x[best]) ? x[best] : from[best];
                 job->argmax[out] = (int32_t)best;
             }
     }
 }
 
+/* max_pool2d (x gathered at the argmax) and max_pool2d_tangent (input 1 gathered there). */
 static tg_status max_pool_forward(tg_op_call *call) {
     pool_geom g = pool_geometry(call);
-    pool_job job = {.x = call->inputs[0]->data, .y = call->output->data};
+    pool_job job = {.x = call->inputs[0]->data, .y = call->output->data,
+                    .gather = call->inputs[call->n_inputs - 1]->data};
     job.argmax = tg_op_save_for_backward(call, (size_t)call->output->size * sizeof(int32_t));
     if (!job.argmax) return TG_ERR_NOMEM;
     run_planes(call, &g, max_pool_planes, &job);
@@ -119,12 +124,51 @@ static void max_pool_backward_planes(void *arg, int64_t begin, int64_t end) {
     }
 }
 
+/* The gradient goes to the gathered input (x for max_pool2d, t for max_pool2d_tangent, whose
+ * x only picks positions: piecewise constant, no gradient). */
 static tg_status max_pool_backward(const tg_op_call *call) {
-    if (!call->inputs[0]->grad) return TG_OK;
+    tg_tensor *gathered = call->inputs[call->n_inputs - 1];
+    if (!gathered->grad) return TG_OK;
     pool_geom g = pool_geometry(call);
-    pool_job job = {.gy = call->output->grad, .gx = call->inputs[0]->grad, .argmax = call->saved};
+    pool_job job = {.gy = call->output->grad, .gx = gathered->grad, .argmax = call->saved};
     run_planes(call, &g, max_pool_backward_planes, &job);
     return TG_OK;
+}
+
+/* ---- max pool's tangent -------------------------------------------------------------------- */
+
+/* max_pool2d_tangent(x, t): t at the argmax of each of x's windows (the first maximum, as the
+ * max pool's backward picks it), which is the max pool's JVP: away from ties the maximum moves
+ * with the input it sits on. An op of its own rather than a composition because the positions
+ * must be found again from x whenever the step runs (a replay, the scratch tape of tg_grad):
+ * positions fixed when the rule ran would go stale. */
+static tg_status max_pool_tangent_infer(const tg_op_call *call, tg_shape *out) {
+    if (!tgi_same_shape(call->inputs[0], call->inputs[1]))
+        return tg_op_fail(call, TG_ERR_SHAPE, "x and t must have the same shape");
+    return pool_infer(call, out);
+}
+
+#define max_pool2d_tangent_forward max_pool_forward
+#define max_pool2d_tangent_backward max_pool_backward
+
+static tg_tensor *max_pool_tangent(const tg_op_call *call, tg_tensor *t) {
+    tg_tensor *inputs[2] = {call->inputs[0], t};
+    return tgi_call_builtin(call->tape, TGI_OP_MAX_POOL2D_TANGENT, inputs, 2, call->attrs);
+}
+
+/* d max_pool(x) = max_pool2d_tangent(x, dx) */
+static tg_status max_pool2d_jvp(const tg_op_call *call, tg_tensor *const *t, tg_tensor **out) {
+    *out = max_pool_tangent(call, t[0]);
+    return *out ? TG_OK : tg_errcode(call->tape->ctx);
+}
+
+/* Linear in t, constant in x (almost everywhere): itself on t's tangent. */
+static tg_status max_pool2d_tangent_jvp(const tg_op_call *call, tg_tensor *const *t,
+                                        tg_tensor **out) {
+    *out = NULL;
+    if (!t[1]) return TG_OK;
+    *out = max_pool_tangent(call, t[1]);
+    return *out ? TG_OK : tg_errcode(call->tape->ctx);
 }
 
 /* ---- average pool -------------------------------------------------------------------------- */
@@ -215,6 +259,13 @@ static const tgi_example max_pool_inputs[] = {
     /* a 3x1 window, stride 1 across the width */
     TGI_ONE_INPUT(TGI_INPUT(TGI_DOMAIN_DISTINCT, 2, 1, 5, 3), POOL_ATTRS(3, 1, 2, 1, 1, 0)),
 };
+/* x spread apart as for max_pool2d; t anything */
+#define TANGENT_INPUTS(...) \
+    TGI_INPUT(TGI_DOMAIN_DISTINCT, __VA_ARGS__), TGI_INPUT(TGI_DOMAIN_ANY, __VA_ARGS__)
+static const tgi_example max_pool_tangent_inputs[] = {
+    {.n_inputs = 2, .inputs = {TANGENT_INPUTS(2, 2, 4, 4)}, .attrs = {POOL_ATTRS(2, 2, 2, 2, 0, 0)}},
+    {.n_inputs = 2, .inputs = {TANGENT_INPUTS(1, 2, 5, 5)}, .attrs = {POOL_ATTRS(3, 3, 2, 2, 1, 1)}},
+};
 static const tgi_example avg_pool_inputs[] = {
     TGI_ONE_INPUT(TGI_INPUT(TGI_DOMAIN_ANY, 2, 2, 4, 4), POOL_ATTRS(2, 2, 2, 2, 0, 0)),
     TGI_ONE_INPUT(TGI_INPUT(TGI_DOMAIN_ANY, 1, 2, 5, 5), POOL_ATTRS(3, 3, 2, 2, 1, 1)),
@@ -224,19 +275,28 @@ static const tgi_example global_avg_pool_inputs[] = {
     TGI_ONE_INPUT(TGI_INPUT(TGI_DOMAIN_ANY, 2, 3, 3, 2)),
 };
 static const tgi_examples max_pool_examples = TGI_EXAMPLES(max_pool_inputs);
+static const tgi_examples max_pool_tangent_examples = TGI_EXAMPLES(max_pool_tangent_inputs);
 static const tgi_examples avg_pool_examples = TGI_EXAMPLES(avg_pool_inputs);
 static const tgi_examples global_avg_pool_examples = TGI_EXAMPLES(global_avg_pool_inputs);
 
 #define POOL_SIGNATURE "kernel_h:i64,kernel_w:i64,stride_h:i64,stride_w:i64,pad_h:i64,pad_w:i64"
 const tg_op_def tgi_pool_defs[] = {
     {"max_pool2d", 1, POOL_SIGNATURE, pool_infer, max_pool_forward, max_pool_backward,
-     tgi_example_from_spec, (void *)&max_pool_examples},
+     tgi_example_from_spec, (void *)&max_pool_examples, max_pool2d_jvp},
     {"avg_pool2d", 1, POOL_SIGNATURE, pool_infer, avg_pool_forward, avg_pool_backward,
-     tgi_example_from_spec, (void *)&avg_pool_examples},
+     tgi_example_from_spec, (void *)&avg_pool_examples, tgi_jvp_linear},
     {"global_avg_pool2d", 1, "", global_avg_pool_infer, global_avg_pool_forward,
-     global_avg_pool_backward, tgi_example_from_spec, (void *)&global_avg_pool_examples},
+     global_avg_pool_backward, tgi_example_from_spec, (void *)&global_avg_pool_examples,
+     tgi_jvp_linear},
 };
 const int tgi_pool_count = sizeof tgi_pool_defs / sizeof tgi_pool_defs[0];
+
+/* Registered after the ops above (its id comes late in TGI_BUILTIN_OPS). */
+const tg_op_def tgi_pool_tangent_defs[] = {
+    KERNEL_DEF_JVP(max_pool2d_tangent, 2, POOL_SIGNATURE, max_pool_tangent_infer,
+                   max_pool_tangent_examples, max_pool2d_tangent_jvp),
+};
+const int tgi_pool_tangent_count = sizeof tgi_pool_tangent_defs / sizeof tgi_pool_tangent_defs[0];
 
 /* stride 0 means the kernel size (PyTorch's stride=None). */
 static tg_tensor *pool_call(tg_tape *tape, int id, tg_tensor *x, int kernel_h, int kernel_w,
