@@ -15,7 +15,7 @@
  * tg_gradcheck_function checks a user's whole function (a model's loss) the same way, element
  * by element of its inputs, and refuses to pass when every gradient is zero: a function whose
  * output does not depend on the inputs (a detached branch, a dead net) would otherwise pass
- * with nothing compared.
+ * with nothing compared. At order 2 it goes on in autograd/gradcheck2.c.
  */
 #include "autograd/internal.h"
 
@@ -307,6 +307,8 @@ tg_status tg_gradcheck_function(tg_ctx *ctx, tg_gradcheck_fn fn, void *user,
         result->passed = true;
         if (status == TG_OK) status = numeric_gradients(&run, opts, result);
         restore_gradients(&run);
+        if (status == TG_OK && opts->order >= 2)
+            status = tgi_gradcheck_function2(ctx, fn, user, inputs, n_inputs, opts, result);
     }
     if (status != TG_OK) result->passed = false;
     tgi_free(ctx, run.saved_grads, bytes);

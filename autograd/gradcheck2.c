@@ -9,6 +9,9 @@
  *   hvp              the same H r from tg_hvp (reverse over forward) on a fresh recording;
  * both against central differences of q, whose gradient is the first-order backward's: a
  * second-order result is never compared with anything the second-order code computed.
+ *
+ * A whole function (tg_gradcheck_function at order 2) is checked along one random direction v
+ * over all its inputs: J v against differences of f, H v against differences of gradients.
  */
 #include "autograd/internal.h"
 
@@ -248,5 +251,141 @@ tg_status tgi_gradcheck_op2(tg_ctx *ctx, const tgi_op *op, int example_index,
     }
     tg_tape_free(c.tape);
     tg_tape_free(c.aux);
+    return status;
+}
+
+/* ---- a whole function ----------------------------------------------------------------------- */
+
+typedef struct function2 {
+    tg_ctx *ctx;
+    tg_tape *tape;
+    tg_gradcheck_fn fn;
+    void *user;
+    tg_tensor *const *inputs;
+    int n;
+    tg_tensor *wanted[64];
+    int n_wanted;
+    float *v;        /* the direction, all wanted inputs one after the other */
+    float *room;     /* hv, then the gradients at x + eps v and x - eps v, then the kept ones */
+    int64_t total;
+} function2;
+
+/* Moves every wanted input by step * v. */
+static void move_inputs(function2 *f, double step) {
+    const float *v = f->v;
+    for (int k = 0; k < f->n_wanted; v += f->wanted[k]->size, k++)
+        for (int64_t j = 0; j < f->wanted[k]->size; j++)
+            f->wanted[k]->data[j] = (float)(f->wanted[k]->data[j] + step * v[j]);
+}
+
+static tg_tensor *record_function(function2 *f) {
+    tg_tape_reset(f->tape);
+    tg_tensor *y = f->fn(f->tape, f->inputs, f->n, f->user);
+    if (!y && tg_errcode(f->ctx) == TG_OK)
+        tgi_error(f->ctx, TG_ERR_INVALID, "gradcheck_function: the function returned NULL");
+    return y;
+}
+
+/* The wanted inputs' gradients from backward, at the inputs as they are, into out. */
+static tg_status gradients_into(function2 *f, float *out) {
+    for (int k = 0; k < f->n_wanted; k++) tg_zero_grad(f->wanted[k]);
+    tg_tensor *y = record_function(f);
+    if (!y) return tg_errcode(f->ctx);
+    tg_status status = tg_backward(f->tape, y);
+    for (int k = 0; k < f->n_wanted && status == TG_OK; out += f->wanted[k]->size, k++)
+        memcpy(out, f->wanted[k]->grad, (size_t)f->wanted[k]->size * sizeof(float));
+    return status;
+}
+
+static tg_status check_function_jvp(function2 *f, const tg_gradcheck_opts *opts,
+                                    tg_gradcheck_result *result) {
+    tg_tensor *y = record_function(f);
+    if (!y) return tg_errcode(f->ctx);
+    tg_tensor *tangents[64], *slope = NULL;
+    const float *v = f->v;
+    for (int k = 0; k < f->n_wanted; v += f->wanted[k]->size, k++)
+        if (!(tangents[k] = tg_tape_from_data(f->tape, f->wanted[k]->ndim, f->wanted[k]->shape, v)))
+            return tg_errcode(f->ctx);
+    tg_status status = tg_jvp(f->tape, y, f->n_wanted, f->wanted, tangents, &slope);
+    if (status != TG_OK) return status;
+    double analytic = slope->data[0], values[2];
+    for (int side = 0; side < 2; side++) {
+        double step = side ? -opts->eps : opts->eps;
+        move_inputs(f, step);
+        tg_tensor *moved = record_function(f);
+        if (moved) values[side] = moved->data[0];
+        move_inputs(f, -step);
+        if (!moved) return tg_errcode(f->ctx);
+    }
+    tgi_gradcheck_compare(result, opts, "jvp", -1, 0, analytic, (values[0] - values[1]) / (2 * opts->eps));
+    return TG_OK;
+}
+
+static tg_status check_function_hvp(function2 *f, const tg_gradcheck_opts *opts,
+                                    tg_gradcheck_result *result) {
+    float *hv = f->room, *plus = hv + f->total, *minus = plus + f->total;
+    float *hv_of[64];
+    const float *v_of[64];
+    int64_t offset = 0;
+    for (int k = 0; k < f->n_wanted; offset += f->wanted[k]->size, k++)
+        hv_of[k] = hv + offset, v_of[k] = f->v + offset;
+    tg_tensor *y = record_function(f);
+    if (!y) return tg_errcode(f->ctx);
+    tg_status status = tg_hvp(f->tape, y, f->n_wanted, f->wanted, v_of, hv_of);
+    move_inputs(f, opts->eps);
+    if (status == TG_OK) status = gradients_into(f, plus);
+    move_inputs(f, -2 * opts->eps);
+    if (status == TG_OK) status = gradients_into(f, minus);
+    move_inputs(f, opts->eps);
+    offset = 0;
+    for (int k = 0; k < f->n_wanted && status == TG_OK; offset += f->wanted[k]->size, k++)
+        for (int64_t j = 0; j < f->wanted[k]->size; j++) {
+            double numeric = ((double)plus[offset + j] - minus[offset + j]) / (2 * opts->eps);
+            tgi_gradcheck_compare(result, opts, "hvp", k, j, hv[offset + j], numeric);
+        }
+    return status;
+}
+
+tg_status tgi_gradcheck_function2(tg_ctx *ctx, tg_gradcheck_fn fn, void *user,
+                                  tg_tensor *const *inputs, int n_inputs,
+                                  const tg_gradcheck_opts *opts, tg_gradcheck_result *result) {
+    function2 f = {ctx, NULL, fn, user, inputs, n_inputs, {0}, 0, NULL, NULL, 0};
+    for (int i = 0; i < n_inputs; i++) {
+        if (!inputs[i]->requires_grad) continue;
+        if (f.n_wanted == 64)
+            return tgi_error(ctx, TG_ERR_INVALID, "gradcheck_function: at most 64 inputs to "
+                             "check at order 2");
+        f.wanted[f.n_wanted++] = inputs[i];
+        f.total += inputs[i]->size;
+    }
+    /* v, hv, two gradients, and the wanted inputs' own gradients to put back */
+    size_t bytes = (size_t)f.total * 5 * sizeof(float);
+    float *all = tgi_alloc(ctx, bytes);
+    f.tape = tg_tape_new(ctx);
+    tg_status status = all && f.tape ? TG_OK : tgi_error(ctx, TG_ERR_NOMEM, "gradcheck_function: "
+                                                         "out of memory");
+    if (status == TG_OK) {
+        f.v = all;
+        f.room = all + f.total;
+        float *kept = all + 4 * f.total;
+        tg_rng rng;
+        tg_rng_seed(&rng, opts->seed + 7);
+        for (int64_t j = 0; j < f.total; j++) f.v[j] = tg_rng_uniform(&rng) * 2.0f - 1.0f;
+        bool unset[64];
+        for (int64_t k = 0, at = 0; k < f.n_wanted; at += f.wanted[k]->size, k++) {
+            unset[k] = f.wanted[k]->grad_unset;
+            if (f.wanted[k]->grad)
+                memcpy(kept + at, f.wanted[k]->grad, (size_t)f.wanted[k]->size * sizeof(float));
+        }
+        status = check_function_jvp(&f, opts, result);
+        if (status == TG_OK) status = check_function_hvp(&f, opts, result);
+        for (int64_t k = 0, at = 0; k < f.n_wanted; at += f.wanted[k]->size, k++) {
+            f.wanted[k]->grad_unset = unset[k];
+            if (f.wanted[k]->grad)
+                memcpy(f.wanted[k]->grad, kept + at, (size_t)f.wanted[k]->size * sizeof(float));
+        }
+    }
+    if (all) tgi_free(ctx, all, bytes);
+    tg_tape_free(f.tape);
     return status;
 }

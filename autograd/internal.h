@@ -519,6 +519,11 @@ TGI_HIDDEN tg_status tgi_gradcheck_op(tg_ctx *ctx, const tgi_op *op, int example
 /* Second-order checks of one example (autograd/gradcheck2.c), after the first-order one. */
 TGI_HIDDEN tg_status tgi_gradcheck_op2(tg_ctx *ctx, const tgi_op *op, int example_index,
                                        const tg_gradcheck_opts *opts, tg_gradcheck_result *result);
+/* Second-order checks of a whole function (tg_gradcheck_function at order 2). */
+TGI_HIDDEN tg_status tgi_gradcheck_function2(tg_ctx *ctx, tg_gradcheck_fn fn, void *user,
+                                             tg_tensor *const *inputs, int n_inputs,
+                                             const tg_gradcheck_opts *opts,
+                                             tg_gradcheck_result *result);
 /* Counts one compared element into result (check: "gradient", "jvp", ...). */
 TGI_HIDDEN void tgi_gradcheck_compare(tg_gradcheck_result *result, const tg_gradcheck_opts *opts,
                                       const char *check, int input, int64_t index,

@@ -2172,7 +2172,12 @@ typedef tg_tensor *(*tg_gradcheck_fn)(tg_tape *tape, tg_tensor *const *inputs, i
  * that depends on a checked input; other leaves it uses (parameters not among the inputs)
  * receive the gradient of the one backward pass. The worst element is result->worst_input
  * (an index into inputs) and worst_index; when every gradient is zero the check is vacuous
- * and fails (result->vacuous). Returns TG_OK when the check ran (see result->passed), an
+ * and fails (result->vacuous). With opts->order 2 it then checks, along a seeded random
+ * direction v over the inputs (elements past max_elements too): tg_jvp of fn against
+ * (f(x + eps v) - f(x - eps v)) / 2 eps, and tg_hvp against the difference of backward's
+ * gradients at x +- eps v, element by element (the worst_check "jvp" or "hvp"; fn must then
+ * be smooth along v: no max-pool winner or relu kink crossed within eps). Returns TG_OK when
+ * the check ran (see result->passed), an
  * error when fn failed (its message), or for bad arguments.
  */
 tg_status tg_gradcheck_function(tg_ctx *ctx, tg_gradcheck_fn fn, void *user,
