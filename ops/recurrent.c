@@ -387,7 +387,7 @@ static void gru_rows(void *arg, int64_t begin, int64_t end) {
 }
 
 /* One row. The saved r, z, n columns become the recurrent projection's gradient in place
- * [dr_pre, dz_pre, dn_pre * r]; the input slab gets [dr_pre, dz_pre, dn_pre]. Products are
+ * [dr_pre, dz_pre, dn_pre * r]; the input slab gets [dr_pre, dz_pre, dn_pre] added. Products are
  * grouped as the unfused ops group them (mul's VJP, then sigmoid's y (1 - y)), so the numbers
  * are those of the composition. Restrict parameters (r, z, n, hn are disjoint blocks of a saved
  * row), so it vectorises without run-time overlap checks. Inlined with constant has_dh/has_gx:
@@ -402,10 +402,10 @@ TGI_ALWAYS_INLINE static inline void gru_row_grad(
         float dz_pre = (dy[j] * (h[j] - n[j])) * (z[j] * (1.0f - z[j]));
         float dr_pre = (dn_pre * hn[j]) * (r[j] * (1.0f - r[j]));
         if (has_dh) dh[j] += dy[j] * z[j];
-        if (has_gx) {
-            gx[j] = dr_pre;
-            gx[hidden + j] = dz_pre;
-            gx[2 * hidden + j] = dn_pre;
+        if (has_gx) { /* += : xp may have other readers (a JVP rule's slice of it does) */
+            gx[j] += dr_pre;
+            gx[hidden + j] += dz_pre;
+            gx[2 * hidden + j] += dn_pre;
         }
         n[j] = dn_pre * r[j];
         z[j] = dz_pre;
@@ -449,6 +449,153 @@ static tg_status gru_cell_backward(const tg_op_call *call) {
     return projection_backward(call, call->saved, 4 * hidden);
 }
 
+/* ---- forward-mode rules --------------------------------------------------------------------- */
+
+/* Each rule builds the output's tangent from ops on the call's tape (so that a backward pass
+ * through the tangent gives second derivatives, and a replayed step recomputes it) out of the
+ * call's inputs, its output and the inputs' tangents (NULL: zero). An op given a NULL input
+ * (an earlier failure) returns NULL, the first message staying on the context: a chain of ops
+ * is checked once, at its end. */
+
+/* The tangent of the pre-activation of every gate, xp_t + b_hh + h W_hh^T: xp's tangent sliced at
+ * `step`, plus dh W^T + h dW^T + db (the bias tangent riding on the first product, as in linear's
+ * rule; zeros when there is no product). NULL when nothing moves. */
+static tg_status pre_activation_tangent(const tg_op_call *call, tg_tensor *const *t, tg_tensor **out) {
+    tg_tape *tape = call->tape;
+    tg_tensor *h = call->inputs[1], *w = call->inputs[2], *b = call->inputs[3];
+    int64_t batch = h->shape[0], width = w->shape[0], step = call->attrs[0].i64;
+    tg_tensor *sum = NULL, *bias = t[3];
+    if (t[0]) {
+        tg_tensor *slab = tg_reshape(tape, tg_slice(tape, t[0], 1, step, step + 1), TG_SHAPE(batch, width));
+        if (!slab) return tg_errcode(tape->ctx);
+        sum = slab;
+    }
+    for (int k = 1; k <= 2; k++) {
+        if (!t[k]) continue;
+        tg_tensor *b_tangent = bias ? bias : tg_tape_zeros(tape, b->ndim, b->shape);
+        tg_tensor *term = tg_linear(tape, k == 1 ? t[1] : h, k == 1 ? w : t[2], b_tangent);
+        if (!term || !(sum = tgi_tangent_add(tape, sum, term))) return tg_errcode(tape->ctx);
+        bias = NULL;
+    }
+    if (bias) { /* only the bias moves, or the bias and the slab */
+        tg_tensor *rows = tgi_tangent_expand(tape, bias, call->output);
+        if (!rows || !(sum = tgi_tangent_add(tape, sum, rows))) return tg_errcode(tape->ctx);
+    }
+    *out = sum;
+    return TG_OK;
+}
+
+/* rnn_cell: d tanh(z) = (1 - y^2) dz = dz - y (y dz), from the output y itself: no second GEMM
+ * to recompute z, and y's own VJP carries the second derivative back to the inputs. */
+static tg_status rnn_cell_jvp(const tg_op_call *call, tg_tensor *const *t, tg_tensor **out) {
+    tg_tape *tape = call->tape;
+    tg_tensor *dz = NULL, *y = call->output;
+    tg_status status = pre_activation_tangent(call, t, &dz);
+    if (status != TG_OK || !dz) return status;
+    *out = tg_sub(tape, dz, tg_mul(tape, y, tg_mul(tape, y, dz)));
+    return *out ? TG_OK : tg_errcode(tape->ctx);
+}
+
+/* lstm_gates: sig' = y (1 - y), tanh' = (1 - y)(1 + y), so act'(z) = (1 - y)(m + y) with m = 1 on
+ * the g block, 0 elsewhere: one expression over all four blocks, no slices. */
+static tg_status lstm_gates_jvp(const tg_op_call *call, tg_tensor *const *t, tg_tensor **out) {
+    tg_tape *tape = call->tape;
+    tg_tensor *dz = NULL, *y = call->output;
+    tg_status status = pre_activation_tangent(call, t, &dz);
+    if (status != TG_OK || !dz) return status;
+    int64_t width = y->shape[1], hidden = width / 4;
+    tg_tensor *mask = tg_tape_zeros(tape, TG_SHAPE(width)); /* a constant: fine on replay */
+    if (!mask) return tg_errcode(tape->ctx);
+    for (int64_t j = 2 * hidden; j < 3 * hidden; j++) mask->data[j] = 1.0f;
+    tg_tensor *one_minus = tg_add_scalar(tape, tg_neg(tape, y), 1.0f);
+    *out = tg_mul(tape, dz, tg_mul(tape, one_minus, tg_add(tape, y, mask)));
+    return *out ? TG_OK : tg_errcode(tape->ctx);
+}
+
+/* Gate block k (0 i, 1 f, 2 g, 3 o) of gates [B, 4H]. */
+static tg_tensor *block(tg_tape *tape, tg_tensor *gates, int k) {
+    int64_t hidden = gates ? gates->shape[1] / 4 : 0;
+    return tg_slice(tape, gates, 1, k * hidden, (k + 1) * hidden);
+}
+
+/* lstm_cell: d(f c + i g) = df c + f dc + di g + i dg */
+static tg_status lstm_cell_jvp(const tg_op_call *call, tg_tensor *const *t, tg_tensor **out) {
+    tg_tape *tape = call->tape;
+    tg_tensor *gates = call->inputs[0], *c = call->inputs[1], *sum = NULL;
+    if (t[1] && !(sum = tg_mul(tape, block(tape, gates, 1), t[1]))) return tg_errcode(tape->ctx);
+    if (t[0]) {
+        tg_tensor *terms = tg_add(tape, tg_mul(tape, block(tape, t[0], 1), c),
+                                  tg_add(tape, tg_mul(tape, block(tape, t[0], 0), block(tape, gates, 2)),
+                                         tg_mul(tape, block(tape, gates, 0), block(tape, t[0], 2))));
+        if (!terms || !(sum = tgi_tangent_add(tape, sum, terms))) return tg_errcode(tape->ctx);
+    }
+    *out = sum;
+    return TG_OK;
+}
+
+/* lstm_hidden: d(o tanh(c)) = do tanh(c) + o tanh'(c) dc */
+static tg_status lstm_hidden_jvp(const tg_op_call *call, tg_tensor *const *t, tg_tensor **out) {
+    tg_tape *tape = call->tape;
+    tg_tensor *gates = call->inputs[0], *c = call->inputs[1], *sum = NULL;
+    if (t[0] && !(sum = tg_mul(tape, block(tape, t[0], 3), tg_tanh(tape, c)))) return tg_errcode(tape->ctx);
+    if (t[1]) {
+        tg_tensor *term = tg_mul(tape, block(tape, gates, 3), tgi_derivative_times(tape, TGI_OP_TANH, 1, c, t[1], NULL));
+        if (!term || !(sum = tgi_tangent_add(tape, sum, term))) return tg_errcode(tape->ctx);
+    }
+    *out = sum;
+    return TG_OK;
+}
+
+/* gru_cell: r, z, n and W_hn h + b_hn are not nodes of the step, so they are recomputed by ops
+ * from the call's inputs (one more GEMM), for the tangent to depend on the inputs through them:
+ *   a = xp_t + h W^T + b,  r, z = sig(a_r, a_z),  p_n = (h W^T + b)_n,  n = tanh(a_n' ),
+ *   a_n' = xp_n + r p_n,   h' = n + z (h - n)
+ *   dh' = dn + dz (h - n) + z (dh - dn),  dn = tanh'(a_n') (dxp_n + dr p_n + r dp_n),
+ *   dr, dz = sig'(a_r, a_z) (dxp + dp)_{r,z}, dp = dh W^T + h dW^T + db. */
+static tg_status gru_cell_jvp(const tg_op_call *call, tg_tensor *const *t, tg_tensor **out) {
+    tg_tape *tape = call->tape;
+    tg_tensor *xp = call->inputs[0], *h = call->inputs[1], *w = call->inputs[2], *b = call->inputs[3];
+    int64_t batch = h->shape[0], hidden = h->shape[1], width = 3 * hidden, step = call->attrs[0].i64;
+    /* the slab tangent and the projection tangent apart: r multiplies only the projection's n */
+    tg_tensor *slab_t = NULL, *proj_t = NULL;
+    tg_tensor *sub_t[4] = {NULL, t[1], t[2], t[3]};
+    tg_status status = pre_activation_tangent(call, sub_t, &proj_t);
+    if (status != TG_OK) return status;
+    if (t[0] && !(slab_t = tg_reshape(tape, tg_slice(tape, t[0], 1, step, step + 1), TG_SHAPE(batch, width))))
+        return tg_errcode(tape->ctx);
+    tg_tensor *slab = tg_reshape(tape, tg_slice(tape, xp, 1, step, step + 1), TG_SHAPE(batch, width));
+    tg_tensor *proj = tg_linear(tape, h, w, b);
+    tg_tensor *a_rz = tg_slice(tape, tg_add(tape, slab, proj), 1, 0, 2 * hidden);
+    tg_tensor *rz = tg_sigmoid(tape, a_rz);
+    tg_tensor *r = tg_slice(tape, rz, 1, 0, hidden), *z = tg_slice(tape, rz, 1, hidden, 2 * hidden);
+    tg_tensor *p_n = tg_slice(tape, proj, 1, 2 * hidden, width);
+    tg_tensor *a_n = tg_add(tape, tg_slice(tape, slab, 1, 2 * hidden, width), tg_mul(tape, r, p_n));
+    tg_tensor *n = tg_tanh(tape, a_n);
+    if (!n) return tg_errcode(tape->ctx);
+    /* the tangent of [a_r a_z a_n'] before the activations, piece by piece */
+    tg_tensor *lin_t = tgi_tangent_add(tape, slab_t, proj_t); /* [B, 3H] */
+    if (!lin_t && (slab_t || proj_t)) return tg_errcode(tape->ctx);
+    tg_tensor *sum = NULL, *dn_pre = NULL, *dr = NULL, *dz = NULL;
+    if (lin_t) {
+        tg_tensor *drz = tgi_derivative_times(tape, TGI_OP_SIGMOID, 1, a_rz, tg_slice(tape, lin_t, 1, 0, 2 * hidden), NULL);
+        dr = tg_slice(tape, drz, 1, 0, hidden);
+        dz = tg_slice(tape, drz, 1, hidden, 2 * hidden);
+        dn_pre = tg_mul(tape, dr, p_n);
+        if (slab_t) dn_pre = tg_add(tape, tg_slice(tape, slab_t, 1, 2 * hidden, width), dn_pre);
+        if (proj_t) dn_pre = tg_add(tape, dn_pre, tg_mul(tape, r, tg_slice(tape, proj_t, 1, 2 * hidden, width)));
+        tg_tensor *dn = tgi_derivative_times(tape, TGI_OP_TANH, 1, a_n, dn_pre, NULL);
+        /* dn + dz (h - n) - z dn, then + z dh */
+        sum = tg_add(tape, tg_sub(tape, dn, tg_mul(tape, z, dn)), tg_mul(tape, dz, tg_sub(tape, h, n)));
+        if (!sum) return tg_errcode(tape->ctx);
+    }
+    if (t[1]) {
+        tg_tensor *term = tg_mul(tape, z, t[1]);
+        if (!term || !(sum = tgi_tangent_add(tape, sum, term))) return tg_errcode(tape->ctx);
+    }
+    *out = sum;
+    return TG_OK;
+}
+
 /* ---- registry entries ---------------------------------------------------------------------- */
 
 /* B = 2, T = 3, H = 2 (so every gate block has two columns), at step 1 of 0..2. */
@@ -470,11 +617,11 @@ static const tgi_examples gru_cell_examples = TGI_EXAMPLES(gru_cell_inputs);
 static const tgi_examples state_examples = TGI_EXAMPLES(state_inputs);
 
 const tg_op_def tgi_recurrent_defs[] = {
-    KERNEL_DEF(rnn_cell, 4, "step:i64", rnn_cell_infer, rnn_cell_examples),
-    KERNEL_DEF(lstm_gates, 4, "step:i64", lstm_gates_infer, lstm_gates_examples),
-    KERNEL_DEF(lstm_cell, 2, "", lstm_state_infer, state_examples),
-    KERNEL_DEF(lstm_hidden, 2, "", lstm_state_infer, state_examples),
-    KERNEL_DEF(gru_cell, 4, "step:i64", gru_cell_infer, gru_cell_examples),
+    KERNEL_DEF_JVP(rnn_cell, 4, "step:i64", rnn_cell_infer, rnn_cell_examples, rnn_cell_jvp),
+    KERNEL_DEF_JVP(lstm_gates, 4, "step:i64", lstm_gates_infer, lstm_gates_examples, lstm_gates_jvp),
+    KERNEL_DEF_JVP(lstm_cell, 2, "", lstm_state_infer, state_examples, lstm_cell_jvp),
+    KERNEL_DEF_JVP(lstm_hidden, 2, "", lstm_state_infer, state_examples, lstm_hidden_jvp),
+    KERNEL_DEF_JVP(gru_cell, 4, "step:i64", gru_cell_infer, gru_cell_examples, gru_cell_jvp),
 };
 const int tgi_recurrent_count = sizeof tgi_recurrent_defs / sizeof tgi_recurrent_defs[0];
 
