@@ -457,19 +457,12 @@ static tg_status gru_cell_backward(const tg_op_call *call) {
  * (an earlier failure) returns NULL, the first message staying on the context: a chain of ops
  * is checked once, at its end. */
 
-/* The tangent of the pre-activation of every gate, xp_t + b_hh + h W_hh^T: xp's tangent sliced at
- * `step`, plus dh W^T + h dW^T + db (the bias tangent riding on the first product, as in linear's
- * rule; zeros when there is no product). NULL when nothing moves. */
-static tg_status pre_activation_tangent(const tg_op_call *call, tg_tensor *const *t, tg_tensor **out) {
+/* dh W^T + h dW^T + db, the tangent of the recurrent projection [B, G*H] (the bias's tangent
+ * riding on the first product, as in linear's rule); NULL when none of them moves. */
+static tg_status projection_tangent(const tg_op_call *call, tg_tensor *const *t, tg_tensor **out) {
     tg_tape *tape = call->tape;
     tg_tensor *h = call->inputs[1], *w = call->inputs[2], *b = call->inputs[3];
-    int64_t batch = h->shape[0], width = w->shape[0], step = call->attrs[0].i64;
     tg_tensor *sum = NULL, *bias = t[3];
-    if (t[0]) {
-        tg_tensor *slab = tg_reshape(tape, tg_slice(tape, t[0], 1, step, step + 1), TG_SHAPE(batch, width));
-        if (!slab) return tg_errcode(tape->ctx);
-        sum = slab;
-    }
     for (int k = 1; k <= 2; k++) {
         if (!t[k]) continue;
         tg_tensor *b_tangent = bias ? bias : tg_tape_zeros(tape, b->ndim, b->shape);
@@ -477,73 +470,26 @@ static tg_status pre_activation_tangent(const tg_op_call *call, tg_tensor *const
         if (!term || !(sum = tgi_tangent_add(tape, sum, term))) return tg_errcode(tape->ctx);
         bias = NULL;
     }
-    if (bias) { /* only the bias moves, or the bias and the slab */
-        tg_tensor *rows = tgi_tangent_expand(tape, bias, call->output);
-        if (!rows || !(sum = tgi_tangent_add(tape, sum, rows))) return tg_errcode(tape->ctx);
-    }
+    if (bias && !(sum = tgi_tangent_expand(tape, bias, call->output))) return tg_errcode(tape->ctx);
     *out = sum;
     return TG_OK;
 }
 
-/* rnn_cell: d tanh(z) = (1 - y^2) dz = dz - y (y dz), from the output y itself: no second GEMM
- * to recompute z, and y's own VJP carries the second derivative back to the inputs. */
-static tg_status rnn_cell_jvp(const tg_op_call *call, tg_tensor *const *t, tg_tensor **out) {
-    tg_tape *tape = call->tape;
-    tg_tensor *dz = NULL, *y = call->output;
-    tg_status status = pre_activation_tangent(call, t, &dz);
-    if (status != TG_OK || !dz) return status;
-    *out = tg_sub(tape, dz, tg_mul(tape, y, tg_mul(tape, y, dz)));
-    return *out ? TG_OK : tg_errcode(tape->ctx);
+/* rnn_cell and lstm_gates: act'(z) (dxp_t + db + dh W^T + h dW^T), one fused op
+ * (ops/recurrent_tangent.c) that takes the activations' slopes from the output y itself. */
+static tg_status gates_jvp(const tg_op_call *call, tg_tensor *const *t, tg_tensor **out) {
+    return tgi_gates_tangent(call->tape, call->output, t[0], call->inputs[1], t[1], call->inputs[2],
+                             t[2], t[3], call->attrs[0].i64, out);
 }
 
-/* lstm_gates: sig' = y (1 - y), tanh' = (1 - y)(1 + y), so act'(z) = (1 - y)(m + y) with m = 1 on
- * the g block, 0 elsewhere: one expression over all four blocks, no slices. */
-static tg_status lstm_gates_jvp(const tg_op_call *call, tg_tensor *const *t, tg_tensor **out) {
-    tg_tape *tape = call->tape;
-    tg_tensor *dz = NULL, *y = call->output;
-    tg_status status = pre_activation_tangent(call, t, &dz);
-    if (status != TG_OK || !dz) return status;
-    int64_t width = y->shape[1], hidden = width / 4;
-    tg_tensor *mask = tg_tape_zeros(tape, TG_SHAPE(width)); /* a constant: fine on replay */
-    if (!mask) return tg_errcode(tape->ctx);
-    for (int64_t j = 2 * hidden; j < 3 * hidden; j++) mask->data[j] = 1.0f;
-    tg_tensor *one_minus = tg_add_scalar(tape, tg_neg(tape, y), 1.0f);
-    *out = tg_mul(tape, dz, tg_mul(tape, one_minus, tg_add(tape, y, mask)));
-    return *out ? TG_OK : tg_errcode(tape->ctx);
-}
-
-/* Gate block k (0 i, 1 f, 2 g, 3 o) of gates [B, 4H]. */
-static tg_tensor *block(tg_tape *tape, tg_tensor *gates, int k) {
-    int64_t hidden = gates ? gates->shape[1] / 4 : 0;
-    return tg_slice(tape, gates, 1, k * hidden, (k + 1) * hidden);
-}
-
-/* lstm_cell: d(f c + i g) = df c + f dc + di g + i dg */
+/* lstm_cell: d(f c + i g) = df c + f dc + di g + i dg, one fused op */
 static tg_status lstm_cell_jvp(const tg_op_call *call, tg_tensor *const *t, tg_tensor **out) {
-    tg_tape *tape = call->tape;
-    tg_tensor *gates = call->inputs[0], *c = call->inputs[1], *sum = NULL;
-    if (t[1] && !(sum = tg_mul(tape, block(tape, gates, 1), t[1]))) return tg_errcode(tape->ctx);
-    if (t[0]) {
-        tg_tensor *terms = tg_add(tape, tg_mul(tape, block(tape, t[0], 1), c),
-                                  tg_add(tape, tg_mul(tape, block(tape, t[0], 0), block(tape, gates, 2)),
-                                         tg_mul(tape, block(tape, gates, 0), block(tape, t[0], 2))));
-        if (!terms || !(sum = tgi_tangent_add(tape, sum, terms))) return tg_errcode(tape->ctx);
-    }
-    *out = sum;
-    return TG_OK;
+    return tgi_lstm_cell_tangent(call->tape, call->inputs[0], call->inputs[1], t[0], t[1], out);
 }
 
-/* lstm_hidden: d(o tanh(c)) = do tanh(c) + o tanh'(c) dc */
+/* lstm_hidden: d(o tanh(c)) = do tanh(c) + o tanh'(c) dc, one fused op */
 static tg_status lstm_hidden_jvp(const tg_op_call *call, tg_tensor *const *t, tg_tensor **out) {
-    tg_tape *tape = call->tape;
-    tg_tensor *gates = call->inputs[0], *c = call->inputs[1], *sum = NULL;
-    if (t[0] && !(sum = tg_mul(tape, block(tape, t[0], 3), tg_tanh(tape, c)))) return tg_errcode(tape->ctx);
-    if (t[1]) {
-        tg_tensor *term = tg_mul(tape, block(tape, gates, 3), tgi_derivative_times(tape, TGI_OP_TANH, 1, c, t[1], NULL));
-        if (!term || !(sum = tgi_tangent_add(tape, sum, term))) return tg_errcode(tape->ctx);
-    }
-    *out = sum;
-    return TG_OK;
+    return tgi_lstm_hidden_tangent(call->tape, call->inputs[0], call->inputs[1], t[0], t[1], out);
 }
 
 /* gru_cell: r, z, n and W_hn h + b_hn are not nodes of the step, so they are recomputed by ops
@@ -556,10 +502,9 @@ static tg_status gru_cell_jvp(const tg_op_call *call, tg_tensor *const *t, tg_te
     tg_tape *tape = call->tape;
     tg_tensor *xp = call->inputs[0], *h = call->inputs[1], *w = call->inputs[2], *b = call->inputs[3];
     int64_t batch = h->shape[0], hidden = h->shape[1], width = 3 * hidden, step = call->attrs[0].i64;
-    /* the slab tangent and the projection tangent apart: r multiplies only the projection's n */
+    /* the slab's tangent and the projection's apart: r multiplies only the projection's n */
     tg_tensor *slab_t = NULL, *proj_t = NULL;
-    tg_tensor *sub_t[4] = {NULL, t[1], t[2], t[3]};
-    tg_status status = pre_activation_tangent(call, sub_t, &proj_t);
+    tg_status status = projection_tangent(call, t, &proj_t);
     if (status != TG_OK) return status;
     if (t[0] && !(slab_t = tg_reshape(tape, tg_slice(tape, t[0], 1, step, step + 1), TG_SHAPE(batch, width))))
         return tg_errcode(tape->ctx);
@@ -617,8 +562,8 @@ static const tgi_examples gru_cell_examples = TGI_EXAMPLES(gru_cell_inputs);
 static const tgi_examples state_examples = TGI_EXAMPLES(state_inputs);
 
 const tg_op_def tgi_recurrent_defs[] = {
-    KERNEL_DEF_JVP(rnn_cell, 4, "step:i64", rnn_cell_infer, rnn_cell_examples, rnn_cell_jvp),
-    KERNEL_DEF_JVP(lstm_gates, 4, "step:i64", lstm_gates_infer, lstm_gates_examples, lstm_gates_jvp),
+    KERNEL_DEF_JVP(rnn_cell, 4, "step:i64", rnn_cell_infer, rnn_cell_examples, gates_jvp),
+    KERNEL_DEF_JVP(lstm_gates, 4, "step:i64", lstm_gates_infer, lstm_gates_examples, gates_jvp),
     KERNEL_DEF_JVP(lstm_cell, 2, "", lstm_state_infer, state_examples, lstm_cell_jvp),
     KERNEL_DEF_JVP(lstm_hidden, 2, "", lstm_state_infer, state_examples, lstm_hidden_jvp),
     KERNEL_DEF_JVP(gru_cell, 4, "step:i64", gru_cell_infer, gru_cell_examples, gru_cell_jvp),
