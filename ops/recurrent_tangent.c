@@ -21,8 +21,7 @@
  *   lstm_hidden_tangent(g, c, gd, cd)  [B, H] = gd_o tanh(c) + g_o tanh'(c) cd
  *
  * xd is read in place at `step`, as the cells read xp: no slice copy. Each op's VJP adds (+=)
- * into gradient buffers that may be shared with other readers; no loop here takes restrict
- * gradient pointers, so an op given one tensor twice still adds both parts.
+ * into gradient buffers that may be shared with other readers.
  */
 #include "ops/kernels.h"
 
@@ -129,8 +128,27 @@ static tg_status gates_tangent_forward(tg_op_call *call) {
     return TG_OK;
 }
 
-/* Row range of the VJP, u the output's gradient: dz = u slope(y) into job->buf; y gets
- * u zd slope'(y) (slope' = -2y for tanh, 1 - 2y for sigmoid); xd's slab gets dz. */
+/* dz = u slope(y); dy += u zd slope'(y) (slope' = -2y for tanh, 1 - 2y for sigmoid). */
+static void tanh_slope_grad(float *restrict dz, float *restrict dy, const float *restrict u,
+                            const float *restrict y, const float *restrict zd, int64_t n) {
+    for (int64_t j = 0; j < n; j++) dz[j] = u[j] * (1.0f - y[j] * y[j]);
+    if (dy)
+        for (int64_t j = 0; j < n; j++) dy[j] += u[j] * zd[j] * (-2.0f * y[j]);
+}
+
+static void sigmoid_slope_grad(float *restrict dz, float *restrict dy, const float *restrict u,
+                               const float *restrict y, const float *restrict zd, int64_t n) {
+    for (int64_t j = 0; j < n; j++) dz[j] = u[j] * (y[j] * (1.0f - y[j]));
+    if (dy)
+        for (int64_t j = 0; j < n; j++) dy[j] += u[j] * zd[j] * (1.0f - 2.0f * y[j]);
+}
+
+static void add_to(float *restrict out, const float *restrict from, int64_t n) {
+    for (int64_t j = 0; j < n; j++) out[j] += from[j];
+}
+
+/* Row range of the VJP, u the output's gradient: dz into job->buf, y's gradient, and xd's
+ * slab += dz. */
 static void gates_tangent_grad_rows(void *arg, int64_t begin, int64_t end) {
     const tangent_job *job = arg;
     const tg_op_call *call = job->call;
@@ -143,17 +161,11 @@ static void gates_tangent_grad_rows(void *arg, int64_t begin, int64_t end) {
         const float *zd = saved + r * width;
         float *dz = job->buf + r * width, *dy = y->grad ? y->grad + r * width : NULL;
         for (int64_t k = 0, at = 0; k < gates; k++, at += hidden) {
-            bool is_tanh = tanh_block(gates, k);
-            for (int64_t j = at; j < at + hidden; j++) {
-                float v = yr[j];
-                dz[j] = u[j] * (is_tanh ? 1.0f - v * v : v * (1.0f - v));
-                if (dy) dy[j] += u[j] * zd[j] * (is_tanh ? -2.0f * v : 1.0f - 2.0f * v);
-            }
+            if (tanh_block(gates, k))
+                tanh_slope_grad(dz + at, dy ? dy + at : NULL, u + at, yr + at, zd + at, hidden);
+            else sigmoid_slope_grad(dz + at, dy ? dy + at : NULL, u + at, yr + at, zd + at, hidden);
         }
-        if (xd->grad) {
-            float *gx = xd->grad + offset + r * stride;
-            for (int64_t j = 0; j < width; j++) gx[j] += dz[j];
-        }
+        if (xd->grad) add_to(xd->grad + offset + r * stride, dz, width);
     }
 }
 
@@ -264,20 +276,33 @@ static state_rows rows_at(const tg_op_call *call, int64_t r, int64_t hidden) {
                         call->output->data + r * hidden};
 }
 
+/* One row: out = gd_f c + g_f cd + gd_i g_g + g_i gd_g (g, gd: the row's four blocks). */
+static void cell_form(float *restrict out, const float *restrict g, const float *restrict gd,
+                      const float *restrict c, const float *restrict cd, int64_t H) {
+    for (int64_t j = 0; j < H; j++)
+        out[j] = gd[H + j] * c[j] + g[H + j] * cd[j] + gd[j] * g[2 * H + j] + g[j] * gd[2 * H + j];
+}
+
 static void cell_tangent_rows(void *arg, int64_t begin, int64_t end) {
     const tangent_job *job = arg;
     int64_t H = job->call->output->shape[1];
     for (int64_t r = begin; r < end; r++) {
         state_rows s = rows_at(job->call, r, H);
-        for (int64_t j = 0; j < H; j++)
-            s.out[j] = s.gd[H + j] * s.c[j] + s.g[H + j] * s.cd[j] + s.gd[j] * s.g[2 * H + j] +
-                       s.g[j] * s.gd[2 * H + j];
+        cell_form(s.out, s.g, s.gd, s.c, s.cd, H);
     }
 }
 
 static tg_status lstm_cell_tangent_forward(tg_op_call *call) {
     over_rows(call, call->output->shape[1], cell_tangent_rows, NULL);
     return TG_OK;
+}
+
+/* The VJP loops, one gradient each, restrict: a gradient buffer never overlaps the values it
+ * is computed from, so they vectorise; an input given twice has its buffer written by two
+ * loops in turn, each adding its part. */
+static void add_product(float *restrict out, const float *restrict u, const float *restrict a,
+                        int64_t n) {
+    for (int64_t j = 0; j < n; j++) out[j] += u[j] * a[j];
 }
 
 /* Each input's gradient is u times its partner in the form: g_i <-> gd_g, g_f <-> cd,
@@ -289,26 +314,17 @@ static void cell_tangent_grad_rows(void *arg, int64_t begin, int64_t end) {
     for (int64_t r = begin; r < end; r++) {
         state_rows s = rows_at(job->call, r, H);
         const float *u = job->call->output->grad + r * H;
-        if (in[ST_G]->grad) {
-            float *d = in[ST_G]->grad + r * 4 * H;
-            for (int64_t j = 0; j < H; j++) {
-                d[j] += u[j] * s.gd[2 * H + j];
-                d[H + j] += u[j] * s.cd[j];
-                d[2 * H + j] += u[j] * s.gd[j];
-            }
+        for (int which = 0; which < 2; which++) { /* g's gradient from gd and cd, then gd's */
+            tg_tensor *gates = in[which ? ST_GD : ST_G];
+            const float *partner = which ? s.g : s.gd, *state = which ? s.c : s.cd;
+            if (!gates->grad) continue;
+            float *d = gates->grad + r * 4 * H;
+            add_product(d, u, partner + 2 * H, H);
+            add_product(d + H, u, state, H);
+            add_product(d + 2 * H, u, partner, H);
         }
-        if (in[ST_GD]->grad) {
-            float *d = in[ST_GD]->grad + r * 4 * H;
-            for (int64_t j = 0; j < H; j++) {
-                d[j] += u[j] * s.g[2 * H + j];
-                d[H + j] += u[j] * s.c[j];
-                d[2 * H + j] += u[j] * s.g[j];
-            }
-        }
-        if (in[ST_C]->grad)
-            for (int64_t j = 0; j < H; j++) in[ST_C]->grad[r * H + j] += u[j] * s.gd[H + j];
-        if (in[ST_CD]->grad)
-            for (int64_t j = 0; j < H; j++) in[ST_CD]->grad[r * H + j] += u[j] * s.g[H + j];
+        if (in[ST_C]->grad) add_product(in[ST_C]->grad + r * H, u, s.gd + H, H);
+        if (in[ST_CD]->grad) add_product(in[ST_CD]->grad + r * H, u, s.g + H, H);
     }
 }
 
@@ -331,18 +347,24 @@ static tg_status lstm_cell_tangent_jvp(const tg_op_call *call, tg_tensor *const 
     return status;
 }
 
+/* One row: squashed = tanh(c), out = od squashed + o (1 - squashed^2) cd. */
+static void hidden_form(float *restrict out, float *restrict squashed, const float *restrict o,
+                        const float *restrict od, const float *restrict c,
+                        const float *restrict cd, int64_t n) {
+    for (int64_t j = 0; j < n; j++) {
+        float v = tgi_tanhf(c[j]);
+        squashed[j] = v;
+        out[j] = od[j] * v + o[j] * (1.0f - v * v) * cd[j];
+    }
+}
+
 /* job->buf: tanh(c), saved for the VJP. */
 static void hidden_tangent_rows(void *arg, int64_t begin, int64_t end) {
     const tangent_job *job = arg;
     int64_t H = job->call->output->shape[1];
     for (int64_t r = begin; r < end; r++) {
         state_rows s = rows_at(job->call, r, H);
-        float *squashed = job->buf + r * H;
-        for (int64_t j = 0; j < H; j++) {
-            float v = tgi_tanhf(s.c[j]);
-            squashed[j] = v;
-            s.out[j] = s.gd[3 * H + j] * v + s.g[3 * H + j] * (1.0f - v * v) * s.cd[j];
-        }
+        hidden_form(s.out, job->buf + r * H, s.g + 3 * H, s.gd + 3 * H, s.c, s.cd, H);
     }
 }
 
@@ -355,6 +377,18 @@ static tg_status lstm_hidden_tangent_forward(tg_op_call *call) {
 
 /* s = tanh(c), d = 1 - s^2: g_o gets u d cd, c gets u d (gd_o - 2 s g_o cd), gd_o gets u s,
  * cd gets u g_o d. */
+static void add_slope_product(float *restrict out, const float *restrict u, const float *restrict s,
+                              const float *restrict a, int64_t n) {
+    for (int64_t j = 0; j < n; j++) out[j] += u[j] * (1.0f - s[j] * s[j]) * a[j];
+}
+
+static void add_state_grad(float *restrict out, const float *restrict u, const float *restrict s,
+                           const float *restrict o, const float *restrict od,
+                           const float *restrict cd, int64_t n) {
+    for (int64_t j = 0; j < n; j++)
+        out[j] += u[j] * (1.0f - s[j] * s[j]) * (od[j] - 2.0f * s[j] * o[j] * cd[j]);
+}
+
 static void hidden_tangent_grad_rows(void *arg, int64_t begin, int64_t end) {
     const tangent_job *job = arg;
     tg_tensor *const *in = job->call->inputs;
@@ -364,13 +398,10 @@ static void hidden_tangent_grad_rows(void *arg, int64_t begin, int64_t end) {
         state_rows s = rows_at(job->call, r, H);
         const float *u = job->call->output->grad + r * H, *sq = saved + r * H;
         const float *o = s.g + 3 * H, *od = s.gd + 3 * H;
-        for (int64_t j = 0; j < H; j++) {
-            float d = 1.0f - sq[j] * sq[j];
-            if (in[ST_G]->grad) in[ST_G]->grad[r * 4 * H + 3 * H + j] += u[j] * d * s.cd[j];
-            if (in[ST_C]->grad) in[ST_C]->grad[r * H + j] += u[j] * d * (od[j] - 2.0f * sq[j] * o[j] * s.cd[j]);
-            if (in[ST_GD]->grad) in[ST_GD]->grad[r * 4 * H + 3 * H + j] += u[j] * sq[j];
-            if (in[ST_CD]->grad) in[ST_CD]->grad[r * H + j] += u[j] * o[j] * d;
-        }
+        if (in[ST_G]->grad) add_slope_product(in[ST_G]->grad + r * 4 * H + 3 * H, u, sq, s.cd, H);
+        if (in[ST_C]->grad) add_state_grad(in[ST_C]->grad + r * H, u, sq, o, od, s.cd, H);
+        if (in[ST_GD]->grad) add_product(in[ST_GD]->grad + r * 4 * H + 3 * H, u, sq, H);
+        if (in[ST_CD]->grad) add_slope_product(in[ST_CD]->grad + r * H, u, sq, o, H);
     }
 }
 

@@ -25,7 +25,7 @@ Test(registry, builtins_are_listed_with_their_signatures) {
                               "global_avg_pool2d", "rnn_cell", "lstm_gates", "lstm_cell",
                               "lstm_hidden", "gru_cell", "embedding", "masked_fill", "max_axis",
                               "argmax_axis", "permute", "clamp", "sin", "cos", "softmax_axis",
-                              "log_softmax_axis", "attention", "attention_qkv",
+                              "log_softmax_axis", "attention", "attention_qkv", "unary_derivative",
                               "gates_tangent", "lstm_cell_tangent", "lstm_hidden_tangent"};
     for (size_t i = 0; i < sizeof expected / sizeof expected[0]; i++)
         cr_expect_geq(tg_op_find(ctx, expected[i]), 0, "op '%s' missing", expected[i]);
