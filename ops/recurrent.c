@@ -30,6 +30,11 @@
  * their product by the thread that computed it. Rows are independent, and the one sum over rows
  * (the bias gradient) is cut by columns, each column summed in row order, so the numbers do not
  * depend on the thread count.
+ *
+ * Forward-mode (JVP) rules, for Hessian-vector products and double backward: the tangents of
+ * rnn_cell, lstm_gates, lstm_cell and lstm_hidden are fused ops of their own
+ * (ops/recurrent_tangent.c: composed from generic ops they cost an LSTM HVP ~4.3 gradient
+ * steps, fused ~2.3); gru_cell's is composed from generic ops.
  */
 #include "ops/kernels.h"
 

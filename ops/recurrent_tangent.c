@@ -4,9 +4,10 @@
  * The JVP rules of rnn_cell, lstm_gates, lstm_cell and lstm_hidden (ops/recurrent.c) must build
  * each node's tangent from ops on the tape, so that a backward pass through the tangents gives
  * Hessian-vector products. Composed from generic ops (slices, products, sums) an LSTM step's
- * tangents took about thirty small ops, and an HVP of the bench_rnn LSTM cost 4x its gradient
- * step: the per-op passes over [B, 4H], not the products, were the excess. So each tangent is
- * one op here, with its own VJP and a JVP (composed: third derivatives are not on a hot path):
+ * tangents took about thirty small ops, and an HVP of the bench_rnn LSTM cost 4.3 gradient
+ * steps: the per-op passes over [B, 4H], not the products, were the excess. So each tangent is
+ * one op here (2.3 gradient steps, bench/bench_hvp.c), with its own VJP and a JVP (composed
+ * from ops: third derivatives are not on a hot path):
  *
  *   gates_tangent(y, xd, h, hd, w, wd, bd; step)       [B, G*H], G = 1 (tanh cell) or 4 (LSTM)
  *       = act'(z) * zd,   zd = xd_t + bd + hd w^T + h wd^T
@@ -24,8 +25,6 @@
  * into gradient buffers that may be shared with other readers.
  */
 #include "ops/kernels.h"
-
-#include <string.h>
 
 /* Rows are independent: the elementwise passes run over row ranges on the context's threads,
  * each range at least this many values (a hand-off costs about a microsecond). */
