@@ -23,6 +23,7 @@
 #include "cli/args.h"
 #include "cli/files.h"
 #include "cli/lm.h"
+#include "cli/model_check.h"
 #include "cli/report.h"
 #include "cli/study.h"
 #include "tapegrad.h"
@@ -70,8 +71,9 @@ static void command_usage(const char *command, FILE *out) {
                      "plugins' ops, then the GEMM backend.\n");
     else
         fprintf(out, "usage: tapegrad gradcheck [OP...] [--order 1|2] [--plugin PATH]...\n\n"
-                     "Checks each op's backward (default: every op with an example) against central\n"
-                     "finite differences on its examples; exits 1 when one fails.\n\n"
+                     "Checks each op's backward (default: every op with an example, then every\n"
+                     "built-in model's loss end to end) against central finite differences on its\n"
+                     "examples; exits 1 when one fails.\n\n"
                      "  --order 2   also its forward-mode rule (JVP) against differences of the\n"
                      "              forward, and double backward and Hessian-vector products\n"
                      "              against differences of the gradient\n");
@@ -329,6 +331,8 @@ static int run_gradcheck(int argc, char **argv) {
         }
     }
     tg_ctx_free(ctx);
+    /* with no op named, the built-in models too, end to end */
+    if (o.n_positional == 0) failures += tgc_check_models(o.order ? (int)o.order : 1, stdout);
     return failures ? 1 : 0;
 }
 

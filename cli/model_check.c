@@ -2,6 +2,14 @@
  * cli/model_check.c — `tapegrad gradcheck` on the built-in models end to end: each model, small,
  * on a fixed batch, through tg_gradcheck_function (every parameter; at order 2 also J v and H v
  * along a random direction against finite differences of the loss and of the gradients).
+ *
+ * LeNet and the ResNets are not in the list: ReLU and max pooling make their loss piecewise,
+ * and in f32 no step is both small enough to stay inside one piece for every parameter (a step
+ * of 1e-3 along a random direction flips some unit or pooling winner) and large enough to beat
+ * rounding, so differences of their gradients measure the kinks, not the code. Their ops are
+ * checked one by one (conv2d, batch_norm, relu, max_pool2d, ...), and the conv - batch norm -
+ * ReLU - max-pool chain against differences along a direction that crosses no kink
+ * (tests/test_jvp_conv.c).
  */
 #include "cli/model_check.h"
 
@@ -18,6 +26,8 @@ typedef struct model_case {
     bool regression;             /* mse on y, else cross entropy with class labels y */
     bool sequence;               /* a recurrent model: run tg_rnn_forward, head on the last h */
     tg_module *head;
+    int classes;                 /* of the labels (cross entropy), or the vocabulary */
+    double eps;                  /* the difference step: 1e-2 unless the loss curves fast */
 } model_case;
 
 static tg_tensor *case_loss(tg_tape *tape, tg_tensor *const *inputs, int n, void *user) {
@@ -32,7 +42,7 @@ static tg_tensor *case_loss(tg_tape *tape, tg_tensor *const *inputs, int n, void
     return c->regression ? tg_mse(tape, out, c->y) : tg_cross_entropy(tape, out, c->y);
 }
 
-static void fill_labels(tg_tensor *t, int classes) {
+static void fill_labels(const tg_tensor *t, int classes) {
     for (int64_t i = 0; i < t->size; i++) t->data[i] = (float)((i * 7 + 3) % classes);
 }
 
@@ -44,6 +54,7 @@ static bool build_case(tg_ctx *ctx, int index, model_case *c) {
         tg_mlp_config cfg = {.in = 6, .out = 4, .width = 8, .depth = 3, .activation = TG_ACT_TANH,
                              .norm = TG_NORM_LAYER, .seed = 1};
         c->name = "mlp (tanh, layer norm)";
+        c->classes = 4;
         c->model = tg_mlp_new(ctx, "mlp", &cfg);
         c->x = tg_zeros(ctx, TG_SHAPE(5, 6));
         c->y = tg_zeros(ctx, TG_SHAPE(5));
@@ -54,35 +65,20 @@ static bool build_case(tg_ctx *ctx, int index, model_case *c) {
                                 .activation = TG_ACT_GELU, .norm = TG_NORM_BATCH, .skip = true,
                                 .seed = 2};
         c->name = "resmlp (gelu, batch norm)";
+        c->classes = 4;
+        c->eps = 1e-3; /* batch statistics of 6 rows: a step of 1e-2 leaves the quadratic range */
         c->model = tg_resmlp_new(ctx, "resmlp", &cfg);
         c->x = tg_zeros(ctx, TG_SHAPE(6, 6));
         c->y = tg_zeros(ctx, TG_SHAPE(6));
         break;
     }
-    case 2: {
-        tg_lenet_config cfg = {.channels = 1, .height = 8, .width = 8, .classes = 3, .seed = 3};
-        c->name = "lenet";
-        c->model = tg_lenet_new(ctx, "lenet", &cfg);
-        c->x = tg_zeros(ctx, TG_SHAPE(2, 1, 8, 8));
-        c->y = tg_zeros(ctx, TG_SHAPE(2));
-        break;
-    }
-    case 3: {
-        tg_resnet_config cfg = {.channels = 1, .classes = 3, .depth = 8, .width = 4, .skip = true,
-                                .seed = 4};
-        c->name = "resnet-8";
-        c->model = tg_resnet_new(ctx, "resnet", &cfg);
-        c->x = tg_zeros(ctx, TG_SHAPE(3, 1, 8, 8));
-        c->y = tg_zeros(ctx, TG_SHAPE(3));
-        break;
-    }
-    case 4:
-    case 5:
-    case 6: {
+    case 2:
+    case 3:
+    case 4: {
         static const tg_rnn_kind kinds[] = {TG_RNN_TANH, TG_RNN_LSTM, TG_RNN_GRU};
         static const char *const names[] = {"rnn (tanh) + head", "lstm + head", "gru + head"};
-        tg_rnn_config cfg = tg_rnn_defaults(kinds[index - 4], 3, 4);
-        c->name = names[index - 4];
+        tg_rnn_config cfg = tg_rnn_defaults(kinds[index - 2], 3, 4);
+        c->name = names[index - 2];
         c->sequence = c->regression = true;
         c->model = tg_rnn_new(ctx, "rnn", &cfg);
         c->head = tg_linear_new(ctx, "head", 4, 2, true, NULL, 5);
@@ -90,20 +86,24 @@ static bool build_case(tg_ctx *ctx, int index, model_case *c) {
         c->y = tg_zeros(ctx, TG_SHAPE(2, 2));
         break;
     }
-    case 7: {
+    case 5: {
         tg_gpt_config cfg = {.vocab = 7, .block_size = 6, .d_model = 8, .n_heads = 2,
                              .n_layers = 1, .seed = 6};
         c->name = "gpt (1 block)";
+        c->classes = 7;
+        /* embeddings of std 0.02 under layer norm: a step of 1e-2 is half a row's spread */
+        c->eps = 1e-3;
         c->language_model = true;
         c->model = tg_gpt_new(ctx, "gpt", &cfg);
         c->x = tg_zeros(ctx, TG_SHAPE(2, 5));
         c->y = tg_zeros(ctx, TG_SHAPE(2, 5));
         break;
     }
-    case 8: {
+    case 6: {
         tg_rnn_lm_config cfg = {.kind = TG_RNN_LSTM, .vocab = 7, .embed_dim = 4, .hidden = 5,
                                 .seed = 7};
         c->name = "lstm language model";
+        c->classes = 7;
         c->language_model = true;
         c->model = tg_rnn_lm_new(ctx, "lm", &cfg);
         c->x = tg_zeros(ctx, TG_SHAPE(2, 4));
@@ -118,13 +118,13 @@ static bool build_case(tg_ctx *ctx, int index, model_case *c) {
 /* Fills the batch: ids and labels whole numbers, features N(0,1), regression targets too. */
 static void fill_batch(model_case *c) {
     if (c->language_model) {
-        fill_labels(c->x, 7);
-        for (int64_t i = 0; i < c->y->size; i++) c->y->data[i] = (float)((i * 3 + 1) % 7);
+        fill_labels(c->x, c->classes);
+        for (int64_t i = 0; i < c->y->size; i++) c->y->data[i] = (float)((i * 3 + 1) % c->classes);
         return;
     }
     tg_fill_normal(c->x, 0.0f, 1.0f, 11);
     if (c->regression) tg_fill_normal(c->y, 0.0f, 1.0f, 12);
-    else fill_labels(c->y, c->name[0] == 'm' || c->name[1] == 'e' ? 4 : 3);
+    else fill_labels(c->y, c->classes);
 }
 
 static int check_case(int index, int order, FILE *out, bool *found) {
@@ -145,6 +145,7 @@ static int check_case(int index, int order, FILE *out, bool *found) {
         tg_gradcheck_opts opts = tg_gradcheck_defaults();
         opts.order = order;
         opts.max_elements = 6;
+        if (c.eps > 0) opts.eps = c.eps;
         tg_gradcheck_result r;
         tg_status status = n > 0 && n <= MAX_PARAMS
                                ? tg_gradcheck_function(ctx, case_loss, &c, params, n, &opts, &r)

@@ -2175,8 +2175,9 @@ typedef tg_tensor *(*tg_gradcheck_fn)(tg_tape *tape, tg_tensor *const *inputs, i
  * and fails (result->vacuous). With opts->order 2 it then checks, along a seeded random
  * direction v over the inputs (elements past max_elements too): tg_jvp of fn against
  * (f(x + eps v) - f(x - eps v)) / 2 eps, and tg_hvp against the difference of backward's
- * gradients at x +- eps v, element by element (the worst_check "jvp" or "hvp"; fn must then
- * be smooth along v: no max-pool winner or relu kink crossed within eps). Returns TG_OK when
+ * gradients at x +- eps v, element by element (the worst_check "jvp" or "hvp"; both
+ * differences are taken at eps and eps/2 and extrapolated, which cancels their eps^2 error; fn
+ * must be smooth along v: no max-pool winner or relu kink crossed within eps). Returns TG_OK when
  * the check ran (see result->passed), an
  * error when fn failed (its message), or for bad arguments.
  */

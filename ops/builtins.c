@@ -41,6 +41,7 @@ static tg_status register_builtins(tg_ctx *ctx) {
         {tgi_attention_defs, &tgi_attention_count},     {tgi_derivative_defs, &tgi_derivative_count},
         {tgi_index_tangent_defs, &tgi_index_tangent_count},
         {tgi_pool_tangent_defs, &tgi_pool_tangent_count},
+        {tgi_recurrent_tangent_defs, &tgi_recurrent_tangent_count},
     };
     for (size_t t = 0; t < sizeof tables / sizeof tables[0]; t++)
         for (int i = 0; i < *tables[t].count; i++) {

@@ -32,7 +32,9 @@
     X(SOFTMAX_AXIS, softmax_axis) X(LOG_SOFTMAX_AXIS, log_softmax_axis)                          \
     X(ATTENTION, attention) X(ATTENTION_QKV, attention_qkv)                                      \
     X(UNARY_DERIVATIVE, unary_derivative) X(SELECT_CLASS, select_class)                        \
-    X(MAX_AXIS_SELECT, max_axis_select) X(MAX_POOL2D_TANGENT, max_pool2d_tangent)
+    X(MAX_AXIS_SELECT, max_axis_select) X(MAX_POOL2D_TANGENT, max_pool2d_tangent)                \
+    X(GATES_TANGENT, gates_tangent) X(LSTM_CELL_TANGENT, lstm_cell_tangent)                      \
+    X(LSTM_HIDDEN_TANGENT, lstm_hidden_tangent)
 
 enum {
 #define TGI_OP_ENUM(id, name) TGI_OP_##id,
@@ -59,6 +61,7 @@ TGI_DEF_TABLE(attention)
 TGI_DEF_TABLE(derivative)
 TGI_DEF_TABLE(index_tangent)
 TGI_DEF_TABLE(pool_tangent)
+TGI_DEF_TABLE(recurrent_tangent)
 #undef TGI_DEF_TABLE
 
 /* Calls built-in op `id` (attrs complete and in signature order). */
@@ -88,6 +91,21 @@ TGI_HIDDEN tg_tensor *tgi_lstm_cell(tg_tape *tape, tg_tensor *gates, tg_tensor *
 TGI_HIDDEN tg_tensor *tgi_lstm_hidden(tg_tape *tape, tg_tensor *gates, tg_tensor *c);
 TGI_HIDDEN tg_tensor *tgi_gru_cell(tg_tape *tape, tg_tensor *xp, tg_tensor *h, tg_tensor *w,
                                    tg_tensor *b, int64_t step);
+
+/* The tangents of the cells as fused ops (ops/recurrent_tangent.c), for their JVP rules; each
+ * tangent argument may be NULL (zero: completed with zeros, or *out = NULL when all are).
+ * gates_tangent: the tangent [B, G*H] of rnn_cell's (G = 1) or lstm_gates' (G = 4) output y
+ * when xp, h, w, b move along xd, hd, wd, bd. */
+TGI_HIDDEN tg_status tgi_gates_tangent(tg_tape *tape, tg_tensor *y, tg_tensor *xd, tg_tensor *h,
+                                       tg_tensor *hd, tg_tensor *w, tg_tensor *wd, tg_tensor *bd,
+                                       int64_t step, tg_tensor **out);
+/* The tangent of lstm_cell(g, c) along (gd, cd): gd_f c + g_f cd + gd_i g_g + g_i gd_g, a
+ * symmetric bilinear form (here g and c may be NULL as well). */
+TGI_HIDDEN tg_status tgi_lstm_cell_tangent(tg_tape *tape, tg_tensor *g, tg_tensor *c,
+                                           tg_tensor *gd, tg_tensor *cd, tg_tensor **out);
+/* The tangent of lstm_hidden(g, c) along (gd, cd): gd_o tanh(c) + g_o tanh'(c) cd. */
+TGI_HIDDEN tg_status tgi_lstm_hidden_tangent(tg_tape *tape, tg_tensor *g, tg_tensor *c,
+                                             tg_tensor *gd, tg_tensor *cd, tg_tensor **out);
 
 /* Softmax (log: log-softmax) of input 0 over `axis` (already checked) into the output, and its
  * VJP: for the last-axis ops (ops/activation.c) and the any-axis ones (ops/index.c). */

@@ -57,7 +57,7 @@ static tg_status grow_slots(tg_ctx *ctx) {
 static tg_status ensure_room(tg_ctx *ctx) {
     tgi_registry *reg = &ctx->registry;
     if (reg->count == reg->capacity) {
-        int capacity = reg->capacity ? reg->capacity * 2 : 64;
+        int capacity = reg->capacity ? reg->capacity * 2 : 128; /* the built-ins, and room */
         tgi_op **ops = tgi_realloc(ctx, reg->ops, (size_t)reg->capacity * sizeof *ops,
                                    (size_t)capacity * sizeof *ops);
         if (!ops) return TG_ERR_NOMEM;

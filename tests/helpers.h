@@ -88,6 +88,7 @@ static inline void *tally_alloc(void *user, void *ptr, size_t old_size, size_t n
     void *p = realloc(ptr, new_size);
     if (p) {
         t->allocations++;
+        if (ptr) t->frees++; /* a block grown is one given back and one handed out */
         t->live_bytes += (long)new_size - (ptr ? (long)old_size : 0);
     }
     return p;

@@ -348,3 +348,19 @@ Test(higher, hvp_is_the_same_at_one_and_two_threads) {
     cr_expect(memcmp(results[0], results[1], sizeof results[0]) == 0,
               "H v differs between one and two threads");
 }
+
+/* ---- the built-in models end to end (what `tapegrad gradcheck --order 2` prints) ------------- */
+
+#include "cli/model_check.h"
+
+Test(higher, every_built_in_model_passes_the_second_order_check_end_to_end) {
+    char *text = NULL;
+    size_t size = 0;
+    FILE *out = open_memstream(&text, &size);
+    cr_assert_not_null(out);
+    int failures = tgc_check_models(2, out);
+    fclose(out);
+    cr_expect_eq(failures, 0, "%s", text);
+    cr_expect(strstr(text, "gpt") && strstr(text, "lstm + head"), "models missing:\n%s", text);
+    free(text);
+}

@@ -26,7 +26,8 @@ Test(registry, builtins_are_listed_with_their_signatures) {
                               "lstm_hidden", "gru_cell", "embedding", "masked_fill", "max_axis",
                               "argmax_axis", "permute", "clamp", "sin", "cos", "softmax_axis",
                               "log_softmax_axis", "attention", "attention_qkv", "unary_derivative",
-                              "select_class", "max_axis_select", "max_pool2d_tangent"};
+                              "select_class", "max_axis_select", "max_pool2d_tangent",
+                              "gates_tangent", "lstm_cell_tangent", "lstm_hidden_tangent"};
     for (size_t i = 0; i < sizeof expected / sizeof expected[0]; i++)
         cr_expect_geq(tg_op_find(ctx, expected[i]), 0, "op '%s' missing", expected[i]);
     cr_expect_eq(tg_op_count(ctx), (int)(sizeof expected / sizeof expected[0]));
