@@ -79,6 +79,15 @@ static tg_tensor *zeros_like(tg_tape *tape, const tg_tensor *t) {
     return tg_tape_zeros(tape, t->ndim, t->shape);
 }
 
+/* A constant tape tensor shaped like `like` over the caller's floats, not copied: ops only read
+ * a tensor that wants no gradient (a direction of a large model is megabytes). */
+static tg_tensor *borrowed(tg_tape *tape, const tg_tensor *like, const float *values) {
+    tg_tensor *t = tgi_header_take(tape);
+    if (t) tgi_init_tape_tensor(t, tape, (float *)values, like->ndim, like->shape, like->size,
+                                NULL, false, NULL);
+    return t;
+}
+
 static tg_status no_rule(tg_tape *tape, const tgi_node *node, const char *what) {
     char name[TG_LABEL_MAX + 32];
     return tgi_error(tape->ctx, TG_ERR_NOGRAD, "%s: op '%s' (output '%s') has no forward-mode "
@@ -281,14 +290,6 @@ tg_status tg_vjp(tg_tape *tape, tg_tensor *output, const float *u, int n,
 
 /* ---- Hessian-vector products ---------------------------------------------------------------- */
 
-/* A constant tape tensor shaped like `like` over the caller's floats, not copied: ops only read
- * a tensor that wants no gradient (a direction of a large model is megabytes). */
-static tg_tensor *borrowed(tg_tape *tape, const tg_tensor *like, const float *values) {
-    tg_tensor *t = tgi_header_take(tape);
-    if (t) tgi_init_tape_tensor(t, tape, (float *)values, like->ndim, like->shape, like->size,
-                                NULL, false, NULL);
-    return t;
-}
 
 tg_status tg_hvp(tg_tape *tape, tg_tensor *loss, int n, tg_tensor *const *params,
                  const float *const *v, float *const *hv) {
@@ -339,8 +340,9 @@ static tg_tensor *replay_on_scratch(tg_tape *scratch, const tgi_node *node, tg_t
                                     const bool *wanted) {
     const tg_op_call *call = &node->call;
     for (int k = 0; k < call->n_inputs; k++) {
-        const tg_tensor *x = call->inputs[k];
-        copies[k] = tg_tape_from_data(scratch, x->ndim, x->shape, x->data);
+        /* the same floats, not a copy: an op never writes its inputs (a recurrent cell reads
+         * one step of a [B, T, 4H] projection: copying it per step was most of the time) */
+        copies[k] = borrowed(scratch, call->inputs[k], call->inputs[k]->data);
         if (!copies[k]) return NULL;
         if (wanted[k]) tg_set_requires_grad(copies[k], true);
     }

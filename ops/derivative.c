@@ -137,10 +137,15 @@ static void unary_derivative_grad_range(void *arg, int64_t begin, int64_t end) {
     float *restrict gx = tx->grad, *restrict gg = tg->grad, a = at[2].f32, b = at[3].f32;
     switch (op) {
 #define BACKWARD_CASE(OP)                                                                       \
-    case OP:                                                                                    \
-        if (gg)                                                                                 \
+    case OP: /* both in one loop when both are wanted: f(x) is found once for the two */     \
+        if (gg && gx)                                                                           \
+            for (int64_t i = begin; i < end; i++) {                                             \
+                gg[i] += u[i] * derivative(OP, k, x[i], a, b);                                  \
+                gx[i] += u[i] * g[i] * derivative(OP, k + 1, x[i], a, b);                       \
+            }                                                                                   \
+        else if (gg)                                                                            \
             for (int64_t i = begin; i < end; i++) gg[i] += u[i] * derivative(OP, k, x[i], a, b); \
-        if (gx)                                                                                 \
+        else if (gx)                                                                            \
             for (int64_t i = begin; i < end; i++)                                               \
                 gx[i] += u[i] * g[i] * derivative(OP, k + 1, x[i], a, b);                       \
         break;
