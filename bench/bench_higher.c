@@ -10,8 +10,10 @@
  *                    0.5 |grad|^2 (a gradient penalty on the parameters: itself an HVP, H g)
  * Printed: ms per product (median of ROUNDS rounds of REPS each, min-max), and its ratio to the
  * gradient's time within each round (median, min-max).
- * `zig build bench-higher -Doptimize=ReleaseFast -- [mlp|lstm] [THREADS]`
+ * `zig build bench-higher -Doptimize=ReleaseFast -- [mlp|lstm] [THREADS]`; `-- check` compares
+ * tg_hvp on both full-size models with differences of their gradients instead.
  */
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -123,11 +125,95 @@ static void run(workload *w, int kind) {
     if (status != TG_OK) die(w->ctx);
 }
 
+/* The gradients at the parameters moved by step * v, from tg_backward, into out (flat). */
+static void gradients_at(workload *w, double step, float *out) {
+    for (int p = 0; p < w->n; p++)
+        for (int64_t i = 0; i < w->params[p]->size; i++)
+            w->params[p]->data[i] = (float)(w->params[p]->data[i] + step * w->v[p][i]);
+    tg_tensor *loss = record(w);
+    if (!loss || tg_backward(w->tape, loss) != TG_OK) die(w->ctx);
+    for (int p = 0; p < w->n; out += w->params[p]->size, p++) {
+        memcpy(out, w->params[p]->grad, (size_t)w->params[p]->size * sizeof(float));
+        tg_zero_grad(w->params[p]);
+        for (int64_t i = 0; i < w->params[p]->size; i++)
+            w->params[p]->data[i] = (float)(w->params[p]->data[i] - step * w->v[p][i]);
+    }
+}
+
+/* `bench_higher check`: tg_hvp on the full-size model against differences of its gradients
+ * along v (steps eps and eps/2, extrapolated), over every parameter: the relative error in
+ * the 2-norm and the largest error against the largest entry. */
+static void check_against_differences(workload *w) {
+    int64_t total = 0;
+    for (int p = 0; p < w->n; p++) total += w->params[p]->size;
+    float *g = malloc(4 * (size_t)total * sizeof(float));
+    if (!g) die(w->ctx);
+    const double eps = 1e-2;
+    gradients_at(w, eps, g);
+    gradients_at(w, -eps, g + total);
+    gradients_at(w, eps / 2, g + 2 * total);
+    gradients_at(w, -eps / 2, g + 3 * total);
+    run(w, HVP);
+    double err2 = 0, norm2 = 0, worst = 0, largest = 0;
+    int64_t e = 0;
+    for (int p = 0; p < w->n; p++)
+        for (int64_t i = 0; i < w->params[p]->size; i++, e++) {
+            double full = ((double)g[e] - g[total + e]) / (2 * eps);
+            double half = ((double)g[2 * total + e] - g[3 * total + e]) / eps;
+            double numeric = (4 * half - full) / 3, diff = w->hv[p][i] - numeric;
+            err2 += diff * diff, norm2 += numeric * numeric;
+            if (fabs(diff) > worst) worst = fabs(diff);
+            if (fabs(numeric) > largest) largest = fabs(numeric);
+        }
+    printf("%s: H v against differences of gradients over %lld parameters: relative error "
+           "%.2e (2-norm), largest error %.2e of the largest entry %.3g\n", w->name,
+           (long long)total, sqrt(err2 / norm2), worst / largest, largest);
+    free(g);
+}
+
+/* `bench_higher export DIR`: the MLP's weights (DIR/mlp.safetensors), its batch, a direction
+ * v and tapegrad's H v (DIR/hvp.safetensors: "x", "y", "v.<parameter>", "hv.<parameter>"), for
+ * bench/torch_hvp.py to compare with torch.autograd.functional.hvp. */
+static int export_mlp(const char *dir) {
+    workload w;
+    setup(&w, false, 1);
+    run(&w, HVP);
+    char path[4096];
+    snprintf(path, sizeof path, "%s/mlp.safetensors", dir);
+    if (tg_module_save(w.model, path) != TG_OK) die(w.ctx);
+    tg_tensor *list[2 + 2 * MAX_PARAMS];
+    int n = 0;
+    list[n++] = tg_set_label(w.x, "x");
+    list[n++] = tg_set_label(w.y, "y");
+    for (int p = 0; p < w.n; p++) {
+        const tg_tensor *param = w.params[p];
+        tg_tensor *v = tg_from_data(w.ctx, param->ndim, param->shape, w.v[p]);
+        tg_tensor *hv = tg_from_data(w.ctx, param->ndim, param->shape, w.hv[p]);
+        if (!v || !hv) die(w.ctx);
+        list[n++] = tg_set_label(v, "v.%s", param->label);
+        list[n++] = tg_set_label(hv, "hv.%s", param->label);
+    }
+    snprintf(path, sizeof path, "%s/hvp.safetensors", dir);
+    if (tg_save_safetensors(w.ctx, path, list, n) != TG_OK) die(w.ctx);
+    printf("wrote %s/mlp.safetensors and %s/hvp.safetensors\n", dir, dir);
+    return 0;
+}
+
 int main(int argc, char **argv) {
+    if (argc == 3 && strcmp(argv[1], "export") == 0) return export_mlp(argv[2]);
+    bool check = argc > 1 && strcmp(argv[1], "check") == 0;
+    if (check) {
+        for (int which = 0; which < 2; which++) {
+            workload w;
+            setup(&w, which == 1, 1);
+            check_against_differences(&w);
+        }
+        return 0;
+    }
     bool lstm = argc > 1 && strcmp(argv[1], "lstm") == 0;
     int threads = argc > 2 ? atoi(argv[2]) : 1;
     if (argc > 1 && !lstm && strcmp(argv[1], "mlp") != 0) {
-        fprintf(stderr, "usage: bench_higher [mlp|lstm] [THREADS]\n");
+        fprintf(stderr, "usage: bench_higher [mlp|lstm|check] [THREADS] | export DIR\n");
         return 2;
     }
     workload w;

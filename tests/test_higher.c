@@ -364,3 +364,55 @@ Test(higher, every_built_in_model_passes_the_second_order_check_end_to_end) {
     cr_expect(strstr(text, "gpt") && strstr(text, "lstm + head"), "models missing:\n%s", text);
     free(text);
 }
+
+/* ---- coverage, and ops from outside ------------------------------------------------------- */
+
+Test(higher, every_differentiable_built_in_op_has_a_jvp_rule) {
+    tg_ctx *c = tg_ctx_new();
+    for (int id = 0; id < tg_op_count(c); id++) {
+        tg_op_info info;
+        cr_assert_eq(tg_op_get_info(c, id, &info), TG_OK);
+        cr_expect(!info.has_backward || info.has_jvp, "built-in op '%s' has no JVP rule", info.name);
+    }
+    tg_ctx_free(c);
+}
+
+/* A native op: y = x^3 by plain C kernels through libffi, its JVP rule written with ops. */
+static void native_cube_forward(const float *x, int64_t n, float *y, int64_t n_out) {
+    (void)n_out;
+    for (int64_t i = 0; i < n; i++) y[i] = x[i] * x[i] * x[i];
+}
+
+static void native_cube_backward(const float *x, int64_t n, const float *y, const float *dy,
+                                 int64_t n_out, float *dx) {
+    (void)y, (void)n_out;
+    for (int64_t i = 0; dx && i < n; i++) dx[i] += dy[i] * 3.0f * x[i] * x[i];
+}
+
+Test(higher, a_native_op_with_a_jvp_rule_has_second_derivatives) {
+    tg_ctx *c = tg_ctx_new();
+    tg_native_opts opts = {.jvp = cube_jvp};
+    int id = tg_op_register_native(c, "native_cube", "x -> y", (tg_native_fn)native_cube_forward,
+                                   (tg_native_fn)native_cube_backward, &opts);
+    cr_assert_geq(id, 0, "%s", tg_errmsg(c));
+    tg_op_info info;
+    tg_op_get_info(c, id, &info);
+    cr_expect(info.has_jvp);
+    tg_gradcheck_opts order2 = tg_gradcheck_defaults();
+    order2.order = 2;
+    tg_gradcheck_result r;
+    cr_assert_eq(tg_gradcheck(c, id, 0, &order2, &r), TG_OK, "%s", tg_errmsg(c));
+    cr_expect(r.passed, "%s: %g vs %g", r.worst_check, r.worst_analytic, r.worst_numeric);
+    /* d^2 sum(x^3) / dx^2 = diag(6 x) */
+    tg_tape *tape = tg_tape_new(c);
+    tg_tensor *x = leaf(c, TG_SHAPE(3), (float[]){1, -2, 0.5f});
+    tg_tensor *loss = tg_sum(tape, tg_call(tape, "native_cube", &x, 1, NULL, 0));
+    float hv[3];
+    cr_assert_eq(tg_hvp(tape, loss, 1, &x, (const float *[]){(float[]){1, 1, 1}}, (float *[]){hv}),
+                 TG_OK, "%s", tg_errmsg(c));
+    cr_expect_float_eq(hv[0], 6.0f, 1e-5);
+    cr_expect_float_eq(hv[1], -12.0f, 1e-5);
+    cr_expect_float_eq(hv[2], 3.0f, 1e-5);
+    tg_tape_free(tape);
+    tg_ctx_free(c);
+}
