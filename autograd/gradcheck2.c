@@ -115,20 +115,26 @@ static tg_tensor *projected(check2 *c, tg_tensor *const *args) {
     return w ? tg_sum(c->tape, tg_mul(c->tape, y, w)) : NULL;
 }
 
+/* A fresh recording of s = <w, f(x)>: the inputs that want a gradient in wanted[] (index[]:
+ * which input each is), their count in *n; NULL on error. */
+static tg_tensor *record_projection(check2 *c, tg_tensor **wanted, int *index, int *n) {
+    tg_tensor *args[TG_EXAMPLE_MAX_INPUTS];
+    tg_tape_reset(c->tape);
+    if (make_args(c, c->tape, NULL, 0.0, -1, 0, 0.0, true, args) != TG_OK) return NULL;
+    *n = 0;
+    for (int i = 0; i < c->n_inputs; i++)
+        if (c->wants_grad[i]) index[*n] = i, wanted[(*n)++] = args[i];
+    return projected(c, args);
+}
+
 /* d q / d x by tg_grad then tg_backward, into by_grad[i]. */
 static tg_status double_backward(check2 *c, float **by_grad) {
-    tg_tensor *args[TG_EXAMPLE_MAX_INPUTS], *wanted[TG_EXAMPLE_MAX_INPUTS];
-    tg_tensor *grads[TG_EXAMPLE_MAX_INPUTS];
-    int index[TG_EXAMPLE_MAX_INPUTS];
-    tg_tape_reset(c->tape);
-    tg_status status = make_args(c, c->tape, NULL, 0.0, -1, 0, 0.0, true, args);
-    if (status != TG_OK) return status;
-    tg_tensor *s = projected(c, args);
+    tg_tensor *wanted[TG_EXAMPLE_MAX_INPUTS], *grads[TG_EXAMPLE_MAX_INPUTS];
+    int index[TG_EXAMPLE_MAX_INPUTS], n;
+    tg_tensor *s = record_projection(c, wanted, index, &n);
     if (!s) return tg_errcode(c->ctx);
-    int n = 0;
-    for (int i = 0; i < c->n_inputs; i++)
-        if (c->wants_grad[i]) index[n] = i, wanted[n++] = args[i];
-    if ((status = tg_grad(c->tape, s, n, wanted, grads)) != TG_OK) return status;
+    tg_status status = tg_grad(c->tape, s, n, wanted, grads);
+    if (status != TG_OK) return status;
     tg_tensor *q = NULL;
     for (int k = 0; k < n; k++) {
         int i = index[k];
@@ -148,17 +154,13 @@ static tg_status double_backward(check2 *c, float **by_grad) {
 
 /* H r by tg_hvp, into by_hvp[i]. */
 static tg_status hessian_product(check2 *c, float **by_hvp) {
-    tg_tensor *args[TG_EXAMPLE_MAX_INPUTS], *wanted[TG_EXAMPLE_MAX_INPUTS];
+    tg_tensor *wanted[TG_EXAMPLE_MAX_INPUTS];
     const float *v[TG_EXAMPLE_MAX_INPUTS];
     float *hv[TG_EXAMPLE_MAX_INPUTS];
-    tg_tape_reset(c->tape);
-    tg_status status = make_args(c, c->tape, NULL, 0.0, -1, 0, 0.0, true, args);
-    if (status != TG_OK) return status;
-    tg_tensor *s = projected(c, args);
+    int index[TG_EXAMPLE_MAX_INPUTS], n;
+    tg_tensor *s = record_projection(c, wanted, index, &n);
     if (!s) return tg_errcode(c->ctx);
-    int n = 0;
-    for (int i = 0; i < c->n_inputs; i++)
-        if (c->wants_grad[i]) wanted[n] = args[i], v[n] = c->r[i], hv[n++] = by_hvp[i];
+    for (int k = 0; k < n; k++) v[k] = c->r[index[k]], hv[k] = by_hvp[index[k]];
     return tg_hvp(c->tape, s, n, wanted, v, hv);
 }
 

@@ -134,19 +134,23 @@ static tg_status max_axis_forward(tg_op_call *call) {
     return TG_OK;
 }
 
-/* Only the first maximal element of each lane gets the gradient (found again here: the input
- * has not changed since forward, and nothing needs saving). */
-static tg_status max_axis_backward(const tg_op_call *call) {
-    float *gx = call->inputs[0]->grad;
-    if (!gx) return TG_OK;
+/* Adds the output's gradient into dst (shaped like input 0) at the first maximal element of
+ * each lane of input 0 (found again: the input has not changed since forward, and nothing
+ * needs saving). */
+static void add_at_lane_maxima(const tg_op_call *call, float *dst) {
     tgi_axis_split s = tgi_split_at_attr_axis(call);
     const float *x = call->inputs[0]->data;
     for (int64_t o = 0; o < s.outer; o++)
         for (int64_t i = 0; i < s.inner; i++) {
             int64_t base = o * s.n * s.inner + i;
-            gx[base + lane_argmax(x + base, s.n, s.inner) * s.inner] +=
+            dst[base + lane_argmax(x + base, s.n, s.inner) * s.inner] +=
                 call->output->grad[o * s.inner + i];
         }
+}
+
+/* Only the first maximal element of each lane gets the gradient. */
+static tg_status max_axis_backward(const tg_op_call *call) {
+    if (call->inputs[0]->grad) add_at_lane_maxima(call, call->inputs[0]->grad);
     return TG_OK;
 }
 
@@ -193,16 +197,7 @@ static tg_status max_axis_select_forward(tg_op_call *call) {
 /* Linear in t: its gradient goes to the selected elements. Which element is selected is
  * piecewise constant in x: x gets no gradient (as argmax_axis), and the check confirms zero. */
 static tg_status max_axis_select_backward(const tg_op_call *call) {
-    float *gt = call->inputs[1]->grad;
-    if (!gt) return TG_OK;
-    tgi_axis_split s = tgi_split_at_attr_axis(call);
-    const float *x = call->inputs[0]->data;
-    for (int64_t o = 0; o < s.outer; o++)
-        for (int64_t i = 0; i < s.inner; i++) {
-            int64_t base = o * s.n * s.inner + i;
-            gt[base + lane_argmax(x + base, s.n, s.inner) * s.inner] +=
-                call->output->grad[o * s.inner + i];
-        }
+    if (call->inputs[1]->grad) add_at_lane_maxima(call, call->inputs[1]->grad);
     return TG_OK;
 }
 

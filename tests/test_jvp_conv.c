@@ -1,43 +1,11 @@
 /*
  * tests/test_jvp_conv.c — forward-mode (JVP) rules of the normalisation, convolution and
  * pooling ops (batch_norm, layer_norm, conv2d, conv1d, max_pool2d and its helper op
- * max_pool2d_tangent, avg_pool2d, global_avg_pool2d): every example at order 2 (JVP against
- * differences of the forward, double backward and HVP against differences of the gradient),
- * a wrong rule caught, and a small CNN's Hessian-vector product against central differences
- * of its gradient.
+ * max_pool2d_tangent, avg_pool2d, global_avg_pool2d): ties, a wrong rule caught, and a small
+ * CNN's Hessian-vector product against central differences of its gradient (every op's own
+ * examples are checked at order 2 in test_higher.c).
  */
 #include "helpers.h"
-
-static const char *const rule_ops[] = {"batch_norm",        "layer_norm", "conv2d",
-                                       "conv1d",            "max_pool2d", "max_pool2d_tangent",
-                                       "avg_pool2d",        "global_avg_pool2d"};
-
-Test(jvp_conv, every_example_passes_at_order_two) {
-    tg_ctx *ctx = tg_ctx_new();
-    tg_gradcheck_opts opts = tg_gradcheck_defaults();
-    opts.order = 2;
-    for (size_t k = 0; k < sizeof rule_ops / sizeof rule_ops[0]; k++) {
-        int id = tg_op_find(ctx, rule_ops[k]);
-        cr_assert_geq(id, 0, "%s is not registered", rule_ops[k]);
-        tg_op_info info;
-        cr_assert_eq(tg_op_get_info(ctx, id, &info), TG_OK);
-        cr_expect(info.has_jvp, "%s has no JVP rule", rule_ops[k]);
-        int example = 0;
-        for (;; example++) {
-            tg_gradcheck_result r;
-            tg_status status = tg_gradcheck(ctx, id, example, &opts, &r);
-            if (status == TG_ERR_NOT_FOUND) break;
-            cr_expect_eq(status, TG_OK, "%s example %d: %s", rule_ops[k], example, tg_errmsg(ctx));
-            cr_expect(r.passed && r.n_checked > 0,
-                      "%s example %d: %s, input %d element %lld analytic %.6g numeric %.6g",
-                      rule_ops[k], example, r.worst_check ? r.worst_check : "?", r.worst_input,
-                      (long long)r.worst_index, r.worst_analytic, r.worst_numeric);
-            tg_clear_error(ctx);
-        }
-        cr_expect_gt(example, 0, "%s: no example ran", rule_ops[k]);
-    }
-    tg_ctx_free(ctx);
-}
 
 /* A tie in a window: the tangent is the one at the position the backward sends the gradient to
  * (the first maximum), so forward and reverse mode agree on the one-sided derivative they pick. */

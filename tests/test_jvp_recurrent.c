@@ -1,45 +1,11 @@
 /*
  * tests/test_jvp_recurrent.c — forward-mode rules of the fused recurrent cells (rnn_cell,
  * lstm_gates, lstm_cell, lstm_hidden, gru_cell) and of the fused tangent ops their rules use
- * (gates_tangent, lstm_cell_tangent, lstm_hidden_tangent): second-order gradient checks of
- * every example, and Hessian-vector products of small recurrent models against central
- * differences of their gradients.
+ * (gates_tangent, lstm_cell_tangent, lstm_hidden_tangent): Hessian-vector products of small
+ * recurrent models against central differences of their gradients (every op's own examples are
+ * checked at order 2 in test_higher.c).
  */
 #include "helpers.h"
-
-static const char *const cell_ops[] = {"rnn_cell", "lstm_gates", "lstm_cell", "lstm_hidden",
-                                       "gru_cell", "gates_tangent", "lstm_cell_tangent",
-                                       "lstm_hidden_tangent"};
-
-/* Every example of the op passes tg_gradcheck at order 2: the JVP against differences of the
- * forward, double backward and HVP against differences of the gradient. */
-static void expect_order_two_passes(tg_ctx *ctx, const char *name) {
-    int id = tg_op_find(ctx, name);
-    cr_assert_geq(id, 0, "op '%s' not registered", name);
-    tg_op_info info;
-    cr_assert_eq(tg_op_get_info(ctx, id, &info), TG_OK);
-    cr_expect(info.has_jvp, "%s has no JVP rule", name);
-    tg_gradcheck_opts opts = tg_gradcheck_defaults();
-    opts.order = 2;
-    int examples = 0;
-    for (int k = 0;; k++) {
-        tg_gradcheck_result r;
-        tg_status status = tg_gradcheck(ctx, id, k, &opts, &r);
-        if (status == TG_ERR_NOT_FOUND) break;
-        cr_assert_eq(status, TG_OK, "%s example %d: %s", name, k, tg_errmsg(ctx));
-        cr_expect(r.passed, "%s example %d: %s, input %d element %lld: %g vs %g (rel %g)", name, k,
-                  r.worst_check ? r.worst_check : "?", r.worst_input, (long long)r.worst_index,
-                  r.worst_analytic, r.worst_numeric, r.max_rel_err);
-        examples++;
-    }
-    cr_expect_gt(examples, 0, "%s has no example", name);
-}
-
-Test(jvp_recurrent, every_example_passes_the_second_order_gradcheck) {
-    tg_ctx *ctx = tg_ctx_new();
-    for (size_t i = 0; i < sizeof cell_ops / sizeof cell_ops[0]; i++) expect_order_two_passes(ctx, cell_ops[i]);
-    tg_ctx_free(ctx);
-}
 
 /* ---- Hessian-vector products of small models ------------------------------------------------ */
 
