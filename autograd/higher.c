@@ -238,8 +238,20 @@ static void put_back(const set_aside *set) {
     }
 }
 
-tg_status tg_vjp(tg_tape *tape, tg_tensor *output, const float *u, int n,
-                 tg_tensor *const *inputs, float *const *grads) {
+/* A backward walk whose values are not the step's gradients (H v; a node's VJP on the scratch
+ * tape): the backward hooks, which watch and clip gradients, neither see nor change it. */
+static tg_status unwatched_backward(tg_tape *tape, tg_tensor *output, const float *seed) {
+    tg_ctx *ctx = tape->ctx;
+    int live = ctx->live_hooks[TG_PASS_BACKWARD];
+    ctx->live_hooks[TG_PASS_BACKWARD] = 0;
+    tg_status status = tg_backward_with(tape, output, seed);
+    ctx->live_hooks[TG_PASS_BACKWARD] = live;
+    return status;
+}
+
+/* tg_vjp, its hooks run (J^T u of the step's own output) or not (H v). */
+static tg_status vjp_into(tg_tape *tape, tg_tensor *output, const float *u, int n,
+                          tg_tensor *const *inputs, float *const *grads, bool hooks) {
     if (!tape) return TG_ERR_INVALID;
     const char *what = "vjp";
     tg_status status = check_tensor(tape, what, "output", 0, output);
@@ -271,7 +283,7 @@ tg_status tg_vjp(tg_tape *tape, tg_tensor *output, const float *u, int n,
     if (last >= 0) {
         /* the output's own buffer would be the caller's array too when it is an input */
         if (given >= 0) output->grad = NULL;
-        status = tg_backward_with(tape, output, u);
+        status = hooks ? tg_backward_with(tape, output, u) : unwatched_backward(tape, output, u);
         if (given >= 0 && status == TG_OK)
             for (int64_t j = 0; j < output->size; j++) grads[given][j] = output->grad[j];
     }
@@ -286,6 +298,11 @@ tg_status tg_vjp(tg_tape *tape, tg_tensor *output, const float *u, int n,
     }
     put_back(&set);
     return status;
+}
+
+tg_status tg_vjp(tg_tape *tape, tg_tensor *output, const float *u, int n,
+                 tg_tensor *const *inputs, float *const *grads) {
+    return vjp_into(tape, output, u, n, inputs, grads, true);
 }
 
 /* ---- Hessian-vector products ---------------------------------------------------------------- */
@@ -320,7 +337,7 @@ tg_status tg_hvp(tg_tape *tape, tg_tensor *loss, int n, tg_tensor *const *params
         return TG_OK;
     }
     const float one = 1.0f;
-    return tg_vjp(tape, slope, &one, n, params, hv);
+    return vjp_into(tape, slope, &one, n, params, hv, false);
 }
 
 /* ---- recorded gradients (double backward) -------------------------------------------------- */
@@ -378,15 +395,16 @@ static tg_status vjp_forward(tg_op_call *call) {
     tg_tape *scratch = scratch_of(call->tape);
     if (!scratch) return tg_errcode(call->tape->ctx);
     tg_tensor *local[16];
-    bool wanted[64] = {0};
+    bool local_wanted[16];
     tg_tensor **copies = n <= 16 ? local : tgi_arena_alloc(&scratch->arena, (size_t)n * sizeof *copies);
-    if (!copies) return TG_ERR_NOMEM;
-    for (int k = 0; k < n && k < 64; k++) wanted[k] = wants(call, k);
+    bool *wanted = n <= 16 ? local_wanted : tgi_arena_alloc(&scratch->arena, (size_t)n);
+    if (!copies || !wanted) return TG_ERR_NOMEM;
+    for (int k = 0; k < n; k++) wanted[k] = wants(call, k);
     tg_tensor *y = replay_on_scratch(scratch, node, copies, wanted);
     tg_status status = y ? TG_OK : tg_errcode(scratch->ctx);
     memset(call->output->data, 0, (size_t)call->output->size * sizeof(float));
     if (status == TG_OK && y->node >= 0)
-        status = tg_backward_with(scratch, y, call->inputs[n]->data);
+        status = unwatched_backward(scratch, y, call->inputs[n]->data);
     for (int k = 0; k < n && status == TG_OK; k++)
         if (copies[k]->grad)
             memcpy(call->output->data + grad_offset(node, k), copies[k]->grad,
@@ -404,13 +422,14 @@ static tg_status vjp_backward(const tg_op_call *call) {
     tg_tape *scratch = scratch_of(call->tape);
     if (!scratch) return tg_errcode(call->tape->ctx);
     tg_tensor *local[32];
-    bool wanted[64] = {0};
+    bool local_wanted[16];
     tg_tensor **copies = n <= 16 ? local
                          : tgi_arena_alloc(&scratch->arena, 2 * (size_t)n * sizeof *copies);
-    if (!copies) return TG_ERR_NOMEM;
+    bool *wanted = n <= 16 ? local_wanted : tgi_arena_alloc(&scratch->arena, (size_t)n);
+    if (!copies || !wanted) return TG_ERR_NOMEM;
     tg_tensor **directions = copies + n;
     bool any_input_grad = false;
-    for (int k = 0; k < n && k < 64; k++) {
+    for (int k = 0; k < n; k++) {
         wanted[k] = call->inputs[k]->grad != NULL || wants(call, k);
         any_input_grad |= call->inputs[k]->grad != NULL;
     }
@@ -431,7 +450,7 @@ static tg_status vjp_backward(const tg_op_call *call) {
     if (status == TG_OK && slope && u->grad)
         for (int64_t j = 0; j < u->size; j++) u->grad[j] += slope->data[j];
     if (status == TG_OK && slope && any_input_grad && recorded_entry(scratch, slope) >= 0) {
-        status = tg_backward_with(scratch, slope, u->data);
+        status = unwatched_backward(scratch, slope, u->data);
         for (int k = 0; k < n && status == TG_OK; k++) {
             tg_tensor *x = call->inputs[k];
             if (!x->grad || !copies[k]->grad) continue;

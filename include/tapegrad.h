@@ -405,7 +405,9 @@ tg_status tg_vjp(tg_tape *tape, tg_tensor *output, const float *u, int n,
  * H v: the product of the Hessian of the scalar `loss` (with respect to params, all of them
  * together) with the direction v (v[i]: params[i]->size floats), written to hv[i]. Reverse over
  * forward: the tangent of the loss along v is recorded, then walked backward. Uses the step's
- * backward pass; no persistent tensor's grad buffer changes. Allocates nothing once the
+ * backward pass; no persistent tensor's grad buffer changes, and backward hooks do not run
+ * (the values are curvature, not gradients: a clipping hook must not clip them, nor a
+ * recorder count them as a step's gradients). Allocates nothing once the
  * tape's arena has grown to the step (an HVP every step stays allocation-free).
  */
 tg_status tg_hvp(tg_tape *tape, tg_tensor *loss, int n, tg_tensor *const *params,

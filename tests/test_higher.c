@@ -416,3 +416,57 @@ Test(higher, a_native_op_with_a_jvp_rule_has_second_derivatives) {
     tg_tape_free(tape);
     tg_ctx_free(c);
 }
+
+/* ---- hooks, and calls of many inputs ---------------------------------------------------------- */
+
+static tg_status clip_to_zero(tg_ctx *c, const tg_hook_event *e, void *user) {
+    (void)c;
+    (*(int *)user)++;
+    for (int64_t i = 0; i < e->size; i++) e->values[i] = 0.0f;
+    return TG_OK;
+}
+
+/* H v is curvature, not a gradient: a hook that zeroes gradients neither sees nor changes it. */
+Test(higher, backward_hooks_do_not_touch_a_hessian_product) {
+    tg_ctx *c = tg_ctx_new();
+    tg_tape *tape = tg_tape_new(c);
+    tg_tensor *w = leaf(c, TG_SHAPE(3), (float[]){1, 2, 3});
+    tg_set_label(w, "w");
+    int calls = 0;
+    cr_assert_gt(tg_hook_global(c, TG_PASS_BACKWARD, clip_to_zero, &calls), 0);
+    /* loss = sum(w^3): H = diag(6 w) */
+    tg_tensor *loss = tg_sum(tape, tg_mul(tape, tg_square(tape, w), w));
+    float hv[3];
+    cr_assert_eq(tg_hvp(tape, loss, 1, &w, (const float *[]){(float[]){1, 1, 1}}, (float *[]){hv}),
+                 TG_OK, "%s", tg_errmsg(c));
+    cr_expect_eq(calls, 0, "a backward hook ran %d times during tg_hvp", calls);
+    for (int i = 0; i < 3; i++) cr_expect_float_eq(hv[i], 6.0f * (float)(i + 1), 1e-5);
+    tg_tape_free(tape);
+    tg_ctx_free(c);
+}
+
+/* A call of more inputs than the small arrays hold: concat of 20 tensors, differentiated twice.
+ * loss = sum(x^2) over all; g = 2x; penalty = sum(g^2) = 4 sum(x^2), whose gradient is 8x. */
+Test(higher, double_backward_through_a_call_of_many_inputs) {
+    enum { PARTS = 20 };
+    tg_ctx *c = tg_ctx_new();
+    tg_tape *tape = tg_tape_new(c);
+    tg_tensor *parts[PARTS], *grads[PARTS];
+    for (int i = 0; i < PARTS; i++) parts[i] = leaf(c, TG_SHAPE(2), (float[]){(float)i, -0.5f * (float)i});
+    tg_tensor *all = tg_concat(tape, parts, PARTS, 0);
+    tg_tensor *loss = tg_sum(tape, tg_square(tape, all));
+    cr_assert_eq(tg_grad(tape, loss, PARTS, parts, grads), TG_OK, "%s", tg_errmsg(c));
+    tg_tensor *penalty = NULL;
+    for (int i = 0; i < PARTS; i++) {
+        cr_expect_float_eq(grads[i]->data[1], -1.0f * (float)i, 1e-5);
+        tg_tensor *term = tg_sum(tape, tg_square(tape, grads[i]));
+        penalty = penalty ? tg_add(tape, penalty, term) : term;
+    }
+    cr_assert_eq(tg_backward(tape, penalty), TG_OK, "%s", tg_errmsg(c));
+    for (int i = 0; i < PARTS; i++) {
+        cr_expect_float_eq(parts[i]->grad[0], 8.0f * (float)i, 1e-4);
+        cr_expect_float_eq(parts[i]->grad[1], -4.0f * (float)i, 1e-4);
+    }
+    tg_tape_free(tape);
+    tg_ctx_free(c);
+}
