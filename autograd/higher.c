@@ -329,6 +329,12 @@ tg_status tg_hvp(tg_tape *tape, tg_tensor *loss, int n, tg_tensor *const *params
             return tgi_error(tape->ctx, TG_ERR_INVALID, "hvp: %s[%d] is NULL", !v[i] ? "v" : "hv", i);
         if (!(directions[i] = borrowed(tape, params[i], v[i]))) return tg_errcode(tape->ctx);
     }
+    /* The step's forward ends here (as at its first backward): a replay redoes the step, not
+     * the product, whose directions are the caller's arrays and may be gone by then. */
+    if (tape->forward_entries < 0) {
+        tape->forward_entries = tape->n_entries;
+        tape->forward_unrecorded = tape->n_unrecorded;
+    }
     tg_tensor *slope = NULL; /* d loss along v: <grad, v>, recorded */
     status = tg_jvp(tape, loss, n, params, directions, &slope);
     if (status != TG_OK) return status;

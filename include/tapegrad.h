@@ -407,7 +407,8 @@ tg_status tg_vjp(tg_tape *tape, tg_tensor *output, const float *u, int n,
  * forward: the tangent of the loss along v is recorded, then walked backward. Uses the step's
  * backward pass; no persistent tensor's grad buffer changes, and backward hooks do not run
  * (the values are curvature, not gradients: a clipping hook must not clip them, nor a
- * recorder count them as a step's gradients). Allocates nothing once the
+ * recorder count them as a step's gradients). v is read in place, not copied; a later
+ * tg_tape_replay redoes the recorded step only, not the product. Allocates nothing once the
  * tape's arena has grown to the step (an HVP every step stays allocation-free).
  */
 tg_status tg_hvp(tg_tape *tape, tg_tensor *loss, int n, tg_tensor *const *params,

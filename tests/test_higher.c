@@ -470,3 +470,34 @@ Test(higher, double_backward_through_a_call_of_many_inputs) {
     tg_tape_free(tape);
     tg_ctx_free(c);
 }
+
+/* After tg_hvp the step replays as recorded (the product, whose direction was the caller's
+ * array, is not part of it), and its gradient is the one a fresh recording gives. */
+Test(higher, a_step_replays_after_a_hessian_product) {
+    model m = small_mlp(TG_ACT_TANH, 3);
+    tg_tape *tape = tg_tape_new(m.ctx);
+    tg_tensor *loss = mlp_loss(&m, tape);
+    float *v[16], *hv[16];
+    for (int p = 0; p < m.n; p++) {
+        v[p] = calloc((size_t)m.params[p]->size, sizeof(float));
+        hv[p] = calloc((size_t)m.params[p]->size, sizeof(float));
+        v[p][0] = 1.0f;
+    }
+    cr_assert_eq(tg_hvp(tape, loss, m.n, m.params, (const float *const *)v, hv), TG_OK, "%s",
+                 tg_errmsg(m.ctx));
+    for (int p = 0; p < m.n; p++) free(v[p]), free(hv[p]); /* gone before the replay */
+    m.params[0]->data[0] += 0.25f;
+    cr_assert_eq(tg_tape_replay(tape), TG_OK, "%s", tg_errmsg(m.ctx));
+    for (int p = 0; p < m.n; p++) tg_zero_grad(m.params[p]);
+    cr_assert_eq(tg_backward(tape, loss), TG_OK, "%s", tg_errmsg(m.ctx));
+    float replayed = m.params[1]->grad[0], value = loss->data[0];
+    tg_tape *fresh = tg_tape_new(m.ctx);
+    for (int p = 0; p < m.n; p++) tg_zero_grad(m.params[p]);
+    tg_tensor *again = mlp_loss(&m, fresh);
+    cr_assert_eq(tg_backward(fresh, again), TG_OK);
+    cr_expect_eq(value, again->data[0], "replayed loss %g, fresh %g", value, again->data[0]);
+    cr_expect_eq(replayed, m.params[1]->grad[0]);
+    tg_tape_free(fresh);
+    tg_tape_free(tape);
+    tg_ctx_free(m.ctx);
+}
