@@ -151,9 +151,11 @@ tg_status tgi_gradcheck_op(tg_ctx *ctx, const tgi_op *op, int example_index,
     tg_status status = run_check(&run, example_index, opts, result);
     tg_tape_free(run.tape);
     if (status != TG_OK || opts->order < 2) return status;
-    if (!op->jvp)
+    if (!op->jvp) {
+        result->passed = false;
         return tgi_error(ctx, TG_ERR_NOGRAD, "gradcheck %s: the op has no forward-mode (JVP) "
                          "rule, so it has no second derivatives to check", op->name);
+    }
     status = tgi_gradcheck_op2(ctx, op, example_index, opts, result);
     if (status != TG_OK) result->passed = false;
     return status;

@@ -258,6 +258,12 @@ tg_status tgi_gradcheck_op2(tg_ctx *ctx, const tgi_op *op, int example_index,
 
 /* ---- a whole function ----------------------------------------------------------------------- */
 
+static bool listed_before(tg_tensor *const *inputs, int i, const tg_tensor *t) {
+    for (int j = 0; j < i; j++)
+        if (inputs[j] == t) return true;
+    return false;
+}
+
 typedef struct function2 {
     tg_ctx *ctx;
     tg_tape *tape;
@@ -266,18 +272,20 @@ typedef struct function2 {
     tg_tensor *const *inputs;
     int n;
     tg_tensor *wanted[64];
+    int wanted_index[64];  /* where wanted[k] is in inputs */
     int n_wanted;
     float *v;        /* the direction, all wanted inputs one after the other */
-    float *room;     /* hv, then the gradients at x + eps v and x - eps v, then the kept ones */
+    float *room;     /* hv, then the gradients at x +- eps v and x +- eps v / 2 */
+    float *values;   /* the wanted inputs' values, put back exactly after each move */
     int64_t total;
 } function2;
 
-/* Moves every wanted input by step * v. */
+/* Sets every wanted input to its value + step * v (step 0: its value, exactly). */
 static void move_inputs(function2 *f, double step) {
-    const float *v = f->v;
-    for (int k = 0; k < f->n_wanted; v += f->wanted[k]->size, k++)
+    const float *v = f->v, *x = f->values;
+    for (int k = 0; k < f->n_wanted; v += f->wanted[k]->size, x += f->wanted[k]->size, k++)
         for (int64_t j = 0; j < f->wanted[k]->size; j++)
-            f->wanted[k]->data[j] = (float)(f->wanted[k]->data[j] + step * v[j]);
+            f->wanted[k]->data[j] = (float)(x[j] + step * v[j]);
 }
 
 static tg_tensor *record_function(function2 *f) {
@@ -288,15 +296,15 @@ static tg_tensor *record_function(function2 *f) {
     return y;
 }
 
-/* The wanted inputs' gradients from backward, at the inputs as they are, into out. */
+/* The wanted inputs' gradients at the inputs as they are, into out: the first-order backward
+ * (tg_vjp: no parameter's own gradient changes). */
 static tg_status gradients_into(function2 *f, float *out) {
-    for (int k = 0; k < f->n_wanted; k++) tg_zero_grad(f->wanted[k]);
     tg_tensor *y = record_function(f);
     if (!y) return tg_errcode(f->ctx);
-    tg_status status = tg_backward(f->tape, y);
-    for (int k = 0; k < f->n_wanted && status == TG_OK; out += f->wanted[k]->size, k++)
-        memcpy(out, f->wanted[k]->grad, (size_t)f->wanted[k]->size * sizeof(float));
-    return status;
+    float *out_of[64];
+    for (int k = 0; k < f->n_wanted; out += f->wanted[k]->size, k++) out_of[k] = out;
+    const float one = 1.0f;
+    return tg_vjp(f->tape, y, &one, f->n_wanted, f->wanted, out_of);
 }
 
 /* Differences at steps eps and eps/2, extrapolated (Richardson): (4 d(eps/2) - d(eps)) / 3
@@ -322,7 +330,7 @@ static tg_status check_function_jvp(function2 *f, const tg_gradcheck_opts *opts,
         move_inputs(f, step);
         tg_tensor *moved = record_function(f);
         if (moved) values[side] = moved->data[0];
-        move_inputs(f, -step);
+        move_inputs(f, 0.0);
         if (!moved) return tg_errcode(f->ctx);
     }
     double full = (values[0] - values[1]) / (2 * opts->eps), half = (values[2] - values[3]) / opts->eps;
@@ -347,7 +355,7 @@ static tg_status check_function_hvp(function2 *f, const tg_gradcheck_opts *opts,
         double step = (side & 1 ? -opts->eps : opts->eps) / (side < 2 ? 1.0 : 2.0);
         move_inputs(f, step);
         status = gradients_into(f, at[side]);
-        move_inputs(f, -step);
+        move_inputs(f, 0.0);
     }
     offset = 0;
     for (int k = 0; k < f->n_wanted && status == TG_OK; offset += f->wanted[k]->size, k++)
@@ -355,7 +363,8 @@ static tg_status check_function_hvp(function2 *f, const tg_gradcheck_opts *opts,
             int64_t e = offset + j;
             double full = ((double)plus[e] - minus[e]) / (2 * opts->eps);
             double half = ((double)half_plus[e] - half_minus[e]) / opts->eps;
-            tgi_gradcheck_compare(result, opts, "hvp", k, j, hv[e], extrapolated(full, half));
+            tgi_gradcheck_compare(result, opts, "hvp", f->wanted_index[k], j, hv[e],
+                                  extrapolated(full, half));
         }
     return status;
 }
@@ -363,16 +372,17 @@ static tg_status check_function_hvp(function2 *f, const tg_gradcheck_opts *opts,
 tg_status tgi_gradcheck_function2(tg_ctx *ctx, tg_gradcheck_fn fn, void *user,
                                   tg_tensor *const *inputs, int n_inputs,
                                   const tg_gradcheck_opts *opts, tg_gradcheck_result *result) {
-    function2 f = {ctx, NULL, fn, user, inputs, n_inputs, {0}, 0, NULL, NULL, 0};
+    function2 f = {.ctx = ctx, .fn = fn, .user = user, .inputs = inputs, .n = n_inputs};
     for (int i = 0; i < n_inputs; i++) {
-        if (!inputs[i]->requires_grad) continue;
+        if (!inputs[i]->requires_grad || listed_before(inputs, i, inputs[i])) continue;
         if (f.n_wanted == 64)
             return tgi_error(ctx, TG_ERR_INVALID, "gradcheck_function: at most 64 inputs to "
                              "check at order 2");
+        f.wanted_index[f.n_wanted] = i;
         f.wanted[f.n_wanted++] = inputs[i];
         f.total += inputs[i]->size;
     }
-    /* v, hv, four gradients, and the wanted inputs' own gradients to put back */
+    /* v, hv, four gradients, and the wanted inputs' values */
     size_t bytes = (size_t)f.total * 7 * sizeof(float);
     float *all = tgi_alloc(ctx, bytes);
     f.tape = tg_tape_new(ctx);
@@ -381,23 +391,15 @@ tg_status tgi_gradcheck_function2(tg_ctx *ctx, tg_gradcheck_fn fn, void *user,
     if (status == TG_OK) {
         f.v = all;
         f.room = all + f.total;
-        float *kept = all + 6 * f.total;
+        f.values = all + 6 * f.total;
+        for (int64_t k = 0, at = 0; k < f.n_wanted; at += f.wanted[k]->size, k++)
+            memcpy(f.values + at, f.wanted[k]->data, (size_t)f.wanted[k]->size * sizeof(float));
         tg_rng rng;
         tg_rng_seed(&rng, opts->seed + 7);
         for (int64_t j = 0; j < f.total; j++) f.v[j] = tg_rng_uniform(&rng) * 2.0f - 1.0f;
-        bool unset[64];
-        for (int64_t k = 0, at = 0; k < f.n_wanted; at += f.wanted[k]->size, k++) {
-            unset[k] = f.wanted[k]->grad_unset;
-            if (f.wanted[k]->grad)
-                memcpy(kept + at, f.wanted[k]->grad, (size_t)f.wanted[k]->size * sizeof(float));
-        }
         status = check_function_jvp(&f, opts, result);
         if (status == TG_OK) status = check_function_hvp(&f, opts, result);
-        for (int64_t k = 0, at = 0; k < f.n_wanted; at += f.wanted[k]->size, k++) {
-            f.wanted[k]->grad_unset = unset[k];
-            if (f.wanted[k]->grad)
-                memcpy(f.wanted[k]->grad, kept + at, (size_t)f.wanted[k]->size * sizeof(float));
-        }
+        move_inputs(&f, 0.0);
     }
     if (all) tgi_free(ctx, all, bytes);
     tg_tape_free(f.tape);

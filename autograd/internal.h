@@ -131,6 +131,9 @@ typedef struct tgi_op {
     /* Its randomness comes from an attribute fixed when the call is recorded (dropout's seed):
      * a replay would draw the same numbers again, so tg_tape_replay refuses a step holding it. */
     bool seeded_by_attribute;
+    /* Its forward writes some of its inputs (batch norm's running statistics in training): a
+     * call made again for a second derivative (autograd/double_backward.c) works on copies. */
+    bool writes_inputs;
 } tgi_op;
 
 typedef struct tgi_registry {

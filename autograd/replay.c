@@ -76,6 +76,9 @@ tg_status tg_tape_replay(tg_tape *tape) {
     tape->replays++;
     tape->step++;
     tape->replaying = true;
+    /* What was recorded after the forward (a product's nodes) keeps its old numbers: no walk
+     * may read its old gradients as if something had reached it this time. */
+    for (int64_t e = n_forward; e < tape->n_entries; e++) tape->entries[e]->call.output->grad = NULL;
     status = ctx->watch_forward ? replay_entries(tape, n_forward, true)
                                 : replay_entries(tape, n_forward, false);
     tape->replaying = false;

@@ -53,6 +53,7 @@ static tg_status register_builtins(tg_ctx *ctx) {
                                  "which TGI_BUILTIN_OPS gives to another op", def->name, id);
         }
     ctx->registry.ops[TGI_OP_DROPOUT]->seeded_by_attribute = true; /* tg_tape_replay refuses it */
+    ctx->registry.ops[TGI_OP_BATCH_NORM]->writes_inputs = true;    /* its running statistics */
     if (tg_op_count(ctx) != TGI_BUILTIN_COUNT)
         return tgi_error(ctx, TG_ERR_STATE, "%d built-in ops registered, %d listed",
                          tg_op_count(ctx), TGI_BUILTIN_COUNT);

@@ -133,8 +133,9 @@ static void unary_derivative_grad_range(void *arg, int64_t begin, int64_t end) {
     const tg_attr_value *at = call->attrs;
     int op = (int)at[0].i64, k = (int)at[1].i64;
     tg_tensor *tx = call->inputs[0], *tg = call->inputs[1];
-    const float *restrict x = tx->data, *restrict g = tg->data, *restrict u = call->output->grad;
-    float *restrict gx = tx->grad, *restrict gg = tg->grad, a = at[2].f32, b = at[3].f32;
+    const float *x = tx->data, *g = tg->data, *u = call->output->grad;
+    /* not restrict: x and g may be one tensor (a tangent along x itself), then so are gx, gg */
+    float *gx = tx->grad, *gg = tg->grad, a = at[2].f32, b = at[3].f32;
     switch (op) {
 #define BACKWARD_CASE(OP)                                                                       \
     case OP: /* both in one loop when both are wanted: f(x) is found once for the two */     \
