@@ -433,6 +433,8 @@ static void train_finding(experiment *e, writer *w) {
         say(w, "\nAt the first step the first layer's gradient norm was %s, %s of the last layer's (%s).",
             num(first_layer_norm(r), a), num(r->first_last_ratio, b), gradient_verdict(r));
     say(w, "\nOnset detection: %s.", r->onset_summary[0] ? r->onset_summary : "nothing to report");
+    for (int i = 0; i < r->n_findings; i++)
+        say(w, "\nFinding: %s. What to try: %s", r->findings[i].what, r->findings[i].advice);
 }
 
 void experiment_conclude(experiment *e) {

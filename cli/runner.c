@@ -630,6 +630,9 @@ static bool prepare(trainer *t) {
         snprintf(t->result->error, sizeof t->result->error, "sequence length must be 1..1024");
         return false;
     }
+    /* dead ReLUs and saturated activations, for the findings: one pass over each activation
+     * a step, about what the activation itself costs */
+    if (tg_recorder_attach_activations(t->recorder, 1) < 0) return fail(t, "setup");
     /* --steps 0 (evaluate only): series of one NaN, so no array is empty */
     return allocate_series(t->result, c->steps > 0 ? c->steps : 1) ? true : fail(t, "memory");
 }
@@ -664,6 +667,8 @@ static void conclude(trainer *t) {
     for (int s = 0; s < r->steps_done && r->first_nan_step < 0; s++) /* a NaN loss counts too */
         if (!isfinite(r->loss[s])) r->first_nan_step = s;
     snprintf(r->onset_summary, sizeof r->onset_summary, "%s", report.summary);
+    r->n_findings = report.n_findings;
+    memcpy(r->findings, report.findings, (size_t)report.n_findings * sizeof *report.findings);
     double first = r->grad_norm_by_layer[0], last = r->grad_norm_by_layer[r->n_layers - 1];
     r->first_last_ratio = r->n_layers > 1 && last > 0 ? first / last : NAN;
     evaluate(t, r->steps_done);

@@ -86,6 +86,8 @@ typedef struct run_result {
     int classes;                 /* of the data set; 0 for regression */
     int64_t explosion_onset_step, first_nan_step; /* -1: none */
     char onset_summary[1024];
+    int n_findings;              /* onset detection's verdicts, each with its advice */
+    tg_finding findings[TG_MAX_FINDINGS];
     int n_timesteps;
     /* |dL/dh[t]| of the first layer (forward direction), t = 1..T, at the first step; NULL if none */
     double *grad_norm_by_timestep;
@@ -156,7 +158,7 @@ typedef struct experiment {
     int n_runs;
     run_config runs[MAX_RUNS];
     run_result results[MAX_RUNS];
-    char finding[4096];   /* plain words, computed from the results */
+    char finding[8192];   /* plain words, computed from the results (train: with advice) */
     struct lm_study *lm;  /* the transformer experiment's own loop and measurements
                              (cli/lm_study.h); NULL for the others */
 } experiment;

@@ -394,6 +394,28 @@ static void on_step(void *user, int step, double loss) {
     p->last_step = step;
 }
 
+/* Prints lead and text, wrapped at spaces to about 100 columns, continued under indent. */
+static void print_wrapped(const char *lead, const char *indent, const char *text) {
+    int width = 100, column = printf("%s", lead);
+    for (bool first = true; *text; first = false) {
+        int word = (int)strcspn(text, " ");
+        if (!first && column + 1 + word > width) column = printf("\n%s", indent) - 1;
+        else column += printf(" ");
+        column += printf("%.*s", word, text);
+        text += word;
+        while (*text == ' ') text++;
+    }
+    printf("\n");
+}
+
+/* Every verdict of onset detection, with what to try. */
+static void print_findings(const run_result *r) {
+    for (int i = 0; i < r->n_findings; i++) {
+        print_wrapped("finding:", "  ", r->findings[i].what);
+        print_wrapped("  advice:", "    ", r->findings[i].advice);
+    }
+}
+
 /* What the run ended with, in the words of its task: loss and accuracy, or mean squared error. */
 static void print_outcome(const run_result *r) {
     char a[32], b[32], c[32];
@@ -409,6 +431,7 @@ static void print_outcome(const run_result *r) {
     if (r->steps_done)
         printf("gradients: first/last layer norm ratio at step 0 %s; %s\n",
                format_number(r->first_last_ratio, a, sizeof a), r->onset_summary);
+    if (r->steps_done) print_findings(r);
     for (int i = 0; i < r->config.n_hooks; i++)
         if (r->unmatched_hooks & (1u << i))
             fprintf(stderr, "tapegrad train: warning: --hook %s matched no parameter or node in the "
@@ -460,7 +483,10 @@ int run_train(int argc, char **argv) {
     if (r->error[0]) {
         if (o.config.distributed) fprintf(stderr, "tapegrad train (rank %d): %s\n", parallel_env_rank(), r->error);
         else fprintf(stderr, "tapegrad train: %s\n", r->error);
-        if (r->anomaly_stopped && lead) printf("gradients: %s\n", r->onset_summary);
+        if (r->anomaly_stopped && lead) {
+            printf("gradients: %s\n", r->onset_summary);
+            print_findings(r);
+        }
         run_result_free(r);
         return 1;
     }

@@ -9,8 +9,10 @@
  * loss gets the same test: Adam normalises its steps, so its blow-ups show in the loss and the
  * weights while the gradient norm stays flat.
  */
+#include "diagnostics/advice.h"
 #include "diagnostics/recorder.h"
 
+#include <ctype.h>
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -18,7 +20,7 @@
 #define TAKE_OFF_FACTOR 10.0
 
 tg_onset_opts tg_onset_defaults(void) {
-    tg_onset_opts opts = {100.0, 1000.0, 5, 1e-4, 5};
+    tg_onset_opts opts = {100.0, 1000.0, 5, 1e-4, 5, 0.5, 0.5};
     return opts;
 }
 
@@ -62,6 +64,30 @@ static explosion find_explosion(const int64_t *steps, const double *values, int 
     return e;
 }
 
+static void add_finding(tg_onset_report *report, const tg_finding *f) {
+    if (report->n_findings < TG_MAX_FINDINGS) report->findings[report->n_findings++] = *f;
+}
+
+/* The findings of the explosion, the first NaN and anomaly mode's stop (from the start). */
+static void add_onset_findings(tg_onset_report *report) {
+    report->n_findings = 0;
+    tg_finding f;
+    if (report->exploded || report->loss_exploded) {
+        f = tgi_finding_explosion(report);
+        add_finding(report, &f);
+    }
+    /* anomaly mode's stop at the first NaN says it better, naming the op */
+    bool same = report->anomaly_stopped && report->has_nan && report->first_nan_step == report->anomaly_step;
+    if (report->has_nan && !same) {
+        f = tgi_finding_nonfinite(report);
+        add_finding(report, &f);
+    }
+    if (report->anomaly_stopped) {
+        f = tgi_finding_anomaly(report);
+        add_finding(report, &f);
+    }
+}
+
 static void clear_report(tg_onset_report *report) {
     memset(report, 0, sizeof *report);
     report->explosion_start_step = report->explosion_step = report->first_nan_step = -1;
@@ -87,38 +113,140 @@ void tg_detect_explosion(const int64_t *steps, const double *norms, int n,
     report->explosion_step = e.at;
     report->explosion_start_step = e.start;
     report->explosion_growth = e.growth;
+    add_onset_findings(report);
     tgi_onset_summarize(report, opts);
 }
 
 /* ---- over a recorder ----------------------------------------------------------------------- */
 
 /* Vanishing: below vanish_ratio of the largest norm of the series of its kind (parameters with
- * parameters, activations with activations) for vanish_steps steps in a row. */
-static void detect_vanishing(const tg_recorder *r, const tg_onset_opts *opts, tg_onset_report *report) {
-    int n_steps = r->global_count;
-    for (int k = 0; k < r->n_series && report->n_vanishing < TG_MAX_VANISHING; k++) {
+ * parameters, activations with activations) for vanish_steps steps in a row. Every vanishing
+ * series is counted; the report lists the worst, by their ratio to the last layer's gradient. */
+typedef struct vanishing_scan {
+    int count[2], total[2];  /* [param]: vanishing series, and series of the kind */
+    int last_rank[2];        /* natural-order rank within its kind of the last vanishing one */
+    double bound;            /* the largest ratio of them all: each got less than this */
+    int64_t since;           /* the earliest step any of them was found from */
+    bool all_over_time;      /* every one is a step of an unrolled net, "h[12]" */
+    bool largest_not_last;   /* some step's largest norm was not the last series' of its kind */
+} vanishing_scan;
+
+/* "lstm.h[12]": a name indexed by a time step. */
+static bool indexed_by_step(const char *name) {
+    const char *open = strrchr(name, '[');
+    if (!open || !isdigit((unsigned char)open[1])) return false;
+    while (isdigit((unsigned char)*++open)) {}
+    return *open == ']';
+}
+
+/* Lists series `index` among the worst TG_MAX_VANISHING, worst (smallest ratio) first. */
+static void list_vanishing(const tg_recorder *r, int index, int64_t since, double ratio,
+                           tg_onset_report *report) {
+    int at = report->n_vanishing;
+    while (at > 0 && !(report->vanishing_ratio[at - 1] <= ratio)) at--;
+    if (at == TG_MAX_VANISHING) return;
+    int last = report->n_vanishing < TG_MAX_VANISHING ? report->n_vanishing++ : TG_MAX_VANISHING - 1;
+    for (int v = last; v > at; v--) {
+        memcpy(report->vanishing[v], report->vanishing[v - 1], TG_LABEL_MAX);
+        report->vanishing_since[v] = report->vanishing_since[v - 1];
+        report->vanishing_ratio[v] = report->vanishing_ratio[v - 1];
+    }
+    snprintf(report->vanishing[at], TG_LABEL_MAX, "%s", r->series[index].name);
+    report->vanishing_since[at] = since;
+    report->vanishing_ratio[at] = ratio;
+}
+
+/* The last series (natural order) of each kind: the layer nearest the output. */
+static void last_of_kinds(const tg_recorder *r, int last[2]) {
+    last[0] = last[1] = -1;
+    for (int k = r->n_series - 1; k >= 0; k--) {
+        bool param = r->series[r->order[k]].param;
+        if (last[param] < 0) last[param] = r->order[k];
+    }
+}
+
+static void detect_vanishing(const tg_recorder *r, const tg_onset_opts *opts,
+                             tg_onset_report *report, vanishing_scan *scan) {
+    int n_steps = r->global_count, last[2], rank[2] = {0, 0};
+    memset(scan, 0, sizeof *scan);
+    scan->since = INT64_MAX;
+    scan->all_over_time = true;
+    last_of_kinds(r, last);
+    for (int k = 0; k < r->n_series; k++) {
         int index = r->order[k], run = 0;
+        bool param = r->series[index].param;
+        scan->total[param]++;
+        rank[param]++;
+        double worst_in_run = 0.0; /* the largest ratio of the current run */
         for (int i = 0; i < n_steps; i++) {
             int64_t step = r->global[tgi_ring_slot(r->global_head, i, r->window)].step;
-            double norm, largest = 0.0, other;
+            double norm, largest = 0.0, other, reference;
             if (!tgi_recorder_norm_at(r, index, step, &norm)) {
                 run = 0;
                 continue;
             }
             for (int j = 0; j < r->n_series; j++)
-                if (r->series[j].param == r->series[index].param &&
+                if (r->series[j].param == param &&
                     tgi_recorder_norm_at(r, j, step, &other) && isfinite(other) && other > largest)
                     largest = other;
             run = norm < opts->vanish_ratio * largest ? run + 1 : 0;
+            if (!run) {
+                worst_in_run = 0.0;
+                continue;
+            }
+            /* in a net whose gradient vanishes towards the input the largest is the last
+             * layer's; when it is not, the finding says "the largest" */
+            if (!tgi_recorder_norm_at(r, last[param], step, &reference) || reference < largest)
+                scan->largest_not_last = true;
+            worst_in_run = fmax(worst_in_run, norm / largest);
             if (run == opts->vanish_steps) {
-                int v = report->n_vanishing++;
-                snprintf(report->vanishing[v], TG_LABEL_MAX, "%s", r->series[index].name);
-                report->vanishing_since[v] =
-                    r->global[tgi_ring_slot(r->global_head, i - opts->vanish_steps + 1, r->window)].step;
+                int64_t since = r->global[tgi_ring_slot(r->global_head, i - opts->vanish_steps + 1, r->window)].step;
+                list_vanishing(r, index, since, worst_in_run, report);
+                report->vanishing_count++;
+                scan->count[param]++;
+                scan->last_rank[param] = rank[param];
+                scan->bound = fmax(scan->bound, worst_in_run);
+                if (since < scan->since) scan->since = since;
+                scan->all_over_time &= indexed_by_step(r->series[index].name);
                 break;
             }
         }
     }
+}
+
+/* The activation the watched ones show (what vanishing advice turns on): a recurrent cell
+ * first (it says what kind of net it is), then the saturating ones. */
+static const char *watched_activation(const tg_recorder *r) {
+    static const char *const preference[] = {"lstm_hidden", "rnn_cell", "sigmoid", "tanh", "relu"};
+    for (int p = 0; p < 5; p++)
+        for (int i = 0; i < r->n_activations; i++)
+            if (strcmp(r->activations[i].op, preference[p]) == 0) return preference[p];
+    return NULL;
+}
+
+#define WORST_LISTED 3
+
+static tg_finding vanishing_finding(const tg_recorder *r, const tg_onset_opts *opts,
+                                    const tg_onset_report *report, const vanishing_scan *scan) {
+    tg_finding f = tgi_finding_new(TG_FINDING_VANISHING, scan->since, report->vanishing[0]);
+    f.value = report->vanishing_ratio[0];
+    bool params = scan->count[1] > 0, activations = scan->count[0] > 0;
+    const char *kind = params && activations ? "series" : params ? "parameter tensors" : "activations";
+    int of = (params ? scan->total[1] : 0) + (activations ? scan->total[0] : 0);
+    /* the first k of their kind, in natural order: the layers nearest the input */
+    bool leading = !(params && activations) && scan->last_rank[params] == scan->count[params];
+    TGI_SAY(f.what, "%s%d of %d %s get ", leading ? "the first " : "", report->vanishing_count, of, kind);
+    if (scan->bound > 0.0)
+        TGI_SAY(f.what, "at most %.2g of the %s gradient", scan->bound,
+                scan->largest_not_last ? "largest" : "last layer's");
+    else
+        TGI_SAY(f.what, "no gradient at all");
+    TGI_SAY(f.what, " for %d steps or more (from step %lld); the worst:", opts->vanish_steps,
+            (long long)scan->since);
+    for (int v = 0; v < report->n_vanishing && v < WORST_LISTED; v++)
+        TGI_SAY(f.what, "%s '%s' (%.2g)", v ? "," : "", report->vanishing[v], report->vanishing_ratio[v]);
+    tgi_vanishing_advice(&f, watched_activation(r), scan->all_over_time);
+    return f;
 }
 
 /* One series' take-off: the first record at 10x its baseline, or not finite. */
@@ -225,6 +353,39 @@ static explosion loss_explosion(const tg_recorder *r, const tg_onset_opts *opts,
     return e;
 }
 
+/* One finding per kind over the watched activations: the worst of those past the threshold,
+ * and how many there are. */
+static void activation_finding(const tg_recorder *r, const tg_onset_opts *opts, tg_finding_kind kind,
+                               tg_onset_report *report) {
+    static const char *const layers[] = {[TG_FINDING_DEAD_RELU] = "ReLU layers have dead units",
+                                         [TG_FINDING_SATURATION] = "sigmoid/tanh layers saturate",
+                                         [TG_FINDING_FORGET_GATE] = "LSTM layers saturate their forget gate"};
+    int of = 0, problems = 0;
+    tg_finding worst = tgi_finding_new(kind, -1, "");
+    for (int i = 0; i < r->n_activations; i++) {
+        const tgi_activation *a = &r->activations[i];
+        tg_activation_stats st = tgi_activation_stats_of(a);
+        if (st.dead_fraction < 0 && st.saturated_fraction < 0 && st.forget_saturated_fraction < 0)
+            continue; /* an LSTM's h[t] whose gates were out of reach */
+        tg_finding f = tg_advice_activation(a->name, a->op, &st, opts);
+        if (f.kind != kind) continue;
+        of++;
+        if (!f.problem) continue;
+        f.step = a->step;
+        if (!problems++ || f.value > worst.value) worst = f;
+    }
+    if (!problems) return;
+    char what[TG_FINDING_TEXT];
+    snprintf(what, sizeof what, "%s", worst.what);
+    worst.what[0] = '\0';
+    if (problems > 1)
+        TGI_SAY(worst.what, "at step %lld, %d of %d %s; the worst: %s", (long long)worst.step,
+                problems, of, layers[kind], what);
+    else
+        TGI_SAY(worst.what, "at step %lld, %s", (long long)worst.step, what);
+    add_finding(report, &worst);
+}
+
 tg_status tg_recorder_detect(const tg_recorder *r, const tg_onset_opts *opts, tg_onset_report *report) {
     if (!r) return TG_ERR_INVALID;
     if (!report) return tgi_error(r->ctx, TG_ERR_INVALID, "recorder_detect: report is NULL");
@@ -254,7 +415,16 @@ tg_status tg_recorder_detect(const tg_recorder *r, const tg_onset_opts *opts, tg
     snprintf(report->anomaly, sizeof report->anomaly, "%s", r->anomaly_stopped ? r->anomaly : "");
     if (status == TG_OK && (report->exploded || report->loss_exploded || report->has_nan))
         status = detect_growth(r, opts, report);
-    detect_vanishing(r, opts, report);
+    vanishing_scan scan;
+    detect_vanishing(r, opts, report, &scan);
+    add_onset_findings(report);
+    if (report->vanishing_count) {
+        tg_finding f = vanishing_finding(r, opts, report, &scan);
+        add_finding(report, &f);
+    }
+    static const tg_finding_kind watched[] = {TG_FINDING_DEAD_RELU, TG_FINDING_SATURATION,
+                                              TG_FINDING_FORGET_GATE};
+    for (int k = 0; k < 3; k++) activation_finding(r, opts, watched[k], report);
     tgi_onset_summarize(report, opts);
     return status;
 }
@@ -262,6 +432,7 @@ tg_status tg_recorder_detect(const tg_recorder *r, const tg_onset_opts *opts, tg
 /* ---- in plain words ------------------------------------------------------------------------ */
 
 #define GROWTH_LISTED 4
+#define VANISHING_LISTED 3
 
 void tgi_onset_summarize(tg_onset_report *report, const tg_onset_opts *opts) {
     char *out = report->summary;
@@ -288,12 +459,18 @@ void tgi_onset_summarize(tg_onset_report *report, const tg_onset_opts *opts) {
         SAY("%sanomaly mode stopped step %lld: %s", len ? "; " : "", (long long)report->anomaly_step,
             report->anomaly);
     if (report->n_vanishing) {
-        SAY("%s%d%s series vanishing (below %.0e of the largest norm for %d steps, from the step "
-            "given):", len ? "; " : "",
-            report->n_vanishing, report->n_vanishing == TG_MAX_VANISHING ? " or more" : "",
-            opts->vanish_ratio, opts->vanish_steps);
-        for (int v = 0; v < report->n_vanishing; v++)
-            SAY("%s'%s' (%lld)", v ? ", " : " ", report->vanishing[v], (long long)report->vanishing_since[v]);
+        SAY("%s%d series vanishing (below %.0e of the largest norm for %d steps), the worst",
+            len ? "; " : "", report->vanishing_count, opts->vanish_ratio, opts->vanish_steps);
+        for (int v = 0; v < report->n_vanishing && v < VANISHING_LISTED; v++)
+            SAY("%s'%s' (%.2g of the largest, from step %lld)", v ? ", " : " ", report->vanishing[v],
+                report->vanishing_ratio[v], (long long)report->vanishing_since[v]);
+    }
+    for (int i = 0; i < report->n_findings; i++) {
+        const tg_finding *f = &report->findings[i];
+        const char *said = f->kind == TG_FINDING_DEAD_RELU ? "dead ReLU units"
+                           : f->kind == TG_FINDING_SATURATION ? "saturated activations"
+                           : f->kind == TG_FINDING_FORGET_GATE ? "saturated forget gate" : NULL;
+        if (said) SAY("%s%s: %.0f%% in '%s'", len ? "; " : "", said, 100 * f->value, f->subject);
     }
     if (!len) SAY("no explosion, no NaN, no vanishing layer");
 #undef SAY

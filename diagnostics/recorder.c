@@ -56,6 +56,7 @@ void tg_recorder_free(tg_recorder *r) {
     tgi_anomaly_unobserve(ctx, note_anomaly, r);
     for (int i = 0; i < r->n_handles; i++) tg_hook_remove(ctx, r->handles[i]);
     for (int i = 0; i < r->n_series; i++) release_series(r, &r->series[i]);
+    tgi_activations_release(r);
     tgi_free(ctx, r->series, (size_t)r->cap_series * sizeof *r->series);
     tgi_free(ctx, r->order, (size_t)r->cap_series * sizeof *r->order);
     tgi_free(ctx, r->global, (size_t)r->window * sizeof *r->global);

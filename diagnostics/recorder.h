@@ -36,6 +36,17 @@ typedef struct tgi_loss_point {
     double loss;
 } tgi_loss_point;
 
+/* A watched activation (tg_recorder_attach_activations): the sums of its latest watched step,
+ * over every node of that name (an RNN's h[1..T] are one entry). */
+typedef struct tgi_activation {
+    char name[TG_LABEL_MAX];
+    char op[16];             /* relu, sigmoid, tanh, rnn_cell, lstm_hidden */
+    int64_t step;
+    double units, dead;      /* relu: units, and of them dead ones */
+    double values, saturated; /* sigmoid, tanh, rnn_cell */
+    double gates, forget_saturated, forget_closed; /* lstm_hidden: forget-gate values */
+} tgi_activation;
+
 struct tg_recorder {
     tg_ctx *ctx;
     int window;
@@ -58,6 +69,9 @@ struct tg_recorder {
     int64_t *handles;
     int n_handles, cap_handles;
     bool observing;          /* told of anomaly stops (once attached: its steps are the tape's) */
+    tgi_activation *activations; /* watched activations, in the order they first appeared */
+    int n_activations, cap_activations;
+    int activation_every;    /* 0: not watching */
 };
 
 /* The norm of series `index` (storage order) recorded at `step`; false if none. */
@@ -67,6 +81,10 @@ TGI_HIDDEN bool tgi_recorder_norm_at(const tg_recorder *r, int index, int64_t st
 static inline int tgi_ring_slot(int head, int i, int window) {
     return (head + i) % window;
 }
+
+/* The watched activations' statistics (diagnostics/activations.c). */
+TGI_HIDDEN tg_activation_stats tgi_activation_stats_of(const tgi_activation *a);
+TGI_HIDDEN void tgi_activations_release(tg_recorder *r);
 
 /* Allocates a series' histogram snapshots (once, when it first gets values). */
 TGI_HIDDEN tg_status tgi_histograms_init(tg_ctx *ctx, tgi_histograms *h);

@@ -52,26 +52,63 @@ static double saturated_fraction(const tg_tensor *t, double low, double high) {
     return t->size ? (double)saturated / (double)t->size : 0.0;
 }
 
-/* A unit (a position along the last axis) is dead when it is 0 for every row of the batch. */
+/* A unit is dead when it is 0 for every sample of the batch: a unit is a position along the
+ * last axis, or of a convolution's NCHW output a channel (0 at every sample and pixel). */
 static double dead_fraction(const tg_tensor *t) {
-    int64_t units = t->ndim ? t->shape[t->ndim - 1] : 1, rows = t->size / units, dead = 0;
+    bool channels = t->ndim == 4;
+    int64_t units = channels ? t->shape[1] : t->ndim ? t->shape[t->ndim - 1] : 1;
+    int64_t inner = channels ? t->shape[2] * t->shape[3] : 1, dead = 0;
+    int64_t rows = units * inner ? t->size / (units * inner) : 0;
     for (int64_t u = 0; u < units; u++) {
         bool alive = false;
-        for (int64_t r = 0; r < rows && !alive; r++) alive = t->data[r * units + u] != 0.0f;
+        for (int64_t r = 0; r < rows && !alive; r++) {
+            const float *at = t->data + (r * units + u) * inner;
+            for (int64_t k = 0; k < inner && !alive; k++) alive = at[k] != 0.0f;
+        }
         dead += !alive;
     }
-    return (double)dead / (double)units;
+    return units ? (double)dead / (double)units : 0.0;
+}
+
+/* The activated gates [B, 4H] (i f g o) an LSTM's h[t] was made from: lstm_hidden's first
+ * input, reached through the tape (so only for a recorded node); NULL when it cannot be. */
+static const tg_tensor *lstm_gates_of(const tg_tensor *h) {
+    const tg_tape *tape = h->tape;
+    if (!tape || h->node < 0 || h->node >= tape->n_entries) return NULL;
+    const tg_op_call *call = &tape->entries[h->node]->call;
+    const tg_tensor *gates = call->n_inputs >= 1 ? call->inputs[0] : NULL;
+    if (call->output != h || !gates || gates->ndim != 2 || gates->shape[1] % 4) return NULL;
+    return gates;
+}
+
+/* The forget gate (the second block of H columns): saturated within the margin of 0 or 1,
+ * and closed (near 0). */
+static void forget_fractions(const tg_tensor *gates, tg_activation_stats *out) {
+    int64_t rows = gates->shape[0], hidden = gates->shape[1] / 4, closed = 0, saturated = 0;
+    for (int64_t r = 0; r < rows; r++)
+        for (int64_t j = 0; j < hidden; j++) {
+            float f = gates->data[r * 4 * hidden + hidden + j];
+            closed += f <= SATURATION_MARGIN;
+            saturated += f <= SATURATION_MARGIN || f >= 1.0 - SATURATION_MARGIN;
+        }
+    double n = (double)(rows * hidden);
+    out->forget_saturated_fraction = n > 0 ? (double)saturated / n : 0.0;
+    out->forget_closed_fraction = n > 0 ? (double)closed / n : 0.0;
 }
 
 void tg_activation_stats_compute(const tg_tensor *node, tg_activation_stats *out) {
     if (!out) return;
-    out->saturated_fraction = -1.0;
-    out->dead_fraction = -1.0;
+    out->saturated_fraction = out->dead_fraction = -1.0;
+    out->forget_saturated_fraction = out->forget_closed_fraction = -1.0;
     if (!node) return;
-    const char *op = tg_tensor_op_name(node);
+    const char *op = tg_tensor_op_name(node); /* "(stale)" for a stale node: nothing read */
+    const tg_tensor *gates;
+    /* a plain RNN's h[t] is tanh of its pre-activation */
     if (strcmp(op, "sigmoid") == 0) out->saturated_fraction = saturated_fraction(node, 0.0, 1.0);
-    else if (strcmp(op, "tanh") == 0) out->saturated_fraction = saturated_fraction(node, -1.0, 1.0);
+    else if (strcmp(op, "tanh") == 0 || strcmp(op, "rnn_cell") == 0)
+        out->saturated_fraction = saturated_fraction(node, -1.0, 1.0);
     else if (strcmp(op, "relu") == 0) out->dead_fraction = dead_fraction(node);
+    else if (strcmp(op, "lstm_hidden") == 0 && (gates = lstm_gates_of(node))) forget_fractions(gates, out);
 }
 
 /* The two built-in hooks need an event with values and their `user` limit. */

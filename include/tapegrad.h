@@ -976,14 +976,22 @@ void tg_stats_compute(const float *values, int64_t n, tg_stats *out);
 
 /** Activation statistics of a node, read from its producer op. */
 typedef struct tg_activation_stats {
-    /** sigmoid/tanh nodes: fraction of values within 0.01 of an asymptote; else -1 */
+    /** sigmoid/tanh nodes, and a plain RNN's h[t] (tanh): fraction of values within 0.01 of an
+     *  asymptote; else -1 */
     double saturated_fraction;
-    /** relu nodes: fraction of units (last-axis positions) that are 0 for every row; else -1 */
+    /** relu nodes: fraction of units that are 0 for every sample of the batch (a unit: a
+     *  position along the last axis; of a 4-D NCHW node, a channel); else -1 */
     double dead_fraction;
+    /** an LSTM's h[t] (recorded: its gates are read through the tape): fraction of the forget
+     *  gate's values within 0.01 of 0 or 1, where its derivative f(1 - f) is below 0.01;
+     *  else -1 */
+    double forget_saturated_fraction;
+    /** ... of them, the fraction below 0.01 (a closed gate: the cell state is erased); else -1 */
+    double forget_closed_fraction;
 } tg_activation_stats;
 
-/** Saturation (sigmoid, tanh) or dead units (relu) of a node's activation (-1 and -1 for a
- *  NULL node). */
+/** Saturation (sigmoid, tanh, rnn_cell), dead units (relu) or the forget gate (an LSTM's h[t])
+ *  of a node's activation; every field -1 when it does not apply (a NULL or stale node). */
 void tg_activation_stats_compute(const tg_tensor *node, tg_activation_stats *out);
 
 /**
@@ -1089,6 +1097,19 @@ int64_t tg_recorder_attach(tg_recorder *recorder, const char *pattern);
 /** tg_recorder_attach restricted to parameters (persistent tensors): "lstm.*" then leaves out
  *  the h[t] and c[t] nodes (see tg_hook_params). */
 int64_t tg_recorder_attach_params(tg_recorder *recorder, const char *pattern);
+/**
+ * Watches the forward pass of every recorded relu, sigmoid, tanh, plain-RNN (rnn_cell) and
+ * LSTM (h[t]) node at every `every`-th step (>= 1), keeping of each the statistics of its
+ * latest watched step (tg_activation_stats: dead units, saturation, the forget gate), for the
+ * findings of tg_recorder_detect. Passes that record nothing (no-grad evaluation) are not
+ * watched. Nodes are named by their label, with any "[t]" made "[*]" (an RNN's h[1..T] are one
+ * entry, summed over time), else by the op and its nearest labelled inputs, as
+ * "relu(batch_norm(mlp.layer2.out))", else "relu#7". A forward global hook (removed by
+ * tg_recorder_free) that reads each watched activation once, as the op wrote it; entries are
+ * allocated when a name first appears, so the steady state allocates nothing. Returns the
+ * hook's handle (> 0), or -1 (also when the recorder already watches).
+ */
+int64_t tg_recorder_attach_activations(tg_recorder *recorder, int every);
 /** Adds one record by hand (what the attached hooks do). Steps must not decrease. A series
  *  added by hand counts as a parameter and has no value norm or histogram. */
 tg_status tg_recorder_add(tg_recorder *recorder, int64_t step, const char *name,
@@ -1151,6 +1172,44 @@ void tg_histogram_compute(const float *values, int64_t n, int64_t step, tg_histo
  *  many (0 for a series added by tg_recorder_add, which has no values). */
 int tg_recorder_histograms(const tg_recorder *recorder, int index, tg_histogram *out, int max);
 
+/*
+ * Findings and advice. Every verdict of the diagnostics comes as a finding: what was measured,
+ * in plain words with its numbers, and a short suggestion of what to try, grounded in what
+ * `tapegrad study` demonstrates (the advice names the experiment that shows the remedy at
+ * work). tg_recorder_detect fills report->findings; the verdicts made elsewhere (a step the
+ * guard refused, a learning rate past the edge of stability, a Jacobian far from isometry, an
+ * activation's statistics) have a tg_advice_* function each: pure functions of their numbers,
+ * returning the finding by value (no context, nothing allocated, never a NULL to check).
+ */
+
+typedef enum tg_finding_kind {
+    TG_FINDING_EXPLOSION,    /**< the gradient norm or the loss blew up; value: the growth */
+    TG_FINDING_NONFINITE,    /**< the first NaN/Inf; value: steps since the blow-up began (NaN: none) */
+    TG_FINDING_ANOMALY,      /**< anomaly mode stopped a step; subject: the op */
+    TG_FINDING_VANISHING,    /**< series that stopped receiving gradient; value: the worst ratio
+                                  (vanishing_ratio[0]); subject: its series */
+    TG_FINDING_DEAD_RELU,    /**< ReLU units 0 for a whole batch; value: the worst fraction */
+    TG_FINDING_SATURATION,   /**< sigmoid/tanh values at an asymptote; value: the worst fraction */
+    TG_FINDING_FORGET_GATE,  /**< an LSTM's forget gate saturated; value: the fraction */
+    TG_FINDING_REFUSED_STEP, /**< the guard refused a step; value: its z-score (Inf: non-finite),
+                                  or for a frozen run the fraction of steps refused */
+    TG_FINDING_SHARPNESS,    /**< the learning rate times the top Hessian eigenvalue; value: it */
+    TG_FINDING_ISOMETRY      /**< a Jacobian's singular values; value: sigma_max / sigma_min */
+} tg_finding_kind;
+
+#define TG_FINDING_TEXT 512
+#define TG_MAX_FINDINGS 8
+
+typedef struct tg_finding {
+    tg_finding_kind kind;
+    bool problem;            /**< false: measured and within bounds (advice is then "") */
+    int64_t step;            /**< the step it was found at, -1 when none */
+    char subject[TG_LABEL_MAX]; /**< the series, layer or op it is about (the worst of several) */
+    double value;            /**< the number judged (see tg_finding_kind) */
+    char what[TG_FINDING_TEXT];   /**< the verdict in plain words, with its numbers */
+    char advice[TG_FINDING_TEXT]; /**< what to try, and the study experiment that shows it */
+} tg_finding;
+
 /** Thresholds of onset detection (see tg_onset_defaults). */
 typedef struct tg_onset_opts {
     double jump_factor;      /**< explosion: the norm grows this much in one step (100) */
@@ -1158,6 +1217,10 @@ typedef struct tg_onset_opts {
     int baseline_steps;      /**< baseline = median norm of the first steps (5) */
     double vanish_ratio;     /**< vanishing: norm below this fraction of the largest series (1e-4) */
     int vanish_steps;        /**< ... for this many consecutive steps (5) */
+    /** watched activations (tg_recorder_attach_activations) are a finding at or above these
+     *  fractions; outside (0, 1]: never */
+    double dead_fraction;    /**< of a ReLU's units dead (0.5) */
+    double saturated_fraction; /**< of a sigmoid/tanh's values, or a forget gate's, saturated (0.5) */
 } tg_onset_opts;
 
 tg_onset_opts tg_onset_defaults(void);
@@ -1174,9 +1237,16 @@ typedef struct tg_onset_report {
     bool has_nan;
     int64_t first_nan_step;          /**< first step with a NaN or Inf anywhere */
     char first_nan_name[TG_LABEL_MAX];
+    /* Vanishing series: vanishing_count of them, the worst n_vanishing (at most
+     * TG_MAX_VANISHING) listed worst first. A series' ratio is its gradient norm over the
+     * largest of its kind at the same step (parameters with parameters, activations with
+     * activations; in a net whose gradient vanishes towards the input, the last layer's), the
+     * largest over the vanish_steps steps that found it: it got less than this throughout. */
     int n_vanishing;
+    int vanishing_count;
     char vanishing[TG_MAX_VANISHING][TG_LABEL_MAX];
     int64_t vanishing_since[TG_MAX_VANISHING];
+    double vanishing_ratio[TG_MAX_VANISHING];
     /* the loss (tg_recorder_add_loss): the same thresholds as the gradient norm */
     bool loss_exploded;
     int64_t loss_explosion_start_step, loss_explosion_step;
@@ -1196,17 +1266,56 @@ typedef struct tg_onset_report {
     int64_t anomaly_step;
     char anomaly[256];               /**< "log at 'probs.log' created NaN from finite inputs" */
     char summary[1024];              /**< one line in plain words */
+    /* Each verdict as a finding with its advice, in the order of the summary: the explosion,
+     * the first NaN, anomaly mode's stop, vanishing series, then (watched activations) dead
+     * ReLUs, saturated sigmoid/tanh, saturated forget gates. Only problems are listed. */
+    int n_findings;
+    tg_finding findings[TG_MAX_FINDINGS];
 } tg_onset_report;
 
-/** Onset detection on a norm series (steps ascending): explosion and first non-finite value.
- *  NULL steps or norms: nothing found. */
+/** Onset detection on a norm series (steps ascending): explosion and first non-finite value,
+ *  with their findings. NULL steps or norms: nothing found. */
 void tg_detect_explosion(const int64_t *steps, const double *norms, int n,
                          const tg_onset_opts *opts, tg_onset_report *report);
 /** Onset detection over a recorder: explosion of the global norm or of the loss, the first
  *  NaN/Inf and the series it appeared in, the order in which the series grew, a step anomaly
- *  mode stopped, and vanishing series. opts may be NULL (defaults). */
+ *  mode stopped, vanishing series, and of the watched activations (tg_recorder_attach_activations)
+ *  dead ReLUs and saturated sigmoid/tanh and forget gates; each verdict also as a finding with
+ *  its advice (report->findings). opts may be NULL (defaults). */
 tg_status tg_recorder_detect(const tg_recorder *recorder, const tg_onset_opts *opts,
                              tg_onset_report *report);
+
+/**
+ * A step the guard refused, or (TG_GUARD_ACCEPT) the guard's record so far. A problem when the
+ * step was refused, and when more than half of at least 10 checked steps were: then the run is
+ * frozen rather than rescued, and the finding says so whatever the verdict. stats: the guard's,
+ * after the verdict was committed (NULL: unknown; its last_skipped_step and last_z are the
+ * refused step's); lr: the learning rate of the step (NaN: unknown).
+ */
+tg_finding tg_advice_refused_step(tg_guard_verdict verdict, const tg_guard_stats *stats, double lr);
+/**
+ * The learning rate against the sharpness: gradient descent diverges along a Hessian
+ * eigenvector whose eigenvalue exceeds 2/lr (Cohen et al. 2021 on the edge of stability). A
+ * problem when lr x lambda_max > 2; between 1 and 2 the finding says the run trains at the edge.
+ * NaN or a negative lr: not measured (problem false).
+ */
+tg_finding tg_advice_sharpness(double lr, double lambda_max);
+/**
+ * The singular values of an input-output (or one block's) Jacobian against isometry (all 1:
+ * Saxe et al. 2014, Pennington et al. 2017): a problem when sigma_max / sigma_min exceeds 100
+ * (sigma_min 0: an infinite spread) or the mean squared singular value mean_sq (NaN: unknown)
+ * is below 0.1 or above 10 — gradients then vanish or explode through it on average.
+ */
+tg_finding tg_advice_isometry(double sigma_min, double sigma_max, double mean_sq);
+/**
+ * An activation's statistics (tg_activation_stats_compute) against opts' thresholds (NULL:
+ * defaults): dead ReLU units, saturated sigmoid/tanh values, or a saturated forget gate,
+ * whichever the statistics hold. name: the layer (NULL: ""); op: "relu", "sigmoid", "tanh",
+ * "rnn_cell", "lstm_hidden" (NULL: not known, the advice is then for sigmoid and tanh alike).
+ * stats NULL: nothing measured (problem false).
+ */
+tg_finding tg_advice_activation(const char *name, const char *op, const tg_activation_stats *stats,
+                                const tg_onset_opts *opts);
 
 /* ------------------------------------------------------------------------------------------ */
 /* Diagnostics: plots (self-contained SVG)                                                    */
