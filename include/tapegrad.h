@@ -397,7 +397,8 @@ tg_status tg_jvp(tg_tape *tape, tg_tensor *output, int n, tg_tensor *const *inpu
  * J^T u: the gradients of `output` (seeded with u, output->size floats) with respect to
  * inputs[i], written to grads[i] (inputs[i]->size floats each; zeros for an input the output
  * does not depend on). Walks the step backward like tg_backward_with (once per step); the
- * grad buffers of the inputs and of every other persistent tensor are left as they were.
+ * grad buffers of the inputs and of every other leaf are left as they were. grads may share
+ * floats with u. Allowed inside a no-grad scope (it records nothing).
  */
 tg_status tg_vjp(tg_tape *tape, tg_tensor *output, const float *u, int n,
                  tg_tensor *const *inputs, float *const *grads);
@@ -407,8 +408,10 @@ tg_status tg_vjp(tg_tape *tape, tg_tensor *output, const float *u, int n,
  * forward: the tangent of the loss along v is recorded, then walked backward. Uses the step's
  * backward pass; no persistent tensor's grad buffer changes, and backward hooks do not run
  * (the values are curvature, not gradients: a clipping hook must not clip them, nor a
- * recorder count them as a step's gradients). v is read in place, not copied; a later
- * tg_tape_replay redoes the recorded step only, not the product. Allocates nothing once the
+ * recorder count them as a step's gradients). v is read in place, not copied; hv may be v
+ * (power iteration). The product is transient: its nodes and buffers are taken back before
+ * the call returns, so a tg_tape_replay of the step followed by tg_hvp again gives the next
+ * product with no growth of the tape. Allocates nothing once the
  * tape's arena has grown to the step (an HVP every step stays allocation-free).
  */
 tg_status tg_hvp(tg_tape *tape, tg_tensor *loss, int n, tg_tensor *const *params,
@@ -418,7 +421,11 @@ tg_status tg_hvp(tg_tape *tape, tg_tensor *loss, int n, tg_tensor *const *params
  * gradient of the scalar `output` with respect to inputs[i], as a tape tensor whose computation
  * is recorded, so a later tg_backward through a function of it (a gradient penalty, a
  * meta-learning step) gives second derivatives. Does not use the step's backward pass and
- * leaves every grad buffer as it was.
+ * leaves every grad buffer as it was. Second order is where it stops: a recorded gradient is
+ * differentiated by tg_backward or tg_vjp, not by tg_jvp, tg_hvp or tg_grad (TG_ERR_NOGRAD).
+ * Each node's VJP is computed by running its op again on a scratch tape, which hooks, anomaly
+ * mode and the running statistics of batch norm do not see. An input listed twice gets its
+ * gradient twice; tg_jvp moves an input listed twice along the sum of its tangents.
  */
 tg_status tg_grad(tg_tape *tape, tg_tensor *output, int n, tg_tensor *const *inputs,
                   tg_tensor **grads);
