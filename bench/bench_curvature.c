@@ -13,7 +13,8 @@
  * Printed: ms per call (median of ROUNDS rounds, min-max) and its ratio to the gradient's time
  * within each round (median, min-max); the ratio of top-1 to 20 HVPs is the Lanczos
  * bookkeeping (reorthogonalisation, Ritz values) on top of its products.
- * `zig build bench-curvature -Doptimize=ReleaseFast -- [THREADS] [ROUNDS]`.
+ * `zig build bench-curvature -Doptimize=ReleaseFast -- [THREADS] [ROUNDS]`; `-- check` compares
+ * Lanczos's top eigenvalue on the full-size model with power iteration instead.
  */
 #include <math.h>
 #include <stdio.h>
@@ -26,6 +27,12 @@
 #define MAX_PARAMS 48
 #define MAX_ROUNDS 31
 #define MICRO 8
+
+static double sum_sq(const float *v, int64_t n) {
+    double sum = 0;
+    for (int64_t i = 0; i < n; i++) sum += (double)v[i] * v[i];
+    return sum;
+}
 
 typedef struct workload {
     tg_ctx *ctx;
@@ -131,7 +138,55 @@ static void run(workload *w, int kind) {
     if (status != TG_OK) die(w->ctx);
 }
 
+/* `bench_curvature check`: the top 5 eigenvalues of the full-size model with their residual
+ * bounds, the top Ritz vector's true residual |H y - lambda y| (one more tg_hvp), and lambda_max
+ * by 60 steps of power iteration on tg_hvp, an estimate that shares nothing with Lanczos. */
+static int check(void) {
+    workload w;
+    setup(&w, 1);
+    tg_eigenvalues r;
+    float *y[MAX_PARAMS];
+    for (int p = 0; p < w.n; p++) y[p] = w.v[p];
+    if (tg_curvature_top_eigenvalues(w.curvature, loss_fn, &w, 5, &r, y) != TG_OK) die(w.ctx);
+    printf("Lanczos, %d steps:", r.steps);
+    for (int i = 0; i < r.count; i++) printf(" %.7g (+-%.1e)", r.values[i], r.residuals[i]);
+    printf(", smallest %.5g (+-%.1e)\n", r.smallest, r.smallest_residual);
+    tg_tape_reset(w.tape);
+    tg_tensor *loss = loss_fn(w.tape, w.params, w.n, &w);
+    if (!loss || tg_hvp(w.tape, loss, w.n, w.params, (const float *const *)w.v, w.hv) != TG_OK) die(w.ctx);
+    double res = 0;
+    for (int p = 0; p < w.n; p++)
+        for (int64_t i = 0; i < w.params[p]->size; i++) {
+            double d = w.hv[p][i] - r.values[0] * w.v[p][i];
+            res += d * d;
+        }
+    printf("top Ritz vector: |H y - lambda y| = %.2e measured\n", sqrt(res));
+    double lambda = 0;
+    for (int step = 0; step < 60; step++) { /* v <- H v / |H v|, from a seeded direction */
+        double norm = 0, rayleigh = 0;
+        if (step == 0) {
+            tg_rng rng;
+            tg_rng_seed(&rng, 77);
+            for (int p = 0; p < w.n; p++)
+                for (int64_t i = 0; i < w.params[p]->size; i++) w.v[p][i] = (float)tg_rng_normal(&rng);
+        }
+        for (int p = 0; p < w.n; p++) norm += sum_sq(w.v[p], w.params[p]->size);
+        for (int p = 0; p < w.n; p++)
+            for (int64_t i = 0; i < w.params[p]->size; i++) w.v[p][i] = (float)(w.v[p][i] / sqrt(norm));
+        tg_tape_reset(w.tape);
+        loss = loss_fn(w.tape, w.params, w.n, &w);
+        if (!loss || tg_hvp(w.tape, loss, w.n, w.params, (const float *const *)w.v, w.hv) != TG_OK) die(w.ctx);
+        for (int p = 0; p < w.n; p++)
+            for (int64_t i = 0; i < w.params[p]->size; i++) rayleigh += (double)w.v[p][i] * w.hv[p][i];
+        lambda = rayleigh;
+        for (int p = 0; p < w.n; p++) memcpy(w.v[p], w.hv[p], (size_t)w.params[p]->size * sizeof(float));
+    }
+    printf("power iteration, 60 steps: lambda_max %.7g\n", lambda);
+    return 0;
+}
+
 int main(int argc, char **argv) {
+    if (argc > 1 && strcmp(argv[1], "check") == 0) return check();
     int threads = argc > 1 ? atoi(argv[1]) : 1;
     int rounds = argc > 2 ? atoi(argv[2]) : 5;
     if (threads < 1 || rounds < 1 || rounds > MAX_ROUNDS) {

@@ -31,6 +31,7 @@ struct tg_jacobian {
     int64_t n_in, n_out;
     bool input_side;         /* the Gram matrix is J^T J */
     int products;
+    bool measured;           /* the last call succeeded: lz holds its Ritz values */
 };
 
 tg_jacobian *tg_jacobian_new(tg_ctx *ctx, const tg_curvature_config *config) {
@@ -197,6 +198,7 @@ tg_status tg_jacobian_singular_values(tg_jacobian *jacobian, tg_jacobian_fn fn, 
     if (!jacobian) return TG_ERR_INVALID;
     tg_jacobian *j = jacobian;
     const char *what = "jacobian singular values";
+    j->measured = false;
     if (!fn || !input || !result)
         return tgi_error(j->ctx, TG_ERR_INVALID, "%s: the %s is NULL", what,
                          !fn ? "function" : !input ? "input" : "result pointer");
@@ -246,5 +248,19 @@ tg_status tg_jacobian_singular_values(tg_jacobian *jacobian, tg_jacobian_fn fn, 
     }
     status = mean_square(j, d, result);
     result->products = j->products;
+    j->measured = status == TG_OK;
     return status;
+}
+
+int tg_jacobian_spectrum(const tg_jacobian *jacobian, double *values, int max) {
+    if (!jacobian) return 0;
+    if (!values && max > 0) {
+        tgi_error(jacobian->ctx, TG_ERR_INVALID, "jacobian spectrum: values is NULL");
+        return 0;
+    }
+    if (!jacobian->measured) return 0;
+    const tgi_lanczos *lz = &jacobian->lz;
+    for (int i = 0; i < lz->steps && i < max; i++)
+        values[i] = sqrt(fmax(lz->theta[lz->steps - 1 - i], 0.0));
+    return lz->steps;
 }

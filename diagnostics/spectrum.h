@@ -29,7 +29,7 @@ typedef struct tgi_lanczos {
     double *partial;      /* per chunk of the parallel passes: cap + 1 partial sums */
     size_t partial_room;  /* doubles */
     int steps;            /* steps of the last run */
-    double next_beta;     /* norm of the last residual: Ritz pair i's residual is
+    double next_beta;     /* norm of the last residual: Ritz pair i's residual is about
                              next_beta * |s[i][steps - 1]|; 0 when the space was spanned */
     bool spanned;         /* the basis spans the whole space: the Ritz values are exact */
 } tgi_lanczos;
@@ -48,7 +48,8 @@ TGI_HIDDEN void tgi_lanczos_release(tgi_lanczos *lz);
 TGI_HIDDEN tg_status tgi_lanczos_run(tgi_lanczos *lz, int steps, tg_rng *rng, bool rademacher,
                                      tgi_apply_fn apply, void *arg);
 
-/* |A y - theta y| of Ritz pair i (unit y): an eigenvalue of A lies within it of theta_i. */
+/* |A y - theta y| of Ritz pair i (unit y): an eigenvalue of A lies within it of theta_i. The
+ * recurrence's estimate, with a floor of 1e-6 of the largest |theta| for the f32 products. */
 TGI_HIDDEN double tgi_lanczos_residual(const tgi_lanczos *lz, int i);
 
 /* The Ritz vector of pair i (unit norm), n floats. */

@@ -1262,7 +1262,9 @@ typedef struct tg_eigenvalues {
     double values[TG_SPECTRUM_MAX];     /**< the largest (algebraic) Ritz values, descending */
     double residuals[TG_SPECTRUM_MAX];  /**< |H y - value y| of each unit Ritz vector y: an
                                              eigenvalue of H lies within this of the value
-                                             (small: converged) */
+                                             (small: converged). Lanczos's estimate, never
+                                             below 1e-6 of the largest |value|: the f32
+                                             products' own rounding */
     double smallest;                    /**< the smallest Ritz value (negative: a direction of
                                              negative curvature exists; it converges slower
                                              than the top, see its residual) */
@@ -1371,6 +1373,12 @@ void tg_jacobian_free(tg_jacobian *jacobian);
  */
 tg_status tg_jacobian_singular_values(tg_jacobian *jacobian, tg_jacobian_fn fn, void *user,
                                       const tg_tensor *input, int k, tg_singular_values *result);
+
+/** The singular values of the last call's Lanczos run, descending: one per step (sqrt of the
+ *  Ritz values of the Gram matrix), the whole spectrum when that call's result was exact (set
+ *  config.steps to min(in, out), at most 512, for a histogram of it). Copies up to max into
+ *  values; returns how many there are (0 when the last call failed or before any; 0 for NULL). */
+int tg_jacobian_spectrum(const tg_jacobian *jacobian, double *values, int max);
 
 /** The gradient-noise scale of McCandlish, Kaplan, Amodei et al. (2018), appendix A. */
 typedef struct tg_noise_scale {

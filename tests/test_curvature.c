@@ -487,6 +487,11 @@ static void expect_dense_singular_values(int batch, int out, int k) {
     }
     cr_expect(fabs(r.mean_square - mean_square) < 1e-4 * mean_square, "mean square %.7g, dense %.7g",
               r.mean_square, mean_square);
+    double all[64];
+    cr_assert_eq(tg_jacobian_spectrum(j, all, 64), count);
+    for (int i = 0; i < count; i++)
+        cr_expect(fabs(all[i] - sigma[i]) < 1e-3 * sigma[0], "%dx%d sigma %d: %.7g, dense %.7g", rows,
+                  cols, i, all[i], sigma[i]);
     tg_jacobian_free(j);
     tg_ctx_free(b.ctx);
 }

@@ -155,6 +155,24 @@ MISUSE(tg_jacobian_singular_values) {
     tg_jacobian_free(j);
 }
 
+MISUSE(tg_jacobian_spectrum) {
+    tg_jacobian *j = tg_jacobian_new(W.ctx, NULL);
+    tg_singular_values r;
+    double values[3];
+    GIVES(tg_jacobian_spectrum(NULL, values, 3), 0);
+    GIVES(tg_jacobian_spectrum(j, values, 3), 0); /* nothing measured yet */
+    cr_assert_eq(tg_jacobian_singular_values(j, identity_block, NULL, W.w, 1, &r), TG_OK);
+    tg_clear_error(W.ctx);
+    GIVES(tg_jacobian_spectrum(j, NULL, 3), 0);
+    expect_message("tg_jacobian_spectrum(j, NULL, 3)");
+    GIVES(tg_jacobian_spectrum(j, values, 3), 3);
+    cr_expect(fabs(values[2] - 2) < 1e-5);
+    GIVES(tg_jacobian_spectrum(j, NULL, 0), 3); /* the count alone */
+    REFUSED(tg_jacobian_singular_values(j, no_block, NULL, W.w, 1, &r));
+    GIVES(tg_jacobian_spectrum(j, values, 3), 0); /* the last call failed */
+    tg_jacobian_free(j);
+}
+
 MISUSE(tg_noise_scale_from_norms) {
     tg_noise_scale r;
     REFUSED_QUIETLY(tg_noise_scale_from_norms(NULL, 6, 4, 5, 8, &r));
