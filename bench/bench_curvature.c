@@ -182,6 +182,14 @@ static int check(void) {
         for (int p = 0; p < w.n; p++) memcpy(w.v[p], w.hv[p], (size_t)w.params[p]->size * sizeof(float));
     }
     printf("power iteration, 60 steps: lambda_max %.7g\n", lambda);
+    for (int steps = 4; steps <= 16; steps *= 2) { /* how fast the top converges */
+        tg_curvature_config c = tg_curvature_defaults();
+        c.steps = steps;
+        tg_curvature *few = tg_curvature_new(w.ctx, w.params, w.n, &c);
+        if (!few || tg_curvature_top_eigenvalues(few, loss_fn, &w, 1, &r, NULL) != TG_OK) die(w.ctx);
+        printf("Lanczos, %2d steps: lambda_max %.7g (+-%.1e)\n", steps, r.values[0], r.residuals[0]);
+        tg_curvature_free(few);
+    }
     return 0;
 }
 

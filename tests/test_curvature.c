@@ -585,8 +585,34 @@ Test(curvature, the_callers_gradients_values_and_hooks_are_left_alone) {
             cr_expect_eq(m.params[p]->grad[i], grads_before[k]);
             cr_expect_eq(m.params[p]->data[i], values_before[k]);
         }
+    tg_hook_remove(m.ctx, hook);
     tg_jacobian_free(j);
     tg_curvature_free(c);
+    tg_ctx_free(m.ctx);
+}
+
+Test(curvature, a_recorded_training_step_stays_replayable_across_a_measurement) {
+    mlp m;
+    mlp_make(&m);
+    tg_tape *tape = tg_tape_new(m.ctx);
+    tg_tensor *loss = mlp_loss(tape, m.params, 4, &m);
+    cr_assert_eq(tg_backward(tape, loss), TG_OK);
+    float first[NP];
+    int k = 0;
+    for (int p = 0; p < 4; p++) {
+        for (int64_t i = 0; i < m.params[p]->size; i++) first[k++] = m.params[p]->grad[i];
+        tg_zero_grad(m.params[p]);
+    }
+    tg_curvature *c = tg_curvature_new(m.ctx, m.params, 4, NULL);
+    tg_eigenvalues r;
+    cr_assert_eq(tg_curvature_top_eigenvalues(c, mlp_loss, &m, 1, &r, NULL), TG_OK);
+    cr_assert_eq(tg_tape_replay(tape), TG_OK, "%s", tg_errmsg(m.ctx));
+    cr_assert_eq(tg_backward(tape, loss), TG_OK, "%s", tg_errmsg(m.ctx));
+    k = 0;
+    for (int p = 0; p < 4; p++)
+        for (int64_t i = 0; i < m.params[p]->size; i++, k++) cr_expect_eq(m.params[p]->grad[i], first[k]);
+    tg_curvature_free(c);
+    tg_tape_free(tape);
     tg_ctx_free(m.ctx);
 }
 
