@@ -81,6 +81,12 @@ tg_curvature *tg_curvature_new(tg_ctx *ctx, tg_tensor *const *params, int n,
                                           : "not requiring a gradient (tg_set_requires_grad)");
             return NULL;
         }
+        for (int k = 0; k < i; k++)
+            if (params[k] == p) { /* one direction would move it twice */
+                tgi_error(ctx, TG_ERR_INVALID, "%s: parameter %d ('%s') is listed twice (also at "
+                          "%d)", what, i, tgi_node_name(p, name, sizeof name), k);
+                return NULL;
+            }
         dim += p->size;
     }
     tg_curvature *c = tgi_alloc(ctx, sizeof *c);
@@ -130,6 +136,12 @@ static tg_status hessian_product(void *arg, const float *in, float *out) {
     tg_tape_reset(c->tape);
     tg_tensor *loss = c->fn(c->tape, c->params, c->n, c->user);
     if (!loss) return function_failed(c->ctx, "curvature");
+    if (loss->size != 1) {
+        char shape[96];
+        return tgi_error(c->ctx, TG_ERR_SHAPE, "curvature: the function returned a tensor %s; it "
+                         "must return a scalar (a loss)",
+                         tgi_format_shape(loss->ndim, loss->shape, shape, sizeof shape));
+    }
     return tg_hvp(c->tape, loss, c->n, c->params, c->v, c->hv);
 }
 

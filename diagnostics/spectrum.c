@@ -55,7 +55,7 @@ static void free_vectors(tgi_lanczos *lz) {
 
 static void free_steps(tgi_lanczos *lz) {
     size_t c = (size_t)lz->cap;
-    if (lz->alpha) tgi_free(lz->ctx, lz->alpha, 5 * c * sizeof(double));
+    if (lz->alpha) tgi_free(lz->ctx, lz->alpha, 4 * c * sizeof(double));
     if (lz->s) tgi_free(lz->ctx, lz->s, c * c * sizeof(double));
     lz->alpha = lz->beta = lz->theta = lz->h = lz->s = NULL;
     lz->cap = 0;
@@ -97,10 +97,10 @@ tg_status tgi_lanczos_reserve(tgi_lanczos *lz, tg_ctx *ctx, int64_t n, int vecto
     if (steps > lz->cap) {
         free_steps(lz);
         size_t c = (size_t)steps;
-        double *block = tgi_alloc(ctx, 5 * c * sizeof(double));
+        double *block = tgi_alloc(ctx, 4 * c * sizeof(double));
         double *s = tgi_alloc(ctx, c * c * sizeof(double));
         if (!block || !s) {
-            if (block) tgi_free(ctx, block, 5 * c * sizeof(double));
+            if (block) tgi_free(ctx, block, 4 * c * sizeof(double));
             if (s) tgi_free(ctx, s, c * c * sizeof(double));
             return tgi_error(ctx, TG_ERR_NOMEM, "lanczos: out of memory");
         }

@@ -43,6 +43,7 @@ MISUSE(tg_curvature_new) {
     NULLED(tg_curvature_new(W.ctx, &W.foreign, 1, NULL)); /* another context */
     tg_tensor *frozen = tg_zeros(W.ctx, TG_SHAPE(2));
     NULLED(tg_curvature_new(W.ctx, &frozen, 1, NULL));    /* wants no gradient */
+    NULLED(tg_curvature_new(W.ctx, (tg_tensor *[]){W.w, W.w}, 2, NULL));
     bad.steps = 0;
     NULLED(tg_curvature_new(W.ctx, &W.w, 1, &bad));
     bad.steps = 100000;
@@ -200,4 +201,22 @@ MISUSE(tg_gradient_noise_scale) {
     REFUSED(tg_gradient_noise_scale(W.ctx, holes, 2, 2, 4, &r));
     cr_expect_eq(tg_gradient_noise_scale(W.ctx, grads, 2, 2, 4, &r), TG_OK);
     cr_expect(fabs(r.b_simple - 2) < 1e-12);
+}
+
+/* The messages name the instrument and what is wrong. */
+Test(misuse_curvature, messages_say_what_is_wrong) {
+    tg_ctx *ctx = tg_ctx_new();
+    tg_tensor *w = leaf(ctx, TG_SHAPE(3), (float[]){1, 2, 3});
+    tg_curvature *c = tg_curvature_new(ctx, &w, 1, NULL);
+    tg_eigenvalues r;
+    cr_expect_eq(tg_curvature_top_eigenvalues(c, a_vector, NULL, 1, &r, NULL), TG_ERR_SHAPE);
+    expect_errmsg_has(ctx, "curvature", "[3]", "scalar");
+    tg_clear_error(ctx);
+    cr_expect_eq(tg_curvature_top_eigenvalues(c, nothing, NULL, 1, &r, NULL), TG_ERR_INVALID);
+    expect_errmsg_has(ctx, "returned NULL");
+    tg_clear_error(ctx);
+    cr_expect_null(tg_curvature_new(ctx, (tg_tensor *[]){w, w}, 2, NULL));
+    expect_errmsg_has(ctx, "listed twice");
+    tg_curvature_free(c);
+    tg_ctx_free(ctx);
 }
