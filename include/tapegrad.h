@@ -1325,6 +1325,213 @@ tg_finding tg_advice_activation(const char *name, const char *op, const tg_activ
                                 const tg_onset_opts *opts);
 
 /* ------------------------------------------------------------------------------------------ */
+/* Diagnostics: curvature and Jacobian spectra                                                */
+/* ------------------------------------------------------------------------------------------ */
+/*
+ * Why a run diverges or stops learning, measured rather than guessed. Gradient descent is
+ * stable along a direction of curvature lambda only while lr * lambda < 2, so the largest
+ * Hessian eigenvalue (the sharpness) against 2 / lr says how close a run is to blowing up
+ * (Cohen et al. 2021: it rises to 2 / lr, "the edge of stability"). Gradients vanish or
+ * explode as the singular values of the input-output Jacobian spread away from 1 (Saxe et
+ * al. 2014; Pennington, Schoenholz & Ganguli 2017). The gradient-noise scale (McCandlish et
+ * al. 2018) is the batch size beyond which a larger batch stops buying a larger step.
+ *
+ * The spectra come from Lanczos with full reorthogonalisation over Hessian-vector products
+ * (tg_hvp) or Jacobian products (tg_jvp, tg_vjp): each product records the function again on
+ * the instrument's own tape, so it never disturbs the caller's tape (a replayed training step
+ * stays replayable) nor any parameter's gradient, and backward hooks (clipping, recorders)
+ * neither see nor change the products. An instrument is a workspace: its first call sizes its
+ * buffers and its tape's arena, every later call of the same sizes allocates nothing (one
+ * every K training steps stays allocation-free). Memory: `steps` f32 vectors of the operator's
+ * dimension (20 vectors of bench_curvature's 1.2M-parameter MLP: 96 MB), plus one tape of the
+ * product. Time: the products, plus step j's pass over the j vectors kept (0.6 of the products'
+ * time at 20 steps on that MLP, whose gradient is cheap for its size: 8 ms).
+ *
+ * The function is recorded many times at the same point: it must compute the same value each
+ * time (eval-mode batch norm or fixed statistics, dropout off or with a fixed seed). A
+ * training-mode batch norm would move its running statistics at every product.
+ *
+ * Randomness: the start vector and the probes come from config.seed, the same at every call,
+ * so two calls on the same function give the same bits, and a series over training differs
+ * by the model's change, not by the probes' (common random numbers).
+ */
+
+/** A scalar function of the inputs, recorded on tape (a model's loss on a fixed batch). */
+typedef tg_tensor *(*tg_gradcheck_fn)(tg_tape *tape, tg_tensor *const *inputs, int n_inputs,
+                                      void *user);
+
+/** Sizes of the spectra (see tg_curvature_defaults). */
+typedef struct tg_curvature_config {
+    int steps;      /**< Lanczos steps, each one product (20; 1..512; capped at the dimension,
+                         where the values become exact) */
+    int probes;     /**< Hutchinson probes of a trace (10; >= 1; 2 or more for an error bar) */
+    uint64_t seed;  /**< start vectors and probes (1) */
+} tg_curvature_config;
+
+/** steps 20, probes 10, seed 1. */
+tg_curvature_config tg_curvature_defaults(void);
+
+/** Most values at each end of a spectrum the results below hold. */
+#define TG_SPECTRUM_MAX 16
+
+/** The top of a Hessian's spectrum, from Lanczos. */
+typedef struct tg_eigenvalues {
+    int count;                          /**< values below: min(k, steps taken) */
+    double values[TG_SPECTRUM_MAX];     /**< the largest (algebraic) Ritz values, descending */
+    double residuals[TG_SPECTRUM_MAX];  /**< |H y - value y| of each unit Ritz vector y: an
+                                             eigenvalue of H lies within this of the value
+                                             (small: converged). Lanczos's estimate, never
+                                             below 1e-6 of the largest |value|: the f32
+                                             products' own rounding */
+    double smallest;                    /**< the smallest Ritz value (negative: a direction of
+                                             negative curvature exists; it converges slower
+                                             than the top, see its residual) */
+    double smallest_residual;
+    int steps;                          /**< Lanczos steps taken (= Hessian-vector products) */
+    bool exact;                         /**< the steps spanned the whole parameter space: the
+                                             values are the Hessian's own */
+} tg_eigenvalues;
+
+typedef struct tg_curvature tg_curvature;
+
+/**
+ * An instrument for the Hessian of a scalar function of the persistent tensors params[0..n-1]
+ * (all of them together, flattened in that order; each must require a gradient). The array is
+ * copied, the tensors are not. config NULL: tg_curvature_defaults(). NULL with a message for
+ * bad arguments or out of memory.
+ */
+tg_curvature *tg_curvature_new(tg_ctx *ctx, tg_tensor *const *params, int n,
+                               const tg_curvature_config *config);
+/** Frees the instrument (its tape and buffers; the parameters are the caller's). */
+void tg_curvature_free(tg_curvature *curvature);
+/**
+ * The k (1..TG_SPECTRUM_MAX) largest eigenvalues of the Hessian of fn(tape, params, n, user)
+ * (a tg_gradcheck_fn: a scalar, a model's loss on a fixed batch) at the parameters' current
+ * values, by config.steps Lanczos steps (one tg_hvp each, about 3 gradients' cost). The
+ * largest converges first (bench_curvature's MLP: 8 steps give it to 7 digits, 4 steps are
+ * 40% off); the residuals say how far each value can be. When top_vector is not NULL, top_vector[i]
+ * (params[i]->size floats) receives the unit eigenvector estimate (Ritz vector) of the
+ * largest value. Parameters and their gradients are left as they were. An error of fn (NULL)
+ * or of a product is returned with its message; TG_ERR_NUMERIC when a product is not finite.
+ */
+tg_status tg_curvature_top_eigenvalues(tg_curvature *curvature, tg_gradcheck_fn fn, void *user,
+                                       int k, tg_eigenvalues *result, float *const *top_vector);
+/**
+ * The Hessian's trace by Hutchinson's estimator: the mean of z^T H z over config.probes
+ * Rademacher vectors z (+-1 entries, seeded), one tg_hvp each; *std_error (may be NULL) is the
+ * standard error of that mean (sample standard deviation / sqrt(probes); NaN for 1 probe).
+ */
+tg_status tg_curvature_trace(tg_curvature *curvature, tg_gradcheck_fn fn, void *user,
+                             double *trace, double *std_error);
+/**
+ * The spectral density of the Hessian by stochastic Lanczos quadrature (Ghorbani, Krishnan &
+ * Xiao 2019; PyHessian): `vectors` Lanczos runs of config.steps steps from normalised
+ * Rademacher vectors; run r contributes the Ritz values of its tridiagonal as nodes, each
+ * weighted by the squared first component of its eigenvector, / vectors. nodes and weights
+ * have room for vectors * config.steps values; *count receives how many were written (fewer
+ * when the dimension is smaller than the steps). The weights sum to 1; the density is
+ * sum_i weights[i] delta(x - nodes[i]), to be smoothed for display (tg_spectrum_density).
+ */
+tg_status tg_curvature_density(tg_curvature *curvature, tg_gradcheck_fn fn, void *user,
+                               int vectors, double *nodes, double *weights, int *count);
+/**
+ * Smooths a quadrature (nodes, weights, count) into a density on grid[0..n_grid-1]: each node
+ * a Gaussian of standard deviation sigma (> 0) and mass weights[i], evaluated at the grid's
+ * points into density. TG_ERR_INVALID for NULL arrays or bad sizes (no context: the status
+ * only).
+ */
+tg_status tg_spectrum_density(const double *nodes, const double *weights, int count, double sigma,
+                              const double *grid, int n_grid, double *density);
+
+/** A function recording an output from an input (a model's logits from its batch, or one
+ *  block's output from its input) on tape. */
+typedef tg_tensor *(*tg_jacobian_fn)(tg_tape *tape, tg_tensor *input, void *user);
+
+/** The extremes of a Jacobian's singular values. */
+typedef struct tg_singular_values {
+    int count;                               /**< values at each end: min(k, steps taken) */
+    double largest[TG_SPECTRUM_MAX];         /**< descending */
+    double smallest[TG_SPECTRUM_MAX];        /**< ascending (of the min(in, out) singular values) */
+    double largest_bound[TG_SPECTRUM_MAX];   /**< a singular value lies within this of each
+                                                  (from the Lanczos residual); the smallest
+                                                  converge slowly: read their bounds */
+    double smallest_bound[TG_SPECTRUM_MAX];
+    double mean_square;                      /**< the mean squared singular value,
+                                                  trace(J^T J) / min(in, out): 1 at isometry */
+    double mean_square_std_error;            /**< 0 when exact */
+    bool mean_square_exact;                  /**< exact (the whole spectrum was found, or a
+                                                  product per basis vector of the smaller side
+                                                  when that is at most config.probes) or
+                                                  Hutchinson's estimate over config.probes */
+    int64_t input_size, output_size;
+    int steps;                               /**< Lanczos steps taken */
+    int products;                            /**< recordings of the function in all */
+    bool exact;                              /**< the steps spanned the whole space */
+} tg_singular_values;
+
+typedef struct tg_jacobian tg_jacobian;
+
+/** An instrument for input-output Jacobians (config NULL: tg_curvature_defaults()). Its
+ *  buffers are sized by the first call and grow when a later call needs more. */
+tg_jacobian *tg_jacobian_new(tg_ctx *ctx, const tg_curvature_config *config);
+/** Frees it. */
+void tg_jacobian_free(tg_jacobian *jacobian);
+/**
+ * The k (1..TG_SPECTRUM_MAX) largest and smallest singular values of J = d output / d input,
+ * where output = fn(tape, x, user) and x is a tape tensor holding a copy of input's values
+ * (input itself, persistent or of this context's tapes, is only read; the model's parameters
+ * stay as they are, their gradients too). For a batch, J covers the whole batch:
+ * when the samples do not interact (no batch norm) it is block-diagonal and its extremes are
+ * the extremes over the samples. Lanczos runs on the smaller Gram matrix, J^T J (input side)
+ * or J J^T (output side), so the smallest values are of the min(in, out) that can be non-zero;
+ * each step records fn once and takes a tg_jvp and a tg_vjp (1.2 gradients' cost on
+ * bench_curvature's MLP: the VJP computes the parameters' gradients too). Then the
+ * mean squared singular value: exact when the steps spanned the space or min(in, out) <=
+ * config.probes (one product per basis vector), else Hutchinson over config.probes Rademacher
+ * vectors of the smaller side (one product each).
+ */
+tg_status tg_jacobian_singular_values(tg_jacobian *jacobian, tg_jacobian_fn fn, void *user,
+                                      const tg_tensor *input, int k, tg_singular_values *result);
+
+/** The singular values of the last call's Lanczos run, descending: one per step (sqrt of the
+ *  Ritz values of the Gram matrix), the whole spectrum when that call's result was exact (set
+ *  config.steps to min(in, out), at most 512, for a histogram of it). Copies up to max into
+ *  values; returns how many there are (0 when the last call failed or before any; 0 for NULL). */
+int tg_jacobian_spectrum(const tg_jacobian *jacobian, double *values, int max);
+
+/** The gradient-noise scale of McCandlish, Kaplan, Amodei et al. (2018), appendix A. */
+typedef struct tg_noise_scale {
+    double b_simple;         /**< trace_sigma / grad_norm_sq: the critical batch size's simple
+                                  estimate (NaN when grad_norm_sq is not positive: noise swamps
+                                  the signal at these batch sizes) */
+    double trace_sigma;      /**< tr(Sigma), Sigma the per-example gradients' covariance:
+                                  (|G_small|^2 - |G_big|^2) / (1/B_small - 1/B_big) */
+    double grad_norm_sq;     /**< |G|^2 of the true gradient: (B_big |G_big|^2 - B_small
+                                  |G_small|^2) / (B_big - B_small) */
+    double small_norm_sq;    /**< |G_small|^2 as given (the mean over micro-batches) */
+    double big_norm_sq;      /**< |G_big|^2 */
+    int64_t small_batch, big_batch;
+} tg_noise_scale;
+
+/**
+ * The estimators from the squared norms of gradients (means over their examples) at two batch
+ * sizes, small_batch < big_batch: each of trace_sigma and grad_norm_sq is unbiased, their ratio
+ * is not; the paper averages each over steps (an exponential moving average) before dividing,
+ * which a caller does with the two fields. Under data parallelism, small is the mean of the
+ * ranks' local |g|^2 at the local batch and big the |g|^2 of the averaged gradient (no extra
+ * pass). TG_ERR_INVALID for sizes out of order or non-finite norms.
+ */
+tg_status tg_noise_scale_from_norms(tg_ctx *ctx, double small_norm_sq, int64_t small_batch,
+                                    double big_norm_sq, int64_t big_batch, tg_noise_scale *result);
+/**
+ * The same from n_micro >= 2 per-micro-batch gradients grads[0..n_micro-1] (dim floats each,
+ * flattened over the parameters, each the mean over micro_batch examples): small is the mean of
+ * |g_i|^2 at micro_batch, big the |mean g_i|^2 at n_micro * micro_batch. Summed in double.
+ */
+tg_status tg_gradient_noise_scale(tg_ctx *ctx, const float *const *grads, int n_micro, int64_t dim,
+                                  int64_t micro_batch, tg_noise_scale *result);
+
+/* ------------------------------------------------------------------------------------------ */
 /* Diagnostics: plots (self-contained SVG)                                                    */
 /* ------------------------------------------------------------------------------------------ */
 /*
@@ -2275,9 +2482,8 @@ typedef struct tg_gradcheck_result {
 tg_status tg_gradcheck(tg_ctx *ctx, int op_id, int example_index, const tg_gradcheck_opts *opts,
                        tg_gradcheck_result *result);
 
-/** A scalar function of the inputs, recorded on tape (a model's loss on a fixed batch). */
-typedef tg_tensor *(*tg_gradcheck_fn)(tg_tape *tape, tg_tensor *const *inputs, int n_inputs,
-                                      void *user);
+/* tg_gradcheck_fn, the function checked below, is declared with the curvature instruments
+ * (Diagnostics: curvature and Jacobian spectra), which measure the same kind of function. */
 
 /**
  * Checks a whole function, as PyTorch's gradcheck or KANN's kad_check_grad do: fn(tape, inputs,
