@@ -220,8 +220,9 @@ tg_status tg_jvp(tg_tape *tape, tg_tensor *output, int n, tg_tensor *const *inpu
 /* ---- reverse mode into the caller's arrays ------------------------------------------------- */
 
 /* The leaves of entries [0, last] that are not among the inputs (parameters, tape leaves that
- * want a gradient), with their gradient buffers as they were: a product with respect to some
- * inputs must not add into the gradients of the others (which an optimizer would then step). */
+ * want a gradient), set aside with their gradient buffers as they were: a product with respect
+ * to some inputs must not add into the gradients of the others (which an optimizer would then
+ * step), nor spend time computing them. */
 typedef struct set_aside {
     tg_tensor **tensors;
     float **grads;
@@ -252,7 +253,10 @@ static tg_status set_aside_others(tg_tape *tape, int64_t last, int n, tg_tensor 
             set->tensors[set->count] = t;
             set->grads[set->count] = t->grad;
             set->unset[set->count++] = t->grad_unset;
-            t->grad = NULL; /* the walk gives it a zeroed buffer of the arena */
+            /* no buffer and no gradient wanted: the walk computes nothing for it (a Jacobian
+             * product with respect to a model's input skips every weight's product) */
+            t->grad = NULL;
+            t->requires_grad = false;
         }
     }
     return TG_OK;
@@ -262,6 +266,7 @@ static void put_back(const set_aside *set) {
     for (int64_t j = 0; j < set->count; j++) {
         set->tensors[j]->grad = set->grads[j];
         set->tensors[j]->grad_unset = set->unset[j];
+        set->tensors[j]->requires_grad = true;
     }
 }
 
