@@ -474,7 +474,7 @@ static tg_guard_event_kind accept(tg_guard *g, double loss, double grad_norm, bo
     return kind;
 }
 
-/* The last `window` verdicts; the alarm rises when most were refusals. True when it rose now. */
+/* The last `window` verdicts, and the alarm. True when it rose now. */
 static bool note_verdict(tg_guard *g, bool refused) {
     tg_guard_stats *s = &g->stats;
     int window = g->config.window;
@@ -484,7 +484,12 @@ static bool note_verdict(tg_guard *g, bool refused) {
     s->recent_refused += refused;
     g->recent_next = (g->recent_next + 1) % window;
     bool was = s->alarm;
-    s->alarm = s->recent_checked >= g->config.warmup && 2 * s->recent_refused > s->recent_checked;
+    /* raised at half (a run whose every other step is a refused update of the restored state
+     * goes nowhere) over at least half a window of checks (a few rescues at the start are the
+     * guard working), cleared below a quarter, so that it does not flap */
+    int least = window / 2 > g->config.warmup ? window / 2 : g->config.warmup;
+    if (!was) s->alarm = s->recent_checked >= least && 2 * s->recent_refused >= s->recent_checked;
+    else s->alarm = 4 * s->recent_refused >= s->recent_checked;
     if (s->alarm && !was) s->alarms++;
     return s->alarm && !was;
 }

@@ -144,7 +144,7 @@ Test(guard_rescue, most_steps_refused_raise_the_alarm) {
     for (int step = 10; step < 31; step++) {
         tg_guard_check(g, step, NAN, 1.0);
         tg_guard_get_stats(g, &st);
-        cr_expect_eq(st.alarm, step >= 20, "step %d: %d of %d refused", step, st.recent_refused, st.recent_checked);
+        cr_expect_eq(st.alarm, step >= 19, "step %d: %d of %d refused", step, st.recent_refused, st.recent_checked);
     }
     int alarms = 0;
     for (int i = 0; i < seen.n; i++) alarms += seen.kinds[i] == TG_GUARD_ALARM;
