@@ -450,10 +450,11 @@ static void print_diagnostics(const run_result *r) {
         if (g->skipped)
             printf(", the first at step %lld, the last at step %lld", (long long)g->first_skipped_step,
                    (long long)g->last_skipped_step);
-        printf("; %lld rescue%s, lr %s at the end (lowest %s, --lr %s)", (long long)g->rescues,
-               g->rescues == 1 ? "" : "s", format_number(g->lr, a, sizeof a),
-               format_number(g->lowest_lr_scale * r->config.opt.lr, b, sizeof b),
-               format_number(r->config.opt.lr, c, sizeof c));
+        printf("; %lld rescue%s", (long long)g->rescues, g->rescues == 1 ? "" : "s");
+        if (g->lowest_lr_scale < 1.0)
+            printf(", lr %s at the end (lowest %s, --lr %s)", format_number(g->lr, a, sizeof a),
+                   format_number(g->lowest_lr_scale * r->config.opt.lr, b, sizeof b),
+                   format_number(r->config.opt.lr, c, sizeof c));
         if (g->growths) printf(", grown back %lld time%s", (long long)g->growths, g->growths == 1 ? "" : "s");
         if (g->new_levels) printf(", %lld new level%s accepted", (long long)g->new_levels, g->new_levels == 1 ? "" : "s");
         printf("\n");

@@ -1057,7 +1057,8 @@ typedef struct tg_guard_config {
     int settle;              /**< finite, steady refused steps in a row taken as a new level (16;
                                   2..window; < 0: never) */
     int trust;               /**< accepted steps that must follow a state before a refusal rolls
-                                  back to it (4; 1..1000): rollbacks go trust..2 trust steps back */
+                                  back to it (4; 1..1000): a rollback undoes trust + 1 to
+                                  2 trust updates (fewer at the start or just after a rollback) */
 } tg_guard_config;
 
 tg_guard_config tg_guard_defaults(void);
@@ -1120,24 +1121,24 @@ struct tg_optimizer; /* typedef'd as tg_optimizer further down, with the optimiz
 tg_guard *tg_guard_new(tg_ctx *ctx, const tg_guard_config *config);
 void tg_guard_free(tg_guard *guard);
 /**
- * Makes the guard rescue opt's runs: it copies opt's parameters and state, and buffers (other
- * persistent tensors to roll back with them, such as batch norm's running statistics; NULL
- * when n_buffers is 0), on every accepted step, restores them on a refused one, and sets opt's
- * rate. The rate opt has now is the original; a rate the caller sets later (a schedule) is
+ * Makes the guard rescue opt's runs: it keeps copies of opt's parameters and state, and of
+ * buffers (other persistent tensors to roll back with them, such as batch norm's running
+ * statistics; NULL when n_buffers is 0), restores the good copy on a refused step, and sets
+ * opt's rate. The rate opt has now is the original; a rate the caller sets later (a schedule) is
  * taken as the new original when the guard next commits, and scaled alike. Allocates the two
- * copies (replacing an earlier attachment's): with Adam, six floats per parameter element, and
- * copies one every `trust` accepted steps (a 1M-parameter Adam model: 0.4 ms per step on
- * average, about half of Adam's own step). TG_ERR_INVALID for a NULL argument, a buffer that is
- * not persistent, or an optimizer or buffer of another context.
+ * copies (replacing an earlier attachment's): with Adam, six floats per parameter element; it
+ * refreshes one every `trust` accepted steps (on average about half the time of Adam's own
+ * step). TG_ERR_INVALID for a NULL argument, a buffer that is not persistent, or an optimizer or
+ * buffer of another context.
  */
 tg_status tg_guard_attach(tg_guard *guard, struct tg_optimizer *opt, tg_tensor *const *buffers,
                           int n_buffers);
 /** Events go to fn(event, user) (fn NULL: no more events). TG_ERR_INVALID for a NULL guard. */
 tg_status tg_guard_on_event(tg_guard *guard, tg_guard_event_fn fn, void *user);
 /**
- * One line, without a newline, saying what happened: "step 12: gradient norm 41x its median
- * (z 380): rolled back, lr 0.5 -> 0.25". TG_ERR_INVALID for a NULL event or buf, or size 0;
- * a line longer than size is cut.
+ * One line, without a newline, saying what happened: "step 5: loss 3.062 (1.23x its median),
+ * gradient norm 9.221 (3.35x): z 6.93: rolled back, lr 0.5 -> 0.25". TG_ERR_INVALID for a NULL
+ * event or buf, size 0 or an unknown kind; a line longer than size is cut.
  */
 tg_status tg_guard_event_text(const tg_guard_event *event, char *buf, size_t size);
 /** Judges the step and commits the verdict: tg_guard_commit(tg_guard_judge(...)) (a NULL guard
