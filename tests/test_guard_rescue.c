@@ -44,14 +44,14 @@ static double noise_norm(int step) { return 1.0 + 0.05 * cos(3.0 * step); }
 /* With trust 2 the good copies are the states before the updates of steps 0, 2, 4, ...; the copy
  * of step 2 becomes the good one once steps 3 and 4 are accepted too, so a refusal at step 5
  * restores the state of two updates: the twin's after steps 0 and 1. Both then take the same
- * step at the halved rate and still agree bit for bit, which they do only if Adam's moments and
- * step counts (its bias correction) came back too. */
-Test(guard_rescue, rollback_restores_what_a_twin_optimizer_reached) {
+ * step at the halved rate and still agree bit for bit, which they do only if the optimizer's
+ * state came back too: SGD's momentum, Adam's moments and step counts (its bias correction),
+ * RMSprop's square averages and momentum. */
+static void expect_rollback_to_the_twin(const tg_optimizer_config *kind, const char *name) {
     const float init[4] = {0.1f, -0.2f, 0.3f, 0.4f};
     tg_tensor *a = parameter(init), *b = parameter(init);
     tg_tensor *stat = tg_zeros(ctx, TG_SHAPE(2)); /* a running statistic the forward pass moves */
-    tg_optimizer_config adam = {.kind = TG_OPT_ADAM, .lr = 0.01f};
-    tg_optimizer *opt_a = tg_optimizer_new(ctx, &a, 1, &adam), *opt_b = tg_optimizer_new(ctx, &b, 1, &adam);
+    tg_optimizer *opt_a = tg_optimizer_new(ctx, &a, 1, kind), *opt_b = tg_optimizer_new(ctx, &b, 1, kind);
     tg_guard_config config = tg_guard_defaults();
     config.trust = 2;
     tg_guard *g = tg_guard_new(ctx, &config);
@@ -66,28 +66,42 @@ Test(guard_rescue, rollback_restores_what_a_twin_optimizer_reached) {
         take_gradient(b, step, 1.0f);
         tg_optimizer_step_zero_grad(opt_b);
     }
-    cr_assert_neq(memcmp(a->data, b->data, sizeof init), 0, "the damage moved a");
+    cr_assert_neq(memcmp(a->data, b->data, sizeof init), 0, "%s: the damage moved a", name);
     stat->data[0] = 5.0f;
     take_gradient(a, 5, 1.0f);
     cr_expect_eq(tg_guard_check(g, 5, NAN, 1.0), TG_GUARD_SKIP_NONFINITE);
-    cr_expect_eq(memcmp(a->data, b->data, sizeof init), 0, "a is back where the twin is: %g %g %g %g vs %g %g %g %g",
-                 a->data[0], a->data[1], a->data[2], a->data[3], b->data[0], b->data[1], b->data[2], b->data[3]);
+    cr_expect_eq(memcmp(a->data, b->data, sizeof init), 0, "%s: a is back where the twin is: %g %g %g %g vs "
+                 "%g %g %g %g", name, a->data[0], a->data[1], a->data[2], a->data[3], b->data[0], b->data[1],
+                 b->data[2], b->data[3]);
     cr_expect_eq(stat->data[0], 2.0f, "the buffer as it was when the state was copied");
     cr_expect_not(tg_grad_is_set(a), "the refused step's gradient is dropped");
-    cr_expect_float_eq(tg_optimizer_lr(opt_a), 0.005f, 1e-9f);
+    cr_expect_float_eq(tg_optimizer_lr(opt_a), 0.5f * kind->lr, 1e-9f);
     tg_optimizer_set_lr(opt_b, tg_optimizer_lr(opt_a));
-    take_gradient(a, 9, 1.0f);
-    take_gradient(b, 9, 1.0f);
-    cr_expect_eq(tg_guard_check(g, 6, noise_loss(6), noise_norm(6)), TG_GUARD_ACCEPT);
-    tg_optimizer_step_zero_grad(opt_a);
-    tg_optimizer_step_zero_grad(opt_b);
-    cr_expect_eq(memcmp(a->data, b->data, sizeof init), 0, "the next Adam step agrees: moments and counts came back");
+    for (int step = 6; step < 8; step++) {
+        take_gradient(a, step, 1.0f);
+        take_gradient(b, step, 1.0f);
+        cr_expect_eq(tg_guard_check(g, step, noise_loss(step), noise_norm(step)), TG_GUARD_ACCEPT);
+        tg_optimizer_step_zero_grad(opt_a);
+        tg_optimizer_step_zero_grad(opt_b);
+    }
+    cr_expect_eq(memcmp(a->data, b->data, sizeof init), 0, "%s: the next steps agree: the state came back", name);
     tg_guard_stats st;
     tg_guard_get_stats(g, &st);
     cr_expect(st.rescues == 1 && st.skipped == 1 && st.nonfinite == 1);
     tg_guard_free(g);
     tg_optimizer_free(opt_a);
     tg_optimizer_free(opt_b);
+}
+
+Test(guard_rescue, rollback_restores_what_a_twin_optimizer_reached) {
+    const tg_optimizer_config kinds[] = {
+        {.kind = TG_OPT_SGD, .lr = 0.1f, .momentum = 0.9f, .weight_decay = 0.01f},
+        {.kind = TG_OPT_ADAM, .lr = 0.01f},
+        {.kind = TG_OPT_ADAMW, .lr = 0.01f, .weight_decay = 0.1f},
+        {.kind = TG_OPT_RMSPROP, .lr = 0.01f, .momentum = 0.5f},
+    };
+    const char *names[] = {"sgd", "adam", "adamw", "rmsprop"};
+    for (int k = 0; k < 4; k++) expect_rollback_to_the_twin(&kinds[k], names[k]);
 }
 
 /* SGD at lr 1, growth after 3 clean steps, floor a quarter. */
