@@ -52,7 +52,11 @@ static json_t *run_json(const run_result *r) {
     json_object_set_new(run, "classes", r->classes ? json_integer(r->classes) : json_null());
     json_object_set_new(run, "explosion_onset_step", step_or_null(r->explosion_onset_step));
     json_object_set_new(run, "first_nan_step", step_or_null(r->first_nan_step));
-    if (r->config.guard) json_object_set_new(run, "skipped_steps", json_integer(r->guard.skipped));
+    if (r->config.guard) {
+        json_object_set_new(run, "skipped_steps", json_integer(r->guard.skipped));
+        json_object_set_new(run, "rescues", json_integer(r->guard.rescues));
+        json_object_set_new(run, "final_lr", number(r->guard.lr));
+    }
     json_object_set_new(run, "grad_norm_by_timestep",
                         r->grad_norm_by_timestep ? numbers(r->grad_norm_by_timestep, r->n_timesteps) : json_null());
     json_object_set_new(run, "grad_norm_by_timestep_trained",

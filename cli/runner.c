@@ -499,8 +499,8 @@ static bool train_step(trainer *t, int step) {
                                     r->n_timesteps, states);
     r->steps_done = step + 1;
     if (t->guard) {
-        /* judged on the means, agreed, then committed: every rank skips the same steps and keeps
-         * the same window */
+        /* judged on the means, agreed, then committed: every rank refuses the same steps, keeps
+         * the same window and rate, and rolls its own copy of the state back alike */
         tg_guard_verdict verdict = tg_guard_judge(t->guard, r->loss[step], r->grad_norm[step]);
         if (parallel_verdict(t->par, &verdict) != TG_OK) return fail(t, "mpi");
         tg_guard_commit(t->guard, step, r->loss[step], r->grad_norm[step], verdict);
@@ -597,6 +597,29 @@ static bool allocate_series(run_result *r, int steps) {
     return true;
 }
 
+/* --guard: a guard that rolls the optimizer back with the state that is not trained (running
+ * statistics: a refused step's forward pass moved them too). */
+static bool start_guard(trainer *t) {
+    const run_config *c = t->config;
+    tg_guard_config config = tg_guard_defaults();
+    if (c->guard_z > 0) config.z_threshold = c->guard_z;
+    if (c->guard_factor > 0) config.lr_factor = c->guard_factor;
+    if (c->guard_floor > 0) config.min_lr_scale = c->guard_floor;
+    if (c->guard_grow) config.growth_interval = c->guard_grow;
+    tg_tensor *buffers[MAX_PARAMS];
+    int n_buffers = 0;
+    for (int i = 0; i < t->n_state; i++) {
+        bool trained = false;
+        for (int k = 0; k < t->n_params && !trained; k++) trained = t->state[i] == t->params[k];
+        if (!trained) buffers[n_buffers++] = t->state[i];
+    }
+    if (!(t->guard = tg_guard_new(t->ctx, &config)) ||
+        tg_guard_attach(t->guard, t->opt, buffers, n_buffers) != TG_OK ||
+        tg_guard_on_event(t->guard, c->guard_event, c->guard_user) != TG_OK)
+        return fail(t, "guard");
+    return true;
+}
+
 static bool prepare(trainer *t) {
     const run_config *c = t->config;
     if (!(t->ctx = tg_ctx_new()) || !(t->tape = tg_tape_new(t->ctx))) {
@@ -619,9 +642,7 @@ static bool prepare(trainer *t) {
     t->opt = tg_optimizer_new(t->ctx, t->params, t->n_params, &c->opt);
     t->recorder = tg_recorder_new(t->ctx, c->steps > 0 ? c->steps : 1);
     if (!t->opt || !t->recorder) return fail(t, "setup");
-    tg_guard_config guard = tg_guard_defaults();
-    if (c->guard_z > 0) guard.z_threshold = c->guard_z;
-    if (c->guard && !(t->guard = tg_guard_new(t->ctx, &guard))) return fail(t, "guard");
+    if (c->guard && !start_guard(t)) return false;
     if (c->steps < 0 || (c->steps == 0 && !c->load_path)) {
         snprintf(t->result->error, sizeof t->result->error, "steps must be at least 1 (0: evaluate a loaded model)");
         return false;

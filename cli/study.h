@@ -51,8 +51,15 @@ typedef struct run_config {
     bool anomaly;
     bool anomaly_counts;         /* TG_ANOMALY_COUNTS: count non-finite values, never stop */
     const char *anomaly_dump;    /* with anomaly: the culprit op's inputs, as safetensors */
-    bool guard;                  /* skip non-finite and outlier steps (tg_guard) */
+    bool guard;                  /* refuse non-finite and outlier steps, roll them back and
+                                    lower the rate (tg_guard attached to the optimizer) */
     double guard_z;              /* its z-score threshold (0: the default) */
+    double guard_factor;         /* the rate's factor on each rescue (0: the default) */
+    double guard_floor;          /* the rate's floor, a fraction of the original (0: the default) */
+    int guard_grow;              /* clean steps before the rate grows back (0: the default;
+                                    < 0: never) */
+    tg_guard_event_fn guard_event; /* told each rescue as it happens (NULL: counted only) */
+    void *guard_user;
     bool track_timesteps;        /* record |dL/dh[t]| at the first step */
     uint64_t seed;
     int threads;                 /* tg_ctx_set_threads (0: the cores available) */
@@ -95,7 +102,7 @@ typedef struct run_result {
     double seconds;
     unsigned unmatched_hooks;    /* bit i: config.hooks[i] saw no node in the first backward pass */
     bool anomaly_stopped;        /* anomaly mode stopped the run: error holds its message */
-    tg_guard_stats guard;        /* what the step guard skipped */
+    tg_guard_stats guard;        /* what the step guard refused and rescued */
     int64_t nonfinite_steps;     /* anomaly counts: steps with a NaN/Inf somewhere */
     char first_nonfinite[160];   /* anomaly counts: the first step and node that had one */
 #define HIST_LAYERS 3

@@ -7,6 +7,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "cli/args.h"
 #include "cli/files.h"
@@ -50,8 +51,14 @@ static void train_usage(FILE *f) {
             "                     created it; --anomaly-dump PATH as well saves that op's inputs\n"
             "                     (safetensors)\n"
             "  --anomaly-counts   count NaN/Inf per node every step, never stop (cheap)\n"
-            "  --guard            skip steps whose loss or gradient norm is NaN/Inf or an outlier\n"
-            "                     (robust z-score over --guard-z X, default 6)\n"
+            "  --guard            refuse steps whose loss or gradient norm is NaN/Inf or an outlier\n"
+            "                     (their robust z-scores add up to more than --guard-z X, default 6),\n"
+            "                     roll the run back to the last good parameters and optimizer state\n"
+            "                     and multiply the lr by --guard-factor X (default 0.5), down to\n"
+            "                     --guard-floor X times --lr (default 0.001); after --guard-grow N\n"
+            "                     clean steps in a row (default 50; 0: never) the lr grows back\n"
+            "                     toward --lr. Prints each rescue as it happens, and warns when most\n"
+            "                     recent steps are refused\n"
             "  --save PATH --load PATH   parameters as safetensors (checked before training: a\n"
             "                     symlink is followed, a device, FIFO or directory refused)\n"
             "  --plugin PATH      load ops and hooks from a plugin (repeatable)\n"
@@ -134,6 +141,9 @@ static void set_seed(run_config *c, double v) { c->seed = (uint64_t)v; }
 static void set_clip_value(run_config *c, double v) { c->clip_value = (float)v; }
 static void set_clip_norm(run_config *c, double v) { c->clip_norm = (float)v; }
 static void set_guard_z(run_config *c, double v) { c->guard_z = v; }
+static void set_guard_factor(run_config *c, double v) { c->guard_factor = v; }
+static void set_guard_floor(run_config *c, double v) { c->guard_floor = v; }
+static void set_guard_grow(run_config *c, double v) { c->guard_grow = v > 0 ? (int)v : -1; /* 0: never */ }
 
 static const number_option number_options[] = {
     {"--depth", 1, 62, true, set_depth},       {"--width", 1, 4096, true, set_width},
@@ -143,6 +153,8 @@ static const number_option number_options[] = {
     {"--seed", 0, 9e15, true, set_seed},       {"--clip-value", 1e-12, 1e12, false, set_clip_value},
     {"--clip-norm", 1e-12, 1e12, false, set_clip_norm}, {"--layers", 1, TG_RNN_MAX_LAYERS, true, set_layers},
     {"--guard-z", 0.5, 1e6, false, set_guard_z},
+    {"--guard-factor", 0.01, 0.99, false, set_guard_factor}, {"--guard-floor", 1e-9, 1, false, set_guard_floor},
+    {"--guard-grow", 0, 1e7, true, set_guard_grow},
 };
 
 /* Options that take a word or a path (parse_named). */
@@ -388,6 +400,19 @@ typedef struct train_progress {
     int last_step;
 } train_progress;
 
+/* Each rescue as it happens, on stdout (a terminal's progress bar is cleared first); the alarm,
+ * loudly, on stderr as well. */
+static void on_guard_event(const tg_guard_event *event, void *user) {
+    train_progress *p = user;
+    char text[512];
+    tg_guard_event_text(event, text, sizeof text);
+    if (p->bar.terminal) fprintf(stderr, "\r%*s\r", 100, "");
+    printf("guard: %s%s\n", event->kind == TG_GUARD_ALARM ? "warning: " : "", text);
+    fflush(stdout);
+    if (event->kind == TG_GUARD_ALARM && !isatty(fileno(stdout)))
+        fprintf(stderr, "tapegrad train: warning: guard: %s\n", text);
+}
+
 static void on_step(void *user, int step, double loss) {
     train_progress *p = user;
     progress_advance(&p->bar, step - p->last_step, loss);
@@ -438,15 +463,28 @@ static void print_outcome(const run_result *r) {
                     "backward pass (tapegrad params lists the parameter names)\n", r->config.hooks[i]);
 }
 
-/* What the guard skipped and what anomaly counting saw, when they were on. */
+/* What the guard refused and rescued, and what anomaly counting saw, when they were on. */
 static void print_diagnostics(const run_result *r) {
     const tg_guard_stats *g = &r->guard;
-    if (r->config.guard)
-        printf("guard: skipped %lld of %lld steps (%lld non-finite, %lld outliers)%s", (long long)g->skipped,
-               (long long)g->checked, (long long)g->nonfinite, (long long)g->outliers, g->skipped ? "" : "\n");
-    if (r->config.guard && g->skipped)
-        printf(", the first at step %lld, the last at step %lld\n", (long long)g->first_skipped_step,
-               (long long)g->last_skipped_step);
+    char a[32], b[32], c[32];
+    if (r->config.guard) {
+        printf("guard: skipped %lld of %lld steps (%lld non-finite, %lld outliers)", (long long)g->skipped,
+               (long long)g->checked, (long long)g->nonfinite, (long long)g->outliers);
+        if (g->skipped)
+            printf(", the first at step %lld, the last at step %lld", (long long)g->first_skipped_step,
+                   (long long)g->last_skipped_step);
+        printf("; %lld rescue%s", (long long)g->rescues, g->rescues == 1 ? "" : "s");
+        if (g->lowest_lr_scale < 1.0)
+            printf(", lr %s at the end (lowest %s, --lr %s)", format_number(g->lr, a, sizeof a),
+                   format_number(g->lowest_lr_scale * r->config.opt.lr, b, sizeof b),
+                   format_number(r->config.opt.lr, c, sizeof c));
+        if (g->growths) printf(", grown back %lld time%s", (long long)g->growths, g->growths == 1 ? "" : "s");
+        if (g->new_levels) printf(", %lld new level%s accepted", (long long)g->new_levels, g->new_levels == 1 ? "" : "s");
+        printf("\n");
+        if (g->alarm)
+            printf("guard: warning: %d of the last %d steps were refused: the run ended stuck\n",
+                   g->recent_refused, g->recent_checked);
+    }
     if (r->config.anomaly_counts)
         printf("anomaly counts: %lld step%s with a NaN/Inf%s%s\n", (long long)r->nonfinite_steps,
                r->nonfinite_steps == 1 ? "" : "s", r->nonfinite_steps ? "; the first: " : "", r->first_nonfinite);
@@ -477,6 +515,10 @@ int run_train(int argc, char **argv) {
     bool lead = parallel_env_rank() == 0;
     train_progress p = {.last_step = 0};
     if (lead) progress_start(&p.bar, "train", o.config.steps);
+    if (lead && o.config.guard) {
+        e.runs[0].guard_event = on_guard_event;
+        e.runs[0].guard_user = &p;
+    }
     run_training(&e.runs[0], &e.results[0], lead ? on_step : NULL, &p);
     if (lead) progress_finish(&p.bar);
     run_result *r = &e.results[0];

@@ -1023,17 +1023,57 @@ tg_status tg_clip_grad_norm(tg_tensor *const *params, int n_params, double max_n
                             double norm_type, bool error_if_nonfinite, double *total_norm);
 
 /*
- * A step guard, as llm.c has: before the optimizer steps, check the loss and the global gradient
- * norm; skip the update when either is NaN/Inf, or an outlier above the running median of the
- * steps accepted so far (robust z-score (x - median) / (1.4826 MAD) over z_threshold). Only
- * accepted steps enter the window, so a blow-up that lasts stays refused rather than becoming
- * the new normal. The caller skips the update (tg_optimizer_zero_grad, no tg_optimizer_step).
+ * A step guard, as llm.c has, that rescues the run. Before the optimizer steps, it checks the loss
+ * and the global gradient norm against the steps accepted so far and refuses the update when
+ * either is NaN/Inf, or when the step is an outlier: its score, the loss's and the norm's rises
+ * above their medians in robust standard deviations ((x - median) / (1.4826 MAD)) added up,
+ * exceeds z_threshold (a step that overshoots raises both at once). The scales have floors: a
+ * hundredth of the loss's median and half the norm's (the norm rises several-fold in healthy
+ * training), and a twentieth of the loss's and a tenth of the norm's starting level (the medians
+ * of the first `warmup` accepted steps), so that a run that has fit its data, whose losses are
+ * tiny and heavy-tailed, is not judged by multiples of nearly nothing. A gradient norm that falls
+ * to 1 / (1 + z_threshold / 2) of its median while the loss is still above half its starting
+ * level is refused too: too large a step can kill a ReLU net's units wholesale, leaving a small
+ * gradient and a loss at chance that no rise reveals. In warm-up (fewer than `warmup` accepted
+ * steps) the scales are the medians themselves, so the score is the relative rises added up,
+ * (loss / median - 1) + (norm / median - 1): a blow-up in the very first steps is caught
+ * before it is taken as the norm.
+ * Only accepted steps enter the window, so a blow-up stays refused rather than becoming the new
+ * normal; but `settle` refused steps in a row that are finite and steady (none an outlier among
+ * them) are a new level, not a blow-up: they are accepted and become the window, so the test
+ * never refuses a run forever.
+ *
+ * Alone, the guard only judges: the caller skips a refused update (tg_optimizer_zero_grad, no
+ * step). With an optimizer attached (tg_guard_attach) it rescues: it keeps copies of the
+ * parameters and the optimizer's state (momentum, Adam's moments and step counts); a refused
+ * step restores the last good copy, one that `trust` accepted steps followed (a blow-up can take
+ * a few steps to show, so the state right before the refused update may already be inside it),
+ * zeroes the gradients and multiplies the learning rate by lr_factor (not below min_lr_scale of
+ * the original). After growth_interval accepted steps in a row the rate grows by 1 / lr_factor
+ * back toward the original: AMP's loss scaler in reverse. A refusal at the restored state (no
+ * update since) lowers nothing, since no step was taken that the rate could be blamed for, and
+ * its values enter the window (the restored state's level is what the baseline must follow).
+ * Every rescue, growth, new level and alarm (most recent steps refused) is an event, given as
+ * it happens to tg_guard_on_event's callback and counted in the stats. The copies are made at
+ * attach: a guarded step never allocates. Not caught: a net that dies without its loss or norm
+ * moving much first (the onset report's vanishing finding names it).
  */
 typedef struct tg_guard_config {
-    double z_threshold;      /**< robust z-score above which a step is skipped (6); <= 0: only
-                                  non-finite steps are skipped */
-    int window;              /**< accepted steps the median is taken over (32; 2..256) */
-    int warmup;              /**< accepted steps before outliers are judged (8; <= window) */
+    double z_threshold;      /**< score above which a step is refused (6); <= 0: only
+                                  non-finite steps are refused */
+    int window;              /**< accepted steps the median is taken over (32; 2..256); also the
+                                  recent steps the alarm counts */
+    int warmup;              /**< accepted steps before the z-scores are used (4; <= window) */
+    /* 0 in the fields below: the default, so a config of the first three alone keeps working */
+    double lr_factor;        /**< the rate is multiplied by it on each rescue (0.5; in (0, 1)) */
+    double min_lr_scale;     /**< the rate's floor, as a fraction of the original (1e-3; (0, 1]) */
+    int growth_interval;     /**< accepted steps in a row before the rate grows by 1 / lr_factor
+                                  (50; < 0: never grows back) */
+    int settle;              /**< finite, steady refused steps in a row taken as a new level (16;
+                                  2..window; < 0: never) */
+    int trust;               /**< accepted steps that must follow a state before a refusal rolls
+                                  back to it (4; 1..1000): a rollback undoes trust + 1 to
+                                  2 trust updates (fewer at the start or just after a rollback) */
 } tg_guard_config;
 
 tg_guard_config tg_guard_defaults(void);
@@ -1045,16 +1085,77 @@ typedef enum tg_guard_verdict {
 } tg_guard_verdict;
 
 typedef struct tg_guard_stats {
-    int64_t checked, skipped, nonfinite, outliers;
+    int64_t checked, skipped, nonfinite, outliers; /**< skipped: refused (nonfinite + outliers) */
     int64_t first_skipped_step, last_skipped_step;  /**< -1: none */
-    double last_z;           /**< the larger z-score of the last check (NaN before warm-up) */
+    double last_z;           /**< the score of the last check (NaN before an accepted step) */
+    int64_t rescues;         /**< refused steps rolled back with the rate lowered (or at its floor) */
+    int64_t growths;         /**< times the rate grew back */
+    int64_t new_levels;      /**< steady refused steps accepted as the new level */
+    double lr;               /**< the optimizer's rate now (NaN: no optimizer attached) */
+    double lr_scale;         /**< the rate as a fraction of the original (1: untouched) */
+    double lowest_lr_scale;  /**< the lowest it went */
+    int recent_refused, recent_checked; /**< refusals among the last `window` checks */
+    bool alarm;              /**< most recent steps are refused: raised at half or more of the
+                                  last `window` checks (at least window / 2 and `warmup` of
+                                  them), cleared below a quarter */
+    int64_t alarms;          /**< times the alarm was raised */
 } tg_guard_stats;
 
+typedef enum tg_guard_event_kind {
+    TG_GUARD_RESCUE,         /**< a refused step, rolled back; the rate lowered (or at its floor) */
+    TG_GUARD_SKIP,           /**< a refused step skipped: no optimizer attached, no good state
+                                  copied yet, or the state is the restored one already (the
+                                  rate is kept) */
+    TG_GUARD_GROW,           /**< growth_interval accepted steps in a row: the rate grew back */
+    TG_GUARD_NEW_LEVEL,      /**< `settle` steady refused steps: accepted as the new level */
+    TG_GUARD_ALARM           /**< most recent steps are refused (raised again only after it
+                                  cleared) */
+} tg_guard_event_kind;
+
+typedef struct tg_guard_event {
+    tg_guard_event_kind kind;
+    int64_t step;
+    tg_guard_verdict verdict;  /**< the step's verdict (ACCEPT for GROW and NEW_LEVEL) */
+    double loss, grad_norm;    /**< the step's */
+    bool by_norm;              /**< the gradient norm, not the loss, is the non-finite value or
+                                    gave more of the outlier's score */
+    double z;                  /**< an outlier's score (NaN otherwise) */
+    double loss_ratio, norm_ratio; /**< an outlier's loss and gradient norm over their windows'
+                                        medians (NaN otherwise) */
+    double lr_before, lr_after; /**< the optimizer's rate (NaN: none attached) */
+    int recent_refused, recent_checked; /**< as in the stats, after this step */
+} tg_guard_event;
+
+/** Called with each event as it happens (from tg_guard_commit); the event lives for the call. */
+typedef void (*tg_guard_event_fn)(const tg_guard_event *event, void *user);
+
 typedef struct tg_guard tg_guard;
+struct tg_optimizer; /* typedef'd as tg_optimizer further down, with the optimizers */
 
 /** A guard (config NULL: tg_guard_defaults()); NULL with a message for a config out of range. */
 tg_guard *tg_guard_new(tg_ctx *ctx, const tg_guard_config *config);
 void tg_guard_free(tg_guard *guard);
+/**
+ * Makes the guard rescue opt's runs: it keeps copies of opt's parameters and state, and of
+ * buffers (other persistent tensors to roll back with them, such as batch norm's running
+ * statistics; NULL when n_buffers is 0), restores the good copy on a refused step, and sets
+ * opt's rate. The rate opt has now is the original; a rate the caller sets later (a schedule) is
+ * taken as the new original when the guard next commits, and scaled alike. Allocates the two
+ * copies (replacing an earlier attachment's): with Adam, six floats per parameter element; it
+ * refreshes one every `trust` accepted steps (on average about half the time of Adam's own
+ * step). TG_ERR_INVALID for a NULL argument, a buffer that is not persistent, or an optimizer or
+ * buffer of another context.
+ */
+tg_status tg_guard_attach(tg_guard *guard, struct tg_optimizer *opt, tg_tensor *const *buffers,
+                          int n_buffers);
+/** Events go to fn(event, user) (fn NULL: no more events). TG_ERR_INVALID for a NULL guard. */
+tg_status tg_guard_on_event(tg_guard *guard, tg_guard_event_fn fn, void *user);
+/**
+ * One line, without a newline, saying what happened: "step 5: loss 3.062 (1.23x its median),
+ * gradient norm 9.221 (3.35x): z 6.93: rolled back, lr 0.5 -> 0.25". TG_ERR_INVALID for a NULL
+ * event or buf, size 0 or an unknown kind; a line longer than size is cut.
+ */
+tg_status tg_guard_event_text(const tg_guard_event *event, char *buf, size_t size);
 /** Judges the step and commits the verdict: tg_guard_commit(tg_guard_judge(...)) (a NULL guard
  *  accepts everything). */
 tg_guard_verdict tg_guard_check(tg_guard *guard, int64_t step, double loss, double grad_norm);
@@ -1063,13 +1164,16 @@ tg_guard_verdict tg_guard_check(tg_guard *guard, int64_t step, double loss, doub
  * window (only stats.last_z changes); a NULL guard accepts everything. With data parallelism,
  * judge on the all-reduced loss and gradient norm, agree on the verdict over the ranks (skip
  * when any rank would: tg_dist_agree), then commit that verdict on every rank, so that every
- * rank skips the same steps and keeps the same window.
+ * rank skips the same steps, keeps the same window and the same rate, and rolls back alike
+ * (each rank its own copy of the state).
  */
 tg_guard_verdict tg_guard_judge(tg_guard *guard, double loss, double grad_norm);
 /**
- * Counts the verdict for step and, when it accepts, enters loss and grad_norm into the window.
- * TG_ERR_INVALID for a NULL guard, a value that is not a verdict, or an accepted step whose loss
- * or norm is not finite (a NaN would poison the median).
+ * Counts the verdict for step and, when it accepts, enters loss and grad_norm into the window
+ * (and, attached, copies the state the update will start from); when it refuses, attached,
+ * rolls back and lowers the rate as above. TG_ERR_INVALID for a NULL guard, a value that is not
+ * a verdict, or an accepted step whose loss or norm is not finite (a NaN would poison the
+ * median).
  */
 tg_status tg_guard_commit(tg_guard *guard, int64_t step, double loss, double grad_norm,
                           tg_guard_verdict verdict);

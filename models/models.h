@@ -57,6 +57,18 @@ TGI_HIDDEN tg_init tgi_init_or(const tg_init *init, tg_init fallback);
 /* A seed derived from a base seed and a position, so layers differ but stay reproducible. */
 TGI_HIDDEN uint64_t tgi_seed_mix(uint64_t seed, uint64_t salt);
 
+/* ---- optimizer snapshots (models/optim.c), for the step guard's rollback ----------------- */
+
+TGI_HIDDEN tg_ctx *tgi_optimizer_ctx(const tg_optimizer *opt);
+TGI_HIDDEN int tgi_optimizer_param_count(const tg_optimizer *opt);
+/* Floats in a snapshot of the parameters and every state buffer (momentum, Adam's m and v). */
+TGI_HIDDEN int64_t tgi_optimizer_state_floats(const tg_optimizer *opt);
+/* Copies the parameters, the state buffers and the per-parameter step counts (Adam's bias
+ * correction) out to floats[tgi_optimizer_state_floats] and steps[tgi_optimizer_param_count],
+ * or back in; the learning rate and the rest of the configuration are not part of it. */
+TGI_HIDDEN void tgi_optimizer_save(const tg_optimizer *opt, float *floats, int64_t *steps);
+TGI_HIDDEN void tgi_optimizer_load(tg_optimizer *opt, const float *floats, const int64_t *steps);
+
 /* ---- where saves write (models/save_target.c) ---------------------------------------------- */
 
 /* What mkstemp fills in after the target's name: "<target>.tmp-XXXXXX". */

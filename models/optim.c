@@ -249,6 +249,46 @@ void tg_optimizer_set_lr(tg_optimizer *opt, float lr) {
 }
 float tg_optimizer_lr(const tg_optimizer *opt) { return opt ? opt->config.lr : NAN; }
 
+/* ---- snapshots (the step guard's rollback, diagnostics/guard.c) ------------------------------ */
+
+tg_ctx *tgi_optimizer_ctx(const tg_optimizer *opt) { return opt->ctx; }
+
+int tgi_optimizer_param_count(const tg_optimizer *opt) { return opt->n_params; }
+
+/* The parameters, then the first and second state buffers each parameter has. */
+int64_t tgi_optimizer_state_floats(const tg_optimizer *opt) {
+    int64_t total = 0;
+    int copies = 1 + (opt->first != NULL) + (opt->second != NULL);
+    for (int i = 0; i < opt->n_params; i++) total += copies * opt->params[i]->size;
+    return total;
+}
+
+/* Copies one way or the other between the optimizer and a flat snapshot, in the order above,
+ * so saving and loading cannot disagree on the layout. */
+static void transfer(tg_optimizer *opt, float *floats, int64_t *steps, bool save) {
+    for (int i = 0; i < opt->n_params; i++) {
+        float *parts[3] = {opt->params[i]->data, opt->first ? opt->first[i] : NULL,
+                           opt->second ? opt->second[i] : NULL};
+        size_t bytes = (size_t)opt->params[i]->size * sizeof(float);
+        for (int k = 0; k < 3; k++) {
+            if (!parts[k]) continue;
+            if (save) memcpy(floats, parts[k], bytes);
+            else memcpy(parts[k], floats, bytes);
+            floats += opt->params[i]->size;
+        }
+    }
+    if (save) memcpy(steps, opt->steps, (size_t)opt->n_params * sizeof *steps);
+    else memcpy(opt->steps, steps, (size_t)opt->n_params * sizeof *steps);
+}
+
+void tgi_optimizer_save(const tg_optimizer *opt, float *floats, int64_t *steps) {
+    transfer((tg_optimizer *)opt, floats, steps, true); /* save only reads the optimizer */
+}
+
+void tgi_optimizer_load(tg_optimizer *opt, const float *floats, const int64_t *steps) {
+    transfer(opt, (float *)floats, (int64_t *)steps, false); /* load only reads the snapshot */
+}
+
 /* ---- schedules ----------------------------------------------------------------------------- */
 
 float tg_schedule_lr(const tg_schedule *s, int64_t step) {

@@ -1,8 +1,23 @@
-/* tests/test_guard.c — the step guard: non-finite steps and outliers against the running
- * median are skipped and counted, ordinary noise is not, and a lasting blow-up stays refused. */
+/* tests/test_guard.c — the step guard's judgement: non-finite steps and outliers against the
+ * running median are refused and counted, ordinary noise is not, a growing blow-up stays
+ * refused while a steady new level is accepted, a collapse of the gradient norm is caught and a
+ * fitted run's wobbles are not. Its rescues (rollback, the rate) are in test_guard_rescue.c. */
 #include "fixture.h"
 
 TestSuite(guard, .init = fixture_setup, .fini = fixture_teardown);
+
+/* Events as they come: their kinds, and the text of the last one. */
+typedef struct events {
+    tg_guard_event_kind kinds[128];
+    int n;
+    char text[256];
+} events;
+
+static void record_event(const tg_guard_event *event, void *user) {
+    events *e = user;
+    if (e->n < 128) e->kinds[e->n++] = event->kind;
+    cr_expect_eq(tg_guard_event_text(event, e->text, sizeof e->text), TG_OK);
+}
 
 /* A loss wobbling around 2 and a gradient norm around 1: ordinary training. */
 static void feed_noise(tg_guard *g, int from, int to) {
@@ -40,12 +55,57 @@ Test(guard, a_spike_is_skipped_after_warm_up_and_noise_is_not) {
     tg_guard_free(g);
 }
 
-Test(guard, a_lasting_blow_up_stays_refused) {
+/* A blow-up that keeps growing stays refused (its values are no level); one that settles at a
+ * steady new level is accepted after `settle` refusals in a row, and the level is the window
+ * from then on, so the test does not refuse the run forever. */
+Test(guard, a_growing_blow_up_stays_refused_and_a_steady_new_level_is_accepted) {
     tg_guard *g = tg_guard_new(ctx, NULL);
     feed_noise(g, 0, 20);
-    for (int step = 20; step < 80; step++)
-        cr_expect_eq(tg_guard_check(g, step, 1e3, 1e4), TG_GUARD_SKIP_OUTLIER,
-                     "step %d: skipped steps must not become the new median", step);
+    for (int step = 20; step < 80; step++) {
+        double growth = pow(1.5, step - 20);
+        cr_expect_eq(tg_guard_check(g, step, 10.0 * growth, 5.0 * growth), TG_GUARD_SKIP_OUTLIER,
+                     "step %d: a growing blow-up must not become the new median", step);
+    }
+    tg_guard_free(g);
+
+    g = tg_guard_new(ctx, NULL);
+    events seen = {0};
+    tg_guard_on_event(g, record_event, &seen);
+    feed_noise(g, 0, 20);
+    int settle = tg_guard_defaults().settle;
+    for (int k = 0; k < settle - 1; k++)
+        cr_expect_eq(tg_guard_check(g, 20 + k, 6.0 + 0.2 * sin(k), 4.0 + 0.1 * cos(k)), TG_GUARD_SKIP_OUTLIER,
+                     "refusal %d of the new level", k);
+    cr_expect_eq(tg_guard_check(g, 20 + settle - 1, 6.1, 4.05), TG_GUARD_ACCEPT, "the level settles");
+    cr_expect_eq(seen.kinds[seen.n - 1], TG_GUARD_NEW_LEVEL);
+    cr_expect(strstr(seen.text, "accepted as the run's new level"), "%s", seen.text);
+    for (int step = 20 + settle; step < 80; step++)
+        cr_expect_eq(tg_guard_check(g, step, 6.0 + 0.2 * sin(step), 4.0 + 0.1 * cos(step)), TG_GUARD_ACCEPT,
+                     "step %d at the new level", step);
+    cr_expect_eq(tg_guard_check(g, 80, 30.0, 4.0), TG_GUARD_SKIP_OUTLIER, "and spikes above it are still caught");
+    tg_guard_stats st;
+    tg_guard_get_stats(g, &st);
+    cr_expect_eq(st.new_levels, 1);
+    tg_guard_free(g);
+}
+
+/* A gradient norm that collapses while the loss stays near its start (a net whose units died)
+ * is refused; one that falls as the loss falls to a fraction of its start is a fit, and a run
+ * that has fit its data is judged against its starting level: a batch whose tiny loss is five
+ * times the median is no outlier, a loss back near the start is. */
+Test(guard, a_collapse_is_refused_and_a_fitted_runs_wobbles_are_not) {
+    tg_guard *g = tg_guard_new(ctx, NULL);
+    feed_noise(g, 0, 20);
+    cr_expect_eq(tg_guard_check(g, 20, 2.0, 0.2), TG_GUARD_SKIP_OUTLIER, "the norm fell to a fifth, the loss did not");
+    tg_guard_stats st;
+    tg_guard_get_stats(g, &st);
+    cr_expect_gt(st.last_z, tg_guard_defaults().z_threshold);
+    cr_expect_eq(tg_guard_check(g, 21, 0.8, 0.2), TG_GUARD_ACCEPT, "both fell: the run is fitting");
+    for (int step = 22; step < 60; step++) /* fitted: losses near 0.01, norms near 0.2 */
+        cr_expect_eq(tg_guard_check(g, step, 0.01 + 0.005 * sin(step), 0.2 + 0.05 * cos(step)), TG_GUARD_ACCEPT,
+                     "step %d", step);
+    cr_expect_eq(tg_guard_check(g, 60, 0.07, 0.6), TG_GUARD_ACCEPT, "a hard batch of a fitted run");
+    cr_expect_eq(tg_guard_check(g, 61, 1.5, 3.0), TG_GUARD_SKIP_OUTLIER, "back toward the start: a blow-up");
     tg_guard_free(g);
 }
 

@@ -504,6 +504,37 @@ MISUSE(tg_guard_commit) {
     REFUSED(tg_guard_commit(g, 0, 1.0, 1.0, (tg_guard_verdict)7));
     tg_guard_free(g);
 }
+MISUSE(tg_guard_attach) {
+    tg_guard *g = tg_guard_new(W.ctx, NULL);
+    tg_tensor *none = NULL;
+    tg_optimizer_config oc = {.kind = TG_OPT_SGD, .lr = 0.1f};
+    tg_optimizer *foreign = tg_optimizer_new(W.other, &W.foreign, 1, &oc);
+    cr_assert(g && foreign);
+    REFUSED_QUIETLY(tg_guard_attach(NULL, W.opt, NULL, 0));
+    REFUSED(tg_guard_attach(g, NULL, NULL, 0));
+    REFUSED(tg_guard_attach(g, foreign, NULL, 0));
+    REFUSED(tg_guard_attach(g, W.opt, NULL, 1));
+    REFUSED(tg_guard_attach(g, W.opt, &W.w, -1));
+    REFUSED(tg_guard_attach(g, W.opt, &none, 1));
+    REFUSED(tg_guard_attach(g, W.opt, &W.x, 1));       /* a tape tensor: gone at the next reset */
+    REFUSED(tg_guard_attach(g, W.opt, &W.foreign, 1));
+    cr_expect_eq(tg_guard_attach(g, W.opt, NULL, 0), TG_OK, "%s", tg_errmsg(W.ctx));
+    cr_expect_eq(tg_guard_attach(g, W.opt, &W.w, 1), TG_OK, "attaching again replaces the copies");
+    tg_optimizer_free(foreign);
+    tg_guard_free(g);
+}
+MISUSE(tg_guard_on_event) { GIVES(tg_guard_on_event(NULL, NULL, NULL), TG_ERR_INVALID); }
+MISUSE(tg_guard_event_text) {
+    char buf[16];
+    tg_guard_event e = {.kind = TG_GUARD_GROW, .step = 3, .lr_before = 0.25, .lr_after = 0.5};
+    REFUSED_QUIETLY(tg_guard_event_text(NULL, buf, sizeof buf));
+    REFUSED_QUIETLY(tg_guard_event_text(&e, NULL, sizeof buf));
+    REFUSED_QUIETLY(tg_guard_event_text(&e, buf, 0));
+    cr_expect_eq(tg_guard_event_text(&e, buf, sizeof buf), TG_OK);
+    cr_expect_eq(strlen(buf), sizeof buf - 1, "cut to fit: %s", buf);
+    e.kind = (tg_guard_event_kind)42;
+    REFUSED_QUIETLY(tg_guard_event_text(&e, buf, sizeof buf));
+}
 MISUSE(tg_guard_get_stats) {
     tg_guard_stats s;
     GIVES(tg_guard_get_stats(NULL, &s), TG_ERR_INVALID);

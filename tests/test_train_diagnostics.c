@@ -1,7 +1,7 @@
 /*
  * tests/test_train_diagnostics.c — the issue-13 runs of `tapegrad train`, through the runner the
  * command uses: --anomaly names the op that created the first Inf, Adam at lr 50 gets an onset
- * naming what grew first, --guard brings the exploding run of the study to a finite end.
+ * naming what grew first, --guard rescues the exploding run of the study.
  */
 #include "cli/report.h"
 #include "helpers.h"
@@ -48,16 +48,20 @@ Test(train_diagnostics, adam_at_lr_50_gets_an_onset_naming_what_grew_first) {
     run_result_free(&r);
 }
 
-Test(train_diagnostics, the_guard_brings_the_exploding_run_to_a_finite_end) {
-    run_config c = exploding(200);
+/* Issue 22: the guard rescues the study's exploding run (150 steps, as the full study trains
+ * it): rolled back and the rate lowered, it ends finite and learning, not frozen at chance. */
+Test(train_diagnostics, the_guard_rescues_the_exploding_run) {
+    run_config c = exploding(150);
     c.guard = true;
     run_result r;
     run_training(&c, &r, NULL, NULL);
     cr_assert_str_empty(r.error);
-    cr_expect_eq(r.steps_done, 200);
-    cr_expect(isfinite(r.loss[199]) && isfinite(r.final_loss), "loss %g, held-out %g", r.loss[199], r.final_loss);
-    cr_expect_gt(r.guard.skipped, 0);
-    cr_expect_eq(r.guard.checked, 200);
+    cr_expect_eq(r.steps_done, 150);
+    cr_expect(isfinite(r.loss[149]) && isfinite(r.final_loss), "loss %g, held-out %g", r.loss[149], r.final_loss);
+    cr_expect_gt(r.test_accuracy, 0.8, "test accuracy %g", r.test_accuracy);
+    cr_expect_gt(r.guard.rescues, 0);
+    cr_expect_lt(r.guard.lr, 0.5, "the rate was lowered: %g", r.guard.lr);
+    cr_expect_eq(r.guard.checked, 150);
     cr_expect_geq(r.guard.first_skipped_step, 0);
     run_result_free(&r);
 }
