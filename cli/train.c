@@ -484,6 +484,12 @@ static void print_diagnostics(const run_result *r) {
         if (g->alarm)
             printf("guard: warning: %d of the last %d steps were refused: the run ended stuck\n",
                    g->recent_refused, g->recent_checked);
+        if (g->skipped) { /* what the refusals say about the run, and what to try */
+            tg_guard_verdict kind = g->nonfinite >= g->outliers ? TG_GUARD_SKIP_NONFINITE
+                                                                : TG_GUARD_SKIP_OUTLIER;
+            tg_finding advice = tg_advice_refused_step(kind, g, r->config.opt.lr);
+            print_wrapped("  advice:", "    ", advice.advice);
+        }
     }
     if (r->config.anomaly_counts)
         printf("anomaly counts: %lld step%s with a NaN/Inf%s%s\n", (long long)r->nonfinite_steps,

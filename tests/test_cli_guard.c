@@ -38,6 +38,8 @@ Test(cli_guard, sgd_at_lr_50_is_rescued_and_learns) {
     cr_assert(summary && sscanf(strstr(summary, "; ") ? strstr(summary, "; ") : "", "; %lld rescue", &rescues) == 1,
               "%s", out);
     cr_expect_eq(rescue_lines, rescues, "one line per rescue: %s", out);
+    const char *advice = strstr(summary, "\n  advice: ");
+    cr_expect(advice && strstr(advice, "learning rate"), "the refusals come with advice: %s", summary);
     cr_expect(summary > first, "the summary comes last");
     const char *at = strstr(out, "test accuracy ");
     double accuracy = 0, final_loss = NAN;
