@@ -57,6 +57,17 @@ static json_t *run_json(const run_result *r) {
         json_object_set_new(run, "rescues", json_integer(r->guard.rescues));
         json_object_set_new(run, "final_lr", number(r->guard.lr));
     }
+    if (r->n_curvature) { /* --curvature: the Hessian's top eigenvalue at the measured steps */
+        json_t *at = json_array(), *lambda = json_array(), *lr = json_array();
+        for (int i = 0; i < r->n_curvature; i++) {
+            json_array_append_new(at, json_integer(r->curvature_step[i]));
+            json_array_append_new(lambda, number(r->curvature_lambda[i]));
+            json_array_append_new(lr, number(r->curvature_lr[i]));
+        }
+        json_object_set_new(run, "curvature_steps", at);
+        json_object_set_new(run, "lambda_max", lambda);
+        json_object_set_new(run, "curvature_lr", lr);
+    }
     json_object_set_new(run, "grad_norm_by_timestep",
                         r->grad_norm_by_timestep ? numbers(r->grad_norm_by_timestep, r->n_timesteps) : json_null());
     json_object_set_new(run, "grad_norm_by_timestep_trained",

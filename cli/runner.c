@@ -40,6 +40,10 @@ typedef struct trainer {
     char activation_op[TG_LABEL_MAX];
     parallel *par;               /* data-parallel under mpirun (config->distributed), else NULL */
     tg_guard *guard;             /* --guard, else NULL */
+    tg_curvature *curvature;     /* --curvature, else NULL */
+    tg_tensor *curvature_x, *curvature_y; /* the measured step's batch, kept for its products */
+    float *kept_state;           /* the state's values, put back after a measurement */
+    int64_t kept_floats;
 } trainer;
 
 const char *format_number(double value, char *buf, size_t size) {
@@ -468,6 +472,60 @@ static void note_counts(trainer *t, int step) {
 
 /* One step; false when the run must stop (an error, or a non-finite loss or gradient that no
  * guard skipped). */
+/* ---- curvature (--curvature EVERY) ---------------------------------------------------------- */
+
+/* The loss of the measured batch at the parameters' current values, for the Hessian's products. */
+static tg_tensor *batch_loss(tg_tape *tape, tg_tensor *const *params, int n, void *user) {
+    (void)params, (void)n;
+    trainer *t = user;
+    return loss_of(t, tape, forward(t, tape, t->curvature_x, NULL), t->curvature_y);
+}
+
+/* A persistent copy of a batch tensor (made again only when the batch's shape changes). */
+static tg_tensor *keep_batch(trainer *t, tg_tensor *kept, const tg_tensor *batch) {
+    if (!kept || kept->size != batch->size || kept->ndim != batch->ndim)
+        kept = tg_zeros(t->ctx, batch->ndim, batch->shape);
+    if (kept) memcpy(kept->data, batch->data, (size_t)batch->size * sizeof(float));
+    return kept;
+}
+
+/* The Hessian's top eigenvalue on this step's batch, before the update: lr x lambda_max against
+ * 2 says whether plain gradient descent is stable along it. The measurement's forward passes
+ * would move batch norm's running statistics: the state's values are put back after it. */
+static bool measure_curvature(trainer *t, int step, const tg_tensor *x, const tg_tensor *y) {
+    const run_config *c = t->config;
+    if (!t->curvature) {
+        tg_curvature_config config = tg_curvature_defaults();
+        config.steps = 8;      /* the top value to ~7 digits (bench_curvature) */
+        config.seed = c->seed; /* the same seed, the same numbers */
+        for (int i = 0; i < t->n_state; i++) t->kept_floats += t->state[i]->size;
+        t->kept_state = malloc((size_t)(t->kept_floats ? t->kept_floats : 1) * sizeof(float));
+        if (!t->kept_state || !(t->curvature = tg_curvature_new(t->ctx, t->params, t->n_params, &config)))
+            return fail(t, "curvature");
+    }
+    if (!(t->curvature_x = keep_batch(t, t->curvature_x, x)) ||
+        !(t->curvature_y = keep_batch(t, t->curvature_y, y)))
+        return fail(t, "curvature");
+    float *kept = t->kept_state;
+    for (int i = 0; i < t->n_state; kept += t->state[i]->size, i++)
+        memcpy(kept, t->state[i]->data, (size_t)t->state[i]->size * sizeof(float));
+    tg_eigenvalues top;
+    tg_status status = tg_curvature_top_eigenvalues(t->curvature, batch_loss, t, 1, &top, NULL);
+    kept = t->kept_state;
+    for (int i = 0; i < t->n_state; kept += t->state[i]->size, i++)
+        memcpy(t->state[i]->data, kept, (size_t)t->state[i]->size * sizeof(float));
+    if (status != TG_OK) return fail(t, "curvature");
+    run_result *r = t->result;
+    double lr = tg_optimizer_lr(t->opt);
+    if (r->n_curvature < MAX_CURVATURE) {
+        r->curvature_step[r->n_curvature] = step;
+        r->curvature_lambda[r->n_curvature] = top.values[0];
+        r->curvature_lr[r->n_curvature++] = lr;
+    }
+    if (c->curvature_event) c->curvature_event(step, top.values[0], lr, c->curvature_user);
+    return true;
+}
+
 static bool train_step(trainer *t, int step) {
     run_result *r = t->result;
     tg_tensor *x, *y, **states = t->states;
@@ -498,6 +556,9 @@ static bool train_step(trainer *t, int step) {
     if (timesteps) record_timesteps(step == 0 ? r->grad_norm_by_timestep : r->grad_norm_by_timestep_end,
                                     r->n_timesteps, states);
     r->steps_done = step + 1;
+    if (t->config->curvature_every > 0 && step % t->config->curvature_every == 0 &&
+        isfinite(r->loss[step]) && !measure_curvature(t, step, x, y))
+        return false;
     if (t->guard) {
         /* judged on the means, agreed, then committed: every rank refuses the same steps, keeps
          * the same window and rate, and rolls its own copy of the state back alike */
@@ -703,6 +764,8 @@ static void conclude(trainer *t) {
 }
 
 static void release(trainer *t) {
+    tg_curvature_free(t->curvature);
+    free(t->kept_state);
     tg_guard_free(t->guard);
     tg_recorder_free(t->recorder);
     tg_optimizer_free(t->opt);

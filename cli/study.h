@@ -60,6 +60,10 @@ typedef struct run_config {
                                     < 0: never) */
     tg_guard_event_fn guard_event; /* told each rescue as it happens (NULL: counted only) */
     void *guard_user;
+    int curvature_every;         /* > 0: the Hessian's top eigenvalue on the step's batch every
+                                    this many steps (tg_curvature, 8 Lanczos steps) */
+    void (*curvature_event)(int step, double lambda_max, double lr, void *user); /* each one */
+    void *curvature_user;
     bool track_timesteps;        /* record |dL/dh[t]| at the first step */
     uint64_t seed;
     int threads;                 /* tg_ctx_set_threads (0: the cores available) */
@@ -103,6 +107,11 @@ typedef struct run_result {
     unsigned unmatched_hooks;    /* bit i: config.hooks[i] saw no node in the first backward pass */
     bool anomaly_stopped;        /* anomaly mode stopped the run: error holds its message */
     tg_guard_stats guard;        /* what the step guard refused and rescued */
+#define MAX_CURVATURE 256
+    int n_curvature;             /* measurements kept (the first MAX_CURVATURE: bounded memory) */
+    int curvature_step[MAX_CURVATURE];
+    double curvature_lambda[MAX_CURVATURE]; /* the Hessian's top eigenvalue */
+    double curvature_lr[MAX_CURVATURE];     /* the optimizer's rate then */
     int64_t nonfinite_steps;     /* anomaly counts: steps with a NaN/Inf somewhere */
     char first_nonfinite[160];   /* anomaly counts: the first step and node that had one */
 #define HIST_LAYERS 3

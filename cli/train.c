@@ -59,6 +59,10 @@ static void train_usage(FILE *f) {
             "                     clean steps in a row (default 50; 0: never) the lr grows back\n"
             "                     toward --lr. Prints each rescue as it happens, and warns when most\n"
             "                     recent steps are refused\n"
+            "  --curvature N      every N steps, the Hessian's top eigenvalue lambda_max on the\n"
+            "                     step's batch (8 Lanczos steps, about 25 gradients' cost): prints\n"
+            "                     lr x lambda_max against 2, above which gradient descent diverges\n"
+            "                     along that direction, with advice the first time it is over\n"
             "  --save PATH --load PATH   parameters as safetensors (checked before training: a\n"
             "                     symlink is followed, a device, FIFO or directory refused)\n"
             "  --plugin PATH      load ops and hooks from a plugin (repeatable)\n"
@@ -144,6 +148,7 @@ static void set_guard_z(run_config *c, double v) { c->guard_z = v; }
 static void set_guard_factor(run_config *c, double v) { c->guard_factor = v; }
 static void set_guard_floor(run_config *c, double v) { c->guard_floor = v; }
 static void set_guard_grow(run_config *c, double v) { c->guard_grow = v > 0 ? (int)v : -1; /* 0: never */ }
+static void set_curvature(run_config *c, double v) { c->curvature_every = (int)v; }
 
 static const number_option number_options[] = {
     {"--depth", 1, 62, true, set_depth},       {"--width", 1, 4096, true, set_width},
@@ -155,6 +160,7 @@ static const number_option number_options[] = {
     {"--guard-z", 0.5, 1e6, false, set_guard_z},
     {"--guard-factor", 0.01, 0.99, false, set_guard_factor}, {"--guard-floor", 1e-9, 1, false, set_guard_floor},
     {"--guard-grow", 0, 1e7, true, set_guard_grow},
+    {"--curvature", 1, 1e7, true, set_curvature},
 };
 
 /* Options that take a word or a path (parse_named). */
@@ -398,6 +404,7 @@ static int settle(train_options *o) {
 typedef struct train_progress {
     progress bar;
     int last_step;
+    bool curvature_advised;
 } train_progress;
 
 /* Each rescue as it happens, on stdout (a terminal's progress bar is cleared first); the alarm,
@@ -411,6 +418,25 @@ static void on_guard_event(const tg_guard_event *event, void *user) {
     fflush(stdout);
     if (event->kind == TG_GUARD_ALARM && !isatty(fileno(stdout)))
         fprintf(stderr, "tapegrad train: warning: guard: %s\n", text);
+}
+
+static void print_wrapped(const char *lead, const char *indent, const char *text);
+
+/* Each curvature measurement as it is taken; the advice once, when lr x lambda_max first
+ * passes 2 (gradient descent is unstable along the top eigenvector from there). */
+static void on_curvature(int step, double lambda_max, double lr, void *user) {
+    train_progress *p = user;
+    char a[32], b[32];
+    if (p->bar.terminal) fprintf(stderr, "\r%*s\r", 100, "");
+    printf("curvature: step %d: lambda_max %s, lr x lambda_max %s (%s 2)\n", step,
+           format_number(lambda_max, a, sizeof a), format_number(lr * lambda_max, b, sizeof b),
+           lr * lambda_max > 2 ? "above" : "below");
+    if (lr * lambda_max > 2 && !p->curvature_advised) {
+        tg_finding advice = tg_advice_sharpness(lr, lambda_max);
+        print_wrapped("  advice:", "    ", advice.advice);
+        p->curvature_advised = true;
+    }
+    fflush(stdout);
 }
 
 static void on_step(void *user, int step, double loss) {
@@ -524,6 +550,10 @@ int run_train(int argc, char **argv) {
     if (lead && o.config.guard) {
         e.runs[0].guard_event = on_guard_event;
         e.runs[0].guard_user = &p;
+    }
+    if (lead && o.config.curvature_every) {
+        e.runs[0].curvature_event = on_curvature;
+        e.runs[0].curvature_user = &p;
     }
     run_training(&e.runs[0], &e.results[0], lead ? on_step : NULL, &p);
     if (lead) progress_finish(&p.bar);
