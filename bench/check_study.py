@@ -157,6 +157,17 @@ def figures(s):
         onset, nan = run["explosion_onset_step"], run["first_nan_step"]
         yield "exploding: onset strictly before the first NaN", f"onset {onset}, NaN {nan}", \
             onset is not None and nan is not None and onset < nan
+        guarded = x.get("SGD lr 0.5, guarded")
+        if guarded:
+            # the step guard (issue 22) rolls the same run back and lowers its rate: it must have
+            # rescued it (at least once, the rate below the original) into a finite run that learns
+            chance = 1.0 / guarded["classes"]
+            yield "exploding: the guarded run is rescued (rescues > 0, final lr < 0.5), no NaN, " \
+                "accuracy >= 2x chance", \
+                f"rescues {guarded['rescues']}, final lr {guarded['final_lr']}, NaN {guarded['first_nan_step']}, " \
+                f"accuracy {guarded['test_accuracy']:.3f} (chance {chance:.2f})", \
+                guarded["rescues"] > 0 and guarded["final_lr"] < 0.5 and guarded["first_nan_step"] is None \
+                and guarded["test_accuracy"] >= 2 * chance
     c = runs(s, "clipping")
     if c:
         # Clamping each element at 0.1 keeps the run finite but bounds each element, not the step

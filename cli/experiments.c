@@ -118,6 +118,11 @@ static void setup_exploding(experiment *e, uint64_t seed, int steps) {
     e->question = "Where does the blow-up begin, and how long before the first NaN?";
     e->charts = CHART_STEPS | CHART_LOSS;
     add_run(e, exploding_run("SGD lr 0.5", seed, steps));
+    /* The same run under the step guard (issue 22): a refused step is rolled back to the last
+     * trusted one and the rate lowered, so the run that blew up ends finite and learning. */
+    run_config guarded = exploding_run("SGD lr 0.5, guarded", seed, steps);
+    guarded.guard = true;
+    add_run(e, guarded);
 }
 
 static void setup_clipping(experiment *e, uint64_t seed, int steps) {

@@ -154,6 +154,23 @@ static void clip_bounds(experiment *e, writer *w) {
     }
 }
 
+/* What the step guard did to a run: its rescues, the rate it ended at, and whether the run it
+ * kept finite learned. */
+static void guard_verdict(writer *w, const run_result *r) {
+    char a[32], b[32];
+    if (r->guard.rescues <= 0) {
+        say(w, " The guard refused %lld steps and rescued none.", (long long)r->guard.skipped);
+        return;
+    }
+    say(w, " The guard rescued the run %lld time%s (rolled back to a trusted step, the rate "
+        "lowered; %lld step%s refused), ending at lr %s against %s", (long long)r->guard.rescues,
+        r->guard.rescues == 1 ? "" : "s", (long long)r->guard.skipped, r->guard.skipped == 1 ? "" : "s",
+        num(r->guard.lr, a), num(r->config.opt.lr, b));
+    if (r->first_nan_step < 0 && above_chance(r))
+        say(w, "; it finishes finite and learning.");
+    else say(w, "; it did not rescue the run into learning.");
+}
+
 static void exploding_finding(experiment *e, writer *w) {
     for (int i = 0; i < e->n_runs; i++) {
         const run_result *r = &e->results[i];
@@ -172,6 +189,7 @@ static void exploding_finding(experiment *e, writer *w) {
             chance_verdict(w, r);
         }
         say(w, ". The detector says: %s.", r->onset_summary);
+        if (r->config.guard) guard_verdict(w, r);
     }
     clip_bounds(e, w);
 }

@@ -117,6 +117,24 @@ static void expect_regularisation(json_t *e) {
     cr_expect_lt(l2, none, "weight decay shrinks the weights: %g against %g", l2, none);
 }
 
+/* Issue 22: the exploding experiment's guarded twin says what the guard did (rescues, final
+ * rate), stays finite, and its finding quotes those numbers. */
+static void expect_guarded_exploding(json_t *e, const char *html) {
+    cr_assert_str_eq(json_string_value(json_object_get(e, "name")), "exploding");
+    json_t *runs = json_object_get(e, "runs");
+    cr_assert_eq(json_array_size(runs), 2);
+    json_t *guarded = json_array_get(runs, 1);
+    cr_expect_str_eq(json_string_value(json_object_get(guarded, "config")), "SGD lr 0.5, guarded");
+    json_int_t rescues = json_integer_value(json_object_get(guarded, "rescues"));
+    cr_expect_gt(rescues, 0);
+    cr_expect_lt(json_number_value(json_object_get(guarded, "final_lr")), 0.5);
+    cr_expect(json_is_null(json_object_get(guarded, "first_nan_step")), "the guarded run stays finite");
+    char said[64];
+    snprintf(said, sizeof said, "The guard rescued the run %lld time", (long long)rescues);
+    const char *section = strstr(html, "<section id=\"exploding\">");
+    cr_expect(section && strstr(section, said), "the finding quotes the rescues: %s", said);
+}
+
 /* The clipping runs say how many classes and parameters they have: what judges learning against
  * chance, and what a clip by value bounds one element at a time. */
 static void expect_clipping(json_t *e, const char *html) {
@@ -175,6 +193,7 @@ Test(cli, quick_study_writes_a_complete_report) {
     char *html = slurp(path);
     cr_assert_not_null(html);
     expect_clipping(json_array_get(experiments, 5), html);
+    expect_guarded_exploding(json_array_get(experiments, 4), html);
     json_decref(root);
     cr_expect_eq(strncmp(html, "<!DOCTYPE html>", 15), 0);
     for (size_t i = 0; i < n_names; i++) {
