@@ -27,6 +27,36 @@ def tail_loss(run, n=10):
     return sum(values) / len(values) if values else math.inf
 
 
+def sharpness_figures(s):
+    """Full-batch GD at several learning rates (Cohen et al. 2021): a run that stays finite settles
+    its sharpness at or below 2/lr (never far above: gradient descent is unstable there), at least
+    one of them at the edge (the second half of its measurements within 15% of 2/lr, as the finding
+    says), and the run that blows up crossed lr x sharpness = 2 before the onset detector's step."""
+    x = runs(s, "sharpness")
+    if not x:
+        return
+    at_edge = 0
+    for name, run in x.items():
+        lr, steps, lam = run["lr"], run["sharpness_steps"], run["sharpness"]
+        yield f"sharpness: {name} has measurements", len(lam), len(lam) >= 1 and None not in lam
+        if not lam or None in lam:
+            continue
+        if run["first_nan_step"] is None and run["explosion_onset_step"] is None:
+            half = lam[len(lam) // 2:]
+            gap = sum((2 / lr - v) / (2 / lr) for v in half) / len(half)
+            at_edge += abs(gap) <= 0.15
+            yield f"sharpness: {name} stays finite with sharpness <= 1.15 x 2/lr in its second half", \
+                f"max {max(half):.4g}, 2/lr {2 / lr:.4g}, mean gap {100 * gap:.1f}%", max(half) <= 1.15 * 2 / lr
+        else:
+            cross = next((st for st, v in zip(steps, lam) if lr * v >= 2), None)
+            onset, nan = run["explosion_onset_step"], run["first_nan_step"]
+            yield f"sharpness: {name} crossed lr x sharpness = 2 (step {cross}) at or before the onset " \
+                "(and the summary says the same step)", f"cross {cross}, onset {onset}, NaN {nan}", \
+                cross is not None and cross == run["lr_sharpness_cross_step"] and onset is not None \
+                and cross <= onset and (nan is None or onset < nan)
+    yield "sharpness: at least one finite run at the edge of stability (within 15% of 2/lr)", at_edge, at_edge >= 1
+
+
 def cnn_figures(s):
     """Plain against residual CNNs (He et al. 2016): the runs say plain or residual and their depth;
     the deep plain net trains worse than the shallow one (degradation), its residual twin better
@@ -206,6 +236,7 @@ def figures(s):
         yield "recurrent: stacked LSTMs at T=100 with the first layer's |dL/dh[t]|", len(deep), \
             len(deep) >= 1 and all(len(r["grad_norm_by_timestep"]) == 100 and r["grad_norm_by_timestep"][0] is not None
                                    for r in deep)
+    yield from sharpness_figures(s)
     yield from cnn_figures(s)
     yield from regularisation_figures(s)
     yield from transformer_figures(s)

@@ -8,11 +8,12 @@
 #include <string.h>
 
 #include "cli/lm_study.h"
+#include "cli/sharpness.h"
 #include "cli/study.h"
 
 const char *const experiment_names[] = {"vanishing", "init", "batchnorm", "residual",
                                         "exploding", "clipping", "recurrent", "cnn",
-                                        "regularisation", "transformer"};
+                                        "regularisation", "transformer", "sharpness"};
 const int experiment_count = sizeof experiment_names / sizeof experiment_names[0];
 
 /* ---- configurations ------------------------------------------------------------------------ */
@@ -251,6 +252,7 @@ bool experiment_setup(experiment *e, const char *name, uint64_t seed, bool quick
     else if (strcmp(name, "cnn") == 0) setup_cnn(e, seed, quick ? 10 : 300, quick ? 5 : 50);
     else if (strcmp(name, "regularisation") == 0) setup_regularisation(e, seed, quick ? 30 : 400);
     else if (strcmp(name, "transformer") == 0) return lm_study_setup(e, seed, quick, NULL, 0);
+    else if (strcmp(name, "sharpness") == 0) return sharpness_setup(e, seed, quick);
     else return false;
     return true;
 }

@@ -8,6 +8,7 @@
 #include <string.h>
 
 #include "cli/lm_study.h"
+#include "cli/sharpness.h"
 #include "cli/study.h"
 
 void say(writer *w, const char *fmt, ...) {
@@ -459,6 +460,7 @@ void experiment_conclude(experiment *e) {
     writer w = {e->finding, sizeof e->finding, 0};
     e->finding[0] = '\0';
     if (e->lm) lm_study_finding(e, e->finding, sizeof e->finding);
+    else if (e->sharp) sharpness_finding(e, &w);
     else if (strcmp(e->name, "batchnorm") == 0) batchnorm_finding(e, &w);
     else if (strcmp(e->name, "residual") == 0) residual_finding(e, &w);
     else if (strcmp(e->name, "exploding") == 0 || strcmp(e->name, "clipping") == 0) exploding_finding(e, &w);

@@ -216,6 +216,48 @@ Test(cli, quick_study_writes_a_complete_report) {
     free(html);
 }
 
+/* Issue 22: the sharpness experiment measures lambda_max of every run over training; the run
+ * past the edge blows up after lr x lambda_max crossed 2, and the finding quotes that step. The
+ * crossing is recomputed here from the measurements the summary holds. */
+Test(cli, quick_sharpness_study_measures_lambda_max_against_2_over_lr) {
+    char *dir = temp_dir();
+    const char *argv[] = {"sharpness", "--quick", "--out", dir};
+    cr_assert_eq(study(4, argv), 0);
+    char path[256];
+    snprintf(path, sizeof path, "%s/summary.json", dir);
+    json_error_t error;
+    json_t *root = json_load_file(path, 0, &error);
+    cr_assert_not_null(root, "%s", error.text);
+    json_t *runs = json_object_get(json_array_get(json_object_get(root, "experiments"), 0), "runs");
+    cr_assert_eq(json_array_size(runs), 4);
+    long long blown_cross = -2;
+    size_t k;
+    json_t *run;
+    json_array_foreach(runs, k, run) {
+        double lr = json_number_value(json_object_get(run, "lr"));
+        json_t *lambda = json_object_get(run, "sharpness"), *steps = json_object_get(run, "sharpness_steps");
+        cr_assert_gt(json_array_size(lambda), 0, "run %zu", k);
+        cr_expect_eq(json_array_size(lambda), json_array_size(steps));
+        long long cross = -1;
+        for (size_t i = 0; i < json_array_size(lambda) && cross < 0; i++)
+            if (lr * json_number_value(json_array_get(lambda, i)) >= 2)
+                cross = json_integer_value(json_array_get(steps, i));
+        json_t *said = json_object_get(run, "lr_sharpness_cross_step");
+        cr_expect_eq(json_is_null(said) ? -1 : json_integer_value(said), cross, "run %zu", k);
+        if (!json_is_null(json_object_get(run, "first_nan_step"))) blown_cross = cross;
+    }
+    cr_expect_geq(blown_cross, 0, "a run blows up, after lr x lambda_max crossed 2");
+    json_decref(root);
+    snprintf(path, sizeof path, "%s/index.html", dir);
+    char *html = slurp(path);
+    cr_assert_not_null(html);
+    char said[96];
+    snprintf(said, sizeof said, "lr x sharpness crossed 2 at step %lld", blown_cross);
+    cr_expect(strstr(html, said) != NULL, "the finding quotes the crossing: %s", said);
+    cr_expect(strstr(html, "Sharpness (largest Hessian eigenvalue) against 2/lr") != NULL, "the chart");
+    free(html);
+}
+
 Test(cli, study_argument_errors_exit_2_and_write_nothing) {
     char *dir = temp_dir();
     const char *cases[][4] = {
