@@ -57,6 +57,31 @@ def sharpness_figures(s):
     yield "sharpness: at least one finite run at the edge of stability (within 15% of 2/lr)", at_edge, at_edge >= 1
 
 
+def isometry_figures(s):
+    """Deep nets at initialisation (Saxe et al. 2014; Pennington et al. 2017): at the deepest depth
+    the orthogonal tanh net's Jacobian has the narrowest spread (largest / smallest singular value)
+    of the tanh nets and a narrower one than any ReLU net, and it trains better in the short run
+    than the tanh net of the widest spread."""
+    x = runs(s, "isometry")
+    if not x:
+        return
+    deep = max(r["depth"] for r in x.values())
+    spread = {n: r["jacobian_largest"] / r["jacobian_smallest"] for n, r in x.items()
+              if r["depth"] == deep and r["jacobian_largest"] and r["jacobian_smallest"]}
+    ortho = f"tanh, {deep} layers, orthogonal"
+    yield f"isometry: Jacobian spectra of all {deep}-layer nets measured", len(spread), len(spread) == 6 and ortho in spread
+    if ortho not in spread:
+        return
+    others = {n: v for n, v in spread.items() if n != ortho}
+    yield f"isometry: {ortho} has the narrowest spread at {deep} layers", \
+        f"{spread[ortho]:.3g} vs " + ", ".join(f"{n}: {v:.3g}" for n, v in others.items()), \
+        all(spread[ortho] < v for v in others.values())
+    worst = max((n for n in others if n.startswith("tanh")), key=lambda n: others[n])
+    yield f"isometry: {ortho} tests better after the short run than {worst} (the widest tanh spread)", \
+        f"{x[ortho]['test_accuracy']:.3f} vs {x[worst]['test_accuracy']:.3f}", \
+        x[ortho]["test_accuracy"] > x[worst]["test_accuracy"]
+
+
 def cnn_figures(s):
     """Plain against residual CNNs (He et al. 2016): the runs say plain or residual and their depth;
     the deep plain net trains worse than the shallow one (degradation), its residual twin better
@@ -237,6 +262,7 @@ def figures(s):
             len(deep) >= 1 and all(len(r["grad_norm_by_timestep"]) == 100 and r["grad_norm_by_timestep"][0] is not None
                                    for r in deep)
     yield from sharpness_figures(s)
+    yield from isometry_figures(s)
     yield from cnn_figures(s)
     yield from regularisation_figures(s)
     yield from transformer_figures(s)

@@ -7,13 +7,14 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "cli/isometry.h"
 #include "cli/lm_study.h"
 #include "cli/sharpness.h"
 #include "cli/study.h"
 
 const char *const experiment_names[] = {"vanishing", "init", "batchnorm", "residual",
                                         "exploding", "clipping", "recurrent", "cnn",
-                                        "regularisation", "transformer", "sharpness"};
+                                        "regularisation", "transformer", "sharpness", "isometry"};
 const int experiment_count = sizeof experiment_names / sizeof experiment_names[0];
 
 /* ---- configurations ------------------------------------------------------------------------ */
@@ -253,6 +254,7 @@ bool experiment_setup(experiment *e, const char *name, uint64_t seed, bool quick
     else if (strcmp(name, "regularisation") == 0) setup_regularisation(e, seed, quick ? 30 : 400);
     else if (strcmp(name, "transformer") == 0) return lm_study_setup(e, seed, quick, NULL, 0);
     else if (strcmp(name, "sharpness") == 0) return sharpness_setup(e, seed, quick);
+    else if (strcmp(name, "isometry") == 0) return isometry_setup(e, seed, quick);
     else return false;
     return true;
 }

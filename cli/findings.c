@@ -7,6 +7,7 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "cli/isometry.h"
 #include "cli/lm_study.h"
 #include "cli/sharpness.h"
 #include "cli/study.h"
@@ -461,6 +462,7 @@ void experiment_conclude(experiment *e) {
     e->finding[0] = '\0';
     if (e->lm) lm_study_finding(e, e->finding, sizeof e->finding);
     else if (e->sharp) sharpness_finding(e, &w);
+    else if (e->iso) isometry_finding(e, &w);
     else if (strcmp(e->name, "batchnorm") == 0) batchnorm_finding(e, &w);
     else if (strcmp(e->name, "residual") == 0) residual_finding(e, &w);
     else if (strcmp(e->name, "exploding") == 0 || strcmp(e->name, "clipping") == 0) exploding_finding(e, &w);

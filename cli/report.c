@@ -11,6 +11,7 @@
 #include <time.h>
 
 #include "cli/files.h"
+#include "cli/isometry.h"
 #include "cli/lm_study.h"
 #include "cli/sharpness.h"
 #include "cli/report.h"
@@ -75,6 +76,7 @@ static int write_summary(const char *path, const experiment *experiments, int n,
             json_t *run = run_json(&experiments[i].results[r]);
             if (experiments[i].lm) lm_study_json(&experiments[i], r, run);
             if (experiments[i].sharp) sharpness_json(&experiments[i], r, run);
+            if (experiments[i].iso) isometry_json(&experiments[i], r, run);
             json_array_append_new(runs, run);
         }
         json_object_set_new(e, "runs", runs);

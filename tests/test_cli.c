@@ -258,6 +258,37 @@ Test(cli, quick_sharpness_study_measures_lambda_max_against_2_over_lr) {
     free(html);
 }
 
+/* Issue 22: the isometry experiment measures the Jacobian of each deep net at initialisation; the
+ * values are singular values (largest >= smallest > 0, mean square between their squares) and
+ * the finding compares the deepest nets. */
+Test(cli, quick_isometry_study_measures_the_jacobian_at_initialisation) {
+    char *dir = temp_dir();
+    const char *argv[] = {"isometry", "--quick", "--out", dir};
+    cr_assert_eq(study(4, argv), 0);
+    char path[256];
+    snprintf(path, sizeof path, "%s/summary.json", dir);
+    json_error_t error;
+    json_t *root = json_load_file(path, 0, &error);
+    cr_assert_not_null(root, "%s", error.text);
+    json_t *runs = json_object_get(json_array_get(json_object_get(root, "experiments"), 0), "runs");
+    cr_assert_eq(json_array_size(runs), 12);
+    size_t k;
+    json_t *run;
+    json_array_foreach(runs, k, run) {
+        double hi = json_number_value(json_object_get(run, "jacobian_largest"));
+        double lo = json_number_value(json_object_get(run, "jacobian_smallest"));
+        double ms = json_number_value(json_object_get(run, "jacobian_mean_square"));
+        cr_expect(lo > 0 && hi >= lo, "run %zu: %g to %g", k, lo, hi);
+        cr_expect(ms >= lo * lo * 0.999 && ms <= hi * hi * 1.001, "run %zu: mean square %g in [%g, %g]", k, ms, lo * lo, hi * hi);
+    }
+    json_decref(root);
+    snprintf(path, sizeof path, "%s/index.html", dir);
+    char *html = slurp(path);
+    cr_assert_not_null(html);
+    cr_expect(strstr(html, "At 32 layers the narrowest spread of a tanh net is") != NULL);
+    free(html);
+}
+
 Test(cli, study_argument_errors_exit_2_and_write_nothing) {
     char *dir = temp_dir();
     const char *cases[][4] = {
