@@ -171,7 +171,8 @@ void sharpness_train(experiment *e, int index, progress_fn progress, void *user)
         if (report.exploded) r->explosion_onset_step = report.explosion_start_step;
     }
     snprintf(r->onset_summary, sizeof r->onset_summary, "%s", report.summary);
-    if (r->first_nan_step < 0 && r->steps_done > 0) r->train_loss = r->final_loss = r->loss[r->steps_done - 1];
+    /* the loss on the subset it descends (train_loss): no held-out data, so final_loss stays NaN */
+    if (r->first_nan_step < 0 && r->steps_done > 0) r->train_loss = r->loss[r->steps_done - 1];
 done_curvature:
     tg_curvature_free(curvature);
 done_ctx:
