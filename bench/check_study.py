@@ -27,6 +27,61 @@ def tail_loss(run, n=10):
     return sum(values) / len(values) if values else math.inf
 
 
+def sharpness_figures(s):
+    """Full-batch GD at several learning rates (Cohen et al. 2021): a run that stays finite settles
+    its sharpness at or below 2/lr (never far above: gradient descent is unstable there), at least
+    one of them at the edge (the second half of its measurements within 15% of 2/lr, as the finding
+    says), and the run that blows up crossed lr x sharpness = 2 before the onset detector's step."""
+    x = runs(s, "sharpness")
+    if not x:
+        return
+    at_edge = 0
+    for name, run in x.items():
+        lr, steps, lam = run["lr"], run["sharpness_steps"], run["sharpness"]
+        yield f"sharpness: {name} has measurements", len(lam), len(lam) >= 1 and None not in lam
+        if not lam or None in lam:
+            continue
+        if run["first_nan_step"] is None and run["explosion_onset_step"] is None:
+            half = lam[len(lam) // 2:]
+            gap = sum((2 / lr - v) / (2 / lr) for v in half) / len(half)
+            at_edge += abs(gap) <= 0.15
+            yield f"sharpness: {name} stays finite with sharpness <= 1.15 x 2/lr in its second half", \
+                f"max {max(half):.4g}, 2/lr {2 / lr:.4g}, mean gap {100 * gap:.1f}%", max(half) <= 1.15 * 2 / lr
+        else:
+            cross = next((st for st, v in zip(steps, lam) if lr * v >= 2), None)
+            onset, nan = run["explosion_onset_step"], run["first_nan_step"]
+            yield f"sharpness: {name} crossed lr x sharpness = 2 (step {cross}) at or before the onset " \
+                "(and the summary says the same step)", f"cross {cross}, onset {onset}, NaN {nan}", \
+                cross is not None and cross == run["lr_sharpness_cross_step"] and onset is not None \
+                and cross <= onset and (nan is None or onset < nan)
+    yield "sharpness: at least one finite run at the edge of stability (within 15% of 2/lr)", at_edge, at_edge >= 1
+
+
+def isometry_figures(s):
+    """Deep nets at initialisation (Saxe et al. 2014; Pennington et al. 2017): at the deepest depth
+    the orthogonal tanh net's Jacobian has the narrowest spread (largest / smallest singular value)
+    of the tanh nets and a narrower one than any ReLU net, and it trains better in the short run
+    than the tanh net of the widest spread."""
+    x = runs(s, "isometry")
+    if not x:
+        return
+    deep = max(r["depth"] for r in x.values())
+    spread = {n: r["jacobian_largest"] / r["jacobian_smallest"] for n, r in x.items()
+              if r["depth"] == deep and r["jacobian_largest"] and r["jacobian_smallest"]}
+    ortho = f"tanh, {deep} layers, orthogonal"
+    yield f"isometry: Jacobian spectra of all {deep}-layer nets measured", len(spread), len(spread) == 6 and ortho in spread
+    if ortho not in spread:
+        return
+    others = {n: v for n, v in spread.items() if n != ortho}
+    yield f"isometry: {ortho} has the narrowest spread at {deep} layers", \
+        f"{spread[ortho]:.3g} vs " + ", ".join(f"{n}: {v:.3g}" for n, v in others.items()), \
+        all(spread[ortho] < v for v in others.values())
+    worst = max((n for n in others if n.startswith("tanh")), key=lambda n: others[n])
+    yield f"isometry: {ortho} tests better after the short run than {worst} (the widest tanh spread)", \
+        f"{x[ortho]['test_accuracy']:.3f} vs {x[worst]['test_accuracy']:.3f}", \
+        x[ortho]["test_accuracy"] > x[worst]["test_accuracy"]
+
+
 def cnn_figures(s):
     """Plain against residual CNNs (He et al. 2016): the runs say plain or residual and their depth;
     the deep plain net trains worse than the shallow one (degradation), its residual twin better
@@ -157,6 +212,17 @@ def figures(s):
         onset, nan = run["explosion_onset_step"], run["first_nan_step"]
         yield "exploding: onset strictly before the first NaN", f"onset {onset}, NaN {nan}", \
             onset is not None and nan is not None and onset < nan
+        guarded = x.get("SGD lr 0.5, guarded")
+        if guarded:
+            # the step guard (issue 22) rolls the same run back and lowers its rate: it must have
+            # rescued it (at least once, the rate below the original) into a finite run that learns
+            chance = 1.0 / guarded["classes"]
+            yield "exploding: the guarded run is rescued (rescues > 0, final lr < 0.5), no NaN, " \
+                "accuracy >= 2x chance", \
+                f"rescues {guarded['rescues']}, final lr {guarded['final_lr']}, NaN {guarded['first_nan_step']}, " \
+                f"accuracy {guarded['test_accuracy']:.3f} (chance {chance:.2f})", \
+                guarded["rescues"] > 0 and guarded["final_lr"] < 0.5 and guarded["first_nan_step"] is None \
+                and guarded["test_accuracy"] >= 2 * chance
     c = runs(s, "clipping")
     if c:
         # Clamping each element at 0.1 keeps the run finite but bounds each element, not the step
@@ -195,6 +261,8 @@ def figures(s):
         yield "recurrent: stacked LSTMs at T=100 with the first layer's |dL/dh[t]|", len(deep), \
             len(deep) >= 1 and all(len(r["grad_norm_by_timestep"]) == 100 and r["grad_norm_by_timestep"][0] is not None
                                    for r in deep)
+    yield from sharpness_figures(s)
+    yield from isometry_figures(s)
     yield from cnn_figures(s)
     yield from regularisation_figures(s)
     yield from transformer_figures(s)

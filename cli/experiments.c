@@ -7,12 +7,14 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "cli/isometry.h"
 #include "cli/lm_study.h"
+#include "cli/sharpness.h"
 #include "cli/study.h"
 
 const char *const experiment_names[] = {"vanishing", "init", "batchnorm", "residual",
                                         "exploding", "clipping", "recurrent", "cnn",
-                                        "regularisation", "transformer"};
+                                        "regularisation", "transformer", "sharpness", "isometry"};
 const int experiment_count = sizeof experiment_names / sizeof experiment_names[0];
 
 /* ---- configurations ------------------------------------------------------------------------ */
@@ -118,6 +120,11 @@ static void setup_exploding(experiment *e, uint64_t seed, int steps) {
     e->question = "Where does the blow-up begin, and how long before the first NaN?";
     e->charts = CHART_STEPS | CHART_LOSS;
     add_run(e, exploding_run("SGD lr 0.5", seed, steps));
+    /* The same run under the step guard (issue 22): a refused step is rolled back to the last
+     * trusted one and the rate lowered, so the run that blew up ends finite and learning. */
+    run_config guarded = exploding_run("SGD lr 0.5, guarded", seed, steps);
+    guarded.guard = true;
+    add_run(e, guarded);
 }
 
 static void setup_clipping(experiment *e, uint64_t seed, int steps) {
@@ -246,6 +253,8 @@ bool experiment_setup(experiment *e, const char *name, uint64_t seed, bool quick
     else if (strcmp(name, "cnn") == 0) setup_cnn(e, seed, quick ? 10 : 300, quick ? 5 : 50);
     else if (strcmp(name, "regularisation") == 0) setup_regularisation(e, seed, quick ? 30 : 400);
     else if (strcmp(name, "transformer") == 0) return lm_study_setup(e, seed, quick, NULL, 0);
+    else if (strcmp(name, "sharpness") == 0) return sharpness_setup(e, seed, quick);
+    else if (strcmp(name, "isometry") == 0) return isometry_setup(e, seed, quick);
     else return false;
     return true;
 }

@@ -7,7 +7,9 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "cli/isometry.h"
 #include "cli/lm_study.h"
+#include "cli/sharpness.h"
 #include "cli/study.h"
 
 void say(writer *w, const char *fmt, ...) {
@@ -154,6 +156,23 @@ static void clip_bounds(experiment *e, writer *w) {
     }
 }
 
+/* What the step guard did to a run: its rescues, the rate it ended at, and whether the run it
+ * kept finite learned. */
+static void guard_verdict(writer *w, const run_result *r) {
+    char a[32], b[32];
+    if (r->guard.rescues <= 0) {
+        say(w, " The guard refused %lld steps and rescued none.", (long long)r->guard.skipped);
+        return;
+    }
+    say(w, " The guard rescued the run %lld time%s (rolled back to a trusted step, the rate "
+        "lowered; %lld step%s refused), ending at lr %s against %s", (long long)r->guard.rescues,
+        r->guard.rescues == 1 ? "" : "s", (long long)r->guard.skipped, r->guard.skipped == 1 ? "" : "s",
+        num(r->guard.lr, a), num(r->config.opt.lr, b));
+    if (r->first_nan_step < 0 && above_chance(r))
+        say(w, "; it finishes finite and learning.");
+    else say(w, "; it did not rescue the run into learning.");
+}
+
 static void exploding_finding(experiment *e, writer *w) {
     for (int i = 0; i < e->n_runs; i++) {
         const run_result *r = &e->results[i];
@@ -172,6 +191,7 @@ static void exploding_finding(experiment *e, writer *w) {
             chance_verdict(w, r);
         }
         say(w, ". The detector says: %s.", r->onset_summary);
+        if (r->config.guard) guard_verdict(w, r);
     }
     clip_bounds(e, w);
 }
@@ -441,6 +461,8 @@ void experiment_conclude(experiment *e) {
     writer w = {e->finding, sizeof e->finding, 0};
     e->finding[0] = '\0';
     if (e->lm) lm_study_finding(e, e->finding, sizeof e->finding);
+    else if (e->sharp) sharpness_finding(e, &w);
+    else if (e->iso) isometry_finding(e, &w);
     else if (strcmp(e->name, "batchnorm") == 0) batchnorm_finding(e, &w);
     else if (strcmp(e->name, "residual") == 0) residual_finding(e, &w);
     else if (strcmp(e->name, "exploding") == 0 || strcmp(e->name, "clipping") == 0) exploding_finding(e, &w);

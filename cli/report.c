@@ -11,7 +11,9 @@
 #include <time.h>
 
 #include "cli/files.h"
+#include "cli/isometry.h"
 #include "cli/lm_study.h"
+#include "cli/sharpness.h"
 #include "cli/report.h"
 
 /* ---- summary.json -------------------------------------------------------------------------- */
@@ -84,6 +86,8 @@ static int write_summary(const char *path, const experiment *experiments, int n,
         for (int r = 0; r < experiments[i].n_runs; r++) {
             json_t *run = run_json(&experiments[i].results[r]);
             if (experiments[i].lm) lm_study_json(&experiments[i], r, run);
+            if (experiments[i].sharp) sharpness_json(&experiments[i], r, run);
+            if (experiments[i].iso) isometry_json(&experiments[i], r, run);
             json_array_append_new(runs, run);
         }
         json_object_set_new(e, "runs", runs);
@@ -402,6 +406,7 @@ static void experiment_section(FILE *f, const experiment *e) {
     if (e->charts & CHART_TIMESTEPS) timestep_charts(f, e);
     if (e->charts & CHART_HEAT) heat_charts(f, e);
     if (e->charts & CHART_HIST) histogram_charts(f, e);
+    if (e->sharp) sharpness_html(f, e);
     fputs("</div>\n", f);
     if (e->charts & CHART_FIT) fit_table(f, e);
     config_table(f, e);

@@ -13,7 +13,9 @@
 #include <unistd.h>
 
 #include "cli/files.h"
+#include "cli/isometry.h"
 #include "cli/lm_study.h"
+#include "cli/sharpness.h"
 #include "cli/progress.h"
 #include "cli/report.h"
 #include "cli/parallel.h"
@@ -57,6 +59,11 @@ static void *worker(void *arg) {
         int r = p->jobs[k].run;
         run_progress rp = {p, 0, NAN};
         if (e->lm) lm_study_train(e, r, on_progress, &rp);
+        else if (e->sharp) sharpness_train(e, r, on_progress, &rp);
+        else if (e->iso) {
+            run_training(&e->runs[r], &e->results[r], on_progress, &rp);
+            isometry_measure(e, r);
+        }
         else run_training(&e->runs[r], &e->results[r], on_progress, &rp);
         /* a run stopped early by a NaN still counts its whole budget as done */
         progress_advance(&p->bar, e->runs[r].steps - rp.last_step, rp.last_loss);
@@ -238,6 +245,8 @@ int run_study(int argc, char **argv) {
     for (int i = 0; i < n; i++) {
         for (int r = 0; r < experiments[i].n_runs; r++) run_result_free(&experiments[i].results[r]);
         lm_study_free(&experiments[i]);
+        sharpness_free(&experiments[i]);
+        isometry_free(&experiments[i]);
     }
     free(experiments);
     return status;

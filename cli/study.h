@@ -177,6 +177,9 @@ typedef struct experiment {
     char finding[8192];   /* plain words, computed from the results (train: with advice) */
     struct lm_study *lm;  /* the transformer experiment's own loop and measurements
                              (cli/lm_study.h); NULL for the others */
+    struct iso_study *iso;     /* the isometry experiment's Jacobian spectra (cli/isometry.h) */
+    struct sharp_study *sharp; /* the sharpness experiment's loop and measurements
+                                  (cli/sharpness.h); NULL for the others */
 } experiment;
 
 /* The experiment called name, configured for seed and size (quick: fewer steps, same code),

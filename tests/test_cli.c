@@ -117,6 +117,24 @@ static void expect_regularisation(json_t *e) {
     cr_expect_lt(l2, none, "weight decay shrinks the weights: %g against %g", l2, none);
 }
 
+/* Issue 22: the exploding experiment's guarded twin says what the guard did (rescues, final
+ * rate), stays finite, and its finding quotes those numbers. */
+static void expect_guarded_exploding(json_t *e, const char *html) {
+    cr_assert_str_eq(json_string_value(json_object_get(e, "name")), "exploding");
+    json_t *runs = json_object_get(e, "runs");
+    cr_assert_eq(json_array_size(runs), 2);
+    json_t *guarded = json_array_get(runs, 1);
+    cr_expect_str_eq(json_string_value(json_object_get(guarded, "config")), "SGD lr 0.5, guarded");
+    json_int_t rescues = json_integer_value(json_object_get(guarded, "rescues"));
+    cr_expect_gt(rescues, 0);
+    cr_expect_lt(json_number_value(json_object_get(guarded, "final_lr")), 0.5);
+    cr_expect(json_is_null(json_object_get(guarded, "first_nan_step")), "the guarded run stays finite");
+    char said[64];
+    snprintf(said, sizeof said, "The guard rescued the run %lld time", (long long)rescues);
+    const char *section = strstr(html, "<section id=\"exploding\">");
+    cr_expect(section && strstr(section, said), "the finding quotes the rescues: %s", said);
+}
+
 /* The clipping runs say how many classes and parameters they have: what judges learning against
  * chance, and what a clip by value bounds one element at a time. */
 static void expect_clipping(json_t *e, const char *html) {
@@ -175,6 +193,7 @@ Test(cli, quick_study_writes_a_complete_report) {
     char *html = slurp(path);
     cr_assert_not_null(html);
     expect_clipping(json_array_get(experiments, 5), html);
+    expect_guarded_exploding(json_array_get(experiments, 4), html);
     json_decref(root);
     cr_expect_eq(strncmp(html, "<!DOCTYPE html>", 15), 0);
     for (size_t i = 0; i < n_names; i++) {
@@ -194,6 +213,79 @@ Test(cli, quick_study_writes_a_complete_report) {
     cr_expect_null(strstr(html, "http://www.w3.org/1999/xlink\" href=\"http"), "no external resources");
     cr_expect_null(strstr(html, "<script"), "no scripts");
     cr_expect_null(strstr(html, "src=\""), "no external files");
+    free(html);
+}
+
+/* Issue 22: the sharpness experiment measures lambda_max of every run over training; the run
+ * past the edge blows up after lr x lambda_max crossed 2, and the finding quotes that step. The
+ * crossing is recomputed here from the measurements the summary holds. */
+Test(cli, quick_sharpness_study_measures_lambda_max_against_2_over_lr) {
+    char *dir = temp_dir();
+    const char *argv[] = {"sharpness", "--quick", "--out", dir};
+    cr_assert_eq(study(4, argv), 0);
+    char path[256];
+    snprintf(path, sizeof path, "%s/summary.json", dir);
+    json_error_t error;
+    json_t *root = json_load_file(path, 0, &error);
+    cr_assert_not_null(root, "%s", error.text);
+    json_t *runs = json_object_get(json_array_get(json_object_get(root, "experiments"), 0), "runs");
+    cr_assert_eq(json_array_size(runs), 4);
+    long long blown_cross = -2;
+    size_t k;
+    json_t *run;
+    json_array_foreach(runs, k, run) {
+        double lr = json_number_value(json_object_get(run, "lr"));
+        json_t *lambda = json_object_get(run, "sharpness"), *steps = json_object_get(run, "sharpness_steps");
+        cr_assert_gt(json_array_size(lambda), 0, "run %zu", k);
+        cr_expect_eq(json_array_size(lambda), json_array_size(steps));
+        long long cross = -1;
+        for (size_t i = 0; i < json_array_size(lambda) && cross < 0; i++)
+            if (lr * json_number_value(json_array_get(lambda, i)) >= 2)
+                cross = json_integer_value(json_array_get(steps, i));
+        json_t *said = json_object_get(run, "lr_sharpness_cross_step");
+        cr_expect_eq(json_is_null(said) ? -1 : json_integer_value(said), cross, "run %zu", k);
+        if (!json_is_null(json_object_get(run, "first_nan_step"))) blown_cross = cross;
+    }
+    cr_expect_geq(blown_cross, 0, "a run blows up, after lr x lambda_max crossed 2");
+    json_decref(root);
+    snprintf(path, sizeof path, "%s/index.html", dir);
+    char *html = slurp(path);
+    cr_assert_not_null(html);
+    char said[96];
+    snprintf(said, sizeof said, "lr x sharpness crossed 2 at step %lld", blown_cross);
+    cr_expect(strstr(html, said) != NULL, "the finding quotes the crossing: %s", said);
+    cr_expect(strstr(html, "Sharpness (largest Hessian eigenvalue) against 2/lr") != NULL, "the chart");
+    free(html);
+}
+
+/* Issue 22: the isometry experiment measures the Jacobian of each deep net at initialisation; the
+ * values are singular values (largest >= smallest > 0, mean square between their squares) and
+ * the finding compares the deepest nets. */
+Test(cli, quick_isometry_study_measures_the_jacobian_at_initialisation) {
+    char *dir = temp_dir();
+    const char *argv[] = {"isometry", "--quick", "--out", dir};
+    cr_assert_eq(study(4, argv), 0);
+    char path[256];
+    snprintf(path, sizeof path, "%s/summary.json", dir);
+    json_error_t error;
+    json_t *root = json_load_file(path, 0, &error);
+    cr_assert_not_null(root, "%s", error.text);
+    json_t *runs = json_object_get(json_array_get(json_object_get(root, "experiments"), 0), "runs");
+    cr_assert_eq(json_array_size(runs), 12);
+    size_t k;
+    json_t *run;
+    json_array_foreach(runs, k, run) {
+        double hi = json_number_value(json_object_get(run, "jacobian_largest"));
+        double lo = json_number_value(json_object_get(run, "jacobian_smallest"));
+        double ms = json_number_value(json_object_get(run, "jacobian_mean_square"));
+        cr_expect(lo > 0 && hi >= lo, "run %zu: %g to %g", k, lo, hi);
+        cr_expect(ms >= lo * lo * 0.999 && ms <= hi * hi * 1.001, "run %zu: mean square %g in [%g, %g]", k, ms, lo * lo, hi * hi);
+    }
+    json_decref(root);
+    snprintf(path, sizeof path, "%s/index.html", dir);
+    char *html = slurp(path);
+    cr_assert_not_null(html);
+    cr_expect(strstr(html, "At 32 layers the narrowest spread of a tanh net is") != NULL);
     free(html);
 }
 
