@@ -3,27 +3,13 @@
  * vanishing sigmoid net gets the count of its vanishing layers and sigmoid's remedies, the
  * exploding run the blow-up, its NaN and its dead ReLUs, each followed by an advice line.
  */
-#include "cli/report.h"
-#include "helpers.h"
+#include "cli_run.h"
 
-#include <criterion/redirect.h>
-
-static void quiet(void) {
-    cr_redirect_stdout();
-    cr_redirect_stderr();
-}
-
-TestSuite(cli_advice, .init = quiet);
-
-#define TRAIN(...) run_train((int)(sizeof((const char *[]){__VA_ARGS__}) / sizeof(char *)), \
-                             (char **)(const char *[]){__VA_ARGS__})
+TestSuite(cli_advice, .init = capture_cli_output);
 
 static const char *read_stdout(void) {
-    static char text[1 << 16];
     fflush(stdout);
-    size_t n = fread(text, 1, sizeof text - 1, cr_get_redirected_stdout());
-    text[n] = '\0';
-    return text;
+    return read_all(cr_get_redirected_stdout());
 }
 
 static int count_lines_starting(const char *text, const char *start) {

@@ -3,27 +3,9 @@
  * the step's batch every N steps, printed as lr x lambda_max against 2 (advice once when over),
  * and the measurement does not change the run (the same parameters, the same loss).
  */
-#include "cli/report.h"
-#include "helpers.h"
+#include "cli_run.h"
 
-#include <criterion/redirect.h>
-
-static void quiet(void) {
-    cr_redirect_stdout();
-    cr_redirect_stderr();
-}
-
-TestSuite(cli_curvature, .init = quiet);
-
-#define TRAIN(...) run_train((int)(sizeof((const char *[]){__VA_ARGS__}) / sizeof(char *)), \
-                             (char **)(const char *[]){__VA_ARGS__})
-
-static const char *read_all(FILE *f) {
-    static char text[1 << 16];
-    size_t n = fread(text, 1, sizeof text - 1, f);
-    text[n] = '\0';
-    return text;
-}
+TestSuite(cli_curvature, .init = capture_cli_output);
 
 /* The line "steps N, final training loss X, ..." of a run. */
 static void outcome_of(const char *out, char *line, size_t size) {

@@ -3,27 +3,9 @@
  * its first step; guarded, every rescue is printed as it happens (step, why, the new lr), the
  * run learns past 80% test accuracy and ends with a summary; the guard's flags are checked.
  */
-#include "cli/report.h"
-#include "helpers.h"
+#include "cli_run.h"
 
-#include <criterion/redirect.h>
-
-static void quiet(void) {
-    cr_redirect_stdout();
-    cr_redirect_stderr();
-}
-
-TestSuite(cli_guard, .init = quiet);
-
-#define TRAIN(...) run_train((int)(sizeof((const char *[]){__VA_ARGS__}) / sizeof(char *)), \
-                             (char **)(const char *[]){__VA_ARGS__})
-
-static const char *read_all(FILE *f) {
-    static char text[1 << 16];
-    size_t n = fread(text, 1, sizeof text - 1, f);
-    text[n] = '\0';
-    return text;
-}
+TestSuite(cli_guard, .init = capture_cli_output);
 
 Test(cli_guard, sgd_at_lr_50_is_rescued_and_learns) {
     cr_assert_eq(TRAIN("--model", "mlp", "--optimizer", "sgd", "--lr", "50", "--steps", "200", "--guard"), 0);
