@@ -4,9 +4,14 @@
  */
 #include "autograd/internal.h"
 
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+
+/* Contexts may be made and freed on several threads at once. */
+static pthread_mutex_t live_lock = PTHREAD_MUTEX_INITIALIZER;
+static tg_ctx *live_contexts;
 
 const char *tg_status_name(tg_status status) {
     switch (status) {
@@ -58,6 +63,37 @@ void tgi_ctx_release(tg_ctx *ctx) {
     }
     ctx->blocks = NULL;
     ctx->persistent_bytes = 0;
+    for (tgi_retired *r = ctx->retired, *next; r; r = next) {
+        next = r->next;
+        tgi_free(ctx, r->block, r->bytes);
+    }
+    ctx->retired = NULL;
+}
+
+void tgi_ctx_live_add(tg_ctx *ctx) {
+    pthread_mutex_lock(&live_lock);
+    ctx->next_live = live_contexts;
+    live_contexts = ctx;
+    pthread_mutex_unlock(&live_lock);
+}
+
+/* Only the list's own links are read: a freed ctx is compared, never dereferenced. */
+bool tgi_ctx_live_remove(tg_ctx *ctx) {
+    pthread_mutex_lock(&live_lock);
+    tg_ctx **link = &live_contexts;
+    while (*link && *link != ctx) link = &(*link)->next_live;
+    bool found = *link != NULL;
+    if (found) *link = ctx->next_live;
+    pthread_mutex_unlock(&live_lock);
+    return found;
+}
+
+void tgi_retire(tg_ctx *ctx, tgi_retired *r, void *block, size_t bytes) {
+    r->freed = true;
+    r->block = block;
+    r->bytes = bytes;
+    r->next = ctx->retired;
+    ctx->retired = r;
 }
 
 void *tgi_alloc(tg_ctx *ctx, size_t bytes) {

@@ -149,7 +149,7 @@ tg_status tgi_gradcheck_op(tg_ctx *ctx, const tgi_op *op, int example_index,
     run.tape = tg_tape_new(ctx);
     if (!run.tape) return tg_errcode(ctx);
     tg_status status = run_check(&run, example_index, opts, result);
-    tg_tape_free(run.tape);
+    tgi_tape_destroy(run.tape);
     if (status != TG_OK || opts->order < 2) return status;
     if (!op->jvp) {
         result->passed = false;
@@ -316,6 +316,6 @@ tg_status tg_gradcheck_function(tg_ctx *ctx, tg_gradcheck_fn fn, void *user,
     tgi_free(ctx, run.saved_grads, bytes);
     tgi_free(ctx, run.analytic, bytes);
     tgi_free(ctx, run.saved_unset, flags);
-    tg_tape_free(run.tape);
+    tgi_tape_destroy(run.tape);
     return status;
 }

@@ -251,8 +251,8 @@ tg_status tgi_gradcheck_op2(tg_ctx *ctx, const tgi_op *op, int example_index,
         for (int i = 0; i < c.n_inputs; i++) total += 3 * c.size[i];
         tgi_free(ctx, storage, (size_t)total * sizeof(float));
     }
-    tg_tape_free(c.tape);
-    tg_tape_free(c.aux);
+    tgi_tape_destroy(c.tape);
+    tgi_tape_destroy(c.aux);
     return status;
 }
 
@@ -402,6 +402,6 @@ tg_status tgi_gradcheck_function2(tg_ctx *ctx, tg_gradcheck_fn fn, void *user,
         move_inputs(&f, 0.0);
     }
     if (all) tgi_free(ctx, all, bytes);
-    tg_tape_free(f.tape);
+    tgi_tape_destroy(f.tape);
     return status;
 }

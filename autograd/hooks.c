@@ -217,6 +217,8 @@ tg_status tgi_fire_hooks(tg_tape *tape, tg_tensor *node, tg_pass pass, float *va
     tg_hook_event event = {pass, node, tgi_node_name(node, name_buf, sizeof name_buf),
                            tg_tensor_op_name(node), tape->step, values, node->size};
     tg_status status = TG_OK;
+    const tg_hook_event *outer = tape->hook_event;
+    tape->hook_event = &event;
     ctx->firing++;
     /* hooks added by a hook are past `count`: they start with the next node */
     for (int i = 0, count = ctx->n_hooks; i < count && status == TG_OK; i++) {
@@ -227,6 +229,7 @@ tg_status tgi_fire_hooks(tg_tape *tape, tg_tensor *node, tg_pass pass, float *va
             tg_hook_fail(ctx, &event, status, "the hook stopped the pass (%s)", tg_status_str(status));
     }
     ctx->firing--;
+    tape->hook_event = outer;
     compact(ctx);
     return status;
 }

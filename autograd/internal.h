@@ -188,6 +188,31 @@ typedef void (*tgi_anomaly_observer)(tg_ctx *ctx, const tg_anomaly_report *repor
                                      const tg_op_call *call, void *user);
 #define TGI_MAX_OBSERVERS 8
 
+/* ---- freed objects (autograd/context.c) ----------------------------------------------------
+ * The free of a context's object (tape, module, optimizer, recorder, guard, ...) releases what
+ * the object holds but keeps the object's own struct, marked freed, until tg_ctx_free. So a
+ * second free reads a real struct, sees the mark and does nothing; and as the address is not
+ * handed to a new object while the context lives, a kept pointer never designates a newer object
+ * (a pool of reused structs would make the second free free someone else's). The cost is the
+ * struct, tens to hundreds of bytes, per object freed; a module's parameters, far larger, stay
+ * in the context anyway. Objects the library makes and frees for itself (gradcheck's tapes) are
+ * freed outright: no pointer to them escapes. */
+typedef struct tgi_retired {
+    struct tgi_retired *next; /* the context's list of freed objects */
+    void *block;              /* the struct's allocation */
+    size_t bytes;
+    bool freed;
+} tgi_retired;
+
+/* Marks the object freed and keeps its struct (block, bytes) until tg_ctx_free. */
+TGI_HIDDEN void tgi_retire(tg_ctx *ctx, tgi_retired *r, void *block, size_t bytes);
+/* A context cannot keep its own struct past its free: the process keeps a list of live contexts
+ * instead, and tg_ctx_free of one not in it (freed already) does nothing. Unlike the objects
+ * above, a new context may get a freed one's address: then the stale pointer designates it. */
+TGI_HIDDEN void tgi_ctx_live_add(tg_ctx *ctx);
+/* Takes ctx off the list; false when it was not on it. */
+TGI_HIDDEN bool tgi_ctx_live_remove(tg_ctx *ctx);
+
 struct tg_ctx {
     tg_alloc_fn alloc;
     void *alloc_user;
@@ -220,6 +245,8 @@ struct tg_ctx {
     int threads;             /* tg_ctx_set_threads: the budget, BLAS included */
     bool flush_denormals;
     struct tgi_pool *pool;   /* started on the first parallel region (autograd/threads.c) */
+    tgi_retired *retired;    /* structs of freed objects, released by tg_ctx_free */
+    tg_ctx *next_live;       /* the process's list of live contexts (ops/builtins.c) */
 };
 
 /* Sets up the core of a context (no ops registered). */
@@ -398,10 +425,25 @@ struct tg_tape {
     int64_t replay_checked;  /* entries found replayable (no attribute-seeded op) so far */
     uint32_t replays;        /* tg_tape_replay calls on this tape, for tgi_node.saved_replay */
     bool replaying;
+    /* A pass in progress (tg_tape_replay: replaying; tg_backward: walking) and the event of the
+     * hook running on this tape, for tgi_refuse_in_pass; misused: a hook called something the
+     * pass refused, so the pass stops when the hook returns. */
+    bool walking, misused;
+    const tg_hook_event *hook_event;
     tgi_node *call_node;     /* the node whose forward runs (the general record path, replay) */
     struct tg_tape *scratch; /* for the second-order VJPs of tg_grad's nodes (autograd/higher.c),
                                 made on first use and kept: its arena is reused */
+    tgi_retired retired;     /* tg_tape_free */
 };
+
+/* TG_ERR_STATE while tape is in tg_tape_replay or tg_backward, with a message saying that `what`
+ * (tg_tape_reset, ...) was called there and from which hook; TG_OK otherwise. What would pull
+ * the step from under the pass (reset, another replay or backward, a new op mid-replay) is
+ * refused this way. */
+TGI_HIDDEN tg_status tgi_refuse_in_pass(tg_tape *tape, const char *what);
+/* Frees a tape the library made for itself outright (tg_tape_free keeps the struct: see
+ * tgi_retired). */
+TGI_HIDDEN void tgi_tape_destroy(tg_tape *tape); /* NULL: nothing */
 
 static inline void tgi_init_tape_tensor(tg_tensor *t, tg_tape *tape, float *data, int ndim,
                                         const int64_t *shape, int64_t size, const void *producer,

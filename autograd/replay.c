@@ -30,8 +30,22 @@ TGI_ALWAYS_INLINE static inline tg_status replay_entries(tg_tape *tape, int64_t 
             return status;
         }
         if (watched && (status = tgi_watch_forward(tape, node)) != TG_OK) return status;
+        if (watched && tape->misused) return TG_ERR_STATE; /* the hook's refused call said why */
     }
     return TG_OK;
+}
+
+tg_status tgi_refuse_in_pass(tg_tape *tape, const char *what) {
+    if (!tape->replaying && !tape->walking) return TG_OK;
+    tape->misused = true;
+    const char *pass = tape->replaying ? "tg_tape_replay" : "tg_backward";
+    const tg_hook_event *e = tape->hook_event;
+    if (!e)
+        return tgi_error(tape->ctx, TG_ERR_STATE, "%s: called during %s of the same tape (from "
+                         "an op's function)", what, pass);
+    return tgi_error(tape->ctx, TG_ERR_STATE, "%s: called from a %s hook on node '%s' during %s "
+                     "(a hook may read and change values, not the tape its pass walks)", what,
+                     e->pass == TG_PASS_FORWARD ? "forward" : "backward", e->name, pass);
 }
 
 /* TG_OK when the forward of the step can be replayed, else the error, which says why. */
@@ -64,6 +78,7 @@ static tg_status check_replayable(tg_tape *tape, int64_t n_forward, int64_t unre
 
 tg_status tg_tape_replay(tg_tape *tape) {
     if (!tape) return TG_ERR_INVALID;
+    if (tgi_refuse_in_pass(tape, "tg_tape_replay") != TG_OK) return TG_ERR_STATE;
     /* The step's forward: what was recorded before its first backward (everything, if none
      * ran yet). Whatever was recorded after it stays on the tape and is not replayed. */
     bool ended = tape->forward_entries >= 0;
@@ -76,6 +91,7 @@ tg_status tg_tape_replay(tg_tape *tape) {
     tape->replays++;
     tape->step++;
     tape->replaying = true;
+    tape->misused = false;
     /* What was recorded after the forward (a product's nodes) keeps its old numbers: no walk
      * may read its old gradients as if something had reached it this time. */
     for (int64_t e = n_forward; e < tape->n_entries; e++) tape->entries[e]->call.output->grad = NULL;

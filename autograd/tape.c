@@ -29,20 +29,31 @@ tg_tape *tg_tape_new(tg_ctx *ctx) {
     return tape;
 }
 
-void tg_tape_free(tg_tape *tape) {
-    if (!tape) return;
+/* Everything the tape holds but its struct. */
+static void release_tape(tg_tape *tape) {
     tg_ctx *ctx = tape->ctx;
     tgi_drop_tape_hooks(ctx, tape);
-    tg_tape_free(tape->scratch);
+    tgi_tape_destroy(tape->scratch);
     tgi_free(ctx, tape->leaves, (size_t)tape->cap_leaves * sizeof *tape->leaves);
     tgi_arena_release(&tape->arena);
     tgi_header_release(tape);
     tgi_free(ctx, tape->entries, (size_t)tape->cap_entries * sizeof *tape->entries);
-    tgi_free(ctx, tape, sizeof *tape);
+}
+
+void tgi_tape_destroy(tg_tape *tape) {
+    if (!tape) return;
+    release_tape(tape);
+    tgi_free(tape->ctx, tape, sizeof *tape);
+}
+
+void tg_tape_free(tg_tape *tape) {
+    if (!tape || tape->retired.freed) return;
+    release_tape(tape);
+    tgi_retire(tape->ctx, &tape->retired, tape, sizeof *tape);
 }
 
 void tg_tape_reset(tg_tape *tape) {
-    if (!tape) return;
+    if (!tape || tgi_refuse_in_pass(tape, "tg_tape_reset") != TG_OK) return;
     if (tape->ctx->live_hooks[TG_PASS_BACKWARD]) tgi_drop_tape_hooks(tape->ctx, tape);
     tape->pending_label[0] = '\0';
     tape->n_leaves = 0;
@@ -386,6 +397,12 @@ TGI_ALWAYS_INLINE static inline tg_tensor *record(tg_tape *tape, const tgi_op *o
                                                   tg_tensor *const *inputs, int n_inputs,
                                                   const tg_attr_value *attrs) {
     bool record;
+    if (TGI_UNLIKELY(tape->replaying)) { /* a hook's call: the replay's nodes are fixed */
+        char what[TG_LABEL_MAX + 16];
+        snprintf(what, sizeof what, "%s (an op)", op->name);
+        tgi_refuse_in_pass(tape, what);
+        return NULL;
+    }
     if (check_inputs(tape, op, inputs, n_inputs, &record) != TG_OK) return NULL;
     tgi_node *node = new_node(tape, op, inputs, n_inputs, attrs, record);
     if (!node) return NULL;
@@ -470,7 +487,8 @@ TGI_ALWAYS_INLINE static inline tg_tensor *record_unary(tg_tape *tape, const tgi
     size_t node_bytes = op->unary_node_bytes;
     *taken = false;
     if (!x) return NULL;
-    if (!node_bytes || x->tape != tape || x->generation != tape->generation) return NULL;
+    if (!node_bytes || x->tape != tape || x->generation != tape->generation || tape->replaying)
+        return NULL; /* a call during a replay: the general path refuses it */
     const bool rec = x->requires_grad & (tape->no_grad_depth == 0);
     size_t data_bytes = grad_offset(x->size) * sizeof(float);
     size_t bytes = node_bytes + tgi_align64(data_bytes << rec); /* output_bytes, shifting */
@@ -672,6 +690,7 @@ TGI_ALWAYS_INLINE static inline tg_status walk_from(tg_tape *tape, int64_t last,
         if (!node->call.output->grad) continue;
         tg_status status = TG_OK;
         if (watched && ctx->live_hooks[TG_PASS_BACKWARD]) status = run_node_hooks(tape, node);
+        if (watched && tape->misused) return TG_ERR_STATE; /* the hook's refused call said why */
         if (counting && status == TG_OK) status = count_node(tape, node);
         if (status == TG_OK) status = prepare_input_grads(tape, node);
         if (status != TG_OK) return status;
@@ -684,7 +703,8 @@ TGI_ALWAYS_INLINE static inline tg_status walk_from(tg_tape *tape, int64_t last,
             return status;
     }
     if (counting) tgi_count_leaf_grads(tape);
-    return watched && ctx->live_hooks[TG_PASS_BACKWARD] ? run_leaf_hooks(tape) : TG_OK;
+    tg_status status = watched && ctx->live_hooks[TG_PASS_BACKWARD] ? run_leaf_hooks(tape) : TG_OK;
+    return status == TG_OK && tape->misused ? TG_ERR_STATE : status;
 }
 
 static tg_status walk(tg_tape *tape, int64_t last) {
@@ -696,6 +716,7 @@ static tg_status walk(tg_tape *tape, int64_t last) {
 
 tg_status tg_backward_with(tg_tape *tape, tg_tensor *output, const float *seed) {
     if (!tape) return TG_ERR_INVALID;
+    if (tgi_refuse_in_pass(tape, "tg_backward") != TG_OK) return TG_ERR_STATE;
     tg_status status = check_backward_start(tape, output);
     if (status != TG_OK) return status;
     if (!seed) {
@@ -713,11 +734,16 @@ tg_status tg_backward_with(tg_tape *tape, tg_tensor *output, const float *seed) 
     if (!output->grad && !(output->grad = zeroed_grad(tape, output)))
         return tgi_error(tape->ctx, TG_ERR_NOMEM, "backward: out of memory");
     for (int64_t i = 0; i < output->size; i++) output->grad[i] += seed[i];
-    return walk(tape, output->node);
+    tape->walking = true;
+    tape->misused = false;
+    tg_status walked = walk(tape, output->node);
+    tape->walking = false;
+    return walked;
 }
 
 tg_status tg_backward(tg_tape *tape, tg_tensor *loss) {
     if (!tape) return TG_ERR_INVALID;
+    if (tgi_refuse_in_pass(tape, "tg_backward") != TG_OK) return TG_ERR_STATE;
     tg_status status = check_backward_start(tape, loss);
     if (status != TG_OK) return status;
     if (loss->size != 1) {

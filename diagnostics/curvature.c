@@ -26,6 +26,7 @@ struct tg_curvature {
     tgi_lanczos lz;
     tg_gradcheck_fn fn;      /* of the call in progress */
     void *user;
+    tgi_retired retired;     /* tg_curvature_free */
 };
 
 tg_curvature_config tg_curvature_defaults(void) {
@@ -47,11 +48,10 @@ static tg_status check_config(tg_ctx *ctx, const char *what, const tg_curvature_
 static void curvature_release(tg_curvature *c) {
     tg_ctx *ctx = c->ctx;
     tgi_lanczos_release(&c->lz);
-    if (c->tape) tg_tape_free(c->tape);
+    tgi_tape_destroy(c->tape);
     if (c->params) tgi_free(ctx, c->params, (size_t)c->n * sizeof *c->params);
     if (c->v) tgi_free(ctx, c->v, (size_t)c->n * sizeof *c->v);
     if (c->hv) tgi_free(ctx, c->hv, (size_t)c->n * sizeof *c->hv);
-    tgi_free(ctx, c, sizeof *c);
 }
 
 tg_curvature *tg_curvature_new(tg_ctx *ctx, tg_tensor *const *params, int n,
@@ -105,6 +105,7 @@ tg_curvature *tg_curvature_new(tg_ctx *ctx, tg_tensor *const *params, int n,
     c->tape = tg_tape_new(ctx);
     if (!c->params || !c->v || !c->hv || !c->tape) {
         curvature_release(c);
+        tgi_free(ctx, c, sizeof *c);
         tgi_error(ctx, TG_ERR_NOMEM, "%s: out of memory", what);
         return NULL;
     }
@@ -113,7 +114,9 @@ tg_curvature *tg_curvature_new(tg_ctx *ctx, tg_tensor *const *params, int n,
 }
 
 void tg_curvature_free(tg_curvature *curvature) {
-    if (curvature) curvature_release(curvature);
+    if (!curvature || curvature->retired.freed) return;
+    curvature_release(curvature);
+    tgi_retire(curvature->ctx, &curvature->retired, curvature, sizeof *curvature);
 }
 
 /* The error of a function that returned NULL: its own message, or one saying it gave none. */

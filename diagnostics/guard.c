@@ -86,6 +86,7 @@ struct tg_guard {
     tg_guard_event_fn on_event;
     void *user;
     tg_guard_stats stats;
+    tgi_retired retired;         /* tg_guard_free */
 };
 
 tg_guard_config tg_guard_defaults(void) {
@@ -153,9 +154,9 @@ static bool allocate_copy(tg_guard *g, state_copy *c) {
 }
 
 void tg_guard_free(tg_guard *g) {
-    if (!g) return;
+    if (!g || g->retired.freed) return;
     drop_snapshot(g);
-    tgi_free(g->ctx, g, sizeof *g);
+    tgi_retire(g->ctx, &g->retired, g, sizeof *g);
 }
 
 tg_status tg_guard_attach(tg_guard *g, tg_optimizer *opt, tg_tensor *const *buffers, int n_buffers) {

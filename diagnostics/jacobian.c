@@ -32,6 +32,7 @@ struct tg_jacobian {
     bool input_side;         /* the Gram matrix is J^T J */
     int products;
     bool measured;           /* the last call succeeded: lz holds its Ritz values */
+    tgi_retired retired;     /* tg_jacobian_free */
 };
 
 tg_jacobian *tg_jacobian_new(tg_ctx *ctx, const tg_curvature_config *config) {
@@ -59,12 +60,12 @@ tg_jacobian *tg_jacobian_new(tg_ctx *ctx, const tg_curvature_config *config) {
 }
 
 void tg_jacobian_free(tg_jacobian *jacobian) {
-    if (!jacobian) return;
+    if (!jacobian || jacobian->retired.freed) return;
     tg_ctx *ctx = jacobian->ctx;
     tgi_lanczos_release(&jacobian->lz);
     if (jacobian->scratch) tgi_free(ctx, jacobian->scratch, (size_t)jacobian->scratch_room * sizeof(float));
-    tg_tape_free(jacobian->tape);
-    tgi_free(ctx, jacobian, sizeof *jacobian);
+    tgi_tape_destroy(jacobian->tape);
+    tgi_retire(ctx, &jacobian->retired, jacobian, sizeof *jacobian);
 }
 
 /* ---- products ----------------------------------------------------------------------------------- */

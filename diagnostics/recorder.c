@@ -51,7 +51,7 @@ static void release_series(tg_recorder *r, series *s) {
 }
 
 void tg_recorder_free(tg_recorder *r) {
-    if (!r) return;
+    if (!r || r->retired.freed) return;
     tg_ctx *ctx = r->ctx;
     tgi_anomaly_unobserve(ctx, note_anomaly, r);
     for (int i = 0; i < r->n_handles; i++) tg_hook_remove(ctx, r->handles[i]);
@@ -62,7 +62,7 @@ void tg_recorder_free(tg_recorder *r) {
     tgi_free(ctx, r->global, (size_t)r->window * sizeof *r->global);
     tgi_free(ctx, r->losses, (size_t)r->window * sizeof *r->losses);
     tgi_free(ctx, r->handles, (size_t)r->cap_handles * sizeof *r->handles);
-    tgi_free(ctx, r, sizeof *r);
+    tgi_retire(ctx, &r->retired, r, sizeof *r);
 }
 
 /* "fc2" < "fc10": runs of digits compare as numbers. */

@@ -72,6 +72,7 @@ struct tg_recorder {
     tgi_activation *activations; /* watched activations, in the order they first appeared */
     int n_activations, cap_activations;
     int activation_every;    /* 0: not watching */
+    tgi_retired retired;     /* tg_recorder_free */
 };
 
 /* The norm of series `index` (storage order) recorded at `step`; false if none. */

@@ -26,6 +26,13 @@
  * value is all the caller gets. Names (of modules, labels, series, ops, hooks) are never NULL:
  * such a call is refused with a message. Every op refuses an input made by another context.
  *
+ * Freeing twice: every tg_<object>_free (tape, module, optimizer, recorder, guard, curvature,
+ * jacobian, dataset, batcher, text, text batcher) of an object freed already does nothing (and
+ * tg_module_free returns TG_OK), as long as its context lives: a freed object's struct (tens to
+ * hundreds of bytes) stays, marked freed, until tg_ctx_free, so its address is never given to a
+ * new object meanwhile. tg_ctx_free of a freed context does nothing too, unless a newer context
+ * has been given the same address (the process keeps a list of live contexts, not their memory).
+ *
  * Names follow one rule:
  *   - tg_<op>(tape, ...) records an op on a tape: tg_linear, tg_tanh, tg_conv2d. Modules, which
  *     own parameters, are made by tg_<kind>_new(ctx, name, ...) and return a tg_module *:

@@ -1,8 +1,8 @@
 /*
  * models/data.c — data sets in memory, the bundled digits, train/test splits and minibatches.
  *
- * A data set is one allocation (header, inputs, targets), so freeing it needs no bookkeeping
- * beyond its own size. The batcher allocates its index permutation once, when it is made, and
+ * A data set is two allocations: its header, kept (marked freed) until tg_ctx_free so that a
+ * second tg_dataset_free finds the mark (see tgi_retired), and its inputs and targets. The batcher allocates its index permutation once, when it is made, and
  * puts every batch in the tape's arena: a training loop that resets its tape each step keeps
  * running without calling the allocator.
  */
@@ -15,10 +15,12 @@
 /* Keeps float counts well inside int64 and size_t arithmetic (as tensors do). */
 #define MAX_FLOATS ((int64_t)1 << 40)
 
-/* The header of a data set's allocation; a tg_dataset pointer is a pointer to its block. */
+/* The header of a data set; a tg_dataset pointer is a pointer to its block. */
 typedef struct dataset_block {
     tg_dataset ds;
-    size_t bytes;            /* the whole allocation, for tg_dataset_free */
+    void *data;              /* the inputs and targets */
+    size_t data_bytes;
+    tgi_retired retired;     /* tg_dataset_free */
 } dataset_block;
 
 /* Floats per sample of a shape of 0 to 3 dims, or -1 when the shape is not valid. */
@@ -51,17 +53,20 @@ tg_dataset *tgi_dataset_new(tg_ctx *ctx, const char *what, int64_t count, int x_
         return NULL;
     }
     /* 64-byte aligned inputs and targets, like tensor data */
-    size_t head = align64(sizeof(dataset_block)) + 64;
     size_t x_bytes = align64((size_t)(count * x_size) * sizeof(float));
-    size_t bytes = head + x_bytes + (size_t)(count * y_size) * sizeof(float);
-    dataset_block *block = tgi_alloc(ctx, bytes);
-    if (!block) {
+    size_t bytes = 64 + x_bytes + (size_t)(count * y_size) * sizeof(float);
+    dataset_block *block = tgi_alloc(ctx, sizeof *block);
+    void *data = block ? tgi_alloc(ctx, bytes) : NULL;
+    if (!data) {
+        tgi_free(ctx, block, sizeof *block);
         tgi_error(ctx, TG_ERR_NOMEM, "%s: out of memory for %lld samples (%zu bytes)", what,
                   (long long)count, bytes);
         return NULL;
     }
-    memset(block, 0, bytes);
-    block->bytes = bytes;
+    memset(block, 0, sizeof *block);
+    memset(data, 0, bytes);
+    block->data = data;
+    block->data_bytes = bytes;
     tg_dataset *ds = &block->ds;
     ds->count = count;
     ds->x_ndim = x_ndim;
@@ -71,7 +76,7 @@ tg_dataset *tgi_dataset_new(tg_ctx *ctx, const char *what, int64_t count, int x_
         ds->y_shape[d] = d < y_ndim ? y_shape[d] : 1;
     }
     ds->classes = classes;
-    uintptr_t x = ((uintptr_t)block + sizeof(dataset_block) + 63) & ~(uintptr_t)63;
+    uintptr_t x = ((uintptr_t)data + 63) & ~(uintptr_t)63; /* 64-byte aligned, like tensor data */
     ds->x = (float *)x;
     ds->y = (float *)(x + x_bytes);
     ds->ctx = ctx;
@@ -81,7 +86,10 @@ tg_dataset *tgi_dataset_new(tg_ctx *ctx, const char *what, int64_t count, int x_
 void tg_dataset_free(tg_dataset *ds) {
     if (!ds) return;
     dataset_block *block = (dataset_block *)ds;
-    tgi_free(ds->ctx, block, block->bytes);
+    if (block->retired.freed) return;
+    tgi_free(ds->ctx, block->data, block->data_bytes);
+    ds->x = ds->y = NULL;
+    tgi_retire(ds->ctx, &block->retired, block, sizeof *block);
 }
 
 int64_t tg_dataset_x_size(const tg_dataset *ds) {
@@ -201,6 +209,7 @@ struct tg_batcher {
     int64_t *order;          /* the sample indices of this epoch */
     int64_t position;        /* index in order of the next batch's first sample */
     int64_t epoch;           /* epochs completed */
+    tgi_retired retired;     /* tg_batcher_free */
 };
 
 tg_batcher *tg_batcher_new(const tg_dataset *ds, int64_t batch_size, bool shuffle,
@@ -233,10 +242,10 @@ tg_batcher *tg_batcher_new(const tg_dataset *ds, int64_t batch_size, bool shuffl
 }
 
 void tg_batcher_free(tg_batcher *b) {
-    if (!b) return;
-    tg_ctx *ctx = b->ds->ctx;
+    if (!b || b->retired.freed) return;
+    tg_ctx *ctx = b->ds->ctx; /* a freed data set's header is still there (tgi_retired) */
     tgi_free(ctx, b->order, (size_t)b->ds->count * sizeof *b->order);
-    tgi_free(ctx, b, sizeof *b);
+    tgi_retire(ctx, &b->retired, b, sizeof *b);
 }
 
 int64_t tg_batcher_epoch(const tg_batcher *b) {

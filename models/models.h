@@ -27,6 +27,7 @@ struct tg_module {
     bool training;
     tg_module *parent;       /* the module that adopted this one (NULL: none yet) */
     void *impl;              /* kind-specific state */
+    tgi_retired retired;     /* tg_module_free (of its root) */
 };
 
 /* A module with no parameters yet; its name is printf-formatted; a class without release gets

@@ -87,14 +87,14 @@ static void free_tree(tg_module *m) {
     tgi_free(ctx, m->children, (size_t)m->cap_children * sizeof *m->children);
     tgi_free(ctx, m->params, (size_t)m->cap_params * sizeof *m->params);
     tgi_free(ctx, m->buffers, (size_t)m->cap_buffers * sizeof *m->buffers);
-    tgi_free(ctx, m, sizeof *m);
+    tgi_retire(ctx, &m->retired, m, sizeof *m);
 }
 
 /* A child is refused rather than detached: its parent's forward (a built-in model's, or a user's
  * through the pointer it keeps in its data) would still call it, so detaching would only move the
  * use-after-free from the second free to the next forward. */
 tg_status tg_module_free(tg_module *m) {
-    if (!m) return TG_OK;
+    if (!m || m->retired.freed) return TG_OK; /* a child of a freed root too: all are kept */
     if (m->parent) {
         const tg_module *root = m->parent;
         while (root->parent) root = root->parent;

@@ -19,6 +19,7 @@ struct tg_optimizer {
     float **first, **second;  /* per parameter: momentum / m, and v (Adam, RMSprop) */
     int64_t *steps;           /* per parameter, as PyTorch's state['step']: a skipped parameter's
                                  count stays, so its Adam bias correction is its own */
+    tgi_retired retired;      /* tg_optimizer_free */
 };
 
 static bool needs_first(const tg_optimizer_config *c) {
@@ -39,7 +40,7 @@ static tg_optimizer_config with_defaults(const tg_optimizer_config *c) {
 }
 
 void tg_optimizer_free(tg_optimizer *opt) {
-    if (!opt) return;
+    if (!opt || opt->retired.freed) return;
     tg_ctx *ctx = opt->ctx;
     for (int i = 0; i < opt->n_params; i++) {
         size_t bytes = (size_t)opt->params[i]->size * sizeof(float);
@@ -51,7 +52,7 @@ void tg_optimizer_free(tg_optimizer *opt) {
     tgi_free(ctx, opt->second, table);
     tgi_free(ctx, opt->steps, (size_t)opt->n_params * sizeof *opt->steps);
     tgi_free(ctx, opt->params, (size_t)opt->n_params * sizeof *opt->params);
-    tgi_free(ctx, opt, sizeof *opt);
+    tgi_retire(ctx, &opt->retired, opt, sizeof *opt);
 }
 
 /* One zeroed state buffer per parameter. */

@@ -42,6 +42,7 @@ struct tg_text {
     segment *segments;            /* after a split: the training segments, then the held-out */
     int64_t part_segments[2];     /* how many of each (indexed by tg_text_part) */
     size_t segments_bytes;        /* 0: segments is &whole */
+    tgi_retired retired;          /* tg_text_free */
 };
 
 /* ---- making a corpus ------------------------------------------------------------------------ */
@@ -107,11 +108,11 @@ tg_text *tg_text_from_memory(tg_ctx *ctx, const char *bytes, int64_t n) {
 }
 
 void tg_text_free(tg_text *text) {
-    if (!text) return;
+    if (!text || text->retired.freed) return;
     tg_ctx *ctx = text->ctx;
     if (text->segments_bytes) tgi_free(ctx, text->segments, text->segments_bytes);
     tgi_file_release(ctx, &text->file);
-    tgi_free(ctx, text, sizeof *text);
+    tgi_retire(ctx, &text->retired, text, sizeof *text);
 }
 
 /* ---- the fortunes corpus -------------------------------------------------------------------- */
@@ -356,6 +357,7 @@ struct tg_text_batcher {
     int64_t windows;              /* random: distinct starts; sequential: windows of a pass */
     int64_t next;                 /* sequential: the next window of the pass */
     size_t bytes;                 /* the whole allocation */
+    tgi_retired retired;          /* tg_text_batcher_free */
 };
 
 /* The windows of a segment of `length` bytes. A window reads window + 1 bytes (its targets are
@@ -446,7 +448,7 @@ tg_text_batcher *tg_text_batcher_new(const tg_text *text, tg_text_part part, tg_
 }
 
 void tg_text_batcher_free(tg_text_batcher *b) {
-    if (b) tgi_free(b->text->ctx, b, b->bytes);
+    if (b && !b->retired.freed) tgi_retire(b->text->ctx, &b->retired, b, b->bytes);
 }
 
 int64_t tg_text_batcher_windows(const tg_text_batcher *b) {

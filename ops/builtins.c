@@ -65,6 +65,7 @@ tg_ctx *tg_ctx_new_with_allocator(tg_alloc_fn alloc, void *user) {
     tg_ctx *ctx = alloc(user, NULL, 0, sizeof *ctx);
     if (!ctx) return NULL;
     tgi_ctx_init(ctx, alloc, user);
+    tgi_ctx_live_add(ctx);
     if (register_builtins(ctx) != TG_OK) {
         tg_ctx_free(ctx);
         return NULL;
@@ -77,7 +78,7 @@ tg_ctx *tg_ctx_new(void) {
 }
 
 void tg_ctx_free(tg_ctx *ctx) {
-    if (!ctx) return;
+    if (!ctx || !tgi_ctx_live_remove(ctx)) return; /* freed already */
     tgi_registry_release(ctx);
     tgi_plugins_release(ctx); /* after the registry: its ops may point into plugins */
     tgi_ctx_release(ctx);
