@@ -541,6 +541,10 @@ TGI_HIDDEN void tgi_anomaly_release(tg_ctx *ctx);
 TGI_HIDDEN bool tgi_tensor_stale(const tg_tensor *t);
 /* TG_ERR_STATE with a message naming `what` (never the tensor) for a stale t, else TG_OK. */
 TGI_HIDDEN tg_status tgi_refuse_stale(const tg_tensor *t, const char *what);
+/* The same for the first stale tensor of list[0..n) (NULLs skipped), "<what>: tensor <i>: ...",
+ * recorded on ctx (NULL: the tensor's). */
+TGI_HIDDEN tg_status tgi_refuse_stale_list(tg_ctx *ctx, tg_tensor *const *list, int n,
+                                           const char *what);
 /* TG_ERR_INVALID with a message for a NULL name, else TG_OK. */
 TGI_HIDDEN tg_status tgi_check_name(tg_ctx *ctx, const char *what, const char *name);
 /* A file descriptor reading path, which must be a regular file (a directory, device or FIFO is

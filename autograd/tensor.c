@@ -131,8 +131,8 @@ char *tgi_format_shape(int ndim, const int64_t *shape, char *buf, size_t size) {
 
 char *tg_shape_str(const tg_tensor *t, char *buf, size_t buf_size) {
     if (!buf || buf_size == 0) return buf;
-    if (!t || buf_size < 3) {
-        snprintf(buf, buf_size, "%s", t ? "" : "(null)");
+    if (!t || buf_size < 3 || tgi_tensor_stale(t)) {
+        snprintf(buf, buf_size, "%s", !t ? "(null)" : buf_size < 3 ? "" : "(stale)");
         return buf;
     }
     return tgi_format_shape(t->ndim, t->shape, buf, buf_size);

@@ -20,12 +20,21 @@ bool tgi_tensor_stale(const tg_tensor *t) {
     return t->tape && !t->persistent && t->generation != t->tape->generation;
 }
 
+/* Nothing of the tensor is named: its label and producer may be another step's data. */
+#define STALE_REASON "belongs to an earlier step of its tape (tensors made on a tape are valid " \
+                     "until its next tg_tape_reset)"
+
 tg_status tgi_refuse_stale(const tg_tensor *t, const char *what) {
     if (!tgi_tensor_stale(t)) return TG_OK;
-    /* Nothing of the tensor is named: its label and producer may be another step's data. */
-    return tgi_error(t->tape->ctx, TG_ERR_STATE, "%s: the tensor belongs to an earlier step of "
-                     "its tape (tensors made on a tape are valid until its next tg_tape_reset)",
-                     what);
+    return tgi_error(t->tape->ctx, TG_ERR_STATE, "%s: the tensor " STALE_REASON, what);
+}
+
+tg_status tgi_refuse_stale_list(tg_ctx *ctx, tg_tensor *const *list, int n, const char *what) {
+    for (int i = 0; i < n; i++)
+        if (list[i] && tgi_tensor_stale(list[i]))
+            return tgi_error(ctx ? ctx : list[i]->tape->ctx, TG_ERR_STATE,
+                             "%s: tensor %d " STALE_REASON, what, i);
+    return TG_OK;
 }
 
 tg_status tgi_check_name(tg_ctx *ctx, const char *what, const char *name) {

@@ -65,6 +65,7 @@ tg_curvature *tg_curvature_new(tg_ctx *ctx, tg_tensor *const *params, int n,
                   n < 1 ? " (at least 1)" : " but the array is NULL");
         return NULL;
     }
+    if (tgi_refuse_stale_list(ctx, params, n, what) != TG_OK) return NULL;
     int64_t dim = 0;
     for (int i = 0; i < n; i++) {
         const tg_tensor *p = params[i];

@@ -100,8 +100,8 @@ void tg_activation_stats_compute(const tg_tensor *node, tg_activation_stats *out
     if (!out) return;
     out->saturated_fraction = out->dead_fraction = -1.0;
     out->forget_saturated_fraction = out->forget_closed_fraction = -1.0;
-    if (!node) return;
-    const char *op = tg_tensor_op_name(node); /* "(stale)" for a stale node: nothing read */
+    if (!node || tgi_refuse_stale(node, "activation_stats_compute") != TG_OK) return;
+    const char *op = tg_tensor_op_name(node);
     const tg_tensor *gates;
     /* a plain RNN's h[t] is tanh of its pre-activation */
     if (strcmp(op, "sigmoid") == 0) out->saturated_fraction = saturated_fraction(node, 0.0, 1.0);
@@ -158,6 +158,7 @@ tg_status tg_clip_grad_norm(tg_tensor *const *params, int n_params, double max_n
     tg_ctx *ctx = n_params > 0 && params && params[0] ? params[0]->ctx : NULL;
     /* no tensor to find the context by, so no message: the status alone */
     if (n_params < 0 || (n_params > 0 && !params)) return TG_ERR_INVALID;
+    if (tgi_refuse_stale_list(ctx, params, n_params, "clip_grad_norm") != TG_OK) return TG_ERR_STATE;
     if (!(norm_type == 1.0 || norm_type == 2.0 || isinf(norm_type)) || !(max_norm > 0.0)) {
         if (ctx) tgi_error(ctx, TG_ERR_INVALID, "clip_grad_norm: norm_type %g (1, 2 or inf) and "
                            "max_norm %g (> 0)", norm_type, max_norm);

@@ -233,7 +233,9 @@ tg_tensor *tg_scalar(tg_ctx *ctx, float value);
  * A tensor of zeros in the tape's arena: valid until the next tg_tape_reset (for batches).
  * Using a tape tensor after the reset (a stale tensor) is refused with TG_ERR_STATE by every
  * function that takes a tensor (ops, backward, tg_set_requires_grad, tg_hook_grad, the fills,
- * tg_copy_in, tg_set_label, tg_init_tensor, tg_detach; getters return "(stale)" or do nothing):
+ * tg_copy_in, tg_set_label, tg_init_tensor, tg_detach, tg_save_safetensors and
+ * tg_load_safetensors, tg_clip_grad_norm, tg_accuracy (NaN), the optimizers and instruments
+ * given parameters, tg_activation_stats_compute; getters return "(stale)" or do nothing):
  * the tensor's tape and step are compared with the tape's before anything else of it is read,
  * and the message never reads the stale tensor's label, shape or producer.
  * The guarantee: tensor headers live in slots of their own, apart from tensor data, that are
@@ -270,7 +272,7 @@ tg_tensor *tg_set_label(tg_tensor *t, const char *fmt, ...)
  */
 const char *tg_tensor_name(const tg_tensor *t);
 /** Formats the shape as "[64,10]" into buf (at least 64 bytes recommended; "(null)" for a NULL
- *  t). Returns buf. */
+ *  t, "(stale)" for a stale one). Returns buf. */
 char *tg_shape_str(const tg_tensor *t, char *buf, size_t buf_size);
 
 /**

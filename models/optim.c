@@ -83,6 +83,7 @@ tg_optimizer *tg_optimizer_new(tg_ctx *ctx, tg_tensor *const *params, int n_para
         tgi_error(ctx, TG_ERR_INVALID, "optimizer: needs a kind, lr >= 0 and at least one parameter");
         return NULL;
     }
+    if (tgi_refuse_stale_list(ctx, params, n_params, "optimizer") != TG_OK) return NULL;
     for (int i = 0; i < n_params; i++)
         if (!params[i] || !params[i]->persistent) {
             tgi_error(ctx, TG_ERR_INVALID, "optimizer: parameter %d is %s", i,
@@ -339,7 +340,10 @@ tg_tensor *tg_l1_penalty(tg_tape *tape, tg_tensor *const *params, int n_params, 
 }
 
 float tg_accuracy(const tg_tensor *logits, const tg_tensor *labels) {
-    if (!logits || !labels || logits->ndim != 2 || labels->size != logits->shape[0]) return NAN;
+    if (!logits || !labels || tgi_refuse_stale(logits, "accuracy (logits)") != TG_OK ||
+        tgi_refuse_stale(labels, "accuracy (labels)") != TG_OK)
+        return NAN;
+    if (logits->ndim != 2 || labels->size != logits->shape[0]) return NAN;
     int64_t rows = logits->shape[0], classes = logits->shape[1], correct = 0;
     for (int64_t r = 0; r < rows; r++) {
         const float *row = logits->data + r * classes;

@@ -50,6 +50,10 @@ static tg_status check_args(const file_job *job, tg_tensor *const *tensors, int 
     if (n < 0) return fail(job, TG_ERR_INVALID, NULL, "negative tensor count %d", n);
     if (n > 0 && !tensors)
         return fail(job, TG_ERR_INVALID, NULL, "tensor array is NULL for %d tensors", n);
+    char what[TGI_ERRMSG_MAX / 2];
+    snprintf(what, sizeof what, "%s '%s'", job->verb, job->path);
+    /* before any label is read: a stale tensor's may be another step's */
+    if (tgi_refuse_stale_list(job->ctx, tensors, n, what) != TG_OK) return TG_ERR_STATE;
     for (int i = 0; i < n; i++) {
         if (!tensors[i]) return fail(job, TG_ERR_INVALID, NULL, "tensor %d is NULL", i);
         if (!tensors[i]->label[0])
