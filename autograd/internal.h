@@ -545,6 +545,13 @@ TGI_HIDDEN tg_status tgi_refuse_stale(const tg_tensor *t, const char *what);
  * recorded on ctx (NULL: the tensor's). */
 TGI_HIDDEN tg_status tgi_refuse_stale_list(tg_ctx *ctx, tg_tensor *const *list, int n,
                                            const char *what);
+/* TG_ERR_INVALID when a name of len bytes is longer than a label holds (TG_LABEL_MAX - 1):
+ * "<what>: <kind> '<its start>...' is <len> bytes long; names are at most 63 bytes"; TG_OK
+ * otherwise. Names are refused, never cut: a cut name is another name (or another's). */
+TGI_HIDDEN tg_status tgi_check_name_length(tg_ctx *ctx, const char *what, const char *kind,
+                                           const char *name, size_t len);
+/* What tg_tape_label_next leaves pending when it refused the label: the next op fails. */
+#define TGI_LABEL_REFUSED '\x01'
 /* TG_ERR_INVALID with a message for a NULL name, else TG_OK. */
 TGI_HIDDEN tg_status tgi_check_name(tg_ctx *ctx, const char *what, const char *name);
 /* A file descriptor reading path, which must be a regular file (a directory, device or FIFO is

@@ -84,10 +84,18 @@ void tg_tape_label_next(tg_tape *tape, const char *fmt, ...) {
         if (tape) tgi_error(tape->ctx, TG_ERR_INVALID, "tape_label_next: the format is NULL");
         return;
     }
+    char label[TG_LABEL_MAX];
     va_list args;
     va_start(args, fmt);
-    vsnprintf(tape->pending_label, sizeof tape->pending_label, fmt, args);
+    int len = vsnprintf(label, sizeof label, fmt, args);
     va_end(args);
+    if (len < 0 || tgi_check_name_length(tape->ctx, "tape_label_next", "the label", label,
+                                         (size_t)len) != TG_OK) {
+        tape->pending_label[0] = TGI_LABEL_REFUSED;
+        tape->pending_label[1] = '\0';
+        return;
+    }
+    memcpy(tape->pending_label, label, (size_t)len + 1);
 }
 
 void tg_no_grad_begin(tg_tape *tape) {
@@ -306,6 +314,7 @@ tg_status tgi_watch_forward(tg_tape *tape, tgi_node *node) {
  * the anomaly check and the forward hooks, which may stop the step. */
 static tg_status after_forward(tg_tape *tape, tgi_node *node) {
     tg_tensor *output = node->call.output;
+    if (tape->pending_label[0] == TGI_LABEL_REFUSED) return TG_ERR_INVALID; /* its message said why */
     if (tape->pending_label[0]) {
         char *room = tgi_label_room(output);
         if (room) {

@@ -111,10 +111,14 @@ tg_tensor *tg_set_label(tg_tensor *t, const char *fmt, ...) {
         tgi_error(t->ctx, TG_ERR_STATE, "set_label: the tensor has no label storage");
         return NULL;
     }
+    char label[TG_LABEL_MAX];
     va_list args;
     va_start(args, fmt);
-    vsnprintf(room, TG_LABEL_MAX, fmt, args);
+    int len = vsnprintf(label, sizeof label, fmt, args);
     va_end(args);
+    if (len < 0 || tgi_check_name_length(t->ctx, "set_label", "the label", label, (size_t)len) != TG_OK)
+        return NULL; /* the tensor keeps the label it had */
+    memcpy(room, label, (size_t)len + 1);
     t->label = room;
     return t;
 }

@@ -37,6 +37,13 @@ tg_status tgi_refuse_stale_list(tg_ctx *ctx, tg_tensor *const *list, int n, cons
     return TG_OK;
 }
 
+tg_status tgi_check_name_length(tg_ctx *ctx, const char *what, const char *kind,
+                                const char *name, size_t len) {
+    if (len < TG_LABEL_MAX) return TG_OK;
+    return tgi_error(ctx, TG_ERR_INVALID, "%s: %s '%.40s...' is %zu bytes long; names are at "
+                     "most %d bytes (TG_LABEL_MAX - 1)", what, kind, name, len, TG_LABEL_MAX - 1);
+}
+
 tg_status tgi_check_name(tg_ctx *ctx, const char *what, const char *name) {
     if (name) return TG_OK;
     return tgi_error(ctx, TG_ERR_INVALID, "%s: the name is NULL (every module and series needs "

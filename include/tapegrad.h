@@ -72,7 +72,9 @@ extern "C" {
 
 /** Maximum number of dimensions of a tensor. */
 #define TG_MAX_DIMS 4
-/** Maximum length of a tensor label, including the terminating NUL (longer labels are cut). */
+/** Maximum length of a tensor label or module name, including the terminating NUL: a longer one
+ *  (63 bytes and more, formatted) is refused with TG_ERR_INVALID and a message naming the limit,
+ *  never cut (a cut name could be another tensor's). */
 #define TG_LABEL_MAX 64
 /** Maximum number of attributes of one op. */
 #define TG_MAX_ATTRS 8
@@ -259,7 +261,8 @@ void tg_fill_normal(tg_tensor *t, float mean, float std, uint64_t seed);
 /** Copies n floats into t; n must equal t->size. */
 tg_status tg_copy_in(tg_tensor *t, const float *data, int64_t n);
 
-/** Names the tensor (printf-style). The name appears in error messages, hooks and reports. */
+/** Names the tensor (printf-style). The name appears in error messages, hooks and reports.
+ *  NULL (the label unchanged) for a label longer than TG_LABEL_MAX - 1 bytes. */
 tg_tensor *tg_set_label(tg_tensor *t, const char *fmt, ...)
 #if defined(__GNUC__)
     __attribute__((format(printf, 2, 3)))
@@ -352,7 +355,8 @@ size_t tg_tape_bytes_reserved(const tg_tape *tape);
 /**
  * Names the output of the next op recorded on this tape (printf-style). Use it where forward
  * hooks on a name pattern must see the node: a label given afterwards with tg_set_label is
- * seen by backward hooks only, since the forward hooks have already run.
+ * seen by backward hooks only, since the forward hooks have already run. A label longer than
+ * TG_LABEL_MAX - 1 bytes is refused (TG_ERR_INVALID), and the next op then fails (NULL).
  */
 void tg_tape_label_next(tg_tape *tape, const char *fmt, ...)
 #if defined(__GNUC__)
@@ -1958,7 +1962,10 @@ tg_ctx *tg_module_ctx(const tg_module *m);
 /**
  * A new parameter "<module name>.<local>" of the given shape, filled by init (NULL: zeros) with
  * seed, requiring a gradient, owned by the context, in the module's parameters and state.
- * Refused (NULL with a message) for a built-in module, an empty or taken local name.
+ * Refused (NULL with a message) for a built-in module, an empty local name, a full name longer
+ * than TG_LABEL_MAX - 1 bytes, or one the module's tree (from its root) has already: a
+ * parameter's or buffer's name, or one among a module's names ("fc.weight" of "net" beside a
+ * child "net.fc"); the message names both.
  */
 tg_tensor *tg_module_add_param(tg_module *m, const char *local, int ndim, const int64_t *shape,
                                const tg_init *init, uint64_t seed);
@@ -1971,7 +1978,9 @@ tg_tensor *tg_module_add_buffer(tg_module *m, const char *local, int ndim, const
  * its parameters and buffers follow m's own, and m frees it. On any refusal the child is freed
  * too (unless it already sits in a tree: it has a parent, or it is m or one of m's parents), so
  * tg_module_add_child(m, tg_linear_new(...)) never leaks; a NULL child returns the error its
- * constructor left on the context.
+ * constructor left on the context. Names stay unique in a tree: a child is refused when its
+ * name, or a name in its own tree, is one m's tree has (a sibling's, a parameter's), or sits
+ * among another module's names ("net.fc.inner" beside "net.fc"); the message names both.
  */
 tg_status tg_module_add_child(tg_module *m, tg_module *child);
 

@@ -37,6 +37,13 @@ TGI_HIDDEN tg_module *tgi_module_new(tg_ctx *ctx, const tgi_module_class *cls, c
 /* A parameter "<module name>.<local>" of the given shape, initialised, requiring a gradient. */
 TGI_HIDDEN tg_tensor *tgi_module_param(tg_module *m, const char *local, int ndim,
                                        const int64_t *shape, const tg_init *init, uint64_t seed);
+/* TG_ERR_INVALID naming the limit when "<m's name>.<local>" is too long for a label. */
+TGI_HIDDEN tg_status tgi_check_part_length(const tg_module *m, const char *kind, const char *local);
+/* Names in a module tree are unique (models/module_names.c): TG_ERR_INVALID, naming both,
+ * when a new parameter or buffer `label` of m, or child with its whole tree, would reuse a name
+ * of m's tree (a module's, a tensor's, or one among a module's names). */
+TGI_HIDDEN tg_status tgi_check_new_label(const tg_module *m, const char *what, const char *label);
+TGI_HIDDEN tg_status tgi_check_new_child(const tg_module *m, const tg_module *child);
 /* Registers t (persistent, labelled) as part of the module's saved state, not trained. */
 TGI_HIDDEN tg_status tgi_module_buffer(tg_module *m, tg_tensor *t);
 /* Adopts child (freed with m); on failure frees child and returns an error. */

@@ -19,8 +19,12 @@ tg_module *tgi_module_new(tg_ctx *ctx, const tgi_module_class *cls, const char *
     m->training = true;
     va_list args;
     va_start(args, fmt);
-    vsnprintf(m->name, sizeof m->name, fmt, args);
+    int len = vsnprintf(m->name, sizeof m->name, fmt, args);
     va_end(args);
+    if (len < 0 || tgi_check_name_length(ctx, cls->kind, "the module name", m->name, (size_t)len) != TG_OK) {
+        tgi_free(ctx, m, sizeof *m);
+        return NULL;
+    }
     if (!cls->release && cls->impl_size) {
         if (!(m->impl = tgi_alloc(ctx, cls->impl_size))) {
             tgi_error(ctx, TG_ERR_NOMEM, "%s '%s': out of memory", cls->kind, m->name);
@@ -41,14 +45,21 @@ static tg_status grow(tg_ctx *ctx, void **items, int *cap, size_t item_size) {
     return TG_OK;
 }
 
+tg_status tgi_check_part_length(const tg_module *m, const char *kind, const char *local) {
+    char label[TG_LABEL_MAX], what[TG_LABEL_MAX + 32];
+    int len = snprintf(label, sizeof label, "%s.%s", m->name, local);
+    snprintf(what, sizeof what, "%s '%s'", m->cls->kind, m->name);
+    return tgi_check_name_length(m->ctx, what, kind, label, len < 0 ? SIZE_MAX : (size_t)len);
+}
+
 tg_tensor *tgi_module_param(tg_module *m, const char *local, int ndim, const int64_t *shape,
                             const tg_init *init, uint64_t seed) {
+    if (tgi_check_part_length(m, "the parameter name", local) != TG_OK) return NULL;
     if (m->n_params == m->cap_params &&
         grow(m->ctx, (void **)&m->params, &m->cap_params, sizeof *m->params) != TG_OK)
         return NULL;
     tg_tensor *t = tg_zeros(m->ctx, ndim, shape);
-    if (!t) return NULL;
-    tg_set_label(t, "%s.%s", m->name, local);
+    if (!t || !tg_set_label(t, "%s.%s", m->name, local)) return NULL;
     if ((init && tg_init_tensor(t, init, seed) != TG_OK) || tg_set_requires_grad(t, true) != TG_OK)
         return NULL;
     m->params[m->n_params++] = t;

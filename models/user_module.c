@@ -69,15 +69,10 @@ static tg_status check_part(tg_module *m, const char *what, const char *local) {
     if (!local || !*local)
         return tgi_error(m->ctx, TG_ERR_INVALID, "%s: module '%s': the local name is %s", what,
                          m->name, local ? "empty" : "NULL");
-    char label[TGI_NAME_MAX];
+    if (tgi_check_part_length(m, "the name", local) != TG_OK) return TG_ERR_INVALID;
+    char label[TG_LABEL_MAX];
     snprintf(label, sizeof label, "%s.%s", m->name, local);
-    for (int i = 0; i < m->n_params + m->n_buffers; i++) {
-        const tg_tensor *t = i < m->n_params ? m->params[i] : m->buffers[i - m->n_params];
-        if (strncmp(t->label, label, TG_LABEL_MAX - 1) == 0)
-            return tgi_error(m->ctx, TG_ERR_INVALID, "%s: module '%s' already has '%s'", what,
-                             m->name, t->label);
-    }
-    return TG_OK;
+    return tgi_check_new_label(m, what, label);
 }
 
 tg_tensor *tg_module_add_param(tg_module *m, const char *local, int ndim, const int64_t *shape,
@@ -128,6 +123,7 @@ tg_status tg_module_add_child(tg_module *m, tg_module *child) {
     const char *why = status == TG_OK ? adoption_refused(m, child) : NULL;
     if (why) status = tgi_error(m->ctx, TG_ERR_INVALID, "module_add_child: '%s' cannot be a child "
                                 "of '%s': %s", child->name, m->name, why);
+    else if (status == TG_OK) status = tgi_check_new_child(m, child);
     if (status != TG_OK) {
         if (!in_a_tree(m, child)) tg_module_free(child);
         return status;
