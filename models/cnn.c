@@ -54,7 +54,7 @@ tg_module *tg_conv2d_new(tg_ctx *ctx, const char *name, int64_t in, int64_t out,
     bool ok = w && tgi_init_grouped(w, &weight_init, groups, seed) == TG_OK &&
               (!bias || tgi_module_param(m, "bias", TG_SHAPE(out), NULL, 0));
     if (!ok) {
-        tg_module_free(m);
+        tgi_module_destroy(m);
         return NULL;
     }
     ((conv_impl *)m->impl)->opts = geometry;
@@ -118,7 +118,7 @@ tg_module *tg_lenet_new(tg_ctx *ctx, const char *name, const tg_lenet_config *co
               (impl->fc2 = tgi_child_linear(m, "fc2", 120, 84, &init, tgi_seed_mix(c->seed, 3))) &&
               (impl->fc3 = tgi_child_linear(m, "fc3", 84, c->classes, &logits, tgi_seed_mix(c->seed, 4)));
     if (!ok) {
-        tg_module_free(m);
+        tgi_module_destroy(m);
         return NULL;
     }
     return m;
@@ -241,14 +241,14 @@ tg_module *tg_resnet_new(tg_ctx *ctx, const char *name, const tg_resnet_config *
         tgi_free(ctx, impl, sizeof *impl);
         tgi_free(ctx, blocks, (size_t)n_blocks * sizeof *blocks);
         tgi_error(ctx, TG_ERR_NOMEM, "resnet '%s': out of memory", name);
-        tg_module_free(m);
+        tgi_module_destroy(m);
         return NULL;
     }
     memset(blocks, 0, (size_t)n_blocks * sizeof *blocks);
     *impl = (resnet_impl){*c, NULL, NULL, NULL, blocks, n_blocks};
     m->impl = impl;
     if (!build_resnet(m)) {
-        tg_module_free(m);
+        tgi_module_destroy(m);
         return NULL;
     }
     return m;

@@ -83,6 +83,13 @@ tg_dataset *tgi_dataset_new(tg_ctx *ctx, const char *what, int64_t count, int x_
     return ds;
 }
 
+void tgi_dataset_destroy(tg_dataset *ds) {
+    if (!ds) return;
+    dataset_block *block = (dataset_block *)ds;
+    tgi_free(ds->ctx, block->data, block->data_bytes);
+    tgi_free(ds->ctx, block, sizeof *block);
+}
+
 void tg_dataset_free(tg_dataset *ds) {
     if (!ds) return;
     dataset_block *block = (dataset_block *)ds;
@@ -194,7 +201,7 @@ tg_status tg_dataset_split(const tg_dataset *ds, double test_fraction, uint64_t 
     *train = *test ? subset(ds, order + n_test, ds->count - n_test) : NULL;
     tgi_free(ctx, order, order_bytes);
     if (*train) return TG_OK;
-    tg_dataset_free(*test);
+    tgi_dataset_destroy(*test);
     *test = NULL;
     return tg_errcode(ctx);
 }

@@ -18,6 +18,10 @@ TGI_HIDDEN tg_dataset *tgi_dataset_new(tg_ctx *ctx, const char *what, int64_t co
                                        const int64_t *x_shape, int y_ndim, const int64_t *y_shape,
                                        int64_t classes);
 
+/* Frees a data set the library made and never handed out (an error path) outright; NULL: nothing
+ * (tg_dataset_free keeps the header: see tgi_retired). */
+TGI_HIDDEN void tgi_dataset_destroy(tg_dataset *ds);
+
 /* Puts a uniformly random permutation of 0..n-1 into order (Fisher-Yates, n <= UINT32_MAX). */
 TGI_HIDDEN void tgi_permutation(int64_t *order, int64_t n, tg_rng *rng);
 

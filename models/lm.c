@@ -123,7 +123,7 @@ tg_module *tg_rnn_lm_new(tg_ctx *ctx, const char *name, const tg_rnn_lm_config *
     ok = ok && (impl->head = tgi_child_linear(m, "head", config->hidden, config->vocab, &xavier,
                                               tgi_seed_mix(config->seed, 3)));
     if (!ok) {
-        tg_module_free(m);
+        tgi_module_destroy(m);
         return NULL;
     }
     return m;

@@ -46,6 +46,9 @@ TGI_HIDDEN tg_status tgi_check_new_label(const tg_module *m, const char *what, c
 TGI_HIDDEN tg_status tgi_check_new_child(const tg_module *m, const tg_module *child);
 /* Registers t (persistent, labelled) as part of the module's saved state, not trained. */
 TGI_HIDDEN tg_status tgi_module_buffer(tg_module *m, tg_tensor *t);
+/* Frees a module tree a constructor made and never handed out (its error path) outright
+ * (tg_module_free keeps the structs: see tgi_retired). NULL: nothing. */
+TGI_HIDDEN void tgi_module_destroy(tg_module *m);
 /* Adopts child (freed with m); on failure frees child and returns an error. */
 TGI_HIDDEN tg_status tgi_module_adopt(tg_module *m, tg_module *child);
 /* Room to build a child's name "<parent>.<what>"; labels keep TG_LABEL_MAX - 1 chars of it. */

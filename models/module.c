@@ -90,15 +90,20 @@ tg_status tgi_module_adopt(tg_module *m, tg_module *child) {
 /* Frees m and the tree below it. The module's own release runs before its children are freed,
  * so a user's release that calls tg_module_free on a child it keeps a pointer to finds that child
  * still owned (and is refused) rather than freed already. */
-static void free_tree(tg_module *m) {
+static void free_tree(tg_module *m, bool keep) {
     tg_ctx *ctx = m->ctx;
     if (m->cls->release) m->cls->release(m);
     else tgi_free(ctx, m->impl, m->cls->impl_size);
-    for (int i = 0; i < m->n_children; i++) free_tree(m->children[i]);
+    for (int i = 0; i < m->n_children; i++) free_tree(m->children[i], keep);
     tgi_free(ctx, m->children, (size_t)m->cap_children * sizeof *m->children);
     tgi_free(ctx, m->params, (size_t)m->cap_params * sizeof *m->params);
     tgi_free(ctx, m->buffers, (size_t)m->cap_buffers * sizeof *m->buffers);
-    tgi_retire(ctx, &m->retired, m, sizeof *m);
+    if (keep) tgi_retire(ctx, &m->retired, m, sizeof *m);
+    else tgi_free(ctx, m, sizeof *m);
+}
+
+void tgi_module_destroy(tg_module *m) {
+    if (m) free_tree(m, false);
 }
 
 /* A child is refused rather than detached: its parent's forward (a built-in model's, or a user's
@@ -113,7 +118,7 @@ tg_status tg_module_free(tg_module *m) {
                          "freed with it; free the root module '%s' instead", m->name,
                          m->parent->name, root->name);
     }
-    free_tree(m);
+    free_tree(m, true);
     return TG_OK;
 }
 

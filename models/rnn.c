@@ -260,7 +260,7 @@ tg_module *tg_rnn_new(tg_ctx *ctx, const char *name, const tg_rnn_config *config
     for (int l = 0; l < impl->layers; l++)
         for (int d = 0; d < impl->directions; d++)
             if (!add_direction(m, l, d, &input, &recurrent)) {
-                tg_module_free(m);
+                tgi_module_destroy(m);
                 return NULL;
             }
     return m;

@@ -358,26 +358,42 @@ typedef struct file_entry {
     uint64_t begin, end;     /* byte range in the data buffer */
 } file_entry;
 
+/* The file is read in two parts, each after what precedes it was checked: the header (its
+ * length checked against the file's size), then only the bytes of the tensors asked for (their
+ * ranges checked against the data's size). So memory and time follow the tensors loaded, never
+ * what a header claims, nor a file's size. */
 typedef struct loader {
     file_job job;
-    unsigned char *contents; /* everything after the length: header, then data */
-    size_t contents_bytes;
+    int fd;                  /* the file, open from read_file to release_loader (-1: none) */
+    unsigned char *text;     /* the header */
     size_t header_bytes;
+    uint64_t data_bytes;     /* what follows the header */
     json_t *header;
     file_entry *entries;     /* cap_entries allocated, n_entries used */
     size_t n_entries, cap_entries;
 } loader;
 
+/* Reads bytes [offset, offset + n) of the file, all of them. */
+static tg_status read_at(loader *ld, unsigned char *buf, size_t n, uint64_t offset) {
+    size_t done = 0;
+    while (done < n) {
+        ssize_t got = pread(ld->fd, buf + done, n - done, (off_t)(offset + done));
+        if (got < 0 && errno == EINTR) continue;
+        if (got <= 0)
+            return fail(&ld->job, TG_ERR_IO, NULL, "cannot read %zu bytes at byte %llu: %s", n,
+                        (unsigned long long)offset, got < 0 ? strerror(errno) : "the file got shorter");
+        done += (size_t)got;
+    }
+    return TG_OK;
+}
+
 /* Checks the 8-byte length against the file size before anything is allocated. */
-static tg_status read_length(loader *ld, FILE *file) {
-    struct stat info;
-    if (fstat(fileno(file), &info) != 0 || !S_ISREG(info.st_mode))
-        return fail(&ld->job, TG_ERR_IO, NULL, "not a regular file");
+static tg_status read_length(loader *ld, uint64_t size) {
     unsigned char prefix[8];
-    if (info.st_size < 8 || fread(prefix, 1, 8, file) != 8)
-        return fail(&ld->job, TG_ERR_IO, NULL, "file of %lld bytes is too short for the 8-byte "
-                    "header length (truncated?)", (long long)info.st_size);
-    uint64_t length = get_le(prefix, 8), rest = (uint64_t)info.st_size - 8;
+    if (size < 8 || read_at(ld, prefix, 8, 0) != TG_OK)
+        return fail(&ld->job, TG_ERR_IO, NULL, "file of %llu bytes is too short for the 8-byte "
+                    "header length (truncated?)", (unsigned long long)size);
+    uint64_t length = get_le(prefix, 8), rest = size - 8;
     if (length == 0) return fail(&ld->job, TG_ERR_IO, NULL, "header length is 0");
     if (length > MAX_HEADER_BYTES)
         return fail(&ld->job, TG_ERR_IO, NULL, "header length %llu is over the limit of %u "
@@ -387,31 +403,20 @@ static tg_status read_length(loader *ld, FILE *file) {
                     "bytes that follow it (truncated?)", (unsigned long long)length,
                     (unsigned long long)rest);
     ld->header_bytes = (size_t)length;
-    ld->contents_bytes = (size_t)rest;
+    ld->data_bytes = rest - length;
     return TG_OK;
 }
 
+/* Opens the file and reads its header (not the data). */
 static tg_status read_file(loader *ld) {
     uint64_t size;
-    int fd = tgi_open_input(ld->job.ctx, ld->job.verb, ld->job.path, &size);
-    if (fd < 0) return tg_errcode(ld->job.ctx);
-    FILE *file = fdopen(fd, "rb");
-    if (!file) {
-        close(fd);
-        return fail(&ld->job, TG_ERR_IO, NULL, "cannot open: %s", strerror(errno));
-    }
-    tg_status status = read_length(ld, file);
-    if (status == TG_OK) {
-        ld->contents = tgi_alloc(ld->job.ctx, ld->contents_bytes);
-        if (!ld->contents)
-            status = fail(&ld->job, TG_ERR_NOMEM, NULL, "out of memory for %zu bytes",
-                          ld->contents_bytes);
-    }
-    if (status == TG_OK && fread(ld->contents, 1, ld->contents_bytes, file) != ld->contents_bytes)
-        status = fail(&ld->job, TG_ERR_IO, NULL, "cannot read %zu bytes: %s", ld->contents_bytes,
-                      ferror(file) ? strerror(errno) : "the file got shorter");
-    fclose(file);
-    return status;
+    ld->fd = tgi_open_input(ld->job.ctx, ld->job.verb, ld->job.path, &size);
+    if (ld->fd < 0) return tg_errcode(ld->job.ctx);
+    tg_status status = read_length(ld, size);
+    if (status == TG_OK && !(ld->text = tgi_alloc(ld->job.ctx, ld->header_bytes)))
+        status = fail(&ld->job, TG_ERR_NOMEM, NULL, "out of memory for a header of %zu bytes",
+                      ld->header_bytes);
+    return status == TG_OK ? read_at(ld, ld->text, ld->header_bytes, 8) : status;
 }
 
 /* __metadata__: an object of strings, as the reference implementation requires. */
@@ -472,7 +477,7 @@ static tg_status read_offsets(loader *ld, const char *name, json_t *entry, file_
                     "integers", json_text(offsets, text, sizeof text));
     e->begin = (uint64_t)json_integer_value(begin);
     e->end = (uint64_t)json_integer_value(end);
-    uint64_t data_bytes = ld->contents_bytes - ld->header_bytes;
+    uint64_t data_bytes = ld->data_bytes;
     if (e->begin > e->end || e->end > data_bytes)
         return fail(&ld->job, TG_ERR_IO, name, "data_offsets [%llu,%llu] are not a range "
                     "inside the %llu data bytes (truncated?)", (unsigned long long)e->begin,
@@ -504,7 +509,7 @@ static tg_status read_entry(loader *ld, const char *name, json_t *entry, file_en
  * entry, requested or not: a file with one bad entry is a bad file. */
 static tg_status read_header(loader *ld) {
     json_error_t error;
-    ld->header = json_loadb((const char *)ld->contents, ld->header_bytes, JSON_REJECT_DUPLICATES,
+    ld->header = json_loadb((const char *)ld->text, ld->header_bytes, JSON_REJECT_DUPLICATES,
                             &error);
     if (!ld->header)
         return fail(&ld->job, TG_ERR_IO, NULL, "header is not valid JSON: %s (at byte %d)",
@@ -588,29 +593,51 @@ static tg_status match_tensors(loader *ld, tg_tensor *const *tensors, int n) {
     return TG_OK;
 }
 
-static void copy_tensors(const loader *ld, tg_tensor *const *tensors, int n) {
-    const unsigned char *data = ld->contents + ld->header_bytes;
+/* Reads the bytes of every tensor asked for, then decodes them all: a read that fails leaves
+ * every tensor as it was. */
+static tg_status copy_tensors(loader *ld, tg_tensor *const *tensors, int n) {
+    size_t total = 0;
     for (int i = 0; i < n; i++) {
         const file_entry *e = find_entry(ld, tensors[i]->label);
-        e->dtype->decode(data + e->begin, tensors[i]->data, e->count);
+        total += (size_t)(e->end - e->begin); /* a tensor's elements, at most 8 bytes each */
     }
+    unsigned char *bytes = total ? tgi_alloc(ld->job.ctx, total) : NULL;
+    if (total && !bytes)
+        return fail(&ld->job, TG_ERR_NOMEM, NULL, "out of memory for %zu bytes of tensors", total);
+    tg_status status = TG_OK;
+    size_t at = 0;
+    for (int i = 0; i < n && status == TG_OK; i++) {
+        const file_entry *e = find_entry(ld, tensors[i]->label);
+        size_t size = (size_t)(e->end - e->begin);
+        status = read_at(ld, bytes + at, size, 8 + ld->header_bytes + e->begin);
+        at += size;
+    }
+    at = 0;
+    for (int i = 0; i < n && status == TG_OK; i++) {
+        const file_entry *e = find_entry(ld, tensors[i]->label);
+        e->dtype->decode(bytes + at, tensors[i]->data, e->count);
+        at += (size_t)(e->end - e->begin);
+    }
+    tgi_free(ld->job.ctx, bytes, total);
+    return status;
 }
 
 static void release_loader(loader *ld) {
     json_decref(ld->header);
     tgi_free(ld->job.ctx, ld->entries, ld->cap_entries * sizeof *ld->entries);
-    tgi_free(ld->job.ctx, ld->contents, ld->contents_bytes);
+    tgi_free(ld->job.ctx, ld->text, ld->header_bytes);
+    if (ld->fd >= 0) close(ld->fd);
 }
 
 tg_status tg_load_safetensors(tg_ctx *ctx, const char *path, tg_tensor *const *tensors, int n) {
     if (!ctx) return TG_ERR_INVALID;
-    loader ld = {.job = {ctx, "load", path}};
+    loader ld = {.job = {ctx, "load", path}, .fd = -1};
     tg_status status = check_args(&ld.job, tensors, n);
     if (status == TG_OK) status = read_file(&ld);
     if (status == TG_OK) status = read_header(&ld);
     if (status == TG_OK) status = check_overlaps(&ld);
     if (status == TG_OK) status = match_tensors(&ld, tensors, n);
-    if (status == TG_OK) copy_tensors(&ld, tensors, n);
+    if (status == TG_OK) status = copy_tensors(&ld, tensors, n);
     release_loader(&ld);
     return status;
 }

@@ -66,11 +66,11 @@ static inline tg_tensor *leaf(tg_ctx *ctx, int ndim, const int64_t *shape, const
 }
 
 /* An allocator for tg_ctx_new_with_allocator that counts the blocks it hands out and frees and
- * the bytes still live, and refuses every request once `fail_at` blocks were handed out
- * (never when fail_at < 0). */
+ * the bytes still live (and the most ever live), and refuses every request once `fail_at`
+ * blocks were handed out (never when fail_at < 0). */
 typedef struct tally {
     long allocations, frees;
-    long live_bytes;
+    long live_bytes, peak_bytes;
     long fail_at;
 } tally;
 
@@ -90,6 +90,7 @@ static inline void *tally_alloc(void *user, void *ptr, size_t old_size, size_t n
         t->allocations++;
         if (ptr) t->frees++; /* a block grown is one given back and one handed out */
         t->live_bytes += (long)new_size - (ptr ? (long)old_size : 0);
+        if (t->live_bytes > t->peak_bytes) t->peak_bytes = t->live_bytes;
     }
     return p;
 }

@@ -624,7 +624,9 @@ Test(data, readers_free_everything_on_error) {
 }
 
 /* With the allocator refusing every request from the k-th on, each call either succeeds or
- * fails with TG_ERR_NOMEM, and nothing leaks. */
+ * fails with TG_ERR_NOMEM, and nothing leaks: what a failed call made is given back at once;
+ * the headers of the data sets and batchers freed by hand stay until tg_ctx_free (so a second
+ * free finds them marked: tgi_retired), a few hundred bytes each. */
 Test(data, out_of_memory_is_an_error_and_leaks_nothing) {
     tally count = {.fail_at = -1};
     tg_ctx *c = tg_ctx_new_with_allocator(tally_alloc, &count);
@@ -644,11 +646,12 @@ Test(data, out_of_memory_is_an_error_and_leaks_nothing) {
         tg_dataset_free(train);
         tg_dataset_free(test);
         tg_dataset_free(ds);
-        cr_expect_eq(count.live_bytes, baseline, "request %ld: %ld bytes kept", k,
-                     count.live_bytes - baseline);
+        cr_expect_leq(count.live_bytes - baseline, 1024 * (k + 1), "request %ld: %ld bytes kept",
+                      k, count.live_bytes - baseline);
         tg_clear_error(c);
     }
     cr_expect(succeeded, "never got through: the loop is too short to reach success");
     count.fail_at = -1;
     tg_ctx_free(c);
+    cr_expect_eq(count.live_bytes, 0, "%ld bytes never given back", count.live_bytes);
 }
