@@ -8,6 +8,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "cli/checkpoint.h"
 #include "cli/parallel.h"
 #include "cli/study.h"
 
@@ -681,6 +682,17 @@ static bool start_guard(trainer *t) {
     return true;
 }
 
+/* --load (--load-partial): the checkpoint into the model's state, what it left out said. */
+static bool load_checkpoint(trainer *t) {
+    const run_config *c = t->config;
+    char note[RUN_ERROR_MAX];
+    if (!checkpoint_load(t->ctx, c->load_path, t->state, t->n_state, c->load_partial,
+                         t->result->error, sizeof t->result->error, note, sizeof note))
+        return false;
+    if (note[0]) fprintf(stderr, "tapegrad %s: warning: %s\n", c->command ? c->command : "train", note);
+    return true;
+}
+
 static bool prepare(trainer *t) {
     const run_config *c = t->config;
     if (!(t->ctx = tg_ctx_new()) || !(t->tape = tg_tape_new(t->ctx))) {
@@ -697,9 +709,7 @@ static bool prepare(trainer *t) {
     for (int i = 0; i < c->n_hooks && i < 16; i++)
         if (attach_hook(t->ctx, c->hooks[i], &t->hooks[i]) != TG_OK) return fail(t, "hook");
     /* under mpirun rank 0 reads the checkpoint, and parallel_ready broadcasts it */
-    if (c->load_path && parallel_rank(t->par) == 0 &&
-        tg_load_safetensors(t->ctx, c->load_path, t->state, t->n_state) != TG_OK)
-        return fail(t, "load");
+    if (c->load_path && parallel_rank(t->par) == 0 && !load_checkpoint(t)) return false;
     t->opt = tg_optimizer_new(t->ctx, t->params, t->n_params, &c->opt);
     t->recorder = tg_recorder_new(t->ctx, c->steps > 0 ? c->steps : 1);
     if (!t->opt || !t->recorder) return fail(t, "setup");
@@ -816,6 +826,8 @@ int list_model_state(const run_config *config, FILE *out, char *why, size_t size
     for (int i = 0; ok && i < config->n_plugins; i++)
         ok = tg_plugin_load(t.ctx, config->plugins[i]) == TG_OK || fail(&t, "plugin");
     ok = ok && load_data(&t) && build_model(&t);
+    /* --load: the shapes listed are the checkpoint's too (a mismatch is refused) */
+    ok = ok && (!config->load_path || load_checkpoint(&t));
     for (int i = 0; ok && i < t.n_state; i++) {
         char shape[96];
         fprintf(out, "%-40s %-16s %s\n", t.state[i]->label, tg_shape_str(t.state[i], shape, sizeof shape),

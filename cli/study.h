@@ -69,6 +69,9 @@ typedef struct run_config {
     int threads;                 /* tg_ctx_set_threads (0: the cores available) */
     bool distributed;            /* data-parallel over the ranks of mpirun (train only) */
     const char *save_path, *load_path;
+    bool load_partial;           /* --load-partial: load what matches, say what does not */
+    const char *command;         /* the tool's command that runs ("train", "params"), for its
+                                    messages (NULL: "train") */
     const char *plugins[16];     /* shared libraries to load first */
     int n_plugins;
     const char *hooks[16];       /* PATTERN:NAME of hooks the plugins exported */

@@ -64,7 +64,11 @@ static void train_usage(FILE *f) {
             "                     lr x lambda_max against 2, above which gradient descent diverges\n"
             "                     along that direction, with advice the first time it is over\n"
             "  --save PATH --load PATH   parameters as safetensors (checked before training: a\n"
-            "                     symlink is followed, a device, FIFO or directory refused)\n"
+            "                     symlink is followed, a device, FIFO or directory refused); the\n"
+            "                     file must hold every tensor of the model and no other: a\n"
+            "                     mismatch (a bigger model's checkpoint) is refused, naming them\n"
+            "  --load-partial     load the tensors --load's file and the model both have, warn of\n"
+            "                     the rest (the model's keep their initial values)\n"
             "  --plugin PATH      load ops and hooks from a plugin (repeatable)\n"
             "  --hook PATTERN:NAME  attach a hook a plugin exported (repeatable)\n"
             "  --out DIR          write the report there (default: no report)\n"
@@ -75,8 +79,12 @@ static void train_usage(FILE *f) {
             "parameter names (what --save writes, what --hook patterns match).\n");
 }
 
+/* The command that runs: train and params parse and check the same options, and each message
+ * names the one the user typed. */
+static const char *command = "train";
+
 static int bad(const char *fmt, const char *a, const char *b) {
-    fprintf(stderr, "tapegrad train: ");
+    fprintf(stderr, "tapegrad %s: ", command);
     fprintf(stderr, fmt, a, b);
     fprintf(stderr, "\n");
     return EXIT_USAGE;
@@ -181,7 +189,8 @@ static const char *option_hint(const char *arg, char *buf, size_t size) {
     int n = 0;
     for (size_t k = 0; k < sizeof number_options / sizeof number_options[0]; k++) all[n++] = number_options[k].flag;
     for (size_t k = 0; k < sizeof named_options / sizeof named_options[0]; k++) all[n++] = named_options[k];
-    const char *const flags[] = {"--anomaly", "--anomaly-counts", "--guard", "--bidirectional", "--help"};
+    const char *const flags[] = {"--anomaly", "--anomaly-counts", "--guard", "--bidirectional", "--help",
+                                 "--load-partial"};
     for (size_t k = 0; k < sizeof flags / sizeof flags[0]; k++) all[n++] = flags[k];
     return did_you_mean(arg, all, n, buf, size);
 }
@@ -251,6 +260,7 @@ static int parse_train_options(int argc, char **argv, train_options *o) {
         }
         bool *flag = strcmp(arg, "--anomaly") == 0 ? &c->anomaly
                      : strcmp(arg, "--anomaly-counts") == 0 ? &c->anomaly_counts
+                     : strcmp(arg, "--load-partial") == 0 ? &c->load_partial
                      : strcmp(arg, "--guard") == 0 ? &c->guard : NULL;
         if (flag) {
             *flag = true;
@@ -332,11 +342,11 @@ static int check_files(train_options *o) {
     run_config *c = &o->config;
     const char *const paths[][2] = {{"--data", c->data_path}, {"--load", c->load_path}};
     for (size_t i = 0; i < sizeof paths / sizeof paths[0]; i++)
-        if (paths[i][1] && check_path_arg("train", paths[i][0], paths[i][1])) return EXIT_USAGE;
+        if (paths[i][1] && check_path_arg(command, paths[i][0], paths[i][1])) return EXIT_USAGE;
     for (int i = 0; i < c->n_plugins; i++)
-        if (check_path_arg("train", "--plugin", c->plugins[i])) return EXIT_USAGE;
-    if (c->save_path && check_save_arg("train", "--save", c->save_path)) return EXIT_USAGE;
-    if (o->out && prepare_out_dir("train", o->out)) return EXIT_USAGE;
+        if (check_path_arg(command, "--plugin", c->plugins[i])) return EXIT_USAGE;
+    if (c->save_path && check_save_arg(command, "--save", c->save_path)) return EXIT_USAGE;
+    if (o->out && prepare_out_dir(command, o->out)) return EXIT_USAGE;
     char why[RUN_ERROR_MAX], batch[32], samples[32];
     int64_t n = run_training_samples(c, why, sizeof why);
     bool real_target = c->data == DATA_CSV && !c->regression && strstr(why, "is not a whole number");
@@ -374,6 +384,8 @@ static int settle_task_and_steps(train_options *o) {
     run_config *c = &o->config;
     if (c->regression && c->data != DATA_CSV)
         return bad("--task regression reads --data csv:PATH (the last column is the target)%s%s", "", "");
+    if (c->load_partial && !c->load_path)
+        return bad("--load-partial loads part of a --load PATH: give it%s%s", "", "");
     if (o->steps_given && c->steps == 0 && !c->load_path)
         return bad("--steps 0 evaluates a trained model: give it with --load PATH%s%s", "", "");
     if (o->steps_given && c->steps == 0 && o->out)
@@ -526,7 +538,9 @@ int run_train(int argc, char **argv) {
     for (int i = 0; i + 1 < argc; i++) /* language models train on text, by cli/lm.c */
         if (strcmp(argv[i], "--model") == 0 && lm_model_name(argv[i + 1])) return run_lm_train(argc, argv);
     train_options o = {0};
+    command = "train";
     int status = parse_train_options(argc, argv, &o);
+    o.config.command = command;
     if (status) return status < 0 ? 0 : status;
     if ((status = settle(&o))) return status;
     char title[160];
@@ -592,10 +606,14 @@ int run_params(int argc, char **argv) {
             printf("usage: tapegrad params [train options]\n\n"
                    "Lists the state of the model `tapegrad train` builds with the same options\n"
                    "(--model, --depth, --width, --norm, --data, --plugin, ...): each parameter and\n"
-                   "buffer by name and shape, as --save writes them and --hook patterns match them.\n");
+                   "buffer by name and shape, as --save writes them and --hook patterns match them.\n"
+                   "With --load PATH the checkpoint is loaded into it first, as train loads it: a\n"
+                   "file that does not fit the model is refused (--load-partial: warned of).\n");
             return 0;
         }
+    command = "params";
     int status = parse_train_options(argc, argv, &o);
+    o.config.command = command;
     if (status) return status < 0 ? 0 : status;
     if ((status = settle(&o))) return status;
     char why[RUN_ERROR_MAX];

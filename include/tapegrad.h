@@ -2554,6 +2554,14 @@ tg_status tg_module_save_with_metadata(const tg_module *m, const char *path,
  */
 tg_status tg_safetensors_metadata(tg_ctx *ctx, const char *path, const char *key, char *buf,
                                   size_t size);
+/**
+ * The names of the tensors in a safetensors file (the metadata aside), sorted, the file
+ * validated as tg_load_safetensors does: up to max into names (NULL with max 0 to count).
+ * Returns how many the file holds, -1 on error (a name too long for a label is one). What a
+ * program compares a checkpoint's names with, before a partial load (tapegrad train
+ * --load-partial).
+ */
+int tg_safetensors_names(tg_ctx *ctx, const char *path, char (*names)[TG_LABEL_MAX], int max);
 
 /* ------------------------------------------------------------------------------------------ */
 /* Gradient checking                                                                          */

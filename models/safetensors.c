@@ -701,7 +701,7 @@ tg_status tg_safetensors_metadata(tg_ctx *ctx, const char *path, const char *key
     if (!key || !buf || size == 0)
         return tgi_error(ctx, TG_ERR_INVALID, "metadata of '%s': %s", path ? path : "(null)",
                          !key ? "key is NULL" : "no room for the value");
-    loader ld = {.job = {ctx, "load", path}};
+    loader ld = {.job = {ctx, "load", path}, .fd = -1};
     tg_status status = check_args(&ld.job, NULL, 0);
     if (status == TG_OK) status = read_file(&ld);
     if (status == TG_OK) status = read_header(&ld);
@@ -719,4 +719,29 @@ tg_status tg_safetensors_metadata(tg_ctx *ctx, const char *path, const char *key
     }
     release_loader(&ld);
     return status;
+}
+
+int tg_safetensors_names(tg_ctx *ctx, const char *path, char (*names)[TG_LABEL_MAX], int max) {
+    if (!ctx) return -1;
+    if (max < 0 || (max > 0 && !names)) {
+        tgi_error(ctx, TG_ERR_INVALID, "safetensors_names of '%s': room for %d names%s",
+                  path ? path : "(null)", max, max < 0 ? "" : " at NULL");
+        return -1;
+    }
+    loader ld = {.job = {ctx, "load", path}, .fd = -1};
+    tg_status status = check_args(&ld.job, NULL, 0);
+    if (status == TG_OK) status = read_file(&ld);
+    if (status == TG_OK) status = read_header(&ld);
+    if (status == TG_OK) status = check_overlaps(&ld); /* and sorts the entries by name */
+    for (size_t i = 0; status == TG_OK && i < ld.n_entries && i < (size_t)max; i++) {
+        size_t len = strlen(ld.entries[i].name);
+        if (len >= TG_LABEL_MAX)
+            status = fail(&ld.job, TG_ERR_IO, NULL, "tensor '%.40s...' has a name of %zu bytes, "
+                          "longer than any label (at most %d)", ld.entries[i].name, len,
+                          TG_LABEL_MAX - 1);
+        else memcpy(names[i], ld.entries[i].name, len + 1);
+    }
+    int count = status == TG_OK ? (int)ld.n_entries : -1;
+    release_loader(&ld);
+    return count;
 }

@@ -93,6 +93,15 @@ MISUSE(tg_module_save_with_metadata) {
     REFUSED(tg_module_save_with_metadata(W.linear, "/tmp/x.safetensors", meta, -1));
     REFUSED(tg_module_save_with_metadata(W.linear, "/tmp/x.safetensors", (const char *[]){"k", NULL}, 1));
 }
+MISUSE(tg_safetensors_names) {
+    char names[2][TG_LABEL_MAX];
+    GIVES(tg_safetensors_names(NULL, "/tmp/x.safetensors", names, 2), -1);
+    REFUSED(tg_safetensors_names(W.ctx, NULL, names, 2) < 0 ? TG_ERR_INVALID : TG_OK);
+    REFUSED(tg_safetensors_names(W.ctx, "/tmp/x.safetensors", NULL, 2) < 0 ? TG_ERR_INVALID : TG_OK);
+    REFUSED(tg_safetensors_names(W.ctx, "/tmp/x.safetensors", names, -1) < 0 ? TG_ERR_INVALID : TG_OK);
+    REFUSED(tg_safetensors_names(W.ctx, "/nonexistent/x.safetensors", names, 2) < 0 ? TG_ERR_INVALID : TG_OK);
+}
+
 MISUSE(tg_safetensors_metadata) {
     char buf[16];
     GIVES(tg_safetensors_metadata(NULL, "/tmp/x.safetensors", "k", buf, sizeof buf), TG_ERR_INVALID);

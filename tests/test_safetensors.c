@@ -620,3 +620,16 @@ Test(safetensors, metadata_is_kept_and_read_back_whole_or_not_at_all) {
     tg_ctx_free(ctx);
     temp_dir_remove(dir);
 }
+
+/* The names of a file, sorted, counted first; what a partial load compares with. */
+Test(safetensors, names_are_listed_sorted) {
+    tg_tensor *t[3] = {tg_set_label(tg_zeros(ctx, TG_SHAPE(2)), "fc2.bias"),
+                       tg_set_label(tg_zeros(ctx, TG_SHAPE(2)), "fc1.weight"),
+                       tg_set_label(tg_zeros(ctx, TG_SHAPE(1)), "fc1.bias")};
+    cr_assert_eq(tg_save_safetensors(ctx, ck, t, 3), TG_OK, "%s", tg_errmsg(ctx));
+    cr_expect_eq(tg_safetensors_names(ctx, ck, NULL, 0), 3);
+    char names[2][TG_LABEL_MAX];
+    cr_expect_eq(tg_safetensors_names(ctx, ck, names, 2), 3, "%s", tg_errmsg(ctx));
+    cr_expect_str_eq(names[0], "fc1.bias");
+    cr_expect_str_eq(names[1], "fc1.weight");
+}
