@@ -68,6 +68,9 @@ static const char *kind_of(const tg_module *owner, const tg_tensor *t) {
 tg_status tgi_check_new_label(const tg_module *m, const char *what, const char *label) {
     const tg_module *root = root_of(m), *owner = NULL;
     const tg_tensor *t = tensor_named(root, label, &owner);
+    if (t && owner == m)
+        return tgi_error(m->ctx, TG_ERR_INVALID, "%s: module '%s' already has '%s' (a %s)", what,
+                         m->name, label, kind_of(owner, t));
     if (t)
         return tgi_error(m->ctx, TG_ERR_INVALID, "%s: module '%s' cannot take '%s': the %s '%s' "
                          "of module '%s' has that name", what, m->name, label,
