@@ -70,7 +70,7 @@ static tg_status check_part(tg_module *m, const char *what, const char *local) {
         return tgi_error(m->ctx, TG_ERR_INVALID, "%s: module '%s': the local name is %s", what,
                          m->name, local ? "empty" : "NULL");
     if (tgi_check_part_length(m, "the name", local) != TG_OK) return TG_ERR_INVALID;
-    char label[TG_LABEL_MAX];
+    char label[TGI_NAME_MAX]; /* fits a label: checked just above */
     snprintf(label, sizeof label, "%s.%s", m->name, local);
     return tgi_check_new_label(m, what, label);
 }

@@ -95,6 +95,18 @@ static inline void *tally_alloc(void *user, void *ptr, size_t old_size, size_t n
     return p;
 }
 
+/* The steady state's checks: no allocation since `before` (which must have seen some, or the
+ * test is vacuous), then every byte given back once tape and ctx are freed (they are). */
+static inline void expect_steady_then_freed(tally *count, long before, const char *steps,
+                                            tg_tape *tape, tg_ctx *ctx) {
+    cr_expect_eq(count->allocations, before, "%ld allocations in %s", count->allocations - before,
+                 steps);
+    cr_expect_gt(before, 0, "the counting allocator saw nothing: the test would be vacuous");
+    tg_tape_free(tape);
+    tg_ctx_free(ctx);
+    cr_expect_eq(count->live_bytes, 0, "%ld bytes not freed", count->live_bytes);
+}
+
 /* infer_shape of a user op whose output is shaped like its first input. */
 static inline tg_status infer_like_first_input(const tg_op_call *call, tg_shape *out) {
     out->ndim = call->inputs[0]->ndim;

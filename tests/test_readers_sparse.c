@@ -69,7 +69,7 @@ Test(readers_sparse, idx_claiming_exabytes) {
 /* The labels file is checked before it is read too (the images were fine). */
 Test(readers_sparse, idx_labels_whose_header_does_not_fit_the_size) {
     unsigned char images[16 + 4] = {0, 0, 8, 3, 0, 0, 0, 1, 0, 0, 0, 2, 0, 0, 0, 2, 1, 2, 3, 4};
-    char images_path[128];
+    char images_path[256];
     snprintf(images_path, sizeof images_path, "%s", write_in_dir(dir, "i.idx", images, sizeof images));
     const unsigned char head[8] = {0, 0, 8, 1, 0, 0, 0, 1};
     cr_expect_null(tg_dataset_read_idx(ctx, images_path, sparse_file("labels.idx", head, sizeof head, SPARSE_BYTES)));
