@@ -59,16 +59,29 @@ static json_t *run_json(const run_result *r) {
         json_object_set_new(run, "rescues", json_integer(r->guard.rescues));
         json_object_set_new(run, "final_lr", number(r->guard.lr));
     }
-    if (r->n_curvature) { /* --curvature: the Hessian's top eigenvalue at the measured steps */
-        json_t *at = json_array(), *lambda = json_array(), *lr = json_array();
-        for (int i = 0; i < r->n_curvature; i++) {
-            json_array_append_new(at, json_integer(r->curvature_step[i]));
-            json_array_append_new(lambda, number(r->curvature_lambda[i]));
-            json_array_append_new(lr, number(r->curvature_lr[i]));
+    const run_metric *lambda = run_metric_find(r, "hessian.lambda_max"), *lr = run_metric_find(r, "lr");
+    if (lambda && lr && lambda->n == lr->n) { /* --curvature: the top eigenvalue at the measured steps */
+        json_t *at = json_array(), *rate = json_array();
+        for (int i = 0; i < lambda->n; i++) {
+            json_array_append_new(at, json_integer(lambda->steps[i]));
+            json_array_append_new(rate, number(lr->values[i]));
         }
         json_object_set_new(run, "curvature_steps", at);
-        json_object_set_new(run, "lambda_max", lambda);
-        json_object_set_new(run, "curvature_lr", lr);
+        json_object_set_new(run, "lambda_max", numbers(lambda->values, lambda->n));
+        json_object_set_new(run, "curvature_lr", rate);
+    }
+    if (r->n_metrics) { /* every series of the recorder: {"name": {"steps": [..], "values": [..]}} */
+        json_t *all = json_object();
+        for (int k = 0; k < r->n_metrics; k++) {
+            const run_metric *m = &r->metrics[k];
+            json_t *steps = json_array();
+            for (int i = 0; i < m->n; i++) json_array_append_new(steps, json_integer(m->steps[i]));
+            json_t *series = json_object();
+            json_object_set_new(series, "steps", steps);
+            json_object_set_new(series, "values", numbers(m->values, m->n));
+            json_object_set_new(all, m->name, series);
+        }
+        json_object_set_new(run, "instruments", all);
     }
     json_object_set_new(run, "grad_norm_by_timestep",
                         r->grad_norm_by_timestep ? numbers(r->grad_norm_by_timestep, r->n_timesteps) : json_null());
@@ -120,6 +133,10 @@ static int write_csv(const char *path, const experiment *e) {
                 csv_value(f, r->config.name, s, r->layer_names[l], r->layer_norms[(int64_t)l * r->config.steps + s]);
         }
         for (int k = 0; k < r->n_evals; k++) csv_value(f, r->config.name, r->eval_step[k], "held_out_loss", r->eval_loss[k]);
+        for (int k = 0; k < r->n_metrics; k++) /* the instruments: "hessian.lambda_max", ... */
+            for (int i = 0; i < r->metrics[k].n; i++)
+                csv_value(f, r->config.name, (int)r->metrics[k].steps[i], r->metrics[k].name,
+                          r->metrics[k].values[i]);
         for (int t = 0; r->grad_norm_by_timestep && t < r->n_timesteps; t++) {
             char series[32];
             snprintf(series, sizeof series, "dL/dh[%d]", t + 1);
@@ -407,6 +424,8 @@ static void experiment_section(FILE *f, const experiment *e) {
     if (e->charts & CHART_HEAT) heat_charts(f, e);
     if (e->charts & CHART_HIST) histogram_charts(f, e);
     if (e->sharp) sharpness_html(f, e);
+    if (e->iso) isometry_html(f, e);
+    instrument_charts(f, e);
     fputs("</div>\n", f);
     if (e->charts & CHART_FIT) fit_table(f, e);
     config_table(f, e);

@@ -63,6 +63,10 @@ static void train_usage(FILE *f) {
             "                     step's batch (8 Lanczos steps, about 25 gradients' cost): prints\n"
             "                     lr x lambda_max against 2, above which gradient descent diverges\n"
             "                     along that direction, with advice the first time it is over\n"
+            "  --instruments LIST what --curvature measures, comma-separated: lambda (the default),\n"
+            "                     trace (the Hessian's, Hutchinson: 10 HVPs), jacobian (the extreme\n"
+            "                     singular values of d logits / d input over the batch, and their\n"
+            "                     mean square: 1 at isometry); --out draws them over training\n"
             "  --save PATH --load PATH   parameters as safetensors (checked before training: a\n"
             "                     symlink is followed, a device, FIFO or directory refused)\n"
             "  --plugin PATH      load ops and hooks from a plugin (repeatable)\n"
@@ -166,7 +170,8 @@ static const number_option number_options[] = {
 /* Options that take a word or a path (parse_named). */
 static const char *const named_options[] = {"--model", "--norm", "--optimizer", "--activation",
                                             "--init", "--data", "--save", "--load", "--out",
-                                            "--plugin", "--hook", "--task", "--anomaly-dump"};
+                                            "--plugin", "--hook", "--task", "--anomaly-dump",
+                                            "--instruments"};
 
 typedef struct train_options {
     run_config config;
@@ -184,6 +189,22 @@ static const char *option_hint(const char *arg, char *buf, size_t size) {
     const char *const flags[] = {"--anomaly", "--anomaly-counts", "--guard", "--bidirectional", "--help"};
     for (size_t k = 0; k < sizeof flags / sizeof flags[0]; k++) all[n++] = flags[k];
     return did_you_mean(arg, all, n, buf, size);
+}
+
+/* "lambda,trace,jacobian" into INSTRUMENT_* bits; -1 for an unknown or empty item. */
+static int parse_instruments(const char *list, unsigned *bits) {
+    static const char *const names[] = {"lambda", "trace", "jacobian"};
+    *bits = 0;
+    for (const char *p = list; p && *p;) {
+        size_t n = strcspn(p, ",");
+        int k = -1;
+        for (int i = 0; i < 3; i++)
+            if (strlen(names[i]) == n && strncmp(p, names[i], n) == 0) k = i;
+        if (k < 0) return -1;
+        *bits |= 1u << k;
+        p += n + (p[n] == ',');
+    }
+    return list && *list && *bits ? 0 : -1;
 }
 
 static int parse_named(train_options *o, const char *arg, const char *value) {
@@ -220,7 +241,11 @@ static int parse_named(train_options *o, const char *arg, const char *value) {
     } else if (strcmp(arg, "--save") == 0) c->save_path = value;
     else if (strcmp(arg, "--load") == 0) c->load_path = value;
     else if (strcmp(arg, "--out") == 0) o->out = value;
-    else if (strcmp(arg, "--anomaly-dump") == 0) {
+    else if (strcmp(arg, "--instruments") == 0) {
+        if (parse_instruments(value, &c->instruments) < 0)
+            return bad("--instruments: expected a comma-separated list of lambda, trace and jacobian, got '%s'%s",
+                       value ? value : "", "");
+    } else if (strcmp(arg, "--anomaly-dump") == 0) {
         c->anomaly_dump = value;
         c->anomaly = true; /* the dump is of what anomaly mode stops at */
     }
@@ -378,6 +403,8 @@ static int settle_task_and_steps(train_options *o) {
         return bad("--steps 0 evaluates a trained model: give it with --load PATH%s%s", "", "");
     if (o->steps_given && c->steps == 0 && o->out)
         return bad("--out draws the training, and --steps 0 trains nothing: leave out --out%s%s", "", "");
+    if (c->instruments && !c->curvature_every)
+        return bad("--instruments says what --curvature N measures every N steps: give --curvature%s%s", "", "");
     return 0;
 }
 
@@ -422,15 +449,27 @@ static void on_guard_event(const tg_guard_event *event, void *user) {
 
 static void print_wrapped(const char *lead, const char *indent, const char *text);
 
-/* Each curvature measurement as it is taken; the advice once, when lr x lambda_max first
- * passes 2 (gradient descent is unstable along the top eigenvector from there). */
-static void on_curvature(int step, double lambda_max, double lr, void *user) {
+/* Each measurement of the instruments as it is taken; the advice once, when lr x lambda_max
+ * first passes 2 (gradient descent is unstable along the top eigenvector from there). */
+static void on_curvature(int step, const tg_recorder *readings, void *user) {
     train_progress *p = user;
-    char a[32], b[32];
+    char a[32], b[32], c[32], d[32];
     if (p->bar.terminal) fprintf(stderr, "\r%*s\r", 100, "");
-    printf("curvature: step %d: lambda_max %s, lr x lambda_max %s (%s 2)\n", step,
-           format_number(lambda_max, a, sizeof a), format_number(lr * lambda_max, b, sizeof b),
-           lr * lambda_max > 2 ? "above" : "below");
+    printf("curvature: step %d:", step);
+    double lambda_max = recorder_newest(readings, "hessian.lambda_max");
+    double lr = recorder_newest(readings, "lr");
+    if (!isnan(lambda_max))
+        printf(" lambda_max %s, lr x lambda_max %s (%s 2)", format_number(lambda_max, a, sizeof a),
+               format_number(lr * lambda_max, b, sizeof b), lr * lambda_max > 2 ? "above" : "below");
+    double trace = recorder_newest(readings, "hessian.trace");
+    if (!isnan(trace)) printf("%s trace %s", isnan(lambda_max) ? "" : ",", format_number(trace, a, sizeof a));
+    double sigma_max = recorder_newest(readings, "jacobian.sigma_max");
+    if (!isnan(sigma_max))
+        printf("%s Jacobian sigma %s..%s, mean square %s", isnan(lambda_max) && isnan(trace) ? "" : ";",
+               format_number(recorder_newest(readings, "jacobian.sigma_min"), c, sizeof c),
+               format_number(sigma_max, d, sizeof d),
+               format_number(recorder_newest(readings, "jacobian.mean_square"), a, sizeof a));
+    printf("\n");
     if (lr * lambda_max > 2 && !p->curvature_advised) {
         tg_finding advice = tg_advice_sharpness(lr, lambda_max);
         print_wrapped("  advice:", "    ", advice.advice);

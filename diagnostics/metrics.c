@@ -6,7 +6,9 @@
  * Why thinning rather than a ring: an instrument taken every K steps is a curve over the whole
  * run (sharpness rising to 2/lr, a Jacobian drifting from isometry); a ring would keep only its
  * end. Halving the density when full keeps the first point and spans the run at any length,
- * with at most TG_METRIC_POINTS points (the histograms do the same).
+ * with at most TG_METRIC_POINTS points (the histograms do the same). The newest point is kept
+ * too, off the grid if need be, until the next one replaces it: a loop reads what it just
+ * measured.
  */
 #include "diagnostics/recorder.h"
 
@@ -86,14 +88,13 @@ tg_status tg_recorder_add_metric(tg_recorder *r, int64_t step, const char *name,
     if (!m && !(m = new_metric(r, name)))
         return tgi_error(r->ctx, TG_ERR_NOMEM, "recorder metric '%s': out of memory", name);
     m->last_step = step;
-    if (m->offered++ % m->stride == 0) {
-        if (m->count == TG_METRIC_POINTS) thin(m);
-        /* the stride doubled: this point is kept only if it falls on the new grid */
-        if ((m->offered - 1) % m->stride == 0) {
-            m->steps[m->count] = step;
-            m->values[m->count++] = value;
-        }
-    }
+    /* the newest point is always there: an off-grid one stays as the tail until the next */
+    if (m->tail) m->count--, m->tail = false;
+    int64_t offer = m->offered++;
+    if (m->count == TG_METRIC_POINTS) thin(m);
+    m->steps[m->count] = step;
+    m->values[m->count++] = value;
+    m->tail = offer % m->stride != 0;
     if (r->metric_stream) stream_point(r, step, name, value);
     return TG_OK;
 }

@@ -48,13 +48,15 @@ typedef struct tgi_activation {
 } tgi_activation;
 
 /* A scalar series (tg_recorder_add_metric): at most TG_METRIC_POINTS points, one every `stride`
- * points offered; when full, every other point is dropped and the stride doubles. */
+ * points offered (and the newest); when full, every other point is dropped and the stride
+ * doubles. */
 typedef struct tgi_metric {
     char name[TG_LABEL_MAX];
     int64_t steps[TG_METRIC_POINTS];
     double values[TG_METRIC_POINTS];
     int count, stride;
     int64_t offered;         /* points added: one is kept when offered % stride == 0 */
+    bool tail;               /* the last point is the newest, off the grid */
     int64_t last_step;
 } tgi_metric;
 

@@ -1640,8 +1640,8 @@ tg_status tg_gradient_noise_scale(tg_ctx *ctx, const float *const *grads, int n_
  * the Hessian's top eigenvalue, lr x lambda_max, a trace, a Jacobian's extreme singular
  * values, a noise scale, or any number of yours), in bounded memory: each keeps at most
  * TG_METRIC_POINTS points; when full, every other point is dropped and points are kept half as
- * often, so a series always spans the whole run (as the histograms do). Every point added is
- * streamed (tg_recorder_stream_metrics), kept or not.
+ * often, so a series always spans the whole run (as the histograms do); the newest point is
+ * always kept as the last. Every point added is streamed (tg_recorder_stream_metrics).
  *
  * tg_recorder_instruments makes the recorder take the instruments itself every K steps: a loop
  * calls tg_recorder_measure at each step (a no-op costing nothing at the other steps), which
