@@ -1730,6 +1730,9 @@ typedef struct tg_plot_series {
     const double *x;             /**< NULL: 0, 1, 2, ... */
     const double *y;
     int64_t n;
+    int style;                   /**< 0: colour and dash by the series' position; k > 0: the
+                                      palette's k-th (1-based), so that a run keeps one colour
+                                      across charts that show different subsets of runs */
 } tg_plot_series;
 
 typedef struct tg_line_plot {
