@@ -929,7 +929,10 @@ tg_status tg_anomaly_last(const tg_ctx *ctx, tg_anomaly_report *out);
  * file at path (replacing it): "input.0", "input.1", ... (and "grad_output", the incoming
  * gradient, for the backward pass), with the op, node, pass, step, the inputs' names and the
  * attributes ("attr.<name>") as metadata, so the case can be replayed with tg_call. NULL path:
- * no more dumps. A dump that fails leaves its reason after the anomaly's message.
+ * no more dumps. A dump that fails leaves its reason after the anomaly's message. The file keeps
+ * the *first* stop after this call (the cause; a later stop, an evaluation pass's say, is an
+ * echo and would overwrite it): later stops say where it is and are not dumped. Calling it again
+ * (the same path or another) arms it for the next stop.
  */
 tg_status tg_set_anomaly_dump(tg_ctx *ctx, const char *path);
 
