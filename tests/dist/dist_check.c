@@ -4,7 +4,8 @@
  *
  *   dist_check --out PREFIX [--single] [--steps N] [--batch B] [--clip X] [--bucket BYTES]
  *              [--nan-rank R --nan-step S] [--stop-rank R --stop-step S] [--unused-rank R]
- *              [--guard] [--spike-step S] [--freeze PATTERN]
+ *              [--guard] [--spike-step S] [--freeze PATTERN] [--seed N] [--no-check]
+ *              [--timeout SECONDS] [--stall-rank R --stall-step S --stall-seconds T]
  *
  * --unused-rank R: a parameter "extra" (with weight decay on every parameter) that rank R's
  * forward never reaches and the others' reach with a zero gradient: one process on the whole
@@ -14,16 +15,22 @@
  * process multiplies its loss by 1024 (exact in binary, so one process and N ranks still agree):
  * an outlier gradient norm. --freeze PATTERN: a parameter hook (tg_hook_params) zeroes the
  * gradients of the parameters it matches, in place: they must not move, on any rank.
+ * --seed N: mixed into the synthetic data. Before training the ranks check that they share
+ * --steps, --batch and --seed (tg_dist_check_same), unless --no-check. --timeout: the handle's
+ * (tg_dist_set_timeout). --stall-rank R: that rank sleeps T seconds (default 30) before step S
+ * (default 2): the others must give up after the timeout, naming it.
  *
  * Trains a small tanh MLP with SGD + momentum on synthetic global batches that depend only on
  * the step (so every process sees the same ones), each rank on its rows of every batch. Writes
  * the final parameters to PREFIX.rank<R>.bin (raw floats, registration order) and one line
  * per rank to stdout: "rank R: steps S buckets B first_launch_entry E launched_in_backward L
  * entries N clipped C allocations_after_step_1 A skipped K first_skipped F", or "rank R: stopped: MESSAGE" (exit 1) when
- * the step failed. A counts what the context's allocator handed out after the first step.
+ * the step failed, or "rank R: finalize: MESSAGE" (exit 1) when tg_dist_finalize did (its final
+ * barrier timed out). A counts what the context's allocator handed out after the first step.
  */
 #include <math.h>
 #include <stdio.h>
+#include <time.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -60,11 +67,16 @@ typedef struct options {
     bool guard;
     int spike_step;
     const char *freeze;          /* a hook zeroes these parameters' gradients */
+    uint64_t seed;               /* mixed into the data */
+    bool no_check;               /* skip tg_dist_check_same */
+    double timeout;              /* > 0: tg_dist_set_timeout */
+    int stall_rank, stall_step;  /* that rank sleeps stall_seconds before that step */
+    double stall_seconds;
 } options;
 
 /* A value in [-1, 1) from (step, row, column): the same on every rank, for any world size. */
-static float sample(int step, int64_t row, int col) {
-    uint64_t h = (uint64_t)step * 0x9E3779B97F4A7C15ull ^ (uint64_t)row * 0xBF58476D1CE4E5B9ull ^
+static float sample(uint64_t seed, int step, int64_t row, int col) {
+    uint64_t h = seed * 0xA24BAED4963EE407ull ^ (uint64_t)step * 0x9E3779B97F4A7C15ull ^ (uint64_t)row * 0xBF58476D1CE4E5B9ull ^
                  (uint64_t)(col + 1) * 0x94D049BB133111EBull;
     h ^= h >> 31;
     h *= 0xD6E8FEB86659FD93ull;
@@ -73,11 +85,11 @@ static float sample(int step, int64_t row, int col) {
 }
 
 /* Rows [first, first + rows) of global batch `step`; the label is a function of the inputs. */
-static void fill_batch(int step, int64_t first, int64_t rows, float *x, float *y) {
+static void fill_batch(uint64_t seed, int step, int64_t first, int64_t rows, float *x, float *y) {
     for (int64_t r = 0; r < rows; r++) {
         float a = 0, b = 0;
         for (int c = 0; c < IN; c++) {
-            x[r * IN + c] = sample(step, first + r, c);
+            x[r * IN + c] = sample(seed, step, first + r, c);
             *(c % 2 ? &a : &b) += x[r * IN + c];
         }
         y[r] = (float)((a > 0) * 2 + (b > 0));
@@ -86,11 +98,13 @@ static void fill_batch(int step, int64_t first, int64_t rows, float *x, float *y
 
 static int parse(int argc, char **argv, options *o) {
     *o = (options){.steps = 20, .batch = 32, .bucket = 8192, .nan_rank = -1, .nan_step = -1,
-                 .stop_rank = -1, .stop_step = -1, .unused_rank = -1, .spike_step = -1};
+                 .stop_rank = -1, .stop_step = -1, .unused_rank = -1, .spike_step = -1,
+                 .stall_rank = -1, .stall_step = 2, .stall_seconds = 30};
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
         if (strcmp(a, "--single") == 0) { o->single = true; continue; }
         if (strcmp(a, "--guard") == 0) { o->guard = true; continue; }
+        if (strcmp(a, "--no-check") == 0) { o->no_check = true; continue; }
         if (!v) return -1;
         i++;
         if (strcmp(a, "--out") == 0) o->out = v;
@@ -105,6 +119,11 @@ static int parse(int argc, char **argv, options *o) {
         else if (strcmp(a, "--unused-rank") == 0) o->unused_rank = atoi(v);
         else if (strcmp(a, "--spike-step") == 0) o->spike_step = atoi(v);
         else if (strcmp(a, "--freeze") == 0) o->freeze = v;
+        else if (strcmp(a, "--seed") == 0) o->seed = strtoull(v, NULL, 10);
+        else if (strcmp(a, "--timeout") == 0) o->timeout = atof(v);
+        else if (strcmp(a, "--stall-rank") == 0) o->stall_rank = atoi(v);
+        else if (strcmp(a, "--stall-step") == 0) o->stall_step = atoi(v);
+        else if (strcmp(a, "--stall-seconds") == 0) o->stall_seconds = atof(v);
         else return -1;
     }
     return o->out && o->steps > 0 && o->batch > 0 ? 0 : -1;
@@ -125,7 +144,7 @@ static int save(const options *o, int rank, tg_tensor **params, int n) {
 static tg_status step_once(const options *o, tg_tape *tape, tg_module *mlp, tg_tensor *extra,
                            int step, int rank, int size, float *x, float *y, double *loss) {
     int64_t rows = o->batch / size;
-    fill_batch(step, rank * rows, rows, x, y);
+    fill_batch(o->seed, step, rank * rows, rows, x, y);
     if (rank == o->nan_rank && step == o->nan_step) x[0] = NAN;
     tg_tape_reset(tape);
     tg_tensor *xt = tg_tape_from_data(tape, TG_SHAPE(rows, IN), x);
@@ -168,7 +187,9 @@ int main(int argc, char **argv) {
     if (parse(argc, argv, &o) != 0) {
         fprintf(stderr, "usage: dist_check --out PREFIX [--single] [--steps N] [--batch B] "
                         "[--clip X] [--bucket BYTES] [--nan-rank R --nan-step S] [--stop-rank R "
-                        "--stop-step S] [--unused-rank R] [--guard] [--spike-step S] [--freeze PATTERN]\n");
+                        "--stop-step S] [--unused-rank R] [--guard] [--spike-step S] [--freeze PATTERN] "
+                        "[--seed N] [--no-check] [--timeout SECONDS] [--stall-rank R --stall-step S "
+                        "--stall-seconds T]\n");
         return 2;
     }
     tg_ctx *ctx = tg_ctx_new_with_allocator(counting_alloc, NULL);
@@ -200,6 +221,14 @@ int main(int argc, char **argv) {
         ? TG_OK : TG_ERR_NOMEM;
     if (o.freeze && status == TG_OK && tg_hook_params(ctx, o.freeze, zero_gradient, NULL) < 0)
         status = tg_errcode(ctx);
+    if (dist && o.timeout > 0 && status == TG_OK) status = tg_dist_set_timeout(dist, o.timeout);
+    /* what the ranks must share before they train together (a failure above takes part too) */
+    tg_dist_field fields[] = {{"steps", o.steps, false}, {"batch", o.batch, false},
+                              {"seed", (int64_t)o.seed, false}};
+    if (dist && !o.no_check) {
+        tg_status same = tg_dist_check_same(dist, status == TG_OK ? fields : NULL, status == TG_OK ? 3 : -1);
+        if (status == TG_OK) status = same;
+    }
     if (dist && status == TG_OK) status = tg_dist_broadcast_params(dist, params, n);
     tg_dist_config dist_config = {.bucket_bytes = o.bucket, .reduce_nonfinite = o.guard};
     if (dist && status == TG_OK)
@@ -209,6 +238,10 @@ int main(int argc, char **argv) {
     long after_first_step = 0;
     for (int step = 0; status == TG_OK && step < o.steps; step++, steps++) {
         double loss = NAN;
+        if (rank == o.stall_rank && step == o.stall_step) {
+            struct timespec nap = {(time_t)o.stall_seconds, (long)(fmod(o.stall_seconds, 1.0) * 1e9)};
+            nanosleep(&nap, NULL);
+        }
         status = step_once(&o, tape, mlp, extra, step, rank, size, x, y, &loss);
         if (dist) status = tg_dist_wait(dist, status);
         if (dist && status == TG_OK) status = tg_dist_mean(dist, &loss, 1);
@@ -253,7 +286,12 @@ int main(int argc, char **argv) {
     tg_optimizer_free(opt);
     tg_guard_free(guard);
     tg_module_free(mlp);
+    tg_clear_error(ctx);
     tg_dist_finalize(dist);
+    if (status == TG_OK && tg_errcode(ctx) != TG_OK) { /* its final barrier timed out */
+        printf("rank %d: finalize: %s\n", rank, tg_errmsg(ctx));
+        status = tg_errcode(ctx);
+    }
     tg_ctx_free(ctx);
     return status == TG_OK ? 0 : 1;
 }
