@@ -170,30 +170,36 @@ tg_status tg_dist_set_timeout(tg_dist *dist, double seconds) {
 
 /* Every rank arrives before MPI_Finalize, which waits for all with no deadline; and they arrive
  * after as many steps. Not a barrier: one that met a rank's reduction of a bucket (a rank that
- * runs more steps) would complete, where a reduction of two integers against it fails. */
+ * runs more steps) would complete, where a reduction of two integers against it fails. Ranks that
+ * took different steps ran different collectives: broken too, as MPI's state is then unknown. */
 static void final_check(tg_dist *dist) {
     int64_t steps[2] = {dist->steps, -dist->steps};
-    if (dist_allreduce(dist, steps, 2, MPI_INT64_T, MPI_MAX, "final check (tg_dist_finalize)") == TG_OK &&
-        steps[0] != -steps[1])
-        dist_error(dist->ctx, TG_ERR_STATE, "dist_finalize: the ranks end after different numbers of steps "
-                   "(tg_dist_wait calls: %lld to %lld; this rank %lld)", (long long)-steps[1],
-                   (long long)steps[0], (long long)dist->steps);
+    if (dist_allreduce(dist, steps, 2, MPI_INT64_T, MPI_MAX, "final check (tg_dist_finalize)") != TG_OK ||
+        steps[0] == -steps[1])
+        return;
+    snprintf(dist->broken_msg, sizeof dist->broken_msg, "dist_finalize: the ranks end after different "
+             "numbers of steps (tg_dist_wait calls: %lld to %lld; this rank %lld)", (long long)-steps[1],
+             (long long)steps[0], (long long)dist->steps);
+    dist->broken = true;
 }
 
-/* A broken handle (a collective timed out) leaves MPI alone: its pending request may still
- * write to the buffers and the communicator, and MPI_Finalize would wait for the missing rank.
- * The handle and its buffers are left allocated; the program is expected to end the job. */
-void tg_dist_finalize(tg_dist *dist) {
-    if (!dist) return;
+/* A broken handle leaves MPI alone: its pending request may still write to the buffers and the
+ * communicator, and MPI_Finalize would wait for the missing rank. The handle and its buffers are
+ * left allocated; the program is expected to end the job. */
+tg_status tg_dist_finalize(tg_dist *dist) {
+    if (!dist) return TG_OK;
     if (!dist->broken && dist->comm != MPI_COMM_NULL) final_check(dist);
     int sent = 1;
     if (dist->answer_request != MPI_REQUEST_NULL) MPI_Test(&dist->answer_request, &sent, MPI_STATUS_IGNORE);
     dist_detach(dist, dist->broken);
-    if (dist->broken) return; /* the handle stays: a reduction still uses it */
+    if (dist->broken) /* the handle stays: a reduction still uses it */
+        return dist_error(dist->ctx, TG_ERR_STATE, "%s; MPI was left as it is: end the job (MPI_Abort)",
+                          dist->broken_msg);
     if (dist->comm != MPI_COMM_NULL) MPI_Comm_free(&dist->comm); /* freed once its sends are done */
     bool owns = dist->owns_mpi;
     if (sent) dist_free(dist->ctx, dist, sizeof *dist); /* else an answer is still sent from it */
     int finalised = 0;
     MPI_Finalized(&finalised);
     if (owns && !finalised) MPI_Finalize();
+    return TG_OK;
 }

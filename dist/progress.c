@@ -15,7 +15,7 @@
  * the answers. A rank waiting in dist_complete answers between its sleeps with the collective
  * it waits in; one that does not answer is stopped, hung, or busy outside this layer. The
  * message names them: "no progress from rank 1 for 300 s (it does not answer ...)" or "rank 1
- * waits in the final barrier at step 30 instead". The request stays pending (MPI cannot cancel
+ * waits in the step agreement (tg_dist_wait) at step 30 instead". The request stays pending (MPI cannot cancel
  * a collective), so the handle is broken from then on: every call refuses with that message,
  * and tg_dist_finalize leaves MPI alone. The program should end the job (the tool calls
  * MPI_Abort); the library never aborts.

@@ -30,13 +30,14 @@
  * (TG_DIST_TIMEOUT_DEFAULT, tg_dist_set_timeout, tg_dist_config.timeout_seconds) fails with
  * TG_ERR_STATE naming it and the rank it waits for, e.g. "dist: all-reduce of bucket 3 at step
  * 12: no progress from rank 1 for 300 s (it does not answer: stopped, hung, or busy outside
- * tapegrad_dist's collectives)" or "... rank 1 waits in the final barrier (tg_dist_finalize) at
- * step 30 instead" (the waiting ranks ask the others where they are). A wait tests its request
+ * tapegrad_dist's collectives)" or "... rank 1 waits in the step agreement (tg_dist_wait) at
+ * step 30 instead" (the waiting ranks ask the others where they are; an MPI error inside a
+ * collective, such as a rank that ended or ranks that run different collectives, also fails). A wait tests its request
  * in a tight loop only for its first 100 us, then sleeps between tests (growing with the time
  * pending, to 1 ms), so a waiting rank does not burn a core. After a timeout the handle is
  * broken: MPI cannot cancel the pending collective, so every later call refuses with the same
- * message and tg_dist_finalize leaves MPI alone; the program should end the job (MPI_Abort, as
- * `tapegrad train` does). The library itself never aborts.
+ * message and tg_dist_finalize leaves MPI alone and says so; the program should end the job
+ * (MPI_Abort, as `tapegrad train` does). The library itself never aborts.
  *
  * This header and its library are separate from tapegrad.h and libtapegrad, so the core never
  * needs MPI; link with `pkg-config --libs tapegrad-dist` (which brings Open MPI's ompi-c).
@@ -191,12 +192,15 @@ tg_status tg_dist_agree(tg_dist *dist, bool local, bool *any);
 tg_status tg_dist_mean(tg_dist *dist, double *values, int n);
 /** The counters above; TG_ERR_INVALID for NULL arguments. */
 tg_status tg_dist_get_stats(const tg_dist *dist, tg_dist_stats *stats);
-/** Waits for every rank (a barrier with the handle's timeout, so MPI_Finalize never waits for a
- *  rank that is not coming), removes the hook, frees the buffers and the duplicated communicator,
- *  and finalises MPI if tg_dist_init initialised it (collective). A broken handle (a timeout,
- *  here or before) only removes the hook: MPI and the memory a pending reduction may write to are
- *  left as they are, for the job's end. NULL is ignored. */
-void tg_dist_finalize(tg_dist *dist);
+/** Checks that every rank arrives, after as many tg_dist_wait steps (a reduction with the
+ *  handle's timeout, so MPI_Finalize never waits for a rank that is not coming), removes the
+ *  hook, frees the buffers and the duplicated communicator, and finalises MPI if tg_dist_init
+ *  initialised it (collective). TG_OK, or TG_ERR_STATE (the reason on the context) when the
+ *  handle is broken: a timeout or MPI failure, before or in this check, or ranks that end after
+ *  different numbers of steps. Then only the hook is removed: MPI, the handle and the memory a
+ *  pending reduction may write to are left as they are, and the program should end the job
+ *  (MPI_Abort). NULL: TG_OK. */
+tg_status tg_dist_finalize(tg_dist *dist);
 
 #ifdef __cplusplus
 }
