@@ -723,7 +723,7 @@ static bool prepare(trainer *t) {
     tg_set_anomaly_level(t->ctx, c->anomaly ? TG_ANOMALY_FULL : c->anomaly_counts ? TG_ANOMALY_COUNTS : TG_ANOMALY_OFF);
     if (c->anomaly_dump && tg_set_anomaly_dump(t->ctx, c->anomaly_dump) != TG_OK) return fail(t, "anomaly dump");
     tg_ctx_set_threads(t->ctx, c->threads);
-    if (c->distributed && !(t->par = parallel_start(t->ctx, c->threads))) return fail(t, "mpi");
+    if (c->distributed && !(t->par = parallel_start(t->ctx, c))) return fail(t, "mpi");
     for (int i = 0; i < c->n_plugins; i++)
         if (tg_plugin_load(t->ctx, c->plugins[i]) != TG_OK) return fail(t, "plugin");
     if (!load_data(t) || !build_model(t)) return false;
@@ -824,8 +824,8 @@ void run_training(const run_config *config, run_result *result, progress_fn prog
     double start = seconds_now();
     bool ready = prepare(&t);
     if (t.par) /* collective: every rank set up, or all stop */
-        ready = parallel_ready(t.par, ready, t.state, t.n_state, t.params, t.n_params,
-                               config->guard, result->error, sizeof result->error);
+        ready = parallel_ready(t.par, ready, config, t.train, t.test, t.state, t.n_state, t.params,
+                               t.n_params, result->error, sizeof result->error);
     if (ready) {
         if (evaluation_due(config, 0)) evaluate(&t, 0);
         for (int step = 0; step < config->steps && train_step(&t, step); step++) {

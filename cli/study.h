@@ -70,6 +70,8 @@ typedef struct run_config {
     uint64_t seed;
     int threads;                 /* tg_ctx_set_threads (0: the cores available) */
     bool distributed;            /* data-parallel over the ranks of mpirun (train only) */
+    double dist_timeout;         /* --dist-timeout: seconds a collective may go without progress
+                                    before the job ends (0: tapegrad_dist's default, 300) */
     const char *save_path, *load_path;
     const char *plugins[16];     /* shared libraries to load first */
     int n_plugins;

@@ -74,7 +74,9 @@ static void train_usage(FILE *f) {
             "  --out DIR          write the report there (default: no report)\n"
             "  under mpirun -np N (a build with MPI): data-parallel over N processes; --batch is\n"
             "  the global batch (divisible by N), rank 0 prints, reports and --save's; --hook\n"
-            "  hooks run on every rank before the all-reduce (that rank's own gradients)\n"
+            "  hooks run on every rank before the all-reduce (that rank's own gradients); the\n"
+            "  ranks check they were given the same options and data before training, and\n"
+            "  --dist-timeout S (default 300) ends the job when a rank makes no progress for S s\n"
             "--opt=value is --opt value. tapegrad params takes the same options and lists the\n"
             "parameter names (what --save writes, what --hook patterns match).\n");
 }
@@ -153,6 +155,7 @@ static void set_guard_factor(run_config *c, double v) { c->guard_factor = v; }
 static void set_guard_floor(run_config *c, double v) { c->guard_floor = v; }
 static void set_guard_grow(run_config *c, double v) { c->guard_grow = v > 0 ? (int)v : -1; /* 0: never */ }
 static void set_curvature(run_config *c, double v) { c->curvature_every = (int)v; }
+static void set_dist_timeout(run_config *c, double v) { c->dist_timeout = v; }
 
 static const number_option number_options[] = {
     {"--depth", 1, 62, true, set_depth},       {"--width", 1, 4096, true, set_width},
@@ -165,6 +168,7 @@ static const number_option number_options[] = {
     {"--guard-factor", 0.01, 0.99, false, set_guard_factor}, {"--guard-floor", 1e-9, 1, false, set_guard_floor},
     {"--guard-grow", 0, 1e7, true, set_guard_grow},
     {"--curvature", 1, 1e7, true, set_curvature},
+    {"--dist-timeout", 0.1, 1e7, false, set_dist_timeout},
 };
 
 /* Options that take a word or a path (parse_named). */
@@ -600,6 +604,7 @@ int run_train(int argc, char **argv) {
     if (r->error[0]) {
         if (o.config.distributed) fprintf(stderr, "tapegrad train (rank %d): %s\n", parallel_env_rank(), r->error);
         else fprintf(stderr, "tapegrad train: %s\n", r->error);
+        parallel_abort_if_broken(1); /* a stalled collective: the other ranks cannot end alone */
         if (r->anomaly_stopped && lead) {
             printf("gradients: %s\n", r->onset_summary);
             print_findings(r);
