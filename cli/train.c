@@ -217,31 +217,40 @@ static int parse_named(train_options *o, const char *arg, const char *value) {
     static const char *const optimizers[] = {"sgd", "adam", "adamw", "rmsprop"};
     run_config *c = &o->config;
     int k;
+    char hint[96];
     if (strcmp(arg, "--model") == 0) {
-        char hint[96];
         static const char *const all[] = {"mlp", "residual", "plain", "rnn", "lstm", "gru", "lenet", "resnet",
                                           "plaincnn", "gpt", "rnn-lm", "lstm-lm", "gru-lm"};
         if (pick(value, models, 9) < 0)
             return bad("--model: unknown model '%s'%s", value ? value : "", did_you_mean(value, all, 13, hint, sizeof hint));
         o->model = value;
     } else if (strcmp(arg, "--norm") == 0) {
-        if ((k = pick(value, norms, 3)) < 0) return bad("--norm: expected none, batch or layer, got '%s'%s", value ? value : "", "");
+        if ((k = pick(value, norms, 3)) < 0)
+            return bad("--norm: expected none, batch or layer, got '%s'%s", value ? value : "",
+                       did_you_mean(value, norms, 3, hint, sizeof hint));
         c->norm = (tg_norm_kind)k;
         o->norm = value;
     } else if (strcmp(arg, "--optimizer") == 0) {
-        if ((k = pick(value, optimizers, 4)) < 0) return bad("--optimizer: unknown optimizer '%s'%s", value ? value : "", "");
+        if ((k = pick(value, optimizers, 4)) < 0)
+            return bad("--optimizer: unknown optimizer '%s' (sgd, adam, adamw or rmsprop)%s", value ? value : "",
+                       did_you_mean(value, optimizers, 4, hint, sizeof hint));
         c->opt.kind = (tg_optimizer_kind)k;
     } else if (strcmp(arg, "--activation") == 0) {
         o->activation = value; /* not a built-in one: a plugin's op, checked in settle */
     } else if (strcmp(arg, "--task") == 0) {
-        if (strcmp(value, "classification") != 0 && strcmp(value, "regression") != 0)
-            return bad("--task: expected classification or regression, got '%s'%s", value, "");
+        static const char *const tasks[] = {"classification", "regression"};
+        if (pick(value, tasks, 2) < 0)
+            return bad("--task: expected classification or regression, got '%s'%s", value,
+                       did_you_mean(value, tasks, 2, hint, sizeof hint));
         o->task = value;
         c->regression = value[0] == 'r';
     } else if (strcmp(arg, "--init") == 0) o->init = value;
     else if (strcmp(arg, "--data") == 0) {
         o->data = value;
-        if (parse_data(value, c) < 0) return bad("--data: expected digits, adding:T (2..1024), spirals, csv:PATH or idx:IMAGES,LABELS, got '%s'%s", value ? value : "", "");
+        static const char *const data_words[] = {"digits", "spirals", "adding:", "csv:", "idx:"};
+        if (parse_data(value, c) < 0)
+            return bad("--data: expected digits, adding:T (2..1024), spirals, csv:PATH or idx:IMAGES,LABELS, got '%s'%s",
+                       value ? value : "", did_you_mean(value, data_words, 5, hint, sizeof hint));
     } else if (strcmp(arg, "--save") == 0) c->save_path = value;
     else if (strcmp(arg, "--load") == 0) c->load_path = value;
     else if (strcmp(arg, "--out") == 0) o->out = value;
@@ -260,7 +269,6 @@ static int parse_named(train_options *o, const char *arg, const char *value) {
         if (!strchr(value, ':') || c->n_hooks == 16) return bad("--hook wants PATTERN:NAME (at most 16), got '%s'%s", value, "");
         c->hooks[c->n_hooks++] = value;
     } else {
-        char hint[96];
         return bad("unknown option '%s'%s (see tapegrad train --help)", arg, option_hint(arg, hint, sizeof hint));
     }
     return 0;
@@ -303,8 +311,12 @@ static int parse_train_options(int argc, char **argv, train_options *o) {
             continue;
         }
         double v;
-        if (!parse_number(value, n->low, n->high, &v) || (n->whole && v != floor(v)))
-            return bad("%s: '%s' is not a valid value", arg, value);
+        if (!parse_number(value, n->low, n->high, &v) || (n->whole && v != floor(v))) {
+            char why[192];
+            snprintf(why, sizeof why, "'%.60s' is not a valid value (expected %s from %.10g to %.10g)", value,
+                     n->whole ? "a whole number" : "a number", n->low, n->high);
+            return bad("%s: %s", arg, why);
+        }
         n->store(c, v);
         if (n->store == set_depth) o->depth_text = value;
         o->steps_given |= n->store == set_steps;
@@ -424,7 +436,12 @@ static int settle(train_options *o) {
     bool cnn = strcmp(m, "lenet") == 0 || strcmp(m, "resnet") == 0 || strcmp(m, "plaincnn") == 0;
     /* the CNNs' own default is He (c->init left all-zero) */
     if ((o->init || !cnn) && parse_init(o->init ? o->init : "xavier", &c->init, c->activation) < 0)
-        return bad("--init: expected xavier, he, orthogonal or normal:STD, got '%s'%s", o->init, "");
+    {
+        static const char *const inits[] = {"xavier", "he", "orthogonal", "normal:"};
+        char hint[96];
+        return bad("--init: expected xavier, he, orthogonal or normal:STD, got '%s'%s", o->init,
+                   did_you_mean(o->init, inits, 4, hint, sizeof hint));
+    }
     int status = cnn ? settle_cnn(o, m) : settle_mlp(o, m);
     if (status) return status;
     if (c->model != MODEL_RNN && (c->rnn_layers || c->bidirectional))
