@@ -24,34 +24,16 @@ static tg_tape *scratch_of(tg_tape *tape) {
     return tape->scratch;
 }
 
-/* What the context shows the user, set aside while the scratch tape works. */
-typedef struct scratch_scope {
-    tg_ctx *ctx;
-    int live_hooks[2];
-    int watch_forward;
-    int anomaly;
-    uint64_t backward_passes;
-} scratch_scope;
-
-static scratch_scope enter_scratch(tg_tape *scratch, const tg_tape *tape) {
-    tg_ctx *ctx = tape->ctx;
-    scratch_scope scope = {ctx, {ctx->live_hooks[0], ctx->live_hooks[1]}, ctx->watch_forward,
-                           ctx->anomaly, ctx->backward_passes};
-    ctx->live_hooks[0] = ctx->live_hooks[1] = 0;
-    ctx->watch_forward = 0;
-    ctx->anomaly = 0;
+/* The scratch tape's work is the library's own: the user's hooks do not see it. */
+static tgi_isolation enter_scratch(tg_tape *scratch, const tg_tape *tape) {
+    tgi_isolation scope = tgi_isolate(tape->ctx);
     scratch->step = tape->step;
     return scope;
 }
 
-static void leave_scratch(tg_tape *scratch, const scratch_scope *scope) {
-    tg_ctx *ctx = scope->ctx;
+static void leave_scratch(tg_tape *scratch, const tgi_isolation *scope) {
     tg_tape_reset(scratch);
-    ctx->live_hooks[0] = scope->live_hooks[0];
-    ctx->live_hooks[1] = scope->live_hooks[1];
-    ctx->watch_forward = scope->watch_forward;
-    ctx->anomaly = scope->anomaly;
-    ctx->backward_passes = scope->backward_passes;
+    tgi_unisolate(scope);
 }
 
 /* ---- the vjp op -------------------------------------------------------------------------- */
@@ -122,7 +104,7 @@ static tg_status vjp_forward(tg_op_call *call) {
     int n = node->call.n_inputs;
     tg_tape *scratch = scratch_of(call->tape);
     if (!scratch) return tg_errcode(call->tape->ctx);
-    scratch_scope scope = enter_scratch(scratch, call->tape);
+    tgi_isolation scope = enter_scratch(scratch, call->tape);
     vjp_room room;
     tg_status status = take_room(&room, scratch, n) ? TG_OK : TG_ERR_NOMEM;
     for (int k = 0; k < n && status == TG_OK; k++) room.wanted[k] = wants(call, k);
@@ -147,7 +129,7 @@ static tg_status vjp_backward(const tg_op_call *call) {
     tg_tensor *u = call->inputs[n];
     tg_tape *scratch = scratch_of(call->tape);
     if (!scratch) return tg_errcode(call->tape->ctx);
-    scratch_scope scope = enter_scratch(scratch, call->tape);
+    tgi_isolation scope = enter_scratch(scratch, call->tape);
     vjp_room room;
     tg_status status = take_room(&room, scratch, n) ? TG_OK : TG_ERR_NOMEM;
     bool any_input_grad = false;

@@ -148,16 +148,20 @@ tg_status tgi_gradcheck_op(tg_ctx *ctx, const tgi_op *op, int example_index,
     run.op = op;
     run.tape = tg_tape_new(ctx);
     if (!run.tape) return tg_errcode(ctx);
+    /* the check's tapes are the library's own: the user's hooks and recorders do not see them */
+    tgi_isolation scope = tgi_isolate(ctx);
     tg_status status = run_check(&run, example_index, opts, result);
     tgi_tape_destroy(run.tape);
-    if (status != TG_OK || opts->order < 2) return status;
-    if (!op->jvp) {
-        result->passed = false;
-        return tgi_error(ctx, TG_ERR_NOGRAD, "gradcheck %s: the op has no forward-mode (JVP) "
-                         "rule, so it has no second derivatives to check", op->name);
+    if (status == TG_OK && opts->order >= 2) {
+        if (!op->jvp) {
+            result->passed = false;
+            status = tgi_error(ctx, TG_ERR_NOGRAD, "gradcheck %s: the op has no forward-mode (JVP) "
+                               "rule, so it has no second derivatives to check", op->name);
+        } else if ((status = tgi_gradcheck_op2(ctx, op, example_index, opts, result)) != TG_OK) {
+            result->passed = false;
+        }
     }
-    status = tgi_gradcheck_op2(ctx, op, example_index, opts, result);
-    if (status != TG_OK) result->passed = false;
+    tgi_unisolate(&scope);
     return status;
 }
 
@@ -295,6 +299,7 @@ tg_status tg_gradcheck_function(tg_ctx *ctx, tg_gradcheck_fn fn, void *user,
     if (status != TG_OK) return status;
     memset(result, 0, sizeof *result);
     result->worst_input = -1;
+    tgi_isolation scope = tgi_isolate(ctx); /* hooks and recorders do not see the check's tapes */
     function_run run = {ctx, tg_tape_new(ctx), fn, user, inputs, n_inputs, NULL, NULL, NULL, 0};
     for (int i = 0; i < n_inputs; i++) run.total += inputs[i]->size;
     size_t bytes = (size_t)run.total * sizeof(float), flags = (size_t)n_inputs * sizeof(bool);
@@ -317,5 +322,6 @@ tg_status tg_gradcheck_function(tg_ctx *ctx, tg_gradcheck_fn fn, void *user,
     tgi_free(ctx, run.analytic, bytes);
     tgi_free(ctx, run.saved_unset, flags);
     tgi_tape_destroy(run.tape);
+    tgi_unisolate(&scope);
     return status;
 }

@@ -236,6 +236,8 @@ struct tg_ctx {
     tg_anomaly_counts counts; /* TG_ANOMALY_COUNTS, of counts_tape's step counts.step */
     const tg_tape *counts_tape;
     char *anomaly_dump_path; /* tg_set_anomaly_dump */
+    bool anomaly_dumped;     /* the first stop since it was set is in the file: keep it */
+    int64_t anomaly_dump_step;
     tgi_anomaly_observer observers[TGI_MAX_OBSERVERS];
     void *observer_users[TGI_MAX_OBSERVERS];
     tgi_named_hook *named_hooks; /* exported by name (plugins) */
@@ -504,6 +506,35 @@ TGI_HIDDEN size_t tgi_unary_node_bytes(const tgi_op *op);
 TGI_HIDDEN const tgi_op *tgi_producer(const tg_tensor *t);
 
 /* ---- hooks and anomaly mode (autograd/hooks.c, autograd/anomaly.c) ------------------------- */
+
+/* The library's own work on a tape of its own (tg_grad's scratch tape, a gradient check): what
+ * the context shows the user (hooks, recorders, anomaly mode, the count of backward passes) is
+ * set aside while it runs, then put back as it was. */
+typedef struct tgi_isolation {
+    tg_ctx *ctx;
+    int live_hooks[2];
+    int watch_forward;
+    int anomaly;
+    uint64_t backward_passes;
+} tgi_isolation;
+
+static inline tgi_isolation tgi_isolate(tg_ctx *ctx) {
+    tgi_isolation scope = {ctx, {ctx->live_hooks[0], ctx->live_hooks[1]}, ctx->watch_forward,
+                           ctx->anomaly, ctx->backward_passes};
+    ctx->live_hooks[0] = ctx->live_hooks[1] = 0;
+    ctx->watch_forward = 0;
+    ctx->anomaly = 0;
+    return scope;
+}
+
+static inline void tgi_unisolate(const tgi_isolation *scope) {
+    tg_ctx *ctx = scope->ctx;
+    ctx->live_hooks[0] = scope->live_hooks[0];
+    ctx->live_hooks[1] = scope->live_hooks[1];
+    ctx->watch_forward = scope->watch_forward;
+    ctx->anomaly = scope->anomaly;
+    ctx->backward_passes = scope->backward_passes;
+}
 
 /* Recomputes ctx->watch_forward after anomaly mode or the hooks changed. */
 static inline void tgi_update_watch(tg_ctx *ctx) {

@@ -8,6 +8,7 @@ are the ones the study promises (see README): they are measured, never tuned to 
 """
 import json
 import math
+import re
 import sys
 
 
@@ -141,6 +142,33 @@ def regularisation_figures(s):
     best = max(r.values(), key=lambda v: v["test_accuracy"])
     yield "regularisation: a remedy tests better than none", \
         f"{best['config']} {best['test_accuracy']:.4f} vs {none['test_accuracy']:.4f}", best is not none
+    yield from regularisation_counts(s, r, none)
+
+
+def finding_of(summary, experiment):
+    return next((e.get("finding", "") for e in summary["experiments"] if e["name"] == experiment), "")
+
+
+def regularisation_counts(s, r, none):
+    """What the finding counts ("N of M remedies narrow the accuracy gap, K the loss gap, and B
+    test better") recomputed from the runs it cites: a sentence must not contradict its table."""
+    match = re.search(r"(\d+) of (\d+) remedies narrow the accuracy gap, (\d+) the loss gap, and (\d+) test "
+                      r"better", finding_of(s, "regularisation"))
+    if not match:
+        yield "regularisation: the finding states its counts", "no such sentence", False
+        return
+    remedies = [v for k, v in r.items() if v is not none]
+    acc_gap = lambda v: v["train_accuracy"] - v["test_accuracy"]
+    loss_gap = lambda v: v["final_loss"] - v["train_loss"]
+    counts = (sum(acc_gap(v) < acc_gap(none) for v in remedies), len(remedies),
+              sum(loss_gap(v) < loss_gap(none) for v in remedies),
+              sum(v["test_accuracy"] > none["test_accuracy"] for v in remedies))
+    stated = tuple(int(g) for g in match.groups())
+    yield "regularisation: the finding's counts agree with its runs", f"stated {stated}, runs {counts}", \
+        stated == counts
+    trade = "As the literature has it" in finding_of(s, "regularisation")
+    yield "regularisation: 'as the literature has it' only when every remedy narrows both gaps", \
+        f"said {trade}", trade == (counts[0] == counts[1] and counts[2] == counts[1] and counts[3] > 0)
 
 
 def transformer_figures(s):

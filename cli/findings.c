@@ -409,18 +409,23 @@ static void regularisation_finding(experiment *e, writer *w) {
                 num(none->weight_norm, h));
         if (r->test_accuracy > best->test_accuracy) best = r;
     }
-    int narrower = 0, better = 0;
+    /* both gaps are counted: a remedy can narrow one and widen the other (dropout here once
+     * narrowed the accuracy gap while its loss gap widened) */
+    int narrower = 0, narrower_loss = 0, better = 0, remedies = 0;
     double smallest_gap = accuracy_gap(none);
     for (int i = 1; i < e->n_runs; i++) {
         const run_result *r = &e->results[i];
         if (r->error[0]) continue;
+        remedies++;
         narrower += accuracy_gap(r) < accuracy_gap(none);
+        narrower_loss += loss_gap(r) < loss_gap(none);
         better += r->test_accuracy > none->test_accuracy;
         smallest_gap = fmin(smallest_gap, accuracy_gap(r));
     }
-    say(w, "\nBest held out: %s (%s%%). %d of %d remedies narrow the gap and %d test better. ", best->config.name,
-        num(100 * best->test_accuracy, a), narrower, e->n_runs - 1, better);
-    if (narrower == e->n_runs - 1 && better > 0) {
+    say(w, "\nBest held out: %s (%s%%). %d of %d remedies narrow the accuracy gap, %d the loss gap, "
+        "and %d test better. ", best->config.name, num(100 * best->test_accuracy, a), narrower, remedies,
+        narrower_loss, better);
+    if (narrower == remedies && narrower_loss == remedies && better > 0) {
         say(w, "As the literature has it, weight decay (Krogh & Hertz 1992) and dropout (Srivastava et al. "
             "2014) trade training fit for held-out performance");
         if (smallest_gap > 1)
@@ -429,8 +434,8 @@ static void regularisation_finding(experiment *e, writer *w) {
         else
             say(w, ", and here they all but close the gap.");
     } else {
-        say(w, "Here the remedies do not all help (the literature's gains need the right strength and "
-            "budget: Srivastava et al. 2014 trained far longer); the table shows each.");
+        say(w, "Here the remedies do not all narrow both gaps (the literature's gains need the right "
+            "strength and budget: Srivastava et al. 2014 trained far longer); the table shows each.");
     }
 }
 

@@ -147,6 +147,39 @@ void isometry_json(const experiment *e, int r, json_t *run) {
     json_object_set_new(run, "depth", json_integer(e->runs[r].depth));
 }
 
+/* The spread (largest / smallest singular value) against depth, one line per activation and
+ * initialiser: how fast each scheme leaves isometry as the net deepens. */
+void isometry_html(FILE *f, const experiment *e) {
+    enum { DEPTHS = sizeof depths / sizeof depths[0] };
+    static double x[MAX_RUNS][DEPTHS], spread[MAX_RUNS][DEPTHS];
+    static char names[MAX_RUNS][96];
+    tg_plot_series series[MAX_RUNS];
+    int n = 0;
+    for (int i = 0; i < e->n_runs; i++) {
+        if (e->runs[i].depth != depths[0]) continue; /* one line per scheme, from its shallowest run */
+        const char *scheme = strstr(e->runs[i].name, "layers, ");
+        snprintf(names[n], sizeof names[n], "%s, %s", tg_activation_name(e->runs[i].activation),
+                 scheme ? scheme + 8 : e->runs[i].name);
+        int points = 0;
+        for (int j = 0; j < e->n_runs; j++) {
+            const iso_measure *m = &e->iso->runs[j];
+            const char *other = strstr(e->runs[j].name, "layers, ");
+            if (e->runs[j].activation != e->runs[i].activation || !other || !scheme ||
+                strcmp(other, scheme) != 0 || !isfinite(m->largest) || !(m->smallest > 0))
+                continue;
+            x[n][points] = e->runs[j].depth;
+            spread[n][points++] = m->largest / m->smallest;
+        }
+        if (points) series[n] = (tg_plot_series){names[n], x[n], spread[n], points}, n++;
+    }
+    tg_line_plot plot = {"Spread of the input-output Jacobian's singular values at initialisation",
+                         "layers", "largest / smallest singular value (1: isometry)", false, true,
+                         series, n, 0, 0};
+    fputs("<figure>", f);
+    tg_svg_line_plot(f, &plot);
+    fputs("</figure>\n", f);
+}
+
 void isometry_free(experiment *e) {
     free(e->iso);
     e->iso = NULL;

@@ -26,6 +26,8 @@ bool isometry_setup(experiment *e, uint64_t seed, bool quick);
 void isometry_measure(experiment *e, int r);
 void isometry_finding(const experiment *e, writer *w);
 void isometry_json(const experiment *e, int r, json_t *run);
+/* The report's chart: the Jacobian's spread against depth, per activation and initialiser. */
+void isometry_html(FILE *f, const experiment *e);
 void isometry_free(experiment *e);
 
 #endif

@@ -230,7 +230,7 @@ static void init_chart(FILE *f, const experiment *e) {
     for (int i = 0; i < e->n_runs; i++)
         if (e->lm->configs[i].part == LM_PART_INIT && !e->results[i].error[0])
             series[n++] = (tg_plot_series){e->results[i].config.name, x, e->lm->results[i].block_grad_norm,
-                                           e->lm->results[i].n_layers};
+                                           e->lm->results[i].n_layers, i + 1};
     report_chart(f, &(tg_line_plot){"Gradient norm of each block's parameters at initialisation", "block (1 = input side)",
                               "gradient L2 norm", false, true, series, n, 0, 0});
 }
@@ -249,7 +249,7 @@ static void loss_chart(FILE *f, const experiment *e, lm_part part, const char *t
             sum += r->loss[s] - (s >= 10 ? r->loss[s - 10] : 0.0);
             smooth[n][s] = sum / (s + 1 < 10 ? s + 1 : 10);
         }
-        series[n] = (tg_plot_series){r->config.name, NULL, smooth[n], r->steps_done};
+        series[n] = (tg_plot_series){r->config.name, NULL, smooth[n], r->steps_done, i + 1};
         n++;
     }
     report_chart(f, &(tg_line_plot){title, "training step", "training loss (nats, mean of 10 steps)", false, true, series, n, 0, 0});
@@ -264,7 +264,7 @@ static void entropy_chart(FILE *f, const experiment *e) {
         const lm_run_result *lm = &e->lm->results[i];
         if (e->lm->configs[i].part != LM_PART_ENTROPY || lm->n_samples == 0) continue;
         for (int s = 0; s < lm->n_samples; s++) x[n][s] = lm->sample_step[s];
-        series[n] = (tg_plot_series){e->results[i].config.name, x[n], lm->min_entropy, lm->n_samples};
+        series[n] = (tg_plot_series){e->results[i].config.name, x[n], lm->min_entropy, lm->n_samples, i + 1};
         n++;
     }
     report_chart(f, &(tg_line_plot){"Lowest attention entropy of any head", "training step", "entropy (nats)", false, false,

@@ -42,12 +42,18 @@ struct parallel {
     tg_dist *dist;
 };
 
+/* A collective of this process timed out or failed: the job must be ended (MPI_Abort). */
+static bool job_broken;
+
 bool parallel_launched(void) { return parallel_env_size() > 1; }
 
-parallel *parallel_start(tg_ctx *ctx, int threads) {
+parallel *parallel_start(tg_ctx *ctx, const run_config *config) {
     parallel *p = calloc(1, sizeof *p);
     if (!p) return NULL;
-    if (!(p->dist = tg_dist_init(ctx, NULL, NULL))) {
+    int threads = config->threads;
+    if (!(p->dist = tg_dist_init(ctx, NULL, NULL)) ||
+        (config->dist_timeout > 0 && tg_dist_set_timeout(p->dist, config->dist_timeout) != TG_OK)) {
+        tg_dist_finalize(p->dist);
         free(p);
         return NULL;
     }
@@ -65,8 +71,75 @@ parallel *parallel_start(tg_ctx *ctx, int threads) {
 
 int parallel_rank(const parallel *p) { return p ? tg_dist_rank(p->dist) : 0; }
 
-bool parallel_ready(parallel *p, bool ready, tg_tensor **state, int n_state, tg_tensor **params,
-                    int n_params, bool guard, char *why, size_t size) {
+/* ---- what the ranks must share --------------------------------------------------------- */
+
+/* The digest of values (settings as doubles: every int and float of a run_config is exact). */
+static uint64_t digest_values(const double *values, size_t n) {
+    return tg_dist_digest(0, values, n * sizeof *values);
+}
+
+static uint64_t digest_text(uint64_t h, const char *text) {
+    return tg_dist_digest(h, text, text ? strlen(text) + 1 : 0);
+}
+
+/* --model and what shapes it: --depth, --width, --activation, --init, --norm, ... */
+static uint64_t model_digest(const run_config *c) {
+    const tg_init *i = &c->init;
+    const double values[] = {c->model, c->depth, (double)c->width, c->activation, i->kind, i->a, i->b,
+                             i->gain, i->nonlinearity, i->fan_out, c->norm, c->dropout,
+                             (double)c->train_subset, c->skip, c->rnn, (double)c->hidden, c->rnn_layers,
+                             c->bidirectional, c->data, c->regression, (double)c->seq_len};
+    return digest_text(digest_values(values, sizeof values / sizeof values[0]), c->activation_op);
+}
+
+static uint64_t optimizer_digest(const run_config *c) {
+    const tg_optimizer_config *o = &c->opt;
+    const double values[] = {o->kind, o->lr, o->momentum, o->nesterov, o->weight_decay, o->beta1,
+                             o->beta2, o->eps, o->alpha};
+    return digest_values(values, sizeof values / sizeof values[0]);
+}
+
+/* What else changes the steps or the collectives: clipping, the guard, anomaly mode, --curvature,
+ * the hooks (--hook) that write gradients. */
+static uint64_t options_digest(const run_config *c) {
+    const double values[] = {c->clip_value, c->clip_norm, c->guard, c->guard_z, c->guard_factor,
+                             c->guard_floor, c->guard_grow, c->anomaly, c->anomaly_counts,
+                             c->curvature_every, c->n_hooks};
+    uint64_t h = digest_values(values, sizeof values / sizeof values[0]);
+    for (int k = 0; k < c->n_hooks && k < 16; k++) h = digest_text(h, c->hooks[k]);
+    return h;
+}
+
+/* The data set's bytes as loaded (after the split and --train-subset), with its shapes. */
+static uint64_t data_digest(uint64_t h, const tg_dataset *d) {
+    if (!d) return tg_dist_digest(h, NULL, 0);
+    const double shape[] = {(double)d->count, d->x_ndim, (double)d->x_shape[0], (double)d->x_shape[1],
+                            (double)d->x_shape[2], d->y_ndim, (double)d->y_shape[0], (double)d->y_shape[1],
+                            (double)d->y_shape[2], (double)d->classes};
+    h = tg_dist_digest(h, shape, sizeof shape);
+    int64_t x = tg_dataset_x_size(d), y = tg_dataset_y_size(d);
+    h = tg_dist_digest(h, d->x, d->x && x > 0 ? (size_t)(d->count * x) * sizeof(float) : 0);
+    return tg_dist_digest(h, d->y, d->y && y > 0 ? (size_t)(d->count * y) * sizeof(float) : 0);
+}
+
+/* The ranks train alike, or every rank stops naming the first field that differs. */
+static tg_status same_training(parallel *p, const run_config *c, const tg_dataset *train,
+                               const tg_dataset *test) {
+    const tg_dist_field fields[] = {
+        {"steps", c->steps, false},
+        {"batch", c->batch, false},
+        {"seed", (int64_t)c->seed, false},
+        {"model options", (int64_t)model_digest(c), true},
+        {"optimizer options", (int64_t)optimizer_digest(c), true},
+        {"training options", (int64_t)options_digest(c), true},
+        {"data", (int64_t)data_digest(data_digest(0, train), test), true},
+    };
+    return tg_dist_check_same(p->dist, fields, (int)(sizeof fields / sizeof fields[0]));
+}
+
+bool parallel_ready(parallel *p, bool ready, const run_config *config, const tg_dataset *train,
+                    const tg_dataset *test, tg_tensor **state, int n_state, tg_tensor **params,
+                    int n_params, char *why, size_t size) {
     bool failed = false;
     if (tg_dist_agree(p->dist, !ready, &failed) != TG_OK) ready = false;
     if (!ready) return false; /* this rank's own reason is in why already */
@@ -75,9 +148,10 @@ bool parallel_ready(parallel *p, bool ready, tg_tensor **state, int n_state, tg_
         return false;
     }
     tg_ctx *ctx = params && n_params ? params[0]->ctx : NULL;
-    tg_status status = tg_dist_broadcast_params(p->dist, state, n_state);
-    tg_dist_config config = {.reduce_nonfinite = guard};
-    if (status == TG_OK) status = tg_dist_attach(p->dist, params, n_params, &config);
+    tg_status status = same_training(p, config, train, test);
+    if (status == TG_OK) status = tg_dist_broadcast_params(p->dist, state, n_state);
+    tg_dist_config dist_config = {.reduce_nonfinite = config->guard};
+    if (status == TG_OK) status = tg_dist_attach(p->dist, params, n_params, &dist_config);
     if (status != TG_OK) snprintf(why, size, "mpi: %s", ctx ? tg_errmsg(ctx) : tg_status_str(status));
     return status == TG_OK;
 }
@@ -110,18 +184,28 @@ tg_status parallel_verdict(parallel *p, tg_guard_verdict *verdict) {
 
 void parallel_end(parallel *p) {
     if (!p) return;
-    tg_dist_finalize(p->dist);
+    if (tg_dist_finalize(p->dist) != TG_OK) job_broken = true; /* MPI is left as it is */
     free(p);
+}
+
+void parallel_abort_if_broken(int code) {
+    if (!job_broken) return;
+    fprintf(stderr, "tapegrad train (rank %d): ending the job (MPI_Abort): the other ranks cannot "
+            "finish without this one\n", parallel_env_rank());
+    fflush(NULL);
+    MPI_Abort(MPI_COMM_WORLD, code);
 }
 
 #else /* built without MPI: never launched, nothing to do */
 
 bool parallel_launched(void) { return false; }
-parallel *parallel_start(tg_ctx *ctx, int threads) { (void)ctx; (void)threads; return NULL; }
+parallel *parallel_start(tg_ctx *ctx, const run_config *config) { (void)ctx; (void)config; return NULL; }
 int parallel_rank(const parallel *p) { (void)p; return 0; }
-bool parallel_ready(parallel *p, bool ready, tg_tensor **state, int n_state, tg_tensor **params,
-                    int n_params, bool guard, char *why, size_t size) {
-    (void)p; (void)state; (void)n_state; (void)params; (void)n_params; (void)guard; (void)why; (void)size;
+bool parallel_ready(parallel *p, bool ready, const run_config *config, const tg_dataset *train,
+                    const tg_dataset *test, tg_tensor **state, int n_state, tg_tensor **params,
+                    int n_params, char *why, size_t size) {
+    (void)p; (void)config; (void)train; (void)test; (void)state; (void)n_state; (void)params;
+    (void)n_params; (void)why; (void)size;
     return ready;
 }
 tg_tensor *parallel_shard(const parallel *p, tg_tape *tape, tg_tensor *batch) {
@@ -137,5 +221,6 @@ tg_status parallel_verdict(parallel *p, tg_guard_verdict *verdict) {
     return TG_OK;
 }
 void parallel_end(parallel *p) { (void)p; }
+void parallel_abort_if_broken(int code) { (void)code; }
 
 #endif

@@ -9,6 +9,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 
+#include "cli/study.h"
 #include "tapegrad.h"
 
 typedef struct parallel parallel;
@@ -20,17 +21,21 @@ bool parallel_launched(void);
 int parallel_env_rank(void);
 int parallel_env_size(void);
 
-/* Joins the world for ctx (MPI_Init on first use); with threads 0 sets the context's threads
- * to the cores this rank's share of the machine has. NULL with the reason on ctx. */
-parallel *parallel_start(tg_ctx *ctx, int threads);
+/* Joins the world for ctx (MPI_Init on first use) with config's --dist-timeout; with threads 0
+ * sets the context's threads to the cores this rank's share of the machine has. NULL with the
+ * reason on ctx. */
+parallel *parallel_start(tg_ctx *ctx, const run_config *config);
 int parallel_rank(const parallel *p);
-/* Every rank set up (ready) or all stop (collective): then rank 0's state (parameters and
- * running statistics, --load's included) is broadcast and params are attached for the
- * bucketed all-reduce; with guard a NaN/Inf gradient is reduced rather than a stop, so that
- * every rank's step guard sees the non-finite mean and skips the step. false with the reason in
- * why (the failed rank's own, or "rank R ..."). */
-bool parallel_ready(parallel *p, bool ready, tg_tensor **state, int n_state, tg_tensor **params,
-                    int n_params, bool guard, char *why, size_t size);
+/* Every rank set up (ready) or all stop (collective): then the ranks check that they train
+ * alike (steps, batch, seed, digests of the model's, the optimizer's and the other training
+ * options and of the data sets' bytes: the first that differs is named with the ranks and
+ * values), rank 0's state (parameters and running statistics, --load's included) is broadcast
+ * and params are attached for the bucketed all-reduce; with --guard a NaN/Inf gradient is reduced
+ * rather than a stop, so that every rank's step guard sees the non-finite mean and skips the
+ * step. false with the reason in why (the failed rank's own, or "rank R ..."). */
+bool parallel_ready(parallel *p, bool ready, const run_config *config, const tg_dataset *train,
+                    const tg_dataset *test, tg_tensor **state, int n_state, tg_tensor **params,
+                    int n_params, char *why, size_t size);
 /* This rank's rows of a global batch tensor [B, ...] (B divisible by the world size). */
 tg_tensor *parallel_shard(const parallel *p, tg_tape *tape, tg_tensor *batch);
 /* Ends a step on every rank (tg_dist_wait with the local status of forward and backward):
@@ -43,5 +48,10 @@ tg_status parallel_step(parallel *p, tg_status local, double *loss);
 tg_status parallel_verdict(parallel *p, tg_guard_verdict *verdict);
 /* Leaves the world (MPI_Finalize when parallel_start initialised MPI). NULL is ignored. */
 void parallel_end(parallel *p);
+/* After a collective of this process timed out or failed (parallel_end noted it), ends the whole
+ * job with MPI_Abort(code): the other ranks are stopped, or wait in a collective that will never
+ * complete, and this process cannot finalise MPI. Call it once the error is printed; a no-op
+ * otherwise. */
+void parallel_abort_if_broken(int code);
 
 #endif

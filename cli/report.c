@@ -59,16 +59,29 @@ static json_t *run_json(const run_result *r) {
         json_object_set_new(run, "rescues", json_integer(r->guard.rescues));
         json_object_set_new(run, "final_lr", number(r->guard.lr));
     }
-    if (r->n_curvature) { /* --curvature: the Hessian's top eigenvalue at the measured steps */
-        json_t *at = json_array(), *lambda = json_array(), *lr = json_array();
-        for (int i = 0; i < r->n_curvature; i++) {
-            json_array_append_new(at, json_integer(r->curvature_step[i]));
-            json_array_append_new(lambda, number(r->curvature_lambda[i]));
-            json_array_append_new(lr, number(r->curvature_lr[i]));
+    const run_metric *lambda = run_metric_find(r, "hessian.lambda_max"), *lr = run_metric_find(r, "lr");
+    if (lambda && lr && lambda->n == lr->n) { /* --curvature: the top eigenvalue at the measured steps */
+        json_t *at = json_array(), *rate = json_array();
+        for (int i = 0; i < lambda->n; i++) {
+            json_array_append_new(at, json_integer(lambda->steps[i]));
+            json_array_append_new(rate, number(lr->values[i]));
         }
         json_object_set_new(run, "curvature_steps", at);
-        json_object_set_new(run, "lambda_max", lambda);
-        json_object_set_new(run, "curvature_lr", lr);
+        json_object_set_new(run, "lambda_max", numbers(lambda->values, lambda->n));
+        json_object_set_new(run, "curvature_lr", rate);
+    }
+    if (r->n_metrics) { /* every series of the recorder: {"name": {"steps": [..], "values": [..]}} */
+        json_t *all = json_object();
+        for (int k = 0; k < r->n_metrics; k++) {
+            const run_metric *m = &r->metrics[k];
+            json_t *steps = json_array();
+            for (int i = 0; i < m->n; i++) json_array_append_new(steps, json_integer(m->steps[i]));
+            json_t *series = json_object();
+            json_object_set_new(series, "steps", steps);
+            json_object_set_new(series, "values", numbers(m->values, m->n));
+            json_object_set_new(all, m->name, series);
+        }
+        json_object_set_new(run, "instruments", all);
     }
     json_object_set_new(run, "grad_norm_by_timestep",
                         r->grad_norm_by_timestep ? numbers(r->grad_norm_by_timestep, r->n_timesteps) : json_null());
@@ -83,6 +96,8 @@ static int write_summary(const char *path, const experiment *experiments, int n,
     for (int i = 0; i < n; i++) {
         json_t *e = json_object(), *runs = json_array();
         json_object_set_new(e, "name", json_string(experiments[i].name));
+        /* the words too: bench/check_study.py checks what a finding counts against the runs */
+        json_object_set_new(e, "finding", json_string(experiments[i].finding));
         for (int r = 0; r < experiments[i].n_runs; r++) {
             json_t *run = run_json(&experiments[i].results[r]);
             if (experiments[i].lm) lm_study_json(&experiments[i], r, run);
@@ -120,6 +135,10 @@ static int write_csv(const char *path, const experiment *e) {
                 csv_value(f, r->config.name, s, r->layer_names[l], r->layer_norms[(int64_t)l * r->config.steps + s]);
         }
         for (int k = 0; k < r->n_evals; k++) csv_value(f, r->config.name, r->eval_step[k], "held_out_loss", r->eval_loss[k]);
+        for (int k = 0; k < r->n_metrics; k++) /* the instruments: "hessian.lambda_max", ... */
+            for (int i = 0; i < r->metrics[k].n; i++)
+                csv_value(f, r->config.name, (int)r->metrics[k].steps[i], r->metrics[k].name,
+                          r->metrics[k].values[i]);
         for (int t = 0; r->grad_norm_by_timestep && t < r->n_timesteps; t++) {
             char series[32];
             snprintf(series, sizeof series, "dL/dh[%d]", t + 1);
@@ -146,13 +165,35 @@ void report_chart(FILE *f, const tg_line_plot *plot) {
     fputs("</figure>\n", f);
 }
 
+/* Whether two runs of the recurrent experiment are one model at different sequence lengths. */
+static bool same_family(const run_config *a, const run_config *b) {
+    return a->model == b->model && a->rnn == b->rnn && a->rnn_layers == b->rnn_layers &&
+           a->bidirectional == b->bidirectional;
+}
+
+/* A run's colour, the same in every chart of its section (tg_plot_series.style). Where the
+ * runs are a few models at several sequence lengths, and each chart shows one length, it is the
+ * model's colour: the LSTM reads the same at T = 20 and at T = 100. */
+static int run_style(const experiment *e, int i) {
+    if (!(e->charts & CHART_TIMESTEPS)) return i + 1;
+    int families = 0;
+    for (int j = 0; j < e->n_runs; j++) {
+        int k = 0;
+        while (k < j && !same_family(&e->runs[k], &e->runs[j])) k++;
+        if (k < j) continue; /* not the first run of its family */
+        families++;
+        if (same_family(&e->runs[j], &e->runs[i])) return families;
+    }
+    return i + 1;
+}
+
 static void layers_chart(FILE *f, const experiment *e) {
     tg_plot_series series[MAX_RUNS];
     double x[MAX_RUNS][MAX_LAYERS];
     for (int i = 0; i < e->n_runs; i++) {
         const run_result *r = &e->results[i];
         for (int l = 0; l < r->n_layers; l++) x[i][l] = l + 1;
-        series[i] = (tg_plot_series){r->config.name, x[i], r->grad_norm_by_layer, r->n_layers};
+        series[i] = (tg_plot_series){r->config.name, x[i], r->grad_norm_by_layer, r->n_layers, run_style(e, i)};
     }
     tg_line_plot plot = {"Gradient norm per layer at the first step", "layer (1 = input side)",
                          "gradient L2 norm", false, true, series, e->n_runs, 0, 0};
@@ -180,7 +221,8 @@ static void per_step_chart(FILE *f, const experiment *e, bool loss, int64_t leng
                      r->config.name, (long long)r->first_nan_step);
             continue;
         }
-        series[n++] = (tg_plot_series){r->config.name, NULL, loss ? r->loss : r->grad_norm, r->config.steps};
+        series[n++] = (tg_plot_series){r->config.name, NULL, loss ? r->loss : r->grad_norm, r->config.steps,
+                                        run_style(e, i)};
     }
     char title[96];
     if (length > 0) snprintf(title, sizeof title, "Training loss, T = %lld", (long long)length);
@@ -206,12 +248,27 @@ static void held_out_chart(FILE *f, const experiment *e) {
         const run_result *r = &e->results[i];
         if (diverged(r) || r->n_evals == 0) continue;
         for (int k = 0; k < r->n_evals; k++) x[n][k] = r->eval_step[k];
-        series[n] = (tg_plot_series){r->config.name, x[n], r->eval_loss, r->n_evals};
+        series[n] = (tg_plot_series){r->config.name, x[n], r->eval_loss, r->n_evals, run_style(e, i)};
         n++;
     }
     tg_line_plot plot = {"Held-out loss during training", "training step", "held-out loss", false, true,
                          series, n, 0, 0};
     report_chart(f, &plot);
+}
+
+/* "lenet.conv1.weight" -> "conv1", "resnet.stage2.block1.conv1.weight" -> "stage2.block1.conv1":
+ * the model's own name for the layer, without its root and the tensor's kind. */
+static void layer_row_name(const char *name, int l, char *out, size_t size) {
+    const char *dot = strchr(name, '.');
+    const char *from = dot && dot[1] ? dot + 1 : name;
+    size_t len = strlen(from);
+    static const char *const kinds[] = {".weight", ".kernel"};
+    for (int k = 0; k < 2; k++) {
+        size_t n = strlen(kinds[k]);
+        if (len > n && strcmp(from + len - n, kinds[k]) == 0) len -= n;
+    }
+    if (len) snprintf(out, size, "%.*s", (int)len, from);
+    else snprintf(out, size, "layer %d", l + 1);
 }
 
 /* One heatmap per run: layers (input at the top) x steps, at most ~60 columns. */
@@ -223,7 +280,7 @@ static void heat_charts(FILE *f, const experiment *e) {
         double *cells = malloc((size_t)r->n_layers * (size_t)cols * sizeof *cells);
         double *col_steps = malloc((size_t)cols * sizeof *col_steps);
         const char *rows[MAX_LAYERS];
-        char names[MAX_LAYERS][24];
+        char names[MAX_LAYERS][TG_LABEL_MAX];
         if (!cells || !col_steps) {
             free(cells);
             free(col_steps);
@@ -231,7 +288,7 @@ static void heat_charts(FILE *f, const experiment *e) {
         }
         for (int c = 0; c < cols; c++) col_steps[c] = c * every;
         for (int l = 0; l < r->n_layers; l++) {
-            snprintf(names[l], sizeof names[l], "layer %d", l + 1);
+            layer_row_name(r->layer_names[l], l, names[l], sizeof names[l]);
             rows[l] = names[l];
             for (int c = 0; c < cols; c++) cells[l * cols + c] = r->layer_norms[(int64_t)l * steps + c * every];
         }
@@ -267,7 +324,7 @@ static void timestep_chart(FILE *f, const experiment *e, int64_t length, bool tr
         const double *norms = trained ? r->grad_norm_by_timestep_end : r->grad_norm_by_timestep;
         if (r->config.seq_len != length || !norms) continue;
         for (int t = 0; t < r->n_timesteps && t < 1024; t++) x[n][t] = t + 1;
-        series[n] = (tg_plot_series){r->config.name, x[n], norms, r->n_timesteps};
+        series[n] = (tg_plot_series){r->config.name, x[n], norms, r->n_timesteps, run_style(e, i)};
         n++;
     }
     char title[96];
@@ -277,7 +334,8 @@ static void timestep_chart(FILE *f, const experiment *e, int64_t length, bool tr
     report_chart(f, &plot);
 }
 
-/* The longest sequences at the first step (vanishing through time), then every length trained. */
+/* Each sequence length's gradient through time at the first step and after training, then the
+ * losses. */
 static void timestep_charts(FILE *f, const experiment *e) {
     int64_t lengths[MAX_RUNS];
     int n_lengths = 0;
@@ -286,14 +344,20 @@ static void timestep_charts(FILE *f, const experiment *e) {
         for (int k = 0; k < n_lengths; k++) seen |= lengths[k] == e->runs[i].seq_len;
         if (!seen) lengths[n_lengths++] = e->runs[i].seq_len;
     }
-    int64_t longest = 0;
-    for (int k = 0; k < n_lengths; k++) longest = lengths[k] > longest ? lengths[k] : longest;
-    /* the longest sequences before and after training side by side, then the losses */
-    timestep_chart(f, e, longest, false);
-    timestep_chart(f, e, longest, true);
+    for (int a = 0; a < n_lengths; a++) /* ascending: T = 20, 50, 100 */
+        for (int b = a + 1; b < n_lengths; b++)
+            if (lengths[b] < lengths[a]) {
+                int64_t t = lengths[a];
+                lengths[a] = lengths[b];
+                lengths[b] = t;
+            }
+    /* per length, ascending, the gradient through time before and after training side by side
+     * (two charts a row), then the losses */
+    for (int k = 0; k < n_lengths; k++) {
+        timestep_chart(f, e, lengths[k], false);
+        timestep_chart(f, e, lengths[k], true);
+    }
     for (int k = 0; k < n_lengths; k++) per_step_chart(f, e, true, lengths[k]);
-    for (int k = 0; k < n_lengths; k++)
-        if (lengths[k] != longest) timestep_chart(f, e, lengths[k], true);
 }
 
 /* Training against held-out fit, run by run: what regularisation is meant to move. */
@@ -365,7 +429,8 @@ static const char *const style =
     "border-bottom:1px solid #ddd;padding-bottom:.2em}.meta{color:#666}.question{font-style:italic;"
     "color:#444}.finding{background:#f3f7fb;border-left:4px solid #0072b2;padding:.7em 1em;margin:1em 0}"
     ".finding ul{margin:.4em 0 0;padding-left:1.4em}.note{color:#666;font-size:.9em}"
-    ".charts{display:flex;flex-wrap:wrap;gap:1em}figure{margin:0}svg{max-width:100%;height:auto}"
+    ".charts{display:grid;grid-template-columns:repeat(auto-fill,minmax(520px,1fr));gap:1em}"
+    "figure{margin:0}svg{width:100%;height:auto}.summary li{margin:.3em 0}"
     "table{border-collapse:collapse;font-size:.9em;margin-top:1em}td,th{border:1px solid #ddd;"
     "padding:.25em .6em;text-align:left}th{background:#f6f6f6}nav a{margin-right:1em}";
 
@@ -384,6 +449,27 @@ static void finding_html(FILE *f, const char *finding) {
         if (!*line && i > 0) fputs("</ul>", f);
     }
     fputs("</div>\n", f);
+}
+
+/* The findings first: each experiment's headline (a finding's first sentence), linked to its
+ * section. */
+static void summary_html(FILE *f, const experiment *experiments, int n) {
+    fputs("<section id=\"summary\"><h2>Summary</h2><ul class=\"summary\">\n", f);
+    for (int i = 0; i < n; i++) {
+        const char *finding = experiments[i].finding;
+        size_t len = strcspn(finding, "\n");
+        for (const char *p = finding; p < finding + len; p++)
+            if (p[0] == '.' && p[1] == ' ' && p + 1 < finding + len) { /* the first sentence */
+                len = (size_t)(p + 1 - finding);
+                break;
+            }
+        char headline[1024];
+        snprintf(headline, sizeof headline, "%.*s", (int)len, finding);
+        fprintf(f, "<li><a href=\"#%s\"><b>%s</b></a>: ", experiments[i].name, experiments[i].name);
+        html_text(f, headline[0] ? headline : experiments[i].title);
+        fputs("</li>\n", f);
+    }
+    fputs("</ul></section>\n", f);
 }
 
 static void experiment_section(FILE *f, const experiment *e) {
@@ -407,9 +493,13 @@ static void experiment_section(FILE *f, const experiment *e) {
     if (e->charts & CHART_HEAT) heat_charts(f, e);
     if (e->charts & CHART_HIST) histogram_charts(f, e);
     if (e->sharp) sharpness_html(f, e);
+    if (e->iso) isometry_html(f, e);
+    instrument_charts(f, e);
     fputs("</div>\n", f);
     if (e->charts & CHART_FIT) fit_table(f, e);
     config_table(f, e);
+    fprintf(f, "<p class=\"note\">Every series of this section: <a href=\"%s.csv\">%s.csv</a> (config, "
+            "step, series, value).</p>\n", e->name, e->name);
     fputs("</section>\n", f);
 }
 
@@ -431,9 +521,11 @@ static int write_html(const char *command, const char *path, const experiment *e
             command, (unsigned long long)seed, quick ? "quick (few)" : "full", seconds, date);
     for (int i = 0; i < n; i++) fprintf(f, "<a href=\"#%s\">%s</a>", experiments[i].name, experiments[i].name);
     fputs("</nav>\n", f);
+    summary_html(f, experiments, n);
     for (int i = 0; i < n; i++) experiment_section(f, &experiments[i]);
-    fputs("<p class=\"meta\">Raw series: one CSV per experiment (config, step, series, value); "
-          "all numbers in summary.json.</p>\n</body></html>\n", f);
+    fputs("<p class=\"meta\">Raw series: one CSV per experiment (config, step, series, value), linked "
+          "in each section; <a href=\"summary.json\">summary.json</a> holds every number.</p>\n"
+          "</body></html>\n", f);
     return fclose(f) != 0;
 }
 

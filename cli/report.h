@@ -12,6 +12,9 @@ int write_report(const char *command, const char *dir, const experiment *experim
 void report_chart(FILE *f, const tg_line_plot *plot);
 /* Heatmap of the gradient histograms of the run's h-th histogram layer (bins x snapshots). */
 void histogram_heatmap(FILE *f, const run_result *r, int h);
+/* The instruments of --curvature over training (cli/instruments_chart.c); nothing when no run
+ * has any. */
+void instrument_charts(FILE *f, const experiment *e);
 int run_study(int argc, char **argv);
 int run_train(int argc, char **argv);
 int run_params(int argc, char **argv);

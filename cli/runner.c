@@ -41,7 +41,7 @@ typedef struct trainer {
     char activation_op[TG_LABEL_MAX];
     parallel *par;               /* data-parallel under mpirun (config->distributed), else NULL */
     tg_guard *guard;             /* --guard, else NULL */
-    tg_curvature *curvature;     /* --curvature, else NULL */
+    bool instruments;            /* --curvature: the recorder's instruments are set */
     tg_tensor *curvature_x, *curvature_y; /* the measured step's batch, kept for its products */
     float *kept_state;           /* the state's values, put back after a measurement */
     int64_t kept_floats;
@@ -473,7 +473,7 @@ static void note_counts(trainer *t, int step) {
 
 /* One step; false when the run must stop (an error, or a non-finite loss or gradient that no
  * guard skipped). */
-/* ---- curvature (--curvature EVERY) ---------------------------------------------------------- */
+/* ---- instruments (--curvature EVERY, --instruments LIST) ------------------------------------ */
 
 /* The loss of the measured batch at the parameters' current values, for the Hessian's products. */
 static tg_tensor *batch_loss(tg_tape *tape, tg_tensor *const *params, int n, void *user) {
@@ -482,49 +482,82 @@ static tg_tensor *batch_loss(tg_tape *tape, tg_tensor *const *params, int n, voi
     return loss_of(t, tape, forward(t, tape, t->curvature_x, NULL), t->curvature_y);
 }
 
+/* The model's output on the measured batch as a function of its input, for the Jacobian's. */
+static tg_tensor *batch_output(tg_tape *tape, tg_tensor *input, void *user) {
+    return forward(user, tape, input, NULL);
+}
+
 /* A persistent copy of a batch tensor (made again only when the batch's shape changes). */
 static tg_tensor *keep_batch(trainer *t, tg_tensor *kept, const tg_tensor *batch) {
     if (!kept || kept->size != batch->size || kept->ndim != batch->ndim)
-        kept = tg_zeros(t->ctx, batch->ndim, batch->shape);
+        kept = tg_zeros(t->ctx, batch->ndim, batch->shape); /* the context frees the old one */
     if (kept) memcpy(kept->data, batch->data, (size_t)batch->size * sizeof(float));
     return kept;
 }
 
-/* The Hessian's top eigenvalue on this step's batch, before the update: lr x lambda_max against
- * 2 says whether plain gradient descent is stable along it. The measurement's forward passes
- * would move batch norm's running statistics: the state's values are put back after it. */
-static bool measure_curvature(trainer *t, int step, const tg_tensor *x, const tg_tensor *y) {
+static bool set_instruments(trainer *t) {
     const run_config *c = t->config;
-    if (!t->curvature) {
-        tg_curvature_config config = tg_curvature_defaults();
-        config.steps = 8;      /* the top value to ~7 digits (bench_curvature) */
-        config.seed = c->seed; /* the same seed, the same numbers */
-        for (int i = 0; i < t->n_state; i++) t->kept_floats += t->state[i]->size;
-        t->kept_state = malloc((size_t)(t->kept_floats ? t->kept_floats : 1) * sizeof(float));
-        if (!t->kept_state || !(t->curvature = tg_curvature_new(t->ctx, t->params, t->n_params, &config)))
-            return fail(t, "curvature");
-    }
+    tg_instruments_config config = tg_instruments_defaults();
+    config.every = c->curvature_every;
+    config.hessian_top = c->instruments & INSTRUMENT_LAMBDA || !c->instruments ? 1 : 0;
+    config.hessian_trace = c->instruments & INSTRUMENT_TRACE;
+    config.jacobian_top = c->instruments & INSTRUMENT_JACOBIAN ? 1 : 0;
+    config.spectra.seed = c->seed; /* the same seed, the same numbers */
+    for (int i = 0; i < t->n_state; i++) t->kept_floats += t->state[i]->size;
+    t->kept_state = malloc((size_t)(t->kept_floats ? t->kept_floats : 1) * sizeof(float));
+    return t->kept_state &&
+           tg_recorder_instruments(t->recorder, t->params, t->n_params, &config) == TG_OK;
+}
+
+double recorder_newest(const tg_recorder *recorder, const char *name) {
+    int index = tg_recorder_metric_find(recorder, name);
+    int n = index < 0 ? 0 : tg_recorder_metric(recorder, index, NULL, NULL, TG_METRIC_POINTS);
+    double values[TG_METRIC_POINTS];
+    return n ? (tg_recorder_metric(recorder, index, NULL, values, n), values[n - 1]) : NAN;
+}
+
+/* The instruments on this step's batch, before the update: lr x lambda_max against 2 says
+ * whether plain gradient descent is stable along the sharpest direction. The measurement's
+ * forward passes would move batch norm's running statistics: the state's values are put back
+ * after it. */
+static bool measure_instruments(trainer *t, int step, const tg_tensor *x, const tg_tensor *y) {
+    const run_config *c = t->config;
+    if (!t->instruments && !(t->instruments = set_instruments(t))) return fail(t, "curvature");
     if (!(t->curvature_x = keep_batch(t, t->curvature_x, x)) ||
         !(t->curvature_y = keep_batch(t, t->curvature_y, y)))
         return fail(t, "curvature");
     float *kept = t->kept_state;
     for (int i = 0; i < t->n_state; kept += t->state[i]->size, i++)
         memcpy(kept, t->state[i]->data, (size_t)t->state[i]->size * sizeof(float));
-    tg_eigenvalues top;
-    tg_status status = tg_curvature_top_eigenvalues(t->curvature, batch_loss, t, 1, &top, NULL);
+    double lr = tg_optimizer_lr(t->opt);
+    tg_measure what = {.loss = batch_loss, .loss_user = t, .model = batch_output, .model_user = t,
+                       .input = t->curvature_x, .lr = lr};
+    tg_status status = tg_recorder_measure(t->recorder, step, &what, NULL);
     kept = t->kept_state;
     for (int i = 0; i < t->n_state; kept += t->state[i]->size, i++)
         memcpy(t->state[i]->data, kept, (size_t)t->state[i]->size * sizeof(float));
-    if (status != TG_OK) return fail(t, "curvature");
-    run_result *r = t->result;
-    double lr = tg_optimizer_lr(t->opt);
-    if (r->n_curvature < MAX_CURVATURE) {
-        r->curvature_step[r->n_curvature] = step;
-        r->curvature_lambda[r->n_curvature] = top.values[0];
-        r->curvature_lr[r->n_curvature++] = lr;
-    }
-    if (c->curvature_event) c->curvature_event(step, top.values[0], lr, c->curvature_user);
+    if (status != TG_OK || tg_recorder_add_metric(t->recorder, step, "lr", lr) != TG_OK)
+        return fail(t, "curvature");
+    if (c->curvature_event) c->curvature_event(step, t->recorder, c->curvature_user);
     return true;
+}
+
+const run_metric *run_metric_find(const run_result *r, const char *name) {
+    for (int i = 0; i < r->n_metrics; i++)
+        if (strcmp(r->metrics[i].name, name) == 0) return &r->metrics[i];
+    return NULL;
+}
+
+/* The recorder's scalar series into the result (they span the run: bounded by thinning). */
+static void keep_instruments(trainer *t) {
+    run_result *r = t->result;
+    int n = tg_recorder_metric_count(t->recorder);
+    if (!n || !(r->metrics = calloc((size_t)n, sizeof *r->metrics))) return;
+    for (int i = 0; i < n; i++) {
+        run_metric *m = &r->metrics[r->n_metrics++];
+        snprintf(m->name, sizeof m->name, "%s", tg_recorder_metric_name(t->recorder, i));
+        m->n = tg_recorder_metric(t->recorder, i, m->steps, m->values, TG_METRIC_POINTS);
+    }
 }
 
 static bool train_step(trainer *t, int step) {
@@ -558,7 +591,7 @@ static bool train_step(trainer *t, int step) {
                                     r->n_timesteps, states);
     r->steps_done = step + 1;
     if (t->config->curvature_every > 0 && step % t->config->curvature_every == 0 &&
-        isfinite(r->loss[step]) && !measure_curvature(t, step, x, y))
+        isfinite(r->loss[step]) && !measure_instruments(t, step, x, y))
         return false;
     if (t->guard) {
         /* judged on the means, agreed, then committed: every rank refuses the same steps, keeps
@@ -702,7 +735,7 @@ static bool prepare(trainer *t) {
     tg_set_anomaly_level(t->ctx, c->anomaly ? TG_ANOMALY_FULL : c->anomaly_counts ? TG_ANOMALY_COUNTS : TG_ANOMALY_OFF);
     if (c->anomaly_dump && tg_set_anomaly_dump(t->ctx, c->anomaly_dump) != TG_OK) return fail(t, "anomaly dump");
     tg_ctx_set_threads(t->ctx, c->threads);
-    if (c->distributed && !(t->par = parallel_start(t->ctx, c->threads))) return fail(t, "mpi");
+    if (c->distributed && !(t->par = parallel_start(t->ctx, c))) return fail(t, "mpi");
     for (int i = 0; i < c->n_plugins; i++)
         if (tg_plugin_load(t->ctx, c->plugins[i]) != TG_OK) return fail(t, "plugin");
     if (!load_data(t) || !build_model(t)) return false;
@@ -751,6 +784,7 @@ static void conclude(trainer *t) {
     run_result *r = t->result;
     if (t->guard) tg_guard_get_stats(t->guard, &r->guard);
     keep_histograms(t);
+    keep_instruments(t);
     tg_onset_report report;
     tg_recorder_detect(t->recorder, NULL, &report);
     r->explosion_onset_step = report.exploded ? report.explosion_start_step
@@ -774,7 +808,6 @@ static void conclude(trainer *t) {
 }
 
 static void release(trainer *t) {
-    tg_curvature_free(t->curvature);
     free(t->kept_state);
     tg_guard_free(t->guard);
     tg_recorder_free(t->recorder);
@@ -801,8 +834,8 @@ void run_training(const run_config *config, run_result *result, progress_fn prog
     double start = seconds_now();
     bool ready = prepare(&t);
     if (t.par) /* collective: every rank set up, or all stop */
-        ready = parallel_ready(t.par, ready, t.state, t.n_state, t.params, t.n_params,
-                               config->guard, result->error, sizeof result->error);
+        ready = parallel_ready(t.par, ready, config, t.train, t.test, t.state, t.n_state, t.params,
+                               t.n_params, result->error, sizeof result->error);
     if (ready) {
         if (evaluation_due(config, 0)) evaluate(&t, 0);
         for (int step = 0; step < config->steps && train_step(&t, step); step++) {
@@ -846,6 +879,9 @@ void run_result_free(run_result *r) {
     free(r->grad_norm_by_timestep);
     free(r->grad_norm_by_timestep_end);
     free(r->histograms);
+    free(r->metrics);
     r->histograms = NULL;
+    r->metrics = NULL;
+    r->n_metrics = 0;
     r->loss = r->grad_norm = r->layer_norms = r->grad_norm_by_timestep = r->grad_norm_by_timestep_end = NULL;
 }

@@ -267,8 +267,8 @@ void sharpness_html(FILE *f, const experiment *e) {
             edge[i][k] = 2.0 / s->lr;
         }
         snprintf(names[i], sizeof names[i], "2/lr, lr %g", (double)s->lr);
-        series[n++] = (tg_plot_series){e->results[i].config.name, x[i], s->lambda, s->n};
-        series[n++] = (tg_plot_series){names[i], x[i], edge[i], s->n};
+        series[n++] = (tg_plot_series){e->results[i].config.name, x[i], s->lambda, s->n, 2 * i + 1};
+        series[n++] = (tg_plot_series){names[i], x[i], edge[i], s->n, 2 * i + 2};
     }
     tg_line_plot plot = {"Sharpness (largest Hessian eigenvalue) against 2/lr", "training step",
                          "sharpness", false, true, series, n, 0, 0};

@@ -92,7 +92,7 @@ static void study_usage(FILE *f) {
                "(default tapegrad-report/).\n\nexperiments (default: all):");
     for (int i = 0; i < experiment_count; i++) fprintf(f, " %s", experiment_names[i]);
     fprintf(f, "\n\n  --seed N   seed of every run (default 1)\n"
-               "  --quick    fewer steps, same code paths (a smoke test, ~6 s)\n"
+               "  --quick    fewer steps, same code paths (a smoke test, ~6 s on 2 quiet cores)\n"
                "  --jobs N   runs trained at once (default: the number of cores)\n");
 }
 

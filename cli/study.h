@@ -60,14 +60,18 @@ typedef struct run_config {
                                     < 0: never) */
     tg_guard_event_fn guard_event; /* told each rescue as it happens (NULL: counted only) */
     void *guard_user;
-    int curvature_every;         /* > 0: the Hessian's top eigenvalue on the step's batch every
-                                    this many steps (tg_curvature, 8 Lanczos steps) */
-    void (*curvature_event)(int step, double lambda_max, double lr, void *user); /* each one */
+    int curvature_every;         /* > 0: the instruments on the step's batch every this many
+                                    steps (the recorder's, 8 Lanczos steps) */
+    unsigned instruments;        /* which: INSTRUMENT_* bits (0 with curvature_every: lambda) */
+    /* each measurement, its readings the recorder's newest values (recorder_newest) */
+    void (*curvature_event)(int step, const tg_recorder *readings, void *user);
     void *curvature_user;
     bool track_timesteps;        /* record |dL/dh[t]| at the first step */
     uint64_t seed;
     int threads;                 /* tg_ctx_set_threads (0: the cores available) */
     bool distributed;            /* data-parallel over the ranks of mpirun (train only) */
+    double dist_timeout;         /* --dist-timeout: seconds a collective may go without progress
+                                    before the job ends (0: tapegrad_dist's default, 300) */
     const char *save_path, *load_path;
     bool load_partial;           /* --load-partial: load what matches, say what does not */
     const char *command;         /* the tool's command that runs ("train", "params"), for its
@@ -79,6 +83,27 @@ typedef struct run_config {
 } run_config;
 
 /* What a run leaves behind; arrays are owned by the result (run_result_free). */
+/* --instruments: what --curvature measures (the recorder's instruments). */
+enum {
+    INSTRUMENT_LAMBDA = 1,   /* the Hessian's top eigenvalue: "hessian.lambda_max", "lr_lambda_max" */
+    INSTRUMENT_TRACE = 2,    /* its trace (Hutchinson): "hessian.trace" */
+    INSTRUMENT_JACOBIAN = 4  /* the batch's input-output Jacobian: "jacobian.sigma_max", ... */
+};
+
+/* A scalar series of the recorder at the end of a run. */
+typedef struct run_metric {
+    char name[TG_LABEL_MAX];
+    int n;
+    int64_t steps[TG_METRIC_POINTS];
+    double values[TG_METRIC_POINTS];
+} run_metric;
+
+/* A run's series by name (NULL when it has none). */
+struct run_result;
+const run_metric *run_metric_find(const struct run_result *r, const char *name);
+/* The recorder's newest value of a series (NaN when it has none). */
+double recorder_newest(const tg_recorder *recorder, const char *name);
+
 typedef struct run_result {
     run_config config;
     int n_layers;
@@ -110,11 +135,8 @@ typedef struct run_result {
     unsigned unmatched_hooks;    /* bit i: config.hooks[i] saw no node in the first backward pass */
     bool anomaly_stopped;        /* anomaly mode stopped the run: error holds its message */
     tg_guard_stats guard;        /* what the step guard refused and rescued */
-#define MAX_CURVATURE 256
-    int n_curvature;             /* measurements kept (the first MAX_CURVATURE: bounded memory) */
-    int curvature_step[MAX_CURVATURE];
-    double curvature_lambda[MAX_CURVATURE]; /* the Hessian's top eigenvalue */
-    double curvature_lr[MAX_CURVATURE];     /* the optimizer's rate then */
+    int n_metrics;               /* the recorder's scalar series (--curvature: the instruments' */
+    run_metric *metrics;         /* readings and "lr"), spanning the run in bounded memory */
     int64_t nonfinite_steps;     /* anomaly counts: steps with a NaN/Inf somewhere */
     char first_nonfinite[160];   /* anomaly counts: the first step and node that had one */
 #define HIST_LAYERS 3

@@ -63,6 +63,10 @@ static void train_usage(FILE *f) {
             "                     step's batch (8 Lanczos steps, about 25 gradients' cost): prints\n"
             "                     lr x lambda_max against 2, above which gradient descent diverges\n"
             "                     along that direction, with advice the first time it is over\n"
+            "  --instruments LIST what --curvature measures, comma-separated: lambda (the default),\n"
+            "                     trace (the Hessian's, Hutchinson: 10 HVPs), jacobian (the extreme\n"
+            "                     singular values of d logits / d input over the batch, and their\n"
+            "                     mean square: 1 at isometry); --out draws them over training\n"
             "  --save PATH --load PATH   parameters as safetensors (checked before training: a\n"
             "                     symlink is followed, a device, FIFO or directory refused); the\n"
             "                     file must hold every tensor of the model and no other: a\n"
@@ -74,7 +78,9 @@ static void train_usage(FILE *f) {
             "  --out DIR          write the report there (default: no report)\n"
             "  under mpirun -np N (a build with MPI): data-parallel over N processes; --batch is\n"
             "  the global batch (divisible by N), rank 0 prints, reports and --save's; --hook\n"
-            "  hooks run on every rank before the all-reduce (that rank's own gradients)\n"
+            "  hooks run on every rank before the all-reduce (that rank's own gradients); the\n"
+            "  ranks check they were given the same options and data before training, and\n"
+            "  --dist-timeout S (default 300) ends the job when a rank makes no progress for S s\n"
             "--opt=value is --opt value. tapegrad params takes the same options and lists the\n"
             "parameter names (what --save writes, what --hook patterns match).\n");
 }
@@ -157,6 +163,7 @@ static void set_guard_factor(run_config *c, double v) { c->guard_factor = v; }
 static void set_guard_floor(run_config *c, double v) { c->guard_floor = v; }
 static void set_guard_grow(run_config *c, double v) { c->guard_grow = v > 0 ? (int)v : -1; /* 0: never */ }
 static void set_curvature(run_config *c, double v) { c->curvature_every = (int)v; }
+static void set_dist_timeout(run_config *c, double v) { c->dist_timeout = v; }
 
 static const number_option number_options[] = {
     {"--depth", 1, 62, true, set_depth},       {"--width", 1, 4096, true, set_width},
@@ -169,12 +176,14 @@ static const number_option number_options[] = {
     {"--guard-factor", 0.01, 0.99, false, set_guard_factor}, {"--guard-floor", 1e-9, 1, false, set_guard_floor},
     {"--guard-grow", 0, 1e7, true, set_guard_grow},
     {"--curvature", 1, 1e7, true, set_curvature},
+    {"--dist-timeout", 0.1, 1e7, false, set_dist_timeout},
 };
 
 /* Options that take a word or a path (parse_named). */
 static const char *const named_options[] = {"--model", "--norm", "--optimizer", "--activation",
                                             "--init", "--data", "--save", "--load", "--out",
-                                            "--plugin", "--hook", "--task", "--anomaly-dump"};
+                                            "--plugin", "--hook", "--task", "--anomaly-dump",
+                                            "--instruments"};
 
 typedef struct train_options {
     run_config config;
@@ -195,41 +204,70 @@ static const char *option_hint(const char *arg, char *buf, size_t size) {
     return did_you_mean(arg, all, n, buf, size);
 }
 
+/* "lambda,trace,jacobian" into INSTRUMENT_* bits; -1 for an unknown or empty item. */
+static int parse_instruments(const char *list, unsigned *bits) {
+    static const char *const names[] = {"lambda", "trace", "jacobian"};
+    *bits = 0;
+    for (const char *p = list; p && *p;) {
+        size_t n = strcspn(p, ",");
+        int k = -1;
+        for (int i = 0; i < 3; i++)
+            if (strlen(names[i]) == n && strncmp(p, names[i], n) == 0) k = i;
+        if (k < 0) return -1;
+        *bits |= 1u << k;
+        p += n + (p[n] == ',');
+    }
+    return list && *list && *bits ? 0 : -1;
+}
+
 static int parse_named(train_options *o, const char *arg, const char *value) {
     static const char *const models[] = {"mlp", "residual", "plain", "rnn", "lstm", "gru", "lenet", "resnet", "plaincnn"};
     static const char *const norms[] = {"none", "batch", "layer"};
     static const char *const optimizers[] = {"sgd", "adam", "adamw", "rmsprop"};
     run_config *c = &o->config;
     int k;
+    char hint[96];
     if (strcmp(arg, "--model") == 0) {
-        char hint[96];
         static const char *const all[] = {"mlp", "residual", "plain", "rnn", "lstm", "gru", "lenet", "resnet",
                                           "plaincnn", "gpt", "rnn-lm", "lstm-lm", "gru-lm"};
         if (pick(value, models, 9) < 0)
             return bad("--model: unknown model '%s'%s", value ? value : "", did_you_mean(value, all, 13, hint, sizeof hint));
         o->model = value;
     } else if (strcmp(arg, "--norm") == 0) {
-        if ((k = pick(value, norms, 3)) < 0) return bad("--norm: expected none, batch or layer, got '%s'%s", value ? value : "", "");
+        if ((k = pick(value, norms, 3)) < 0)
+            return bad("--norm: expected none, batch or layer, got '%s'%s", value ? value : "",
+                       did_you_mean(value, norms, 3, hint, sizeof hint));
         c->norm = (tg_norm_kind)k;
         o->norm = value;
     } else if (strcmp(arg, "--optimizer") == 0) {
-        if ((k = pick(value, optimizers, 4)) < 0) return bad("--optimizer: unknown optimizer '%s'%s", value ? value : "", "");
+        if ((k = pick(value, optimizers, 4)) < 0)
+            return bad("--optimizer: unknown optimizer '%s' (sgd, adam, adamw or rmsprop)%s", value ? value : "",
+                       did_you_mean(value, optimizers, 4, hint, sizeof hint));
         c->opt.kind = (tg_optimizer_kind)k;
     } else if (strcmp(arg, "--activation") == 0) {
         o->activation = value; /* not a built-in one: a plugin's op, checked in settle */
     } else if (strcmp(arg, "--task") == 0) {
-        if (strcmp(value, "classification") != 0 && strcmp(value, "regression") != 0)
-            return bad("--task: expected classification or regression, got '%s'%s", value, "");
+        static const char *const tasks[] = {"classification", "regression"};
+        if (pick(value, tasks, 2) < 0)
+            return bad("--task: expected classification or regression, got '%s'%s", value,
+                       did_you_mean(value, tasks, 2, hint, sizeof hint));
         o->task = value;
         c->regression = value[0] == 'r';
     } else if (strcmp(arg, "--init") == 0) o->init = value;
     else if (strcmp(arg, "--data") == 0) {
         o->data = value;
-        if (parse_data(value, c) < 0) return bad("--data: expected digits, adding:T (2..1024), spirals, csv:PATH or idx:IMAGES,LABELS, got '%s'%s", value ? value : "", "");
+        static const char *const data_words[] = {"digits", "spirals", "adding:", "csv:", "idx:"};
+        if (parse_data(value, c) < 0)
+            return bad("--data: expected digits, adding:T (2..1024), spirals, csv:PATH or idx:IMAGES,LABELS, got '%s'%s",
+                       value ? value : "", did_you_mean(value, data_words, 5, hint, sizeof hint));
     } else if (strcmp(arg, "--save") == 0) c->save_path = value;
     else if (strcmp(arg, "--load") == 0) c->load_path = value;
     else if (strcmp(arg, "--out") == 0) o->out = value;
-    else if (strcmp(arg, "--anomaly-dump") == 0) {
+    else if (strcmp(arg, "--instruments") == 0) {
+        if (parse_instruments(value, &c->instruments) < 0)
+            return bad("--instruments: expected a comma-separated list of lambda, trace and jacobian, got '%s'%s",
+                       value ? value : "", "");
+    } else if (strcmp(arg, "--anomaly-dump") == 0) {
         c->anomaly_dump = value;
         c->anomaly = true; /* the dump is of what anomaly mode stops at */
     }
@@ -240,7 +278,6 @@ static int parse_named(train_options *o, const char *arg, const char *value) {
         if (!strchr(value, ':') || c->n_hooks == 16) return bad("--hook wants PATTERN:NAME (at most 16), got '%s'%s", value, "");
         c->hooks[c->n_hooks++] = value;
     } else {
-        char hint[96];
         return bad("unknown option '%s'%s (see tapegrad train --help)", arg, option_hint(arg, hint, sizeof hint));
     }
     return 0;
@@ -284,8 +321,12 @@ static int parse_train_options(int argc, char **argv, train_options *o) {
             continue;
         }
         double v;
-        if (!parse_number(value, n->low, n->high, &v) || (n->whole && v != floor(v)))
-            return bad("%s: '%s' is not a valid value", arg, value);
+        if (!parse_number(value, n->low, n->high, &v) || (n->whole && v != floor(v))) {
+            char why[192];
+            snprintf(why, sizeof why, "'%.60s' is not a valid value (expected %s from %.10g to %.10g)", value,
+                     n->whole ? "a whole number" : "a number", n->low, n->high);
+            return bad("%s: %s", arg, why);
+        }
         n->store(c, v);
         if (n->store == set_depth) o->depth_text = value;
         o->steps_given |= n->store == set_steps;
@@ -390,6 +431,8 @@ static int settle_task_and_steps(train_options *o) {
         return bad("--steps 0 evaluates a trained model: give it with --load PATH%s%s", "", "");
     if (o->steps_given && c->steps == 0 && o->out)
         return bad("--out draws the training, and --steps 0 trains nothing: leave out --out%s%s", "", "");
+    if (c->instruments && !c->curvature_every)
+        return bad("--instruments says what --curvature N measures every N steps: give --curvature%s%s", "", "");
     return 0;
 }
 
@@ -405,7 +448,12 @@ static int settle(train_options *o) {
     bool cnn = strcmp(m, "lenet") == 0 || strcmp(m, "resnet") == 0 || strcmp(m, "plaincnn") == 0;
     /* the CNNs' own default is He (c->init left all-zero) */
     if ((o->init || !cnn) && parse_init(o->init ? o->init : "xavier", &c->init, c->activation) < 0)
-        return bad("--init: expected xavier, he, orthogonal or normal:STD, got '%s'%s", o->init, "");
+    {
+        static const char *const inits[] = {"xavier", "he", "orthogonal", "normal:"};
+        char hint[96];
+        return bad("--init: expected xavier, he, orthogonal or normal:STD, got '%s'%s", o->init,
+                   did_you_mean(o->init, inits, 4, hint, sizeof hint));
+    }
     int status = cnn ? settle_cnn(o, m) : settle_mlp(o, m);
     if (status) return status;
     if (c->model != MODEL_RNN && (c->rnn_layers || c->bidirectional))
@@ -434,15 +482,27 @@ static void on_guard_event(const tg_guard_event *event, void *user) {
 
 static void print_wrapped(const char *lead, const char *indent, const char *text);
 
-/* Each curvature measurement as it is taken; the advice once, when lr x lambda_max first
- * passes 2 (gradient descent is unstable along the top eigenvector from there). */
-static void on_curvature(int step, double lambda_max, double lr, void *user) {
+/* Each measurement of the instruments as it is taken; the advice once, when lr x lambda_max
+ * first passes 2 (gradient descent is unstable along the top eigenvector from there). */
+static void on_curvature(int step, const tg_recorder *readings, void *user) {
     train_progress *p = user;
-    char a[32], b[32];
+    char a[32], b[32], c[32], d[32];
     if (p->bar.terminal) fprintf(stderr, "\r%*s\r", 100, "");
-    printf("curvature: step %d: lambda_max %s, lr x lambda_max %s (%s 2)\n", step,
-           format_number(lambda_max, a, sizeof a), format_number(lr * lambda_max, b, sizeof b),
-           lr * lambda_max > 2 ? "above" : "below");
+    printf("curvature: step %d:", step);
+    double lambda_max = recorder_newest(readings, "hessian.lambda_max");
+    double lr = recorder_newest(readings, "lr");
+    if (!isnan(lambda_max))
+        printf(" lambda_max %s, lr x lambda_max %s (%s 2)", format_number(lambda_max, a, sizeof a),
+               format_number(lr * lambda_max, b, sizeof b), lr * lambda_max > 2 ? "above" : "below");
+    double trace = recorder_newest(readings, "hessian.trace");
+    if (!isnan(trace)) printf("%s trace %s", isnan(lambda_max) ? "" : ",", format_number(trace, a, sizeof a));
+    double sigma_max = recorder_newest(readings, "jacobian.sigma_max");
+    if (!isnan(sigma_max))
+        printf("%s Jacobian sigma %s..%s, mean square %s", isnan(lambda_max) && isnan(trace) ? "" : ";",
+               format_number(recorder_newest(readings, "jacobian.sigma_min"), c, sizeof c),
+               format_number(sigma_max, d, sizeof d),
+               format_number(recorder_newest(readings, "jacobian.mean_square"), a, sizeof a));
+    printf("\n");
     if (lr * lambda_max > 2 && !p->curvature_advised) {
         tg_finding advice = tg_advice_sharpness(lr, lambda_max);
         print_wrapped("  advice:", "    ", advice.advice);
@@ -575,6 +635,7 @@ int run_train(int argc, char **argv) {
     if (r->error[0]) {
         if (o.config.distributed) fprintf(stderr, "tapegrad train (rank %d): %s\n", parallel_env_rank(), r->error);
         else fprintf(stderr, "tapegrad train: %s\n", r->error);
+        parallel_abort_if_broken(1); /* a stalled collective: the other ranks cannot end alone */
         if (r->anomaly_stopped && lead) {
             printf("gradients: %s\n", r->onset_summary);
             print_findings(r);

@@ -55,6 +55,15 @@ static void write_dump(tg_ctx *ctx, const tg_anomaly_report *report, const tg_op
                        void *user) {
     (void)user;
     if (!ctx->anomaly_dump_path) return;
+    if (ctx->anomaly_dumped) { /* the first stop is the cause; later ones are its echoes */
+        char message[TGI_ERRMSG_MAX];
+        snprintf(message, sizeof message, "%s", ctx->err_msg);
+        tg_status status = ctx->err_code;
+        tg_clear_error(ctx);
+        tgi_error(ctx, status, "%s; not dumped: '%s' keeps the first stop (step %lld)", message,
+                  ctx->anomaly_dump_path, (long long)ctx->anomaly_dump_step);
+        return;
+    }
     dump *d = tgi_alloc(ctx, sizeof *d);
     if (!d) return;
     memset(d, 0, sizeof *d);
@@ -91,7 +100,11 @@ static void write_dump(tg_ctx *ctx, const tg_anomaly_report *report, const tg_op
     char why[TGI_ERRMSG_MAX / 2];
     snprintf(why, sizeof why, "%s", saved == TG_OK ? "" : ctx->err_msg);
     tg_clear_error(ctx);
-    if (saved == TG_OK) tgi_error(ctx, status, "%s; inputs dumped to '%s'", message, ctx->anomaly_dump_path);
+    if (saved == TG_OK) {
+        ctx->anomaly_dumped = true;
+        ctx->anomaly_dump_step = report->step;
+        tgi_error(ctx, status, "%s; inputs dumped to '%s'", message, ctx->anomaly_dump_path);
+    }
     else tgi_error(ctx, status, "%s; the dump failed: %s", message, why);
     tgi_free(ctx, d, sizeof *d);
 }
@@ -100,6 +113,7 @@ tg_status tg_set_anomaly_dump(tg_ctx *ctx, const char *path) {
     if (!ctx) return TG_ERR_INVALID;
     tgi_anomaly_unobserve(ctx, write_dump, NULL);
     tgi_anomaly_release(ctx);
+    ctx->anomaly_dumped = false; /* armed again: the next stop is dumped */
     if (!path) return TG_OK;
     if (!(ctx->anomaly_dump_path = tgi_strdup(ctx, path)))
         return tgi_error(ctx, TG_ERR_NOMEM, "set_anomaly_dump: out of memory");

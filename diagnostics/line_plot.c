@@ -25,8 +25,18 @@ static const char *const line_dashes[] = {"", "7 4", "2 3", "9 3 2 3"};
 #define N_COLOURS ((int)(sizeof line_colours / sizeof line_colours[0]))
 #define N_DASHES ((int)(sizeof line_dashes / sizeof line_dashes[0]))
 
-static const char *series_dash(int i) {
-    return line_dashes[(i / N_COLOURS) % N_DASHES];
+/* Series k's place in the palette: its own style when it has one, else its position. */
+static int series_style(const tg_line_plot *plot, int k) {
+    int style = plot->series[k].style;
+    return style > 0 ? style - 1 : k;
+}
+
+static const char *series_colour(const tg_line_plot *plot, int k) {
+    return line_colours[series_style(plot, k) % N_COLOURS];
+}
+
+static const char *series_dash(const tg_line_plot *plot, int k) {
+    return line_dashes[(series_style(plot, k) / N_COLOURS) % N_DASHES];
 }
 
 /* Point i in axis space; false when it is not drawn (non-finite, or <= 0 on a log axis). */
@@ -187,8 +197,8 @@ static void draw_series(FILE *out, const tg_line_plot *plot, int k, const plot_a
     int64_t first = 0;
     while (first < s->n && !series_point(plot, s, first, &x, &y)) first++;
     if (first == s->n) return;
-    const char *dash = series_dash(k);
-    fprintf(out, "<path stroke=\"%s\"%s%s%s d=\"", line_colours[k % N_COLOURS],
+    const char *dash = series_dash(plot, k);
+    fprintf(out, "<path stroke=\"%s\"%s%s%s d=\"", series_colour(plot, k),
             *dash ? " stroke-dasharray=\"" : "", dash, *dash ? "\"" : "");
     path_writer w = {out, 0};
     column_bucket bucket = {0};
@@ -213,7 +223,7 @@ static void draw_series(FILE *out, const tg_line_plot *plot, int k, const plot_a
         bool next = i + 1 < s->n && series_point(plot, s, i + 1, &nx, &ny);
         if (cur && !prev && !next)
             fprintf(out, "<circle cx=\"%s\" cy=\"%s\" r=\"2.5\" fill=\"%s\" stroke=\"none\"/>\n",
-                    tgi_px(tgi_axis_px(ax, x)).s, tgi_px(tgi_axis_px(ay, y)).s, line_colours[k % N_COLOURS]);
+                    tgi_px(tgi_axis_px(ax, x)).s, tgi_px(tgi_axis_px(ay, y)).s, series_colour(plot, k));
         prev = cur;
         cur = next;
         x = nx;
@@ -230,7 +240,7 @@ static void draw_end_marker(FILE *out, const tg_line_plot *plot, int k, const pl
     if (!e.blows_up || e.last_drawn < 0 || !series_point(plot, s, e.last_drawn, &x, &y)) return;
     double cx = tgi_axis_px(ax, x), cy = tgi_axis_px(ay, y), r = 4.5;
     fprintf(out, "<path class=\"nan-marker\" stroke=\"%s\" stroke-width=\"2.2\" "
-            "d=\"M%s %sL%s %sM%s %sL%s %s\"/>\n", line_colours[k % N_COLOURS],
+            "d=\"M%s %sL%s %sM%s %sL%s %s\"/>\n", series_colour(plot, k),
             tgi_px(cx - r).s, tgi_px(cy - r).s, tgi_px(cx + r).s, tgi_px(cy + r).s, tgi_px(cx - r).s, tgi_px(cy + r).s,
             tgi_px(cx + r).s, tgi_px(cy - r).s);
 }
@@ -278,10 +288,10 @@ static void draw_legend(FILE *out, const tg_line_plot *plot, const legend_layout
     fputs("<g font-size=\"12\" fill=\"#222\">\n", out);
     for (int i = 0; i < l->rows; i++) {
         double cy = l->y + 6 + LEGEND_ROW * (i + 0.5);
-        const char *dash = series_dash(i);
+        const char *dash = series_dash(plot, i);
         fprintf(out, "<line x1=\"%s\" y1=\"%s\" x2=\"%s\" y2=\"%s\" stroke=\"%s\" "
                 "stroke-width=\"2.5\"%s%s%s/>\n", tgi_px(l->x + 8).s, tgi_px(cy).s, tgi_px(l->x + 34).s,
-                tgi_px(cy).s, line_colours[i % N_COLOURS], *dash ? " stroke-dasharray=\"" : "",
+                tgi_px(cy).s, series_colour(plot, i), *dash ? " stroke-dasharray=\"" : "",
                 dash, *dash ? "\"" : "");
         legend_text(plot, i, l->max_text_w, text, sizeof text);
         tgi_put_text(out, l->x + 40, cy + FONT_LEGEND * 0.35, "", text, sizeof text);

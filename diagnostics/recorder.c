@@ -57,6 +57,8 @@ void tg_recorder_free(tg_recorder *r) {
     for (int i = 0; i < r->n_handles; i++) tg_hook_remove(ctx, r->handles[i]);
     for (int i = 0; i < r->n_series; i++) release_series(r, &r->series[i]);
     tgi_activations_release(r);
+    tgi_instruments_release(r);
+    tgi_metrics_release(r);
     tgi_free(ctx, r->series, (size_t)r->cap_series * sizeof *r->series);
     tgi_free(ctx, r->order, (size_t)r->cap_series * sizeof *r->order);
     tgi_free(ctx, r->global, (size_t)r->window * sizeof *r->global);
@@ -140,9 +142,16 @@ static int ring_push(int *count, int *head, int window) {
     return slot;
 }
 
-static void write_number(FILE *f, double v) {
+void tgi_write_number(FILE *f, double v) {
     if (isfinite(v)) fprintf(f, "%.9g", v);
     else fputs("null", f);
+}
+
+void tgi_write_json_text(FILE *f, const char *s) {
+    for (const char *p = s; *p; p++) {
+        if (*p == '"' || *p == '\\') fputc('\\', f);
+        if ((unsigned char)*p >= 0x20) fputc(*p, f);
+    }
 }
 
 static void stream_record(const tg_recorder *r, int64_t step, const char *name, const tg_stats *st) {
@@ -156,14 +165,11 @@ static void stream_record(const tg_recorder *r, int64_t step, const char *name, 
         return;
     }
     fprintf(f, "{\"step\":%lld,\"name\":\"", (long long)step);
-    for (const char *p = name; *p; p++) {
-        if (*p == '"' || *p == '\\') fputc('\\', f);
-        if ((unsigned char)*p >= 0x20) fputc(*p, f);
-    }
+    tgi_write_json_text(f, name);
     fputc('"', f);
     for (int k = 0; k < 5; k++) {
         fprintf(f, ",\"%s\":", keys[k]);
-        write_number(f, values[k]);
+        tgi_write_number(f, values[k]);
     }
     fprintf(f, ",\"n_nan\":%lld,\"n_inf\":%lld}\n", (long long)st->n_nan, (long long)st->n_inf);
 }

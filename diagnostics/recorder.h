@@ -47,6 +47,21 @@ typedef struct tgi_activation {
     double gates, forget_saturated, forget_closed; /* lstm_hidden: forget-gate values */
 } tgi_activation;
 
+/* A scalar series (tg_recorder_add_metric): at most TG_METRIC_POINTS points, one every `stride`
+ * points offered (and the newest); when full, every other point is dropped and the stride
+ * doubles. */
+typedef struct tgi_metric {
+    char name[TG_LABEL_MAX];
+    int64_t steps[TG_METRIC_POINTS];
+    double values[TG_METRIC_POINTS];
+    int count, stride;
+    int64_t offered;         /* points added: one is kept when offered % stride == 0 */
+    bool tail;               /* the last point is the newest, off the grid */
+    int64_t last_step;
+} tgi_metric;
+
+typedef struct tgi_instruments tgi_instruments; /* diagnostics/instruments.c */
+
 struct tg_recorder {
     tg_ctx *ctx;
     int window;
@@ -72,6 +87,11 @@ struct tg_recorder {
     tgi_activation *activations; /* watched activations, in the order they first appeared */
     int n_activations, cap_activations;
     int activation_every;    /* 0: not watching */
+    tgi_metric *metrics;     /* scalar series, in the order they first appeared */
+    int n_metrics, cap_metrics;
+    FILE *metric_stream;
+    tg_format metric_format;
+    tgi_instruments *instruments; /* tg_recorder_instruments, else NULL */
     tgi_retired retired;     /* tg_recorder_free */
 };
 
@@ -86,6 +106,14 @@ static inline int tgi_ring_slot(int head, int i, int window) {
 /* The watched activations' statistics (diagnostics/activations.c). */
 TGI_HIDDEN tg_activation_stats tgi_activation_stats_of(const tgi_activation *a);
 TGI_HIDDEN void tgi_activations_release(tg_recorder *r);
+
+/* The scalar series and the instruments that feed them (diagnostics/metrics.c, instruments.c). */
+TGI_HIDDEN void tgi_metrics_release(tg_recorder *r);
+TGI_HIDDEN void tgi_instruments_release(tg_recorder *r);
+/* Writes a number as CSV/JSON do: %.9g, or null when not finite. */
+TGI_HIDDEN void tgi_write_number(FILE *f, double v);
+/* Writes a JSON string's contents (quotes and backslashes escaped, control bytes dropped). */
+TGI_HIDDEN void tgi_write_json_text(FILE *f, const char *s);
 
 /* Allocates a series' histogram snapshots (once, when it first gets values). */
 TGI_HIDDEN tg_status tgi_histograms_init(tg_ctx *ctx, tgi_histograms *h);

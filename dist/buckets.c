@@ -139,6 +139,7 @@ static void make_progress(tg_dist *dist) {
 static tg_status on_backward(tg_ctx *ctx, const tg_hook_event *event, void *user) {
     tg_dist *dist = user;
     const tg_tensor *node = event->node;
+    if (dist->broken) return dist_usable(dist); /* its buffers are still being reduced into */
     if (!dist->in_pass || dist->pass != ctx->backward_passes) {
         if (dist->in_pass)
             return dist_error(ctx, TG_ERR_STATE, "dist: a second backward pass before "
@@ -163,17 +164,15 @@ static tg_status agree_on_step(tg_dist *dist, tg_status local) {
     mine[0] = local != TG_OK ? dist->rank : INT_MAX;
     mine[1] = dist->bad_param >= 0 && !dist->reduce_nonfinite
         ? dist->rank * dist->n_params + dist->bad_param : INT_MAX;
-    tg_status status = dist_check_mpi(dist, MPI_Allreduce(MPI_IN_PLACE, mine, count, MPI_INT,
-                                                          MPI_MIN, dist->comm),
-                                      "MPI_Allreduce (step agreement)");
+    tg_status status = dist_allreduce(dist, mine, count, MPI_INT, MPI_MIN, "step agreement (tg_dist_wait)");
     if (status != TG_OK) return status;
     long long step = (long long)dist->steps;
     if (mine[0] != INT_MAX) {
         /* the failed rank's status and message, the same words on every rank */
         struct { int status; char msg[1024]; } said = {(int)local, ""};
         if (dist->rank == mine[0]) snprintf(said.msg, sizeof said.msg, "%s", tg_errmsg(dist->ctx));
-        status = dist_check_mpi(dist, MPI_Bcast(&said, (int)sizeof said, MPI_BYTE, mine[0],
-                                                dist->comm), "MPI_Bcast of a failure");
+        status = dist_bcast(dist, &said, (int)sizeof said, MPI_BYTE, mine[0],
+                            "broadcast of a failure (tg_dist_wait)", -1);
         if (status != TG_OK) return status;
         tg_clear_error(dist->ctx);
         return dist_error(dist->ctx, (tg_status)said.status, "rank %d of %d failed at step %lld "
@@ -206,8 +205,20 @@ static void unpack(tg_dist *dist) {
     }
 }
 
+/* Completes every started bucket in order; the first failure, and none after a timeout (the
+ * handle is broken: its later requests are left as they are). */
+static tg_status complete_buckets(tg_dist *dist) {
+    tg_status status = TG_OK;
+    for (int b = 0; b < dist->n_buckets && !dist->broken; b++) {
+        tg_status done = dist_complete(dist, &dist->requests[b], "all-reduce of bucket", b);
+        if (status == TG_OK) status = done;
+    }
+    return status;
+}
+
 tg_status tg_dist_wait(tg_dist *dist, tg_status local) {
     if (!dist) return TG_ERR_INVALID;
+    if (dist->broken) return dist_usable(dist);
     double start = MPI_Wtime();
     /* every bucket is reduced on every rank every step, whatever happened here */
     tg_status status = launch_ready(dist, -1, false);
@@ -215,13 +226,10 @@ tg_status tg_dist_wait(tg_dist *dist, tg_status local) {
         tg_status started = launch(dist, dist->next_launch);
         if (status == TG_OK) status = started;
     }
-    if (dist->n_buckets) {
-        tg_status waited = dist_check_mpi(dist, MPI_Waitall(dist->n_buckets, dist->requests,
-                                                            MPI_STATUSES_IGNORE), "MPI_Waitall");
-        if (status == TG_OK) status = waited;
-    }
+    tg_status waited = complete_buckets(dist);
+    if (status == TG_OK) status = waited;
     if (local == TG_OK && status != TG_OK) local = status;
-    status = agree_on_step(dist, local);
+    status = dist->broken ? waited : agree_on_step(dist, local);
     if (status == TG_OK) unpack(dist);
     dist->wait_seconds += MPI_Wtime() - start;
     dist->steps++;
@@ -268,9 +276,11 @@ static tg_status allocate(tg_dist *dist, int n) {
     return TG_OK;
 }
 
-void dist_detach(tg_dist *dist) {
+void dist_detach(tg_dist *dist, bool keep_buffers) {
     tg_ctx *ctx = dist->ctx;
     if (dist->hook > 0) tg_hook_remove(ctx, dist->hook);
+    dist->hook = 0;
+    if (keep_buffers) return;
     size_t n = (size_t)dist->n_params;
     dist_free(ctx, dist->params, n * sizeof *dist->params);
     dist_free(ctx, dist->order, n * sizeof *dist->order);
@@ -293,14 +303,29 @@ void dist_detach(tg_dist *dist) {
     dist->hook = 0;
 }
 
+/* The configuration's own checks: TG_ERR_INVALID naming the field. */
+static tg_status check_config(tg_dist *dist, const tg_dist_config *config) {
+    if (config && !(config->timeout_seconds >= 0))
+        return dist_error(dist->ctx, TG_ERR_INVALID, "dist_attach: timeout_seconds is %g (0: keep the "
+                          "handle's, %g s; > 0: seconds; INFINITY: never)", config->timeout_seconds,
+                          dist->timeout);
+    return TG_OK;
+}
+
 tg_status tg_dist_attach(tg_dist *dist, tg_tensor *const *params, int n_params,
                          const tg_dist_config *config) {
     if (!dist) return TG_ERR_INVALID;
     bool attached = dist->hook > 0;
-    /* the collectives below are taken by every rank whatever failed locally, so none waits */
-    tg_status status = dist_check_params(dist, params, n_params, "dist_attach");
-    if (attached) status = dist_error(dist->ctx, TG_ERR_STATE, "dist_attach: already attached "
-                                      "(once per tg_dist)");
+    size_t bucket_bytes = config && config->bucket_bytes ? config->bucket_bytes : TG_DIST_BUCKET_DEFAULT;
+    /* what every rank must share: the parameters' count, sizes and shapes, the configuration */
+    tg_dist_field fields[DIST_PARAM_FIELDS + 2] = {
+        [DIST_PARAM_FIELDS] = {.name = "bucket_bytes", .value = (int64_t)bucket_bytes},
+        [DIST_PARAM_FIELDS + 1] = {.name = "reduce_nonfinite", .value = config && config->reduce_nonfinite},
+    };
+    tg_status status = dist_param_fields(dist, params, n_params, "dist_attach", fields);
+    if (status == TG_OK && attached)
+        status = dist_error(dist->ctx, TG_ERR_STATE, "dist_attach: already attached (once per tg_dist)");
+    if (status == TG_OK) status = check_config(dist, config);
     if (status == TG_OK && n_params > 0) status = allocate(dist, n_params);
     if (status == TG_OK) {
         for (int i = 0; i < n_params; i++) {
@@ -309,20 +334,23 @@ tg_status tg_dist_attach(tg_dist *dist, tg_tensor *const *params, int n_params,
         }
         qsort(dist->sorted, (size_t)n_params, sizeof *dist->sorted, compare_refs);
         dist->reduce_nonfinite = config && config->reduce_nonfinite;
-        plan_buckets(dist, config && config->bucket_bytes ? config->bucket_bytes : TG_DIST_BUCKET_DEFAULT);
+        plan_buckets(dist, bucket_bytes);
         dist->flat = dist_calloc(dist->ctx, (size_t)dist->flat_elems * sizeof(float));
         if (!dist->flat) status = dist_error(dist->ctx, TG_ERR_NOMEM, "dist_attach: out of memory "
                                              "for %lld gradient floats", (long long)dist->flat_elems);
     }
-    /* a bucket of one rank pairs with the bucket of the same index on the others */
-    int64_t layout[2] = {status == TG_OK ? dist->n_buckets : -1, status == TG_OK ? dist->flat_elems : -1};
-    tg_status same = dist_check_same(dist, layout, 2, "dist_attach (bucket layout)");
+    /* taken by every rank whatever failed here, so none waits; the same fields give the same
+     * buckets, and a bucket of one rank pairs with the bucket of the same index on the others */
+    tg_status same = dist_require_same(dist, fields, DIST_PARAM_FIELDS + 2, status != TG_OK, "dist_attach",
+                                       TG_ERR_SHAPE, "every rank must build the same model and attach it "
+                                       "with the same configuration");
     if (status == TG_OK) status = same;
+    if (status == TG_OK && config && config->timeout_seconds > 0) dist->timeout = config->timeout_seconds;
     if (status == TG_OK) {
         dist->hook = tg_hook_global(dist->ctx, TG_PASS_BACKWARD, on_backward, dist);
         if (dist->hook < 0) status = tg_errcode(dist->ctx);
     }
-    if (status != TG_OK && !attached) dist_detach(dist);
+    if (status != TG_OK && !attached) dist_detach(dist, dist->broken);
     return status;
 }
 

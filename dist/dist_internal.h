@@ -1,6 +1,7 @@
 /*
- * dist/dist_internal.h — what dist/comm.c (communicator, broadcast, agreement) and
- * dist/buckets.c (the bucketed gradient all-reduce) share.
+ * dist/dist_internal.h — what dist/comm.c (communicator, broadcast, agreement), dist/buckets.c
+ * (the bucketed gradient all-reduce), dist/progress.c (waiting with a deadline) and
+ * dist/fields.c (the ranks' agreement on named values) share.
  *
  * libtapegrad_dist is a library of its own, linked beside libtapegrad.so, whose tgi_ helpers
  * have hidden visibility: so this layer reads the context and tape structures of
@@ -26,11 +27,26 @@ typedef struct dist_param_ref {
     int index;
 } dist_param_ref;
 
+/* What a rank answers another's census (dist/progress.c): the collective it waits in. */
+typedef struct dist_answer {
+    char stage[160];
+} dist_answer;
+
 struct tg_dist {
     tg_ctx *ctx;
     MPI_Comm comm;           /* our duplicate */
     int rank, size;
     bool owns_mpi;           /* tg_dist_init initialised MPI: finalize finalises it */
+    /* waiting (dist/progress.c) */
+    double timeout;          /* seconds a collective may go without progress */
+    const char *stage_what;  /* the collective waited in: "all-reduce of bucket" ... */
+    int stage_index;         /* ... its bucket or parameter (-1: none) */
+    bool broken;             /* a collective timed out: its request is still pending, so the
+                                communicator and the buffers it writes to cannot be reused */
+    char broken_msg[512];    /* that timeout's message, repeated by every later call */
+    dist_answer answer;      /* the last answer sent, until its send completes */
+    MPI_Request answer_request;
+    int query;               /* what a census sends (its content does not matter) */
     /* attached (tg_dist_attach) */
     tg_tensor **params;      /* registration order */
     int n_params;
@@ -69,13 +85,42 @@ TGI_HIDDEN tg_status dist_check_mpi(tg_dist *dist, int rc, const char *what);
 /* Through the context's allocator (tests count allocations), zeroed; NULL when out of memory. */
 TGI_HIDDEN void *dist_calloc(tg_ctx *ctx, size_t bytes);
 TGI_HIDDEN void dist_free(tg_ctx *ctx, void *ptr, size_t bytes);
-/* Whether every rank passes the same n (<= 4) values (collective): their minimum and maximum
- * agree; else TG_ERR_SHAPE saying so. */
-TGI_HIDDEN tg_status dist_check_same(tg_dist *dist, int64_t *values, int n, const char *what);
-/* Checks a parameter list here and that every rank passes as many floats (collective). */
-TGI_HIDDEN tg_status dist_check_params(tg_dist *dist, tg_tensor *const *params, int n_params,
-                                      const char *what);
-/* Releases what tg_dist_attach allocated and removes its hook. */
-TGI_HIDDEN void dist_detach(tg_dist *dist);
+
+/* ---- dist/progress.c: every collective is started non-blocking and completed here ---------- */
+
+/* Completes *request, the collective `what` (index: its bucket or parameter, -1 none): tests it
+ * at once and in a tight loop for a short while (a step's reductions usually end there), then
+ * sleeps between tests, growing to about 1 ms, answering other ranks' censuses. When it makes
+ * no progress for dist->timeout seconds, asks the other ranks where they are, marks the handle
+ * broken and returns TG_ERR_STATE naming the collective, the step and the ranks that do not
+ * answer or wait elsewhere; an MPI error breaks it too. A broken handle refuses at once. */
+TGI_HIDDEN tg_status dist_complete(tg_dist *dist, MPI_Request *request, const char *what, int index);
+/* The blocking collectives, through dist_complete (what and index name them as above). */
+TGI_HIDDEN tg_status dist_allreduce(tg_dist *dist, void *values, int count, MPI_Datatype type,
+                                    MPI_Op op, const char *what);
+TGI_HIDDEN tg_status dist_bcast(tg_dist *dist, void *values, int count, MPI_Datatype type, int root,
+                                const char *what, int index);
+TGI_HIDDEN tg_status dist_allgather(tg_dist *dist, const void *mine, void *all, int bytes,
+                                    const char *what);
+/* TG_ERR_STATE with the timeout's message when the handle is broken, else TG_OK. */
+TGI_HIDDEN tg_status dist_usable(tg_dist *dist);
+
+/* ---- dist/fields.c: named values every rank must share ------------------------------------ */
+
+/* tg_dist_check_same with the status and the advice of the caller (collective). failed: this
+ * rank failed before the check (its error is on the context already): it takes part, so no rank
+ * waits for it, and the others say so. */
+TGI_HIDDEN tg_status dist_require_same(tg_dist *dist, const tg_dist_field *fields, int n_fields,
+                                       bool failed, const char *what, tg_status status,
+                                       const char *advice);
+/* Checks a parameter list here (TG_ERR_INVALID) and fills fields[0..2] with its count, floats and
+ * shapes, for dist_require_same. */
+#define DIST_PARAM_FIELDS 3
+TGI_HIDDEN tg_status dist_param_fields(tg_dist *dist, tg_tensor *const *params, int n_params,
+                                       const char *what, tg_dist_field *fields);
+
+/* Releases what tg_dist_attach allocated and removes its hook; keep_buffers: a broken handle's
+ * pending reduction may still write to them, so they are left allocated. */
+TGI_HIDDEN void dist_detach(tg_dist *dist, bool keep_buffers);
 
 #endif

@@ -42,6 +42,10 @@ int main(int argc, char **argv) {
     if (status == TG_OK) status = tg_dataset_split(digits, 0.2, 42, &train, &test);
     tg_batcher *batches = train ? tg_batcher_new(train, GLOBAL_BATCH, true, true, 1) : NULL;
     if (status == TG_OK && !batches) status = tg_errcode(ctx);
+    /* what every rank must have been told alike: a rank with other steps would leave the others
+     * waiting in a reduction (until their timeout, TG_DIST_TIMEOUT_DEFAULT) */
+    tg_dist_field same[] = {{"steps", steps, false}};
+    if (status == TG_OK) status = tg_dist_check_same(dist, same, 1);
     /* rank 0's weights everywhere (they are equal here, seeded; a loaded checkpoint would not
      * be), then the backward hook that starts each bucket's all-reduce */
     if (status == TG_OK) status = tg_dist_broadcast_params(dist, params, n_params);

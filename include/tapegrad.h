@@ -942,7 +942,10 @@ tg_status tg_anomaly_last(const tg_ctx *ctx, tg_anomaly_report *out);
  * file at path (replacing it): "input.0", "input.1", ... (and "grad_output", the incoming
  * gradient, for the backward pass), with the op, node, pass, step, the inputs' names and the
  * attributes ("attr.<name>") as metadata, so the case can be replayed with tg_call. NULL path:
- * no more dumps. A dump that fails leaves its reason after the anomaly's message.
+ * no more dumps. A dump that fails leaves its reason after the anomaly's message. The file keeps
+ * the *first* stop after this call (the cause; a later stop, an evaluation pass's say, is an
+ * echo and would overwrite it): later stops say where it is and are not dumped. Calling it again
+ * (the same path or another) arms it for the next stop.
  */
 tg_status tg_set_anomaly_dump(tg_ctx *ctx, const char *path);
 
@@ -1648,6 +1651,86 @@ tg_status tg_noise_scale_from_norms(tg_ctx *ctx, double small_norm_sq, int64_t s
 tg_status tg_gradient_noise_scale(tg_ctx *ctx, const float *const *grads, int n_micro, int64_t dim,
                                   int64_t micro_batch, tg_noise_scale *result);
 
+/*
+ * Instruments over training. A recorder also keeps scalar series (a reading per measured step:
+ * the Hessian's top eigenvalue, lr x lambda_max, a trace, a Jacobian's extreme singular
+ * values, a noise scale, or any number of yours), in bounded memory: each keeps at most
+ * TG_METRIC_POINTS points; when full, every other point is dropped and points are kept half as
+ * often, so a series always spans the whole run (as the histograms do); the newest point is
+ * always kept as the last. Every point added is streamed (tg_recorder_stream_metrics).
+ *
+ * tg_recorder_instruments makes the recorder take the instruments itself every K steps: a loop
+ * calls tg_recorder_measure at each step (a no-op costing nothing at the other steps), which
+ * records the series named below. Each instrument is a workspace of its own (tg_curvature,
+ * tg_jacobian): a measurement neither moves the parameters nor their gradients nor the caller's
+ * tape, and once the first measurement has sized it, later ones allocate nothing.
+ */
+
+/** Most points a scalar series keeps. */
+#define TG_METRIC_POINTS 256
+
+/** Adds a point to the scalar series `name` (created when first seen; at most TG_LABEL_MAX - 1
+ *  bytes). Steps must not decrease within a series. value may be NaN or infinite. */
+tg_status tg_recorder_add_metric(tg_recorder *recorder, int64_t step, const char *name, double value);
+/** Number of scalar series (0 for NULL). */
+int tg_recorder_metric_count(const tg_recorder *recorder);
+/** Name of scalar series `index`, in the order they first appeared (NULL when out of range). */
+const char *tg_recorder_metric_name(const tg_recorder *recorder, int index);
+/** Index of the scalar series called name, or -1. */
+int tg_recorder_metric_find(const tg_recorder *recorder, const char *name);
+/** Copies up to max kept points of scalar series `index`, oldest first (steps or values may be
+ *  NULL); returns how many. */
+int tg_recorder_metric(const tg_recorder *recorder, int index, int64_t *steps, double *values, int max);
+/** Writes every point added from now on to file (NULL stops): CSV "step,name,value" (a header
+ *  line first), or JSON Lines {"step":..,"name":..,"value":..} with NaN/Inf as null. */
+void tg_recorder_stream_metrics(tg_recorder *recorder, FILE *file, tg_format format);
+
+/** What tg_recorder_measure takes, and how often (tg_instruments_defaults). */
+typedef struct tg_instruments_config {
+    int every;                 /**< measure at steps that are multiples of this (>= 1; 10) */
+    int hessian_top;           /**< the Hessian's k largest eigenvalues (0..TG_SPECTRUM_MAX; 1):
+                                    series "hessian.lambda_max" (and "hessian.lambda2".. for
+                                    k > 1), with "lr_lambda_max" when the measure gives a rate */
+    bool hessian_trace;        /**< Hutchinson's trace, "hessian.trace" (false) */
+    int jacobian_top;          /**< the input-output Jacobian's k largest and smallest singular
+                                    values (0..TG_SPECTRUM_MAX; 0): "jacobian.sigma_max",
+                                    "jacobian.sigma_min", "jacobian.mean_square" (and
+                                    "jacobian.sigma_max2".. for k > 1) */
+    tg_curvature_config spectra; /**< Lanczos steps, probes, seed (8 steps: lambda_max to about
+                                      7 digits on bench_curvature's MLP; probes 10; seed 1) */
+} tg_instruments_config;
+
+/** every 10, hessian_top 1, no trace, no Jacobian, spectra: 8 steps, 10 probes, seed 1. */
+tg_instruments_config tg_instruments_defaults(void);
+
+/** One measurement: the functions the instruments differentiate. */
+typedef struct tg_measure {
+    tg_gradcheck_fn loss;      /**< the loss of a fixed batch (for the Hessian's instruments) */
+    void *loss_user;
+    tg_jacobian_fn model;      /**< output from input (for the Jacobian's) */
+    void *model_user;
+    const tg_tensor *input;    /**< the Jacobian's input (a batch or one sample) */
+    double lr;                 /**< > 0: also records lr x lambda_max (2: the edge of stability) */
+} tg_measure;
+
+/**
+ * Makes the recorder take the configured instruments (config NULL: tg_instruments_defaults())
+ * at every tg_recorder_measure of a step that is a multiple of config.every, of the Hessian of
+ * the persistent tensors params[0..n-1] (the array is copied). Calling it again replaces the
+ * instruments. TG_ERR_INVALID for bad sizes, naming the field.
+ */
+tg_status tg_recorder_instruments(tg_recorder *recorder, tg_tensor *const *params, int n,
+                                  const tg_instruments_config *config);
+/**
+ * At a step that is a multiple of config.every: takes the instruments and adds their readings
+ * as scalar series at `step` (*measured true); at other steps it does nothing (*measured false;
+ * measured may be NULL). The function that an instrument needs (what->loss, or what->model and
+ * what->input) must be given. A function's error, or a product that is not finite, is returned
+ * with its message (TG_ERR_NUMERIC), and nothing of that step is recorded.
+ */
+tg_status tg_recorder_measure(tg_recorder *recorder, int64_t step, const tg_measure *what,
+                              bool *measured);
+
 /* ------------------------------------------------------------------------------------------ */
 /* Diagnostics: plots (self-contained SVG)                                                    */
 /* ------------------------------------------------------------------------------------------ */
@@ -1663,6 +1746,9 @@ typedef struct tg_plot_series {
     const double *x;             /**< NULL: 0, 1, 2, ... */
     const double *y;
     int64_t n;
+    int style;                   /**< 0: colour and dash by the series' position; k > 0: the
+                                      palette's k-th (1-based), so that a run keeps one colour
+                                      across charts that show different subsets of runs */
 } tg_plot_series;
 
 typedef struct tg_line_plot {

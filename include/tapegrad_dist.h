@@ -21,6 +21,24 @@
  *     }
  *     tg_dist_finalize(dist);
  *
+ * Ranks that disagree, and ranks that stall. tg_dist_attach and tg_dist_broadcast_params check
+ * that every rank has the same parameters (count, sizes, shapes) and configuration; what only the
+ * program knows (steps, batch, seed, a fingerprint of its data: tg_dist_digest) it checks with
+ * tg_dist_check_same, before training: ranks started with other arguments would otherwise wait
+ * for each other forever (other steps) or train apart and report success (other seed or data).
+ * Every collective waits with a deadline: one that makes no progress for the handle's timeout
+ * (TG_DIST_TIMEOUT_DEFAULT, tg_dist_set_timeout, tg_dist_config.timeout_seconds) fails with
+ * TG_ERR_STATE naming it and the rank it waits for, e.g. "dist: all-reduce of bucket 3 at step
+ * 12: no progress from rank 1 for 300 s (it does not answer: stopped, hung, or busy outside
+ * tapegrad_dist's collectives)" or "... rank 1 waits in the step agreement (tg_dist_wait) at
+ * step 30 instead" (the waiting ranks ask the others where they are; an MPI error inside a
+ * collective, such as a rank that ended or ranks that run different collectives, also fails). A wait tests its request
+ * in a tight loop only for its first 100 us, then sleeps between tests (growing with the time
+ * pending, to 1 ms), so a waiting rank does not burn a core. After a timeout the handle is
+ * broken: MPI cannot cancel the pending collective, so every later call refuses with the same
+ * message and tg_dist_finalize leaves MPI alone and says so; the program should end the job
+ * (MPI_Abort, as `tapegrad train` does). The library itself never aborts.
+ *
  * This header and its library are separate from tapegrad.h and libtapegrad, so the core never
  * needs MPI; link with `pkg-config --libs tapegrad-dist` (which brings Open MPI's ompi-c).
  * Every function is NULL-safe: a NULL tg_dist behaves as a world of one rank where that makes
@@ -45,6 +63,11 @@ typedef struct tg_dist tg_dist;
  *  spreads over several buckets (and so overlaps), large enough to amortise a message. */
 #define TG_DIST_BUCKET_DEFAULT ((size_t)1 << 20)
 
+/** Seconds a collective may go without progress before it fails (tg_dist_set_timeout): long
+ *  enough for a slow step or rank 0's evaluation and checkpoint, short enough that a stalled
+ *  job ends the same hour. */
+#define TG_DIST_TIMEOUT_DEFAULT 300.0
+
 typedef struct tg_dist_config {
     size_t bucket_bytes;   /**< gradient bytes per bucket (0: TG_DIST_BUCKET_DEFAULT); a
                                 parameter larger than this gets a bucket of its own */
@@ -52,7 +75,23 @@ typedef struct tg_dist_config {
                                 (tg_dist_wait: TG_ERR_NUMERIC). true: it is reduced like any
                                 other, so the mean is non-finite on every rank, for a step guard
                                 that skips such steps (tg_guard_judge) to decide on all alike */
+    double timeout_seconds; /**< 0 (default): keep the handle's timeout (TG_DIST_TIMEOUT_DEFAULT
+                                unless tg_dist_set_timeout changed it); else as tg_dist_set_timeout,
+                                from the end of tg_dist_attach on. Negative or NaN: TG_ERR_INVALID.
+                                The ranks may differ here; bucket_bytes and reduce_nonfinite are
+                                checked to agree */
 } tg_dist_config;
+
+/** Longest name of a tg_dist_field, with its terminating NUL. */
+#define TG_DIST_FIELD_NAME_MAX 48
+
+/** A named value every rank must pass alike (tg_dist_check_same). */
+typedef struct tg_dist_field {
+    const char *name;  /**< what the value is, as the message names it ("steps", "data"): 1 to
+                            TG_DIST_FIELD_NAME_MAX - 1 bytes (longer: TG_ERR_INVALID, never cut) */
+    int64_t value;     /**< a count or setting, or a digest ((int64_t)tg_dist_digest(...)) */
+    bool digest;       /**< the value is a hash: messages print it in hex */
+} tg_dist_field;
 
 /** Counters of an attached tg_dist (tg_dist_get_stats). */
 typedef struct tg_dist_stats {
@@ -65,6 +104,8 @@ typedef struct tg_dist_stats {
                                        reduction (entries below it were still to be walked);
                                        -1 when it started after the walk or in tg_dist_wait */
     int launched_in_backward;     /**< last step: buckets started during the backward walk */
+    bool broken;                  /**< a collective timed out: the handle refuses every call;
+                                       end the job (MPI_Abort) */
 } tg_dist_stats;
 
 /**
@@ -80,12 +121,35 @@ tg_dist *tg_dist_init_comm(tg_ctx *ctx, MPI_Comm comm);
 int tg_dist_rank(const tg_dist *dist);
 /** Number of ranks (1 for NULL). */
 int tg_dist_size(const tg_dist *dist);
+/** Seconds any collective of dist may go without progress before it fails with TG_ERR_STATE and
+ *  the handle is broken (see the top of this header): > 0, INFINITY to wait as long as MPI would;
+ *  else TG_ERR_INVALID. Local (each rank its own; the first rank to time out names the others). */
+tg_status tg_dist_set_timeout(tg_dist *dist, double seconds);
+/**
+ * Whether every rank passes the same fields (collective): the same count of fields, the same
+ * names in the same order and the same values. Every rank gathers every rank's fields, so every
+ * rank returns the same verdict: TG_OK, or TG_ERR_STATE naming the first field that differs, the
+ * lowest rank whose value differs from rank 0's and both values: "dist_check_same: the ranks
+ * disagree on steps: rank 1's steps = 60, rank 0's = 30: every rank must be started with the same
+ * values" (with how many ranks differ when more than one does). TG_ERR_INVALID for a NULL field
+ * list with n_fields > 0, n_fields outside 0..4096, or a name NULL, empty or too long: that rank
+ * still takes part, and the others get TG_ERR_STATE "rank R failed before the check". Call it
+ * before training with what the program knows must be equal (configuration, steps, batch size,
+ * seed, tg_dist_digest of its data).
+ */
+tg_status tg_dist_check_same(tg_dist *dist, const tg_dist_field *fields, int n_fields);
+/** A 64-bit digest of size bytes, chained through seed (0 to start; pass the last digest to add
+ *  more): for tg_dist_field values. Not cryptographic; about 5 GB/s. bytes may be NULL for 0. */
+uint64_t tg_dist_digest(uint64_t seed, const void *bytes, size_t size);
 /** Overwrites every rank's tensors with rank 0's (collective): the same start everywhere, or a
- *  checkpoint rank 0 read. The ranks' tensor counts and sizes are checked to agree first. */
+ *  checkpoint rank 0 read. The ranks' tensor counts, sizes and shapes are checked to agree first
+ *  (TG_ERR_SHAPE naming the first that differs and the ranks). */
 tg_status tg_dist_broadcast_params(tg_dist *dist, tg_tensor *const *params, int n_params);
 /**
- * Reduces the gradients of params from now on (collective; once per tg_dist): builds the
- * buckets (same layout on every rank, checked), preallocates their flat buffers and registers
+ * Reduces the gradients of params from now on (collective; once per tg_dist): checks that every
+ * rank passes parameters of the same count, sizes and shapes and the same bucket_bytes and
+ * reduce_nonfinite (TG_ERR_SHAPE naming the field and the ranks, as tg_dist_check_same), builds
+ * the buckets (so the same layout on every rank), preallocates their flat buffers and registers
  * the backward hook that starts them, on the context of tg_dist_init (the parameters must
  * belong to it: TG_ERR_INVALID otherwise). config may be NULL. One backward pass per
  * tg_dist_wait.
@@ -128,9 +192,15 @@ tg_status tg_dist_agree(tg_dist *dist, bool local, bool *any);
 tg_status tg_dist_mean(tg_dist *dist, double *values, int n);
 /** The counters above; TG_ERR_INVALID for NULL arguments. */
 tg_status tg_dist_get_stats(const tg_dist *dist, tg_dist_stats *stats);
-/** Removes the hook, frees the buffers and the duplicated communicator, and finalises MPI if
- *  tg_dist_init initialised it (collective). NULL is ignored. */
-void tg_dist_finalize(tg_dist *dist);
+/** Checks that every rank arrives, after as many tg_dist_wait steps (a reduction with the
+ *  handle's timeout, so MPI_Finalize never waits for a rank that is not coming), removes the
+ *  hook, frees the buffers and the duplicated communicator, and finalises MPI if tg_dist_init
+ *  initialised it (collective). TG_OK, or TG_ERR_STATE (the reason on the context) when the
+ *  handle is broken: a timeout or MPI failure, before or in this check, or ranks that end after
+ *  different numbers of steps. Then only the hook is removed: MPI, the handle and the memory a
+ *  pending reduction may write to are left as they are, and the program should end the job
+ *  (MPI_Abort). NULL: TG_OK. */
+tg_status tg_dist_finalize(tg_dist *dist);
 
 #ifdef __cplusplus
 }

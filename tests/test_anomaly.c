@@ -132,6 +132,23 @@ Test(anomaly, the_dump_holds_the_culprits_inputs) {
     /* after the 8-byte length, the JSON header: text */
     cr_expect(strstr(header + 8, "\"op\":\"mul\"") != NULL, "%s", header + 8);
     cr_expect(strstr(header + 8, "\"input.1.name\":\"b\"") != NULL, "%s", header + 8);
+
+    /* a later stop (an evaluation pass, say) leaves the first one in the file */
+    tg_clear_error(ctx);
+    tg_tape_reset(tape);
+    tg_tape_set_step(tape, 7);
+    tg_tensor *c = param("c", 2, (float[]){-1, 2});
+    cr_expect_null(tg_log(tape, c));
+    expect_errmsg_has(ctx, "log", "not dumped", "keeps the first stop (step 0)");
+    cr_assert_eq(tg_load_safetensors(ctx, path, (tg_tensor *[]){in0, in1}, 2), TG_OK, "%s", tg_errmsg(ctx));
+    cr_expect(in0->data[0] == 1e30f, "the first stop's inputs were overwritten");
+    /* armed again, the next stop is dumped */
+    cr_assert_eq(tg_set_anomaly_dump(ctx, path), TG_OK);
+    cr_expect_null(tg_log(tape, c));
+    expect_errmsg_has(ctx, "inputs dumped to");
+    tg_tensor *only = tg_set_label(tg_zeros(ctx, TG_SHAPE(2)), "input.0");
+    cr_assert_eq(tg_load_safetensors(ctx, path, &only, 1), TG_OK, "%s", tg_errmsg(ctx));
+    cr_expect(only->data[0] == -1.0f);
     cr_expect_eq(tg_set_anomaly_dump(ctx, NULL), TG_OK);
     unlink(path);
 }

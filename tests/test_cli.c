@@ -196,11 +196,33 @@ Test(cli, quick_study_writes_a_complete_report) {
     expect_guarded_exploding(json_array_get(experiments, 4), html);
     json_decref(root);
     cr_expect_eq(strncmp(html, "<!DOCTYPE html>", 15), 0);
+    const char *summary = strstr(html, "<section id=\"summary\">");
+    cr_expect(summary && summary < strstr(html, "<section id=\"vanishing\">"), "the summary comes first");
     for (size_t i = 0; i < n_names; i++) {
         char id[64];
         snprintf(id, sizeof id, "<section id=\"%s\">", names[i]);
         cr_expect(strstr(html, id) != NULL, "no section %s", names[i]);
+        snprintf(id, sizeof id, "<li><a href=\"#%s\"><b>%s</b></a>: ", names[i], names[i]);
+        cr_expect(summary && strstr(summary, id), "the summary does not link %s", names[i]);
+        snprintf(id, sizeof id, "<a href=\"%s.csv\">", names[i]);
+        cr_expect(strstr(html, id), "the section does not link %s.csv", names[i]);
     }
+    /* heatmap rows are the layers' own names, and a recurrent cell keeps its colour over T */
+    const char *cnn = strstr(html, "<section id=\"cnn\">");
+    cr_expect(cnn && strstr(cnn, ">conv1<"), "the LeNet heatmap's rows are not named after its layers");
+    const char *recurrent_html = strstr(html, "<section id=\"recurrent\">");
+    cr_assert_not_null(recurrent_html);
+    const char *end = strstr(recurrent_html + 1, "<section");
+    char colours[16][8];
+    int n_colours = 0;
+    for (const char *p = recurrent_html; (p = strstr(p, "<path stroke=\"#")) && (!end || p < end); p++) {
+        char colour[8];
+        snprintf(colour, sizeof colour, "%.7s", p + 14);
+        int k = 0;
+        while (k < n_colours && strcmp(colours[k], colour) != 0) k++;
+        if (k == n_colours && n_colours < 16) snprintf(colours[n_colours++], 8, "%s", colour);
+    }
+    cr_expect_eq(n_colours, 4, "RNN, LSTM, GRU and the stacked LSTM: one colour each at every T, not %d", n_colours);
     int svgs = 0;
     for (const char *p = html; (p = strstr(p, "<svg")); p++) svgs++;
     cr_expect_geq(svgs, 20, "%d charts", svgs);

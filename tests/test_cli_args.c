@@ -56,6 +56,29 @@ Test(cli_args, train_with_a_typo_exits_2_suggesting_the_option) {
     expect_output_has(false, "unknown option '--stpes'; did you mean '--steps'?");
 }
 
+Test(cli_args, misspelled_values_get_the_nearest_choice_and_bad_numbers_their_range) {
+    cr_expect_eq(TRAIN("--norm", "bach"), 2);
+    cr_expect_eq(TRAIN("--optimizer", "adma"), 2);
+    cr_expect_eq(TRAIN("--task", "regresion"), 2);
+    cr_expect_eq(TRAIN("--data", "digts"), 2);
+    cr_expect_eq(TRAIN("--init", "xavir"), 2);
+    cr_expect_eq(TRAIN("--lr", "-1"), 2);
+    cr_expect_eq(TRAIN("--steps", "2.5"), 2);
+    fflush(stderr);
+    const char *err = read_all(cr_get_redirected_stderr());
+    const char *expected[] = {
+        "got 'bach'; did you mean 'batch'?",
+        "'adma' (sgd, adam, adamw or rmsprop); did you mean 'adam'?",
+        "did you mean 'regression'?",
+        "got 'digts'; did you mean 'digits'?",
+        "got 'xavir'; did you mean 'xavier'?",
+        "--lr: '-1' is not a valid value (expected a number from 0 to 100)",
+        "--steps: '2.5' is not a valid value (expected a whole number from 0 to 10000000)",
+    };
+    for (size_t i = 0; i < sizeof expected / sizeof expected[0]; i++)
+        cr_expect(strstr(err, expected[i]), "stderr \"%s\" lacks \"%s\"", err, expected[i]);
+}
+
 Test(cli_args, opt_equals_value_is_opt_value) {
     char *argv[] = {"tapegrad", "train", "--steps=5", "--data=csv:a=b.csv", "--anomaly", "-x=1"};
     split_args args;

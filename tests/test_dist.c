@@ -12,6 +12,7 @@
 #ifdef TG_HAVE_MPI
 
 #include <sys/wait.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "tapegrad_dist.h"
@@ -26,13 +27,15 @@ static const char *dist_check_path(void) {
     return path;
 }
 
+/* mpirun as root in a container, the ranks on shared-memory transport, LeakSanitizer off. */
+#define MPIRUN "mpirun --allow-run-as-root --oversubscribe --bind-to none --mca btl self,vader " \
+               "-x ASAN_OPTIONS=detect_leaks=0"
+
 /* Runs dist_check with args (under mpirun -np ranks, or alone when ranks is 0), its output to
  * dir/name.txt and its parameters to dir/name.rank<R>.bin; returns the exit status. */
 static int run_check(const char *dir, const char *name, int ranks, const char *args) {
     char cmd[8192], launcher[256] = "";
-    if (ranks > 0)
-        snprintf(launcher, sizeof launcher, "mpirun -np %d --allow-run-as-root --oversubscribe "
-                 "--bind-to none --mca btl self,vader -x ASAN_OPTIONS=detect_leaks=0 ", ranks);
+    if (ranks > 0) snprintf(launcher, sizeof launcher, MPIRUN " -np %d ", ranks);
     snprintf(cmd, sizeof cmd, "%s'%s' %s --out '%s/%s' %s > '%s/%s.txt' 2>&1", launcher,
              dist_check_path(), ranks > 0 ? "" : "--single", dir, name, args, dir, name);
     int status = system(cmd);
@@ -218,7 +221,7 @@ Test(dist, first_bucket_starts_before_backward_ends, .timeout = 60) {
 Test(dist, mpirun_train_and_study_report_on_rank_0, .timeout = 90) {
     char dir[64], cmd[8192], path[256];
     temp_dir_make(dir, "tapegrad-dist");
-    const char *mpirun = "mpirun -np 2 --allow-run-as-root --oversubscribe --bind-to none --mca btl self,vader";
+    const char *mpirun = MPIRUN " -np 2";
     snprintf(cmd, sizeof cmd, "cd '%s' && %s '%s/tapegrad' train --steps 20 --batch 64 --width 32 "
              "--depth 3 --save w.safetensors --out report > out.txt 2>&1", dir, mpirun,
              getenv("TAPEGRAD_TEST_PLUGINS"));
@@ -273,8 +276,7 @@ Test(dist, mpirun_train_guard_skips_what_one_process_skips, .timeout = 90) {
     temp_dir_make(dir, "tapegrad-dist");
     const char *args = "train --depth 8 --activation relu --init he --optimizer sgd --lr 0.5 "
                        "--momentum 0.9 --steps 60 --guard";
-    snprintf(cmd, sizeof cmd, "cd '%s' && '%s/tapegrad' %s > one.txt 2>&1 && mpirun -np 2 "
-             "--allow-run-as-root --oversubscribe --bind-to none --mca btl self,vader '%s/tapegrad' "
+    snprintf(cmd, sizeof cmd, "cd '%s' && '%s/tapegrad' %s > one.txt 2>&1 && " MPIRUN " -np 2 '%s/tapegrad' "
              "%s > two.txt 2>&1", dir, getenv("TAPEGRAD_TEST_PLUGINS"), args,
              getenv("TAPEGRAD_TEST_PLUGINS"), args);
     cr_assert_eq(system(cmd), 0, "%s (see %s)", cmd, dir);
@@ -283,6 +285,178 @@ Test(dist, mpirun_train_guard_skips_what_one_process_skips, .timeout = 90) {
     cr_assert(strstr(one, "outliers), the first at step"), "one process skipped nothing: %s", one);
     cr_expect_str_eq(two, one);
     temp_dir_remove(dir);
+}
+
+/* ---- ranks that disagree or stall --------------------------------------------------------- */
+
+static double now_seconds(void) {
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return (double)t.tv_sec + 1e-9 * (double)t.tv_nsec;
+}
+
+/* `mpirun APPS` (one app, or an MPMD line "-np 1 A : -np 1 B") in dir, its output into
+ * dir/name.txt; the exit status, and in *seconds how long it ran. */
+static int run_mpirun(const char *dir, const char *name, const char *apps, double *seconds) {
+    char cmd[16384];
+    snprintf(cmd, sizeof cmd, "cd '%s' && " MPIRUN " %s > '%s.txt' 2>&1", dir, apps, name);
+    double start = now_seconds();
+    int status = system(cmd);
+    *seconds = now_seconds() - start;
+    return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+}
+
+/* Whether dir/name.txt holds text (a line printed by any rank, or by mpirun). */
+static bool output_has(const char *dir, const char *name, const char *text) {
+    char path[4096], buf[65536];
+    snprintf(path, sizeof path, "%s/%s.txt", dir, name);
+    FILE *f = fopen(path, "r");
+    if (!f) return false;
+    size_t n = fread(buf, 1, sizeof buf - 1, f);
+    fclose(f);
+    buf[n] = '\0';
+    return strstr(buf, text) != NULL;
+}
+
+/* Runs `mpirun APPS` as name, which must fail and end well within 30 s: the stalled ranks of
+ * these tests sleep 60 s, so a job that waited for one would take longer. */
+static void expect_job_ends(const char *dir, const char *name, const char *apps) {
+    double seconds;
+    cr_expect_neq(run_mpirun(dir, name, apps, &seconds), 0, "%s (see %s/%s.txt)", apps, dir, name);
+    cr_expect(seconds < 30, "%s took %.1f s", apps, seconds);
+}
+
+/* Two ranks started with other --steps, or another --seed: before any step, each stops with the
+ * same message naming the field, the rank that differs and both values (before: with other steps
+ * the rank that finished first left the other waiting forever; with another seed both trained
+ * apart and exited 0). */
+Test(dist, ranks_started_with_other_steps_or_seed_stop_naming_them, .timeout = 60) {
+    static const char *const cases[][3] = {
+        {"--steps 30", "--steps 60", "stopped: dist_check_same: the ranks disagree on steps: rank 1's steps = 60, rank 0's = 30"},
+        {"--seed 1", "--seed 2", "stopped: dist_check_same: the ranks disagree on seed: rank 1's seed = 2, rank 0's = 1"},
+    };
+    char dir[64], apps[8192], line[4096];
+    temp_dir_make(dir, "tapegrad-dist");
+    for (size_t k = 0; k < sizeof cases / sizeof cases[0]; k++) {
+        snprintf(apps, sizeof apps, "-np 1 '%s' --out apart %s : -np 1 '%s' --out apart %s", dist_check_path(),
+                 cases[k][0], dist_check_path(), cases[k][1]);
+        expect_job_ends(dir, "apart", apps);
+        for (int rank = 0; rank < 2; rank++) {
+            rank_line(dir, "apart", rank, line, sizeof line);
+            cr_expect(strstr(line, cases[k][2]) != NULL, "%s", line);
+        }
+    }
+    temp_dir_remove(dir);
+}
+
+/* Rank 1 sleeps 60 s before step 2; with a timeout of 2 s rank 0 gives up, naming the reduction,
+ * the step and rank 1, and the job ends long before rank 1 would wake (about 4 s). */
+Test(dist, a_stalled_rank_ends_the_job_after_the_timeout, .timeout = 60) {
+    char dir[64], apps[8192], line[4096];
+    temp_dir_make(dir, "tapegrad-dist");
+    snprintf(apps, sizeof apps, "-np 2 '%s' --out stall --timeout 2 --stall-rank 1 --stall-seconds 60",
+             dist_check_path());
+    expect_job_ends(dir, "stall", apps);
+    rank_line(dir, "stall", 0, line, sizeof line);
+    cr_expect(strstr(line, "stopped: dist: all-reduce of bucket 0 at step 2: no progress from rank 1 for 2 s "
+                           "(it does not answer") != NULL, "%s", line);
+    temp_dir_remove(dir);
+}
+
+/* Three ranks, rank 2 stalls: ranks 0 and 1 wait in the same reduction and answer each other's
+ * census, so the message names rank 2 alone. */
+Test(dist, the_timeout_names_only_the_rank_that_does_not_answer, .timeout = 60) {
+    char dir[64], apps[8192];
+    temp_dir_make(dir, "tapegrad-dist");
+    snprintf(apps, sizeof apps, "-np 3 '%s' --out census --batch 48 --timeout 2 --stall-rank 2 --stall-seconds 60",
+             dist_check_path());
+    expect_job_ends(dir, "census", apps);
+    cr_expect(output_has(dir, "census", "no progress from rank 2 for 2 s"), "see %s/census.txt", dir);
+    cr_expect(!output_has(dir, "census", "no progress from ranks"), "see %s/census.txt", dir);
+    temp_dir_remove(dir);
+}
+
+/* Without the check at start, ranks with other --steps run different collectives: the one that
+ * ends first fails its final check instead of waiting in MPI_Finalize (or the other times out),
+ * and the job ends. */
+Test(dist, unchecked_ranks_with_other_steps_end_the_job, .timeout = 60) {
+    char dir[64], apps[8192];
+    temp_dir_make(dir, "tapegrad-dist");
+    snprintf(apps, sizeof apps, "-np 1 '%s' --out ends --no-check --timeout 2 --steps 3 : "
+             "-np 1 '%s' --out ends --no-check --timeout 2 --steps 6", dist_check_path(), dist_check_path());
+    expect_job_ends(dir, "ends", apps);
+    cr_expect(output_has(dir, "ends", "rank 0: finalize: dist") || output_has(dir, "ends", "rank 1: stopped: dist: "),
+              "see %s/ends.txt", dir);
+    temp_dir_remove(dir);
+}
+
+/* Wrong calls on one rank only: every rank gets its verdict, none waits (dist_check --misuse). */
+Test(dist, misuse_on_one_rank_never_leaves_the_other_waiting, .timeout = 60) {
+    char dir[64];
+    temp_dir_make(dir, "tapegrad-dist");
+    cr_expect_eq(run_check(dir, "misuse", 2, "--misuse --timeout 20"), 0, "see %s/misuse.txt", dir);
+    cr_expect(output_has(dir, "misuse", "rank 0: misuse ok"), "see %s/misuse.txt", dir);
+    cr_expect(output_has(dir, "misuse", "rank 1: misuse ok"), "see %s/misuse.txt", dir);
+    temp_dir_remove(dir);
+}
+
+/* `tapegrad train` on ranks started apart: other --steps, --seed or data file each stop every
+ * rank before training with "mpi: ..." naming the field and rank 1. */
+Test(dist, mpirun_train_refuses_ranks_started_apart, .timeout = 90) {
+    char dir[64], apps[8192], path[4096];
+    const char *tool = getenv("TAPEGRAD_TEST_PLUGINS");
+    temp_dir_make(dir, "tapegrad-dist");
+    for (int k = 0; k < 2; k++) { /* two data sets of 8 rows that differ in the last label */
+        snprintf(path, sizeof path, "%s/%c.csv", dir, 'a' + k);
+        FILE *f = fopen(path, "w");
+        cr_assert_not_null(f);
+        for (int row = 0; row < 8; row++) fprintf(f, "%d,%d,%d\n", row, 8 - row, row == 7 ? k : row % 2);
+        fclose(f);
+    }
+    static const char *const cases[][3] = {
+        {"--steps 30", "--steps 60", "mpi: dist_check_same: the ranks disagree on steps: rank 1's steps = 60, rank 0's = 30"},
+        {"--seed 1", "--seed 2", "mpi: dist_check_same: the ranks disagree on seed: rank 1's seed = 2, rank 0's = 1"},
+        {"--data csv:a.csv", "--data csv:b.csv", "mpi: dist_check_same: the ranks disagree on data: rank 1's data = 0x"},
+    };
+    for (size_t k = 0; k < sizeof cases / sizeof cases[0]; k++) {
+        const char *common = "train --steps 5 --batch 2 --width 8 --depth 2 --data csv:a.csv";
+        snprintf(apps, sizeof apps, "-np 1 '%s/tapegrad' %s %s : -np 1 '%s/tapegrad' %s %s", tool, common,
+                 cases[k][0], tool, common, cases[k][1]);
+        expect_job_ends(dir, "train", apps);
+        for (int rank = 0; rank < 2; rank++) {
+            char words[512];
+            snprintf(words, sizeof words, "tapegrad train (rank %d): %s", rank, cases[k][2]);
+            cr_expect(output_has(dir, "train", words), "no '%s' in %s/train.txt", words, dir);
+        }
+    }
+    temp_dir_remove(dir);
+}
+
+/* `tapegrad train --dist-timeout 2` with rank 1 asleep for 60 s in a hook at step 2 (the test
+ * plugin libstall.so): rank 0 names the stall and rank 1, and ends the job (MPI_Abort). */
+Test(dist, mpirun_train_ends_a_stalled_job, .timeout = 90) {
+    char dir[64], apps[8192];
+    const char *tool = getenv("TAPEGRAD_TEST_PLUGINS");
+    temp_dir_make(dir, "tapegrad-dist");
+    snprintf(apps, sizeof apps, "-np 2 -x TAPEGRAD_TEST_STALL=1:60 '%s/tapegrad' train --steps 20 --width 8 "
+             "--depth 2 --dist-timeout 2 --plugin '%s/libstall.so' --hook '*:stall'", tool, tool);
+    expect_job_ends(dir, "stall", apps);
+    cr_expect(output_has(dir, "stall", "tapegrad train (rank 0): step: dist: "), "see %s/stall.txt", dir);
+    cr_expect(output_has(dir, "stall", "at step 2: no progress from rank 1 for 2 s"), "see %s/stall.txt", dir);
+    cr_expect(output_has(dir, "stall", "ending the job (MPI_Abort)"), "see %s/stall.txt", dir);
+    temp_dir_remove(dir);
+}
+
+Test(dist, digests_tell_inputs_apart) {
+    const char a[] = "tapegrad", b[] = "tapegrae";
+    uint64_t da = tg_dist_digest(0, a, sizeof a), db = tg_dist_digest(0, b, sizeof b);
+    cr_expect_neq(da, db);
+    cr_expect_eq(da, tg_dist_digest(0, a, sizeof a), "deterministic");
+    cr_expect_neq(tg_dist_digest(1, a, sizeof a), da, "the seed counts");
+    cr_expect_neq(tg_dist_digest(0, a, 3), tg_dist_digest(0, a, 4), "the size counts");
+    cr_expect_eq(tg_dist_digest(0, NULL, 5), tg_dist_digest(0, NULL, 0), "NULL is no bytes");
+    /* chained: the digest of a then b differs from b then a */
+    cr_expect_neq(tg_dist_digest(da, b, sizeof b), tg_dist_digest(db, a, sizeof a));
 }
 
 Test(dist, null_handles_are_safe) {
@@ -300,7 +474,10 @@ Test(dist, null_handles_are_safe) {
     cr_expect_eq(tg_dist_get_stats(NULL, &stats), TG_ERR_INVALID);
     cr_expect_null(tg_dist_init(NULL, NULL, NULL));
     cr_expect_null(tg_dist_init_comm(NULL, MPI_COMM_WORLD));
-    tg_dist_finalize(NULL);
+    tg_dist_field field = {"steps", 1, false};
+    cr_expect_eq(tg_dist_check_same(NULL, &field, 1), TG_ERR_INVALID);
+    cr_expect_eq(tg_dist_set_timeout(NULL, 1.0), TG_ERR_INVALID);
+    cr_expect_eq(tg_dist_finalize(NULL), TG_OK);
 }
 
 #endif

@@ -131,3 +131,53 @@ Test(gradcheck_function, bad_functions_and_inputs_are_refused) {
     cr_expect_eq(tg_gradcheck_function(ctx, dead, NULL, &on_tape, 1, NULL, &r), TG_ERR_INVALID);
     expect_errmsg_has(ctx, "input 0 is not persistent");
 }
+
+static tg_tensor *labelled_loss(tg_tape *t, tg_tensor *const *p, int n, void *user) {
+    tg_tensor *loss = net_loss(t, p, n, user);
+    if (loss) tg_set_label(loss, "check.loss");
+    return loss;
+}
+
+static tg_status count_calls(tg_ctx *c, const tg_hook_event *e, void *user) {
+    (void)c, (void)e;
+    ++*(int *)user;
+    return TG_OK;
+}
+
+/* A training loop's hooks and recorder stay out of the check (issue: a recorder at step 459
+ * refused the check's step 0, and a clipping hook would clip the analytic gradients). */
+Test(gradcheck_function, user_hooks_and_recorders_do_not_see_the_check) {
+    net model;
+    tg_tensor *p[4];
+    make_net(&model, p, "tanh"); /* built-in: it has the forward-mode rule order 2 needs */
+    tg_recorder *rec = tg_recorder_new(ctx, 4);
+    cr_assert_gt(tg_recorder_attach(rec, "*"), 0);
+    int pattern_calls = 0, global_calls = 0;
+    cr_assert_gt(tg_hook_pattern(ctx, "check.*", TG_PASS_BACKWARD, count_calls, &pattern_calls), 0);
+    cr_assert_gt(tg_hook_global(ctx, TG_PASS_FORWARD, count_calls, &global_calls), 0);
+    /* the loop is at step 459: the recorder has seen it */
+    tg_tape *tape = tg_tape_new(ctx);
+    tg_tape_set_step(tape, 459);
+    cr_assert_eq(tg_backward(tape, labelled_loss(tape, p, 4, &model)), TG_OK, "%s", tg_errmsg(ctx));
+    int series = tg_recorder_series_count(rec);
+    cr_assert_gt(series, 0);
+    cr_assert_eq(pattern_calls, 1);
+    int forward_calls = global_calls;
+    cr_assert_gt(forward_calls, 0);
+    tg_gradcheck_result r;
+    tg_gradcheck_opts opts = tg_gradcheck_defaults();
+    opts.order = 2;
+    cr_assert_eq(tg_gradcheck_function(ctx, labelled_loss, &model, p, 4, &opts, &r), TG_OK, "%s", tg_errmsg(ctx));
+    cr_expect(r.passed);
+    cr_expect_eq(pattern_calls, 1, "the pattern hook ran %d times in the check", pattern_calls - 1);
+    cr_expect_eq(global_calls, forward_calls, "the forward hook ran in the check");
+    cr_expect_eq(tg_recorder_series_count(rec), series);
+    /* and they are back afterwards */
+    tg_tape_reset(tape);
+    tg_tape_set_step(tape, 460);
+    cr_assert_eq(tg_backward(tape, labelled_loss(tape, p, 4, &model)), TG_OK, "%s", tg_errmsg(ctx));
+    cr_expect_eq(pattern_calls, 2);
+    cr_expect_eq(global_calls, 2 * forward_calls);
+    tg_tape_free(tape);
+    tg_recorder_free(rec);
+}

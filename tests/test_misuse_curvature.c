@@ -220,3 +220,86 @@ Test(misuse_curvature, messages_say_what_is_wrong) {
     tg_curvature_free(c);
     tg_ctx_free(ctx);
 }
+
+/* ---- the recorder's scalar series and instruments -------------------------------------------- */
+
+MISUSE(tg_recorder_add_metric) {
+    REFUSED_QUIETLY(tg_recorder_add_metric(NULL, 0, "m", 1.0));
+    REFUSED(tg_recorder_add_metric(W.rec, 0, NULL, 1.0));
+    REFUSED(tg_recorder_add_metric(W.rec, 0, "", 1.0));
+    cr_expect_eq(tg_recorder_add_metric(W.rec, 2, "m", 1.0), TG_OK);
+    REFUSED(tg_recorder_add_metric(W.rec, 1, "m", 1.0));
+}
+
+MISUSE(tg_recorder_metric_count) { GIVES(tg_recorder_metric_count(NULL), 0); }
+
+MISUSE(tg_recorder_metric_name) {
+    NULLED_QUIETLY(tg_recorder_metric_name(NULL, 0));
+    NULLED_QUIETLY(tg_recorder_metric_name(W.rec, -1));
+    NULLED_QUIETLY(tg_recorder_metric_name(W.rec, 0));
+}
+
+MISUSE(tg_recorder_metric_find) {
+    GIVES(tg_recorder_metric_find(NULL, "m"), -1);
+    GIVES(tg_recorder_metric_find(W.rec, NULL), -1);
+}
+
+MISUSE(tg_recorder_metric) {
+    int64_t steps[2];
+    double values[2];
+    GIVES(tg_recorder_metric(NULL, 0, steps, values, 2), 0);
+    GIVES(tg_recorder_metric(W.rec, 0, steps, values, 2), 0); /* no series yet */
+    tg_recorder_add_metric(W.rec, 0, "m", 1.0);
+    GIVES(tg_recorder_metric(W.rec, 0, steps, values, 0), 0);
+    GIVES(tg_recorder_metric(W.rec, 0, NULL, NULL, 2), 1);
+    GIVES(tg_recorder_metric(W.rec, 1, steps, values, 2), 0);
+}
+
+MISUSE(tg_recorder_stream_metrics) {
+    tg_recorder_stream_metrics(NULL, stderr, TG_FORMAT_CSV);
+    tg_recorder_stream_metrics(W.rec, NULL, TG_FORMAT_JSONL);
+}
+
+MISUSE(tg_instruments_defaults) {
+    tg_instruments_config c = tg_instruments_defaults();
+    cr_expect(c.every == 10 && c.hessian_top == 1 && !c.hessian_trace && !c.jacobian_top);
+}
+
+MISUSE(tg_recorder_instruments) {
+    tg_instruments_config bad = tg_instruments_defaults();
+    REFUSED_QUIETLY(tg_recorder_instruments(NULL, &W.w, 1, NULL));
+    REFUSED(tg_recorder_instruments(W.rec, NULL, 1, NULL));
+    REFUSED(tg_recorder_instruments(W.rec, &W.x, 1, NULL)); /* a tape tensor */
+    bad.every = 0;
+    REFUSED(tg_recorder_instruments(W.rec, &W.w, 1, &bad));
+    bad = tg_instruments_defaults();
+    bad.hessian_top = TG_SPECTRUM_MAX + 1;
+    REFUSED(tg_recorder_instruments(W.rec, &W.w, 1, &bad));
+    bad.hessian_top = 0; /* nothing on */
+    REFUSED(tg_recorder_instruments(W.rec, &W.w, 1, &bad));
+    bad = tg_instruments_defaults();
+    bad.jacobian_top = -1;
+    REFUSED(tg_recorder_instruments(W.rec, &W.w, 1, &bad));
+    bad = tg_instruments_defaults();
+    bad.spectra.steps = 0;
+    REFUSED(tg_recorder_instruments(W.rec, &W.w, 1, &bad));
+    cr_expect_eq(tg_recorder_instruments(W.rec, &W.w, 1, NULL), TG_OK, "%s", tg_errmsg(W.ctx));
+}
+
+MISUSE(tg_recorder_measure) {
+    tg_measure what = {.loss = half_square};
+    bool measured = true;
+    REFUSED_QUIETLY(tg_recorder_measure(NULL, 0, &what, &measured));
+    cr_expect(!measured);
+    REFUSED(tg_recorder_measure(W.rec, 0, &what, NULL)); /* no instruments yet */
+    cr_assert_eq(tg_recorder_instruments(W.rec, &W.w, 1, NULL), TG_OK, "%s", tg_errmsg(W.ctx));
+    REFUSED(tg_recorder_measure(W.rec, 0, NULL, NULL));
+    REFUSED(tg_recorder_measure(W.rec, 0, &(tg_measure){0}, NULL));          /* no loss */
+    REFUSED(tg_recorder_measure(W.rec, 0, &(tg_measure){.loss = nothing}, NULL));
+    REFUSED(tg_recorder_measure(W.rec, 0, &(tg_measure){.loss = a_vector}, NULL));
+    cr_expect_eq(tg_recorder_metric_count(W.rec), 0, "a refused measurement left a series");
+    cr_expect_eq(tg_recorder_measure(W.rec, 0, &what, &measured), TG_OK, "%s", tg_errmsg(W.ctx));
+    cr_expect(measured);
+    cr_expect_eq(tg_recorder_measure(W.rec, 1, &what, &measured), TG_OK); /* not a multiple of 10 */
+    cr_expect(!measured);
+}

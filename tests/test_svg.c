@@ -409,3 +409,24 @@ Test(svg, a_full_stream_is_an_io_error) {
     cr_expect_eq(tg_svg_heatmap(out, &map), TG_ERR_IO);
     fclose(out);
 }
+
+Test(svg, a_series_style_picks_its_palette_entry_whatever_its_position) {
+    const double y[3] = {1, 2, 3};
+    /* the second palette colour (#D55E00) for the first series, the first (#0072B2) for the
+     * second, and the ninth (the first colour, dashed) for the third */
+    tg_plot_series series[3] = {{"b", NULL, y, 3, 2}, {"a", NULL, y, 3, 1}, {"c", NULL, y, 3, 9}};
+    tg_line_plot plot = {"styles", "x", "y", false, false, series, 3, 0, 0};
+    char *svg = render_line(&plot);
+    const char *first_path = strstr(svg, "<path stroke=\"#");
+    cr_assert_not_null(first_path);
+    cr_expect(strncmp(first_path, "<path stroke=\"#D55E00\"", 22) == 0, "%.40s", first_path);
+    const char *second_path = strstr(first_path + 1, "<path stroke=\"#");
+    cr_assert_not_null(second_path);
+    cr_expect(strncmp(second_path, "<path stroke=\"#0072B2\" d=", 25) == 0, "%.40s", second_path);
+    const char *third_path = strstr(second_path + 1, "<path stroke=\"#");
+    cr_assert_not_null(third_path);
+    cr_expect(strncmp(third_path, "<path stroke=\"#0072B2\" stroke-dasharray=", 40) == 0, "%.60s", third_path);
+    /* the legend follows the lines */
+    cr_expect_eq(count(svg, "stroke=\"#D55E00\""), 2, "%s", svg);
+    free(svg);
+}
