@@ -22,7 +22,7 @@
 //!   -Dblas=false               our own GEMM only (no TG_USE_BLAS macro: OpenBLAS is never loaded)
 //!   -Dsanitize=true            `test` runs the suite under ASan + UBSan (built with the
 //!                              system C compiler, see addSanitizedTestExe)
-//!   -Dmpi=true|false           data-parallel training over Open MPI (dist/*.c): default on when
+//!   -Dmpi=true|false           data-parallel training over Open MPI (mpi/*.c): default on when
 //!                              `mpicc` is on the PATH. On: lib/libtapegrad_dist.{a,so},
 //!                              include/tapegrad_dist.h, lib/pkgconfig/tapegrad-dist.pc; the cli,
 //!                              the tests, examples/ddp_*.c and bench/bench_dist*.c get it
@@ -91,7 +91,7 @@ pub fn build(b: *Build) void {
         // libtapegrad trains 4x slower). Tests pick their own default (ReleaseSafe) below.
         .optimize = b.option(std.builtin.OptimizeMode, "optimize", "Debug, ReleaseSafe, ReleaseFast (default) or ReleaseSmall") orelse .ReleaseFast,
         .blas = b.option(bool, "blas", "Load OpenBLAS at run time (ops/blas.c) and define TG_USE_BLAS=1 (default: true)") orelse true,
-        .mpi = b.option(bool, "mpi", "Build the MPI layer dist/ (default: when mpicc is on the PATH)") orelse
+        .mpi = b.option(bool, "mpi", "Build the MPI layer mpi/ (default: when mpicc is on the PATH)") orelse
             onPath(b, "mpicc"),
     };
     // A Zig project that depends on tapegrad (build.zig.zon) links one library by name,
@@ -128,12 +128,12 @@ pub fn build(b: *Build) void {
     appendAll(b, &headers, glob(b, "cli", ".h"));
     const test_srcs = test_src_list.items;
     const test_plugin_srcs = glob(b, "tests/plugins", ".c");
-    // dist/ (MPI) is compiled only into programs that use it, never into libtapegrad.
-    const dist_srcs: []const []const u8 = if (cfg.mpi) glob(b, "dist", ".c") else &.{};
-    if (cfg.mpi) appendAll(b, &headers, glob(b, "dist", ".h"));
+    // mpi/ (MPI) is compiled only into programs that use it, never into libtapegrad.
+    const dist_srcs: []const []const u8 = if (cfg.mpi) glob(b, "mpi", ".c") else &.{};
+    if (cfg.mpi) appendAll(b, &headers, glob(b, "mpi", ".h"));
     const all_bench_srcs = glob(b, "bench", ".c");
     const bench_srcs = filterPrefix(b, all_bench_srcs, "bench_dist", cfg.mpi);
-    const dist_check_srcs: []const []const u8 = if (cfg.mpi) glob(b, "tests/dist", ".c") else &.{};
+    const dist_check_srcs: []const []const u8 = if (cfg.mpi) glob(b, "tests/mpi", ".c") else &.{};
 
     const test_step = b.step("test", "Build and run the Criterion test suite (args after -- go to Criterion)");
     const run_step = b.step("run", "Build and run the tapegrad CLI (args after -- are passed on)");
@@ -228,7 +228,7 @@ pub fn build(b: *Build) void {
         }
         appendStep(b, &test_plugin_installs, &installTestPlugin(b, addPlugin(cfg, src)).step);
     }
-    // tests/dist/<x>.c: programs that tests/test_dist.c starts under mpirun, installed beside
+    // tests/mpi/<x>.c: programs that tests/test_dist.c starts under mpirun, installed beside
     // the test plugins (<prefix>/test-plugins/<x>), found through the same variable
     // (with -Dsanitize=true built by the system cc with ASan + UBSan, like the suite)
     for (dist_check_srcs) |src| {
@@ -324,7 +324,7 @@ const ModuleOptions = struct {
     /// null = Zig's per-mode default (UBSan in Debug).
     sanitize_c: ?std.zig.SanitizeC = null,
     pic: ?bool = null,
-    /// Open MPI's headers and library, and TG_HAVE_MPI=1 (dist/ and what uses it).
+    /// Open MPI's headers and library, and TG_HAVE_MPI=1 (mpi/ and what uses it).
     mpi: bool = false,
 };
 
@@ -361,7 +361,7 @@ fn linkLibraryDeps(m: *Module) void {
 }
 
 /// Open MPI through pkg-config (ompi-c: its include paths and -lmpi), and the macro that
-/// switches on the code that uses dist/ (the cli's data-parallel train, tests/test_dist.c).
+/// switches on the code that uses mpi/ (the cli's data-parallel train, tests/test_dist.c).
 fn addMpi(m: *Module) void {
     m.linkSystemLibrary("ompi-c", .{});
     m.addCMacro("TG_HAVE_MPI", "1");
@@ -492,7 +492,7 @@ fn addTestExe(cfg: Config, test_srcs: []const []const u8, lib_srcs: []const []co
 /// libasan/libubsan); the caller runs it. The compile is cached like any Run step: it
 /// re-runs when a source, a header, or the command line changes.
 /// `name` is the output's file name, `pkgs` what pkg-config gives it (the test suite also
-/// builds tests/dist/dist_check this way, so that the mpirun children are sanitized too).
+/// builds tests/mpi/dist_check this way, so that the mpirun children are sanitized too).
 fn addSanitizedTestExe(
     cfg: Config,
     cc: []const u8,
