@@ -268,7 +268,10 @@ static tg_tensor *inferred_output(tg_tape *tape, tgi_node *node, bool record) {
     }
     int64_t size = tgi_shape_elements(shape.ndim, shape.dims);
     if (size < 0) {
-        tgi_check_shape(tape->ctx, op->name, shape.ndim, shape.dims);
+        char buf[96];
+        record_fail(tape, op, node->call.inputs, node->call.n_inputs, TG_ERR_SHAPE, "invalid output "
+                    "shape %s (dims must be >= 1, at most 2^40 elements)",
+                    tgi_format_shape(shape.ndim, shape.dims, buf, sizeof buf));
         return NULL;
     }
     size_t data_floats = grad_offset(size);

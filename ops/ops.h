@@ -199,7 +199,9 @@ TGI_HIDDEN tg_status tgi_window_output(const tg_op_call *call, const char *what,
  * [*lo, *hi). Outside that range the tap reads padding. */
 static inline void tgi_window_inside(int64_t offset, int64_t stride, int64_t in, int64_t out,
                                      int64_t *lo, int64_t *hi) {
-    int64_t first = offset >= 0 ? 0 : (-offset + stride - 1) / stride;
+    /* ceil(-offset / stride) without forming -offset + stride - 1, which overflows for a
+     * stride near INT64_MAX; offset > INT64_MIN (it is a tap minus a valid padding) */
+    int64_t first = offset >= 0 ? 0 : (-offset - 1) / stride + 1;
     int64_t last = in - 1 - offset < 0 ? 0 : (in - 1 - offset) / stride + 1;
     if (last > out) last = out;
     if (first > last) first = last;
