@@ -33,13 +33,6 @@ static inline bool tgi_product_ok(int n, const int64_t *factors, int64_t *out) {
     return true;
 }
 
-/* The product a * b, or -1 when a factor is < 0 or the product overflows: for sizes, where -1
- * then fails the caller's ">= 1" or "at most" check with the factors in its message. */
-static inline int64_t tgi_mul_or_neg(int64_t a, int64_t b) {
-    int64_t p;
-    return a < 0 || b < 0 || __builtin_mul_overflow(a, b, &p) ? -1 : p;
-}
-
 /* What tgi_window_size found wrong, in the order it checks. */
 typedef enum tgi_window_status {
     TGI_WINDOW_OK,
