@@ -21,7 +21,11 @@
 //!                              static, and no bin/tapegrad; see build.zig.zon)
 //!   -Dblas=false               our own GEMM only (no TG_USE_BLAS macro: OpenBLAS is never loaded)
 //!   -Dsanitize=true            `test` runs the suite under ASan + UBSan (built with the
-//!                              system C compiler, see addSanitizedTestExe)
+//!                              system C compiler, see addSanitizedTestExe): UBSan with every
+//!                              check that gcc offers and the code must satisfy (signed
+//!                              overflow, shifts, division by zero, bounds and bounds-strict,
+//!                              float-cast-overflow, null, alignment, ...; see sanitize_flags),
+//!                              each one aborting the test at its first report
 //!   -Dmpi=true|false           data-parallel training over Open MPI (mpi/*.c): default on when
 //!                              `mpicc` is on the PATH. On: lib/libtapegrad_dist.{a,so},
 //!                              include/tapegrad_dist.h, lib/pkgconfig/tapegrad-dist.pc; the cli,
@@ -65,11 +69,19 @@ const test_plugins_env = "TAPEGRAD_TEST_PLUGINS";
 /// numbers on CPUs with and without FMA (clang contracts a*b+c by default for the native CPU).
 const c_flags = [_][]const u8{ "-std=c11", "-Wall", "-Wextra", "-D_POSIX_C_SOURCE=200809L", "-ffp-contract=off" };
 
-/// Extra flags of the `-Dsanitize=true` build (system C compiler).
+/// Extra flags of the `-Dsanitize=true` build (system C compiler, gcc 12 on Debian): ASan, and
+/// every UBSan check gcc offers that the code must satisfy, each one aborting the process (the
+/// test, under Criterion) at its first report: -fsanitize=undefined (signed overflow, shifts,
+/// integer division by zero, null, alignment, bounds, object size, pointer overflow, bool/enum
+/// loads, nonnull and returns-nonnull attributes, unreachable, vla bounds, builtins) plus the
+/// checks it leaves out: float-cast-overflow (a float out of an integer's range, NaN included,
+/// cast to it) and bounds-strict (array bounds also for trailing arrays). Not float-divide-by-
+/// zero: dividing floats by zero is defined (IEEE 754) and what tg_div of a zero, a NaN trap
+/// test or a user's data may ask for on purpose. implicit-conversion is clang's only.
 const sanitize_flags = [_][]const u8{
-    "-fsanitize=address,undefined",
+    "-fsanitize=address,undefined,float-cast-overflow,bounds-strict",
     "-fno-omit-frame-pointer",
-    "-fno-sanitize-recover=undefined",
+    "-fno-sanitize-recover=all",
     "-g",
     "-O1",
 };
@@ -540,7 +552,8 @@ fn addFuzzTargets(cfg: Config, step: *Build.Step, targets: []const []const u8, s
                   headers: []const []const u8) void {
     const b = cfg.b;
     const clang = "clang";
-    const flags = [_][]const u8{ "-fsanitize=address,undefined", "-fno-sanitize-recover=undefined", "-g", "-O1" };
+    // clang's -fsanitize=undefined already holds float-cast-overflow; every report aborts
+    const flags = [_][]const u8{ "-fsanitize=address,undefined", "-fno-sanitize-recover=all", "-g", "-O1" };
     const archive_cmd = b.addSystemCommand(&.{
         "sh", "-c",
         \\set -e

@@ -8,6 +8,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "cli/memory.h"
 #include "cli/parallel.h"
 #include "cli/study.h"
 
@@ -355,6 +356,8 @@ static bool build_model(trainer *t) {
     int64_t in = input_size(t), out = output_size(t);
     bool ok = true;
     char local[64];
+    if (!model_fits_memory(c, in, out, t->train->x_shape, t->result->error, sizeof t->result->error))
+        return false;
     if (c->model == MODEL_MLP) {
         tg_mlp_config mc = {.in = in, .out = out, .width = c->width, .depth = c->depth, .activation = c->activation,
                             .init = c->init, .norm = c->norm, .dropout = c->dropout,
