@@ -21,8 +21,12 @@
 //!                              static, and no bin/tapegrad; see build.zig.zon)
 //!   -Dblas=false               our own GEMM only (no TG_USE_BLAS macro: OpenBLAS is never loaded)
 //!   -Dsanitize=true            `test` runs the suite under ASan + UBSan (built with the
-//!                              system C compiler, see addSanitizedTestExe)
-//!   -Dmpi=true|false           data-parallel training over Open MPI (dist/*.c): default on when
+//!                              system C compiler, see addSanitizedTestExe): UBSan with every
+//!                              check that gcc offers and the code must satisfy (signed
+//!                              overflow, shifts, division by zero, bounds and bounds-strict,
+//!                              float-cast-overflow, null, alignment, ...; see sanitize_flags),
+//!                              each one aborting the test at its first report
+//!   -Dmpi=true|false           data-parallel training over Open MPI (mpi/*.c): default on when
 //!                              `mpicc` is on the PATH. On: lib/libtapegrad_dist.{a,so},
 //!                              include/tapegrad_dist.h, lib/pkgconfig/tapegrad-dist.pc; the cli,
 //!                              the tests, examples/ddp_*.c and bench/bench_dist*.c get it
@@ -65,11 +69,19 @@ const test_plugins_env = "TAPEGRAD_TEST_PLUGINS";
 /// numbers on CPUs with and without FMA (clang contracts a*b+c by default for the native CPU).
 const c_flags = [_][]const u8{ "-std=c11", "-Wall", "-Wextra", "-D_POSIX_C_SOURCE=200809L", "-ffp-contract=off" };
 
-/// Extra flags of the `-Dsanitize=true` build (system C compiler).
+/// Extra flags of the `-Dsanitize=true` build (system C compiler, gcc 12 on Debian): ASan, and
+/// every UBSan check gcc offers that the code must satisfy, each one aborting the process (the
+/// test, under Criterion) at its first report: -fsanitize=undefined (signed overflow, shifts,
+/// integer division by zero, null, alignment, bounds, object size, pointer overflow, bool/enum
+/// loads, nonnull and returns-nonnull attributes, unreachable, vla bounds, builtins) plus the
+/// checks it leaves out: float-cast-overflow (a float out of an integer's range, NaN included,
+/// cast to it) and bounds-strict (array bounds also for trailing arrays). Not float-divide-by-
+/// zero: dividing floats by zero is defined (IEEE 754) and what tg_div of a zero, a NaN trap
+/// test or a user's data may ask for on purpose. implicit-conversion is clang's only.
 const sanitize_flags = [_][]const u8{
-    "-fsanitize=address,undefined",
+    "-fsanitize=address,undefined,float-cast-overflow,bounds-strict",
     "-fno-omit-frame-pointer",
-    "-fno-sanitize-recover=undefined",
+    "-fno-sanitize-recover=all",
     "-g",
     "-O1",
 };
@@ -91,7 +103,7 @@ pub fn build(b: *Build) void {
         // libtapegrad trains 4x slower). Tests pick their own default (ReleaseSafe) below.
         .optimize = b.option(std.builtin.OptimizeMode, "optimize", "Debug, ReleaseSafe, ReleaseFast (default) or ReleaseSmall") orelse .ReleaseFast,
         .blas = b.option(bool, "blas", "Load OpenBLAS at run time (ops/blas.c) and define TG_USE_BLAS=1 (default: true)") orelse true,
-        .mpi = b.option(bool, "mpi", "Build the MPI layer dist/ (default: when mpicc is on the PATH)") orelse
+        .mpi = b.option(bool, "mpi", "Build the MPI layer mpi/ (default: when mpicc is on the PATH)") orelse
             onPath(b, "mpicc"),
     };
     // A Zig project that depends on tapegrad (build.zig.zon) links one library by name,
@@ -128,12 +140,12 @@ pub fn build(b: *Build) void {
     appendAll(b, &headers, glob(b, "cli", ".h"));
     const test_srcs = test_src_list.items;
     const test_plugin_srcs = glob(b, "tests/plugins", ".c");
-    // dist/ (MPI) is compiled only into programs that use it, never into libtapegrad.
-    const dist_srcs: []const []const u8 = if (cfg.mpi) glob(b, "dist", ".c") else &.{};
-    if (cfg.mpi) appendAll(b, &headers, glob(b, "dist", ".h"));
+    // mpi/ (MPI) is compiled only into programs that use it, never into libtapegrad.
+    const dist_srcs: []const []const u8 = if (cfg.mpi) glob(b, "mpi", ".c") else &.{};
+    if (cfg.mpi) appendAll(b, &headers, glob(b, "mpi", ".h"));
     const all_bench_srcs = glob(b, "bench", ".c");
     const bench_srcs = filterPrefix(b, all_bench_srcs, "bench_dist", cfg.mpi);
-    const dist_check_srcs: []const []const u8 = if (cfg.mpi) glob(b, "tests/dist", ".c") else &.{};
+    const dist_check_srcs: []const []const u8 = if (cfg.mpi) glob(b, "tests/mpi", ".c") else &.{};
 
     const test_step = b.step("test", "Build and run the Criterion test suite (args after -- go to Criterion)");
     const run_step = b.step("run", "Build and run the tapegrad CLI (args after -- are passed on)");
@@ -228,7 +240,7 @@ pub fn build(b: *Build) void {
         }
         appendStep(b, &test_plugin_installs, &installTestPlugin(b, addPlugin(cfg, src)).step);
     }
-    // tests/dist/<x>.c: programs that tests/test_dist.c starts under mpirun, installed beside
+    // tests/mpi/<x>.c: programs that tests/test_dist.c starts under mpirun, installed beside
     // the test plugins (<prefix>/test-plugins/<x>), found through the same variable
     // (with -Dsanitize=true built by the system cc with ASan + UBSan, like the suite)
     for (dist_check_srcs) |src| {
@@ -324,7 +336,7 @@ const ModuleOptions = struct {
     /// null = Zig's per-mode default (UBSan in Debug).
     sanitize_c: ?std.zig.SanitizeC = null,
     pic: ?bool = null,
-    /// Open MPI's headers and library, and TG_HAVE_MPI=1 (dist/ and what uses it).
+    /// Open MPI's headers and library, and TG_HAVE_MPI=1 (mpi/ and what uses it).
     mpi: bool = false,
 };
 
@@ -361,7 +373,7 @@ fn linkLibraryDeps(m: *Module) void {
 }
 
 /// Open MPI through pkg-config (ompi-c: its include paths and -lmpi), and the macro that
-/// switches on the code that uses dist/ (the cli's data-parallel train, tests/test_dist.c).
+/// switches on the code that uses mpi/ (the cli's data-parallel train, tests/test_dist.c).
 fn addMpi(m: *Module) void {
     m.linkSystemLibrary("ompi-c", .{});
     m.addCMacro("TG_HAVE_MPI", "1");
@@ -492,7 +504,7 @@ fn addTestExe(cfg: Config, test_srcs: []const []const u8, lib_srcs: []const []co
 /// libasan/libubsan); the caller runs it. The compile is cached like any Run step: it
 /// re-runs when a source, a header, or the command line changes.
 /// `name` is the output's file name, `pkgs` what pkg-config gives it (the test suite also
-/// builds tests/dist/dist_check this way, so that the mpirun children are sanitized too).
+/// builds tests/mpi/dist_check this way, so that the mpirun children are sanitized too).
 fn addSanitizedTestExe(
     cfg: Config,
     cc: []const u8,
@@ -540,7 +552,8 @@ fn addFuzzTargets(cfg: Config, step: *Build.Step, targets: []const []const u8, s
                   headers: []const []const u8) void {
     const b = cfg.b;
     const clang = "clang";
-    const flags = [_][]const u8{ "-fsanitize=address,undefined", "-fno-sanitize-recover=undefined", "-g", "-O1" };
+    // clang's -fsanitize=undefined already holds float-cast-overflow; every report aborts
+    const flags = [_][]const u8{ "-fsanitize=address,undefined", "-fno-sanitize-recover=all", "-g", "-O1" };
     const archive_cmd = b.addSystemCommand(&.{
         "sh", "-c",
         \\set -e

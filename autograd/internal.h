@@ -10,6 +10,8 @@
 
 #include "tapegrad.h"
 
+#include "autograd/checked.h"
+
 #include <stdarg.h>
 #include <stddef.h>
 #include <string.h>
@@ -286,17 +288,14 @@ TGI_HIDDEN int tgi_cores_available(void);
                                     TGI_MAX_ELEMENTS_64 : TGI_MAX_ELEMENTS_SIZE_T))
 
 /* The number of elements of a valid shape (dims >= 1, at most TGI_MAX_ELEMENTS in all), else
- * -1 (tgi_check_shape then says why). Inline and division-free for dims below 2^31: every op
- * call checks the shape its infer_shape gave. */
+ * -1 (tgi_check_shape then says why). Inline and division-free (the product is checked by
+ * tgi_mul_ok): every op call checks the shape its infer_shape gave. */
 static inline int64_t tgi_shape_elements(int ndim, const int64_t *shape) {
     if (ndim < 0 || ndim > TG_MAX_DIMS) return -1;
     int64_t size = 1;
     for (int d = 0; d < ndim; d++) {
-        int64_t dim = shape[d];
-        if (dim < 1) return -1;
-        if ((((uint64_t)size | (uint64_t)dim) >> 31) && dim > TGI_MAX_ELEMENTS / size) return -1;
-        size *= dim;
-        if (size > TGI_MAX_ELEMENTS) return -1;
+        if (shape[d] < 1 || !tgi_mul_ok(size, shape[d], &size) || size > TGI_MAX_ELEMENTS)
+            return -1;
     }
     return size;
 }

@@ -287,14 +287,17 @@ static tg_tensor *inferred_output(tg_tape *tape, tgi_node *node, bool record) {
     }
     int64_t size = tgi_shape_elements(shape.ndim, shape.dims);
     if (size < 0) {
-        tgi_check_shape(tape->ctx, op->name, shape.ndim, shape.dims);
+        char buf[96];
+        record_fail(tape, op, node->call.inputs, node->call.n_inputs, TG_ERR_SHAPE, "invalid output "
+                    "shape %s (dims must be >= 1, at most 2^40 elements)",
+                    tgi_format_shape(shape.ndim, shape.dims, buf, sizeof buf));
         return NULL;
     }
     size_t data_floats = grad_offset(size);
     float *data = tgi_arena_take(&tape->arena, output_bytes(data_floats, record));
     if (!data) {
-        tgi_error(tape->ctx, TG_ERR_NOMEM, "%s: out of memory for an output of %lld floats",
-                  op->name, (long long)size);
+        record_fail(tape, op, node->call.inputs, node->call.n_inputs, TG_ERR_NOMEM,
+                    "out of memory for an output of %lld floats", (long long)size);
         return NULL;
     }
     for (int d = shape.ndim; d < TG_MAX_DIMS; d++) shape.dims[d] = 1;

@@ -9,6 +9,7 @@
 #include <time.h>
 
 #include "cli/checkpoint.h"
+#include "cli/memory.h"
 #include "cli/parallel.h"
 #include "cli/study.h"
 
@@ -356,6 +357,8 @@ static bool build_model(trainer *t) {
     int64_t in = input_size(t), out = output_size(t);
     bool ok = true;
     char local[64];
+    if (!model_fits_memory(c, in, out, t->train->x_shape, t->result->error, sizeof t->result->error))
+        return false;
     if (c->model == MODEL_MLP) {
         tg_mlp_config mc = {.in = in, .out = out, .width = c->width, .depth = c->depth, .activation = c->activation,
                             .init = c->init, .norm = c->norm, .dropout = c->dropout,

@@ -115,6 +115,10 @@ tg_module *tg_mha_new(tg_ctx *ctx, const char *name, const tg_mha_config *config
                   config ? (long long)config->num_heads : 0LL);
         return NULL;
     }
+    /* in_proj stacks q, k and v: 3 E rows */
+    if (tgi_layer_size(ctx, "attention", name, "embed_dim", config->embed_dim,
+                       "projections (q, k, v)", 3) < 0)
+        return NULL;
     tg_module *m = tgi_module_new(ctx, &mha_class, "%s", name);
     if (!m) return NULL;
     mha_impl *impl = m->impl;

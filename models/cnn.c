@@ -107,11 +107,16 @@ tg_module *tg_lenet_new(tg_ctx *ctx, const char *name, const tg_lenet_config *co
                   "at least 4x4 (two 2x2 poolings)", name);
         return NULL;
     }
+    /* each pool floors, as PyTorch's; checked: a 2^31 x 2^31 image overflows the product */
+    int64_t area = tgi_layer_size(ctx, "lenet", name, "height / 4", c->height / 4, "width / 4",
+                                  c->width / 4);
+    int64_t flat = area < 0 ? -1 : tgi_layer_size(ctx, "lenet", name, "conv2's channels", 32,
+                                                  "the pooled area", area);
+    if (flat < 0) return NULL;
     tg_module *m = tgi_module_new(ctx, &lenet_class, "%s", name);
     if (!m) return NULL;
     lenet_impl *impl = m->impl;
     tg_init init = tgi_init_or(&c->init, tg_init_he(TG_ACT_RELU)), logits = tg_init_xavier(TG_ACT_IDENTITY);
-    int64_t flat = 32 * (c->height / 4) * (c->width / 4); /* each pool floors, as PyTorch's */
     bool ok = (impl->conv1 = child_conv(m, "conv1", c->channels, 16, 3, 1, 1, true, &init, c->seed)) &&
               (impl->conv2 = child_conv(m, "conv2", 16, 32, 3, 1, 1, true, &init, tgi_seed_mix(c->seed, 1))) &&
               (impl->fc1 = tgi_child_linear(m, "fc1", flat, 120, &init, tgi_seed_mix(c->seed, 2))) &&
@@ -232,6 +237,10 @@ tg_module *tg_resnet_new(tg_ctx *ctx, const char *name, const tg_resnet_config *
                   "and a depth of 6n+2 >= 8 (8, 20, 32, 56, ...), got depth %d", name, c ? c->depth : 0);
         return NULL;
     }
+    /* stage 3 is 4 x as wide: checked here, so that width << 2 below cannot overflow */
+    if (tgi_layer_size(ctx, "resnet", name, "width", c->width ? c->width : 16, "stage 3's factor",
+                       4) < 0)
+        return NULL;
     tg_module *m = tgi_module_new(ctx, &resnet_class, "%s", name);
     if (!m) return NULL;
     int n_blocks = 3 * ((c->depth - 2) / 6);

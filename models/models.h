@@ -65,6 +65,11 @@ TGI_HIDDEN tg_status tgi_init_grouped(tg_tensor *t, const tg_init *init, int64_t
                                       uint64_t seed);
 /* The config's initialiser, or `fallback` when the config's is all zero. */
 TGI_HIDDEN tg_init tgi_init_or(const tg_init *init, tg_init fallback);
+/* a x b, a size a layer constructor derives from its config (stacked gate rows, a flattened
+ * image): -1, after an error "<layer> '<name>': <a_what> a x <b_what> b is more than 2^40",
+ * when a factor is < 1 or the product overflows or exceeds what a tensor holds. */
+TGI_HIDDEN int64_t tgi_layer_size(tg_ctx *ctx, const char *layer, const char *name,
+                                  const char *a_what, int64_t a, const char *b_what, int64_t b);
 /* A seed derived from a base seed and a position, so layers differ but stay reproducible. */
 TGI_HIDDEN uint64_t tgi_seed_mix(uint64_t seed, uint64_t salt);
 

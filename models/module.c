@@ -58,6 +58,9 @@ tg_tensor *tgi_module_param(tg_module *m, const char *local, int ndim, const int
     if (m->n_params == m->cap_params &&
         grow(m->ctx, (void **)&m->params, &m->cap_params, sizeof *m->params) != TG_OK)
         return NULL;
+    char what[TGI_NAME_MAX]; /* a bad shape named: "tensor" would not say which */
+    snprintf(what, sizeof what, "parameter '%s.%s'", m->name, local);
+    if (tgi_check_shape(m->ctx, what, ndim, shape) != TG_OK) return NULL;
     tg_tensor *t = tg_zeros(m->ctx, ndim, shape);
     if (!t || !tg_set_label(t, "%s.%s", m->name, local)) return NULL;
     if ((init && tg_init_tensor(t, init, seed) != TG_OK) || tg_set_requires_grad(t, true) != TG_OK)

@@ -247,13 +247,19 @@ tg_module *tg_rnn_new(tg_ctx *ctx, const char *name, const tg_rnn_config *config
                   "num_layers 0..%d", name, TG_RNN_MAX_LAYERS);
         return NULL;
     }
+    int gates = config->kind == TG_RNN_LSTM ? 4 : config->kind == TG_RNN_GRU ? 3 : 1;
+    int directions = config->bidirectional ? 2 : 1;
+    /* the stacked gate rows and a stacked layer's input, checked before any is formed */
+    if (tgi_layer_size(ctx, "rnn", name, "gates", gates, "hidden", config->hidden) < 0 ||
+        tgi_layer_size(ctx, "rnn", name, "directions", directions, "hidden", config->hidden) < 0)
+        return NULL;
     tg_module *m = tgi_module_new(ctx, &rnn_class, "%s", name);
     if (!m) return NULL;
     rnn_impl *impl = m->impl;
     impl->config = *config;
-    impl->gates = config->kind == TG_RNN_LSTM ? 4 : config->kind == TG_RNN_GRU ? 3 : 1;
+    impl->gates = gates;
     impl->layers = config->num_layers ? config->num_layers : 1;
-    impl->directions = config->bidirectional ? 2 : 1;
+    impl->directions = directions;
     tg_init input = tgi_init_or(&config->input_init, tg_init_xavier(TG_ACT_IDENTITY));
     tg_init recurrent = tgi_init_or(&config->recurrent_init,
                                     (tg_init){TG_INIT_ORTHOGONAL, 0, 0, 0, TG_ACT_IDENTITY, false});

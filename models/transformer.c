@@ -65,6 +65,10 @@ tg_module *tg_transformer_block_new(tg_ctx *ctx, const char *name,
                   "d_ff >= 0 and 0 <= dropout < 1", name);
         return NULL;
     }
+    /* the MLP's default width is 4 d_model */
+    if (!config->d_ff && tgi_layer_size(ctx, "transformer block", name, "d_model", config->d_model,
+                                        "the MLP's factor", 4) < 0)
+        return NULL;
     tg_module *m = tgi_module_new(ctx, &block_class, "%s", name);
     if (!m) return NULL;
     block_impl *impl = m->impl;

@@ -108,7 +108,9 @@ static tg_status check_probs(const tg_op_call *call, int64_t heads, int64_t tq, 
     if (tk > DP_BLOCK_FLOATS)
         return tg_op_fail(call, TG_ERR_SHAPE, "%lld keys: at most %d", (long long)tk,
                           DP_BLOCK_FLOATS);
-    if ((uint64_t)heads * (uint64_t)tq * (uint64_t)tk > (uint64_t)TGI_MAX_ELEMENTS)
+    const int64_t dims[3] = {heads, tq, tk};
+    int64_t probs;
+    if (!tgi_product_ok(3, dims, &probs) || probs > TGI_MAX_ELEMENTS)
         return tg_op_fail(call, TG_ERR_SHAPE, "the probabilities would hold too many elements");
     return TG_OK;
 }

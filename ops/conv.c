@@ -49,14 +49,34 @@ tg_status tgi_check_window_attrs(const tg_op_call *call) {
 
 tg_status tgi_window_output(const tg_op_call *call, const char *what, int64_t in, int64_t kernel,
                             int64_t stride, int64_t pad, int64_t dilation, int64_t *out) {
-    int64_t span = dilation * (kernel - 1) + 1;
-    if (in + 2 * pad < span)
-        return tg_op_fail(call, TG_ERR_SHAPE, "output %s would be < 1: input %s %lld + 2 x "
-                          "padding %lld is smaller than the %skernel extent %lld", what, what,
-                          (long long)in, (long long)pad, dilation > 1 ? "dilated " : "",
-                          (long long)span);
-    *out = (in + 2 * pad - span) / stride + 1;
-    return TG_OK;
+    int64_t span = 0;
+    switch (tgi_window_size(in, kernel, stride, pad, dilation, &span, out)) {
+    case TGI_WINDOW_OK: return TG_OK;
+    case TGI_WINDOW_BAD_KERNEL:
+        return tg_op_fail(call, TG_ERR_SHAPE, "kernel %s %lld must be >= 1", what, (long long)kernel);
+    case TGI_WINDOW_BAD_STRIDE:
+        return tg_op_fail(call, TG_ERR_INVALID, "%s stride %lld must be >= 1", what, (long long)stride);
+    case TGI_WINDOW_BAD_DILATION:
+        return tg_op_fail(call, TG_ERR_INVALID, "%s dilation %lld must be >= 1", what,
+                          (long long)dilation);
+    case TGI_WINDOW_BAD_PAD:
+        return tg_op_fail(call, TG_ERR_INVALID, "%s padding %lld must be >= 0", what, (long long)pad);
+    case TGI_WINDOW_PAD_OVERFLOW:
+        return tg_op_fail(call, TG_ERR_INVALID, "%s padding %lld is too large (2 x padding "
+                          "overflows)", what, (long long)pad);
+    case TGI_WINDOW_SPAN_OVERFLOW:
+        return tg_op_fail(call, TG_ERR_INVALID, "%s dilation %lld is too large for the kernel %s "
+                          "%lld (dilation x (kernel - 1) overflows)", what, (long long)dilation,
+                          what, (long long)kernel);
+    case TGI_WINDOW_IN_OVERFLOW:
+        return tg_op_fail(call, TG_ERR_INVALID, "%s padding %lld is too large (input %s %lld + 2 x "
+                          "padding overflows)", what, (long long)pad, what, (long long)in);
+    case TGI_WINDOW_EMPTY: break;
+    }
+    return tg_op_fail(call, TG_ERR_SHAPE, "output %s would be < 1: input %s %lld + 2 x "
+                      "padding %lld is smaller than the %skernel extent %lld", what, what,
+                      (long long)in, (long long)pad, dilation > 1 ? "dilated " : "",
+                      (long long)span);
 }
 
 /* ---- geometry ------------------------------------------------------------------------------ */
@@ -72,21 +92,10 @@ typedef struct conv_geom {
     bool direct;                 /* 1x1, stride 1, no padding: the input is its own col */
 } conv_geom;
 
-/* The fields that follow from the sizes and attributes. */
-static void geometry_finish(conv_geom *g) {
-    g->cg = g->c / g->groups;
-    g->og = g->o / g->groups;
-    g->k = g->cg * g->kh * g->kw;
-    g->oh = (g->h + 2 * g->ph - g->dh * (g->kh - 1) - 1) / g->sh + 1;
-    g->ow = (g->w + 2 * g->pw - g->dw * (g->kw - 1) - 1) / g->sw + 1;
-    g->positions = g->oh * g->ow;
-    g->direct = g->kh == 1 && g->kw == 1 && g->sh == 1 && g->sw == 1 && g->ph == 0 && g->pw == 0;
-    g->block = g->direct ? 1 : (COLUMNS_PER_BLOCK + g->positions - 1) / g->positions;
-    if (g->block > g->n) g->block = g->n;
-}
-
-/* Reads the geometry of a conv2d or conv1d call (conv1d: H = 1, a 1 x k kernel). */
-static conv_geom conv_geometry(const tg_op_call *call) {
+/* Reads the sizes and attributes of a conv2d or conv1d call (conv1d: H = 1, a 1 x k kernel).
+ * The fields derived from them wait for geometry_finish: until infer_shape has checked the
+ * attributes, products such as 2 pad or dilation (k - 1) may overflow. */
+static conv_geom conv_read(const tg_op_call *call) {
     const tg_tensor *x = call->inputs[0], *w = call->inputs[1];
     const tg_attr_value *a = call->attrs;
     conv_geom g = {0};
@@ -102,7 +111,29 @@ static conv_geom conv_geometry(const tg_op_call *call) {
         g.sh = a[0].i64, g.sw = a[1].i64, g.ph = a[2].i64, g.pw = a[3].i64;
         g.dh = a[4].i64, g.dw = a[5].i64, g.groups = a[6].i64;
     }
-    geometry_finish(&g);
+    return g;
+}
+
+/* The fields that follow from the sizes, the attributes and the output size oh x ow, which
+ * infer_shape computed with checked arithmetic (tgi_window_output) and the tape checked against
+ * the element limit: every product here is at most a tensor's size, and nothing divides by 0. */
+static void geometry_finish(conv_geom *g, int64_t oh, int64_t ow) {
+    g->cg = g->c / g->groups;
+    g->og = g->o / g->groups;
+    g->k = g->cg * g->kh * g->kw;
+    g->oh = oh;
+    g->ow = ow;
+    g->positions = g->oh * g->ow;
+    g->direct = g->kh == 1 && g->kw == 1 && g->sh == 1 && g->sw == 1 && g->ph == 0 && g->pw == 0;
+    g->block = g->direct ? 1 : (COLUMNS_PER_BLOCK + g->positions - 1) / g->positions;
+    if (g->block > g->n) g->block = g->n;
+}
+
+/* The whole geometry of a call whose output exists (forward, backward). */
+static conv_geom conv_geometry(const tg_op_call *call) {
+    conv_geom g = conv_read(call);
+    const tg_tensor *y = call->output;
+    geometry_finish(&g, y->ndim == 4 ? y->shape[2] : 1, y->shape[y->ndim - 1]);
     return g;
 }
 
@@ -117,13 +148,14 @@ static tg_status conv_infer(const tg_op_call *call, tg_shape *out) {
         return tg_op_fail(call, TG_ERR_SHAPE, one_d ? "expected x [N,C,L] and weight [O,C/groups,k]"
                           : "expected x [N,C,H,W] and weight [O,C/groups,kh,kw]");
     if (tgi_check_window_attrs(call) != TG_OK) return TG_ERR_INVALID;
-    conv_geom g = conv_geometry(call);
+    conv_geom g = conv_read(call);
     if (g.o % g.groups != 0)
         return tg_op_fail(call, TG_ERR_SHAPE, "weight has %lld output channels, not divisible by "
                           "groups %lld", (long long)g.o, (long long)g.groups);
     if (g.c % g.groups != 0)
         return tg_op_fail(call, TG_ERR_SHAPE, "input has %lld channels, not divisible by groups "
                           "%lld", (long long)g.c, (long long)g.groups);
+    /* o is a multiple of groups, so w's O x C/groups elements bound shape[1] x groups */
     if (g.c != w->shape[1] * g.groups)
         return tg_op_fail(call, TG_ERR_SHAPE, "input has %lld channels, weight expects %lld "
                           "(groups %lld)", (long long)g.c, (long long)(w->shape[1] * g.groups),
@@ -196,10 +228,13 @@ typedef struct same_width_tap {
 } same_width_tap;
 
 static same_width_tap same_width_plan(const conv_geom *g, int64_t i, int64_t j) {
-    same_width_tap t;
+    same_width_tap t = {0};
     int64_t off_h = i * g->dh - g->ph, plane = g->h * g->w;
-    t.shift = off_h * g->w + j * g->dw - g->pw;
     tgi_window_inside(off_h, 1, g->h, g->oh, &t.y0, &t.y1);
+    /* A tap that reads padding only (a huge dilation or padding) copies nothing: its shift,
+     * which could then be far outside int64 (off_h x W), is never formed. */
+    if (t.y0 >= t.y1) return t;
+    t.shift = off_h * g->w + j * g->dw - g->pw;
     tgi_window_inside(j * g->dw - g->pw, 1, g->w, g->ow, &t.lo, &t.hi);
     t.from = t.y0 * g->ow;
     t.to = t.y1 * g->ow;
@@ -278,9 +313,16 @@ typedef struct conv_scratch {
 
 static tg_status scratch_get(const tg_op_call *call, const conv_geom *g, conv_scratch *s) {
     tgi_arena *arena = &call->tape->arena;
-    int64_t cols = g->block * g->positions;
+    int64_t cols = g->block * g->positions, col_floats = 0;
+    /* C kh kw rows of block x positions columns: each factor is bounded by a tensor's size,
+     * their product is not (a large kernel over many channels) */
+    const int64_t factors[4] = {g->c, g->kh, g->kw, cols};
+    if (!g->direct && (!tgi_product_ok(4, factors, &col_floats) || col_floats > TGI_MAX_ELEMENTS))
+        return tg_op_fail(call, TG_ERR_NOMEM, "the column buffer (%lld channels x %lldx%lld "
+                          "taps x %lld positions) is more than 2^40 floats", (long long)g->c,
+                          (long long)g->kh, (long long)g->kw, (long long)cols);
     s->mark = tgi_arena_mark_get(arena);
-    s->col = g->direct ? NULL : tgi_arena_alloc(arena, (size_t)(g->c * g->kh * g->kw * cols) * sizeof(float));
+    s->col = g->direct ? NULL : tgi_arena_alloc(arena, (size_t)col_floats * sizeof(float));
     s->rows = g->block > 1 ? tgi_arena_alloc(arena, (size_t)(g->o * cols) * sizeof(float)) : NULL;
     if ((!g->direct && !s->col) || (g->block > 1 && !s->rows)) {
         tgi_arena_mark_rewind(arena, s->mark);
@@ -387,7 +429,7 @@ static tg_status input_grad_by_flipped_conv(const tg_op_call *call, const conv_g
     conv_geom t = *g;
     t.c = g->o, t.h = g->oh, t.w = g->ow, t.o = g->c;
     t.ph = g->dh * (g->kh - 1) - g->ph, t.pw = g->dw * (g->kw - 1) - g->pw;
-    geometry_finish(&t);
+    geometry_finish(&t, g->h, g->w); /* stride 1: the flipped convolution gives x's size back */
     /* flipped[g][c][o][i][j] = w[g][o][c][kh-1-i][kw-1-j] */
     tgi_arena *arena = &call->tape->arena;
     tgi_arena_mark mark = tgi_arena_mark_get(arena);

@@ -189,8 +189,10 @@ TGI_HIDDEN tgi_axis_split tgi_split_at_attr_axis(const tg_op_call *call);
 /* Every attribute of the call is a window size, stride, dilation or group count (>= 1) or, when
  * its name starts with "pad", a padding (>= 0); fails naming the attribute otherwise. */
 TGI_HIDDEN tg_status tgi_check_window_attrs(const tg_op_call *call);
-/* PyTorch's output length (in + 2 pad - dilation (kernel - 1) - 1) / stride + 1; fails naming
- * the op and `what` ("height", "length") when the dilated kernel does not fit. */
+/* PyTorch's output length (in + 2 pad - dilation (kernel - 1) - 1) / stride + 1, every step
+ * checked (tgi_window_size, autograd/checked.h); fails naming the op, `what` ("height",
+ * "length") and the field when an attribute is out of range, a step would overflow (a padding
+ * or dilation near INT64_MAX) or the dilated kernel does not fit (output < 1). */
 TGI_HIDDEN tg_status tgi_window_output(const tg_op_call *call, const char *what, int64_t in,
                                        int64_t kernel, int64_t stride, int64_t pad,
                                        int64_t dilation, int64_t *out);
@@ -199,7 +201,9 @@ TGI_HIDDEN tg_status tgi_window_output(const tg_op_call *call, const char *what,
  * [*lo, *hi). Outside that range the tap reads padding. */
 static inline void tgi_window_inside(int64_t offset, int64_t stride, int64_t in, int64_t out,
                                      int64_t *lo, int64_t *hi) {
-    int64_t first = offset >= 0 ? 0 : (-offset + stride - 1) / stride;
+    /* ceil(-offset / stride) without forming -offset + stride - 1, which overflows for a
+     * stride near INT64_MAX; offset > INT64_MIN (it is a tap minus a valid padding) */
+    int64_t first = offset >= 0 ? 0 : (-offset - 1) / stride + 1;
     int64_t last = in - 1 - offset < 0 ? 0 : (in - 1 - offset) / stride + 1;
     if (last > out) last = out;
     if (first > last) first = last;

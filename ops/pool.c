@@ -9,6 +9,7 @@
 #include "ops/kernels.h"
 
 #include <math.h>
+#include <stdint.h>
 
 /* ---- geometry ------------------------------------------------------------------------------ */
 
@@ -17,29 +18,36 @@ typedef struct pool_geom {
     int64_t kh, kw, sh, sw, ph, pw;
 } pool_geom;
 
+/* The geometry of a call whose output exists: its size is the one infer_shape computed with
+ * checked arithmetic (tgi_window_output), never recomputed here. */
 static pool_geom pool_geometry(const tg_op_call *call) {
-    const tg_tensor *x = call->inputs[0];
+    const tg_tensor *x = call->inputs[0], *y = call->output;
     const tg_attr_value *a = call->attrs;
-    pool_geom g = {x->shape[0] * x->shape[1], x->shape[2], x->shape[3], 0, 0,
+    pool_geom g = {x->shape[0] * x->shape[1], x->shape[2], x->shape[3], y->shape[2], y->shape[3],
                    a[0].i64, a[1].i64, a[2].i64, a[3].i64, a[4].i64, a[5].i64};
-    g.oh = (g.h + 2 * g.ph - g.kh) / g.sh + 1;
-    g.ow = (g.w + 2 * g.pw - g.kw) / g.sw + 1;
     return g;
 }
 
 static tg_status pool_infer(const tg_op_call *call, tg_shape *out) {
     const tg_tensor *x = call->inputs[0];
+    const tg_attr_value *a = call->attrs;
     if (x->ndim != 4) return tg_op_fail(call, TG_ERR_SHAPE, "expected x [N,C,H,W]");
     if (tgi_check_window_attrs(call) != TG_OK) return TG_ERR_INVALID;
-    pool_geom g = pool_geometry(call);
-    if (2 * g.ph > g.kh || 2 * g.pw > g.kw)
-        return tg_op_fail(call, TG_ERR_INVALID, "padding %lldx%lld is more than half the kernel "
-                          "%lldx%lld: a window could lie entirely in the padding", (long long)g.ph,
-                          (long long)g.pw, (long long)g.kh, (long long)g.kw);
+    int64_t kh = a[0].i64, kw = a[1].i64, sh = a[2].i64, sw = a[3].i64, ph = a[4].i64, pw = a[5].i64;
     int64_t oh, ow;
-    if (tgi_window_output(call, "height", g.h, g.kh, g.sh, g.ph, 1, &oh) != TG_OK ||
-        tgi_window_output(call, "width", g.w, g.kw, g.sw, g.pw, 1, &ow) != TG_OK)
-        return TG_ERR_SHAPE;
+    /* first the sizes, with every step checked: 2 x padding below is then known to fit */
+    if (tgi_window_output(call, "height", x->shape[2], kh, sh, ph, 1, &oh) != TG_OK ||
+        tgi_window_output(call, "width", x->shape[3], kw, sw, pw, 1, &ow) != TG_OK)
+        return tg_errcode(call->tape->ctx);
+    if (2 * ph > kh || 2 * pw > kw)
+        return tg_op_fail(call, TG_ERR_INVALID, "padding %lldx%lld is more than half the kernel "
+                          "%lldx%lld: a window could lie entirely in the padding", (long long)ph,
+                          (long long)pw, (long long)kh, (long long)kw);
+    /* the max pool saves each window's argmax as an int32 position in its plane */
+    if (call->op_id != TGI_OP_AVG_POOL2D && x->shape[2] * x->shape[3] > INT32_MAX)
+        return tg_op_fail(call, TG_ERR_SHAPE, "a plane of %lld x %lld positions is more than "
+                          "2^31 - 1, the most a saved argmax addresses", (long long)x->shape[2],
+                          (long long)x->shape[3]);
     tgi_shape_of(x, out);
     out->dims[2] = oh;
     out->dims[3] = ow;
@@ -178,7 +186,7 @@ static tg_status max_pool2d_tangent_jvp(const tg_op_call *call, tg_tensor *const
 static void avg_pool_planes(void *arg, int64_t begin, int64_t end) {
     pool_job *job = arg;
     const pool_geom *g = &job->g;
-    float scale = 1.0f / (float)(g->kh * g->kw);
+    float scale = 1.0f / ((float)g->kh * (float)g->kw); /* kh kw may overflow int64 */
     for (int64_t plane = begin; plane < end; plane++) {
         int64_t offset = plane * g->h * g->w, out = plane * g->oh * g->ow;
         for (int64_t oy = 0; oy < g->oh; oy++)

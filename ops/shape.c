@@ -19,9 +19,8 @@ static tg_status reshape_infer(const tg_op_call *call, tg_shape *out) {
     for (int d = 0; d < want->ndim; d++) {
         if (want->dims[d] == -1 && inferred < 0) inferred = d;
         else if (want->dims[d] < 1) return tg_op_fail(call, TG_ERR_SHAPE, "invalid target shape %s", text);
-        else if (want->dims[d] > INT64_MAX / known)
+        else if (!tgi_mul_ok(known, want->dims[d], &known))
             return tg_op_fail(call, TG_ERR_SHAPE, "target %s has too many elements", text);
-        else known *= want->dims[d];
     }
     *out = *want;
     if (inferred >= 0) {

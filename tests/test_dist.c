@@ -1,7 +1,7 @@
 /*
- * tests/test_dist.c — data-parallel training over MPI (dist/, tapegrad_dist.h).
+ * tests/test_dist.c — data-parallel training over MPI (mpi/, tapegrad_dist.h).
  *
- * The collective tests start tests/dist/dist_check.c under `mpirun -np 2` (as root in a
+ * The collective tests start tests/mpi/dist_check.c under `mpirun -np 2` (as root in a
  * container: --allow-run-as-root --oversubscribe) and compare what the ranks wrote with a run
  * of the same program alone (--single: no MPI). Built only with -Dmpi (TG_HAVE_MPI); without
  * it this file holds no test. Under -Dsanitize=true dist_check is built with ASan + UBSan like

@@ -1,5 +1,5 @@
 /*
- * dist/progress.c — waiting for a collective without spinning forever.
+ * mpi/progress.c — waiting for a collective without spinning forever.
  *
  * A blocking MPI call waits as long as a peer takes: a rank that was stopped, that hangs, or that
  * runs other collectives than this one (different --steps) leaves the others waiting forever,
@@ -20,7 +20,7 @@
  * and tg_dist_finalize leaves MPI alone. The program should end the job (the tool calls
  * MPI_Abort); the library never aborts.
  */
-#include "dist/dist_internal.h"
+#include "mpi/dist_internal.h"
 
 #include <stdio.h>
 #include <time.h>

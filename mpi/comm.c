@@ -1,9 +1,9 @@
 /*
- * dist/comm.c — the communicator: setting up and tearing down MPI, rank and size, rank 0's
+ * mpi/comm.c — the communicator: setting up and tearing down MPI, rank and size, rank 0's
  * weights to every rank, and the small collectives behind the decisions every rank must take
  * together (early stop, losses for reports).
  */
-#include "dist/dist_internal.h"
+#include "mpi/dist_internal.h"
 
 #include <stdio.h>
 

@@ -1,7 +1,7 @@
 /*
- * dist/dist_internal.h — what dist/comm.c (communicator, broadcast, agreement), dist/buckets.c
- * (the bucketed gradient all-reduce), dist/progress.c (waiting with a deadline) and
- * dist/fields.c (the ranks' agreement on named values) share.
+ * mpi/dist_internal.h — what mpi/comm.c (communicator, broadcast, agreement), mpi/buckets.c
+ * (the bucketed gradient all-reduce), mpi/progress.c (waiting with a deadline) and
+ * mpi/fields.c (the ranks' agreement on named values) share.
  *
  * libtapegrad_dist is a library of its own, linked beside libtapegrad.so, whose tgi_ helpers
  * have hidden visibility: so this layer reads the context and tape structures of
@@ -27,7 +27,7 @@ typedef struct dist_param_ref {
     int index;
 } dist_param_ref;
 
-/* What a rank answers another's census (dist/progress.c): the collective it waits in. */
+/* What a rank answers another's census (mpi/progress.c): the collective it waits in. */
 typedef struct dist_answer {
     char stage[160];
 } dist_answer;
@@ -37,7 +37,7 @@ struct tg_dist {
     MPI_Comm comm;           /* our duplicate */
     int rank, size;
     bool owns_mpi;           /* tg_dist_init initialised MPI: finalize finalises it */
-    /* waiting (dist/progress.c) */
+    /* waiting (mpi/progress.c) */
     double timeout;          /* seconds a collective may go without progress */
     const char *stage_what;  /* the collective waited in: "all-reduce of bucket" ... */
     int stage_index;         /* ... its bucket or parameter (-1: none) */
@@ -86,7 +86,7 @@ TGI_HIDDEN tg_status dist_check_mpi(tg_dist *dist, int rc, const char *what);
 TGI_HIDDEN void *dist_calloc(tg_ctx *ctx, size_t bytes);
 TGI_HIDDEN void dist_free(tg_ctx *ctx, void *ptr, size_t bytes);
 
-/* ---- dist/progress.c: every collective is started non-blocking and completed here ---------- */
+/* ---- mpi/progress.c: every collective is started non-blocking and completed here ---------- */
 
 /* Completes *request, the collective `what` (index: its bucket or parameter, -1 none): tests it
  * at once and in a tight loop for a short while (a step's reductions usually end there), then
@@ -105,7 +105,7 @@ TGI_HIDDEN tg_status dist_allgather(tg_dist *dist, const void *mine, void *all, 
 /* TG_ERR_STATE with the timeout's message when the handle is broken, else TG_OK. */
 TGI_HIDDEN tg_status dist_usable(tg_dist *dist);
 
-/* ---- dist/fields.c: named values every rank must share ------------------------------------ */
+/* ---- mpi/fields.c: named values every rank must share ------------------------------------ */
 
 /* tg_dist_check_same with the status and the advice of the caller (collective). failed: this
  * rank failed before the check (its error is on the context already): it takes part, so no rank

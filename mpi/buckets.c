@@ -1,5 +1,5 @@
 /*
- * dist/buckets.c — the gradient all-reduce, bucketed and driven by the backward walk.
+ * mpi/buckets.c — the gradient all-reduce, bucketed and driven by the backward walk.
  *
  * When does a parameter's gradient become complete? The walk visits tape entries from the
  * last to the first, and a node's hook fires before that node's VJP, so when the hook of entry
@@ -12,7 +12,7 @@
  * start (a failed backward, an unused parameter, a parameter a user's hook watches) is started
  * by tg_dist_wait.
  */
-#include "dist/dist_internal.h"
+#include "mpi/dist_internal.h"
 
 #include <limits.h>
 #include <math.h>

@@ -1,5 +1,5 @@
 /*
- * tests/dist/dist_check.c — the program tests/test_dist.c starts, under `mpirun -np N` (data
+ * tests/mpi/dist_check.c — the program tests/test_dist.c starts, under `mpirun -np N` (data
  * parallel through tapegrad_dist.h) or alone with --single (no MPI at all: the reference).
  *
  *   dist_check --out PREFIX [--single] [--steps N] [--batch B] [--clip X] [--bucket BYTES]

@@ -1,5 +1,5 @@
 /*
- * dist/fields.c — what the ranks must share, checked before they train together.
+ * mpi/fields.c — what the ranks must share, checked before they train together.
  *
  * Ranks started with different arguments do not fail where they differ: with other --steps one
  * rank leaves while another waits in a reduction, with another seed or data file they train
@@ -9,7 +9,7 @@
  * differ. tg_dist_attach and tg_dist_broadcast_params check what the library knows (parameter
  * count, sizes and shapes, the configuration); the program adds what only it knows.
  */
-#include "dist/dist_internal.h"
+#include "mpi/dist_internal.h"
 
 #include <stdio.h>
 
