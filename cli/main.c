@@ -38,6 +38,7 @@ static void usage(FILE *out) {
             "                               remedies; writes a report (tapegrad-report/)\n"
             "  train [options]              one model, one data set (tapegrad train --help)\n"
             "  params [train options]       the parameter names and shapes of that model\n"
+            "  inspect FILE                 the tensors of a safetensors checkpoint: names, shapes\n"
             "  sample --load CKPT [--prompt TEXT] [--tokens N] [--temperature X] [--seed N]\n"
             "                               text from a language model train --save wrote\n"
             "  demo [--steps N] [--seed N] [--hook PATTERN:NAME]...\n"
@@ -51,7 +52,7 @@ static void usage(FILE *out) {
             "hooks from a plugin. Every command takes --help; --opt=value is --opt value.\n");
 }
 
-static const char *const commands[] = {"study", "train", "params", "sample", "demo", "ops", "gradcheck", "version", "help"};
+static const char *const commands[] = {"study", "train", "params", "inspect", "sample", "demo", "ops", "gradcheck", "version", "help"};
 
 /* Each command's own --help. */
 static void command_usage(const char *command, FILE *out) {
@@ -373,6 +374,7 @@ static int run_command(int argc, char **argv) {
     if (strcmp(command, "study") == 0) return run_study(n_args, args);
     if (strcmp(command, "train") == 0) return run_train(n_args, args);
     if (strcmp(command, "params") == 0) return run_params(n_args, args);
+    if (strcmp(command, "inspect") == 0) return run_inspect(n_args, args);
     if (strcmp(command, "sample") == 0) return run_sample(n_args, args);
     if (strcmp(command, "demo") == 0) return run_demo(n_args, args);
     if (strcmp(command, "ops") == 0) return run_ops(n_args, args);

@@ -18,5 +18,6 @@ void instrument_charts(FILE *f, const experiment *e);
 int run_study(int argc, char **argv);
 int run_train(int argc, char **argv);
 int run_params(int argc, char **argv);
+int run_inspect(int argc, char **argv);
 
 #endif

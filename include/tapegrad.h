@@ -2649,6 +2649,23 @@ tg_status tg_safetensors_metadata(tg_ctx *ctx, const char *path, const char *key
  */
 int tg_safetensors_names(tg_ctx *ctx, const char *path, char (*names)[TG_LABEL_MAX], int max);
 
+/** Most dimensions of a listed tensor's shape kept (a file may hold more; ndim says so). */
+#define TG_SAFETENSORS_MAX_DIMS 8
+
+/** One tensor of a safetensors file, as its header describes it. */
+typedef struct tg_safetensors_entry {
+    char name[TG_LABEL_MAX];
+    char dtype[8];                              /**< "F32", "F16", "BF16", "F64", "I64", ... */
+    int ndim;                                   /**< as in the file (0: a scalar) */
+    int64_t shape[TG_SAFETENSORS_MAX_DIMS];     /**< the first min(ndim, 8) dims */
+    int64_t elements, bytes;
+} tg_safetensors_entry;
+
+/** tg_safetensors_names with each tensor's dtype, shape and size (what `tapegrad inspect`
+ *  prints): up to max into entries (NULL with max 0 to count); returns how many the file holds,
+ *  -1 on error. */
+int tg_safetensors_list(tg_ctx *ctx, const char *path, tg_safetensors_entry *entries, int max);
+
 /* ------------------------------------------------------------------------------------------ */
 /* Gradient checking                                                                          */
 /* ------------------------------------------------------------------------------------------ */

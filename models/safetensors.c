@@ -721,27 +721,61 @@ tg_status tg_safetensors_metadata(tg_ctx *ctx, const char *path, const char *key
     return status;
 }
 
-int tg_safetensors_names(tg_ctx *ctx, const char *path, char (*names)[TG_LABEL_MAX], int max) {
-    if (!ctx) return -1;
-    if (max < 0 || (max > 0 && !names)) {
-        tgi_error(ctx, TG_ERR_INVALID, "safetensors_names of '%s': room for %d names%s",
+/* A file's header, read and checked for listing (tg_safetensors_names, tg_safetensors_list);
+ * -1 after the error, else the number of entries (sorted by name). */
+static int64_t open_listing(loader *ld, tg_ctx *ctx, const char *path, const char *what, int max,
+                            const void *out) {
+    *ld = (loader){.job = {ctx, "load", path}, .fd = -1};
+    if (max < 0 || (max > 0 && !out)) {
+        tgi_error(ctx, TG_ERR_INVALID, "%s of '%s': room for %d entries%s", what,
                   path ? path : "(null)", max, max < 0 ? "" : " at NULL");
         return -1;
     }
-    loader ld = {.job = {ctx, "load", path}, .fd = -1};
-    tg_status status = check_args(&ld.job, NULL, 0);
-    if (status == TG_OK) status = read_file(&ld);
-    if (status == TG_OK) status = read_header(&ld);
-    if (status == TG_OK) status = check_overlaps(&ld); /* and sorts the entries by name */
-    for (size_t i = 0; status == TG_OK && i < ld.n_entries && i < (size_t)max; i++) {
-        size_t len = strlen(ld.entries[i].name);
-        if (len >= TG_LABEL_MAX)
-            status = fail(&ld.job, TG_ERR_IO, NULL, "tensor '%.40s...' has a name of %zu bytes, "
-                          "longer than any label (at most %d)", ld.entries[i].name, len,
-                          TG_LABEL_MAX - 1);
-        else memcpy(names[i], ld.entries[i].name, len + 1);
-    }
-    int count = status == TG_OK ? (int)ld.n_entries : -1;
+    tg_status status = check_args(&ld->job, NULL, 0);
+    if (status == TG_OK) status = read_file(ld);
+    if (status == TG_OK) status = read_header(ld);
+    if (status == TG_OK) status = check_overlaps(ld); /* and sorts the entries by name */
+    return status == TG_OK ? (int64_t)ld->n_entries : -1;
+}
+
+/* Entry i's name into out, or the error when it is longer than any label. */
+static tg_status entry_name(loader *ld, size_t i, char out[TG_LABEL_MAX]) {
+    size_t len = strlen(ld->entries[i].name);
+    if (len >= TG_LABEL_MAX)
+        return fail(&ld->job, TG_ERR_IO, NULL, "tensor '%.40s...' has a name of %zu bytes, "
+                    "longer than any label (at most %d)", ld->entries[i].name, len, TG_LABEL_MAX - 1);
+    memcpy(out, ld->entries[i].name, len + 1);
+    return TG_OK;
+}
+
+int tg_safetensors_names(tg_ctx *ctx, const char *path, char (*names)[TG_LABEL_MAX], int max) {
+    if (!ctx) return -1;
+    loader ld;
+    int64_t n = open_listing(&ld, ctx, path, "safetensors_names", max, names);
+    tg_status status = n < 0 ? TG_ERR_IO : TG_OK;
+    for (size_t i = 0; status == TG_OK && i < ld.n_entries && i < (size_t)max; i++)
+        status = entry_name(&ld, i, names[i]);
     release_loader(&ld);
-    return count;
+    return status == TG_OK ? (int)n : -1;
+}
+
+int tg_safetensors_list(tg_ctx *ctx, const char *path, tg_safetensors_entry *entries, int max) {
+    if (!ctx) return -1;
+    loader ld;
+    int64_t n = open_listing(&ld, ctx, path, "safetensors_list", max, entries);
+    tg_status status = n < 0 ? TG_ERR_IO : TG_OK;
+    for (size_t i = 0; status == TG_OK && i < ld.n_entries && i < (size_t)max; i++) {
+        const file_entry *f = &ld.entries[i];
+        tg_safetensors_entry *e = &entries[i];
+        memset(e, 0, sizeof *e);
+        status = entry_name(&ld, i, e->name);
+        snprintf(e->dtype, sizeof e->dtype, "%s", f->dtype->name);
+        e->ndim = (int)json_array_size(f->shape);
+        for (int d = 0; d < e->ndim && d < TG_SAFETENSORS_MAX_DIMS; d++)
+            e->shape[d] = (int64_t)json_integer_value(json_array_get(f->shape, (size_t)d));
+        e->elements = (int64_t)f->count;
+        e->bytes = (int64_t)(f->end - f->begin);
+    }
+    release_loader(&ld);
+    return status == TG_OK ? (int)n : -1;
 }

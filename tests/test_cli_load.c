@@ -89,3 +89,38 @@ Test(cli_load, help_documents_load_partial) {
     const char *help = read_all(cr_get_redirected_stdout());
     cr_expect(strstr(help, "--load-partial") && strstr(help, "a\n                     mismatch"), "%s", help);
 }
+
+/* `tapegrad inspect FILE`: what a checkpoint holds, from its header (tg_safetensors_list). */
+Test(cli_load, inspect_lists_the_tensors_with_dtype_shape_and_totals) {
+    cr_assert_eq(RESNET("8", "--save", r8), 0);
+    char *argv[] = {r8};
+    cr_assert_eq(run_inspect(1, argv), 0);
+    fflush(stdout);
+    const char *out = read_all(cr_get_redirected_stdout()); /* the training's lines, then inspect's */
+    /* the stem's kernel: 4 output channels, 1 input (the digits as 1x8x8 images), 3x3 */
+    cr_expect(strstr(out, "resnet.stem.conv.weight") && strstr(out, "F32    [4, 1, 3, 3]"), "%s", out);
+    tg_ctx *ctx = tg_ctx_new();
+    int n = tg_safetensors_list(ctx, r8, NULL, 0);
+    cr_assert_gt(n, 0, "%s", tg_errmsg(ctx));
+    tg_safetensors_entry entries[128];
+    cr_assert_eq(tg_safetensors_list(ctx, r8, entries, 128), n);
+    int64_t elements = 0;
+    for (int i = 0; i < n; i++) {
+        int64_t product = 1;
+        for (int d = 0; d < entries[i].ndim; d++) product *= entries[i].shape[d];
+        cr_expect_eq(product, entries[i].elements, "%s", entries[i].name);
+        cr_expect_eq(entries[i].bytes, 4 * entries[i].elements, "%s", entries[i].name);
+        cr_expect(i == 0 || strcmp(entries[i - 1].name, entries[i].name) < 0, "sorted by name");
+        elements += entries[i].elements;
+    }
+    char totals[128];
+    snprintf(totals, sizeof totals, ": %d tensors, %lld elements, %lld bytes of data", n, (long long)elements,
+             (long long)(4 * elements));
+    cr_expect(strstr(out, totals), "%s lacks %s", out, totals);
+    tg_ctx_free(ctx);
+    char *missing[] = {"/nonexistent.safetensors"};
+    cr_expect_eq(run_inspect(1, missing), 1);
+    cr_expect_eq(run_inspect(0, NULL), 2);
+    const char *err = errors();
+    cr_expect(strstr(err, "tapegrad inspect: load '/nonexistent.safetensors': cannot open"), "%s", err);
+}

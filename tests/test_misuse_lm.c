@@ -111,3 +111,12 @@ MISUSE(tg_safetensors_metadata) {
     REFUSED(tg_safetensors_metadata(W.ctx, "/tmp/x.safetensors", "k", buf, 0));
     REFUSED(tg_safetensors_metadata(W.ctx, "/nonexistent/x.safetensors", "k", buf, sizeof buf));
 }
+
+MISUSE(tg_safetensors_list) {
+    tg_safetensors_entry entries[2];
+    GIVES(tg_safetensors_list(NULL, "/tmp/x.safetensors", entries, 2), -1);
+    REFUSED(tg_safetensors_list(W.ctx, NULL, entries, 2) < 0 ? TG_ERR_INVALID : TG_OK);
+    REFUSED(tg_safetensors_list(W.ctx, "/tmp/x.safetensors", NULL, 2) < 0 ? TG_ERR_INVALID : TG_OK);
+    REFUSED(tg_safetensors_list(W.ctx, "/tmp/x.safetensors", entries, -1) < 0 ? TG_ERR_INVALID : TG_OK);
+    REFUSED(tg_safetensors_list(W.ctx, "/nonexistent/x.safetensors", entries, 2) < 0 ? TG_ERR_INVALID : TG_OK);
+}
