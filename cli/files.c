@@ -215,3 +215,40 @@ int finish_output(int status) {
     }
     return fflush(stderr) != 0 || ferror(stderr) ? 1 : status; /* its messages were lost */
 }
+
+/* ---- standard input as a data file (--data csv:-) ------------------------------------------ */
+
+static char stdin_copy[64];
+
+static void remove_stdin_copy(void) {
+    if (stdin_copy[0]) unlink(stdin_copy);
+}
+
+const char *stdin_to_file(const char *command) {
+    if (stdin_copy[0]) return stdin_copy; /* read once: the data set is read more than once */
+    snprintf(stdin_copy, sizeof stdin_copy, "/tmp/tapegrad-stdin-XXXXXX");
+    int fd = mkstemp(stdin_copy);
+    if (fd < 0) {
+        fprintf(stderr, "tapegrad %s: --data csv:-: cannot make a temporary copy of standard input: %s\n",
+                command, strerror(errno));
+        stdin_copy[0] = '\0';
+        return NULL;
+    }
+    atexit(remove_stdin_copy);
+    char buf[1 << 16];
+    size_t n;
+    bool failed = false;
+    while (!failed && (n = fread(buf, 1, sizeof buf, stdin)) > 0)
+        for (size_t done = 0; done < n && !failed;) {
+            ssize_t wrote = write(fd, buf + done, n - done);
+            failed = wrote <= 0;
+            done += wrote > 0 ? (size_t)wrote : 0;
+        }
+    failed |= ferror(stdin) != 0;
+    if (close(fd) != 0 || failed) {
+        fprintf(stderr, "tapegrad %s: --data csv:-: cannot copy standard input to '%s': %s\n", command,
+                stdin_copy, strerror(errno ? errno : EIO));
+        return NULL;
+    }
+    return stdin_copy;
+}

@@ -44,6 +44,9 @@ void staging_abort(staging *s);
 /* Fails early when standard output is closed (a file opened later would take its descriptor
  * and receive the output); 0, or 1 after saying so on stderr. */
 int check_stdout_open(void);
+/* --data csv:-: standard input copied once to a temporary file (removed at exit), whose path is
+ * returned; NULL after printing why. */
+const char *stdin_to_file(const char *command);
 /* At exit: output that could not be written (stdout or stderr on /dev/full) is exit status 1,
  * with a message on stderr when stdout failed, not a silent 0. Returns the status to exit with. */
 int finish_output(int status);

@@ -34,8 +34,8 @@ static void train_usage(FILE *f) {
             "                     attributes not given are 1)\n"
             "  --init NAME        xavier|he|orthogonal|normal:STD (default xavier)\n"
             "  --norm none|batch|layer\n"
-            "  --data SET         digits | adding:T | spirals | csv:PATH (last column = label) |\n"
-            "                     idx:IMAGES,LABELS (default digits)\n"
+            "  --data SET         digits | adding:T | spirals | csv:PATH (last column = label; csv:- is\n"
+            "                     standard input) | idx:IMAGES,LABELS (default digits)\n"
             "  --task classification|regression   csv: the last column is a class (cross entropy,\n"
             "                     accuracy; the default) or a target (mean squared error)\n"
             "  --optimizer sgd|adam|adamw|rmsprop   (default adam)\n"
@@ -381,6 +381,12 @@ static int settle_mlp(train_options *o, const char *m) {
  * than the data) is found now: exit 2 before any work. */
 static int check_files(train_options *o) {
     run_config *c = &o->config;
+    if (c->data == DATA_CSV && strcmp(c->data_path, "-") == 0) { /* csv:-: standard input */
+        if (parallel_env_size() > 1)
+            return bad("--data csv:- reads standard input, which mpirun gives to rank 0 only: give "
+                       "every rank a file%s%s", "", "");
+        if (!(c->data_path = stdin_to_file(command))) return EXIT_USAGE;
+    }
     const char *const paths[][2] = {{"--data", c->data_path}, {"--load", c->load_path}};
     for (size_t i = 0; i < sizeof paths / sizeof paths[0]; i++)
         if (paths[i][1] && check_path_arg(command, paths[i][0], paths[i][1])) return EXIT_USAGE;

@@ -163,3 +163,18 @@ Test(cli_args, a_plugins_op_is_the_mlps_activation) {
     cr_expect_eq(TRAIN("--steps", "5", "--activation", "swoosh", "--plugin", plugin()), 1);
     expect_output_has(false, "--activation swoosh: no such activation or op");
 }
+
+Test(cli_args, csv_dash_reads_standard_input) {
+    char dir[64];
+    temp_dir_make(dir, "tg-stdin");
+    char path[96];
+    snprintf(path, sizeof path, "%s/in.csv", dir);
+    FILE *f = fopen(path, "w");
+    cr_assert_not_null(f);
+    for (int i = 0; i < 40; i++) fprintf(f, "%d,%d,%d\n", i % 7, (i * 3) % 5, i % 2);
+    fclose(f);
+    cr_assert_not_null(freopen(path, "r", stdin));
+    cr_expect_eq(TRAIN("--data", "csv:-", "--batch", "8", "--steps", "3"), 0);
+    expect_output_has(true, "steps 3, final training loss");
+    temp_dir_remove(dir);
+}
