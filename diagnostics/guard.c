@@ -80,8 +80,6 @@ struct tg_guard {
     unsigned char recent[MAX_WINDOW]; /* 1: refused, for the alarm */
     int recent_next;
     snapshot snap;
-    double base_lr;              /* the original rate (the caller's latest) */
-    float lr_set;                /* what the guard last gave the optimizer */
     int64_t clean;               /* accepted steps since the last rescue or growth */
     tg_guard_event_fn on_event;
     void *user;
@@ -180,7 +178,7 @@ tg_status tg_guard_attach(tg_guard *g, tg_optimizer *opt, tg_tensor *const *buff
     snapshot *s = &g->snap;
     s->opt_floats = tgi_optimizer_state_floats(opt);
     s->n_floats = s->opt_floats + buffer_floats;
-    s->n_steps = tgi_optimizer_param_count(opt);
+    s->n_steps = tgi_optimizer_state_steps(opt);
     s->n_buffers = n_buffers;
     s->buffers = n_buffers ? tgi_alloc(g->ctx, (size_t)n_buffers * sizeof *s->buffers) : NULL;
     bool good = allocate_copy(g, &s->good), fresh = allocate_copy(g, &s->fresh);
@@ -192,9 +190,8 @@ tg_status tg_guard_attach(tg_guard *g, tg_optimizer *opt, tg_tensor *const *buff
     }
     if (n_buffers) memcpy(s->buffers, buffers, (size_t)n_buffers * sizeof *buffers);
     s->opt = opt;
-    g->base_lr = tg_optimizer_lr(opt);
-    g->lr_set = tg_optimizer_lr(opt);
-    g->stats.lr = g->lr_set;
+    tgi_optimizer_set_lr_scale(opt, g->stats.lr_scale);
+    g->stats.lr = tg_optimizer_lr(opt);
     return TG_OK;
 }
 
@@ -495,20 +492,16 @@ static bool note_verdict(tg_guard *g, bool refused) {
     return s->alarm && !was;
 }
 
-/* The caller's rate, when it set one since the guard did (a schedule), is the new original;
- * the guard's scale applies to it. */
-static double current_lr(tg_guard *g) {
-    if (!g->snap.opt) return NAN;
-    float lr = tg_optimizer_lr(g->snap.opt);
-    if (lr != g->lr_set) g->base_lr = lr;
-    return lr;
+/* The guard's scale is a factor on the optimizer's own rate, whatever sets that (the caller by
+ * hand, or the optimizer's schedule at each step): so a schedule and a rescue compose. */
+static double current_lr(const tg_guard *g) {
+    return g->snap.opt ? tg_optimizer_lr(g->snap.opt) : NAN;
 }
 
 static void apply_lr(tg_guard *g) {
     if (!g->snap.opt) return;
-    g->lr_set = (float)(g->base_lr * g->stats.lr_scale);
-    tg_optimizer_set_lr(g->snap.opt, g->lr_set);
-    g->stats.lr = g->lr_set;
+    tgi_optimizer_set_lr_scale(g->snap.opt, g->stats.lr_scale);
+    g->stats.lr = tg_optimizer_lr(g->snap.opt);
 }
 
 tg_status tg_guard_commit(tg_guard *g, int64_t step, double loss, double grad_norm,

@@ -1108,7 +1108,8 @@ typedef struct tg_guard_stats {
     int64_t growths;         /**< times the rate grew back */
     int64_t new_levels;      /**< steady refused steps accepted as the new level */
     double lr;               /**< the optimizer's rate now (NaN: no optimizer attached) */
-    double lr_scale;         /**< the rate as a fraction of the original (1: untouched) */
+    double lr_scale;         /**< the guard's factor: the rate as a fraction of the optimizer's
+                                  own, base or scheduled (1: untouched) */
     double lowest_lr_scale;  /**< the lowest it went */
     int recent_refused, recent_checked; /**< refusals among the last `window` checks */
     bool alarm;              /**< most recent steps are refused: raised at half or more of the
@@ -1155,8 +1156,10 @@ void tg_guard_free(tg_guard *guard);
  * Makes the guard rescue opt's runs: it keeps copies of opt's parameters and state, and of
  * buffers (other persistent tensors to roll back with them, such as batch norm's running
  * statistics; NULL when n_buffers is 0), restores the good copy on a refused step, and sets
- * opt's rate. The rate opt has now is the original; a rate the caller sets later (a schedule) is
- * taken as the new original when the guard next commits, and scaled alike. Allocates the two
+ * opt's rate. The guard's factor multiplies whatever rate opt would use (tg_optimizer_lr): its
+ * base rate, a rate the caller sets later by hand, or its schedule's rate at each step
+ * (tg_optimizer_set_schedule); attaching sets that factor to the guard's (1 for a new guard),
+ * and tg_guard_free leaves the last one in place. Allocates the two
  * copies (replacing an earlier attachment's): with Adam, six floats per parameter element; it
  * refreshes one every `trust` accepted steps (on average about half the time of Adam's own
  * step). TG_ERR_INVALID for a NULL argument, a buffer that is not persistent, or an optimizer or
@@ -1987,18 +1990,43 @@ tg_tensor *tg_module_forward(tg_module *m, tg_tape *tape, tg_tensor *x);
 tg_status tg_module_free(tg_module *m);
 /** The module's name ("(null)" for NULL). */
 const char *tg_module_name(const tg_module *m);
-/** Number of parameter tensors, the module's own and its children's. */
+/**
+ * Number of parameter tensors, the module's own and its children's: the size of the array
+ * tg_module_params fills. To train all of them, tg_optimizer_new_module needs no array at all.
+ */
 int tg_module_param_count(const tg_module *m);
 /** Parameter i in a fixed order (depth first, registration order). */
 tg_tensor *tg_module_param(const tg_module *m, int i);
-/** Copies up to max parameter pointers; returns how many there are. */
+/**
+ * Copies every parameter pointer (tg_module_param order) into out, which has room for max, and
+ * returns how many it copied, so the result can be passed on as an array's length:
+ *
+ *     int n = tg_module_param_count(mlp);
+ *     tg_tensor **params = malloc(n * sizeof *params);
+ *     tg_module_params(mlp, params, n);              (n again)
+ *
+ * When max is smaller than tg_module_param_count(m), nothing is copied and the result is -1,
+ * with TG_ERR_INVALID on the module's context naming both counts. (Before, it returned the
+ * count while copying only max: passed on, that count read past the array.) out NULL: copies
+ * nothing and returns the count, whatever max is. 0 for a NULL module.
+ */
 int tg_module_params(const tg_module *m, tg_tensor **out, int max);
 /**
  * Everything a checkpoint needs: the parameters (in tg_module_param order), then the buffers
- * (batch norm's running statistics), children included. Copies up to max pointers; returns how
- * many there are.
+ * (batch norm's running statistics), children included. Copies them all into out (room for max)
+ * and returns how many; as tg_module_params, -1 with a message and nothing copied when max is
+ * too small, and the count with out NULL.
  */
 int tg_module_state(const tg_module *m, tg_tensor **out, int max);
+/**
+ * Writes a table of the module tree to out: for m and each module below it (indented by depth),
+ * its name, kind ("linear", "mlp", "module" for tg_module_new's) and the parameters it holds
+ * with its children; under each module its own parameters and buffers, by name, shape and
+ * count; then the totals (parameters, how many are trainable, buffer values). Columns are as
+ * wide as the longest name: nothing is cut. TG_OK; TG_ERR_INVALID for a NULL module (quietly)
+ * or out (with a message); TG_ERR_IO when out reports a write error.
+ */
+tg_status tg_module_summary(const tg_module *m, FILE *out);
 /** The parameter with that full name, or NULL. */
 tg_tensor *tg_module_find_param(const tg_module *m, const char *name);
 /** Total number of scalars in the parameters. */
@@ -2383,9 +2411,19 @@ typedef struct tg_optimizer_config {
 
 typedef struct tg_optimizer tg_optimizer;
 
-/** An optimizer over a parameter set (the pointers are copied; state is allocated here, once). */
+/**
+ * An optimizer over a parameter set (the pointers are copied; state is allocated here, once).
+ * n_params is the length of params, at least 1.
+ */
 tg_optimizer *tg_optimizer_new(tg_ctx *ctx, tg_tensor *const *params, int n_params,
                                const tg_optimizer_config *config);
+/**
+ * An optimizer over every parameter of module (tg_module_params order), on the module's
+ * context: the way to train a whole model without sizing an array. NULL for a NULL module
+ * (quietly), or with a message for a module without parameters and what tg_optimizer_new
+ * refuses.
+ */
+tg_optimizer *tg_optimizer_new_module(tg_module *module, const tg_optimizer_config *config);
 void tg_optimizer_free(tg_optimizer *opt);
 /**
  * One update from the current gradients. A parameter that received no gradient since its last
@@ -2405,27 +2443,71 @@ void tg_optimizer_zero_grad(tg_optimizer *opt);
  * update.
  */
 tg_status tg_optimizer_step_zero_grad(tg_optimizer *opt);
+/**
+ * Sets the base rate: the rate itself without a schedule, the schedule's peak with one
+ * (tg_optimizer_set_schedule). Nothing for a NULL optimizer.
+ */
 void tg_optimizer_set_lr(tg_optimizer *opt, float lr);
+/**
+ * The rate the next tg_optimizer_step uses: the schedule's rate at the optimizer's position
+ * (tg_optimizer_step_count), or the base rate without one, times the step guard's factor when
+ * a guard is attached (tg_guard_attach; 1 otherwise). NaN for a NULL optimizer.
+ */
 float tg_optimizer_lr(const tg_optimizer *opt);
 
+/*
+ * Learning-rate schedules, as PyTorch's lr_scheduler classes (step = optimizer steps taken,
+ * PyTorch's last_epoch when scheduler.step() follows each optimizer.step()):
+ *   - warm-up (warmup_steps W > 0): lr (step + 1) / W for step < W, i.e. LinearLR(start_factor
+ *     = 1/W, total_iters = W - 1); then the kind below runs on step - W (SequentialLR with
+ *     milestones [W]);
+ *   - CONSTANT: lr;
+ *   - STEP: StepLR(step_size, gamma): lr gamma^floor(step / step_size);
+ *   - COSINE: CosineAnnealingLR(T_max = total_steps - W, eta_min = min_lr); from T_max on it
+ *     stays at min_lr (PyTorch's would rise again: its cosine is periodic);
+ *   - LINEAR: LinearLR(start_factor 1, end_factor min_lr / lr, total_iters = total_steps - W):
+ *     lr + (min_lr - lr) step / T, then min_lr.
+ */
 typedef enum tg_schedule_kind {
     TG_SCHEDULE_CONSTANT,
     TG_SCHEDULE_STEP,           /**< lr * gamma^(floor(step / step_size)) */
-    TG_SCHEDULE_COSINE          /**< min_lr + (lr - min_lr) (1 + cos(pi step / total)) / 2 */
+    TG_SCHEDULE_COSINE,         /**< min_lr + (lr - min_lr) (1 + cos(pi step / total)) / 2 */
+    TG_SCHEDULE_LINEAR          /**< lr + (min_lr - lr) step / total, then min_lr */
 } tg_schedule_kind;
 
 typedef struct tg_schedule {
     tg_schedule_kind kind;
-    float lr;                   /**< base rate */
-    int64_t step_size;
-    float gamma;
-    int64_t total_steps;
-    float min_lr;
+    float lr;                   /**< base rate (attached to an optimizer: 0, the optimizer's) */
+    int64_t step_size;          /**< STEP: steps between decays (>= 1) */
+    float gamma;                /**< STEP: the factor of each decay (>= 0) */
+    int64_t total_steps;        /**< COSINE, LINEAR: steps to min_lr, warm-up included */
+    float min_lr;               /**< COSINE, LINEAR: the final rate (>= 0) */
     int64_t warmup_steps;       /**< linear warm-up from lr/warmup to lr over these steps first */
 } tg_schedule;
 
-/** The learning rate at a step (0-based). */
+/** The learning rate at a step (0-based). NaN for a NULL schedule. */
 float tg_schedule_lr(const tg_schedule *schedule, int64_t step);
+/**
+ * Makes opt follow schedule (copied): each tg_optimizer_step uses the schedule's rate at the
+ * optimizer's position (tg_optimizer_step_count: steps taken so far, also before the schedule
+ * was set), the schedule's base rate being the optimizer's (its config.lr, tg_optimizer_set_lr);
+ * so a loop that steps once per iteration gets tg_schedule_lr(schedule, iteration) with no call
+ * of its own, and allocates nothing for it. schedule->lr must be 0 or the optimizer's rate.
+ * A step guard (tg_guard_attach) multiplies the scheduled rate by its factor: a rescue halves
+ * whatever the schedule gives from then on, until the guard grows its factor back. The
+ * position is part of the optimizer's state: a guard's rollback takes it back with Adam's step
+ * counts (the schedule replays those steps), and steps the guard refuses (no
+ * tg_optimizer_step) do not advance it. NULL schedule: back to the constant base rate.
+ * TG_ERR_INVALID with a message naming the field for a schedule out of range (a kind that is
+ * none, warmup_steps < 0; STEP: step_size < 1, gamma < 0; COSINE/LINEAR: total_steps not past
+ * warmup_steps, min_lr < 0; a non-finite number), quietly for a NULL optimizer.
+ */
+tg_status tg_optimizer_set_schedule(tg_optimizer *opt, const tg_schedule *schedule);
+/**
+ * Steps taken (tg_optimizer_step and tg_optimizer_step_zero_grad calls, less those a guard's
+ * rollback undid): the position in the schedule. -1 for a NULL optimizer.
+ */
+int64_t tg_optimizer_step_count(const tg_optimizer *opt);
 
 /** coeff * sum over params of w^2, built from ops so it shows in the graph. */
 tg_tensor *tg_l2_penalty(tg_tape *tape, tg_tensor *const *params, int n_params, float coeff);

@@ -76,14 +76,26 @@ TGI_HIDDEN uint64_t tgi_seed_mix(uint64_t seed, uint64_t salt);
 /* ---- optimizer snapshots (models/optim.c), for the step guard's rollback ----------------- */
 
 TGI_HIDDEN tg_ctx *tgi_optimizer_ctx(const tg_optimizer *opt);
-TGI_HIDDEN int tgi_optimizer_param_count(const tg_optimizer *opt);
+/* Step counts in a snapshot: one per parameter, then the optimizer's (the schedule's position). */
+TGI_HIDDEN int tgi_optimizer_state_steps(const tg_optimizer *opt);
 /* Floats in a snapshot of the parameters and every state buffer (momentum, Adam's m and v). */
 TGI_HIDDEN int64_t tgi_optimizer_state_floats(const tg_optimizer *opt);
-/* Copies the parameters, the state buffers and the per-parameter step counts (Adam's bias
- * correction) out to floats[tgi_optimizer_state_floats] and steps[tgi_optimizer_param_count],
- * or back in; the learning rate and the rest of the configuration are not part of it. */
+/* Copies the parameters, the state buffers, the per-parameter step counts (Adam's bias
+ * correction) and the optimizer's step count (the schedule's position) out to
+ * floats[tgi_optimizer_state_floats] and steps[tgi_optimizer_state_steps], or back in; the
+ * learning rate, the schedule and the rest of the configuration are not part of it. */
 TGI_HIDDEN void tgi_optimizer_save(const tg_optimizer *opt, float *floats, int64_t *steps);
 TGI_HIDDEN void tgi_optimizer_load(tg_optimizer *opt, const float *floats, const int64_t *steps);
+/* The step guard's factor on the rate (1: none); tg_optimizer_lr includes it. */
+TGI_HIDDEN void tgi_optimizer_set_lr_scale(tg_optimizer *opt, double scale);
+
+/* ---- schedules (models/schedule.c) ---------------------------------------------------------- */
+
+/* The rate of schedule s at step with base rate lr (s->lr ignored): tg_schedule_lr's formula. */
+TGI_HIDDEN float tgi_schedule_rate(const tg_schedule *s, float lr, int64_t step);
+/* TG_OK, or TG_ERR_INVALID with a message naming the field for a schedule an optimizer of base
+ * rate lr cannot follow. */
+TGI_HIDDEN tg_status tgi_schedule_check(tg_ctx *ctx, const tg_schedule *s, float lr);
 
 /* ---- where saves write (models/save_target.c) ---------------------------------------------- */
 

@@ -147,9 +147,22 @@ static int collect(const tg_module *m, tg_tensor **out, int max, int at) {
     return at;
 }
 
+/* The count when it fits in out (or out is NULL: a count query), else -1 with a message: a
+ * count larger than the array must never reach a caller that passes it on as its length. */
+static int fitted(const tg_module *m, const char *what, const char *counter, int count,
+                  const tg_tensor *const *out, int max) {
+    if (!out || count <= max) return count;
+    tgi_error(m->ctx, TG_ERR_INVALID, "%s: '%s' has %d tensors, more than max %d: size the array "
+              "with %s (or train the whole module with tg_optimizer_new_module)", what, m->name,
+              count, max, counter);
+    return -1;
+}
+
 int tg_module_params(const tg_module *m, tg_tensor **out, int max) {
     if (!m) return 0;
-    return collect(m, out, out ? max : 0, 0);
+    int count = fitted(m, "module_params", "tg_module_param_count", tg_module_param_count(m), out, max);
+    if (out && count > 0) collect(m, out, max, 0);
+    return count;
 }
 
 static int collect_buffers(const tg_module *m, tg_tensor **out, int max, int at) {
@@ -161,9 +174,10 @@ static int collect_buffers(const tg_module *m, tg_tensor **out, int max, int at)
 
 int tg_module_state(const tg_module *m, tg_tensor **out, int max) {
     if (!m) return 0;
-    if (!out) max = 0;
-    int n = collect(m, out, max, 0);
-    return collect_buffers(m, out, max, n);
+    int count = fitted(m, "module_state", "tg_module_state(m, NULL, 0)",
+                       collect_buffers(m, NULL, 0, collect(m, NULL, 0, 0)), out, max);
+    if (out && count > 0) collect_buffers(m, out, max, collect(m, out, max, 0));
+    return count;
 }
 
 static tg_tensor *nth_param(const tg_module *m, int *index) {

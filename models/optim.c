@@ -1,6 +1,6 @@
 /*
- * models/optim.c — optimizers (SGD, Adam, AdamW, RMSprop), learning-rate schedules, L1/L2
- * penalties as ops, and accuracy.
+ * models/optim.c — optimizers (SGD, Adam, AdamW, RMSprop) and the schedule they follow (its
+ * rates: models/schedule.c), L1/L2 penalties as ops, and accuracy.
  *
  * The update rules follow PyTorch's torch.optim (same defaults, same bias correction, SGD's
  * momentum buffer starting at the first gradient), so runs can be compared number for number.
@@ -20,6 +20,10 @@ struct tg_optimizer {
     int64_t *steps;           /* per parameter, as PyTorch's state['step']: a skipped parameter's
                                  count stays, so its Adam bias correction is its own */
     tgi_retired retired;      /* tg_optimizer_free */
+    int64_t step_count;       /* tg_optimizer_step calls: the schedule's position */
+    bool scheduled;           /* follow `schedule` (its lr: config.lr) */
+    tg_schedule schedule;
+    double lr_scale;          /* the step guard's factor (1: none), in double as the guard's */
 };
 
 static bool needs_first(const tg_optimizer_config *c) {
@@ -79,6 +83,12 @@ static bool complete(float **buffers, int n) {
 tg_optimizer *tg_optimizer_new(tg_ctx *ctx, tg_tensor *const *params, int n_params,
                                const tg_optimizer_config *config) {
     if (!ctx) return NULL;
+    if (n_params < 0) { /* the count of a tg_module_params that did not fit, passed on */
+        tgi_error(ctx, TG_ERR_INVALID, "optimizer: n_params is %d: a parameter count is at least 1 "
+                  "(tg_module_params gives -1 when the array is too small: size it with "
+                  "tg_module_param_count, or use tg_optimizer_new_module)", n_params);
+        return NULL;
+    }
     if (!config || n_params < 1 || !params || !(config->lr >= 0.0f) || (unsigned)config->kind > TG_OPT_RMSPROP) {
         tgi_error(ctx, TG_ERR_INVALID, "optimizer: needs a kind, lr >= 0 and at least one parameter");
         return NULL;
@@ -95,6 +105,7 @@ tg_optimizer *tg_optimizer_new(tg_ctx *ctx, tg_tensor *const *params, int n_para
     memset(opt, 0, sizeof *opt);
     opt->ctx = ctx;
     opt->config = with_defaults(config);
+    opt->lr_scale = 1.0;
     opt->params = tgi_alloc(ctx, (size_t)n_params * sizeof *opt->params);
     if (!opt->params) goto out_of_memory;
     memcpy(opt->params, params, (size_t)n_params * sizeof *params);
@@ -108,6 +119,26 @@ out_of_memory:
     tg_optimizer_free(opt);
     tgi_error(ctx, TG_ERR_NOMEM, "optimizer: out of memory for its state");
     return NULL;
+}
+
+tg_optimizer *tg_optimizer_new_module(tg_module *module, const tg_optimizer_config *config) {
+    if (!module) return NULL;
+    tg_ctx *ctx = module->ctx;
+    int n = tg_module_param_count(module);
+    if (n < 1) {
+        tgi_error(ctx, TG_ERR_INVALID, "optimizer_new_module: module '%s' has no parameters", module->name);
+        return NULL;
+    }
+    size_t bytes = (size_t)n * sizeof(tg_tensor *);
+    tg_tensor **params = tgi_alloc(ctx, bytes);
+    if (!params) {
+        tgi_error(ctx, TG_ERR_NOMEM, "optimizer_new_module: out of memory for %d parameters", n);
+        return NULL;
+    }
+    tg_module_params(module, params, n);
+    tg_optimizer *opt = tg_optimizer_new(ctx, params, n, config); /* copies the pointers */
+    tgi_free(ctx, params, bytes);
+    return opt;
 }
 
 /*
@@ -191,9 +222,10 @@ static void rmsprop(const tg_optimizer_config *c, float *restrict w, const float
         }
 }
 
-/* The update of parameter i's elements [from, from + n), step t of it. */
-static void update(const tg_optimizer *opt, int i, int64_t from, int64_t n, int64_t t) {
-    const tg_optimizer_config *c = &opt->config;
+/* The update of parameter i's elements [from, from + n), step t of it, by c (the optimizer's
+ * configuration at this step's rate). */
+static void update(const tg_optimizer *opt, const tg_optimizer_config *c, int i, int64_t from,
+                   int64_t n, int64_t t) {
     tg_tensor *p = opt->params[i];
     float *w = p->data + from, *g = p->grad + from;
     float *first = opt->first ? opt->first[i] + from : NULL;
@@ -210,8 +242,19 @@ static void update(const tg_optimizer *opt, int i, int64_t from, int64_t n, int6
  * still in the first-level cache when it is zeroed. */
 #define ZERO_BLOCK ((int64_t)4096)
 
+/* The rate of the step at the optimizer's position: scheduled or not, times the guard's factor
+ * (in double, as the guard always scaled it, so a factor of 1 gives the base rate's bits). */
+static float rate_now(const tg_optimizer *opt) {
+    float base = opt->scheduled ? tgi_schedule_rate(&opt->schedule, opt->config.lr, opt->step_count)
+                                : opt->config.lr;
+    return opt->lr_scale == 1.0 ? base : (float)((double)base * opt->lr_scale);
+}
+
 static tg_status step(tg_optimizer *opt, bool zero_grads) {
     if (!opt) return TG_ERR_INVALID;
+    tg_optimizer_config c = opt->config;
+    c.lr = rate_now(opt);
+    opt->step_count++;
     for (int i = 0; i < opt->n_params; i++) {
         tg_tensor *p = opt->params[i];
         /* PyTorch 2 (zero_grad(set_to_none=True)) skips a parameter backward did not reach: no
@@ -222,14 +265,14 @@ static tg_status step(tg_optimizer *opt, bool zero_grads) {
         }
         int64_t t = ++opt->steps[i];
         if (!zero_grads) {
-            update(opt, i, 0, p->size, t);
+            update(opt, &c, i, 0, p->size, t);
             continue;
         }
         /* block by block, so the zeros are written while the gradient is in the cache: no
          * second pass over it, as tg_optimizer_zero_grad's */
         for (int64_t from = 0; from < p->size; from += ZERO_BLOCK) {
             int64_t n = p->size - from < ZERO_BLOCK ? p->size - from : ZERO_BLOCK;
-            update(opt, i, from, n, t);
+            update(opt, &c, i, from, n, t);
             memset(p->grad + from, 0, (size_t)n * sizeof(float));
         }
         p->grad_unset = true;
@@ -249,13 +292,30 @@ void tg_optimizer_zero_grad(tg_optimizer *opt) {
 void tg_optimizer_set_lr(tg_optimizer *opt, float lr) {
     if (opt) opt->config.lr = lr;
 }
-float tg_optimizer_lr(const tg_optimizer *opt) { return opt ? opt->config.lr : NAN; }
+float tg_optimizer_lr(const tg_optimizer *opt) { return opt ? rate_now(opt) : NAN; }
+
+tg_status tg_optimizer_set_schedule(tg_optimizer *opt, const tg_schedule *schedule) {
+    if (!opt) return TG_ERR_INVALID;
+    if (!schedule) {
+        opt->scheduled = false;
+        return TG_OK;
+    }
+    if (tgi_schedule_check(opt->ctx, schedule, opt->config.lr) != TG_OK) return TG_ERR_INVALID;
+    opt->schedule = *schedule;
+    opt->scheduled = true;
+    return TG_OK;
+}
+
+int64_t tg_optimizer_step_count(const tg_optimizer *opt) { return opt ? opt->step_count : -1; }
 
 /* ---- snapshots (the step guard's rollback, diagnostics/guard.c) ------------------------------ */
 
 tg_ctx *tgi_optimizer_ctx(const tg_optimizer *opt) { return opt->ctx; }
 
-int tgi_optimizer_param_count(const tg_optimizer *opt) { return opt->n_params; }
+/* Each parameter's step count, then the optimizer's (the schedule's position). */
+int tgi_optimizer_state_steps(const tg_optimizer *opt) { return opt->n_params + 1; }
+
+void tgi_optimizer_set_lr_scale(tg_optimizer *opt, double scale) { opt->lr_scale = scale; }
 
 /* The parameters, then the first and second state buffers each parameter has. */
 int64_t tgi_optimizer_state_floats(const tg_optimizer *opt) {
@@ -281,6 +341,8 @@ static void transfer(tg_optimizer *opt, float *floats, int64_t *steps, bool save
     }
     if (save) memcpy(steps, opt->steps, (size_t)opt->n_params * sizeof *steps);
     else memcpy(opt->steps, steps, (size_t)opt->n_params * sizeof *steps);
+    if (save) steps[opt->n_params] = opt->step_count;
+    else opt->step_count = steps[opt->n_params];
 }
 
 void tgi_optimizer_save(const tg_optimizer *opt, float *floats, int64_t *steps) {
@@ -289,26 +351,6 @@ void tgi_optimizer_save(const tg_optimizer *opt, float *floats, int64_t *steps) 
 
 void tgi_optimizer_load(tg_optimizer *opt, const float *floats, const int64_t *steps) {
     transfer(opt, (float *)floats, (int64_t *)steps, false); /* load only reads the snapshot */
-}
-
-/* ---- schedules ----------------------------------------------------------------------------- */
-
-float tg_schedule_lr(const tg_schedule *s, int64_t step) {
-    if (!s) return NAN;
-    if (step < s->warmup_steps) return s->lr * (float)(step + 1) / (float)s->warmup_steps;
-    int64_t after = step - s->warmup_steps;
-    switch (s->kind) {
-    case TG_SCHEDULE_CONSTANT: return s->lr;
-    case TG_SCHEDULE_STEP:
-        return s->step_size > 0 ? s->lr * powf(s->gamma, (float)(after / s->step_size)) : s->lr;
-    case TG_SCHEDULE_COSINE: {
-        int64_t span = s->total_steps - s->warmup_steps;
-        if (span <= 0 || after >= span) return s->min_lr;
-        double progress = (double)after / (double)span;
-        return s->min_lr + (s->lr - s->min_lr) * (float)(0.5 * (1.0 + cos(3.14159265358979323846 * progress)));
-    }
-    }
-    return s->lr;
 }
 
 /* ---- penalties and metrics ----------------------------------------------------------------- */

@@ -73,11 +73,27 @@ MISUSE(tg_module_params) {
     tg_tensor *out[4];
     GIVES(tg_module_params(NULL, out, 4), 0);
     GIVES(tg_module_params(W.linear, NULL, 4), 2); /* counting only */
+    tg_clear_error(W.ctx);
+    GIVES(tg_module_params(W.linear, out, 1), -1); /* too small: refused, not a count to pass on */
+    expect_message("tg_module_params(W.linear, out, 1)");
+    GIVES(tg_module_params(W.linear, out, -3), -1);
+    expect_message("tg_module_params(W.linear, out, -3)");
 }
 MISUSE(tg_module_state) {
     tg_tensor *out[4];
     GIVES(tg_module_state(NULL, out, 4), 0);
     GIVES(tg_module_state(W.linear, NULL, 4), 2);
+    tg_clear_error(W.ctx);
+    GIVES(tg_module_state(W.linear, out, 1), -1);
+    expect_message("tg_module_state(W.linear, out, 1)");
+}
+MISUSE(tg_module_summary) {
+    REFUSED_QUIETLY(tg_module_summary(NULL, stdout));
+    REFUSED(tg_module_summary(W.linear, NULL));
+    FILE *closed_for_writing = fopen("/dev/null", "r"); /* writes to it fail */
+    cr_assert_not_null(closed_for_writing);
+    REFUSED(tg_module_summary(W.linear, closed_for_writing));
+    fclose(closed_for_writing);
 }
 MISUSE(tg_module_find_param) {
     NULLED_QUIETLY(tg_module_find_param(NULL, "lin.weight"));
@@ -215,6 +231,20 @@ MISUSE(tg_optimizer_new) {
     NULLED(tg_optimizer_new(W.ctx, none, 1, &c));
     NULLED(tg_optimizer_new(W.ctx, &W.w, 1, NULL));
 }
+MISUSE(tg_optimizer_new_module) {
+    tg_optimizer_config c = {.kind = TG_OPT_SGD, .lr = 0.1f};
+    NULLED_QUIETLY(tg_optimizer_new_module(NULL, &c));
+    NULLED(tg_optimizer_new_module(W.linear, NULL));
+    NULLED(tg_optimizer_new_module(W.linear, &(tg_optimizer_config){.kind = TG_OPT_SGD, .lr = -1.0f}));
+}
+MISUSE(tg_optimizer_set_schedule) {
+    tg_schedule cosine = {.kind = TG_SCHEDULE_COSINE, .total_steps = 10};
+    REFUSED_QUIETLY(tg_optimizer_set_schedule(NULL, &cosine));
+    REFUSED(tg_optimizer_set_schedule(W.opt, &(tg_schedule){.kind = TG_SCHEDULE_COSINE}));
+    REFUSED(tg_optimizer_set_schedule(W.opt, &(tg_schedule){.kind = (tg_schedule_kind)-1}));
+    GIVES(tg_optimizer_set_schedule(W.opt, NULL), TG_OK); /* no schedule: the constant rate */
+}
+MISUSE(tg_optimizer_step_count) { GIVES(tg_optimizer_step_count(NULL), -1); }
 MISUSE(tg_optimizer_free) { tg_optimizer_free(NULL); }
 MISUSE(tg_optimizer_step) { GIVES(tg_optimizer_step(NULL), TG_ERR_INVALID); }
 MISUSE(tg_optimizer_step_zero_grad) { GIVES(tg_optimizer_step_zero_grad(NULL), TG_ERR_INVALID); }
