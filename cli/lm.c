@@ -464,11 +464,9 @@ int run_lm_params(int argc, char **argv) {
     tg_text *text = ctx ? load_text(ctx, o.data) : NULL; /* the vocabulary sizes the tables */
     if (text) o.shape.vocab = tg_text_vocab_size(text);
     tg_module *model = text ? build_lm(ctx, &o.shape) : NULL;
-    int n = model ? tg_module_param_count(model) : 0; /* no buffers: layer norms keep none */
-    for (int i = 0; i < n; i++) {
-        tg_tensor *t = tg_module_param(model, i);
-        char shape[96];
-        printf("%-40s %-16s parameter\n", t->label, tg_shape_str(t, shape, sizeof shape));
+    if (model && tg_module_summary(model, stdout) != TG_OK) {
+        tg_module_free(model);
+        model = NULL;
     }
     if (!model) fprintf(stderr, "tapegrad params: %s\n", ctx ? tg_errmsg(ctx) : "out of memory");
     tg_module_free(model);

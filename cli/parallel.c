@@ -94,8 +94,10 @@ static uint64_t model_digest(const run_config *c) {
 
 static uint64_t optimizer_digest(const run_config *c) {
     const tg_optimizer_config *o = &c->opt;
+    const tg_schedule *s = &c->schedule; /* --schedule: all zero without one */
     const double values[] = {o->kind, o->lr, o->momentum, o->nesterov, o->weight_decay, o->beta1,
-                             o->beta2, o->eps, o->alpha};
+                             o->beta2, o->eps, o->alpha, s->kind, (double)s->warmup_steps,
+                             (double)s->step_size, s->gamma, (double)s->total_steps, s->min_lr};
     return digest_values(values, sizeof values / sizeof values[0]);
 }
 

@@ -33,11 +33,15 @@ static void draw(progress *p, double t) {
         int filled = (int)(fraction * 30);
         for (int i = 0; i < 30; i++) bar[i] = i < filled ? '=' : (i == filled ? '>' : ' ');
         bar[30] = '\0';
-        fprintf(stderr, "\r%-10s [%s] %3.0f%%  step %ld/%ld  loss %-9.4g ETA %3.0fs ", p->what, bar,
-                100 * fraction, p->done, p->total, p->last_loss, eta);
+        fprintf(stderr, "\r%-10s [%s] %3.0f%%  step %ld/%ld  loss %-9.4g ", p->what, bar,
+                100 * fraction, p->done, p->total, p->last_loss);
+        if (p->show_rate) fprintf(stderr, "lr %-9.3g ", p->rate);
+        fprintf(stderr, "ETA %3.0fs ", eta);
     } else {
-        fprintf(stderr, "%s: %ld/%ld steps (%.0f%%), loss %.4g, ETA %.0fs\n", p->what, p->done,
-                p->total, 100 * fraction, p->last_loss, eta);
+        fprintf(stderr, "%s: %ld/%ld steps (%.0f%%), loss %.4g, ", p->what, p->done, p->total,
+                100 * fraction, p->last_loss);
+        if (p->show_rate) fprintf(stderr, "lr %.3g, ", p->rate);
+        fprintf(stderr, "ETA %.0fs\n", eta);
     }
     fflush(stderr);
     p->last_print = t;

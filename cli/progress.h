@@ -11,6 +11,8 @@ typedef struct progress {
     long total, done;
     double last_loss, started, last_print;
     bool terminal;
+    bool show_rate;              /* show `rate` (a learning rate) after the loss */
+    double rate;
 } progress;
 
 void progress_start(progress *p, const char *what, long total);

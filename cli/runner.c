@@ -609,6 +609,10 @@ static bool train_step(trainer *t, int step) {
     }
     if (!isfinite(r->loss[step]) || !isfinite(r->grad_norm[step])) return false;
     clip(t);
+    double lr = tg_optimizer_lr(t->opt); /* the rate this update takes (scheduled, guarded) */
+    if (step == 0) r->lr_first = lr;
+    if (!(lr <= r->lr_peak)) r->lr_peak = lr;
+    r->lr_last = lr;
     tg_optimizer_step_zero_grad(t->opt);
     return true;
 }
@@ -749,6 +753,7 @@ static bool prepare(trainer *t) {
     t->opt = tg_optimizer_new(t->ctx, t->params, t->n_params, &c->opt);
     t->recorder = tg_recorder_new(t->ctx, c->steps > 0 ? c->steps : 1);
     if (!t->opt || !t->recorder) return fail(t, "setup");
+    if (c->schedule_text && tg_optimizer_set_schedule(t->opt, &c->schedule) != TG_OK) return fail(t, "--schedule");
     if (c->guard && !start_guard(t)) return false;
     if (c->steps < 0 || (c->steps == 0 && !c->load_path)) {
         snprintf(t->result->error, sizeof t->result->error, "steps must be at least 1 (0: evaluate a loaded model)");
@@ -833,6 +838,7 @@ void run_training(const run_config *config, run_result *result, progress_fn prog
     result->train_loss = result->train_accuracy = result->weight_norm = NAN;
     result->explosion_onset_step = result->first_nan_step = -1;
     result->guard.first_skipped_step = result->guard.last_skipped_step = -1;
+    result->lr_first = result->lr_peak = result->lr_last = NAN;
     trainer t = {.config = &result->config, .result = result};
     double start = seconds_now();
     bool ready = prepare(&t);
@@ -864,11 +870,9 @@ int list_model_state(const run_config *config, FILE *out, char *why, size_t size
     ok = ok && load_data(&t) && build_model(&t);
     /* --load: the shapes listed are the checkpoint's too (a mismatch is refused) */
     ok = ok && (!config->load_path || load_checkpoint(&t));
-    for (int i = 0; ok && i < t.n_state; i++) {
-        char shape[96];
-        fprintf(out, "%-40s %-16s %s\n", t.state[i]->label, tg_shape_str(t.state[i], shape, sizeof shape),
-                t.state[i]->requires_grad ? "parameter" : "buffer");
-    }
+    /* a recurrent model is two modules: the recurrent body and its read-out */
+    if (ok && tg_module_summary(t.body, out) != TG_OK) ok = fail(&t, "summary");
+    if (ok && t.head && tg_module_summary(t.head, out) != TG_OK) ok = fail(&t, "summary");
     if (!ok) snprintf(why, size, "%s", result->error[0] ? result->error : "out of memory");
     release(&t);
     free(result);

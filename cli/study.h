@@ -43,6 +43,9 @@ typedef struct run_config {
     int64_t seq_len;             /* adding problem T */
     const char *data_path;       /* csv:PATH, idx:IMAGES,LABELS (the argument itself: any length) */
     tg_optimizer_config opt;
+    const char *schedule_text;   /* --schedule as given (NULL: the constant --lr) */
+    tg_schedule schedule;        /* what the optimizer follows then (lr 0: the optimizer's;
+                                    total_steps: the run's steps) */
     int steps;
     int64_t batch;
     int eval_every;              /* > 0: held-out loss before training and every this many steps */
@@ -135,6 +138,7 @@ typedef struct run_result {
     unsigned unmatched_hooks;    /* bit i: config.hooks[i] saw no node in the first backward pass */
     bool anomaly_stopped;        /* anomaly mode stopped the run: error holds its message */
     tg_guard_stats guard;        /* what the step guard refused and rescued */
+    double lr_first, lr_peak, lr_last; /* the rates the first, the highest and the last step took */
     int n_metrics;               /* the recorder's scalar series (--curvature: the instruments' */
     run_metric *metrics;         /* readings and "lr"), spanning the run in bounded memory */
     int64_t nonfinite_steps;     /* anomaly counts: steps with a NaN/Inf somewhere */
@@ -150,6 +154,13 @@ typedef struct run_result {
 /* Progress of a run, reported every few steps (may be called from worker threads). */
 typedef void (*progress_fn)(void *user, int step, double loss);
 
+/* --schedule TEXT (cli/schedule_arg.c): cosine | linear | step:N:GAMMA | warmup:N[,cosine|,linear|
+ * ,step:N:GAMMA] into *out (its total_steps left for settle_schedule); 0, or -1 for a spelling
+ * that is none of these. */
+int parse_schedule_arg(const char *text, tg_schedule *out);
+/* Sets the schedule's total_steps to the run's steps; 0, or -1 with the reason in why. */
+int settle_schedule(tg_schedule *s, int steps, char *why, size_t size);
+
 /* --hook PATTERN:NAME: attaches the hook a plugin exported as NAME to every parameter and node
  * matching PATTERN (backward pass). TG_OK, or the error on ctx. */
 tg_status attach_named_hook(tg_ctx *ctx, const char *spec);
@@ -157,8 +168,9 @@ tg_status attach_named_hook(tg_ctx *ctx, const char *spec);
 /* The number of samples a run of config trains on (its data set less the held-out part),
  * reading the data set when it comes from files; -1 with the reason in why when it cannot. */
 int64_t run_training_samples(const run_config *config, char *why, size_t size);
-/* Prints the names and shapes of the state (parameters, then buffers) the model of config
- * has; 0, or 1 with the reason in why. */
+/* Prints the summary (tg_module_summary) of the model config builds: every module with its
+ * parameter count, every parameter and buffer by name and shape, the totals; 0, or 1 with the
+ * reason in why. */
 int list_model_state(const run_config *config, FILE *out, char *why, size_t size);
 /* Trains one configuration; the result is filled even on failure (see result->error). */
 void run_training(const run_config *config, run_result *result, progress_fn progress, void *user);

@@ -40,6 +40,10 @@ static void train_usage(FILE *f) {
             "                     accuracy; the default) or a target (mean squared error)\n"
             "  --optimizer sgd|adam|adamw|rmsprop   (default adam)\n"
             "  --lr X --momentum X --weight-decay X   (default lr 1e-3)\n"
+            "  --schedule S       the lr over the run, --lr its peak: cosine | linear (to 0 at the\n"
+            "                     last step) | step:N:GAMMA (times GAMMA every N steps) |\n"
+            "                     warmup:N[,cosine|,linear|,step:N:GAMMA] (rising from lr/N over N\n"
+            "                     steps first); the progress and the summary show the rate\n"
             "  --steps N (default 500; 0 with --load: evaluate only)   --batch N (default 64)\n"
             "  --seed N (default 1)\n"
             "  lenet, resnet, plaincnn take images (digits as 1x8x8, idx: as 1x28x28), ReLU,\n"
@@ -183,7 +187,7 @@ static const number_option number_options[] = {
 static const char *const named_options[] = {"--model", "--norm", "--optimizer", "--activation",
                                             "--init", "--data", "--save", "--load", "--out",
                                             "--plugin", "--hook", "--task", "--anomaly-dump",
-                                            "--instruments"};
+                                            "--instruments", "--schedule"};
 
 typedef struct train_options {
     run_config config;
@@ -267,6 +271,11 @@ static int parse_named(train_options *o, const char *arg, const char *value) {
         if (parse_instruments(value, &c->instruments) < 0)
             return bad("--instruments: expected a comma-separated list of lambda, trace and jacobian, got '%s'%s",
                        value ? value : "", "");
+    } else if (strcmp(arg, "--schedule") == 0) {
+        if (parse_schedule_arg(value, &c->schedule) < 0)
+            return bad("--schedule: expected cosine, linear, step:N:GAMMA or warmup:N[,cosine|,linear|,step:N:GAMMA] "
+                       "(N a whole number from 1, GAMMA >= 0), got '%s'%s", value, "");
+        c->schedule_text = value;
     } else if (strcmp(arg, "--anomaly-dump") == 0) {
         c->anomaly_dump = value;
         c->anomaly = true; /* the dump is of what anomaly mode stops at */
@@ -462,6 +471,9 @@ static int settle(train_options *o) {
     }
     int status = cnn ? settle_cnn(o, m) : settle_mlp(o, m);
     if (status) return status;
+    char why[160];
+    if (c->schedule_text && settle_schedule(&c->schedule, c->steps, why, sizeof why))
+        return bad("--schedule %s: %s", c->schedule_text, why);
     if (c->model != MODEL_RNN && (c->rnn_layers || c->bidirectional))
         return bad("--layers and --bidirectional are for --model rnn|lstm|gru, not %s%s", m, "");
     return check_files(o);
@@ -471,6 +483,7 @@ typedef struct train_progress {
     progress bar;
     int last_step;
     bool curvature_advised;
+    const run_result *result;    /* --schedule: its lr_last shown with the loss */
 } train_progress;
 
 /* Each rescue as it happens, on stdout (a terminal's progress bar is cleared first); the alarm,
@@ -519,6 +532,7 @@ static void on_curvature(int step, const tg_recorder *readings, void *user) {
 
 static void on_step(void *user, int step, double loss) {
     train_progress *p = user;
+    if (p->result) p->bar.rate = p->result->lr_last;
     progress_advance(&p->bar, step - p->last_step, loss);
     p->last_step = step;
 }
@@ -560,6 +574,10 @@ static void print_outcome(const run_result *r) {
     if (r->steps_done)
         printf("gradients: first/last layer norm ratio at step 0 %s; %s\n",
                format_number(r->first_last_ratio, a, sizeof a), r->onset_summary);
+    if (r->steps_done && r->config.schedule_text)
+        printf("schedule %s: lr %s at the first step, %s at its highest, %s at the last\n", r->config.schedule_text,
+               format_number(r->lr_first, a, sizeof a), format_number(r->lr_peak, b, sizeof b),
+               format_number(r->lr_last, c, sizeof c));
     if (r->steps_done) print_findings(r);
     for (int i = 0; i < r->config.n_hooks; i++)
         if (r->unmatched_hooks & (1u << i))
@@ -627,6 +645,10 @@ int run_train(int argc, char **argv) {
     bool lead = parallel_env_rank() == 0;
     train_progress p = {.last_step = 0};
     if (lead) progress_start(&p.bar, "train", o.config.steps);
+    if (lead && o.config.schedule_text) {
+        p.result = &e.results[0];
+        p.bar.show_rate = true;
+    }
     if (lead && o.config.guard) {
         e.runs[0].guard_event = on_guard_event;
         e.runs[0].guard_user = &p;
@@ -671,9 +693,10 @@ int run_params(int argc, char **argv) {
     for (int i = 0; i < argc; i++)
         if (strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0) {
             printf("usage: tapegrad params [train options]\n\n"
-                   "Lists the state of the model `tapegrad train` builds with the same options\n"
-                   "(--model, --depth, --width, --norm, --data, --plugin, ...): each parameter and\n"
-                   "buffer by name and shape, as --save writes them and --hook patterns match them.\n"
+                   "Describes the model `tapegrad train` builds with the same options (--model,\n"
+                   "--depth, --width, --norm, --data, --plugin, ...) as a tree: each module with\n"
+                   "the parameters below it, each parameter and buffer by name, shape and count\n"
+                   "(the names --save writes and --hook patterns match), then the totals.\n"
                    "With --load PATH the checkpoint is loaded into it first, as train loads it: a\n"
                    "file that does not fit the model is refused (--load-partial: warned of).\n");
             return 0;
