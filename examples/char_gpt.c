@@ -45,11 +45,8 @@ int main(int argc, char **argv) {
     tg_gpt_config c = {.vocab = tg_text_vocab_size(text), .block_size = CONTEXT, .d_model = 64,
                        .n_heads = 4, .n_layers = 2, .seed = 1};
     tg_module *gpt = tg_gpt_new(ctx, "gpt", &c);
-    tg_tensor *params[64];
-    int n = tg_module_params(gpt, params, 64);
-    if (!gpt || n > 64) return fail(ctx);
-    tg_optimizer *opt = tg_optimizer_new(ctx, params, n,
-                                         &(tg_optimizer_config){.kind = TG_OPT_ADAMW, .lr = 3e-3f});
+    if (!gpt) return fail(ctx);
+    tg_optimizer *opt = tg_optimizer_new_module(gpt, &(tg_optimizer_config){.kind = TG_OPT_ADAMW, .lr = 3e-3f});
     tg_text_batcher *train = tg_text_batcher_new(text, TG_TEXT_TRAIN, TG_TEXT_RANDOM, BATCH, CONTEXT, 1);
     tg_text_batcher *held_out = tg_text_batcher_new(text, TG_TEXT_HELD_OUT, TG_TEXT_SEQUENTIAL,
                                                     BATCH, CONTEXT, 1);

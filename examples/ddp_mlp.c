@@ -33,12 +33,12 @@ int main(int argc, char **argv) {
     tg_mlp_config config = {.in = 64, .out = 10, .width = 128, .depth = 3,
                             .activation = TG_ACT_RELU, .init = tg_init_he(TG_ACT_RELU), .seed = 7};
     tg_module *mlp = tg_mlp_new(ctx, "mlp", &config);
-    tg_tensor *params[16];
-    int n_params = tg_module_params(mlp, params, 16);
-    tg_optimizer *opt = tg_optimizer_new(ctx, params, n_params,
-                                         &(tg_optimizer_config){.kind = TG_OPT_ADAM, .lr = 1e-3f});
+    int n_params = tg_module_param_count(mlp); /* the array for the broadcast, sized to fit */
+    tg_tensor **params = n_params ? malloc((size_t)n_params * sizeof *params) : NULL;
+    if (params) tg_module_params(mlp, params, n_params);
+    tg_optimizer *opt = tg_optimizer_new_module(mlp, &(tg_optimizer_config){.kind = TG_OPT_ADAM, .lr = 1e-3f});
     tg_tape *tape = tg_tape_new(ctx);
-    tg_status status = digits && mlp && opt && tape && GLOBAL_BATCH % size == 0 ? TG_OK : TG_ERR_INVALID;
+    tg_status status = digits && mlp && params && opt && tape && GLOBAL_BATCH % size == 0 ? TG_OK : TG_ERR_INVALID;
     if (status == TG_OK) status = tg_dataset_split(digits, 0.2, 42, &train, &test);
     tg_batcher *batches = train ? tg_batcher_new(train, GLOBAL_BATCH, true, true, 1) : NULL;
     if (status == TG_OK && !batches) status = tg_errcode(ctx);
@@ -93,6 +93,7 @@ int main(int argc, char **argv) {
     }
     tg_batcher_free(batches);
     tg_optimizer_free(opt);
+    free(params);
     tg_module_free(mlp);
     tg_dataset_free(digits);
     tg_dataset_free(train);

@@ -25,11 +25,9 @@ int main(void) {
     tg_mlp_config config = {.in = 2, .out = 1, .width = 32, .depth = 3,
                             .activation = TG_ACT_TANH, .seed = 1};
     tg_module *critic = tg_mlp_new(ctx, "critic", &config);
-    tg_tensor *params[16];
-    int n = tg_module_params(critic, params, 16);
     tg_optimizer_config adam = {.kind = TG_OPT_ADAM, .lr = 1e-3f, .beta1 = 0.5f, .beta2 = 0.9f};
-    tg_optimizer *opt = tg_optimizer_new(ctx, params, n, &adam);
-    if (!critic || n <= 0 || n > 16 || !opt) {
+    tg_optimizer *opt = tg_optimizer_new_module(critic, &adam);
+    if (!critic || !opt) {
         fprintf(stderr, "error: %s\n", tg_errmsg(ctx));
         return 1;
     }

@@ -35,9 +35,12 @@ int main(int argc, char **argv) {
     tg_module *head = tg_linear_new(ctx, "head", HIDDEN, 1, true, NULL, 3);
     if (!train || !test || !rnn || !head) return fail(ctx);
 
+    /* two modules, one optimizer: their parameters in one array (-1: it is too small) */
     tg_tensor *params[8];
-    int n = tg_module_params(rnn, params, 8);
-    n += tg_module_params(head, params + n, 8 - n);
+    int n_rnn = tg_module_params(rnn, params, 8);
+    int n_head = n_rnn < 0 ? -1 : tg_module_params(head, params + n_rnn, 8 - n_rnn);
+    if (n_rnn < 0 || n_head < 0) return fail(ctx);
+    int n = n_rnn + n_head;
     tg_optimizer_config adam = {.kind = TG_OPT_ADAM, .lr = 1e-2f};
     tg_optimizer *opt = tg_optimizer_new(ctx, params, n, &adam);
     tg_batcher *batches = tg_batcher_new(train, BATCH, true, true, 4);

@@ -34,10 +34,8 @@ int main(int argc, char **argv) {
     tg_mlp_config config = {.in = 64, .out = 10, .width = 128, .depth = 3,
                             .activation = TG_ACT_RELU, .init = tg_init_he(TG_ACT_RELU), .seed = 7};
     tg_module *mlp = tg_mlp_new(ctx, "mlp", &config);
-    tg_tensor *params[16];
-    int n_params = tg_module_params(mlp, params, 16);
     tg_optimizer_config adam = {.kind = TG_OPT_ADAM, .lr = 1e-3f};
-    tg_optimizer *opt = tg_optimizer_new(ctx, params, n_params, &adam);
+    tg_optimizer *opt = tg_optimizer_new_module(mlp, &adam); /* every parameter of the MLP */
     tg_batcher *batches = tg_batcher_new(train, 32, true, false, 1);
     if (!mlp || !opt || !batches) return fail(ctx);
 

@@ -22,12 +22,10 @@ int main() {
     config.activation = TG_ACT_TANH;
     config.seed = 7;
     tg_module *mlp = tg_mlp_new(ctx, "mlp", &config);
-    tg_tensor *params[8];
-    int n = tg_module_params(mlp, params, 8);
     tg_optimizer_config adam = {};
     adam.kind = TG_OPT_ADAM;
     adam.lr = 0.01f;
-    tg_optimizer *opt = tg_optimizer_new(ctx, params, n, tg_ref(adam));
+    tg_optimizer *opt = tg_optimizer_new_module(mlp, tg_ref(adam));
     if (!opt) {
         std::fprintf(stderr, "error: %s\n", tg_errmsg(ctx));
         return 1;

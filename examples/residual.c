@@ -6,19 +6,21 @@
  * The net is a module of our own (tg_module_new): its forward is the function below, its
  * layers are children, and so saving, loading, parameter listing and name-pattern hooks work
  * on it as on a built-in model. At the end the residual net is saved, loaded into a fresh net
- * and checked to give the same loss.
+ * and checked to give the same loss. `./residual summary` prints the net's tree instead
+ * (tg_module_summary: every layer, its parameters' shapes and counts, the totals).
  *
  *   ./residual [STEPS] [CHECKPOINT]    (default 300 steps, /tmp/residual.safetensors)
+ *   ./residual summary
  */
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 
 #include "tapegrad.h"
 
 #define BLOCKS 24 /* 2 linear layers each, plus the input and output layers: 50 */
 #define WIDTH 64
 #define BATCH 64
-#define MAX_PARAMS (4 * BLOCKS + 4)
 
 /* What the forward needs: the layers (children of the module, freed with it) and the switch. */
 typedef struct skipnet {
@@ -122,7 +124,19 @@ static bool save_and_reload(tg_ctx *ctx, tg_tape *tape, tg_module *net, const ch
     return ok;
 }
 
+/* The residual net's tree, as tg_module_summary writes it. */
+static int print_summary(void) {
+    tg_ctx *ctx = tg_ctx_new();
+    tg_module *net = ctx ? skipnet_new(ctx, "residual", true) : NULL;
+    tg_status status = net ? tg_module_summary(net, stdout) : TG_ERR_NOMEM;
+    if (status != TG_OK) fprintf(stderr, "error: %s\n", ctx ? tg_errmsg(ctx) : "out of memory");
+    tg_module_free(net);
+    tg_ctx_free(ctx);
+    return status == TG_OK ? 0 : 1;
+}
+
 int main(int argc, char **argv) {
+    if (argc > 1 && strcmp(argv[1], "summary") == 0) return print_summary();
     int steps = argc > 1 ? atoi(argv[1]) : 300;
     const char *checkpoint = argc > 2 ? argv[2] : "/tmp/residual.safetensors";
     tg_ctx *ctx = tg_ctx_new();
@@ -135,12 +149,10 @@ int main(int argc, char **argv) {
 
     run runs[2] = {{.name = "plain"}, {.name = "residual"}};
     for (int r = 0; r < 2; r++) {
-        tg_tensor *params[MAX_PARAMS];
         runs[r].net = skipnet_new(ctx, runs[r].name, r == 1);
         if (!runs[r].net) goto fail;
-        int n = tg_module_params(runs[r].net, params, MAX_PARAMS);
         tg_optimizer_config sgd = {.kind = TG_OPT_SGD, .lr = 0.01f, .momentum = 0.9f};
-        runs[r].opt = tg_optimizer_new(ctx, params, n, &sgd);
+        runs[r].opt = tg_optimizer_new_module(runs[r].net, &sgd);
         runs[r].first_weight = tg_module_find_param(runs[r].net, r ? "residual.in.weight" : "plain.in.weight");
         if (!runs[r].opt || !runs[r].first_weight) goto fail;
     }
