@@ -272,9 +272,11 @@ static int parse_named(train_options *o, const char *arg, const char *value) {
             return bad("--instruments: expected a comma-separated list of lambda, trace and jacobian, got '%s'%s",
                        value ? value : "", "");
     } else if (strcmp(arg, "--schedule") == 0) {
+        static const char *const schedules[] = {"cosine", "linear", "step:", "warmup:"};
         if (parse_schedule_arg(value, &c->schedule) < 0)
             return bad("--schedule: expected cosine, linear, step:N:GAMMA or warmup:N[,cosine|,linear|,step:N:GAMMA] "
-                       "(N a whole number from 1, GAMMA >= 0), got '%s'%s", value, "");
+                       "(N a whole number from 1, GAMMA >= 0), got '%s'%s", value,
+                       did_you_mean(value, schedules, 4, hint, sizeof hint));
         c->schedule_text = value;
     } else if (strcmp(arg, "--anomaly-dump") == 0) {
         c->anomaly_dump = value;

@@ -42,7 +42,7 @@ Test(cli_schedule, bad_spellings_say_what_is_valid) {
     const char *text = captured(false);
     cr_expect(strstr(text, "--schedule: expected cosine, linear, step:N:GAMMA or warmup:N[,cosine|,linear|,step:N:GAMMA]"),
               "%s", text);
-    cr_expect(strstr(text, "got 'cosin'"), "%s", text);
+    cr_expect(strstr(text, "got 'cosin'; did you mean 'cosine'?"), "%s", text);
 }
 
 Test(cli_schedule, a_warmup_longer_than_the_run_is_refused_before_training) {
