@@ -147,11 +147,11 @@ static int collect(const tg_module *m, tg_tensor **out, int max, int at) {
     return at;
 }
 
-/* The count when it fits in out (or out is NULL: a count query), else -1 with a message: a
- * count larger than the array must never reach a caller that passes it on as its length. */
-static int fitted(const tg_module *m, const char *what, const char *counter, int count,
-                  const tg_tensor *const *out, int max) {
-    if (!out || count <= max) return count;
+/* The count when it fits in max (or nothing is copied: a count query), else -1 with a message:
+ * a count larger than the array must never reach a caller that passes it on as its length. */
+static int fitted(const tg_module *m, const char *what, const char *counter, int count, bool copying,
+                  int max) {
+    if (!copying || count <= max) return count;
     tgi_error(m->ctx, TG_ERR_INVALID, "%s: '%s' has %d tensors, more than max %d: size the array "
               "with %s (or train the whole module with tg_optimizer_new_module)", what, m->name,
               count, max, counter);
@@ -160,7 +160,7 @@ static int fitted(const tg_module *m, const char *what, const char *counter, int
 
 int tg_module_params(const tg_module *m, tg_tensor **out, int max) {
     if (!m) return 0;
-    int count = fitted(m, "module_params", "tg_module_param_count", tg_module_param_count(m), out, max);
+    int count = fitted(m, "module_params", "tg_module_param_count", tg_module_param_count(m), out != NULL, max);
     if (out && count > 0) collect(m, out, max, 0);
     return count;
 }
@@ -175,7 +175,7 @@ static int collect_buffers(const tg_module *m, tg_tensor **out, int max, int at)
 int tg_module_state(const tg_module *m, tg_tensor **out, int max) {
     if (!m) return 0;
     int count = fitted(m, "module_state", "tg_module_state(m, NULL, 0)",
-                       collect_buffers(m, NULL, 0, collect(m, NULL, 0, 0)), out, max);
+                       collect_buffers(m, NULL, 0, collect(m, NULL, 0, 0)), out != NULL, max);
     if (out && count > 0) collect_buffers(m, out, max, collect(m, out, max, 0));
     return count;
 }
