@@ -598,7 +598,11 @@ static void print_diagnostics(const run_result *r) {
             printf(", the first at step %lld, the last at step %lld", (long long)g->first_skipped_step,
                    (long long)g->last_skipped_step);
         printf("; %lld rescue%s", (long long)g->rescues, g->rescues == 1 ? "" : "s");
-        if (g->lowest_lr_scale < 1.0)
+        if (g->lowest_lr_scale < 1.0 && r->config.schedule_text) /* its factor on the scheduled rate */
+            printf(", lr %s at the end (the guard's factor on the schedule %s, lowest %s)",
+                   format_number(g->lr, a, sizeof a), format_number(g->lr_scale, b, sizeof b),
+                   format_number(g->lowest_lr_scale, c, sizeof c));
+        else if (g->lowest_lr_scale < 1.0)
             printf(", lr %s at the end (lowest %s, --lr %s)", format_number(g->lr, a, sizeof a),
                    format_number(g->lowest_lr_scale * r->config.opt.lr, b, sizeof b),
                    format_number(r->config.opt.lr, c, sizeof c));

@@ -1,7 +1,8 @@
 /*
  * tests/test_cli_schedule.c — `tapegrad train --schedule`: the rates a run took in its summary,
  * the spellings refused with what is valid, a warm-up longer than the run refused before any
- * work, the option in --help; and `tapegrad params` printing the model's summary.
+ * work, the guard's factor on the schedule, the option in --help; and `tapegrad params`
+ * printing the model's summary.
  */
 #include "cli_run.h"
 
@@ -52,6 +53,15 @@ Test(cli_schedule, a_warmup_longer_than_the_run_is_refused_before_training) {
                            "decay over"), "%s", text);
     cr_expect_eq(TRAIN("--depth", "2", "--width", "8", "--steps", "10", "--schedule", "warmup:30"), 0,
                  "a warm-up alone needs no step after it");
+}
+
+/* SGD at 0.5 on 8 layers blows up now and then: the guard's rescues scale the scheduled rate. */
+Test(cli_schedule, the_guard_reports_its_factor_on_the_schedule) {
+    cr_assert_eq(TRAIN("--depth", "8", "--optimizer", "sgd", "--lr", "0.5", "--guard", "--schedule", "step:100:0.5",
+                       "--steps", "150"), 0);
+    const char *text = captured(true);
+    cr_expect(strstr(text, "schedule step:100:0.5: lr 0.5 at the first step, 0.5 at its highest"), "%s", text);
+    cr_expect(strstr(text, "rescue") && strstr(text, "the guard's factor on the schedule"), "%s", text);
 }
 
 Test(cli_schedule, help_names_it) {
