@@ -207,8 +207,8 @@ static bool lm_state_open(tg_ctx *ctx, tg_text *text, const lm_run_config *c, lm
                        .n_heads = c->n_heads, .n_layers = c->n_layers, .post_ln = c->post_ln,
                        .qk_norm = c->qk_norm, .seed = c->seed};
     if (!(s->gpt = tg_gpt_new(ctx, "gpt", &g)) || !(s->tape = tg_tape_new(ctx))) return false;
-    s->n_params = tg_module_params(s->gpt, s->params, LM_MAX_PARAMS);
-    if (s->n_params > LM_MAX_PARAMS) s->n_params = LM_MAX_PARAMS; /* lm_run caps the layers */
+    s->n_params = tg_module_params(s->gpt, s->params, LM_MAX_PARAMS); /* lm_run caps the layers */
+    if (s->n_params < 0) return false;
     param_blocks(s->params, s->n_params, s->block);
     s->opt = tg_optimizer_new(ctx, s->params, s->n_params, &(tg_optimizer_config){.kind = TG_OPT_ADAM, .lr = c->lr});
     s->batches = tg_text_batcher_new(text, TG_TEXT_TRAIN, TG_TEXT_RANDOM, c->batch, c->block, c->seed + 1);

@@ -12,6 +12,7 @@
  * (tests/test_jvp_conv.c).
  */
 #include "cli/model_check.h"
+#include "cli/study.h"
 
 #include <stdio.h>
 #include <string.h>
@@ -139,9 +140,7 @@ static int check_case(int index, int order, FILE *out, bool *found) {
     if (c.model && c.x && c.y && (!c.sequence || c.head)) {
         fill_batch(&c);
         tg_tensor *params[MAX_PARAMS];
-        int n = tg_module_params(c.model, params, MAX_PARAMS);
-        if (c.head && n >= 0 && n < MAX_PARAMS)
-            n += tg_module_params(c.head, params + n, MAX_PARAMS - n);
+        int n = list_modules(c.model, c.head, false, params, MAX_PARAMS);
         tg_gradcheck_opts opts = tg_gradcheck_defaults();
         opts.order = order;
         opts.max_elements = 6;

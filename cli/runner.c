@@ -386,15 +386,20 @@ static bool build_model(trainer *t) {
         ok = build_rnn(t, in, out);
     }
     if (!ok) return false;
-    t->n_params = tg_module_params(t->body, t->params, MAX_PARAMS);
-    if (t->head) t->n_params += tg_module_params(t->head, t->params + t->n_params, MAX_PARAMS - t->n_params);
-    t->n_state = tg_module_state(t->body, t->state, MAX_PARAMS);
-    if (t->head) t->n_state += tg_module_state(t->head, t->state + t->n_state, MAX_PARAMS - t->n_state);
-    if (t->n_params > MAX_PARAMS || t->n_state > MAX_PARAMS) {
+    t->n_params = list_modules(t->body, t->head, false, t->params, MAX_PARAMS);
+    t->n_state = list_modules(t->body, t->head, true, t->state, MAX_PARAMS);
+    if (t->n_params < 0 || t->n_state < 0) {
         snprintf(t->result->error, sizeof t->result->error, "more than %d parameter tensors", MAX_PARAMS);
         return false;
     }
     return true;
+}
+
+int list_modules(const tg_module *body, const tg_module *head, bool state, tg_tensor **out, int max) {
+    int (*list)(const tg_module *, tg_tensor **, int) = state ? tg_module_state : tg_module_params;
+    int n = list(body, out, max); /* -1 when they do not fit: never a count past the array */
+    int more = n < 0 || !head ? 0 : list(head, out + n, max - n);
+    return n < 0 || more < 0 ? -1 : n + more;
 }
 
 /* ---- one step ------------------------------------------------------------------------------ */

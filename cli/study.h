@@ -161,6 +161,10 @@ int parse_schedule_arg(const char *text, tg_schedule *out);
 /* Sets the schedule's total_steps to the run's steps; 0, or -1 with the reason in why. */
 int settle_schedule(tg_schedule *s, int steps, char *why, size_t size);
 
+/* The parameters (state: the buffers too) of body, then of head (NULL: none), into out, which
+ * has room for max: how many, or -1 when they do not fit (nothing past max is written). */
+int list_modules(const tg_module *body, const tg_module *head, bool state, tg_tensor **out, int max);
+
 /* --hook PATTERN:NAME: attaches the hook a plugin exported as NAME to every parameter and node
  * matching PATTERN (backward pass). TG_OK, or the error on ctx. */
 tg_status attach_named_hook(tg_ctx *ctx, const char *spec);
