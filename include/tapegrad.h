@@ -2748,6 +2748,43 @@ typedef struct tg_safetensors_entry {
  *  -1 on error. */
 int tg_safetensors_list(tg_ctx *ctx, const char *path, tg_safetensors_entry *entries, int max);
 
+/*
+ * Checkpoints: a module's state (parameters and buffers) and, optionally, its optimizer's (the
+ * moments, every parameter's step count, the schedule's position) in one safetensors file, so
+ * that a stopped run resumes to the same bits as one that never stopped. The optimizer's state
+ * is the tensor "optimizer.state" with its counts in the metadata; `tapegrad inspect` lists it.
+ */
+
+/** How a checkpoint's names meet the module's (all zero: the same names, every one). */
+typedef struct tg_checkpoint_options {
+    const char *file_prefix;    /**< the names' prefix in the file ("other.") ... */
+    const char *model_prefix;   /**< ... stands for this prefix of the module's ("net."): a model
+                                     saved under another root name; NULL: "" */
+    bool partial;               /**< load what both hold (PyTorch's strict=False) and report the
+                                     rest; else a tensor missing on either side refuses the load
+                                     (nothing is written), naming the first of each */
+} tg_checkpoint_options;
+
+/** What a load did. */
+typedef struct tg_checkpoint_report {
+    int loaded;                          /**< module tensors read from the file */
+    int missing;                         /**< module tensors the file does not hold */
+    int unexpected;                      /**< file tensors the module does not hold (the
+                                              optimizer's state aside) */
+    char first_missing[TG_LABEL_MAX], first_unexpected[TG_LABEL_MAX];
+    bool optimizer;                      /**< the optimizer's state was loaded */
+} tg_checkpoint_report;
+
+/** Writes m's state and, when opt is not NULL, opt's (over m's parameters), atomically. */
+tg_status tg_checkpoint_save(const tg_module *m, const tg_optimizer *opt, const char *path);
+/**
+ * Reads a checkpoint into m and, when opt is not NULL and the file holds an optimizer's state,
+ * into opt (refused when it was over another number of parameters or state size). options NULL:
+ * the same names, all of them. report (may be NULL) says what was loaded, missing, unexpected.
+ */
+tg_status tg_checkpoint_load(tg_module *m, tg_optimizer *opt, const char *path,
+                             const tg_checkpoint_options *options, tg_checkpoint_report *report);
+
 /* ------------------------------------------------------------------------------------------ */
 /* Gradient checking                                                                          */
 /* ------------------------------------------------------------------------------------------ */

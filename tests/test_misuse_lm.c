@@ -3,6 +3,8 @@
  * another context: each returns its documented value and says why. */
 #include "misuse.h"
 
+#include <unistd.h>
+
 static tg_tensor *call_attention(tg_tensor **in) {
     return tg_attention(W.tape, in[0], in[1], in[2], true, 0.0f);
 }
@@ -119,4 +121,27 @@ MISUSE(tg_safetensors_list) {
     REFUSED(tg_safetensors_list(W.ctx, "/tmp/x.safetensors", NULL, 2) < 0 ? TG_ERR_INVALID : TG_OK);
     REFUSED(tg_safetensors_list(W.ctx, "/tmp/x.safetensors", entries, -1) < 0 ? TG_ERR_INVALID : TG_OK);
     REFUSED(tg_safetensors_list(W.ctx, "/nonexistent/x.safetensors", entries, 2) < 0 ? TG_ERR_INVALID : TG_OK);
+}
+
+MISUSE(tg_checkpoint_save) {
+    REFUSED_QUIETLY(tg_checkpoint_save(NULL, NULL, "/tmp/x.safetensors"));
+    REFUSED(tg_checkpoint_save(W.linear, NULL, NULL));
+    REFUSED(tg_checkpoint_save(W.linear, NULL, "/nonexistent/dir/x.safetensors"));
+}
+
+MISUSE(tg_checkpoint_load) {
+    tg_checkpoint_report report;
+    REFUSED_QUIETLY(tg_checkpoint_load(NULL, NULL, "/tmp/x.safetensors", NULL, &report));
+    REFUSED(tg_checkpoint_load(W.linear, NULL, NULL, NULL, &report));
+    REFUSED(tg_checkpoint_load(W.linear, NULL, "/nonexistent/x.safetensors", NULL, NULL));
+    char path[] = "/tmp/tg-misuse-ckpt-XXXXXX";
+    int fd = mkstemp(path);
+    cr_assert_geq(fd, 0);
+    close(fd);
+    cr_assert_eq(tg_checkpoint_save(W.linear, NULL, path), TG_OK, "%s", tg_errmsg(W.ctx));
+    tg_checkpoint_options remap = {.file_prefix = "nothing.", .model_prefix = "lin."};
+    REFUSED(tg_checkpoint_load(W.linear, NULL, path, &remap, &report)); /* nothing matches */
+    cr_expect(report.missing > 0 && report.unexpected > 0);
+    cr_expect_eq(tg_checkpoint_load(W.linear, NULL, path, NULL, &report), TG_OK, "%s", tg_errmsg(W.ctx));
+    unlink(path);
 }
