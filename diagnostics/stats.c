@@ -58,7 +58,7 @@ static double dead_fraction(const tg_tensor *t) {
     bool channels = t->ndim == 4;
     int64_t units = channels ? t->shape[1] : t->ndim ? t->shape[t->ndim - 1] : 1;
     int64_t inner = channels ? t->shape[2] * t->shape[3] : 1, dead = 0;
-    int64_t rows = units * inner ? t->size / (units * inner) : 0;
+    int64_t rows = units * inner != 0 ? t->size / (units * inner) : 0;
     for (int64_t u = 0; u < units; u++) {
         bool alive = false;
         for (int64_t r = 0; r < rows && !alive; r++) {
