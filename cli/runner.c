@@ -850,6 +850,13 @@ void run_training(const run_config *config, run_result *result, progress_fn prog
     if (t.par) /* collective: every rank set up, or all stop */
         ready = parallel_ready(t.par, ready, config, t.train, t.test, t.state, t.n_state, t.params,
                                t.n_params, result->error, sizeof result->error);
+    if (t.par && !ready && result->error[0]) {
+        /* said now, before the ranks finalise together: a rank that exits first makes mpirun end
+         * the others, which could otherwise be cut off before their own message */
+        fprintf(stderr, "tapegrad train (rank %d): %s\n", parallel_rank(t.par), result->error);
+        fflush(stderr);
+        result->error_printed = true;
+    }
     if (ready) {
         if (evaluation_due(config, 0)) evaluate(&t, 0);
         for (int step = 0; step < config->steps && train_step(&t, step); step++) {

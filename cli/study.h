@@ -137,6 +137,7 @@ typedef struct run_result {
     double seconds;
     unsigned unmatched_hooks;    /* bit i: config.hooks[i] saw no node in the first backward pass */
     bool anomaly_stopped;        /* anomaly mode stopped the run: error holds its message */
+    bool error_printed;          /* under mpirun, a refused start printed by its rank already */
     tg_guard_stats guard;        /* what the step guard refused and rescued */
     double lr_first, lr_peak, lr_last; /* the rates the first, the highest and the last step took */
     int n_metrics;               /* the recorder's scalar series (--curvature: the instruments' */

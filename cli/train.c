@@ -667,8 +667,9 @@ int run_train(int argc, char **argv) {
     if (lead) progress_finish(&p.bar);
     run_result *r = &e.results[0];
     if (r->error[0]) {
-        if (o.config.distributed) fprintf(stderr, "tapegrad train (rank %d): %s\n", parallel_env_rank(), r->error);
-        else fprintf(stderr, "tapegrad train: %s\n", r->error);
+        if (o.config.distributed && !r->error_printed)
+            fprintf(stderr, "tapegrad train (rank %d): %s\n", parallel_env_rank(), r->error);
+        else if (!o.config.distributed) fprintf(stderr, "tapegrad train: %s\n", r->error);
         parallel_abort_if_broken(1); /* a stalled collective: the other ranks cannot end alone */
         if (r->anomaly_stopped && lead) {
             printf("gradients: %s\n", r->onset_summary);
