@@ -55,7 +55,7 @@ const Module = Build.Module;
 const version: std.SemanticVersion = .{ .major = 0, .minor = 1, .patch = 0 };
 
 /// Directories whose `*.c` files (directly inside, no recursion) make up the library.
-const lib_dirs = [_][]const u8{ "autograd", "ops", "models", "diagnostics" };
+const lib_dirs = [_][]const u8{ "autograd", "ops", "data", "models", "diagnostics" };
 
 /// Where `test` installs the test plugins (and copies of the example plugins), relative
 /// to the install prefix (default: zig-out/test-plugins).

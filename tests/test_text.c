@@ -2,7 +2,7 @@
  * fortunes corpus (read from a directory the tests write; the installed package only when
  * present). */
 #include "fixture.h"
-#include "models/dataset.h"
+#include "data/dataset.h"
 
 #include <sys/stat.h>
 #include <unistd.h>

@@ -1,12 +1,12 @@
 /*
- * models/synthetic.c — generated data sets for the gradient-flow experiments: the adding
+ * data/synthetic.c — generated data sets for the gradient-flow experiments: the adding
  * problem and the copy task (long-range memory for RNN vs LSTM), two spirals and parity (hard
  * for shallow nets, easy to see).
  *
  * Every generator draws from one tg_rng seeded by the caller, sample after sample, so a seed
  * gives the same data on every machine.
  */
-#include "models/dataset.h"
+#include "data/dataset.h"
 
 #include <math.h>
 

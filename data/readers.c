@@ -1,13 +1,13 @@
 /*
- * models/readers.c — data sets from files: CSV of numbers, and MNIST's IDX format.
+ * data/readers.c — data sets from files: CSV of numbers, and MNIST's IDX format.
  *
  * A file is read whole (a regular file only: see tgi_open_input; fread with every return
- * checked; models/text.c reads its corpora through the same functions) and validated before a
+ * checked; data/text.c reads its corpora through the same functions) and validated before a
  * data set is made; a format with a header (IDX) has it checked against the file's size first,
  * so memory and time never follow what a header claims; a malformed file is an error with a message that names the file and the
  * line, column or header field at fault (TG_ERR_IO), never a crash.
  */
-#include "models/dataset.h"
+#include "data/dataset.h"
 
 #include <errno.h>
 #include <math.h>

@@ -1,5 +1,5 @@
 /*
- * models/text.c — a byte-level text corpus for character-level language models: the bytes
+ * data/text.c — a byte-level text corpus for character-level language models: the bytes
  * mapped to ids, a seeded split into training and held-out text, and windows of ids.
  *
  * The corpus keeps one array: the file's bytes, overwritten in place by their ids (a vocabulary
@@ -9,7 +9,7 @@
  * inside one segment, so no window reads across from one part into the other. A batcher copies
  * its part's segments when it is made and allocates nothing afterwards.
  */
-#include "models/dataset.h"
+#include "data/dataset.h"
 
 #include <dirent.h>
 #include <errno.h>

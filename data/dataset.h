@@ -1,5 +1,5 @@
 /*
- * models/dataset.h — what the data files share: making a data set and shuffling indices.
+ * data/dataset.h — what the data files share: making a data set and shuffling indices.
  */
 #ifndef TAPEGRAD_DATASET_H
 #define TAPEGRAD_DATASET_H
@@ -25,7 +25,7 @@ TGI_HIDDEN void tgi_dataset_destroy(tg_dataset *ds);
 /* Puts a uniformly random permutation of 0..n-1 into order (Fisher-Yates, n <= UINT32_MAX). */
 TGI_HIDDEN void tgi_permutation(int64_t *order, int64_t n, tg_rng *rng);
 
-/* A file's bytes in memory (models/readers.c). */
+/* A file's bytes in memory (data/readers.c). */
 typedef struct tgi_file {
     unsigned char *bytes;
     size_t size;
@@ -46,7 +46,7 @@ TGI_HIDDEN void tgi_file_release(tg_ctx *ctx, tgi_file *file);
  * it at a directory of their own. */
 TGI_HIDDEN tg_text *tgi_text_load_fortunes(tg_ctx *ctx, const char *dir_path);
 
-/* The bundled digits (models/digits_data.c): the image count, pixels 0..16 (64 per image) and
+/* The bundled digits (data/digits_data.c): the image count, pixels 0..16 (64 per image) and
  * labels 0..9. */
 TGI_HIDDEN int64_t tgi_digits_raw(const unsigned char **pixels, const unsigned char **labels);
 

@@ -1,12 +1,12 @@
 /*
- * models/data.c — data sets in memory, the bundled digits, train/test splits and minibatches.
+ * data/dataset.c — data sets in memory, the bundled digits, train/test splits and minibatches.
  *
  * A data set is two allocations: its header, kept (marked freed) until tg_ctx_free so that a
  * second tg_dataset_free finds the mark (see tgi_retired), and its inputs and targets. The batcher allocates its index permutation once, when it is made, and
  * puts every batch in the tape's arena: a training loop that resets its tape each step keeps
  * running without calling the allocator.
  */
-#include "models/dataset.h"
+#include "data/dataset.h"
 
 #include <math.h>
 #include <stdio.h>
