@@ -10,43 +10,7 @@
 
 #include "cli/checkpoint.h"
 #include "cli/memory.h"
-#include "cli/parallel.h"
-#include "cli/study.h"
-
-#define MAX_PARAMS 1024 /* a 56-layer ResNet has 173 parameters and 287 state tensors */
-
-/* Everything a run holds while it trains. */
-typedef struct trainer {
-    const run_config *config;
-    run_result *result;
-    tg_ctx *ctx;
-    tg_tape *tape;
-    tg_dataset *train, *test;
-    tg_batcher *batches;
-    tg_module *body, *head;      /* head: the linear read-out of a recurrent body */
-    tg_tensor *params[MAX_PARAMS];
-    int n_params;
-    tg_tensor *state[MAX_PARAMS]; /* parameters and running statistics: what --save writes */
-    int n_state;
-    tg_tensor *layers[MAX_LAYERS];
-    tg_tensor **states;          /* recurrent: room for every h[t] of every layer and direction */
-    tg_optimizer *opt;
-    tg_recorder *recorder;
-    struct counted_hook {        /* --hook: the plugin's hook, and how often it ran */
-        tg_hook_fn fn;
-        void *user;
-        int64_t calls;
-    } hooks[16];
-    tg_named_attr activation_attrs[TG_MAX_ATTRS]; /* --activation OP:k=v,...: the values */
-    char activation_names[TG_MAX_ATTRS][TG_LABEL_MAX];
-    char activation_op[TG_LABEL_MAX];
-    parallel *par;               /* data-parallel under mpirun (config->distributed), else NULL */
-    tg_guard *guard;             /* --guard, else NULL */
-    bool instruments;            /* --curvature: the recorder's instruments are set */
-    tg_tensor *curvature_x, *curvature_y; /* the measured step's batch, kept for its products */
-    float *kept_state;           /* the state's values, put back after a measurement */
-    int64_t kept_floats;
-} trainer;
+#include "cli/trainer.h"
 
 const char *format_number(double value, char *buf, size_t size) {
     if (!isfinite(value)) snprintf(buf, size, isnan(value) ? "-" : (value > 0 ? "inf" : "-inf"));
@@ -55,7 +19,7 @@ const char *format_number(double value, char *buf, size_t size) {
     return buf;
 }
 
-static bool fail(trainer *t, const char *what) {
+bool trainer_fail(trainer *t, const char *what) {
     snprintf(t->result->error, sizeof t->result->error, "%s: %s", what, tg_errmsg(t->ctx));
     return false;
 }
@@ -96,118 +60,6 @@ static tg_status attach_hook(tg_ctx *ctx, const char *spec, struct counted_hook 
 
 tg_status attach_named_hook(tg_ctx *ctx, const char *spec) {
     return attach_hook(ctx, spec, NULL);
-}
-
-/* ---- data ---------------------------------------------------------------------------------- */
-
-static bool is_cnn(const run_config *c) {
-    return c->model == MODEL_LENET || c->model == MODEL_RESNET;
-}
-
-/* Flat samples (digits: 64 floats; idx: 784) become one-channel square images, in place. */
-static bool as_images(trainer *t) {
-    if (t->train->x_ndim == 3) return true;
-    int64_t size = tg_dataset_x_size(t->train), side = 1;
-    while ((side + 1) * (side + 1) <= size) side++;
-    if (t->train->x_ndim != 1 || side * side != size || side < 4) {
-        snprintf(t->result->error, sizeof t->result->error, "--model %s wants square images of "
-                 "at least 4x4 (or samples of 3 dims, C x H x W), the data has samples of %lld floats",
-                 model_name(t->config), (long long)size);
-        return false;
-    }
-    const int64_t image[3] = {1, side, side};
-    if (tg_dataset_reshape(t->train, 3, image) != TG_OK || tg_dataset_reshape(t->test, 3, image) != TG_OK)
-        return fail(t, "data");
-    return true;
-}
-
-/* Generated sets: training and held-out sizes. Sets read whole are split by TEST_FRACTION. */
-#define ADDING_TRAIN 10000
-#define ADDING_TEST 1000
-#define SPIRALS_TRAIN 1000
-#define SPIRALS_TEST 400
-#define TEST_FRACTION 0.2
-
-/* The whole data set of digits, csv: or idx: (NULL with the error on ctx, or in why). */
-static tg_dataset *read_whole_set(tg_ctx *ctx, const run_config *c, char *why, size_t size) {
-    if (c->data == DATA_DIGITS) return tg_dataset_digits(ctx);
-    if (c->data == DATA_CSV)
-        return c->regression ? tg_dataset_read_csv_regression(ctx, c->data_path, -1)
-                             : tg_dataset_read_csv(ctx, c->data_path, -1);
-    const char *comma = c->data_path ? strchr(c->data_path, ',') : NULL;
-    char *images = comma ? strndup(c->data_path, (size_t)(comma - c->data_path)) : NULL;
-    if (!images) {
-        snprintf(why, size, comma ? "out of memory" : "idx data wants IMAGES,LABELS");
-        return NULL;
-    }
-    tg_dataset *all = tg_dataset_read_idx(ctx, images, comma + 1);
-    free(images);
-    return all;
-}
-
-int64_t run_training_samples(const run_config *c, char *why, size_t size) {
-    if (c->data == DATA_ADDING) return ADDING_TRAIN;
-    if (c->data == DATA_SPIRALS) return SPIRALS_TRAIN;
-    tg_ctx *ctx = tg_ctx_new();
-    why[0] = '\0';
-    tg_dataset *all = ctx ? read_whole_set(ctx, c, why, size) : NULL;
-    int64_t n = all ? all->count - llround(TEST_FRACTION * (double)all->count) : -1;
-    if (!all && !why[0]) snprintf(why, size, "%s", ctx ? tg_errmsg(ctx) : "out of memory");
-    tg_dataset_free(all);
-    tg_ctx_free(ctx);
-    return n;
-}
-
-/* A small training set (to overfit on purpose): n samples of the shuffled training part. */
-static bool keep_subset(trainer *t, int64_t n) {
-    if (n > t->train->count) {
-        snprintf(t->result->error, sizeof t->result->error, "a subset of %lld samples from %lld",
-                 (long long)n, (long long)t->train->count);
-        return false;
-    }
-    tg_dataset *subset = NULL, *rest = NULL;
-    double drop = 1.0 - (double)n / (double)t->train->count;
-    tg_status split = drop > 0 ? tg_dataset_split(t->train, drop, t->config->seed, &subset, &rest) : TG_OK;
-    if (split != TG_OK) return fail(t, "subset");
-    if (subset) {
-        tg_dataset_free(t->train);
-        t->train = subset;
-    }
-    tg_dataset_free(rest);
-    return true;
-}
-
-static bool load_data(trainer *t) {
-    const run_config *c = t->config;
-    tg_dataset *all = NULL;
-    switch (c->data) {
-    case DATA_ADDING:
-        t->train = tg_dataset_adding(t->ctx, ADDING_TRAIN, c->seq_len, c->seed);
-        t->test = tg_dataset_adding(t->ctx, ADDING_TEST, c->seq_len, c->seed + 1);
-        break;
-    case DATA_SPIRALS:
-        t->train = tg_dataset_spirals(t->ctx, SPIRALS_TRAIN, 0.05f, c->seed);
-        t->test = tg_dataset_spirals(t->ctx, SPIRALS_TEST, 0.05f, c->seed + 1);
-        break;
-    case DATA_DIGITS:
-    case DATA_CSV:
-    case DATA_IDX:
-        if (!(all = read_whole_set(t->ctx, c, t->result->error, sizeof t->result->error)) &&
-            t->result->error[0])
-            return false;
-        break;
-    }
-    if (all) {
-        tg_status split = tg_dataset_split(all, TEST_FRACTION, c->seed, &t->train, &t->test);
-        tg_dataset_free(all);
-        if (split != TG_OK) return fail(t, "split");
-    }
-    if (!t->train || !t->test) return fail(t, "data");
-    if (c->train_subset > 0 && !keep_subset(t, c->train_subset)) return false;
-    if (is_cnn(c) && !as_images(t)) return false;
-    /* the global batches: under mpirun every rank draws the same ones and keeps its rows */
-    t->batches = tg_batcher_new(t->train, c->batch, true, true, c->seed);
-    return t->batches ? true : fail(t, "batches");
 }
 
 static int64_t input_size(const trainer *t) {
@@ -265,14 +117,14 @@ static bool build_cnn(trainer *t) {
     const int64_t *image = t->train->x_shape;
     if (c->model == MODEL_LENET) {
         tg_lenet_config lc = {image[0], image[1], image[2], output_size(t), c->init, c->seed};
-        if (!(t->body = tg_lenet_new(t->ctx, "lenet", &lc))) return fail(t, "model");
+        if (!(t->body = tg_lenet_new(t->ctx, "lenet", &lc))) return trainer_fail(t, "model");
         static const char *const layers[] = {"conv1.weight", "conv2.weight", "fc1.weight", "fc2.weight", "fc3.weight"};
         for (int i = 0; i < 5; i++)
             if (!track_layer(t, t->body, layers[i])) return false;
         return true;
     }
     tg_resnet_config rc = {image[0], output_size(t), c->depth, c->width, c->skip, c->init, c->seed};
-    if (!(t->body = tg_resnet_new(t->ctx, model_name(c), &rc))) return fail(t, "model");
+    if (!(t->body = tg_resnet_new(t->ctx, model_name(c), &rc))) return trainer_fail(t, "model");
     bool ok = track_layer(t, t->body, "stem.conv.weight");
     char local[64];
     for (int s = 1; ok && s <= 3; s++)
@@ -297,8 +149,8 @@ static bool build_rnn(trainer *t, int64_t in, int64_t out) {
     t->body = tg_rnn_new(t->ctx, names[c->rnn], &rc);
     t->head = t->body ? tg_linear_new(t->ctx, "head", directions * c->hidden, out, true, NULL, c->seed + 7) : NULL;
     t->states = malloc((size_t)(layers * directions) * (size_t)c->seq_len * sizeof *t->states);
-    if (!t->head) return fail(t, "model");
-    if (!t->states) return fail(t, "memory");
+    if (!t->head) return trainer_fail(t, "model");
+    if (!t->states) return trainer_fail(t, "memory");
     bool ok = true;
     char local[32], suffix[16] = ""; /* one plain layer has the names that predate stacking */
     for (int l = 0; ok && l < layers; l++)
@@ -364,14 +216,14 @@ static bool build_model(trainer *t) {
                             .init = c->init, .norm = c->norm, .dropout = c->dropout,
                             .seed = c->seed};
         if (c->activation_op && !activation_op(t, &mc)) return false;
-        if (!(t->body = tg_mlp_new(t->ctx, "mlp", &mc))) return fail(t, "model");
+        if (!(t->body = tg_mlp_new(t->ctx, "mlp", &mc))) return trainer_fail(t, "model");
         for (int i = 0; ok && i < c->depth; i++) {
             snprintf(local, sizeof local, "layer%d.weight", i);
             ok = track_layer(t, t->body, local);
         }
     } else if (c->model == MODEL_RESMLP) {
         tg_resmlp_config rc = {in, out, c->width, c->depth, c->activation, c->init, c->norm, c->skip, c->seed};
-        if (!(t->body = tg_resmlp_new(t->ctx, c->skip ? "res" : "plain", &rc))) return fail(t, "model");
+        if (!(t->body = tg_resmlp_new(t->ctx, c->skip ? "res" : "plain", &rc))) return trainer_fail(t, "model");
         ok = track_layer(t, t->body, "in.weight");
         for (int i = 0; ok && i < c->depth; i++) {
             snprintf(local, sizeof local, "block%d.fc1.weight", i);
@@ -380,7 +232,7 @@ static bool build_model(trainer *t) {
             ok = ok && track_layer(t, t->body, local);
         }
         ok = ok && track_layer(t, t->body, "head.weight");
-    } else if (is_cnn(c)) {
+    } else if (trainer_is_cnn(c)) {
         ok = build_cnn(t);
     } else {
         ok = build_rnn(t, in, out);
@@ -404,12 +256,12 @@ int list_modules(const tg_module *body, const tg_module *head, bool state, tg_te
 
 /* ---- one step ------------------------------------------------------------------------------ */
 
-static tg_tensor *forward(trainer *t, tg_tape *tape, tg_tensor *x, tg_tensor **states) {
+tg_tensor *trainer_forward(trainer *t, tg_tape *tape, tg_tensor *x, tg_tensor **states) {
     if (!t->head) return tg_module_forward(t->body, tape, x);
     return tg_module_forward(t->head, tape, tg_rnn_forward(t->body, tape, x, states));
 }
 
-static tg_tensor *loss_of(trainer *t, tg_tape *tape, tg_tensor *out, tg_tensor *y) {
+tg_tensor *trainer_loss(trainer *t, tg_tape *tape, tg_tensor *out, tg_tensor *y) {
     if (t->train->classes > 0) return tg_cross_entropy(tape, out, y);
     return tg_mse(tape, tg_reshape(tape, out, 1, &y->size), y);
 }
@@ -458,8 +310,8 @@ static bool anomaly_stop(trainer *t, int step) {
     tg_anomaly_report report;
     if (tg_errcode(t->ctx) != TG_ERR_NUMERIC || tg_anomaly_last(t->ctx, &report) != TG_OK ||
         report.step != tg_tape_step(t->tape))
-        return fail(t, "step");
-    fail(t, "step");
+        return trainer_fail(t, "step");
+    trainer_fail(t, "step");
     tg_recorder_add_anomaly(t->recorder, step, &report);
     t->result->anomaly_stopped = true;
     t->result->steps_done = step;
@@ -487,12 +339,12 @@ static void note_counts(trainer *t, int step) {
 static tg_tensor *batch_loss(tg_tape *tape, tg_tensor *const *params, int n, void *user) {
     (void)params, (void)n;
     trainer *t = user;
-    return loss_of(t, tape, forward(t, tape, t->curvature_x, NULL), t->curvature_y);
+    return trainer_loss(t, tape, trainer_forward(t, tape, t->curvature_x, NULL), t->curvature_y);
 }
 
 /* The model's output on the measured batch as a function of its input, for the Jacobian's. */
 static tg_tensor *batch_output(tg_tape *tape, tg_tensor *input, void *user) {
-    return forward(user, tape, input, NULL);
+    return trainer_forward(user, tape, input, NULL);
 }
 
 /* A persistent copy of a batch tensor (made again only when the batch's shape changes). */
@@ -530,10 +382,10 @@ double recorder_newest(const tg_recorder *recorder, const char *name) {
  * after it. */
 static bool measure_instruments(trainer *t, int step, const tg_tensor *x, const tg_tensor *y) {
     const run_config *c = t->config;
-    if (!t->instruments && !(t->instruments = set_instruments(t))) return fail(t, "curvature");
+    if (!t->instruments && !(t->instruments = set_instruments(t))) return trainer_fail(t, "curvature");
     if (!(t->curvature_x = keep_batch(t, t->curvature_x, x)) ||
         !(t->curvature_y = keep_batch(t, t->curvature_y, y)))
-        return fail(t, "curvature");
+        return trainer_fail(t, "curvature");
     float *kept = t->kept_state;
     for (int i = 0; i < t->n_state; kept += t->state[i]->size, i++)
         memcpy(kept, t->state[i]->data, (size_t)t->state[i]->size * sizeof(float));
@@ -545,7 +397,7 @@ static bool measure_instruments(trainer *t, int step, const tg_tensor *x, const 
     for (int i = 0; i < t->n_state; kept += t->state[i]->size, i++)
         memcpy(t->state[i]->data, kept, (size_t)t->state[i]->size * sizeof(float));
     if (status != TG_OK || tg_recorder_add_metric(t->recorder, step, "lr", lr) != TG_OK)
-        return fail(t, "curvature");
+        return trainer_fail(t, "curvature");
     if (c->curvature_event) c->curvature_event(step, t->recorder, c->curvature_user);
     return true;
 }
@@ -574,13 +426,13 @@ static bool train_step(trainer *t, int step) {
     tg_tape_reset(t->tape);
     tg_tape_set_step(t->tape, step); /* the anomaly messages say the step the run says */
     if (!tg_batcher_next(t->batches, t->tape, &x, &y) && !tg_batcher_next(t->batches, t->tape, &x, &y))
-        return fail(t, "batch");
+        return trainer_fail(t, "batch");
     x = parallel_shard(t->par, t->tape, x);
     y = parallel_shard(t->par, t->tape, y);
     bool last = step == t->config->steps - 1;
     /* states[0..T-1]: the first layer's forward direction, whose h[1] is the farthest from the loss */
     bool timesteps = (step == 0 || last) && r->grad_norm_by_timestep;
-    tg_tensor *loss = loss_of(t, t->tape, forward(t, t->tape, x, timesteps ? states : NULL), y);
+    tg_tensor *loss = trainer_loss(t, t->tape, trainer_forward(t, t->tape, x, timesteps ? states : NULL), y);
     tg_status status = loss ? tg_backward(t->tape, loss) : tg_errcode(t->ctx);
     double loss_value = loss ? loss->data[0] : NAN;
     /* under mpirun: the gradients and the loss become the ranks' means, and a failure anywhere
@@ -605,7 +457,7 @@ static bool train_step(trainer *t, int step) {
         /* judged on the means, agreed, then committed: every rank refuses the same steps, keeps
          * the same window and rate, and rolls its own copy of the state back alike */
         tg_guard_verdict verdict = tg_guard_judge(t->guard, r->loss[step], r->grad_norm[step]);
-        if (parallel_verdict(t->par, &verdict) != TG_OK) return fail(t, "mpi");
+        if (parallel_verdict(t->par, &verdict) != TG_OK) return trainer_fail(t, "mpi");
         tg_guard_commit(t->guard, step, r->loss[step], r->grad_norm[step], verdict);
         if (verdict != TG_GUARD_ACCEPT) {
             tg_optimizer_zero_grad(t->opt);
@@ -620,54 +472,6 @@ static bool train_step(trainer *t, int step) {
     r->lr_last = lr;
     tg_optimizer_step_zero_grad(t->opt);
     return true;
-}
-
-/* ---- evaluation ---------------------------------------------------------------------------- */
-
-/* Test samples per forward pass. The whole test set in one pass would hold every activation
- * of, say, 1000 sequences of 100 steps at once (hundreds of MB for the recurrent runs, kept by
- * the tape's arena until the run ends); chunks keep the peak at a training step's size. */
-#define EVAL_CHUNK 100
-
-/* Loss and accuracy (NAN for regression) of the model in evaluation mode on a whole data set;
- * the model goes back to training mode. */
-static void measure(trainer *t, const tg_dataset *set, double *loss_out, double *accuracy_out) {
-    int64_t x_size = tg_dataset_x_size(set), correct = 0;
-    double loss_sum = 0.0;
-    /* held-out data is not what anomaly mode watches: a stop there would replace the report
-     * (and the dump) of the training step */
-    tg_anomaly_level level = tg_get_anomaly_level(t->ctx);
-    tg_set_anomaly_level(t->ctx, TG_ANOMALY_OFF);
-    tg_module_set_training(t->body, false);
-    for (int64_t start = 0; start < set->count; start += EVAL_CHUNK) {
-        int64_t n = set->count - start < EVAL_CHUNK ? set->count - start : EVAL_CHUNK;
-        int64_t shape[4] = {n, set->x_shape[0], set->x_shape[1], set->x_shape[2]};
-        tg_tape_reset(t->tape);
-        tg_no_grad_begin(t->tape);
-        tg_tensor *x = tg_tape_from_data(t->tape, 1 + set->x_ndim, shape, set->x + start * x_size);
-        tg_tensor *y = tg_tape_from_data(t->tape, 1, shape, set->y + start);
-        tg_tensor *out = forward(t, t->tape, x, NULL);
-        tg_tensor *loss = loss_of(t, t->tape, out, y);
-        loss_sum += loss ? (double)loss->data[0] * (double)n : NAN; /* each chunk's loss is a mean */
-        if (out && set->classes > 0) correct += (int64_t)lround(tg_accuracy(out, y) * (double)n);
-        tg_no_grad_end(t->tape);
-    }
-    *loss_out = set->count ? loss_sum / (double)set->count : NAN;
-    *accuracy_out = set->classes > 0 && set->count ? (double)correct / (double)set->count : NAN;
-    tg_module_set_training(t->body, true);
-    tg_set_anomaly_level(t->ctx, level);
-    tg_clear_error(t->ctx); /* a diverged model may fail here: that is a finding, not an error */
-}
-
-/* Loss (and accuracy) on the whole held-out set after `step` steps, as a point of the held-out
- * curve. */
-static void evaluate(trainer *t, int step) {
-    run_result *r = t->result;
-    measure(t, t->test, &r->final_loss, &r->test_accuracy);
-    if (r->n_evals < MAX_EVALS && (r->n_evals == 0 || r->eval_step[r->n_evals - 1] != step)) {
-        r->eval_step[r->n_evals] = step;
-        r->eval_loss[r->n_evals++] = r->final_loss;
-    }
 }
 
 /* The L2 norm of every parameter of two or more dimensions (weights and kernels, not biases or
@@ -723,7 +527,7 @@ static bool start_guard(trainer *t) {
     if (!(t->guard = tg_guard_new(t->ctx, &config)) ||
         tg_guard_attach(t->guard, t->opt, buffers, n_buffers) != TG_OK ||
         tg_guard_on_event(t->guard, c->guard_event, c->guard_user) != TG_OK)
-        return fail(t, "guard");
+        return trainer_fail(t, "guard");
     return true;
 }
 
@@ -745,20 +549,20 @@ static bool prepare(trainer *t) {
         return false;
     }
     tg_set_anomaly_level(t->ctx, c->anomaly ? TG_ANOMALY_FULL : c->anomaly_counts ? TG_ANOMALY_COUNTS : TG_ANOMALY_OFF);
-    if (c->anomaly_dump && tg_set_anomaly_dump(t->ctx, c->anomaly_dump) != TG_OK) return fail(t, "anomaly dump");
+    if (c->anomaly_dump && tg_set_anomaly_dump(t->ctx, c->anomaly_dump) != TG_OK) return trainer_fail(t, "anomaly dump");
     tg_ctx_set_threads(t->ctx, c->threads);
-    if (c->distributed && !(t->par = parallel_start(t->ctx, c))) return fail(t, "mpi");
+    if (c->distributed && !(t->par = parallel_start(t->ctx, c))) return trainer_fail(t, "mpi");
     for (int i = 0; i < c->n_plugins; i++)
-        if (tg_plugin_load(t->ctx, c->plugins[i]) != TG_OK) return fail(t, "plugin");
-    if (!load_data(t) || !build_model(t)) return false;
+        if (tg_plugin_load(t->ctx, c->plugins[i]) != TG_OK) return trainer_fail(t, "plugin");
+    if (!trainer_load_data(t) || !build_model(t)) return false;
     for (int i = 0; i < c->n_hooks && i < 16; i++)
-        if (attach_hook(t->ctx, c->hooks[i], &t->hooks[i]) != TG_OK) return fail(t, "hook");
+        if (attach_hook(t->ctx, c->hooks[i], &t->hooks[i]) != TG_OK) return trainer_fail(t, "hook");
     /* under mpirun rank 0 reads the checkpoint, and parallel_ready broadcasts it */
     if (c->load_path && parallel_rank(t->par) == 0 && !load_checkpoint(t)) return false;
     t->opt = tg_optimizer_new(t->ctx, t->params, t->n_params, &c->opt);
     t->recorder = tg_recorder_new(t->ctx, c->steps > 0 ? c->steps : 1);
-    if (!t->opt || !t->recorder) return fail(t, "setup");
-    if (c->schedule_text && tg_optimizer_set_schedule(t->opt, &c->schedule) != TG_OK) return fail(t, "--schedule");
+    if (!t->opt || !t->recorder) return trainer_fail(t, "setup");
+    if (c->schedule_text && tg_optimizer_set_schedule(t->opt, &c->schedule) != TG_OK) return trainer_fail(t, "--schedule");
     if (c->guard && !start_guard(t)) return false;
     if (c->steps < 0 || (c->steps == 0 && !c->load_path)) {
         snprintf(t->result->error, sizeof t->result->error, "steps must be at least 1 (0: evaluate a loaded model)");
@@ -770,9 +574,9 @@ static bool prepare(trainer *t) {
     }
     /* dead ReLUs and saturated activations, for the findings: one pass over each activation
      * a step, about what the activation itself costs */
-    if (tg_recorder_attach_activations(t->recorder, 1) < 0) return fail(t, "setup");
+    if (tg_recorder_attach_activations(t->recorder, 1) < 0) return trainer_fail(t, "setup");
     /* --steps 0 (evaluate only): series of one NaN, so no array is empty */
-    return allocate_series(t->result, c->steps > 0 ? c->steps : 1) ? true : fail(t, "memory");
+    return allocate_series(t->result, c->steps > 0 ? c->steps : 1) ? true : trainer_fail(t, "memory");
 }
 
 /* The histograms of the first, middle and last tracked layer. */
@@ -810,14 +614,14 @@ static void conclude(trainer *t) {
     memcpy(r->findings, report.findings, (size_t)report.n_findings * sizeof *report.findings);
     double first = r->grad_norm_by_layer[0], last = r->grad_norm_by_layer[r->n_layers - 1];
     r->first_last_ratio = r->n_layers > 1 && last > 0 ? first / last : NAN;
-    evaluate(t, r->steps_done);
-    if (t->config->train_subset > 0) measure(t, t->train, &r->train_loss, &r->train_accuracy);
+    trainer_evaluate(t, r->steps_done);
+    if (t->config->train_subset > 0) trainer_measure(t, t->train, &r->train_loss, &r->train_accuracy);
     r->weight_norm = weight_norm(t);
     for (int i = 0; i < t->n_params; i++) r->n_param_elements += t->params[i]->size;
     r->classes = t->train->classes > 0 ? t->train->classes : 0;
     if (t->config->save_path && parallel_rank(t->par) == 0 && /* rank 0 writes (atomically) */
         tg_save_safetensors(t->ctx, t->config->save_path, t->state, t->n_state) != TG_OK)
-        fail(t, "save");
+        trainer_fail(t, "save");
 }
 
 static void release(trainer *t) {
@@ -858,10 +662,10 @@ void run_training(const run_config *config, run_result *result, progress_fn prog
         result->error_printed = true;
     }
     if (ready) {
-        if (evaluation_due(config, 0)) evaluate(&t, 0);
+        if (evaluation_due(config, 0)) trainer_evaluate(&t, 0);
         for (int step = 0; step < config->steps && train_step(&t, step); step++) {
             if (progress && (step % 10 == 9 || step == config->steps - 1)) progress(user, step + 1, result->loss[step]);
-            if (step < config->steps - 1 && evaluation_due(config, step + 1)) evaluate(&t, step + 1);
+            if (step < config->steps - 1 && evaluation_due(config, step + 1)) trainer_evaluate(&t, step + 1);
         }
         if (!result->error[0] || result->anomaly_stopped) conclude(&t);
     }
@@ -878,13 +682,13 @@ int list_model_state(const run_config *config, FILE *out, char *why, size_t size
     trainer t = {.config = config, .result = result};
     bool ok = (t.ctx = tg_ctx_new()) != NULL;
     for (int i = 0; ok && i < config->n_plugins; i++)
-        ok = tg_plugin_load(t.ctx, config->plugins[i]) == TG_OK || fail(&t, "plugin");
-    ok = ok && load_data(&t) && build_model(&t);
+        ok = tg_plugin_load(t.ctx, config->plugins[i]) == TG_OK || trainer_fail(&t, "plugin");
+    ok = ok && trainer_load_data(&t) && build_model(&t);
     /* --load: the shapes listed are the checkpoint's too (a mismatch is refused) */
     ok = ok && (!config->load_path || load_checkpoint(&t));
     /* a recurrent model is two modules: the recurrent body and its read-out */
-    if (ok && tg_module_summary(t.body, out) != TG_OK) ok = fail(&t, "summary");
-    if (ok && t.head && tg_module_summary(t.head, out) != TG_OK) ok = fail(&t, "summary");
+    if (ok && tg_module_summary(t.body, out) != TG_OK) ok = trainer_fail(&t, "summary");
+    if (ok && t.head && tg_module_summary(t.head, out) != TG_OK) ok = trainer_fail(&t, "summary");
     if (!ok) snprintf(why, size, "%s", result->error[0] ? result->error : "out of memory");
     release(&t);
     free(result);
