@@ -15,8 +15,10 @@ epochs: the rate is set before every step, as tg_optimizer_set_schedule does; co
 reach 0 at the run's last step) --augment crop:P,flip --threads N --seed N --train-subset N.
 Defaults are tapegrad's for the CNNs: Adam, lr 3e-3, batch 64, width 8, depth 20, He init.
 Per epoch it prints the epoch, the mean training loss over its steps, the test accuracy, the
-seconds of training (wall and CPU, evaluation excluded) and images per second; at the end one
-line `JSON {...}` with every figure. Needs Debian's python3-torch (1.13, CPU); no torchvision.
+seconds of training (wall and CPU, evaluation excluded) and images per second (of wall time, and
+of CPU time: the steadier figure on a shared machine, where wall time counts the neighbours;
+with --threads N the CPU time adds up N threads); at the end one line `JSON {...}` with every
+figure. Needs Debian's python3-torch (1.13, CPU); no torchvision.
 
 Data: the gzipped IDX files of /usr/share/datasets/fashion-mnist (Debian's
 dataset-fashion-mnist), read with gzip + numpy; pixels / 255 in [0, 1] and nothing else (no
@@ -503,10 +505,12 @@ def main():
         images = steps_per_epoch * args.batch
         e = {"epoch": epoch, "train_loss": loss_sum / steps_per_epoch, "test_accuracy": accuracy,
              "seconds": wall, "cpu_seconds": cpu, "images_per_second": images / wall,
+             "images_per_cpu_second": images / cpu,
              "lr_end": args.lr * factor(step - 1)}
         epochs.append(e)
         print(f"epoch {epoch}: train loss {e['train_loss']:.4f}, test accuracy {100 * accuracy:.2f}%, "
-              f"{wall:.2f} s training ({cpu:.2f} s CPU), {e['images_per_second']:.0f} images/s",
+              f"{wall:.2f} s training ({cpu:.2f} s CPU), {e['images_per_second']:.0f} images/s "
+              f"({e['images_per_cpu_second']:.0f} per CPU second)",
               flush=True)
 
     summary = {"framework": "pytorch", "torch": torch.__version__, "model": args.model,
