@@ -444,6 +444,13 @@ def main():
     ap.add_argument("--verify", metavar="LIB", help="check the model against tapegrad's own, built "
                     "through LIB (zig-out/lib/libtapegrad.so), then exit")
     args = ap.parse_args()
+    for flag, value, low in (("--epochs", args.epochs, 1), ("--batch", args.batch, 1),
+                             ("--threads", args.threads, 1), ("--width", args.width, 1),
+                             ("--train-subset", args.train_subset, 0)):
+        if value < low:
+            sys.exit(f"{flag}: at least {low}, got {value}")
+    if not (args.lr > 0 and args.weight_decay >= 0 and 0 <= args.momentum <= 1):
+        sys.exit("--lr > 0, --weight-decay >= 0, 0 <= --momentum <= 1")
     if args.momentum and args.optimizer != "sgd":
         sys.exit("--momentum is SGD's (Adam's betas are 0.9, 0.999)")
 
@@ -513,6 +520,7 @@ def main():
               f"({e['images_per_cpu_second']:.0f} per CPU second)",
               flush=True)
 
+    images = steps_per_epoch * args.batch * args.epochs  # --epochs >= 1: no division by 0
     summary = {"framework": "pytorch", "torch": torch.__version__, "model": args.model,
                "depth": args.depth if args.model != "lenet" else None,
                "width": args.width if args.model != "lenet" else None,
@@ -522,10 +530,10 @@ def main():
                "schedule": args.schedule or "constant", "augment": args.augment,
                "train_images": len(x_train), "test_images": len(x_test),
                "steps": total_steps, "epochs": epochs,
-               "test_accuracy": epochs[-1]["test_accuracy"] if epochs else None,
-               "mean_epoch_seconds": sum(e["seconds"] for e in epochs) / max(len(epochs), 1),
-               "mean_images_per_second": (sum(steps_per_epoch * args.batch for _ in epochs) /
-                                          max(sum(e["seconds"] for e in epochs), 1e-12))}
+               "test_accuracy": epochs[-1]["test_accuracy"],
+               "mean_epoch_seconds": sum(e["seconds"] for e in epochs) / len(epochs),
+               "mean_images_per_second": images / sum(e["seconds"] for e in epochs),
+               "mean_images_per_cpu_second": images / sum(e["cpu_seconds"] for e in epochs)}
     print("JSON " + json.dumps(summary), flush=True)
 
 
