@@ -2595,6 +2595,53 @@ bool tg_batcher_next(tg_batcher *b, tg_tape *tape, tg_tensor **x, tg_tensor **y)
 bool tg_batcher_next_into(tg_batcher *b, tg_tensor *x, tg_tensor *y);
 int64_t tg_batcher_epoch(const tg_batcher *b);
 
+/* ---- image augmentation ------------------------------------------------------------------- */
+
+/**
+ * torchvision's Compose([RandomCrop(H, padding=crop_padding), RandomHorizontalFlip(),
+ * ToTensor(), Normalize(mean, std)]) on a batch [B,C,H,W] of images of H x W, each part optional.
+ */
+typedef struct tg_augment_config {
+    int crop_padding;   /**< p > 0: pad p zeros on every side, then crop an H x W window at
+                             offsets uniform in [0, 2p] (each image its own); 0: no crop */
+    bool flip;          /**< mirror each image left-right with probability 0.5 */
+    int channels;       /**< C of mean and std; 0 (both NULL): no normalisation */
+    const float *mean;  /**< [channels]: x = (x - mean[c]) / std[c], after the crop and flip */
+    const float *std;   /**< [channels], each > 0; both arrays are copied */
+} tg_augment_config;
+
+/**
+ * Augments batches in place, seeded (same seed, same crops and flips), allocation-free once the
+ * first batch of the largest image size has gone through (it allocates one image of scratch).
+ * The padding is zeros in the data's units, so after normalisation it reads -mean/std, as in
+ * torchvision. NULL with the message on ctx for crop_padding < 0 or > 4096, channels without
+ * both arrays (or arrays without channels), a std <= 0 or a non-finite mean or std.
+ * Usage: tg_batcher_next(b, tape, &x, &y); tg_augment_apply(aug, x); then the model on x.
+ */
+typedef struct tg_augment tg_augment;
+tg_augment *tg_augment_new(tg_ctx *ctx, const tg_augment_config *config, uint64_t seed);
+/**
+ * Crops, flips and normalises every image of batch [B,C,H,W] (data only, not recorded on a tape)
+ * in place. Refused (the message gives the shapes, the batch untouched) for another number of
+ * dims (one-channel images are [B,1,H,W]: tg_dataset_reshape(ds, 3, {1,H,W})), C other than
+ * channels, crop_padding >= H or W, and a stale tape tensor.
+ */
+tg_status tg_augment_apply(tg_augment *aug, tg_tensor *batch);
+/**
+ * Normalises only (no crop, no flip, no random draw): for evaluation data, with the same
+ * augmenter as training, so both see the same mean and std. The same checks but the padding's.
+ */
+tg_status tg_augment_normalize(tg_augment *aug, tg_tensor *batch);
+/** Frees it; NULL or a second free does nothing. */
+void tg_augment_free(tg_augment *aug);
+/**
+ * Per-channel mean and standard deviation (population: divided by the count, as numpy's
+ * x.std(axis=(0, 2, 3))) over every pixel of a data set of images [C,H,W], computed in double:
+ * the arrays for tg_augment_config (compute them on the training split). The arrays hold
+ * `channels` floats, which must be C. TG_ERR_SHAPE for samples of other than 3 dims or another C.
+ */
+tg_status tg_dataset_channel_stats(const tg_dataset *ds, float *mean, float *std, int channels);
+
 /* ---- text corpora (character-level language models) -------------------------------------- */
 
 /**

@@ -122,6 +122,18 @@ Test(double_free, data_sets_batchers_texts) {
     tg_text_free(text);
 }
 
+Test(double_free, augmenters) {
+    const float mean = 0.5f, std = 0.25f;
+    tg_augment *aug = tg_augment_new(ctx, &(tg_augment_config){.crop_padding = 1, .flip = true,
+                                                               .channels = 1, .mean = &mean,
+                                                               .std = &std}, 1);
+    tg_tensor *x = tg_zeros(ctx, TG_SHAPE(2, 1, 4, 4));
+    cr_assert(aug && x, "%s", tg_errmsg(ctx));
+    cr_expect_eq(tg_augment_apply(aug, x), TG_OK, "%s", tg_errmsg(ctx)); /* has its scratch */
+    tg_augment_free(aug);
+    tg_augment_free(aug);
+}
+
 /* The context is the one object that cannot keep its struct: a list of live contexts says a
  * freed one is gone (the suite's teardown frees ctx, a third time). */
 Test(double_free, a_context) {

@@ -318,6 +318,33 @@ MISUSE(tg_batcher_next) {
     tg_batcher_free(b);
 }
 MISUSE(tg_batcher_epoch) { GIVES(tg_batcher_epoch(NULL), 0); }
+MISUSE(tg_augment_new) {
+    NULLED_QUIETLY(tg_augment_new(NULL, &(tg_augment_config){.flip = true}, 1));
+    NULLED(tg_augment_new(W.ctx, NULL, 1));
+    NULLED(tg_augment_new(W.ctx, &(tg_augment_config){.channels = 1}, 1)); /* no mean, no std */
+}
+MISUSE(tg_augment_apply) {
+    REFUSED_QUIETLY(tg_augment_apply(NULL, W.w));
+    tg_augment *aug = tg_augment_new(W.ctx, &(tg_augment_config){.flip = true}, 1);
+    cr_assert_not_null(aug);
+    REFUSED(tg_augment_apply(aug, NULL));
+    REFUSED(tg_augment_apply(aug, W.w)); /* [3]: not [B,C,H,W] */
+    tg_augment_free(aug);
+}
+MISUSE(tg_augment_normalize) {
+    REFUSED_QUIETLY(tg_augment_normalize(NULL, W.w));
+    tg_augment *aug = tg_augment_new(W.ctx, &(tg_augment_config){0}, 1);
+    cr_assert_not_null(aug);
+    REFUSED(tg_augment_normalize(aug, NULL));
+    tg_augment_free(aug);
+}
+MISUSE(tg_augment_free) { tg_augment_free(NULL); }
+MISUSE(tg_dataset_channel_stats) {
+    float mean[2], std[2];
+    GIVES(tg_dataset_channel_stats(NULL, mean, std, 2), TG_ERR_INVALID);
+    REFUSED(tg_dataset_channel_stats(W.ds, NULL, std, 2));
+    REFUSED(tg_dataset_channel_stats(W.ds, mean, std, 2)); /* spirals: x [2], not images */
+}
 MISUSE(tg_batcher_next_into) {
     GIVES(tg_batcher_next_into(NULL, NULL, NULL), false);
     tg_batcher *b = tg_batcher_new(W.ds, 2, false, false, 1);

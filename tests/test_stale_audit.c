@@ -145,6 +145,23 @@ Test(stale_audit, batcher_next_into) {
     tg_dataset_free(ds);
 }
 
+Test(stale_audit, augment_apply) {
+    tg_augment *aug = tg_augment_new(ctx, &(tg_augment_config){.flip = true}, 1);
+    cr_assert_not_null(aug, "%s", tg_errmsg(ctx));
+    make_stale();
+    x = tg_tape_zeros(tape, TG_SHAPE(64, 1, 1, 1)); /* as many floats as `now` */
+    tg_tape_reset(tape);
+    now = tg_tape_zeros(tape, TG_SHAPE(64));
+    tg_fill(now, 7.0f);
+    tg_clear_error(ctx);
+    cr_expect_eq(tg_augment_apply(aug, x), TG_ERR_STATE);
+    expect_stale("augment_apply");
+    cr_expect_eq(tg_augment_normalize(aug, x), TG_ERR_STATE);
+    expect_stale("augment_normalize");
+    expect_now_untouched();
+    tg_augment_free(aug);
+}
+
 Test(stale_audit, rnn_initial_state) {
     tg_module *rnn = tg_rnn_new(ctx, "rnn", &(tg_rnn_config){.in = 3, .hidden = 3});
     cr_assert_not_null(rnn, "%s", tg_errmsg(ctx));
