@@ -240,6 +240,37 @@ static void setup_cnn(experiment *e, uint64_t seed, int steps, int eval_every) {
         }
 }
 
+/* He et al.'s comparison on real images, opt-in (tapegrad study cnn --data fashion-mnist): plain
+ * and residual nets of 20 and 56 layers, 16/32/64 channels as in their CIFAR nets, trained on a
+ * seeded subset of Fashion-MNIST's training images and tested on its 10,000 test images. */
+#define FASHION_SUBSET 10000
+#define FASHION_EPOCHS 3
+#define FASHION_BATCH 64
+
+void experiment_setup_cnn_fashion(experiment *e, uint64_t seed, bool quick, const char *dir) {
+    memset(e, 0, sizeof *e);
+    e->name = "cnn";
+    e->title = "Convolutional nets on Fashion-MNIST: plain against residual CNNs of 20 and 56 layers";
+    e->question = "On real 28x28 images, does a deep plain CNN train worse than a shallow one, and does "
+                  "the deeper residual net train better than the shallower one (He et al. 2016)?";
+    e->charts = CHART_LAYERS | CHART_LOSS | CHART_HELD_OUT | CHART_HEAT;
+    int64_t subset = quick ? 640 : FASHION_SUBSET;
+    int per_epoch = (int)(subset / FASHION_BATCH), epochs = quick ? 1 : FASHION_EPOCHS;
+    static const int depths[] = {20, 56};
+    char name[64];
+    for (int d = 0; d < 2; d++)
+        for (int skip = 0; skip < 2; skip++) {
+            snprintf(name, sizeof name, "%s, %d layers", skip ? "residual" : "plain", depths[d]);
+            run_config c = cnn_run(name, MODEL_RESNET, depths[d], skip, seed, epochs * per_epoch, per_epoch);
+            c.data = DATA_FASHION;
+            c.data_path = dir; /* NULL: the Debian package's */
+            c.width = 16;
+            c.batch = FASHION_BATCH;
+            c.train_subset = subset; /* also measured whole at the end: the training error */
+            add_run(e, c);
+        }
+}
+
 bool experiment_setup(experiment *e, const char *name, uint64_t seed, bool quick) {
     memset(e, 0, sizeof *e);
     e->name = name;

@@ -31,6 +31,15 @@ static bool as_images(trainer *t) {
     return true;
 }
 
+/* Images (Fashion-MNIST's 1 x 28 x 28) as flat vectors for the MLPs, in place. */
+static bool as_vectors(trainer *t) {
+    const int64_t size[1] = {tg_dataset_x_size(t->train)};
+    if (t->train->x_ndim == 1) return true;
+    if (tg_dataset_reshape(t->train, 1, size) != TG_OK || tg_dataset_reshape(t->test, 1, size) != TG_OK)
+        return trainer_fail(t, "data");
+    return true;
+}
+
 /* Generated sets: training and held-out sizes. Sets read whole are split by TEST_FRACTION. */
 #define ADDING_TRAIN 10000
 #define ADDING_TEST 1000
@@ -60,8 +69,13 @@ int64_t run_training_samples(const run_config *c, char *why, size_t size) {
     if (c->data == DATA_SPIRALS) return SPIRALS_TRAIN;
     tg_ctx *ctx = tg_ctx_new();
     why[0] = '\0';
-    tg_dataset *all = ctx ? read_whole_set(ctx, c, why, size) : NULL;
-    int64_t n = all ? all->count - llround(TEST_FRACTION * (double)all->count) : -1;
+    /* Fashion-MNIST comes split: its training file is the training set */
+    tg_dataset *all = !ctx ? NULL
+                      : c->data == DATA_FASHION ? tg_dataset_fashion_mnist(ctx, c->data_path, true)
+                                                : read_whole_set(ctx, c, why, size);
+    int64_t n = !all ? -1 : c->data == DATA_FASHION ? all->count
+                          : all->count - llround(TEST_FRACTION * (double)all->count);
+    if (n > 0 && c->train_subset > 0 && c->train_subset < n) n = c->train_subset;
     if (!all && !why[0]) snprintf(why, size, "%s", ctx ? tg_errmsg(ctx) : "out of memory");
     tg_dataset_free(all);
     tg_ctx_free(ctx);
@@ -87,6 +101,30 @@ static bool keep_subset(trainer *t, int64_t n) {
     return true;
 }
 
+/* --augment: crops and flips of the training batches; under mpirun every rank augments the
+ * global batch with the same draws before keeping its rows, so the ranks train on what one
+ * process would. Normalisation by the training set's per-channel statistics. */
+static bool start_augment(trainer *t) {
+    const run_config *c = t->config;
+    if (!trainer_is_cnn(c)) {
+        snprintf(t->result->error, sizeof t->result->error, "--augment transforms images: it is for "
+                 "--model lenet, resnet or plaincnn, not %s", model_name(c));
+        return false;
+    }
+    int channels = (int)t->train->x_shape[0];
+    float mean[16], std[16];
+    if (c->augment_normalize && (channels > 16 || tg_dataset_channel_stats(t->train, mean, std, channels) != TG_OK))
+        return channels > 16 ? (snprintf(t->result->error, sizeof t->result->error,
+                                         "--augment normalize: at most 16 channels, the images have %d", channels), false)
+                             : trainer_fail(t, "--augment");
+    tg_augment_config config = {.crop_padding = c->augment_crop, .flip = c->augment_flip,
+                                .channels = c->augment_normalize ? channels : 0,
+                                .mean = c->augment_normalize ? mean : NULL,
+                                .std = c->augment_normalize ? std : NULL};
+    t->augment = tg_augment_new(t->ctx, &config, c->seed ^ 0x61756775ull /* "augu" */);
+    return t->augment ? true : trainer_fail(t, "--augment");
+}
+
 bool trainer_load_data(trainer *t) {
     const run_config *c = t->config;
     tg_dataset *all = NULL;
@@ -106,6 +144,10 @@ bool trainer_load_data(trainer *t) {
             t->result->error[0])
             return false;
         break;
+    case DATA_FASHION: /* its own training and test files */
+        t->train = tg_dataset_fashion_mnist(t->ctx, c->data_path, true);
+        t->test = t->train ? tg_dataset_fashion_mnist(t->ctx, c->data_path, false) : NULL;
+        break;
     }
     if (all) {
         tg_status split = tg_dataset_split(all, TEST_FRACTION, c->seed, &t->train, &t->test);
@@ -114,10 +156,11 @@ bool trainer_load_data(trainer *t) {
     }
     if (!t->train || !t->test) return trainer_fail(t, "data");
     if (c->train_subset > 0 && !keep_subset(t, c->train_subset)) return false;
-    if (trainer_is_cnn(c) && !as_images(t)) return false;
+    if (trainer_is_cnn(c) ? !as_images(t) : c->model != MODEL_RNN && !as_vectors(t)) return false;
     /* the global batches: under mpirun every rank draws the same ones and keeps its rows */
     t->batches = tg_batcher_new(t->train, c->batch, true, true, c->seed);
-    return t->batches ? true : trainer_fail(t, "batches");
+    if (!t->batches) return trainer_fail(t, "batches");
+    return !(c->augment_crop || c->augment_flip || c->augment_normalize) || start_augment(t);
 }
 
 /* ---- evaluation ---------------------------------------------------------------------------- */
@@ -143,6 +186,7 @@ void trainer_measure(trainer *t, const tg_dataset *set, double *loss_out, double
         tg_tape_reset(t->tape);
         tg_no_grad_begin(t->tape);
         tg_tensor *x = tg_tape_from_data(t->tape, 1 + set->x_ndim, shape, set->x + start * x_size);
+        if (x && t->augment && t->config->augment_normalize) tg_augment_normalize(t->augment, x);
         tg_tensor *y = tg_tape_from_data(t->tape, 1, shape, set->y + start);
         tg_tensor *out = trainer_forward(t, t->tape, x, NULL);
         tg_tensor *loss = trainer_loss(t, t->tape, out, y);

@@ -427,6 +427,7 @@ static bool train_step(trainer *t, int step) {
     tg_tape_set_step(t->tape, step); /* the anomaly messages say the step the run says */
     if (!tg_batcher_next(t->batches, t->tape, &x, &y) && !tg_batcher_next(t->batches, t->tape, &x, &y))
         return trainer_fail(t, "batch");
+    if (t->augment && tg_augment_apply(t->augment, x) != TG_OK) return trainer_fail(t, "--augment");
     x = parallel_shard(t->par, t->tape, x);
     y = parallel_shard(t->par, t->tape, y);
     bool last = step == t->config->steps - 1;
@@ -486,6 +487,30 @@ static double weight_norm(const trainer *t) {
 
 static bool evaluation_due(const run_config *c, int steps_done) {
     return c->eval_every > 0 && steps_done % c->eval_every == 0;
+}
+
+/* --epochs: whether `steps_done` ends one (the batcher's epochs are steps / epochs steps). */
+static bool epoch_ends(const run_config *c, int steps_done) {
+    return c->epochs > 0 && steps_done % (c->steps / c->epochs) == 0;
+}
+
+/* The epoch that ends at steps_done: evaluated on the held-out set and told to epoch_event;
+ * *start (when the epoch's training began) moves past the evaluation. */
+static void end_epoch(trainer *t, int steps_done, double *start) {
+    const run_config *c = t->config;
+    run_result *r = t->result;
+    int per_epoch = c->steps / c->epochs;
+    epoch_report e = {.epoch = steps_done / per_epoch, .epochs = c->epochs, .step = steps_done,
+                      .seconds = seconds_now() - *start};
+    double sum = 0.0;
+    for (int s = steps_done - per_epoch; s < steps_done; s++) sum += r->loss[s];
+    e.train_loss = sum / per_epoch;
+    e.samples_per_second = e.seconds > 0 ? (double)per_epoch * (double)c->batch / e.seconds : NAN;
+    trainer_evaluate(t, steps_done);
+    e.test_loss = r->final_loss;
+    e.test_accuracy = r->test_accuracy;
+    if (c->epoch_event) c->epoch_event(&e, c->epoch_user);
+    *start = seconds_now();
 }
 
 /* ---- the run ------------------------------------------------------------------------------- */
@@ -614,7 +639,8 @@ static void conclude(trainer *t) {
     memcpy(r->findings, report.findings, (size_t)report.n_findings * sizeof *report.findings);
     double first = r->grad_norm_by_layer[0], last = r->grad_norm_by_layer[r->n_layers - 1];
     r->first_last_ratio = r->n_layers > 1 && last > 0 ? first / last : NAN;
-    trainer_evaluate(t, r->steps_done);
+    if (!r->n_evals || r->eval_step[r->n_evals - 1] != r->steps_done) /* --epochs: done */
+        trainer_evaluate(t, r->steps_done);
     if (t->config->train_subset > 0) trainer_measure(t, t->train, &r->train_loss, &r->train_accuracy);
     r->weight_norm = weight_norm(t);
     for (int i = 0; i < t->n_params; i++) r->n_param_elements += t->params[i]->size;
@@ -633,6 +659,7 @@ static void release(trainer *t) {
     tg_module_free(t->head);
     free(t->states);
     tg_batcher_free(t->batches);
+    tg_augment_free(t->augment);
     tg_dataset_free(t->train);
     tg_dataset_free(t->test);
     tg_tape_free(t->tape);
@@ -663,9 +690,11 @@ void run_training(const run_config *config, run_result *result, progress_fn prog
     }
     if (ready) {
         if (evaluation_due(config, 0)) trainer_evaluate(&t, 0);
+        double epoch_start = seconds_now();
         for (int step = 0; step < config->steps && train_step(&t, step); step++) {
             if (progress && (step % 10 == 9 || step == config->steps - 1)) progress(user, step + 1, result->loss[step]);
-            if (step < config->steps - 1 && evaluation_due(config, step + 1)) trainer_evaluate(&t, step + 1);
+            if (epoch_ends(config, step + 1)) end_epoch(&t, step + 1, &epoch_start);
+            else if (step < config->steps - 1 && evaluation_due(config, step + 1)) trainer_evaluate(&t, step + 1);
         }
         if (!result->error[0] || result->anomaly_stopped) conclude(&t);
     }

@@ -18,7 +18,17 @@
 #define MAX_EVALS 64
 
 typedef enum model_kind { MODEL_MLP, MODEL_RESMLP, MODEL_RNN, MODEL_LENET, MODEL_RESNET } model_kind;
-typedef enum data_kind { DATA_DIGITS, DATA_ADDING, DATA_SPIRALS, DATA_CSV, DATA_IDX } data_kind;
+typedef enum data_kind { DATA_DIGITS, DATA_ADDING, DATA_SPIRALS, DATA_CSV, DATA_IDX, DATA_FASHION } data_kind;
+
+/* One epoch of --epochs as it ends (run_config.epoch_event). */
+typedef struct epoch_report {
+    int epoch, epochs;           /* 1-based */
+    int step;                    /* steps done */
+    double train_loss;           /* the mean of the epoch's step losses */
+    double test_loss, test_accuracy; /* on the whole held-out set (accuracy NAN for regression) */
+    double seconds;              /* the epoch's training, its evaluation aside */
+    double samples_per_second;   /* training samples (images) per second over the epoch */
+} epoch_report;
 
 /* One training run: model, data, optimizer, remedies. */
 typedef struct run_config {
@@ -41,13 +51,22 @@ typedef struct run_config {
     bool regression;             /* csv: the last column is a target (MSE), not a class */
     const char *activation_op;   /* MLP: a registered op ("swish", "swish:beta=2") for activation */
     int64_t seq_len;             /* adding problem T */
-    const char *data_path;       /* csv:PATH, idx:IMAGES,LABELS (the argument itself: any length) */
+    const char *data_path;       /* csv:PATH, idx:IMAGES,LABELS, fashion-mnist:DIR (the argument
+                                    itself: any length; fashion-mnist: NULL, the package's) */
     tg_optimizer_config opt;
     const char *schedule_text;   /* --schedule as given (NULL: the constant --lr) */
     tg_schedule schedule;        /* what the optimizer follows then (lr 0: the optimizer's;
                                     total_steps: the run's steps) */
     int steps;
+    int epochs;                  /* > 0: steps is epochs whole passes over the training set, with
+                                    an evaluation and epoch_event after each */
+    void (*epoch_event)(const epoch_report *report, void *user);
+    void *epoch_user;
     int64_t batch;
+    int augment_crop;            /* --augment crop:P: pad P zeros, crop back at random (0: none) */
+    bool augment_flip;           /* --augment flip: mirror half the images */
+    bool augment_normalize;      /* --augment normalize: per-channel mean 0, std 1 (the training
+                                    set's statistics), the held-out set's too */
     int eval_every;              /* > 0: held-out loss before training and every this many steps */
     float clip_value;            /* > 0: clamp every gradient element */
     float clip_norm;             /* > 0: global-norm clipping */
@@ -227,6 +246,9 @@ typedef struct experiment {
 /* The experiment called name, configured for seed and size (quick: fewer steps, same code),
  * or false when there is no such experiment. */
 bool experiment_setup(experiment *e, const char *name, uint64_t seed, bool quick);
+/* The cnn experiment on Fashion-MNIST (from dir; NULL: the Debian package's), opt-in: plain and
+ * residual nets of 20 and 56 layers on a subset of its training images. */
+void experiment_setup_cnn_fashion(experiment *e, uint64_t seed, bool quick, const char *dir);
 /* Appends printf-style text to a fixed buffer, dropping what does not fit (cli/findings.c). */
 typedef struct writer {
     char *buf;

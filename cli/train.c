@@ -35,7 +35,15 @@ static void train_usage(FILE *f) {
             "  --init NAME        xavier|he|orthogonal|normal:STD (default xavier)\n"
             "  --norm none|batch|layer\n"
             "  --data SET         digits | adding:T | spirals | csv:PATH (last column = label; csv:- is\n"
-            "                     standard input) | idx:IMAGES,LABELS (default digits)\n"
+            "                     standard input) | idx:IMAGES,LABELS (gzipped or not) |\n"
+            "                     fashion-mnist[:DIR] (60,000 training and 10,000 test images of\n"
+            "                     Debian's dataset-fashion-mnist, or the same files in DIR)\n"
+            "                     (default digits)\n"
+            "  --train-subset N   train on N samples of the training set (a seeded draw)\n"
+            "  --augment LIST     images (lenet, resnet, plaincnn): crop:P (pad P zeros, crop a\n"
+            "                     random window of the size back), flip (mirror half, left-right),\n"
+            "                     normalize (each channel to mean 0, std 1 by the training set's\n"
+            "                     statistics, the test set's by the same), comma-separated; seeded\n"
             "  --task classification|regression   csv: the last column is a class (cross entropy,\n"
             "                     accuracy; the default) or a target (mean squared error)\n"
             "  --optimizer sgd|adam|adamw|rmsprop   (default adam)\n"
@@ -45,6 +53,8 @@ static void train_usage(FILE *f) {
             "                     warmup:N[,cosine|,linear|,step:N:GAMMA] (rising from lr/N over N\n"
             "                     steps first); the progress and the summary show the rate\n"
             "  --steps N (default 500; 0 with --load: evaluate only)   --batch N (default 64)\n"
+            "  --epochs N         instead of --steps: N passes over the training set, each\n"
+            "                     followed by the test set's loss and accuracy and the throughput\n"
             "  --seed N (default 1)\n"
             "  lenet, resnet, plaincnn take images (digits as 1x8x8, idx: as 1x28x28), ReLU,\n"
             "  He init, no --norm (resnet: batch norm built in); their defaults:\n"
@@ -126,6 +136,26 @@ static int parse_init(const char *v, tg_init *init, tg_activation act) {
     return 0;
 }
 
+/* --augment crop:P,flip,normalize (any of them, in any order). */
+static int parse_augment(const char *v, run_config *c) {
+    double padding;
+    char part[32];
+    if (!v || !*v) return -1;
+    for (const char *p = v; *p;) {
+        size_t n = strcspn(p, ",");
+        if (n == 0 || n >= sizeof part) return -1;
+        memcpy(part, p, n);
+        part[n] = '\0';
+        if (strcmp(part, "flip") == 0) c->augment_flip = true;
+        else if (strcmp(part, "normalize") == 0 || strcmp(part, "normalise") == 0) c->augment_normalize = true;
+        else if (strncmp(part, "crop:", 5) == 0 && parse_number(part + 5, 1, 64, &padding) && padding == floor(padding))
+            c->augment_crop = (int)padding;
+        else return -1;
+        p += n + (p[n] == ',');
+    }
+    return 0;
+}
+
 static int parse_data(const char *v, run_config *c) {
     double length;
     if (!v) return -1;
@@ -134,6 +164,9 @@ static int parse_data(const char *v, run_config *c) {
     else if (strncmp(v, "adding:", 7) == 0 && parse_number(v + 7, 2, 1024, &length) && length == floor(length)) {
         c->data = DATA_ADDING;
         c->seq_len = (int64_t)length;
+    } else if (strcmp(v, "fashion-mnist") == 0 || (strncmp(v, "fashion-mnist:", 14) == 0 && v[14])) {
+        c->data = DATA_FASHION;
+        c->data_path = v[13] ? v + 14 : NULL; /* NULL: the Debian package's directory */
     } else if ((strncmp(v, "csv:", 4) == 0 || strncmp(v, "idx:", 4) == 0) && v[4]) {
         c->data = v[0] == 'c' ? DATA_CSV : DATA_IDX;
         c->data_path = v + 4; /* the argument itself: a path of any length, never cut */
@@ -158,6 +191,8 @@ static void set_lr(run_config *c, double v) { c->opt.lr = (float)v; }
 static void set_momentum(run_config *c, double v) { c->opt.momentum = (float)v; }
 static void set_decay(run_config *c, double v) { c->opt.weight_decay = (float)v; }
 static void set_steps(run_config *c, double v) { c->steps = (int)v; }
+static void set_epochs(run_config *c, double v) { c->epochs = (int)v; }
+static void set_train_subset(run_config *c, double v) { c->train_subset = (int64_t)v; }
 static void set_batch(run_config *c, double v) { c->batch = (int64_t)v; }
 static void set_seed(run_config *c, double v) { c->seed = (uint64_t)v; }
 static void set_clip_value(run_config *c, double v) { c->clip_value = (float)v; }
@@ -174,6 +209,7 @@ static const number_option number_options[] = {
     {"--hidden", 1, 4096, true, set_hidden},   {"--lr", 0, 100, false, set_lr},
     {"--momentum", 0, 1, false, set_momentum}, {"--weight-decay", 0, 10, false, set_decay},
     {"--steps", 0, 1e7, true, set_steps},      {"--batch", 1, 65536, true, set_batch},
+    {"--epochs", 1, 10000, true, set_epochs},  {"--train-subset", 1, 1e9, true, set_train_subset},
     {"--seed", 0, 9e15, true, set_seed},       {"--clip-value", 1e-12, 1e12, false, set_clip_value},
     {"--clip-norm", 1e-12, 1e12, false, set_clip_norm}, {"--layers", 1, TG_RNN_MAX_LAYERS, true, set_layers},
     {"--guard-z", 0.5, 1e6, false, set_guard_z},
@@ -187,13 +223,14 @@ static const number_option number_options[] = {
 static const char *const named_options[] = {"--model", "--norm", "--optimizer", "--activation",
                                             "--init", "--data", "--save", "--load", "--out",
                                             "--plugin", "--hook", "--task", "--anomaly-dump",
-                                            "--instruments", "--schedule"};
+                                            "--instruments", "--schedule", "--augment"};
 
 typedef struct train_options {
     run_config config;
     const char *out, *model, *init, *activation, *norm, *task, *data;
     const char *depth_text;      /* --depth as given, for messages */
-    bool steps_given;
+    bool steps_given, epochs_given;
+    int64_t train_samples;       /* the training set's size (check_files) */
 } train_options;
 
 /* "; did you mean '--steps'?" for an unknown option, from every option train knows. */
@@ -260,10 +297,15 @@ static int parse_named(train_options *o, const char *arg, const char *value) {
     } else if (strcmp(arg, "--init") == 0) o->init = value;
     else if (strcmp(arg, "--data") == 0) {
         o->data = value;
-        static const char *const data_words[] = {"digits", "spirals", "adding:", "csv:", "idx:"};
+        static const char *const data_words[] = {"digits", "spirals", "adding:", "csv:", "idx:", "fashion-mnist"};
         if (parse_data(value, c) < 0)
-            return bad("--data: expected digits, adding:T (2..1024), spirals, csv:PATH or idx:IMAGES,LABELS, got '%s'%s",
-                       value ? value : "", did_you_mean(value, data_words, 5, hint, sizeof hint));
+            return bad("--data: expected digits, adding:T (2..1024), spirals, csv:PATH, idx:IMAGES,LABELS or "
+                       "fashion-mnist[:DIR], got '%s'%s",
+                       value ? value : "", did_you_mean(value, data_words, 6, hint, sizeof hint));
+    } else if (strcmp(arg, "--augment") == 0) {
+        if (parse_augment(value, c) < 0)
+            return bad("--augment: expected a comma-separated list of crop:P (P zeros of padding, 1..64), "
+                       "flip and normalize, got '%s'%s", value, "");
     } else if (strcmp(arg, "--save") == 0) c->save_path = value;
     else if (strcmp(arg, "--load") == 0) c->load_path = value;
     else if (strcmp(arg, "--out") == 0) o->out = value;
@@ -341,6 +383,7 @@ static int parse_train_options(int argc, char **argv, train_options *o) {
         n->store(c, v);
         if (n->store == set_depth) o->depth_text = value;
         o->steps_given |= n->store == set_steps;
+        o->epochs_given |= n->store == set_epochs;
     }
     return 0;
 }
@@ -354,7 +397,7 @@ static int settle_cnn(train_options *o, const char *m) {
         return bad("--model %s uses ReLU: --activation %s is for the MLP models", m, o->activation);
     if (o->norm) return bad("--model %s has its own normalisation: --norm is for the MLP models%s", m, "");
     if (c->data == DATA_ADDING || c->data == DATA_SPIRALS)
-        return bad("--model %s needs images (--data digits or idx:IMAGES,LABELS)%s", m, "");
+        return bad("--model %s needs images (--data digits, fashion-mnist or idx:IMAGES,LABELS)%s", m, "");
     c->model = resnet ? MODEL_RESNET : MODEL_LENET;
     c->skip = strcmp(m, "resnet") == 0;
     if (!c->depth) c->depth = 20;
@@ -404,7 +447,6 @@ static int check_files(train_options *o) {
     for (int i = 0; i < c->n_plugins; i++)
         if (check_path_arg(command, "--plugin", c->plugins[i])) return EXIT_USAGE;
     if (c->save_path && check_save_arg(command, "--save", c->save_path)) return EXIT_USAGE;
-    if (o->out && prepare_out_dir(command, o->out)) return EXIT_USAGE;
     char why[RUN_ERROR_MAX], batch[32], samples[32];
     int64_t n = run_training_samples(c, why, sizeof why);
     bool real_target = c->data == DATA_CSV && !c->regression && strstr(why, "is not a whole number");
@@ -419,6 +461,24 @@ static int check_files(train_options *o) {
                    "MPI (zig build -Dmpi=true)%s", samples, "");
     if (c->distributed && c->batch % parallel_env_size())
         return bad("--batch %s (the global batch) must split evenly over the %s ranks", batch, samples);
+    o->train_samples = n;
+    return 0;
+}
+
+/* --epochs into steps (whole batches: the batcher drops a last partial one), then what needs
+ * the run's length: the schedule. The report's folder is made last, once nothing can refuse. */
+static int settle_length(train_options *o) {
+    run_config *c = &o->config;
+    char why[160];
+    if (c->epochs) {
+        int64_t steps = (int64_t)c->epochs * (o->train_samples / c->batch);
+        snprintf(why, sizeof why, "%lld", (long long)steps);
+        if (steps > 10000000) return bad("--epochs: %s steps, more than 10^7%s", why, "");
+        c->steps = (int)steps;
+    }
+    if (c->schedule_text && settle_schedule(&c->schedule, c->steps, why, sizeof why))
+        return bad("--schedule %s: %s", c->schedule_text, why);
+    if (o->out && prepare_out_dir(command, o->out)) return EXIT_USAGE;
     return 0;
 }
 
@@ -444,6 +504,8 @@ static int settle_task_and_steps(train_options *o) {
         return bad("--task regression reads --data csv:PATH (the last column is the target)%s%s", "", "");
     if (c->load_partial && !c->load_path)
         return bad("--load-partial loads part of a --load PATH: give it%s%s", "", "");
+    if (o->steps_given && o->epochs_given)
+        return bad("--steps and --epochs both say how long to train: give one%s%s", "", "");
     if (o->steps_given && c->steps == 0 && !c->load_path)
         return bad("--steps 0 evaluates a trained model: give it with --load PATH%s%s", "", "");
     if (o->steps_given && c->steps == 0 && o->out)
@@ -473,12 +535,9 @@ static int settle(train_options *o) {
     }
     int status = cnn ? settle_cnn(o, m) : settle_mlp(o, m);
     if (status) return status;
-    char why[160];
-    if (c->schedule_text && settle_schedule(&c->schedule, c->steps, why, sizeof why))
-        return bad("--schedule %s: %s", c->schedule_text, why);
     if (c->model != MODEL_RNN && (c->rnn_layers || c->bidirectional))
         return bad("--layers and --bidirectional are for --model rnn|lstm|gru, not %s%s", m, "");
-    return check_files(o);
+    return check_files(o) ? EXIT_USAGE : settle_length(o);
 }
 
 typedef struct train_progress {
@@ -529,6 +588,18 @@ static void on_curvature(int step, const tg_recorder *readings, void *user) {
         print_wrapped("  advice:", "    ", advice.advice);
         p->curvature_advised = true;
     }
+    fflush(stdout);
+}
+
+/* --epochs: a line per epoch, the held-out figures and the throughput. */
+static void on_epoch(const epoch_report *e, void *user) {
+    train_progress *p = user;
+    char a[32], b[32];
+    if (p->bar.terminal) fprintf(stderr, "\r%*s\r", 100, "");
+    printf("epoch %d/%d: training loss %s, test loss %s", e->epoch, e->epochs,
+           format_number(e->train_loss, a, sizeof a), format_number(e->test_loss, b, sizeof b));
+    if (!isnan(e->test_accuracy)) printf(", test accuracy %.2f%%", 100.0 * e->test_accuracy);
+    printf(", %.1f s, %.0f samples/s\n", e->seconds, e->samples_per_second);
     fflush(stdout);
 }
 
@@ -643,7 +714,8 @@ int run_train(int argc, char **argv) {
     if (o.config.model == MODEL_RNN) e.charts = CHART_TIMESTEPS | CHART_LOSS | CHART_STEPS | CHART_HIST;
     /* ten points of held-out loss are cheap next to the training, and the report draws them */
     else if (o.out) {
-        e.runs[0].eval_every = o.config.steps >= 10 ? o.config.steps / 10 : 1;
+        e.runs[0].eval_every = o.config.epochs ? o.config.steps / o.config.epochs
+                               : o.config.steps >= 10 ? o.config.steps / 10 : 1;
         e.charts |= CHART_HELD_OUT;
     }
     /* under mpirun rank 0 speaks for all: progress, summary and report (the ranks agree on
@@ -658,6 +730,10 @@ int run_train(int argc, char **argv) {
     if (lead && o.config.guard) {
         e.runs[0].guard_event = on_guard_event;
         e.runs[0].guard_user = &p;
+    }
+    if (lead && o.config.epochs) {
+        e.runs[0].epoch_event = on_epoch;
+        e.runs[0].epoch_user = &p;
     }
     if (lead && o.config.curvature_every) {
         e.runs[0].curvature_event = on_curvature;

@@ -18,6 +18,7 @@ typedef struct trainer {
     tg_tape *tape;
     tg_dataset *train, *test;
     tg_batcher *batches;
+    tg_augment *augment;         /* --augment, else NULL */
     tg_module *body, *head;      /* head: the linear read-out of a recurrent body */
     tg_tensor *params[MAX_PARAMS];
     int n_params;
