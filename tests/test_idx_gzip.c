@@ -68,16 +68,17 @@ static void make_labels(idx_bytes *f, uint32_t claimed, uint32_t body, int class
     f->size = 8 + body;
 }
 
+/* dir/name, in one of 8 buffers used in turn: a test holds a few paths at once. */
 static const char *path_of(const char *name) {
-    static char paths[4][160];
+    static char paths[8][160];
     static int next;
-    char *path = paths[next++ % 4];
+    char *path = paths[next++ % 8];
     snprintf(path, sizeof paths[0], "%s/%s", dir, name);
     return path;
 }
 
 static const char *write_plain(const char *name, const void *bytes, size_t n) {
-    return write_in_dir(dir, name, bytes, n);
+    return path_of(strrchr(write_in_dir(dir, name, bytes, n), '/') + 1);
 }
 
 /* Gzips bytes[0..n) into dir/name with zlib's gzwrite; returns the path. */
@@ -110,6 +111,16 @@ static void expect_same(const tg_dataset *a, const tg_dataset *b) {
     cr_expect(memcmp(a->y, b->y, (size_t)a->count * sizeof(float)) == 0, "labels differ");
 }
 
+/* images.gz and labels.gz of n samples (rows x cols, labels below classes); *gi, *gl: paths. */
+static void write_gz_pair(uint32_t n, uint32_t rows, uint32_t cols, int classes, uint32_t seed,
+                          const char **gi, const char **gl) {
+    static idx_bytes images, labels;
+    make_images(&images, n, n, rows, cols, seed);
+    make_labels(&labels, n, n, classes);
+    *gi = write_gz("images.gz", images.bytes, images.size);
+    *gl = write_gz("labels.gz", labels.bytes, labels.size);
+}
+
 static void expect_io_error(const char *what) {
     cr_expect_eq(tg_errcode(ctx), TG_ERR_IO, "%s: %s", what, tg_errmsg(ctx));
 }
@@ -119,11 +130,10 @@ Test(idx_gzip, gzipped_files_give_the_same_data_as_plain_ones) {
     /* 200 random 28x28 images: ~157 KB, more than one read buffer and one chunk of body */
     make_images(&images, 200, 200, 28, 28, 3);
     make_labels(&labels, 200, 200, 10);
-    char pi[160], pl[160], gi[160], gl[160];
-    snprintf(pi, sizeof pi, "%s", write_plain("images", images.bytes, images.size));
-    snprintf(pl, sizeof pl, "%s", write_plain("labels", labels.bytes, labels.size));
-    snprintf(gi, sizeof gi, "%s", write_gz("images.gz", images.bytes, images.size));
-    snprintf(gl, sizeof gl, "%s", write_gz("labels.gz", labels.bytes, labels.size));
+    const char *pi = write_plain("images", images.bytes, images.size);
+    const char *pl = write_plain("labels", labels.bytes, labels.size);
+    const char *gi = write_gz("images.gz", images.bytes, images.size);
+    const char *gl = write_gz("labels.gz", labels.bytes, labels.size);
     tg_dataset *plain = tg_dataset_read_idx(ctx, pi, pl);
     cr_assert_not_null(plain, "%s", tg_errmsg(ctx));
     cr_expect(plain->count == 200 && plain->x_shape[0] == 784 && plain->classes == 10);
@@ -158,9 +168,7 @@ Test(idx_gzip, a_cut_file_is_truncated_with_counts) {
     long baseline = count.live_bytes;
     make_images(&images, 200, 200, 28, 28, 5);
     make_labels(&labels, 200, 200, 10);
-    const char *gl = write_gz("labels.gz", labels.bytes, labels.size);
-    char lpath[160];
-    snprintf(lpath, sizeof lpath, "%s", gl);
+    const char *lpath = write_gz("labels.gz", labels.bytes, labels.size);
     unsigned char whole[200 * 1024];
     size_t n = slurp(write_gz("whole.gz", images.bytes, images.size), whole, sizeof whole);
 
@@ -212,9 +220,7 @@ Test(idx_gzip, a_header_claiming_more_than_the_file_holds_allocates_little) {
     /* claims 300 images, holds 3: within 1032:1 of ~2.5 KB, so read, then refused at its end */
     make_images(&images, 300, 3, 28, 28, 9);
     make_labels(&labels, 300, 300, 10);
-    gi = write_gz("short-images.gz", images.bytes, images.size);
-    char ipath[160];
-    snprintf(ipath, sizeof ipath, "%s", gi);
+    const char *ipath = write_gz("short-images.gz", images.bytes, images.size);
     tg_clear_error(ctx);
     cr_expect_null(tg_dataset_read_idx(ctx, ipath, write_gz("l.gz", labels.bytes, labels.size)));
     expect_io_error("short images");
@@ -226,11 +232,8 @@ Test(idx_gzip, a_header_claiming_more_than_the_file_holds_allocates_little) {
 
 Test(idx_gzip, wrong_magic_counts_and_trailing_data_are_errors) {
     static idx_bytes images, labels;
-    make_images(&images, 4, 4, 3, 2, 1);
-    make_labels(&labels, 4, 4, 3);
-    char gi[160], gl[160];
-    snprintf(gi, sizeof gi, "%s", write_gz("images.gz", images.bytes, images.size));
-    snprintf(gl, sizeof gl, "%s", write_gz("labels.gz", labels.bytes, labels.size));
+    const char *gi, *gl;
+    write_gz_pair(4, 3, 2, 3, 1, &gi, &gl);
     cr_expect_null(tg_dataset_read_idx(ctx, gl, gl), "labels given as images");
     expect_io_error("magic");
     expect_errmsg_has(ctx, gl, "magic number 0x00000801", "expected 0x00000803");
@@ -267,13 +270,10 @@ Test(idx_gzip, wrong_magic_counts_and_trailing_data_are_errors) {
 }
 
 Test(idx_gzip, a_corrupt_stream_gives_zlibs_message) {
-    static idx_bytes images, labels;
-    make_images(&images, 20, 20, 5, 5, 2);
-    make_labels(&labels, 20, 20, 4);
-    char gl[160];
-    snprintf(gl, sizeof gl, "%s", write_gz("labels.gz", labels.bytes, labels.size));
+    const char *gi, *gl;
+    write_gz_pair(20, 5, 5, 4, 2, &gi, &gl);
     unsigned char buf[4096];
-    size_t n = slurp(write_gz("images.gz", images.bytes, images.size), buf, sizeof buf);
+    size_t n = slurp(gi, buf, sizeof buf);
 
     /* gzwrite's header is 10 bytes; the first deflate byte's bits 1-2 are the block type,
      * and 3 is reserved */
@@ -299,12 +299,8 @@ Test(idx_gzip, a_corrupt_stream_gives_zlibs_message) {
 /* With the allocator refusing from the k-th request on (zlib's state included), a read either
  * succeeds or fails with TG_ERR_NOMEM, and gives back everything it took. */
 Test(idx_gzip, out_of_memory_is_an_error_and_leaks_nothing) {
-    static idx_bytes images, labels;
-    make_images(&images, 10, 10, 4, 4, 4);
-    make_labels(&labels, 10, 10, 10);
-    char gi[160], gl[160];
-    snprintf(gi, sizeof gi, "%s", write_gz("images.gz", images.bytes, images.size));
-    snprintf(gl, sizeof gl, "%s", write_gz("labels.gz", labels.bytes, labels.size));
+    const char *gi, *gl;
+    write_gz_pair(10, 4, 4, 10, 4, &gi, &gl);
     long baseline = count.live_bytes;
     bool succeeded = false;
     long k = 0;
