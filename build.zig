@@ -248,7 +248,7 @@ pub fn build(b: *Build) void {
             var srcs: std.ArrayList([]const u8) = .empty;
             appendAll(b, &srcs, lib_srcs.items);
             appendAll(b, &srcs, dist_srcs);
-            const exe = addSanitizedTestExe(cfg, sanitize_cc, stem(src), "libffi jansson ompi-c", &.{src},
+            const exe = addSanitizedTestExe(cfg, sanitize_cc, stem(src), "libffi jansson zlib ompi-c", &.{src},
                                             srcs.items, headers.items);
             appendStep(b, &test_plugin_installs, &b.addInstallFileWithDir(exe, .{ .custom = test_plugins_subdir }, stem(src)).step);
             continue;
@@ -294,7 +294,7 @@ pub fn build(b: *Build) void {
             var sanitized_srcs: std.ArrayList([]const u8) = .empty;
             appendAll(b, &sanitized_srcs, lib_srcs.items);
             appendAll(b, &sanitized_srcs, dist_srcs);
-            const pkgs = if (cfg.mpi) "criterion libffi jansson ompi-c" else "criterion libffi jansson";
+            const pkgs = if (cfg.mpi) "criterion libffi jansson zlib ompi-c" else "criterion libffi jansson zlib";
             run.addFileArg(addSanitizedTestExe(cfg, sanitize_cc, "tapegrad-tests-asan", pkgs, test_srcs,
                                                sanitized_srcs.items, headers.items));
             // Criterion runs each test in a child process; a sanitizer report makes that test
@@ -367,6 +367,7 @@ fn cModule(cfg: Config, opts: ModuleOptions) *Module {
 fn linkLibraryDeps(m: *Module) void {
     m.linkSystemLibrary("ffi", .{});
     m.linkSystemLibrary("jansson", .{});
+    m.linkSystemLibrary("z", .{}); // zlib: gzipped IDX files (data/readers.c)
     m.linkSystemLibrary("m", .{});
     m.linkSystemLibrary("dl", .{});
     m.linkSystemLibrary("pthread", .{});
@@ -563,7 +564,7 @@ fn addFuzzTargets(cfg: Config, step: *Build.Step, targets: []const []const u8, s
         \\tmp=$(mktemp -d); trap 'rm -rf "$tmp"' EXIT
         \\for src; do  # objects named by path: ops/attention.c and models/attention.c both stay
         \\    obj=$(printf %s "${src#./}" | tr / _)
-        \\    $cc $flags $(pkg-config --cflags libffi jansson) -c "$src" -o "$tmp/${obj%.c}.o"
+        \\    $cc $flags $(pkg-config --cflags libffi jansson zlib) -c "$src" -o "$tmp/${obj%.c}.o"
         \\done
         \\rm -f "$out"; ar rcs "$out" "$tmp"/*.o
         ,
@@ -581,7 +582,7 @@ fn addFuzzTargets(cfg: Config, step: *Build.Step, targets: []const []const u8, s
             "sh", "-c",
             \\set -e
             \\out=$1; shift
-            \\exec "$@" $(pkg-config --cflags --libs libffi jansson) -lm -ldl -lpthread -o "$out"
+            \\exec "$@" $(pkg-config --cflags --libs libffi jansson zlib) -lm -ldl -lpthread -o "$out"
             ,
             "sh", // $0
         });
@@ -615,7 +616,7 @@ fn pkgConfigFile(cfg: Config) []const u8 {
         \\Name: tapegrad
         \\Description: tape-based automatic differentiation in C
         \\Version: {f}
-        \\Requires.private: libffi jansson
+        \\Requires.private: libffi jansson zlib
         \\Cflags: -I${{includedir}}
         \\Libs: -L${{libdir}} -Wl,-rpath,${{libdir}} -ltapegrad
         \\Libs.private: -lm -ldl -lpthread
@@ -653,7 +654,7 @@ fn pkgConfigStaticFile(cfg: Config) []const u8 {
         \\Name: tapegrad-static
         \\Description: tape-based automatic differentiation in C, linked statically
         \\Version: {f}
-        \\Requires: libffi jansson
+        \\Requires: libffi jansson zlib
         \\Cflags: -I${{includedir}}
         \\Libs: -Wl,--whole-archive ${{libdir}}/libtapegrad.a -Wl,--no-whole-archive -Wl,--export-dynamic -lm -ldl -lpthread
         \\

@@ -7,8 +7,11 @@ ZIG_VERSION=0.17.0
 # Open MPI: dist/ (data-parallel training) and its tests; zig build -Dmpi=false builds without it
 # fortunes: ~2.5 MB of English text under /usr/share/games/fortunes, the corpus of character-level
 # language models (tg_text_load_corpus(ctx, "fortunes")); no test needs it
+# zlib1g-dev: zlib, which inflates gzipped IDX files (tg_dataset_read_idx)
+# dataset-fashion-mnist: optional, ~30 MB of gzipped IDX under /usr/share/datasets/fashion-mnist
+# (tg_dataset_fashion_mnist); no test needs it (the one that reads it skips without it)
 packages=(libffi-dev libjansson-dev libcriterion-dev libopenblas-dev pkg-config libopenmpi-dev openmpi-bin
-          fortunes)
+          zlib1g-dev fortunes dataset-fashion-mnist)
 
 as_root() {
     if [ "$(id -u)" -eq 0 ]; then "$@"; else sudo "$@"; fi

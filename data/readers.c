@@ -1,11 +1,10 @@
 /*
- * data/readers.c — data sets from files: CSV of numbers, and MNIST's IDX format.
+ * data/readers.c — data sets from files: CSV of numbers (MNIST's IDX format: data/idx.c).
  *
  * A file is read whole (a regular file only: see tgi_open_input; fread with every return
  * checked; data/text.c reads its corpora through the same functions) and validated before a
- * data set is made; a format with a header (IDX) has it checked against the file's size first,
- * so memory and time never follow what a header claims; a malformed file is an error with a message that names the file and the
- * line, column or header field at fault (TG_ERR_IO), never a crash.
+ * data set is made; a malformed file is an error with a message that names the file and the
+ * line and column at fault (TG_ERR_IO), never a crash.
  */
 #include "data/dataset.h"
 
@@ -303,128 +302,4 @@ tg_dataset *tg_dataset_read_csv(tg_ctx *ctx, const char *path, int label_column)
 
 tg_dataset *tg_dataset_read_csv_regression(tg_ctx *ctx, const char *path, int target_column) {
     return read_csv(ctx, path, target_column, true);
-}
-
-/* ---- IDX ------------------------------------------------------------------------------------ */
-
-/* An IDX file of unsigned bytes, after its header was checked against the file's length. */
-typedef struct idx_file {
-    tgi_file file;
-    uint32_t dims[3];
-    const unsigned char *data;
-    uint64_t items;          /* dims[0] */
-} idx_file;
-
-static uint32_t read_be32(const unsigned char *p) {
-    return (uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 | (uint32_t)p[2] << 8 | (uint32_t)p[3];
-}
-
-/* Checks magic (0x0000 08 ndim: unsigned bytes, ndim dims), the dims and the length of a file
- * of `size` bytes that starts with bytes[0..size) (or more: only the header is read). */
-static tg_status idx_check(tg_ctx *ctx, const char *path, const char *kind, int ndim,
-                           const unsigned char *bytes, uint64_t size, idx_file *idx) {
-    uint32_t expected = 0x800u | (uint32_t)ndim;
-    if (size < 4)
-        return tgi_error(ctx, TG_ERR_IO, "read_idx '%s': %llu bytes, too short for the magic "
-                         "number", path, (unsigned long long)size);
-    uint32_t magic = read_be32(bytes);
-    if (magic != expected)
-        return tgi_error(ctx, TG_ERR_IO, "read_idx '%s': magic number 0x%08x, expected 0x%08x "
-                         "(%s: unsigned bytes, %d dims)", path, magic, expected, kind, ndim);
-    size_t header = 4 + 4 * (size_t)ndim;
-    if (size < header)
-        return tgi_error(ctx, TG_ERR_IO, "read_idx '%s': %llu bytes, too short for the %d "
-                         "dimension sizes", path, (unsigned long long)size, ndim);
-    uint64_t payload = 1, available = size - header;
-    bool overflow = false; /* three u32 dims can need more than 2^64 bytes */
-    for (int d = 0; d < ndim; d++) {
-        idx->dims[d] = read_be32(bytes + 4 + 4 * d);
-        if (idx->dims[d] == 0)
-            return tgi_error(ctx, TG_ERR_IO, "read_idx '%s': dimension %d is 0", path, d);
-        overflow = overflow || idx->dims[d] > UINT64_MAX / payload;
-        if (!overflow) payload *= idx->dims[d];
-    }
-    if (overflow)
-        return tgi_error(ctx, TG_ERR_IO, "read_idx '%s': the dimensions need more than 2^64 "
-                         "bytes of data", path);
-    if (payload != available)
-        return tgi_error(ctx, TG_ERR_IO, "read_idx '%s': the dimensions need %llu bytes of data, "
-                         "the file has %llu", path, (unsigned long long)payload,
-                         (unsigned long long)available);
-    idx->data = bytes + header;
-    idx->items = idx->dims[0];
-    return TG_OK;
-}
-
-/* The first `want` bytes of path (fewer when it is shorter: *got) and its size, read without
- * reading the rest: what a header claims is checked before the body is read. */
-static tg_status read_head(tg_ctx *ctx, const char *what, const char *path, unsigned char *buf,
-                           size_t want, size_t *got, uint64_t *size) {
-    int fd = tgi_open_input(ctx, what, path, size);
-    if (fd < 0) return tg_errcode(ctx);
-    *got = 0;
-    while (*got < want) {
-        ssize_t n = read(fd, buf + *got, want - *got);
-        if (n < 0 && errno == EINTR) continue;
-        if (n < 0) {
-            int err = errno;
-            close(fd);
-            return tgi_error(ctx, TG_ERR_IO, "%s '%s': read error: %s", what, path, strerror(err));
-        }
-        if (n == 0) break;
-        *got += (size_t)n;
-    }
-    close(fd);
-    return TG_OK;
-}
-
-/* The header first, against the file's size (a sparse file claiming terabytes is refused before
- * anything is allocated), then the whole file, checked again (it may have changed meanwhile). */
-static tg_status idx_read(tg_ctx *ctx, const char *path, const char *kind, int ndim,
-                          idx_file *idx) {
-    *idx = (idx_file){0};
-    if (!path) return tgi_error(ctx, TG_ERR_INVALID, "read_idx: %s path is NULL", kind);
-    unsigned char head[16];
-    size_t want = 4 + 4 * (size_t)ndim, got;
-    uint64_t size;
-    tg_status status = read_head(ctx, "read_idx", path, head, want, &got, &size);
-    /* a file shorter than its header is checked as the bytes there are */
-    if (status == TG_OK) status = idx_check(ctx, path, kind, ndim, head, got < want ? got : size, idx);
-    if (status == TG_OK) status = file_read(ctx, "read_idx", path, &idx->file);
-    return status == TG_OK ? idx_check(ctx, path, kind, ndim, idx->file.bytes, idx->file.size, idx)
-                           : status;
-}
-
-/* The data set of checked images and labels: pixels scaled to [0,1], classes max label + 1. */
-static tg_dataset *idx_dataset(tg_ctx *ctx, const idx_file *images, const idx_file *labels) {
-    int64_t count = (int64_t)images->items, pixels = (int64_t)images->dims[1] * images->dims[2];
-    tg_dataset *ds = tgi_dataset_new(ctx, "read_idx", count, 1, (const int64_t[]){pixels}, 0,
-                                     NULL, 1);
-    if (!ds) return NULL;
-    for (int64_t i = 0; i < count * pixels; i++) ds->x[i] = (float)images->data[i] / 255.0f;
-    unsigned char max_label = 0;
-    for (int64_t i = 0; i < count; i++) {
-        ds->y[i] = labels->data[i];
-        if (labels->data[i] > max_label) max_label = labels->data[i];
-    }
-    ds->classes = (int64_t)max_label + 1;
-    return ds;
-}
-
-tg_dataset *tg_dataset_read_idx(tg_ctx *ctx, const char *images_path, const char *labels_path) {
-    if (!ctx) return NULL;
-    idx_file images, labels = {0};
-    tg_dataset *ds = NULL;
-    if (idx_read(ctx, images_path, "images", 3, &images) == TG_OK &&
-        idx_read(ctx, labels_path, "labels", 1, &labels) == TG_OK) {
-        if (images.items != labels.items)
-            tgi_error(ctx, TG_ERR_IO, "read_idx: '%s' has %llu images but '%s' has %llu labels",
-                      images_path, (unsigned long long)images.items, labels_path,
-                      (unsigned long long)labels.items);
-        else
-            ds = idx_dataset(ctx, &images, &labels);
-    }
-    tgi_file_release(ctx, &images.file);
-    tgi_file_release(ctx, &labels.file);
-    return ds;
 }

@@ -2572,8 +2572,26 @@ tg_dataset *tg_dataset_read_csv(tg_ctx *ctx, const char *path, int label_column)
 /** The same for regression: target_column holds any finite number (the target, classes 0);
  *  train with tg_mse. */
 tg_dataset *tg_dataset_read_csv_regression(tg_ctx *ctx, const char *path, int target_column);
-/** MNIST IDX files: images (ubyte, 3 dims, pixels scaled to [0,1]) and labels (ubyte, 1 dim). */
+/**
+ * MNIST IDX files: images (ubyte, 3 dims, pixels scaled to [0,1]; samples flat, x_ndim 1) and
+ * labels (ubyte, 1 dim; classes = the largest label + 1). Either file may be gzipped (told by
+ * its magic 1f 8b, not its name): it is inflated as it is read, straight into the data set,
+ * and its header may claim no more than the compressed file can hold (deflate's 1032:1), so
+ * memory and time never follow a header's claim. A short, cut or corrupt stream, trailing
+ * data, a wrong magic number or image and label counts that differ are errors (TG_ERR_IO)
+ * naming the file and what was expected ("truncated: 3 of 200 images ...").
+ */
 tg_dataset *tg_dataset_read_idx(tg_ctx *ctx, const char *images_path, const char *labels_path);
+/**
+ * Fashion-MNIST (Xiao et al. 2017): 28x28 grey images of 10 kinds of clothing, pixels in [0,1],
+ * samples shaped [1, 28, 28] (x_ndim 3, ready for conv layers; an MLP takes them after
+ * tg_dataset_reshape(ds, 1, (int64_t[]){784})), classes 10. train: the 60,000 training images,
+ * else the 10,000 test images. dir holds {train,t10k}-{images-idx3,labels-idx1}-ubyte.gz (or the
+ * same names inflated, without .gz); NULL means /usr/share/datasets/fashion-mnist, where
+ * Debian's package dataset-fashion-mnist puts them. When they are absent the error says so and
+ * names the package. The original MNIST files have the same names and load the same way.
+ */
+tg_dataset *tg_dataset_fashion_mnist(tg_ctx *ctx, const char *dir, bool train);
 
 /** Minibatches of a data set, reshuffled each epoch by a seeded permutation. */
 typedef struct tg_batcher tg_batcher;

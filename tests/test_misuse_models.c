@@ -303,6 +303,10 @@ MISUSE(tg_dataset_read_idx) {
     NULLED(tg_dataset_read_idx(W.ctx, NULL, "/nonexistent"));
     NULLED(tg_dataset_read_idx(W.ctx, "/nonexistent", NULL));
 }
+MISUSE(tg_dataset_fashion_mnist) {
+    NULLED_QUIETLY(tg_dataset_fashion_mnist(NULL, NULL, true));
+    NULLED(tg_dataset_fashion_mnist(W.ctx, "/nonexistent", false));
+}
 MISUSE(tg_batcher_new) { NULLED_QUIETLY(tg_batcher_new(NULL, 2, false, false, 1)); }
 MISUSE(tg_batcher_free) { tg_batcher_free(NULL); }
 MISUSE(tg_batcher_next) {
