@@ -55,7 +55,7 @@ static void train_usage(FILE *f) {
             "  --steps N (default 500; 0 with --load: evaluate only)   --batch N (default 64)\n"
             "  --epochs N         instead of --steps: N passes over the training set, each\n"
             "                     followed by the test set's loss and accuracy and the throughput\n"
-            "  --seed N (default 1)\n"
+            "  --seed N (default 1)   --threads N (default 0: every core; the same numbers on any count)\n"
             "  lenet, resnet, plaincnn take images (digits as 1x8x8, idx: as 1x28x28), ReLU,\n"
             "  He init, no --norm (resnet: batch norm built in); their defaults:\n"
             "                     lenet: adam lr 3e-3, 600 steps; resnet/plaincnn: adam lr 3e-3, 400 steps\n"
@@ -192,6 +192,7 @@ static void set_momentum(run_config *c, double v) { c->opt.momentum = (float)v; 
 static void set_decay(run_config *c, double v) { c->opt.weight_decay = (float)v; }
 static void set_steps(run_config *c, double v) { c->steps = (int)v; }
 static void set_epochs(run_config *c, double v) { c->epochs = (int)v; }
+static void set_threads(run_config *c, double v) { c->threads = (int)v; }
 static void set_train_subset(run_config *c, double v) { c->train_subset = (int64_t)v; }
 static void set_batch(run_config *c, double v) { c->batch = (int64_t)v; }
 static void set_seed(run_config *c, double v) { c->seed = (uint64_t)v; }
@@ -210,6 +211,7 @@ static const number_option number_options[] = {
     {"--momentum", 0, 1, false, set_momentum}, {"--weight-decay", 0, 10, false, set_decay},
     {"--steps", 0, 1e7, true, set_steps},      {"--batch", 1, 65536, true, set_batch},
     {"--epochs", 1, 10000, true, set_epochs},  {"--train-subset", 1, 1e9, true, set_train_subset},
+    {"--threads", 0, TG_MAX_THREADS, true, set_threads},
     {"--seed", 0, 9e15, true, set_seed},       {"--clip-value", 1e-12, 1e12, false, set_clip_value},
     {"--clip-norm", 1e-12, 1e12, false, set_clip_norm}, {"--layers", 1, TG_RNN_MAX_LAYERS, true, set_layers},
     {"--guard-z", 0.5, 1e6, false, set_guard_z},
