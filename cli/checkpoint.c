@@ -52,6 +52,13 @@ static int compare(tg_tensor *const *state, int n, name_slot *names, int in_file
     int n_present = 0;
     *missing = (side){.total = n};
     *extra = (side){.total = in_file};
+    /* the optimizer's state that --save writes beside the model is no model tensor (--resume
+     * reads it) */
+    name_slot *optimizer = in_file ? bsearch("optimizer.state", names, (size_t)in_file, sizeof *names, by_name) : NULL;
+    if (optimizer) {
+        used[optimizer - names] = true;
+        extra->total--;
+    }
     for (int i = 0; i < n; i++) {
         name_slot *hit = in_file ? bsearch(state[i]->label, names, (size_t)in_file, sizeof *names, by_name) : NULL;
         if (hit) {

@@ -468,7 +468,7 @@ static bool train_step(trainer *t, int step) {
     if (!isfinite(r->loss[step]) || !isfinite(r->grad_norm[step])) return false;
     clip(t);
     double lr = tg_optimizer_lr(t->opt); /* the rate this update takes (scheduled, guarded) */
-    if (step == 0) r->lr_first = lr;
+    if (step == r->first_step) r->lr_first = lr;
     if (!(lr <= r->lr_peak)) r->lr_peak = lr;
     r->lr_last = lr;
     tg_optimizer_step_zero_grad(t->opt);
@@ -503,8 +503,9 @@ static void end_epoch(trainer *t, int steps_done, double *start) {
     epoch_report e = {.epoch = steps_done / per_epoch, .epochs = c->epochs, .step = steps_done,
                       .seconds = seconds_now() - *start};
     double sum = 0.0;
-    for (int s = steps_done - per_epoch; s < steps_done; s++) sum += r->loss[s];
-    e.train_loss = sum / per_epoch;
+    int from = steps_done - per_epoch > r->first_step ? steps_done - per_epoch : r->first_step; /* --resume */
+    for (int s = from; s < steps_done; s++) sum += r->loss[s];
+    e.train_loss = sum / (steps_done - from);
     e.samples_per_second = e.seconds > 0 ? (double)per_epoch * (double)c->batch / e.seconds : NAN;
     trainer_evaluate(t, steps_done);
     e.test_loss = r->final_loss;
@@ -567,6 +568,52 @@ static bool load_checkpoint(trainer *t) {
     return true;
 }
 
+/* --save: the model's state, the optimizer's, and the steps done (what --resume goes on from);
+ * rank 0 writes, atomically. */
+static bool save_checkpoint(trainer *t, int steps_done) {
+    char steps[24];
+    snprintf(steps, sizeof steps, "%d", steps_done);
+    const char *meta[2] = {"tapegrad.steps", steps};
+    if (!t->config->save_path || parallel_rank(t->par) != 0) return true;
+    return tg_checkpoint_save_tensors(t->ctx, t->state, t->n_state, t->opt, meta, 1, t->config->save_path) == TG_OK ||
+           trainer_fail(t, "save");
+}
+
+/* --resume: the model, the optimizer's state and the step of a --save checkpoint, on every rank
+ * (each reads the file: the optimizer's state is not what parallel_ready broadcasts). */
+static bool resume(trainer *t) {
+    const run_config *c = t->config;
+    char note[RUN_ERROR_MAX], steps[24], *end;
+    if (!checkpoint_load(t->ctx, c->resume_path, t->state, t->n_state, false, t->result->error,
+                         sizeof t->result->error, note, sizeof note))
+        return false;
+    if (tg_checkpoint_load_optimizer(t->opt, c->resume_path) != TG_OK ||
+        tg_safetensors_metadata(t->ctx, c->resume_path, "tapegrad.steps", steps, sizeof steps) != TG_OK)
+        return trainer_fail(t, "--resume");
+    long done = strtol(steps, &end, 10);
+    if (end == steps || *end || done < 1 || done >= c->steps) {
+        snprintf(t->result->error, sizeof t->result->error, "--resume %s: the checkpoint is at step %s, "
+                 "--steps %d leaves nothing to go on with (--steps is the run's total)", c->resume_path, steps,
+                 c->steps);
+        return false;
+    }
+    t->result->first_step = (int)done;
+    return true;
+}
+
+/* The batches (and their augmentation's draws) of the steps a resumed run already took: the
+ * run goes on with the data an unstopped run would see. */
+static bool skip_batches(trainer *t, int steps) {
+    tg_tensor *x, *y;
+    for (int s = 0; s < steps; s++) {
+        tg_tape_reset(t->tape);
+        if (!tg_batcher_next(t->batches, t->tape, &x, &y) && !tg_batcher_next(t->batches, t->tape, &x, &y))
+            return trainer_fail(t, "--resume");
+        if (t->augment && tg_augment_apply(t->augment, x) != TG_OK) return trainer_fail(t, "--resume");
+    }
+    return true;
+}
+
 static bool prepare(trainer *t) {
     const run_config *c = t->config;
     if (!(t->ctx = tg_ctx_new()) || !(t->tape = tg_tape_new(t->ctx))) {
@@ -588,6 +635,7 @@ static bool prepare(trainer *t) {
     t->recorder = tg_recorder_new(t->ctx, c->steps > 0 ? c->steps : 1);
     if (!t->opt || !t->recorder) return trainer_fail(t, "setup");
     if (c->schedule_text && tg_optimizer_set_schedule(t->opt, &c->schedule) != TG_OK) return trainer_fail(t, "--schedule");
+    if (c->resume_path && (!resume(t) || !skip_batches(t, t->result->first_step))) return false;
     if (c->guard && !start_guard(t)) return false;
     if (c->steps < 0 || (c->steps == 0 && !c->load_path)) {
         snprintf(t->result->error, sizeof t->result->error, "steps must be at least 1 (0: evaluate a loaded model)");
@@ -632,7 +680,7 @@ static void conclude(trainer *t) {
     r->explosion_onset_step = report.exploded ? report.explosion_start_step
                               : report.loss_exploded ? report.loss_explosion_start_step : -1;
     r->first_nan_step = report.has_nan ? report.first_nan_step : -1;
-    for (int s = 0; s < r->steps_done && r->first_nan_step < 0; s++) /* a NaN loss counts too */
+    for (int s = r->first_step; s < r->steps_done && r->first_nan_step < 0; s++) /* a NaN loss counts too */
         if (!isfinite(r->loss[s])) r->first_nan_step = s;
     snprintf(r->onset_summary, sizeof r->onset_summary, "%s", report.summary);
     r->n_findings = report.n_findings;
@@ -645,9 +693,7 @@ static void conclude(trainer *t) {
     r->weight_norm = weight_norm(t);
     for (int i = 0; i < t->n_params; i++) r->n_param_elements += t->params[i]->size;
     r->classes = t->train->classes > 0 ? t->train->classes : 0;
-    if (t->config->save_path && parallel_rank(t->par) == 0 && /* rank 0 writes (atomically) */
-        tg_save_safetensors(t->ctx, t->config->save_path, t->state, t->n_state) != TG_OK)
-        trainer_fail(t, "save");
+    save_checkpoint(t, r->steps_done);
 }
 
 static void release(trainer *t) {
@@ -691,7 +737,10 @@ void run_training(const run_config *config, run_result *result, progress_fn prog
     if (ready) {
         if (evaluation_due(config, 0)) trainer_evaluate(&t, 0);
         double epoch_start = seconds_now();
-        for (int step = 0; step < config->steps && train_step(&t, step); step++) {
+        for (int step = result->first_step; step < config->steps && train_step(&t, step); step++) {
+            if (config->save_every > 0 && (step + 1) % config->save_every == 0 && step < config->steps - 1 &&
+                !save_checkpoint(&t, step + 1))
+                break;
             if (progress && (step % 10 == 9 || step == config->steps - 1)) progress(user, step + 1, result->loss[step]);
             if (epoch_ends(config, step + 1)) end_epoch(&t, step + 1, &epoch_start);
             else if (step < config->steps - 1 && evaluation_due(config, step + 1)) trainer_evaluate(&t, step + 1);

@@ -95,6 +95,9 @@ typedef struct run_config {
     double dist_timeout;         /* --dist-timeout: seconds a collective may go without progress
                                     before the job ends (0: tapegrad_dist's default, 300) */
     const char *save_path, *load_path;
+    int save_every;              /* > 0: --save's checkpoint every this many steps as well */
+    const char *resume_path;     /* --resume: a --save checkpoint to go on from (the model, the
+                                    optimizer's state, the step it was at) */
     bool load_partial;           /* --load-partial: load what matches, say what does not */
     const char *command;         /* the tool's command that runs ("train", "params"), for its
                                     messages (NULL: "train") */
@@ -133,6 +136,7 @@ typedef struct run_result {
     double grad_norm_by_layer[MAX_LAYERS]; /* at the first step */
     double first_last_ratio;
     int steps_done;              /* steps run (a NaN stops the run) */
+    int first_step;              /* --resume: the step the run went on from (0: none) */
     double *loss;                /* per step, NAN after a stop */
     double *grad_norm;           /* global gradient norm per step (before clipping) */
     double *layer_norms;         /* n_layers x steps: gradient norm of each layer at each step */

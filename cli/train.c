@@ -81,12 +81,19 @@ static void train_usage(FILE *f) {
             "                     trace (the Hessian's, Hutchinson: 10 HVPs), jacobian (the extreme\n"
             "                     singular values of d logits / d input over the batch, and their\n"
             "                     mean square: 1 at isometry); --out draws them over training\n"
-            "  --save PATH --load PATH   parameters as safetensors (checked before training: a\n"
+            "  --save PATH --load PATH   parameters as safetensors (--save adds the optimizer's\n"
+            "                     state for --resume; checked before training: a\n"
             "                     symlink is followed, a device, FIFO or directory refused); the\n"
             "                     file must hold every tensor of the model and no other: a\n"
             "                     mismatch (a bigger model's checkpoint) is refused, naming them\n"
             "  --load-partial     load the tensors --load's file and the model both have, warn of\n"
             "                     the rest (the model's keep their initial values)\n"
+            "  --save-every N     --save's checkpoint every N steps too (a stopped run resumes)\n"
+            "  --resume PATH      go on from a --save checkpoint: the model, the optimizer's state\n"
+            "                     (moments, step counts, the schedule's position) and the data's\n"
+            "                     order from the step it was saved at, to --steps in all (give the\n"
+            "                     options of the first run: the same numbers as a run never\n"
+            "                     stopped; dropout's masks and --guard's window start anew)\n"
             "  --plugin PATH      load ops and hooks from a plugin (repeatable)\n"
             "  --hook PATTERN:NAME  attach a hook a plugin exported (repeatable)\n"
             "  --out DIR          write the report there (default: no report)\n"
@@ -193,6 +200,7 @@ static void set_decay(run_config *c, double v) { c->opt.weight_decay = (float)v;
 static void set_steps(run_config *c, double v) { c->steps = (int)v; }
 static void set_epochs(run_config *c, double v) { c->epochs = (int)v; }
 static void set_threads(run_config *c, double v) { c->threads = (int)v; }
+static void set_save_every(run_config *c, double v) { c->save_every = (int)v; }
 static void set_train_subset(run_config *c, double v) { c->train_subset = (int64_t)v; }
 static void set_batch(run_config *c, double v) { c->batch = (int64_t)v; }
 static void set_seed(run_config *c, double v) { c->seed = (uint64_t)v; }
@@ -211,7 +219,7 @@ static const number_option number_options[] = {
     {"--momentum", 0, 1, false, set_momentum}, {"--weight-decay", 0, 10, false, set_decay},
     {"--steps", 0, 1e7, true, set_steps},      {"--batch", 1, 65536, true, set_batch},
     {"--epochs", 1, 10000, true, set_epochs},  {"--train-subset", 1, 1e9, true, set_train_subset},
-    {"--threads", 0, TG_MAX_THREADS, true, set_threads},
+    {"--threads", 0, TG_MAX_THREADS, true, set_threads}, {"--save-every", 1, 1e7, true, set_save_every},
     {"--seed", 0, 9e15, true, set_seed},       {"--clip-value", 1e-12, 1e12, false, set_clip_value},
     {"--clip-norm", 1e-12, 1e12, false, set_clip_norm}, {"--layers", 1, TG_RNN_MAX_LAYERS, true, set_layers},
     {"--guard-z", 0.5, 1e6, false, set_guard_z},
@@ -225,7 +233,7 @@ static const number_option number_options[] = {
 static const char *const named_options[] = {"--model", "--norm", "--optimizer", "--activation",
                                             "--init", "--data", "--save", "--load", "--out",
                                             "--plugin", "--hook", "--task", "--anomaly-dump",
-                                            "--instruments", "--schedule", "--augment"};
+                                            "--instruments", "--schedule", "--augment", "--resume"};
 
 typedef struct train_options {
     run_config config;
@@ -310,6 +318,7 @@ static int parse_named(train_options *o, const char *arg, const char *value) {
                        "flip and normalize, got '%s'%s", value, "");
     } else if (strcmp(arg, "--save") == 0) c->save_path = value;
     else if (strcmp(arg, "--load") == 0) c->load_path = value;
+    else if (strcmp(arg, "--resume") == 0) c->resume_path = value;
     else if (strcmp(arg, "--out") == 0) o->out = value;
     else if (strcmp(arg, "--instruments") == 0) {
         if (parse_instruments(value, &c->instruments) < 0)
@@ -443,7 +452,7 @@ static int check_files(train_options *o) {
                        "every rank a file%s%s", "", "");
         if (!(c->data_path = stdin_to_file(command))) return EXIT_USAGE;
     }
-    const char *const paths[][2] = {{"--data", c->data_path}, {"--load", c->load_path}};
+    const char *const paths[][2] = {{"--data", c->data_path}, {"--load", c->load_path}, {"--resume", c->resume_path}};
     for (size_t i = 0; i < sizeof paths / sizeof paths[0]; i++)
         if (paths[i][1] && check_path_arg(command, paths[i][0], paths[i][1])) return EXIT_USAGE;
     for (int i = 0; i < c->n_plugins; i++)
@@ -506,6 +515,10 @@ static int settle_task_and_steps(train_options *o) {
         return bad("--task regression reads --data csv:PATH (the last column is the target)%s%s", "", "");
     if (c->load_partial && !c->load_path)
         return bad("--load-partial loads part of a --load PATH: give it%s%s", "", "");
+    if (c->resume_path && c->load_path)
+        return bad("--resume goes on from a checkpoint and --load starts from one: give one%s%s", "", "");
+    if (c->save_every && !c->save_path)
+        return bad("--save-every N saves to --save PATH: give it%s%s", "", "");
     if (o->steps_given && o->epochs_given)
         return bad("--steps and --epochs both say how long to train: give one%s%s", "", "");
     if (o->steps_given && c->steps == 0 && !c->load_path)

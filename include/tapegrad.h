@@ -2849,6 +2849,21 @@ tg_status tg_checkpoint_save(const tg_module *m, const tg_optimizer *opt, const 
  */
 tg_status tg_checkpoint_load(tg_module *m, tg_optimizer *opt, const char *path,
                              const tg_checkpoint_options *options, tg_checkpoint_report *report);
+/**
+ * tg_checkpoint_save for a model that is not one module (say a recurrent body and its
+ * read-out): state[0..n) as listed (tg_module_state of each part), opt's state when opt is not
+ * NULL, and n_pairs metadata pairs (meta_pairs[2i] the key, [2i+1] the value; at most 8; keys
+ * starting "optimizer." are the library's) that tg_safetensors_metadata reads back.
+ */
+tg_status tg_checkpoint_save_tensors(tg_ctx *ctx, tg_tensor *const *state, int n, const tg_optimizer *opt,
+                                     const char *const *meta_pairs, int n_pairs, const char *path);
+/**
+ * Only the optimizer's state of a checkpoint (its moments, step counts and the schedule's
+ * position), for a model loaded by other means (tg_load_safetensors, or tg_checkpoint_load with
+ * a NULL optimizer). TG_ERR_NOT_FOUND when the file holds none, TG_ERR_SHAPE when it was an
+ * optimizer over another number of parameters or state size.
+ */
+tg_status tg_checkpoint_load_optimizer(tg_optimizer *opt, const char *path);
 
 /* ------------------------------------------------------------------------------------------ */
 /* Gradient checking                                                                          */

@@ -73,19 +73,27 @@ static tg_status alloc_state(tg_ctx *ctx, const tg_optimizer *opt, const tg_tens
     return TG_OK;
 }
 
-tg_status tg_checkpoint_save(const tg_module *m, const tg_optimizer *opt, const char *path) {
-    if (!m) return TG_ERR_INVALID;
-    tg_ctx *ctx = tg_module_ctx(m);
-    int n;
-    tg_tensor **state = module_state(ctx, m, &n);
-    if (!state) return tg_errcode(ctx);
+#define MAX_USER_META 8 /* tg_checkpoint_save_tensors' metadata pairs */
+
+tg_status tg_checkpoint_save_tensors(tg_ctx *ctx, tg_tensor *const *state, int n, const tg_optimizer *opt,
+                                     const char *const *meta_pairs, int n_pairs, const char *path) {
+    if (!ctx) return TG_ERR_INVALID;
+    if (!state || n < 1 || n_pairs < 0 || n_pairs > MAX_USER_META || (n_pairs && !meta_pairs))
+        return tgi_error(ctx, TG_ERR_INVALID, "checkpoint_save: %d state tensors (at least 1) and %d metadata "
+                         "pairs (0..%d, with their array)", n, n_pairs, MAX_USER_META);
+    for (int i = 0; i < n; i++)
+        if (tgi_refuse_stale(state[i], "checkpoint_save") != TG_OK) return TG_ERR_STATE;
+    for (int i = 0; i < 2 * n_pairs; i += 2)
+        if (!meta_pairs[i] || !meta_pairs[i + 1] || strncmp(meta_pairs[i], "optimizer.", 10) == 0)
+            return tgi_error(ctx, TG_ERR_INVALID, "checkpoint_save: metadata pair %d is NULL or uses the "
+                             "reserved prefix 'optimizer.'", i / 2);
     tg_tensor **list = tgi_alloc(ctx, (size_t)(n + 1) * sizeof *list);
     opt_state s;
     tg_status status = list ? TG_OK : tgi_error(ctx, TG_ERR_NOMEM, "checkpoint: out of memory");
     if (status == TG_OK && opt) status = alloc_state(ctx, opt, state[0], &s);
     if (status == TG_OK) {
         memcpy(list, state, (size_t)n * sizeof *list);
-        const char *meta[4];
+        const char *meta[4 + 2 * MAX_USER_META];
         int n_meta = 0;
         if (opt) {
             tgi_optimizer_save(opt, s.floats, s.steps);
@@ -99,10 +107,21 @@ tg_status tg_checkpoint_save(const tg_module *m, const tg_optimizer *opt, const 
             n_meta = 2;
             list[n] = &s.tensor;
         }
-        status = tgi_save_safetensors_meta(ctx, path, list, n + (opt != NULL), meta, n_meta);
+        if (n_pairs) memcpy(meta + 2 * n_meta, meta_pairs, (size_t)(2 * n_pairs) * sizeof *meta);
+        status = tgi_save_safetensors_meta(ctx, path, list, n + (opt != NULL), meta, n_meta + n_pairs);
         if (opt) free_state(ctx, &s);
     }
     tgi_free(ctx, list, (size_t)(n + 1) * sizeof *list);
+    return status;
+}
+
+tg_status tg_checkpoint_save(const tg_module *m, const tg_optimizer *opt, const char *path) {
+    if (!m) return TG_ERR_INVALID;
+    tg_ctx *ctx = tg_module_ctx(m);
+    int n;
+    tg_tensor **state = module_state(ctx, m, &n);
+    if (!state) return tg_errcode(ctx);
+    tg_status status = tg_checkpoint_save_tensors(ctx, state, n, opt, NULL, 0, path);
     tgi_free(ctx, state, (size_t)n * sizeof *state);
     return status;
 }
@@ -160,6 +179,23 @@ static tg_status load_optimizer(tg_ctx *ctx, tg_optimizer *opt, const char *path
     if (status == TG_OK) tgi_optimizer_load(opt, s.floats, s.steps);
     free_state(ctx, &s);
     return status;
+}
+
+tg_status tg_checkpoint_load_optimizer(tg_optimizer *opt, const char *path) {
+    if (!opt) return TG_ERR_INVALID;
+    tg_ctx *ctx = tgi_optimizer_ctx(opt);
+    if (!path) return tgi_error(ctx, TG_ERR_INVALID, "checkpoint_load_optimizer: path is NULL");
+    int n_file = tg_safetensors_names(ctx, path, NULL, 0);
+    if (n_file < 0) return tg_errcode(ctx);
+    char (*names)[TG_LABEL_MAX] = tgi_alloc(ctx, (size_t)(n_file ? n_file : 1) * TG_LABEL_MAX);
+    if (!names) return tgi_error(ctx, TG_ERR_NOMEM, "checkpoint_load_optimizer: out of memory");
+    bool found = tg_safetensors_names(ctx, path, names, n_file) == n_file && in_names(names, n_file, STATE_NAME);
+    tgi_free(ctx, names, (size_t)(n_file ? n_file : 1) * TG_LABEL_MAX);
+    if (!found)
+        return tg_errcode(ctx) != TG_OK ? tg_errcode(ctx)
+               : tgi_error(ctx, TG_ERR_NOT_FOUND, "checkpoint '%s' holds no optimizer state (saved without "
+                           "one)", path);
+    return load_optimizer(ctx, opt, path, tgi_optimizer_first_param(opt));
 }
 
 tg_status tg_checkpoint_load(tg_module *m, tg_optimizer *opt, const char *path,

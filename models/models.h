@@ -76,6 +76,8 @@ TGI_HIDDEN uint64_t tgi_seed_mix(uint64_t seed, uint64_t salt);
 /* ---- optimizer snapshots (models/optim.c), for the step guard's rollback ----------------- */
 
 TGI_HIDDEN tg_ctx *tgi_optimizer_ctx(const tg_optimizer *opt);
+/* Its first parameter (every optimizer has one): a persistent tensor's header to copy. */
+TGI_HIDDEN const tg_tensor *tgi_optimizer_first_param(const tg_optimizer *opt);
 /* Step counts in a snapshot: one per parameter, then the optimizer's (the schedule's position). */
 TGI_HIDDEN int tgi_optimizer_state_steps(const tg_optimizer *opt);
 /* Floats in a snapshot of the parameters and every state buffer (momentum, Adam's m and v). */

@@ -312,6 +312,8 @@ int64_t tg_optimizer_step_count(const tg_optimizer *opt) { return opt ? opt->ste
 
 tg_ctx *tgi_optimizer_ctx(const tg_optimizer *opt) { return opt->ctx; }
 
+const tg_tensor *tgi_optimizer_first_param(const tg_optimizer *opt) { return opt->params[0]; }
+
 /* Each parameter's step count, then the optimizer's (the schedule's position). */
 int tgi_optimizer_state_steps(const tg_optimizer *opt) { return opt->n_params + 1; }
 

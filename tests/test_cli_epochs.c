@@ -148,3 +148,33 @@ Test(cli_epochs, the_study_takes_fashion_mnist_for_cnn_alone) {
     cr_expect(strstr(text, "--data fashion-mnist is for the cnn experiment alone"), "%s", text);
     cr_expect(strstr(text, "fashion-mnist[:DIR] (for cnn) is the one choice, got 'digits'"), "%s", text);
 }
+
+/* Resumed after its first epoch, an augmented LeNet run ends on the bits of the unstopped one:
+ * the skipped batches' crops and flips are drawn again, not repeated. */
+Test(cli_epochs, a_resumed_augmented_run_ends_where_the_unstopped_one_does) {
+    char whole[600], half[600], resumed[600];
+    snprintf(whole, sizeof whole, "%s/whole.safetensors", fashion_dir());
+    snprintf(half, sizeof half, "%s/half.safetensors", fashion_dir());
+    snprintf(resumed, sizeof resumed, "%s/resumed.safetensors", fashion_dir());
+#define LENET(epochs, ...) TRAIN("--model", "lenet", "--data", data_arg(), "--epochs", epochs, "--batch", "32", \
+                                 "--threads", "1", "--augment", "crop:2,flip", __VA_ARGS__)
+    cr_assert_eq(LENET("2", "--save", whole), 0);
+    cr_assert_eq(LENET("1", "--save", half), 0);
+    cr_assert_eq(LENET("2", "--resume", half, "--save", resumed), 0);
+#undef LENET
+    FILE *a = fopen(whole, "rb"), *b = fopen(resumed, "rb");
+    cr_assert(a && b);
+    int ca, cb;
+    long at = 0;
+    do {
+        ca = fgetc(a);
+        cb = fgetc(b);
+        at++;
+    } while (ca == cb && ca != EOF);
+    cr_expect(ca == cb, "the checkpoints differ at byte %ld", at);
+    fclose(a);
+    fclose(b);
+    unlink(whole);
+    unlink(half);
+    unlink(resumed);
+}
