@@ -147,11 +147,9 @@ static tg_tensor **proxies_of(tg_tape *scratch, tg_tensor *const *inputs, int n)
 static tg_status check_outputs(tgi_segment *seg, tg_tape *scratch) {
     for (int k = 0; k < seg->n_outputs; k++) {
         const tg_tensor *y = seg->outputs[k];
-        if (!y) { /* an op failed (its message is first) and the function went on */
-            tgi_error(scratch->ctx, TG_ERR_INVALID, "recompute: the function left output %d of "
-                      "%d NULL", k, seg->n_outputs);
-            return tg_errcode(scratch->ctx);
-        }
+        if (!y) /* an op failed (its message is first) and the function went on, or none did */
+            return tgi_error(scratch->ctx, TG_ERR_INVALID, "recompute: the function left output "
+                             "%d of %d NULL", k, seg->n_outputs);
         if (y->tape != scratch || y->generation != scratch->generation)
             return tgi_error(scratch->ctx, TG_ERR_INVALID, "recompute: output %d is not a tensor "
                              "of the tape the function was given (compute it from the inputs "
@@ -173,17 +171,20 @@ static tg_status run_segment(tgi_segment *seg, tg_tape *scratch, tg_tensor *cons
     *proxies = proxies_of(scratch, inputs, seg->n_inputs);
     if (!*proxies) return tg_errcode(scratch->ctx);
     for (int k = 0; k < seg->n_outputs; k++) seg->outputs[k] = NULL;
+    tg_status before = scratch->ctx->err_code; /* what failed inside is the news, if anything */
     scratch->segment = seg;
     tg_status status = seg->fn(scratch, *proxies, seg->n_inputs, seg->outputs, seg->n_outputs,
                                seg->user);
     scratch->segment = NULL;
     tg_ctx *ctx = scratch->ctx;
+    if (status != TG_OK && before == TG_OK && ctx->err_code != TG_OK) return ctx->err_code;
     if (status != TG_OK) return tgi_error(ctx, status, "recompute: the function failed");
     if (pass != SEGMENT_FIRST && *seg->seed_next)
         return tgi_error(ctx, TG_ERR_STATE, "recompute: the segment's function called fewer seeded "
                          "ops (%s) than its first run; it must call the same ops every time",
                          tgi_op_by_id(ctx, (*seg->seed_next)->op_id)->name);
-    return check_outputs(seg, scratch);
+    status = check_outputs(seg, scratch);
+    return status != TG_OK && before == TG_OK && ctx->err_code != TG_OK ? ctx->err_code : status;
 }
 
 /* The parameters the run read that want a gradient and are not among the inputs, in the order
