@@ -14,10 +14,11 @@ typedef struct model {
     tg_module *net;
     tg_optimizer *opt;
     tg_tensor *x, *y;        /* persistent batch: the same numbers in both runs */
-    int kind;                /* 0 MLP, 1 LSTM (last h), 2 LSTM (every h, 2 layers), 3 ResNet */
+    int kind;                /* MLP, LSTM (last h), LSTM (every h, 2 layers), ResNet, LSTM
+                                (every h, truncated BPTT every 5 steps) */
 } model;
 
-enum { MLP, LSTM_LAST, LSTM_SEQ, RESNET };
+enum { MLP, LSTM_LAST, LSTM_SEQ, RESNET, LSTM_BPTT };
 
 static void fill_batch(model *m, uint64_t seed) {
     tg_fill_normal(m->x, 0.0f, 1.0f, seed);
@@ -45,10 +46,11 @@ static model build(int kind, tally *count) {
     } else {
         tg_rnn_config c = tg_rnn_defaults(TG_RNN_LSTM, 3, 8);
         c.num_layers = kind == LSTM_SEQ ? 2 : 1;
+        c.bptt = kind == LSTM_BPTT ? 5 : 0;
         m.net = tg_rnn_new(m.ctx, "lstm", &c);
         m.x = tg_zeros(m.ctx, TG_SHAPE(2, 23, 3));
-        m.y = tg_zeros(m.ctx, kind == LSTM_SEQ ? 3 : 2, kind == LSTM_SEQ ? (int64_t[]){2, 23, 8}
-                                                                         : (int64_t[]){2, 8});
+        bool seq = kind != LSTM_LAST;
+        m.y = tg_zeros(m.ctx, seq ? 3 : 2, seq ? (int64_t[]){2, 23, 8} : (int64_t[]){2, 8});
     }
     cr_assert_not_null(m.net, "%s", tg_errmsg(m.ctx));
     m.opt = tg_optimizer_new_module(m.net, &(tg_optimizer_config){.kind = TG_OPT_SGD, .lr = 0.05f});
@@ -59,7 +61,7 @@ static model build(int kind, tally *count) {
 
 static tg_tensor *forward_loss(model *m) {
     tg_tensor *out;
-    if (m->kind == LSTM_SEQ) out = tg_rnn_sequence(m->net, m->tape, m->x, NULL, NULL, NULL);
+    if (m->kind == LSTM_SEQ || m->kind == LSTM_BPTT) out = tg_rnn_sequence(m->net, m->tape, m->x, NULL, NULL, NULL);
     else out = tg_module_forward(m->net, m->tape, m->x);
     return tg_mse(m->tape, out, m->y);
 }
@@ -129,6 +131,11 @@ static void check_identical(int kind, int64_t span) {
 Test(recompute, mlp_with_dropout_is_bit_identical) { check_identical(MLP, 1); }
 Test(recompute, lstm_in_chunks_of_time_is_bit_identical) { check_identical(LSTM_LAST, 5); }
 Test(recompute, stacked_lstm_keeping_every_state_is_bit_identical) { check_identical(LSTM_SEQ, 4); }
+/* cuts at a chunk's end (on the tape) and inside chunks (on the scratch tape) */
+Test(recompute, truncated_bptt_in_chunks_is_bit_identical) {
+    check_identical(LSTM_BPTT, 5);
+    check_identical(LSTM_BPTT, 3);
+}
 Test(recompute, resnet_blocks_with_batch_norm_are_bit_identical) {
     check_identical(RESNET, 1);
     check_identical(RESNET, 2);
@@ -178,6 +185,19 @@ static tg_status two_layer_fn(tg_tape *tape, tg_tensor *const *in, int n_in, tg_
     return out[1] ? TG_OK : TG_ERR_INVALID;
 }
 
+/* Two weights [5,7] and [7,3], random (or zero), requiring gradients. */
+static two_layers make_weights(tg_ctx *ctx, bool random) {
+    tg_tensor *w1 = tg_zeros(ctx, TG_SHAPE(5, 7)), *w2 = tg_zeros(ctx, TG_SHAPE(7, 3));
+    cr_assert(w1 && w2);
+    if (random) {
+        tg_fill_normal(w1, 0, 0.5f, 1);
+        tg_fill_normal(w2, 0, 0.5f, 2);
+    }
+    tg_set_requires_grad(w1, true);
+    tg_set_requires_grad(w2, true);
+    return (two_layers){w1, w2, 0};
+}
+
 static tg_tensor *two_layer_loss(tg_tape *tape, tg_tensor *x, two_layers *t, bool segment) {
     tg_tensor *in = tg_tanh(tape, x), *out[2];
     if (segment) {
@@ -193,12 +213,8 @@ static tg_tensor *two_layer_loss(tg_tape *tape, tg_tensor *x, two_layers *t, boo
 
 Test(recompute, explicit_segment_with_two_outputs_and_an_input_gradient) {
     tg_ctx *ctx = tg_ctx_new();
-    tg_tensor *w1 = tg_zeros(ctx, TG_SHAPE(5, 7)), *w2 = tg_zeros(ctx, TG_SHAPE(7, 3));
-    tg_fill_normal(w1, 0, 0.5f, 1);
-    tg_fill_normal(w2, 0, 0.5f, 2);
-    tg_set_requires_grad(w1, true);
-    tg_set_requires_grad(w2, true);
-    two_layers t = {w1, w2, 0};
+    two_layers t = make_weights(ctx, true);
+    tg_tensor *w1 = t.w1, *w2 = t.w2;
     float want[3][64], x_grad[5 * 4];
     tg_tape *tape = tg_tape_new(ctx);
     for (int pass = 0; pass < 2; pass++) {
@@ -332,17 +348,14 @@ Test(recompute, hooks_see_the_plain_steps_gradients) {
 /* A NaN made inside a segment is caught in its first run and named. */
 Test(recompute, anomaly_mode_names_the_op_inside) {
     tg_ctx *ctx = tg_ctx_new();
-    tg_tensor *w1 = tg_zeros(ctx, TG_SHAPE(5, 7)), *w2 = tg_zeros(ctx, TG_SHAPE(7, 3));
-    tg_set_requires_grad(w1, true);
-    tg_set_requires_grad(w2, true);
-    two_layers t = {w1, w2, 0};
+    two_layers t = make_weights(ctx, false);
     tg_set_anomaly_mode(ctx, true);
     tg_tape *tape = tg_tape_new(ctx);
     tg_tensor *x = tg_tape_zeros(tape, TG_SHAPE(4, 5));
     tg_fill_normal(x, 0, 1, 3);
     tg_set_requires_grad(x, true);
     tg_tensor *in = x, *out[2];
-    w1->data[0] = INFINITY;
+    t.w1->data[0] = INFINITY;
     tg_status status = tg_recompute(tape, two_layer_fn, &t, 1, &in, 2, out);
     cr_expect_eq(status, TG_ERR_NUMERIC, "%s", tg_errmsg(ctx));
     expect_errmsg_has(ctx, "matmul");
@@ -353,12 +366,8 @@ Test(recompute, anomaly_mode_names_the_op_inside) {
 
 Test(recompute, second_order_products_are_refused) {
     tg_ctx *ctx = tg_ctx_new();
-    tg_tensor *w1 = tg_zeros(ctx, TG_SHAPE(5, 7)), *w2 = tg_zeros(ctx, TG_SHAPE(7, 3));
-    tg_fill_normal(w1, 0, 0.5f, 1);
-    tg_fill_normal(w2, 0, 0.5f, 2);
-    tg_set_requires_grad(w1, true);
-    tg_set_requires_grad(w2, true);
-    two_layers t = {w1, w2, 0};
+    two_layers t = make_weights(ctx, true);
+    tg_tensor *w1 = t.w1, *w2 = t.w2;
     tg_tape *tape = tg_tape_new(ctx);
     tg_tensor *x = tg_tape_zeros(tape, TG_SHAPE(4, 5));
     tg_fill_normal(x, 0, 1, 9);
@@ -421,8 +430,7 @@ Test(recompute, misuse_is_refused_with_a_reason) {
     tg_tape *tape = tg_tape_new(ctx);
     tg_tensor *x = tg_tape_zeros(tape, TG_SHAPE(2, 5));
     tg_set_requires_grad(x, true);
-    tg_tensor *w1 = tg_zeros(ctx, TG_SHAPE(5, 7)), *w2 = tg_zeros(ctx, TG_SHAPE(7, 3));
-    two_layers t = {w1, w2, 0};
+    two_layers t = make_weights(ctx, false);
     tg_tensor *out[2] = {x, x};
 
     cr_expect_eq(tg_recompute(NULL, two_layer_fn, &t, 1, &x, 2, out), TG_ERR_INVALID);
@@ -468,9 +476,7 @@ Test(recompute, misuse_is_refused_with_a_reason) {
 Test(recompute, no_grad_runs_plainly) {
     tg_ctx *ctx = tg_ctx_new();
     tg_tape *tape = tg_tape_new(ctx);
-    tg_tensor *w1 = tg_zeros(ctx, TG_SHAPE(5, 7)), *w2 = tg_zeros(ctx, TG_SHAPE(7, 3));
-    tg_set_requires_grad(w1, true);
-    two_layers t = {w1, w2, 0};
+    two_layers t = make_weights(ctx, false);
     tg_tensor *x = tg_tape_zeros(tape, TG_SHAPE(2, 5)), *out[2];
     tg_no_grad_begin(tape);
     cr_expect_eq(tg_recompute(tape, two_layer_fn, &t, 1, &x, 2, out), TG_OK);
