@@ -388,6 +388,30 @@ Test(recompute, second_order_products_are_refused) {
     tg_ctx_free(ctx);
 }
 
+/* tg_vjp goes through a segment: the same products as without it, to the bit. */
+Test(recompute, vjp_goes_through) {
+    tg_ctx *ctx = tg_ctx_new();
+    two_layers t = make_weights(ctx, true);
+    tg_tensor *params[2] = {t.w1, t.w2};
+    float got[2][35], *grads[2][2] = {{got[0], got[0] + 0}, {got[1], got[1] + 0}};
+    float g2[2][21];
+    for (int pass = 0; pass < 2; pass++) {
+        tg_tape *tape = tg_tape_new(ctx);
+        tg_tensor *x = tg_tape_zeros(tape, TG_SHAPE(4, 5));
+        tg_fill_normal(x, 0, 1, 9);
+        tg_tensor *loss = two_layer_loss(tape, x, &t, pass == 1);
+        const float one = 1.0f;
+        grads[pass][1] = g2[pass];
+        cr_assert_eq(tg_vjp(tape, loss, &one, 2, params, grads[pass]), TG_OK, "%s", tg_errmsg(ctx));
+        tg_tape_free(tape);
+    }
+    float zero[35] = {0};
+    cr_expect(memcmp(got[0], zero, sizeof zero) != 0, "a product that is not zero");
+    cr_expect(memcmp(got[0], got[1], sizeof got[0]) == 0, "J^T u for w1");
+    cr_expect(memcmp(g2[0], g2[1], sizeof g2[0]) == 0, "J^T u for w2");
+    tg_ctx_free(ctx);
+}
+
 /* ---- misuse ------------------------------------------------------------------------------- */
 
 static tg_status nested_fn(tg_tape *tape, tg_tensor *const *in, int n_in, tg_tensor **out,
