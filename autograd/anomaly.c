@@ -88,6 +88,7 @@ static const char *describe_counts(const tg_value_counts *c, char *buf, size_t s
 /* The counts belong to one step of one tape: a new step starts them afresh. */
 static tg_anomaly_counts *counts_of(tg_tape *tape) {
     tg_ctx *ctx = tape->ctx;
+    if (tape->parent) tape = tape->parent; /* a segment's inside counts as part of its step */
     if (ctx->counts_tape != tape || ctx->counts.step != tape->step) {
         memset(&ctx->counts, 0, sizeof ctx->counts);
         ctx->counts.step = tape->step;

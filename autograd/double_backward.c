@@ -172,7 +172,7 @@ static char vjp_attr_inputs[] = "inputs";
 /* Not in the registry (it cannot be called by name: its attribute is an entry of the tape);
  * id -1 marks it for the messages of autograd/higher.c. */
 static const tgi_op vjp_op = {
-    .id = -1,
+    .id = TGI_OP_ID_VJP,
     .name = vjp_name,
     .arity = TG_VARIADIC,
     .signature = vjp_signature,
@@ -217,6 +217,11 @@ static tg_status accumulate(tg_tape *tape, tg_tensor **sum, tg_tensor *g) {
 static tg_status no_second_order(tg_tape *tape, const tgi_node *node) {
     char name[TG_LABEL_MAX + 32];
     tgi_node_name(node->call.output, name, sizeof name);
+    if (node->op->id == TGI_OP_ID_RECOMPUTE)
+        return tgi_error(tape->ctx, TG_ERR_NOGRAD, "grad: '%s' comes from a recomputed segment "
+                         "(tg_recompute, or a module set to recompute), whose inside is not on the "
+                         "tape; a recorded gradient needs the step recorded without segments",
+                         name);
     if (node->op->id < 0)
         return tgi_error(tape->ctx, TG_ERR_NOGRAD, "grad: '%s' is a gradient recorded by tg_grad; "
                          "a gradient of it is a third-order product, which is not available", name);

@@ -78,6 +78,11 @@ tg_tensor *tgi_borrowed(tg_tape *tape, const tg_tensor *like, const float *value
 static tg_status no_rule(tg_tape *tape, const tgi_node *node, const char *what) {
     char name[TG_LABEL_MAX + 32];
     tgi_node_name(node->call.output, name, sizeof name);
+    if (node->op->id == TGI_OP_ID_RECOMPUTE)
+        return tgi_error(tape->ctx, TG_ERR_NOGRAD, "%s: '%s' comes from a recomputed segment "
+                         "(tg_recompute, or a module set to recompute), whose inside is not on the "
+                         "tape; products of second order need the step recorded without "
+                         "segments", what, name);
     if (node->op->id < 0) /* the vjp nodes of tg_grad: second order is where they stop */
         return tgi_error(tape->ctx, TG_ERR_NOGRAD, "%s: '%s' is a gradient recorded by tg_grad; "
                          "it can be differentiated once more by tg_backward or tg_vjp, but "

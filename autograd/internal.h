@@ -434,6 +434,12 @@ struct tg_tape {
     tgi_node *call_node;     /* the node whose forward runs (the general record path, replay) */
     struct tg_tape *scratch; /* for the second-order VJPs of tg_grad's nodes (autograd/higher.c),
                                 made on first use and kept: its arena is reused */
+    /* Gradient checkpointing (autograd/recompute.c). recompute: where segments' functions run,
+     * made on first use and kept; parent: on that tape, the tape it serves (its walks leave the
+     * leaves' hooks and counts to the parent's); segment: on that tape, the segment whose
+     * function is running (NULL otherwise). */
+    struct tg_tape *recompute, *parent;
+    struct tgi_segment *segment;
     tgi_retired retired;     /* tg_tape_free */
 };
 
@@ -488,6 +494,27 @@ static inline void tgi_header_mark_rewind(tg_tape *tape, tgi_header_mark mark) {
     tape->header_cursor = mark.cursor;
     tape->header_limit = mark.limit;
 }
+
+/* ---- gradient checkpointing (autograd/recompute.c) ---------------------------------------- */
+
+/* The op ids of tg_grad's vjp nodes and of tg_recompute's nodes: neither is in the registry. */
+#define TGI_OP_ID_VJP (-1)
+#define TGI_OP_ID_RECOMPUTE (-2)
+typedef struct tgi_segment tgi_segment;
+/* While a segment's function runs on tape (tape->segment set), an op seeded by an attribute or
+ * writing its inputs goes through here first: it may get the attributes of the first run, or
+ * copies of the inputs it writes (*inputs, *attrs replaced). */
+TGI_HIDDEN tg_status tgi_segment_call(tg_tape *tape, const tgi_op *op, tg_tensor *const **inputs,
+                                      int n_inputs, const tg_attr_value **attrs);
+/* A segment's function is running again, in backward (tg_recomputing). */
+TGI_HIDDEN bool tgi_recomputing(const tg_tape *tape);
+/* A module set to recompute makes its segments here: recording with gradients, and not inside
+ * another segment's function (segments do not nest; the outer one recomputes it already). */
+static inline bool tgi_segment_possible(const tg_tape *tape) {
+    return tape->no_grad_depth == 0 && !tape->segment;
+}
+/* The reverse walk from entry `last` (autograd/tape.c): the gradients of its outputs set. */
+TGI_HIDDEN tg_status tgi_walk(tg_tape *tape, int64_t last);
 
 /* Runs op on inputs (attrs already validated and complete) and records it when needed. */
 TGI_HIDDEN tg_tensor *tgi_record(tg_tape *tape, const tgi_op *op, tg_tensor *const *inputs,

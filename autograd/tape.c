@@ -34,6 +34,7 @@ static void release_tape(tg_tape *tape) {
     tg_ctx *ctx = tape->ctx;
     tgi_drop_tape_hooks(ctx, tape);
     tgi_tape_destroy(tape->scratch);
+    tgi_tape_destroy(tape->recompute);
     tgi_free(ctx, tape->leaves, (size_t)tape->cap_leaves * sizeof *tape->leaves);
     tgi_arena_release(&tape->arena);
     tgi_header_release(tape);
@@ -76,8 +77,16 @@ void tg_tape_set_step(tg_tape *tape, int64_t step) {
     if (tape) tape->step = step;
 }
 size_t tg_tape_bytes_in_use(const tg_tape *tape) { return tape ? tgi_arena_in_use(&tape->arena) : 0; }
-size_t tg_tape_bytes_peak(const tg_tape *tape) { return tape ? tgi_arena_peak(&tape->arena) : 0; }
-size_t tg_tape_bytes_reserved(const tg_tape *tape) { return tape ? tape->arena.reserved : 0; }
+/* With segments (tg_recompute), the scratch tape's too: it holds one segment's inside at a time,
+ * while the tape holds the rest. */
+size_t tg_tape_bytes_peak(const tg_tape *tape) {
+    if (!tape) return 0;
+    return tgi_arena_peak(&tape->arena) + (tape->recompute ? tgi_arena_peak(&tape->recompute->arena) : 0);
+}
+size_t tg_tape_bytes_reserved(const tg_tape *tape) {
+    if (!tape) return 0;
+    return tape->arena.reserved + (tape->recompute ? tape->recompute->arena.reserved : 0);
+}
 
 void tg_tape_label_next(tg_tape *tape, const char *fmt, ...) {
     if (!tape || !fmt) {
@@ -415,6 +424,9 @@ TGI_ALWAYS_INLINE static inline tg_tensor *record(tg_tape *tape, const tgi_op *o
         tgi_refuse_in_pass(tape, what);
         return NULL;
     }
+    if (TGI_UNLIKELY(tape->segment != NULL) && (op->seeded_by_attribute | op->writes_inputs) &&
+        tgi_segment_call(tape, op, &inputs, n_inputs, &attrs) != TG_OK)
+        return NULL;
     if (check_inputs(tape, op, inputs, n_inputs, &record) != TG_OK) return NULL;
     tgi_node *node = new_node(tape, op, inputs, n_inputs, attrs, record);
     if (!node) return NULL;
@@ -714,12 +726,15 @@ TGI_ALWAYS_INLINE static inline tg_status walk_from(tg_tape *tape, int64_t last,
         if (watched && ctx->anomaly && (status = tgi_check_backward(tape, node)) != TG_OK)
             return status;
     }
-    if (counting) tgi_count_leaf_grads(tape);
-    tg_status status = watched && ctx->live_hooks[TG_PASS_BACKWARD] ? run_leaf_hooks(tape) : TG_OK;
+    /* a segment's inside (tape->parent): its parameters are inputs of the segment's node, whose
+     * tape fires their hooks and counts them once its walk ends */
+    if (counting && !tape->parent) tgi_count_leaf_grads(tape);
+    tg_status status = watched && ctx->live_hooks[TG_PASS_BACKWARD] && !tape->parent
+                           ? run_leaf_hooks(tape) : TG_OK;
     return status == TG_OK && tape->misused ? TG_ERR_STATE : status;
 }
 
-static tg_status walk(tg_tape *tape, int64_t last) {
+tg_status tgi_walk(tg_tape *tape, int64_t last) {
     tg_ctx *ctx = tape->ctx;
     /* Read once: only a hook can register a hook, and none runs unless one was registered. */
     if (ctx->live_hooks[TG_PASS_BACKWARD] || ctx->anomaly) return walk_from(tape, last, true);
@@ -748,7 +763,7 @@ tg_status tg_backward_with(tg_tape *tape, tg_tensor *output, const float *seed) 
     for (int64_t i = 0; i < output->size; i++) output->grad[i] += seed[i];
     tape->walking = true;
     tape->misused = false;
-    tg_status walked = walk(tape, output->node);
+    tg_status walked = tgi_walk(tape, output->node);
     tape->walking = false;
     return walked;
 }

@@ -347,9 +347,10 @@ int64_t tg_tape_step(const tg_tape *tape);
 void tg_tape_set_step(tg_tape *tape, int64_t step);
 /** Arena bytes in use now (entries array excluded). */
 size_t tg_tape_bytes_in_use(const tg_tape *tape);
-/** Largest value tg_tape_bytes_in_use has had since the tape was made. */
+/** Largest value tg_tape_bytes_in_use has had since the tape was made; with recomputed segments
+ *  (tg_recompute), plus the largest one segment's inside took on the scratch tape. */
 size_t tg_tape_bytes_peak(const tg_tape *tape);
-/** Arena bytes obtained from the allocator (kept across resets). */
+/** Arena bytes obtained from the allocator (kept across resets; the scratch tape's included). */
 size_t tg_tape_bytes_reserved(const tg_tape *tape);
 
 /**
@@ -442,6 +443,49 @@ tg_status tg_hvp(tg_tape *tape, tg_tensor *loss, int n, tg_tensor *const *params
  */
 tg_status tg_grad(tg_tape *tape, tg_tensor *output, int n, tg_tensor *const *inputs,
                   tg_tensor **grads);
+
+/* ---- gradient checkpointing: memory for time ---------------------------------------------- */
+
+/**
+ * A segment's function for tg_recompute: computes outputs[0..n_outputs) from inputs[0..n_inputs)
+ * by recording ops on `tape` (not the caller's tape: a scratch tape of its own), reading
+ * parameters as it likes. It runs once in the forward pass and once more when backward reaches
+ * the segment, so it must compute the same numbers from the same inputs each time (its only
+ * randomness the seeds of ops such as tg_dropout, which the second run gets back); a function
+ * that advances a counter of its own per call can ask tg_recomputing(tape). TG_OK, or a status
+ * (an op that failed has said why).
+ */
+typedef tg_status (*tg_recompute_fn)(tg_tape *tape, tg_tensor *const *inputs, int n_inputs,
+                                     tg_tensor **outputs, int n_outputs, void *user);
+/**
+ * Gradient checkpointing (PyTorch's torch.utils.checkpoint): runs fn as a segment of the step
+ * whose inside is not kept. The step's tape holds only the segment's inputs and outputs (one
+ * node with every output's floats, and a view per output in outputs[k]); what fn computed
+ * inside is taken back at once, and recorded again, walked and taken back when tg_backward
+ * reaches the segment. Memory then goes with the segments' boundaries plus one segment's
+ * inside (tg_tape_bytes_peak), for about one more forward pass of time. Gradients are those of
+ * the step recorded without the segment, to the bit: every buffer is summed in the same order.
+ *
+ * inputs are tensors of this step (or persistent); the parameters fn reads need not be listed
+ * (they are found on the first run). What the second run must repeat, it does: dropout's masks
+ * (each op seeded by an attribute gets its first run's seed), batch norm's running statistics
+ * (updated by the first run only); its outputs are compared with the first run's to the bit,
+ * and a difference is an error naming the output and element. Forward hooks and anomaly mode
+ * watch the first run; backward hooks fire on the inside's nodes as in a plain step, with their
+ * complete gradients (a hook on an output in outputs[] sees the gradient from outside the
+ * segment). tg_tape_replay runs fn again (fresh seeds). Second-order products (tg_jvp, tg_hvp,
+ * tg_grad) through a segment are refused (TG_ERR_NOGRAD); tg_backward and tg_vjp go through.
+ * Allocation-free once the tape and its scratch tape have grown to the step. In a no-grad
+ * scope fn simply runs on tape.
+ *
+ * TG_ERR_STATE when called inside a segment's function (segments do not nest) or from a hook
+ * during a pass; TG_ERR_INVALID for a NULL fn, n_outputs < 1, a NULL output, an output not
+ * computed on fn's tape or returned twice. On error every outputs[k] is NULL.
+ */
+tg_status tg_recompute(tg_tape *tape, tg_recompute_fn fn, void *user, int n_inputs,
+                       tg_tensor *const *inputs, int n_outputs, tg_tensor **outputs);
+/** True on the tape a segment's function is given while it runs again, in backward. */
+bool tg_recomputing(const tg_tape *tape);
 
 /* ------------------------------------------------------------------------------------------ */
 /* Built-in ops                                                                               */
@@ -2034,6 +2078,17 @@ int64_t tg_module_num_elements(const tg_module *m);
 /** Train (true) or eval mode, for the module and its children (dropout, batch norm). */
 void tg_module_set_training(tg_module *m, bool training);
 bool tg_module_training(const tg_module *m);
+/**
+ * Gradient checkpointing for a module (tg_recompute): its forward runs in recomputed segments,
+ * `span` units each: an RNN/LSTM/GRU's time steps (each layer and direction cut into chunks of
+ * span steps: T = 1000 in chunks of 32 keeps ~32 states of the 1000 and their inside one chunk
+ * at a time), a ResNet's residual blocks; any other module's whole forward is one segment (the
+ * blocks of a GPT, a user module: set it on each). 0 turns it off. Inside another segment a
+ * module runs plainly (segments do not nest). The gradients are those without it, to the bit.
+ */
+tg_status tg_module_set_recompute(tg_module *m, int64_t span);
+/** The span set by tg_module_set_recompute (0: off). */
+int64_t tg_module_recompute(const tg_module *m);
 /** Zeroes every parameter gradient. */
 void tg_module_zero_grad(tg_module *m);
 /** Number of child modules, and child i. */

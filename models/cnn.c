@@ -158,12 +158,51 @@ static tg_tensor *block_forward(tg_module *m, const basic_block *b, tg_tape *tap
     return tg_relu(tape, t);
 }
 
+/* Blocks [first, end) as one recomputed segment (tg_module_set_recompute: span blocks each). */
+typedef struct blocks_run {
+    tg_module *m;
+    int first, end;
+} blocks_run;
+
+static tg_status blocks_forward(tg_tape *tape, tg_tensor *const *inputs, int n_inputs,
+                                tg_tensor **outputs, int n_outputs, void *user) {
+    (void)n_inputs;
+    (void)n_outputs;
+    const blocks_run *r = user;
+    const resnet_impl *impl = r->m->impl;
+    tg_tensor *h = inputs[0];
+    for (int i = r->first; i < r->end; i++) h = block_forward(r->m, &impl->blocks[i], tape, h);
+    outputs[0] = h;
+    return h ? TG_OK : TG_ERR_INVALID; /* the op that failed said why */
+}
+
+/* The blocks in segments; each segment's description lives in the tape's arena, where backward
+ * and a replay find it. */
+static tg_tensor *blocks_in_segments(tg_module *m, tg_tape *tape, tg_tensor *h) {
+    const resnet_impl *impl = m->impl;
+    int span = m->recompute < impl->n_blocks ? (int)m->recompute : impl->n_blocks;
+    for (int first = 0; first < impl->n_blocks && h; first += span) {
+        blocks_run *r = tgi_arena_alloc(&tape->arena, sizeof *r);
+        if (!r) {
+            tgi_error(m->ctx, TG_ERR_NOMEM, "resnet '%s': out of memory", m->name);
+            return NULL;
+        }
+        *r = (blocks_run){m, first, first + span < impl->n_blocks ? first + span : impl->n_blocks};
+        tg_tensor *in = h; /* the outputs are cleared first: not the input's own pointer */
+        if (tg_recompute(tape, blocks_forward, r, 1, &in, 1, &h) != TG_OK) return NULL;
+    }
+    return h;
+}
+
 static tg_tensor *resnet_forward(tg_module *m, tg_tape *tape, tg_tensor *x) {
     const resnet_impl *impl = m->impl;
     tg_tensor *h = tg_module_forward(impl->stem_bn, tape, tg_module_forward(impl->stem, tape, x));
     tg_tape_label_next(tape, "%s.stem.out", m->name);
     h = tg_relu(tape, h);
-    for (int i = 0; i < impl->n_blocks; i++) h = block_forward(m, &impl->blocks[i], tape, h);
+    if (m->recompute > 0 && h && impl->n_blocks > 0 && tgi_segment_possible(tape))
+        h = blocks_in_segments(m, tape, h);
+    else
+        for (int i = 0; i < impl->n_blocks; i++) h = block_forward(m, &impl->blocks[i], tape, h);
     h = tg_global_avg_pool2d(tape, h);
     tg_tape_label_next(tape, "%s.out", m->name);
     return tg_module_forward(impl->fc, tape, h);
@@ -176,7 +215,7 @@ static void release_resnet(tg_module *m) {
     tgi_free(m->ctx, impl, sizeof *impl);
 }
 
-static const tgi_module_class resnet_class = {"resnet", resnet_forward, release_resnet, 0};
+static const tgi_module_class resnet_class = {"resnet", resnet_forward, release_resnet, 0, true};
 
 /* conv child "<prefix>.<what>" followed by its batch norm "<prefix>.<norm>" */
 static bool conv_bn(tg_module *m, const char *prefix, const char *what, const char *norm,

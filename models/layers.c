@@ -136,7 +136,7 @@ static tg_tensor *mlp_forward(tg_module *m, tg_tape *tape, tg_tensor *x) {
     mlp_impl *impl = m->impl;
     const tg_mlp_config *c = &impl->config;
     tg_tensor *h = x;
-    impl->calls++;
+    if (!tgi_recomputing(tape)) impl->calls++; /* its second run draws nothing new */
     for (int i = 0; i < c->depth; i++) {
         bool last = i == c->depth - 1;
         if (last) tg_tape_label_next(tape, "%s.out", m->name);

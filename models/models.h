@@ -12,6 +12,9 @@ typedef struct tgi_module_class {
     tg_tensor *(*forward)(tg_module *m, tg_tape *tape, tg_tensor *x);
     void (*release)(tg_module *m); /* frees m->impl; NULL: impl is one block of impl_size bytes */
     size_t impl_size;
+    /* tg_module_set_recompute: the forward cuts itself into segments (an RNN's chunks of time,
+     * a ResNet's blocks) rather than running as one */
+    bool segments_itself;
 } tgi_module_class;
 
 struct tg_module {
@@ -26,6 +29,7 @@ struct tg_module {
     int n_buffers, cap_buffers;
     bool training;
     tg_module *parent;       /* the module that adopted this one (NULL: none yet) */
+    int64_t recompute;       /* tg_module_set_recompute's span; 0: off */
     void *impl;              /* kind-specific state */
     tgi_retired retired;     /* tg_module_free (of its root) */
 };

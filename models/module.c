@@ -125,10 +125,34 @@ tg_status tg_module_free(tg_module *m) {
     return TG_OK;
 }
 
+/* A module's whole forward as one recomputed segment. */
+static tg_status forward_segment(tg_tape *tape, tg_tensor *const *inputs, int n_inputs,
+                                 tg_tensor **outputs, int n_outputs, void *user) {
+    (void)n_inputs;
+    (void)n_outputs;
+    tg_module *m = user;
+    outputs[0] = m->cls->forward(m, tape, inputs[0]);
+    return outputs[0] ? TG_OK : TG_ERR_INVALID; /* the op that failed said why */
+}
+
 tg_tensor *tg_module_forward(tg_module *m, tg_tape *tape, tg_tensor *x) {
     if (!m || !tape) return NULL;
-    return m->cls->forward(m, tape, x);
+    if (!m->recompute || m->cls->segments_itself || !x || !tgi_segment_possible(tape))
+        return m->cls->forward(m, tape, x);
+    tg_tensor *y;
+    return tg_recompute(tape, forward_segment, m, 1, &x, 1, &y) == TG_OK ? y : NULL;
 }
+
+tg_status tg_module_set_recompute(tg_module *m, int64_t span) {
+    if (!m) return TG_ERR_INVALID;
+    if (span < 0)
+        return tgi_error(m->ctx, TG_ERR_INVALID, "module_set_recompute: '%s': span %lld (must be "
+                         ">= 0; 0 turns it off)", m->name, (long long)span);
+    m->recompute = span;
+    return TG_OK;
+}
+
+int64_t tg_module_recompute(const tg_module *m) { return m ? m->recompute : 0; }
 
 const char *tg_module_name(const tg_module *m) { return m ? m->name : "(null)"; }
 

@@ -37,8 +37,11 @@ tg_rnn_config tg_rnn_defaults(tg_rnn_kind kind, int64_t in, int64_t hidden) {
 
 /* One layer and direction's own state while it runs over the sequence. */
 typedef struct direction_run {
+    const rnn_impl *impl;
     tg_tensor *const *params;    /* weight_ih, weight_hh, bias_ih, bias_hh of this direction */
     char prefix[TG_LABEL_MAX];   /* "<name>" or "<name>.l<l>[_reverse]": labels are prefix.h[t] */
+    int d;                       /* 1: the reverse direction */
+    int64_t steps;
 } direction_run;
 
 /* One time step (t counts from 1): returns the new h (and updates *c for the LSTM). The fused
@@ -64,6 +67,53 @@ static tg_tensor *step(const rnn_impl *impl, const direction_run *d, tg_tape *ta
     return NULL;
 }
 
+/* Truncated BPTT: no gradient flows back past step s (from 1, in the direction's order). */
+static bool cut_after(const direction_run *d, int64_t s) {
+    int bptt = d->impl->config.bptt;
+    return bptt > 0 && s % bptt == 0 && s < d->steps;
+}
+
+/* The time step of step s: the reverse direction reads x[T] first. */
+static int64_t time_of(const direction_run *d, int64_t s) { return d->d ? d->steps + 1 - s : s; }
+
+/* Step s of the run: returns the new h, and *h, *c carry on (cut off from the gradient after
+ * the step when `cut` and truncated BPTT say so). */
+static tg_tensor *advance(const direction_run *d, tg_tape *tape, tg_tensor *xp_all, tg_tensor **h,
+                          tg_tensor **c, int64_t s, bool cut) {
+    tg_tensor *state = step(d->impl, d, tape, xp_all, *h, c, time_of(d, s));
+    *h = state;
+    if (state && cut && cut_after(d, s)) {
+        *h = tg_detach(tape, state);
+        if (d->impl->config.kind == TG_RNN_LSTM) *c = tg_detach(tape, *c);
+    }
+    return state;
+}
+
+/* Steps [first, end) of a direction as one recomputed segment (tg_module_set_recompute): inputs
+ * the projection, h and c; outputs h after each step when they are kept (else after the last),
+ * then the LSTM's c. */
+typedef struct chunk_run {
+    direction_run dir;
+    int64_t first, end;
+    bool keep;
+} chunk_run;
+
+static tg_status chunk_forward(tg_tape *tape, tg_tensor *const *inputs, int n_inputs,
+                               tg_tensor **outputs, int n_outputs, void *user) {
+    (void)n_inputs;
+    (void)n_outputs;
+    const chunk_run *r = user;
+    tg_tensor *h = inputs[1], *c = inputs[2];
+    int k = 0;
+    for (int64_t s = r->first; s < r->end && h && c; s++) {
+        tg_tensor *state = advance(&r->dir, tape, inputs[0], &h, &c, s, s < r->end - 1);
+        if (r->keep && s < r->end - 1) outputs[k++] = state;
+    }
+    outputs[k++] = h;
+    if (r->dir.impl->config.kind == TG_RNN_LSTM) outputs[k] = c;
+    return h && c ? TG_OK : TG_ERR_INVALID; /* the op that failed said why */
+}
+
 /* Slice k of an initial state [L*D, B, H] as [B, H]; zeros when there is none. */
 static tg_tensor *initial_slice(tg_tape *tape, tg_tensor *all, int k, int64_t batch, int64_t hidden) {
     if (!all) return tg_tape_zeros(tape, TG_SHAPE(batch, hidden));
@@ -85,13 +135,49 @@ typedef struct stack_out {
     bool want_output;
 } stack_out;
 
-/* One direction of one layer over the whole sequence: hs[(t-1)*D + d] = h[t]. */
+/* The run in chunks of `span` steps, each a recomputed segment; the chunk's description lives
+ * in the tape's arena, where backward and a replay find it. */
+static bool run_chunks(tg_module *m, tg_tape *tape, const direction_run *dr, tg_tensor *xp_all,
+                       tg_tensor **h, tg_tensor **c, bool keep, tg_tensor **hs, stack_out *out, int k) {
+    const rnn_impl *impl = dr->impl;
+    int64_t span = m->recompute, D = impl->directions;
+    bool lstm = impl->config.kind == TG_RNN_LSTM;
+    for (int64_t first = 1; first <= dr->steps; first += span) {
+        int64_t end = first + span <= dr->steps + 1 ? first + span : dr->steps + 1;
+        int n_out = (int)(keep ? end - first : 1) + lstm;
+        chunk_run *r = tgi_arena_alloc(&tape->arena, sizeof *r);
+        tg_tensor **outs = tgi_arena_alloc(&tape->arena, (size_t)n_out * sizeof *outs);
+        if (!r || !outs) {
+            tgi_error(m->ctx, TG_ERR_NOMEM, "rnn '%s': out of memory", m->name);
+            return false;
+        }
+        *r = (chunk_run){*dr, first, end, keep};
+        tg_tensor *ins[3] = {xp_all, *h, *c};
+        if (tg_recompute(tape, chunk_forward, r, 3, ins, n_out, outs) != TG_OK) return false;
+        for (int64_t s = first; s < end; s++) {
+            int64_t t = time_of(dr, s);
+            tg_tensor *hs_t = keep ? outs[s - first] : outs[0];
+            if (keep || s == end - 1) hs[(t - 1) * D + dr->d] = hs_t;
+            if (out->states) out->states[(int64_t)k * dr->steps + t - 1] = hs_t;
+        }
+        *h = outs[n_out - 1 - lstm];
+        if (lstm) *c = outs[n_out - 1];
+        if (cut_after(dr, end - 1)) { /* the chunk's last step: cut here, on the tape */
+            *h = tg_detach(tape, *h);
+            if (lstm) *c = tg_detach(tape, *c);
+        }
+    }
+    return true;
+}
+
+/* One direction of one layer over the whole sequence: hs[(t-1)*D + d] = h[t] (each t when
+ * `keep`, else at least the last). */
 static bool run_direction(tg_module *m, tg_tape *tape, tg_tensor *input, const tg_rnn_state *initial,
-                          int l, int d, tg_tensor **hs, stack_out *out) {
+                          int l, int d, bool keep, tg_tensor **hs, stack_out *out) {
     const rnn_impl *impl = m->impl;
     int k = l * impl->directions + d;
     int64_t batch = input->shape[0], steps = input->shape[1], H = impl->config.hidden;
-    direction_run dr = {m->params + 4 * k, ""};
+    direction_run dr = {impl, m->params + 4 * k, "", d, steps};
     char suffix[32];
     layer_suffix(impl, l, d, suffix, sizeof suffix);
     if (suffix[0]) snprintf(dr.prefix, sizeof dr.prefix, "%s.l%d%s", m->name, l, d ? "_reverse" : "");
@@ -100,15 +186,14 @@ static bool run_direction(tg_module *m, tg_tape *tape, tg_tensor *input, const t
     tg_tensor *h = initial_slice(tape, initial ? initial->h : NULL, k, batch, H);
     tg_tensor *c = initial_slice(tape, initial && impl->config.kind == TG_RNN_LSTM ? initial->c : NULL,
                                  k, batch, H);
-    int bptt = impl->config.bptt;
-    for (int64_t s = 1; s <= steps && h && c; s++) {
-        int64_t t = d ? steps + 1 - s : s; /* the reverse direction reads x[T] first */
-        h = step(impl, &dr, tape, xp_all, h, &c, t);
-        hs[(t - 1) * impl->directions + d] = h;
-        if (out->states) out->states[(int64_t)k * steps + t - 1] = h;
-        if (bptt > 0 && s % bptt == 0 && s < steps) { /* truncated BPTT: no gradient past here */
-            h = tg_detach(tape, h);
-            if (impl->config.kind == TG_RNN_LSTM) c = tg_detach(tape, c);
+    if (m->recompute > 0 && xp_all && h && c && tgi_segment_possible(tape)) {
+        if (!run_chunks(m, tape, &dr, xp_all, &h, &c, keep, hs, out, k)) return false;
+    } else {
+        for (int64_t s = 1; s <= steps && h && c; s++) {
+            int64_t t = time_of(&dr, s);
+            tg_tensor *state = advance(&dr, tape, xp_all, &h, &c, s, true);
+            hs[(t - 1) * impl->directions + d] = state;
+            if (out->states) out->states[(int64_t)k * steps + t - 1] = state;
         }
     }
     out->h_last[k] = h;
@@ -167,9 +252,10 @@ static bool run_stack(tg_module *m, tg_tape *tape, tg_tensor *x, const tg_rnn_st
     }
     tg_tensor *input = x;
     for (int l = 0; l < impl->layers; l++) {
-        for (int d = 0; d < D; d++)
-            if (!run_direction(m, tape, input, initial, l, d, hs, out)) return false;
         bool last = l == impl->layers - 1;
+        bool keep = out->states || out->want_output || !last; /* every h[t] is read */
+        for (int d = 0; d < D; d++)
+            if (!run_direction(m, tape, input, initial, l, d, keep, hs, out)) return false;
         if (!last || out->want_output) {
             input = layer_output(tape, hs, batch, steps, D * impl->config.hidden, (int)D);
             if (!input) return false;
@@ -213,7 +299,7 @@ static tg_tensor *rnn_module_forward(tg_module *m, tg_tape *tape, tg_tensor *x) 
     return tg_rnn_forward(m, tape, x, NULL);
 }
 
-static const tgi_module_class rnn_class = {"rnn", rnn_module_forward, NULL, sizeof(rnn_impl)};
+static const tgi_module_class rnn_class = {"rnn", rnn_module_forward, NULL, sizeof(rnn_impl), true};
 
 /* The four parameters of layer l, direction d (the order step() relies on), each seeded by its
  * position: layer 0's forward direction keeps the seeds a single layer always had. */

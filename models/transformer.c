@@ -29,7 +29,7 @@ static tg_tensor *mlp_branch(tg_module *m, tg_tape *tape, tg_tensor *x) {
 
 static tg_tensor *block_forward(tg_module *m, tg_tape *tape, tg_tensor *x) {
     block_impl *impl = m->impl;
-    impl->calls++;
+    if (!tgi_recomputing(tape)) impl->calls++; /* its second run draws nothing new */
     tg_tensor *attended, *h;
     if (impl->config.post_ln) {
         attended = branch_dropout(m, tape, tg_module_forward(impl->attn, tape, x), 0);
@@ -107,7 +107,7 @@ static tg_tensor *gpt_forward(tg_module *m, tg_tape *tape, tg_tensor *ids) {
                   (long long)c->block_size);
         return NULL;
     }
-    impl->calls++;
+    if (!tgi_recomputing(tape)) impl->calls++; /* its second run draws nothing new */
     tg_tensor *wpe = impl->wpe->params[0], *wte = impl->wte->params[0];
     tg_tensor *x = tg_add(tape, tg_module_forward(impl->wte, tape, ids),
                           tg_slice(tape, wpe, 0, 0, ids->shape[1]));

@@ -89,3 +89,31 @@ MISUSE(tg_grad) {
     cr_expect_eq(tg_grad(W.tape, loss, 1, &W.w, &g), TG_OK, "%s", tg_errmsg(W.ctx));
     cr_expect_float_eq(g->data[1], 1.0f, 1e-6); /* 2 w = 1 */
 }
+
+static tg_status square_fn(tg_tape *tape, tg_tensor *const *in, int n_in, tg_tensor **out,
+                           int n_out, void *user) {
+    (void)n_in, (void)n_out, (void)user;
+    out[0] = tg_square(tape, in[0]);
+    return out[0] ? TG_OK : TG_ERR_INVALID;
+}
+
+MISUSE(tg_recompute) {
+    tg_tensor *out = NULL;
+    REFUSED_QUIETLY(tg_recompute(NULL, square_fn, NULL, 1, &W.w, 1, &out));
+    REFUSED(tg_recompute(W.tape, NULL, NULL, 1, &W.w, 1, &out));
+    REFUSED(tg_recompute(W.tape, square_fn, NULL, 1, NULL, 1, &out));
+    REFUSED(tg_recompute(W.tape, square_fn, NULL, -1, &W.w, 1, &out));
+    REFUSED(tg_recompute(W.tape, square_fn, NULL, 1, &W.w, 0, &out));
+    REFUSED(tg_recompute(W.tape, square_fn, NULL, 1, &W.w, 1, NULL));
+    REFUSED(tg_recompute(W.tape, square_fn, NULL, 1, &W.foreign, 1, &out));
+    REFUSED(tg_recompute(W.tape, square_fn, NULL, 1, (tg_tensor *[]){NULL}, 1, &out));
+    cr_expect_null(out);
+    cr_expect_eq(tg_recompute(W.tape, square_fn, NULL, 1, &W.w, 1, &out), TG_OK, "%s",
+                 tg_errmsg(W.ctx));
+    cr_expect_not_null(out);
+}
+
+MISUSE(tg_recomputing) {
+    GIVES(tg_recomputing(NULL), false);
+    GIVES(tg_recomputing(W.tape), false);
+}

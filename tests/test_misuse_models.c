@@ -103,6 +103,16 @@ MISUSE(tg_module_num_elements) { GIVES(tg_module_num_elements(NULL), 0); }
 MISUSE(tg_module_set_training) { tg_module_set_training(NULL, false); }
 MISUSE(tg_module_training) { GIVES(tg_module_training(NULL), false); }
 MISUSE(tg_module_zero_grad) { tg_module_zero_grad(NULL); }
+MISUSE(tg_module_set_recompute) {
+    REFUSED_QUIETLY(tg_module_set_recompute(NULL, 1));
+    tg_module *m = tg_linear_new(W.ctx, "recomputed", 2, 2, true, NULL, 1);
+    cr_assert_not_null(m);
+    REFUSED(tg_module_set_recompute(m, -1));
+    cr_expect_eq(tg_module_set_recompute(m, 3), TG_OK);
+    GIVES(tg_module_recompute(m), 3);
+    tg_module_free(m);
+}
+MISUSE(tg_module_recompute) { GIVES(tg_module_recompute(NULL), 0); }
 MISUSE(tg_module_child_count) { GIVES(tg_module_child_count(NULL), 0); }
 MISUSE(tg_module_child) { NULLED_QUIETLY(tg_module_child(NULL, 0)); }
 static tg_tensor *identity_forward(tg_module *m, tg_tape *t, tg_tensor *x) {
