@@ -238,6 +238,7 @@ static bool build_model(trainer *t) {
         ok = build_rnn(t, in, out);
     }
     if (!ok) return false;
+    if (c->recompute && tg_module_set_recompute(t->body, c->recompute) != TG_OK) return trainer_fail(t, "--recompute");
     t->n_params = list_modules(t->body, t->head, false, t->params, MAX_PARAMS);
     t->n_state = list_modules(t->body, t->head, true, t->state, MAX_PARAMS);
     if (t->n_params < 0 || t->n_state < 0) {

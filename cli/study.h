@@ -96,6 +96,8 @@ typedef struct run_config {
                                     before the job ends (0: tapegrad_dist's default, 300) */
     const char *save_path, *load_path;
     int save_every;              /* > 0: --save's checkpoint every this many steps as well */
+    int recompute;               /* > 0: gradient checkpointing, segments of this many time steps
+                                    (recurrent) or residual blocks (ResNet) */
     const char *resume_path;     /* --resume: a --save checkpoint to go on from (the model, the
                                     optimizer's state, the step it was at) */
     bool load_partial;           /* --load-partial: load what matches, say what does not */
