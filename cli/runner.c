@@ -24,6 +24,12 @@ bool trainer_fail(trainer *t, const char *what) {
     return false;
 }
 
+static double cpu_seconds_now(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &ts);
+    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
 static double seconds_now(void) {
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
@@ -497,12 +503,12 @@ static bool epoch_ends(const run_config *c, int steps_done) {
 
 /* The epoch that ends at steps_done: evaluated on the held-out set and told to epoch_event;
  * *start (when the epoch's training began) moves past the evaluation. */
-static void end_epoch(trainer *t, int steps_done, double *start) {
+static void end_epoch(trainer *t, int steps_done, double *start, double *cpu_start) {
     const run_config *c = t->config;
     run_result *r = t->result;
     int per_epoch = c->steps / c->epochs;
     epoch_report e = {.epoch = steps_done / per_epoch, .epochs = c->epochs, .step = steps_done,
-                      .seconds = seconds_now() - *start};
+                      .seconds = seconds_now() - *start, .cpu_seconds = cpu_seconds_now() - *cpu_start};
     double sum = 0.0;
     int from = steps_done - per_epoch > r->first_step ? steps_done - per_epoch : r->first_step; /* --resume */
     for (int s = from; s < steps_done; s++) sum += r->loss[s];
@@ -513,6 +519,7 @@ static void end_epoch(trainer *t, int steps_done, double *start) {
     e.test_accuracy = r->test_accuracy;
     if (c->epoch_event) c->epoch_event(&e, c->epoch_user);
     *start = seconds_now();
+    *cpu_start = cpu_seconds_now();
 }
 
 /* ---- the run ------------------------------------------------------------------------------- */
@@ -737,13 +744,13 @@ void run_training(const run_config *config, run_result *result, progress_fn prog
     }
     if (ready) {
         if (evaluation_due(config, 0)) trainer_evaluate(&t, 0);
-        double epoch_start = seconds_now();
+        double epoch_start = seconds_now(), epoch_cpu_start = cpu_seconds_now();
         for (int step = result->first_step; step < config->steps && train_step(&t, step); step++) {
             if (config->save_every > 0 && (step + 1) % config->save_every == 0 && step < config->steps - 1 &&
                 !save_checkpoint(&t, step + 1))
                 break;
             if (progress && (step % 10 == 9 || step == config->steps - 1)) progress(user, step + 1, result->loss[step]);
-            if (epoch_ends(config, step + 1)) end_epoch(&t, step + 1, &epoch_start);
+            if (epoch_ends(config, step + 1)) end_epoch(&t, step + 1, &epoch_start, &epoch_cpu_start);
             else if (step < config->steps - 1 && evaluation_due(config, step + 1)) trainer_evaluate(&t, step + 1);
         }
         if (!result->error[0] || result->anomaly_stopped) conclude(&t);

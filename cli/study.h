@@ -27,6 +27,8 @@ typedef struct epoch_report {
     double train_loss;           /* the mean of the epoch's step losses */
     double test_loss, test_accuracy; /* on the whole held-out set (accuracy NAN for regression) */
     double seconds;              /* the epoch's training, its evaluation aside */
+    double cpu_seconds;          /* the process's CPU time over the same span (every thread): on
+                                    a shared machine the steadier figure */
     double samples_per_second;   /* training samples (images) per second over the epoch */
 } epoch_report;
 

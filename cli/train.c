@@ -625,7 +625,7 @@ static void on_epoch(const epoch_report *e, void *user) {
     printf("epoch %d/%d: training loss %s, test loss %s", e->epoch, e->epochs,
            format_number(e->train_loss, a, sizeof a), format_number(e->test_loss, b, sizeof b));
     if (!isnan(e->test_accuracy)) printf(", test accuracy %.2f%%", 100.0 * e->test_accuracy);
-    printf(", %.1f s, %.0f samples/s\n", e->seconds, e->samples_per_second);
+    printf(", %.1f s (%.1f s of CPU), %.0f samples/s\n", e->seconds, e->cpu_seconds, e->samples_per_second);
     fflush(stdout);
 }
 
