@@ -47,6 +47,7 @@ typedef struct idx_stream {
     z_stream z;
     unsigned char *in;       /* IN_BYTES read ahead; [pos, len) not used yet */
     size_t pos, len;
+    uint64_t inflated;       /* bytes inflated so far, over every member */
     uint32_t dims[3];
     uint64_t item_bytes;     /* bytes per image (or label) */
     uint64_t payload;        /* dims[0] * item_bytes: the body after the header */
@@ -121,23 +122,21 @@ static tg_status stream_read(idx_stream *s, unsigned char *buf, size_t want, siz
             if (status != TG_OK) return status;
             if (end) break;
         }
-        if (s->pos == s->len) {
-            if (s->file_end) {
-                s->cut = s->gzip;
-                break;
-            }
+        if (s->pos == s->len && !s->file_end) {
             status = refill(s);
             if (status != TG_OK) return status;
             continue;
         }
         size_t room = want - *got;
         if (!s->gzip) {
+            if (s->pos == s->len) break;
             size_t n = s->len - s->pos < room ? s->len - s->pos : room;
             memcpy(buf + *got, s->in + s->pos, n);
             s->pos += n;
             *got += n;
             continue;
         }
+        /* inflated even with no input left: zlib may hold output it had no room for */
         if (room > UINT_MAX) room = UINT_MAX;
         s->z.next_in = s->in + s->pos;
         s->z.avail_in = (uInt)(s->len - s->pos);
@@ -146,21 +145,25 @@ static tg_status stream_read(idx_stream *s, unsigned char *buf, size_t want, siz
         int ret = inflate(&s->z, Z_NO_FLUSH);
         s->pos = s->len - s->z.avail_in;
         *got += room - s->z.avail_out;
+        s->inflated += room - s->z.avail_out;
         if (ret == Z_STREAM_END) s->member_end = true;
         else if (ret == Z_MEM_ERROR)
             return tgi_error(s->ctx, TG_ERR_NOMEM, "read_idx '%s': out of memory to inflate",
                              s->path);
-        /* Z_BUF_ERROR: no progress; with output room that means the input ran out, and the
-         * loop reads more (or ends); with input left it would spin: not expected of zlib */
-        else if (ret != Z_OK && (ret != Z_BUF_ERROR || s->pos < s->len))
-            return tgi_error(s->ctx, TG_ERR_IO, "read_idx '%s': corrupt gzip stream after %lu "
-                             "inflated bytes: %s", s->path, s->z.total_out,
-                             s->z.msg ? s->z.msg : "inflate failed");
+        /* no progress with output room: the input ran out, so read more, or the file is cut */
+        else if (ret == Z_BUF_ERROR && s->pos == s->len) {
+            if (!s->file_end) continue;
+            s->cut = true;
+            break;
+        } else if (ret != Z_OK)
+            return tgi_error(s->ctx, TG_ERR_IO, "read_idx '%s': corrupt gzip stream after %llu "
+                             "inflated bytes: %s", s->path, (unsigned long long)s->inflated,
+                             s->z.msg ? s->z.msg : zError(ret));
     }
     return TG_OK;
 }
 
-static const char *inflated(const idx_stream *s) {
+static const char *once_inflated(const idx_stream *s) {
     return s->cut ? " once inflated (the gzip stream is cut short)"
                   : s->gzip ? " once inflated" : "";
 }
@@ -182,7 +185,7 @@ static tg_status header_check(idx_stream *s, const unsigned char *head, size_t g
     uint32_t expected = 0x800u | (uint32_t)ndim;
     if (got < 4)
         return tgi_error(ctx, TG_ERR_IO, "read_idx '%s': %zu bytes%s, too short for the magic "
-                         "number", s->path, got, inflated(s));
+                         "number", s->path, got, once_inflated(s));
     uint32_t magic = read_be32(head);
     if (magic != expected)
         return tgi_error(ctx, TG_ERR_IO, "read_idx '%s': magic number 0x%08x, expected 0x%08x "
@@ -190,7 +193,7 @@ static tg_status header_check(idx_stream *s, const unsigned char *head, size_t g
     size_t header = 4 + 4 * (size_t)ndim;
     if (got < header)
         return tgi_error(ctx, TG_ERR_IO, "read_idx '%s': %zu bytes%s, too short for the %d "
-                         "dimension sizes", s->path, got, inflated(s), ndim);
+                         "dimension sizes", s->path, got, once_inflated(s), ndim);
     uint64_t payload = 1;
     bool overflow = false; /* three u32 dims can need more than 2^64 bytes */
     for (int d = 0; d < ndim; d++) {
