@@ -129,6 +129,37 @@ MISUSE(tg_checkpoint_save) {
     REFUSED(tg_checkpoint_save(W.linear, NULL, "/nonexistent/dir/x.safetensors"));
 }
 
+MISUSE(tg_checkpoint_save_tensors) {
+    tg_tensor *state[1] = {W.w};
+    const char *meta[2] = {"key", "value"}, *reserved[2] = {"optimizer.steps", "1"};
+    GIVES(tg_checkpoint_save_tensors(NULL, state, 1, NULL, NULL, 0, "/tmp/x.safetensors"), TG_ERR_INVALID);
+    REFUSED(tg_checkpoint_save_tensors(W.ctx, NULL, 1, NULL, NULL, 0, "/tmp/x.safetensors"));
+    REFUSED(tg_checkpoint_save_tensors(W.ctx, state, 0, NULL, NULL, 0, "/tmp/x.safetensors"));
+    REFUSED(tg_checkpoint_save_tensors(W.ctx, state, 1, NULL, NULL, 1, "/tmp/x.safetensors"));
+    REFUSED(tg_checkpoint_save_tensors(W.ctx, state, 1, NULL, meta, 9, "/tmp/x.safetensors"));
+    REFUSED(tg_checkpoint_save_tensors(W.ctx, state, 1, NULL, reserved, 1, "/tmp/x.safetensors"));
+    REFUSED(tg_checkpoint_save_tensors(W.ctx, state, 1, NULL, meta, 1, NULL));
+    tg_tensor *stale[1] = {W.x};
+    tg_tape_reset(W.tape);
+    REFUSED(tg_checkpoint_save_tensors(W.ctx, stale, 1, NULL, meta, 1, "/tmp/x.safetensors"));
+}
+
+MISUSE(tg_checkpoint_load_optimizer) {
+    REFUSED_QUIETLY(tg_checkpoint_load_optimizer(NULL, "/tmp/x.safetensors"));
+    REFUSED(tg_checkpoint_load_optimizer(W.opt, NULL));
+    REFUSED(tg_checkpoint_load_optimizer(W.opt, "/nonexistent/x.safetensors"));
+    char path[] = "/tmp/tg-misuse-ckpt-XXXXXX";
+    int fd = mkstemp(path);
+    cr_assert_geq(fd, 0);
+    close(fd);
+    tg_tensor *state[1] = {W.w};
+    cr_assert_eq(tg_checkpoint_save_tensors(W.ctx, state, 1, NULL, NULL, 0, path), TG_OK, "%s", tg_errmsg(W.ctx));
+    REFUSED(tg_checkpoint_load_optimizer(W.opt, path)); /* no optimizer state in it */
+    cr_assert_eq(tg_checkpoint_save_tensors(W.ctx, state, 1, W.opt, NULL, 0, path), TG_OK, "%s", tg_errmsg(W.ctx));
+    cr_expect_eq(tg_checkpoint_load_optimizer(W.opt, path), TG_OK, "%s", tg_errmsg(W.ctx));
+    unlink(path);
+}
+
 MISUSE(tg_checkpoint_load) {
     tg_checkpoint_report report;
     REFUSED_QUIETLY(tg_checkpoint_load(NULL, NULL, "/tmp/x.safetensors", NULL, &report));
