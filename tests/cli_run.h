@@ -26,4 +26,18 @@ static inline const char *read_all(FILE *f) {
     return text;
 }
 
+/* Whether two files hold the same bytes (two checkpoints of runs that should agree to the bit). */
+static inline bool same_file_bytes(const char *a_path, const char *b_path) {
+    FILE *a = fopen(a_path, "rb"), *b = fopen(b_path, "rb");
+    int ca = EOF, cb = EOF;
+    if (a && b) do {
+            ca = fgetc(a);
+            cb = fgetc(b);
+        } while (ca == cb && ca != EOF);
+    bool same = a && b && ca == cb;
+    if (a) fclose(a);
+    if (b) fclose(b);
+    return same;
+}
+
 #endif

@@ -162,18 +162,7 @@ Test(cli_epochs, a_resumed_augmented_run_ends_where_the_unstopped_one_does) {
     cr_assert_eq(LENET("1", "--save", half), 0);
     cr_assert_eq(LENET("2", "--resume", half, "--save", resumed), 0);
 #undef LENET
-    FILE *a = fopen(whole, "rb"), *b = fopen(resumed, "rb");
-    cr_assert(a && b);
-    int ca, cb;
-    long at = 0;
-    do {
-        ca = fgetc(a);
-        cb = fgetc(b);
-        at++;
-    } while (ca == cb && ca != EOF);
-    cr_expect(ca == cb, "the checkpoints differ at byte %ld", at);
-    fclose(a);
-    fclose(b);
+    cr_expect(same_file_bytes(whole, resumed), "the resumed run's checkpoint differs from the unstopped run's");
     unlink(whole);
     unlink(half);
     unlink(resumed);

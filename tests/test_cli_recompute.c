@@ -24,29 +24,16 @@ static void teardown(void) {
 
 TestSuite(cli_recompute, .init = setup, .fini = teardown);
 
-static bool same_bytes(const char *a_path, const char *b_path) {
-    FILE *a = fopen(a_path, "rb"), *b = fopen(b_path, "rb");
-    cr_assert(a && b);
-    int ca, cb;
-    do {
-        ca = fgetc(a);
-        cb = fgetc(b);
-    } while (ca == cb && ca != EOF);
-    fclose(a);
-    fclose(b);
-    return ca == cb;
-}
-
 Test(cli_recompute, the_same_bytes_as_the_plain_run) {
     cr_assert_eq(TRAIN("--model", "resnet", "--depth", "8", "--steps", "6", "--batch", "16", "--threads", "1",
                        "--save", plain), 0);
     cr_assert_eq(TRAIN("--model", "resnet", "--depth", "8", "--steps", "6", "--batch", "16", "--threads", "1",
                        "--save", recomputed, "--recompute", "2"), 0);
-    cr_expect(same_bytes(plain, recomputed), "resnet: the recomputed run differs");
+    cr_expect(same_file_bytes(plain, recomputed), "resnet: the recomputed run differs");
     cr_assert_eq(TRAIN("--model", "lstm", "--data", "adding:30", "--steps", "6", "--threads", "1", "--save", plain), 0);
     cr_assert_eq(TRAIN("--model", "lstm", "--data", "adding:30", "--steps", "6", "--threads", "1", "--save",
                        recomputed, "--recompute", "7"), 0);
-    cr_expect(same_bytes(plain, recomputed), "lstm: the recomputed run differs");
+    cr_expect(same_file_bytes(plain, recomputed), "lstm: the recomputed run differs");
 }
 
 Test(cli_recompute, what_is_refused_says_why) {
