@@ -31,9 +31,12 @@
 
 #include <string.h>
 
+/* Tiles keep 8 accumulators in registers (enough independent FMAs to cover their latency) and
+ * leave room for the operands: with 12 accumulators in the 16 AVX2 registers the compiler spilled
+ * one, and the store-load round trip doubled the time per step. */
 #define MR 4    /* output channels per tile */
-#define NR 24   /* positions per tile: 3 vectors; 4 x 3 accumulators + 3 loads + 1 broadcast */
-#define KT 3    /* dW: k rows per tile (the three taps of a 3-wide kernel row share cache lines) */
+#define NR 16   /* positions per tile: 2 vectors */
+#define KT 2    /* dW: k columns per tile */
 
 typedef float v8 __attribute__((vector_size(32)));
 
@@ -69,16 +72,24 @@ bool tgi_conv_same_applies(const tgi_same_conv *s) {
 
 typedef struct layout {
     int64_t wp, sp;     /* padded row width W + pw, padded sample size (H + ph) wp */
-    int64_t lead, span; /* zeros before sample 0; positions computed (N sp) */
-    int64_t len;        /* floats per padded channel */
+    int64_t lead, span; /* zeros before a block's first sample; positions computed (block sp) */
+    int64_t len;        /* floats per padded channel of a block */
+    int64_t block;      /* samples per block */
 } layout;
+
+/* Samples are padded and computed a block at a time, so that a block's planes (about
+ * BLOCK_POSITIONS positions per channel) are still in L2 when the tiles read them. The block
+ * size depends on the shapes only. */
+#define BLOCK_POSITIONS 2048
 
 static layout layout_of(const tgi_same_conv *s) {
     layout l;
     l.wp = s->w + s->pw;
     l.sp = (s->h + s->ph) * l.wp;
     l.lead = s->ph * l.wp + s->pw;
-    l.span = s->n * l.sp;
+    int64_t blocks = (s->n * l.sp + BLOCK_POSITIONS - 1) / BLOCK_POSITIONS;
+    l.block = (s->n + blocks - 1) / blocks;
+    l.span = l.block * l.sp;
     /* the last tile reads up to NR - 1 positions past the span, plus the largest tap offset */
     l.len = (l.lead + l.span + l.lead + NR + 15) / 16 * 16;
     return l;
@@ -87,9 +98,9 @@ static layout layout_of(const tgi_same_conv *s) {
 typedef struct pad_job {
     const tgi_same_conv *s;
     const layout *l;
-    const float *src;   /* NCHW with `channels` channels */
+    const float *src;   /* NCHW with `channels` channels, at the block's first sample */
     float *dst;         /* [channels][len] */
-    int64_t channels;
+    int64_t channels, samples;
 } pad_job;
 
 /* Channels [begin, end): every element of the padded plane written once (data or zero). */
@@ -102,7 +113,7 @@ static void pad_channels(void *arg, int64_t begin, int64_t end) {
         float *d = j->dst + c * l->len;
         memset(d, 0, (size_t)l->lead * sizeof(float));
         d += l->lead;
-        for (int64_t n = 0; n < s->n; n++) {
+        for (int64_t n = 0; n < j->samples; n++) {
             const float *src = j->src + (n * j->channels + c) * plane;
             for (int64_t r = 0; r < s->h; r++, d += l->wp, src += s->w) {
                 memcpy(d, src, (size_t)s->w * sizeof(float));
@@ -111,13 +122,14 @@ static void pad_channels(void *arg, int64_t begin, int64_t end) {
             memset(d, 0, (size_t)gap * sizeof(float));
             d += gap;
         }
-        memset(d, 0, (size_t)(l->len - l->lead - l->span) * sizeof(float));
+        memset(d, 0, (size_t)(l->len - (d - (j->dst + c * l->len))) * sizeof(float));
     }
 }
 
+/* Pads `samples` samples (a block, or the last, shorter one) from src. */
 static void pad_planes(tg_ctx *ctx, const tgi_same_conv *s, const layout *l, const float *src,
-                       int64_t channels, float *dst) {
-    pad_job job = {s, l, src, dst, channels};
+                       int64_t channels, int64_t samples, float *dst) {
+    pad_job job = {s, l, src, dst, channels, samples};
     tgi_parallel_for(ctx, channels, 1, pad_channels, &job);
 }
 
@@ -130,22 +142,22 @@ typedef struct apply_job {
     const int64_t *offs;  /* [k]: where column k reads, relative to the position */
     const float *a;       /* [ceil(out_ch / MR)][k][MR] packed weights */
     const float *xp;      /* padded input, at its first position (past the lead) */
-    float *y;             /* NCHW with out_ch channels */
+    float *y;             /* NCHW with out_ch channels, at the block's first sample */
+    int64_t span;         /* positions of this block */
     bool accumulate;
 } apply_job;
 
 static void tile(int64_t k, const int64_t *offs, const float *a, const float *x, float out[MR][NR]) {
-    v8 c00 = {0}, c01 = {0}, c02 = {0}, c10 = {0}, c11 = {0}, c12 = {0};
-    v8 c20 = {0}, c21 = {0}, c22 = {0}, c30 = {0}, c31 = {0}, c32 = {0};
+    v8 c00 = {0}, c01 = {0}, c10 = {0}, c11 = {0}, c20 = {0}, c21 = {0}, c30 = {0}, c31 = {0};
     for (int64_t q = 0; q < k; q++, a += MR) {
         const float *b = x + offs[q];
-        v8 b0 = load8(b), b1 = load8(b + 8), b2 = load8(b + 16), w;
-        w = splat(a[0]), c00 = MADD(c00, w, b0), c01 = MADD(c01, w, b1), c02 = MADD(c02, w, b2);
-        w = splat(a[1]), c10 = MADD(c10, w, b0), c11 = MADD(c11, w, b1), c12 = MADD(c12, w, b2);
-        w = splat(a[2]), c20 = MADD(c20, w, b0), c21 = MADD(c21, w, b1), c22 = MADD(c22, w, b2);
-        w = splat(a[3]), c30 = MADD(c30, w, b0), c31 = MADD(c31, w, b1), c32 = MADD(c32, w, b2);
+        v8 b0 = load8(b), b1 = load8(b + 8), w;
+        w = splat(a[0]), c00 = MADD(c00, w, b0), c01 = MADD(c01, w, b1);
+        w = splat(a[1]), c10 = MADD(c10, w, b0), c11 = MADD(c11, w, b1);
+        w = splat(a[2]), c20 = MADD(c20, w, b0), c21 = MADD(c21, w, b1);
+        w = splat(a[3]), c30 = MADD(c30, w, b0), c31 = MADD(c31, w, b1);
     }
-    v8 rows[MR][3] = {{c00, c01, c02}, {c10, c11, c12}, {c20, c21, c22}, {c30, c31, c32}};
+    v8 rows[MR][2] = {{c00, c01}, {c10, c11}, {c20, c21}, {c30, c31}};
     memcpy(out, rows, sizeof rows);
 }
 
@@ -157,7 +169,7 @@ static void apply_tiles(void *arg, int64_t begin, int64_t end) {
     int64_t plane = s->h * s->w;
     float out[MR][NR];
     for (int64_t t = begin; t < end; t++) {
-        int64_t p0 = t * NR, count = l->span - p0 < NR ? l->span - p0 : NR;
+        int64_t p0 = t * NR, count = j->span - p0 < NR ? j->span - p0 : NR;
         for (int64_t o0 = 0; o0 < j->out_ch; o0 += MR) {
             tile(j->k, j->offs, j->a + o0 * j->k, j->xp + p0, out);
             int64_t rows = j->out_ch - o0 < MR ? j->out_ch - o0 : MR;
@@ -201,11 +213,11 @@ static void pack_weights(const float *w, int64_t out_ch, int64_t in_ch, int64_t 
 }
 
 static void apply(tg_ctx *ctx, const tgi_same_conv *s, const layout *l, int64_t in_ch,
-                  int64_t out_ch, const float *xp, const float *a, const int64_t *offs, float *y,
-                  bool accumulate) {
+                  int64_t out_ch, int64_t samples, const float *xp, const float *a,
+                  const int64_t *offs, float *y, bool accumulate) {
     apply_job job = {s, l, in_ch, out_ch, in_ch * s->kh * s->kw, offs, a, xp + l->lead, y,
-                     accumulate};
-    tgi_parallel_for(ctx, (l->span + NR - 1) / NR, 8, apply_tiles, &job);
+                     samples * l->sp, accumulate};
+    tgi_parallel_for(ctx, (job.span + NR - 1) / NR, 4, apply_tiles, &job);
 }
 
 /* ---- dW ------------------------------------------------------------------------------------ */
@@ -237,12 +249,11 @@ static void weight_tiles(void *arg, int64_t begin, int64_t end) {
         for (int q = 0; q < KT; q++) x[q] = j->xp + j->offs[k0 + q < k ? k0 + q : k - 1] + j->from;
         v8 acc[MR][KT] = {{{0}}};
         for (int64_t p = 0; p < j->count; p += 8) {
-            v8 b0 = load8(x[0] + p), b1 = load8(x[1] + p), b2 = load8(x[2] + p);
+            v8 b0 = load8(x[0] + p), b1 = load8(x[1] + p);
             for (int m = 0; m < MR; m++) {
                 v8 a = load8(dy[m] + p);
                 acc[m][0] = MADD(acc[m][0], a, b0);
                 acc[m][1] = MADD(acc[m][1], a, b1);
-                acc[m][2] = MADD(acc[m][2], a, b2);
             }
         }
         for (int m = 0; m < MR && o0 + m < s->o; m++)
@@ -250,20 +261,14 @@ static void weight_tiles(void *arg, int64_t begin, int64_t end) {
     }
 }
 
-/* dw [O][K] += the weight gradient, chunk by chunk: a chunk's rows stay in L2 while every tile
- * reads them. The chunk length depends on the shapes only. */
-static void weight_grad(tg_ctx *ctx, const tgi_same_conv *s, const layout *l, const float *xp,
-                        const float *dyp, const int64_t *offs, float *dw) {
+/* dw [O][K] += the weight gradient over one block of `samples` samples (its planes in L2). */
+static void weight_grad(tg_ctx *ctx, const tgi_same_conv *s, const layout *l, int64_t samples,
+                        const float *xp, const float *dyp, const int64_t *offs, float *dw) {
     int64_t k = s->c * s->kh * s->kw;
     int64_t tiles = (s->o + MR - 1) / MR * ((k + KT - 1) / KT);
-    int64_t chunk = (65536 / (s->o + s->c)) / 8 * 8;
-    if (chunk < 256) chunk = 256;
-    int64_t span = (l->span + 7) / 8 * 8; /* past the span both are zero (the trailing pad) */
-    for (int64_t from = 0; from < span; from += chunk) {
-        weight_job job = {s, l, offs, xp + l->lead, dyp + l->lead, from,
-                          span - from < chunk ? span - from : chunk, dw};
-        tgi_parallel_for(ctx, tiles, 4, weight_tiles, &job);
-    }
+    /* past the block's positions both planes are zero (the trailing pad) */
+    weight_job job = {s, l, offs, xp + l->lead, dyp + l->lead, 0, (samples * l->sp + 7) / 8 * 8, dw};
+    tgi_parallel_for(ctx, tiles, 4, weight_tiles, &job);
 }
 
 /* ---- entry points -------------------------------------------------------------------------- */
@@ -286,10 +291,13 @@ tg_status tgi_conv_same_forward(const tg_op_call *call, const tgi_same_conv *s, 
         return tg_op_fail(call, TG_ERR_NOMEM, "out of memory for the padded input");
     }
     tg_ctx *ctx = call->tape->ctx;
-    pad_planes(ctx, s, &l, x, s->c, xp);
     pack_weights(w, s->o, s->c, taps, false, a);
     tap_offsets(s, &l, s->c, offs);
-    apply(ctx, s, &l, s->c, s->o, xp, a, offs, y, false);
+    for (int64_t first = 0; first < s->n; first += l.block) {
+        int64_t samples = s->n - first < l.block ? s->n - first : l.block;
+        pad_planes(ctx, s, &l, x + first * s->c * s->h * s->w, s->c, samples, xp);
+        apply(ctx, s, &l, s->c, s->o, samples, xp, a, offs, y + first * s->o * s->h * s->w, false);
+    }
     tgi_arena_mark_rewind(arena, mark);
     return TG_OK;
 }
@@ -300,7 +308,7 @@ tg_status tgi_conv_same_backward(const tg_op_call *call, const tgi_same_conv *s,
     tgi_arena *arena = &call->tape->arena;
     tgi_arena_mark mark = tgi_arena_mark_get(arena);
     layout l = layout_of(s);
-    int64_t taps = s->kh * s->kw, most = s->c > s->o ? s->c : s->o, k = most * taps;
+    int64_t taps = s->kh * s->kw, k = (s->c + s->o) * taps;
     float *dyp = scratch(arena, s->o * l.len), *xp = dw ? scratch(arena, s->c * l.len) : NULL;
     float *a = dx ? scratch(arena, (s->c + MR - 1) / MR * MR * s->o * taps) : NULL;
     int64_t *offs = tgi_arena_alloc(arena, (size_t)k * sizeof(int64_t));
@@ -309,16 +317,20 @@ tg_status tgi_conv_same_backward(const tg_op_call *call, const tgi_same_conv *s,
         return tg_op_fail(call, TG_ERR_NOMEM, "out of memory for the padded gradient");
     }
     tg_ctx *ctx = call->tape->ctx;
-    pad_planes(ctx, s, &l, dy, s->o, dyp);
-    if (dw) {
-        pad_planes(ctx, s, &l, x, s->c, xp);
-        tap_offsets(s, &l, s->c, offs);
-        weight_grad(ctx, s, &l, xp, dyp, offs, dw);
-    }
-    if (dx) {
-        pack_weights(w, s->c, s->o, taps, true, a);
-        tap_offsets(s, &l, s->o, offs);
-        apply(ctx, s, &l, s->o, s->c, dyp, a, offs, dx, true);
+    int64_t plane = s->h * s->w;
+    if (dx) pack_weights(w, s->c, s->o, taps, true, a);
+    tap_offsets(s, &l, s->c, offs);
+    tap_offsets(s, &l, s->o, offs + s->c * taps);
+    for (int64_t first = 0; first < s->n; first += l.block) {
+        int64_t samples = s->n - first < l.block ? s->n - first : l.block;
+        pad_planes(ctx, s, &l, dy + first * s->o * plane, s->o, samples, dyp);
+        if (dw) {
+            pad_planes(ctx, s, &l, x + first * s->c * plane, s->c, samples, xp);
+            weight_grad(ctx, s, &l, samples, xp, dyp, offs, dw);
+        }
+        if (dx)
+            apply(ctx, s, &l, s->o, s->c, samples, dyp, a, offs + s->c * taps,
+                  dx + first * s->c * plane, true);
     }
     tgi_arena_mark_rewind(arena, mark);
     return TG_OK;
