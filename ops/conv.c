@@ -10,6 +10,8 @@
  *     swapped (padding dilation (k - 1) - pad), which reuses the forward's code and shapes;
  *   - dx, other strides: dcol_g = W_g^T dY_g, folded back (added) into dx by col2im.
  * conv1d is conv2d with a height of 1.
+ * Stride-1 "same" convolutions at small channel counts (3x3 pad 1 over 16 channels: a thin
+ * product whose unfolding cost more than the product) take ops/conv_same.c instead.
  *
  * Why samples are unfolded in blocks: an 8x8 image has 64 output positions, and a product with
  * 64 columns per sample leaves the GEMM kernels mostly idle. A block of B samples makes one

@@ -12,8 +12,8 @@
  * sees at padded position p is plane[p + (i - ph)(W + pw) + (j - pw)]. The convolution is then
  * an implicit GEMM over the padded positions: a tile of MR output channels x NR positions reads
  * its K "columns" straight from the padded planes (L1-resident windows), with no column
- * buffer. Positions that fall in the gaps are computed and thrown away (6% at 32x32, 27% at
- * 8x8). The three products of a step all take this form:
+ * buffer. Positions that fall in the gaps are computed and thrown away (8% at 32x32, 27% at
+ * 8x8). Samples go a block at a time (about 2048 positions), padded just before use. The three products of a step all take this form:
  *   - forward:  Y = conv(Xp, W), stored into NCHW;
  *   - dX:       dX += conv(dYp, W flipped in space, channel axes swapped) (stride 1, so the
  *               transposed convolution is a "same" convolution too);
@@ -21,8 +21,8 @@
  *               so the thrown-away positions add nothing.
  *
  * Numbers: each output element is summed over k = (c, i, j) in order (forward and dX), or, for
- * dW, over the positions in chunks fixed by the shapes, eight lanes per chunk reduced in a fixed
- * order, the chunks added in order. Threads split positions (forward, dX) or dW's elements,
+ * dW, over the positions of each block (blocks fixed by the shapes), eight lanes per block
+ * reduced in a fixed order, the blocks added in order. Threads split positions (forward, dX) or dW's elements,
  * never a sum, so results do not depend on the thread count. Multiply-adds are fused only in
  * builds that load a BLAS (whose results already depend on the CPU); -Dblas=false keeps a
  * separate multiply and add and so stays bit-identical across CPUs.
@@ -226,8 +226,8 @@ typedef struct weight_job {
     const tgi_same_conv *s;
     const layout *l;
     const int64_t *offs;    /* [K] */
-    const float *xp, *dyp;  /* padded, at the chunk's first position */
-    int64_t from, count;    /* the chunk's positions (count a multiple of 8) */
+    const float *xp, *dyp;  /* padded, at the block's first position */
+    int64_t from, count;    /* the block's positions (count a multiple of 8) */
     float *dw;              /* [O][K] */
 } weight_job;
 
@@ -235,7 +235,7 @@ static inline float lanes_sum(v8 v) {
     return ((v[0] + v[4]) + (v[1] + v[5])) + ((v[2] + v[6]) + (v[3] + v[7]));
 }
 
-/* Tiles [begin, end) of MR output channels x KT columns: adds their sums over the chunk. Rows
+/* Tiles [begin, end) of MR output channels x KT columns: adds their sums over the block. Rows
  * and columns past the ends repeat the last one, and their sums are dropped. */
 static void weight_tiles(void *arg, int64_t begin, int64_t end) {
     const weight_job *j = arg;
