@@ -8,7 +8,7 @@
  *   block32  the same block at 32x32.
  * Each figure is the median over ROUNDS rounds of ms per step (forward, backward, zeroing the
  * gradients). `bench_conv lenet` runs one workload (the comparison script interleaves them with
- * PyTorch's); no argument runs all three. Run with `zig build bench -Doptimize=ReleaseFast`.
+ * PyTorch's); no argument runs all three; a second argument sets the thread count (default 1). Run with `zig build bench -Doptimize=ReleaseFast`.
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -112,10 +112,10 @@ static int step(model *m, tg_tensor *(*loss_fn)(model *)) {
     return 0;
 }
 
-static int run(const char *name, const char *what, int64_t size, int steps) {
+static int run(const char *name, const char *what, int64_t size, int steps, int threads) {
     model m = {0};
     m.ctx = tg_ctx_new();
-    tg_ctx_set_threads(m.ctx, 1);
+    tg_ctx_set_threads(m.ctx, threads);
     m.tape = tg_tape_new(m.ctx);
     bool lenet = size == 0;
     if (lenet) lenet_setup(&m);
@@ -137,10 +137,10 @@ static int run(const char *name, const char *what, int64_t size, int steps) {
     if (!failed) {
         qsort(wall, ROUNDS, sizeof *wall, bench_compare_doubles);
         qsort(cpu, ROUNDS, sizeof *cpu, bench_compare_doubles);
-        printf("conv %-8s %s, forward+backward, 1 thread: %.3f ms per step (median of %d rounds "
-               "of %d; min %.3f, max %.3f); cpu %.3f ms per step\n", name, what,
-               1e3 * wall[ROUNDS / 2], ROUNDS, steps, 1e3 * wall[0], 1e3 * wall[ROUNDS - 1],
-               1e3 * cpu[ROUNDS / 2]);
+        printf("conv %-8s %s, forward+backward, %d thread%s: %.3f ms per step (median of %d "
+               "rounds of %d; min %.3f, max %.3f); cpu %.3f ms per step\n", name, what, threads,
+               threads == 1 ? "" : "s", 1e3 * wall[ROUNDS / 2], ROUNDS, steps, 1e3 * wall[0],
+               1e3 * wall[ROUNDS - 1], 1e3 * cpu[ROUNDS / 2]);
     }
     free(m.input);
     free(m.labels);
@@ -160,11 +160,13 @@ int main(int argc, char **argv) {
         {"block32", "ResNet basic block (batch 32, 16 ch, 32x32)", 32, 5},
     };
     printf("gemm backend: %s\n", tg_gemm_backend());
-    int failed = 0, matched = 0;
+    int failed = 0, matched = 0, threads = argc > 2 ? atoi(argv[2]) : 1;
+    if (threads < 1) threads = 1;
     for (size_t w = 0; w < sizeof workloads / sizeof workloads[0]; w++) {
         if (argc > 1 && strcmp(argv[1], workloads[w].name) != 0) continue;
         matched++;
-        failed |= run(workloads[w].name, workloads[w].what, workloads[w].size, workloads[w].steps);
+        failed |= run(workloads[w].name, workloads[w].what, workloads[w].size, workloads[w].steps,
+                      threads);
     }
     if (!matched) fprintf(stderr, "bench_conv: no workload '%s' (lenet, block8, block32)\n", argv[1]);
     return failed || !matched;

@@ -102,9 +102,9 @@ def time_torch(name):
     return 1e3 * statistics.median(wall), 1e3 * statistics.median(cpu)
 
 
-def time_tapegrad(binary, name):
+def time_tapegrad(binary, name, threads=1):
     env = dict(os.environ, OPENBLAS_NUM_THREADS="1")
-    out = subprocess.run([binary, name], capture_output=True, text=True, env=env, check=True).stdout
+    out = subprocess.run([binary, name, str(threads)], capture_output=True, text=True, env=env, check=True).stdout
     match = re.search(r"([0-9.]+) ms per step .*cpu ([0-9.]+) ms per step", out)
     if not match:
         sys.exit(f"torch_conv.py: no figure in the output of {binary} {name}:\n{out}")
@@ -121,19 +121,20 @@ def main():
     parser.add_argument("--bench", help="the bench_conv binary")
     parser.add_argument("--rounds", type=int, default=3, help="alternations per workload")
     parser.add_argument("--torch-only", action="store_true")
+    parser.add_argument("--threads", type=int, default=1, help="threads on both sides")
     args = parser.parse_args()
-    torch.set_num_threads(1)
+    torch.set_num_threads(args.threads)
     binary = None if args.torch_only else (args.bench or find_binary())
     if not args.torch_only and not binary:
         sys.exit("torch_conv.py: no bench_conv binary; run `zig build bench -Doptimize=ReleaseFast` "
                  "or give --bench")
-    print(f"PyTorch {torch.__version__}, 1 thread; tapegrad: {binary or '-'}")
+    print(f"PyTorch {torch.__version__}, {args.threads} thread(s); tapegrad: {binary or '-'}")
     print("(the machine is shared: figures are medians, and the ratio is what to read)")
     for name in STEPS:
         ours, theirs = [], []
         for _ in range(args.rounds):
             if binary:
-                ours.append(time_tapegrad(binary, name))
+                ours.append(time_tapegrad(binary, name, args.threads))
             theirs.append(time_torch(name))
         t_wall = statistics.median(w for w, _ in theirs)
         t_cpu = statistics.median(c for _, c in theirs)

@@ -10,6 +10,8 @@
  *     swapped (padding dilation (k - 1) - pad), which reuses the forward's code and shapes;
  *   - dx, other strides: dcol_g = W_g^T dY_g, folded back (added) into dx by col2im.
  * conv1d is conv2d with a height of 1.
+ * Stride-1 "same" convolutions at small channel counts (3x3 pad 1 over 16 channels: a thin
+ * product whose unfolding cost more than the product) take ops/conv_same.c instead.
  *
  * Why samples are unfolded in blocks: an 8x8 image has 64 output positions, and a product with
  * 64 columns per sample leaves the GEMM kernels mostly idle. A block of B samples makes one
@@ -391,12 +393,22 @@ static tg_status conv_apply(const tg_op_call *call, conv_geom g, const float *x,
 
 /* ---- forward ------------------------------------------------------------------------------- */
 
+/* The call as a "same" convolution for ops/conv_same.c, when it is one that path takes. */
+static bool as_same(const conv_geom *g, tgi_same_conv *s) {
+    if (g->sh != 1 || g->sw != 1 || g->dh != 1 || g->dw != 1 || g->groups != 1) return false;
+    *s = (tgi_same_conv){g->n, g->c, g->o, g->h, g->w, g->kh, g->kw, g->ph, g->pw};
+    return tgi_conv_same_applies(s);
+}
+
 static tg_status conv_forward(tg_op_call *call) {
     conv_geom g = conv_geometry(call);
     const float *bias = call->n_inputs == 3 ? call->inputs[2]->data : NULL;
     float *y = call->output->data;
-    if (conv_apply(call, g, call->inputs[0]->data, call->inputs[1]->data, y, false) != TG_OK)
-        return TG_ERR_NOMEM;
+    tgi_same_conv same;
+    tg_status status = as_same(&g, &same)
+        ? tgi_conv_same_forward(call, &same, call->inputs[0]->data, call->inputs[1]->data, y)
+        : conv_apply(call, g, call->inputs[0]->data, call->inputs[1]->data, y, false);
+    if (status != TG_OK) return status;
     if (bias)
         for (int64_t i = 0; i < g.n * g.o; i++) {
             float *plane = y + i * g.positions, b = bias[i % g.o];
@@ -515,6 +527,9 @@ static tg_status conv_backward(const tg_op_call *call) {
     const tg_tensor *b = call->n_inputs == 3 ? call->inputs[2] : NULL;
     conv_geom g = conv_geometry(call);
     if (b && b->grad) bias_backward(&g, call->output->grad, b->grad);
+    tgi_same_conv same;
+    if (as_same(&g, &same))
+        return x->grad || w->grad ? tgi_conv_same_backward(call, &same, x->grad, w->grad) : TG_OK;
     bool flip = x->grad && flip_applies(&g);
     bool col2im = x->grad && !flip;
     if ((w->grad || col2im) && weight_and_col2im_backward(call, g, w->grad, col2im) != TG_OK)

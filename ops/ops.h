@@ -197,6 +197,20 @@ TGI_HIDDEN tg_status tgi_window_output(const tg_op_call *call, const char *what,
                                        int64_t kernel, int64_t stride, int64_t pad,
                                        int64_t dilation, int64_t *out);
 
+/* A stride-1, undilated, ungrouped convolution whose output is as large as its input
+ * (kernel (2 pad_h + 1) x (2 pad_w + 1)): ops/conv_same.c runs it without im2col when the
+ * channel counts are small. x [n, c, h, w], weight [o, c, kh, kw]. */
+typedef struct tgi_same_conv {
+    int64_t n, c, o, h, w, kh, kw, ph, pw;
+} tgi_same_conv;
+TGI_HIDDEN bool tgi_conv_same_applies(const tgi_same_conv *s);
+/* y = conv(x, w), no bias. */
+TGI_HIDDEN tg_status tgi_conv_same_forward(const tg_op_call *call, const tgi_same_conv *s,
+                                           const float *x, const float *w, float *y);
+/* dx += and dw += the call's input and weight gradients (either may be NULL). */
+TGI_HIDDEN tg_status tgi_conv_same_backward(const tg_op_call *call, const tgi_same_conv *s,
+                                            float *dx, float *dw);
+
 /* The output positions o in [0, out) whose tap o * stride + offset falls inside [0, in):
  * [*lo, *hi). Outside that range the tap reads padding. */
 static inline void tgi_window_inside(int64_t offset, int64_t stride, int64_t in, int64_t out,

@@ -1,0 +1,337 @@
+/*
+ * ops/conv_same.c — "same" convolutions at small channel counts without im2col.
+ *
+ * Why: a 3x3 convolution over 16 channels is a GEMM with 16 rows and K = 144; im2col writes
+ * K values per output position, the BLAS packs them again, and at 32x32 the columns of one
+ * sample (576 KiB) leave L2. Most of the time went into moving data around a thin product.
+ *
+ * How: every plane is copied once into a padded, flattened layout in which a kernel tap is a
+ * constant offset. Rows are W + pw wide (pw zeros after each row also serve as the next row's
+ * left padding) and each sample is followed by ph zero rows (which serve as the next sample's
+ * top padding), so for a stride-1 kernel of size (2ph + 1) x (2pw + 1) the value tap (i, j)
+ * sees at padded position p is plane[p + (i - ph)(W + pw) + (j - pw)]. The convolution is then
+ * an implicit GEMM over the padded positions: a tile of MR output channels x NR positions reads
+ * its K "columns" straight from the padded planes (L1-resident windows), with no column
+ * buffer. Positions that fall in the gaps are computed and thrown away (8% at 32x32, 27% at
+ * 8x8). Samples go a block at a time (about 2048 positions), padded just before use. The three products of a step all take this form:
+ *   - forward:  Y = conv(Xp, W), stored into NCHW;
+ *   - dX:       dX += conv(dYp, W flipped in space, channel axes swapped) (stride 1, so the
+ *               transposed convolution is a "same" convolution too);
+ *   - dW[o][c,i,j] = sum over p of dYp[o][p] Xp[c][p + off(i, j)]: dYp is zero in the gaps,
+ *               so the thrown-away positions add nothing.
+ *
+ * Numbers: each output element is summed over k = (c, i, j) in order (forward and dX), or, for
+ * dW, over the positions of each block (blocks fixed by the shapes), eight lanes per block
+ * reduced in a fixed order, the blocks added in order. Threads split positions (forward, dX) or dW's elements,
+ * never a sum, so results do not depend on the thread count. Multiply-adds are fused only in
+ * builds that load a BLAS (whose results already depend on the CPU); -Dblas=false keeps a
+ * separate multiply and add and so stays bit-identical across CPUs.
+ */
+#include "ops/ops.h"
+
+#include <string.h>
+
+/* Tiles keep 8 accumulators in registers (enough independent FMAs to cover their latency) and
+ * leave room for the operands: with 12 accumulators in the 16 AVX2 registers the compiler spilled
+ * one, and the store-load round trip doubled the time per step. */
+#define MR 4    /* output channels per tile */
+#define NR 16   /* positions per tile: 2 vectors */
+#define KT 2    /* dW: k columns per tile */
+
+typedef float v8 __attribute__((vector_size(32)));
+
+static inline v8 load8(const float *p) {
+    v8 v;
+    memcpy(&v, p, sizeof v);
+    return v;
+}
+
+static inline v8 splat(float s) {
+    return (v8){s, s, s, s, s, s, s, s};
+}
+
+#if defined(TG_USE_BLAS) && defined(__FMA__) && defined(__has_builtin)
+#if __has_builtin(__builtin_elementwise_fma)
+#define FUSED 1
+#endif
+#endif
+#ifdef FUSED
+#define MADD(acc, a, b) __builtin_elementwise_fma((a), (b), (acc))
+#else
+#define MADD(acc, a, b) ((acc) + (a) * (b))
+#endif
+
+bool tgi_conv_same_applies(const tgi_same_conv *s) {
+    /* 1x1 convolutions already run without unfolding (ops/conv.c); past ~64 channels K is
+     * large enough for the BLAS's packing to pay for itself */
+    return s->kh == 2 * s->ph + 1 && s->kw == 2 * s->pw + 1 && s->kh * s->kw > 1 &&
+           s->kh <= 15 && s->kw <= 15 && s->c <= 64 && s->o <= 64;
+}
+
+/* ---- the padded layout --------------------------------------------------------------------- */
+
+typedef struct layout {
+    int64_t wp, sp;     /* padded row width W + pw, padded sample size (H + ph) wp */
+    int64_t lead, span; /* zeros before a block's first sample; positions computed (block sp) */
+    int64_t len;        /* floats per padded channel of a block */
+    int64_t block;      /* samples per block */
+} layout;
+
+/* Samples are padded and computed a block at a time, so that a block's planes (about
+ * BLOCK_POSITIONS positions per channel) are still in L2 when the tiles read them. The block
+ * size depends on the shapes only. */
+#define BLOCK_POSITIONS 2048
+
+static layout layout_of(const tgi_same_conv *s) {
+    layout l;
+    l.wp = s->w + s->pw;
+    l.sp = (s->h + s->ph) * l.wp;
+    l.lead = s->ph * l.wp + s->pw;
+    int64_t blocks = (s->n * l.sp + BLOCK_POSITIONS - 1) / BLOCK_POSITIONS;
+    l.block = (s->n + blocks - 1) / blocks;
+    l.span = l.block * l.sp;
+    /* the last tile reads up to NR - 1 positions past the span, plus the largest tap offset */
+    l.len = (l.lead + l.span + l.lead + NR + 15) / 16 * 16;
+    return l;
+}
+
+typedef struct pad_job {
+    const tgi_same_conv *s;
+    const layout *l;
+    const float *src;   /* NCHW with `channels` channels, at the block's first sample */
+    float *dst;         /* [channels][len] */
+    int64_t channels, samples;
+} pad_job;
+
+/* Channels [begin, end): every element of the padded plane written once (data or zero). */
+static void pad_channels(void *arg, int64_t begin, int64_t end) {
+    const pad_job *j = arg;
+    const tgi_same_conv *s = j->s;
+    const layout *l = j->l;
+    int64_t gap = s->ph * l->wp, plane = s->h * s->w;
+    for (int64_t c = begin; c < end; c++) {
+        float *d = j->dst + c * l->len;
+        memset(d, 0, (size_t)l->lead * sizeof(float));
+        d += l->lead;
+        for (int64_t n = 0; n < j->samples; n++) {
+            const float *src = j->src + (n * j->channels + c) * plane;
+            for (int64_t r = 0; r < s->h; r++, d += l->wp, src += s->w) {
+                memcpy(d, src, (size_t)s->w * sizeof(float));
+                for (int64_t x = s->w; x < l->wp; x++) d[x] = 0.0f;
+            }
+            memset(d, 0, (size_t)gap * sizeof(float));
+            d += gap;
+        }
+        memset(d, 0, (size_t)(l->len - (d - (j->dst + c * l->len))) * sizeof(float));
+    }
+}
+
+/* Pads `samples` samples (a block, or the last, shorter one) from src. */
+static void pad_planes(tg_ctx *ctx, const tgi_same_conv *s, const layout *l, const float *src,
+                       int64_t channels, int64_t samples, float *dst) {
+    pad_job job = {s, l, src, dst, channels, samples};
+    tgi_parallel_for(ctx, channels, 1, pad_channels, &job);
+}
+
+/* ---- forward and dX: tiles of MR channels x NR positions ------------------------------------ */
+
+typedef struct apply_job {
+    const tgi_same_conv *s;
+    const layout *l;
+    int64_t in_ch, out_ch, k;
+    const int64_t *offs;  /* [k]: where column k reads, relative to the position */
+    const float *a;       /* [ceil(out_ch / MR)][k][MR] packed weights */
+    const float *xp;      /* padded input, at its first position (past the lead) */
+    float *y;             /* NCHW with out_ch channels, at the block's first sample */
+    int64_t span;         /* positions of this block */
+    bool accumulate;
+} apply_job;
+
+static void tile(int64_t k, const int64_t *offs, const float *a, const float *x, float out[MR][NR]) {
+    v8 c00 = {0}, c01 = {0}, c10 = {0}, c11 = {0}, c20 = {0}, c21 = {0}, c30 = {0}, c31 = {0};
+    for (int64_t q = 0; q < k; q++, a += MR) {
+        const float *b = x + offs[q];
+        v8 b0 = load8(b), b1 = load8(b + 8), w;
+        w = splat(a[0]), c00 = MADD(c00, w, b0), c01 = MADD(c01, w, b1);
+        w = splat(a[1]), c10 = MADD(c10, w, b0), c11 = MADD(c11, w, b1);
+        w = splat(a[2]), c20 = MADD(c20, w, b0), c21 = MADD(c21, w, b1);
+        w = splat(a[3]), c30 = MADD(c30, w, b0), c31 = MADD(c31, w, b1);
+    }
+    v8 rows[MR][2] = {{c00, c01}, {c10, c11}, {c20, c21}, {c30, c31}};
+    memcpy(out, rows, sizeof rows);
+}
+
+/* Tiles [begin, end) of positions; each computes every output channel. */
+static void apply_tiles(void *arg, int64_t begin, int64_t end) {
+    const apply_job *j = arg;
+    const tgi_same_conv *s = j->s;
+    const layout *l = j->l;
+    int64_t plane = s->h * s->w;
+    float out[MR][NR];
+    for (int64_t t = begin; t < end; t++) {
+        int64_t p0 = t * NR, count = j->span - p0 < NR ? j->span - p0 : NR;
+        for (int64_t o0 = 0; o0 < j->out_ch; o0 += MR) {
+            tile(j->k, j->offs, j->a + o0 * j->k, j->xp + p0, out);
+            int64_t rows = j->out_ch - o0 < MR ? j->out_ch - o0 : MR;
+            int64_t n = p0 / l->sp, r = p0 % l->sp / l->wp, x = p0 % l->wp;
+            for (int64_t q = 0; q < count; q++) {
+                if (r < s->h && x < s->w) {
+                    float *dst = j->y + (n * j->out_ch + o0) * plane + r * s->w + x;
+                    for (int64_t m = 0; m < rows; m++, dst += plane)
+                        *dst = j->accumulate ? *dst + out[m][q] : out[m][q];
+                }
+                if (++x == l->wp) {
+                    x = 0;
+                    if (++r == s->h + s->ph) r = 0, n++;
+                }
+            }
+        }
+    }
+}
+
+/* Column offsets of a (2ph+1) x (2pw+1) kernel over `in_ch` padded channels. */
+static void tap_offsets(const tgi_same_conv *s, const layout *l, int64_t in_ch, int64_t *offs) {
+    for (int64_t c = 0, q = 0; c < in_ch; c++)
+        for (int64_t i = 0; i < s->kh; i++)
+            for (int64_t jj = 0; jj < s->kw; jj++)
+                offs[q++] = c * l->len + (i - s->ph) * l->wp + (jj - s->pw);
+}
+
+/* a[o / MR][k][o % MR] = the weight of output channel o, column k = (c, i, j); rows past
+ * out_ch are zero. flip: the weight w [in_ch][out_ch][kh][kw] read flipped in space with its
+ * channel axes swapped (dX); otherwise w is [out_ch][in_ch][kh][kw]. */
+static void pack_weights(const float *w, int64_t out_ch, int64_t in_ch, int64_t taps, bool flip,
+                         float *a) {
+    int64_t k = in_ch * taps, tiles = (out_ch + MR - 1) / MR;
+    memset(a, 0, (size_t)(tiles * MR * k) * sizeof(float));
+    for (int64_t o = 0; o < out_ch; o++)
+        for (int64_t c = 0; c < in_ch; c++)
+            for (int64_t t = 0; t < taps; t++) {
+                float v = flip ? w[(c * out_ch + o) * taps + taps - 1 - t] : w[(o * in_ch + c) * taps + t];
+                a[(o / MR * k + c * taps + t) * MR + o % MR] = v;
+            }
+}
+
+static void apply(tg_ctx *ctx, const tgi_same_conv *s, const layout *l, int64_t in_ch,
+                  int64_t out_ch, int64_t samples, const float *xp, const float *a,
+                  const int64_t *offs, float *y, bool accumulate) {
+    apply_job job = {s, l, in_ch, out_ch, in_ch * s->kh * s->kw, offs, a, xp + l->lead, y,
+                     samples * l->sp, accumulate};
+    tgi_parallel_for(ctx, (job.span + NR - 1) / NR, 4, apply_tiles, &job);
+}
+
+/* ---- dW ------------------------------------------------------------------------------------ */
+
+typedef struct weight_job {
+    const tgi_same_conv *s;
+    const layout *l;
+    const int64_t *offs;    /* [K] */
+    const float *xp, *dyp;  /* padded, at the block's first position */
+    int64_t from, count;    /* the block's positions (count a multiple of 8) */
+    float *dw;              /* [O][K] */
+} weight_job;
+
+static inline float lanes_sum(v8 v) {
+    return ((v[0] + v[4]) + (v[1] + v[5])) + ((v[2] + v[6]) + (v[3] + v[7]));
+}
+
+/* Tiles [begin, end) of MR output channels x KT columns: adds their sums over the block. Rows
+ * and columns past the ends repeat the last one, and their sums are dropped. */
+static void weight_tiles(void *arg, int64_t begin, int64_t end) {
+    const weight_job *j = arg;
+    const tgi_same_conv *s = j->s;
+    int64_t k = s->c * s->kh * s->kw, ktiles = (k + KT - 1) / KT;
+    for (int64_t t = begin; t < end; t++) {
+        int64_t o0 = t / ktiles * MR, k0 = t % ktiles * KT;
+        const float *dy[MR], *x[KT];
+        for (int m = 0; m < MR; m++)
+            dy[m] = j->dyp + (o0 + m < s->o ? o0 + m : s->o - 1) * j->l->len + j->from;
+        for (int q = 0; q < KT; q++) x[q] = j->xp + j->offs[k0 + q < k ? k0 + q : k - 1] + j->from;
+        v8 acc[MR][KT] = {{{0}}};
+        for (int64_t p = 0; p < j->count; p += 8) {
+            v8 b0 = load8(x[0] + p), b1 = load8(x[1] + p);
+            for (int m = 0; m < MR; m++) {
+                v8 a = load8(dy[m] + p);
+                acc[m][0] = MADD(acc[m][0], a, b0);
+                acc[m][1] = MADD(acc[m][1], a, b1);
+            }
+        }
+        for (int m = 0; m < MR && o0 + m < s->o; m++)
+            for (int q = 0; q < KT && k0 + q < k; q++) j->dw[(o0 + m) * k + k0 + q] += lanes_sum(acc[m][q]);
+    }
+}
+
+/* dw [O][K] += the weight gradient over one block of `samples` samples (its planes in L2). */
+static void weight_grad(tg_ctx *ctx, const tgi_same_conv *s, const layout *l, int64_t samples,
+                        const float *xp, const float *dyp, const int64_t *offs, float *dw) {
+    int64_t k = s->c * s->kh * s->kw;
+    int64_t tiles = (s->o + MR - 1) / MR * ((k + KT - 1) / KT);
+    /* past the block's positions both planes are zero (the trailing pad) */
+    weight_job job = {s, l, offs, xp + l->lead, dyp + l->lead, 0, (samples * l->sp + 7) / 8 * 8, dw};
+    tgi_parallel_for(ctx, tiles, 4, weight_tiles, &job);
+}
+
+/* ---- entry points -------------------------------------------------------------------------- */
+
+/* Arena scratch of one call: the padded planes, packed weights, column offsets. */
+static void *scratch(tgi_arena *arena, int64_t floats) {
+    return tgi_arena_alloc(arena, (size_t)floats * sizeof(float));
+}
+
+tg_status tgi_conv_same_forward(const tg_op_call *call, const tgi_same_conv *s, const float *x,
+                                const float *w, float *y) {
+    tgi_arena *arena = &call->tape->arena;
+    tgi_arena_mark mark = tgi_arena_mark_get(arena);
+    layout l = layout_of(s);
+    int64_t taps = s->kh * s->kw, k = s->c * taps, otiles = (s->o + MR - 1) / MR;
+    float *xp = scratch(arena, s->c * l.len), *a = scratch(arena, otiles * MR * k);
+    int64_t *offs = tgi_arena_alloc(arena, (size_t)k * sizeof(int64_t));
+    if (!xp || !a || !offs) {
+        tgi_arena_mark_rewind(arena, mark);
+        return tg_op_fail(call, TG_ERR_NOMEM, "out of memory for the padded input");
+    }
+    tg_ctx *ctx = call->tape->ctx;
+    pack_weights(w, s->o, s->c, taps, false, a);
+    tap_offsets(s, &l, s->c, offs);
+    for (int64_t first = 0; first < s->n; first += l.block) {
+        int64_t samples = s->n - first < l.block ? s->n - first : l.block;
+        pad_planes(ctx, s, &l, x + first * s->c * s->h * s->w, s->c, samples, xp);
+        apply(ctx, s, &l, s->c, s->o, samples, xp, a, offs, y + first * s->o * s->h * s->w, false);
+    }
+    tgi_arena_mark_rewind(arena, mark);
+    return TG_OK;
+}
+
+tg_status tgi_conv_same_backward(const tg_op_call *call, const tgi_same_conv *s, float *dx,
+                                 float *dw) {
+    const float *x = call->inputs[0]->data, *w = call->inputs[1]->data, *dy = call->output->grad;
+    tgi_arena *arena = &call->tape->arena;
+    tgi_arena_mark mark = tgi_arena_mark_get(arena);
+    layout l = layout_of(s);
+    int64_t taps = s->kh * s->kw, k = (s->c + s->o) * taps;
+    float *dyp = scratch(arena, s->o * l.len), *xp = dw ? scratch(arena, s->c * l.len) : NULL;
+    float *a = dx ? scratch(arena, (s->c + MR - 1) / MR * MR * s->o * taps) : NULL;
+    int64_t *offs = tgi_arena_alloc(arena, (size_t)k * sizeof(int64_t));
+    if (!dyp || (dw && !xp) || (dx && !a) || !offs) {
+        tgi_arena_mark_rewind(arena, mark);
+        return tg_op_fail(call, TG_ERR_NOMEM, "out of memory for the padded gradient");
+    }
+    tg_ctx *ctx = call->tape->ctx;
+    int64_t plane = s->h * s->w;
+    if (dx) pack_weights(w, s->c, s->o, taps, true, a);
+    tap_offsets(s, &l, s->c, offs);
+    tap_offsets(s, &l, s->o, offs + s->c * taps);
+    for (int64_t first = 0; first < s->n; first += l.block) {
+        int64_t samples = s->n - first < l.block ? s->n - first : l.block;
+        pad_planes(ctx, s, &l, dy + first * s->o * plane, s->o, samples, dyp);
+        if (dw) {
+            pad_planes(ctx, s, &l, x + first * s->c * plane, s->c, samples, xp);
+            weight_grad(ctx, s, &l, samples, xp, dyp, offs, dw);
+        }
+        if (dx)
+            apply(ctx, s, &l, s->o, s->c, samples, dyp, a, offs + s->c * taps,
+                  dx + first * s->c * plane, true);
+    }
+    tgi_arena_mark_rewind(arena, mark);
+    return TG_OK;
+}
