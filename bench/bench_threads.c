@@ -174,6 +174,8 @@ int main(int argc, char **argv) {
         steps[w] = (int)(seconds / one) + 1;
     }
     static double t[N_WORKLOADS][N_CONDITIONS][2][MAX_ROUNDS], ratio[N_WORKLOADS][N_CONDITIONS][MAX_ROUNDS];
+    int backed_off[N_WORKLOADS][N_CONDITIONS] = {{0}};
+    char verdict[N_WORKLOADS][N_CONDITIONS][200];
     for (int r = 0; r < rounds; r++)
         for (int c = 0; c < N_CONDITIONS; c++) {
             pid_t spinner = c == BUSY ? start_spinner() : 0;
@@ -184,6 +186,8 @@ int main(int argc, char **argv) {
                     t[w][c][threads][r] = time_steps(&m[w][threads], steps[w]);
                 }
                 ratio[w][c][r] = t[w][c][1][r] / t[w][c][0][r];
+                backed_off[w][c] += tg_ctx_threads_backed_off(m[w][1].ctx);
+                tg_ctx_threads_describe(m[w][1].ctx, verdict[w][c], sizeof verdict[w][c]);
             }
             if (spinner) stop_spinner(spinner);
         }
@@ -198,6 +202,11 @@ int main(int argc, char **argv) {
                    workload_names[w], condition_names[c], one.median * 1e3, one.min * 1e3, one.max * 1e3,
                    two.median * 1e3, two.min * 1e3, two.max * 1e3, q.median, q.min, q.max);
         }
+    printf("the 2-thread pools after each measurement: backed off in how many rounds; the last verdict\n");
+    for (int w = 0; w < N_WORKLOADS; w++)
+        for (int c = 0; c < N_CONDITIONS; c++)
+            printf("  %-20s %-18s %d/%d  %s\n", workload_names[w], condition_names[c], backed_off[w][c],
+                   rounds, verdict[w][c]);
     print_loadavg("after");
     for (int w = 0; w < N_WORKLOADS; w++)
         for (int k = 0; k < 2; k++) model_free(&m[w][k]);
