@@ -26,13 +26,14 @@
  * with another process may claim a range and be descheduled in the middle of it, and the caller
  * then waits a time slice for it; two of our threads on one core spin against each other. With
  * the other core of a 2-core machine held by a busy loop, the LSTM step took 1.14x longer at two
- * threads than at one. So the caller times each parallel region: the whole region, and its own
- * ranges, which say what the region would have cost on one thread (own time x ranges / ranges
- * it ran). Over a window of a few milliseconds of regions, when the regions took more than
+ * threads than at one. So each parallel region is timed: as a whole by the caller, and range by
+ * range by whoever runs them, which says what it would have cost on one thread (see judge).
+ * Over a window of a few milliseconds of regions, when the regions took more than
  * KEEP_RATIO of their one-thread estimate, the pool backs off: regions run whole on the caller
  * (the cut never changes the numbers), the workers stop spinning and sleep, and after a while
  * (20 ms, doubling up to 320 ms while the cores stay taken) a window is tried in parallel again.
- * The verdict costs four clock reads per region; tg_ctx_threads_describe reports it.
+ * The verdict costs a few clock reads per region (~0.1 us; regions last 5 us and more);
+ * tg_ctx_threads_describe reports it.
  */
 #define _GNU_SOURCE /* sched_getaffinity, CPU_COUNT */
 #include "autograd/internal.h"
@@ -90,6 +91,7 @@ struct tgi_pool {
      * fails), and never reads a newer job's range count */
     _Atomic uint64_t claim;
     atomic_int unfinished;         /* ranges of the current job not finished yet */
+    _Atomic int64_t range_ns;      /* the current job's ranges' wall times, summed */
     atomic_int sleeping_workers;
     atomic_int caller_sleeping;
     atomic_bool stop;
@@ -132,8 +134,14 @@ static void run_range(struct tgi_pool *pool, int n_ranges, int r) {
     if (begin < end) pool->fn(pool->arg, begin, end);
 }
 
+static int64_t now_ns(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
+}
+
 /* Claims and runs ranges of `job` until none is left; returns how many it ran, and in *last
- * whether it finished the job's last. */
+ * whether it finished the job's last. Each range's wall time is added to range_ns. */
 static int run_claimed(struct tgi_pool *pool, unsigned job, bool *last) {
     int ran = 0;
     *last = false;
@@ -142,9 +150,11 @@ static int run_claimed(struct tgi_pool *pool, unsigned job, bool *last) {
         int n_ranges = (int)(claim >> 16 & 0xffff), r = (int)(claim & 0xffff);
         if ((unsigned)(claim >> 32) != job || r >= n_ranges) return ran;
         if (!atomic_compare_exchange_weak(&pool->claim, &claim, claim + 1)) continue;
+        int64_t start = now_ns();
         run_range(pool, n_ranges, r); /* fn, arg and n stay: the job lasts until its ranges end */
+        atomic_fetch_add_explicit(&pool->range_ns, now_ns() - start, memory_order_relaxed);
         ran++;
-        *last = atomic_fetch_sub(&pool->unfinished, 1) == 1;
+        *last = atomic_fetch_sub(&pool->unfinished, 1) == 1; /* publishes range_ns too */
     }
 }
 
@@ -306,25 +316,24 @@ bool tg_ctx_flush_denormals(const tg_ctx *ctx) {
     return ctx && ctx->flush_denormals;
 }
 
-static int64_t now_ns(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
-}
-
 static void start_window(struct tgi_pool *pool) {
     pool->window_took = pool->window_alone = 0;
     pool->window_jobs = 0;
 }
 
 /* Adds one region to the window: it started at `start`, published its job at `published`, the
- * caller's `mine` of `n_ranges` ranges were done at `own_end`, all of them at `end`. */
+ * caller's `mine` of `n_ranges` ranges were done at `own_end`, all of them at `end`.
+ * What one thread would have taken is estimated twice, and the smaller taken: the ranges' wall
+ * times summed (too high when a range holder was descheduled: a worker holding its range through
+ * another process's time slice), and the caller's own ranges scaled to all (too high when the
+ * caller was descheduled in its range, e.g. by our own worker on the same core). */
 static void judge(struct tgi_pool *pool, int64_t start, int64_t published, int64_t own_end, int64_t end,
                   int mine, int n_ranges) {
     int64_t took = end - start;
-    /* no range of its own (the caller was descheduled right after publishing): no estimate, and
-     * no evidence of a gain either */
-    int64_t alone = mine > 0 ? (own_end - published) * n_ranges / mine : took;
+    int64_t alone = atomic_load_explicit(&pool->range_ns, memory_order_relaxed);
+    /* no range of its own (the caller was descheduled right after publishing): the sum alone */
+    if (mine > 0 && (own_end - published) * n_ranges / mine < alone)
+        alone = (own_end - published) * n_ranges / mine;
     pool->window_took += took;
     pool->window_alone += alone;
     if (++pool->window_jobs < WINDOW_JOBS || pool->window_took < WINDOW_NS) return;
@@ -365,6 +374,7 @@ void tgi_parallel_for(tg_ctx *ctx, int64_t n, int64_t grain, tgi_range_fn fn, vo
     pool->flush_denormals = ctx->flush_denormals;
     unsigned job = atomic_load(&pool->generation) + 1;
     atomic_store(&pool->unfinished, n_ranges);
+    atomic_store_explicit(&pool->range_ns, 0, memory_order_relaxed);
     atomic_store_explicit(&pool->claim, (uint64_t)job << 32 | (uint64_t)n_ranges << 16,
                           memory_order_release);
     atomic_store_explicit(&pool->generation, job, memory_order_seq_cst);
