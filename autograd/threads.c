@@ -341,7 +341,7 @@ static void judge(struct tgi_pool *pool, int64_t start, int64_t published, int64
     pool->verdicts++;
     start_window(pool);
     if (pool->ratio < GOOD_RATIO) pool->backoff = FIRST_BACKOFF_NS;
-    if (pool->ratio < KEEP_RATIO) return;
+    if (pool->ratio < KEEP_RATIO || pool->ctx->keep_threads) return;
     pool->backed_off = true;
     pool->retry_at = end + pool->backoff;
     pool->backoff = pool->backoff * 2 < LAST_BACKOFF_NS ? pool->backoff * 2 : LAST_BACKOFF_NS;
@@ -426,6 +426,13 @@ tg_status tg_ctx_threads_calibrate(tg_ctx *ctx) {
     return TG_OK;
 }
 
+tg_status tg_ctx_set_threads_backoff(tg_ctx *ctx, bool on) {
+    if (!ctx) return TG_ERR_INVALID;
+    ctx->keep_threads = !on;
+    if (!on && ctx->pool) ctx->pool->backed_off = false;
+    return TG_OK;
+}
+
 bool tg_ctx_threads_backed_off(const tg_ctx *ctx) {
     return ctx && ctx->pool && ctx->pool->backed_off;
 }
@@ -435,11 +442,12 @@ int tg_ctx_threads_describe(const tg_ctx *ctx, char *buf, size_t size) {
     const struct tgi_pool *pool = ctx->pool;
     if (ctx->threads <= 1) return snprintf(buf, buf ? size : 0, "1 (no pool)");
     if (!pool || pool->verdicts == 0)
-        return snprintf(buf, buf ? size : 0, "%d (spinning; not judged yet: backs off when the "
-                        "cores are taken)", ctx->threads);
+        return snprintf(buf, buf ? size : 0, "%d (spinning; not judged yet: %s)", ctx->threads,
+                        ctx->keep_threads ? "never backs off" : "backs off when the cores are taken");
     if (!pool->backed_off)
-        return snprintf(buf, buf ? size : 0, "%d (spinning: parallel regions took %.2fx their "
-                        "one-thread time)", ctx->threads, pool->ratio);
+        return snprintf(buf, buf ? size : 0, "%d (spinning%s: parallel regions took %.2fx their "
+                        "one-thread time)", ctx->threads, ctx->keep_threads ? ", never backs off" : "",
+                        pool->ratio);
     return snprintf(buf, buf ? size : 0, "%d, backed off to 1: the other cores are busy (parallel "
                     "regions took %.2fx their one-thread time; trying again every %d-%d ms)",
                     ctx->threads, pool->ratio, (int)(FIRST_BACKOFF_NS / 1000000),

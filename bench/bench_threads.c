@@ -1,12 +1,13 @@
 /*
  * bench/bench_threads.c — do two threads ever hurt? (issue 25, item 4)
  *
- * Two workloads, each at 1 and 2 threads: the LSTM step of bench_rnn (hidden 128, T = 100,
- * batch 32, 16 inputs, linear head, MSE, SGD) and the MLP d4 w1024 b256 step of bench_models
- * (sigmoid, softmax cross-entropy, SGD). Each round measures them quiet, then with a competing
+ * Two workloads, each at 1 thread, at 2, and at 2 that never back off (tg_ctx_set_threads_backoff
+ * off: the pool as it was before it learned to back off): the LSTM step of bench_rnn (hidden
+ * 128, T = 100, batch 32, 16 inputs, linear head, MSE, SGD) and the MLP d4 w1024 b256 step of
+ * bench_models (sigmoid, softmax cross-entropy, SGD). Each round measures them quiet, then with a competing
  * busy loop: a child process spinning, pinned to CPU 0 (as `taskset -c 0 sh -c 'while :; do :;
  * done'` would), started before and stopped after the busy half of the round. Rounds interleave
- * everything, so the ratio 2T / 1T is taken within a round; medians with [min-max].
+ * everything, so the ratios to 1T are taken within a round; medians with [min-max].
  *
  * Also printed: the CPU's name, the load average before and after (the machine may be shared),
  * and what each 2-thread context's pool decided (tg_ctx_threads_describe).
@@ -45,11 +46,17 @@ static void die(const model *m, const char *what) {
     exit(1);
 }
 
-static void model_init(model *m, int kind, int threads) {
+/* The runners: one thread; two threads; two that never back off (the pool as it was before). */
+enum { ONE, TWO, TWO_SPINNING, N_VARIANTS };
+static const char *const variant_names[N_VARIANTS] = {"1 thread", "2 threads", "2T, no back-off"};
+
+static void model_init(model *m, int kind, int variant) {
     memset(m, 0, sizeof *m);
     m->kind = kind;
     m->ctx = tg_ctx_new();
-    if (!m->ctx || tg_ctx_set_threads(m->ctx, threads) != TG_OK) die(m, "context");
+    if (!m->ctx || tg_ctx_set_threads(m->ctx, variant == ONE ? 1 : 2) != TG_OK ||
+        tg_ctx_set_threads_backoff(m->ctx, variant != TWO_SPINNING) != TG_OK)
+        die(m, "context");
     int n = 0;
     if (kind == LSTM) {
         tg_rnn_config c = tg_rnn_defaults(TG_RNN_LSTM, 16, 128);
@@ -163,17 +170,18 @@ int main(int argc, char **argv) {
     print_line_of("/proc/cpuinfo", "model name\t: ", "CPU: ");
     printf("cores available: %ld; matrix products: %s\n", sysconf(_SC_NPROCESSORS_ONLN), tg_gemm_backend());
     print_loadavg("before");
-    model m[N_WORKLOADS][2];
+    model m[N_WORKLOADS][N_VARIANTS];
     int steps[N_WORKLOADS];
     for (int w = 0; w < N_WORKLOADS; w++) {
-        for (int t = 0; t < 2; t++) {
+        for (int t = 0; t < N_VARIANTS; t++) {
             model_init(&m[w][t], w, t + 1);
             model_step(&m[w][t]); /* warm: arenas, the pool */
         }
         double one = time_steps(&m[w][0], 2);
         steps[w] = (int)(seconds / one) + 1;
     }
-    static double t[N_WORKLOADS][N_CONDITIONS][2][MAX_ROUNDS], ratio[N_WORKLOADS][N_CONDITIONS][MAX_ROUNDS];
+    static double t[N_WORKLOADS][N_CONDITIONS][N_VARIANTS][MAX_ROUNDS];
+    static double ratio[N_WORKLOADS][N_CONDITIONS][N_VARIANTS][MAX_ROUNDS];
     int backed_off[N_WORKLOADS][N_CONDITIONS] = {{0}};
     char verdict[N_WORKLOADS][N_CONDITIONS][200];
     for (int r = 0; r < rounds; r++)
@@ -181,26 +189,31 @@ int main(int argc, char **argv) {
             pid_t spinner = c == BUSY ? start_spinner() : 0;
             if (spinner) usleep(20000); /* let the scheduler place it */
             for (int w = 0; w < N_WORKLOADS; w++) {
-                for (int k = 0; k < 2; k++) {
-                    int threads = (k + r) % 2; /* alternate which goes first */
-                    t[w][c][threads][r] = time_steps(&m[w][threads], steps[w]);
+                for (int k = 0; k < N_VARIANTS; k++) {
+                    int v = (k + r) % N_VARIANTS; /* rotate which goes first */
+                    t[w][c][v][r] = time_steps(&m[w][v], steps[w]);
                 }
-                ratio[w][c][r] = t[w][c][1][r] / t[w][c][0][r];
-                backed_off[w][c] += tg_ctx_threads_backed_off(m[w][1].ctx);
-                tg_ctx_threads_describe(m[w][1].ctx, verdict[w][c], sizeof verdict[w][c]);
+                for (int v = 0; v < N_VARIANTS; v++) ratio[w][c][v][r] = t[w][c][v][r] / t[w][c][ONE][r];
+                backed_off[w][c] += tg_ctx_threads_backed_off(m[w][TWO].ctx);
+                tg_ctx_threads_describe(m[w][TWO].ctx, verdict[w][c], sizeof verdict[w][c]);
             }
             if (spinner) stop_spinner(spinner);
         }
     printf("ms per training step, median of %d interleaved rounds [min-max]; ratio 2T/1T within each round\n",
            rounds);
-    printf("  %-20s %-18s %-24s %-24s %s\n", "workload", "machine", "1 thread", "2 threads", "2T / 1T");
     for (int w = 0; w < N_WORKLOADS; w++)
         for (int c = 0; c < N_CONDITIONS; c++) {
-            bench_timing one = bench_summarize(t[w][c][0], rounds), two = bench_summarize(t[w][c][1], rounds);
-            bench_timing q = bench_summarize(ratio[w][c], rounds);
-            printf("  %-20s %-18s %7.2f [%6.2f-%6.2f]  %7.2f [%6.2f-%6.2f]  %.2f [%.2f-%.2f]\n",
-                   workload_names[w], condition_names[c], one.median * 1e3, one.min * 1e3, one.max * 1e3,
-                   two.median * 1e3, two.min * 1e3, two.max * 1e3, q.median, q.min, q.max);
+            printf("  %-18s %-17s", workload_names[w], condition_names[c]);
+            for (int v = 0; v < N_VARIANTS; v++) {
+                bench_timing x = bench_summarize(t[w][c][v], rounds);
+                printf("  %s %.1f [%.1f-%.1f]", variant_names[v], x.median * 1e3, x.min * 1e3, x.max * 1e3);
+            }
+            printf("\n  %-36s", "");
+            for (int v = TWO; v < N_VARIANTS; v++) {
+                bench_timing q = bench_summarize(ratio[w][c][v], rounds);
+                printf("  %s / 1T %.2f [%.2f-%.2f]", variant_names[v], q.median, q.min, q.max);
+            }
+            printf("\n");
         }
     printf("the 2-thread pools after each measurement: backed off in how many rounds; the last verdict\n");
     for (int w = 0; w < N_WORKLOADS; w++)
@@ -209,6 +222,6 @@ int main(int argc, char **argv) {
                    rounds, verdict[w][c]);
     print_loadavg("after");
     for (int w = 0; w < N_WORKLOADS; w++)
-        for (int k = 0; k < 2; k++) model_free(&m[w][k]);
+        for (int k = 0; k < N_VARIANTS; k++) model_free(&m[w][k]);
     return 0;
 }

@@ -173,6 +173,12 @@ int tg_ctx_threads(const tg_ctx *ctx);
  * TG_ERR_INVALID for NULL, TG_ERR_STATE inside a parallel region.
  */
 tg_status tg_ctx_threads_calibrate(tg_ctx *ctx);
+/**
+ * On (the default), the pool backs off as tg_ctx_threads_calibrate says; off, it keeps its
+ * threads and spins whatever the machine does (the behaviour before the back-off: for programs
+ * that own the machine, and for measuring the back-off). TG_ERR_INVALID for NULL.
+ */
+tg_status tg_ctx_set_threads_backoff(tg_ctx *ctx, bool on);
 /** Whether the pool has backed off to the calling thread (false for NULL or 1 thread). */
 bool tg_ctx_threads_backed_off(const tg_ctx *ctx);
 /**

@@ -198,6 +198,12 @@ Test(threads, two_threads_on_one_core_back_off_and_still_give_the_same_bits) {
     free(one);
     free(two);
     tg_ctx_free(single);
+    /* told never to back off, it keeps its threads even here */
+    cr_assert_eq(tg_ctx_set_threads_backoff(ctx, false), TG_OK);
+    cr_assert_eq(tg_ctx_threads_calibrate(ctx), TG_OK);
+    cr_expect_not(tg_ctx_threads_backed_off(ctx));
+    tg_ctx_threads_describe(ctx, said, sizeof said);
+    cr_expect(strstr(said, "never backs off") != NULL, "%s", said);
     tg_ctx_free(ctx);
 }
 
@@ -205,6 +211,7 @@ Test(threads, verdict_api_on_null_and_one_thread) {
     char said[64];
     cr_expect_eq(tg_ctx_threads_calibrate(NULL), TG_ERR_INVALID);
     cr_expect_not(tg_ctx_threads_backed_off(NULL));
+    cr_expect_eq(tg_ctx_set_threads_backoff(NULL, false), TG_ERR_INVALID);
     cr_expect_gt(tg_ctx_threads_describe(NULL, said, sizeof said), 0);
     cr_expect_str_eq(said, "no context");
     tg_ctx *ctx = tg_ctx_new();
