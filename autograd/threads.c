@@ -444,6 +444,9 @@ int tg_ctx_threads_describe(const tg_ctx *ctx, char *buf, size_t size) {
     if (!pool || pool->verdicts == 0)
         return snprintf(buf, buf ? size : 0, "%d (spinning; not judged yet: %s)", ctx->threads,
                         ctx->keep_threads ? "never backs off" : "backs off when the cores are taken");
+    if (!pool->backed_off && !ctx->keep_threads && pool->ratio >= KEEP_RATIO)
+        return snprintf(buf, buf ? size : 0, "%d (spinning again after backing off, trying the "
+                        "cores: the last verdict was %.2fx the one-thread time)", ctx->threads, pool->ratio);
     if (!pool->backed_off)
         return snprintf(buf, buf ? size : 0, "%d (spinning%s: parallel regions took %.2fx their "
                         "one-thread time)", ctx->threads, ctx->keep_threads ? ", never backs off" : "",

@@ -174,7 +174,7 @@ int main(int argc, char **argv) {
     int steps[N_WORKLOADS];
     for (int w = 0; w < N_WORKLOADS; w++) {
         for (int t = 0; t < N_VARIANTS; t++) {
-            model_init(&m[w][t], w, t + 1);
+            model_init(&m[w][t], w, t);
             model_step(&m[w][t]); /* warm: arenas, the pool */
         }
         double one = time_steps(&m[w][0], 2);
