@@ -248,6 +248,7 @@ struct tg_ctx {
     int n_plugins, cap_plugins;
     int threads;             /* tg_ctx_set_threads: the budget, BLAS included */
     bool flush_denormals;
+    bool keep_threads;       /* tg_ctx_set_threads_backoff(ctx, false): never back off */
     struct tgi_pool *pool;   /* started on the first parallel region (autograd/threads.c) */
     tgi_retired *retired;    /* structs of freed objects, released by tg_ctx_free */
     tg_ctx *next_live;       /* the process's list of live contexts (ops/builtins.c) */

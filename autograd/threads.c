@@ -21,6 +21,19 @@
  * others finish. Threads are started on
  * the first parallel region, so a context that never runs large ops never starts one, and the
  * steady state allocates nothing.
+ *
+ * Backing off: claiming ranges is not enough on a busy machine. A worker that shares its core
+ * with another process may claim a range and be descheduled in the middle of it, and the caller
+ * then waits a time slice for it; two of our threads on one core spin against each other. With
+ * the other core of a 2-core machine held by a busy loop, the LSTM step took 1.14x longer at two
+ * threads than at one. So each parallel region is timed: as a whole by the caller, and range by
+ * range by whoever runs them, which says what it would have cost on one thread (see judge).
+ * Over a window of a few milliseconds of regions, when the regions took more than
+ * KEEP_RATIO of their one-thread estimate, the pool backs off: regions run whole on the caller
+ * (the cut never changes the numbers), the workers stop spinning and sleep, and after a while
+ * (20 ms, doubling up to 320 ms while the cores stay taken) a window is tried in parallel again.
+ * The verdict costs a few clock reads per region (~0.1 us; regions last 5 us and more);
+ * tg_ctx_threads_describe reports it.
  */
 #define _GNU_SOURCE /* sched_getaffinity, CPU_COUNT */
 #include "autograd/internal.h"
@@ -28,7 +41,9 @@
 #include <pthread.h>
 #include <sched.h>
 #include <stdatomic.h>
+#include <stdio.h>
 #include <string.h>
+#include <time.h>
 
 #if defined(__x86_64__) || defined(__i386__)
 #include <immintrin.h>
@@ -46,6 +61,23 @@
  * pinned to one core ran an LSTM step 3.4x slower than one thread did). */
 #define YIELD_LIMIT 16
 
+/* Backing off (see the header). A window is at least WINDOW_NS of parallel regions and
+ * WINDOW_JOBS of them: long enough that one descheduling among many regions does not decide,
+ * short enough that a busy core is noticed within a step, and a retry on a machine still busy
+ * costs little. Parallel regions must take less than KEEP_RATIO of their one-thread estimate
+ * (ideal: 1 / threads; 0.6 for the LSTM on a quiet 2-core machine); at 0.9 and above the second
+ * thread buys too little to risk a time slice. Only a window under GOOD_RATIO shortens the next
+ * back-off again: on a busy machine a lucky window now and then must not bring back frequent
+ * retries (each may wait out a descheduled worker). Back-offs double from FIRST_BACKOFF_NS to
+ * LAST_BACKOFF_NS: under sustained load a retry (~2 ms of regions, perhaps one stall of a time
+ * slice) then costs ~1-2% of the time; a core freed is used again within LAST_BACKOFF_NS. */
+#define WINDOW_NS 2000000
+#define WINDOW_JOBS 8
+#define KEEP_RATIO 0.9
+#define GOOD_RATIO 0.75
+#define FIRST_BACKOFF_NS 20000000
+#define LAST_BACKOFF_NS 320000000
+
 struct tgi_pool {
     tg_ctx *ctx;
     int n_workers;                 /* threads besides the caller */
@@ -59,6 +91,7 @@ struct tgi_pool {
      * fails), and never reads a newer job's range count */
     _Atomic uint64_t claim;
     atomic_int unfinished;         /* ranges of the current job not finished yet */
+    _Atomic int64_t range_ns;      /* the current job's ranges' wall times, summed */
     atomic_int sleeping_workers;
     atomic_int caller_sleeping;
     atomic_bool stop;
@@ -67,6 +100,13 @@ struct tgi_pool {
     void *arg;
     int64_t n;
     bool flush_denormals;
+    /* The verdict, the caller's alone (tgi_parallel_for runs on the context's thread). */
+    bool backed_off;               /* regions run whole on the caller until retry_at */
+    int64_t retry_at, backoff;     /* ns (CLOCK_MONOTONIC); the next back-off's length */
+    int64_t window_took, window_alone; /* ns: the regions' wall time, their one-thread estimate */
+    int window_jobs;
+    double ratio;                  /* the last window's took / alone; 0 before the first */
+    int64_t verdicts;              /* windows judged */
 };
 
 /* Whether this thread is running inside a parallel region (nested regions run serially). */
@@ -94,16 +134,27 @@ static void run_range(struct tgi_pool *pool, int n_ranges, int r) {
     if (begin < end) pool->fn(pool->arg, begin, end);
 }
 
-/* Claims and runs ranges of `job` until none is left; returns whether it finished the job's last. */
-static bool run_claimed(struct tgi_pool *pool, unsigned job) {
-    bool last = false;
+static int64_t now_ns(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
+}
+
+/* Claims and runs ranges of `job` until none is left; returns how many it ran, and in *last
+ * whether it finished the job's last. Each range's wall time is added to range_ns. */
+static int run_claimed(struct tgi_pool *pool, unsigned job, bool *last) {
+    int ran = 0;
+    *last = false;
     for (;;) {
         uint64_t claim = atomic_load_explicit(&pool->claim, memory_order_acquire);
         int n_ranges = (int)(claim >> 16 & 0xffff), r = (int)(claim & 0xffff);
-        if ((unsigned)(claim >> 32) != job || r >= n_ranges) return last;
+        if ((unsigned)(claim >> 32) != job || r >= n_ranges) return ran;
         if (!atomic_compare_exchange_weak(&pool->claim, &claim, claim + 1)) continue;
+        int64_t start = now_ns();
         run_range(pool, n_ranges, r); /* fn, arg and n stay: the job lasts until its ranges end */
-        last = atomic_fetch_sub(&pool->unfinished, 1) == 1;
+        atomic_fetch_add_explicit(&pool->range_ns, now_ns() - start, memory_order_relaxed);
+        ran++;
+        *last = atomic_fetch_sub(&pool->unfinished, 1) == 1; /* publishes range_ns too */
     }
 }
 
@@ -153,7 +204,9 @@ static void *worker_main(void *p) {
         if (atomic_load(&pool->stop)) return NULL;
         seen = gen;
         set_flush_denormals(pool->flush_denormals);
-        if (run_claimed(pool, gen) && atomic_load(&pool->caller_sleeping)) {
+        bool last;
+        run_claimed(pool, gen, &last);
+        if (last && atomic_load(&pool->caller_sleeping)) {
             pthread_mutex_lock(&pool->lock);
             pthread_cond_signal(&pool->finished);
             pthread_mutex_unlock(&pool->lock);
@@ -200,6 +253,7 @@ static struct tgi_pool *pool_start(tg_ctx *ctx, int threads) {
     pool->ctx = ctx;
     pool->n_workers = n_workers;
     pool->workers = (pthread_t *)(pool + 1);
+    pool->backoff = FIRST_BACKOFF_NS;
     pthread_mutex_init(&pool->lock, NULL);
     pthread_cond_init(&pool->wake, NULL);
     pthread_cond_init(&pool->finished, NULL);
@@ -262,6 +316,37 @@ bool tg_ctx_flush_denormals(const tg_ctx *ctx) {
     return ctx && ctx->flush_denormals;
 }
 
+static void start_window(struct tgi_pool *pool) {
+    pool->window_took = pool->window_alone = 0;
+    pool->window_jobs = 0;
+}
+
+/* Adds one region to the window: it started at `start`, published its job at `published`, the
+ * caller's `mine` of `n_ranges` ranges were done at `own_end`, all of them at `end`.
+ * What one thread would have taken is estimated twice, and the smaller taken: the ranges' wall
+ * times summed (too high when a range holder was descheduled: a worker holding its range through
+ * another process's time slice), and the caller's own ranges scaled to all (too high when the
+ * caller was descheduled in its range, e.g. by our own worker on the same core). */
+static void judge(struct tgi_pool *pool, int64_t start, int64_t published, int64_t own_end, int64_t end,
+                  int mine, int n_ranges) {
+    int64_t took = end - start;
+    int64_t alone = atomic_load_explicit(&pool->range_ns, memory_order_relaxed);
+    /* no range of its own (the caller was descheduled right after publishing): the sum alone */
+    if (mine > 0 && (own_end - published) * n_ranges / mine < alone)
+        alone = (own_end - published) * n_ranges / mine;
+    pool->window_took += took;
+    pool->window_alone += alone;
+    if (++pool->window_jobs < WINDOW_JOBS || pool->window_took < WINDOW_NS) return;
+    pool->ratio = pool->window_alone > 0 ? (double)pool->window_took / (double)pool->window_alone : 1.0;
+    pool->verdicts++;
+    start_window(pool);
+    if (pool->ratio < GOOD_RATIO) pool->backoff = FIRST_BACKOFF_NS;
+    if (pool->ratio < KEEP_RATIO || pool->ctx->keep_threads) return;
+    pool->backed_off = true;
+    pool->retry_at = end + pool->backoff;
+    pool->backoff = pool->backoff * 2 < LAST_BACKOFF_NS ? pool->backoff * 2 : LAST_BACKOFF_NS;
+}
+
 void tgi_parallel_for(tg_ctx *ctx, int64_t n, int64_t grain, tgi_range_fn fn, void *arg) {
     if (n <= 0) return;
     if (grain < 1) grain = 1;
@@ -274,12 +359,22 @@ void tgi_parallel_for(tg_ctx *ctx, int64_t n, int64_t grain, tgi_range_fn fn, vo
         return;
     }
     struct tgi_pool *pool = ctx->pool;
+    int64_t start = now_ns();
+    if (pool->backed_off) {
+        if (start < pool->retry_at) {
+            fn(arg, 0, n); /* the workers sleep meanwhile (wait_for_job) */
+            return;
+        }
+        pool->backed_off = false; /* try the threads again, for a window */
+        start_window(pool);
+    }
     pool->fn = fn;
     pool->arg = arg;
     pool->n = n;
     pool->flush_denormals = ctx->flush_denormals;
     unsigned job = atomic_load(&pool->generation) + 1;
     atomic_store(&pool->unfinished, n_ranges);
+    atomic_store_explicit(&pool->range_ns, 0, memory_order_relaxed);
     atomic_store_explicit(&pool->claim, (uint64_t)job << 32 | (uint64_t)n_ranges << 16,
                           memory_order_release);
     atomic_store_explicit(&pool->generation, job, memory_order_seq_cst);
@@ -288,8 +383,76 @@ void tgi_parallel_for(tg_ctx *ctx, int64_t n, int64_t grain, tgi_range_fn fn, vo
         pthread_cond_broadcast(&pool->wake);
         pthread_mutex_unlock(&pool->lock);
     }
+    int64_t published = now_ns();
     inside_region = true;
-    run_claimed(pool, job);
+    bool last;
+    int mine = run_claimed(pool, job, &last);
     inside_region = false;
+    int64_t own_end = now_ns();
     wait_for_workers(pool);
+    judge(pool, start, published, own_end, now_ns(), mine, n_ranges);
+}
+
+/* ---- the verdict, on demand ---------------------------------------------------------------- */
+
+/* A probe region's range: a dependent multiply-add chain (~20 us an item on a 3 GHz core), the
+ * same work whichever thread runs it, touching no memory to share. */
+static void probe_range(void *arg, int64_t begin, int64_t end) {
+    float *out = arg;
+    for (int64_t i = begin; i < end; i++) {
+        float x = (float)i;
+        for (int k = 0; k < 16384; k++) x = x * 0.999f + 0.5f;
+        out[i] = x;
+    }
+}
+
+tg_status tg_ctx_threads_calibrate(tg_ctx *ctx) {
+    if (!ctx) return TG_ERR_INVALID;
+    if (inside_region)
+        return tgi_error(ctx, TG_ERR_STATE, "tg_ctx_threads_calibrate: called from inside a "
+                         "parallel region");
+    if (ctx->threads <= 1) return TG_OK;
+    if (!ctx->pool) ctx->pool = pool_start(ctx, ctx->threads);
+    if (!ctx->pool)
+        return tgi_error(ctx, TG_ERR_NOMEM, "tg_ctx_threads_calibrate: could not start %d threads",
+                         ctx->threads);
+    struct tgi_pool *pool = ctx->pool;
+    pool->backed_off = false; /* judge now, whatever was decided before */
+    start_window(pool);
+    float out[TG_MAX_THREADS];
+    int64_t verdicts = pool->verdicts, give_up = now_ns() + 20 * (int64_t)WINDOW_NS;
+    while (pool->verdicts == verdicts && now_ns() < give_up)
+        tgi_parallel_for(ctx, ctx->threads, 1, probe_range, out);
+    return TG_OK;
+}
+
+tg_status tg_ctx_set_threads_backoff(tg_ctx *ctx, bool on) {
+    if (!ctx) return TG_ERR_INVALID;
+    ctx->keep_threads = !on;
+    if (!on && ctx->pool) ctx->pool->backed_off = false;
+    return TG_OK;
+}
+
+bool tg_ctx_threads_backed_off(const tg_ctx *ctx) {
+    return ctx && ctx->pool && ctx->pool->backed_off;
+}
+
+int tg_ctx_threads_describe(const tg_ctx *ctx, char *buf, size_t size) {
+    if (!ctx) return snprintf(buf, buf ? size : 0, "no context");
+    const struct tgi_pool *pool = ctx->pool;
+    if (ctx->threads <= 1) return snprintf(buf, buf ? size : 0, "1 (no pool)");
+    if (!pool || pool->verdicts == 0)
+        return snprintf(buf, buf ? size : 0, "%d (spinning; not judged yet: %s)", ctx->threads,
+                        ctx->keep_threads ? "never backs off" : "backs off when the cores are taken");
+    if (!pool->backed_off && !ctx->keep_threads && pool->ratio >= KEEP_RATIO)
+        return snprintf(buf, buf ? size : 0, "%d (spinning again after backing off, trying the "
+                        "cores: the last verdict was %.2fx the one-thread time)", ctx->threads, pool->ratio);
+    if (!pool->backed_off)
+        return snprintf(buf, buf ? size : 0, "%d (spinning%s: parallel regions took %.2fx their "
+                        "one-thread time)", ctx->threads, ctx->keep_threads ? ", never backs off" : "",
+                        pool->ratio);
+    return snprintf(buf, buf ? size : 0, "%d, backed off to 1: the other cores are busy (parallel "
+                    "regions took %.2fx their one-thread time; trying again every %d-%d ms)",
+                    ctx->threads, pool->ratio, (int)(FIRST_BACKOFF_NS / 1000000),
+                    (int)(LAST_BACKOFF_NS / 1000000));
 }

@@ -260,8 +260,10 @@ static int run_demo(int argc, char **argv) {
 /* What runs the numbers: version, GEMM backend and kernels, threads. */
 static void print_engine(FILE *out) {
     tg_ctx *ctx = tg_ctx_new();
-    fprintf(out, "matrix products: %s\nthreads: %d (tg_ctx_set_threads; the cores available)\n",
-            tg_gemm_backend(), tg_ctx_threads(ctx));
+    char threads[256];
+    tg_ctx_threads_calibrate(ctx); /* a few ms: whether a second thread pays on this machine now */
+    tg_ctx_threads_describe(ctx, threads, sizeof threads);
+    fprintf(out, "matrix products: %s\nthreads: %s\n", tg_gemm_backend(), threads);
     tg_ctx_free(ctx);
 }
 

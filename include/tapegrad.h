@@ -162,6 +162,32 @@ tg_status tg_ctx_set_threads(tg_ctx *ctx, int n);
 /** The context's thread budget (0 for a NULL ctx). */
 int tg_ctx_threads(const tg_ctx *ctx);
 /**
+ * Threads never make a step slower than one thread would: the pool times its parallel regions
+ * (the whole region against the caller's own share of it) and, when over a few milliseconds
+ * they took 0.9x or more of what one thread would have (another process holds a core, or two
+ * of the pool's threads share one), it backs off: regions run whole on the calling thread, the
+ * workers stop spinning and sleep, and the threads are tried again after 20 ms, then 40, ... up
+ * to every 320 ms while the cores stay taken. Results are the same either way. This runs that
+ * judgment now, on ~20 us probe regions (a few ms; at most 60 ms), so tg_ctx_threads_describe
+ * has a verdict before any work: `tapegrad --version` calls it. TG_OK at once with 1 thread;
+ * TG_ERR_INVALID for NULL, TG_ERR_STATE inside a parallel region.
+ */
+tg_status tg_ctx_threads_calibrate(tg_ctx *ctx);
+/**
+ * On (the default), the pool backs off as tg_ctx_threads_calibrate says; off, it keeps its
+ * threads and spins whatever the machine does (the behaviour before the back-off: for programs
+ * that own the machine, and for measuring the back-off). TG_ERR_INVALID for NULL.
+ */
+tg_status tg_ctx_set_threads_backoff(tg_ctx *ctx, bool on);
+/** Whether the pool has backed off to the calling thread (false for NULL or 1 thread). */
+bool tg_ctx_threads_backed_off(const tg_ctx *ctx);
+/**
+ * What the pool decided, in words, snprintf-style (returns the length it wanted): e.g.
+ * "2 (spinning: parallel regions took 0.55x their one-thread time)" or "2, backed off to 1: the
+ * other cores are busy (parallel regions took 1.21x ...)".
+ */
+int tg_ctx_threads_describe(const tg_ctx *ctx, char *buf, size_t size);
+/**
  * Flush denormals to zero (x86 FTZ and DAZ) on the calling thread and the context's pool.
  * Off by default: the diagnostics measure gradients down to 1e-38, and flushing would report
  * a gradient of 1e-39 as exactly zero. On, a deep sigmoid net whose gradients fall into the

@@ -66,6 +66,14 @@ MISUSE(tg_clear_error) { tg_clear_error(NULL); }
 MISUSE(tg_ctx_bytes_persistent) { GIVES(tg_ctx_bytes_persistent(NULL), 0); }
 MISUSE(tg_ctx_set_threads) { GIVES(tg_ctx_set_threads(NULL, 1), TG_ERR_INVALID); }
 MISUSE(tg_ctx_threads) { GIVES(tg_ctx_threads(NULL), 0); }
+MISUSE(tg_ctx_threads_calibrate) { GIVES(tg_ctx_threads_calibrate(NULL), TG_ERR_INVALID); }
+MISUSE(tg_ctx_set_threads_backoff) { GIVES(tg_ctx_set_threads_backoff(NULL, false), TG_ERR_INVALID); }
+MISUSE(tg_ctx_threads_backed_off) { GIVES(tg_ctx_threads_backed_off(NULL), false); }
+MISUSE(tg_ctx_threads_describe) {
+    char said[32];
+    cr_expect_gt(tg_ctx_threads_describe(NULL, said, sizeof said), 0);
+    cr_expect_eq(tg_ctx_threads_describe(NULL, NULL, 0), (int)strlen(said), "NULL buffer: the length only");
+}
 MISUSE(tg_ctx_set_flush_denormals) { GIVES(tg_ctx_set_flush_denormals(NULL, true), TG_ERR_INVALID); }
 MISUSE(tg_ctx_flush_denormals) { GIVES(tg_ctx_flush_denormals(NULL), false); }
 

@@ -1,6 +1,9 @@
 /* tests/test_threads.c — the context's thread pool: its budget, how it cuts loops, that a
- * training run gives the same bits on 1 and 2 threads, no allocation once running, and the
- * flush-to-zero switch. */
+ * training run gives the same bits on 1 and 2 threads, no allocation once running, backing off
+ * when its threads share a core, and the flush-to-zero switch. */
+#define _GNU_SOURCE /* sched_setaffinity */
+#include <sched.h>
+
 #include "helpers.h"
 #include "autograd/internal.h"
 
@@ -149,6 +152,76 @@ Test(threads, no_allocation_after_the_first_step_with_two_threads) {
     free(w);
     tg_ctx_free(ctx);
     cr_expect_eq(count.live_bytes, 0, "%ld bytes not freed", count.live_bytes);
+}
+
+/* Pins this test's process (Criterion runs each test in its own) to one CPU: the pool's two
+ * threads then share it, the busiest a machine can be, and a second thread can only cost. */
+static void pin_to_one_cpu(void) {
+    cpu_set_t set;
+    cr_assert_eq(sched_getaffinity(0, sizeof set, &set), 0);
+    int cpu = 0;
+    while (!CPU_ISSET(cpu, &set)) cpu++;
+    CPU_ZERO(&set);
+    CPU_SET(cpu, &set);
+    cr_assert_eq(sched_setaffinity(0, sizeof set, &set), 0);
+}
+
+Test(threads, two_threads_on_one_core_back_off_and_still_give_the_same_bits) {
+    pin_to_one_cpu();
+    tg_ctx *ctx = tg_ctx_new();
+    cr_assert_eq(tg_ctx_set_threads(ctx, 2), TG_OK);
+    char said[256];
+    tg_ctx_threads_describe(ctx, said, sizeof said);
+    cr_expect(strstr(said, "not judged yet") != NULL, "before any work: %s", said);
+    cr_assert_eq(tg_ctx_threads_calibrate(ctx), TG_OK);
+    cr_expect(tg_ctx_threads_backed_off(ctx), "two threads on one core: the pool should back off");
+    tg_ctx_threads_describe(ctx, said, sizeof said);
+    cr_expect(strstr(said, "backed off to 1") != NULL, "%s", said);
+    /* backed off, loops still run every item once */
+    for (int64_t n = 1; n <= 4097; n = 3 * n + 1) {
+        int *seen = calloc((size_t)n, sizeof *seen);
+        marks m = {seen, ctx};
+        tgi_parallel_for(ctx, n, 1, mark_range, &m);
+        for (int64_t i = 0; i < n; i++) cr_assert_eq(seen[i], 1, "n %lld: item %lld ran %d times",
+                                                     (long long)n, (long long)i, seen[i]);
+        free(seen);
+    }
+    /* and training, backed off (with a retry now and then), gives one thread's bits */
+    const int64_t size = 256 * 256;
+    float *one = malloc(sizeof(float) * size), *two = malloc(sizeof(float) * size);
+    cr_assert(one && two);
+    train(ctx, 5, two, size, NULL, NULL);
+    tg_ctx *single = tg_ctx_new();
+    cr_assert_eq(tg_ctx_set_threads(single, 1), TG_OK);
+    train(single, 5, one, size, NULL, NULL);
+    cr_expect(memcmp(one, two, sizeof(float) * size) == 0, "weights after 5 steps differ");
+    free(one);
+    free(two);
+    tg_ctx_free(single);
+    /* told never to back off, it keeps its threads even here */
+    cr_assert_eq(tg_ctx_set_threads_backoff(ctx, false), TG_OK);
+    cr_assert_eq(tg_ctx_threads_calibrate(ctx), TG_OK);
+    cr_expect_not(tg_ctx_threads_backed_off(ctx));
+    tg_ctx_threads_describe(ctx, said, sizeof said);
+    cr_expect(strstr(said, "never backs off") != NULL, "%s", said);
+    tg_ctx_free(ctx);
+}
+
+Test(threads, verdict_api_on_null_and_one_thread) {
+    char said[64];
+    cr_expect_eq(tg_ctx_threads_calibrate(NULL), TG_ERR_INVALID);
+    cr_expect_not(tg_ctx_threads_backed_off(NULL));
+    cr_expect_eq(tg_ctx_set_threads_backoff(NULL, false), TG_ERR_INVALID);
+    cr_expect_gt(tg_ctx_threads_describe(NULL, said, sizeof said), 0);
+    cr_expect_str_eq(said, "no context");
+    tg_ctx *ctx = tg_ctx_new();
+    cr_assert_eq(tg_ctx_set_threads(ctx, 1), TG_OK);
+    cr_expect_eq(tg_ctx_threads_calibrate(ctx), TG_OK);
+    cr_expect_not(tg_ctx_threads_backed_off(ctx));
+    cr_expect_gt(tg_ctx_threads_describe(ctx, NULL, 0), 0, "asks for its length like snprintf");
+    tg_ctx_threads_describe(ctx, said, sizeof said);
+    cr_expect_str_eq(said, "1 (no pool)");
+    tg_ctx_free(ctx);
 }
 
 Test(threads, flush_denormals_switch) {
