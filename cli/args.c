@@ -100,3 +100,11 @@ void split_args_free(split_args *args) {
     free(args->argv);
     *args = (split_args){0};
 }
+
+bool fashion_mnist_arg(const char *value, const char **dir) {
+    static const char word[] = "fashion-mnist";
+    size_t n = sizeof word - 1;
+    if (!value || strncmp(value, word, n) != 0 || (value[n] && (value[n] != ':' || !value[n + 1]))) return false;
+    *dir = value[n] ? value + n + 1 : NULL;
+    return true;
+}

@@ -2,6 +2,7 @@
 #ifndef TAPEGRAD_CLI_ARGS_H
 #define TAPEGRAD_CLI_ARGS_H
 
+#include <stdbool.h>
 #include <stddef.h>
 
 /* A whole number from low to high in value (decimal, nothing after it): 0 with *out set, or
@@ -29,5 +30,9 @@ typedef struct split_args {
 /* 0, or 1 after printing why (out of memory). Free with split_args_free. */
 int split_equals(int argc, char **argv, split_args *out);
 void split_args_free(split_args *args);
+
+/* --data fashion-mnist[:DIR] (train and study): whether value is it; *dir its DIR, or NULL for
+ * the Debian package's directory. */
+bool fashion_mnist_arg(const char *value, const char **dir);
 
 #endif

@@ -12,6 +12,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "cli/args.h"
 #include "cli/files.h"
 #include "cli/isometry.h"
 #include "cli/lm_study.h"
@@ -134,11 +135,10 @@ static int parse_study_options(int argc, char **argv, study_options *o) {
             if (!parse_u64(value, &o->seed)) return bad("--seed needs a whole number >= 0, got '%s'", value ? value : "");
             i++;
         } else if (strcmp(arg, "--data") == 0) {
-            if (!value || (strcmp(value, "fashion-mnist") != 0 && (strncmp(value, "fashion-mnist:", 14) != 0 || !value[14])))
+            if (!fashion_mnist_arg(value, &o->fashion_dir))
                 return bad("--data: the study's data are its own; fashion-mnist[:DIR] (for cnn) is the one "
                            "choice, got '%s'", value ? value : "");
             o->fashion = true;
-            o->fashion_dir = value[13] ? value + 14 : NULL;
             i++;
         } else if (strcmp(arg, "--jobs") == 0) {
             if (!parse_u64(value, &n) || n < 1 || n > 64) return bad("--jobs needs a number from 1 to 64, got '%s'", value ? value : "");

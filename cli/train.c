@@ -83,9 +83,8 @@ static int parse_data(const char *v, run_config *c) {
     else if (strncmp(v, "adding:", 7) == 0 && parse_number(v + 7, 2, 1024, &length) && length == floor(length)) {
         c->data = DATA_ADDING;
         c->seq_len = (int64_t)length;
-    } else if (strcmp(v, "fashion-mnist") == 0 || (strncmp(v, "fashion-mnist:", 14) == 0 && v[14])) {
+    } else if (fashion_mnist_arg(v, &c->data_path)) {
         c->data = DATA_FASHION;
-        c->data_path = v[13] ? v + 14 : NULL; /* NULL: the Debian package's directory */
     } else if ((strncmp(v, "csv:", 4) == 0 || strncmp(v, "idx:", 4) == 0) && v[4]) {
         c->data = v[0] == 'c' ? DATA_CSV : DATA_IDX;
         c->data_path = v + 4; /* the argument itself: a path of any length, never cut */
