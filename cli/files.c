@@ -57,7 +57,9 @@ static char *join(const char *dir, const char *name) {
 int prepare_out_dir(const char *command, const char *dir) {
     if (check_path_arg(command, "--out", dir)) return EXIT_USAGE;
     struct stat st;
-    if (stat(dir, &st) != 0 && (errno != ENOENT || mkdir(dir, 0777) != 0))
+    /* under mpirun every rank checks the folder at once: another may make it between our stat
+     * and our mkdir, so EEXIST is success (the next stat says whether it is a folder) */
+    if (stat(dir, &st) != 0 && (errno != ENOENT || (mkdir(dir, 0777) != 0 && errno != EEXIST)))
         return usage_error(command, "--out", dir, strerror(errno));
     if (stat(dir, &st) != 0 || !S_ISDIR(st.st_mode))
         return usage_error(command, "--out", dir, "not a directory");
