@@ -75,6 +75,8 @@ typedef struct layout {
     int64_t lead, span; /* zeros before a block's first sample; positions computed (block sp) */
     int64_t len;        /* floats per padded channel of a block */
     int64_t block;      /* samples per block */
+    bool rows;          /* W a multiple of 8: tiles are row segments (no gap positions) */
+    int64_t segs;       /* rows: 8-wide segments per sample, H W / 8 */
 } layout;
 
 /* Samples are padded and computed a block at a time, so that a block's planes (about
@@ -92,6 +94,8 @@ static layout layout_of(const tgi_same_conv *s) {
     l.span = l.block * l.sp;
     /* the last tile reads up to NR - 1 positions past the span, plus the largest tap offset */
     l.len = (l.lead + l.span + l.lead + NR + 15) / 16 * 16;
+    l.rows = s->w % 8 == 0;
+    l.segs = s->h * s->w / 8;
     return l;
 }
 
@@ -144,26 +148,63 @@ typedef struct apply_job {
     const float *xp;      /* padded input, at its first position (past the lead) */
     float *y;             /* NCHW with out_ch channels, at the block's first sample */
     int64_t span;         /* positions of this block */
+    int64_t samples;      /* of this block */
     bool accumulate;
 } apply_job;
 
-static void tile(int64_t k, const int64_t *offs, const float *a, const float *x, float out[MR][NR]) {
+/* The two vectors of positions start at x0 and x1 (x0 + 8 in the flat order; two row segments,
+ * wherever they are, in the row order). */
+static void tile(int64_t k, const int64_t *offs, const float *a, const float *x0, const float *x1,
+                 v8 out[MR][2]) {
     v8 c00 = {0}, c01 = {0}, c10 = {0}, c11 = {0}, c20 = {0}, c21 = {0}, c30 = {0}, c31 = {0};
     for (int64_t q = 0; q < k; q++, a += MR) {
-        const float *b = x + offs[q];
-        v8 b0 = load8(b), b1 = load8(b + 8), w;
+        v8 b0 = load8(x0 + offs[q]), b1 = load8(x1 + offs[q]), w;
         w = splat(a[0]), c00 = MADD(c00, w, b0), c01 = MADD(c01, w, b1);
         w = splat(a[1]), c10 = MADD(c10, w, b0), c11 = MADD(c11, w, b1);
         w = splat(a[2]), c20 = MADD(c20, w, b0), c21 = MADD(c21, w, b1);
         w = splat(a[3]), c30 = MADD(c30, w, b0), c31 = MADD(c31, w, b1);
     }
-    v8 rows[MR][2] = {{c00, c01}, {c10, c11}, {c20, c21}, {c30, c31}};
-    memcpy(out, rows, sizeof rows);
+    out[0][0] = c00, out[0][1] = c01, out[1][0] = c10, out[1][1] = c11;
+    out[2][0] = c20, out[2][1] = c21, out[3][0] = c30, out[3][1] = c31;
+}
+
+static inline void store8(float *dst, v8 v, bool accumulate) {
+    if (accumulate) v += load8(dst);
+    memcpy(dst, &v, sizeof v);
+}
+
+/* Row order: tile t is the row segments 2t and 2t + 1 of the block (the second one dropped past
+ * the end), each 8 outputs of one row: stored as vectors, no gap position computed. */
+static void apply_row_tiles(const apply_job *j, int64_t begin, int64_t end) {
+    const tgi_same_conv *s = j->s;
+    const layout *l = j->l;
+    int64_t plane = s->h * s->w, segs = j->samples * l->segs, per_row = s->w / 8;
+    v8 out[MR][2];
+    for (int64_t t = begin; t < end; t++) {
+        int64_t src[2], dst[2], count = segs - 2 * t < 2 ? 1 : 2;
+        for (int64_t v = 0; v < 2; v++) {
+            int64_t seg = 2 * t + (v < count ? v : 0), n = seg / l->segs, r = seg % l->segs / per_row;
+            int64_t x = seg % per_row * 8;
+            src[v] = n * l->sp + r * l->wp + x;
+            dst[v] = n * j->out_ch * plane + r * s->w + x;
+        }
+        for (int64_t o0 = 0; o0 < j->out_ch; o0 += MR) {
+            tile(j->k, j->offs, j->a + o0 * j->k, j->xp + src[0], j->xp + src[1], out);
+            int64_t rows = j->out_ch - o0 < MR ? j->out_ch - o0 : MR;
+            for (int64_t m = 0; m < rows; m++)
+                for (int64_t v = 0; v < count; v++)
+                    store8(j->y + dst[v] + (o0 + m) * plane, out[m][v], j->accumulate);
+        }
+    }
 }
 
 /* Tiles [begin, end) of positions; each computes every output channel. */
 static void apply_tiles(void *arg, int64_t begin, int64_t end) {
     const apply_job *j = arg;
+    if (j->l->rows) {
+        apply_row_tiles(j, begin, end);
+        return;
+    }
     const tgi_same_conv *s = j->s;
     const layout *l = j->l;
     int64_t plane = s->h * s->w;
@@ -171,7 +212,9 @@ static void apply_tiles(void *arg, int64_t begin, int64_t end) {
     for (int64_t t = begin; t < end; t++) {
         int64_t p0 = t * NR, count = j->span - p0 < NR ? j->span - p0 : NR;
         for (int64_t o0 = 0; o0 < j->out_ch; o0 += MR) {
-            tile(j->k, j->offs, j->a + o0 * j->k, j->xp + p0, out);
+            v8 vout[MR][2];
+            tile(j->k, j->offs, j->a + o0 * j->k, j->xp + p0, j->xp + p0 + 8, vout);
+            memcpy(out, vout, sizeof out);
             int64_t rows = j->out_ch - o0 < MR ? j->out_ch - o0 : MR;
             int64_t n = p0 / l->sp, r = p0 % l->sp / l->wp, x = p0 % l->wp;
             for (int64_t q = 0; q < count; q++) {
@@ -216,8 +259,9 @@ static void apply(tg_ctx *ctx, const tgi_same_conv *s, const layout *l, int64_t 
                   int64_t out_ch, int64_t samples, const float *xp, const float *a,
                   const int64_t *offs, float *y, bool accumulate) {
     apply_job job = {s, l, in_ch, out_ch, in_ch * s->kh * s->kw, offs, a, xp + l->lead, y,
-                     samples * l->sp, accumulate};
-    tgi_parallel_for(ctx, (job.span + NR - 1) / NR, 4, apply_tiles, &job);
+                     samples * l->sp, samples, accumulate};
+    int64_t tiles = l->rows ? (samples * l->segs + 1) / 2 : (job.span + NR - 1) / NR;
+    tgi_parallel_for(ctx, tiles, 4, apply_tiles, &job);
 }
 
 /* ---- dW ------------------------------------------------------------------------------------ */
@@ -228,11 +272,25 @@ typedef struct weight_job {
     const int64_t *offs;    /* [K] */
     const float *xp, *dyp;  /* padded, at the block's first position */
     int64_t from, count;    /* the block's positions (count a multiple of 8) */
+    int64_t samples;        /* of the block */
     float *dw;              /* [O][K] */
 } weight_job;
 
 static inline float lanes_sum(v8 v) {
     return ((v[0] + v[4]) + (v[1] + v[5])) + ((v[2] + v[6]) + (v[3] + v[7]));
+}
+
+/* acc[m][q] += dy[m][p] x[q][p] over the positions [from, to), eight lanes apart. */
+static inline void weight_span(const float *const dy[MR], const float *const x[KT], int64_t from,
+                               int64_t to, v8 acc[MR][KT]) {
+    for (int64_t p = from; p < to; p += 8) {
+        v8 b0 = load8(x[0] + p), b1 = load8(x[1] + p);
+        for (int m = 0; m < MR; m++) {
+            v8 a = load8(dy[m] + p);
+            acc[m][0] = MADD(acc[m][0], a, b0);
+            acc[m][1] = MADD(acc[m][1], a, b1);
+        }
+    }
 }
 
 /* Tiles [begin, end) of MR output channels x KT columns: adds their sums over the block. Rows
@@ -248,14 +306,11 @@ static void weight_tiles(void *arg, int64_t begin, int64_t end) {
             dy[m] = j->dyp + (o0 + m < s->o ? o0 + m : s->o - 1) * j->l->len + j->from;
         for (int q = 0; q < KT; q++) x[q] = j->xp + j->offs[k0 + q < k ? k0 + q : k - 1] + j->from;
         v8 acc[MR][KT] = {{{0}}};
-        for (int64_t p = 0; p < j->count; p += 8) {
-            v8 b0 = load8(x[0] + p), b1 = load8(x[1] + p);
-            for (int m = 0; m < MR; m++) {
-                v8 a = load8(dy[m] + p);
-                acc[m][0] = MADD(acc[m][0], a, b0);
-                acc[m][1] = MADD(acc[m][1], a, b1);
-            }
-        }
+        if (!j->l->rows) weight_span(dy, x, 0, j->count, acc);
+        else /* the rows' positions only: dY is zero in the gaps */
+            for (int64_t n = 0; n < j->samples; n++)
+                for (int64_t r = 0, p = n * j->l->sp; r < s->h; r++, p += j->l->wp)
+                    weight_span(dy, x, p, p + s->w, acc);
         for (int m = 0; m < MR && o0 + m < s->o; m++)
             for (int q = 0; q < KT && k0 + q < k; q++) j->dw[(o0 + m) * k + k0 + q] += lanes_sum(acc[m][q]);
     }
@@ -267,7 +322,8 @@ static void weight_grad(tg_ctx *ctx, const tgi_same_conv *s, const layout *l, in
     int64_t k = s->c * s->kh * s->kw;
     int64_t tiles = (s->o + MR - 1) / MR * ((k + KT - 1) / KT);
     /* past the block's positions both planes are zero (the trailing pad) */
-    weight_job job = {s, l, offs, xp + l->lead, dyp + l->lead, 0, (samples * l->sp + 7) / 8 * 8, dw};
+    weight_job job = {s, l, offs, xp + l->lead, dyp + l->lead, 0, (samples * l->sp + 7) / 8 * 8,
+                      samples, dw};
     tgi_parallel_for(ctx, tiles, 4, weight_tiles, &job);
 }
 
