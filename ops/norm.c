@@ -10,6 +10,7 @@
 #include "ops/kernels.h"
 
 #include <math.h>
+#include <string.h>
 
 typedef struct groups {
     int64_t count, length;   /* number of groups, elements per group */
@@ -94,27 +95,36 @@ static void normalize(const tg_op_call *call, groups g, const float *mean, const
     }
 }
 
-/* Over one run of a batch norm group (gamma gk): sums of d = gy gk, d xhat, gy and gy xhat. */
+typedef float v8 __attribute__((vector_size(32)));
+
+/* Over one run of a batch norm group: sums of gy and gy xhat. (The sums of d = gy gk and
+ * d xhat that dx needs are gk times these: gamma factors out of a batch norm group, so two
+ * sums per element are enough.) Eight float lanes over chunks of GRAD_CHUNK elements, each
+ * chunk's lanes added into the double totals in a fixed order: the loop runs at the vector
+ * width, a float sum never spans more than GRAD_CHUNK / 8 terms, and the chunks depend on
+ * the run's length only. */
+#define GRAD_CHUNK 256
+
 static void run_grad_sums(const float *x, const float *gy, int64_t n, float mu, float inv,
-                          float gk, double sums[4]) {
-    double lane[4][LANES] = {{0}}, rest[4] = {0};
+                          double sums[2]) {
+    const v8 m = {mu, mu, mu, mu, mu, mu, mu, mu}, s = {inv, inv, inv, inv, inv, inv, inv, inv};
     int64_t i = 0;
-    for (; i + LANES <= n; i += LANES)
-        for (int l = 0; l < LANES; l++) {
-            float xhat = (x[i + l] - mu) * inv, d = gy[i + l] * gk;
-            lane[0][l] += d;
-            lane[1][l] += (double)d * xhat;
-            lane[2][l] += gy[i + l];
-            lane[3][l] += (double)gy[i + l] * xhat;
+    while (i + 8 <= n) {
+        v8 g_sum = {0}, gx_sum = {0}, xv, gv;
+        int64_t end = i + GRAD_CHUNK < n ? i + GRAD_CHUNK : n;
+        for (; i + 8 <= end; i += 8) {
+            memcpy(&xv, x + i, sizeof xv);
+            memcpy(&gv, gy + i, sizeof gv);
+            g_sum += gv;
+            gx_sum += gv * ((xv - m) * s);
         }
-    for (; i < n; i++) {
-        float xhat = (x[i] - mu) * inv, d = gy[i] * gk;
-        rest[0] += d;
-        rest[1] += (double)d * xhat;
-        rest[2] += gy[i];
-        rest[3] += (double)gy[i] * xhat;
+        for (int l = 0; l < 8; l++) sums[0] += g_sum[l], sums[1] += gx_sum[l];
     }
-    for (int s = 0; s < 4; s++) sums[s] += lanes_total(lane[s], rest[s]);
+    for (; i < n; i++) {
+        float xhat = (x[i] - mu) * inv;
+        sums[0] += gy[i];
+        sums[1] += (double)gy[i] * xhat;
+    }
 }
 
 /* With d = g * gamma and xhat the normalised input, for statistics taken from the group:
@@ -129,14 +139,14 @@ static void normalize_backward(const tg_op_call *call, groups g, const float *me
         float mu = mean[k], inv = inv_std[k];
         double sum_d = 0.0, sum_d_xhat = 0.0;
         if (g.affine_by_group) { /* batch norm: gamma[k] factors out, the sums go run by run */
-            double sums[4] = {0};
+            double sums[2] = {0}, gk = gamma->data[k];
             for (int64_t r = 0; r < runs; r++) {
                 int64_t at = k * g.step + r * g.stride;
-                run_grad_sums(x->data + at, gy + at, g.run, mu, inv, gamma->data[k], sums);
+                run_grad_sums(x->data + at, gy + at, g.run, mu, inv, sums);
             }
-            sum_d = sums[0], sum_d_xhat = sums[1];
-            if (gamma->grad) gamma->grad[k] += (float)sums[3];
-            if (beta->grad) beta->grad[k] += (float)sums[2];
+            sum_d = gk * sums[0], sum_d_xhat = gk * sums[1];
+            if (gamma->grad) gamma->grad[k] += (float)sums[1];
+            if (beta->grad) beta->grad[k] += (float)sums[0];
         } else {
             FOR_EACH_IN_GROUP(g, k, i, at, {
                 float xhat = (x->data[at] - mu) * inv;
