@@ -637,10 +637,23 @@ static tg_status check_backward_start(tg_tape *tape, tg_tensor *output) {
                      tgi_format_shape(output->ndim, output->shape, shape, sizeof shape), why);
 }
 
+void tgi_grad_settle(tg_ctx *ctx, tg_tensor *t) {
+    if (!t || !t->grad_fresh) return;
+    zero_floats(ctx, t->grad, t->size);
+    t->grad_fresh = false;
+}
+
 /* The slow part of prepare_input: a leaf without a gradient buffer, or a buffer of more than
- * one element to zero. */
+ * one element to zero. An op that writes its inputs' gradients whole (fresh_grads) gets the
+ * buffer as it is, flagged fresh. */
 static TGI_NOINLINE tg_status prepare_buffer(tg_tape *tape, const tgi_node *node, tg_tensor *in) {
-    in->grad = zeroed_grad(tape, in);
+    if (node->op->fresh_grads && in->size > 1) { /* (a scalar: the ops' one-element paths add) */
+        in->grad = in->grad_room ? in->grad_room
+                                 : tgi_arena_alloc(&tape->arena, (size_t)in->size * sizeof(float));
+        in->grad_fresh = in->grad != NULL;
+    } else {
+        in->grad = zeroed_grad(tape, in);
+    }
     if (!in->grad) return tgi_error(tape->ctx, TG_ERR_NOMEM, "backward: out of memory for the "
                                     "gradient of an input of %s", node->op->name);
     return TG_OK;
@@ -703,6 +716,20 @@ static tg_status count_node(tg_tape *tape, tgi_node *node) {
     return status;
 }
 
+/* A tensor given twice to an op (add(x, x)) gets both gradient terms added into one buffer:
+ * it cannot be written whole by the first, so it is zeroed before the call. */
+static TGI_NOINLINE void settle_repeated(tg_ctx *ctx, const tgi_node *node) {
+    for (int i = 1; i < node->call.n_inputs; i++)
+        for (int j = 0; j < i; j++)
+            if (node->call.inputs[i] == node->call.inputs[j]) tgi_grad_settle(ctx, node->call.inputs[i]);
+}
+
+/* After the call: a fresh buffer the op did not write (it failed, or had nothing to add) is
+ * zeroed, so no gradient is left holding whatever the memory held. */
+static TGI_NOINLINE void settle_all(tg_ctx *ctx, const tgi_node *node) {
+    for (int i = 0; i < node->call.n_inputs; i++) tgi_grad_settle(ctx, node->call.inputs[i]);
+}
+
 /* The walk, for a pass with hooks or anomaly checks (watched) or without. Inlined twice so the
  * common case, nothing watching, tests nothing per entry but the gradient. */
 TGI_ALWAYS_INLINE static inline tg_status walk_from(tg_tape *tape, int64_t last, bool watched) {
@@ -718,7 +745,9 @@ TGI_ALWAYS_INLINE static inline tg_status walk_from(tg_tape *tape, int64_t last,
         if (counting && status == TG_OK) status = count_node(tape, node);
         if (status == TG_OK) status = prepare_input_grads(tape, node);
         if (status != TG_OK) return status;
+        if (node->op->fresh_grads) settle_repeated(ctx, node);
         status = node->op->backward(&node->call);
+        if (node->op->fresh_grads) settle_all(ctx, node);
         if (status != TG_OK) {
             if (ctx->err_code == TG_OK) tg_op_fail(&node->call, status, "backward failed");
             return status;

@@ -218,6 +218,9 @@ typedef struct tg_tensor {
     bool grad_unset;                /**< internal: the gradient was zeroed (tg_zero_grad, or made
                                          by tg_set_requires_grad) and no backward pass has reached
                                          the tensor since: optimizers skip it */
+    bool grad_fresh;                /**< internal: during one backward call, grad holds no values
+                                         yet (backward handed the buffer unzeroed to an op that
+                                         writes every element rather than adding) */
     int32_t node;                   /**< index of the producing tape entry, -1 for leaves */
     uint32_t generation;            /**< the tape generation this node belongs to */
     tg_tape *tape;                  /**< the tape owning this tensor, NULL if persistent */

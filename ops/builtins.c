@@ -54,6 +54,10 @@ static tg_status register_builtins(tg_ctx *ctx) {
         }
     ctx->registry.ops[TGI_OP_DROPOUT]->seeded_by_attribute = true; /* tg_tape_replay refuses it */
     ctx->registry.ops[TGI_OP_BATCH_NORM]->writes_inputs = true;    /* its running statistics */
+    /* backward writes the inputs' gradients whole when they are fresh (tgi_op.fresh_grads) */
+    const int whole[] = {TGI_OP_ADD, TGI_OP_RELU, TGI_OP_BATCH_NORM, TGI_OP_CONV2D};
+    for (size_t i = 0; i < sizeof whole / sizeof whole[0]; i++)
+        ctx->registry.ops[whole[i]]->fresh_grads = true;
     if (tg_op_count(ctx) != TGI_BUILTIN_COUNT)
         return tgi_error(ctx, TG_ERR_STATE, "%d built-in ops registered, %d listed",
                          tg_op_count(ctx), TGI_BUILTIN_COUNT);

@@ -526,10 +526,14 @@ static tg_status conv_backward(const tg_op_call *call) {
     const tg_tensor *x = call->inputs[0], *w = call->inputs[1];
     const tg_tensor *b = call->n_inputs == 3 ? call->inputs[2] : NULL;
     conv_geom g = conv_geometry(call);
+    tg_ctx *ctx = call->tape->ctx;
+    /* conv_same writes a fresh dx whole (grad_fresh); the other paths add into it */
+    for (int i = 1; i < call->n_inputs; i++) tgi_grad_settle(ctx, call->inputs[i]);
     if (b && b->grad) bias_backward(&g, call->output->grad, b->grad);
     tgi_same_conv same;
     if (as_same(&g, &same))
         return x->grad || w->grad ? tgi_conv_same_backward(call, &same, x->grad, w->grad) : TG_OK;
+    tgi_grad_settle(ctx, call->inputs[0]);
     bool flip = x->grad && flip_applies(&g);
     bool col2im = x->grad && !flip;
     if ((w->grad || col2im) && weight_and_col2im_backward(call, g, w->grad, col2im) != TG_OK)

@@ -384,10 +384,11 @@ tg_status tgi_conv_same_backward(const tg_op_call *call, const tgi_same_conv *s,
             pad_planes(ctx, s, &l, x + first * s->c * plane, s->c, samples, xp);
             weight_grad(ctx, s, &l, samples, xp, dyp, offs, dw);
         }
-        if (dx)
+        if (dx) /* a fresh dx (grad_fresh) holds nothing yet: every element is written once */
             apply(ctx, s, &l, s->o, s->c, samples, dyp, a, offs + s->c * taps,
-                  dx + first * s->c * plane, true);
+                  dx + first * s->c * plane, !call->inputs[0]->grad_fresh);
     }
+    call->inputs[0]->grad_fresh = false;
     tgi_arena_mark_rewind(arena, mark);
     return TG_OK;
 }

@@ -72,29 +72,40 @@
     TGI_NOINLINE static void NAME##_backward_loop(float *restrict gx, const float *restrict xs, \
                                                   const float *restrict ys,                     \
                                                   const float *restrict gy, int64_t n,          \
-                                                  const tg_attr_value *restrict attr) {         \
+                                                  const tg_attr_value *restrict attr,           \
+                                                  bool fresh) {                                 \
         (void)attr;                                                                             \
-        for (int64_t i = 0; i < n; i++) {                                                       \
-            float x = xs[i], y = ys[i];                                                         \
-            (void)x;                                                                            \
-            (void)y;                                                                            \
-            gx[i] += gy[i] * (DYDX_EXPR);                                                       \
-        }                                                                                       \
+        if (fresh) /* gx holds nothing yet (grad_fresh): written, not added to */               \
+            for (int64_t i = 0; i < n; i++) {                                                   \
+                float x = xs[i], y = ys[i];                                                     \
+                (void)x;                                                                        \
+                (void)y;                                                                        \
+                gx[i] = gy[i] * (DYDX_EXPR);                                                    \
+            }                                                                                   \
+        else                                                                                    \
+            for (int64_t i = 0; i < n; i++) {                                                   \
+                float x = xs[i], y = ys[i];                                                     \
+                (void)x;                                                                        \
+                (void)y;                                                                        \
+                gx[i] += gy[i] * (DYDX_EXPR);                                                   \
+            }                                                                                   \
     }                                                                                           \
     static void NAME##_backward_range(void *arg, int64_t begin, int64_t end) {                  \
         const tg_op_call *call = arg;                                                           \
         const tg_tensor *in = call->inputs[0], *out = call->output;                             \
         NAME##_backward_loop(in->grad + begin, in->data + begin, out->data + begin,             \
-                             out->grad + begin, end - begin, call->attrs);                      \
+                             out->grad + begin, end - begin, call->attrs, in->grad_fresh);      \
     }                                                                                           \
     TGI_NOINLINE static tg_status NAME##_backward_many(const tg_op_call *call) {                \
-        const tg_tensor *in = call->inputs[0], *out = call->output;                             \
+        tg_tensor *in = call->inputs[0];                                                        \
+        const tg_tensor *out = call->output;                                                    \
         if (out->size < 2 * TGI_ELEMENTWISE_GRAIN)                                              \
             NAME##_backward_loop(in->grad, in->data, out->data, out->grad, out->size,           \
-                                 call->attrs);                                                  \
+                                 call->attrs, in->grad_fresh);                                  \
         else                                                                                    \
             tgi_parallel_for(call->tape->ctx, out->size, TGI_ELEMENTWISE_GRAIN,                 \
                              NAME##_backward_range, (void *)call);                              \
+        in->grad_fresh = false;                                                                 \
         return TG_OK;                                                                           \
     }                                                                                           \
     static tg_status NAME##_backward(const tg_op_call *call) {                                  \
@@ -166,12 +177,14 @@
         const float *as = call->inputs[0]->data, *bs = call->inputs[1]->data;                   \
         const float *gy = call->output->grad;                                                   \
         float *ga = call->inputs[0]->grad, *gb = call->inputs[1]->grad;                         \
+        /* a fresh gradient (grad_fresh) holds nothing yet: written, not added to */            \
+        bool fa = ga && call->inputs[0]->grad_fresh, fb = gb && call->inputs[1]->grad_fresh;    \
         for (int64_t i = begin; i < end; i++) {                                                 \
             float a = as[i], b = bs[i], g = gy[i];                                              \
             (void)a;                                                                            \
             (void)b;                                                                            \
-            if (ga) ga[i] += (DA_EXPR);                                                         \
-            if (gb) gb[i] += (DB_EXPR);                                                         \
+            if (ga) ga[i] = (fa ? 0.0f : ga[i]) + (DA_EXPR);                                    \
+            if (gb) gb[i] = (fb ? 0.0f : gb[i]) + (DB_EXPR);                                    \
         }                                                                                       \
     }                                                                                           \
     static tg_status NAME##_backward(const tg_op_call *call) {                                  \
@@ -187,9 +200,12 @@
                 if (gb) gb[0] += (DB_EXPR);                                                     \
             } else {                                                                            \
                 TGI_ELEMENTWISE(call, ta->size, NAME##_backward_range);                         \
+                call->inputs[0]->grad_fresh = call->inputs[1]->grad_fresh = false;              \
             }                                                                                   \
             return TG_OK;                                                                       \
         }                                                                                       \
+        tgi_grad_settle(call->tape->ctx, call->inputs[0]); /* these paths add */                \
+        tgi_grad_settle(call->tape->ctx, call->inputs[1]);                                      \
         tgi_broadcast plan;                                                                     \
         tgi_broadcast_plan(ta, tb, &plan);                                                      \
         FOR_EACH_BROADCAST(plan, {                                                              \

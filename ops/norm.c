@@ -135,6 +135,8 @@ static void normalize_backward(const tg_op_call *call, groups g, const float *me
     const tg_tensor *x = call->inputs[0], *gamma = call->inputs[1], *beta = call->inputs[2];
     const float *gy = call->output->grad;
     int64_t runs = g.length / g.run;
+    /* a fresh gradient (grad_fresh) holds nothing yet: written, not added to */
+    bool fresh = x->grad && x->grad_fresh;
     for (int64_t k = 0; k < g.count; k++) {
         float mu = mean[k], inv = inv_std[k];
         double sum_d = 0.0, sum_d_xhat = 0.0;
@@ -165,20 +167,21 @@ static void normalize_backward(const tg_op_call *call, groups g, const float *me
             float gk = gm[k];
             FOR_EACH_IN_GROUP(g, k, i, at, {
                 float xhat = (xs[at] - mu) * inv;
-                gx[at] += inv / n * (n * (gy[at] * gk) - sd - xhat * sdx);
+                gx[at] = (fresh ? 0.0f : gx[at]) + inv / n * (n * (gy[at] * gk) - sd - xhat * sdx);
             })
         } else if (g.affine_by_group) {
             float gk = gm[k];
-            FOR_EACH_IN_GROUP(g, k, i, at, gx[at] += gy[at] * gk * inv;)
+            FOR_EACH_IN_GROUP(g, k, i, at, gx[at] = (fresh ? 0.0f : gx[at]) + gy[at] * gk * inv;)
         } else if (batch_statistics) {
             FOR_EACH_IN_GROUP(g, k, i, at, {
                 float xhat = (xs[at] - mu) * inv;
-                gx[at] += inv / n * (n * (gy[at] * gm[i]) - sd - xhat * sdx);
+                gx[at] = (fresh ? 0.0f : gx[at]) + inv / n * (n * (gy[at] * gm[i]) - sd - xhat * sdx);
             })
         } else {
-            FOR_EACH_IN_GROUP(g, k, i, at, gx[at] += gy[at] * gm[i] * inv;)
+            FOR_EACH_IN_GROUP(g, k, i, at, gx[at] = (fresh ? 0.0f : gx[at]) + gy[at] * gm[i] * inv;)
         }
     }
+    call->inputs[0]->grad_fresh = false;
 }
 
 /* Saved for backward: mean, then inv_std, per group. */
