@@ -208,3 +208,26 @@ Test(backward, gradients_of_a_view_output_have_their_own_buffer) {
     cr_expect_neq(v->grad, h->grad);
     expect_close(x->grad, (float[]){4, -8, 16}, 3, 1e-6f, "dx");
 }
+
+/* add, relu, batch norm and conv2d write a new gradient buffer whole instead of zeroing it and
+ * adding (grad_fresh); a tensor given twice, a broadcast (which adds) and a later consumer that
+ * adds must still see a sum. Two steps: the second reuses arena memory that holds the first's
+ * gradients, which a missed zeroing would add in. */
+Test(backward, gradients_written_whole_still_sum_every_term) {
+    tg_tensor *x = leaf(ctx, TG_SHAPE(4), (float[]){1.5f, -2, 0.5f, 3});
+    tg_tensor *b = leaf(ctx, TG_SHAPE(1), (float[]){0.25f});
+    for (int step = 0; step < 2; step++) {
+        tg_tape_reset(tape);
+        tg_zero_grad(x);
+        tg_zero_grad(b);
+        tg_tensor *h = tg_scale(tape, x, 1.0f);
+        /* d/dh: 2 (h + h) + [h > 0] (relu) + 2h (h h) + 1 (h + b, broadcast) */
+        tg_tensor *loss = tg_add(tape, tg_sum(tape, tg_add(tape, h, h)),
+                                 tg_sum(tape, tg_relu(tape, h)));
+        loss = tg_add(tape, loss, tg_sum(tape, tg_mul(tape, h, h)));
+        loss = tg_add(tape, loss, tg_sum(tape, tg_add(tape, h, b)));
+        cr_assert_eq(tg_backward(tape, loss), TG_OK, "%s", tg_errmsg(ctx));
+        expect_close(x->grad, (float[]){7, -1, 5, 10}, 4, 1e-6f, "dx");
+        expect_close(b->grad, (float[]){4}, 1, 1e-6f, "db");
+    }
+}

@@ -177,6 +177,8 @@ Test(conv, conv2d_matches_a_naive_loop) {
         {3, 2, 32, 32, 2, 3, 3, {.pad_h = 1, .pad_w = 1}, true},       /* one sample per block */
         {1, 3, 5, 8, 5, 3, 3, {.pad_h = 1, .pad_w = 1}, false},        /* rows: an odd segment count */
         {2, 2, 6, 16, 3, 5, 5, {.pad_h = 2, .pad_w = 2}, true},        /* rows: a 5x5 kernel */
+        {3, 2, 7, 7, 5, 3, 3, {.pad_h = 1, .pad_w = 1}, true},         /* rows, short segments */
+        {2, 3, 14, 14, 4, 3, 3, {.pad_h = 1, .pad_w = 1}, false},      /* rows: 8 + 6 a row */
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
         check_against_naive(cases[i], false);
