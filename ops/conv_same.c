@@ -12,13 +12,19 @@
  * sees at padded position p is plane[p + (i - ph)(W + pw) + (j - pw)]. The convolution is then
  * an implicit GEMM over the padded positions: a tile of MR output channels x NR positions reads
  * its K "columns" straight from the padded planes (L1-resident windows), with no column
- * buffer. Positions that fall in the gaps are computed and thrown away (8% at 32x32, 27% at
- * 8x8). Samples go a block at a time (about 2048 positions), padded just before use. The three products of a step all take this form:
+ * buffer. Forward and dX tiles take two 8-wide row segments each (row order), so no gap position
+ * is computed and the outputs are stored as vectors; a row's short last segment (W not a
+ * multiple of 8) computes 8 - W mod 8 positions for nothing, so when that wastes more than the
+ * gaps would (W = 28), tiles take 16 consecutive padded positions instead (flat order) and
+ * store the outputs that are not gaps one by one. Samples go a block at a time (about 2048
+ * positions), padded just before use. The three products of a step all take this form:
  *   - forward:  Y = conv(Xp, W), stored into NCHW;
  *   - dX:       dX += conv(dYp, W flipped in space, channel axes swapped) (stride 1, so the
- *               transposed convolution is a "same" convolution too);
- *   - dW[o][c,i,j] = sum over p of dYp[o][p] Xp[c][p + off(i, j)]: dYp is zero in the gaps,
- *               so the thrown-away positions add nothing.
+ *               transposed convolution is a "same" convolution too); written rather than
+ *               added when backward hands over a fresh buffer (grad_fresh);
+ *   - dW[o][c,i,j] = sum over p of dYp[o][p] Xp[c][p + off(i, j)]: over the rows' positions
+ *               when W is a multiple of 8, else over all padded positions (dYp is zero in the
+ *               gaps, so they add nothing).
  *
  * Numbers: each output element is summed over k = (c, i, j) in order (forward and dX), or, for
  * dW, over the positions of each block (blocks fixed by the shapes), eight lanes per block
