@@ -637,6 +637,8 @@ TGI_HIDDEN void tgi_registry_release(tg_ctx *ctx);
 /* An input gradient that may be fresh (tgi_op.fresh_grads), made ready to be added into:
  * zeroed, and its flag cleared, when it is. For the paths of such an op that accumulate. */
 TGI_HIDDEN void tgi_grad_settle(tg_ctx *ctx, tg_tensor *t);
+/* size floats set to zero, over the context's threads when large. */
+TGI_HIDDEN void tgi_zero_floats(tg_ctx *ctx, float *data, int64_t size);
 
 TGI_HIDDEN tg_status tgi_gradcheck_op(tg_ctx *ctx, const tgi_op *op, int example_index,
                                       const tg_gradcheck_opts *opts, tg_gradcheck_result *result);

@@ -572,32 +572,6 @@ tg_tensor *tgi_record1(tg_tape *tape, const tgi_op *op, tg_tensor *x, uint32_t a
 
 /* ---- the reverse walk ---------------------------------------------------------------------- */
 
-/* Zeroing a large gradient (an RNN's input projection: [B, T, 4H], 6.5 MB in the LSTM bench)
- * is a memory-bound pass like any other, so it is cut in chunks over the context's threads;
- * each chunk is written by one thread, nothing is combined. Below 4 chunks: one memset. */
-#define ZERO_CHUNK_FLOATS ((int64_t)1 << 15)
-
-typedef struct zero_job {
-    float *data;
-    int64_t size;
-} zero_job;
-
-static void zero_chunks(void *arg, int64_t begin, int64_t end) {
-    const zero_job *job = arg;
-    int64_t from = begin * ZERO_CHUNK_FLOATS, to = end * ZERO_CHUNK_FLOATS;
-    if (to > job->size) to = job->size;
-    memset(job->data + from, 0, (size_t)(to - from) * sizeof(float));
-}
-
-static void zero_floats(tg_ctx *ctx, float *data, int64_t size) {
-    if (size < 4 * ZERO_CHUNK_FLOATS) {
-        memset(data, 0, (size_t)size * sizeof(float));
-        return;
-    }
-    zero_job job = {data, size};
-    tgi_parallel_for(ctx, (size + ZERO_CHUNK_FLOATS - 1) / ZERO_CHUNK_FLOATS, 2, zero_chunks, &job);
-}
-
 /* A zeroed gradient buffer for t (a node of this step, or a tape leaf): a recorded output's
  * reserved room, else (a leaf whose requires_grad was set by hand) a new one from the arena. */
 static float *zeroed_grad(tg_tape *tape, tg_tensor *t) {
@@ -605,7 +579,7 @@ static float *zeroed_grad(tg_tape *tape, tg_tensor *t) {
     if (!grad && !(grad = tgi_arena_alloc(&tape->arena, (size_t)t->size * sizeof(float))))
         return NULL;
     if (t->size == 1) grad[0] = 0.0f; /* a scalar: one store rather than a call */
-    else zero_floats(tape->ctx, grad, t->size);
+    else tgi_zero_floats(tape->ctx, grad, t->size);
     return grad;
 }
 
@@ -635,12 +609,6 @@ static tg_status check_backward_start(tg_tape *tape, tg_tensor *output) {
     return tgi_error(ctx, TG_ERR_STATE, "backward from '%s' %s: %s",
                      tgi_node_name(output, name, sizeof name),
                      tgi_format_shape(output->ndim, output->shape, shape, sizeof shape), why);
-}
-
-void tgi_grad_settle(tg_ctx *ctx, tg_tensor *t) {
-    if (!t || !t->grad_fresh) return;
-    zero_floats(ctx, t->grad, t->size);
-    t->grad_fresh = false;
 }
 
 /* The slow part of prepare_input: a leaf without a gradient buffer, or a buffer of more than
@@ -716,18 +684,14 @@ static tg_status count_node(tg_tape *tape, tgi_node *node) {
     return status;
 }
 
-/* A tensor given twice to an op (add(x, x)) gets both gradient terms added into one buffer:
- * it cannot be written whole by the first, so it is zeroed before the call. */
-static TGI_NOINLINE void settle_repeated(tg_ctx *ctx, const tgi_node *node) {
-    for (int i = 1; i < node->call.n_inputs; i++)
-        for (int j = 0; j < i; j++)
-            if (node->call.inputs[i] == node->call.inputs[j]) tgi_grad_settle(ctx, node->call.inputs[i]);
-}
-
-/* After the call: a fresh buffer the op did not write (it failed, or had nothing to add) is
- * zeroed, so no gradient is left holding whatever the memory held. */
-static TGI_NOINLINE void settle_all(tg_ctx *ctx, const tgi_node *node) {
-    for (int i = 0; i < node->call.n_inputs; i++) tgi_grad_settle(ctx, node->call.inputs[i]);
+/* Fresh gradients (tgi_op.fresh_grads): before the call, a tensor given twice (add(x, x)) is
+ * zeroed, both terms going into one buffer; after it, a buffer the op left unwritten (it failed,
+ * or had nothing to add) is, so that none keeps what the memory held. */
+static TGI_NOINLINE void settle_fresh(tg_ctx *ctx, const tgi_node *node, bool after) {
+    for (int i = after ? 0 : 1; i < node->call.n_inputs; i++)
+        for (int j = 0; j < (after ? 1 : i); j++)
+            if (after || node->call.inputs[i] == node->call.inputs[j])
+                tgi_grad_settle(ctx, node->call.inputs[i]);
 }
 
 /* The walk, for a pass with hooks or anomaly checks (watched) or without. Inlined twice so the
@@ -745,9 +709,9 @@ TGI_ALWAYS_INLINE static inline tg_status walk_from(tg_tape *tape, int64_t last,
         if (counting && status == TG_OK) status = count_node(tape, node);
         if (status == TG_OK) status = prepare_input_grads(tape, node);
         if (status != TG_OK) return status;
-        if (node->op->fresh_grads) settle_repeated(ctx, node);
+        if (node->op->fresh_grads) settle_fresh(ctx, node, false);
         status = node->op->backward(&node->call);
-        if (node->op->fresh_grads) settle_all(ctx, node);
+        if (node->op->fresh_grads) settle_fresh(ctx, node, true);
         if (status != TG_OK) {
             if (ctx->err_code == TG_OK) tg_op_fail(&node->call, status, "backward failed");
             return status;
