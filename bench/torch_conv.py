@@ -6,7 +6,8 @@
 For each workload (lenet, block8, block32) it runs the tapegrad binary for that workload, then
 the PyTorch model, alternating the two `--rounds` times (default 3) so that both see the same
 machine load; it prints each side's median ms per step and the ratio tapegrad / PyTorch
-(< 1: tapegrad is faster), by wall time and by CPU time (the steadier figure on a shared machine). Shapes, layers and the loss are those of bench_conv.c; each step is
+(< 1: tapegrad is faster), by wall time and by CPU time (the steadier figure on a shared machine):
+the median of the per-round ratios with their min-max. Shapes, layers and the loss are those of bench_conv.c; each step is
 forward, backward and zeroing the gradients. Pin it for steadier figures:
   taskset -c 1 /usr/bin/python3 bench/torch_conv.py
 The tapegrad binary: --bench, else the newest bench_conv under zig-out/ or .zig-cache/ (built by
@@ -142,8 +143,12 @@ def main():
         if ours:
             o_wall = statistics.median(w for w, _ in ours)
             o_cpu = statistics.median(c for _, c in ours)
+            # the ratios within each round (both sides saw the same load), median [min-max]
+            walls = [a[0] / b[0] for a, b in zip(ours, theirs)]
+            cpus = [a[1] / b[1] for a, b in zip(ours, theirs)]
             line += (f"   tapegrad {o_wall:8.3f} ms/step (cpu {o_cpu:8.3f})   ratio tapegrad/pytorch "
-                     f"wall {o_wall / t_wall:.2f}, cpu {o_cpu / t_cpu:.2f}")
+                     f"wall {statistics.median(walls):.2f} [{min(walls):.2f}-{max(walls):.2f}], "
+                     f"cpu {statistics.median(cpus):.2f} [{min(cpus):.2f}-{max(cpus):.2f}]")
         print(line, flush=True)
 
 
