@@ -50,6 +50,7 @@ static pthread_once_t backend_once = PTHREAD_ONCE_INIT;
 
 typedef struct cpu_features {
     bool amd, avx, avx2, fma, avx512; /* avx512: F, CD, BW, DQ and VL, with the OS saving ZMM */
+    unsigned family;                  /* CPUID's family, the extended family added */
 } cpu_features;
 
 static cpu_features detect_cpu(void) {
@@ -60,6 +61,8 @@ static cpu_features detect_cpu(void) {
     unsigned max_leaf = a;
     f.amd = b == 0x68747541; /* "Auth"enticAMD */
     if (!__get_cpuid(1, &a, &b, &c, &d)) return f;
+    f.family = (a >> 8) & 0xf;
+    if (f.family == 0xf) f.family += (a >> 20) & 0xff;
     bool osxsave = c & (1u << 27), has_avx = c & (1u << 28), has_fma = c & (1u << 12);
     if (!osxsave) return f;
     unsigned xcr0_lo, xcr0_hi;
@@ -77,14 +80,32 @@ static cpu_features detect_cpu(void) {
     return f;
 }
 
+/* AMD families whose AVX2 products run faster on OpenBLAS's Haswell kernels than on its Zen
+ * ones, measured per CPU model and fixed here (a table, not a timing at start-up, so that the
+ * numbers of a run do not depend on a measurement's luck). Family 19h without AVX-512 (Zen 3):
+ * on an EPYC, one thread, OpenBLAS 0.3.21, Haswell/Zen GFLOP/s were 1.02-1.15x at the MLP's
+ * 64x256x256 (NT, NN) and 256x256x64 (TN), 1.03-1.19x at the LSTM's 32x512x128, 32x128x512 and
+ * 512x128x32 (TN), 1.2-1.4x at 3200x512x16, about even at 256..1024 cubed (min-max of 4
+ * interleaved rounds, a process per core type): no shape class where the Zen kernels won. Zen
+ * 1 and 2 (17h) are not measured and keep the Zen kernels. */
+static bool haswell_beats_zen(const cpu_features *f) {
+    return f->amd && f->family == 0x19;
+}
+
 /* The OpenBLAS core type for these features, or NULL to let OpenBLAS decide. */
 static const char *core_type_for(const cpu_features *f, char *why, size_t size) {
     const char *core = NULL;
+    bool measured = false;
     if (f->avx512) core = "SkylakeX";
-    else if (f->avx2 && f->fma) core = f->amd ? "Zen" : "Haswell";
-    else if (f->avx) core = "Sandybridge";
-    snprintf(why, size, "%s%s%s%s", f->avx512 ? "AVX-512 " : "", f->avx2 ? "AVX2 " : "",
-             f->fma ? "FMA " : "", f->avx ? "AVX" : "SSE only");
+    else if (f->avx2 && f->fma) {
+        measured = haswell_beats_zen(f);
+        core = f->amd && !measured ? "Zen" : "Haswell";
+    } else if (f->avx) core = "Sandybridge";
+    int n = snprintf(why, size, "%s%s%s%s", f->avx512 ? "AVX-512 " : "", f->avx2 ? "AVX2 " : "",
+                     f->fma ? "FMA " : "", f->avx ? "AVX" : "SSE only");
+    if (measured && n > 0 && (size_t)n < size)
+        snprintf(why + n, size - (size_t)n, "; AMD family %xh: Haswell's measured faster than Zen's",
+                 f->family);
     return core;
 }
 
@@ -198,7 +219,7 @@ static bool use_library(void *lib, const char *source, const char *chosen) {
 }
 
 static void load_openblas(void) {
-    char why[64], chosen[128];
+    char why[128], chosen[192];
     cpu_features cpu = detect_cpu();
     const char *core = core_type_for(&cpu, why, sizeof why);
     char user_core[64] = "";
