@@ -15,6 +15,15 @@
  * Older OpenBLAS builds compute wrong results on some CPUs with some core types, so whatever
  * was found multiplies a few small matrices against the portable GEMM once; a disagreement
  * means the portable GEMM, and the description says why.
+ *
+ * A second backend for one shape class, on request (TAPEGRAD_BLAS=openblas+onednn): oneDNN's
+ * dnnl_sgemm (Debian's libdnnl, loaded the same way, held to one OpenMP thread) takes the thin
+ * products of small_class, where it was measured faster on Zen 3, and OpenBLAS the rest. The
+ * class is a fixed test of the shapes, not a timing at start-up, so a product and piece always
+ * take the same kernels: the same numbers every run (and on any thread count: tgi_gemm's pieces
+ * do not depend on it). Not the default: dnnl_sgemm allocates its packing buffer from the heap
+ * at every call (posix_memalign, counted: one per call), and a steady-state step allocates
+ * nothing. `bench_blas_cores` measures the classes on another CPU.
  */
 #include "ops/ops.h"
 
@@ -38,10 +47,22 @@ typedef void (*cblas_sgemm_fn)(int order, int trans_a, int trans_b, int m, int n
                                float beta, float *c, int ldc);
 typedef char *(*openblas_string_fn)(void);
 typedef void (*openblas_threads_fn)(int n);
+/* oneDNN's row-major sgemm (dim_t is int64_t; returns dnnl_status_t, 0 = success) */
+typedef int (*dnnl_sgemm_fn)(char trans_a, char trans_b, int64_t m, int64_t n, int64_t k,
+                             float alpha, const float *a, int64_t lda, const float *b, int64_t ldb,
+                             float beta, float *c, int64_t ldc);
+typedef struct dnnl_version_t {
+    int major, minor, patch;
+    const char *hash;
+    unsigned cpu_runtime, gpu_runtime;
+} dnnl_version_t;
+typedef const dnnl_version_t *(*dnnl_version_fn)(void);
 
 static struct {
     cblas_sgemm_fn sgemm;          /* NULL: the portable GEMM */
-    char description[256];
+    dnnl_sgemm_fn small;           /* NULL, or oneDNN for the products of small_class */
+    openblas_threads_fn omp_threads; /* oneDNN's OpenMP runtime: omp_set_num_threads */
+    char description[384];
 } backend;
 
 static pthread_once_t backend_once = PTHREAD_ONCE_INIT;
@@ -90,6 +111,16 @@ static cpu_features detect_cpu(void) {
  * 1 and 2 (17h) are not measured and keep the Zen kernels. */
 static bool haswell_beats_zen(const cpu_features *f) {
     return f->amd && f->family == 0x19;
+}
+
+/* The products that oneDNN's sgemm (2.6, its AVX2 kernels) computes faster than OpenBLAS 0.3.21's
+ * Haswell kernels on AMD family 19h, one thread, time ratios oneDNN / OpenBLAS, medians of 21
+ * alternations in one process: 0.88-0.90 at 64x{128,256}x256 NT and 32x{256,512}x128 NT (the
+ * MLP's and the LSTM's forward pieces), 0.97-1.0 at 64x256x{128,256} NN, 0.91 at 32x128x512 NN;
+ * but 1.17-1.34 at 128..256x256x64 TN (weight gradients) and 2.6 at 256x1024x1024 NN, so: A
+ * not transposed, few rows, the rest at most 512. */
+static bool small_class(bool trans_a, int64_t m, int64_t n, int64_t k) {
+    return !trans_a && m <= 64 && n <= 512 && k <= 512;
 }
 
 /* The OpenBLAS core type for these features, or NULL to let OpenBLAS decide. */
@@ -218,7 +249,53 @@ static bool use_library(void *lib, const char *source, const char *chosen) {
     return true;
 }
 
-static void load_openblas(void) {
+/* ---- oneDNN for the small class ------------------------------------------------------------ */
+
+/* Each thread that calls oneDNN first gets its OpenMP team size set to one (an ICV of the
+ * calling thread): our pieces are already spread over our threads. */
+static _Thread_local bool omp_single;
+
+static void dnnl_one_thread(void) {
+    if (TGI_UNLIKELY(!omp_single)) {
+        if (backend.omp_threads) backend.omp_threads(1);
+        omp_single = true;
+    }
+}
+
+static dnnl_sgemm_fn dnnl_checked; /* what dnnl_as_cblas calls (the self-check's candidate) */
+
+/* oneDNN behind the cblas signature, row-major only, for the self-check */
+static void dnnl_as_cblas(int order, int trans_a, int trans_b, int m, int n, int k, float alpha,
+                          const float *a, int lda, const float *b, int ldb, float beta, float *c,
+                          int ldc) {
+    (void)order;
+    dnnl_one_thread();
+    dnnl_checked(trans_a == CBLAS_TRANS ? 'T' : 'N', trans_b == CBLAS_TRANS ? 'T' : 'N', m, n, k,
+                 alpha, a, lda, b, ldb, beta, c, ldc);
+}
+
+/* Loads oneDNN for small_class beside OpenBLAS (when OpenBLAS is in use); OMP_NUM_THREADS=1 for
+ * the load, unless the user set it. */
+static void load_dnnl(void) {
+    if (!backend.sgemm) return;
+    bool set_threads = set_env_default("OMP_NUM_THREADS", "1");
+    void *lib = dlopen("libdnnl.so.2", RTLD_NOW | RTLD_LOCAL);
+    restore_env("OMP_NUM_THREADS", set_threads, NULL);
+    if (!lib) return;
+    dnnl_sgemm_fn sgemm = (dnnl_sgemm_fn)dlsym(lib, "dnnl_sgemm");
+    dnnl_version_fn version = (dnnl_version_fn)dlsym(lib, "dnnl_version");
+    backend.omp_threads = (openblas_threads_fn)dlsym(lib, "omp_set_num_threads");
+    dnnl_checked = sgemm;
+    if (!sgemm || !version || !blas_agrees(dnnl_as_cblas)) return; /* the handle stays open */
+    const dnnl_version_t *v = version();
+    size_t used = strlen(backend.description);
+    snprintf(backend.description + used, sizeof backend.description - used,
+             "; oneDNN %d.%d dnnl_sgemm for thin products (m <= 64, n and k <= 512, A not "
+             "transposed: TAPEGRAD_BLAS=openblas+onednn)", v->major, v->minor);
+    backend.small = sgemm;
+}
+
+static void load_openblas(bool with_dnnl) {
     char why[128], chosen[192];
     cpu_features cpu = detect_cpu();
     const char *core = core_type_for(&cpu, why, sizeof why);
@@ -248,6 +325,7 @@ static void load_openblas(void) {
         snprintf(backend.description, sizeof backend.description,
                  "portable (no OpenBLAS found: libopenblas.so.0 did not load)");
     /* The handle stays open for the life of the process: its kernels are in use. */
+    if (with_dnnl) load_dnnl();
 }
 
 static void choose_backend(void) {
@@ -257,7 +335,8 @@ static void choose_backend(void) {
         snprintf(backend.description, sizeof backend.description, "portable (TAPEGRAD_BLAS=portable)");
         return;
     }
-    if (request && *request) {
+    bool with_dnnl = request && strcmp(request, "openblas+onednn") == 0;
+    if (request && *request && !with_dnnl && strcmp(request, "openblas") != 0) {
         void *lib = dlopen(request, RTLD_NOW | RTLD_LOCAL);
         if (!lib || !use_library(lib, "TAPEGRAD_BLAS", NULL))
             snprintf(backend.description, sizeof backend.description,
@@ -266,7 +345,7 @@ static void choose_backend(void) {
     }
     void *self = dlopen(NULL, RTLD_NOW);
     if (self && dlsym(self, "cblas_sgemm") && use_library(self, "linked by the program", NULL)) return;
-    load_openblas();
+    load_openblas(with_dnnl);
 #else
     snprintf(backend.description, sizeof backend.description, "portable (built with -Dblas=false)");
 #endif
@@ -292,6 +371,13 @@ bool tgi_blas_gemm(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, 
     if (m > INT32_MAX || n > INT32_MAX || k > INT32_MAX || lda > INT32_MAX || ldb > INT32_MAX ||
         ldc > INT32_MAX)
         return false;
+    if (backend.small && small_class(trans_a, m, n, k)) {
+        dnnl_one_thread();
+        if (backend.small(trans_a ? 'T' : 'N', trans_b ? 'T' : 'N', m, n, k, alpha, a, lda, b, ldb,
+                          beta, c, ldc) == 0)
+            return true;
+        /* a status other than success (it checks its arguments first): OpenBLAS instead */
+    }
     sgemm(CBLAS_ROW_MAJOR, trans_a ? CBLAS_TRANS : CBLAS_NO_TRANS,
           trans_b ? CBLAS_TRANS : CBLAS_NO_TRANS, (int)m, (int)n, (int)k, alpha, a, (int)lda, b,
           (int)ldb, beta, c, (int)ldc);
