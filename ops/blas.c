@@ -104,11 +104,11 @@ static cpu_features detect_cpu(void) {
 /* AMD families whose AVX2 products run faster on OpenBLAS's Haswell kernels than on its Zen
  * ones, measured per CPU model and fixed here (a table, not a timing at start-up, so that the
  * numbers of a run do not depend on a measurement's luck). Family 19h without AVX-512 (Zen 3):
- * on an EPYC, one thread, OpenBLAS 0.3.21, Haswell/Zen GFLOP/s were 1.02-1.15x at the MLP's
- * 64x256x256 (NT, NN) and 256x256x64 (TN), 1.03-1.19x at the LSTM's 32x512x128, 32x128x512 and
- * 512x128x32 (TN), 1.2-1.4x at 3200x512x16, about even at 256..1024 cubed (min-max of 4
- * interleaved rounds, a process per core type): no shape class where the Zen kernels won. Zen
- * 1 and 2 (17h) are not measured and keep the Zen kernels. */
+ * on an EPYC, one thread, OpenBLAS 0.3.21, Zen's time / Haswell's (bench_blas_cores: both in
+ * one process, medians of 21 alternations) was 1.05 at the MLP's 64x256x256 NT and NN, 1.18 at
+ * its 256x256x64 TN, 1.03-1.08 at the LSTM's 32x512x128 NT and 32x128x512 NN, 1.31 at its
+ * 512x128x32 TN, 1.41 at 3200x512x16 NT, 1.00-1.02 at 1024-sized products: no shape class where
+ * the Zen kernels won. Zen 1 and 2 (17h) are not measured and keep the Zen kernels. */
 static bool haswell_beats_zen(const cpu_features *f) {
     return f->amd && f->family == 0x19;
 }
@@ -296,7 +296,7 @@ static void load_dnnl(void) {
 }
 
 static void load_openblas(bool with_dnnl) {
-    char why[128], chosen[192];
+    char why[128], chosen[256];
     cpu_features cpu = detect_cpu();
     const char *core = core_type_for(&cpu, why, sizeof why);
     char user_core[64] = "";
