@@ -3,17 +3,24 @@
  * -Dblas=false builds), the reference a loaded BLAS is checked against at start-up, and
  * bit-identical on every CPU.
  *
- * A register-blocked kernel in portable C (GNU vector extensions, which gcc and clang lower to
- * whatever vectors the target has): a tile of MR x NR elements of C is summed in registers over a
- * block of KC steps of k, then added to C. Per element the order of operations depends only on k
- * (blocks of KC, in order; within a block p = 0, 1, ...), never on the tile's position, the
- * vector width or the CPU, and multiplications and additions are separate (the library is built
- * with -ffp-contract=off), so every machine computes the same bits.
+ * The order of operations, which is the promise: C is first scaled by beta (0 when beta is 0);
+ * then, for each block of KC = 256 steps of k in order, each element's block sum is taken from
+ * zero over p = 0, 1, ... (a product, then an addition: separate, the library is built with
+ * -ffp-contract=off), and C += alpha * block sum. Nothing in that depends on the tile an element
+ * falls in, on the blocking of m and n, on the vector width or on the CPU, so every machine
+ * computes the same bits (tests/test_gemm.c checks them against a scalar loop in that order).
  *
- * No packing of A: the kernel reads op(A) through a row and a column stride, both transposes
- * alike. op(B) is read in place when its rows are contiguous (B not transposed, a whole panel
- * of NR columns); otherwise a KC x NR panel is copied to the stack first (B transposed, or the
- * last, narrower panel, padded with zeros).
+ * How it is fast, in the way of BLIS: for each KC block, a panel of op(B) (KC x NC) and a block
+ * of op(A) (MC x KC) are packed into contiguous micro-panels, the B panel in slivers of NR
+ * columns (zero-padded), the A block in strips of MR rows; a register-blocked micro-kernel then
+ * sums an MR x NR tile of C in twelve 8-float accumulators, reading one MR-row of A and one
+ * NR-row of B per step of k, both consecutive in memory. The loops run, outermost first: NC
+ * columns, KC steps (packing the B panel), MC rows (packing the A block, which stays in L2),
+ * NR columns (the B sliver, 16 KiB, stays in L1), MR rows. The last strip of fewer than MR rows
+ * runs a kernel of its own height rather than computing zero rows. Packing transposes in 8 x 8
+ * blocks where op(A) or op(B) is laid out the other way.
+ *
+ * Both buffers live on the stack (MC x KC + KC x NC floats, 144 KiB): nothing is allocated.
  */
 #include "ops/ops.h"
 
@@ -21,8 +28,9 @@
 
 #define MR 6
 #define NR 16
-#define KC 256
-#define MC 96   /* rows of A per block: MC x KC floats (96 KiB) stay in L2 across the panels */
+#define KC 256 /* part of the documented order: do not change without tests/test_gemm.c */
+#define MC 72  /* rows of the packed A block: 72 KiB, in L2 beside the B panel */
+#define NC 64  /* columns of the packed B panel: 64 KiB */
 
 typedef float v8 __attribute__((vector_size(32)));
 
@@ -42,84 +50,133 @@ static void scale_c(int64_t m, int64_t n, float beta, float *c, int64_t ldc) {
         for (int64_t j = 0; j < n; j++) c[i * ldc + j] = beta == 0.0f ? 0.0f : beta * c[i * ldc + j];
 }
 
-/* tile[r][0..NR) = sum over p < kc of A(r, p) * B(p, 0..NR), for r < MR. A(r, p) is
- * a[r * rs_a + p * cs_a]; B(p, j) is b[p * ldb + j]. */
-static void kernel(int64_t kc, const float *a, int64_t rs_a, int64_t cs_a, const float *b,
-                   int64_t ldb, float tile[MR][NR]) {
-    v8 c00 = {0}, c01 = {0}, c10 = {0}, c11 = {0}, c20 = {0}, c21 = {0};
-    v8 c30 = {0}, c31 = {0}, c40 = {0}, c41 = {0}, c50 = {0}, c51 = {0};
-    for (int64_t p = 0; p < kc; p++) {
-        const float *bp = b + p * ldb, *ap = a + p * cs_a;
-        v8 b0 = load8(bp), b1 = load8(bp + 8);
-        float a0 = ap[0], a1 = ap[rs_a], a2 = ap[2 * rs_a];
-        float a3 = ap[3 * rs_a], a4 = ap[4 * rs_a], a5 = ap[5 * rs_a];
-        c00 += a0 * b0; c01 += a0 * b1;
-        c10 += a1 * b0; c11 += a1 * b1;
-        c20 += a2 * b0; c21 += a2 * b1;
-        c30 += a3 * b0; c31 += a3 * b1;
-        c40 += a4 * b0; c41 += a4 * b1;
-        c50 += a5 * b0; c51 += a5 * b1;
-    }
-    const v8 rows[MR][2] = {{c00, c01}, {c10, c11}, {c20, c21}, {c30, c31}, {c40, c41}, {c50, c51}};
-    for (int r = 0; r < MR; r++) {
-        store8(tile[r], rows[r][0]);
-        store8(tile[r] + 8, rows[r][1]);
+/* ---- packing ------------------------------------------------------------------------------- */
+
+/* Strips of MR rows of op(A)'s mc x kc block at a (element (i, p) = a[i * rs + p * cs]): strip s
+ * holds (s * MR + r, p) at dst[s * MR * kc + p * MR + r], rows past mc as zeros. */
+static void pack_a(const float *a, int64_t rs, int64_t cs, int64_t mc, int64_t kc, float *dst) {
+    for (int64_t i0 = 0; i0 < mc; i0 += MR, dst += MR * kc) {
+        int mr = mc - i0 < MR ? (int)(mc - i0) : MR;
+        const float *ai = a + i0 * rs;
+        if (cs == 1) { /* rows contiguous along k: a 6-row transpose */
+            for (int64_t p = 0; p < kc; p++)
+                for (int r = 0; r < MR; r++) dst[p * MR + r] = r < mr ? ai[r * rs + p] : 0.0f;
+        } else { /* columns contiguous (rs == 1): copy MR floats per step */
+            for (int64_t p = 0; p < kc; p++)
+                for (int r = 0; r < MR; r++) dst[p * MR + r] = r < mr ? ai[p * cs + r] : 0.0f;
+        }
     }
 }
 
-/* C(i0.., j0..) += alpha * A(i0.., p0..) B(p0.., j0..) for one KC block and one panel of NR
- * columns (nr of them real), over every row of C. */
-static void panel(bool trans_a, int64_t m, int64_t kc, float alpha, const float *a, int64_t lda,
-                  const float *b, int64_t ldb, int nr, float *c, int64_t ldc) {
-    /* A's rows are MR apart in a 6-row strip: for each missing row, a zero row stands in. */
-    static const float zeros[MR * KC];
-    int64_t rs_a = trans_a ? 1 : lda, cs_a = trans_a ? lda : 1;
-    float tile[MR][NR];
-    for (int64_t i = 0; i < m; i += MR) {
-        int mr = m - i < MR ? (int)(m - i) : MR;
-        const float *ai = trans_a ? a + i : a + i * lda;
-        if (mr == MR) {
-            kernel(kc, ai, rs_a, cs_a, b, ldb, tile);
-        } else { /* the last, shorter strip: copy its rows next to zero rows */
-            float strip[MR * KC];
-            for (int r = 0; r < MR; r++)
-                for (int64_t p = 0; p < kc; p++)
-                    strip[r * KC + p] = r < mr ? ai[r * rs_a + p * cs_a] : zeros[r * KC + p];
-            kernel(kc, strip, KC, 1, b, ldb, tile);
-        }
-        for (int r = 0; r < mr; r++) {
-            float *ci = c + (i + r) * ldc;
-            for (int j = 0; j < nr; j++) ci[j] += alpha * tile[r][j];
+/* Slivers of NR columns of op(B)'s kc x nc panel at b (element (p, j) = b[p * rs + j * cs]):
+ * sliver s holds (p, s * NR + j) at dst[s * NR * kc + p * NR + j], columns past nc as zeros. */
+static void pack_b(const float *b, int64_t rs, int64_t cs, int64_t kc, int64_t nc, float *dst) {
+    for (int64_t j0 = 0; j0 < nc; j0 += NR, dst += NR * kc) {
+        int nr = nc - j0 < NR ? (int)(nc - j0) : NR;
+        const float *bj = b + j0 * cs;
+        if (cs == 1 && nr == NR) { /* rows contiguous: copy NR floats per step */
+            for (int64_t p = 0; p < kc; p++) {
+                store8(dst + p * NR, load8(bj + p * rs));
+                store8(dst + p * NR + 8, load8(bj + p * rs + 8));
+            }
+        } else if (cs == 1) {
+            for (int64_t p = 0; p < kc; p++)
+                for (int j = 0; j < NR; j++) dst[p * NR + j] = j < nr ? bj[p * rs + j] : 0.0f;
+        } else { /* columns contiguous along k (rs == 1): a 16-column transpose */
+            for (int j = 0; j < NR; j++)
+                for (int64_t p = 0; p < kc; p++) dst[p * NR + j] = j < nr ? bj[j * cs + p] : 0.0f;
         }
     }
 }
+
+/* ---- the micro-kernel ---------------------------------------------------------------------- */
+
+/* C's mr x nr tile at c: C = beta' C + alpha * (the tile's block sum), beta' C being C when beta
+ * is 1, 0 when beta is 0, else beta * C — the order of the file header. */
+static inline __attribute__((always_inline)) void store_row(float *c, v8 sum, float alpha, float beta) {
+    v8 scaled = alpha * sum;
+    if (beta == 1.0f) store8(c, load8(c) + scaled);
+    else if (beta == 0.0f) store8(c, (v8){0} + scaled);
+    else store8(c, beta * load8(c) + scaled);
+}
+
+/* The block sums of an mr x NR tile (mr <= MR, a constant once inlined) over kc steps from the
+ * packed strip ap and sliver bp, then C updated as store_row says; only nr columns when nr < NR. */
+static inline __attribute__((always_inline)) void kernel(int mr, int64_t kc, const float *ap,
+                                                         const float *bp, float alpha, float beta,
+                                                         float *c, int64_t ldc, int nr) {
+    v8 s0[MR], s1[MR];
+    for (int r = 0; r < mr; r++) s0[r] = s1[r] = (v8){0};
+    for (int64_t p = 0; p < kc; p++, ap += MR, bp += NR) {
+        v8 b0 = load8(bp), b1 = load8(bp + 8);
+        for (int r = 0; r < mr; r++) {
+            float ar = ap[r];
+            s0[r] += ar * b0;
+            s1[r] += ar * b1;
+        }
+    }
+    if (nr == NR) {
+        for (int r = 0; r < mr; r++) {
+            store_row(c + r * ldc, s0[r], alpha, beta);
+            store_row(c + r * ldc + 8, s1[r], alpha, beta);
+        }
+        return;
+    }
+    for (int r = 0; r < mr; r++) { /* a narrower tile: through a full-width copy of its rows */
+        float row[NR];
+        memcpy(row, c + r * ldc, sizeof(float) * (size_t)nr);
+        store_row(row, s0[r], alpha, beta);
+        store_row(row + 8, s1[r], alpha, beta);
+        memcpy(c + r * ldc, row, sizeof(float) * (size_t)nr);
+    }
+}
+
+/* One kernel per strip height, so a short last strip does no work on zero rows. */
+static void kernel_rows(int mr, int64_t kc, const float *ap, const float *bp, float alpha,
+                        float beta, float *c, int64_t ldc, int nr) {
+    switch (mr) {
+    case 6: kernel(6, kc, ap, bp, alpha, beta, c, ldc, nr); break;
+    case 5: kernel(5, kc, ap, bp, alpha, beta, c, ldc, nr); break;
+    case 4: kernel(4, kc, ap, bp, alpha, beta, c, ldc, nr); break;
+    case 3: kernel(3, kc, ap, bp, alpha, beta, c, ldc, nr); break;
+    case 2: kernel(2, kc, ap, bp, alpha, beta, c, ldc, nr); break;
+    default: kernel(1, kc, ap, bp, alpha, beta, c, ldc, nr); break;
+    }
+}
+
+/* ---- the loops ----------------------------------------------------------------------------- */
 
 void tgi_gemm_portable(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, float alpha,
                        const float *a, int64_t lda, const float *b, int64_t ldb, float beta,
                        float *c, int64_t ldc) {
-    scale_c(m, n, beta, c, ldc);
-    float packed[KC * NR];
-    for (int64_t p0 = 0; p0 < k; p0 += KC)
-        for (int64_t i0 = 0; i0 < m; i0 += MC) {
-        int64_t kc = k - p0 < KC ? k - p0 : KC, mc = m - i0 < MC ? m - i0 : MC;
-        const float *ap = trans_a ? a + p0 * lda + i0 : a + i0 * lda + p0;
-        for (int64_t j0 = 0; j0 < n; j0 += NR) {
-            int nr = n - j0 < NR ? (int)(n - j0) : NR;
-            const float *bp;
-            int64_t ldb_panel;
-            if (!trans_b && nr == NR) { /* rows of this panel are contiguous in B */
-                bp = b + p0 * ldb + j0;
-                ldb_panel = ldb;
-            } else { /* transposed, B(p, j) = b[j * ldb + p]: read along B's rows */
-                for (int j = 0; j < NR; j++)
-                    for (int64_t p = 0; p < kc; p++)
-                        packed[p * NR + j] = j >= nr ? 0.0f
-                                             : trans_b ? b[(j0 + j) * ldb + p0 + p]
-                                                       : b[(p0 + p) * ldb + j0 + j];
-                bp = packed;
-                ldb_panel = NR;
+    if (m <= 0 || n <= 0) return;
+    if (k <= 0) {
+        scale_c(m, n, beta, c, ldc);
+        return;
+    }
+    _Alignas(64) float a_packed[MC * KC];
+    _Alignas(64) float b_packed[KC * NC];
+    /* op(A)(i, p) = a[i * rs_a + p * cs_a], op(B)(p, j) = b[p * rs_b + j * cs_b] */
+    int64_t rs_a = trans_a ? 1 : lda, cs_a = trans_a ? lda : 1;
+    int64_t rs_b = trans_b ? 1 : ldb, cs_b = trans_b ? ldb : 1;
+    for (int64_t jc = 0; jc < n; jc += NC) {
+        int64_t nc = n - jc < NC ? n - jc : NC;
+        for (int64_t pc = 0; pc < k; pc += KC) {
+            int64_t kc = k - pc < KC ? k - pc : KC;
+            float beta_here = pc == 0 ? beta : 1.0f; /* C is scaled once, with the first block */
+            pack_b(b + pc * rs_b + jc * cs_b, rs_b, cs_b, kc, nc, b_packed);
+            for (int64_t ic = 0; ic < m; ic += MC) {
+                int64_t mc = m - ic < MC ? m - ic : MC;
+                pack_a(a + ic * rs_a + pc * cs_a, rs_a, cs_a, mc, kc, a_packed);
+                for (int64_t jr = 0; jr < nc; jr += NR) {
+                    int nr = nc - jr < NR ? (int)(nc - jr) : NR;
+                    for (int64_t ir = 0; ir < mc; ir += MR) {
+                        int mr = mc - ir < MR ? (int)(mc - ir) : MR;
+                        kernel_rows(mr, kc, a_packed + ir * kc, b_packed + jr * kc, alpha,
+                                    beta_here, c + (ic + ir) * ldc + jc + jr, ldc, nr);
+                    }
+                }
             }
-            panel(trans_a, mc, kc, alpha, ap, lda, bp, ldb_panel, nr, c + i0 * ldc + j0, ldc);
         }
     }
 }
