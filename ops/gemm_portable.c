@@ -29,8 +29,7 @@
 #define MR 6
 #define NR 16
 #define KC 256 /* part of the documented order: do not change without tests/test_gemm.c */
-#define MC 72  /* rows of the packed A block: 72 KiB, in L2 beside the B panel */
-#define NC 64  /* columns of the packed B panel: 64 KiB */
+#define A_ROOM (96 * KC) /* floats of the packed A block (96 KiB, in L2): 96 rows of KC steps */
 
 typedef float v8 __attribute__((vector_size(32)));
 
@@ -52,40 +51,87 @@ static void scale_c(int64_t m, int64_t n, float beta, float *c, int64_t ldc) {
 
 /* ---- packing ------------------------------------------------------------------------------- */
 
+#if defined(__has_builtin)
+#if __has_builtin(__builtin_shufflevector)
+#define HAVE_SHUFFLE 1
+#endif
+#endif
+
+#ifdef HAVE_SHUFFLE
+/* t[j] = column j of the 8 x 8 block whose rows are r[0..8): unpack, then shuffle pairs, then
+ * swap 128-bit halves — the usual 24-shuffle transpose, which compilers lower to the target's
+ * shuffles (vunpcklps / vshufps / vperm2f128 with AVX). */
+static inline __attribute__((always_inline)) void transpose8(const v8 r[8], v8 t[8]) {
+    v8 lo[4], hi[4], u[8];
+    for (int i = 0; i < 4; i++) {
+        lo[i] = __builtin_shufflevector(r[2 * i], r[2 * i + 1], 0, 8, 1, 9, 4, 12, 5, 13);
+        hi[i] = __builtin_shufflevector(r[2 * i], r[2 * i + 1], 2, 10, 3, 11, 6, 14, 7, 15);
+    }
+    for (int h = 0; h < 2; h++) { /* rows 0-3 (h = 0) and 4-7 */
+        u[4 * h + 0] = __builtin_shufflevector(lo[2 * h], lo[2 * h + 1], 0, 1, 8, 9, 4, 5, 12, 13);
+        u[4 * h + 1] = __builtin_shufflevector(lo[2 * h], lo[2 * h + 1], 2, 3, 10, 11, 6, 7, 14, 15);
+        u[4 * h + 2] = __builtin_shufflevector(hi[2 * h], hi[2 * h + 1], 0, 1, 8, 9, 4, 5, 12, 13);
+        u[4 * h + 3] = __builtin_shufflevector(hi[2 * h], hi[2 * h + 1], 2, 3, 10, 11, 6, 7, 14, 15);
+    }
+    for (int j = 0; j < 4; j++) {
+        t[j] = __builtin_shufflevector(u[j], u[4 + j], 0, 1, 2, 3, 8, 9, 10, 11);
+        t[j + 4] = __builtin_shufflevector(u[j], u[4 + j], 4, 5, 6, 7, 12, 13, 14, 15);
+    }
+}
+#endif
+
 /* Strips of MR rows of op(A)'s mc x kc block at a (element (i, p) = a[i * rs + p * cs]): strip s
- * holds (s * MR + r, p) at dst[s * MR * kc + p * MR + r], rows past mc as zeros. */
+ * holds (s * MR + r, p) at dst[s * MR * kc + p * MR + r], rows past mc as zeros. dst has room
+ * for 2 floats more (the transposing stores write 8 floats for 6). */
 static void pack_a(const float *a, int64_t rs, int64_t cs, int64_t mc, int64_t kc, float *dst) {
     for (int64_t i0 = 0; i0 < mc; i0 += MR, dst += MR * kc) {
         int mr = mc - i0 < MR ? (int)(mc - i0) : MR;
         const float *ai = a + i0 * rs;
-        if (cs == 1) { /* rows contiguous along k: a 6-row transpose */
-            for (int64_t p = 0; p < kc; p++)
+        int64_t p = 0;
+        if (cs == 1) { /* rows contiguous along k: transposed 8 steps at a time, then one by one */
+#ifdef HAVE_SHUFFLE
+            for (; p + 8 <= kc; p += 8) {
+                v8 rows[8] = {{0}}, cols[8];
+                for (int r = 0; r < mr; r++) rows[r] = load8(ai + r * rs + p);
+                transpose8(rows, cols);
+                for (int q = 0; q < 8; q++) store8(dst + (p + q) * MR, cols[q]); /* in order: each
+                    store's 2 extra floats are overwritten by the next */
+            }
+#endif
+            for (; p < kc; p++)
                 for (int r = 0; r < MR; r++) dst[p * MR + r] = r < mr ? ai[r * rs + p] : 0.0f;
-        } else { /* columns contiguous (rs == 1): copy MR floats per step */
-            for (int64_t p = 0; p < kc; p++)
+        } else { /* columns contiguous (rs == 1): MR floats per step */
+            for (; p < kc; p++)
                 for (int r = 0; r < MR; r++) dst[p * MR + r] = r < mr ? ai[p * cs + r] : 0.0f;
         }
     }
 }
 
-/* Slivers of NR columns of op(B)'s kc x nc panel at b (element (p, j) = b[p * rs + j * cs]):
- * sliver s holds (p, s * NR + j) at dst[s * NR * kc + p * NR + j], columns past nc as zeros. */
-static void pack_b(const float *b, int64_t rs, int64_t cs, int64_t kc, int64_t nc, float *dst) {
-    for (int64_t j0 = 0; j0 < nc; j0 += NR, dst += NR * kc) {
-        int nr = nc - j0 < NR ? (int)(nc - j0) : NR;
-        const float *bj = b + j0 * cs;
-        if (cs == 1 && nr == NR) { /* rows contiguous: copy NR floats per step */
-            for (int64_t p = 0; p < kc; p++) {
-                store8(dst + p * NR, load8(bj + p * rs));
-                store8(dst + p * NR + 8, load8(bj + p * rs + 8));
-            }
-        } else if (cs == 1) {
-            for (int64_t p = 0; p < kc; p++)
-                for (int j = 0; j < NR; j++) dst[p * NR + j] = j < nr ? bj[p * rs + j] : 0.0f;
-        } else { /* columns contiguous along k (rs == 1): a 16-column transpose */
-            for (int j = 0; j < NR; j++)
-                for (int64_t p = 0; p < kc; p++) dst[p * NR + j] = j < nr ? bj[j * cs + p] : 0.0f;
+/* The sliver of op(B)'s kc x nc panel at b (element (p, j) = b[p * rs + j * cs]), nc <= NR:
+ * (p, j) at dst[p * NR + j], columns past nc as zeros. */
+static void pack_b(const float *b, int64_t rs, int64_t cs, int64_t kc, int nc, float *dst) {
+    int64_t p = 0;
+    if (cs == 1 && nc == NR) { /* rows contiguous: copy NR floats per step */
+        for (; p < kc; p++) {
+            store8(dst + p * NR, load8(b + p * rs));
+            store8(dst + p * NR + 8, load8(b + p * rs + 8));
         }
+    } else if (cs == 1) {
+        for (; p < kc; p++)
+            for (int j = 0; j < NR; j++) dst[p * NR + j] = j < nc ? b[p * rs + j] : 0.0f;
+    } else { /* columns contiguous along k (rs == 1): transposed 8 x 8 at a time */
+#ifdef HAVE_SHUFFLE
+        if (nc == NR)
+            for (; p + 8 <= kc; p += 8)
+                for (int h = 0; h < NR; h += 8) {
+                    v8 cols[8], rows[8];
+                    for (int j = 0; j < 8; j++) cols[j] = load8(b + (h + j) * cs + p);
+                    transpose8(cols, rows);
+                    for (int q = 0; q < 8; q++) store8(dst + (p + q) * NR + h, rows[q]);
+                }
+#endif
+        for (; p < kc; p++)
+            for (int j = 0; j < NR; j++) dst[p * NR + j] = j < nc ? b[j * cs + p] : 0.0f;
     }
 }
 
@@ -154,27 +200,25 @@ void tgi_gemm_portable(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t
         scale_c(m, n, beta, c, ldc);
         return;
     }
-    _Alignas(64) float a_packed[MC * KC];
-    _Alignas(64) float b_packed[KC * NC];
+    _Alignas(64) float a_packed[A_ROOM + 8];
+    _Alignas(64) float b_packed[KC * NR];
     /* op(A)(i, p) = a[i * rs_a + p * cs_a], op(B)(p, j) = b[p * rs_b + j * cs_b] */
     int64_t rs_a = trans_a ? 1 : lda, cs_a = trans_a ? lda : 1;
     int64_t rs_b = trans_b ? 1 : ldb, cs_b = trans_b ? ldb : 1;
-    for (int64_t jc = 0; jc < n; jc += NC) {
-        int64_t nc = n - jc < NC ? n - jc : NC;
-        for (int64_t pc = 0; pc < k; pc += KC) {
-            int64_t kc = k - pc < KC ? k - pc : KC;
-            float beta_here = pc == 0 ? beta : 1.0f; /* C is scaled once, with the first block */
-            pack_b(b + pc * rs_b + jc * cs_b, rs_b, cs_b, kc, nc, b_packed);
-            for (int64_t ic = 0; ic < m; ic += MC) {
-                int64_t mc = m - ic < MC ? m - ic : MC;
-                pack_a(a + ic * rs_a + pc * cs_a, rs_a, cs_a, mc, kc, a_packed);
-                for (int64_t jr = 0; jr < nc; jr += NR) {
-                    int nr = nc - jr < NR ? (int)(nc - jr) : NR;
-                    for (int64_t ir = 0; ir < mc; ir += MR) {
-                        int mr = mc - ir < MR ? (int)(mc - ir) : MR;
-                        kernel_rows(mr, kc, a_packed + ir * kc, b_packed + jr * kc, alpha,
-                                    beta_here, c + (ic + ir) * ldc + jc + jr, ldc, nr);
-                    }
+    for (int64_t pc = 0; pc < k; pc += KC) {
+        int64_t kc = k - pc < KC ? k - pc : KC;
+        int64_t most_rows = A_ROOM / kc / MR * MR; /* a shallower block takes more rows */
+        float beta_here = pc == 0 ? beta : 1.0f; /* C is scaled once, with the first block */
+        for (int64_t ic = 0; ic < m; ic += most_rows) {
+            int64_t mc = m - ic < most_rows ? m - ic : most_rows;
+            pack_a(a + ic * rs_a + pc * cs_a, rs_a, cs_a, mc, kc, a_packed);
+            for (int64_t jr = 0; jr < n; jr += NR) {
+                int nr = n - jr < NR ? (int)(n - jr) : NR;
+                pack_b(b + pc * rs_b + jr * cs_b, rs_b, cs_b, kc, nr, b_packed);
+                for (int64_t ir = 0; ir < mc; ir += MR) {
+                    int mr = mc - ir < MR ? (int)(mc - ir) : MR;
+                    kernel_rows(mr, kc, a_packed + ir * kc, b_packed, alpha, beta_here,
+                                c + (ic + ir) * ldc + jr, ldc, nr);
                 }
             }
         }
