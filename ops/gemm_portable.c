@@ -57,6 +57,13 @@ static void scale_c(int64_t m, int64_t n, float beta, float *c, int64_t ldc) {
 #endif
 #endif
 
+/* A hint to bring a line to the cache ahead of its use: nothing else, so no effect on results. */
+#if defined(__GNUC__) || defined(__clang__)
+#define PREFETCH(p) __builtin_prefetch(p)
+#else
+#define PREFETCH(p) ((void)(p))
+#endif
+
 #ifdef HAVE_SHUFFLE
 /* t[j] = column j of the 8 x 8 block whose rows are r[0..8): unpack, then shuffle pairs, then
  * swap 128-bit halves — the usual 24-shuffle transpose, which compilers lower to the target's
@@ -80,12 +87,22 @@ static inline __attribute__((always_inline)) void transpose8(const v8 r[8], v8 t
 }
 #endif
 
-/* Strips of MR rows of op(A)'s mc x kc block at a (element (i, p) = a[i * rs + p * cs]): strip s
- * holds (s * MR + r, p) at dst[s * MR * kc + p * MR + r], rows past mc as zeros. dst has room
- * for 2 floats more (the transposing stores write 8 floats for 6). */
+/* The height of the strip that starts with `left` rows to go: MR, except that 7 or 8 rows left
+ * make two strips of 4 (or 4 and 3) — a strip of 1 or 2 rows keeps too few sums in flight to
+ * hide the additions' latency. */
+static int strip_rows(int64_t left) {
+    if (left == MR + 1 || left == MR + 2) return (int)(left + 1) / 2;
+    return left < MR ? (int)left : MR;
+}
+
+/* Strips of op(A)'s mc x kc block at a (element (i, p) = a[i * rs + p * cs]), as strip_rows cuts
+ * them: the strip of rows i0.. is the s-th and holds (i0 + r, p) at dst[s * MR * kc + p * MR + r],
+ * rows past its height as zeros. dst has room for 2 floats more (the transposing stores write 8
+ * floats for 6). */
 static void pack_a(const float *a, int64_t rs, int64_t cs, int64_t mc, int64_t kc, float *dst) {
-    for (int64_t i0 = 0; i0 < mc; i0 += MR, dst += MR * kc) {
-        int mr = mc - i0 < MR ? (int)(mc - i0) : MR;
+    int mr;
+    for (int64_t i0 = 0; i0 < mc; i0 += mr, dst += MR * kc) {
+        mr = strip_rows(mc - i0);
         const float *ai = a + i0 * rs;
         int64_t p = 0;
         if (cs == 1) { /* rows contiguous along k: transposed 8 steps at a time, then one by one */
@@ -108,11 +125,14 @@ static void pack_a(const float *a, int64_t rs, int64_t cs, int64_t mc, int64_t k
 }
 
 /* The sliver of op(B)'s kc x nc panel at b (element (p, j) = b[p * rs + j * cs]), nc <= NR:
- * (p, j) at dst[p * NR + j], columns past nc as zeros. */
-static void pack_b(const float *b, int64_t rs, int64_t cs, int64_t kc, int nc, float *dst) {
+ * (p, j) at dst[p * NR + j], columns past nc as zeros. more: the panel goes on past the sliver
+ * (the next sliver's rows are then fetched ahead: B's rows may be a page apart, too far for the
+ * hardware's prefetchers, and the next sliver is packed after a whole column of tiles). */
+static void pack_b(const float *b, int64_t rs, int64_t cs, int64_t kc, int nc, bool more, float *dst) {
     int64_t p = 0;
     if (cs == 1 && nc == NR) { /* rows contiguous: copy NR floats per step */
         for (; p < kc; p++) {
+            if (more) PREFETCH(b + p * rs + NR);
             store8(dst + p * NR, load8(b + p * rs));
             store8(dst + p * NR + 8, load8(b + p * rs + 8));
         }
@@ -152,7 +172,11 @@ static inline __attribute__((always_inline)) void kernel(int mr, int64_t kc, con
                                                          const float *bp, float alpha, float beta,
                                                          float *c, int64_t ldc, int nr) {
     v8 s0[MR], s1[MR];
-    for (int r = 0; r < mr; r++) s0[r] = s1[r] = (v8){0};
+    for (int r = 0; r < mr; r++) { /* C's rows are needed at the end: fetched during the sums */
+        PREFETCH(c + r * ldc);
+        PREFETCH(c + r * ldc + nr - 1);
+        s0[r] = s1[r] = (v8){0};
+    }
     for (int64_t p = 0; p < kc; p++, ap += MR, bp += NR) {
         v8 b0 = load8(bp), b1 = load8(bp + 8);
         for (int r = 0; r < mr; r++) {
@@ -200,7 +224,7 @@ void tgi_gemm_portable(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t
         scale_c(m, n, beta, c, ldc);
         return;
     }
-    _Alignas(64) float a_packed[A_ROOM + 8];
+    _Alignas(64) float a_packed[A_ROOM + MR * KC + 8]; /* + a strip cut in two, + 2 floats */
     _Alignas(64) float b_packed[KC * NR];
     /* op(A)(i, p) = a[i * rs_a + p * cs_a], op(B)(p, j) = b[p * rs_b + j * cs_b] */
     int64_t rs_a = trans_a ? 1 : lda, cs_a = trans_a ? lda : 1;
@@ -214,11 +238,13 @@ void tgi_gemm_portable(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t
             pack_a(a + ic * rs_a + pc * cs_a, rs_a, cs_a, mc, kc, a_packed);
             for (int64_t jr = 0; jr < n; jr += NR) {
                 int nr = n - jr < NR ? (int)(n - jr) : NR;
-                pack_b(b + pc * rs_b + jr * cs_b, rs_b, cs_b, kc, nr, b_packed);
-                for (int64_t ir = 0; ir < mc; ir += MR) {
-                    int mr = mc - ir < MR ? (int)(mc - ir) : MR;
-                    kernel_rows(mr, kc, a_packed + ir * kc, b_packed, alpha, beta_here,
-                                c + (ic + ir) * ldc + jr, ldc, nr);
+                pack_b(b + pc * rs_b + jr * cs_b, rs_b, cs_b, kc, nr, jr + NR < n, b_packed);
+                const float *strip = a_packed;
+                int mr;
+                for (int64_t ir = 0; ir < mc; ir += mr, strip += MR * kc) {
+                    mr = strip_rows(mc - ir);
+                    kernel_rows(mr, kc, strip, b_packed, alpha, beta_here, c + (ic + ir) * ldc + jr,
+                                ldc, nr);
                 }
             }
         }
