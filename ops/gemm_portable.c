@@ -117,7 +117,9 @@ static void pack_a(const float *a, int64_t rs, int64_t cs, int64_t mc, int64_t k
 #endif
             for (; p < kc; p++)
                 for (int r = 0; r < MR; r++) dst[p * MR + r] = r < mr ? ai[r * rs + p] : 0.0f;
-        } else { /* columns contiguous (rs == 1): MR floats per step */
+        } else if (mr == MR) { /* columns contiguous (rs == 1): MR floats per step */
+            for (; p < kc; p++) memcpy(dst + p * MR, ai + p * cs, sizeof(float) * MR);
+        } else {
             for (; p < kc; p++)
                 for (int r = 0; r < MR; r++) dst[p * MR + r] = r < mr ? ai[p * cs + r] : 0.0f;
         }
@@ -177,6 +179,7 @@ static inline __attribute__((always_inline)) void kernel(int mr, int64_t kc, con
         PREFETCH(c + r * ldc + nr - 1);
         s0[r] = s1[r] = (v8){0};
     }
+#pragma GCC unroll 4
     for (int64_t p = 0; p < kc; p++, ap += MR, bp += NR) {
         v8 b0 = load8(bp), b1 = load8(bp + 8);
         for (int r = 0; r < mr; r++) {
@@ -184,6 +187,13 @@ static inline __attribute__((always_inline)) void kernel(int mr, int64_t kc, con
             s0[r] += ar * b0;
             s1[r] += ar * b1;
         }
+    }
+    if (nr == NR && beta == 1.0f) { /* the usual case (an accumulating backward): no branches */
+        for (int r = 0; r < mr; r++) {
+            store8(c + r * ldc, load8(c + r * ldc) + alpha * s0[r]);
+            store8(c + r * ldc + 8, load8(c + r * ldc + 8) + alpha * s1[r]);
+        }
+        return;
     }
     if (nr == NR) {
         for (int r = 0; r < mr; r++) {
