@@ -10,17 +10,21 @@
  * falls in, on the blocking of m and n, on the vector width or on the CPU, so every machine
  * computes the same bits (tests/test_gemm.c checks them against a scalar loop in that order).
  *
- * How it is fast, in the way of BLIS: for each KC block, a panel of op(B) (KC x NC) and a block
- * of op(A) (MC x KC) are packed into contiguous micro-panels, the B panel in slivers of NR
- * columns (zero-padded), the A block in strips of MR rows; a register-blocked micro-kernel then
- * sums an MR x NR tile of C in twelve 8-float accumulators, reading one MR-row of A and one
- * NR-row of B per step of k, both consecutive in memory. The loops run, outermost first: NC
- * columns, KC steps (packing the B panel), MC rows (packing the A block, which stays in L2),
- * NR columns (the B sliver, 16 KiB, stays in L1), MR rows. The last strip of fewer than MR rows
- * runs a kernel of its own height rather than computing zero rows. Packing transposes in 8 x 8
- * blocks where op(A) or op(B) is laid out the other way.
+ * How it is fast, in the way of BLIS (the loops and packing; the code is our own): for each KC
+ * block of k, a block of op(A) (up to A_ROOM floats: 96 rows at KC = 256, more when k is
+ * shallower) is packed into strips of MR = 6 rows, p-major, so the kernel reads one strip's 6
+ * values of a step of k side by side; then for each sliver of NR = 16 columns, op(B)'s kc x 16
+ * sliver is packed (zero-padded past n) into 16 KiB that stays in L1 while the kernel runs down
+ * the strips, which come from L2. The micro-kernel sums a 6 x 16 tile in twelve 8-float
+ * accumulators: per step of k two loads of B, six broadcasts of A, 12 multiplies and 12 adds —
+ * without fused multiply-adds the multiply and add pipes of a CPU like Zen 3 (two of each) are
+ * both busy. A strip shorter than 6 rows runs a kernel of its own height instead of summing zero
+ * rows (and 7-8 rows left go as 4+3 or 4+4: 1 or 2 rows keep too few sums in flight). Where op(A)
+ * or op(B) runs the other way in memory, packing transposes 8 x 8 blocks with vector shuffles.
+ * C's tile and the next sliver's rows of B are prefetched: B's rows may be pages apart.
  *
- * Both buffers live on the stack (MC x KC + KC x NC floats, 144 KiB): nothing is allocated.
+ * Both buffers live on the stack (about 118 KiB): nothing is allocated, no state is shared
+ * between threads, and the blocking depends only on the shapes.
  */
 #include "ops/ops.h"
 
