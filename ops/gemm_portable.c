@@ -121,7 +121,10 @@ static void pack_a(const float *a, int64_t rs, int64_t cs, int64_t mc, int64_t k
 #endif
             for (; p < kc; p++)
                 for (int r = 0; r < MR; r++) dst[p * MR + r] = r < mr ? ai[r * rs + p] : 0.0f;
-        } else if (mr == MR) { /* columns contiguous (rs == 1): MR floats per step */
+        } else if (mr == MR && mc - i0 >= 8) { /* columns contiguous (rs == 1), and 8 floats
+            can be read: 8 copied per step, in order, the 2 extra overwritten by the next */
+            for (; p < kc; p++) store8(dst + p * MR, load8(ai + p * cs));
+        } else if (mr == MR) {
             for (; p < kc; p++) memcpy(dst + p * MR, ai + p * cs, sizeof(float) * MR);
         } else {
             for (; p < kc; p++)
