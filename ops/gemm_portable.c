@@ -225,7 +225,7 @@ static inline __attribute__((always_inline)) void kernel(int mr, int64_t kc, con
         return;
     }
     for (int r = 0; r < mr; r++) { /* a narrower tile: through a full-width copy of its rows */
-        float row[NR];
+        float row[NR] = {0}; /* the columns past nr are summed too, and dropped */
         memcpy(row, c + r * ldc, sizeof(float) * (size_t)nr);
         store_row(row, s0[r], alpha, beta);
         store_row(row + 8, s1[r], alpha, beta);
