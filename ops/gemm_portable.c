@@ -24,11 +24,17 @@
  * C's tile is prefetched while its sums are taken (+5% at 1024^3 and at 512x128x32). When m
  * takes several blocks of A, B's slivers are packed two at a time (+3% at 1024^3).
  *
- * Both buffers live on the stack (about 182 KiB): nothing is allocated, no state is shared
- * between threads, and the blocking depends only on the shapes.
+ * Both buffers (about 182 KiB) are the calling thread's own, allocated at its first product and
+ * freed when it ends: too big for the stack of a small thread (musl's default is 128 KiB), and as
+ * static thread-local storage every thread of a host program would pay for them. So the steady
+ * state allocates nothing, no state is shared between threads, and the blocking depends only on
+ * the shapes. A thread that cannot get them (out of memory) computes in the same order, element
+ * by element.
  */
 #include "ops/ops.h"
 
+#include <pthread.h>
+#include <stdlib.h>
 #include <string.h>
 
 #define MR 6
@@ -248,6 +254,49 @@ static void kernel_rows(int mr, int64_t kc, const float *ap, const float *bp, fl
 
 /* ---- the loops ----------------------------------------------------------------------------- */
 
+typedef struct pack_room {
+    _Alignas(64) float a[A_ROOM + MR * KC + 8]; /* + a strip cut in two, + 2 floats */
+    _Alignas(64) float b[2 * KC * NR];
+} pack_room;
+
+static pthread_key_t room_key;
+static pthread_once_t room_key_once = PTHREAD_ONCE_INIT;
+static bool room_key_made;
+static _Thread_local pack_room *thread_room;
+
+static void make_room_key(void) {
+    room_key_made = pthread_key_create(&room_key, free) == 0; /* free: when the thread ends */
+}
+
+/* This thread's packing room; NULL when there is none to be had. */
+static pack_room *packing_room(void) {
+    if (thread_room) return thread_room;
+    pthread_once(&room_key_once, make_room_key);
+    if (!room_key_made) return NULL;
+    pack_room *room = aligned_alloc(64, sizeof *room);
+    if (room && pthread_setspecific(room_key, room) != 0) {
+        free(room);
+        room = NULL;
+    }
+    return thread_room = room;
+}
+
+/* The order of the file header, one element at a time: for a thread without packing room. */
+void tgi_gemm_in_order(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, float alpha,
+                       const float *a, int64_t lda, const float *b, int64_t ldb, float beta,
+                       float *c, int64_t ldc) {
+    int64_t rs_a = trans_a ? 1 : lda, cs_a = trans_a ? lda : 1;
+    int64_t rs_b = trans_b ? 1 : ldb, cs_b = trans_b ? ldb : 1;
+    scale_c(m, n, beta, c, ldc);
+    for (int64_t i = 0; i < m; i++)
+        for (int64_t j = 0; j < n; j++)
+            for (int64_t pc = 0; pc < k; pc += KC) {
+                float sum = 0.0f;
+                for (int64_t p = pc; p < k && p < pc + KC; p++) sum += a[i * rs_a + p * cs_a] * b[p * rs_b + j * cs_b];
+                c[i * ldc + j] += alpha * sum;
+            }
+}
+
 void tgi_gemm_portable(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, float alpha,
                        const float *a, int64_t lda, const float *b, int64_t ldb, float beta,
                        float *c, int64_t ldc) {
@@ -256,11 +305,15 @@ void tgi_gemm_portable(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t
         scale_c(m, n, beta, c, ldc);
         return;
     }
-    _Alignas(64) float a_packed[A_ROOM + MR * KC + 8]; /* + a strip cut in two, + 2 floats */
-    _Alignas(64) float b_packed[2 * KC * NR];
     /* op(A)(i, p) = a[i * rs_a + p * cs_a], op(B)(p, j) = b[p * rs_b + j * cs_b] */
     int64_t rs_a = trans_a ? 1 : lda, cs_a = trans_a ? lda : 1;
     int64_t rs_b = trans_b ? 1 : ldb, cs_b = trans_b ? ldb : 1;
+    pack_room *room = packing_room();
+    if (!room) {
+        tgi_gemm_in_order(trans_a, trans_b, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
+        return;
+    }
+    float *a_packed = room->a, *b_packed = room->b;
     for (int64_t pc = 0; pc < k; pc += KC) {
         int64_t kc = k - pc < KC ? k - pc : KC;
         int64_t most_rows = A_ROOM / kc / MR * MR; /* a shallower block takes more rows */

@@ -310,6 +310,11 @@ TGI_HIDDEN bool tgi_blas_gemm(bool trans_a, bool trans_b, int64_t m, int64_t n, 
 TGI_HIDDEN void tgi_gemm_portable(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k,
                                   float alpha, const float *a, int64_t lda, const float *b,
                                   int64_t ldb, float beta, float *c, int64_t ldc);
+/* The same products in the same order, element by element and without packing room: what a
+ * thread that cannot have its room (out of memory) computes; tested against the blocked one. */
+TGI_HIDDEN void tgi_gemm_in_order(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k,
+                                  float alpha, const float *a, int64_t lda, const float *b,
+                                  int64_t ldb, float beta, float *c, int64_t ldc);
 
 /* ---- gradient-check examples, declared as data --------------------------------------------- */
 
