@@ -347,7 +347,30 @@ typedef struct tgi_node {
      * allocates nothing). */
     size_t saved_bytes;
     uint32_t saved_replay;
+    /* A scalar node of the one-input fast path (record_unary): the request is 128 bytes, two
+     * cache lines, holding after this struct the input pointer, the attribute, the output's
+     * value and gradient, and the input's gradient room (TGI_SCALAR_ROOM_AT), which the walk
+     * reads there rather than from the input's header (whose second line it then never
+     * touches). A chain of scalar ops is this memory: 2,000 ops must fit in a 512 KiB L2. */
+    bool scalar_unary;
 } tgi_node;
+
+/* The layout of a scalar fast-path node (bytes from the node): input pointer, the attribute
+ * (its 4 live bytes: the fast path takes no other), the output's value, its gradient, then
+ * the input's gradient room (float *). */
+#define TGI_UNARY_INPUT_AT sizeof(tgi_node)
+#define TGI_UNARY_ATTR_AT (TGI_UNARY_INPUT_AT + sizeof(tg_tensor *))
+#define TGI_UNARY_DATA_AT (TGI_UNARY_ATTR_AT + 8)
+#define TGI_SCALAR_ROOM_AT (TGI_UNARY_DATA_AT + 2 * sizeof(float))
+#define TGI_UNARY_NODE_BYTES ((size_t)128)
+_Static_assert(sizeof(tgi_node) == 96 && TGI_SCALAR_ROOM_AT + sizeof(float *) == TGI_UNARY_NODE_BYTES,
+               "a scalar fast-path node is two cache lines");
+
+static inline float *tgi_scalar_room(const tgi_node *node) {
+    float *room;
+    memcpy(&room, (const unsigned char *)node + TGI_SCALAR_ROOM_AT, sizeof room);
+    return room;
+}
 
 /* Tensor headers of a tape live apart from its data, in chunks of fixed-size slots that are
  * only ever reused as tensor headers of the same tape: a stale tensor pointer always lands on a

@@ -395,6 +395,7 @@ TGI_ALWAYS_INLINE static inline tgi_node *new_node(tg_tape *tape, const tgi_op *
     node->call.saved = NULL;
     node->call.op_data = op->op_data;
     node->op = op;
+    node->scalar_unary = false;
     if (like ? !set_output(tape, node, (float *)((unsigned char *)node + data_offset), data_floats,
                            like->ndim, like->shape, like->size, record)
              : !inferred_output(tape, node, record))
@@ -470,13 +471,14 @@ tg_tensor *tgi_record2(tg_tape *tape, const tgi_op *op, tg_tensor *a, tg_tensor 
  * instructions per scalar op became 199 this way, callgrind on bench_models chain). Everything
  * else (bad or persistent inputs, a new chunk, ops with their own shapes, no backward) goes to
  * the general path, which starts over: nothing is changed before the fast path has decided.
- * Bytes: the node, its one input pointer and its one attribute. */
+ * Bytes: TGI_UNARY_NODE_BYTES, the node, its one input pointer and its one attribute (and for
+ * a scalar output its value, gradient and the input's gradient room: see tgi_node). */
 size_t tgi_unary_node_bytes(const tgi_op *op) {
     bool small_attrs = op->n_attrs == 0 ||
                        (op->n_attrs == 1 && (op->attrs[0].type == TG_ATTR_F32 ||
                                              op->attrs[0].type == TG_ATTR_I32));
     if (op->arity != 1 || !op->shaped_like_input || !op->backward || !small_attrs) return 0;
-    return tgi_align64(sizeof(tgi_node) + sizeof(tg_tensor *) + sizeof(tg_attr_value));
+    return TGI_UNARY_NODE_BYTES;
 }
 
 /* The general path of record1 (kept out of line: the fast path then needs no stack frame for an
@@ -514,8 +516,10 @@ TGI_ALWAYS_INLINE static inline tg_tensor *record_unary(tg_tape *tape, const tgi
     if (!node_bytes || x->tape != tape || x->generation != tape->generation || tape->replaying)
         return NULL; /* a call during a replay: the general path refuses it */
     const bool rec = x->requires_grad & (tape->no_grad_depth == 0);
-    size_t data_bytes = grad_offset(x->size) * sizeof(float);
-    size_t bytes = node_bytes + tgi_align64(data_bytes << rec); /* output_bytes, shifting */
+    /* A scalar's value and gradient fit in the node's own two lines (TGI_UNARY_DATA_AT) */
+    const bool scalar = x->size == 1;
+    size_t data_bytes = scalar ? sizeof(float) : grad_offset(x->size) * sizeof(float);
+    size_t bytes = node_bytes + (scalar ? 0 : tgi_align64(data_bytes << rec)); /* output_bytes */
     unsigned char *p = tape->arena.cursor;
     tg_tensor *output = tape->header_cursor;
     if ((size_t)(tape->arena.limit - p) < bytes || output == tape->header_limit) return NULL;
@@ -524,11 +528,17 @@ TGI_ALWAYS_INLINE static inline tg_tensor *record_unary(tg_tape *tape, const tgi
     tape->header_cursor = output + 1;
 
     tgi_node *node = (tgi_node *)p;
-    tg_tensor **kept_input = (tg_tensor **)(node + 1);
-    tg_attr_value *kept_attr = (tg_attr_value *)(kept_input + 1);
-    float *data = (float *)(p + node_bytes);
+    tg_tensor **kept_input = (tg_tensor **)(p + TGI_UNARY_INPUT_AT);
+    /* 8 bytes, not a whole tg_attr_value: the fast path's ops have at most one attribute of 4
+     * bytes, and everything reads attributes by their member */
+    tg_attr_value *kept_attr = (tg_attr_value *)(p + TGI_UNARY_ATTR_AT);
+    float *data = (float *)(p + (scalar ? TGI_UNARY_DATA_AT : node_bytes));
+    float *room = (float *)((unsigned char *)data + data_bytes);
     kept_input[0] = x;
     kept_attr->i32 = (int32_t)attr_bits; /* read only when the op has the attribute */
+    /* read only for a scalar (elsewhere these are padding bytes before the data): no test */
+    memcpy(p + TGI_SCALAR_ROOM_AT, &x->grad_room, sizeof x->grad_room);
+    node->scalar_unary = scalar;
     node->call.tape = tape;
     /* op_id and op_name in one 16-byte copy: tgi_op has id and name in the same places */
     memcpy((unsigned char *)&node->call + offsetof(tg_op_call, op_id),
@@ -540,8 +550,7 @@ TGI_ALWAYS_INLINE static inline tg_tensor *record_unary(tg_tape *tape, const tgi
     node->call.saved = NULL;
     node->call.op_data = op->op_data;
     node->op = op;
-    tgi_init_tape_tensor(output, tape, data, x->ndim, x->shape, x->size, op, rec,
-                         rec ? (float *)((unsigned char *)data + data_bytes) : NULL);
+    tgi_init_tape_tensor(output, tape, data, x->ndim, x->shape, x->size, op, rec, rec ? room : NULL);
 
     if (op->forward(&node->call) != TG_OK) return forward_failed(node);
     /* From here on everything is read back from the node: then only the node has to live in a
@@ -650,13 +659,14 @@ static TGI_NOINLINE tg_status prepare_buffer(tg_tape *tape, const tgi_node *node
  * scalar ops of a long chain, whose cost is this code's: a straight run when the input is a
  * recorded scalar reached for the first time. */
 TGI_ALWAYS_INLINE static inline tg_status prepare_input(tg_tape *tape, const tgi_node *node,
-                                                        tg_tensor *in) {
+                                                        tg_tensor *in, bool first) {
     if (!in->requires_grad) return TG_OK;
     /* this VJP writes into it: the optimizer steps it (read first: a store per node of a scalar
      * chain cost more than the test) */
     if (TGI_UNLIKELY(in->grad_unset)) in->grad_unset = false;
     if (in->grad) return TG_OK;
-    float *room = in->grad_room;
+    /* a scalar node keeps its input's room: the header's second line stays out of the walk */
+    float *room = first && node->scalar_unary ? tgi_scalar_room(node) : in->grad_room;
     if (TGI_LIKELY(room && in->size == 1)) {
         room[0] = 0.0f; /* a scalar: one store rather than a call */
         in->grad = room;
@@ -668,9 +678,9 @@ TGI_ALWAYS_INLINE static inline tg_status prepare_input(tg_tape *tape, const tgi
 /* Makes sure every input that wants a gradient has a buffer to accumulate into. */
 TGI_ALWAYS_INLINE static inline tg_status prepare_input_grads(tg_tape *tape, const tgi_node *node) {
     /* every call has an input: the first is prepared before any test of the count */
-    tg_status status = prepare_input(tape, node, node->call.inputs[0]);
+    tg_status status = prepare_input(tape, node, node->call.inputs[0], true);
     for (int i = 1; i < node->call.n_inputs && status == TG_OK; i++)
-        status = prepare_input(tape, node, node->call.inputs[i]);
+        status = prepare_input(tape, node, node->call.inputs[i], false);
     return status;
 }
 

@@ -26,7 +26,9 @@
 #include "kautodiff.h"
 #include "tapegrad.h"
 
-#define CHAIN 1000
+#ifndef CHAIN
+#define CHAIN 1000 /* -DCHAIN=N for another length (the cache-size effect) */
+#endif
 #define OPS (2 * CHAIN)
 #define MAX_ROUNDS 64
 
