@@ -130,6 +130,10 @@ typedef struct tgi_op {
     /* Bytes of a node for a one-input call of this op when record1's fast path can take it
      * (one input, shaped like it, a backward, no attribute or one of 4 bytes), else 0. */
     size_t unary_node_bytes;
+    /* A built-in elementwise op's VJP of one element, g * dy/dx (UNARY_OP's scalar_vjp), or
+     * NULL: the unwatched walk applies it to a scalar fast-path node itself, reading what the
+     * node holds, rather than calling backward, which reloads it all through call->inputs. */
+    float (*scalar_vjp)(float x, float y, float g, const tg_attr_value *attr);
     /* Its randomness comes from an attribute fixed when the call is recorded (dropout's seed):
      * a replay would draw the same numbers again, so tg_tape_replay refuses a step holding it. */
     bool seeded_by_attribute;

@@ -97,18 +97,24 @@
                              NAME##_backward_range, (void *)call);                              \
         return TG_OK;                                                                           \
     }                                                                                           \
+    /* g * dy/dx of one element: the scalar path below, and the walk's for a scalar node      \
+     * (tgi_op.scalar_vjp), so both give the same numbers */                                   \
+    static float NAME##_scalar_vjp(float x, float y, float g, const tg_attr_value *attr) {      \
+        (void)x;                                                                                \
+        (void)y;                                                                                \
+        (void)attr;                                                                             \
+        return g * (DYDX_EXPR);                                                                 \
+    }                                                                                           \
     static tg_status NAME##_backward(const tg_op_call *call) {                                  \
         const tg_tensor *in = call->inputs[0], *out = call->output;                             \
         if (!in->grad) return TG_OK;                                                            \
         if (out->size != 1) return NAME##_backward_many(call);                                  \
-        const tg_attr_value *attr = call->attrs;                                                \
-        float x = in->data[0], y = out->data[0];                                                \
-        (void)x;                                                                                \
-        (void)y;                                                                                \
-        (void)attr;                                                                             \
-        in->grad[0] += out->grad[0] * (DYDX_EXPR);                                              \
+        in->grad[0] += NAME##_scalar_vjp(in->data[0], out->data[0], out->grad[0], call->attrs); \
         return TG_OK;                                                                           \
     }
+
+/* Gives built-in op ID (a UNARY_OP) its scalar VJP (ops/builtins.c calls the files' setters). */
+#define TGI_SET_SCALAR_VJP(CTX, ID, NAME) ((CTX)->registry.ops[ID]->scalar_vjp = NAME##_scalar_vjp)
 
 /* Runs BODY for every output element; ia, ib, io are the offsets into a, b and the output. */
 #define FOR_EACH_BROADCAST(plan, ...)                                                          \
