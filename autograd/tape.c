@@ -521,11 +521,12 @@ TGI_ALWAYS_INLINE static inline tg_tensor *record_unary(tg_tape *tape, const tgi
     size_t data_bytes = scalar ? sizeof(float) : grad_offset(x->size) * sizeof(float);
     size_t bytes = node_bytes + (scalar ? 0 : tgi_align64(data_bytes << rec)); /* output_bytes */
     unsigned char *p = tape->arena.cursor;
-    tg_tensor *output = tape->header_cursor;
-    if ((size_t)(tape->arena.limit - p) < bytes || output == tape->header_limit) return NULL;
+    tgi_header_slot *slot = tape->header_cursor;
+    if ((size_t)(tape->arena.limit - p) < bytes || slot == tape->header_limit) return NULL;
     *taken = true;
     tape->arena.cursor = p + bytes;
-    tape->header_cursor = output + 1;
+    tape->header_cursor = slot + 1;
+    tg_tensor *output = &slot->tensor;
 
     tgi_node *node = (tgi_node *)p;
     tg_tensor **kept_input = (tg_tensor **)(p + TGI_UNARY_INPUT_AT);
