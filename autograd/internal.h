@@ -134,6 +134,9 @@ typedef struct tgi_op {
      * NULL: the unwatched walk applies it to a scalar fast-path node itself, reading what the
      * node holds, rather than calling backward, which reloads it all through call->inputs. */
     float (*scalar_vjp)(float x, float y, float g, const tg_attr_value *attr);
+    /* Its forward of one element (y from x), set with scalar_vjp: recording and the unwatched
+     * replay compute a scalar fast-path node with it rather than through forward. */
+    float (*scalar_forward)(float x, const tg_attr_value *attr);
     /* Its randomness comes from an attribute fixed when the call is recorded (dropout's seed):
      * a replay would draw the same numbers again, so tg_tape_replay refuses a step holding it. */
     bool seeded_by_attribute;

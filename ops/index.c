@@ -454,9 +454,9 @@ const tg_op_def tgi_index_defs[] = {
 const int tgi_index_count = sizeof tgi_index_defs / sizeof tgi_index_defs[0];
 
 /* clamp's two attributes keep it off the fast path: it needs none */
-void tgi_index_scalar_vjps(tg_ctx *ctx) {
-    TGI_SET_SCALAR_VJP(ctx, TGI_OP_SIN, sin);
-    TGI_SET_SCALAR_VJP(ctx, TGI_OP_COS, cos);
+void tgi_index_scalar_rules(tg_ctx *ctx) {
+    TGI_SET_SCALAR_RULES(ctx, TGI_OP_SIN, sin);
+    TGI_SET_SCALAR_RULES(ctx, TGI_OP_COS, cos);
 }
 
 /* Registered after the first-order ops (its id comes last in TGI_BUILTIN_OPS). */
