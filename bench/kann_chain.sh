@@ -97,13 +97,13 @@ print(f"({len(v)} rounds; ratios within a round)")
 EOF
 
 [ "$callgrind" = 1 ] || exit 0
-echo "callgrind, instructions per op (20 passes + 1 warm-up, 2,000 ops each):"
+echo "callgrind, instructions per op (20 passes of 2,000 ops after a warm-up pass):"
 for prog in "${programs[@]}"; do
     for name in ours replayed kann plain; do
         out="$tmp/cg.$prog.$name"
-        valgrind --tool=callgrind --callgrind-out-file="$out" --toggle-collect="${name}_pass" \
+        valgrind --tool=callgrind --callgrind-out-file="$out" --toggle-collect=counted_passes \
             "$tmp/$prog" only "$name" 20 >/dev/null 2>"$out.log"
         ir=$(callgrind_annotate "$out" 2>/dev/null | awk '/PROGRAM TOTALS/ {gsub(",", "", $1); print $1}')
-        printf '%-9s %-9s %7.1f\n' "$prog" "$name" "$(echo "$ir / (21 * 2000)" | bc -l)"
+        printf '%-9s %-9s %7.1f\n' "$prog" "$name" "$(echo "$ir / (20 * 2000)" | bc -l)"
     done
 done
