@@ -556,7 +556,7 @@ TGI_HIDDEN bool tgi_recomputing(const tg_tape *tape);
 static inline bool tgi_segment_possible(const tg_tape *tape) {
     return tape->no_grad_depth == 0 && !tape->segment;
 }
-/* The reverse walk from entry `last` (autograd/tape.c): the gradients of its outputs set. */
+/* The reverse walk from entry `last` (autograd/walk.c): the gradients of its outputs set. */
 TGI_HIDDEN tg_status tgi_walk(tg_tape *tape, int64_t last);
 
 /* Runs op on inputs (attrs already validated and complete) and records it when needed. */
