@@ -144,7 +144,9 @@ pub fn build(b: *Build) void {
     const dist_srcs: []const []const u8 = if (cfg.mpi) glob(b, "mpi", ".c") else &.{};
     if (cfg.mpi) appendAll(b, &headers, glob(b, "mpi", ".h"));
     const all_bench_srcs = glob(b, "bench", ".c");
-    const bench_srcs = filterPrefix(b, all_bench_srcs, "bench_dist", cfg.mpi);
+    // bench_kann.c needs KANN's source, which bench/kann_chain.sh fetches and builds it with
+    const bench_srcs = filterPrefix(b, filterPrefix(b, all_bench_srcs, "bench_kann", false),
+                                    "bench_dist", cfg.mpi);
     const dist_check_srcs: []const []const u8 = if (cfg.mpi) glob(b, "tests/mpi", ".c") else &.{};
 
     const test_step = b.step("test", "Build and run the Criterion test suite (args after -- go to Criterion)");

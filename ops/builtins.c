@@ -54,6 +54,9 @@ static tg_status register_builtins(tg_ctx *ctx) {
         }
     ctx->registry.ops[TGI_OP_DROPOUT]->seeded_by_attribute = true; /* tg_tape_replay refuses it */
     ctx->registry.ops[TGI_OP_BATCH_NORM]->writes_inputs = true;    /* its running statistics */
+    tgi_elementwise_scalar_rules(ctx);
+    tgi_activation_scalar_rules(ctx);
+    tgi_index_scalar_rules(ctx);
     if (tg_op_count(ctx) != TGI_BUILTIN_COUNT)
         return tgi_error(ctx, TG_ERR_STATE, "%d built-in ops registered, %d listed",
                          tg_op_count(ctx), TGI_BUILTIN_COUNT);

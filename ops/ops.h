@@ -63,6 +63,10 @@ TGI_DEF_TABLE(index_tangent)
 TGI_DEF_TABLE(pool_tangent)
 TGI_DEF_TABLE(recurrent_tangent)
 #undef TGI_DEF_TABLE
+/* Set tgi_op.scalar_vjp of the files' UNARY_OP built-ins (after registration). */
+TGI_HIDDEN void tgi_elementwise_scalar_rules(tg_ctx *ctx);
+TGI_HIDDEN void tgi_activation_scalar_rules(tg_ctx *ctx);
+TGI_HIDDEN void tgi_index_scalar_rules(tg_ctx *ctx);
 
 /* Calls built-in op `id` (attrs complete and in signature order). */
 TGI_HIDDEN tg_tensor *tgi_call_builtin(tg_tape *tape, int id, tg_tensor *const *inputs,
