@@ -21,7 +21,7 @@
 //!                              static, and no bin/tapegrad; see build.zig.zon)
 //!   -Dblas=false               our own GEMM only (no TG_USE_BLAS macro: OpenBLAS is never loaded)
 //!   -Dsanitize=true            `test` runs the suite under ASan + UBSan (built with the
-//!                              system C compiler, see addSanitizedTestExe): UBSan with every
+//!                              system C compiler, see Sanitized): UBSan with every
 //!                              check that gcc offers and the code must satisfy (signed
 //!                              overflow, shifts, division by zero, bounds and bounds-strict,
 //!                              float-cast-overflow, null, alignment, ...; see sanitize_flags),
@@ -144,7 +144,9 @@ pub fn build(b: *Build) void {
     const dist_srcs: []const []const u8 = if (cfg.mpi) glob(b, "mpi", ".c") else &.{};
     if (cfg.mpi) appendAll(b, &headers, glob(b, "mpi", ".h"));
     const all_bench_srcs = glob(b, "bench", ".c");
-    const bench_srcs = filterPrefix(b, all_bench_srcs, "bench_dist", cfg.mpi);
+    // bench_kann.c needs KANN's source, which bench/kann_chain.sh fetches and builds it with
+    const bench_srcs = filterPrefix(b, filterPrefix(b, all_bench_srcs, "bench_kann", false),
+                                    "bench_dist", cfg.mpi);
     const dist_check_srcs: []const []const u8 = if (cfg.mpi) glob(b, "tests/mpi", ".c") else &.{};
 
     const test_step = b.step("test", "Build and run the Criterion test suite (args after -- go to Criterion)");
@@ -243,13 +245,18 @@ pub fn build(b: *Build) void {
     // tests/mpi/<x>.c: programs that tests/test_dist.c starts under mpirun, installed beside
     // the test plugins (<prefix>/test-plugins/<x>), found through the same variable
     // (with -Dsanitize=true built by the system cc with ASan + UBSan, like the suite)
+    // The sanitizer build compiles every source once, one step each (so the cores share the
+    // work and an edit recompiles one file), and links the test programs from the objects.
+    const sanitized: ?Sanitized = if (!sanitize) null else blk: {
+        var srcs: std.ArrayList([]const u8) = .empty;
+        appendAll(b, &srcs, lib_srcs.items);
+        appendAll(b, &srcs, dist_srcs);
+        break :blk .{ .cfg = cfg, .cc = sanitize_cc, .headers = headers.items,
+                      .lib_objs = sanitizedObjects(cfg, sanitize_cc, srcs.items, headers.items) };
+    };
     for (dist_check_srcs) |src| {
-        if (sanitize) {
-            var srcs: std.ArrayList([]const u8) = .empty;
-            appendAll(b, &srcs, lib_srcs.items);
-            appendAll(b, &srcs, dist_srcs);
-            const exe = addSanitizedTestExe(cfg, sanitize_cc, stem(src), "libffi jansson zlib ompi-c", &.{src},
-                                            srcs.items, headers.items);
+        if (sanitized) |z| {
+            const exe = z.link(stem(src), "libffi jansson zlib ompi-c", &.{src});
             appendStep(b, &test_plugin_installs, &b.addInstallFileWithDir(exe, .{ .custom = test_plugins_subdir }, stem(src)).step);
             continue;
         }
@@ -291,12 +298,8 @@ pub fn build(b: *Build) void {
         const run = addTestRun(b, test_plugins_dir, test_plugin_installs.items);
         if (sanitize) {
             run.setName("run tapegrad-tests (asan+ubsan)");
-            var sanitized_srcs: std.ArrayList([]const u8) = .empty;
-            appendAll(b, &sanitized_srcs, lib_srcs.items);
-            appendAll(b, &sanitized_srcs, dist_srcs);
             const pkgs = if (cfg.mpi) "criterion libffi jansson zlib ompi-c" else "criterion libffi jansson zlib";
-            run.addFileArg(addSanitizedTestExe(cfg, sanitize_cc, "tapegrad-tests-asan", pkgs, test_srcs,
-                                               sanitized_srcs.items, headers.items));
+            run.addFileArg(sanitized.?.link("tapegrad-tests-asan", pkgs, test_srcs));
             // Criterion runs each test in a child process; a sanitizer report makes that test
             // crash, which Criterion counts and turns into a non-zero exit status.
             run.setEnvironmentVariable("UBSAN_OPTIONS", "print_stacktrace=1:halt_on_error=1");
@@ -499,49 +502,73 @@ fn addTestExe(cfg: Config, test_srcs: []const []const u8, lib_srcs: []const []co
     return exe;
 }
 
-/// `-Dsanitize=true`: Zig 0.17 has no AddressSanitizer (Module.sanitize_c only covers
-/// UBSan; `-fsanitize=address` compiles but Zig ships no ASan runtime to link), so the
-/// test executable is compiled and linked by the system C compiler (gcc/clang bring
-/// libasan/libubsan); the caller runs it. The compile is cached like any Run step: it
-/// re-runs when a source, a header, or the command line changes.
-/// `name` is the output's file name, `pkgs` what pkg-config gives it (the test suite also
-/// builds tests/mpi/dist_check this way, so that the mpirun children are sanitized too).
-fn addSanitizedTestExe(
+/// `-Dsanitize=true`: Zig 0.17 has no AddressSanitizer (Module.sanitize_c only covers UBSan;
+/// `-fsanitize=address` compiles but Zig ships no ASan runtime to link), so the test programs
+/// are compiled and linked by the system C compiler (gcc/clang bring libasan/libubsan): every
+/// library source once into lib_objs, then each program (the suite, and tests/mpi/dist_check
+/// so that the mpirun children are sanitized too) linked from them and its own sources. Each
+/// step is cached like any Run step: it re-runs when its source, a header or its command changes.
+const Sanitized = struct {
     cfg: Config,
     cc: []const u8,
-    name: []const u8,
-    pkgs: []const u8,
-    test_srcs: []const []const u8,
-    lib_srcs: []const []const u8,
     headers: []const []const u8,
-) Build.LazyPath {
+    lib_objs: []const Build.LazyPath,
+
+    /// pkgs: what the program links (dist_check must not link Criterion, whose constructors
+    /// would take over the mpirun children).
+    fn link(z: Sanitized, name: []const u8, pkgs: []const u8, srcs: []const []const u8) Build.LazyPath {
+        const b = z.cfg.b;
+        // pkg-config is asked by the shell at make time, not by build.zig, so the cached
+        // configuration stays valid. Libraries must follow the objects on the command line.
+        const cmd = b.addSystemCommand(&.{
+            "sh", "-c",
+            \\set -e
+            \\pkgs=$1; out=$2; shift 2
+            \\libs=$(pkg-config --libs $pkgs)
+            \\exec "$@" $libs -lm -ldl -lpthread -o "$out"
+            ,
+            "sh", // $0
+            pkgs,
+        });
+        cmd.setName(b.fmt("link {s} (asan+ubsan)", .{name}));
+        const exe = cmd.addOutputFileArg(name);
+        cmd.addArg(z.cc);
+        cmd.addArgs(&sanitize_flags);
+        cmd.addArg("-rdynamic"); // export tg_* to the plugins the tests dlopen
+        for (sanitizedObjects(z.cfg, z.cc, srcs, z.headers)) |obj| cmd.addFileArg(obj);
+        for (z.lib_objs) |obj| cmd.addFileArg(obj);
+        return exe;
+    }
+};
+
+/// One compile step a source, `cc -c`, with the flags of every package the tests use.
+fn sanitizedObjects(cfg: Config, cc: []const u8, srcs: []const []const u8, headers: []const []const u8) []const Build.LazyPath {
     const b = cfg.b;
-    // pkg-config is asked by the shell at make time, not by build.zig, so the cached
-    // configuration stays valid. Libraries must follow the sources on the command line.
-    const compile = b.addSystemCommand(&.{
-        "sh", "-c",
-        \\set -e
-        \\pkgs=$1; out=$2; shift 2
-        \\libs=$(pkg-config --cflags --libs $pkgs)
-        \\exec "$@" $libs -lm -ldl -lpthread -o "$out"
-        ,
-        "sh", // $0
-        pkgs,
-    });
-    compile.setName(b.fmt("cc {s} (asan+ubsan)", .{name}));
-    const exe = compile.addOutputFileArg(name);
-    compile.addArg(cc);
-    compile.addArgs(&c_flags);
-    compile.addArgs(&sanitize_flags);
-    compile.addArg("-rdynamic"); // export tg_* to the plugins the tests dlopen
-    if (cfg.blas) compile.addArg("-DTG_USE_BLAS=1");
-    if (cfg.mpi) compile.addArg("-DTG_HAVE_MPI=1");
-    compile.addPrefixedDirectoryArg("-I", b.path("include"));
-    compile.addPrefixedDirectoryArg("-I", b.path("."));
-    for (test_srcs) |src| compile.addFileArg(b.path(src));
-    for (lib_srcs) |src| compile.addFileArg(b.path(src));
-    for (headers) |h| compile.addFileInput(b.path(h));
-    return exe;
+    const objs = b.allocator.alloc(Build.LazyPath, srcs.len) catch @panic("OOM");
+    const pkgs = if (cfg.mpi) "criterion libffi jansson zlib ompi-c" else "criterion libffi jansson zlib";
+    for (srcs, objs) |src, *obj| {
+        const cmd = b.addSystemCommand(&.{
+            "sh", "-c",
+            \\set -e
+            \\pkgs=$1; out=$2; shift 2
+            \\exec "$@" $(pkg-config --cflags $pkgs) -c -o "$out"
+            ,
+            "sh", // $0
+            pkgs,
+        });
+        cmd.setName(b.fmt("cc {s} (asan+ubsan)", .{src}));
+        obj.* = cmd.addOutputFileArg(b.fmt("{s}.o", .{stem(src)}));
+        cmd.addArg(cc);
+        cmd.addArgs(&c_flags);
+        cmd.addArgs(&sanitize_flags);
+        if (cfg.blas) cmd.addArg("-DTG_USE_BLAS=1");
+        if (cfg.mpi) cmd.addArg("-DTG_HAVE_MPI=1");
+        cmd.addPrefixedDirectoryArg("-I", b.path("include"));
+        cmd.addPrefixedDirectoryArg("-I", b.path("."));
+        cmd.addFileArg(b.path(src));
+        for (headers) |h| cmd.addFileInput(b.path(h));
+    }
+    return objs;
 }
 
 /// `zig build fuzz`: libFuzzer comes with clang (-fsanitize=fuzzer), not with Zig, so, as for

@@ -14,18 +14,19 @@
 
 static int parity(const tg_tape *tape) { return (int)(tape->generation & 1u); }
 
-/* A chunk: its slots, then their label storage. */
+/* A chunk: its struct, its slots (aligned: up to 63 bytes of padding), their label storage. */
 static size_t chunk_bytes(int64_t half) {
-    return sizeof(tgi_header_chunk) + (size_t)(2 * half) * (sizeof(tg_tensor) + TG_LABEL_MAX);
+    return sizeof(tgi_header_chunk) + 63 + (size_t)(2 * half) * (sizeof(tgi_header_slot) + TG_LABEL_MAX);
 }
 
 const char tgi_no_label[1] = "";
 
 char *tgi_label_room(tg_tensor *t) {
     if (!t->tape) return (char *)(t + 1); /* persistent: room after the header (context.c) */
+    const tgi_header_slot *slot = (const tgi_header_slot *)t; /* the tensor is a slot's start */
     for (tgi_header_chunk *chunk = t->tape->header_first; chunk; chunk = chunk->next)
-        if (t >= chunk->slots && t < chunk->slots + 2 * chunk->half)
-            return chunk->labels[t - chunk->slots];
+        if (slot >= chunk->slots && slot < chunk->slots + 2 * chunk->half)
+            return chunk->labels[slot - chunk->slots];
     return NULL; /* not reached: every tape tensor's header is a slot of its tape */
 }
 
@@ -34,7 +35,7 @@ static tg_tensor *enter(tg_tape *tape, tgi_header_chunk *chunk) {
     tape->header_current = chunk;
     tape->header_cursor = chunk->slots + (parity(tape) ? chunk->half : 0);
     tape->header_limit = tape->header_cursor + chunk->half;
-    return tape->header_cursor;
+    return &tape->header_cursor->tensor;
 }
 
 tg_tensor *tgi_header_take_next(tg_tape *tape) {
@@ -50,13 +51,16 @@ tg_tensor *tgi_header_take_next(tg_tape *tape) {
         chunk->next = NULL;
         chunk->half = half;
         /* zeroed once: every label slot then holds a string, even one no label was set in */
+        uintptr_t after = (uintptr_t)(chunk + 1);
+        chunk->slots = (tgi_header_slot *)(void *)((unsigned char *)(chunk + 1) +
+                                                   ((64 - after % 64) % 64));
         chunk->labels = (char (*)[TG_LABEL_MAX])(chunk->slots + 2 * half);
         memset(chunk->labels, 0, (size_t)(2 * half) * TG_LABEL_MAX);
         if (tape->header_current) tape->header_current->next = chunk;
         else tape->header_first = chunk;
     }
     tg_tensor *t = enter(tape, chunk);
-    tape->header_cursor = t + 1;
+    tape->header_cursor++;
     return t;
 }
 

@@ -130,6 +130,13 @@ typedef struct tgi_op {
     /* Bytes of a node for a one-input call of this op when record1's fast path can take it
      * (one input, shaped like it, a backward, no attribute or one of 4 bytes), else 0. */
     size_t unary_node_bytes;
+    /* A built-in elementwise op's VJP of one element, g * dy/dx (UNARY_OP's scalar_vjp), or
+     * NULL: the unwatched walk applies it to a scalar fast-path node itself, reading what the
+     * node holds, rather than calling backward, which reloads it all through call->inputs. */
+    float (*scalar_vjp)(float x, float y, float g, const tg_attr_value *attr);
+    /* Its forward of one element (y from x), set with scalar_vjp: recording and the unwatched
+     * replay compute a scalar fast-path node with it rather than through forward. */
+    float (*scalar_forward)(float x, const tg_attr_value *attr);
     /* Its randomness comes from an attribute fixed when the call is recorded (dropout's seed):
      * a replay would draw the same numbers again, so tg_tape_replay refuses a step holding it. */
     bool seeded_by_attribute;
@@ -352,7 +359,30 @@ typedef struct tgi_node {
      * allocates nothing). */
     size_t saved_bytes;
     uint32_t saved_replay;
+    /* A scalar node of the one-input fast path (record_unary): the request is 128 bytes, two
+     * cache lines, holding after this struct the input pointer, the attribute, the output's
+     * value and gradient, and the input's gradient room (TGI_SCALAR_ROOM_AT), which the walk
+     * reads there rather than from the input's header (whose second line it then never
+     * touches). A chain of scalar ops is this memory: 2,000 ops must fit in a 512 KiB L2. */
+    bool scalar_unary;
 } tgi_node;
+
+/* The layout of a scalar fast-path node (bytes from the node): input pointer, the attribute
+ * (its 4 live bytes: the fast path takes no other), the output's value, its gradient, then
+ * the input's gradient room (float *). */
+#define TGI_UNARY_INPUT_AT sizeof(tgi_node)
+#define TGI_UNARY_ATTR_AT (TGI_UNARY_INPUT_AT + sizeof(tg_tensor *))
+#define TGI_UNARY_DATA_AT (TGI_UNARY_ATTR_AT + 8)
+#define TGI_SCALAR_ROOM_AT (TGI_UNARY_DATA_AT + 2 * sizeof(float))
+#define TGI_UNARY_NODE_BYTES ((size_t)128)
+_Static_assert(sizeof(tgi_node) == 96 && TGI_SCALAR_ROOM_AT + sizeof(float *) == TGI_UNARY_NODE_BYTES,
+               "a scalar fast-path node is two cache lines");
+
+static inline float *tgi_scalar_room(const tgi_node *node) {
+    float *room;
+    memcpy(&room, (const unsigned char *)node + TGI_SCALAR_ROOM_AT, sizeof room);
+    return room;
+}
 
 /* Tensor headers of a tape live apart from its data, in chunks of fixed-size slots that are
  * only ever reused as tensor headers of the same tape: a stale tensor pointer always lands on a
@@ -360,18 +390,30 @@ typedef struct tgi_node {
  * for odd steps, so a step never overwrites the headers of the step before it: a tensor kept
  * across one tg_tape_reset still reads its own, older, generation. One allocation serves both
  * halves, so the second step allocates nothing the first did not. */
+/* A header's slot: 128 bytes on a 64-byte boundary, so that what the replayed forward and the
+ * walk read of a header (data, grad, shape, size and the flags: its first 64 bytes) is one
+ * cache line, not two for 7 headers in 8 as with 120-byte slots; the second line (node,
+ * generation, tape, ...) is for recording and the checks. */
+typedef struct tgi_header_slot {
+    _Alignas(64) tg_tensor tensor;
+} tgi_header_slot;
+_Static_assert(sizeof(tgi_header_slot) == 128 && offsetof(tg_tensor, size) < 64 &&
+                   offsetof(tg_tensor, grad_unset) < 64,
+               "a header slot is two cache lines, the first with what the passes read");
+
 typedef struct tgi_header_chunk {
     struct tgi_header_chunk *next;
     int64_t half;            /* slots per half */
     char (*labels)[TG_LABEL_MAX]; /* 2 * half, after the slots: slot i's label storage, apart
                                      so that an unlabelled step never touches it */
-    tg_tensor slots[];       /* 2 * half: [0, half) even steps, [half, 2 half) odd steps */
+    tgi_header_slot *slots;  /* 2 * half, 64-byte aligned in the chunk's allocation: [0, half)
+                                even steps, [half, 2 half) odd steps */
 } tgi_header_chunk;
 
 /* Where the next header comes from, to rewind to (gradient checking's repeated forwards). */
 typedef struct tgi_header_mark {
     tgi_header_chunk *chunk;
-    tg_tensor *cursor, *limit;
+    tgi_header_slot *cursor, *limit;
 } tgi_header_mark;
 
 /* The fields of a tape tensor's header that are the same for every tensor of a step, in the
@@ -411,7 +453,7 @@ typedef enum tgi_tape_state {
 struct tg_tape {
     tg_ctx *ctx;
     tgi_arena arena;         /* data, nodes and gradients; tensor headers are in the chunks below */
-    tg_tensor *header_cursor, *header_limit; /* the free slots of this step's half */
+    tgi_header_slot *header_cursor, *header_limit; /* the free slots of this step's half */
     tgi_header_chunk *header_first, *header_current;
     tgi_node **entries;      /* the recorded calls in execution order; entries[t->node] made t */
     int64_t n_entries;
@@ -485,10 +527,10 @@ TGI_HIDDEN void tgi_header_release(tg_tape *tape);
 
 /* A header slot for a new tape tensor of the current step (uninitialised), or NULL. */
 static inline tg_tensor *tgi_header_take(tg_tape *tape) {
-    tg_tensor *t = tape->header_cursor;
-    if (t == tape->header_limit) return tgi_header_take_next(tape);
-    tape->header_cursor = t + 1;
-    return t;
+    tgi_header_slot *slot = tape->header_cursor;
+    if (slot == tape->header_limit) return tgi_header_take_next(tape);
+    tape->header_cursor = slot + 1;
+    return &slot->tensor;
 }
 
 static inline tgi_header_mark tgi_header_mark_get(const tg_tape *tape) {
@@ -520,7 +562,7 @@ TGI_HIDDEN bool tgi_recomputing(const tg_tape *tape);
 static inline bool tgi_segment_possible(const tg_tape *tape) {
     return tape->no_grad_depth == 0 && !tape->segment;
 }
-/* The reverse walk from entry `last` (autograd/tape.c): the gradients of its outputs set. */
+/* The reverse walk from entry `last` (autograd/walk.c): the gradients of its outputs set. */
 TGI_HIDDEN tg_status tgi_walk(tg_tape *tape, int64_t last);
 
 /* Runs op on inputs (attrs already validated and complete) and records it when needed. */
@@ -637,8 +679,6 @@ TGI_HIDDEN void tgi_registry_release(tg_ctx *ctx);
 /* An input gradient that may be fresh (tgi_op.fresh_grads), made ready to be added into:
  * zeroed, and its flag cleared, when it is. For the paths of such an op that accumulate. */
 TGI_HIDDEN void tgi_grad_settle(tg_ctx *ctx, tg_tensor *t);
-/* size floats set to zero, over the context's threads when large. */
-TGI_HIDDEN void tgi_zero_floats(tg_ctx *ctx, float *data, int64_t size);
 
 TGI_HIDDEN tg_status tgi_gradcheck_op(tg_ctx *ctx, const tgi_op *op, int example_index,
                                       const tg_gradcheck_opts *opts, tg_gradcheck_result *result);

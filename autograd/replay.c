@@ -21,7 +21,17 @@
 TGI_ALWAYS_INLINE static inline tg_status replay_entries(tg_tape *tape, int64_t n, bool watched) {
     for (int64_t e = 0; e < n; e++) {
         tgi_node *node = tape->entries[e];
-        node->call.output->grad = NULL;
+        tg_tensor *output = node->call.output;
+        output->grad = NULL;
+        if (!watched && node->scalar_unary && node->op->scalar_forward) {
+            /* a scalar node of a built-in elementwise op: its input and attribute are in the
+             * node (tgi_node), the value is the one forward's scalar path computes */
+            tg_tensor *in;
+            memcpy(&in, (unsigned char *)node + TGI_UNARY_INPUT_AT, sizeof in);
+            output->data[0] = node->op->scalar_forward(
+                in->data[0], (const tg_attr_value *)((unsigned char *)node + TGI_UNARY_ATTR_AT));
+            continue;
+        }
         tape->call_node = node;
         tg_status status = node->op->forward(&node->call);
         if (status != TG_OK) {

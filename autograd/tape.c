@@ -1,5 +1,5 @@
 /*
- * autograd/tape.c — recording op calls and the reverse walk.
+ * autograd/tape.c — recording op calls (the reverse walk is autograd/walk.c).
  *
  * The tape is a flat array of entries in execution order. Because an entry is appended only
  * after all its inputs exist, walking the array backwards visits a node only after every one of
@@ -395,6 +395,7 @@ TGI_ALWAYS_INLINE static inline tgi_node *new_node(tg_tape *tape, const tgi_op *
     node->call.saved = NULL;
     node->call.op_data = op->op_data;
     node->op = op;
+    node->scalar_unary = false;
     if (like ? !set_output(tape, node, (float *)((unsigned char *)node + data_offset), data_floats,
                            like->ndim, like->shape, like->size, record)
              : !inferred_output(tape, node, record))
@@ -470,13 +471,14 @@ tg_tensor *tgi_record2(tg_tape *tape, const tgi_op *op, tg_tensor *a, tg_tensor 
  * instructions per scalar op became 199 this way, callgrind on bench_models chain). Everything
  * else (bad or persistent inputs, a new chunk, ops with their own shapes, no backward) goes to
  * the general path, which starts over: nothing is changed before the fast path has decided.
- * Bytes: the node, its one input pointer and its one attribute. */
+ * Bytes: TGI_UNARY_NODE_BYTES, the node, its one input pointer and its one attribute (and for
+ * a scalar output its value, gradient and the input's gradient room: see tgi_node). */
 size_t tgi_unary_node_bytes(const tgi_op *op) {
     bool small_attrs = op->n_attrs == 0 ||
                        (op->n_attrs == 1 && (op->attrs[0].type == TG_ATTR_F32 ||
                                              op->attrs[0].type == TG_ATTR_I32));
     if (op->arity != 1 || !op->shaped_like_input || !op->backward || !small_attrs) return 0;
-    return tgi_align64(sizeof(tgi_node) + sizeof(tg_tensor *) + sizeof(tg_attr_value));
+    return TGI_UNARY_NODE_BYTES;
 }
 
 /* The general path of record1 (kept out of line: the fast path then needs no stack frame for an
@@ -514,21 +516,30 @@ TGI_ALWAYS_INLINE static inline tg_tensor *record_unary(tg_tape *tape, const tgi
     if (!node_bytes || x->tape != tape || x->generation != tape->generation || tape->replaying)
         return NULL; /* a call during a replay: the general path refuses it */
     const bool rec = x->requires_grad & (tape->no_grad_depth == 0);
-    size_t data_bytes = grad_offset(x->size) * sizeof(float);
-    size_t bytes = node_bytes + tgi_align64(data_bytes << rec); /* output_bytes, shifting */
+    /* A scalar's value and gradient fit in the node's own two lines (TGI_UNARY_DATA_AT) */
+    const bool scalar = x->size == 1;
+    size_t data_bytes = scalar ? sizeof(float) : grad_offset(x->size) * sizeof(float);
+    size_t bytes = node_bytes + (scalar ? 0 : tgi_align64(data_bytes << rec)); /* output_bytes */
     unsigned char *p = tape->arena.cursor;
-    tg_tensor *output = tape->header_cursor;
-    if ((size_t)(tape->arena.limit - p) < bytes || output == tape->header_limit) return NULL;
+    tgi_header_slot *slot = tape->header_cursor;
+    if ((size_t)(tape->arena.limit - p) < bytes || slot == tape->header_limit) return NULL;
     *taken = true;
     tape->arena.cursor = p + bytes;
-    tape->header_cursor = output + 1;
+    tape->header_cursor = slot + 1;
+    tg_tensor *output = &slot->tensor;
 
     tgi_node *node = (tgi_node *)p;
-    tg_tensor **kept_input = (tg_tensor **)(node + 1);
-    tg_attr_value *kept_attr = (tg_attr_value *)(kept_input + 1);
-    float *data = (float *)(p + node_bytes);
+    tg_tensor **kept_input = (tg_tensor **)(p + TGI_UNARY_INPUT_AT);
+    /* 8 bytes, not a whole tg_attr_value: the fast path's ops have at most one attribute of 4
+     * bytes, and everything reads attributes by their member */
+    tg_attr_value *kept_attr = (tg_attr_value *)(p + TGI_UNARY_ATTR_AT);
+    float *data = (float *)(p + (scalar ? TGI_UNARY_DATA_AT : node_bytes));
+    float *room = (float *)((unsigned char *)data + data_bytes);
     kept_input[0] = x;
     kept_attr->i32 = (int32_t)attr_bits; /* read only when the op has the attribute */
+    /* read only for a scalar (elsewhere these are padding bytes before the data): no test */
+    memcpy(p + TGI_SCALAR_ROOM_AT, &x->grad_room, sizeof x->grad_room);
+    node->scalar_unary = scalar;
     node->call.tape = tape;
     /* op_id and op_name in one 16-byte copy: tgi_op has id and name in the same places */
     memcpy((unsigned char *)&node->call + offsetof(tg_op_call, op_id),
@@ -540,10 +551,10 @@ TGI_ALWAYS_INLINE static inline tg_tensor *record_unary(tg_tape *tape, const tgi
     node->call.saved = NULL;
     node->call.op_data = op->op_data;
     node->op = op;
-    tgi_init_tape_tensor(output, tape, data, x->ndim, x->shape, x->size, op, rec,
-                         rec ? (float *)((unsigned char *)data + data_bytes) : NULL);
+    tgi_init_tape_tensor(output, tape, data, x->ndim, x->shape, x->size, op, rec, rec ? room : NULL);
 
-    if (op->forward(&node->call) != TG_OK) return forward_failed(node);
+    if (scalar && op->scalar_forward) data[0] = op->scalar_forward(x->data[0], kept_attr);
+    else if (op->forward(&node->call) != TG_OK) return forward_failed(node);
     /* From here on everything is read back from the node: then only the node has to live in a
      * register across the forward, and the call saves one register rather than six. */
     tape = node->call.tape;
@@ -568,211 +579,4 @@ tg_tensor *tgi_record1(tg_tape *tape, const tgi_op *op, tg_tensor *x, uint32_t a
     bool taken;
     tg_tensor *output = record_unary(tape, op, x, attr_bits, &taken);
     return taken ? output : record1_general(tape, op, x, attr_bits);
-}
-
-/* ---- the reverse walk ---------------------------------------------------------------------- */
-
-/* A zeroed gradient buffer for t (a node of this step, or a tape leaf): a recorded output's
- * reserved room, else (a leaf whose requires_grad was set by hand) a new one from the arena. */
-static float *zeroed_grad(tg_tape *tape, tg_tensor *t) {
-    float *grad = t->grad_room;
-    if (!grad && !(grad = tgi_arena_alloc(&tape->arena, (size_t)t->size * sizeof(float))))
-        return NULL;
-    if (t->size == 1) grad[0] = 0.0f; /* a scalar: one store rather than a call */
-    else tgi_zero_floats(tape->ctx, grad, t->size);
-    return grad;
-}
-
-static tg_status check_backward_start(tg_tape *tape, tg_tensor *output) {
-    tg_ctx *ctx = tape->ctx;
-    if (!output) {
-        if (ctx->err_code == TG_OK) tgi_error(ctx, TG_ERR_INVALID, "backward: output is NULL");
-        return ctx->err_code;
-    }
-    /* Checked before anything else is read: the memory of a stale tensor may hold anything. */
-    if (output->tape != tape || output->generation != tape->generation)
-        return tgi_error(ctx, TG_ERR_STATE, "backward: the output is not a node of this tape's "
-                         "current step (stale after tg_tape_reset, or another tape)");
-    const char *why = NULL;
-    if (tape->state == TGI_TAPE_CONSUMED)
-        why = "this tape was already walked backward; call tg_tape_reset and record a new step "
-              "(or tg_tape_replay to run the recorded one again)";
-    else if (tape->state == TGI_TAPE_REPLAY_FAILED)
-        why = "the tape's last replay stopped part-way (its error said where), so its outputs "
-              "come from two passes; replay again, or reset and record a new step";
-    else if (output->node < 0 || output->node >= tape->n_entries ||
-             tape->entries[output->node]->call.output != output)
-        why = "the tensor was not recorded (no input required a gradient, or it was computed "
-              "under no_grad)";
-    if (!why) return TG_OK;
-    char name[TG_LABEL_MAX + 32], shape[96];
-    return tgi_error(ctx, TG_ERR_STATE, "backward from '%s' %s: %s",
-                     tgi_node_name(output, name, sizeof name),
-                     tgi_format_shape(output->ndim, output->shape, shape, sizeof shape), why);
-}
-
-/* The slow part of prepare_input: a leaf without a gradient buffer, or a buffer of more than
- * one element to zero. An op that writes its inputs' gradients whole (fresh_grads) gets the
- * buffer as it is, flagged fresh. */
-static TGI_NOINLINE tg_status prepare_buffer(tg_tape *tape, const tgi_node *node, tg_tensor *in) {
-    if (node->op->fresh_grads && in->size > 1) { /* (a scalar: the ops' one-element paths add) */
-        in->grad = in->grad_room ? in->grad_room
-                                 : tgi_arena_alloc(&tape->arena, (size_t)in->size * sizeof(float));
-        in->grad_fresh = in->grad != NULL;
-    } else {
-        in->grad = zeroed_grad(tape, in);
-    }
-    if (!in->grad) return tgi_error(tape->ctx, TG_ERR_NOMEM, "backward: out of memory for the "
-                                    "gradient of an input of %s", node->op->name);
-    return TG_OK;
-}
-
-/* Makes sure an input that wants a gradient has a buffer to accumulate into. Laid out for the
- * scalar ops of a long chain, whose cost is this code's: a straight run when the input is a
- * recorded scalar reached for the first time. */
-TGI_ALWAYS_INLINE static inline tg_status prepare_input(tg_tape *tape, const tgi_node *node,
-                                                        tg_tensor *in) {
-    if (!in->requires_grad) return TG_OK;
-    /* this VJP writes into it: the optimizer steps it (read first: a store per node of a scalar
-     * chain cost more than the test) */
-    if (TGI_UNLIKELY(in->grad_unset)) in->grad_unset = false;
-    if (in->grad) return TG_OK;
-    float *room = in->grad_room;
-    if (TGI_LIKELY(room && in->size == 1)) {
-        room[0] = 0.0f; /* a scalar: one store rather than a call */
-        in->grad = room;
-        return TG_OK;
-    }
-    return prepare_buffer(tape, node, in);
-}
-
-/* Makes sure every input that wants a gradient has a buffer to accumulate into. */
-TGI_ALWAYS_INLINE static inline tg_status prepare_input_grads(tg_tape *tape, const tgi_node *node) {
-    /* every call has an input: the first is prepared before any test of the count */
-    tg_status status = prepare_input(tape, node, node->call.inputs[0]);
-    for (int i = 1; i < node->call.n_inputs && status == TG_OK; i++)
-        status = prepare_input(tape, node, node->call.inputs[i]);
-    return status;
-}
-
-/* The node's gradient is complete: its hooks run, and its leaf inputs are remembered for theirs. */
-static tg_status run_node_hooks(tg_tape *tape, tgi_node *node) {
-    tg_tensor *output = node->call.output;
-    tg_status status = tgi_fire_hooks(tape, output, TG_PASS_BACKWARD, output->grad);
-    for (int i = 0; i < node->call.n_inputs && status == TG_OK; i++) {
-        tg_tensor *in = node->call.inputs[i];
-        if (in->node < 0 && in->requires_grad) status = tgi_note_leaf(tape, in);
-    }
-    return status;
-}
-
-static tg_status run_leaf_hooks(tg_tape *tape) {
-    tg_status status = TG_OK;
-    for (int64_t i = 0; i < tape->n_leaves && status == TG_OK; i++)
-        status = tgi_fire_hooks(tape, tape->leaves[i], TG_PASS_BACKWARD, tape->leaves[i]->grad);
-    return status;
-}
-
-/* Counts-only anomaly mode: the node's complete gradient, and its leaf inputs for theirs. */
-static tg_status count_node(tg_tape *tape, tgi_node *node) {
-    tgi_count_node_grad(tape, node);
-    tg_status status = TG_OK;
-    for (int i = 0; i < node->call.n_inputs && status == TG_OK; i++) {
-        tg_tensor *in = node->call.inputs[i];
-        if (in->node < 0 && in->requires_grad) status = tgi_note_leaf(tape, in);
-    }
-    return status;
-}
-
-/* Fresh gradients (tgi_op.fresh_grads): before the call, a tensor given twice (add(x, x)) is
- * zeroed, both terms going into one buffer; after it, a buffer the op left unwritten (it failed,
- * or had nothing to add) is, so that none keeps what the memory held. */
-static TGI_NOINLINE void settle_fresh(tg_ctx *ctx, const tgi_node *node, bool after) {
-    for (int i = after ? 0 : 1; i < node->call.n_inputs; i++)
-        for (int j = 0; j < (after ? 1 : i); j++)
-            if (after || node->call.inputs[i] == node->call.inputs[j])
-                tgi_grad_settle(ctx, node->call.inputs[i]);
-}
-
-/* The walk, for a pass with hooks or anomaly checks (watched) or without. Inlined twice so the
- * common case, nothing watching, tests nothing per entry but the gradient. */
-TGI_ALWAYS_INLINE static inline tg_status walk_from(tg_tape *tape, int64_t last, bool watched) {
-    tg_ctx *ctx = tape->ctx;
-    const bool counting = watched && ctx->anomaly == TG_ANOMALY_COUNTS;
-    for (int64_t e = last; e >= 0; e--) {
-        tgi_node *node = tape->entries[e]; /* reloaded: a hook may record on this tape */
-        /* No gradient buffer means no consumer reached this node: nothing flows through it. */
-        if (!node->call.output->grad) continue;
-        tg_status status = TG_OK;
-        if (watched && ctx->live_hooks[TG_PASS_BACKWARD]) status = run_node_hooks(tape, node);
-        if (watched && tape->misused) return TG_ERR_STATE; /* the hook's refused call said why */
-        if (counting && status == TG_OK) status = count_node(tape, node);
-        if (status == TG_OK) status = prepare_input_grads(tape, node);
-        if (status != TG_OK) return status;
-        if (node->op->fresh_grads) settle_fresh(ctx, node, false);
-        status = node->op->backward(&node->call);
-        if (node->op->fresh_grads) settle_fresh(ctx, node, true);
-        if (status != TG_OK) {
-            if (ctx->err_code == TG_OK) tg_op_fail(&node->call, status, "backward failed");
-            return status;
-        }
-        if (watched && ctx->anomaly && (status = tgi_check_backward(tape, node)) != TG_OK)
-            return status;
-    }
-    /* a segment's inside (tape->parent): its parameters are inputs of the segment's node, whose
-     * tape fires their hooks and counts them once its walk ends */
-    if (counting && !tape->parent) tgi_count_leaf_grads(tape);
-    tg_status status = watched && ctx->live_hooks[TG_PASS_BACKWARD] && !tape->parent
-                           ? run_leaf_hooks(tape) : TG_OK;
-    return status == TG_OK && tape->misused ? TG_ERR_STATE : status;
-}
-
-tg_status tgi_walk(tg_tape *tape, int64_t last) {
-    tg_ctx *ctx = tape->ctx;
-    /* Read once: only a hook can register a hook, and none runs unless one was registered. */
-    if (ctx->live_hooks[TG_PASS_BACKWARD] || ctx->anomaly) return walk_from(tape, last, true);
-    return walk_from(tape, last, false);
-}
-
-tg_status tg_backward_with(tg_tape *tape, tg_tensor *output, const float *seed) {
-    if (!tape) return TG_ERR_INVALID;
-    if (tgi_refuse_in_pass(tape, "tg_backward") != TG_OK) return TG_ERR_STATE;
-    tg_status status = check_backward_start(tape, output);
-    if (status != TG_OK) return status;
-    if (!seed) {
-        char name[TG_LABEL_MAX + 32];
-        return tgi_error(tape->ctx, TG_ERR_INVALID, "backward from '%s': seed gradient is NULL",
-                         tgi_node_name(output, name, sizeof name));
-    }
-    tape->state = TGI_TAPE_CONSUMED;
-    if (tape->forward_entries < 0) { /* the step's first backward: its forward ends here */
-        tape->forward_entries = tape->n_entries;
-        tape->forward_unrecorded = tape->n_unrecorded;
-    }
-    tape->ctx->backward_passes++;
-    tape->n_leaves = 0;
-    if (!output->grad && !(output->grad = zeroed_grad(tape, output)))
-        return tgi_error(tape->ctx, TG_ERR_NOMEM, "backward: out of memory");
-    for (int64_t i = 0; i < output->size; i++) output->grad[i] += seed[i];
-    tape->walking = true;
-    tape->misused = false;
-    tg_status walked = tgi_walk(tape, output->node);
-    tape->walking = false;
-    return walked;
-}
-
-tg_status tg_backward(tg_tape *tape, tg_tensor *loss) {
-    if (!tape) return TG_ERR_INVALID;
-    if (tgi_refuse_in_pass(tape, "tg_backward") != TG_OK) return TG_ERR_STATE;
-    tg_status status = check_backward_start(tape, loss);
-    if (status != TG_OK) return status;
-    if (loss->size != 1) {
-        char name[TG_LABEL_MAX + 32], shape[96];
-        return tgi_error(tape->ctx, TG_ERR_SHAPE, "backward from '%s' %s: the output is not a "
-                         "scalar; give a seed gradient with tg_backward_with",
-                         tgi_node_name(loss, name, sizeof name),
-                         tgi_format_shape(loss->ndim, loss->shape, shape, sizeof shape));
-    }
-    const float one = 1.0f;
-    return tg_backward_with(tape, loss, &one);
 }

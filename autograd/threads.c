@@ -456,37 +456,3 @@ int tg_ctx_threads_describe(const tg_ctx *ctx, char *buf, size_t size) {
                     ctx->threads, pool->ratio, (int)(FIRST_BACKOFF_NS / 1000000),
                     (int)(LAST_BACKOFF_NS / 1000000));
 }
-
-/* ---- zeroing gradients (autograd/tape.c's walk, tgi_grad_settle) ----------------------------- */
-
-/* Zeroing a large gradient (an RNN's input projection: [B, T, 4H], 6.5 MB in the LSTM bench)
- * is a memory-bound pass like any other, so it is cut in chunks over the context's threads;
- * each chunk is written by one thread, nothing is combined. Below 4 chunks: one memset. */
-#define ZERO_CHUNK_FLOATS ((int64_t)1 << 15)
-
-typedef struct zero_job {
-    float *data;
-    int64_t size;
-} zero_job;
-
-static void zero_chunks(void *arg, int64_t begin, int64_t end) {
-    const zero_job *job = arg;
-    int64_t from = begin * ZERO_CHUNK_FLOATS, to = end * ZERO_CHUNK_FLOATS;
-    if (to > job->size) to = job->size;
-    memset(job->data + from, 0, (size_t)(to - from) * sizeof(float));
-}
-
-void tgi_zero_floats(tg_ctx *ctx, float *data, int64_t size) {
-    if (size < 4 * ZERO_CHUNK_FLOATS) {
-        memset(data, 0, (size_t)size * sizeof(float));
-        return;
-    }
-    zero_job job = {data, size};
-    tgi_parallel_for(ctx, (size + ZERO_CHUNK_FLOATS - 1) / ZERO_CHUNK_FLOATS, 2, zero_chunks, &job);
-}
-
-void tgi_grad_settle(tg_ctx *ctx, tg_tensor *t) {
-    if (!t || !t->grad_fresh) return;
-    tgi_zero_floats(ctx, t->grad, t->size);
-    t->grad_fresh = false;
-}

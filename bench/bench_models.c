@@ -441,8 +441,20 @@ static void bench_chain(int rounds) {
     chain_free(&replayed);
 }
 
+/* The matrix products' FLOPs of one training step (2mnk each): every layer's forward and weight
+ * gradient, and the input gradient of every layer but the first (the data needs none). */
+static double mlp_step_flops(int depth, int64_t width, int64_t batch) {
+    double flops = 0.0;
+    for (int l = 0; l < depth; l++) {
+        double in = l == 0 ? IN : (double)width, out = l == depth - 1 ? CLASSES : (double)width;
+        flops += 2.0 * (double)batch * in * out * (l == 0 ? 2 : 3);
+    }
+    return flops;
+}
+
 /* `bench_models mlp DEPTH WIDTH BATCH THREADS`: one measurement of tapegrad alone, as
- * "ms_per_step X", for bench/torch_compare.py to interleave with PyTorch. */
+ * "ms_per_step X", for bench/torch_compare.py to interleave with PyTorch; after it, the CPU
+ * time per step and the products' GFLOP/s (mlp_step_flops) by the wall clock. */
 static int one_measurement(char **argv) {
     int depth = atoi(argv[2]), threads = atoi(argv[5]);
     int64_t width = atoll(argv[3]), batch = atoll(argv[4]);
@@ -456,8 +468,12 @@ static int one_measurement(char **argv) {
     for (int s = 0; s < 3; s++) framework_step(&f);
     int steps = (int)(0.2 / ((bench_now_seconds() - start) / 3)) + 3;
     start = bench_now_seconds();
+    double cpu_start = bench_cpu_seconds();
     for (int s = 0; s < steps; s++) framework_step(&f);
-    printf("ms_per_step %.6f\n", (bench_now_seconds() - start) / steps * 1e3);
+    double seconds = (bench_now_seconds() - start) / steps;
+    printf("ms_per_step %.6f cpu_ms_per_step %.6f gflops %.2f\n", seconds * 1e3,
+           (bench_cpu_seconds() - cpu_start) / steps * 1e3,
+           mlp_step_flops(depth, width, batch) / seconds * 1e-9);
     framework_free(&f);
     return 0;
 }

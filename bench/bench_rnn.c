@@ -361,8 +361,17 @@ static int profile(runners *r, bool gru, int steps) {
     return 0;
 }
 
+/* The matrix products' FLOPs of one LSTM step (2mnk each): the input projection and its weight
+ * gradient (x needs none), and at every time step the recurrent product, its weight gradient and
+ * its h gradient (none at the first step: h[0] is the zero state). The head's are left out. */
+static double lstm_step_flops(void) {
+    double input = 2.0 * BATCH * STEPS * INPUTS * GATES, recurrent = 2.0 * BATCH * GATES * HIDDEN;
+    return 2 * input + recurrent * (3 * STEPS - 1);
+}
+
 /* `bench_rnn lstm THREADS`: tapegrad's LSTM step alone, as "ms_per_step X", for
- * bench/torch_compare.py to interleave with PyTorch. */
+ * bench/torch_compare.py to interleave with PyTorch; after it, the CPU time per step and the
+ * products' GFLOP/s (lstm_step_flops) by the wall clock. */
 static int one_measurement(int threads) {
     tape_rnn m;
     if (threads < 1 || tape_init(&m, TG_RNN_LSTM, threads)) {
@@ -370,9 +379,11 @@ static int one_measurement(int threads) {
         return 2;
     }
     tape_step(&m);
-    double start = bench_now_seconds();
+    double start = bench_now_seconds(), cpu_start = bench_cpu_seconds();
     for (int s = 0; s < 5; s++) tape_step(&m);
-    printf("ms_per_step %.6f\n", (bench_now_seconds() - start) / 5 * 1e3);
+    double seconds = (bench_now_seconds() - start) / 5;
+    printf("ms_per_step %.6f cpu_ms_per_step %.6f gflops %.2f\n", seconds * 1e3,
+           (bench_cpu_seconds() - cpu_start) / 5 * 1e3, lstm_step_flops() / seconds * 1e-9);
     tape_free(&m);
     return 0;
 }

@@ -33,7 +33,8 @@ typedef struct lm_shape {
 
 typedef struct lm_options {
     lm_shape shape;
-    const char *data, *save, *load;
+    const char *data, *save, *load, *schedule_text;
+    tg_schedule schedule;              /* --schedule, or --warmup N as warmup:N (kind CONSTANT) */
     long batch, steps, warmup, eval_every, threads;
     double lr, weight_decay, clip_norm;
     int optimizer;                     /* tg_optimizer_kind */
@@ -206,18 +207,14 @@ static int lm_prepare(lm_options *o, lm_run *r) {
         tg_module_params(r->model, r->params, r->n_params);
         tg_optimizer_config oc = {.kind = (tg_optimizer_kind)o->optimizer, .lr = (float)o->lr,
                                   .weight_decay = (float)o->weight_decay};
-        ok = (r->opt = tg_optimizer_new(r->ctx, r->params, r->n_params, &oc)) != NULL;
+        ok = (r->opt = tg_optimizer_new(r->ctx, r->params, r->n_params, &oc)) != NULL &&
+             tg_optimizer_set_schedule(r->opt, &o->schedule) == TG_OK;
     }
     if (!ok) {
         fprintf(stderr, "tapegrad train: %s\n", r->ctx ? tg_errmsg(r->ctx) : "out of memory");
         return 1;
     }
     return 0;
-}
-
-static float lr_at(const lm_options *o, long step) {
-    if (step >= o->warmup) return (float)o->lr;
-    return (float)(o->lr * (double)(step + 1) / (double)o->warmup);
 }
 
 /* One training step on the next batch; its loss, or NAN after printing why. */
@@ -227,7 +224,6 @@ static double lm_step(const lm_options *o, lm_run *r, long step) {
     tg_tensor *loss = tg_lm_loss(r->tape, tg_module_forward(r->model, r->tape, r->x), r->y);
     if (!loss || tg_backward(r->tape, loss) != TG_OK) goto failed;
     if (o->clip_norm > 0) tg_clip_grad_norm(r->params, r->n_params, o->clip_norm, 2.0, false, NULL);
-    tg_optimizer_set_lr(r->opt, lr_at(o, step));
     if (tg_optimizer_step_zero_grad(r->opt) != TG_OK) goto failed;
     return loss->data[0];
 failed:
@@ -302,6 +298,8 @@ static void lm_usage(FILE *f) {
             "  --batch N (32)  --steps N (1000)  --lr X (gpt 1e-3, recurrent 3e-3)\n"
             "  --optimizer adam|adamw|sgd|rmsprop (adamw)  --weight-decay X (0)\n"
             "  --warmup N        linear learning-rate warm-up over the first N steps\n"
+            "  --schedule S      cosine | linear | step:N:GAMMA | warmup:N[,cosine|,linear|,step:N:GAMMA]\n"
+            "                    (as train's; --warmup N is warmup:N)\n"
             "  --clip-norm X     global gradient-norm clipping (default 1; 0: off)\n"
             "  --eval-every N    progress with held-out bpc (default steps/10)\n"
             "  --threads N  --seed N  --save PATH  --load PATH\n");
@@ -366,6 +364,12 @@ static int lm_word_option(lm_options *o, const char *arg, const char *value) {
     } else if (strcmp(arg, "--data") == 0) o->data = value;
     else if (strcmp(arg, "--save") == 0) o->save = value;
     else if (strcmp(arg, "--load") == 0) o->load = value;
+    else if (strcmp(arg, "--schedule") == 0) {
+        if (parse_schedule_arg(value, &o->schedule))
+            return lm_bad("train", "--schedule: expected cosine, linear, step:N:GAMMA or warmup:N[,cosine|,"
+                          "linear|,step:N:GAMMA], not '%s'", value);
+        o->schedule_text = value;
+    }
     else if (strcmp(arg, "--seed") == 0) return parse_seed("train", value, &o->shape.seed);
     else if (strcmp(arg, "--dropout") == 0) {
         char *end;
@@ -383,7 +387,7 @@ static int lm_word_option(lm_options *o, const char *arg, const char *value) {
 
 static int lm_parse(int argc, char **argv, lm_options *o) {
     static const char *const words[] = {"--model", "--data", "--save", "--load", "--seed",
-                                        "--dropout", "--optimizer"};
+                                        "--dropout", "--optimizer", "--schedule"};
     static const char *const flags[] = {"--post-ln", "--qk-norm", "--tie"};
     *o = (lm_options){.shape = {.hidden = 256, .heads = 4, .context = 64, .seed = 1},
                       .data = "fortunes", .batch = 32, .steps = 1000, .clip_norm = 1.0,
@@ -433,6 +437,12 @@ static int lm_settle(lm_options *o) {
     if (!o->width_given) s->width = gpt ? 128 : 64;
     if (!o->lr_given) o->lr = gpt ? 1e-3 : 3e-3;
     if (!o->eval_every) o->eval_every = o->steps >= 10 ? o->steps / 10 : 1;
+    if (o->warmup && o->schedule_text)
+        return lm_bad("train", "--warmup N and --schedule: give one (%s)", "--schedule warmup:N,cosine has both");
+    if (o->warmup) o->schedule = (tg_schedule){.kind = TG_SCHEDULE_CONSTANT, .warmup_steps = o->warmup};
+    char why[160];
+    if ((o->warmup || o->schedule_text) && settle_schedule(&o->schedule, (int)o->steps, why, sizeof why))
+        return lm_bad("train", "%s", why);
     if (!gpt && (s->post_ln || s->qk_norm || s->tie || s->dropout > 0.0f))
         return lm_bad("train", "--post-ln, --qk-norm, --tie and --dropout are for --model gpt, not %s",
                       lm_models[s->kind]);

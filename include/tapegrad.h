@@ -107,7 +107,11 @@ const char *tg_status_str(tg_status status);
  * AVX-512 AVX2 FMA AVX)" or "portable (...)". Chosen once per process, at the first product or
  * this call: a cblas_sgemm the program already links; else TAPEGRAD_BLAS (the path of a cblas
  * library, or "portable"); else OpenBLAS (libopenblas.so.0), loaded with the kernels for the
- * features this CPU has (an OPENBLAS_CORETYPE in the environment wins); else our own kernels.
+ * features this CPU has, or those a fixed table measured faster on its family (Haswell's on AMD
+ * family 19h, Zen 3; an OPENBLAS_CORETYPE in the environment wins); else our own kernels.
+ * TAPEGRAD_BLAS=openblas+onednn adds oneDNN's dnnl_sgemm (libdnnl.so.2, one OpenMP thread) for
+ * thin products (m <= 64, n and k <= 512, A not transposed), chosen by shape alone so a run's
+ * numbers do not change; not the default, as it allocates from the heap at every call.
  * A BLAS that disagrees with our kernels on a few small products at start-up is not used.
  * -Dblas=false builds always use our own kernels. Never NULL.
  */

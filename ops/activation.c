@@ -190,6 +190,16 @@ const tg_op_def tgi_activation_defs[] = {
 };
 const int tgi_activation_count = sizeof tgi_activation_defs / sizeof tgi_activation_defs[0];
 
+void tgi_activation_scalar_rules(tg_ctx *ctx) {
+    TGI_SET_SCALAR_RULES(ctx, TGI_OP_SIGMOID, sigmoid);
+    TGI_SET_SCALAR_RULES(ctx, TGI_OP_TANH, tanh);
+    TGI_SET_SCALAR_RULES(ctx, TGI_OP_RELU, relu);
+    TGI_SET_SCALAR_RULES(ctx, TGI_OP_LEAKY_RELU, leaky_relu);
+    TGI_SET_SCALAR_RULES(ctx, TGI_OP_ELU, elu);
+    TGI_SET_SCALAR_RULES(ctx, TGI_OP_SOFTPLUS, softplus);
+    TGI_SET_SCALAR_RULES(ctx, TGI_OP_GELU, gelu);
+}
+
 /* ---- typed wrappers ------------------------------------------------------------------------ */
 
 tg_tensor *tg_sigmoid(tg_tape *tape, tg_tensor *x) { return tgi_unary(tape, TGI_OP_SIGMOID, x); }

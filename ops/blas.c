@@ -15,6 +15,15 @@
  * Older OpenBLAS builds compute wrong results on some CPUs with some core types, so whatever
  * was found multiplies a few small matrices against the portable GEMM once; a disagreement
  * means the portable GEMM, and the description says why.
+ *
+ * A second backend for one shape class, on request (TAPEGRAD_BLAS=openblas+onednn): oneDNN's
+ * dnnl_sgemm (Debian's libdnnl, loaded the same way, held to one OpenMP thread) takes the thin
+ * products of small_class, where it was measured faster on Zen 3, and OpenBLAS the rest. The
+ * class is a fixed test of the shapes, not a timing at start-up, so a product and piece always
+ * take the same kernels: the same numbers every run (and on any thread count: tgi_gemm's pieces
+ * do not depend on it). Not the default: dnnl_sgemm allocates its packing buffer from the heap
+ * at every call (posix_memalign, counted: one per call), and a steady-state step allocates
+ * nothing. `bench_blas_cores` measures the classes on another CPU.
  */
 #include "ops/ops.h"
 
@@ -38,10 +47,22 @@ typedef void (*cblas_sgemm_fn)(int order, int trans_a, int trans_b, int m, int n
                                float beta, float *c, int ldc);
 typedef char *(*openblas_string_fn)(void);
 typedef void (*openblas_threads_fn)(int n);
+/* oneDNN's row-major sgemm (dim_t is int64_t; returns dnnl_status_t, 0 = success) */
+typedef int (*dnnl_sgemm_fn)(char trans_a, char trans_b, int64_t m, int64_t n, int64_t k,
+                             float alpha, const float *a, int64_t lda, const float *b, int64_t ldb,
+                             float beta, float *c, int64_t ldc);
+typedef struct dnnl_version_t {
+    int major, minor, patch;
+    const char *hash;
+    unsigned cpu_runtime, gpu_runtime;
+} dnnl_version_t;
+typedef const dnnl_version_t *(*dnnl_version_fn)(void);
 
 static struct {
     cblas_sgemm_fn sgemm;          /* NULL: the portable GEMM */
-    char description[256];
+    dnnl_sgemm_fn small;           /* NULL, or oneDNN for the products of small_class */
+    openblas_threads_fn omp_threads; /* oneDNN's OpenMP runtime: omp_set_num_threads */
+    char description[384];
 } backend;
 
 static pthread_once_t backend_once = PTHREAD_ONCE_INIT;
@@ -50,6 +71,7 @@ static pthread_once_t backend_once = PTHREAD_ONCE_INIT;
 
 typedef struct cpu_features {
     bool amd, avx, avx2, fma, avx512; /* avx512: F, CD, BW, DQ and VL, with the OS saving ZMM */
+    unsigned family;                  /* CPUID's family, the extended family added */
 } cpu_features;
 
 static cpu_features detect_cpu(void) {
@@ -60,6 +82,8 @@ static cpu_features detect_cpu(void) {
     unsigned max_leaf = a;
     f.amd = b == 0x68747541; /* "Auth"enticAMD */
     if (!__get_cpuid(1, &a, &b, &c, &d)) return f;
+    f.family = (a >> 8) & 0xf;
+    if (f.family == 0xf) f.family += (a >> 20) & 0xff;
     bool osxsave = c & (1u << 27), has_avx = c & (1u << 28), has_fma = c & (1u << 12);
     if (!osxsave) return f;
     unsigned xcr0_lo, xcr0_hi;
@@ -77,14 +101,42 @@ static cpu_features detect_cpu(void) {
     return f;
 }
 
+/* AMD families whose AVX2 products run faster on OpenBLAS's Haswell kernels than on its Zen
+ * ones, measured per CPU model and fixed here (a table, not a timing at start-up, so that the
+ * numbers of a run do not depend on a measurement's luck). Family 19h without AVX-512 (Zen 3):
+ * on an EPYC, one thread, OpenBLAS 0.3.21, Zen's time / Haswell's (bench_blas_cores: both in
+ * one process, medians of 21 alternations) was 1.05 at the MLP's 64x256x256 NT and NN, 1.18 at
+ * its 256x256x64 TN, 1.03-1.08 at the LSTM's 32x512x128 NT and 32x128x512 NN, 1.31 at its
+ * 512x128x32 TN, 1.41 at 3200x512x16 NT, 1.00-1.02 at 1024-sized products: no shape class where
+ * the Zen kernels won. Zen 1 and 2 (17h) are not measured and keep the Zen kernels. */
+static bool haswell_beats_zen(const cpu_features *f) {
+    return f->amd && f->family == 0x19;
+}
+
+/* The products that oneDNN's sgemm (2.6, its AVX2 kernels) computes faster than OpenBLAS 0.3.21's
+ * Haswell kernels on AMD family 19h, one thread, time ratios oneDNN / OpenBLAS, medians of 21
+ * alternations in one process: 0.88-0.90 at 64x{128,256}x256 NT and 32x{256,512}x128 NT (the
+ * MLP's and the LSTM's forward pieces), 0.97-1.0 at 64x256x{128,256} NN, 0.91 at 32x128x512 NN;
+ * but 1.17-1.34 at 128..256x256x64 TN (weight gradients) and 2.6 at 256x1024x1024 NN, so: A
+ * not transposed, few rows, the rest at most 512. */
+static bool small_class(bool trans_a, int64_t m, int64_t n, int64_t k) {
+    return !trans_a && m <= 64 && n <= 512 && k <= 512;
+}
+
 /* The OpenBLAS core type for these features, or NULL to let OpenBLAS decide. */
 static const char *core_type_for(const cpu_features *f, char *why, size_t size) {
     const char *core = NULL;
+    bool measured = false;
     if (f->avx512) core = "SkylakeX";
-    else if (f->avx2 && f->fma) core = f->amd ? "Zen" : "Haswell";
-    else if (f->avx) core = "Sandybridge";
-    snprintf(why, size, "%s%s%s%s", f->avx512 ? "AVX-512 " : "", f->avx2 ? "AVX2 " : "",
-             f->fma ? "FMA " : "", f->avx ? "AVX" : "SSE only");
+    else if (f->avx2 && f->fma) {
+        measured = haswell_beats_zen(f);
+        core = f->amd && !measured ? "Zen" : "Haswell";
+    } else if (f->avx) core = "Sandybridge";
+    int n = snprintf(why, size, "%s%s%s%s", f->avx512 ? "AVX-512 " : "", f->avx2 ? "AVX2 " : "",
+                     f->fma ? "FMA " : "", f->avx ? "AVX" : "SSE only");
+    if (measured && n > 0 && (size_t)n < size)
+        snprintf(why + n, size - (size_t)n, "; AMD family %xh: Haswell's measured faster than Zen's",
+                 f->family);
     return core;
 }
 
@@ -197,8 +249,54 @@ static bool use_library(void *lib, const char *source, const char *chosen) {
     return true;
 }
 
-static void load_openblas(void) {
-    char why[64], chosen[128];
+/* ---- oneDNN for the small class ------------------------------------------------------------ */
+
+/* Each thread that calls oneDNN first gets its OpenMP team size set to one (an ICV of the
+ * calling thread): our pieces are already spread over our threads. */
+static _Thread_local bool omp_single;
+
+static void dnnl_one_thread(void) {
+    if (TGI_UNLIKELY(!omp_single)) {
+        if (backend.omp_threads) backend.omp_threads(1);
+        omp_single = true;
+    }
+}
+
+static dnnl_sgemm_fn dnnl_checked; /* what dnnl_as_cblas calls (the self-check's candidate) */
+
+/* oneDNN behind the cblas signature, row-major only, for the self-check */
+static void dnnl_as_cblas(int order, int trans_a, int trans_b, int m, int n, int k, float alpha,
+                          const float *a, int lda, const float *b, int ldb, float beta, float *c,
+                          int ldc) {
+    (void)order;
+    dnnl_one_thread();
+    dnnl_checked(trans_a == CBLAS_TRANS ? 'T' : 'N', trans_b == CBLAS_TRANS ? 'T' : 'N', m, n, k,
+                 alpha, a, lda, b, ldb, beta, c, ldc);
+}
+
+/* Loads oneDNN for small_class beside OpenBLAS (when OpenBLAS is in use); OMP_NUM_THREADS=1 for
+ * the load, unless the user set it. */
+static void load_dnnl(void) {
+    if (!backend.sgemm) return;
+    bool set_threads = set_env_default("OMP_NUM_THREADS", "1");
+    void *lib = dlopen("libdnnl.so.2", RTLD_NOW | RTLD_LOCAL);
+    restore_env("OMP_NUM_THREADS", set_threads, NULL);
+    if (!lib) return;
+    dnnl_sgemm_fn sgemm = (dnnl_sgemm_fn)dlsym(lib, "dnnl_sgemm");
+    dnnl_version_fn version = (dnnl_version_fn)dlsym(lib, "dnnl_version");
+    backend.omp_threads = (openblas_threads_fn)dlsym(lib, "omp_set_num_threads");
+    dnnl_checked = sgemm;
+    if (!sgemm || !version || !blas_agrees(dnnl_as_cblas)) return; /* the handle stays open */
+    const dnnl_version_t *v = version();
+    size_t used = strlen(backend.description);
+    snprintf(backend.description + used, sizeof backend.description - used,
+             "; oneDNN %d.%d dnnl_sgemm for thin products (m <= 64, n and k <= 512, A not "
+             "transposed: TAPEGRAD_BLAS=openblas+onednn)", v->major, v->minor);
+    backend.small = sgemm;
+}
+
+static void load_openblas(bool with_dnnl) {
+    char why[128], chosen[256];
     cpu_features cpu = detect_cpu();
     const char *core = core_type_for(&cpu, why, sizeof why);
     char user_core[64] = "";
@@ -227,6 +325,7 @@ static void load_openblas(void) {
         snprintf(backend.description, sizeof backend.description,
                  "portable (no OpenBLAS found: libopenblas.so.0 did not load)");
     /* The handle stays open for the life of the process: its kernels are in use. */
+    if (with_dnnl) load_dnnl();
 }
 
 static void choose_backend(void) {
@@ -236,7 +335,8 @@ static void choose_backend(void) {
         snprintf(backend.description, sizeof backend.description, "portable (TAPEGRAD_BLAS=portable)");
         return;
     }
-    if (request && *request) {
+    bool with_dnnl = request && strcmp(request, "openblas+onednn") == 0;
+    if (request && *request && !with_dnnl && strcmp(request, "openblas") != 0) {
         void *lib = dlopen(request, RTLD_NOW | RTLD_LOCAL);
         if (!lib || !use_library(lib, "TAPEGRAD_BLAS", NULL))
             snprintf(backend.description, sizeof backend.description,
@@ -245,7 +345,7 @@ static void choose_backend(void) {
     }
     void *self = dlopen(NULL, RTLD_NOW);
     if (self && dlsym(self, "cblas_sgemm") && use_library(self, "linked by the program", NULL)) return;
-    load_openblas();
+    load_openblas(with_dnnl);
 #else
     snprintf(backend.description, sizeof backend.description, "portable (built with -Dblas=false)");
 #endif
@@ -271,6 +371,13 @@ bool tgi_blas_gemm(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, 
     if (m > INT32_MAX || n > INT32_MAX || k > INT32_MAX || lda > INT32_MAX || ldb > INT32_MAX ||
         ldc > INT32_MAX)
         return false;
+    if (backend.small && small_class(trans_a, m, n, k)) {
+        dnnl_one_thread();
+        if (backend.small(trans_a ? 'T' : 'N', trans_b ? 'T' : 'N', m, n, k, alpha, a, lda, b, ldb,
+                          beta, c, ldc) == 0)
+            return true;
+        /* a status other than success (it checks its arguments first): OpenBLAS instead */
+    }
     sgemm(CBLAS_ROW_MAJOR, trans_a ? CBLAS_TRANS : CBLAS_NO_TRANS,
           trans_b ? CBLAS_TRANS : CBLAS_NO_TRANS, (int)m, (int)n, (int)k, alpha, a, (int)lda, b,
           (int)ldb, beta, c, (int)ldc);

@@ -58,6 +58,9 @@ static tg_status register_builtins(tg_ctx *ctx) {
     const int whole[] = {TGI_OP_ADD, TGI_OP_RELU, TGI_OP_BATCH_NORM, TGI_OP_CONV2D};
     for (size_t i = 0; i < sizeof whole / sizeof whole[0]; i++)
         ctx->registry.ops[whole[i]]->fresh_grads = true;
+    tgi_elementwise_scalar_rules(ctx);
+    tgi_activation_scalar_rules(ctx);
+    tgi_index_scalar_rules(ctx);
     if (tg_op_count(ctx) != TGI_BUILTIN_COUNT)
         return tgi_error(ctx, TG_ERR_STATE, "%d built-in ops registered, %d listed",
                          tg_op_count(ctx), TGI_BUILTIN_COUNT);

@@ -115,6 +115,18 @@ const tg_op_def tgi_elementwise_defs[] = {
 };
 const int tgi_elementwise_count = sizeof tgi_elementwise_defs / sizeof tgi_elementwise_defs[0];
 
+void tgi_elementwise_scalar_rules(tg_ctx *ctx) {
+    TGI_SET_SCALAR_RULES(ctx, TGI_OP_NEG, neg);
+    TGI_SET_SCALAR_RULES(ctx, TGI_OP_SCALE, scale);
+    TGI_SET_SCALAR_RULES(ctx, TGI_OP_ADD_SCALAR, add_scalar);
+    TGI_SET_SCALAR_RULES(ctx, TGI_OP_POW, pow);
+    TGI_SET_SCALAR_RULES(ctx, TGI_OP_SQUARE, square);
+    TGI_SET_SCALAR_RULES(ctx, TGI_OP_SQRT, sqrt);
+    TGI_SET_SCALAR_RULES(ctx, TGI_OP_EXP, exp);
+    TGI_SET_SCALAR_RULES(ctx, TGI_OP_LOG, log);
+    TGI_SET_SCALAR_RULES(ctx, TGI_OP_ABS, abs);
+}
+
 /* ---- typed wrappers ------------------------------------------------------------------------ */
 
 tg_tensor *tg_add(tg_tape *tape, tg_tensor *a, tg_tensor *b) { return tgi_binary(tape, TGI_OP_ADD, a, b); }

@@ -3,26 +3,44 @@
  * -Dblas=false builds), the reference a loaded BLAS is checked against at start-up, and
  * bit-identical on every CPU.
  *
- * A register-blocked kernel in portable C (GNU vector extensions, which gcc and clang lower to
- * whatever vectors the target has): a tile of MR x NR elements of C is summed in registers over a
- * block of KC steps of k, then added to C. Per element the order of operations depends only on k
- * (blocks of KC, in order; within a block p = 0, 1, ...), never on the tile's position, the
- * vector width or the CPU, and multiplications and additions are separate (the library is built
- * with -ffp-contract=off), so every machine computes the same bits.
+ * The order of operations, which is the promise: C is first scaled by beta (0 when beta is 0);
+ * then, for each block of KC = 256 steps of k in order, each element's block sum is taken from
+ * zero over p = 0, 1, ... (a product, then an addition: separate, the library is built with
+ * -ffp-contract=off), and C += alpha * block sum. Nothing in that depends on the tile an element
+ * falls in, on the blocking of m and n, on the vector width or on the CPU, so every machine
+ * computes the same bits (tests/test_gemm.c checks them against a scalar loop in that order).
  *
- * No packing of A: the kernel reads op(A) through a row and a column stride, both transposes
- * alike. op(B) is read in place when its rows are contiguous (B not transposed, a whole panel
- * of NR columns); otherwise a KC x NR panel is copied to the stack first (B transposed, or the
- * last, narrower panel, padded with zeros).
+ * How it is fast, in the way of BLIS (the loops and packing; the code is our own): for each KC
+ * block of k, a block of op(A) (up to A_ROOM floats: 144 rows at KC = 256, more when k is
+ * shallower) is packed into strips of MR = 6 rows, p-major, so the kernel reads one strip's 6
+ * values of a step of k side by side; then for each sliver of NR = 16 columns, op(B)'s kc x 16
+ * sliver is packed (zero-padded past n) into 16 KiB that stays in L1 while the kernel runs down
+ * the strips, which come from L2. The micro-kernel sums a 6 x 16 tile in twelve 8-float
+ * accumulators: per step of k two loads of B, six broadcasts of A, 12 multiplies and 12 adds —
+ * without fused multiply-adds the multiply and add pipes of a CPU like Zen 3 (two of each) are
+ * both busy. A strip shorter than 6 rows runs a kernel of its own height instead of summing zero
+ * rows (and 7-8 rows left go as 4+3 or 4+4: 1 or 2 rows keep too few sums in flight). Where op(A)
+ * or op(B) runs the other way in memory, packing transposes 8 x 8 blocks with vector shuffles.
+ * C's tile is prefetched while its sums are taken (+5% at 1024^3 and at 512x128x32). When m
+ * takes several blocks of A, B's slivers are packed two at a time (+3% at 1024^3).
+ *
+ * Both buffers (about 182 KiB) are the calling thread's own, allocated at its first product and
+ * freed when it ends: too big for the stack of a small thread (musl's default is 128 KiB), and as
+ * static thread-local storage every thread of a host program would pay for them. So the steady
+ * state allocates nothing, no state is shared between threads, and the blocking depends only on
+ * the shapes. A thread that cannot get them (out of memory) computes in the same order, element
+ * by element.
  */
 #include "ops/ops.h"
 
+#include <pthread.h>
+#include <stdlib.h>
 #include <string.h>
 
 #define MR 6
 #define NR 16
-#define KC 256
-#define MC 96   /* rows of A per block: MC x KC floats (96 KiB) stay in L2 across the panels */
+#define KC 256 /* part of the documented order: do not change without tests/test_gemm.c */
+#define A_ROOM (144 * KC) /* floats of the packed A block (144 KiB, in L2): 144 rows of KC steps */
 
 typedef float v8 __attribute__((vector_size(32)));
 
@@ -42,84 +60,284 @@ static void scale_c(int64_t m, int64_t n, float beta, float *c, int64_t ldc) {
         for (int64_t j = 0; j < n; j++) c[i * ldc + j] = beta == 0.0f ? 0.0f : beta * c[i * ldc + j];
 }
 
-/* tile[r][0..NR) = sum over p < kc of A(r, p) * B(p, 0..NR), for r < MR. A(r, p) is
- * a[r * rs_a + p * cs_a]; B(p, j) is b[p * ldb + j]. */
-static void kernel(int64_t kc, const float *a, int64_t rs_a, int64_t cs_a, const float *b,
-                   int64_t ldb, float tile[MR][NR]) {
-    v8 c00 = {0}, c01 = {0}, c10 = {0}, c11 = {0}, c20 = {0}, c21 = {0};
-    v8 c30 = {0}, c31 = {0}, c40 = {0}, c41 = {0}, c50 = {0}, c51 = {0};
-    for (int64_t p = 0; p < kc; p++) {
-        const float *bp = b + p * ldb, *ap = a + p * cs_a;
-        v8 b0 = load8(bp), b1 = load8(bp + 8);
-        float a0 = ap[0], a1 = ap[rs_a], a2 = ap[2 * rs_a];
-        float a3 = ap[3 * rs_a], a4 = ap[4 * rs_a], a5 = ap[5 * rs_a];
-        c00 += a0 * b0; c01 += a0 * b1;
-        c10 += a1 * b0; c11 += a1 * b1;
-        c20 += a2 * b0; c21 += a2 * b1;
-        c30 += a3 * b0; c31 += a3 * b1;
-        c40 += a4 * b0; c41 += a4 * b1;
-        c50 += a5 * b0; c51 += a5 * b1;
+/* ---- packing ------------------------------------------------------------------------------- */
+
+#if defined(__has_builtin)
+#if __has_builtin(__builtin_shufflevector)
+#define HAVE_SHUFFLE 1
+#endif
+#endif
+
+/* A hint to bring a line to the cache ahead of its use: nothing else, so no effect on results. */
+#if defined(__GNUC__) || defined(__clang__)
+#define PREFETCH(p) __builtin_prefetch(p)
+#else
+#define PREFETCH(p) ((void)(p))
+#endif
+
+#ifdef HAVE_SHUFFLE
+/* t[j] = column j of the 8 x 8 block whose rows are r[0..8): unpack, then shuffle pairs, then
+ * swap 128-bit halves — the usual 24-shuffle transpose, which compilers lower to the target's
+ * shuffles (vunpcklps / vshufps / vperm2f128 with AVX). */
+static inline __attribute__((always_inline)) void transpose8(const v8 r[8], v8 t[8]) {
+    v8 lo[4], hi[4], u[8];
+    for (int i = 0; i < 4; i++) {
+        lo[i] = __builtin_shufflevector(r[2 * i], r[2 * i + 1], 0, 8, 1, 9, 4, 12, 5, 13);
+        hi[i] = __builtin_shufflevector(r[2 * i], r[2 * i + 1], 2, 10, 3, 11, 6, 14, 7, 15);
     }
-    const v8 rows[MR][2] = {{c00, c01}, {c10, c11}, {c20, c21}, {c30, c31}, {c40, c41}, {c50, c51}};
-    for (int r = 0; r < MR; r++) {
-        store8(tile[r], rows[r][0]);
-        store8(tile[r] + 8, rows[r][1]);
+    for (int h = 0; h < 2; h++) { /* rows 0-3 (h = 0) and 4-7 */
+        u[4 * h + 0] = __builtin_shufflevector(lo[2 * h], lo[2 * h + 1], 0, 1, 8, 9, 4, 5, 12, 13);
+        u[4 * h + 1] = __builtin_shufflevector(lo[2 * h], lo[2 * h + 1], 2, 3, 10, 11, 6, 7, 14, 15);
+        u[4 * h + 2] = __builtin_shufflevector(hi[2 * h], hi[2 * h + 1], 0, 1, 8, 9, 4, 5, 12, 13);
+        u[4 * h + 3] = __builtin_shufflevector(hi[2 * h], hi[2 * h + 1], 2, 3, 10, 11, 6, 7, 14, 15);
+    }
+    for (int j = 0; j < 4; j++) {
+        t[j] = __builtin_shufflevector(u[j], u[4 + j], 0, 1, 2, 3, 8, 9, 10, 11);
+        t[j + 4] = __builtin_shufflevector(u[j], u[4 + j], 4, 5, 6, 7, 12, 13, 14, 15);
+    }
+}
+#endif
+
+/* The height of the strip that starts with `left` rows to go: MR, except that 7 or 8 rows left
+ * make two strips of 4 (or 4 and 3) — a strip of 1 or 2 rows keeps too few sums in flight to
+ * hide the additions' latency. */
+static int strip_rows(int64_t left) {
+    if (left == MR + 1 || left == MR + 2) return (int)(left + 1) / 2;
+    return left < MR ? (int)left : MR;
+}
+
+/* Strips of op(A)'s mc x kc block at a (element (i, p) = a[i * rs + p * cs]), as strip_rows cuts
+ * them: the strip of rows i0.. is the s-th and holds (i0 + r, p) at dst[s * MR * kc + p * MR + r],
+ * rows past its height as zeros. dst has room for 2 floats more (the transposing stores write 8
+ * floats for 6). */
+static void pack_a(const float *a, int64_t rs, int64_t cs, int64_t mc, int64_t kc, float *dst) {
+    int mr;
+    for (int64_t i0 = 0; i0 < mc; i0 += mr, dst += MR * kc) {
+        mr = strip_rows(mc - i0);
+        const float *ai = a + i0 * rs;
+        int64_t p = 0;
+        if (cs == 1) { /* rows contiguous along k: transposed 8 steps at a time, then one by one */
+#ifdef HAVE_SHUFFLE
+            for (; p + 8 <= kc; p += 8) {
+                v8 rows[8] = {{0}}, cols[8];
+                for (int r = 0; r < mr; r++) rows[r] = load8(ai + r * rs + p);
+                transpose8(rows, cols);
+                for (int q = 0; q < 8; q++) store8(dst + (p + q) * MR, cols[q]); /* in order: each
+                    store's 2 extra floats are overwritten by the next */
+            }
+#endif
+            for (; p < kc; p++)
+                for (int r = 0; r < MR; r++) dst[p * MR + r] = r < mr ? ai[r * rs + p] : 0.0f;
+        } else if (mr == MR && mc - i0 >= 8) { /* columns contiguous (rs == 1), and 8 floats
+            can be read: 8 copied per step, in order, the 2 extra overwritten by the next */
+            for (; p < kc; p++) store8(dst + p * MR, load8(ai + p * cs));
+        } else if (mr == MR) {
+            for (; p < kc; p++) memcpy(dst + p * MR, ai + p * cs, sizeof(float) * MR);
+        } else {
+            for (; p < kc; p++)
+                for (int r = 0; r < MR; r++) dst[p * MR + r] = r < mr ? ai[p * cs + r] : 0.0f;
+        }
     }
 }
 
-/* C(i0.., j0..) += alpha * A(i0.., p0..) B(p0.., j0..) for one KC block and one panel of NR
- * columns (nr of them real), over every row of C. */
-static void panel(bool trans_a, int64_t m, int64_t kc, float alpha, const float *a, int64_t lda,
-                  const float *b, int64_t ldb, int nr, float *c, int64_t ldc) {
-    /* A's rows are MR apart in a 6-row strip: for each missing row, a zero row stands in. */
-    static const float zeros[MR * KC];
-    int64_t rs_a = trans_a ? 1 : lda, cs_a = trans_a ? lda : 1;
-    float tile[MR][NR];
-    for (int64_t i = 0; i < m; i += MR) {
-        int mr = m - i < MR ? (int)(m - i) : MR;
-        const float *ai = trans_a ? a + i : a + i * lda;
-        if (mr == MR) {
-            kernel(kc, ai, rs_a, cs_a, b, ldb, tile);
-        } else { /* the last, shorter strip: copy its rows next to zero rows */
-            float strip[MR * KC];
-            for (int r = 0; r < MR; r++)
-                for (int64_t p = 0; p < kc; p++)
-                    strip[r * KC + p] = r < mr ? ai[r * rs_a + p * cs_a] : zeros[r * KC + p];
-            kernel(kc, strip, KC, 1, b, ldb, tile);
+/* One sliver of op(B)'s kc x nc panel at b (element (p, j) = b[p * rs + j * cs]), nc <= NR:
+ * (p, j) at dst[p * NR + j], columns past nc as zeros. */
+static void pack_sliver(const float *b, int64_t rs, int64_t cs, int64_t kc, int nc, float *dst) {
+    int64_t p = 0;
+    if (cs == 1 && nc == NR) { /* rows contiguous: copy NR floats per step */
+        for (; p < kc; p++) {
+            store8(dst + p * NR, load8(b + p * rs));
+            store8(dst + p * NR + 8, load8(b + p * rs + 8));
         }
+    } else if (cs == 1) {
+        for (; p < kc; p++)
+            for (int j = 0; j < NR; j++) dst[p * NR + j] = j < nc ? b[p * rs + j] : 0.0f;
+    } else { /* columns contiguous along k (rs == 1): transposed 8 x 8 at a time */
+#ifdef HAVE_SHUFFLE
+        if (nc == NR)
+            for (; p + 8 <= kc; p += 8)
+                for (int h = 0; h < NR; h += 8) {
+                    v8 cols[8], rows[8];
+                    for (int j = 0; j < 8; j++) cols[j] = load8(b + (h + j) * cs + p);
+                    transpose8(cols, rows);
+                    for (int q = 0; q < 8; q++) store8(dst + (p + q) * NR + h, rows[q]);
+                }
+#endif
+        for (; p < kc; p++)
+            for (int j = 0; j < NR; j++) dst[p * NR + j] = j < nc ? b[j * cs + p] : 0.0f;
+    }
+}
+
+/* The slivers of op(B)'s kc x nc panel at b, nc <= 2 * NR: sliver s at dst + s * NR * kc. Two
+ * whole slivers of rows contiguous are copied together, a row's 32 floats at once. */
+static void pack_b(const float *b, int64_t rs, int64_t cs, int64_t kc, int64_t nc, float *dst) {
+    if (cs == 1 && nc == 2 * NR) {
+        for (int64_t p = 0; p < kc; p++) {
+            store8(dst + p * NR, load8(b + p * rs));
+            store8(dst + p * NR + 8, load8(b + p * rs + 8));
+            store8(dst + NR * kc + p * NR, load8(b + p * rs + NR));
+            store8(dst + NR * kc + p * NR + 8, load8(b + p * rs + NR + 8));
+        }
+        return;
+    }
+    for (int64_t j = 0; j < nc; j += NR)
+        pack_sliver(b + j * cs, rs, cs, kc, nc - j < NR ? (int)(nc - j) : NR, dst + j * kc);
+}
+
+/* ---- the micro-kernel ---------------------------------------------------------------------- */
+
+/* C's mr x nr tile at c: C = beta' C + alpha * (the tile's block sum), beta' C being C when beta
+ * is 1, 0 when beta is 0, else beta * C — the order of the file header. */
+static inline __attribute__((always_inline)) void store_row(float *c, v8 sum, float alpha, float beta) {
+    v8 scaled = alpha * sum;
+    if (beta == 1.0f) store8(c, load8(c) + scaled);
+    else if (beta == 0.0f) store8(c, (v8){0} + scaled);
+    else store8(c, beta * load8(c) + scaled);
+}
+
+/* The block sums of an mr x NR tile (mr <= MR, a constant once inlined) over kc steps from the
+ * packed strip ap and sliver bp, then C updated as store_row says; only nr columns when nr < NR. */
+static inline __attribute__((always_inline)) void kernel(int mr, int64_t kc, const float *ap,
+                                                         const float *bp, float alpha, float beta,
+                                                         float *c, int64_t ldc, int nr) {
+    v8 s0[MR], s1[MR];
+    for (int r = 0; r < mr; r++) { /* C's rows are needed at the end: fetched during the sums */
+        PREFETCH(c + r * ldc);
+        PREFETCH(c + r * ldc + nr - 1);
+        s0[r] = s1[r] = (v8){0};
+    }
+    /* not unrolled: clang then runs out of the 16 vector registers and spills sums (-12% at
+     * 256x256x64) */
+    for (int64_t p = 0; p < kc; p++, ap += MR, bp += NR) {
+        v8 b0 = load8(bp), b1 = load8(bp + 8);
         for (int r = 0; r < mr; r++) {
-            float *ci = c + (i + r) * ldc;
-            for (int j = 0; j < nr; j++) ci[j] += alpha * tile[r][j];
+            float ar = ap[r];
+            s0[r] += ar * b0;
+            s1[r] += ar * b1;
         }
     }
+    if (nr == NR && beta == 1.0f) { /* the usual case (an accumulating backward): no branches */
+        for (int r = 0; r < mr; r++) {
+            store8(c + r * ldc, load8(c + r * ldc) + alpha * s0[r]);
+            store8(c + r * ldc + 8, load8(c + r * ldc + 8) + alpha * s1[r]);
+        }
+        return;
+    }
+    if (nr == NR) {
+        for (int r = 0; r < mr; r++) {
+            store_row(c + r * ldc, s0[r], alpha, beta);
+            store_row(c + r * ldc + 8, s1[r], alpha, beta);
+        }
+        return;
+    }
+    for (int r = 0; r < mr; r++) { /* a narrower tile: through a full-width copy of its rows */
+        float row[NR] = {0}; /* the columns past nr are summed too, and dropped */
+        memcpy(row, c + r * ldc, sizeof(float) * (size_t)nr);
+        store_row(row, s0[r], alpha, beta);
+        store_row(row + 8, s1[r], alpha, beta);
+        memcpy(c + r * ldc, row, sizeof(float) * (size_t)nr);
+    }
+}
+
+/* One kernel per strip height, so a short last strip does no work on zero rows. */
+static void kernel_rows(int mr, int64_t kc, const float *ap, const float *bp, float alpha,
+                        float beta, float *c, int64_t ldc, int nr) {
+    switch (mr) {
+    case 6: kernel(6, kc, ap, bp, alpha, beta, c, ldc, nr); break;
+    case 5: kernel(5, kc, ap, bp, alpha, beta, c, ldc, nr); break;
+    case 4: kernel(4, kc, ap, bp, alpha, beta, c, ldc, nr); break;
+    case 3: kernel(3, kc, ap, bp, alpha, beta, c, ldc, nr); break;
+    case 2: kernel(2, kc, ap, bp, alpha, beta, c, ldc, nr); break;
+    default: kernel(1, kc, ap, bp, alpha, beta, c, ldc, nr); break;
+    }
+}
+
+/* ---- the loops ----------------------------------------------------------------------------- */
+
+typedef struct pack_room {
+    _Alignas(64) float a[A_ROOM + MR * KC + 8]; /* + a strip cut in two, + 2 floats */
+    _Alignas(64) float b[2 * KC * NR];
+} pack_room;
+
+static pthread_key_t room_key;
+static pthread_once_t room_key_once = PTHREAD_ONCE_INIT;
+static bool room_key_made;
+static _Thread_local pack_room *thread_room;
+
+static void make_room_key(void) {
+    room_key_made = pthread_key_create(&room_key, free) == 0; /* free: when the thread ends */
+}
+
+/* This thread's packing room; NULL when there is none to be had. */
+static pack_room *packing_room(void) {
+    if (thread_room) return thread_room;
+    pthread_once(&room_key_once, make_room_key);
+    if (!room_key_made) return NULL;
+    pack_room *room = aligned_alloc(64, sizeof *room);
+    if (room && pthread_setspecific(room_key, room) != 0) {
+        free(room);
+        room = NULL;
+    }
+    return thread_room = room;
+}
+
+/* The order of the file header, one element at a time: for a thread without packing room. */
+void tgi_gemm_in_order(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, float alpha,
+                       const float *a, int64_t lda, const float *b, int64_t ldb, float beta,
+                       float *c, int64_t ldc) {
+    int64_t rs_a = trans_a ? 1 : lda, cs_a = trans_a ? lda : 1;
+    int64_t rs_b = trans_b ? 1 : ldb, cs_b = trans_b ? ldb : 1;
+    scale_c(m, n, beta, c, ldc);
+    for (int64_t i = 0; i < m; i++)
+        for (int64_t j = 0; j < n; j++)
+            for (int64_t pc = 0; pc < k; pc += KC) {
+                float sum = 0.0f;
+                for (int64_t p = pc; p < k && p < pc + KC; p++) sum += a[i * rs_a + p * cs_a] * b[p * rs_b + j * cs_b];
+                c[i * ldc + j] += alpha * sum;
+            }
 }
 
 void tgi_gemm_portable(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, float alpha,
                        const float *a, int64_t lda, const float *b, int64_t ldb, float beta,
                        float *c, int64_t ldc) {
-    scale_c(m, n, beta, c, ldc);
-    float packed[KC * NR];
-    for (int64_t p0 = 0; p0 < k; p0 += KC)
-        for (int64_t i0 = 0; i0 < m; i0 += MC) {
-        int64_t kc = k - p0 < KC ? k - p0 : KC, mc = m - i0 < MC ? m - i0 : MC;
-        const float *ap = trans_a ? a + p0 * lda + i0 : a + i0 * lda + p0;
-        for (int64_t j0 = 0; j0 < n; j0 += NR) {
-            int nr = n - j0 < NR ? (int)(n - j0) : NR;
-            const float *bp;
-            int64_t ldb_panel;
-            if (!trans_b && nr == NR) { /* rows of this panel are contiguous in B */
-                bp = b + p0 * ldb + j0;
-                ldb_panel = ldb;
-            } else { /* transposed, B(p, j) = b[j * ldb + p]: read along B's rows */
-                for (int j = 0; j < NR; j++)
-                    for (int64_t p = 0; p < kc; p++)
-                        packed[p * NR + j] = j >= nr ? 0.0f
-                                             : trans_b ? b[(j0 + j) * ldb + p0 + p]
-                                                       : b[(p0 + p) * ldb + j0 + j];
-                bp = packed;
-                ldb_panel = NR;
+    if (m <= 0 || n <= 0) return;
+    if (k <= 0) {
+        scale_c(m, n, beta, c, ldc);
+        return;
+    }
+    /* op(A)(i, p) = a[i * rs_a + p * cs_a], op(B)(p, j) = b[p * rs_b + j * cs_b] */
+    int64_t rs_a = trans_a ? 1 : lda, cs_a = trans_a ? lda : 1;
+    int64_t rs_b = trans_b ? 1 : ldb, cs_b = trans_b ? ldb : 1;
+    pack_room *room = packing_room();
+    if (!room) {
+        tgi_gemm_in_order(trans_a, trans_b, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
+        return;
+    }
+    float *a_packed = room->a, *b_packed = room->b;
+    for (int64_t pc = 0; pc < k; pc += KC) {
+        int64_t kc = k - pc < KC ? k - pc : KC;
+        int64_t most_rows = A_ROOM / kc / MR * MR; /* a shallower block takes more rows */
+        float beta_here = pc == 0 ? beta : 1.0f; /* C is scaled once, with the first block */
+        for (int64_t ic = 0; ic < m; ic += most_rows) {
+            int64_t mc = m - ic < most_rows ? m - ic : most_rows;
+            pack_a(a + ic * rs_a + pc * cs_a, rs_a, cs_a, mc, kc, a_packed);
+            /* B's slivers two at a time when B's rows are read again for each block of A:
+             * 128 bytes of a row per visit rather than 64 (rows may be a page apart) */
+            int64_t group = cs_b == 1 && m > most_rows ? 2 * NR : NR;
+            for (int64_t jr = 0; jr < n; jr += group) {
+                int64_t width = n - jr < group ? n - jr : group;
+                pack_b(b + pc * rs_b + jr * cs_b, rs_b, cs_b, kc, width, b_packed);
+                for (int64_t j = 0; j < width; j += NR) {
+                    int nr = width - j < NR ? (int)(width - j) : NR;
+                    const float *strip = a_packed;
+                    int mr;
+                    for (int64_t ir = 0; ir < mc; ir += mr, strip += MR * kc) {
+                        mr = strip_rows(mc - ir);
+                        kernel_rows(mr, kc, strip, b_packed + j * kc, alpha, beta_here,
+                                    c + (ic + ir) * ldc + jr + j, ldc, nr);
+                    }
+                }
             }
-            panel(trans_a, mc, kc, alpha, ap, lda, bp, ldb_panel, nr, c + i0 * ldc + j0, ldc);
         }
     }
 }

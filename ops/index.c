@@ -453,6 +453,12 @@ const tg_op_def tgi_index_defs[] = {
 };
 const int tgi_index_count = sizeof tgi_index_defs / sizeof tgi_index_defs[0];
 
+/* clamp's two attributes keep it off the fast path: it needs none */
+void tgi_index_scalar_rules(tg_ctx *ctx) {
+    TGI_SET_SCALAR_RULES(ctx, TGI_OP_SIN, sin);
+    TGI_SET_SCALAR_RULES(ctx, TGI_OP_COS, cos);
+}
+
 /* Registered after the first-order ops (its id comes last in TGI_BUILTIN_OPS). */
 const tg_op_def tgi_index_tangent_defs[] = {
     KERNEL_DEF_JVP(max_axis_select, 2, "axis:i64,keepdim:bool", max_axis_select_infer,

@@ -60,13 +60,16 @@
                              call);                                                             \
         return TG_OK;                                                                           \
     }                                                                                           \
+    /* One element: the scalar path below, and recording's and replay's for a scalar node     \
+     * (tgi_op.scalar_forward), so both give the same numbers */                               \
+    static float NAME##_scalar_forward(float x, const tg_attr_value *attr) {                    \
+        (void)attr;                                                                             \
+        return (Y_EXPR);                                                                        \
+    }                                                                                           \
     static tg_status NAME##_forward(tg_op_call *call) {                                         \
         int64_t n = call->output->size;                                                         \
         if (n != 1) return NAME##_forward_many(call, n);                                        \
-        const tg_attr_value *attr = call->attrs;                                                \
-        float x = call->inputs[0]->data[0];                                                     \
-        (void)attr;                                                                             \
-        call->output->data[0] = (Y_EXPR);                                                       \
+        call->output->data[0] = NAME##_scalar_forward(call->inputs[0]->data[0], call->attrs);   \
         return TG_OK;                                                                           \
     }                                                                                           \
     TGI_NOINLINE static void NAME##_backward_loop(float *restrict gx, const float *restrict xs, \
@@ -108,18 +111,27 @@
         in->grad_fresh = false;                                                                 \
         return TG_OK;                                                                           \
     }                                                                                           \
+    /* g * dy/dx of one element: the scalar path below, and the walk's for a scalar node      \
+     * (tgi_op.scalar_vjp), so both give the same numbers */                                   \
+    static float NAME##_scalar_vjp(float x, float y, float g, const tg_attr_value *attr) {      \
+        (void)x;                                                                                \
+        (void)y;                                                                                \
+        (void)attr;                                                                             \
+        return g * (DYDX_EXPR);                                                                 \
+    }                                                                                           \
     static tg_status NAME##_backward(const tg_op_call *call) {                                  \
         const tg_tensor *in = call->inputs[0], *out = call->output;                             \
         if (!in->grad) return TG_OK;                                                            \
         if (out->size != 1) return NAME##_backward_many(call);                                  \
-        const tg_attr_value *attr = call->attrs;                                                \
-        float x = in->data[0], y = out->data[0];                                                \
-        (void)x;                                                                                \
-        (void)y;                                                                                \
-        (void)attr;                                                                             \
-        in->grad[0] += out->grad[0] * (DYDX_EXPR);                                              \
+        in->grad[0] += NAME##_scalar_vjp(in->data[0], out->data[0], out->grad[0], call->attrs); \
         return TG_OK;                                                                           \
     }
+
+/* Gives built-in op ID (a UNARY_OP) its scalar forward and VJP (ops/builtins.c calls the
+ * files' setters). */
+#define TGI_SET_SCALAR_RULES(CTX, ID, NAME)                                                     \
+    ((CTX)->registry.ops[ID]->scalar_forward = NAME##_scalar_forward,                           \
+     (CTX)->registry.ops[ID]->scalar_vjp = NAME##_scalar_vjp)
 
 /* Runs BODY for every output element; ia, ib, io are the offsets into a, b and the output. */
 #define FOR_EACH_BROADCAST(plan, ...)                                                          \

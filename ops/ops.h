@@ -63,6 +63,10 @@ TGI_DEF_TABLE(index_tangent)
 TGI_DEF_TABLE(pool_tangent)
 TGI_DEF_TABLE(recurrent_tangent)
 #undef TGI_DEF_TABLE
+/* Set tgi_op.scalar_vjp of the files' UNARY_OP built-ins (after registration). */
+TGI_HIDDEN void tgi_elementwise_scalar_rules(tg_ctx *ctx);
+TGI_HIDDEN void tgi_activation_scalar_rules(tg_ctx *ctx);
+TGI_HIDDEN void tgi_index_scalar_rules(tg_ctx *ctx);
 
 /* Calls built-in op `id` (attrs complete and in signature order). */
 TGI_HIDDEN tg_tensor *tgi_call_builtin(tg_tape *tape, int id, tg_tensor *const *inputs,
@@ -308,6 +312,11 @@ TGI_HIDDEN bool tgi_blas_gemm(bool trans_a, bool trans_b, int64_t m, int64_t n, 
                               float beta, float *c, int64_t ldc);
 /* Our own blocked GEMM: always compiled, so it is tested in BLAS builds too. */
 TGI_HIDDEN void tgi_gemm_portable(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k,
+                                  float alpha, const float *a, int64_t lda, const float *b,
+                                  int64_t ldb, float beta, float *c, int64_t ldc);
+/* The same products in the same order, element by element and without packing room: what a
+ * thread that cannot have its room (out of memory) computes; tested against the blocked one. */
+TGI_HIDDEN void tgi_gemm_in_order(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k,
                                   float alpha, const float *a, int64_t lda, const float *b,
                                   int64_t ldb, float beta, float *c, int64_t ldc);
 

@@ -136,3 +136,52 @@ Test(cli_lm, a_text_too_short_for_its_windows_is_refused_by_name, .init = cr_red
     cr_expect_stderr_eq_str(want);
     temp_dir_remove(dir);
 }
+
+/* --schedule is followed: step:1:0 sets the rate to 0 after the first step, so four more steps
+ * change nothing (AdamW's decoupled decay is scaled by the rate too) and the checkpoint holds the
+ * same bytes as a one-step run; --warmup and --schedule together, or a misspelled schedule, are
+ * refused. */
+static char *file_bytes(const char *path, size_t *n) {
+    FILE *f = fopen(path, "rb");
+    cr_assert_not_null(f, "%s", path);
+    char *bytes = NULL;
+    *n = 0;
+    cr_assert(getdelim(&bytes, n, EOF, f) > 0);
+    *n = (size_t)ftell(f);
+    fclose(f);
+    return bytes;
+}
+
+Test(cli_lm, a_schedule_is_followed_and_refused_when_misspelled, .init = cr_redirect_stderr) {
+    lm_case c;
+    char one[128], five[128];
+    lm_case_begin(&c);
+    snprintf(one, sizeof one, "%s/one.safetensors", c.dir);
+    snprintf(five, sizeof five, "%s/five.safetensors", c.dir);
+    const char *a[] = {"--model", "gpt", "--data", c.data, "--layers", "1", "--width", "16",
+                       "--context", "8", "--batch", "4", "--steps", "1", "--save", one};
+    const char *b[] = {"--model", "gpt", "--data", c.data, "--layers", "1", "--width", "16",
+                       "--context", "8", "--batch", "4", "--steps", "5", "--save", five,
+                       "--schedule", "step:1:0"};
+    cr_expect_eq(call(run_lm_train, a, 16), 0);
+    cr_expect_eq(call(run_lm_train, b, 18), 0);
+    lm_case_end(&c);
+    size_t n1, n5;
+    char *bytes1 = file_bytes(one, &n1), *bytes5 = file_bytes(five, &n5);
+    cr_expect(n1 == n5 && memcmp(bytes1, bytes5, n1) == 0, "step:1:0 did not freeze the model");
+    free(bytes1);
+    free(bytes5);
+    const char *both[] = {"--model", "gpt", "--warmup", "5", "--schedule", "cosine"};
+    cr_expect_eq(call(run_lm_train, both, 6), 2);
+    const char *typo[] = {"--model", "gpt", "--schedule", "cosin"};
+    cr_expect_eq(call(run_lm_train, typo, 4), 2);
+    const char *too_long[] = {"--model", "gpt", "--steps", "10", "--schedule", "warmup:10,cosine"};
+    cr_expect_eq(call(run_lm_train, too_long, 6), 2);
+    fflush(stderr);
+    cr_expect_stderr_eq_str(
+        "tapegrad train: --warmup N and --schedule: give one (--schedule warmup:N,cosine has both)\n"
+        "tapegrad train: --schedule: expected cosine, linear, step:N:GAMMA or warmup:N[,cosine|,linear|,"
+        "step:N:GAMMA], not 'cosin'\n"
+        "tapegrad train: the warm-up (10 steps) leaves no step of --steps 10 to decay over\n");
+    temp_dir_remove(c.dir);
+}

@@ -224,6 +224,12 @@ Test(gemm, portable_follows_its_documented_order_bit_for_bit) {
         for (int64_t i = 0; i < m * n; i++) differing += c[i] != want[i];
         cr_expect_eq(differing, 0, "ta=%d tb=%d: %d of %lld elements differ", ta, tb, differing,
                      (long long)(m * n));
+        /* and the element-by-element path of a thread without packing room */
+        for (int64_t i = 0; i < m * n; i++) c[i] = (float)(i % 3) - 1.0f;
+        tgi_gemm_in_order(ta, tb, m, n, k, 0.75f, a, lda, b, ldb, 1.0f, c, n);
+        differing = 0;
+        for (int64_t i = 0; i < m * n; i++) differing += c[i] != want[i];
+        cr_expect_eq(differing, 0, "in order, ta=%d tb=%d: %d elements differ", ta, tb, differing);
     }
     free(a);
     free(b);

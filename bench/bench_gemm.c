@@ -1,0 +1,106 @@
+/*
+ * bench/bench_gemm.c — the portable GEMM (ops/gemm_portable.c, what -Dblas=false and
+ * TAPEGRAD_BLAS=portable run) against the loaded BLAS, one call on one thread, at the shapes the
+ * models use: the MLP d20 w256 b64 layer (forward X W^T, backward dX = dY W and dW = dY^T X),
+ * the LSTM step (hidden 128, batch 32: the recurrent projection and its two backward products),
+ * and 1024^3. Rounds interleave the two backends (which goes first alternates), so a slower
+ * stretch of a shared machine hits both; the ratio is taken within each round.
+ *
+ *   bench_gemm [ROUNDS]      (default 7; pin it: taskset -c 1 zig-out/bin/bench_gemm)
+ *
+ * C accumulates (beta = 1), as the backward does. Without a loaded BLAS only the portable
+ * column is printed. Times are the thread's CPU time (CLOCK_THREAD_CPUTIME_ID), so the time the
+ * thread waits for a core on a shared machine is not counted; caches still are shared.
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "bench_timing.h"
+#include "ops/ops.h"
+
+typedef struct shape {
+    const char *name;
+    bool trans_a, trans_b;
+    int64_t m, n, k;
+} shape;
+
+static const shape shapes[] = {
+    {"mlp fwd   NT  64x256x256", false, true, 64, 256, 256},
+    {"mlp dX    NN  64x256x256", false, false, 64, 256, 256},
+    {"mlp dW    TN 256x256x64 ", true, false, 256, 256, 64},
+    {"lstm proj NT  32x512x128", false, true, 32, 512, 128},
+    {"lstm dh   NN  32x128x512", false, false, 32, 128, 512},
+    {"lstm dW   TN 512x128x32 ", true, false, 512, 128, 32},
+    {"square    NN 1024^3     ", false, false, 1024, 1024, 1024},
+};
+enum { SHAPES = sizeof shapes / sizeof shapes[0], MAX_ROUNDS = 64 };
+
+typedef void (*gemm_fn)(bool, bool, int64_t, int64_t, int64_t, float, const float *, int64_t,
+                        const float *, int64_t, float, float *, int64_t);
+
+static void blas(bool ta, bool tb, int64_t m, int64_t n, int64_t k, float alpha, const float *a,
+                 int64_t lda, const float *b, int64_t ldb, float beta, float *c, int64_t ldc) {
+    tgi_blas_gemm(ta, tb, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
+}
+
+static double cpu_seconds(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
+    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
+/* GFLOP/s of `gemm` on shape s, repeated for about 20 ms after one untimed call. */
+static double gflops(gemm_fn gemm, const shape *s, const float *a, const float *b, float *c) {
+    int64_t lda = s->trans_a ? s->m : s->k, ldb = s->trans_b ? s->k : s->n;
+    double flops = 2.0 * (double)s->m * (double)s->n * (double)s->k;
+    int reps = (int)(4e8 / flops) + 1; /* ~20 ms at 20 GFLOP/s */
+    gemm(s->trans_a, s->trans_b, s->m, s->n, s->k, 1.0f, a, lda, b, ldb, 1.0f, c, s->n);
+    double start = cpu_seconds();
+    for (int r = 0; r < reps; r++)
+        gemm(s->trans_a, s->trans_b, s->m, s->n, s->k, 1.0f, a, lda, b, ldb, 1.0f, c, s->n);
+    return flops * reps / (cpu_seconds() - start) * 1e-9;
+}
+
+int main(int argc, char **argv) {
+    int rounds = argc > 1 ? atoi(argv[1]) : 7;
+    if (rounds < 1 || rounds > MAX_ROUNDS) {
+        fprintf(stderr, "usage: bench_gemm [ROUNDS (1..%d)]\n", MAX_ROUNDS);
+        return 1;
+    }
+    const int64_t most = 1024 * 1024;
+    float *a = malloc(sizeof(float) * most), *b = malloc(sizeof(float) * most);
+    float *c = malloc(sizeof(float) * most);
+    if (!a || !b || !c) return 1;
+    srand(1);
+    for (int64_t i = 0; i < most; i++) {
+        a[i] = (float)rand() / RAND_MAX - 0.5f;
+        b[i] = (float)rand() / RAND_MAX - 0.5f;
+        c[i] = 0.0f;
+    }
+    float one = 0.0f;
+    bool have_blas = tgi_blas_gemm(false, false, 1, 1, 1, 1.0f, a, 1, b, 1, 0.0f, &one, 1);
+    printf("backend: %s\none thread, GFLOP/s median [min-max] of %d rounds\n", tg_gemm_backend(), rounds);
+    static double mine[SHAPES][MAX_ROUNDS], theirs[SHAPES][MAX_ROUNDS], ratio[SHAPES][MAX_ROUNDS];
+    for (int r = 0; r < rounds; r++)
+        for (int s = 0; s < SHAPES; s++) {
+            if (have_blas && r % 2) theirs[s][r] = gflops(blas, &shapes[s], a, b, c);
+            mine[s][r] = gflops(tgi_gemm_portable, &shapes[s], a, b, c);
+            if (have_blas && !(r % 2)) theirs[s][r] = gflops(blas, &shapes[s], a, b, c);
+            ratio[s][r] = have_blas ? mine[s][r] / theirs[s][r] : 0.0;
+        }
+    printf("%-26s %-22s %-22s %s\n", "shape", "portable", have_blas ? "BLAS" : "", have_blas ? "portable/BLAS" : "");
+    for (int s = 0; s < SHAPES; s++) {
+        bench_timing p = bench_summarize(mine[s], rounds);
+        printf("%-26s %6.1f [%5.1f-%5.1f]  ", shapes[s].name, p.median, p.min, p.max);
+        if (have_blas) {
+            bench_timing o = bench_summarize(theirs[s], rounds), q = bench_summarize(ratio[s], rounds);
+            printf("%6.1f [%5.1f-%5.1f]  %4.2fx [%4.2f-%4.2f]", o.median, o.min, o.max, q.median, q.min, q.max);
+        }
+        printf("\n");
+    }
+    free(a);
+    free(b);
+    free(c);
+    return 0;
+}
