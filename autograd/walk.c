@@ -204,11 +204,15 @@ static inline void prefetch_node(const tgi_node *node) {
 /* Fresh gradients (tgi_op.fresh_grads): before the call, a tensor given twice (add(x, x)) is
  * zeroed, both terms going into one buffer; after it, a buffer the op left unwritten (it failed,
  * or had nothing to add) is, so that none keeps what the memory held. */
-static TGI_NOINLINE void settle_fresh(tg_ctx *ctx, const tgi_node *node, bool after) {
-    for (int i = after ? 0 : 1; i < node->call.n_inputs; i++)
-        for (int j = 0; j < (after ? 1 : i); j++)
-            if (after || node->call.inputs[i] == node->call.inputs[j])
-                tgi_grad_settle(ctx, node->call.inputs[i]);
+static TGI_NOINLINE void settle_repeated_inputs(tg_ctx *ctx, const tgi_node *node) {
+    tg_tensor *const *in = node->call.inputs;
+    for (int i = 1; i < node->call.n_inputs; i++)
+        for (int j = 0; j < i; j++)
+            if (in[i] == in[j]) tgi_grad_settle(ctx, in[i]);
+}
+
+static TGI_NOINLINE void settle_unwritten_inputs(tg_ctx *ctx, const tgi_node *node) {
+    for (int i = 0; i < node->call.n_inputs; i++) tgi_grad_settle(ctx, node->call.inputs[i]);
 }
 
 /* The walk, for a pass with hooks or anomaly checks (watched) or without. Inlined twice so the
@@ -232,9 +236,9 @@ TGI_ALWAYS_INLINE static inline tg_status walk_from(tg_tape *tape, int64_t last,
         if (counting && status == TG_OK) status = count_node(tape, node);
         if (status == TG_OK) status = prepare_input_grads(tape, node);
         if (status != TG_OK) return status;
-        if (node->op->fresh_grads) settle_fresh(ctx, node, false);
+        if (node->op->fresh_grads) settle_repeated_inputs(ctx, node);
         status = node->op->backward(&node->call);
-        if (node->op->fresh_grads) settle_fresh(ctx, node, true);
+        if (node->op->fresh_grads) settle_unwritten_inputs(ctx, node);
         if (status != TG_OK) {
             if (ctx->err_code == TG_OK) tg_op_fail(&node->call, status, "backward failed");
             return status;
