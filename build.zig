@@ -589,10 +589,10 @@ fn addFuzzTargets(cfg: Config, step: *Build.Step, targets: []const []const u8, s
         \\command -v "$cc" >/dev/null || { echo "zig build fuzz: $cc (libFuzzer) not found" >&2; exit 1; }
         \\flags=; while [ "$1" != -- ]; do flags="$flags $1"; shift; done; shift
         \\tmp=$(mktemp -d); trap 'rm -rf "$tmp"' EXIT
-        \\for src; do  # objects named by path: ops/attention.c and models/attention.c both stay
-        \\    obj=$(printf %s "${src#./}" | tr / _)
-        \\    $cc $flags $(pkg-config --cflags libffi jansson zlib) -c "$src" -o "$tmp/${obj%.c}.o"
-        \\done
+        \\# one compiler a core; objects named by path: ops/attention.c and models/attention.c both stay
+        \\export cc flags tmp pkgflags="$(pkg-config --cflags libffi jansson zlib)"
+        \\printf '%s\n' "$@" | xargs -n 1 -P "$(nproc 2>/dev/null || echo 2)" sh -c \
+        \\    'obj=$(printf %s "${1#./}" | tr / _); $cc $flags $pkgflags -c "$1" -o "$tmp/${obj%.c}.o"' sh
         \\rm -f "$out"; ar rcs "$out" "$tmp"/*.o
         ,
         "sh", // $0
