@@ -7,6 +7,7 @@
 #include <unistd.h>
 
 #include "cli/lm.h"
+#include "cli_run.h"
 #include "helpers.h"
 
 #include <criterion/redirect.h>
@@ -141,17 +142,6 @@ Test(cli_lm, a_text_too_short_for_its_windows_is_refused_by_name, .init = cr_red
  * change nothing (AdamW's decoupled decay is scaled by the rate too) and the checkpoint holds the
  * same bytes as a one-step run; --warmup and --schedule together, or a misspelled schedule, are
  * refused. */
-static char *file_bytes(const char *path, size_t *n) {
-    FILE *f = fopen(path, "rb");
-    cr_assert_not_null(f, "%s", path);
-    char *bytes = NULL;
-    *n = 0;
-    cr_assert(getdelim(&bytes, n, EOF, f) > 0);
-    *n = (size_t)ftell(f);
-    fclose(f);
-    return bytes;
-}
-
 Test(cli_lm, a_schedule_is_followed_and_refused_when_misspelled, .init = cr_redirect_stderr) {
     lm_case c;
     char one[128], five[128];
@@ -166,11 +156,7 @@ Test(cli_lm, a_schedule_is_followed_and_refused_when_misspelled, .init = cr_redi
     cr_expect_eq(call(run_lm_train, a, 16), 0);
     cr_expect_eq(call(run_lm_train, b, 18), 0);
     lm_case_end(&c);
-    size_t n1, n5;
-    char *bytes1 = file_bytes(one, &n1), *bytes5 = file_bytes(five, &n5);
-    cr_expect(n1 == n5 && memcmp(bytes1, bytes5, n1) == 0, "step:1:0 did not freeze the model");
-    free(bytes1);
-    free(bytes5);
+    cr_expect(same_file_bytes(one, five), "step:1:0 did not freeze the model");
     const char *both[] = {"--model", "gpt", "--warmup", "5", "--schedule", "cosine"};
     cr_expect_eq(call(run_lm_train, both, 6), 2);
     const char *typo[] = {"--model", "gpt", "--schedule", "cosin"};
