@@ -47,21 +47,43 @@ static bool as_vectors(trainer *t) {
 #define SPIRALS_TEST 400
 #define TEST_FRACTION 0.2
 
+/* idx:IMAGES,LABELS split at the comma into images (malloc'd) and *labels; NULL with why. */
+static char *idx_images_path(const run_config *c, const char **labels, char *why, size_t size) {
+    const char *comma = c->data_path ? strchr(c->data_path, ',') : NULL;
+    char *images = comma ? strndup(c->data_path, (size_t)(comma - c->data_path)) : NULL;
+    if (!images) snprintf(why, size, comma ? "out of memory" : "idx data wants IMAGES,LABELS");
+    *labels = comma ? comma + 1 : NULL;
+    return images;
+}
+
 /* The whole data set of digits, csv: or idx: (NULL with the error on ctx, or in why). */
 static tg_dataset *read_whole_set(tg_ctx *ctx, const run_config *c, char *why, size_t size) {
     if (c->data == DATA_DIGITS) return tg_dataset_digits(ctx);
     if (c->data == DATA_CSV)
         return c->regression ? tg_dataset_read_csv_regression(ctx, c->data_path, -1)
                              : tg_dataset_read_csv(ctx, c->data_path, -1);
-    const char *comma = c->data_path ? strchr(c->data_path, ',') : NULL;
-    char *images = comma ? strndup(c->data_path, (size_t)(comma - c->data_path)) : NULL;
-    if (!images) {
-        snprintf(why, size, comma ? "out of memory" : "idx data wants IMAGES,LABELS");
-        return NULL;
-    }
-    tg_dataset *all = tg_dataset_read_idx(ctx, images, comma + 1);
+    const char *labels;
+    char *images = idx_images_path(c, &labels, why, size);
+    tg_dataset *all = images ? tg_dataset_read_idx(ctx, images, labels) : NULL;
     free(images);
     return all;
+}
+
+/* How many samples a whole set of --data holds; IDX files (Fashion-MNIST's 60,000 images take
+ * 0.4 s to read) are counted from their headers, the run reads them once. -1 with why. */
+static int64_t whole_set_count(tg_ctx *ctx, const run_config *c, char *why, size_t size) {
+    if (c->data == DATA_FASHION) return tg_dataset_fashion_mnist_count(ctx, c->data_path, true);
+    if (c->data == DATA_IDX) {
+        const char *labels;
+        char *images = idx_images_path(c, &labels, why, size);
+        int64_t n = images ? tg_dataset_idx_count(ctx, images, labels) : -1;
+        free(images);
+        return n;
+    }
+    tg_dataset *all = read_whole_set(ctx, c, why, size);
+    int64_t n = all ? all->count : -1;
+    tg_dataset_free(all);
+    return n;
 }
 
 int64_t run_training_samples(const run_config *c, char *why, size_t size) {
@@ -69,15 +91,12 @@ int64_t run_training_samples(const run_config *c, char *why, size_t size) {
     if (c->data == DATA_SPIRALS) return SPIRALS_TRAIN;
     tg_ctx *ctx = tg_ctx_new();
     why[0] = '\0';
+    int64_t all = ctx ? whole_set_count(ctx, c, why, size) : -1;
     /* Fashion-MNIST comes split: its training file is the training set */
-    tg_dataset *all = !ctx ? NULL
-                      : c->data == DATA_FASHION ? tg_dataset_fashion_mnist(ctx, c->data_path, true)
-                                                : read_whole_set(ctx, c, why, size);
-    int64_t n = !all ? -1 : c->data == DATA_FASHION ? all->count
-                          : all->count - llround(TEST_FRACTION * (double)all->count);
+    int64_t n = all < 0 ? -1 : c->data == DATA_FASHION ? all
+                         : all - llround(TEST_FRACTION * (double)all);
     if (n > 0 && c->train_subset > 0 && c->train_subset < n) n = c->train_subset;
-    if (!all && !why[0]) snprintf(why, size, "%s", ctx ? tg_errmsg(ctx) : "out of memory");
-    tg_dataset_free(all);
+    if (all < 0 && !why[0]) snprintf(why, size, "%s", ctx ? tg_errmsg(ctx) : "out of memory");
     tg_ctx_free(ctx);
     return n;
 }

@@ -316,14 +316,18 @@ static tg_status stream_body(idx_stream *s, unsigned char *chunk, const float va
     return stream_finish(s, chunk);
 }
 
+/* Whether the two headers claim as many images as labels (else the error on ctx). */
+static bool same_count(tg_ctx *ctx, const idx_stream *images, const idx_stream *labels) {
+    if (images->dims[0] == labels->dims[0]) return true;
+    tgi_error(ctx, TG_ERR_IO, "read_idx: '%s' has %lu images but '%s' has %lu labels",
+              images->path, (unsigned long)images->dims[0], labels->path,
+              (unsigned long)labels->dims[0]);
+    return false;
+}
+
 /* The data set of the two files, checked: pixels scaled to [0,1], classes max label + 1. */
 static tg_dataset *read_pair(tg_ctx *ctx, idx_stream *images, idx_stream *labels) {
-    if (images->dims[0] != labels->dims[0]) {
-        tgi_error(ctx, TG_ERR_IO, "read_idx: '%s' has %lu images but '%s' has %lu labels",
-                  images->path, (unsigned long)images->dims[0], labels->path,
-                  (unsigned long)labels->dims[0]);
-        return NULL;
-    }
+    if (!same_count(ctx, images, labels)) return NULL;
     int64_t pixels = (int64_t)images->item_bytes;
     tg_dataset *ds = tgi_dataset_new(ctx, "read_idx", (int64_t)images->dims[0], 1,
                                      (const int64_t[]){pixels}, 0, NULL, 1);
@@ -368,6 +372,27 @@ tg_dataset *tg_dataset_read_idx(tg_ctx *ctx, const char *images_path, const char
     return ctx ? read_idx(ctx, images_path, labels_path, NULL, NULL) : NULL;
 }
 
+/* The sample count of two IDX files from their headers, checked as read_idx checks them (a
+ * gzipped header is the first bytes inflated); the bodies are not read. -1 on error. */
+static int64_t count_idx(tg_ctx *ctx, const char *images_path, const char *labels_path,
+                         uint32_t *rows, uint32_t *cols) {
+    idx_stream images = {.fd = -1}, labels = {.fd = -1};
+    int64_t count = -1;
+    if (stream_open(ctx, images_path, "images", 3, &images) == TG_OK &&
+        stream_open(ctx, labels_path, "labels", 1, &labels) == TG_OK &&
+        same_count(ctx, &images, &labels))
+        count = images.dims[0];
+    if (rows) *rows = images.dims[1];
+    if (cols) *cols = images.dims[2];
+    stream_close(&images);
+    stream_close(&labels);
+    return count;
+}
+
+int64_t tg_dataset_idx_count(tg_ctx *ctx, const char *images_path, const char *labels_path) {
+    return ctx ? count_idx(ctx, images_path, labels_path, NULL, NULL) : -1;
+}
+
 /* ---- Fashion-MNIST -------------------------------------------------------------------------- */
 
 /* dir/name.gz, or dir/name when only that is there (the files as Zalando publishes them,
@@ -390,15 +415,37 @@ static bool find_file(tg_ctx *ctx, const char *dir, const char *name, char *path
     return false;
 }
 
-tg_dataset *tg_dataset_fashion_mnist(tg_ctx *ctx, const char *dir, bool train) {
-    if (!ctx) return NULL;
+/* The paths of the images and labels files of one split of Fashion-MNIST in dir (NULL: the
+ * package's); false with the error on ctx. */
+static bool fashion_paths(tg_ctx *ctx, const char *dir, bool train, char paths[2][4096]) {
     if (!dir) dir = FASHION_MNIST_DIR;
     const char *split = train ? "train" : "t10k";
-    char names[2][32], paths[2][4096];
+    char names[2][32];
     snprintf(names[0], sizeof names[0], "%s-images-idx3-ubyte", split);
     snprintf(names[1], sizeof names[1], "%s-labels-idx1-ubyte", split);
     for (int f = 0; f < 2; f++)
-        if (!find_file(ctx, dir, names[f], paths[f], sizeof paths[f])) return NULL;
+        if (!find_file(ctx, dir, names[f], paths[f], sizeof paths[f])) return false;
+    return true;
+}
+
+static bool fashion_size_ok(tg_ctx *ctx, uint32_t rows, uint32_t cols, const char *path) {
+    if (rows == 28 && cols == 28) return true;
+    tgi_error(ctx, TG_ERR_IO, "fashion_mnist: %lux%lu images ('%s'), expected 28x28",
+              (unsigned long)rows, (unsigned long)cols, path);
+    return false;
+}
+
+int64_t tg_dataset_fashion_mnist_count(tg_ctx *ctx, const char *dir, bool train) {
+    char paths[2][4096];
+    if (!ctx || !fashion_paths(ctx, dir, train, paths)) return -1;
+    uint32_t rows = 0, cols = 0;
+    int64_t count = count_idx(ctx, paths[0], paths[1], &rows, &cols);
+    return count < 0 || !fashion_size_ok(ctx, rows, cols, paths[0]) ? -1 : count;
+}
+
+tg_dataset *tg_dataset_fashion_mnist(tg_ctx *ctx, const char *dir, bool train) {
+    char paths[2][4096];
+    if (!ctx || !fashion_paths(ctx, dir, train, paths)) return NULL;
     uint32_t rows, cols;
     tg_dataset *ds = read_idx(ctx, paths[0], paths[1], &rows, &cols);
     if (!ds) return NULL;

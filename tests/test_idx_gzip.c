@@ -367,6 +367,57 @@ Test(idx_gzip, fashion_mnist_from_a_directory_of_files) {
     expect_errmsg_has(ctx, "4x7 images", "expected 28x28");
 }
 
+/* The counts come from the headers alone: a body cut short is the reader's to find, while a
+ * header that cannot be right is refused by the count too. */
+Test(idx_gzip, counting_reads_the_headers_and_checks_them) {
+    static idx_bytes images, labels;
+    make_images(&images, 200, 200, 28, 28, 6);
+    make_labels(&labels, 200, 200, 10);
+    const char *pi = write_plain("images", images.bytes, images.size);
+    const char *pl = write_plain("labels", labels.bytes, labels.size);
+    const char *gi = write_gz("images.gz", images.bytes, images.size);
+    const char *gl = write_gz("labels.gz", labels.bytes, labels.size);
+    cr_expect_eq(tg_dataset_idx_count(ctx, pi, pl), 200, "%s", tg_errmsg(ctx));
+    unsigned char whole[200 * 1024];
+    size_t n = slurp(gi, whole, sizeof whole);
+    const char *half = write_plain("half.gz", whole, n / 2);
+    cr_expect_eq(tg_dataset_idx_count(ctx, half, gl), 200, "%s", tg_errmsg(ctx));
+    /* read buffers and zlib's state, never the 627 KB of floats the images would be */
+    cr_expect_lt(count.peak_bytes, 200 * 784 * 4 / 2, "%ld bytes at the peak", count.peak_bytes);
+    cr_expect_null(tg_dataset_read_idx(ctx, half, gl), "the reader finds the cut");
+    expect_errmsg_has(ctx, half, "truncated: ");
+
+    tg_clear_error(ctx);
+    cr_expect_eq(tg_dataset_idx_count(ctx, gl, gl), -1, "labels given as images");
+    expect_io_error("labels as images");
+    expect_errmsg_has(ctx, "magic number");
+    make_labels(&labels, 5, 5, 10);
+    const char *five = write_gz("five.gz", labels.bytes, labels.size);
+    tg_clear_error(ctx);
+    cr_expect_eq(tg_dataset_idx_count(ctx, gi, five), -1);
+    expect_errmsg_has(ctx, "has 200 images but", "has 5 labels");
+    /* a plain file whose header claims more than its size: refused as the reader refuses it */
+    const char *cut_plain = write_plain("cut-plain", images.bytes, images.size - 784);
+    tg_clear_error(ctx);
+    cr_expect_eq(tg_dataset_idx_count(ctx, cut_plain, pl), -1);
+    expect_errmsg_has(ctx, cut_plain, "the dimensions need");
+
+    /* Fashion-MNIST's split, counted; a size other than 28x28 refused */
+    make_images(&images, 12, 12, 28, 28, 8);
+    make_labels(&labels, 12, 12, 10);
+    write_gz("train-images-idx3-ubyte.gz", images.bytes, images.size);
+    write_gz("train-labels-idx1-ubyte.gz", labels.bytes, labels.size);
+    tg_clear_error(ctx);
+    cr_expect_eq(tg_dataset_fashion_mnist_count(ctx, dir, true), 12, "%s", tg_errmsg(ctx));
+    cr_expect_eq(tg_dataset_fashion_mnist_count(ctx, dir, false), -1, "no test split here");
+    expect_errmsg_has(ctx, "t10k-images-idx3-ubyte.gz", "dataset-fashion-mnist");
+    make_images(&images, 12, 12, 4, 7, 8);
+    write_gz("train-images-idx3-ubyte.gz", images.bytes, images.size);
+    tg_clear_error(ctx);
+    cr_expect_eq(tg_dataset_fashion_mnist_count(ctx, dir, true), -1);
+    expect_errmsg_has(ctx, "4x7 images", "expected 28x28");
+}
+
 Test(idx_gzip, fashion_mnist_of_the_debian_package) {
     struct stat st;
     if (stat(FASHION_DIR "/train-images-idx3-ubyte.gz", &st) != 0)
@@ -376,6 +427,7 @@ Test(idx_gzip, fashion_mnist_of_the_debian_package) {
         tg_dataset *ds = tg_dataset_fashion_mnist(ctx, NULL, train);
         cr_assert_not_null(ds, "%s", tg_errmsg(ctx));
         cr_expect_eq(ds->count, counts[train]);
+        cr_expect_eq(tg_dataset_fashion_mnist_count(ctx, NULL, train), counts[train]);
         cr_expect(ds->x_ndim == 3 && ds->x_shape[0] == 1 && ds->x_shape[1] == 28 &&
                   ds->x_shape[2] == 28 && ds->y_ndim == 0 && ds->classes == 10);
         int64_t per_class[10] = {0};

@@ -317,6 +317,21 @@ MISUSE(tg_dataset_fashion_mnist) {
     NULLED_QUIETLY(tg_dataset_fashion_mnist(NULL, NULL, true));
     NULLED(tg_dataset_fashion_mnist(W.ctx, "/nonexistent", false));
 }
+MISUSE(tg_dataset_idx_count) {
+    GIVES(tg_dataset_idx_count(NULL, "/nonexistent", "/nonexistent"), -1);
+    tg_clear_error(W.ctx);
+    GIVES(tg_dataset_idx_count(W.ctx, NULL, "/nonexistent"), -1);
+    expect_message("tg_dataset_idx_count(W.ctx, NULL, ...)");
+    tg_clear_error(W.ctx);
+    GIVES(tg_dataset_idx_count(W.ctx, "/nonexistent", "/nonexistent"), -1);
+    expect_message("tg_dataset_idx_count(W.ctx, \"/nonexistent\", ...)");
+}
+MISUSE(tg_dataset_fashion_mnist_count) {
+    GIVES(tg_dataset_fashion_mnist_count(NULL, NULL, true), -1);
+    tg_clear_error(W.ctx);
+    GIVES(tg_dataset_fashion_mnist_count(W.ctx, "/nonexistent", false), -1);
+    expect_message("tg_dataset_fashion_mnist_count(W.ctx, \"/nonexistent\", false)");
+}
 MISUSE(tg_batcher_new) { NULLED_QUIETLY(tg_batcher_new(NULL, 2, false, false, 1)); }
 MISUSE(tg_batcher_free) { tg_batcher_free(NULL); }
 MISUSE(tg_batcher_next) {
