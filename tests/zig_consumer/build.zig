@@ -12,6 +12,7 @@ pub fn build(b: *std.Build) void {
     const exe = b.addExecutable(.{ .name = "consumer", .root_module = m });
     b.installArtifact(exe);
     const run = b.addRunArtifact(exe);
-    run.expectStdOutEqual("consumer: w 1 -> 1.994 (y = 2x), loss 0.50 -> 1.9e-05 after 100 steps\n");
+    run.expectStdOutEqual("consumer: w 1 -> 1.994 (y = 2x), loss 0.50 -> 1.9e-05 after 100 steps\n" ++
+        "consumer: 8 spirals, 2 parameter tensors\n");
     b.step("run", "Build and run the consumer").dependOn(&run.step);
 }

@@ -1,5 +1,6 @@
 /* tests/zig_consumer/main.c — the smallest use of tapegrad from a Zig-built C program: fit
- * y = 2x with one weight. */
+ * y = 2x with one weight. It also touches a data set, a module and the recorder, so a package
+ * that left out data/, models/ or diagnostics/ (build.zig.zon's .paths) fails to link. */
 #include <stdio.h>
 
 #include "tapegrad.h"
@@ -27,6 +28,18 @@ int main(void) {
         tg_optimizer_zero_grad(opt);
     }
     printf("consumer: w 1 -> %.3f (y = 2x), loss %.2f -> %.1e after 100 steps\n", w->data[0], first, last);
+    tg_dataset *spirals = tg_dataset_spirals(ctx, 8, 0.0f, 1);
+    tg_module *linear = tg_linear_new(ctx, "lin", 2, 3, true, NULL, 1);
+    tg_recorder *recorder = tg_recorder_new(ctx, 4);
+    if (!spirals || !linear || !recorder) {
+        fprintf(stderr, "consumer: %s\n", tg_errmsg(ctx));
+        return 1;
+    }
+    printf("consumer: %lld spirals, %d parameter tensors\n", (long long)spirals->count,
+           tg_module_param_count(linear));
+    tg_recorder_free(recorder);
+    tg_module_free(linear);
+    tg_dataset_free(spirals);
     tg_optimizer_free(opt);
     tg_tape_free(tape);
     tg_ctx_free(ctx);
