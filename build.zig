@@ -51,6 +51,7 @@ const std = @import("std");
 const Build = std.Build;
 const Compile = Build.Step.Compile;
 const Module = Build.Module;
+const pkgconfig = @import("build/pkgconfig.zig");
 
 const version: std.SemanticVersion = .{ .major = 0, .minor = 1, .patch = 0 };
 
@@ -185,12 +186,12 @@ pub fn build(b: *Build) void {
         break :blk b.addObject(.{ .name = "tapegrad-dist", .root_module = m });
     };
     const pc_files = b.addWriteFiles();
-    const pc = pc_files.add("tapegrad.pc", pkgConfigFile(cfg));
+    const pc = pc_files.add("tapegrad.pc", pkgconfig.plain(b, version));
     b.getInstallStep().dependOn(&b.addInstallLibFile(pc, "pkgconfig/tapegrad.pc").step);
-    const pc_static = pc_files.add("tapegrad-static.pc", pkgConfigStaticFile(cfg));
+    const pc_static = pc_files.add("tapegrad-static.pc", pkgconfig.static(b, version));
     b.getInstallStep().dependOn(&b.addInstallLibFile(pc_static, "pkgconfig/tapegrad-static.pc").step);
     if (dist_obj != null) {
-        const pc_dist = pc_files.add("tapegrad-dist.pc", pkgConfigDistFile(cfg));
+        const pc_dist = pc_files.add("tapegrad-dist.pc", pkgconfig.dist(b, version));
         b.getInstallStep().dependOn(&b.addInstallLibFile(pc_dist, "pkgconfig/tapegrad-dist.pc").step);
     }
 
@@ -631,61 +632,6 @@ fn addFuzzFlags(cfg: Config, run: *Build.Step.Run, flags: []const []const u8, fu
     if (cfg.blas) run.addArg("-DTG_USE_BLAS=1");
     run.addPrefixedDirectoryArg("-I", cfg.b.path("include"));
     run.addPrefixedDirectoryArg("-I", cfg.b.path("."));
-}
-
-/// lib/pkgconfig/tapegrad.pc, relocatable: the prefix is found from the .pc's own location.
-fn pkgConfigFile(cfg: Config) []const u8 {
-    return cfg.b.fmt(
-        \\prefix=${{pcfiledir}}/../..
-        \\libdir=${{prefix}}/lib
-        \\includedir=${{prefix}}/include
-        \\
-        \\Name: tapegrad
-        \\Description: tape-based automatic differentiation in C
-        \\Version: {f}
-        \\Requires.private: libffi jansson zlib
-        \\Cflags: -I${{includedir}}
-        \\Libs: -L${{libdir}} -Wl,-rpath,${{libdir}} -ltapegrad
-        \\Libs.private: -lm -ldl -lpthread
-        \\
-    , .{version});
-}
-
-/// lib/pkgconfig/tapegrad-dist.pc: libtapegrad_dist with libtapegrad and Open MPI.
-fn pkgConfigDistFile(cfg: Config) []const u8 {
-    return cfg.b.fmt(
-        \\prefix=${{pcfiledir}}/../..
-        \\libdir=${{prefix}}/lib
-        \\includedir=${{prefix}}/include
-        \\
-        \\Name: tapegrad-dist
-        \\Description: data-parallel training for tapegrad over MPI
-        \\Version: {f}
-        \\Requires: tapegrad ompi-c
-        \\Cflags: -I${{includedir}}
-        \\Libs: -L${{libdir}} -Wl,-rpath,${{libdir}} -ltapegrad_dist
-        \\
-    , .{version});
-}
-
-/// lib/pkgconfig/tapegrad-static.pc: links libtapegrad.a whole (a plugin may call any tg_*
-/// function, and from an archive the linker takes only what the program itself references)
-/// and exports the program's symbols to the plugins it loads. `pkg-config --libs
-/// tapegrad-static` is all a static build needs (tapegrad.pc would pick libtapegrad.so).
-fn pkgConfigStaticFile(cfg: Config) []const u8 {
-    return cfg.b.fmt(
-        \\prefix=${{pcfiledir}}/../..
-        \\libdir=${{prefix}}/lib
-        \\includedir=${{prefix}}/include
-        \\
-        \\Name: tapegrad-static
-        \\Description: tape-based automatic differentiation in C, linked statically
-        \\Version: {f}
-        \\Requires: libffi jansson zlib
-        \\Cflags: -I${{includedir}}
-        \\Libs: -Wl,--whole-archive ${{libdir}}/libtapegrad.a -Wl,--no-whole-archive -Wl,--export-dynamic -lm -ldl -lpthread
-        \\
-    , .{version});
 }
 
 // ---------------------------------------------------------------------------
