@@ -291,6 +291,9 @@ TGI_HIDDEN void tgi_parallel_for(tg_ctx *ctx, int64_t n, int64_t grain, tgi_rang
 TGI_HIDDEN void tgi_pool_release(tg_ctx *ctx);
 /* Cores this process may run on (its affinity mask), at least 1. */
 TGI_HIDDEN int tgi_cores_available(void);
+/* The machine's online CPUs, whatever this process may run on (taskset, cgroups): what
+ * must not change a run's numbers, such as how a matrix product is cut, depends on this. */
+TGI_HIDDEN int tgi_cores_online(void);
 
 /* ---- tensors ------------------------------------------------------------------------------- */
 

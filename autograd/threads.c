@@ -44,6 +44,7 @@
 #include <stdio.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 #if defined(__x86_64__) || defined(__i386__)
 #include <immintrin.h>
@@ -283,6 +284,14 @@ int tgi_cores_available(void) {
     }
 #endif
     return 1;
+}
+
+int tgi_cores_online(void) {
+#ifdef _SC_NPROCESSORS_ONLN
+    long n = sysconf(_SC_NPROCESSORS_ONLN);
+    if (n > 0) return n > TG_MAX_THREADS ? TG_MAX_THREADS : (int)n;
+#endif
+    return tgi_cores_available();
 }
 
 tg_status tg_ctx_set_threads(tg_ctx *ctx, int n) {

@@ -3,8 +3,8 @@
  *
  * A product large enough to share is cut into pieces along the longer side of C, and the
  * pieces are spread over the context's threads. The cut depends on the shapes and on the
- * machine's core count only — never on tg_ctx_set_threads — so a run gives the same numbers
- * with 1 thread as with 2. Each piece is one call of the backend (the loaded BLAS, running
+ * machine's online core count only — never on tg_ctx_set_threads nor on the CPUs the process is
+ * pinned to — so a run gives the same numbers with 1 thread as with 2, pinned or not. Each piece is one call of the backend (the loaded BLAS, running
  * single-threaded, or the portable kernels), computing its own rows or columns of C whole:
  * no element is summed across pieces. Beside the plain product: one that starts from a bias row
  * (each piece writes its own bias rows), one that runs a caller's pass on each piece as soon as
@@ -66,12 +66,18 @@ static void gemm_pieces(void *arg, int64_t begin, int64_t end) {
     }
 }
 
-/* How many pieces: a power of two up to the machine's cores, each at least PIECE_MIN_FLOPS. */
+/* How many pieces: a power of two up to the machine's online cores (at most MOST_PIECES), each
+ * at least PIECE_MIN_FLOPS. Not the cores this process may use: a BLAS computes an element of C
+ * in another order when it is given fewer columns (OpenBLAS's Haswell kernels at 8 x 1024 x
+ * 288: 5157 of 8192 elements differ by a rounding from a cut into 256-column pieces), so a run
+ * under `taskset -c 1` would otherwise give other numbers than the same run unpinned. The cap
+ * keeps pieces large on a big machine that gives this process a few of its cores. */
+#define MOST_PIECES 16
 static int64_t piece_count(int64_t m, int64_t n, int64_t k, int64_t side, int64_t align) {
     static _Atomic int most; /* the same for every call: computed once, races are harmless */
     if (!most) {
-        int cores = tgi_cores_available(), p = 1;
-        while (p < cores && p < 64) p *= 2;
+        int cores = tgi_cores_online(), p = 1;
+        while (p < cores && p < MOST_PIECES) p *= 2;
         most = p;
     }
     double flops = 2.0 * (double)m * (double)n * (double)k;

@@ -3,6 +3,8 @@
  * when its threads share a core, and the flush-to-zero switch. */
 #define _GNU_SOURCE /* sched_setaffinity */
 #include <sched.h>
+#include <sys/wait.h>
+#include <unistd.h>
 
 #include "helpers.h"
 #include "autograd/internal.h"
@@ -134,6 +136,51 @@ Test(threads, training_gives_the_same_bits_on_one_and_two_threads) {
     free(one);
     free(two);
     free(start);
+}
+
+/* The bits of an 8 x 288 by 288 x 1024 product, on one thread, computed in a child process that
+ * first pins itself to CPU 0 when `pinned` (before its first product, so the pin is all it knows
+ * of the machine). OpenBLAS's Haswell kernels give other bits at this shape when the product
+ * is cut into pieces of fewer columns. */
+static void product_bits(bool pinned, float *out) {
+    const int64_t m = 8, k = 288, n = 1024;
+    int fds[2];
+    cr_assert_eq(pipe(fds), 0);
+    pid_t child = fork();
+    cr_assert_geq(child, 0);
+    if (child == 0) {
+        cpu_set_t one;
+        CPU_ZERO(&one);
+        CPU_SET(0, &one);
+        if (pinned && sched_setaffinity(0, sizeof one, &one) != 0) _exit(2);
+        tg_ctx *ctx = tg_ctx_new();
+        tg_tape *tape = ctx && tg_ctx_set_threads(ctx, 1) == TG_OK ? tg_tape_new(ctx) : NULL;
+        tg_tensor *a = tg_tape_zeros(tape, TG_SHAPE(m, k)), *b = tg_tape_zeros(tape, TG_SHAPE(k, n));
+        if (!a || !b) _exit(3);
+        tg_fill_normal(a, 0, 1, 11);
+        tg_fill_normal(b, 0, 1, 12);
+        tg_tensor *c = tg_matmul(tape, a, b);
+        size_t bytes = (size_t)(m * n) * sizeof(float);
+        _exit(c && write(fds[1], c->data, bytes) == (ssize_t)bytes ? 0 : 4);
+    }
+    close(fds[1]);
+    size_t bytes = (size_t)(m * n) * sizeof(float), got = 0;
+    ssize_t r;
+    while (got < bytes && (r = read(fds[0], (char *)out + got, bytes - got)) > 0) got += (size_t)r;
+    close(fds[0]);
+    int status;
+    cr_assert_eq(waitpid(child, &status, 0), child);
+    cr_assert(WIFEXITED(status) && WEXITSTATUS(status) == 0, "the child failed (%d)", status);
+    cr_assert_eq(got, bytes);
+}
+
+Test(threads, a_product_gives_the_same_bits_pinned_to_one_cpu_or_not) {
+    if (tgi_cores_available() < 2) cr_skip("one CPU: nothing to pin away");
+    static float pinned[8 * 1024], free_to_move[8 * 1024];
+    product_bits(true, pinned);
+    product_bits(false, free_to_move);
+    cr_expect(memcmp(pinned, free_to_move, sizeof pinned) == 0,
+              "taskset-style pinning changed the product's bits");
 }
 
 Test(threads, no_allocation_after_the_first_step_with_two_threads) {
