@@ -11,6 +11,10 @@
 # --baseline REV also builds the library of git revision REV (in a temporary worktree) and
 # alternates the two programs round by round, so before and after are measured in one run.
 #
+# Times are CPU time (bench_kann.c says why). rec_fwd and rep_fwd are the recording and the
+# replay alone; walk_rec and walk_rep the backward walk per node (ours - rec_fwd, replayed -
+# rep_fwd, within each round), to set beside them.
+#
 # Flags: the library is `zig build -Doptimize=ReleaseFast` (zig's clang at -O2, the build
 # machine's CPU: -mcpu=native, here znver3, -ffp-contract=off); bench_kann.c and kautodiff.c
 # get the same from `zig cc -O2 -march=native -ffp-contract=off`.
@@ -82,6 +86,10 @@ rows = {}
 for line in open(sys.argv[1]):
     f = line.split()
     prog, vals = f[0], dict(zip(f[1::2], map(float, f[2::2])))
+    # the backward walk per node: the pass less its forward alone, within the round
+    if "rec_fwd" in vals:
+        vals["walk_rec"] = vals["ours"] - vals["rec_fwd"]
+        vals["walk_rep"] = vals["replayed"] - vals["rep_fwd"]
     for name, v in vals.items():
         rows.setdefault((prog, name), []).append(v)
         rows.setdefault((prog, name + "/kann"), []).append(v / vals["kann"])
@@ -99,7 +107,7 @@ EOF
 [ "$callgrind" = 1 ] || exit 0
 echo "callgrind, instructions per op (20 passes of 2,000 ops after a warm-up pass):"
 for prog in "${programs[@]}"; do
-    for name in ours replayed kann plain; do
+    for name in ours replayed kann plain rec_fwd rep_fwd; do
         out="$tmp/cg.$prog.$name"
         valgrind --tool=callgrind --callgrind-out-file="$out" --toggle-collect=counted_passes \
             "$tmp/$prog" only "$name" 20 >/dev/null 2>"$out.log"
