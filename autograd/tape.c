@@ -553,8 +553,12 @@ TGI_ALWAYS_INLINE static inline tg_tensor *record_unary(tg_tape *tape, const tgi
     node->op = op;
     tgi_init_tape_tensor(output, tape, data, x->ndim, x->shape, x->size, op, rec, rec ? room : NULL);
 
-    if (scalar && op->scalar_forward) data[0] = op->scalar_forward(x->data[0], kept_attr);
-    else if (op->forward(&node->call) != TG_OK) return forward_failed(node);
+    if (scalar && op->scalar_forward) {
+        data[0] = op->scalar_forward(x->data[0], kept_attr);
+    } else {
+        tape->call_node = node; /* a forward that saves for backward finds its node (replay) */
+        if (op->forward(&node->call) != TG_OK) return forward_failed(node);
+    }
     /* From here on everything is read back from the node: then only the node has to live in a
      * register across the forward, and the call saves one register rather than six. */
     tape = node->call.tape;
