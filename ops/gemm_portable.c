@@ -254,9 +254,13 @@ static void kernel_rows(int mr, int64_t kc, const float *ap, const float *bp, fl
 
 /* ---- the loops ----------------------------------------------------------------------------- */
 
+#ifndef NC
+#define NC 512 /* columns of op(B) packed at once when several blocks of A read them */
+#endif
+
 typedef struct pack_room {
     _Alignas(64) float a[A_ROOM + MR * KC + 8]; /* + a strip cut in two, + 2 floats */
-    _Alignas(64) float b[2 * KC * NR];
+    _Alignas(64) float b[KC * NC];
 } pack_room;
 
 static pthread_key_t room_key;
@@ -313,28 +317,40 @@ void tgi_gemm_portable(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t
         tgi_gemm_in_order(trans_a, trans_b, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
         return;
     }
-    float *a_packed = room->a, *b_packed = room->b;
-    for (int64_t pc = 0; pc < k; pc += KC) {
-        int64_t kc = k - pc < KC ? k - pc : KC;
-        int64_t most_rows = A_ROOM / kc / MR * MR; /* a shallower block takes more rows */
-        float beta_here = pc == 0 ? beta : 1.0f; /* C is scaled once, with the first block */
-        for (int64_t ic = 0; ic < m; ic += most_rows) {
-            int64_t mc = m - ic < most_rows ? m - ic : most_rows;
-            pack_a(a + ic * rs_a + pc * cs_a, rs_a, cs_a, mc, kc, a_packed);
-            /* B's slivers two at a time when B's rows are read again for each block of A:
-             * 128 bytes of a row per visit rather than 64 (rows may be a page apart) */
-            int64_t group = cs_b == 1 && m > most_rows ? 2 * NR : NR;
-            for (int64_t jr = 0; jr < n; jr += group) {
-                int64_t width = n - jr < group ? n - jr : group;
-                pack_b(b + pc * rs_b + jr * cs_b, rs_b, cs_b, kc, width, b_packed);
-                for (int64_t j = 0; j < width; j += NR) {
-                    int nr = width - j < NR ? (int)(width - j) : NR;
-                    const float *strip = a_packed;
-                    int mr;
-                    for (int64_t ir = 0; ir < mc; ir += mr, strip += MR * kc) {
-                        mr = strip_rows(mc - ir);
-                        kernel_rows(mr, kc, strip, b_packed + j * kc, alpha, beta_here,
-                                    c + (ic + ir) * ldc + jr + j, ldc, nr);
+    float *a_packed = room->a;
+    for (int64_t jc = 0; jc < n; jc += NC) {
+        int64_t nc = n - jc < NC ? n - jc : NC;
+        for (int64_t pc = 0; pc < k; pc += KC) {
+            int64_t kc = k - pc < KC ? k - pc : KC;
+            int64_t most_rows = A_ROOM / kc / MR * MR; /* a shallower block takes more rows */
+            float beta_here = pc == 0 ? beta : 1.0f; /* C is scaled once, with the first block */
+            /* When several blocks of A read this panel of B, it is packed once for all of them;
+             * else sliver by sliver, each packed right before the kernels read it (from L1). */
+            bool whole = m > most_rows;
+            const float *b_panel = b + pc * rs_b + jc * cs_b;
+            if (whole)
+                for (int64_t jr = 0; jr < nc; jr += 2 * NR)
+                    pack_b(b_panel + jr * cs_b, rs_b, cs_b, kc,
+                           nc - jr < 2 * NR ? nc - jr : 2 * NR, room->b + jr * kc);
+            for (int64_t ic = 0; ic < m; ic += most_rows) {
+                int64_t mc = m - ic < most_rows ? m - ic : most_rows;
+                pack_a(a + ic * rs_a + pc * cs_a, rs_a, cs_a, mc, kc, a_packed);
+                /* unpacked B's slivers two at a time when its rows are read again for each
+                 * block of A: 128 bytes of a row per visit rather than 64 */
+                int64_t group = whole ? 2 * NR : NR;
+                for (int64_t jr = 0; jr < nc; jr += group) {
+                    int64_t width = nc - jr < group ? nc - jr : group;
+                    float *b_packed = whole ? room->b + jr * kc : room->b;
+                    if (!whole) pack_b(b_panel + jr * cs_b, rs_b, cs_b, kc, width, b_packed);
+                    for (int64_t j = 0; j < width; j += NR) {
+                        int nr = width - j < NR ? (int)(width - j) : NR;
+                        const float *strip = a_packed;
+                        int mr;
+                        for (int64_t ir = 0; ir < mc; ir += mr, strip += MR * kc) {
+                            mr = strip_rows(mc - ir);
+                            kernel_rows(mr, kc, strip, b_packed + j * kc, alpha, beta_here,
+                                        c + (ic + ir) * ldc + jc + jr + j, ldc, nr);
+                        }
                     }
                 }
             }
