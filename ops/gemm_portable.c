@@ -216,7 +216,15 @@ static inline __attribute__((always_inline)) void kernel(int mr, int64_t kc, con
             s1[r] += ar * b1;
         }
     }
-    if (nr == NR && beta == 1.0f) { /* the usual case (an accumulating backward): no branches */
+    if (nr == NR && beta == 1.0f && alpha == 1.0f) { /* the usual case (an accumulating
+        backward): C += sum, the same bits as C += 1 * sum, 12 multiplies fewer */
+        for (int r = 0; r < mr; r++) {
+            store8(c + r * ldc, load8(c + r * ldc) + s0[r]);
+            store8(c + r * ldc + 8, load8(c + r * ldc + 8) + s1[r]);
+        }
+        return;
+    }
+    if (nr == NR && beta == 1.0f) {
         for (int r = 0; r < mr; r++) {
             store8(c + r * ldc, load8(c + r * ldc) + alpha * s0[r]);
             store8(c + r * ldc + 8, load8(c + r * ldc + 8) + alpha * s1[r]);
