@@ -345,7 +345,8 @@ static void cache_key(const tgi_gemm_kernels *k, char *key, size_t size) {
 #if defined(__x86_64__) || defined(__i386__)
     unsigned r[12], a, b, c, d;
     if (__get_cpuid(0x80000000, &a, &b, &c, &d) && a >= 0x80000004) {
-        for (unsigned i = 0; i < 3; i++) __get_cpuid(0x80000002 + i, &r[4 * i], &r[4 * i + 1], &r[4 * i + 2], &r[4 * i + 3]);
+        for (unsigned i = 0; i < 3; i++)
+            __get_cpuid(0x80000002 + i, &r[4 * i], &r[4 * i + 1], &r[4 * i + 2], &r[4 * i + 3]);
         memcpy(brand, r, 48);
         brand[48] = 0;
     }

@@ -10,10 +10,11 @@
  * falls in, on the blocking of m and n, on the vector width or on the CPU, so every machine
  * computes the same bits (tests/test_gemm.c checks them against a scalar loop in that order).
  *
- * How it is fast, in the way of BLIS (the loops and packing; the code is our own): for each KC
- * block of k, a block of op(A) (up to A_ROOM floats: 144 rows at KC = 256, more when k is
- * shallower) is packed into strips of MR = 6 rows, p-major, so the kernel reads one strip's 6
- * values of a step of k side by side; then for each sliver of NR = 16 columns, op(B)'s kc x 16
+ * How it is fast, in the way of BLIS (the loops and packing; the code is our own): for each
+ * panel of NC columns and each KC block of k, a block of op(A) (up to A_ROOM floats: 144 rows at
+ * KC = 256, more when k is shallower) is packed into strips of MR = 6 rows, p-major, so the
+ * kernel reads one strip's 6 values of a step of k side by side; then for each sliver of NR = 16
+ * columns, op(B)'s kc x 16
  * sliver is packed (zero-padded past n) into 16 KiB that stays in L1 while the kernel runs down
  * the strips, which come from L2. The micro-kernel sums a 6 x 16 tile in twelve 8-float
  * accumulators: per step of k two loads of B, six broadcasts of A, 12 multiplies and 12 adds —
@@ -22,9 +23,13 @@
  * rows (and 7-8 rows left go as 4+3 or 4+4: 1 or 2 rows keep too few sums in flight). Where op(A)
  * or op(B) runs the other way in memory, packing transposes 8 x 8 blocks with vector shuffles.
  * C's tile is prefetched while its sums are taken (+5% at 1024^3 and at 512x128x32). When m
- * takes several blocks of A, B's slivers are packed two at a time (+3% at 1024^3).
+ * takes several blocks of A, the kc x NC panel of op(B) (NC = 512 columns, 512 KiB, in L2/L3) is
+ * packed once, before the first of them, and every block of A reads it (at 1024^3 B was packed
+ * 8 times per block of k, each time reading 256 rows 4 KiB apart: the best of 25 rounds went
+ * from 71 to 81 GFLOP/s, Zen 3, one thread); its slivers are packed two at a time (128 bytes of
+ * a row per visit). Otherwise a sliver is packed right before the kernels read it, from L1.
  *
- * Both buffers (about 182 KiB) are the calling thread's own, allocated at its first product and
+ * Both buffers (about 662 KiB) are the calling thread's own, allocated at its first product and
  * freed when it ends: too big for the stack of a small thread (musl's default is 128 KiB), and as
  * static thread-local storage every thread of a host program would pay for them. So the steady
  * state allocates nothing, no state is shared between threads, and the blocking depends only on
@@ -262,9 +267,7 @@ static void kernel_rows(int mr, int64_t kc, const float *ap, const float *bp, fl
 
 /* ---- the loops ----------------------------------------------------------------------------- */
 
-#ifndef NC
 #define NC 512 /* columns of op(B) packed at once when several blocks of A read them */
-#endif
 
 typedef struct pack_room {
     _Alignas(64) float a[A_ROOM + MR * KC + 8]; /* + a strip cut in two, + 2 floats */
