@@ -7,7 +7,8 @@
  * table's core type, OpenBLAS again under another core type in a namespace of its own, and the
  * portable GEMM); this file times them on one product or two of each shape class, in rounds
  * that alternate them (a slow stretch of a shared machine hits all of them), and keeps the
- * table's kernels for a class unless another is faster by more than MARGIN in the median round.
+ * table's kernels for a class unless another takes less than MARGIN of its time in the median
+ * round.
  *
  * Why a cache file: a timing can come out differently from one run to the next, and a run's
  * numbers depend on the kernels (each is deterministic, but they differ in the last bits). So
@@ -33,8 +34,8 @@
 
 /* Another kernel replaces the table's for a class only when it takes less than this fraction
  * of the table's time (median of the rounds' ratios): a near tie keeps the table's choice. */
-#define MARGIN 0.97
-#define ROUNDS 5
+#define MARGIN 0.95
+#define ROUNDS 7
 
 enum { ROW_MAJOR = 101, NO_TRANS = 111, TRANS = 112 };
 
