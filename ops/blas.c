@@ -364,10 +364,14 @@ static void cache_key(const tgi_gemm_kernels *k, char *key, size_t size) {
  * type is fixed when it loads); NULL when it cannot be had or disagrees with ours. */
 static cblas_sgemm_fn load_core_apart(const char *core) {
 #ifdef LM_ID_NEWLM
-    setenv("OPENBLAS_CORETYPE", core, 1); /* not the user's: we tune only when it is unset */
+    /* the user's value (set, but one this CPU cannot run: tuning still applies) is put back */
+    char user_core[64] = "";
+    if (getenv("OPENBLAS_CORETYPE"))
+        snprintf(user_core, sizeof user_core, "%s", getenv("OPENBLAS_CORETYPE"));
+    setenv("OPENBLAS_CORETYPE", core, 1);
     bool set_threads = set_env_default("OPENBLAS_NUM_THREADS", "1");
     void *lib = dlmopen(LM_ID_NEWLM, openblas_name, RTLD_NOW | RTLD_LOCAL);
-    unsetenv("OPENBLAS_CORETYPE");
+    restore_env("OPENBLAS_CORETYPE", true, user_core[0] ? user_core : NULL);
     restore_env("OPENBLAS_NUM_THREADS", set_threads, NULL);
     if (!lib) return NULL;
     cblas_sgemm_fn sgemm = (cblas_sgemm_fn)dlsym(lib, "cblas_sgemm");
