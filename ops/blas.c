@@ -41,7 +41,6 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
-#include <time.h>
 
 #if defined(__x86_64__) || defined(__i386__)
 #include <cpuid.h>
@@ -322,12 +321,6 @@ static void load_dnnl(void) {
 
 static const char *openblas_name = "libopenblas.so.0"; /* the name that loaded */
 
-static double seconds(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
-}
-
 /* The other core type worth timing against the table's: AVX2 machines have Haswell's and Zen's,
  * AVX-512 ones SkylakeX's and Haswell's; NULL when there is none. */
 static const char *other_core(const cpu_features *f, const char *core) {
@@ -425,9 +418,8 @@ static void choose_per_class(const cpu_features *cpu, const char *core) {
             k.name[other_index] = k.name[other_index + 1]; /* the portable GEMM moves down */
             k.count--;
         }
-        double start = seconds();
         if (!tgi_gemm_measure(&k, &d)) return; /* out of memory: the table's kernels */
-        double took = seconds() - start;
+        double took = d.seconds;
         if (!have_path)
             snprintf(where, sizeof where, "measured at first use (%.0f ms), not kept: %s", 1e3 * took,
                      getenv("TAPEGRAD_BLAS_CACHE") ? "TAPEGRAD_BLAS_CACHE is empty" : "no HOME");

@@ -343,6 +343,7 @@ typedef struct tgi_gemm_kernels {
 typedef struct tgi_gemm_decision {
     int kernel[TGI_GEMM_CLASSES];
     double ratio[TGI_GEMM_CLASSES][TGI_GEMM_KERNELS_MAX];
+    double seconds; /* the measurement's wall-clock time */
 } tgi_gemm_decision;
 /* Times the candidates on each class's sample products, alternating them; false when out of
  * memory (a few MB, freed before it returns). */

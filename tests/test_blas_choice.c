@@ -152,6 +152,15 @@ static void class_kernels(char *out, size_t size) {
     }
 }
 
+/* A fresh folder in dir (64 bytes) and path = dir/name, opened for writing. */
+static FILE *temp_file(char *dir, char *path, size_t size, const char *name) {
+    temp_dir_make(dir, "tg-blas-cache");
+    snprintf(path, size, "%s/%s", dir, name);
+    FILE *f = fopen(path, "w");
+    cr_assert(f, "cannot write %s", path);
+    return f;
+}
+
 static bool openblas_here(void) {
     return strncmp(tg_gemm_backend(), "OpenBLAS", 8) == 0;
 }
@@ -206,11 +215,7 @@ Test(blas_choice, unwritable_cache_still_measures) {
     cr_skip("built with -Dblas=false");
 #endif
     char dir[64], path[128];
-    temp_dir_make(dir, "tg-blas-cache");
-    snprintf(path, sizeof path, "%s/file", dir);
-    FILE *f = fopen(path, "w");
-    cr_assert(f);
-    fclose(f);
+    fclose(temp_file(dir, path, sizeof path, "file"));
     strcat(path, "/choice.txt");
     tune_with_cache(path);
     if (!openblas_here()) cr_skip("no OpenBLAS here: %s", tg_gemm_backend());
@@ -228,10 +233,7 @@ Test(blas_choice, a_foreign_or_broken_cache_is_measured_again) {
     cr_skip("built with -Dblas=false");
 #endif
     char dir[64], path[96];
-    temp_dir_make(dir, "tg-blas-cache");
-    snprintf(path, sizeof path, "%s/choice.txt", dir);
-    FILE *f = fopen(path, "w");
-    cr_assert(f);
+    FILE *f = temp_file(dir, path, sizeof path, "choice.txt");
     fprintf(f, "key=Some Other CPU|cpuid 00000000|OpenBLAS 0.0|tapegrad 0.0.0|Haswell Zen portable\n"
                "thin=Zen\nweight-gradient=Zen\nshallow=Zen\nlarge=Nonesuch\n");
     fclose(f);
