@@ -473,7 +473,10 @@ fn addTestRun(b: *Build, plugins_dir: Build.LazyPath, plugin_installs: []const *
     const run = b.addSystemCommand(&.{
         "sh",
         "-c",
-        "export " ++ test_plugins_env ++ "=\"$1\"; shift; exec \"$@\"",
+        // TAPEGRAD_BLAS_TUNE=0 (unless set): the fixed table's GEMM kernels, so the suite's
+        // numbers never depend on a timing and its runs write no cache file to the home
+        // directory (tests/test_blas_choice.c turns tuning on with a cache file of its own)
+        "export " ++ test_plugins_env ++ "=\"$1\" TAPEGRAD_BLAS_TUNE=\"${TAPEGRAD_BLAS_TUNE:-0}\"; shift; exec \"$@\"",
         "sh", // $0
     });
     run.addDirectoryArg2(plugins_dir, .{ .make_absolute = true });

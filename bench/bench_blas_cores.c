@@ -6,9 +6,12 @@
  * dlmopen(LM_ID_NEWLM) under two core types (default Zen and Haswell: `bench_blas_cores CORE_A
  * CORE_B` for others) live in one process, so their calls alternate on the same machine state —
  * on a shared machine, separate processes per core type disagreed by more than the difference
- * sought. oneDNN's dnnl_sgemm (libdnnl.so.2, one OpenMP thread), when present, runs beside them.
- * For each of the MLP's and the LSTM's products (and 1024-sized ones), one thread: GFLOP/s
- * (medians of ROUNDS alternations, thread CPU time) and the time ratio A / B with its min-max.
+ * sought. The portable GEMM and oneDNN's dnnl_sgemm (libdnnl.so.2, one OpenMP thread), when
+ * present, run beside them. For each of the MLP's and the LSTM's products (and 1024-sized ones),
+ * one thread: GFLOP/s (medians of ROUNDS alternations, thread CPU time) and the time ratios
+ * A / B and portable / B with their min-max. Then, per shape class of ops/blas_tune.c, the
+ * fastest of A, B and portable (the sum of the class's median times) beside what tapegrad
+ * chose (tg_gemm_choice: measured at first use or read from its cache file).
  * Pin it: `taskset -c 1 zig-out/bin/bench_blas_cores`.
  */
 #define _GNU_SOURCE
@@ -21,13 +24,12 @@
 #include <time.h>
 
 #include "bench/bench_timing.h"
+#include "ops/ops.h"
 
 #define ROUNDS 21
 #define MAX_SIDE (2048 * 1024) /* floats in each operand buffer */
 
-typedef void (*cblas_sgemm_fn)(int order, int trans_a, int trans_b, int m, int n, int k,
-                               float alpha, const float *a, int lda, const float *b, int ldb,
-                               float beta, float *c, int ldc);
+typedef tgi_sgemm_fn cblas_sgemm_fn;
 typedef int (*dnnl_sgemm_fn)(char trans_a, char trans_b, int64_t m, int64_t n, int64_t k,
                              float alpha, const float *a, int64_t lda, const float *b, int64_t ldb,
                              float beta, float *c, int64_t ldc);
@@ -64,10 +66,12 @@ typedef struct shape {
     const char *what;
 } shape;
 
-/* which: 0, 1 the OpenBLAS copies, 2 oneDNN */
+/* which: 0, 1 the OpenBLAS copies, 2 the portable GEMM, 3 oneDNN */
 static void product(int which, const shape *s, const float *a, const float *b, float *c) {
     int lda = s->ta ? s->m : s->k, ldb = s->tb ? s->k : s->n;
-    if (which < 2)
+    if (which == 2)
+        tgi_gemm_portable(s->ta, s->tb, s->m, s->n, s->k, 1.0f, a, lda, b, ldb, 0.0f, c, s->n);
+    else if (which < 2)
         blas[which](ROW_MAJOR, s->ta ? TRANS : NO_TRANS, s->tb ? TRANS : NO_TRANS, s->m, s->n, s->k,
                     1.0f, a, lda, b, ldb, 0.0f, c, s->n);
     else
@@ -81,6 +85,7 @@ int main(int argc, char **argv) {
            ROUNDS);
     blas[0] = load_core(core_a);
     blas[1] = load_core(core_b);
+    unsetenv("OPENBLAS_CORETYPE"); /* or tapegrad's own choice below would take it as the user's */
     setenv("OMP_NUM_THREADS", "1", 1);
     void *onednn = dlopen("libdnnl.so.2", RTLD_NOW | RTLD_LOCAL);
     if (onednn) dnnl = (dnnl_sgemm_fn)dlsym(onednn, "dnnl_sgemm");
@@ -107,9 +112,11 @@ int main(int argc, char **argv) {
         {1024, 1024, 256, true, false, "MLP w1024 weight gradient"},
         {1024, 1024, 1024, false, false, "1024^3"},
     };
-    printf("  %-28s %-16s %7s %7s %7s  %-22s %s\n", "product", "m x n x k", core_a, core_b,
-           dnnl ? "oneDNN" : "", "time A/B [min-max]", dnnl ? "oneDNN/B" : "");
-    int engines = dnnl ? 3 : 2;
+    printf("  %-28s %-16s %-15s %7s %7s %8s %7s  %-22s %-22s %s\n", "product", "m x n x k", "class",
+           core_a, core_b, "portable", dnnl ? "oneDNN" : "", "time A/B [min-max]",
+           "portable/B", dnnl ? "oneDNN/B" : "");
+    int engines = dnnl ? 4 : 3;
+    double class_time[TGI_GEMM_CLASSES][3] = {{0}};
     /* OpenBLAS 0.3.21 (Zen kernels) runs small products slowly until one large one has run
      * (ops/blas.c's warm_up): both copies get it */
     shape warm = {512, 512, 64, false, true, ""};
@@ -118,7 +125,7 @@ int main(int argc, char **argv) {
         const shape *s = &shapes[i];
         double flops = 2.0 * s->m * s->n * s->k;
         int reps = (int)(1e7 / flops) + 2;
-        double t[3][ROUNDS], ratio[ROUNDS], ratio_dnnl[ROUNDS];
+        double t[4][ROUNDS], ratio[ROUNDS], ratio_port[ROUNDS], ratio_dnnl[ROUNDS];
         for (int e = 0; e < engines; e++) product(e, s, a, b, c);
         for (int r = 0; r < ROUNDS; r++) {
             for (int e = 0; e < engines; e++) {
@@ -127,21 +134,45 @@ int main(int argc, char **argv) {
                 t[e][r] = (thread_seconds() - start) / reps;
             }
             ratio[r] = t[0][r] / t[1][r];
-            ratio_dnnl[r] = dnnl ? t[2][r] / t[1][r] : 0.0;
+            ratio_port[r] = t[2][r] / t[1][r];
+            ratio_dnnl[r] = dnnl ? t[3][r] / t[1][r] : 0.0;
         }
         bench_timing ta = bench_summarize(t[0], ROUNDS), tb = bench_summarize(t[1], ROUNDS);
-        bench_timing rt = bench_summarize(ratio, ROUNDS);
-        char dims[32], range[40], extra[48] = "", gd[16] = "";
+        bench_timing tp = bench_summarize(t[2], ROUNDS);
+        bench_timing rt = bench_summarize(ratio, ROUNDS), rp = bench_summarize(ratio_port, ROUNDS);
+        int cls = tgi_gemm_class(s->ta, s->m, s->n, s->k);
+        class_time[cls][0] += ta.median;
+        class_time[cls][1] += tb.median;
+        class_time[cls][2] += tp.median;
+        char dims[32], range[40], range_port[40], extra[48] = "", gd[16] = "";
         snprintf(dims, sizeof dims, "%dx%dx%d %s%s", s->m, s->n, s->k, s->ta ? "T" : "N", s->tb ? "T" : "N");
         snprintf(range, sizeof range, "%.3f [%.3f-%.3f]", rt.median, rt.min, rt.max);
+        snprintf(range_port, sizeof range_port, "%.3f [%.3f-%.3f]", rp.median, rp.min, rp.max);
         if (dnnl) {
-            bench_timing td = bench_summarize(t[2], ROUNDS), rd = bench_summarize(ratio_dnnl, ROUNDS);
+            bench_timing td = bench_summarize(t[3], ROUNDS), rd = bench_summarize(ratio_dnnl, ROUNDS);
             snprintf(gd, sizeof gd, "%7.1f", flops / td.median * 1e-9);
             snprintf(extra, sizeof extra, "%.3f [%.3f-%.3f]", rd.median, rd.min, rd.max);
         }
-        printf("  %-28s %-16s %7.1f %7.1f %7s  %-22s %s\n", s->what, dims,
-               flops / ta.median * 1e-9, flops / tb.median * 1e-9, gd, range, extra);
+        printf("  %-28s %-16s %-15s %7.1f %7.1f %8.1f %7s  %-22s %-22s %s\n", s->what, dims,
+               tgi_gemm_class_name(cls), flops / ta.median * 1e-9, flops / tb.median * 1e-9,
+               flops / tp.median * 1e-9, gd, range, range_port, extra);
     }
+    /* tapegrad's own choice last: it may load OpenBLAS and time the candidates itself */
+    const char *names[3] = {core_a, core_b, "portable"};
+    printf("per shape class, the fastest here (sum of the medians above) and tapegrad's choice:\n");
+    for (int cls = 0; cls < TGI_GEMM_CLASSES; cls++) {
+        int best = 0;
+        for (int e = 1; e < 3; e++) best = class_time[cls][e] < class_time[cls][best] ? e : best;
+        static const shape probe[TGI_GEMM_CLASSES] = {
+            {64, 256, 256, false, true, ""}, {256, 256, 64, true, false, ""},
+            {1024, 512, 16, false, true, ""}, {384, 384, 384, false, false, ""}};
+        const char *chosen = "?";
+        tg_gemm_choice(probe[cls].ta, probe[cls].m, probe[cls].n, probe[cls].k, &chosen);
+        printf("  %-15s fastest %-8s (time / %s's: %s %.3f, portable %.3f)  tapegrad: %s\n",
+               tgi_gemm_class_name(cls), names[best], core_b, core_a,
+               class_time[cls][0] / class_time[cls][1], class_time[cls][2] / class_time[cls][1], chosen);
+    }
+    printf("tapegrad: %s\n", tg_gemm_backend());
     free(a);
     free(b);
     free(c);

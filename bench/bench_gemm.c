@@ -9,7 +9,8 @@
  *   bench_gemm [ROUNDS]      (default 7; pin it: taskset -c 1 zig-out/bin/bench_gemm)
  *
  * C accumulates (beta = 1), as the backward does. Without a loaded BLAS only the portable
- * column is printed. Times are the thread's CPU time (CLOCK_THREAD_CPUTIME_ID), so the time the
+ * column is printed. The BLAS column runs the kernels tapegrad chose for the shape's class
+ * (named after the ratio); TAPEGRAD_BLAS_TUNE=0 for the fixed table's everywhere. Times are the thread's CPU time (CLOCK_THREAD_CPUTIME_ID), so the time the
  * thread waits for a core on a shared machine is not counted; caches still are shared.
  */
 #include <stdio.h>
@@ -33,6 +34,7 @@ static const shape shapes[] = {
     {"lstm dh   NN  32x128x512", false, false, 32, 128, 512},
     {"lstm dW   TN 512x128x32 ", true, false, 512, 128, 32},
     {"square    NN 1024^3     ", false, false, 1024, 1024, 1024},
+    {"square    NT 1024^3     ", false, true, 1024, 1024, 1024},
 };
 enum { SHAPES = sizeof shapes / sizeof shapes[0], MAX_ROUNDS = 64 };
 
@@ -95,7 +97,10 @@ int main(int argc, char **argv) {
         printf("%-26s %6.1f [%5.1f-%5.1f]  ", shapes[s].name, p.median, p.min, p.max);
         if (have_blas) {
             bench_timing o = bench_summarize(theirs[s], rounds), q = bench_summarize(ratio[s], rounds);
-            printf("%6.1f [%5.1f-%5.1f]  %4.2fx [%4.2f-%4.2f]", o.median, o.min, o.max, q.median, q.min, q.max);
+            const char *kernels = "?";
+            tg_gemm_choice(shapes[s].trans_a, shapes[s].m, shapes[s].n, shapes[s].k, &kernels);
+            printf("%6.1f [%5.1f-%5.1f]  %4.2fx [%4.2f-%4.2f]  %s", o.median, o.min, o.max, q.median,
+                   q.min, q.max, kernels);
         }
         printf("\n");
     }

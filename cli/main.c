@@ -263,7 +263,12 @@ static void print_engine(FILE *out) {
     char threads[256];
     tg_ctx_threads_calibrate(ctx); /* a few ms: whether a second thread pays on this machine now */
     tg_ctx_threads_describe(ctx, threads, sizeof threads);
-    fprintf(out, "matrix products: %s\nthreads: %s\n", tg_gemm_backend(), threads);
+    /* the kernels per shape class (and how they were chosen) on a line of their own */
+    const char *backend = tg_gemm_backend(), *per_class = strstr(backend, "; per shape class, ");
+    int head = per_class ? (int)(per_class - backend) : (int)strlen(backend);
+    fprintf(out, "matrix products: %.*s\n", head, backend);
+    if (per_class) fprintf(out, "  per shape class, %s\n", per_class + strlen("; per shape class, "));
+    fprintf(out, "threads: %s\n", threads);
     tg_ctx_free(ctx);
 }
 

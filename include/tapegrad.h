@@ -108,7 +108,12 @@ const char *tg_status_str(tg_status status);
  * this call: a cblas_sgemm the program already links; else TAPEGRAD_BLAS (the path of a cblas
  * library, or "portable"); else OpenBLAS (libopenblas.so.0), loaded with the kernels for the
  * features this CPU has, or those a fixed table measured faster on its family (Haswell's on AMD
- * family 19h, Zen 3; an OPENBLAS_CORETYPE in the environment wins); else our own kernels.
+ * family 19h, Zen 3; an OPENBLAS_CORETYPE in the environment wins); else our own kernels. With
+ * OpenBLAS loaded, the kernels are then chosen per shape class (tg_gemm_choice) by timing the
+ * table's, OpenBLAS's under a second core type and ours, once per machine: the decision is kept
+ * in a cache file ($TAPEGRAD_BLAS_CACHE, else $XDG_CACHE_HOME/tapegrad/ or ~/.cache/tapegrad/)
+ * keyed by the CPU model and the library versions, so later runs take the same kernels and give
+ * the same numbers. TAPEGRAD_BLAS_TUNE=0 keeps the table's (the test suite runs so).
  * TAPEGRAD_BLAS=openblas+onednn adds oneDNN's dnnl_sgemm (libdnnl.so.2, one OpenMP thread) for
  * thin products (m <= 64, n and k <= 512, A not transposed), chosen by shape alone so a run's
  * numbers do not change; not the default, as it allocates from the heap at every call.
@@ -116,6 +121,26 @@ const char *tg_status_str(tg_status status);
  * -Dblas=false builds always use our own kernels. Never NULL.
  */
 const char *tg_gemm_backend(void);
+
+/** How the matrix product kernels were chosen (see tg_gemm_backend). */
+typedef enum tg_gemm_how {
+    TG_GEMM_NO_BLAS,  /**< ours for every product: -Dblas=false, TAPEGRAD_BLAS=portable, no
+                           OpenBLAS found, or it disagreed with ours */
+    TG_GEMM_GIVEN,    /**< by the environment or the program: OPENBLAS_CORETYPE,
+                           TAPEGRAD_BLAS=<library>, a cblas_sgemm the program links */
+    TG_GEMM_TABLE,    /**< from the CPU's features and a fixed table (TAPEGRAD_BLAS_TUNE=0) */
+    TG_GEMM_MEASURED, /**< per shape class, timed at this process's first product */
+    TG_GEMM_CACHED    /**< per shape class, as timed by an earlier run on this machine */
+} tg_gemm_how;
+
+/**
+ * How the kernels were chosen, and in *kernels (when not NULL) the name of those that compute a
+ * product of op(A) (m x k, transposed when trans_a) by op(B) (k x n): an OpenBLAS core type
+ * ("Haswell", "Zen", ...), "portable" (ours), or "cblas" (a library given by the program or
+ * TAPEGRAD_BLAS). Shape classes: A transposed (weight gradients), m <= 64 (thin), k <= 32
+ * (shallow), the rest (large). The same answer for the life of the process.
+ */
+tg_gemm_how tg_gemm_choice(bool trans_a, int64_t m, int64_t n, int64_t k, const char **kernels);
 
 /* ------------------------------------------------------------------------------------------ */
 /* Context                                                                                    */

@@ -24,7 +24,14 @@
  * do not depend on it). Not the default: dnnl_sgemm allocates its packing buffer from the heap
  * at every call (posix_memalign, counted: one per call), and a steady-state step allocates
  * nothing. `bench_blas_cores` measures the classes on another CPU.
+ *
+ * Then, unless the user chose (OPENBLAS_CORETYPE, TAPEGRAD_BLAS) or TAPEGRAD_BLAS_TUNE=0, the
+ * kernels are chosen per shape class by measurement, once per machine (ops/blas_tune.c): the
+ * table's, OpenBLAS's under a second core type (loaded with dlmopen into a namespace of its own,
+ * as its core type is fixed at load), and the portable GEMM. A decision kept in the cache file
+ * is used as it is; a second OpenBLAS is loaded only when some class takes it.
  */
+#define _GNU_SOURCE /* dlmopen: a second OpenBLAS beside the first */
 #include "ops/ops.h"
 
 #include <dlfcn.h>
@@ -42,9 +49,7 @@
 /* cblas constants (cblas.h is not needed: the library is found at run time). */
 enum { CBLAS_ROW_MAJOR = 101, CBLAS_NO_TRANS = 111, CBLAS_TRANS = 112 };
 
-typedef void (*cblas_sgemm_fn)(int order, int trans_a, int trans_b, int m, int n, int k,
-                               float alpha, const float *a, int lda, const float *b, int ldb,
-                               float beta, float *c, int ldc);
+typedef tgi_sgemm_fn cblas_sgemm_fn;
 typedef char *(*openblas_string_fn)(void);
 typedef void (*openblas_threads_fn)(int n);
 /* oneDNN's row-major sgemm (dim_t is int64_t; returns dnnl_status_t, 0 = success) */
@@ -60,10 +65,23 @@ typedef const dnnl_version_t *(*dnnl_version_fn)(void);
 
 static struct {
     cblas_sgemm_fn sgemm;          /* NULL: the portable GEMM */
+    cblas_sgemm_fn by_class[TGI_GEMM_CLASSES]; /* what each shape class runs (NULL: portable) */
+    const char *kernel[TGI_GEMM_CLASSES];      /* and its name */
+    tg_gemm_how how;
     dnnl_sgemm_fn small;           /* NULL, or oneDNN for the products of small_class */
     openblas_threads_fn omp_threads; /* oneDNN's OpenMP runtime: omp_set_num_threads */
-    char description[384];
+    char names[TGI_GEMM_KERNELS_MAX][32];
+    char description[640];
 } backend;
+
+/* One kernel for every class. */
+static void use_everywhere(cblas_sgemm_fn sgemm, const char *name, tg_gemm_how how) {
+    for (int c = 0; c < TGI_GEMM_CLASSES; c++) {
+        backend.by_class[c] = sgemm;
+        backend.kernel[c] = name;
+    }
+    backend.how = how;
+}
 
 static pthread_once_t backend_once = PTHREAD_ONCE_INIT;
 
@@ -212,16 +230,19 @@ static void restore_env(const char *name, bool we_set, const char *user_value) {
     else if (we_set) unsetenv(name);
 }
 
+static char openblas_version[64] = "OpenBLAS"; /* "OpenBLAS 0.3.21": a part of the cache key */
+
 static void describe_openblas(void *lib, const char *source, const char *chosen) {
     openblas_string_fn config = (openblas_string_fn)dlsym(lib, "openblas_get_config");
     openblas_string_fn corename = (openblas_string_fn)dlsym(lib, "openblas_get_corename");
-    char version[64] = "OpenBLAS";
+    char *version = openblas_version;
     if (config) { /* "OpenBLAS 0.3.21 DYNAMIC_ARCH NO_AFFINITY Zen MAX_THREADS=64" */
         const char *s = config();
         size_t n = strcspn(s, " ");
         n += s[n] ? 1 + strcspn(s + n + 1, " ") : 0;
-        snprintf(version, sizeof version, "%.*s", (int)n, s);
+        snprintf(version, sizeof openblas_version, "%.*s", (int)n, s);
     }
+    snprintf(backend.names[0], sizeof backend.names[0], "%s", corename ? corename() : "cblas");
     if (corename)
         snprintf(backend.description, sizeof backend.description, "%s, %s kernels (%s)", version,
                  corename(), chosen ? chosen : source);
@@ -229,7 +250,7 @@ static void describe_openblas(void *lib, const char *source, const char *chosen)
         snprintf(backend.description, sizeof backend.description, "%s (%s)", version, source);
 }
 
-static bool use_library(void *lib, const char *source, const char *chosen) {
+static bool use_library(void *lib, const char *source, const char *chosen, tg_gemm_how how) {
     cblas_sgemm_fn sgemm = (cblas_sgemm_fn)dlsym(lib, "cblas_sgemm");
     if (!sgemm) return false;
     /* We cut products into pieces for our own threads; BLAS threads beside them would
@@ -245,6 +266,7 @@ static bool use_library(void *lib, const char *source, const char *chosen) {
         return true;
     }
     backend.sgemm = sgemm;
+    use_everywhere(sgemm, backend.names[0], how);
     warm_up(sgemm);
     return true;
 }
@@ -295,11 +317,141 @@ static void load_dnnl(void) {
     backend.small = sgemm;
 }
 
+/* ---- kernels per shape class, measured once per machine ------------------------------------ */
+
+static const char *openblas_name = "libopenblas.so.0"; /* the name that loaded */
+
+/* The other core type worth timing against the table's: AVX2 machines have Haswell's and Zen's,
+ * AVX-512 ones SkylakeX's and Haswell's; NULL when there is none. */
+static const char *other_core(const cpu_features *f, const char *core) {
+    if (!core) return NULL;
+    if (f->avx512) return strcmp(core, "Haswell") == 0 ? "SkylakeX" : "Haswell";
+    if (f->avx2 && f->fma) return strcmp(core, "Haswell") == 0 ? "Zen" : "Haswell";
+    return NULL;
+}
+
+/* What the cache is keyed by: the CPU's brand string, family, model and stepping, OpenBLAS's
+ * version, ours, and the candidates. */
+static void cache_key(const tgi_gemm_kernels *k, char *key, size_t size) {
+    char brand[49] = "unknown CPU";
+    unsigned signature = 0;
+#if defined(__x86_64__) || defined(__i386__)
+    unsigned r[12], a, b, c, d;
+    if (__get_cpuid(0x80000000, &a, &b, &c, &d) && a >= 0x80000004) {
+        for (unsigned i = 0; i < 3; i++)
+            __get_cpuid(0x80000002 + i, &r[4 * i], &r[4 * i + 1], &r[4 * i + 2], &r[4 * i + 3]);
+        memcpy(brand, r, 48);
+        brand[48] = 0;
+    }
+    if (__get_cpuid(1, &a, &b, &c, &d)) signature = a;
+#endif
+    const char *start = brand;
+    while (*start == ' ') start++;
+    int n = snprintf(key, size, "%s|cpuid %08x|%s|tapegrad %d.%d.%d|", start, signature,
+                     openblas_version, TG_VERSION_MAJOR, TG_VERSION_MINOR, TG_VERSION_PATCH);
+    for (int e = 0; e < k->count && n > 0 && (size_t)n < size; e++)
+        n += snprintf(key + n, size - (size_t)n, "%s%s", e ? " " : "", k->name[e]);
+}
+
+/* OpenBLAS under another core type, in a link namespace of its own (a second copy: its core
+ * type is fixed when it loads); NULL when it cannot be had or disagrees with ours. */
+static cblas_sgemm_fn load_core_apart(const char *core) {
+#ifdef LM_ID_NEWLM
+    /* the user's value (set, but one this CPU cannot run: tuning still applies) is put back */
+    char user_core[64] = "";
+    if (getenv("OPENBLAS_CORETYPE"))
+        snprintf(user_core, sizeof user_core, "%s", getenv("OPENBLAS_CORETYPE"));
+    setenv("OPENBLAS_CORETYPE", core, 1);
+    bool set_threads = set_env_default("OPENBLAS_NUM_THREADS", "1");
+    void *lib = dlmopen(LM_ID_NEWLM, openblas_name, RTLD_NOW | RTLD_LOCAL);
+    restore_env("OPENBLAS_CORETYPE", true, user_core[0] ? user_core : NULL);
+    restore_env("OPENBLAS_NUM_THREADS", set_threads, NULL);
+    if (!lib) return NULL;
+    cblas_sgemm_fn sgemm = (cblas_sgemm_fn)dlsym(lib, "cblas_sgemm");
+    openblas_string_fn corename = (openblas_string_fn)dlsym(lib, "openblas_get_corename");
+    openblas_threads_fn threads = (openblas_threads_fn)dlsym(lib, "openblas_set_num_threads");
+    if (threads) threads(1);
+    /* a library that ignored the core type would be timed against itself */
+    if (!sgemm || !corename || strcasecmp(corename(), core) != 0 || !blas_agrees(sgemm)) {
+        dlclose(lib);
+        return NULL;
+    }
+    warm_up(sgemm);
+    return sgemm; /* the handle stays open while its kernels are in use */
+#else
+    (void)core;
+    return NULL;
+#endif
+}
+
+/* Chooses the kernels of each shape class: from the cache file if it holds this machine's
+ * decision, else by timing the candidates (and keeping the decision there). The table's
+ * OpenBLAS (`core`) is loaded and in backend.sgemm. */
+static void choose_per_class(const cpu_features *cpu, const char *core) {
+    tgi_gemm_kernels k = {0};
+    k.name[k.count] = backend.names[0];
+    k.sgemm[k.count++] = backend.sgemm;
+    const char *other = other_core(cpu, core);
+    int other_index = -1;
+    if (other) {
+        snprintf(backend.names[1], sizeof backend.names[1], "%s", other);
+        other_index = k.count;
+        k.name[k.count++] = backend.names[1];
+    }
+    k.name[k.count++] = "portable"; /* sgemm NULL */
+    char key[400], path[512], where[600] = "", err[128];
+    cache_key(&k, key, sizeof key);
+    bool have_path = tgi_gemm_cache_path(key, path, sizeof path);
+    tgi_gemm_decision d = {0};
+    tg_gemm_how how;
+    if (have_path && tgi_gemm_cache_read(path, key, &k, &d)) {
+        how = TG_GEMM_CACHED;
+        bool other_wanted = false;
+        for (int c = 0; c < TGI_GEMM_CLASSES; c++) other_wanted |= d.kernel[c] == other_index;
+        if (other_wanted && !(k.sgemm[other_index] = load_core_apart(other)))
+            for (int c = 0; c < TGI_GEMM_CLASSES; c++) /* cannot be had now: the table's */
+                if (d.kernel[c] == other_index) d.kernel[c] = 0;
+        snprintf(where, sizeof where, "as measured before on this machine, kept in %s", path);
+    } else {
+        how = TG_GEMM_MEASURED;
+        if (other_index >= 0 && !(k.sgemm[other_index] = load_core_apart(other))) {
+            k.name[other_index] = k.name[other_index + 1]; /* the portable GEMM moves down */
+            k.count--;
+        }
+        if (!tgi_gemm_measure(&k, &d)) return; /* out of memory: the table's kernels */
+        double took = d.seconds;
+        if (!have_path)
+            snprintf(where, sizeof where, "measured at first use (%.0f ms), not kept: %s", 1e3 * took,
+                     getenv("TAPEGRAD_BLAS_CACHE") ? "TAPEGRAD_BLAS_CACHE is empty" : "no HOME");
+        else if (!tgi_gemm_cache_write(path, key, &k, &d, err, sizeof err))
+            snprintf(where, sizeof where, "measured at first use (%.0f ms), not kept: %.200s: %s",
+                     1e3 * took, path, err);
+        else
+            snprintf(where, sizeof where, "measured at first use (%.0f ms), kept in %s", 1e3 * took, path);
+    }
+    for (int c = 0; c < TGI_GEMM_CLASSES; c++) {
+        backend.by_class[c] = k.sgemm[d.kernel[c]];
+        backend.kernel[c] = k.name[d.kernel[c]];
+    }
+    backend.how = how;
+    size_t used = strlen(backend.description);
+    int n = snprintf(backend.description + used, sizeof backend.description - used,
+                     "; per shape class, %s:", where);
+    for (int c = 0; c < TGI_GEMM_CLASSES && n > 0; c++) {
+        used += (size_t)n;
+        if (used >= sizeof backend.description) break;
+        n = snprintf(backend.description + used, sizeof backend.description - used, " %s %s%s",
+                     tgi_gemm_class_name(c), backend.kernel[c], c + 1 < TGI_GEMM_CLASSES ? "," : "");
+    }
+}
+
 static void load_openblas(bool with_dnnl) {
     char why[128], chosen[256];
     cpu_features cpu = detect_cpu();
     const char *core = core_type_for(&cpu, why, sizeof why);
     char user_core[64] = "";
+    const char *tune = getenv("TAPEGRAD_BLAS_TUNE");
+    bool tune_off = tune && strcmp(tune, "0") == 0;
     if (getenv("OPENBLAS_CORETYPE"))
         snprintf(user_core, sizeof user_core, "%s", getenv("OPENBLAS_CORETYPE"));
     if (user_core[0] && !core_type_runs(user_core, &cpu)) {
@@ -311,24 +463,28 @@ static void load_openblas(bool with_dnnl) {
     } else if (user_core[0]) {
         snprintf(chosen, sizeof chosen, "OPENBLAS_CORETYPE=%s from the environment", user_core);
     } else if (core) {
-        snprintf(chosen, sizeof chosen, "chosen from the CPU: %s", why);
+        snprintf(chosen, sizeof chosen, "chosen from the CPU: %s%s", why, tune_off ? "; TAPEGRAD_BLAS_TUNE=0" : "");
     } else {
-        snprintf(chosen, sizeof chosen, "OpenBLAS's own choice: %s", why);
+        snprintf(chosen, sizeof chosen, "OpenBLAS's own choice: %s%s", why, tune_off ? "; TAPEGRAD_BLAS_TUNE=0" : "");
     }
     bool set_core = set_env_default("OPENBLAS_CORETYPE", core);
     bool set_threads = set_env_default("OPENBLAS_NUM_THREADS", "1");
-    void *lib = dlopen("libopenblas.so.0", RTLD_NOW | RTLD_LOCAL);
-    if (!lib) lib = dlopen("libopenblas.so", RTLD_NOW | RTLD_LOCAL);
+    void *lib = dlopen(openblas_name, RTLD_NOW | RTLD_LOCAL);
+    if (!lib) lib = dlopen(openblas_name = "libopenblas.so", RTLD_NOW | RTLD_LOCAL);
     restore_env("OPENBLAS_CORETYPE", set_core, user_core[0] ? user_core : NULL);
     restore_env("OPENBLAS_NUM_THREADS", set_threads, NULL);
-    if (!lib || !use_library(lib, "loaded", chosen))
+    tg_gemm_how how = user_core[0] && core_type_runs(user_core, &cpu) ? TG_GEMM_GIVEN : TG_GEMM_TABLE;
+    if (!lib || !use_library(lib, "loaded", chosen, how))
         snprintf(backend.description, sizeof backend.description,
                  "portable (no OpenBLAS found: libopenblas.so.0 did not load)");
     /* The handle stays open for the life of the process: its kernels are in use. */
+    else if (how == TG_GEMM_TABLE && backend.sgemm && !tune_off)
+        choose_per_class(&cpu, core);
     if (with_dnnl) load_dnnl();
 }
 
 static void choose_backend(void) {
+    use_everywhere(NULL, "portable", TG_GEMM_NO_BLAS);
 #ifdef TG_USE_BLAS
     const char *request = getenv("TAPEGRAD_BLAS");
     if (request && strcmp(request, "portable") == 0) {
@@ -338,13 +494,13 @@ static void choose_backend(void) {
     bool with_dnnl = request && strcmp(request, "openblas+onednn") == 0;
     if (request && *request && !with_dnnl && strcmp(request, "openblas") != 0) {
         void *lib = dlopen(request, RTLD_NOW | RTLD_LOCAL);
-        if (!lib || !use_library(lib, "TAPEGRAD_BLAS", NULL))
+        if (!lib || !use_library(lib, "TAPEGRAD_BLAS", NULL, TG_GEMM_GIVEN))
             snprintf(backend.description, sizeof backend.description,
                      "portable (TAPEGRAD_BLAS=%.160s has no cblas_sgemm or did not load)", request);
         return;
     }
     void *self = dlopen(NULL, RTLD_NOW);
-    if (self && dlsym(self, "cblas_sgemm") && use_library(self, "linked by the program", NULL)) return;
+    if (self && dlsym(self, "cblas_sgemm") && use_library(self, "linked by the program", NULL, TG_GEMM_GIVEN)) return;
     load_openblas(with_dnnl);
 #else
     snprintf(backend.description, sizeof backend.description, "portable (built with -Dblas=false)");
@@ -362,11 +518,18 @@ const char *tg_gemm_backend(void) {
     return backend.description;
 }
 
+tg_gemm_how tg_gemm_choice(bool trans_a, int64_t m, int64_t n, int64_t k, const char **kernels) {
+    pthread_once(&backend_once, choose_backend);
+    if (kernels) *kernels = backend.kernel[tgi_gemm_class(trans_a, m, n, k)];
+    return backend.how;
+}
+
 bool tgi_blas_gemm(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, float alpha,
                    const float *a, int64_t lda, const float *b, int64_t ldb, float beta, float *c,
                    int64_t ldc) {
-    cblas_sgemm_fn sgemm = blas_sgemm();
-    if (!sgemm) return false;
+    if (!blas_sgemm()) return false;
+    cblas_sgemm_fn sgemm = backend.by_class[tgi_gemm_class(trans_a, m, n, k)];
+    if (!sgemm) return false; /* the portable GEMM for this class */
     /* The usual BLAS builds take 32-bit ints: larger dims would be truncated. */
     if (m > INT32_MAX || n > INT32_MAX || k > INT32_MAX || lda > INT32_MAX || ldb > INT32_MAX ||
         ldc > INT32_MAX)

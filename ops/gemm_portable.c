@@ -10,10 +10,11 @@
  * falls in, on the blocking of m and n, on the vector width or on the CPU, so every machine
  * computes the same bits (tests/test_gemm.c checks them against a scalar loop in that order).
  *
- * How it is fast, in the way of BLIS (the loops and packing; the code is our own): for each KC
- * block of k, a block of op(A) (up to A_ROOM floats: 144 rows at KC = 256, more when k is
- * shallower) is packed into strips of MR = 6 rows, p-major, so the kernel reads one strip's 6
- * values of a step of k side by side; then for each sliver of NR = 16 columns, op(B)'s kc x 16
+ * How it is fast, in the way of BLIS (the loops and packing; the code is our own): for each
+ * panel of NC columns and each KC block of k, a block of op(A) (up to A_ROOM floats: 144 rows at
+ * KC = 256, more when k is shallower) is packed into strips of MR = 6 rows, p-major, so the
+ * kernel reads one strip's 6 values of a step of k side by side; then for each sliver of NR = 16
+ * columns, op(B)'s kc x 16
  * sliver is packed (zero-padded past n) into 16 KiB that stays in L1 while the kernel runs down
  * the strips, which come from L2. The micro-kernel sums a 6 x 16 tile in twelve 8-float
  * accumulators: per step of k two loads of B, six broadcasts of A, 12 multiplies and 12 adds —
@@ -22,9 +23,13 @@
  * rows (and 7-8 rows left go as 4+3 or 4+4: 1 or 2 rows keep too few sums in flight). Where op(A)
  * or op(B) runs the other way in memory, packing transposes 8 x 8 blocks with vector shuffles.
  * C's tile is prefetched while its sums are taken (+5% at 1024^3 and at 512x128x32). When m
- * takes several blocks of A, B's slivers are packed two at a time (+3% at 1024^3).
+ * takes several blocks of A, the kc x NC panel of op(B) (NC = 512 columns, 512 KiB, in L2/L3) is
+ * packed once, before the first of them, and every block of A reads it (at 1024^3 B was packed
+ * 8 times per block of k, each time reading 256 rows 4 KiB apart: the best of 25 rounds went
+ * from 71 to 81 GFLOP/s, Zen 3, one thread); its slivers are packed two at a time (128 bytes of
+ * a row per visit). Otherwise a sliver is packed right before the kernels read it, from L1.
  *
- * Both buffers (about 182 KiB) are the calling thread's own, allocated at its first product and
+ * Both buffers (about 662 KiB) are the calling thread's own, allocated at its first product and
  * freed when it ends: too big for the stack of a small thread (musl's default is 128 KiB), and as
  * static thread-local storage every thread of a host program would pay for them. So the steady
  * state allocates nothing, no state is shared between threads, and the blocking depends only on
@@ -216,7 +221,15 @@ static inline __attribute__((always_inline)) void kernel(int mr, int64_t kc, con
             s1[r] += ar * b1;
         }
     }
-    if (nr == NR && beta == 1.0f) { /* the usual case (an accumulating backward): no branches */
+    if (nr == NR && beta == 1.0f && alpha == 1.0f) { /* the usual case (an accumulating
+        backward): C += sum, the same bits as C += 1 * sum, 12 multiplies fewer */
+        for (int r = 0; r < mr; r++) {
+            store8(c + r * ldc, load8(c + r * ldc) + s0[r]);
+            store8(c + r * ldc + 8, load8(c + r * ldc + 8) + s1[r]);
+        }
+        return;
+    }
+    if (nr == NR && beta == 1.0f) {
         for (int r = 0; r < mr; r++) {
             store8(c + r * ldc, load8(c + r * ldc) + alpha * s0[r]);
             store8(c + r * ldc + 8, load8(c + r * ldc + 8) + alpha * s1[r]);
@@ -254,9 +267,11 @@ static void kernel_rows(int mr, int64_t kc, const float *ap, const float *bp, fl
 
 /* ---- the loops ----------------------------------------------------------------------------- */
 
+#define NC 512 /* columns of op(B) packed at once when several blocks of A read them */
+
 typedef struct pack_room {
     _Alignas(64) float a[A_ROOM + MR * KC + 8]; /* + a strip cut in two, + 2 floats */
-    _Alignas(64) float b[2 * KC * NR];
+    _Alignas(64) float b[KC * NC];
 } pack_room;
 
 static pthread_key_t room_key;
@@ -313,28 +328,40 @@ void tgi_gemm_portable(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t
         tgi_gemm_in_order(trans_a, trans_b, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
         return;
     }
-    float *a_packed = room->a, *b_packed = room->b;
-    for (int64_t pc = 0; pc < k; pc += KC) {
-        int64_t kc = k - pc < KC ? k - pc : KC;
-        int64_t most_rows = A_ROOM / kc / MR * MR; /* a shallower block takes more rows */
-        float beta_here = pc == 0 ? beta : 1.0f; /* C is scaled once, with the first block */
-        for (int64_t ic = 0; ic < m; ic += most_rows) {
-            int64_t mc = m - ic < most_rows ? m - ic : most_rows;
-            pack_a(a + ic * rs_a + pc * cs_a, rs_a, cs_a, mc, kc, a_packed);
-            /* B's slivers two at a time when B's rows are read again for each block of A:
-             * 128 bytes of a row per visit rather than 64 (rows may be a page apart) */
-            int64_t group = cs_b == 1 && m > most_rows ? 2 * NR : NR;
-            for (int64_t jr = 0; jr < n; jr += group) {
-                int64_t width = n - jr < group ? n - jr : group;
-                pack_b(b + pc * rs_b + jr * cs_b, rs_b, cs_b, kc, width, b_packed);
-                for (int64_t j = 0; j < width; j += NR) {
-                    int nr = width - j < NR ? (int)(width - j) : NR;
-                    const float *strip = a_packed;
-                    int mr;
-                    for (int64_t ir = 0; ir < mc; ir += mr, strip += MR * kc) {
-                        mr = strip_rows(mc - ir);
-                        kernel_rows(mr, kc, strip, b_packed + j * kc, alpha, beta_here,
-                                    c + (ic + ir) * ldc + jr + j, ldc, nr);
+    float *a_packed = room->a;
+    for (int64_t jc = 0; jc < n; jc += NC) {
+        int64_t nc = n - jc < NC ? n - jc : NC;
+        for (int64_t pc = 0; pc < k; pc += KC) {
+            int64_t kc = k - pc < KC ? k - pc : KC;
+            int64_t most_rows = A_ROOM / kc / MR * MR; /* a shallower block takes more rows */
+            float beta_here = pc == 0 ? beta : 1.0f; /* C is scaled once, with the first block */
+            /* When several blocks of A read this panel of B, it is packed once for all of them;
+             * else sliver by sliver, each packed right before the kernels read it (from L1). */
+            bool whole = m > most_rows;
+            const float *b_panel = b + pc * rs_b + jc * cs_b;
+            if (whole)
+                for (int64_t jr = 0; jr < nc; jr += 2 * NR)
+                    pack_b(b_panel + jr * cs_b, rs_b, cs_b, kc,
+                           nc - jr < 2 * NR ? nc - jr : 2 * NR, room->b + jr * kc);
+            for (int64_t ic = 0; ic < m; ic += most_rows) {
+                int64_t mc = m - ic < most_rows ? m - ic : most_rows;
+                pack_a(a + ic * rs_a + pc * cs_a, rs_a, cs_a, mc, kc, a_packed);
+                /* unpacked B's slivers two at a time when its rows are read again for each
+                 * block of A: 128 bytes of a row per visit rather than 64 */
+                int64_t group = whole ? 2 * NR : NR;
+                for (int64_t jr = 0; jr < nc; jr += group) {
+                    int64_t width = nc - jr < group ? nc - jr : group;
+                    float *b_packed = whole ? room->b + jr * kc : room->b;
+                    if (!whole) pack_b(b_panel + jr * cs_b, rs_b, cs_b, kc, width, b_packed);
+                    for (int64_t j = 0; j < width; j += NR) {
+                        int nr = width - j < NR ? (int)(width - j) : NR;
+                        const float *strip = a_packed;
+                        int mr;
+                        for (int64_t ir = 0; ir < mc; ir += mr, strip += MR * kc) {
+                            mr = strip_rows(mc - ir);
+                            kernel_rows(mr, kc, strip, b_packed + j * kc, alpha, beta_here,
+                                        c + (ic + ir) * ldc + jc + jr + j, ldc, nr);
+                        }
                     }
                 }
             }

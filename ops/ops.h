@@ -320,6 +320,44 @@ TGI_HIDDEN void tgi_gemm_in_order(bool trans_a, bool trans_b, int64_t m, int64_t
                                   float alpha, const float *a, int64_t lda, const float *b,
                                   int64_t ldb, float beta, float *c, int64_t ldc);
 
+/* ---- the GEMM kernels per shape class, measured once per machine (ops/blas_tune.c) ---- */
+
+/* cblas_sgemm's signature */
+typedef void (*tgi_sgemm_fn)(int order, int trans_a, int trans_b, int m, int n, int k, float alpha,
+                             const float *a, int lda, const float *b, int ldb, float beta,
+                             float *c, int ldc);
+enum { TGI_GEMM_THIN, TGI_GEMM_WEIGHT_GRADIENT, TGI_GEMM_SHALLOW, TGI_GEMM_LARGE, TGI_GEMM_CLASSES };
+enum { TGI_GEMM_KERNELS_MAX = 3 };
+/* The class a product's kernels are chosen for, by its shape alone (so a product, and each
+ * piece tgi_gemm cuts, always takes the same kernels), and the class's name. */
+TGI_HIDDEN int tgi_gemm_class(bool trans_a, int64_t m, int64_t n, int64_t k);
+TGI_HIDDEN const char *tgi_gemm_class_name(int cls);
+/* The candidates: kernel 0 is the fixed table's choice; sgemm NULL means the portable GEMM. */
+typedef struct tgi_gemm_kernels {
+    int count;
+    const char *name[TGI_GEMM_KERNELS_MAX];
+    tgi_sgemm_fn sgemm[TGI_GEMM_KERNELS_MAX];
+} tgi_gemm_kernels;
+/* Per class: the kernel chosen (an index into the candidates) and each one's time over kernel
+ * 0's (median of the rounds), when measured. */
+typedef struct tgi_gemm_decision {
+    int kernel[TGI_GEMM_CLASSES];
+    double ratio[TGI_GEMM_CLASSES][TGI_GEMM_KERNELS_MAX];
+    double seconds; /* the measurement's wall-clock time */
+} tgi_gemm_decision;
+/* Times the candidates on each class's sample products, alternating them; false when out of
+ * memory (a few MB, freed before it returns). */
+TGI_HIDDEN bool tgi_gemm_measure(const tgi_gemm_kernels *kernels, tgi_gemm_decision *out);
+/* The cache file for key; false when there is to be none. */
+TGI_HIDDEN bool tgi_gemm_cache_path(const char *key, char *path, size_t size);
+/* The decision kept in the file at path, if it has this key and names a candidate per class. */
+TGI_HIDDEN bool tgi_gemm_cache_read(const char *path, const char *key,
+                                    const tgi_gemm_kernels *kernels, tgi_gemm_decision *out);
+/* Writes it (atomically: a temporary file renamed); false with the reason in err. */
+TGI_HIDDEN bool tgi_gemm_cache_write(const char *path, const char *key,
+                                     const tgi_gemm_kernels *kernels, const tgi_gemm_decision *d,
+                                     char *err, size_t err_size);
+
 /* ---- gradient-check examples, declared as data --------------------------------------------- */
 
 typedef enum tgi_domain {

@@ -53,6 +53,11 @@ void world_teardown(void) {
 MISUSE(tg_status_name) { GIVES_TEXT(tg_status_name((tg_status)1234)); }
 MISUSE(tg_status_str) { GIVES_TEXT(tg_status_str((tg_status)1234)); }
 MISUSE(tg_gemm_backend) { GIVES_TEXT(tg_gemm_backend()); }
+MISUSE(tg_gemm_choice) {
+    const char *kernels = NULL; /* nonsense dims still fall in a class: a name, never NULL */
+    GIVES(tg_gemm_choice(true, -5, 0, INT64_MAX, &kernels), tg_gemm_choice(false, 1, 1, 1, NULL));
+    GIVES_TEXT(kernels);
+}
 MISUSE(tg_ctx_new) {
     tg_ctx *c = tg_ctx_new();
     cr_expect_not_null(c);
