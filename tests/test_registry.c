@@ -21,7 +21,7 @@ Test(registry, builtins_are_listed_with_their_signatures) {
                               "sum_axis", "mean_axis", "sigmoid", "tanh", "relu", "leaky_relu",
                               "elu", "softplus", "gelu", "softmax", "log_softmax", "mse",
                               "cross_entropy", "bce_with_logits", "dropout", "batch_norm",
-                              "layer_norm", "conv2d", "conv1d", "max_pool2d", "avg_pool2d",
+                              "batch_norm_relu", "layer_norm", "conv2d", "conv1d", "max_pool2d", "avg_pool2d",
                               "global_avg_pool2d", "rnn_cell", "lstm_gates", "lstm_cell",
                               "lstm_hidden", "gru_cell", "embedding", "masked_fill", "max_axis",
                               "argmax_axis", "permute", "clamp", "sin", "cos", "softmax_axis",
