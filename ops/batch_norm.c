@@ -202,19 +202,34 @@ static void run_grad_sums(const float *x, const float *gy, const float *y, int64
 
 /* One channel's dX over one run, with d = g gamma:
  *   batch statistics: dx = inv_std / n (n d - sum(d) - xhat sum(d xhat));
- *   fixed (evaluation): dx = d inv_std. */
+ *   fixed (evaluation): dx = d inv_std.
+ * Eight at a time, then one by one: the same expressions, so every element gets the same bits
+ * wherever the run's tail falls. */
 static void run_input_grad(const bn_job *j, int64_t at, int64_t k, double sd, double sdx,
                            float *gx, bool fresh) {
     const tg_op_call *call = j->call;
     const float *x = call->inputs[0]->data, *gy = call->output->grad;
     const float *y = j->relu ? call->output->data : NULL;
     float mu = j->mean[k], inv = j->inv_std[k], gk = call->inputs[1]->data[k];
-    float n = (float)j->count, fsd = (float)sd, fsdx = (float)sdx;
-    for (int64_t i = at; i < at + j->s; i++) {
+    float n = (float)j->count, fsd = (float)sd, fsdx = (float)sdx, scale = inv / n;
+    const v8 vmu = splat(mu), vinv = splat(inv), vgk = splat(gk), vn = splat(n);
+    const v8 vsd = splat(fsd), vsdx = splat(fsdx), vscale = splat(scale);
+    int64_t i = at, end = at + j->s;
+    for (; i + 8 <= end; i += 8) {
+        v8 g = masked8(gy, y, i), base = fresh ? splat(0.0f) : load8(gx + i), d;
+        if (j->train) {
+            v8 xhat = (load8(x + i) - vmu) * vinv;
+            d = base + vscale * (vn * (g * vgk) - vsd - xhat * vsdx);
+        } else {
+            d = base + g * vgk * vinv;
+        }
+        memcpy(gx + i, &d, sizeof d);
+    }
+    for (; i < end; i++) {
         float g = masked1(gy, y, i), base = fresh ? 0.0f : gx[i];
         if (j->train) {
             float xhat = (x[i] - mu) * inv;
-            gx[i] = base + inv / n * (n * (g * gk) - fsd - xhat * fsdx);
+            gx[i] = base + scale * (n * (g * gk) - fsd - xhat * fsdx);
         } else {
             gx[i] = base + g * gk * inv;
         }
