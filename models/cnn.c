@@ -155,7 +155,7 @@ static tg_tensor *block_forward(tg_module *m, const basic_block *b, tg_tape *tap
         if (b->shortcut)
             shortcut = tg_module_forward(b->shortcut_bn, tape, tg_module_forward(b->shortcut, tape, h));
     }
-    char label[TG_LABEL_MAX];
+    char label[TGI_NAME_MAX]; /* tg_tape_label_next keeps TG_LABEL_MAX - 1 chars of it */
     snprintf(label, sizeof label, "%s.stage%d.block%d.out", m->name, b->stage, b->index);
     return tgi_norm_relu(b->bn2, tape, t, shortcut, label);
 }
@@ -198,7 +198,7 @@ static tg_tensor *blocks_in_segments(tg_module *m, tg_tape *tape, tg_tensor *h) 
 
 static tg_tensor *resnet_forward(tg_module *m, tg_tape *tape, tg_tensor *x) {
     const resnet_impl *impl = m->impl;
-    char label[TG_LABEL_MAX];
+    char label[TGI_NAME_MAX]; /* tg_tape_label_next keeps TG_LABEL_MAX - 1 chars of it */
     snprintf(label, sizeof label, "%s.stem.out", m->name);
     tg_tensor *h = tgi_norm_relu(impl->stem_bn, tape, tg_module_forward(impl->stem, tape, x), NULL,
                                  label);
