@@ -18,26 +18,16 @@
  * other (the same expressions, in the same order), so the two give the same bits.
  */
 #include "ops/kernels.h"
+#include "ops/simd.h"
 
 #include <math.h>
 #include <string.h>
 
 #define CHUNK 256
 
-typedef float v8 __attribute__((vector_size(32)));
 typedef int32_t i8 __attribute__((vector_size(32)));
 
-static inline v8 load8(const float *p) {
-    v8 v;
-    memcpy(&v, p, sizeof v);
-    return v;
-}
-
-static inline v8 splat(float s) {
-    return (v8){s, s, s, s, s, s, s, s};
-}
-
-static inline double lanes_sum(v8 v) {
+static inline double lanes_sum(tgi_v8 v) {
     double total = 0.0;
     for (int l = 0; l < 8; l++) total += v[l];
     return total;
@@ -73,12 +63,12 @@ static int64_t channel_grain(const bn_job *j) {
 static double run_sum(const float *x, int64_t n, float center, bool square) {
     double total = 0.0;
     int64_t i = 0;
-    const v8 m = splat(center);
+    const tgi_v8 m = tgi_splat8(center);
     while (i + 8 <= n) {
-        v8 acc = {0};
+        tgi_v8 acc = {0};
         int64_t end = i + CHUNK < n ? i + CHUNK : n;
         for (; i + 8 <= end; i += 8) {
-            v8 d = load8(x + i) - m;
+            tgi_v8 d = tgi_load8(x + i) - m;
             acc += square ? d * d : d;
         }
         total += lanes_sum(acc);
@@ -161,11 +151,11 @@ static tg_status bn_forward(tg_op_call *call) {
 
 /* The gradient reaching the normalisation: dY, or dY where the ReLU passed its input (y > 0),
  * as relu's backward multiplies it (by 1 or 0, so a NaN in dY stays one). */
-static inline v8 masked8(const float *gy, const float *y, int64_t i) {
-    if (!y) return load8(gy + i);
-    i8 pass = load8(y + i) > splat(0.0f);
-    i8 one = (i8)splat(1.0f);
-    return load8(gy + i) * (v8)(pass & one);
+static inline tgi_v8 masked8(const float *gy, const float *y, int64_t i) {
+    if (!y) return tgi_load8(gy + i);
+    i8 pass = tgi_load8(y + i) > tgi_splat8(0.0f);
+    i8 one = (i8)tgi_splat8(1.0f);
+    return tgi_load8(gy + i) * (tgi_v8)(pass & one);
 }
 
 static inline float masked1(const float *gy, const float *y, int64_t i) {
@@ -176,17 +166,17 @@ static inline float masked1(const float *gy, const float *y, int64_t i) {
  * when dres is given, the residual's gradient g written (fresh) or added. */
 static void run_grad_sums(const float *x, const float *gy, const float *y, int64_t n, float mu,
                           float inv, float *dres, bool res_fresh, double sums[2]) {
-    const v8 m = splat(mu), s = splat(inv);
+    const tgi_v8 m = tgi_splat8(mu), s = tgi_splat8(inv);
     int64_t i = 0;
     while (i + 8 <= n) {
-        v8 g_sum = {0}, gx_sum = {0};
+        tgi_v8 g_sum = {0}, gx_sum = {0};
         int64_t end = i + CHUNK < n ? i + CHUNK : n;
         for (; i + 8 <= end; i += 8) {
-            v8 g = masked8(gy, y, i);
+            tgi_v8 g = masked8(gy, y, i);
             g_sum += g;
-            gx_sum += g * ((load8(x + i) - m) * s);
+            gx_sum += g * ((tgi_load8(x + i) - m) * s);
             if (dres) {
-                v8 r = res_fresh ? g : load8(dres + i) + g;
+                tgi_v8 r = res_fresh ? g : tgi_load8(dres + i) + g;
                 memcpy(dres + i, &r, sizeof r);
             }
         }
@@ -212,13 +202,14 @@ static void run_input_grad(const bn_job *j, int64_t at, int64_t k, double sd, do
     const float *y = j->relu ? call->output->data : NULL;
     float mu = j->mean[k], inv = j->inv_std[k], gk = call->inputs[1]->data[k];
     float n = (float)j->count, fsd = (float)sd, fsdx = (float)sdx, scale = inv / n;
-    const v8 vmu = splat(mu), vinv = splat(inv), vgk = splat(gk), vn = splat(n);
-    const v8 vsd = splat(fsd), vsdx = splat(fsdx), vscale = splat(scale);
+    const tgi_v8 vmu = tgi_splat8(mu), vinv = tgi_splat8(inv), vgk = tgi_splat8(gk);
+    const tgi_v8 vn = tgi_splat8(n);
+    const tgi_v8 vsd = tgi_splat8(fsd), vsdx = tgi_splat8(fsdx), vscale = tgi_splat8(scale);
     int64_t i = at, end = at + j->s;
     for (; i + 8 <= end; i += 8) {
-        v8 g = masked8(gy, y, i), base = fresh ? splat(0.0f) : load8(gx + i), d;
+        tgi_v8 g = masked8(gy, y, i), base = fresh ? tgi_splat8(0.0f) : tgi_load8(gx + i), d;
         if (j->train) {
-            v8 xhat = (load8(x + i) - vmu) * vinv;
+            tgi_v8 xhat = (tgi_load8(x + i) - vmu) * vinv;
             d = base + vscale * (vn * (g * vgk) - vsd - xhat * vsdx);
         } else {
             d = base + g * vgk * vinv;
@@ -253,7 +244,8 @@ static void backward_channels(void *arg, int64_t begin, int64_t end) {
             run_grad_sums(x->data + at, gy + at, y ? y + at : NULL, j->s, mu, inv,
                           dres ? dres + at : NULL, res_fresh, sums);
         }
-        if (gamma->grad) gamma->grad[k] = (gamma->grad_fresh ? 0.0f : gamma->grad[k]) + (float)sums[1];
+        if (gamma->grad)
+            gamma->grad[k] = (gamma->grad_fresh ? 0.0f : gamma->grad[k]) + (float)sums[1];
         if (beta->grad) beta->grad[k] = (beta->grad_fresh ? 0.0f : beta->grad[k]) + (float)sums[0];
         if (!x->grad) continue;
         double gk = gamma->data[k];
@@ -344,7 +336,8 @@ static const tgi_example batch_norm_inputs[] = {
 };
 static const tgi_example batch_norm_relu_inputs[] = {
     {.n_inputs = 5, .inputs = {BN_INPUTS}, .attrs = BN_ATTRS(true)},
-    {.n_inputs = 6, .inputs = {BN_SPATIAL_INPUTS(2, 2, 3, 2), TGI_INPUT(TGI_DOMAIN_ANY, 2, 2, 3, 2)},
+    {.n_inputs = 6,
+     .inputs = {BN_SPATIAL_INPUTS(2, 2, 3, 2), TGI_INPUT(TGI_DOMAIN_ANY, 2, 2, 3, 2)},
      .attrs = BN_ATTRS(true)},
     {.n_inputs = 6, .inputs = {BN_SPATIAL_INPUTS(3, 2, 4), TGI_INPUT(TGI_DOMAIN_ANY, 3, 2, 4)},
      .attrs = BN_ATTRS(false)},
