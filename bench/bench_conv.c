@@ -4,7 +4,8 @@
  *   lenet    a LeNet step: batch 64 of 1x8x8, conv 1->6 3x3 pad 1, relu, maxpool 2,
  *            conv 6->16 3x3 pad 1, relu, maxpool 2, linear 64->120->84->10, cross entropy;
  *   block8   one ResNet basic block: batch 32, 16 channels, 8x8: conv 3x3 pad 1, batch norm,
- *            relu, conv 3x3 pad 1, batch norm, + identity, relu, mean;
+ *            relu, conv 3x3 pad 1, batch norm, + identity, relu, mean (each batch norm with
+ *            what follows it as one tg_batch_norm_relu);
  *   block32  the same block at 32x32.
  * Each figure is the median over ROUNDS rounds of ms per step (forward, backward, zeroing the
  * gradients). `bench_conv lenet` runs one workload (the comparison script interleaves them with
@@ -79,11 +80,12 @@ static tg_tensor *block_loss(model *m) {
     tg_conv2d_opts same = {.pad_h = 1, .pad_w = 1};
     tg_tensor *x = tg_tape_from_data(t, TG_SHAPE(m->batch, m->channels, m->size, m->size), m->input);
     tg_set_requires_grad(x, true); /* a block inside a network passes its gradient on */
+    /* relu(bn(conv(x))) and relu(bn(conv(h)) + x): batch norm, residual add and ReLU fused */
     tg_tensor *h = tg_conv2d(t, x, p[0], NULL, &same);
-    h = tg_relu(t, tg_batch_norm(t, h, p[1], p[2], b[0], b[1], 0.1f, 1e-5f, true));
+    h = tg_batch_norm_relu(t, h, p[1], p[2], b[0], b[1], NULL, 0.1f, 1e-5f, true);
     h = tg_conv2d(t, h, p[3], NULL, &same);
-    h = tg_batch_norm(t, h, p[4], p[5], b[2], b[3], 0.1f, 1e-5f, true);
-    return tg_mean(t, tg_relu(t, tg_add(t, h, x)));
+    h = tg_batch_norm_relu(t, h, p[4], p[5], b[2], b[3], x, 0.1f, 1e-5f, true);
+    return tg_mean(t, h);
 }
 
 static void block_setup(model *m, int64_t size) {
@@ -141,6 +143,14 @@ static int run(const char *name, const char *what, int64_t size, int steps, int 
                "rounds of %d; min %.3f, max %.3f); cpu %.3f ms per step\n", name, what, threads,
                threads == 1 ? "" : "s", 1e3 * wall[ROUNDS / 2], ROUNDS, steps, 1e3 * wall[0],
                1e3 * wall[ROUNDS - 1], 1e3 * cpu[ROUNDS / 2]);
+        if (!lenet) {
+            /* the block's six convolution products (forward, dX, dW of both), 2 N O HW K each,
+             * over the whole step's time; one Zen 3 core: 32 FLOP/cycle at 3.2 GHz */
+            double flop = 6.0 * 2.0 * (double)m.batch * 16 * (double)(size * size) * 16 * 9;
+            printf("conv %-8s %.1f GFLOP/s by wall time (%.0f%% of %d x 102.6), %.1f by cpu time\n",
+                   name, flop / wall[ROUNDS / 2] * 1e-9, 100.0 * flop / wall[ROUNDS / 2] * 1e-9 /
+                   (102.6 * threads), threads, flop / cpu[ROUNDS / 2] * 1e-9);
+        }
     }
     free(m.input);
     free(m.labels);

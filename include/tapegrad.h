@@ -689,6 +689,15 @@ tg_tensor *tg_dropout(tg_tape *tape, tg_tensor *x, float p, uint64_t seed);
 tg_tensor *tg_batch_norm(tg_tape *tape, tg_tensor *x, tg_tensor *gamma, tg_tensor *beta,
                          tg_tensor *running_mean, tg_tensor *running_var, float momentum,
                          float eps, bool train);
+/**
+ * relu(tg_batch_norm(x, ...) + residual): a ResNet block's batch norm, residual add (residual
+ * NULL: none; else x's shape) and ReLU as one op — the same numbers as the three ops one after
+ * the other, in about half the passes over memory forward and backward, with no intermediate
+ * tensors. The pre-activation is not kept: record the three ops to hook it.
+ */
+tg_tensor *tg_batch_norm_relu(tg_tape *tape, tg_tensor *x, tg_tensor *gamma, tg_tensor *beta,
+                              tg_tensor *running_mean, tg_tensor *running_var,
+                              tg_tensor *residual, float momentum, float eps, bool train);
 /** Layer normalisation over the last axis; gamma and beta have the size of that axis. */
 tg_tensor *tg_layer_norm(tg_tape *tape, tg_tensor *x, tg_tensor *gamma, tg_tensor *beta,
                          float eps);

@@ -146,16 +146,18 @@ typedef struct resnet_impl {
 
 static tg_tensor *block_forward(tg_module *m, const basic_block *b, tg_tape *tape, tg_tensor *h) {
     const resnet_impl *impl = m->impl;
-    tg_tensor *t = tg_relu(tape, tg_module_forward(b->bn1, tape, tg_module_forward(b->conv1, tape, h)));
-    t = tg_module_forward(b->bn2, tape, tg_module_forward(b->conv2, tape, t));
+    /* batch norm, the residual add and the ReLU as one op (tgi_norm_relu) */
+    tg_tensor *t = tgi_norm_relu(b->bn1, tape, tg_module_forward(b->conv1, tape, h), NULL, NULL);
+    t = tg_module_forward(b->conv2, tape, t);
+    tg_tensor *shortcut = NULL;
     if (impl->config.skip) {
-        tg_tensor *shortcut = h;
+        shortcut = h;
         if (b->shortcut)
             shortcut = tg_module_forward(b->shortcut_bn, tape, tg_module_forward(b->shortcut, tape, h));
-        t = tg_add(tape, t, shortcut);
     }
-    tg_tape_label_next(tape, "%s.stage%d.block%d.out", m->name, b->stage, b->index);
-    return tg_relu(tape, t);
+    char label[TGI_NAME_MAX]; /* tg_tape_label_next keeps TG_LABEL_MAX - 1 chars of it */
+    snprintf(label, sizeof label, "%s.stage%d.block%d.out", m->name, b->stage, b->index);
+    return tgi_norm_relu(b->bn2, tape, t, shortcut, label);
 }
 
 /* Blocks [first, end) as one recomputed segment (tg_module_set_recompute: span blocks each). */
@@ -196,9 +198,10 @@ static tg_tensor *blocks_in_segments(tg_module *m, tg_tape *tape, tg_tensor *h) 
 
 static tg_tensor *resnet_forward(tg_module *m, tg_tape *tape, tg_tensor *x) {
     const resnet_impl *impl = m->impl;
-    tg_tensor *h = tg_module_forward(impl->stem_bn, tape, tg_module_forward(impl->stem, tape, x));
-    tg_tape_label_next(tape, "%s.stem.out", m->name);
-    h = tg_relu(tape, h);
+    char label[TGI_NAME_MAX]; /* tg_tape_label_next keeps TG_LABEL_MAX - 1 chars of it */
+    snprintf(label, sizeof label, "%s.stem.out", m->name);
+    tg_tensor *h = tgi_norm_relu(impl->stem_bn, tape, tg_module_forward(impl->stem, tape, x), NULL,
+                                 label);
     if (m->recompute > 0 && h && impl->n_blocks > 0 && tgi_segment_possible(tape))
         h = blocks_in_segments(m, tape, h);
     else

@@ -53,6 +53,21 @@ static tg_tensor *norm_forward(tg_module *m, tg_tape *tape, tg_tensor *x) {
 
 static const tgi_module_class norm_class = {"norm", norm_forward, NULL, sizeof(norm_impl)};
 
+tg_tensor *tgi_norm_relu(tg_module *m, tg_tape *tape, tg_tensor *x, tg_tensor *residual,
+                         const char *label) {
+    const norm_impl *impl = m && m->cls == &norm_class ? m->impl : NULL;
+    /* a module recomputed on its own (tg_module_set_recompute) keeps its segment */
+    if (!impl || impl->kind != TG_NORM_BATCH || m->recompute) {
+        x = tg_module_forward(m, tape, x);
+        if (residual) x = tg_add(tape, x, residual);
+        if (label) tg_tape_label_next(tape, "%s", label);
+        return tg_relu(tape, x);
+    }
+    if (label) tg_tape_label_next(tape, "%s", label);
+    return tg_batch_norm_relu(tape, x, m->params[0], m->params[1], impl->running_mean,
+                              impl->running_var, residual, 0.1f, 1e-5f, m->training);
+}
+
 tg_module *tg_norm_new(tg_ctx *ctx, const char *name, tg_norm_kind kind, int64_t features) {
     if (!ctx || tgi_check_name(ctx, "norm", name) != TG_OK) return NULL;
     if (kind != TG_NORM_BATCH && kind != TG_NORM_LAYER) {

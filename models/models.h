@@ -63,6 +63,11 @@ TGI_HIDDEN tg_module *tgi_child_linear(tg_module *m, const char *what, int64_t i
                                        const tg_init *init, uint64_t seed);
 TGI_HIDDEN tg_module *tgi_child_norm(tg_module *m, const char *what, tg_norm_kind kind,
                                      int64_t features);
+/* relu(m(x) + residual) (residual NULL: none) for a norm module m, its output labelled `label`
+ * (NULL: not): one tg_batch_norm_relu for batch norm (the same numbers as the three ops), the
+ * three ops otherwise. */
+TGI_HIDDEN tg_tensor *tgi_norm_relu(tg_module *m, tg_tape *tape, tg_tensor *x, tg_tensor *residual,
+                                    const char *label);
 /* Fills t by init with the fans of a grouped convolution weight [out, in/groups, k...]:
  * fan_in = in/groups * k, fan_out = out/groups * k (groups 1: tg_init_tensor). */
 TGI_HIDDEN tg_status tgi_init_grouped(tg_tensor *t, const tg_init *init, int64_t groups,

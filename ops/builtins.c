@@ -35,7 +35,8 @@ static tg_status register_builtins(tg_ctx *ctx) {
         {tgi_elementwise_defs, &tgi_elementwise_count}, {tgi_activation_defs, &tgi_activation_count},
         {tgi_linalg_defs, &tgi_linalg_count},           {tgi_shape_defs, &tgi_shape_count},
         {tgi_reduce_defs, &tgi_reduce_count},           {tgi_loss_defs, &tgi_loss_count},
-        {tgi_norm_defs, &tgi_norm_count},               {tgi_conv_defs, &tgi_conv_count},
+        {tgi_batch_norm_defs, &tgi_batch_norm_count},   {tgi_norm_defs, &tgi_norm_count},
+        {tgi_conv_defs, &tgi_conv_count},
         {tgi_pool_defs, &tgi_pool_count},               {tgi_recurrent_defs, &tgi_recurrent_count},
         {tgi_index_defs, &tgi_index_count},
         {tgi_attention_defs, &tgi_attention_count},     {tgi_derivative_defs, &tgi_derivative_count},
@@ -54,8 +55,10 @@ static tg_status register_builtins(tg_ctx *ctx) {
         }
     ctx->registry.ops[TGI_OP_DROPOUT]->seeded_by_attribute = true; /* tg_tape_replay refuses it */
     ctx->registry.ops[TGI_OP_BATCH_NORM]->writes_inputs = true;    /* its running statistics */
+    ctx->registry.ops[TGI_OP_BATCH_NORM_RELU]->writes_inputs = true;
     /* backward writes the inputs' gradients whole when they are fresh (tgi_op.fresh_grads) */
-    const int whole[] = {TGI_OP_ADD, TGI_OP_RELU, TGI_OP_BATCH_NORM, TGI_OP_CONV2D};
+    const int whole[] = {TGI_OP_ADD, TGI_OP_RELU, TGI_OP_BATCH_NORM, TGI_OP_BATCH_NORM_RELU,
+                         TGI_OP_CONV2D};
     for (size_t i = 0; i < sizeof whole / sizeof whole[0]; i++)
         ctx->registry.ops[whole[i]]->fresh_grads = true;
     tgi_elementwise_scalar_rules(ctx);

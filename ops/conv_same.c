@@ -34,6 +34,7 @@
  * separate multiply and add and so stays bit-identical across CPUs.
  */
 #include "ops/ops.h"
+#include "ops/simd.h"
 
 #include <string.h>
 
@@ -44,17 +45,6 @@
 #define NR 16   /* positions per tile: 2 vectors */
 #define KT 2    /* dW: k columns per tile */
 
-typedef float v8 __attribute__((vector_size(32)));
-
-static inline v8 load8(const float *p) {
-    v8 v;
-    memcpy(&v, p, sizeof v);
-    return v;
-}
-
-static inline v8 splat(float s) {
-    return (v8){s, s, s, s, s, s, s, s};
-}
 
 #if defined(TG_USE_BLAS) && defined(__FMA__) && defined(__has_builtin)
 #if __has_builtin(__builtin_elementwise_fma)
@@ -168,21 +158,21 @@ typedef struct apply_job {
 /* The two vectors of positions start at x0 and x1 (x0 + 8 in the flat order; two row segments,
  * wherever they are, in the row order). */
 static void tile(int64_t k, const int64_t *offs, const float *a, const float *x0, const float *x1,
-                 v8 out[MR][2]) {
-    v8 c00 = {0}, c01 = {0}, c10 = {0}, c11 = {0}, c20 = {0}, c21 = {0}, c30 = {0}, c31 = {0};
+                 tgi_v8 out[MR][2]) {
+    tgi_v8 c00 = {0}, c01 = {0}, c10 = {0}, c11 = {0}, c20 = {0}, c21 = {0}, c30 = {0}, c31 = {0};
     for (int64_t q = 0; q < k; q++, a += MR) {
-        v8 b0 = load8(x0 + offs[q]), b1 = load8(x1 + offs[q]), w;
-        w = splat(a[0]), c00 = MADD(c00, w, b0), c01 = MADD(c01, w, b1);
-        w = splat(a[1]), c10 = MADD(c10, w, b0), c11 = MADD(c11, w, b1);
-        w = splat(a[2]), c20 = MADD(c20, w, b0), c21 = MADD(c21, w, b1);
-        w = splat(a[3]), c30 = MADD(c30, w, b0), c31 = MADD(c31, w, b1);
+        tgi_v8 b0 = tgi_load8(x0 + offs[q]), b1 = tgi_load8(x1 + offs[q]), w;
+        w = tgi_splat8(a[0]), c00 = MADD(c00, w, b0), c01 = MADD(c01, w, b1);
+        w = tgi_splat8(a[1]), c10 = MADD(c10, w, b0), c11 = MADD(c11, w, b1);
+        w = tgi_splat8(a[2]), c20 = MADD(c20, w, b0), c21 = MADD(c21, w, b1);
+        w = tgi_splat8(a[3]), c30 = MADD(c30, w, b0), c31 = MADD(c31, w, b1);
     }
     out[0][0] = c00, out[0][1] = c01, out[1][0] = c10, out[1][1] = c11;
     out[2][0] = c20, out[2][1] = c21, out[3][0] = c30, out[3][1] = c31;
 }
 
-static inline void store8(float *dst, v8 v, bool accumulate) {
-    if (accumulate) v += load8(dst);
+static inline void store8(float *dst, tgi_v8 v, bool accumulate) {
+    if (accumulate) v += tgi_load8(dst);
     memcpy(dst, &v, sizeof v);
 }
 
@@ -194,7 +184,7 @@ static void apply_row_tiles(const apply_job *j, int64_t begin, int64_t end) {
     const tgi_same_conv *s = j->s;
     const layout *l = j->l;
     int64_t plane = s->h * s->w, segs = j->samples * l->segs, per_row = l->per_row;
-    v8 out[MR][2];
+    tgi_v8 out[MR][2];
     for (int64_t t = begin; t < end; t++) {
         int64_t src[2], dst[2], valid[2], count = segs - 2 * t < 2 ? 1 : 2;
         for (int64_t v = 0; v < 2; v++) {
@@ -235,7 +225,7 @@ static void apply_tiles(void *arg, int64_t begin, int64_t end) {
     for (int64_t t = begin; t < end; t++) {
         int64_t p0 = t * NR, count = j->span - p0 < NR ? j->span - p0 : NR;
         for (int64_t o0 = 0; o0 < j->out_ch; o0 += MR) {
-            v8 vout[MR][2];
+            tgi_v8 vout[MR][2];
             tile(j->k, j->offs, j->a + o0 * j->k, j->xp + p0, j->xp + p0 + 8, vout);
             memcpy(out, vout, sizeof out);
             int64_t rows = j->out_ch - o0 < MR ? j->out_ch - o0 : MR;
@@ -299,17 +289,17 @@ typedef struct weight_job {
     float *dw;              /* [O][K] */
 } weight_job;
 
-static inline float lanes_sum(v8 v) {
+static inline float lanes_sum(tgi_v8 v) {
     return ((v[0] + v[4]) + (v[1] + v[5])) + ((v[2] + v[6]) + (v[3] + v[7]));
 }
 
 /* acc[m][q] += dy[m][p] x[q][p] over the positions [from, to), eight lanes apart. */
 static inline void weight_span(const float *const dy[MR], const float *const x[KT], int64_t from,
-                               int64_t to, v8 acc[MR][KT]) {
+                               int64_t to, tgi_v8 acc[MR][KT]) {
     for (int64_t p = from; p < to; p += 8) {
-        v8 b0 = load8(x[0] + p), b1 = load8(x[1] + p);
+        tgi_v8 b0 = tgi_load8(x[0] + p), b1 = tgi_load8(x[1] + p);
         for (int m = 0; m < MR; m++) {
-            v8 a = load8(dy[m] + p);
+            tgi_v8 a = tgi_load8(dy[m] + p);
             acc[m][0] = MADD(acc[m][0], a, b0);
             acc[m][1] = MADD(acc[m][1], a, b1);
         }
@@ -328,7 +318,7 @@ static void weight_tiles(void *arg, int64_t begin, int64_t end) {
         for (int m = 0; m < MR; m++)
             dy[m] = j->dyp + (o0 + m < s->o ? o0 + m : s->o - 1) * j->l->len + j->from;
         for (int q = 0; q < KT; q++) x[q] = j->xp + j->offs[k0 + q < k ? k0 + q : k - 1] + j->from;
-        v8 acc[MR][KT] = {{{0}}};
+        tgi_v8 acc[MR][KT] = {{{0}}};
         if (!j->l->rows || s->w % 8) weight_span(dy, x, 0, j->count, acc);
         else /* the rows' positions only: dY is zero in the gaps */
             for (int64_t n = 0; n < j->samples; n++)

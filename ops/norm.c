@@ -1,22 +1,18 @@
 /*
- * ops/norm.c — batch normalisation and layer normalisation.
+ * ops/norm.c — layer normalisation, and the forward-mode rule of both normalisations.
  *
- * Both normalise groups of elements: batch norm a channel over the batch and the spatial dims
- * (for x [N,C,S...]: N runs of S contiguous elements, C S apart), layer norm a row over its
- * features (one contiguous run). One set of helpers does both; they differ only in the strides
- * and in whether gamma/beta are indexed by group (batch norm) or by position within the group
- * (layer norm).
+ * Layer norm normalises each row over its features (one contiguous run); batch norm, whose
+ * kernels split channels over threads and fuse the ReLU and residual add of a ResNet block,
+ * lives in ops/batch_norm.c. The two share the JVP below, which works on either's groups.
  */
 #include "ops/kernels.h"
 
 #include <math.h>
-#include <string.h>
 
 typedef struct groups {
     int64_t count, length;   /* number of groups, elements per group */
     int64_t run;             /* a group is length / run runs of `run` contiguous elements */
     int64_t stride, step;    /* distance between the runs of a group, between groups */
-    bool affine_by_group;    /* gamma[group] (batch norm) or gamma[position] (layer norm) */
 } groups;
 
 /* Runs BODY for element i (0..length-1) of group k, at offset `at`. */
@@ -27,16 +23,9 @@ typedef struct groups {
             __VA_ARGS__                                                                         \
         }
 
-/* x [N, C] or [N, C, spatial...]: channel c is N runs of the spatial size, C of them apart. */
-static groups batch_norm_groups(const tg_tensor *x) {
-    int64_t channels = x->shape[1], spatial = x->size / (x->shape[0] * channels);
-    groups g = {channels, x->shape[0] * spatial, spatial, channels * spatial, spatial, true};
-    return g;
-}
-
 static groups layer_norm_groups(const tg_tensor *x) {
     int64_t d = x->shape[x->ndim - 1];
-    groups g = {x->size / d, d, d, d, d, false};
+    groups g = {x->size / d, d, d, d, d};
     return g;
 }
 
@@ -86,159 +75,40 @@ static void normalize(const tg_op_call *call, groups g, const float *mean, const
     float *y = call->output->data;
     for (int64_t k = 0; k < g.count; k++) {
         float mu = mean[k], inv = inv_std[k];
-        if (g.affine_by_group) { /* one gamma and beta per group: a loop that vectorises */
-            float gk = gamma[k], bk = beta[k];
-            FOR_EACH_IN_GROUP(g, k, i, at, y[at] = gk * (x[at] - mu) * inv + bk;)
-        } else {
-            FOR_EACH_IN_GROUP(g, k, i, at, y[at] = gamma[i] * (x[at] - mu) * inv + beta[i];)
-        }
+        FOR_EACH_IN_GROUP(g, k, i, at, y[at] = gamma[i] * (x[at] - mu) * inv + beta[i];)
     }
 }
 
-typedef float v8 __attribute__((vector_size(32)));
-
-/* Over one run of a batch norm group: sums of gy and gy xhat. (The sums of d = gy gk and
- * d xhat that dx needs are gk times these: gamma factors out of a batch norm group, so two
- * sums per element are enough.) Eight float lanes over chunks of GRAD_CHUNK elements, each
- * chunk's lanes added into the double totals in a fixed order: the loop runs at the vector
- * width, a float sum never spans more than GRAD_CHUNK / 8 terms, and the chunks depend on
- * the run's length only. */
-#define GRAD_CHUNK 256
-
-static void run_grad_sums(const float *x, const float *gy, int64_t n, float mu, float inv,
-                          double sums[2]) {
-    const v8 m = {mu, mu, mu, mu, mu, mu, mu, mu}, s = {inv, inv, inv, inv, inv, inv, inv, inv};
-    int64_t i = 0;
-    while (i + 8 <= n) {
-        v8 g_sum = {0}, gx_sum = {0}, xv, gv;
-        int64_t end = i + GRAD_CHUNK < n ? i + GRAD_CHUNK : n;
-        for (; i + 8 <= end; i += 8) {
-            memcpy(&xv, x + i, sizeof xv);
-            memcpy(&gv, gy + i, sizeof gv);
-            g_sum += gv;
-            gx_sum += gv * ((xv - m) * s);
-        }
-        for (int l = 0; l < 8; l++) sums[0] += g_sum[l], sums[1] += gx_sum[l];
-    }
-    for (; i < n; i++) {
-        float xhat = (x[i] - mu) * inv;
-        sums[0] += gy[i];
-        sums[1] += (double)gy[i] * xhat;
-    }
-}
-
-/* With d = g * gamma and xhat the normalised input, for statistics taken from the group:
- *   dx = inv_std / n * (n d - sum(d) - xhat sum(d xhat));
- * with fixed statistics (evaluation): dx = d * inv_std. dgamma = sum(g xhat), dbeta = sum(g). */
+/* With d = g * gamma and xhat the normalised input, statistics taken from the group:
+ *   dx = inv_std / n * (n d - sum(d) - xhat sum(d xhat)); dgamma = sum(g xhat), dbeta = sum(g). */
 static void normalize_backward(const tg_op_call *call, groups g, const float *mean,
-                               const float *inv_std, bool batch_statistics) {
+                               const float *inv_std) {
     const tg_tensor *x = call->inputs[0], *gamma = call->inputs[1], *beta = call->inputs[2];
     const float *gy = call->output->grad;
-    int64_t runs = g.length / g.run;
-    /* a fresh gradient (grad_fresh) holds nothing yet: written, not added to */
-    bool fresh = x->grad && x->grad_fresh;
     for (int64_t k = 0; k < g.count; k++) {
         float mu = mean[k], inv = inv_std[k];
         double sum_d = 0.0, sum_d_xhat = 0.0;
-        if (g.affine_by_group) { /* batch norm: gamma[k] factors out, the sums go run by run */
-            double sums[2] = {0}, gk = gamma->data[k];
-            for (int64_t r = 0; r < runs; r++) {
-                int64_t at = k * g.step + r * g.stride;
-                run_grad_sums(x->data + at, gy + at, g.run, mu, inv, sums);
-            }
-            sum_d = gk * sums[0], sum_d_xhat = gk * sums[1];
-            if (gamma->grad) gamma->grad[k] += (float)sums[1];
-            if (beta->grad) beta->grad[k] += (float)sums[0];
-        } else {
-            FOR_EACH_IN_GROUP(g, k, i, at, {
-                float xhat = (x->data[at] - mu) * inv;
-                float d = gy[at] * gamma->data[i];
-                sum_d += d;
-                sum_d_xhat += (double)d * xhat;
-                if (gamma->grad) gamma->grad[i] += gy[at] * xhat;
-                if (beta->grad) beta->grad[i] += gy[at];
-            })
-        }
+        FOR_EACH_IN_GROUP(g, k, i, at, {
+            float xhat = (x->data[at] - mu) * inv;
+            float d = gy[at] * gamma->data[i];
+            sum_d += d;
+            sum_d_xhat += (double)d * xhat;
+            if (gamma->grad) gamma->grad[i] += gy[at] * xhat;
+            if (beta->grad) beta->grad[i] += gy[at];
+        })
         if (!x->grad) continue;
         float n = (float)g.length, sd = (float)sum_d, sdx = (float)sum_d_xhat, *gx = x->grad;
         const float *xs = x->data, *gm = gamma->data;
-        /* the four loops differ in what is constant: each one vectorises */
-        if (g.affine_by_group && batch_statistics) {
-            float gk = gm[k];
-            FOR_EACH_IN_GROUP(g, k, i, at, {
-                float xhat = (xs[at] - mu) * inv;
-                gx[at] = (fresh ? 0.0f : gx[at]) + inv / n * (n * (gy[at] * gk) - sd - xhat * sdx);
-            })
-        } else if (g.affine_by_group) {
-            float gk = gm[k];
-            FOR_EACH_IN_GROUP(g, k, i, at, gx[at] = (fresh ? 0.0f : gx[at]) + gy[at] * gk * inv;)
-        } else if (batch_statistics) {
-            FOR_EACH_IN_GROUP(g, k, i, at, {
-                float xhat = (xs[at] - mu) * inv;
-                gx[at] = (fresh ? 0.0f : gx[at]) + inv / n * (n * (gy[at] * gm[i]) - sd - xhat * sdx);
-            })
-        } else {
-            FOR_EACH_IN_GROUP(g, k, i, at, gx[at] = (fresh ? 0.0f : gx[at]) + gy[at] * gm[i] * inv;)
-        }
+        FOR_EACH_IN_GROUP(g, k, i, at, {
+            float xhat = (xs[at] - mu) * inv;
+            gx[at] += inv / n * (n * (gy[at] * gm[i]) - sd - xhat * sdx);
+        })
     }
-    call->inputs[0]->grad_fresh = false;
 }
 
 /* Saved for backward: mean, then inv_std, per group. */
 static float *save_stats(tg_op_call *call, int64_t count) {
     return tg_op_save_for_backward(call, 2 * (size_t)count * sizeof(float));
-}
-
-/* ---- batch norm ---------------------------------------------------------------------------- */
-
-static tg_status batch_norm_infer(const tg_op_call *call, tg_shape *out) {
-    const tg_tensor *x = call->inputs[0];
-    if (x->ndim < 2)
-        return tg_op_fail(call, TG_ERR_SHAPE, "expected x [N,C], [N,C,L] or [N,C,H,W]");
-    for (int i = 1; i < 5; i++)
-        if (call->inputs[i]->ndim != 1 || call->inputs[i]->shape[0] != x->shape[1])
-            return tg_op_fail(call, TG_ERR_SHAPE, "input %d must be [%lld] (gamma, beta, "
-                              "running mean, running var)", i, (long long)x->shape[1]);
-    if (!(call->attrs[1].f32 > 0.0f))
-        return tg_op_fail(call, TG_ERR_INVALID, "eps must be > 0");
-    if (!(call->attrs[0].f32 >= 0.0f && call->attrs[0].f32 <= 1.0f))
-        return tg_op_fail(call, TG_ERR_INVALID, "momentum must be in [0, 1]");
-    if (call->attrs[2].b && batch_norm_groups(x).length < 2)
-        return tg_op_fail(call, TG_ERR_SHAPE, "training needs more than one value per channel");
-    return tgi_infer_like_input(call, out);
-}
-
-static tg_status batch_norm_forward(tg_op_call *call) {
-    groups g = batch_norm_groups(call->inputs[0]);
-    float *stats = save_stats(call, g.count);
-    if (!stats) return TG_ERR_NOMEM;
-    float *mean = stats, *inv_std = stats + g.count;
-    float momentum = call->attrs[0].f32, eps = call->attrs[1].f32;
-    float *running_mean = call->inputs[3]->data, *running_var = call->inputs[4]->data;
-    if (call->attrs[2].b) {
-        /* the variances land in the output buffer, which normalize() then overwrites */
-        float *variance = call->output->data;
-        float unbias = g.length > 1 ? (float)g.length / (float)(g.length - 1) : 1.0f;
-        group_stats(call->inputs[0]->data, g, eps, mean, inv_std, variance);
-        for (int64_t k = 0; k < g.count; k++) {
-            running_mean[k] = (1.0f - momentum) * running_mean[k] + momentum * mean[k];
-            running_var[k] = (1.0f - momentum) * running_var[k] + momentum * unbias * variance[k];
-        }
-    } else {
-        for (int64_t k = 0; k < g.count; k++) {
-            mean[k] = running_mean[k];
-            inv_std[k] = 1.0f / sqrtf(running_var[k] + eps);
-        }
-    }
-    normalize(call, g, mean, inv_std);
-    return TG_OK;
-}
-
-static tg_status batch_norm_backward(const tg_op_call *call) {
-    groups g = batch_norm_groups(call->inputs[0]);
-    const float *stats = call->saved;
-    normalize_backward(call, g, stats, stats + g.count, call->attrs[2].b);
-    return TG_OK;
 }
 
 /* ---- layer norm ---------------------------------------------------------------------------- */
@@ -270,7 +140,7 @@ static tg_status layer_norm_forward(tg_op_call *call) {
 static tg_status layer_norm_backward(const tg_op_call *call) {
     groups g = layer_norm_groups(call->inputs[0]);
     const float *stats = call->saved;
-    normalize_backward(call, g, stats, stats + g.count, true);
+    normalize_backward(call, g, stats, stats + g.count);
     return TG_OK;
 }
 
@@ -326,10 +196,10 @@ static tg_tensor *inverse_std(const norm_jvp *v, tg_tensor *var, float eps) {
 
 /* The tangent of a normalisation: t[0..2] are those of x, gamma and beta; running_mean and
  * running_var the fixed statistics (batch norm in evaluation), else NULL. */
-static tg_status normalize_jvp(const tg_op_call *call, tg_tensor *const *t, tg_tensor **out,
-                               float eps, tg_tensor *running_mean, tg_tensor *running_var) {
+tg_status tgi_normalize_jvp(const tg_op_call *call, tg_tensor *const *t, tg_tensor **out,
+                            float eps, tg_tensor *running_mean, tg_tensor *running_var) {
     tg_tensor *x = call->inputs[0], *dx = t[0];
-    norm_jvp v = {call->tape, call->op_id == TGI_OP_BATCH_NORM, false};
+    norm_jvp v = {call->tape, call->op_id != TGI_OP_LAYER_NORM, false};
     if (v.batch) {
         int64_t n = x->shape[0], c = x->shape[1], shape[3] = {n, c, x->size / (n * c)};
         v.spatial = shape[2] > 1;
@@ -390,61 +260,25 @@ static tg_status normalize_jvp(const tg_op_call *call, tg_tensor *const *t, tg_t
 
 #undef STEP
 
-static tg_status batch_norm_jvp(const tg_op_call *call, tg_tensor *const *t, tg_tensor **out) {
-    bool train = call->attrs[2].b;
-    return normalize_jvp(call, t, out, call->attrs[1].f32, train ? NULL : call->inputs[3],
-                         train ? NULL : call->inputs[4]);
-}
-
 static tg_status layer_norm_jvp(const tg_op_call *call, tg_tensor *const *t, tg_tensor **out) {
-    return normalize_jvp(call, t, out, call->attrs[0].f32, NULL, NULL);
+    return tgi_normalize_jvp(call, t, out, call->attrs[0].f32, NULL, NULL);
 }
 
 /* ---- registry entries ---------------------------------------------------------------------- */
 
-#define BN_INPUTS                                                                               \
-    TGI_INPUT(TGI_DOMAIN_ANY, 6, 3), TGI_INPUT(TGI_DOMAIN_POSITIVE, 3),                         \
-        TGI_INPUT(TGI_DOMAIN_ANY, 3), TGI_CONST_INPUT(TGI_DOMAIN_ANY, 0, 3),                    \
-        TGI_CONST_INPUT(TGI_DOMAIN_POSITIVE, 0, 3)
-/* [N, C, L] and [N, C, H, W]: statistics per channel over N and the spatial dims */
-#define BN_SPATIAL_INPUTS(...)                                                                  \
-    TGI_INPUT(TGI_DOMAIN_ANY, __VA_ARGS__), TGI_INPUT(TGI_DOMAIN_POSITIVE, 2),                  \
-        TGI_INPUT(TGI_DOMAIN_ANY, 2), TGI_CONST_INPUT(TGI_DOMAIN_ANY, 0, 2),                    \
-        TGI_CONST_INPUT(TGI_DOMAIN_POSITIVE, 0, 2)
-static const tgi_example batch_norm_inputs[] = {
-    {.n_inputs = 5, .inputs = {BN_INPUTS}, .attrs = {{.f32 = 0.1f}, {.f32 = 1e-5f}, {.b = true}}},
-    {.n_inputs = 5, .inputs = {BN_INPUTS}, .attrs = {{.f32 = 0.1f}, {.f32 = 1e-5f}, {.b = false}}},
-    {.n_inputs = 5, .inputs = {BN_SPATIAL_INPUTS(3, 2, 4)},
-     .attrs = {{.f32 = 0.1f}, {.f32 = 1e-5f}, {.b = true}}},
-    {.n_inputs = 5, .inputs = {BN_SPATIAL_INPUTS(2, 2, 3, 2)},
-     .attrs = {{.f32 = 0.1f}, {.f32 = 1e-5f}, {.b = true}}},
-    {.n_inputs = 5, .inputs = {BN_SPATIAL_INPUTS(2, 2, 2, 3)},
-     .attrs = {{.f32 = 0.1f}, {.f32 = 1e-5f}, {.b = false}}},
-};
 static const tgi_example layer_norm_inputs[] = {
     {.n_inputs = 3,
      .inputs = {TGI_INPUT(TGI_DOMAIN_ANY, 3, 5), TGI_INPUT(TGI_DOMAIN_POSITIVE, 5),
                 TGI_INPUT(TGI_DOMAIN_ANY, 5)},
      .attrs = {{.f32 = 1e-5f}}},
 };
-static const tgi_examples batch_norm_examples = TGI_EXAMPLES(batch_norm_inputs);
 static const tgi_examples layer_norm_examples = TGI_EXAMPLES(layer_norm_inputs);
 
 const tg_op_def tgi_norm_defs[] = {
-    KERNEL_DEF_JVP(batch_norm, 5, "momentum:f32,eps:f32,train:bool", batch_norm_infer,
-                   batch_norm_examples, batch_norm_jvp),
     KERNEL_DEF_JVP(layer_norm, 3, "eps:f32", layer_norm_infer, layer_norm_examples,
                    layer_norm_jvp),
 };
 const int tgi_norm_count = sizeof tgi_norm_defs / sizeof tgi_norm_defs[0];
-
-tg_tensor *tg_batch_norm(tg_tape *tape, tg_tensor *x, tg_tensor *gamma, tg_tensor *beta,
-                         tg_tensor *running_mean, tg_tensor *running_var, float momentum,
-                         float eps, bool train) {
-    tg_tensor *inputs[5] = {x, gamma, beta, running_mean, running_var};
-    tg_attr_value attrs[3] = {{.f32 = momentum}, {.f32 = eps}, {.b = train}};
-    return tgi_call_builtin(tape, TGI_OP_BATCH_NORM, inputs, 5, attrs);
-}
 
 tg_tensor *tg_layer_norm(tg_tape *tape, tg_tensor *x, tg_tensor *gamma, tg_tensor *beta,
                          float eps) {

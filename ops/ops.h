@@ -22,7 +22,7 @@
     X(RESHAPE, reshape) X(CONCAT, concat) X(SLICE, slice)                                        \
     X(SUM, sum) X(MEAN, mean) X(SUM_AXIS, sum_axis) X(MEAN_AXIS, mean_axis)                      \
     X(MSE, mse) X(CROSS_ENTROPY, cross_entropy) X(BCE_WITH_LOGITS, bce_with_logits)              \
-    X(BATCH_NORM, batch_norm) X(LAYER_NORM, layer_norm)                                         \
+    X(BATCH_NORM, batch_norm) X(BATCH_NORM_RELU, batch_norm_relu) X(LAYER_NORM, layer_norm)     \
     X(CONV2D, conv2d) X(CONV1D, conv1d)                                                          \
     X(MAX_POOL2D, max_pool2d) X(AVG_POOL2D, avg_pool2d) X(GLOBAL_AVG_POOL2D, global_avg_pool2d)  \
     X(RNN_CELL, rnn_cell) X(LSTM_GATES, lstm_gates) X(LSTM_CELL, lstm_cell)                      \
@@ -52,6 +52,7 @@ TGI_DEF_TABLE(linalg)
 TGI_DEF_TABLE(shape)
 TGI_DEF_TABLE(reduce)
 TGI_DEF_TABLE(loss)
+TGI_DEF_TABLE(batch_norm)
 TGI_DEF_TABLE(norm)
 TGI_DEF_TABLE(conv)
 TGI_DEF_TABLE(pool)
@@ -140,6 +141,12 @@ TGI_HIDDEN tg_tensor *tgi_call_axis(tg_tape *tape, int id, tg_tensor *x, int axi
  * recorded: the unary_derivative op. */
 TGI_HIDDEN tg_tensor *tgi_derivative_times(tg_tape *tape, int op, int order, tg_tensor *x,
                                            tg_tensor *g, const tg_attr_value *ab);
+/* The tangent of a normalisation (ops/norm.c; batch norm's groups for batch_norm and
+ * batch_norm_relu, layer norm's otherwise): t[0..2] those of x, gamma and beta; running_mean and
+ * running_var the fixed statistics (batch norm in evaluation), else NULL. */
+TGI_HIDDEN tg_status tgi_normalize_jvp(const tg_op_call *call, tg_tensor *const *t,
+                                       tg_tensor **out, float eps, tg_tensor *running_mean,
+                                       tg_tensor *running_var);
 /* The JVP rule of an elementwise unary op: f'(x) * t. */
 TGI_HIDDEN tg_status tgi_jvp_elementwise(const tg_op_call *call, tg_tensor *const *t,
                                          tg_tensor **out);

@@ -271,6 +271,14 @@ MISUSE(tg_batch_norm) {
     NULLED_QUIETLY(tg_batch_norm(NULL, W.w, W.w, W.w, W.w, W.w, 0.1f, 1e-5f, true));
     each_input_refused(call_batch_norm, 5);
 }
+static tg_tensor *call_batch_norm_relu(tg_tensor **in) {
+    return tg_batch_norm_relu(W.tape, in[0], in[1], in[2], in[3], in[4], NULL, 0.1f, 1e-5f, true);
+}
+MISUSE(tg_batch_norm_relu) {
+    NULLED_QUIETLY(tg_batch_norm_relu(NULL, W.w, W.w, W.w, W.w, W.w, W.w, 0.1f, 1e-5f, true));
+    each_input_refused(call_batch_norm_relu, 5);
+    NULLED(tg_batch_norm_relu(W.tape, W.w, W.w, W.w, W.w, W.w, W.foreign, 0.1f, 1e-5f, true));
+}
 static tg_tensor *call_layer_norm(tg_tensor **in) { return tg_layer_norm(W.tape, in[0], in[1], in[2], 1e-5f); }
 MISUSE(tg_layer_norm) {
     NULLED_QUIETLY(tg_layer_norm(NULL, W.w, W.w, W.w, 1e-5f));

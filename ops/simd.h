@@ -1,0 +1,23 @@
+/*
+ * ops/simd.h — eight floats as one value (GCC/Clang vector extension): the AVX2 width the
+ * hand-tiled kernels (ops/conv_same.c, ops/batch_norm.c) are written for. Loads go through
+ * memcpy, so no alignment is assumed; without AVX the compiler splits them into halves.
+ */
+#ifndef TAPEGRAD_SIMD_H
+#define TAPEGRAD_SIMD_H
+
+#include <string.h>
+
+typedef float tgi_v8 __attribute__((vector_size(32)));
+
+static inline tgi_v8 tgi_load8(const float *p) {
+    tgi_v8 v;
+    memcpy(&v, p, sizeof v);
+    return v;
+}
+
+static inline tgi_v8 tgi_splat8(float s) {
+    return (tgi_v8){s, s, s, s, s, s, s, s};
+}
+
+#endif /* TAPEGRAD_SIMD_H */
