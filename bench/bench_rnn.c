@@ -369,10 +369,12 @@ static double lstm_step_flops(void) {
     return 2 * input + recurrent * (3 * STEPS - 1);
 }
 
-/* `bench_rnn lstm THREADS`: tapegrad's LSTM step alone, as "ms_per_step X", for
+/* `bench_rnn lstm THREADS [STEPS]`: tapegrad's LSTM step alone, as "ms_per_step X", for
  * bench/torch_compare.py to interleave with PyTorch; after it, the CPU time per step and the
- * products' GFLOP/s (lstm_step_flops) by the wall clock. */
-static int one_measurement(int threads) {
+ * products' GFLOP/s (lstm_step_flops) by the wall clock and by the CPU time (on a shared
+ * machine the wall clock also counts the neighbours' time slices). STEPS (5 unless given):
+ * more for a profiler. */
+static int one_measurement(int threads, int steps) {
     tape_rnn m;
     if (threads < 1 || tape_init(&m, TG_RNN_LSTM, threads)) {
         fprintf(stderr, "usage: bench_rnn lstm THREADS (>= 1)\n");
@@ -380,16 +382,18 @@ static int one_measurement(int threads) {
     }
     tape_step(&m);
     double start = bench_now_seconds(), cpu_start = bench_cpu_seconds();
-    for (int s = 0; s < 5; s++) tape_step(&m);
-    double seconds = (bench_now_seconds() - start) / 5;
-    printf("ms_per_step %.6f cpu_ms_per_step %.6f gflops %.2f\n", seconds * 1e3,
-           (bench_cpu_seconds() - cpu_start) / 5 * 1e3, lstm_step_flops() / seconds * 1e-9);
+    for (int s = 0; s < steps; s++) tape_step(&m);
+    double seconds = (bench_now_seconds() - start) / steps;
+    double cpu_seconds = (bench_cpu_seconds() - cpu_start) / steps;
+    printf("ms_per_step %.6f cpu_ms_per_step %.6f gflops %.2f cpu_gflops %.2f\n", seconds * 1e3,
+           cpu_seconds * 1e3, lstm_step_flops() / seconds * 1e-9, lstm_step_flops() / cpu_seconds * 1e-9);
     tape_free(&m);
     return 0;
 }
 
 int main(int argc, char **argv) {
-    if (argc == 3 && strcmp(argv[1], "lstm") == 0) return one_measurement(atoi(argv[2]));
+    if ((argc == 3 || argc == 4) && strcmp(argv[1], "lstm") == 0)
+        return one_measurement(atoi(argv[2]), argc == 4 && atoi(argv[3]) > 0 ? atoi(argv[3]) : 5);
     printf("matrix products: %s\n", tg_gemm_backend());
     runners r;
     bool profiling = argc > 1 && strcmp(argv[1], "--profile") == 0;
