@@ -150,7 +150,7 @@ static void input_backward(plain_rnn *m) {
         for (int64_t j = 0; j < m->width; j++) m->g[B_IH][j] += m->dxp[r * m->width + j];
 }
 
-static float sigmoid_or_tanh(int block, float v) { return block == 2 ? tgi_tanhf(v) : tgi_sigmoid(v); }
+static float sigmoid_or_tanh(int block, float v) { return block == 2 ? tgi_tanh_lanes(v) : tgi_sigmoid(v); }
 
 static float lstm_forward(plain_rnn *m) {
     input_projection(m);
@@ -168,7 +168,7 @@ static float lstm_forward(plain_rnn *m) {
             for (int64_t j = 0; j < HIDDEN; j++) {
                 int64_t at = b * HIDDEN + j;
                 c_next[at] = gb[HIDDEN + j] * c[at] + gb[j] * gb[2 * HIDDEN + j];
-                sq[at] = tgi_tanhf(c_next[at]);
+                sq[at] = tgi_tanh_lanes(c_next[at]);
                 h_next[at] = gb[3 * HIDDEN + j] * sq[at];
             }
         }
@@ -223,7 +223,7 @@ static float gru_forward(plain_rnn *m) {
                 hn[j] = n[j];
                 r[j] = tgi_sigmoid(x[j] + r[j]);
                 z[j] = tgi_sigmoid(x[H + j] + z[j]);
-                n[j] = tgi_tanhf(x[2 * H + j] + r[j] * hn[j]);
+                n[j] = tgi_tanh_lanes(x[2 * H + j] + r[j] * hn[j]);
                 h_next[b * H + j] = n[j] + z[j] * (h[b * H + j] - n[j]);
             }
         }

@@ -70,16 +70,17 @@ static tg_status check_cell(const tg_op_call *call, int gates) {
     return TG_OK;
 }
 
-/* proj[b, :width] = b_hh + h W_hh^T, rows ld apart (the linear op's order of additions, so a
- * fused cell gives the same numbers as the composition of linear, add and the activations),
- * then, when the product is cut into pieces, `then` on each piece (tgi_gemm_bias_then) by the
- * thread that computed it; false, `then` not run, when it is not cut. */
-static bool recurrent_projection(const tg_op_call *call, float *proj, int64_t ld, tgi_gemm_epilogue then,
-                                 void *arg) {
+/* proj[b, :width] = b_hh + h W_hh^T (with_bias; else h W_hh^T alone), rows ld apart (the
+ * linear op's order of additions, so a fused cell gives the same numbers as the composition of
+ * linear, add and the activations), then, when the product is cut into pieces, `then` on each
+ * piece (tgi_gemm_bias_then) by the thread that computed it; false, `then` not run, when it is
+ * not cut. */
+static bool recurrent_projection(const tg_op_call *call, float *proj, int64_t ld, bool with_bias,
+                                 tgi_gemm_epilogue then, void *arg) {
     const tg_tensor *h = call->inputs[1], *w = call->inputs[2], *b = call->inputs[3];
     int64_t rows = h->shape[0], hidden = h->shape[1], width = w->shape[0];
     return tgi_gemm_bias_then(call->tape->ctx, rows, width, hidden, h->data, hidden, w->data, hidden,
-                              b->data, proj, ld, then, arg);
+                              with_bias ? b->data : NULL, proj, ld, then, arg);
 }
 
 /* The VJP of the recurrent projection, given its output gradient dz with rows ld apart: db +=
@@ -131,22 +132,35 @@ static bool block_is_tanh(int gates, int64_t block) {
     return gates == 1 || block == 2;
 }
 
-/* Rows [row_begin, row_end) x columns [col_begin, col_end) of the gates: y = act(xp_t + y), y
- * holding the recurrent projection on entry; a piece per gate block the columns touch. */
+/* y = act(x + (b + y)) over n columns, on restrict parameters so that it vectorises (8 lanes:
+ * the f32 activations) without run-time overlap checks. */
+static void activate_tanh(float *restrict y, const float *restrict x, const float *restrict b, int64_t n) {
+    for (int64_t j = 0; j < n; j++) y[j] = tgi_tanh_lanes(x[j] + (b[j] + y[j]));
+}
+
+static void activate_sigmoid(float *restrict y, const float *restrict x, const float *restrict b,
+                             int64_t n) {
+    for (int64_t j = 0; j < n; j++) y[j] = tgi_sigmoid(x[j] + (b[j] + y[j]));
+}
+
+/* Rows [row_begin, row_end) x columns [col_begin, col_end) of the gates: y = act(xp_t + (b_hh +
+ * y)), y holding the recurrent product h W_hh^T on entry; a piece per gate block the columns
+ * touch. The bias is added here, not copied into every row before the product (tgi_gemm_bias):
+ * the same additions in the same order, one pass fewer over the gates (the copy was 3% of the
+ * LSTM's step). */
 static void activate_block(void *arg, int64_t row_begin, int64_t row_end, int64_t col_begin,
                            int64_t col_end) {
     const cell_job *job = arg;
     step_slab s = slab_of(job->call);
     int64_t hidden = s.width / job->gates;
+    const float *b = job->call->inputs[3]->data;
     for (int64_t r = row_begin; r < row_end; r++)
         for (int64_t c = col_begin; c < col_end;) {
             int64_t k = c / hidden, stop = (k + 1) * hidden < col_end ? (k + 1) * hidden : col_end;
-            float *restrict y = job->call->output->data + r * s.width;
-            const float *restrict x = job->call->inputs[0]->data + s.offset + r * s.stride;
-            if (block_is_tanh(job->gates, k))
-                for (int64_t j = c; j < stop; j++) y[j] = tgi_tanhf(x[j] + y[j]);
-            else
-                for (int64_t j = c; j < stop; j++) y[j] = tgi_sigmoid(x[j] + y[j]);
+            float *y = job->call->output->data + r * s.width;
+            const float *x = job->call->inputs[0]->data + s.offset + r * s.stride;
+            if (block_is_tanh(job->gates, k)) activate_tanh(y + c, x + c, b + c, stop - c);
+            else activate_sigmoid(y + c, x + c, b + c, stop - c);
             c = stop;
         }
 }
@@ -160,7 +174,7 @@ static void activate_rows(void *arg, int64_t begin, int64_t end) {
  * two), or over row ranges when the product is not cut. */
 static tg_status gates_forward(tg_op_call *call, int gates) {
     cell_job job = {call, gates, NULL};
-    if (!recurrent_projection(call, call->output->data, call->output->shape[1], activate_block, &job))
+    if (!recurrent_projection(call, call->output->data, call->output->shape[1], false, activate_block, &job))
         over_rows(call, call->output->shape[1], GRAIN_TRANSCENDENTAL, activate_rows, gates, NULL);
     return TG_OK;
 }
@@ -320,7 +334,7 @@ static void hidden_rows(void *arg, int64_t begin, int64_t end) {
         state_row row = row_of(job->call, r);
         float *restrict squashed = job->buf + r * row.hidden;
         for (int64_t j = 0; j < row.hidden; j++) {
-            squashed[j] = tgi_tanhf(row.c[j]);
+            squashed[j] = tgi_tanh_lanes(row.c[j]);
             row.out[j] = row.o[j] * squashed[j];
         }
     }
@@ -370,7 +384,7 @@ TGI_ALWAYS_INLINE static inline void gru_row(float *restrict r, float *restrict 
         hn[j] = n[j];
         r[j] = tgi_sigmoid(x[j] + r[j]);
         z[j] = tgi_sigmoid(x[hidden + j] + z[j]);
-        n[j] = tgi_tanhf(x[2 * hidden + j] + r[j] * hn[j]);
+        n[j] = tgi_tanh_lanes(x[2 * hidden + j] + r[j] * hn[j]);
         out[j] = n[j] + z[j] * (hr[j] - n[j]);
     }
 }
@@ -443,7 +457,7 @@ static tg_status gru_cell_forward(tg_op_call *call) {
     if (!saved) return TG_ERR_NOMEM;
     /* r, z and n of a row come from different pieces of the product (cut along its columns):
      * the row pass waits for all of them */
-    recurrent_projection(call, saved, 4 * hidden, NULL, NULL);
+    recurrent_projection(call, saved, 4 * hidden, true, NULL, NULL);
     over_rows(call, 4 * hidden, GRAIN_TRANSCENDENTAL, gru_rows, 3, saved);
     return TG_OK;
 }
