@@ -452,10 +452,12 @@ static double mlp_step_flops(int depth, int64_t width, int64_t batch) {
     return flops;
 }
 
-/* `bench_models mlp DEPTH WIDTH BATCH THREADS`: one measurement of tapegrad alone, as
- * "ms_per_step X", for bench/torch_compare.py to interleave with PyTorch; after it, the CPU
- * time per step and the products' GFLOP/s (mlp_step_flops) by the wall clock. */
-static int one_measurement(char **argv) {
+/* `bench_models mlp DEPTH WIDTH BATCH THREADS [SECONDS]`: one measurement of tapegrad alone,
+ * as "ms_per_step X", for bench/torch_compare.py to interleave with PyTorch; after it, the CPU
+ * time per step and the products' GFLOP/s (mlp_step_flops) by the wall clock and by the CPU
+ * time (on a shared machine the wall clock also counts the neighbours' time slices). SECONDS
+ * (0.2 unless given) is how long to measure: longer for a profiler. */
+static int one_measurement(int argc, char **argv) {
     int depth = atoi(argv[2]), threads = atoi(argv[5]);
     int64_t width = atoll(argv[3]), batch = atoll(argv[4]);
     if (depth < 1 || depth > MAX_LAYERS || width < 1 || batch < 1 || threads < 1) {
@@ -466,20 +468,22 @@ static int one_measurement(char **argv) {
     framework_new(&f, depth, width, batch, threads);
     double start = bench_now_seconds();
     for (int s = 0; s < 3; s++) framework_step(&f);
-    int steps = (int)(0.2 / ((bench_now_seconds() - start) / 3)) + 3;
+    double budget = argc > 6 ? atof(argv[6]) : 0.2;
+    int steps = (int)(budget / ((bench_now_seconds() - start) / 3)) + 3;
     start = bench_now_seconds();
     double cpu_start = bench_cpu_seconds();
     for (int s = 0; s < steps; s++) framework_step(&f);
     double seconds = (bench_now_seconds() - start) / steps;
-    printf("ms_per_step %.6f cpu_ms_per_step %.6f gflops %.2f\n", seconds * 1e3,
-           (bench_cpu_seconds() - cpu_start) / steps * 1e3,
-           mlp_step_flops(depth, width, batch) / seconds * 1e-9);
+    double cpu_seconds = (bench_cpu_seconds() - cpu_start) / steps;
+    double flops = mlp_step_flops(depth, width, batch);
+    printf("ms_per_step %.6f cpu_ms_per_step %.6f gflops %.2f cpu_gflops %.2f\n", seconds * 1e3,
+           cpu_seconds * 1e3, flops / seconds * 1e-9, flops / cpu_seconds * 1e-9);
     framework_free(&f);
     return 0;
 }
 
 int main(int argc, char **argv) {
-    if (argc == 6 && strcmp(argv[1], "mlp") == 0) return one_measurement(argv);
+    if ((argc == 6 || argc == 7) && strcmp(argv[1], "mlp") == 0) return one_measurement(argc, argv);
     bool replayed = argc == 2 && strcmp(argv[1], "chain-replayed") == 0;
     if (argc == 2 && (strcmp(argv[1], "chain") == 0 || replayed)) { /* one measurement, for
                                                                      torch_compare.py */

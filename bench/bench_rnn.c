@@ -150,7 +150,7 @@ static void input_backward(plain_rnn *m) {
         for (int64_t j = 0; j < m->width; j++) m->g[B_IH][j] += m->dxp[r * m->width + j];
 }
 
-static float sigmoid_or_tanh(int block, float v) { return block == 2 ? tgi_tanhf(v) : tgi_sigmoid(v); }
+static float sigmoid_or_tanh(int block, float v) { return block == 2 ? tgi_tanh_lanes(v) : tgi_sigmoid(v); }
 
 static float lstm_forward(plain_rnn *m) {
     input_projection(m);
@@ -168,7 +168,7 @@ static float lstm_forward(plain_rnn *m) {
             for (int64_t j = 0; j < HIDDEN; j++) {
                 int64_t at = b * HIDDEN + j;
                 c_next[at] = gb[HIDDEN + j] * c[at] + gb[j] * gb[2 * HIDDEN + j];
-                sq[at] = tgi_tanhf(c_next[at]);
+                sq[at] = tgi_tanh_lanes(c_next[at]);
                 h_next[at] = gb[3 * HIDDEN + j] * sq[at];
             }
         }
@@ -223,7 +223,7 @@ static float gru_forward(plain_rnn *m) {
                 hn[j] = n[j];
                 r[j] = tgi_sigmoid(x[j] + r[j]);
                 z[j] = tgi_sigmoid(x[H + j] + z[j]);
-                n[j] = tgi_tanhf(x[2 * H + j] + r[j] * hn[j]);
+                n[j] = tgi_tanh_lanes(x[2 * H + j] + r[j] * hn[j]);
                 h_next[b * H + j] = n[j] + z[j] * (h[b * H + j] - n[j]);
             }
         }
@@ -369,10 +369,12 @@ static double lstm_step_flops(void) {
     return 2 * input + recurrent * (3 * STEPS - 1);
 }
 
-/* `bench_rnn lstm THREADS`: tapegrad's LSTM step alone, as "ms_per_step X", for
+/* `bench_rnn lstm THREADS [STEPS]`: tapegrad's LSTM step alone, as "ms_per_step X", for
  * bench/torch_compare.py to interleave with PyTorch; after it, the CPU time per step and the
- * products' GFLOP/s (lstm_step_flops) by the wall clock. */
-static int one_measurement(int threads) {
+ * products' GFLOP/s (lstm_step_flops) by the wall clock and by the CPU time (on a shared
+ * machine the wall clock also counts the neighbours' time slices). STEPS (5 unless given):
+ * more for a profiler. */
+static int one_measurement(int threads, int steps) {
     tape_rnn m;
     if (threads < 1 || tape_init(&m, TG_RNN_LSTM, threads)) {
         fprintf(stderr, "usage: bench_rnn lstm THREADS (>= 1)\n");
@@ -380,16 +382,18 @@ static int one_measurement(int threads) {
     }
     tape_step(&m);
     double start = bench_now_seconds(), cpu_start = bench_cpu_seconds();
-    for (int s = 0; s < 5; s++) tape_step(&m);
-    double seconds = (bench_now_seconds() - start) / 5;
-    printf("ms_per_step %.6f cpu_ms_per_step %.6f gflops %.2f\n", seconds * 1e3,
-           (bench_cpu_seconds() - cpu_start) / 5 * 1e3, lstm_step_flops() / seconds * 1e-9);
+    for (int s = 0; s < steps; s++) tape_step(&m);
+    double seconds = (bench_now_seconds() - start) / steps;
+    double cpu_seconds = (bench_cpu_seconds() - cpu_start) / steps;
+    printf("ms_per_step %.6f cpu_ms_per_step %.6f gflops %.2f cpu_gflops %.2f\n", seconds * 1e3,
+           cpu_seconds * 1e3, lstm_step_flops() / seconds * 1e-9, lstm_step_flops() / cpu_seconds * 1e-9);
     tape_free(&m);
     return 0;
 }
 
 int main(int argc, char **argv) {
-    if (argc == 3 && strcmp(argv[1], "lstm") == 0) return one_measurement(atoi(argv[2]));
+    if ((argc == 3 || argc == 4) && strcmp(argv[1], "lstm") == 0)
+        return one_measurement(atoi(argv[2]), argc == 4 && atoi(argv[3]) > 0 ? atoi(argv[3]) : 5);
     printf("matrix products: %s\n", tg_gemm_backend());
     runners r;
     bool profiling = argc > 1 && strcmp(argv[1], "--profile") == 0;

@@ -57,8 +57,9 @@ static tg_status register_builtins(tg_ctx *ctx) {
     ctx->registry.ops[TGI_OP_BATCH_NORM]->writes_inputs = true;    /* its running statistics */
     ctx->registry.ops[TGI_OP_BATCH_NORM_RELU]->writes_inputs = true;
     /* backward writes the inputs' gradients whole when they are fresh (tgi_op.fresh_grads) */
-    const int whole[] = {TGI_OP_ADD, TGI_OP_RELU, TGI_OP_BATCH_NORM, TGI_OP_BATCH_NORM_RELU,
-                         TGI_OP_CONV2D};
+    const int whole[] = {TGI_OP_ADD,       TGI_OP_RELU,      TGI_OP_BATCH_NORM, TGI_OP_BATCH_NORM_RELU,
+                         TGI_OP_CONV2D,    TGI_OP_SIGMOID,   TGI_OP_TANH,       TGI_OP_LINEAR,
+                         TGI_OP_MATMUL,    TGI_OP_LSTM_GATES, TGI_OP_LSTM_CELL, TGI_OP_LSTM_HIDDEN};
     for (size_t i = 0; i < sizeof whole / sizeof whole[0]; i++)
         ctx->registry.ops[whole[i]]->fresh_grads = true;
     tgi_elementwise_scalar_rules(ctx);

@@ -124,7 +124,7 @@ void tgi_gemm_bias(tg_ctx *ctx, int64_t m, int64_t n, int64_t k, const float *x,
 bool tgi_gemm_bias_then(tg_ctx *ctx, int64_t m, int64_t n, int64_t k, const float *x, int64_t ldx,
                         const float *w, int64_t ldw, const float *bias, float *c, int64_t ldc,
                         tgi_gemm_epilogue then, void *arg) {
-    tgi_gemm_args p = {false, true, m, n, k, 1.0f, x, ldx, w, ldw, 1.0f, c, ldc};
+    tgi_gemm_args p = {false, true, m, n, k, 1.0f, x, ldx, w, ldw, bias ? 1.0f : 0.0f, c, ldc};
     gemm_job job;
     int64_t pieces = plan_cut(&job, &p, bias);
     if (pieces == 1) {

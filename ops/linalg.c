@@ -96,13 +96,17 @@ static void matmul_grad_a_range(void *arg, int64_t begin, int64_t end) {
     const matmul_work *w = arg;
     const matmul_plan *p = &w->plan;
     const tg_tensor *a = w->call->inputs[0], *b = w->call->inputs[1], *y = w->call->output;
-    for (int64_t j = begin; j < end; j++)
+    for (int64_t j = begin; j < end; j++) {
+        float beta = a->grad_fresh ? 0.0f : 1.0f; /* a fresh gradient: the first product writes */
         for (int64_t i = 0; i < p->count; i++)
-            if (operand_matrix(p, p->a_step, i) == j)
+            if (operand_matrix(p, p->a_step, i) == j) {
                 tgi_gemm(w->call->tape->ctx, false, true, p->m, p->k, p->n, 1.0f,
                          y->grad + i * p->m * p->n, p->n,
-                         b->data + operand_matrix(p, p->b_step, i) * p->k * p->n, p->n, 1.0f,
+                         b->data + operand_matrix(p, p->b_step, i) * p->k * p->n, p->n, beta,
                          a->grad + j * p->m * p->k, p->k);
+                beta = 1.0f;
+            }
+    }
 }
 
 /* dB_j = the sum of A_i^T dY_i over the products i that read B's matrix j, in the order of i. */
@@ -110,12 +114,16 @@ static void matmul_grad_b_range(void *arg, int64_t begin, int64_t end) {
     const matmul_work *w = arg;
     const matmul_plan *p = &w->plan;
     const tg_tensor *a = w->call->inputs[0], *b = w->call->inputs[1], *y = w->call->output;
-    for (int64_t j = begin; j < end; j++)
+    for (int64_t j = begin; j < end; j++) {
+        float beta = b->grad_fresh ? 0.0f : 1.0f;
         for (int64_t i = 0; i < p->count; i++)
-            if (operand_matrix(p, p->b_step, i) == j)
+            if (operand_matrix(p, p->b_step, i) == j) {
                 tgi_gemm(w->call->tape->ctx, true, false, p->k, p->n, p->m, 1.0f,
                          a->data + operand_matrix(p, p->a_step, i) * p->m * p->k, p->k,
-                         y->grad + i * p->m * p->n, p->n, 1.0f, b->grad + j * p->k * p->n, p->n);
+                         y->grad + i * p->m * p->n, p->n, beta, b->grad + j * p->k * p->n, p->n);
+                beta = 1.0f;
+            }
+    }
 }
 
 /* With at least a product per thread, the products go to the threads (each GEMM then runs on
@@ -132,10 +140,15 @@ static tg_status matmul_forward(tg_op_call *call) {
     return TG_OK;
 }
 
+/* A fresh input gradient (grad_fresh, tgi_op.fresh_grads) is written by its first product with
+ * beta = 0, not zeroed and then added to: every one of A's and B's matrices is read by at least
+ * one product, so every element is written. */
 static tg_status matmul_backward(const tg_op_call *call) {
-    matmul_work work = {call, matmul_plan_of(call->inputs[0], call->inputs[1])};
-    if (call->inputs[0]->grad) run_products(&work, work.plan.a_count, matmul_grad_a_range);
-    if (call->inputs[1]->grad) run_products(&work, work.plan.b_count, matmul_grad_b_range);
+    tg_tensor *a = call->inputs[0], *b = call->inputs[1];
+    matmul_work work = {call, matmul_plan_of(a, b)};
+    if (a->grad) run_products(&work, work.plan.a_count, matmul_grad_a_range);
+    if (b->grad) run_products(&work, work.plan.b_count, matmul_grad_b_range);
+    a->grad_fresh = b->grad_fresh = false;
     return TG_OK;
 }
 
@@ -163,14 +176,23 @@ static tg_status linear_forward(tg_op_call *call) {
     return TG_OK;
 }
 
-/* dx = dY W, dW = dY^T x, db = column sums of dY */
+/* dx = dY W, dW = dY^T x, db = column sums of dY. A fresh gradient (grad_fresh: an activation's,
+ * reached first by this op) is written by its product with beta = 0, not zeroed beforehand and
+ * then added to; a fresh bias gradient is zeroed here (out floats) before the sums. */
 static tg_status linear_backward(const tg_op_call *call) {
-    const tg_tensor *x = call->inputs[0], *w = call->inputs[1], *b = call->inputs[2];
+    tg_tensor *x = call->inputs[0], *w = call->inputs[1], *b = call->inputs[2];
     int64_t in = w->shape[1], out = w->shape[0], rows = x->size / in;
     const float *gy = call->output->grad;
-    if (x->grad) tgi_gemm(call->tape->ctx, false, false, rows, in, out, 1.0f, gy, out, w->data, in, 1.0f, x->grad, in);
-    if (w->grad) tgi_gemm(call->tape->ctx, true, false, out, in, rows, 1.0f, gy, out, x->data, in, 1.0f, w->grad, in);
-    if (b->grad) tgi_add_column_sums(call->tape->ctx, rows, out, gy, out, b->grad);
+    tg_ctx *ctx = call->tape->ctx;
+    if (x->grad)
+        tgi_gemm(ctx, false, false, rows, in, out, 1.0f, gy, out, w->data, in, x->grad_fresh ? 0.0f : 1.0f,
+                 x->grad, in);
+    if (w->grad)
+        tgi_gemm(ctx, true, false, out, in, rows, 1.0f, gy, out, x->data, in, w->grad_fresh ? 0.0f : 1.0f,
+                 w->grad, in);
+    x->grad_fresh = w->grad_fresh = false;
+    tgi_grad_settle(ctx, b);
+    if (b->grad) tgi_add_column_sums(ctx, rows, out, gy, out, b->grad);
     return TG_OK;
 }
 

@@ -1,5 +1,5 @@
 /*
- * ops/mathf.h — float functions the ops need faster than libm gives them, and no less exact.
+ * ops/mathf.h — float functions the ops need faster than libm gives them.
  *
  * tgi_tanhf: glibc's tanhf goes through expm1f and costs ~95 instructions; tanh is the
  * nonlinearity of RNN, LSTM and GRU cells, and of the scalar chain benchmark, where it was a
@@ -10,6 +10,11 @@
  * tgi_sigmoidf: the LSTM's and GRU's gates are sigmoids, and with glibc's expf (a call, ~30
  * instructions, then a divide) they were half of a small LSTM's step (hidden 32, the study's).
  * Same method as tgi_tanhf; tests/test_mathf.c bounds its error on a dense sample.
+ *
+ * tgi_sigmoid_lanes and tgi_tanh_lanes: the same in f32 throughout, a few ulp instead of half
+ * of one, so loops take 8 lanes of AVX2 where the double versions take 4: the sigmoid op and
+ * every recurrent cell use them (in the d20 w256 MLP's step the double sigmoid was 6% of the
+ * time, in the LSTM's the gate activations 11%).
  *
  * tgi_geluf and tgi_gelu_grad: GELU's forward and derivative with glibc's erff and expf (calls)
  * were a third of a GPT training step (d 128: 16.6% in erff alone, 11% in the loops around it).
@@ -88,6 +93,70 @@ static inline float tgi_sigmoidf(float x) {
     double clamped = a < 104.0 ? a : 104.0;
     double e = tgi_exp2_near(-clamped * 1.4426950408889634); /* e^{-|x|} */
     float y = (float)((x >= 0.0f ? 1.0 : e) / (1.0 + e));
+    return x == x ? y : x;
+}
+
+/* ---- the same two in f32 lanes, for the loops of the MLP's and the LSTM's steps ------------- */
+
+/* e^{-a} for 0 <= a <= 104, all in f32 (so AVX2 takes 8 at a time, not 4 doubles): a = k ln2 +
+ * r with k = round(a log2 e) (the 1.5 * 2^23 shifter again), r by Cody and Waite's two-part
+ * ln2 (the first part has 12 bits: k times it is exact), e^-r by its Taylor polynomial of
+ * degree 7 (|r| <= ln2/2, truncation 6e-9 relative), scaled by 2^-k as two exact factors
+ * (2^-k alone leaves the normal range past k = 126). Error about 1 ulp. */
+static inline float tgi_exp_neg_lanes(float a) {
+    const float shifter = 0x1.8p23f;
+    float shifted = a * 1.44269504f + shifter;
+    float k = shifted - shifter;
+    float r = (k * 0.693145752f - a) + k * 1.42860677e-6f; /* -(a - k ln2) */
+    float e = 1.0f / 5040;
+    e = e * r + 1.0f / 720;
+    e = e * r + 1.0f / 120;
+    e = e * r + 1.0f / 24;
+    e = e * r + 1.0f / 6;
+    e = e * r + 0.5f;
+    e = e * r + 1.0f;
+    e = e * r + 1.0f;
+    int32_t bits;
+    memcpy(&bits, &shifted, sizeof bits);
+    int32_t kk = bits - 0x4b400000; /* k: the shifter's low bits */
+    int32_t half = kk >> 1;         /* 2^-k = 2^-half 2^-(k - half), each a normal float */
+    int32_t bits1 = (127 - half) << 23, bits2 = (127 - (kk - half)) << 23;
+    float s1, s2;
+    memcpy(&s1, &bits1, sizeof s1);
+    memcpy(&s2, &bits2, sizeof s2);
+    return e * s1 * s2;
+}
+
+/* sigmoid in f32 lanes: (x >= 0 ? 1 : e) / (1 + e) with e = e^{-|x|}, |x| clamped at 104 (the
+ * result already rounds to 1 or 0), NaN kept. Within 2.4 ulp of the exact sigmoid over every
+ * float (checked exhaustively; tests/test_mathf.c samples each binade), where tgi_sigmoidf, in double, is
+ * within 0.6 ulp at a third of the speed: PyTorch's own float sigmoid is not correctly rounded
+ * either. Selects and bit moves only: loops of it vectorise 8 wide. */
+static inline float tgi_sigmoid_lanes(float x) {
+    float a = fabsf(x);
+    float e = tgi_exp_neg_lanes(a < 104.0f ? a : 104.0f);
+    float y = (x >= 0.0f ? 1.0f : e) / (1.0f + e);
+    return x == x ? y : x;
+}
+
+/* tanh in f32 lanes, both branches formed and one selected (so a loop of it vectorises):
+ * |x| < 0.625: x + x z P(z), z = x^2, with tgi_tanhf's polynomial in f32; beyond, (1 - E) /
+ * (1 + E) with E = e^{-2|x|} (|x| clamped at 9.125, where tanh rounds to 1). Sign by copysign
+ * (-0 stays -0), NaN kept. Within 1.6 ulp of the exact tanh over every float (checked
+ * exhaustively; tests/test_mathf.c samples each binade),
+ * at a third of tgi_tanhf's time in a loop; tgi_tanhf (0.53 ulp, a branch) stays the scalar
+ * op's, where latency, not throughput, is what counts. */
+static inline float tgi_tanh_lanes(float x) {
+    float a = fabsf(x);
+    float z = a * a, z2 = z * z, z4 = z2 * z2;
+    float p01 = -0.333333308f + 0.133332060f * z;
+    float p23 = -0.0539467627f + 0.0217007016f * z;
+    float p45 = -0.00817739459f + 0.00214295875f * z;
+    float p = (p01 + z2 * p23) + z4 * p45;
+    float small = a + (a * z) * p;
+    float e = tgi_exp_neg_lanes(2.0f * (a < 9.125f ? a : 9.125f));
+    float large = (1.0f - e) / (1.0f + e);
+    float y = copysignf(a < 0.625f ? small : large, x);
     return x == x ? y : x;
 }
 

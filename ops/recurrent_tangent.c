@@ -351,7 +351,7 @@ static void hidden_form(float *restrict out, float *restrict squashed, const flo
                         const float *restrict od, const float *restrict c,
                         const float *restrict cd, int64_t n) {
     for (int64_t j = 0; j < n; j++) {
-        float v = tgi_tanhf(c[j]);
+        float v = tgi_tanh_lanes(c[j]); /* the forward's tanh (ops/recurrent.c) */
         squashed[j] = v;
         out[j] = od[j] * v + o[j] * (1.0f - v * v) * cd[j];
     }
