@@ -344,6 +344,11 @@ TGI_HIDDEN int tgi_cores_available(void);
 /* The machine's online CPUs, whatever this process may run on (taskset, cgroups): what
  * must not change a run's numbers, such as how a matrix product is cut, depends on this. */
 TGI_HIDDEN int tgi_cores_online(void);
+/* Idle (and iowait) ticks of the CPUs this process may run on since boot, as the kernel counts
+ * them (autograd/cpu_idle.c); -1 where that is unknown (not Linux, no /proc). No allocation. */
+TGI_HIDDEN int64_t tgi_idle_ticks(void);
+/* The ticks tgi_idle_ticks counts in a second (USER_HZ, usually 100). */
+TGI_HIDDEN int64_t tgi_ticks_per_second(void);
 
 /* ---- tensors ------------------------------------------------------------------------------- */
 

@@ -34,6 +34,13 @@
  * (20 ms, doubling up to 320 ms while the cores stay taken) a window is tried in parallel again.
  * The verdict costs a few clock reads per region (~0.1 us; regions last 5 us and more);
  * tg_ctx_threads_describe reports it.
+ *
+ * Asking before trying again: a trial on a machine still busy is what two threads lost to one
+ * there (a window of slow regions, perhaps a time slice waiting for a descheduled worker, a few
+ * times a second: 1.04-1.10x one thread's time). So when a back-off ends, the pool first asks the
+ * kernel how much our CPUs idled meanwhile (autograd/cpu_idle.c, /proc/stat): under half a core
+ * idle on average means the cores are still taken, and the back-off is renewed without a trial.
+ * Where the kernel cannot tell, the pool tries as before.
  */
 #define _GNU_SOURCE /* sched_getaffinity, CPU_COUNT */
 #include "autograd/internal.h"
@@ -74,6 +81,11 @@
  * slice) then costs ~1-2% of the time; a core freed is used again within LAST_BACKOFF_NS. */
 #define WINDOW_NS 2000000
 #define WINDOW_JOBS 8
+/* ... or, when regions are long (the MLP's products last milliseconds each), this much of them
+ * and at least two: eight 5 ms regions at a bad ratio would cost more than the back-off saves. */
+#define LONG_WINDOW_NS 8000000
+/* Idle CPU, in cores on average over a back-off, under which a trial is not worth making. */
+#define MIN_IDLE_CORES 0.5
 #define KEEP_RATIO 0.9
 #define GOOD_RATIO 0.75
 #define FIRST_BACKOFF_NS 20000000
@@ -108,6 +120,9 @@ struct tgi_pool {
     int window_jobs;
     double ratio;                  /* the last window's took / alone; 0 before the first */
     int64_t verdicts;              /* windows judged */
+    int64_t idle_ticks, idle_since; /* tgi_idle_ticks() when the back-off began (-1: unknown), and when (ns) */
+    double idle_cores;             /* what the kernel said at the last retry: idle cores on average; -1 unknown */
+    int64_t trials_skipped;        /* back-offs renewed because the kernel saw no idle core */
 };
 
 /* Whether this thread is running inside a parallel region (nested regions run serially). */
@@ -255,6 +270,8 @@ static struct tgi_pool *pool_start(tg_ctx *ctx, int threads) {
     pool->n_workers = n_workers;
     pool->workers = (pthread_t *)(pool + 1);
     pool->backoff = FIRST_BACKOFF_NS;
+    pool->idle_ticks = -1;
+    pool->idle_cores = -1.0;
     pthread_mutex_init(&pool->lock, NULL);
     pthread_cond_init(&pool->wake, NULL);
     pthread_cond_init(&pool->finished, NULL);
@@ -330,6 +347,15 @@ static void start_window(struct tgi_pool *pool) {
     pool->window_jobs = 0;
 }
 
+/* Regions run whole on the caller until now + the back-off, which doubles for the next time. */
+static void back_off(struct tgi_pool *pool, int64_t now) {
+    pool->backed_off = true;
+    pool->retry_at = now + pool->backoff;
+    pool->backoff = pool->backoff * 2 < LAST_BACKOFF_NS ? pool->backoff * 2 : LAST_BACKOFF_NS;
+    pool->idle_ticks = tgi_idle_ticks();
+    pool->idle_since = now;
+}
+
 /* Adds one region to the window: it started at `start`, published its job at `published`, the
  * caller's `mine` of `n_ranges` ranges were done at `own_end`, all of them at `end`.
  * What one thread would have taken is estimated twice, and the smaller taken: the ranges' wall
@@ -345,15 +371,31 @@ static void judge(struct tgi_pool *pool, int64_t start, int64_t published, int64
         alone = (own_end - published) * n_ranges / mine;
     pool->window_took += took;
     pool->window_alone += alone;
-    if (++pool->window_jobs < WINDOW_JOBS || pool->window_took < WINDOW_NS) return;
+    bool full = (++pool->window_jobs >= WINDOW_JOBS && pool->window_took >= WINDOW_NS) ||
+                (pool->window_jobs >= 2 && pool->window_took >= LONG_WINDOW_NS);
+    if (!full) return;
     pool->ratio = pool->window_alone > 0 ? (double)pool->window_took / (double)pool->window_alone : 1.0;
     pool->verdicts++;
     start_window(pool);
     if (pool->ratio < GOOD_RATIO) pool->backoff = FIRST_BACKOFF_NS;
     if (pool->ratio < KEEP_RATIO || pool->ctx->keep_threads) return;
-    pool->backed_off = true;
-    pool->retry_at = end + pool->backoff;
-    pool->backoff = pool->backoff * 2 < LAST_BACKOFF_NS ? pool->backoff * 2 : LAST_BACKOFF_NS;
+    back_off(pool, end);
+}
+
+/* Whether the threads are worth a trial at `now`, the back-off being over: not when the kernel
+ * says our CPUs idled less than MIN_IDLE_CORES on average since it began (then it begins anew). */
+static bool worth_a_trial(struct tgi_pool *pool, int64_t now) {
+    int64_t idle = tgi_idle_ticks();
+    if (idle < 0 || pool->idle_ticks < 0 || now <= pool->idle_since) {
+        pool->idle_cores = -1.0;
+        return true;
+    }
+    double seconds = (double)(now - pool->idle_since) * 1e-9;
+    pool->idle_cores = (double)(idle - pool->idle_ticks) / ((double)tgi_ticks_per_second() * seconds);
+    if (pool->idle_cores >= MIN_IDLE_CORES) return true;
+    pool->trials_skipped++;
+    back_off(pool, now);
+    return false;
 }
 
 void tgi_parallel_for(tg_ctx *ctx, int64_t n, int64_t grain, tgi_range_fn fn, void *arg) {
@@ -370,7 +412,7 @@ void tgi_parallel_for(tg_ctx *ctx, int64_t n, int64_t grain, tgi_range_fn fn, vo
     struct tgi_pool *pool = ctx->pool;
     int64_t start = now_ns();
     if (pool->backed_off) {
-        if (start < pool->retry_at) {
+        if (start < pool->retry_at || !worth_a_trial(pool, start)) {
             fn(arg, 0, n); /* the workers sleep meanwhile (wait_for_job) */
             return;
         }
@@ -460,8 +502,12 @@ int tg_ctx_threads_describe(const tg_ctx *ctx, char *buf, size_t size) {
         return snprintf(buf, buf ? size : 0, "%d (spinning%s: parallel regions took %.2fx their "
                         "one-thread time)", ctx->threads, ctx->keep_threads ? ", never backs off" : "",
                         pool->ratio);
+    char idle[96] = "";
+    if (pool->idle_cores >= 0.0)
+        snprintf(idle, sizeof idle, "; at the last retry the kernel saw %.2f cores idle, %lld trials skipped",
+                 pool->idle_cores, (long long)pool->trials_skipped);
     return snprintf(buf, buf ? size : 0, "%d, backed off to 1: the other cores are busy (parallel "
-                    "regions took %.2fx their one-thread time; trying again every %d-%d ms)",
-                    ctx->threads, pool->ratio, (int)(FIRST_BACKOFF_NS / 1000000),
-                    (int)(LAST_BACKOFF_NS / 1000000));
+                    "regions took %.2fx their one-thread time; trying again every %d-%d ms when the "
+                    "kernel sees an idle core%s)", ctx->threads, pool->ratio,
+                    (int)(FIRST_BACKOFF_NS / 1000000), (int)(LAST_BACKOFF_NS / 1000000), idle);
 }

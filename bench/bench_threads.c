@@ -183,7 +183,7 @@ int main(int argc, char **argv) {
     static double t[N_WORKLOADS][N_CONDITIONS][N_VARIANTS][MAX_ROUNDS];
     static double ratio[N_WORKLOADS][N_CONDITIONS][N_VARIANTS][MAX_ROUNDS];
     int backed_off[N_WORKLOADS][N_CONDITIONS] = {{0}};
-    char verdict[N_WORKLOADS][N_CONDITIONS][200];
+    char verdict[N_WORKLOADS][N_CONDITIONS][400];
     for (int r = 0; r < rounds; r++)
         for (int c = 0; c < N_CONDITIONS; c++) {
             pid_t spinner = c == BUSY ? start_spinner() : 0;

@@ -3,6 +3,7 @@
  * when its threads share a core, and the flush-to-zero switch. */
 #define _GNU_SOURCE /* sched_setaffinity */
 #include <sched.h>
+#include <time.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -252,6 +253,45 @@ Test(threads, two_threads_on_one_core_back_off_and_still_give_the_same_bits) {
     tg_ctx_threads_describe(ctx, said, sizeof said);
     cr_expect(strstr(said, "never backs off") != NULL, "%s", said);
     tg_ctx_free(ctx);
+}
+
+/* Work for a region that the caller runs whole when backed off: ~20 us a range of 1 item. */
+static void busy_range(void *arg, int64_t begin, int64_t end) {
+    volatile float *out = arg;
+    for (int64_t i = begin; i < end; i++) {
+        float x = (float)i;
+        for (int k = 0; k < 16384; k++) x = x * 0.999f + 0.5f;
+        out[i] = x;
+    }
+}
+
+Test(threads, backed_off_on_a_taken_core_the_kernel_is_asked_before_a_trial) {
+#ifdef __linux__
+    pin_to_one_cpu(); /* our only CPU is the one the caller keeps busy: it never idles */
+    cr_assert_gt(tgi_idle_ticks(), 0, "this test needs /proc/stat");
+    tg_ctx *ctx = tg_ctx_new();
+    cr_assert_eq(tg_ctx_set_threads(ctx, 2), TG_OK);
+    cr_assert_eq(tg_ctx_threads_calibrate(ctx), TG_OK);
+    cr_assert(tg_ctx_threads_backed_off(ctx), "two threads on one core: the pool should back off");
+    /* 100 ms of regions: the first back-off (20 ms) ends several times over */
+    float out[2];
+    struct timespec t0, t1;
+    clock_gettime(CLOCK_MONOTONIC, &t0);
+    do {
+        tgi_parallel_for(ctx, 2, 1, busy_range, out);
+        clock_gettime(CLOCK_MONOTONIC, &t1);
+    } while ((t1.tv_sec - t0.tv_sec) * 1000000000L + (t1.tv_nsec - t0.tv_nsec) < 100000000L);
+    cr_expect(tg_ctx_threads_backed_off(ctx));
+    char said[512];
+    tg_ctx_threads_describe(ctx, said, sizeof said);
+    const char *skipped = strstr(said, "cores idle, ");
+    cr_assert(skipped != NULL, "the kernel was not asked: %s", said);
+    double idle = -1;
+    cr_assert_eq(sscanf(strstr(said, "kernel saw ") + strlen("kernel saw "), "%lf", &idle), 1, "%s", said);
+    cr_expect_lt(idle, 0.5, "%s", said);
+    cr_expect_gt(atoi(skipped + strlen("cores idle, ")), 0, "no trial skipped: %s", said);
+    tg_ctx_free(ctx);
+#endif
 }
 
 Test(threads, verdict_api_on_null_and_one_thread) {
