@@ -294,6 +294,30 @@ Test(threads, backed_off_on_a_taken_core_the_kernel_is_asked_before_a_trial) {
 #endif
 }
 
+/* ~3 ms of work per item: long enough that two threads sharing a core are time-sliced inside a
+ * range, which makes each range's wall time twice its work. */
+static void long_range(void *arg, int64_t begin, int64_t end) {
+    volatile float *out = arg;
+    for (int64_t i = begin; i < end; i++) {
+        float x = (float)i;
+        for (int k = 0; k < 2500000; k++) x = x * 0.999f + 0.5f;
+        out[i] = x;
+    }
+}
+
+Test(threads, two_threads_sharing_a_core_in_long_regions_back_off) {
+    pin_to_one_cpu();
+    tg_ctx *ctx = tg_ctx_new();
+    cr_assert_eq(tg_ctx_set_threads(ctx, 2), TG_OK);
+    float out[2];
+    for (int region = 0; region < 12 && !tg_ctx_threads_backed_off(ctx); region++)
+        tgi_parallel_for(ctx, 2, 1, long_range, out);
+    char said[512];
+    tg_ctx_threads_describe(ctx, said, sizeof said);
+    cr_expect(tg_ctx_threads_backed_off(ctx), "one core, two threads, ~3 ms ranges: %s", said);
+    tg_ctx_free(ctx);
+}
+
 Test(threads, verdict_api_on_null_and_one_thread) {
     char said[64];
     cr_expect_eq(tg_ctx_threads_calibrate(NULL), TG_ERR_INVALID);
