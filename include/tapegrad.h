@@ -192,11 +192,12 @@ tg_status tg_ctx_set_threads(tg_ctx *ctx, int n);
 int tg_ctx_threads(const tg_ctx *ctx);
 /**
  * Threads never make a step slower than one thread would: the pool times its parallel regions
- * (the whole region against the caller's own share of it) and, when over a few milliseconds
- * they took 0.9x or more of what one thread would have (another process holds a core, or two
- * of the pool's threads share one), it backs off: regions run whole on the calling thread, the
- * workers stop spinning and sleep, and the threads are tried again after 20 ms, then 40, ... up
- * to every 320 ms while the cores stay taken. Results are the same either way. This runs that
+ * (the whole region against its ranges' work: their CPU time in long regions) and, when over a
+ * few milliseconds they took 0.9x or more of what one thread would have (another process holds
+ * a core, or two of the pool's threads share one), it backs off: regions run whole on the
+ * calling thread, the workers stop spinning and sleep, and after 20 ms, then 40, ... up to
+ * 320 ms the threads are tried again if the kernel says our CPUs idled meanwhile (Linux:
+ * /proc/stat; elsewhere they are simply tried). Results are the same either way. This runs that
  * judgment now, on ~20 us probe regions (a few ms; at most 60 ms), so tg_ctx_threads_describe
  * has a verdict before any work: `tapegrad --version` calls it. TG_OK at once with 1 thread;
  * TG_ERR_INVALID for NULL, TG_ERR_STATE inside a parallel region.
