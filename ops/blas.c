@@ -85,6 +85,16 @@ static void use_everywhere(cblas_sgemm_fn sgemm, const char *name, tg_gemm_how h
 
 static pthread_once_t backend_once = PTHREAD_ONCE_INIT;
 
+/* Our no-packing kernels for products that fit L2 (ops/gemm_thin.c) behind cblas_sgemm's
+ * signature, the table's OpenBLAS for those that do not fit: a candidate like any other. */
+static void thin_sgemm(int order, int trans_a, int trans_b, int m, int n, int k, float alpha,
+                       const float *a, int lda, const float *b, int ldb, float beta, float *c,
+                       int ldc) {
+    if (!tgi_gemm_thin(trans_a == CBLAS_TRANS, trans_b == CBLAS_TRANS, m, n, k, alpha, a, lda, b,
+                       ldb, beta, c, ldc))
+        backend.sgemm(order, trans_a, trans_b, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
+}
+
 /* ---- what the CPU can run ------------------------------------------------------------------ */
 
 typedef struct cpu_features {
@@ -129,6 +139,14 @@ static cpu_features detect_cpu(void) {
  * the Zen kernels won. Zen 1 and 2 (17h) are not measured and keep the Zen kernels. */
 static bool haswell_beats_zen(const cpu_features *f) {
     return f->amd && f->family == 0x19;
+}
+
+/* The shape classes whose products our no-packing kernels (ops/gemm_thin.c) compute faster
+ * than OpenBLAS's on this CPU, in every round: a bit per class. Measured on AMD family 19h (an
+ * EPYC Zen 3, one thread, OpenBLAS 0.3.21 Haswell kernels). */
+static unsigned thin_classes(const cpu_features *f) {
+    if (!tgi_gemm_thin_fused() || !(f->avx2 && f->fma)) return 0;
+    return haswell_beats_zen(f) ? 1u << TGI_GEMM_THIN : 0;
 }
 
 /* The products that oneDNN's sgemm (2.6, its AVX2 kernels) computes faster than OpenBLAS 0.3.21's
@@ -399,6 +417,13 @@ static void choose_per_class(const cpu_features *cpu, const char *core) {
         k.name[k.count++] = backend.names[1];
     }
     k.name[k.count++] = "portable"; /* sgemm NULL */
+    if (tgi_gemm_thin_fused()) {
+        k.name[k.count] = "thin";
+        k.sgemm[k.count++] = thin_sgemm;
+    }
+    for (int c = 0; c < TGI_GEMM_CLASSES; c++) /* what the table gave each class */
+        for (int e = 0; e < k.count; e++)
+            if (strcmp(backend.kernel[c], k.name[e]) == 0) k.table[c] = e;
     char key[400], path[512], where[600] = "", err[128];
     cache_key(&k, key, sizeof key);
     bool have_path = tgi_gemm_cache_path(key, path, sizeof path);
@@ -410,13 +435,18 @@ static void choose_per_class(const cpu_features *cpu, const char *core) {
         for (int c = 0; c < TGI_GEMM_CLASSES; c++) other_wanted |= d.kernel[c] == other_index;
         if (other_wanted && !(k.sgemm[other_index] = load_core_apart(other)))
             for (int c = 0; c < TGI_GEMM_CLASSES; c++) /* cannot be had now: the table's */
-                if (d.kernel[c] == other_index) d.kernel[c] = 0;
+                if (d.kernel[c] == other_index) d.kernel[c] = k.table[c];
         snprintf(where, sizeof where, "as measured before on this machine, kept in %s", path);
     } else {
         how = TG_GEMM_MEASURED;
         if (other_index >= 0 && !(k.sgemm[other_index] = load_core_apart(other))) {
-            k.name[other_index] = k.name[other_index + 1]; /* the portable GEMM moves down */
+            for (int e = other_index; e + 1 < k.count; e++) { /* the others move down */
+                k.name[e] = k.name[e + 1];
+                k.sgemm[e] = k.sgemm[e + 1];
+            }
             k.count--;
+            for (int c = 0; c < TGI_GEMM_CLASSES; c++)
+                if (k.table[c] > other_index) k.table[c]--;
         }
         if (!tgi_gemm_measure(&k, &d)) return; /* out of memory: the table's kernels */
         double took = d.seconds;
@@ -474,11 +504,23 @@ static void load_openblas(bool with_dnnl) {
     restore_env("OPENBLAS_CORETYPE", set_core, user_core[0] ? user_core : NULL);
     restore_env("OPENBLAS_NUM_THREADS", set_threads, NULL);
     tg_gemm_how how = user_core[0] && core_type_runs(user_core, &cpu) ? TG_GEMM_GIVEN : TG_GEMM_TABLE;
-    if (!lib || !use_library(lib, "loaded", chosen, how))
+    if (!lib || !use_library(lib, "loaded", chosen, how)) {
         snprintf(backend.description, sizeof backend.description,
                  "portable (no OpenBLAS found: libopenblas.so.0 did not load)");
+        if (with_dnnl) load_dnnl();
+        return;
+    }
+    if (how == TG_GEMM_TABLE && backend.sgemm)
+        for (int c = 0; c < TGI_GEMM_CLASSES; c++)
+            if (thin_classes(&cpu) & (1u << c)) {
+                backend.by_class[c] = thin_sgemm;
+                backend.kernel[c] = "thin";
+                size_t used = strlen(backend.description);
+                snprintf(backend.description + used, sizeof backend.description - used,
+                         "; %s products that fit L2: tapegrad's no-packing kernels", tgi_gemm_class_name(c));
+            }
     /* The handle stays open for the life of the process: its kernels are in use. */
-    else if (how == TG_GEMM_TABLE && backend.sgemm && !tune_off)
+    if (how == TG_GEMM_TABLE && backend.sgemm && !tune_off)
         choose_per_class(&cpu, core);
     if (with_dnnl) load_dnnl();
 }
@@ -520,7 +562,12 @@ const char *tg_gemm_backend(void) {
 
 tg_gemm_how tg_gemm_choice(bool trans_a, int64_t m, int64_t n, int64_t k, const char **kernels) {
     pthread_once(&backend_once, choose_backend);
-    if (kernels) *kernels = backend.kernel[tgi_gemm_class(trans_a, m, n, k)];
+    if (kernels) {
+        *kernels = backend.kernel[tgi_gemm_class(trans_a, m, n, k)];
+        /* the thin kernels hand a product that does not fit L2 to the table's OpenBLAS */
+        if (strcmp(*kernels, "thin") == 0 && !tgi_gemm_thin_fits(trans_a, false, m, n, k))
+            *kernels = backend.names[0];
+    }
     return backend.how;
 }
 

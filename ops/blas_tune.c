@@ -8,7 +8,7 @@
  * portable GEMM); this file times them on one product or two of each shape class, in rounds
  * that alternate them (a slow stretch of a shared machine hits all of them), and keeps the
  * table's kernels for a class unless another takes less than MARGIN of its time in the median
- * round.
+ * round. Our no-packing kernels (ops/gemm_thin.c) are a candidate too, in builds with FMA.
  *
  * Why a cache file: a timing can come out differently from one run to the next, and a run's
  * numbers depend on the kernels (each is deterministic, but they differ in the last bits). So
@@ -126,14 +126,15 @@ bool tgi_gemm_measure(const tgi_gemm_kernels *kernels, tgi_gemm_decision *out) {
                 }
             }
         for (int cls = 0; cls < TGI_GEMM_CLASSES; cls++) {
-            out->kernel[cls] = 0;
+            int table = kernels->table[cls];
+            out->kernel[cls] = table;
             double best = MARGIN;
             for (int e = 0; e < kernels->count; e++) {
                 double ratio[ROUNDS];
-                for (int r = 0; r < ROUNDS; r++) ratio[r] = t[e][cls][r] / t[0][cls][r];
+                for (int r = 0; r < ROUNDS; r++) ratio[r] = t[e][cls][r] / t[table][cls][r];
                 qsort(ratio, ROUNDS, sizeof ratio[0], compare_doubles);
                 out->ratio[cls][e] = ratio[ROUNDS / 2];
-                if (e > 0 && ratio[ROUNDS / 2] < best) {
+                if (e != table && ratio[ROUNDS / 2] < best) {
                     best = ratio[ROUNDS / 2];
                     out->kernel[cls] = e;
                 }
@@ -230,8 +231,10 @@ bool tgi_gemm_cache_write(const char *path, const char *key, const tgi_gemm_kern
     fprintf(f, "# tapegrad: GEMM kernels per shape class, measured at first use on this machine "
                "(ops/blas_tune.c). Delete this file to measure again.\nkey=%s\n", key);
     for (int cls = 0; cls < TGI_GEMM_CLASSES; cls++) {
-        fprintf(f, "%s=%s (time / %s's:", class_names[cls], kernels->name[d->kernel[cls]], kernels->name[0]);
-        for (int e = 1; e < kernels->count; e++) fprintf(f, " %s %.3f", kernels->name[e], d->ratio[cls][e]);
+        int table = kernels->table[cls];
+        fprintf(f, "%s=%s (time / %s's:", class_names[cls], kernels->name[d->kernel[cls]], kernels->name[table]);
+        for (int e = 0; e < kernels->count; e++)
+            if (e != table) fprintf(f, " %s %.3f", kernels->name[e], d->ratio[cls][e]);
         fprintf(f, ")\n");
     }
     bool ok = !ferror(f);
