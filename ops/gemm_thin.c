@@ -4,20 +4,24 @@
  * OpenBLAS packs both operands at every call. For the batch-sized products of the MLP and the
  * LSTM (64 x 256 x 256, 32 x 512 x 128, ...: tens of microseconds each) that packing was 18% of
  * an MLP step, while its kernel ran near the machine's peak. Here A is read where it lies: a
- * 6 x 16 tile of C keeps 12 eight-float accumulators, and each step p broadcasts A(i, p) of its 6
- * rows (NN: along a row of A; TN: 6 consecutive floats of A's row p) against B's row p, 16
- * floats. B's rows are read from a panel of 16 columns x k: when B is not transposed its rows
- * are copied there (two vector moves a row: rows ldb apart would fall into a few L1 sets), when
- * it is (NT: Y = X W^T) the panel is W's 16 rows transposed, 8 x 8 floats at a time.
+ * 6 x 16 tile of C keeps 12 eight-float accumulators, and each step p broadcasts A(i, p) of its
+ * 6 rows (along A's rows, each line serving 16 steps) against row p of a panel of B's 16
+ * columns. The panel is B's rows copied (two vector moves a row: rows ldb apart would fall into a
+ * few L1 sets and evict each other), or, for Y = X W^T (NT), W's 16 rows transposed 8 x 8 at a
+ * time; its lines for the next panel are asked for while the tiles of this one run. For dW =
+ * dY^T X (TN) a strip of dY's columns is transposed first (a few % of the work): read where they
+ * lie, each step would touch a new line of dY for 6 floats of it.
  *
  * Every element of C is one chain of multiply-adds over p = 0..k-1 in order, from zero, then
  * alpha and beta: the same operations wherever the element lies in its tile, at a tile's edge
  * or in a piece that ops/gemm.c cut, so the numbers depend on the shapes alone. The
- * multiply-adds are fused in builds that load a BLAS (whose results already differ from the
- * portable GEMM's in the last bits); without FMA they are a multiply and an add, so the file
- * compiles everywhere and is tested under the sanitizers too.
+ * multiply-adds are fused where the compiler targets FMA; these kernels run only in builds that
+ * load a BLAS (whose results already differ from the portable GEMM's in the last bits). Without
+ * FMA they are a multiply and an add, so the file compiles everywhere and is tested under the
+ * sanitizers too.
  *
- * The panel lives on the stack (k <= TGI_THIN_MOST_K: 32 KB): nothing is allocated.
+ * The panel and the strip live on the stack (k <= TGI_THIN_MOST_K: 32 KB and 24 KB): nothing is
+ * allocated.
  */
 #include "ops/ops.h"
 #include "ops/simd.h"
@@ -55,14 +59,8 @@ static ALWAYS_INLINE tgi_v8 finish(tgi_v8 acc, const float *c, float alpha, floa
     return beta == 1.0f ? old + r : tgi_splat8(beta) * old + r;
 }
 
+/* TN: floats of the transposed strip of A (a multiple of 6 rows of k floats; 24 KB) */
 #define STRIP_FLOATS 6144
-#ifdef THIN_NAME
-#define tgi_gemm_thin THIN_NAME
-#define tgi_gemm_thin_fits THIN_NAME##_fits
-#endif
-#ifndef NOPF
-#define NOPF 0
-#endif
 
 /* One row of the tile at step p: acc0/acc1 += A(i, p) * the panel's row p (a no-op past rows). */
 #define STEP_ROW(i)                                                                                \
@@ -133,19 +131,49 @@ static void finish_tile(const tgi_v8 *acc, int64_t rows, int64_t width, float al
     }
 }
 
+/* The lines of B the next panel will be made from (NULL b: none). B (a layer's weights) is
+ * often in L3 or memory, and copying a panel waited on its k lines; asked for a share at each
+ * tile of the current panel, they arrive while it is computed, without filling the queue of
+ * misses at once. */
+typedef struct next_panel {
+    const float *b; /* B's first element of the next panel's columns (NN) or rows (NT) */
+    int64_t ldb, lines, per_row; /* lines to ask for; NT: lines per row of W */
+} next_panel;
+
+static next_panel next_of(const float *b, int64_t ldb, bool trans_b, int64_t k, int64_t j,
+                          int64_t n) {
+    if (j >= n || k == 0) return (next_panel){NULL, 0, 0, 0};
+    if (!trans_b) return (next_panel){b + j, ldb, k, 0};
+    int64_t rows = n - j < NR ? n - j : NR, per_row = (k + 15) / 16;
+    return (next_panel){b + j * ldb, ldb, rows * per_row, per_row};
+}
+
+static void prefetch_lines(const next_panel *next, int64_t from, int64_t to) {
+    if (!next->b) return;
+    if (to > next->lines) to = next->lines;
+    for (int64_t q = from; q < to; q++) {
+        const float *line = next->per_row ? next->b + q / next->per_row * next->ldb + q % next->per_row * 16
+                                          : next->b + q * next->ldb;
+        __builtin_prefetch(line, 0, 2);
+    }
+}
+
 /* The tiles of one column panel down all m rows: 6 rows a tile, the last ones 4 + 4 rather than
  * 6 + 2 (a two-row tile has too few accumulators to cover the FMA latency). */
 static void panel_rows(int64_t m, int64_t width, int64_t k, const float *a, int64_t lda,
-                       const float *panel, float alpha, float beta, float *c, int64_t ldc) {
-    int64_t i = 0;
+                       const float *panel, float alpha, float beta, float *c, int64_t ldc,
+                       const next_panel *next) {
+    int64_t i = 0, share = next->lines / ((m + 5) / 6) + 1, asked = 0;
     while (i < m) {
+        prefetch_lines(next, asked, asked + share);
+        asked += share;
         int64_t left = m - i, rows = left >= 6 && left != 8 ? 6 : left >= 4 ? 4 : left;
         const float *ai = a + i * lda;
         float *ci = c + i * ldc;
         /* C's tile is wanted after the loop: with k as short as 32 (a weight gradient over a
          * batch) its rows, ldc apart, would otherwise arrive from L2 or beyond while the FMAs
          * wait */
-        for (int64_t r = 0; r < rows && !NOPF; r++) {
+        for (int64_t r = 0; r < rows; r++) {
             __builtin_prefetch(ci + r * ldc, 1);
             __builtin_prefetch(ci + r * ldc + NR - 1, 1);
         }
@@ -251,7 +279,8 @@ static void by_panels(int64_t m, int64_t n, int64_t k, const float *a, int64_t l
         int64_t width = n - j < NR ? n - j : NR;
         if (trans_b) transpose_panel(panel, b + j * ldb, ldb, k, width);
         else copy_panel(panel, b + j, ldb, k, width);
-        panel_rows(m, width, k, a, lda, panel, alpha, beta, c + j, ldc);
+        next_panel next = next_of(b, ldb, trans_b, k, j + NR, n);
+        panel_rows(m, width, k, a, lda, panel, alpha, beta, c + j, ldc, &next);
     }
 }
 
