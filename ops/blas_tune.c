@@ -4,11 +4,12 @@
  * Which kernels are fastest depends on the CPU model and on the shape: on a Zen 3, OpenBLAS's
  * Haswell kernels beat its Zen kernels by 1.05-1.41x depending on the product, and the portable
  * GEMM comes within 0.8-0.97x of both. ops/blas.c loads the candidates (OpenBLAS under its
- * table's core type, OpenBLAS again under another core type in a namespace of its own, and the
- * portable GEMM); this file times them on one product or two of each shape class, in rounds
+ * table's core type, OpenBLAS again under another core type in a namespace of its own, the
+ * portable GEMM, and in builds with FMA our no-packing kernels for products that fit L2,
+ * ops/gemm_thin.c); this file times them on one product or two of each shape class, in rounds
  * that alternate them (a slow stretch of a shared machine hits all of them), and keeps the
  * table's kernels for a class unless another takes less than MARGIN of its time in the median
- * round. Our no-packing kernels (ops/gemm_thin.c) are a candidate too, in builds with FMA.
+ * round.
  *
  * Why a cache file: a timing can come out differently from one run to the next, and a run's
  * numbers depend on the kernels (each is deterministic, but they differ in the last bits). So
@@ -126,15 +127,14 @@ bool tgi_gemm_measure(const tgi_gemm_kernels *kernels, tgi_gemm_decision *out) {
                 }
             }
         for (int cls = 0; cls < TGI_GEMM_CLASSES; cls++) {
-            int table = kernels->table[cls];
-            out->kernel[cls] = table;
+            out->kernel[cls] = 0;
             double best = MARGIN;
             for (int e = 0; e < kernels->count; e++) {
                 double ratio[ROUNDS];
-                for (int r = 0; r < ROUNDS; r++) ratio[r] = t[e][cls][r] / t[table][cls][r];
+                for (int r = 0; r < ROUNDS; r++) ratio[r] = t[e][cls][r] / t[0][cls][r];
                 qsort(ratio, ROUNDS, sizeof ratio[0], compare_doubles);
                 out->ratio[cls][e] = ratio[ROUNDS / 2];
-                if (e != table && ratio[ROUNDS / 2] < best) {
+                if (e > 0 && ratio[ROUNDS / 2] < best) {
                     best = ratio[ROUNDS / 2];
                     out->kernel[cls] = e;
                 }
@@ -231,10 +231,8 @@ bool tgi_gemm_cache_write(const char *path, const char *key, const tgi_gemm_kern
     fprintf(f, "# tapegrad: GEMM kernels per shape class, measured at first use on this machine "
                "(ops/blas_tune.c). Delete this file to measure again.\nkey=%s\n", key);
     for (int cls = 0; cls < TGI_GEMM_CLASSES; cls++) {
-        int table = kernels->table[cls];
-        fprintf(f, "%s=%s (time / %s's:", class_names[cls], kernels->name[d->kernel[cls]], kernels->name[table]);
-        for (int e = 0; e < kernels->count; e++)
-            if (e != table) fprintf(f, " %s %.3f", kernels->name[e], d->ratio[cls][e]);
+        fprintf(f, "%s=%s (time / %s's:", class_names[cls], kernels->name[d->kernel[cls]], kernels->name[0]);
+        for (int e = 1; e < kernels->count; e++) fprintf(f, " %s %.3f", kernels->name[e], d->ratio[cls][e]);
         fprintf(f, ")\n");
     }
     bool ok = !ferror(f);

@@ -353,16 +353,14 @@ enum { TGI_GEMM_KERNELS_MAX = 4 };
  * piece tgi_gemm cuts, always takes the same kernels), and the class's name. */
 TGI_HIDDEN int tgi_gemm_class(bool trans_a, int64_t m, int64_t n, int64_t k);
 TGI_HIDDEN const char *tgi_gemm_class_name(int cls);
-/* The candidates: kernel 0 is the table's OpenBLAS, table[cls] the fixed table's choice for a
- * class (0 unless the table gives it another candidate); sgemm NULL means the portable GEMM. */
+/* The candidates: kernel 0 is the fixed table's choice; sgemm NULL means the portable GEMM. */
 typedef struct tgi_gemm_kernels {
     int count;
     const char *name[TGI_GEMM_KERNELS_MAX];
     tgi_sgemm_fn sgemm[TGI_GEMM_KERNELS_MAX];
-    int table[TGI_GEMM_CLASSES];
 } tgi_gemm_kernels;
-/* Per class: the kernel chosen (an index into the candidates) and each one's time over the
- * table's choice for the class (median of the rounds), when measured. */
+/* Per class: the kernel chosen (an index into the candidates) and each one's time over kernel
+ * 0's (median of the rounds), when measured. */
 typedef struct tgi_gemm_decision {
     int kernel[TGI_GEMM_CLASSES];
     double ratio[TGI_GEMM_CLASSES][TGI_GEMM_KERNELS_MAX];
