@@ -3,13 +3,15 @@
  * TAPEGRAD_BLAS=portable run) against the loaded BLAS, one call on one thread, at the shapes the
  * models use: the MLP d20 w256 b64 layer (forward X W^T, backward dX = dY W and dW = dY^T X),
  * the LSTM step (hidden 128, batch 32: the recurrent projection and its two backward products),
- * and 1024^3. Rounds interleave the two backends (which goes first alternates), so a slower
+ * and 1024^3. Rounds interleave the backends (which goes first alternates), so a slower
  * stretch of a shared machine hits both; the ratio is taken within each round.
  *
  *   bench_gemm [ROUNDS]      (default 7; pin it: taskset -c 1 zig-out/bin/bench_gemm)
  *
  * C accumulates (beta = 1), as the backward does. Without a loaded BLAS only the portable
- * column is printed. The BLAS column runs the kernels tapegrad chose for the shape's class
+ * column is printed; in builds with FMA a third column times the no-packing kernels of
+ * ops/gemm_thin.c alone at the shapes they take (a tuner candidate for the thin class), and their
+ * time ratio against the BLAS column's. The BLAS column runs the kernels tapegrad chose for the shape's class
  * (named after the ratio); TAPEGRAD_BLAS_TUNE=0 for the fixed table's everywhere. Times are the thread's CPU time (CLOCK_THREAD_CPUTIME_ID), so the time the
  * thread waits for a core on a shared machine is not counted; caches still are shared.
  */
@@ -44,6 +46,12 @@ typedef void (*gemm_fn)(bool, bool, int64_t, int64_t, int64_t, float, const floa
 static void blas(bool ta, bool tb, int64_t m, int64_t n, int64_t k, float alpha, const float *a,
                  int64_t lda, const float *b, int64_t ldb, float beta, float *c, int64_t ldc) {
     tgi_blas_gemm(ta, tb, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
+}
+
+/* ops/gemm_thin.c's kernels alone (no BLAS behind them): shapes they refuse are not timed */
+static void thin(bool ta, bool tb, int64_t m, int64_t n, int64_t k, float alpha, const float *a,
+                 int64_t lda, const float *b, int64_t ldb, float beta, float *c, int64_t ldc) {
+    tgi_gemm_thin(ta, tb, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
 }
 
 static double cpu_seconds(void) {
@@ -84,14 +92,23 @@ int main(int argc, char **argv) {
     bool have_blas = tgi_blas_gemm(false, false, 1, 1, 1, 1.0f, a, 1, b, 1, 0.0f, &one, 1);
     printf("backend: %s\none thread, GFLOP/s median [min-max] of %d rounds\n", tg_gemm_backend(), rounds);
     static double mine[SHAPES][MAX_ROUNDS], theirs[SHAPES][MAX_ROUNDS], ratio[SHAPES][MAX_ROUNDS];
+    static double ours[SHAPES][MAX_ROUNDS], ours_ratio[SHAPES][MAX_ROUNDS];
+    bool have_thin = have_blas && tgi_gemm_thin_fused();
     for (int r = 0; r < rounds; r++)
         for (int s = 0; s < SHAPES; s++) {
-            if (have_blas && r % 2) theirs[s][r] = gflops(blas, &shapes[s], a, b, c);
-            mine[s][r] = gflops(tgi_gemm_portable, &shapes[s], a, b, c);
-            if (have_blas && !(r % 2)) theirs[s][r] = gflops(blas, &shapes[s], a, b, c);
+            const shape *sh = &shapes[s];
+            bool thin_fits = have_thin && tgi_gemm_thin_fits(sh->trans_a, sh->trans_b, sh->m, sh->n, sh->k);
+            for (int q = 0; q < 3; q++) /* who goes first turns round by round */
+                switch ((q + r) % 3) {
+                case 0: mine[s][r] = gflops(tgi_gemm_portable, sh, a, b, c); break;
+                case 1: if (have_blas) theirs[s][r] = gflops(blas, sh, a, b, c); break;
+                default: if (thin_fits) ours[s][r] = gflops(thin, sh, a, b, c); break;
+                }
             ratio[s][r] = have_blas ? mine[s][r] / theirs[s][r] : 0.0;
+            ours_ratio[s][r] = thin_fits ? ours[s][r] / theirs[s][r] : 0.0;
         }
-    printf("%-26s %-22s %-22s %s\n", "shape", "portable", have_blas ? "BLAS" : "", have_blas ? "portable/BLAS" : "");
+    printf("%-26s %-22s %-22s %-20s", "shape", "portable", have_blas ? "BLAS" : "", have_blas ? "portable/BLAS" : "");
+    printf("%s\n", have_thin ? "   thin (ops/gemm_thin.c)  thin/BLAS" : "");
     for (int s = 0; s < SHAPES; s++) {
         bench_timing p = bench_summarize(mine[s], rounds);
         printf("%-26s %6.1f [%5.1f-%5.1f]  ", shapes[s].name, p.median, p.min, p.max);
@@ -99,8 +116,12 @@ int main(int argc, char **argv) {
             bench_timing o = bench_summarize(theirs[s], rounds), q = bench_summarize(ratio[s], rounds);
             const char *kernels = "?";
             tg_gemm_choice(shapes[s].trans_a, shapes[s].m, shapes[s].n, shapes[s].k, &kernels);
-            printf("%6.1f [%5.1f-%5.1f]  %4.2fx [%4.2f-%4.2f]  %s", o.median, o.min, o.max, q.median,
+            printf("%6.1f [%5.1f-%5.1f]  %4.2fx [%4.2f-%4.2f] %-9s", o.median, o.min, o.max, q.median,
                    q.min, q.max, kernels);
+        }
+        if (have_thin && ours[s][0] > 0) {
+            bench_timing t = bench_summarize(ours[s], rounds), q = bench_summarize(ours_ratio[s], rounds);
+            printf(" %6.1f [%5.1f-%5.1f]  %4.2fx [%4.2f-%4.2f]", t.median, t.min, t.max, q.median, q.min, q.max);
         }
         printf("\n");
     }

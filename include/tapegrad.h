@@ -136,8 +136,9 @@ typedef enum tg_gemm_how {
 /**
  * How the kernels were chosen, and in *kernels (when not NULL) the name of those that compute a
  * product of op(A) (m x k, transposed when trans_a) by op(B) (k x n): an OpenBLAS core type
- * ("Haswell", "Zen", ...), "portable" (ours), or "cblas" (a library given by the program or
- * TAPEGRAD_BLAS). Shape classes: A transposed (weight gradients), m <= 64 (thin), k <= 32
+ * ("Haswell", "Zen", ...), "portable" (ours), "thin" (ours, for products that fit L2: A read
+ * where it lies, fused multiply-adds; chosen only by measurement), or "cblas" (a library given by
+ * the program or TAPEGRAD_BLAS). Shape classes: A transposed (weight gradients), m <= 64 (thin), k <= 32
  * (shallow), the rest (large). The same answer for the life of the process.
  */
 tg_gemm_how tg_gemm_choice(bool trans_a, int64_t m, int64_t n, int64_t k, const char **kernels);

@@ -4,8 +4,9 @@
  * Which kernels are fastest depends on the CPU model and on the shape: on a Zen 3, OpenBLAS's
  * Haswell kernels beat its Zen kernels by 1.05-1.41x depending on the product, and the portable
  * GEMM comes within 0.8-0.97x of both. ops/blas.c loads the candidates (OpenBLAS under its
- * table's core type, OpenBLAS again under another core type in a namespace of its own, and the
- * portable GEMM); this file times them on one product or two of each shape class, in rounds
+ * table's core type, OpenBLAS again under another core type in a namespace of its own, the
+ * portable GEMM, and in builds with FMA our no-packing kernels for products that fit L2,
+ * ops/gemm_thin.c); this file times them on one product or two of each shape class, in rounds
  * that alternate them (a slow stretch of a shared machine hits all of them), and keeps the
  * table's kernels for a class unless another takes less than MARGIN of its time in the median
  * round.

@@ -328,6 +328,19 @@ TGI_HIDDEN void tgi_gemm_in_order(bool trans_a, bool trans_b, int64_t m, int64_t
                                   float alpha, const float *a, int64_t lda, const float *b,
                                   int64_t ldb, float beta, float *c, int64_t ldc);
 
+/* Products small enough for L2, computed without packing A (ops/gemm_thin.c): k at most
+ * TGI_THIN_MOST_K (its B panel lives on the stack), A and B together at most
+ * TGI_THIN_MOST_FLOATS, not both transposed. tgi_gemm_thin returns false (nothing done) for a
+ * product that does not fit; its numbers depend on the shapes alone. */
+#define TGI_THIN_MOST_K 512
+#define TGI_THIN_MOST_FLOATS (128 * 1024)
+TGI_HIDDEN bool tgi_gemm_thin_fits(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k);
+TGI_HIDDEN bool tgi_gemm_thin(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k,
+                              float alpha, const float *a, int64_t lda, const float *b, int64_t ldb,
+                              float beta, float *c, int64_t ldc);
+/* Whether they were compiled with fused multiply-adds (what makes them worth offering). */
+TGI_HIDDEN bool tgi_gemm_thin_fused(void);
+
 /* ---- the GEMM kernels per shape class, measured once per machine (ops/blas_tune.c) ---- */
 
 /* cblas_sgemm's signature */
@@ -335,7 +348,7 @@ typedef void (*tgi_sgemm_fn)(int order, int trans_a, int trans_b, int m, int n, 
                              const float *a, int lda, const float *b, int ldb, float beta,
                              float *c, int ldc);
 enum { TGI_GEMM_THIN, TGI_GEMM_WEIGHT_GRADIENT, TGI_GEMM_SHALLOW, TGI_GEMM_LARGE, TGI_GEMM_CLASSES };
-enum { TGI_GEMM_KERNELS_MAX = 3 };
+enum { TGI_GEMM_KERNELS_MAX = 4 };
 /* The class a product's kernels are chosen for, by its shape alone (so a product, and each
  * piece tgi_gemm cuts, always takes the same kernels), and the class's name. */
 TGI_HIDDEN int tgi_gemm_class(bool trans_a, int64_t m, int64_t n, int64_t k);
