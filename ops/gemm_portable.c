@@ -38,6 +38,7 @@
  */
 #include "ops/ops.h"
 
+#include <math.h>
 #include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
@@ -57,6 +58,26 @@ static inline v8 load8(const float *p) {
 
 static inline void store8(float *p, v8 v) {
     memcpy(p, &v, sizeof v);
+}
+
+static inline v8 splat8(float s) {
+    return (v8){s, s, s, s, s, s, s, s};
+}
+
+/* a * b + c rounded once, lane by lane (IEEE 754's fusedMultiplyAdd): one instruction where the
+ * target has FMA, fmaf() calls where it has not — the same bits either way. */
+#if defined(__has_builtin)
+#if __has_builtin(__builtin_elementwise_fma)
+#define HAVE_ELEMENTWISE_FMA 1
+#endif
+#endif
+static inline __attribute__((always_inline)) v8 fma8(v8 a, v8 b, v8 c) {
+#ifdef HAVE_ELEMENTWISE_FMA
+    return __builtin_elementwise_fma(a, b, c);
+#else /* gcc (the sanitizer build): expanded to vfmadd where FMA is enabled */
+    for (int i = 0; i < 8; i++) c[i] = fmaf(a[i], b[i], c[i]);
+    return c;
+#endif
 }
 
 static void scale_c(int64_t m, int64_t n, float beta, float *c, int64_t ldc) {
@@ -216,9 +237,9 @@ static inline __attribute__((always_inline)) void kernel(int mr, int64_t kc, con
     for (int64_t p = 0; p < kc; p++, ap += MR, bp += NR) {
         v8 b0 = load8(bp), b1 = load8(bp + 8);
         for (int r = 0; r < mr; r++) {
-            float ar = ap[r];
-            s0[r] += ar * b0;
-            s1[r] += ar * b1;
+            v8 ar = splat8(ap[r]);
+            s0[r] = fma8(ar, b0, s0[r]);
+            s1[r] = fma8(ar, b1, s1[r]);
         }
     }
     if (nr == NR && beta == 1.0f && alpha == 1.0f) { /* the usual case (an accumulating
@@ -307,7 +328,8 @@ void tgi_gemm_in_order(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t
         for (int64_t j = 0; j < n; j++)
             for (int64_t pc = 0; pc < k; pc += KC) {
                 float sum = 0.0f;
-                for (int64_t p = pc; p < k && p < pc + KC; p++) sum += a[i * rs_a + p * cs_a] * b[p * rs_b + j * cs_b];
+                for (int64_t p = pc; p < k && p < pc + KC; p++)
+                    sum = fmaf(a[i * rs_a + p * cs_a], b[p * rs_b + j * cs_b], sum);
                 c[i * ldc + j] += alpha * sum;
             }
 }

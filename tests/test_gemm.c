@@ -192,7 +192,8 @@ Test(gemm, backend_is_named) {
 }
 
 /* The portable GEMM's promise: per element, blocks of 256 steps of k in order, each summed from
- * zero in f32 (separate multiply and add), then C += alpha * block sum. A scalar loop in that
+ * zero in f32 by fused multiply-adds (sum = fmaf(a, b, sum): one rounding, which IEEE 754 defines
+ * exactly), then C += alpha * block sum (a product, then an addition). A scalar loop in that
  * order must give the very same bits, whatever vectors the CPU has — that is what makes
  * -Dblas=false runs identical across machines. */
 Test(gemm, portable_follows_its_documented_order_bit_for_bit) {
@@ -213,10 +214,8 @@ Test(gemm, portable_follows_its_documented_order_bit_for_bit) {
             for (int64_t j = 0; j < n; j++)
                 for (int64_t p0 = 0; p0 < k; p0 += 256) {
                     float block = 0.0f;
-                    for (int64_t p = p0; p < k && p < p0 + 256; p++) {
-                        volatile float product = at(ta, a, lda, i, p) * at(tb, b, ldb, p, j);
-                        block += product;
-                    }
+                    for (int64_t p = p0; p < k && p < p0 + 256; p++)
+                        block = fmaf(at(ta, a, lda, i, p), at(tb, b, ldb, p, j), block);
                     volatile float scaled = 0.75f * block;
                     want[i * n + j] += scaled;
                 }
