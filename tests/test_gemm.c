@@ -235,3 +235,40 @@ Test(gemm, portable_follows_its_documented_order_bit_for_bit) {
     free(c);
     free(want);
 }
+
+/* A build whose x86 target lacks FMA (-Dcpu=baseline, the sanitizer build) runs a copy of the
+ * portable GEMM compiled for AVX2 + FMA when the CPU has them, and else the generic copy, whose
+ * fused multiply-adds are then fmaf() calls: both must give the same bits, for every transpose
+ * case, edge tiles, several k blocks and the alpha/beta paths of the tile update. (Where the
+ * target has FMA there is one copy, and the two calls below run the same code.) */
+Test(gemm, fma_copy_and_generic_copy_agree_bit_for_bit) {
+    const int64_t sizes[][3] = {{13, 37, 600}, {64, 256, 64}, {7, 16, 1}, {150, 20, 300}};
+    const float alphas[] = {1.0f, 0.75f, 1.0f}, betas[] = {1.0f, 0.0f, -0.5f};
+    tg_rng rng;
+    tg_rng_seed(&rng, 31);
+    cr_log_info("the AVX2 + FMA copy: %s", tgi_gemm_portable_has_clone() ? "used" : "not in this build or CPU");
+    for (size_t s = 0; s < sizeof sizes / sizeof sizes[0]; s++) {
+        int64_t m = sizes[s][0], n = sizes[s][1], k = sizes[s][2];
+        float *a = malloc(sizeof(float) * m * k), *b = malloc(sizeof(float) * k * n);
+        float *c = malloc(sizeof(float) * m * n), *want = malloc(sizeof(float) * m * n);
+        cr_assert(a && b && c && want, "out of memory");
+        for (int64_t i = 0; i < m * k; i++) a[i] = tg_rng_uniform(&rng) - 0.5f;
+        for (int64_t i = 0; i < k * n; i++) b[i] = tg_rng_uniform(&rng) - 0.5f;
+        for (int t = 0; t < 4; t++)
+            for (int v = 0; v < 3; v++) {
+                bool ta = t & 1, tb = t & 2;
+                int64_t lda = ta ? m : k, ldb = tb ? k : n;
+                for (int64_t i = 0; i < m * n; i++) c[i] = want[i] = tg_rng_uniform(&rng) - 0.5f;
+                tgi_gemm_portable(ta, tb, m, n, k, alphas[v], a, lda, b, ldb, betas[v], c, n);
+                tgi_gemm_portable_generic(ta, tb, m, n, k, alphas[v], a, lda, b, ldb, betas[v], want, n);
+                int differing = 0;
+                for (int64_t i = 0; i < m * n; i++) differing += memcmp(&c[i], &want[i], sizeof(float)) != 0;
+                cr_expect_eq(differing, 0, "%lldx%lldx%lld ta=%d tb=%d alpha=%g beta=%g: %d elements differ",
+                             (long long)m, (long long)n, (long long)k, ta, tb, alphas[v], betas[v], differing);
+            }
+        free(a);
+        free(b);
+        free(c);
+        free(want);
+    }
+}
