@@ -22,17 +22,35 @@ static void reference(bool ta, bool tb, int64_t m, int64_t n, int64_t k, float a
 typedef void (*gemm_fn)(bool, bool, int64_t, int64_t, int64_t, float, const float *, int64_t,
                         const float *, int64_t, float, float *, int64_t);
 
+/* A (m x k) and B (k x n), uniform in [-0.5, 0.5), and room for two m x n results. */
+typedef struct operands {
+    float *a, *b, *c, *want;
+} operands;
+
+static operands random_operands(tg_rng *rng, int64_t m, int64_t n, int64_t k) {
+    operands o = {malloc(sizeof(float) * m * k), malloc(sizeof(float) * k * n),
+                  malloc(sizeof(float) * m * n), malloc(sizeof(float) * m * n)};
+    cr_assert(o.a && o.b && o.c && o.want, "out of memory");
+    for (int64_t i = 0; i < m * k; i++) o.a[i] = tg_rng_uniform(rng) - 0.5f;
+    for (int64_t i = 0; i < k * n; i++) o.b[i] = tg_rng_uniform(rng) - 0.5f;
+    return o;
+}
+
+static void free_operands(operands *o) {
+    free(o->a);
+    free(o->b);
+    free(o->c);
+    free(o->want);
+}
+
 static void check_all_cases(gemm_fn gemm, const char *name) {
     const int64_t sizes[][3] = {{1, 1, 1}, {3, 5, 7}, {17, 9, 300}, {64, 70, 33}, {2, 600, 5}};
     tg_rng rng;
     tg_rng_seed(&rng, 11);
     for (size_t s = 0; s < sizeof sizes / sizeof sizes[0]; s++) {
         int64_t m = sizes[s][0], n = sizes[s][1], k = sizes[s][2];
-        float *a = malloc(sizeof(float) * m * k), *b = malloc(sizeof(float) * k * n);
-        float *c = malloc(sizeof(float) * m * n), *want = malloc(sizeof(float) * m * n);
-        cr_assert(a && b && c && want, "out of memory");
-        for (int64_t i = 0; i < m * k; i++) a[i] = tg_rng_uniform(&rng) - 0.5f;
-        for (int64_t i = 0; i < k * n; i++) b[i] = tg_rng_uniform(&rng) - 0.5f;
+        operands o = random_operands(&rng, m, n, k);
+        float *a = o.a, *b = o.b, *c = o.c, *want = o.want;
         for (int t = 0; t < 4; t++) {
             bool ta = t & 1, tb = t & 2;
             for (int64_t i = 0; i < m * n; i++) c[i] = want[i] = tg_rng_uniform(&rng);
@@ -44,10 +62,7 @@ static void check_all_cases(gemm_fn gemm, const char *name) {
                      (long long)n, (long long)k, ta, tb);
             expect_close(c, want, m * n, 2e-5f * (float)k, what);
         }
-        free(a);
-        free(b);
-        free(c);
-        free(want);
+        free_operands(&o);
     }
 }
 
@@ -198,13 +213,10 @@ Test(gemm, backend_is_named) {
  * -Dblas=false runs identical across machines. */
 Test(gemm, portable_follows_its_documented_order_bit_for_bit) {
     const int64_t m = 13, n = 37, k = 600; /* odd tiles, three k blocks (256, 256, 88) */
-    float *a = malloc(sizeof(float) * m * k), *b = malloc(sizeof(float) * k * n);
-    float *c = malloc(sizeof(float) * m * n), *want = malloc(sizeof(float) * m * n);
-    cr_assert(a && b && c && want, "out of memory");
     tg_rng rng;
     tg_rng_seed(&rng, 21);
-    for (int64_t i = 0; i < m * k; i++) a[i] = tg_rng_uniform(&rng) - 0.5f;
-    for (int64_t i = 0; i < k * n; i++) b[i] = tg_rng_uniform(&rng) - 0.5f;
+    operands o = random_operands(&rng, m, n, k);
+    float *a = o.a, *b = o.b, *c = o.c, *want = o.want;
     for (int t = 0; t < 4; t++) {
         bool ta = t & 1, tb = t & 2;
         int64_t lda = ta ? m : k, ldb = tb ? k : n;
@@ -230,10 +242,7 @@ Test(gemm, portable_follows_its_documented_order_bit_for_bit) {
         for (int64_t i = 0; i < m * n; i++) differing += c[i] != want[i];
         cr_expect_eq(differing, 0, "in order, ta=%d tb=%d: %d elements differ", ta, tb, differing);
     }
-    free(a);
-    free(b);
-    free(c);
-    free(want);
+    free_operands(&o);
 }
 
 /* A build whose x86 target lacks FMA (-Dcpu=baseline, the sanitizer build) runs a copy of the
@@ -249,11 +258,8 @@ Test(gemm, fma_copy_and_generic_copy_agree_bit_for_bit) {
     cr_log_info("the AVX2 + FMA copy: %s", tgi_gemm_portable_has_clone() ? "used" : "not in this build or CPU");
     for (size_t s = 0; s < sizeof sizes / sizeof sizes[0]; s++) {
         int64_t m = sizes[s][0], n = sizes[s][1], k = sizes[s][2];
-        float *a = malloc(sizeof(float) * m * k), *b = malloc(sizeof(float) * k * n);
-        float *c = malloc(sizeof(float) * m * n), *want = malloc(sizeof(float) * m * n);
-        cr_assert(a && b && c && want, "out of memory");
-        for (int64_t i = 0; i < m * k; i++) a[i] = tg_rng_uniform(&rng) - 0.5f;
-        for (int64_t i = 0; i < k * n; i++) b[i] = tg_rng_uniform(&rng) - 0.5f;
+        operands o = random_operands(&rng, m, n, k);
+        float *a = o.a, *b = o.b, *c = o.c, *want = o.want;
         for (int t = 0; t < 4; t++)
             for (int v = 0; v < 3; v++) {
                 bool ta = t & 1, tb = t & 2;
@@ -266,9 +272,6 @@ Test(gemm, fma_copy_and_generic_copy_agree_bit_for_bit) {
                 cr_expect_eq(differing, 0, "%lldx%lldx%lld ta=%d tb=%d alpha=%g beta=%g: %d elements differ",
                              (long long)m, (long long)n, (long long)k, ta, tb, alphas[v], betas[v], differing);
             }
-        free(a);
-        free(b);
-        free(c);
-        free(want);
+        free_operands(&o);
     }
 }
