@@ -4,8 +4,9 @@
  * models use: the MLP d20 w256 b64 layer (forward X W^T, backward dX = dY W and dW = dY^T X),
  * the LSTM step (hidden 128, batch 32: the recurrent projection and its two backward products),
  * the samples of ops/blas_tune.c's shallow and large classes (an input projection of 16
- * features, 384^3), and 1024^3. Rounds interleave the two backends (which goes first alternates), so a slower
- * stretch of a shared machine hits both; the ratio is taken within each round.
+ * features, 384^3), and 1024^3. Rounds interleave the two backends (which goes first
+ * alternates), so a slower stretch of a shared machine hits both; the ratio is taken within each
+ * round.
  *
  *   bench_gemm [ROUNDS]      (default 7; pin it: taskset -c 1 zig-out/bin/bench_gemm)
  *
