@@ -3,8 +3,9 @@
  * TAPEGRAD_BLAS=portable run) against the loaded BLAS, one call on one thread, at the shapes the
  * models use: the MLP d20 w256 b64 layer (forward X W^T, backward dX = dY W and dW = dY^T X),
  * the LSTM step (hidden 128, batch 32: the recurrent projection and its two backward products),
- * and 1024^3. Rounds interleave the backends (which goes first alternates), so a slower
- * stretch of a shared machine hits both; the ratio is taken within each round.
+ * the samples of ops/blas_tune.c's shallow and large classes (an input projection of 16
+ * features, 384^3), and 1024^3. Rounds interleave the backends (which goes first alternates), so
+ * a slower stretch of a shared machine hits both; the ratio is taken within each round.
  *
  *   bench_gemm [ROUNDS]      (default 7; pin it: taskset -c 1 zig-out/bin/bench_gemm)
  *
@@ -35,6 +36,8 @@ static const shape shapes[] = {
     {"lstm proj NT  32x512x128", false, true, 32, 512, 128},
     {"lstm dh   NN  32x128x512", false, false, 32, 128, 512},
     {"lstm dW   TN 512x128x32 ", true, false, 512, 128, 32},
+    {"shallow   NT 1024x512x16", false, true, 1024, 512, 16},
+    {"large     NN 384^3      ", false, false, 384, 384, 384},
     {"square    NN 1024^3     ", false, false, 1024, 1024, 1024},
     {"square    NT 1024^3     ", false, true, 1024, 1024, 1024},
 };

@@ -322,6 +322,15 @@ TGI_HIDDEN bool tgi_blas_gemm(bool trans_a, bool trans_b, int64_t m, int64_t n, 
 TGI_HIDDEN void tgi_gemm_portable(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k,
                                   float alpha, const float *a, int64_t lda, const float *b,
                                   int64_t ldb, float beta, float *c, int64_t ldc);
+/* tgi_gemm_portable without its run-time choice of kernels: the copy compiled for the build's
+ * target (fmaf() calls where that has no FMA). The same bits; for tests. */
+TGI_HIDDEN void tgi_gemm_portable_generic(bool trans_a, bool trans_b, int64_t m, int64_t n,
+                                          int64_t k, float alpha, const float *a, int64_t lda,
+                                          const float *b, int64_t ldb, float beta, float *c,
+                                          int64_t ldc);
+/* Whether tgi_gemm_portable runs its AVX2 + FMA copy: in a build whose x86 target lacks FMA,
+ * on a CPU that has it. */
+TGI_HIDDEN bool tgi_gemm_portable_has_clone(void);
 /* The same products in the same order, element by element and without packing room: what a
  * thread that cannot have its room (out of memory) computes; tested against the blocked one. */
 TGI_HIDDEN void tgi_gemm_in_order(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k,

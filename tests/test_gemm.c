@@ -22,17 +22,35 @@ static void reference(bool ta, bool tb, int64_t m, int64_t n, int64_t k, float a
 typedef void (*gemm_fn)(bool, bool, int64_t, int64_t, int64_t, float, const float *, int64_t,
                         const float *, int64_t, float, float *, int64_t);
 
+/* A (m x k) and B (k x n), uniform in [-0.5, 0.5), and room for two m x n results. */
+typedef struct operands {
+    float *a, *b, *c, *want;
+} operands;
+
+static operands random_operands(tg_rng *rng, int64_t m, int64_t n, int64_t k) {
+    operands o = {malloc(sizeof(float) * m * k), malloc(sizeof(float) * k * n),
+                  malloc(sizeof(float) * m * n), malloc(sizeof(float) * m * n)};
+    cr_assert(o.a && o.b && o.c && o.want, "out of memory");
+    for (int64_t i = 0; i < m * k; i++) o.a[i] = tg_rng_uniform(rng) - 0.5f;
+    for (int64_t i = 0; i < k * n; i++) o.b[i] = tg_rng_uniform(rng) - 0.5f;
+    return o;
+}
+
+static void free_operands(operands *o) {
+    free(o->a);
+    free(o->b);
+    free(o->c);
+    free(o->want);
+}
+
 static void check_all_cases(gemm_fn gemm, const char *name) {
     const int64_t sizes[][3] = {{1, 1, 1}, {3, 5, 7}, {17, 9, 300}, {64, 70, 33}, {2, 600, 5}};
     tg_rng rng;
     tg_rng_seed(&rng, 11);
     for (size_t s = 0; s < sizeof sizes / sizeof sizes[0]; s++) {
         int64_t m = sizes[s][0], n = sizes[s][1], k = sizes[s][2];
-        float *a = malloc(sizeof(float) * m * k), *b = malloc(sizeof(float) * k * n);
-        float *c = malloc(sizeof(float) * m * n), *want = malloc(sizeof(float) * m * n);
-        cr_assert(a && b && c && want, "out of memory");
-        for (int64_t i = 0; i < m * k; i++) a[i] = tg_rng_uniform(&rng) - 0.5f;
-        for (int64_t i = 0; i < k * n; i++) b[i] = tg_rng_uniform(&rng) - 0.5f;
+        operands o = random_operands(&rng, m, n, k);
+        float *a = o.a, *b = o.b, *c = o.c, *want = o.want;
         for (int t = 0; t < 4; t++) {
             bool ta = t & 1, tb = t & 2;
             for (int64_t i = 0; i < m * n; i++) c[i] = want[i] = tg_rng_uniform(&rng);
@@ -44,10 +62,7 @@ static void check_all_cases(gemm_fn gemm, const char *name) {
                      (long long)n, (long long)k, ta, tb);
             expect_close(c, want, m * n, 2e-5f * (float)k, what);
         }
-        free(a);
-        free(b);
-        free(c);
-        free(want);
+        free_operands(&o);
     }
 }
 
@@ -192,18 +207,17 @@ Test(gemm, backend_is_named) {
 }
 
 /* The portable GEMM's promise: per element, blocks of 256 steps of k in order, each summed from
- * zero in f32 (separate multiply and add), then C += alpha * block sum. A scalar loop in that
+ * zero in f32 by fused multiply-adds (sum = fmaf(a, b, sum): one rounding, which IEEE 754 defines
+ * exactly), then C += alpha * block sum (a product, then an addition). A scalar loop in that
  * order must give the very same bits, whatever vectors the CPU has — that is what makes
  * -Dblas=false runs identical across machines. */
 Test(gemm, portable_follows_its_documented_order_bit_for_bit) {
-    const int64_t m = 13, n = 37, k = 600; /* odd tiles, three k blocks (256, 256, 88) */
-    float *a = malloc(sizeof(float) * m * k), *b = malloc(sizeof(float) * k * n);
-    float *c = malloc(sizeof(float) * m * n), *want = malloc(sizeof(float) * m * n);
-    cr_assert(a && b && c && want, "out of memory");
+    const int64_t m = 13, n = 37, k = 536; /* odd tiles, three k blocks (256, 256, 24: a
+        shallow one, whose tiles go row by row) */
     tg_rng rng;
     tg_rng_seed(&rng, 21);
-    for (int64_t i = 0; i < m * k; i++) a[i] = tg_rng_uniform(&rng) - 0.5f;
-    for (int64_t i = 0; i < k * n; i++) b[i] = tg_rng_uniform(&rng) - 0.5f;
+    operands o = random_operands(&rng, m, n, k);
+    float *a = o.a, *b = o.b, *c = o.c, *want = o.want;
     for (int t = 0; t < 4; t++) {
         bool ta = t & 1, tb = t & 2;
         int64_t lda = ta ? m : k, ldb = tb ? k : n;
@@ -213,10 +227,8 @@ Test(gemm, portable_follows_its_documented_order_bit_for_bit) {
             for (int64_t j = 0; j < n; j++)
                 for (int64_t p0 = 0; p0 < k; p0 += 256) {
                     float block = 0.0f;
-                    for (int64_t p = p0; p < k && p < p0 + 256; p++) {
-                        volatile float product = at(ta, a, lda, i, p) * at(tb, b, ldb, p, j);
-                        block += product;
-                    }
+                    for (int64_t p = p0; p < k && p < p0 + 256; p++)
+                        block = fmaf(at(ta, a, lda, i, p), at(tb, b, ldb, p, j), block);
                     volatile float scaled = 0.75f * block;
                     want[i * n + j] += scaled;
                 }
@@ -231,8 +243,36 @@ Test(gemm, portable_follows_its_documented_order_bit_for_bit) {
         for (int64_t i = 0; i < m * n; i++) differing += c[i] != want[i];
         cr_expect_eq(differing, 0, "in order, ta=%d tb=%d: %d elements differ", ta, tb, differing);
     }
-    free(a);
-    free(b);
-    free(c);
-    free(want);
+    free_operands(&o);
+}
+
+/* A build whose x86 target lacks FMA (-Dcpu=baseline, the sanitizer build) runs a copy of the
+ * portable GEMM compiled for AVX2 + FMA when the CPU has them, and else the generic copy, whose
+ * fused multiply-adds are then fmaf() calls: both must give the same bits, for every transpose
+ * case, edge tiles, several k blocks and the alpha/beta paths of the tile update. (Where the
+ * target has FMA there is one copy, and the two calls below run the same code.) */
+Test(gemm, fma_copy_and_generic_copy_agree_bit_for_bit) {
+    const int64_t sizes[][3] = {{13, 37, 600}, {64, 256, 64}, {7, 16, 1}, {150, 20, 280}};
+    const float alphas[] = {1.0f, 0.75f, 1.0f}, betas[] = {1.0f, 0.0f, -0.5f};
+    tg_rng rng;
+    tg_rng_seed(&rng, 31);
+    cr_log_info("the AVX2 + FMA copy: %s", tgi_gemm_portable_has_clone() ? "used" : "not in this build or CPU");
+    for (size_t s = 0; s < sizeof sizes / sizeof sizes[0]; s++) {
+        int64_t m = sizes[s][0], n = sizes[s][1], k = sizes[s][2];
+        operands o = random_operands(&rng, m, n, k);
+        float *a = o.a, *b = o.b, *c = o.c, *want = o.want;
+        for (int t = 0; t < 4; t++)
+            for (int v = 0; v < 3; v++) {
+                bool ta = t & 1, tb = t & 2;
+                int64_t lda = ta ? m : k, ldb = tb ? k : n;
+                for (int64_t i = 0; i < m * n; i++) c[i] = want[i] = tg_rng_uniform(&rng) - 0.5f;
+                tgi_gemm_portable(ta, tb, m, n, k, alphas[v], a, lda, b, ldb, betas[v], c, n);
+                tgi_gemm_portable_generic(ta, tb, m, n, k, alphas[v], a, lda, b, ldb, betas[v], want, n);
+                int differing = 0;
+                for (int64_t i = 0; i < m * n; i++) differing += memcmp(&c[i], &want[i], sizeof(float)) != 0;
+                cr_expect_eq(differing, 0, "%lldx%lldx%lld ta=%d tb=%d alpha=%g beta=%g: %d elements differ",
+                             (long long)m, (long long)n, (long long)k, ta, tb, alphas[v], betas[v], differing);
+            }
+        free_operands(&o);
+    }
 }
