@@ -59,7 +59,8 @@ static tg_status register_builtins(tg_ctx *ctx) {
     /* backward writes the inputs' gradients whole when they are fresh (tgi_op.fresh_grads) */
     const int whole[] = {TGI_OP_ADD,       TGI_OP_RELU,      TGI_OP_BATCH_NORM, TGI_OP_BATCH_NORM_RELU,
                          TGI_OP_CONV2D,    TGI_OP_SIGMOID,   TGI_OP_TANH,       TGI_OP_LINEAR,
-                         TGI_OP_MATMUL,    TGI_OP_LSTM_GATES, TGI_OP_LSTM_CELL, TGI_OP_LSTM_HIDDEN};
+                         TGI_OP_MATMUL,    TGI_OP_LSTM_GATES, TGI_OP_LSTM_CELL, TGI_OP_LSTM_HIDDEN,
+                         TGI_OP_SUM,       TGI_OP_MEAN};
     for (size_t i = 0; i < sizeof whole / sizeof whole[0]; i++)
         ctx->registry.ops[whole[i]]->fresh_grads = true;
     tgi_elementwise_scalar_rules(ctx);

@@ -38,12 +38,13 @@
 
 #include <string.h>
 
-/* Tiles keep 8 accumulators in registers (enough independent FMAs to cover their latency) and
- * leave room for the operands: with 12 accumulators in the 16 AVX2 registers the compiler spilled
- * one, and the store-load round trip doubled the time per step. */
-#define MR 4    /* output channels per tile */
+/* Forward and dX tiles are MR = 6 output channels x NR = 16 positions: 12 accumulators, the two
+ * vectors of positions and one broadcast weight fill 15 of the 16 AVX2 registers. Fewer
+ * accumulators (4 x 16: 8) left the FMAs' latency barely covered; more (4 x 24) spilled one,
+ * and the store-load round trip doubled the time per step. Channel counts that are not a
+ * multiple of 6 finish with 4-channel tiles (16 = 6 + 6 + 4), see panel_height. */
+#define MR 6    /* output channels per tile */
 #define NR 16   /* positions per tile: 2 vectors */
-#define KT 2    /* dW: k columns per tile */
 
 
 #if defined(TG_USE_BLAS) && defined(__FMA__) && defined(__has_builtin)
@@ -106,37 +107,53 @@ typedef struct pad_job {
     const float *src;   /* NCHW with `channels` channels, at the block's first sample */
     float *dst;         /* [channels][len] */
     int64_t channels, samples;
+    bool whole;         /* write every element; else the data only (the zeros are in place) */
 } pad_job;
 
-/* Channels [begin, end): every element of the padded plane written once (data or zero). */
+/* Channels [begin, end): the block's data copied in. The zeros (lead, the pw after each row, the
+ * ph rows after each sample, the tail) sit at the same places in every block of a call, so only
+ * its first block writes them (whole); a shorter last block clears what the blocks before left
+ * past its samples. At 8x8 the zeros' small memsets and the copies' loop overhead were 18% of
+ * the block's step. */
 static void pad_channels(void *arg, int64_t begin, int64_t end) {
     const pad_job *j = arg;
     const tgi_same_conv *s = j->s;
     const layout *l = j->l;
     int64_t gap = s->ph * l->wp, plane = s->h * s->w;
+    bool vectors = s->w % 8 == 0;
     for (int64_t c = begin; c < end; c++) {
         float *d = j->dst + c * l->len;
-        memset(d, 0, (size_t)l->lead * sizeof(float));
+        if (j->whole) memset(d, 0, (size_t)l->lead * sizeof(float));
         d += l->lead;
         for (int64_t n = 0; n < j->samples; n++) {
             const float *src = j->src + (n * j->channels + c) * plane;
             /* plain loops: rows are a few floats long, and a memcpy call per row cost more
              * than the copy (5% of the 8x8 block) */
             for (int64_t r = 0; r < s->h; r++, d += l->wp, src += s->w) {
-                for (int64_t x = 0; x < s->w; x++) d[x] = src[x];
-                for (int64_t x = s->w; x < l->wp; x++) d[x] = 0.0f;
+                if (vectors)
+                    for (int64_t x = 0; x < s->w; x += 8) {
+                        tgi_v8 v = tgi_load8(src + x);
+                        memcpy(d + x, &v, sizeof v);
+                    }
+                else
+                    for (int64_t x = 0; x < s->w; x++) d[x] = src[x];
+                if (j->whole)
+                    for (int64_t x = s->w; x < l->wp; x++) d[x] = 0.0f;
             }
-            memset(d, 0, (size_t)gap * sizeof(float));
+            if (j->whole)
+                for (int64_t x = 0; x < gap; x++) d[x] = 0.0f;
             d += gap;
         }
-        memset(d, 0, (size_t)(l->len - (d - (j->dst + c * l->len))) * sizeof(float));
+        if (j->whole || j->samples < l->block)
+            memset(d, 0, (size_t)(l->len - (d - (j->dst + c * l->len))) * sizeof(float));
     }
 }
 
-/* Pads `samples` samples (a block, or the last, shorter one) from src. */
+/* Pads `samples` samples (a block, or the last, shorter one) from src; whole: the call's first
+ * block, into a buffer that holds anything. */
 static void pad_planes(tg_ctx *ctx, const tgi_same_conv *s, const layout *l, const float *src,
-                       int64_t channels, int64_t samples, float *dst) {
-    pad_job job = {s, l, src, dst, channels, samples};
+                       int64_t channels, int64_t samples, bool whole, float *dst) {
+    pad_job job = {s, l, src, dst, channels, samples, whole};
     tgi_parallel_for(ctx, channels, 1, pad_channels, &job);
 }
 
@@ -147,7 +164,7 @@ typedef struct apply_job {
     const layout *l;
     int64_t in_ch, out_ch, k;
     const int64_t *offs;  /* [k]: where column k reads, relative to the position */
-    const float *a;       /* [ceil(out_ch / MR)][k][MR] packed weights */
+    const float *a;       /* packed weights (pack_weights) */
     const float *xp;      /* padded input, at its first position (past the lead) */
     float *y;             /* NCHW with out_ch channels, at the block's first sample */
     int64_t span;         /* positions of this block */
@@ -155,20 +172,45 @@ typedef struct apply_job {
     bool accumulate;
 } apply_job;
 
+/* Output channels [o0, o0 + panel_height) make one tile row: 6, except where 6 would leave a
+ * remainder that only a padded tile takes (16 = 6 + 6 + 4, 8 = 4 + 4, 7 = 4 + 4 with one
+ * padding row); a 4-channel tile keeps 8 accumulators. */
+static int64_t panel_height(int64_t rows_left) {
+    return rows_left >= 9 || rows_left == 5 || rows_left == 6 ? MR : 4;
+}
+
+/* Rows of the packed weights: out_ch rounded up to whole panels. */
+static int64_t panel_rows(int64_t out_ch) {
+    int64_t rows = 0;
+    while (rows < out_ch) rows += panel_height(out_ch - rows);
+    return rows;
+}
+
 /* The two vectors of positions start at x0 and x1 (x0 + 8 in the flat order; two row segments,
- * wherever they are, in the row order). */
-static void tile(int64_t k, const int64_t *offs, const float *a, const float *x0, const float *x1,
-                 tgi_v8 out[MR][2]) {
-    tgi_v8 c00 = {0}, c01 = {0}, c10 = {0}, c11 = {0}, c20 = {0}, c21 = {0}, c30 = {0}, c31 = {0};
-    for (int64_t q = 0; q < k; q++, a += MR) {
-        tgi_v8 b0 = tgi_load8(x0 + offs[q]), b1 = tgi_load8(x1 + offs[q]), w;
-        w = tgi_splat8(a[0]), c00 = MADD(c00, w, b0), c01 = MADD(c01, w, b1);
-        w = tgi_splat8(a[1]), c10 = MADD(c10, w, b0), c11 = MADD(c11, w, b1);
-        w = tgi_splat8(a[2]), c20 = MADD(c20, w, b0), c21 = MADD(c21, w, b1);
-        w = tgi_splat8(a[3]), c30 = MADD(c30, w, b0), c31 = MADD(c31, w, b1);
+ * wherever they are, in the row order). a: the panel's weights, [k][rows]. Inlined with rows a
+ * constant (6 or 4), the accumulators live in registers (objdump: 12 + 2 + 1 ymm, no spills). */
+TGI_ALWAYS_INLINE static inline void tile_rows(int rows, int64_t k, const int64_t *offs,
+                                               const float *a, const float *x0, const float *x1,
+                                               tgi_v8 out[MR][2]) {
+    tgi_v8 c[MR][2] = {{{0}}};
+    for (int64_t q = 0; q < k; q++, a += rows) {
+        tgi_v8 b0 = tgi_load8(x0 + offs[q]), b1 = tgi_load8(x1 + offs[q]);
+        for (int m = 0; m < rows; m++) {
+            tgi_v8 w = tgi_splat8(a[m]);
+            c[m][0] = MADD(c[m][0], w, b0), c[m][1] = MADD(c[m][1], w, b1);
+        }
     }
-    out[0][0] = c00, out[0][1] = c01, out[1][0] = c10, out[1][1] = c11;
-    out[2][0] = c20, out[2][1] = c21, out[3][0] = c30, out[3][1] = c31;
+    for (int m = 0; m < rows; m++) out[m][0] = c[m][0], out[m][1] = c[m][1];
+}
+
+/* The panel of output channels [o0, o0 + height) over the two vectors; returns the rows that
+ * are output channels. */
+static int64_t tile(const apply_job *j, int64_t o0, const float *x0, const float *x1,
+                    tgi_v8 out[MR][2]) {
+    int64_t height = panel_height(j->out_ch - o0);
+    if (height == MR) tile_rows(MR, j->k, j->offs, j->a + o0 * j->k, x0, x1, out);
+    else tile_rows(4, j->k, j->offs, j->a + o0 * j->k, x0, x1, out);
+    return j->out_ch - o0 < height ? j->out_ch - o0 : height;
 }
 
 static inline void store8(float *dst, tgi_v8 v, bool accumulate) {
@@ -194,9 +236,8 @@ static void apply_row_tiles(const apply_job *j, int64_t begin, int64_t end) {
             dst[v] = n * j->out_ch * plane + r * s->w + x;
             valid[v] = s->w - x < 8 ? s->w - x : 8; /* a row's last segment may be short */
         }
-        for (int64_t o0 = 0; o0 < j->out_ch; o0 += MR) {
-            tile(j->k, j->offs, j->a + o0 * j->k, j->xp + src[0], j->xp + src[1], out);
-            int64_t rows = j->out_ch - o0 < MR ? j->out_ch - o0 : MR;
+        for (int64_t o0 = 0, rows; o0 < j->out_ch; o0 += rows) {
+            rows = tile(j, o0, j->xp + src[0], j->xp + src[1], out);
             for (int64_t m = 0; m < rows; m++)
                 for (int64_t v = 0; v < count; v++) {
                     float *y = j->y + dst[v] + (o0 + m) * plane;
@@ -224,11 +265,10 @@ static void apply_tiles(void *arg, int64_t begin, int64_t end) {
     float out[MR][NR];
     for (int64_t t = begin; t < end; t++) {
         int64_t p0 = t * NR, count = j->span - p0 < NR ? j->span - p0 : NR;
-        for (int64_t o0 = 0; o0 < j->out_ch; o0 += MR) {
+        for (int64_t o0 = 0, rows; o0 < j->out_ch; o0 += rows) {
             tgi_v8 vout[MR][2];
-            tile(j->k, j->offs, j->a + o0 * j->k, j->xp + p0, j->xp + p0 + 8, vout);
+            rows = tile(j, o0, j->xp + p0, j->xp + p0 + 8, vout);
             memcpy(out, vout, sizeof out);
-            int64_t rows = j->out_ch - o0 < MR ? j->out_ch - o0 : MR;
             int64_t n = p0 / l->sp, r = p0 % l->sp / l->wp, x = p0 % l->wp;
             for (int64_t q = 0; q < count; q++) {
                 if (r < s->h && x < s->w) {
@@ -253,19 +293,23 @@ static void tap_offsets(const tgi_same_conv *s, const layout *l, int64_t in_ch, 
                 offs[q++] = c * l->len + (i - s->ph) * l->wp + (jj - s->pw);
 }
 
-/* a[o / MR][k][o % MR] = the weight of output channel o, column k = (c, i, j); rows past
- * out_ch are zero. flip: the weight w [in_ch][out_ch][kh][kw] read flipped in space with its
+/* Panel by panel (panel_height), a[o0 k + q height + o - o0] = the weight of output channel o,
+ * column q = (c, i, j), o0 the first channel of o's panel; rows past out_ch are zero. flip: the weight w [in_ch][out_ch][kh][kw] read flipped in space with its
  * channel axes swapped (dX); otherwise w is [out_ch][in_ch][kh][kw]. */
 static void pack_weights(const float *w, int64_t out_ch, int64_t in_ch, int64_t taps, bool flip,
                          float *a) {
-    int64_t k = in_ch * taps, tiles = (out_ch + MR - 1) / MR;
-    memset(a, 0, (size_t)(tiles * MR * k) * sizeof(float));
-    for (int64_t o = 0; o < out_ch; o++)
-        for (int64_t c = 0; c < in_ch; c++)
-            for (int64_t t = 0; t < taps; t++) {
-                float v = flip ? w[(c * out_ch + o) * taps + taps - 1 - t] : w[(o * in_ch + c) * taps + t];
-                a[(o / MR * k + c * taps + t) * MR + o % MR] = v;
-            }
+    int64_t k = in_ch * taps;
+    memset(a, 0, (size_t)(panel_rows(out_ch) * k) * sizeof(float));
+    for (int64_t o0 = 0, height; o0 < out_ch; o0 += height) {
+        height = panel_height(out_ch - o0);
+        for (int64_t o = o0; o < out_ch && o < o0 + height; o++)
+            for (int64_t c = 0; c < in_ch; c++)
+                for (int64_t t = 0; t < taps; t++) {
+                    float v = flip ? w[(c * out_ch + o) * taps + taps - 1 - t]
+                                   : w[(o * in_ch + c) * taps + t];
+                    a[o0 * k + (c * taps + t) * height + o - o0] = v;
+                }
+    }
 }
 
 static void apply(tg_ctx *ctx, const tgi_same_conv *s, const layout *l, int64_t in_ch,
@@ -279,65 +323,112 @@ static void apply(tg_ctx *ctx, const tgi_same_conv *s, const layout *l, int64_t 
 
 /* ---- dW ------------------------------------------------------------------------------------ */
 
+/* dW is a product over the positions: dW[o][q] = sum over p of dY[o][p] X[q][p]. A tile of
+ * 6 (or 4) output channels x KT = 2 columns keeps 12 (8) accumulators, like forward's. The
+ * positions go a chunk at a time (about W_CHUNK of them), every tile over one chunk before the
+ * next: a chunk of one panel's dY planes and of one input channel stays in L1 while the tiles
+ * of its 9 taps read it; streaming every tile over the whole block read them from L2, at more
+ * bytes a cycle than L2 delivers. Between chunks a tile's accumulators wait in memory, as
+ * vectors, so each lane sums the same positions in the same order whatever the chunking. */
+#define KT 2        /* dW: k columns per tile */
+#define W_CHUNK 512 /* dW: positions per chunk */
+
 typedef struct weight_job {
     const tgi_same_conv *s;
     const layout *l;
     const int64_t *offs;    /* [K] */
     const float *xp, *dyp;  /* padded, at the block's first position */
-    int64_t from, count;    /* the block's positions (count a multiple of 8) */
-    int64_t samples;        /* of the block */
+    int64_t count;          /* the block's positions (a multiple of 8) */
+    const int64_t *starts;  /* rows order: where each row of the block starts; else NULL */
+    int64_t rows;           /* rows order: rows of the block */
     float *dw;              /* [O][K] */
+    tgi_v8 *acc;            /* [tiles][MR KT]: the tiles' accumulators between chunks */
 } weight_job;
 
 static inline float lanes_sum(tgi_v8 v) {
     return ((v[0] + v[4]) + (v[1] + v[5])) + ((v[2] + v[6]) + (v[3] + v[7]));
 }
 
-/* acc[m][q] += dy[m][p] x[q][p] over the positions [from, to), eight lanes apart. */
-static inline void weight_span(const float *const dy[MR], const float *const x[KT], int64_t from,
-                               int64_t to, tgi_v8 acc[MR][KT]) {
-    for (int64_t p = from; p < to; p += 8) {
-        tgi_v8 b0 = tgi_load8(x[0] + p), b1 = tgi_load8(x[1] + p);
-        for (int m = 0; m < MR; m++) {
-            tgi_v8 a = tgi_load8(dy[m] + p);
-            acc[m][0] = MADD(acc[m][0], a, b0);
-            acc[m][1] = MADD(acc[m][1], a, b1);
+/* acc[m KT + q] += dy[m][p] x[q][p] for the `rows` channels m over the ranges [starts[r],
+ * starts[r] + width), eight lanes apart; dy rows `stride` floats apart. Inlined with rows a
+ * constant, as tile_rows. */
+TGI_ALWAYS_INLINE static inline void weight_span(int rows, const float *dy, int64_t stride,
+                                                 const float *x0, const float *x1,
+                                                 const int64_t *starts, int64_t ranges,
+                                                 int64_t width, tgi_v8 *acc) {
+    tgi_v8 c[MR][KT];
+    const float *d[MR];
+    for (int m = 0; m < rows; m++) c[m][0] = acc[m * KT], c[m][1] = acc[m * KT + 1], d[m] = dy + m * stride;
+    for (int64_t r = 0; r < ranges; r++)
+        for (int64_t p = starts[r], end = p + width; p < end; p += 8) {
+            tgi_v8 b0 = tgi_load8(x0 + p), b1 = tgi_load8(x1 + p);
+            for (int m = 0; m < rows; m++) {
+                tgi_v8 a = tgi_load8(d[m] + p);
+                c[m][0] = MADD(c[m][0], a, b0), c[m][1] = MADD(c[m][1], a, b1);
+            }
         }
-    }
+    for (int m = 0; m < rows; m++) acc[m * KT] = c[m][0], acc[m * KT + 1] = c[m][1];
 }
 
-/* Tiles [begin, end) of MR output channels x KT columns: adds their sums over the block. Rows
- * and columns past the ends repeat the last one, and their sums are dropped. */
+/* Tile t: its panel's first output channel and height. Panels are those of panel_height, so
+ * dW's tiles and forward's split the channels alike. */
+static int64_t weight_panel(int64_t out_ch, int64_t panel, int64_t *height) {
+    int64_t o0 = 0;
+    for (int64_t i = 0; i < panel; i++) o0 += panel_height(out_ch - o0);
+    *height = panel_height(out_ch - o0);
+    return o0;
+}
+
+/* Tiles [begin, end) of a panel of output channels x KT columns: adds their sums over the
+ * block. Panel rows past the channels read zero planes, a column past the end repeats the last
+ * one, and their sums are dropped. */
 static void weight_tiles(void *arg, int64_t begin, int64_t end) {
     const weight_job *j = arg;
     const tgi_same_conv *s = j->s;
+    const layout *l = j->l;
     int64_t k = s->c * s->kh * s->kw, ktiles = (k + KT - 1) / KT;
+    memset(j->acc + begin * MR * KT, 0, (size_t)(end - begin) * MR * KT * sizeof(tgi_v8));
+    /* rows order: chunks of whole rows (dY is zero in the gaps); else of positions */
+    int64_t width = j->starts ? s->w : W_CHUNK, per_chunk = j->starts ? (W_CHUNK + s->w - 1) / s->w : 1;
+    int64_t chunks = j->starts ? j->rows : (j->count + W_CHUNK - 1) / W_CHUNK;
+    for (int64_t c0 = 0; c0 < chunks; c0 += per_chunk) {
+        int64_t flat_start = c0 * W_CHUNK, ranges = chunks - c0 < per_chunk ? chunks - c0 : per_chunk;
+        const int64_t *starts = j->starts ? j->starts + c0 : &flat_start;
+        int64_t span = j->starts ? width : (j->count - flat_start < W_CHUNK ? j->count - flat_start : W_CHUNK);
+        for (int64_t t = begin; t < end; t++) {
+            int64_t height, o0 = weight_panel(s->o, t / ktiles, &height), k0 = t % ktiles * KT;
+            const float *dy = j->dyp + o0 * l->len;
+            const float *x0 = j->xp + j->offs[k0];
+            const float *x1 = j->xp + j->offs[k0 + 1 < k ? k0 + 1 : k - 1];
+            tgi_v8 *acc = j->acc + t * MR * KT;
+            if (height == MR) weight_span(MR, dy, l->len, x0, x1, starts, ranges, span, acc);
+            else weight_span(4, dy, l->len, x0, x1, starts, ranges, span, acc);
+        }
+    }
     for (int64_t t = begin; t < end; t++) {
-        int64_t o0 = t / ktiles * MR, k0 = t % ktiles * KT;
-        const float *dy[MR], *x[KT];
-        for (int m = 0; m < MR; m++)
-            dy[m] = j->dyp + (o0 + m < s->o ? o0 + m : s->o - 1) * j->l->len + j->from;
-        for (int q = 0; q < KT; q++) x[q] = j->xp + j->offs[k0 + q < k ? k0 + q : k - 1] + j->from;
-        tgi_v8 acc[MR][KT] = {{{0}}};
-        if (!j->l->rows || s->w % 8) weight_span(dy, x, 0, j->count, acc);
-        else /* the rows' positions only: dY is zero in the gaps */
-            for (int64_t n = 0; n < j->samples; n++)
-                for (int64_t r = 0, p = n * j->l->sp; r < s->h; r++, p += j->l->wp)
-                    weight_span(dy, x, p, p + s->w, acc);
-        for (int m = 0; m < MR && o0 + m < s->o; m++)
-            for (int q = 0; q < KT && k0 + q < k; q++) j->dw[(o0 + m) * k + k0 + q] += lanes_sum(acc[m][q]);
+        int64_t height, o0 = weight_panel(s->o, t / ktiles, &height), k0 = t % ktiles * KT;
+        const tgi_v8 *acc = j->acc + t * MR * KT;
+        for (int64_t m = 0; m < height && o0 + m < s->o; m++)
+            for (int64_t q = 0; q < KT && k0 + q < k; q++)
+                j->dw[(o0 + m) * k + k0 + q] += lanes_sum(acc[m * KT + q]);
     }
 }
-
-/* dw [O][K] += the weight gradient over one block of `samples` samples (its planes in L2). */
+/* dw [O][K] += the weight gradient over one block of `samples` samples (its planes in L2).
+ * starts: room for the block's rows (rows order), acc: for the tiles' accumulators. */
 static void weight_grad(tg_ctx *ctx, const tgi_same_conv *s, const layout *l, int64_t samples,
-                        const float *xp, const float *dyp, const int64_t *offs, float *dw) {
-    int64_t k = s->c * s->kh * s->kw;
-    int64_t tiles = (s->o + MR - 1) / MR * ((k + KT - 1) / KT);
+                        const float *xp, const float *dyp, const int64_t *offs, int64_t *starts,
+                        tgi_v8 *acc, float *dw) {
+    int64_t k = s->c * s->kh * s->kw, rows = samples * s->h;
+    int64_t panels = 0;
+    for (int64_t o0 = 0; o0 < s->o; panels++) o0 += panel_height(s->o - o0);
     /* past the block's positions both planes are zero (the trailing pad) */
-    weight_job job = {s, l, offs, xp + l->lead, dyp + l->lead, 0, (samples * l->sp + 7) / 8 * 8,
-                      samples, dw};
-    tgi_parallel_for(ctx, tiles, 4, weight_tiles, &job);
+    weight_job job = {s, l, offs, xp + l->lead, dyp + l->lead, (samples * l->sp + 7) / 8 * 8,
+                      NULL, rows, dw, acc};
+    if (l->rows && s->w % 8 == 0) { /* the rows' positions only: dY is zero in the gaps */
+        for (int64_t r = 0; r < rows; r++) starts[r] = r / s->h * l->sp + r % s->h * l->wp;
+        job.starts = starts;
+    }
+    tgi_parallel_for(ctx, panels * ((k + KT - 1) / KT), 4, weight_tiles, &job);
 }
 
 /* ---- entry points -------------------------------------------------------------------------- */
@@ -352,8 +443,8 @@ tg_status tgi_conv_same_forward(const tg_op_call *call, const tgi_same_conv *s, 
     tgi_arena *arena = &call->tape->arena;
     tgi_arena_mark mark = tgi_arena_mark_get(arena);
     layout l = layout_of(s);
-    int64_t taps = s->kh * s->kw, k = s->c * taps, otiles = (s->o + MR - 1) / MR;
-    float *xp = scratch(arena, s->c * l.len), *a = scratch(arena, otiles * MR * k);
+    int64_t taps = s->kh * s->kw, k = s->c * taps;
+    float *xp = scratch(arena, s->c * l.len), *a = scratch(arena, panel_rows(s->o) * k);
     int64_t *offs = tgi_arena_alloc(arena, (size_t)k * sizeof(int64_t));
     if (!xp || !a || !offs) {
         tgi_arena_mark_rewind(arena, mark);
@@ -364,7 +455,7 @@ tg_status tgi_conv_same_forward(const tg_op_call *call, const tgi_same_conv *s, 
     tap_offsets(s, &l, s->c, offs);
     for (int64_t first = 0; first < s->n; first += l.block) {
         int64_t samples = s->n - first < l.block ? s->n - first : l.block;
-        pad_planes(ctx, s, &l, x + first * s->c * s->h * s->w, s->c, samples, xp);
+        pad_planes(ctx, s, &l, x + first * s->c * s->h * s->w, s->c, samples, first == 0, xp);
         apply(ctx, s, &l, s->c, s->o, samples, xp, a, offs, y + first * s->o * s->h * s->w, false);
     }
     tgi_arena_mark_rewind(arena, mark);
@@ -378,10 +469,15 @@ tg_status tgi_conv_same_backward(const tg_op_call *call, const tgi_same_conv *s,
     tgi_arena_mark mark = tgi_arena_mark_get(arena);
     layout l = layout_of(s);
     int64_t taps = s->kh * s->kw, k = (s->c + s->o) * taps;
-    float *dyp = scratch(arena, s->o * l.len), *xp = dw ? scratch(arena, s->c * l.len) : NULL;
-    float *a = dx ? scratch(arena, (s->c + MR - 1) / MR * MR * s->o * taps) : NULL;
+    /* dY's planes: dW's last panel may read zero planes past the channels */
+    int64_t dy_planes = dw ? panel_rows(s->o) : s->o;
+    int64_t dw_tiles = (panel_rows(s->o) / 4) * ((s->c * taps + KT - 1) / KT); /* at most */
+    float *dyp = scratch(arena, dy_planes * l.len), *xp = dw ? scratch(arena, s->c * l.len) : NULL;
+    float *a = dx ? scratch(arena, panel_rows(s->c) * s->o * taps) : NULL;
     int64_t *offs = tgi_arena_alloc(arena, (size_t)k * sizeof(int64_t));
-    if (!dyp || (dw && !xp) || (dx && !a) || !offs) {
+    int64_t *starts = dw ? tgi_arena_alloc(arena, (size_t)(l.block * s->h) * sizeof(int64_t)) : NULL;
+    tgi_v8 *acc = dw ? tgi_arena_alloc(arena, (size_t)(dw_tiles * MR * KT) * sizeof(tgi_v8)) : NULL;
+    if (!dyp || (dw && (!xp || !starts || !acc)) || (dx && !a) || !offs) {
         tgi_arena_mark_rewind(arena, mark);
         return tg_op_fail(call, TG_ERR_NOMEM, "out of memory for the padded gradient");
     }
@@ -390,12 +486,14 @@ tg_status tgi_conv_same_backward(const tg_op_call *call, const tgi_same_conv *s,
     if (dx) pack_weights(w, s->c, s->o, taps, true, a);
     tap_offsets(s, &l, s->c, offs);
     tap_offsets(s, &l, s->o, offs + s->c * taps);
+    if (dy_planes > s->o) /* written once: pad_planes writes the first s->o planes only */
+        memset(dyp + s->o * l.len, 0, (size_t)((dy_planes - s->o) * l.len) * sizeof(float));
     for (int64_t first = 0; first < s->n; first += l.block) {
         int64_t samples = s->n - first < l.block ? s->n - first : l.block;
-        pad_planes(ctx, s, &l, dy + first * s->o * plane, s->o, samples, dyp);
+        pad_planes(ctx, s, &l, dy + first * s->o * plane, s->o, samples, first == 0, dyp);
         if (dw) {
-            pad_planes(ctx, s, &l, x + first * s->c * plane, s->c, samples, xp);
-            weight_grad(ctx, s, &l, samples, xp, dyp, offs, dw);
+            pad_planes(ctx, s, &l, x + first * s->c * plane, s->c, samples, first == 0, xp);
+            weight_grad(ctx, s, &l, samples, xp, dyp, offs, starts, acc, dw);
         }
         if (dx) /* a fresh dx (grad_fresh) holds nothing yet: every element is written once */
             apply(ctx, s, &l, s->o, s->c, samples, dyp, a, offs + s->c * taps,

@@ -179,6 +179,12 @@ Test(conv, conv2d_matches_a_naive_loop) {
         {2, 2, 6, 16, 3, 5, 5, {.pad_h = 2, .pad_w = 2}, true},        /* rows: a 5x5 kernel */
         {3, 2, 7, 7, 5, 3, 3, {.pad_h = 1, .pad_w = 1}, true},         /* rows, short segments */
         {2, 3, 14, 14, 4, 3, 3, {.pad_h = 1, .pad_w = 1}, false},      /* rows: 8 + 6 a row */
+        /* rows with W a multiple of 8 over 2 blocks, the last one shorter (its tail cleared of
+         * the first block's data); 7 channels: tiles of 4 + 4, one padding row */
+        {9, 3, 16, 16, 7, 3, 3, {.pad_h = 1, .pad_w = 1}, true},
+        {13, 2, 12, 12, 3, 3, 3, {.pad_h = 1, .pad_w = 1}, false},    /* flat: blocks of 7 + 6 */
+        {3, 16, 8, 8, 16, 3, 3, {.pad_h = 1, .pad_w = 1}, false},      /* tiles of 6 + 6 + 4 */
+        {2, 5, 8, 8, 11, 3, 3, {.pad_h = 1, .pad_w = 1}, true},        /* 6 + 5 (padded to 6) */
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
         check_against_naive(cases[i], false);
