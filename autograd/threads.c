@@ -39,7 +39,8 @@
  * there (a window of slow regions, perhaps a time slice waiting for a descheduled worker, a few
  * times a second: 1.04-1.10x one thread's time). So when a back-off ends, the pool first asks the
  * kernel how much our CPUs idled meanwhile (autograd/cpu_idle.c, /proc/stat): under half a core
- * idle on average means the cores are still taken, and the back-off is renewed without a trial.
+ * idle on average means the cores are still taken, and the back-off is renewed, at the same
+ * length, without a trial (only a failed trial doubles it).
  * Where the kernel cannot tell, the pool tries as before.
  */
 #define _GNU_SOURCE /* sched_getaffinity, CPU_COUNT */
@@ -128,6 +129,7 @@ struct tgi_pool {
     double ratio;                  /* the last window's took / alone; 0 before the first */
     int64_t verdicts;              /* windows judged */
     int64_t last_took;             /* ns: the last region's wall time */
+    bool waking;                   /* the first region of a trial: not judged (futex wake-ups) */
     int64_t idle_ticks, idle_since; /* tgi_idle_ticks() when the back-off began (-1: unknown), and when (ns) */
     double idle_cores;             /* what the kernel said at the last retry: idle cores on average; -1 unknown */
     int64_t trials_skipped;        /* back-offs renewed because the kernel saw no idle core */
@@ -385,6 +387,10 @@ static void judge(struct tgi_pool *pool, int64_t start, int64_t published, int64
                   int mine, int n_ranges) {
     int64_t took = end - start;
     pool->last_took = took;
+    if (pool->waking) { /* the workers slept through the back-off: this region paid their wake-up */
+        pool->waking = false;
+        return;
+    }
     int64_t alone = atomic_load_explicit(&pool->range_ns, memory_order_relaxed);
     /* no range of its own (the caller was descheduled right after publishing): the sum alone */
     if (mine > 0 && (own_end - published) * n_ranges / mine < alone)
@@ -413,8 +419,12 @@ static bool worth_a_trial(struct tgi_pool *pool, int64_t now) {
     double seconds = (double)(now - pool->idle_since) * 1e-9;
     pool->idle_cores = (double)(idle - pool->idle_ticks) / ((double)tgi_ticks_per_second() * seconds);
     if (pool->idle_cores >= MIN_IDLE_CORES) return true;
+    /* renewed at the same length: only a failed trial doubles it (asking costs ~20 us, not a
+     * window of slow regions), so a core freed is used again within a back-off or two */
     pool->trials_skipped++;
-    back_off(pool, now);
+    pool->retry_at = now + (pool->retry_at - pool->idle_since); /* the same length again */
+    pool->idle_ticks = idle;
+    pool->idle_since = now;
     return false;
 }
 
@@ -438,6 +448,7 @@ void tgi_parallel_for(tg_ctx *ctx, int64_t n, int64_t grain, tgi_range_fn fn, vo
         }
         pool->backed_off = false; /* try the threads again, for a window */
         start_window(pool);
+        pool->waking = true;
     }
     pool->fn = fn;
     pool->arg = arg;
