@@ -47,13 +47,9 @@
 #define NR 16   /* positions per tile: 2 vectors */
 
 
-#if defined(TG_USE_BLAS) && defined(__FMA__) && defined(__has_builtin)
-#if __has_builtin(__builtin_elementwise_fma)
+#if defined(TG_USE_BLAS) && defined(TGI_HAVE_FMA8)
 #define FUSED 1
-#endif
-#endif
-#ifdef FUSED
-#define MADD(acc, a, b) __builtin_elementwise_fma((a), (b), (acc))
+#define MADD(acc, a, b) TGI_FMA8(acc, a, b)
 #else
 #define MADD(acc, a, b) ((acc) + (a) * (b))
 #endif

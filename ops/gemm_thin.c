@@ -26,13 +26,9 @@
 #include "ops/ops.h"
 #include "ops/simd.h"
 
-#if defined(__FMA__) && defined(__has_builtin)
-#if __has_builtin(__builtin_elementwise_fma)
+#ifdef TGI_HAVE_FMA8
 #define FUSED 1
-#endif
-#endif
-#ifdef FUSED
-#define MADD(acc, a, b) __builtin_elementwise_fma((a), (b), (acc))
+#define MADD(acc, a, b) TGI_FMA8(acc, a, b)
 #else
 #define MADD(acc, a, b) ((acc) + (a) * (b))
 #endif

@@ -20,4 +20,14 @@ static inline tgi_v8 tgi_splat8(float s) {
     return (tgi_v8){s, s, s, s, s, s, s, s};
 }
 
+/* Whether the target multiplies and adds vectors in one rounding in hardware (a kernel that
+ * fuses only then keeps the other path's bits on CPUs without FMA). TGI_FMA8(acc, a, b) is
+ * acc + a * b, fused. */
+#if defined(__FMA__) && defined(__has_builtin)
+#if __has_builtin(__builtin_elementwise_fma)
+#define TGI_HAVE_FMA8 1
+#define TGI_FMA8(acc, a, b) __builtin_elementwise_fma((a), (b), (acc))
+#endif
+#endif
+
 #endif /* TAPEGRAD_SIMD_H */

@@ -255,13 +255,18 @@ Test(threads, two_threads_on_one_core_back_off_and_still_give_the_same_bits) {
     tg_ctx_free(ctx);
 }
 
-/* Work for a region that the caller runs whole when backed off: ~20 us a range of 1 item. */
-static void busy_range(void *arg, int64_t begin, int64_t end) {
-    volatile float *out = arg;
+/* Work of a dependent multiply-add chain, `steps` long an item, for test regions. */
+typedef struct chain_work {
+    volatile float *out;
+    int steps;
+} chain_work;
+
+static void chain_range(void *arg, int64_t begin, int64_t end) {
+    const chain_work *w = arg;
     for (int64_t i = begin; i < end; i++) {
         float x = (float)i;
-        for (int k = 0; k < 16384; k++) x = x * 0.999f + 0.5f;
-        out[i] = x;
+        for (int k = 0; k < w->steps; k++) x = x * 0.999f + 0.5f;
+        w->out[i] = x;
     }
 }
 
@@ -275,10 +280,11 @@ Test(threads, backed_off_on_a_taken_core_the_kernel_is_asked_before_a_trial) {
     cr_assert(tg_ctx_threads_backed_off(ctx), "two threads on one core: the pool should back off");
     /* 100 ms of regions: the first back-off (20 ms) ends several times over */
     float out[2];
+    chain_work work = {out, 16384}; /* ~20 us an item */
     struct timespec t0, t1;
     clock_gettime(CLOCK_MONOTONIC, &t0);
     do {
-        tgi_parallel_for(ctx, 2, 1, busy_range, out);
+        tgi_parallel_for(ctx, 2, 1, chain_range, &work);
         clock_gettime(CLOCK_MONOTONIC, &t1);
     } while ((t1.tv_sec - t0.tv_sec) * 1000000000L + (t1.tv_nsec - t0.tv_nsec) < 100000000L);
     cr_expect(tg_ctx_threads_backed_off(ctx));
@@ -294,24 +300,16 @@ Test(threads, backed_off_on_a_taken_core_the_kernel_is_asked_before_a_trial) {
 #endif
 }
 
-/* ~3 ms of work per item: long enough that two threads sharing a core are time-sliced inside a
- * range, which makes each range's wall time twice its work. */
-static void long_range(void *arg, int64_t begin, int64_t end) {
-    volatile float *out = arg;
-    for (int64_t i = begin; i < end; i++) {
-        float x = (float)i;
-        for (int k = 0; k < 2500000; k++) x = x * 0.999f + 0.5f;
-        out[i] = x;
-    }
-}
-
 Test(threads, two_threads_sharing_a_core_in_long_regions_back_off) {
     pin_to_one_cpu();
     tg_ctx *ctx = tg_ctx_new();
     cr_assert_eq(tg_ctx_set_threads(ctx, 2), TG_OK);
     float out[2];
+    /* ~3 ms an item: long enough that two threads sharing a core are time-sliced inside a
+     * range, which makes each range's wall time twice its work */
+    chain_work work = {out, 2500000};
     for (int region = 0; region < 12 && !tg_ctx_threads_backed_off(ctx); region++)
-        tgi_parallel_for(ctx, 2, 1, long_range, out);
+        tgi_parallel_for(ctx, 2, 1, chain_range, &work);
     char said[512];
     tg_ctx_threads_describe(ctx, said, sizeof said);
     cr_expect(tg_ctx_threads_backed_off(ctx), "one core, two threads, ~3 ms ranges: %s", said);
