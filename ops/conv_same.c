@@ -199,13 +199,44 @@ TGI_ALWAYS_INLINE static inline void tile_rows(int rows, int64_t k, const int64_
     for (int m = 0; m < rows; m++) out[m][0] = c[m][0], out[m][1] = c[m][1];
 }
 
+/* tile_rows for kernels 3 wide (3x3, the ResNets' and LeNet's 5x3 alike), the same sums in the
+ * same order: column q = (c, i, j) reads row i of channel c at the constant offsets j - 1, so the
+ * loads take an immediate displacement instead of an index loaded from offs[] (one load and
+ * one dependent address fewer per column). */
+TGI_ALWAYS_INLINE static inline void tile_rows_kw3(int rows, int64_t channels, int64_t kh,
+                                                   int64_t wp, int64_t len, const float *a,
+                                                   const float *x0, const float *x1,
+                                                   tgi_v8 out[MR][2]) {
+    tgi_v8 c[MR][2] = {{{0}}};
+    int64_t top = -(kh / 2) * wp - 1;
+    for (int64_t ch = 0; ch < channels; ch++)
+        for (int64_t i = 0; i < kh; i++) {
+            const float *r0 = x0 + ch * len + top + i * wp, *r1 = x1 + ch * len + top + i * wp;
+            for (int jj = 0; jj < 3; jj++, a += rows) {
+                tgi_v8 b0 = tgi_load8(r0 + jj), b1 = tgi_load8(r1 + jj);
+                for (int m = 0; m < rows; m++) {
+                    tgi_v8 w = tgi_splat8(a[m]);
+                    c[m][0] = MADD(c[m][0], w, b0), c[m][1] = MADD(c[m][1], w, b1);
+                }
+            }
+        }
+    for (int m = 0; m < rows; m++) out[m][0] = c[m][0], out[m][1] = c[m][1];
+}
+
 /* The panel of output channels [o0, o0 + height) over the two vectors; returns the rows that
  * are output channels. */
 static int64_t tile(const apply_job *j, int64_t o0, const float *x0, const float *x1,
                     tgi_v8 out[MR][2]) {
     int64_t height = panel_height(j->out_ch - o0);
-    if (height == MR) tile_rows(MR, j->k, j->offs, j->a + o0 * j->k, x0, x1, out);
-    else tile_rows(4, j->k, j->offs, j->a + o0 * j->k, x0, x1, out);
+    const float *a = j->a + o0 * j->k;
+    if (j->s->kw == 3) {
+        if (height == MR) tile_rows_kw3(MR, j->in_ch, j->s->kh, j->l->wp, j->l->len, a, x0, x1, out);
+        else tile_rows_kw3(4, j->in_ch, j->s->kh, j->l->wp, j->l->len, a, x0, x1, out);
+    } else if (height == MR) {
+        tile_rows(MR, j->k, j->offs, a, x0, x1, out);
+    } else {
+        tile_rows(4, j->k, j->offs, a, x0, x1, out);
+    }
     return j->out_ch - o0 < height ? j->out_ch - o0 : height;
 }
 
