@@ -177,6 +177,7 @@ Test(conv, conv2d_matches_a_naive_loop) {
         {3, 2, 32, 32, 2, 3, 3, {.pad_h = 1, .pad_w = 1}, true},       /* one sample per block */
         {1, 3, 5, 8, 5, 3, 3, {.pad_h = 1, .pad_w = 1}, false},        /* rows: an odd segment count */
         {2, 2, 6, 16, 3, 5, 5, {.pad_h = 2, .pad_w = 2}, true},        /* rows: a 5x5 kernel */
+        {2, 3, 7, 9, 4, 5, 3, {.pad_h = 2, .pad_w = 1}, false},        /* 5x3: 3 wide, kh rows */
         {3, 2, 7, 7, 5, 3, 3, {.pad_h = 1, .pad_w = 1}, true},         /* rows, short segments */
         {2, 3, 14, 14, 4, 3, 3, {.pad_h = 1, .pad_w = 1}, false},      /* rows: 8 + 6 a row */
         /* rows with W a multiple of 8 over 2 blocks, the last one shorter (its tail cleared of
