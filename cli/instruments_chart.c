@@ -26,7 +26,7 @@ static const run_metric *add_line(chart_lines *c, const run_result *r, const cha
     if (!m || !m->n || c->n == MAX_LINES) return NULL;
     for (int i = 0; i < m->n; i++) c->x[c->n][i] = (double)m->steps[i];
     snprintf(c->names[c->n], sizeof c->names[0], "%s%s", r->config.name, suffix);
-    c->series[c->n] = (tg_plot_series){c->names[c->n], c->x[c->n], m->values, m->n};
+    c->series[c->n] = (tg_plot_series){c->names[c->n], c->x[c->n], m->values, m->n, 0};
     c->n++;
     return m;
 }
@@ -49,7 +49,7 @@ void instrument_charts(FILE *f, const experiment *e) {
     }
     if (longest) {
         for (int i = 0; i < longest->n; i++) two[i] = 2.0;
-        c.series[c.n++] = (tg_plot_series){"edge of stability (2)", c.x[0], two, c.series[0].n};
+        c.series[c.n++] = (tg_plot_series){"edge of stability (2)", c.x[0], two, c.series[0].n, 0};
     }
     draw(f, &c, "Sharpness: lr x the Hessian's largest eigenvalue, against 2",
          "lr x lambda_max (log)", true);

@@ -170,7 +170,7 @@ void isometry_html(FILE *f, const experiment *e) {
             x[n][points] = e->runs[j].depth;
             spread[n][points++] = m->largest / m->smallest;
         }
-        if (points) series[n] = (tg_plot_series){names[n], x[n], spread[n], points}, n++;
+        if (points) series[n] = (tg_plot_series){names[n], x[n], spread[n], points, 0}, n++;
     }
     tg_line_plot plot = {"Spread of the input-output Jacobian's singular values at initialisation",
                          "layers", "largest / smallest singular value (1: isometry)", false, true,

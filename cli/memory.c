@@ -45,7 +45,7 @@ static void rnn_weights(tally *t, const run_config *c, int64_t in) {
     int64_t gates = c->rnn == TG_RNN_LSTM ? 4 : c->rnn == TG_RNN_GRU ? 3 : 1, h = c->hidden;
     int64_t directions = c->bidirectional ? 2 : 1, layers = c->rnn_layers > 1 ? c->rnn_layers : 1;
     for (int64_t l = 0; l < layers; l++) {
-        int64_t layer_in = l ? directions * h : in, rows;
+        int64_t layer_in = l ? directions * h : in, rows = 0; /* not computed once t->ok is false */
         t->ok = t->ok && tgi_mul_ok(directions * gates, h, &rows);
         add_product(t, rows, layer_in, 1);
         add_product(t, rows, h, 1);

@@ -14,7 +14,7 @@ static tg_tensor *embedding_forward(tg_module *m, tg_tape *tape, tg_tensor *ids)
     return tg_embedding(tape, ids, m->params[0]);
 }
 
-static const tgi_module_class embedding_class = {"embedding", embedding_forward, NULL, 0};
+static const tgi_module_class embedding_class = {"embedding", embedding_forward, NULL, 0, false};
 
 tg_module *tg_embedding_new(tg_ctx *ctx, const char *name, int64_t num, int64_t dim,
                             const tg_init *init, uint64_t seed) {
@@ -99,7 +99,7 @@ static tg_tensor *mha_forward(tg_module *m, tg_tape *tape, tg_tensor *x) {
     return tg_module_forward(impl->out_proj, tape, merged);
 }
 
-static const tgi_module_class mha_class = {"attention", mha_forward, NULL, sizeof(mha_impl)};
+static const tgi_module_class mha_class = {"attention", mha_forward, NULL, sizeof(mha_impl), false};
 
 tg_mha_config tg_mha_defaults(int64_t embed_dim, int64_t num_heads) {
     tg_mha_config c = {.embed_dim = embed_dim, .num_heads = num_heads, .seed = 1};

@@ -18,7 +18,7 @@ static tg_tensor *conv_forward(tg_module *m, tg_tape *tape, tg_tensor *x) {
     return tg_conv2d(tape, x, m->params[0], m->n_params > 1 ? m->params[1] : NULL, &impl->opts);
 }
 
-static const tgi_module_class conv_class = {"conv2d", conv_forward, NULL, sizeof(conv_impl)};
+static const tgi_module_class conv_class = {"conv2d", conv_forward, NULL, sizeof(conv_impl), false};
 
 /* The geometry is checked here, where the weight's shape is decided; stride, padding and
  * dilation against the image are the op's to check, at record time. */
@@ -97,7 +97,7 @@ static tg_tensor *lenet_forward(tg_module *m, tg_tape *tape, tg_tensor *x) {
     return tg_module_forward(impl->fc3, tape, h);
 }
 
-static const tgi_module_class lenet_class = {"lenet", lenet_forward, NULL, sizeof(lenet_impl)};
+static const tgi_module_class lenet_class = {"lenet", lenet_forward, NULL, sizeof(lenet_impl), false};
 
 tg_module *tg_lenet_new(tg_ctx *ctx, const char *name, const tg_lenet_config *config) {
     if (!ctx || tgi_check_name(ctx, "lenet", name) != TG_OK) return NULL;

@@ -16,7 +16,7 @@ static tg_tensor *linear_forward(tg_module *m, tg_tape *tape, tg_tensor *x) {
     return tg_linear(tape, x, m->params[0], bias);
 }
 
-static const tgi_module_class linear_class = {"linear", linear_forward, NULL, sizeof(linear_impl)};
+static const tgi_module_class linear_class = {"linear", linear_forward, NULL, sizeof(linear_impl), false};
 
 tg_module *tg_linear_new(tg_ctx *ctx, const char *name, int64_t in, int64_t out, bool bias,
                          const tg_init *init, uint64_t seed) {
@@ -51,7 +51,7 @@ static tg_tensor *norm_forward(tg_module *m, tg_tape *tape, tg_tensor *x) {
                          impl->running_var, 0.1f, 1e-5f, m->training);
 }
 
-static const tgi_module_class norm_class = {"norm", norm_forward, NULL, sizeof(norm_impl)};
+static const tgi_module_class norm_class = {"norm", norm_forward, NULL, sizeof(norm_impl), false};
 
 tg_tensor *tgi_norm_relu(tg_module *m, tg_tape *tape, tg_tensor *x, tg_tensor *residual,
                          const char *label) {
@@ -175,7 +175,7 @@ static void release_mlp(tg_module *m) {
     tgi_free(m->ctx, impl, sizeof *impl);
 }
 
-static const tgi_module_class mlp_class = {"mlp", mlp_forward, release_mlp};
+static const tgi_module_class mlp_class = {"mlp", mlp_forward, release_mlp, 0, false};
 
 /* Builds layer i: its linear and, for hidden layers, its norm. */
 static tg_status add_mlp_layer(tg_module *m, mlp_impl *impl, int i, const tg_init *init) {
@@ -277,7 +277,7 @@ static void release_resmlp(tg_module *m) {
     tgi_free(m->ctx, impl, sizeof *impl);
 }
 
-static const tgi_module_class resmlp_class = {"resmlp", resmlp_forward, release_resmlp};
+static const tgi_module_class resmlp_class = {"resmlp", resmlp_forward, release_resmlp, 0, false};
 
 tg_module *tgi_child_linear(tg_module *m, const char *what, int64_t in, int64_t out,
                             const tg_init *init, uint64_t seed) {

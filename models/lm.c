@@ -95,7 +95,7 @@ static tg_tensor *rnn_lm_forward(tg_module *m, tg_tape *tape, tg_tensor *ids) {
     return tg_module_forward(impl->head, tape, h);
 }
 
-static const tgi_module_class rnn_lm_class = {"rnn_lm", rnn_lm_forward, NULL, sizeof(rnn_lm_impl)};
+static const tgi_module_class rnn_lm_class = {"rnn_lm", rnn_lm_forward, NULL, sizeof(rnn_lm_impl), false};
 
 tg_module *tg_rnn_lm_new(tg_ctx *ctx, const char *name, const tg_rnn_lm_config *config) {
     if (!ctx || tgi_check_name(ctx, "rnn_lm", name) != TG_OK) return NULL;

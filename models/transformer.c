@@ -46,7 +46,7 @@ static tg_tensor *block_forward(tg_module *m, tg_tape *tape, tg_tensor *x) {
 }
 
 static const tgi_module_class block_class = {"transformer_block", block_forward, NULL,
-                                             sizeof(block_impl)};
+                                             sizeof(block_impl), false};
 
 static tg_module *child_attention(tg_module *m, const tg_transformer_config *c) {
     char name[TGI_NAME_MAX];
@@ -120,7 +120,7 @@ static tg_tensor *gpt_forward(tg_module *m, tg_tape *tape, tg_tensor *ids) {
     return tg_matmul(tape, x, tg_transpose(tape, wte, 0, 1));
 }
 
-static const tgi_module_class gpt_class = {"gpt", gpt_forward, NULL, sizeof(gpt_impl)};
+static const tgi_module_class gpt_class = {"gpt", gpt_forward, NULL, sizeof(gpt_impl), false};
 
 static tg_status check_gpt_config(tg_ctx *ctx, const char *name, const tg_gpt_config *c) {
     if (!c) return tgi_error(ctx, TG_ERR_INVALID, "gpt '%s': config is NULL", name);

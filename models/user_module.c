@@ -25,7 +25,7 @@ static void user_release(tg_module *m) {
     tgi_free(m->ctx, impl, sizeof *impl);
 }
 
-static const tgi_module_class user_class = {"module", user_forward, user_release, 0};
+static const tgi_module_class user_class = {"module", user_forward, user_release, 0, false};
 
 tg_module *tg_module_new(tg_ctx *ctx, const char *name, const tg_module_def *def, void *data) {
     if (!ctx || tgi_check_name(ctx, "module_new", name) != TG_OK) return NULL;

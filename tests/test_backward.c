@@ -195,7 +195,7 @@ static tg_status view_backward(const tg_op_call *call) {
 }
 
 Test(backward, gradients_of_a_view_output_have_their_own_buffer) {
-    tg_op_def def = {"test_view", 1, "", view_infer, view_forward, view_backward, NULL, NULL};
+    tg_op_def def = {"test_view", 1, "", view_infer, view_forward, view_backward, NULL, NULL, NULL};
     int id = tg_op_register(ctx, &def);
     cr_assert_geq(id, 0, "%s", tg_errmsg(ctx));
     tg_tensor *x = leaf(ctx, TG_SHAPE(3), (float[]){0.5f, -1, 2});

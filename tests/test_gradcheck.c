@@ -44,7 +44,7 @@ Test(gradcheck, catches_a_dropped_factor_of_two) {
     tg_ctx *ctx = tg_ctx_new();
     static int64_t shape[2] = {3, 4};
     tg_op_def def = {"bad_square", 1, "", infer_like_first_input, square_forward, square_backward_missing_factor,
-                     one_input_example, shape};
+                     one_input_example, shape, NULL};
     int id = tg_op_register(ctx, &def);
     cr_assert_geq(id, 0, "%s", tg_errmsg(ctx));
     tg_gradcheck_result result;
@@ -101,7 +101,7 @@ static tg_status square_pair_example(tg_tape *tape, void *op_data, int index, tg
 Test(gradcheck, catches_a_transposed_matmul_gradient) {
     tg_ctx *ctx = tg_ctx_new();
     tg_op_def def = {"bad_matmul", 2, "", mm_infer, mm_forward, mm_backward_transposed,
-                     square_pair_example, NULL};
+                     square_pair_example, NULL, NULL};
     int id = tg_op_register(ctx, &def);
     cr_assert_geq(id, 0, "%s", tg_errmsg(ctx));
     tg_gradcheck_result result;

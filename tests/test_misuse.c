@@ -312,7 +312,7 @@ MISUSE(tg_flatten) {
 /* ---- the registry ------------------------------------------------------------------------ */
 
 MISUSE(tg_op_register) {
-    tg_op_def def = {"misuse_op", 1, "", infer_like, forward_noop, NULL, NULL, NULL};
+    tg_op_def def = {"misuse_op", 1, "", infer_like, forward_noop, NULL, NULL, NULL, NULL};
     GIVES(tg_op_register(NULL, &def), -1);
     tg_clear_error(W.ctx);
     GIVES(tg_op_register(W.ctx, NULL), -1);
@@ -442,7 +442,7 @@ MISUSE(tg_stats_compute) {
     tg_stats_compute((float[]){1, 2}, 2, NULL);
 }
 MISUSE(tg_activation_stats_compute) {
-    tg_activation_stats a = {5, 5};
+    tg_activation_stats a = {.saturated_fraction = 5, .dead_fraction = 5};
     tg_activation_stats_compute(NULL, &a);
     cr_expect(a.saturated_fraction == -1.0 && a.dead_fraction == -1.0);
     tg_activation_stats_compute(W.w, NULL);
@@ -511,7 +511,7 @@ MISUSE(tg_recorder_histograms) {
 MISUSE(tg_guard_defaults) { cr_expect_gt(tg_guard_defaults().z_threshold, 0.0); }
 MISUSE(tg_guard_new) {
     NULLED_QUIETLY(tg_guard_new(NULL, NULL));
-    tg_guard_config bad = {6.0, 1, 1};
+    tg_guard_config bad = {.z_threshold = 6.0, .window = 1, .warmup = 1};
     NULLED(tg_guard_new(W.ctx, &bad));
 }
 MISUSE(tg_guard_free) { tg_guard_free(NULL); }
@@ -616,7 +616,7 @@ MISUSE(tg_svg_line_plot) {
     tg_line_plot plot = {0};
     GIVES(tg_svg_line_plot(NULL, &plot), TG_ERR_INVALID);
     GIVES(tg_svg_line_plot(stdout, NULL), TG_ERR_INVALID);
-    tg_plot_series s = {NULL, NULL, NULL, 3};
+    tg_plot_series s = {NULL, NULL, NULL, 3, 0};
     plot.series = &s;
     plot.n_series = 1;
     GIVES(tg_svg_line_plot(stdout, &plot), TG_ERR_INVALID);

@@ -9,7 +9,7 @@ static tg_status floor_forward(tg_op_call *call) {
 }
 
 static tg_op_def floor_def(const char *name, const char *signature) {
-    tg_op_def def = {name, 1, signature, infer_like_first_input, floor_forward, NULL, NULL, NULL};
+    tg_op_def def = {name, 1, signature, infer_like_first_input, floor_forward, NULL, NULL, NULL, NULL};
     return def;
 }
 

@@ -44,7 +44,7 @@ Test(robustness, turning_requires_grad_off_stops_gradient_accumulation) {
 static tg_status quiet_infer(const tg_op_call *call, tg_shape *out) { (void)call; (void)out; return TG_ERR_SHAPE; }
 static tg_status copy_forward(tg_op_call *call) { (void)call; return TG_OK; }
 Test(robustness, a_failing_user_infer_shape_leaves_a_message) {
-    tg_op_def def = {"quiet", 1, "", quiet_infer, copy_forward, NULL, NULL, NULL};
+    tg_op_def def = {"quiet", 1, "", quiet_infer, copy_forward, NULL, NULL, NULL, NULL};
     int id = tg_op_register(ctx, &def);
     tg_tensor *x = tg_tape_zeros(tape, TG_SHAPE(2));
     cr_expect_null(tg_call_id(tape, id, &x, 1, NULL, 0));
@@ -67,7 +67,7 @@ static tg_status many_inputs_example(tg_tape *t, void *op_data, int index, tg_te
 static tg_status nop_backward(const tg_op_call *call) { (void)call; return TG_OK; }
 Test(robustness, gradcheck_refuses_an_example_with_too_many_inputs) {
     tg_op_def def = {"many", TG_VARIADIC, "", infer_like_first_input, copy_forward, nop_backward,
-                     many_inputs_example, NULL};
+                     many_inputs_example, NULL, NULL};
     int id = tg_op_register(ctx, &def);
     tg_gradcheck_result result;
     cr_expect_eq(tg_gradcheck(ctx, id, 0, NULL, &result), TG_ERR_INVALID);

@@ -86,7 +86,7 @@ static char *path_of(const char *svg, const char *colour, char *buf, size_t size
 
 Test(svg, line_plot_is_one_svg_element_with_title_labels_and_legend) {
     double y0[4] = {1, 2, 3, 4}, y1[4] = {4, 3, 2, 1};
-    tg_plot_series series[2] = {{"rising", NULL, y0, 4}, {"falling", NULL, y1, 4}};
+    tg_plot_series series[2] = {{"rising", NULL, y0, 4, 0}, {"falling", NULL, y1, 4, 0}};
     tg_line_plot plot = {"Loss", "step", "loss", false, false, series, 2, 0, 0};
     char *svg = render_line(&plot);
     expect_one_svg(svg);
@@ -103,7 +103,7 @@ Test(svg, line_plot_is_one_svg_element_with_title_labels_and_legend) {
 Test(svg, log_axis_labels_thinned_decades) {
     double y[15];
     for (int i = 0; i < 15; i++) y[i] = pow(10.0, i - 12);  /* 1e-12 .. 1e2 */
-    tg_plot_series series = {"norm", NULL, y, 15};
+    tg_plot_series series = {"norm", NULL, y, 15, 0};
     tg_line_plot plot = {"Gradient norm", "layer", "norm", false, true, &series, 1, 0, 0};
     char *svg = render_line(&plot);
     expect_one_svg(svg);
@@ -116,7 +116,7 @@ Test(svg, log_axis_labels_thinned_decades) {
 
 Test(svg, a_short_log_range_gets_1_2_5_ticks) {
     double y[3] = {0.05, 0.4, 2.3};
-    tg_plot_series series = {"loss", NULL, y, 3};
+    tg_plot_series series = {"loss", NULL, y, 3, 0};
     tg_line_plot plot = {"Loss", "step", "loss", false, true, &series, 1, 0, 0};
     char *svg = render_line(&plot);
     expect_has(svg, ">0.05<", ">0.1<", ">0.2<", ">0.5<", ">1<", ">2<");
@@ -125,7 +125,7 @@ Test(svg, a_short_log_range_gets_1_2_5_ticks) {
 
 Test(svg, numbers_are_compact_and_never_minus_zero) {
     double y[3] = {-1, 0, 1}, tiny[3] = {-1e-4, 0, 1e-4}, big[2] = {1e6, 2e6};
-    tg_plot_series series = {"s", NULL, y, 3};
+    tg_plot_series series = {"s", NULL, y, 3, 0};
     tg_line_plot plot = {NULL, NULL, NULL, false, false, &series, 1, 0, 0};
     char *svg = render_line(&plot);
     expect_has(svg, ">0<", ">-0.5<");
@@ -146,7 +146,7 @@ Test(svg, numbers_are_compact_and_never_minus_zero) {
 
 Test(svg, a_nan_in_the_middle_splits_the_line) {
     double y[6] = {1, 2, 3, NAN, 2, 1}, y_log[6] = {1, 2, -3, 0, 2, 1};
-    tg_plot_series series = {"s", NULL, y, 6};
+    tg_plot_series series = {"s", NULL, y, 6, 0};
     tg_line_plot plot = {"t", "x", "y", false, false, &series, 1, 0, 0};
     char *svg = render_line(&plot), d[4096];
     path_of(svg, "#0072B2", d, sizeof d);
@@ -167,7 +167,7 @@ Test(svg, a_nan_in_the_middle_splits_the_line) {
 
 Test(svg, a_lone_point_between_gaps_is_a_dot) {
     double y[5] = {1, NAN, 2, NAN, 3};
-    tg_plot_series series = {"s", NULL, y, 5};
+    tg_plot_series series = {"s", NULL, y, 5, 0};
     tg_line_plot plot = {"t", "x", "y", false, false, &series, 1, 0, 0};
     char *svg = render_line(&plot);
     cr_expect_eq(count(svg, "<circle"), 3);
@@ -176,7 +176,7 @@ Test(svg, a_lone_point_between_gaps_is_a_dot) {
 
 Test(svg, a_series_ending_in_nan_gets_a_marker_and_a_legend_note) {
     double y[6] = {1, 10, 1e10, 1e30, NAN, NAN}, ok[6] = {1, 1, 1, 1, 1, 1};
-    tg_plot_series series[2] = {{"exploding", NULL, y, 6}, {"stable", NULL, ok, 6}};
+    tg_plot_series series[2] = {{"exploding", NULL, y, 6, 0}, {"stable", NULL, ok, 6, 0}};
     tg_line_plot plot = {"Gradient norm", "step", "norm", false, true, series, 2, 0, 0};
     char *svg = render_line(&plot);
     expect_one_svg(svg);
@@ -185,7 +185,7 @@ Test(svg, a_series_ending_in_nan_gets_a_marker_and_a_legend_note) {
     /* The x is that of the data, not the index; Inf is named as such. */
     double x[6] = {0, 10, 20, 30, 40, 50}, inf[3] = {1, 2, INFINITY};
     series[0].x = x;
-    series[1] = (tg_plot_series){"overflow", NULL, inf, 3};
+    series[1] = (tg_plot_series){"overflow", NULL, inf, 3, 0};
     free(svg);
     svg = render_line(&plot);
     expect_has(svg, ">exploding (&#8594; NaN at x=40)</text>",
@@ -196,7 +196,7 @@ Test(svg, a_series_ending_in_nan_gets_a_marker_and_a_legend_note) {
 
 Test(svg, text_is_escaped) {
     double y[2] = {1, 2};
-    tg_plot_series series = {"\"q\" <w>", NULL, y, 2};
+    tg_plot_series series = {"\"q\" <w>", NULL, y, 2, 0};
     tg_line_plot plot = {"a<b & c", "x > 0", "y", false, false, &series, 1, 0, 0};
     char *svg = render_line(&plot);
     expect_has(svg, ">a&lt;b &amp; c</text>", "<title>a&lt;b &amp; c</title>", ">x &gt; 0</text>",
@@ -213,7 +213,7 @@ Test(svg, text_is_escaped) {
 
 Test(svg, empty_plots_say_no_finite_data) {
     double y[3] = {NAN, INFINITY, NAN};
-    tg_plot_series series = {"broken", NULL, y, 3};
+    tg_plot_series series = {"broken", NULL, y, 3, 0};
     tg_line_plot plot = {"Empty", "x", "y", false, false, &series, 1, 0, 0};
     char *svg = render_line(&plot);
     expect_one_svg(svg);
@@ -229,7 +229,7 @@ Test(svg, empty_plots_say_no_finite_data) {
 
 Test(svg, a_constant_series_gets_a_range) {
     double y[4] = {5, 5, 5, 5};
-    tg_plot_series series = {"c", NULL, y, 4};
+    tg_plot_series series = {"c", NULL, y, 4, 0};
     tg_line_plot plot = {"c", "x", "y", false, false, &series, 1, 0, 0};
     char *svg = render_line(&plot);
     cr_expect_not_null(strstr(svg, ">5</text>"));
@@ -250,7 +250,7 @@ Test(svg, many_series_get_dashes_and_a_legend_outside) {
     for (int k = 0; k < K; k++) {
         for (int i = 0; i < 3; i++) y[k][i] = k + i;
         snprintf(names[k], sizeof names[k], "s%d", k);
-        series[k] = (tg_plot_series){names[k], NULL, y[k], 3};
+        series[k] = (tg_plot_series){names[k], NULL, y[k], 3, 0};
     }
     tg_line_plot plot = {"many", "x", "y", false, false, series, K, 0, 0};
     char *svg = render_line(&plot);
@@ -266,7 +266,7 @@ Test(svg, long_series_are_downsampled_and_keep_their_spikes) {
     double *y = malloc(N * sizeof *y);
     cr_assert_not_null(y);
     for (int i = 0; i < N; i++) y[i] = i == 54321 ? 100.0 : 1.0 + (i % 2) * 0.01;
-    tg_plot_series series = {"long", NULL, y, N};
+    tg_plot_series series = {"long", NULL, y, N, 0};
     tg_line_plot plot = {"t", "x", "y", false, false, &series, 1, 0, 0};
     char *svg = render_line(&plot);
     cr_expect_lt(strlen(svg), 60000);
@@ -362,7 +362,7 @@ Test(svg, invalid_arguments) {
     char *text = NULL;
     size_t size = 0;
     FILE *out = open_memstream(&text, &size);
-    tg_plot_series ok = {"s", NULL, y, 2}, no_y = {"s", NULL, NULL, 2}, neg = {"s", NULL, y, -1};
+    tg_plot_series ok = {"s", NULL, y, 2, 0}, no_y = {"s", NULL, NULL, 2, 0}, neg = {"s", NULL, y, -1, 0};
     tg_line_plot plot = {"t", NULL, NULL, false, false, &ok, 1, 0, 0};
     cr_expect_eq(tg_svg_line_plot(NULL, &plot), TG_ERR_INVALID);
     cr_expect_eq(tg_svg_line_plot(out, NULL), TG_ERR_INVALID);
@@ -396,7 +396,7 @@ Test(svg, invalid_arguments) {
 
 Test(svg, a_full_stream_is_an_io_error) {
     double y[3] = {1, 2, 3};
-    tg_plot_series series = {"s", NULL, y, 3};
+    tg_plot_series series = {"s", NULL, y, 3, 0};
     tg_line_plot plot = {"t", "x", "y", false, false, &series, 1, 0, 0};
     char buf[64];
     FILE *out = fmemopen(buf, sizeof buf, "w");
