@@ -58,11 +58,6 @@ static void expect_stderr_has(const char *fragment) {
     cr_expect(strstr(text, fragment) != NULL, "stderr \"%s\" lacks \"%s\"", text, fragment);
 }
 
-static bool exists(const char *path) {
-    struct stat st;
-    return lstat(path, &st) == 0;
-}
-
 Test(cli_files, save_targets_are_checked_before_training) {
     cr_assert_eq(mkfifo(in_dir("fifo"), 0600), 0);
     cr_expect_eq(TRAIN("--steps", "2", "--save", in_dir("fifo")), EXIT_USAGE);
