@@ -60,9 +60,10 @@ static int64_t channel_grain(const bn_job *j) {
 /* ---- forward ------------------------------------------------------------------------------- */
 
 /* WAYS whole chunks at a time, each summed in its own lanes: WAYS independent chains of adds
- * where one chunk alone waits on the add's latency at every step (the statistics and the
- * backward's sums ran at a third of the load rate); the chunks' sums are then added to the
- * totals in chunk order, so the numbers are those of one chunk at a time. */
+ * where one chunk alone waits on the add's latency at every step (the statistics ran at about a
+ * third of the load rate); the chunks' sums are then added to the totals in chunk order, so the
+ * numbers are those of one chunk at a time. The backward's sums keep one chunk at a time: with
+ * three inputs and a store per vector, two chunks side by side made them slower. */
 #define WAYS 4
 
 /* sum of x (center 0) or of (x - center)^2 over one run of n values */
