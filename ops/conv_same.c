@@ -182,6 +182,16 @@ static int64_t panel_rows(int64_t out_ch) {
     return rows;
 }
 
+/* One column of a tile: each of its `rows` channels' weight a[m] times the column's two vectors
+ * of positions, added to the channel's two sums. */
+TGI_ALWAYS_INLINE static inline void tile_column(int rows, const float *a, tgi_v8 b0, tgi_v8 b1,
+                                                 tgi_v8 c[MR][2]) {
+    for (int m = 0; m < rows; m++) {
+        tgi_v8 w = tgi_splat8(a[m]);
+        c[m][0] = MADD(c[m][0], w, b0), c[m][1] = MADD(c[m][1], w, b1);
+    }
+}
+
 /* The two vectors of positions start at x0 and x1 (x0 + 8 in the flat order; two row segments,
  * wherever they are, in the row order). a: the panel's weights, [k][rows]. Inlined with rows a
  * constant (6 or 4), the accumulators live in registers (objdump: 12 + 2 + 1 ymm, no spills). */
@@ -189,13 +199,8 @@ TGI_ALWAYS_INLINE static inline void tile_rows(int rows, int64_t k, const int64_
                                                const float *a, const float *x0, const float *x1,
                                                tgi_v8 out[MR][2]) {
     tgi_v8 c[MR][2] = {{{0}}};
-    for (int64_t q = 0; q < k; q++, a += rows) {
-        tgi_v8 b0 = tgi_load8(x0 + offs[q]), b1 = tgi_load8(x1 + offs[q]);
-        for (int m = 0; m < rows; m++) {
-            tgi_v8 w = tgi_splat8(a[m]);
-            c[m][0] = MADD(c[m][0], w, b0), c[m][1] = MADD(c[m][1], w, b1);
-        }
-    }
+    for (int64_t q = 0; q < k; q++, a += rows)
+        tile_column(rows, a, tgi_load8(x0 + offs[q]), tgi_load8(x1 + offs[q]), c);
     for (int m = 0; m < rows; m++) out[m][0] = c[m][0], out[m][1] = c[m][1];
 }
 
@@ -212,13 +217,8 @@ TGI_ALWAYS_INLINE static inline void tile_rows_kw3(int rows, int64_t channels, i
     for (int64_t ch = 0; ch < channels; ch++)
         for (int64_t i = 0; i < kh; i++) {
             const float *r0 = x0 + ch * len + top + i * wp, *r1 = x1 + ch * len + top + i * wp;
-            for (int jj = 0; jj < 3; jj++, a += rows) {
-                tgi_v8 b0 = tgi_load8(r0 + jj), b1 = tgi_load8(r1 + jj);
-                for (int m = 0; m < rows; m++) {
-                    tgi_v8 w = tgi_splat8(a[m]);
-                    c[m][0] = MADD(c[m][0], w, b0), c[m][1] = MADD(c[m][1], w, b1);
-                }
-            }
+            for (int jj = 0; jj < 3; jj++, a += rows)
+                tile_column(rows, a, tgi_load8(r0 + jj), tgi_load8(r1 + jj), c);
         }
     for (int m = 0; m < rows; m++) out[m][0] = c[m][0], out[m][1] = c[m][1];
 }
